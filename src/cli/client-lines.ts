@@ -1,0 +1,33 @@
+import type { ClientEvent } from '../client/index.js';
+import { seconds } from './output.js';
+
+/** The stdout line for a client event, or undefined for events only `DEBUG=ntp:*` shows. */
+export function clientLine(group: string, event: ClientEvent): string | undefined {
+  switch (event.type) {
+    case 'connecting':
+      return event.attempt === 1 ? `groupclient ${group} connecting to ${event.server}` : undefined;
+    case 'login-accepted': {
+      const table = event.apps
+        .map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}` : `${app.name} ✗ (${app.error})`))
+        .join(', ');
+      const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
+      return `group ${group} active on ${event.server}: ${table}${warnings}`;
+    }
+    case 'login-rejected':
+      return `login rejected: ${event.code}: ${event.reason}${event.willRetry ? ' (retrying)' : ''}`;
+    case 'connect-failed':
+      return `cannot reach ${event.server} (attempt ${event.attempt}): ${event.reason}; retrying within ${seconds(event.retryInMs * 2)}`;
+    case 'session-lost':
+      return `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting`;
+    case 'heartbeat-timeout':
+      return `no heartbeat from the server for ${event.silentMs}ms`;
+    case 'local-dial-failed':
+      return `app ${event.app}: cannot reach ${event.target}: ${event.reason}`;
+    case 'stopped':
+      return `groupclient ${group} stopped: ${event.reason}`;
+    case 'work-conn-requested':
+    case 'work-conn-opened':
+    case 'conn-closed':
+      return undefined;
+  }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
+import { defaultClientId } from '../client/client-id.js';
+import { ConfigError, formatHostPort, loadGroupFile, parseHostPort } from '../config/index.js';
+import { clientLine } from './client-lines.js';
+import { fail, say } from './output.js';
+
+const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR]
+       groupclient --config FILE [--server HOST:PORT]
+
+  --group NAME       the group to serve; reads <groups>/<NAME>.yaml
+  --groups DIR       directory of group files (default: config/groups)
+  --config FILE      a group file, named directly
+  --server HOST:PORT the commonserver (default: the file's "server", else 127.0.0.1:7000)
+  --client-id ID     this agent's stable id (default: derived from the host and group)
+  --keep-retrying    keep retrying when the server rejects the login
+  DEBUG=ntp:*        traces every event`;
+
+/** Exit codes: 0 stopped on a signal, 2 bad usage or config, 3 rejected by the server or taken over. */
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      group: { type: 'string' },
+      groups: { type: 'string', default: 'config/groups' },
+      config: { type: 'string' },
+      server: { type: 'string' },
+      'client-id': { type: 'string' },
+      'keep-retrying': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    say(USAGE);
+    return 0;
+  }
+  if (values.group === undefined && values.config === undefined) {
+    fail(`groupclient: name a group with --group NAME (or a file with --config FILE)\n\n${USAGE}`);
+    return 2;
+  }
+  const file = values.config ?? join(values.groups!, `${values.group}.yaml`);
+  const spec = loadGroupFile(file);
+  if (values.group !== undefined && spec.name !== values.group) {
+    fail(`groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
+    return 2;
+  }
+  let server = spec.server ?? { host: '127.0.0.1', port: 7000 };
+  if (values.server !== undefined) {
+    const parsed = parseHostPort(values.server);
+    if (!parsed.ok) {
+      fail(`groupclient: --server: ${parsed.problem}`);
+      return 2;
+    }
+    server = parsed.value;
+  }
+
+  const client = new GroupClient({
+    spec,
+    server,
+    clientId: values['client-id'] ?? defaultClientId(spec.name),
+    keepRetrying: values['keep-retrying']!,
+  });
+  client.events$.subscribe((event) => {
+    const line = clientLine(spec.name, event);
+    if (line !== undefined) say(line);
+  });
+  const stopOn = (signal: string): void => {
+    say(`${signal}: disconnecting from ${formatHostPort(server)}`);
+    client.stop();
+  };
+  process.once('SIGINT', () => stopOn('SIGINT'));
+  process.once('SIGTERM', () => stopOn('SIGTERM'));
+  try {
+    await client.run();
+    return 0;
+  } catch (error) {
+    if (error instanceof LoginRejectedError || error instanceof TakenOverError) {
+      fail(`groupclient: ${error.message}`);
+      return 3;
+    }
+    throw error;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) fail(`groupclient: config error: ${error.message}`);
+    else fail(`groupclient: ${(error as Error).message}`);
+    process.exit(2);
+  },
+);

@@ -1,0 +1,141 @@
+import createDebug from 'debug';
+import { interval, type Subscription } from 'rxjs';
+import type { GroupSpec, HostPort } from '../config/index.js';
+import { heartbeatWatchdog, joinConns, type ControlChannel } from '../net/index.js';
+import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn } from '../protocol/index.js';
+import type { EmitClientEvent } from './events.js';
+import { openWorkConn } from './work-conn.js';
+
+const debug = createDebug('ntp:client:client-session');
+
+export interface SessionEnd {
+  code?: GoodbyeCode;
+  reason: string;
+}
+
+export interface ClientSessionOptions {
+  channel: ControlChannel;
+  spec: GroupSpec;
+  server: HostPort;
+  sessionId: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  dialTimeoutMs: number;
+  emit: EmitClientEvent;
+}
+
+/**
+ * One logged-in common conn: answers ReqWorkConn by relaying to the local target named in
+ * this host's own group file, pings the server and watches for its answers.
+ * `ended` resolves once, with why the session is over.
+ */
+export class ClientSession {
+  readonly ended: Promise<SessionEnd>;
+  private resolveEnded!: (end: SessionEnd) => void;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly relays = new Set<{ destroy(): void }>();
+  private done = false;
+  private pingSeq = 0;
+
+  constructor(private readonly options: ClientSessionOptions) {
+    this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
+  }
+
+  /** Subscribes for the session's messages, then lets the frames held since LoginResp through. */
+  start(): void {
+    const { channel, heartbeatIntervalMs, heartbeatTimeoutMs } = this.options;
+    this.subscriptions.push(
+      channel.messages$.subscribe({
+        next: (message) => this.handleMessage(message),
+        error: (error: Error) => this.end({ reason: `protocol error from the server: ${error.message}` }),
+        complete: () => this.end({ reason: 'the connection to the server closed' }),
+      }),
+      interval(heartbeatIntervalMs).subscribe(() => channel.send({ type: 'Ping', seq: ++this.pingSeq })),
+      channel.messages$.pipe(heartbeatWatchdog(heartbeatTimeoutMs)).subscribe((silentMs) => {
+        this.options.emit({ type: 'heartbeat-timeout', silentMs });
+        this.end({ reason: `no heartbeat from the server for ${silentMs}ms` });
+      }),
+    );
+    channel.release();
+  }
+
+  /** Leaves: a Goodbye to the server, and optionally every live relay torn down. */
+  close(reason: string, { dropLive = false } = {}): void {
+    this.options.channel.goodbye('SHUTDOWN', reason);
+    this.end({ reason }, { destroyChannel: false });
+    if (dropLive) for (const relay of this.relays) relay.destroy();
+  }
+
+  private handleMessage(message: Message): void {
+    switch (message.type) {
+      case 'Ping':
+        this.options.channel.send({ type: 'Pong', seq: message.seq });
+        return;
+      case 'Pong':
+        return;
+      case 'ReqWorkConn':
+        void this.handleReqWorkConn(message);
+        return;
+      case 'Goodbye':
+        return this.end({ code: message.code, reason: message.reason });
+      case 'Hello':
+      case 'Challenge':
+      case 'Login':
+      case 'LoginResp':
+      case 'NewWorkConn':
+      case 'WorkConnFailed':
+        return this.end({ reason: `protocol error: the server sent ${message.type} on an active session` });
+      default:
+        return assertNever(message, 'message');
+    }
+  }
+
+  private async handleReqWorkConn({ app: appName, pairingId }: ReqWorkConn): Promise<void> {
+    const { spec, channel, emit } = this.options;
+    emit({ type: 'work-conn-requested', app: appName, pairingId });
+    // Only targets from our own file: a server cannot steer us anywhere else.
+    const app = spec.apps.find((candidate) => candidate.name === appName);
+    if (app === undefined) {
+      channel.send({ type: 'WorkConnFailed', pairingId, reason: `app "${appName}" is not in the client's group file` });
+      return;
+    }
+    const result = await openWorkConn({
+      server: this.options.server,
+      app,
+      sessionId: this.options.sessionId,
+      pairingId,
+      secret: spec.secret.reveal(),
+      dialTimeoutMs: this.options.dialTimeoutMs,
+    });
+    if (!result.ok) {
+      if (result.stage === 'local') {
+        emit({ type: 'local-dial-failed', app: appName, target: `${app.local.host}:${app.local.port}`, reason: result.reason });
+      }
+      channel.send({ type: 'WorkConnFailed', pairingId, reason: `${result.stage === 'local' ? 'local app' : 'work conn'} unreachable: ${result.reason}` });
+      return;
+    }
+    emit({ type: 'work-conn-opened', app: appName, pairingId });
+    const started = Date.now();
+    const relay = { destroy: () => (result.localConn.destroy(), result.workConn.destroy()) };
+    this.relays.add(relay);
+    const outcome = await joinConns(result.localConn, result.workConn);
+    this.relays.delete(relay);
+    emit({
+      type: 'conn-closed',
+      app: appName,
+      bytesIn: outcome.bytesIn,
+      bytesOut: outcome.bytesOut,
+      durationMs: Date.now() - started,
+      ...(outcome.error ? { error: outcome.error.message } : {}),
+    });
+  }
+
+  private end(end: SessionEnd, { destroyChannel = true } = {}): void {
+    if (this.done) return;
+    this.done = true;
+    for (const subscription of this.subscriptions) subscription.unsubscribe();
+    if (destroyChannel) this.options.channel.destroy();
+    debug('session ended: %s', end.reason);
+    this.resolveEnded(end);
+  }
+}

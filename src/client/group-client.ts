@@ -1,0 +1,158 @@
+import createDebug from 'debug';
+import pRetry, { AbortError } from 'p-retry';
+import { Subject, type Observable } from 'rxjs';
+import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
+import { ControlChannel } from '../net/index.js';
+import { loginProof, PROTOCOL_VERSION } from '../protocol/index.js';
+import { ClientSession } from './client-session.js';
+import { LoginRejectedError, TakenOverError } from './errors.js';
+import type { ClientEvent } from './events.js';
+import { dial } from './work-conn.js';
+
+const debug = createDebug('ntp:client:group-client');
+
+export interface ReconnectPolicy {
+  minDelayMs: number;
+  maxDelayMs: number;
+  factor: number;
+}
+
+export interface GroupClientOptions {
+  spec: GroupSpec;
+  server: HostPort;
+  /** Stable across restarts of this agent, so that a restart takes its group over at once. */
+  clientId: string;
+  /** Keep retrying after the server rejects the login (default: exit with its reason). */
+  keepRetrying?: boolean;
+  reconnect?: Partial<ReconnectPolicy>;
+  /** Limit for dialing the server, a local app, and for each login step. */
+  dialTimeoutMs?: number;
+}
+
+export const RECONNECT_DEFAULTS: ReconnectPolicy = { minDelayMs: 500, maxDelayMs: 20_000, factor: 2 };
+
+/**
+ * The groupclient: logs its group in over the common conn, serves the session, and when the
+ * session is lost logs in again with capped exponential backoff and jitter, forever. The
+ * backoff starts afresh after every successful login.
+ */
+export class GroupClient {
+  private readonly events = new Subject<ClientEvent>();
+  readonly events$: Observable<ClientEvent> = this.events.asObservable();
+  private readonly stopController = new AbortController();
+  private session: ClientSession | undefined;
+  private readonly reconnect: ReconnectPolicy;
+  private readonly dialTimeoutMs: number;
+
+  constructor(private readonly options: GroupClientOptions) {
+    this.reconnect = { ...RECONNECT_DEFAULTS, ...options.reconnect };
+    this.dialTimeoutMs = options.dialTimeoutMs ?? 10_000;
+  }
+
+  private readonly emit = (event: ClientEvent): void => {
+    debug('%o', event);
+    this.events.next(event);
+  };
+
+  /**
+   * Runs until `stop()` (resolves), or until the server rejects the login without
+   * `keepRetrying` (rejects with LoginRejectedError), or another session of this client
+   * takes the group over (rejects with TakenOverError).
+   */
+  async run(): Promise<void> {
+    const { signal } = this.stopController;
+    const server = formatHostPort(this.options.server);
+    try {
+      while (!signal.aborted) {
+        const session = await pRetry((attempt) => this.login(attempt), {
+          retries: Number.POSITIVE_INFINITY,
+          factor: this.reconnect.factor,
+          minTimeout: this.reconnect.minDelayMs,
+          maxTimeout: this.reconnect.maxDelayMs,
+          randomize: true,
+          signal,
+          onFailedAttempt: ({ error, attemptNumber }) => {
+            if (signal.aborted) return;
+            const base = Math.min(this.reconnect.maxDelayMs, this.reconnect.minDelayMs * this.reconnect.factor ** (attemptNumber - 1));
+            this.emit({ type: 'connect-failed', server, attempt: attemptNumber, reason: error.message, retryInMs: base });
+          },
+        });
+        this.session = session;
+        const end = await session.ended;
+        this.session = undefined;
+        if (signal.aborted) break;
+        this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason });
+        if (end.code === 'TAKEN_OVER') throw new TakenOverError(`another session of this client took the group over: ${end.reason}`);
+      }
+      this.emit({ type: 'stopped', reason: 'stopped' });
+    } catch (error) {
+      const cause = error instanceof AbortError ? error.originalError : error;
+      if (signal.aborted && !(cause instanceof LoginRejectedError)) {
+        this.emit({ type: 'stopped', reason: 'stopped' });
+        return;
+      }
+      this.emit({ type: 'stopped', reason: (cause as Error).message });
+      throw cause;
+    } finally {
+      this.events.complete();
+    }
+  }
+
+  /** Says goodbye to the server and tears down every relay. */
+  stop(reason = 'the groupclient is stopping'): void {
+    this.stopController.abort();
+    this.session?.close(reason, { dropLive: true });
+  }
+
+  /** One attempt: connect, Hello, Challenge, Login, LoginResp. Resolves with a live session. */
+  private async login(attempt: number): Promise<ClientSession> {
+    const { spec, server, clientId } = this.options;
+    this.emit({ type: 'connecting', server: formatHostPort(server), attempt });
+    const socket = await dial(server, this.dialTimeoutMs);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('error', (error) => debug('common conn: %s', error.message));
+    const channel = new ControlChannel(socket);
+    const giveUp = setTimeout(() => channel.destroy(), this.dialTimeoutMs);
+    const onStop = (): void => channel.destroy();
+    this.stopController.signal.addEventListener('abort', onStop, { once: true });
+    try {
+      const challenge = channel.next('Challenge');
+      channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group: spec.name, clientId });
+      const { nonce } = await challenge;
+      const reply = channel.next('LoginResp');
+      channel.send({
+        type: 'Login',
+        proof: loginProof(spec.secret.reveal(), nonce, spec.name, clientId),
+        apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort })),
+      });
+      const resp = await reply;
+      if (resp.error !== undefined) {
+        channel.destroy();
+        const rejected = new LoginRejectedError(resp.error.code, resp.error.reason);
+        this.emit({ type: 'login-rejected', code: resp.error.code, reason: resp.error.reason, willRetry: this.options.keepRetrying === true });
+        if (this.options.keepRetrying) throw rejected;
+        throw new AbortError(rejected);
+      }
+      const session = new ClientSession({
+        channel,
+        spec,
+        server,
+        sessionId: resp.sessionId!,
+        heartbeatIntervalMs: resp.heartbeatIntervalMs!,
+        heartbeatTimeoutMs: resp.heartbeatTimeoutMs!,
+        dialTimeoutMs: this.dialTimeoutMs,
+        emit: this.emit,
+      });
+      session.start();
+      this.emit({ type: 'login-accepted', server: formatHostPort(server), apps: resp.apps ?? [], warnings: resp.warnings ?? [] });
+      return session;
+    } catch (error) {
+      channel.destroy();
+      throw error;
+    } finally {
+      clearTimeout(giveUp);
+      this.stopController.signal.removeEventListener('abort', onStop);
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import { connect, type Socket } from 'node:net';
+import type { AppSpec } from '../config/index.js';
+import { formatHostPort, type HostPort } from '../config/index.js';
+import { encodeFrame, joinProof, type NewWorkConn } from '../protocol/index.js';
+
+/** Opens a TCP connection, allowing half-close; rejects on error or after `timeoutMs`. */
+export function dial(target: HostPort, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`${formatHostPort(target)}: no answer within ${timeoutMs}ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      resolve(socket);
+    });
+    const onError = (error: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      reject(new Error(`${formatHostPort(target)}: ${error.code ?? error.message}`));
+    };
+    socket.once('error', onError);
+  });
+}
+
+export interface WorkConnRequest {
+  server: HostPort;
+  app: AppSpec;
+  sessionId: string;
+  pairingId: string;
+  secret: string;
+  dialTimeoutMs: number;
+}
+
+export type WorkConnResult =
+  | { ok: true; localConn: Socket; workConn: Socket }
+  | { ok: false; stage: 'local' | 'server'; reason: string };
+
+/**
+ * Dials the app's local target first (so a dead app is reported at once, without opening
+ * anything on the server), then a work conn to the common port that presents the pairing.
+ * Nothing is read from the local app until the caller joins the two: a server-speaks-first
+ * banner waits in the kernel meanwhile.
+ */
+export async function openWorkConn(request: WorkConnRequest): Promise<WorkConnResult> {
+  let localConn: Socket;
+  try {
+    localConn = await dial(request.app.local, request.dialTimeoutMs);
+  } catch (error) {
+    return { ok: false, stage: 'local', reason: (error as Error).message };
+  }
+  localConn.on('error', ignoreUntilJoined);
+  let workConn: Socket;
+  try {
+    workConn = await dial(request.server, request.dialTimeoutMs);
+  } catch (error) {
+    localConn.destroy();
+    return { ok: false, stage: 'server', reason: (error as Error).message };
+  }
+  workConn.on('error', ignoreUntilJoined);
+  const message: NewWorkConn = {
+    type: 'NewWorkConn',
+    sessionId: request.sessionId,
+    pairingId: request.pairingId,
+    proof: joinProof(request.secret, request.sessionId, request.pairingId),
+  };
+  workConn.write(encodeFrame(message));
+  return { ok: true, localConn, workConn };
+}
+
+// joinConns installs the real handlers; until then an error just waits to be seen as a close.
+function ignoreUntilJoined(): void {}

@@ -1,0 +1,106 @@
+import { basename, extname } from 'node:path';
+import { Secret } from './secret.js';
+import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
+import { YamlFile } from './yaml-file.js';
+
+export interface AppSpec {
+  readonly name: string;
+  /** Where the groupclient dials on its own host. The server never sends this. */
+  readonly local: HostPort;
+  /** The public port on the commonserver; 0 lets the server choose and report it. */
+  readonly remotePort: number;
+}
+
+export interface GroupSpec {
+  readonly name: string;
+  readonly secret: Secret;
+  readonly apps: readonly AppSpec[];
+  /** Client-side only: the commonserver to connect to, when not given on the command line. */
+  readonly server?: HostPort;
+  readonly file: string;
+}
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
+const GROUP_KEYS = ['name', 'secret', 'apps', 'server'] as const;
+const APP_KEYS = ['name', 'local', 'remotePort'] as const;
+export const MIN_SECRET_LENGTH = 16;
+
+/**
+ * Reads one group file (`<groups>/<name>.yaml`). The same file serves both ends: the server
+ * takes the name, secret and public ports; the client takes the secret and local targets.
+ */
+export function loadGroupFile(file: string, env: NodeJS.ProcessEnv = process.env): GroupSpec {
+  return parseGroupFile(YamlFile.read(file), env);
+}
+
+export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.env): GroupSpec {
+  const root = yaml.mapAt([], yaml.root());
+  yaml.onlyKeys([], root, GROUP_KEYS);
+
+  const name = root.name;
+  if (typeof name !== 'string' || !NAME.test(name)) {
+    throw yaml.error(['name'], 'expected a group name of letters, digits, "-", "_" or "." (at most 64)');
+  }
+  const stem = basename(yaml.file, extname(yaml.file));
+  if (stem !== name && /\.ya?ml$/.test(yaml.file)) {
+    throw yaml.error(['name'], `group "${name}" must live in a file named ${name}.yaml (found ${basename(yaml.file)})`);
+  }
+
+  const secret = parseSecret(yaml, root.secret, env);
+
+  if (!Array.isArray(root.apps) || root.apps.length === 0) {
+    throw yaml.error(['apps'], 'expected a list of at least one app');
+  }
+  const apps: AppSpec[] = [];
+  const names = new Set<string>();
+  const ports = new Map<number, string>();
+  root.apps.forEach((raw: unknown, i: number) => {
+    const app = yaml.mapAt(['apps', i], raw);
+    yaml.onlyKeys(['apps', i], app, APP_KEYS);
+    if (typeof app.name !== 'string' || !NAME.test(app.name)) {
+      throw yaml.error(['apps', i, 'name'], 'expected an app name of letters, digits, "-", "_" or "."');
+    }
+    if (names.has(app.name)) throw yaml.error(['apps', i, 'name'], `duplicate app name "${app.name}"`);
+    names.add(app.name);
+    const local = yaml.expect(['apps', i, 'local'], parseHostPort(app.local));
+    const remotePort = yaml.expect(['apps', i, 'remotePort'], parsePort(app.remotePort));
+    const other = ports.get(remotePort);
+    if (remotePort !== 0 && other !== undefined) {
+      throw yaml.error(['apps', i, 'remotePort'], `port ${remotePort} is already used by app "${other}"`);
+    }
+    ports.set(remotePort, app.name);
+    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort }));
+  });
+
+  const spec: GroupSpec = {
+    name,
+    secret,
+    apps: Object.freeze(apps),
+    file: yaml.file,
+    ...(root.server === undefined ? {} : { server: yaml.expect(['server'], parseHostPort(root.server)) }),
+  };
+  return Object.freeze(spec);
+}
+
+/** `${VAR}` anywhere in the value is replaced from the environment; a missing VAR is an error. */
+function parseSecret(yaml: YamlFile, raw: unknown, env: NodeJS.ProcessEnv): Secret {
+  if (typeof raw !== 'string' || raw.length === 0) {
+    throw yaml.error(['secret'], 'expected a secret (a literal, or ${VAR} to read it from the environment)');
+  }
+  const value = raw.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
+    const found = env[variable];
+    if (found === undefined || found === '') {
+      throw yaml.error(['secret'], `environment variable ${variable} is not set`);
+    }
+    return found;
+  });
+  if (value.length < MIN_SECRET_LENGTH) {
+    // Never quote the value: the error may end up in a log.
+    throw yaml.error(['secret'], `too short: use at least ${MIN_SECRET_LENGTH} characters`);
+  }
+  return new Secret(value);
+}
+
+export function describeApps(spec: GroupSpec): string {
+  return spec.apps.map((app) => `${app.name} ${formatHostPort(app.local)}`).join(', ');
+}

@@ -1,0 +1,102 @@
+import { readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { ConfigError } from './errors.js';
+import { loadGroupFile, type GroupSpec } from './group-file.js';
+import { parseDuration, parseHostPort, type HostPort } from './values.js';
+import { YamlFile } from './yaml-file.js';
+
+export interface ServerConfig {
+  /** The common port: control and work connections. */
+  readonly bind: HostPort;
+  /** Absolute path of the groups directory (the readyGroup registry). */
+  readonly groupsDir: string;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatTimeoutMs: number;
+  /** How long a user conn waits for its work conn before it is closed. */
+  readonly pairingTimeoutMs: number;
+  /** How long a new conn on the common port may take to log in or join. */
+  readonly handshakeTimeoutMs: number;
+  readonly file?: string;
+}
+
+export const SERVER_DEFAULTS = {
+  heartbeatIntervalMs: 10_000,
+  heartbeatTimeoutMs: 30_000,
+  pairingTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
+} as const;
+
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout'] as const;
+
+export function loadServerConfig(file: string): ServerConfig {
+  const yaml = YamlFile.read(file);
+  const root = yaml.mapAt([], yaml.root() ?? {});
+  yaml.onlyKeys([], root, SERVER_KEYS);
+
+  const bind = yaml.expect(['bind'], parseHostPort(root.bind ?? '0.0.0.0:7000', { allowPortZero: true }));
+  if (root.groups !== undefined && typeof root.groups !== 'string') {
+    throw yaml.error(['groups'], 'expected a directory path');
+  }
+  const groupsDir = resolve(dirname(file), (root.groups as string | undefined) ?? './groups');
+
+  let heartbeatIntervalMs: number = SERVER_DEFAULTS.heartbeatIntervalMs;
+  let heartbeatTimeoutMs: number = SERVER_DEFAULTS.heartbeatTimeoutMs;
+  if (root.heartbeat !== undefined) {
+    const heartbeat = yaml.mapAt(['heartbeat'], root.heartbeat);
+    yaml.onlyKeys(['heartbeat'], heartbeat, ['interval', 'timeout']);
+    if (heartbeat.interval !== undefined) heartbeatIntervalMs = yaml.expect(['heartbeat', 'interval'], parseDuration(heartbeat.interval));
+    if (heartbeat.timeout !== undefined) heartbeatTimeoutMs = yaml.expect(['heartbeat', 'timeout'], parseDuration(heartbeat.timeout));
+  }
+  if (heartbeatIntervalMs < 50) throw yaml.error(['heartbeat', 'interval'], 'must be at least 50ms');
+  if (heartbeatTimeoutMs <= heartbeatIntervalMs) {
+    throw yaml.error(['heartbeat', 'timeout'], `must be longer than the interval (${heartbeatIntervalMs}ms)`);
+  }
+  const pairingTimeoutMs = root.pairingTimeout === undefined ? SERVER_DEFAULTS.pairingTimeoutMs : yaml.expect(['pairingTimeout'], parseDuration(root.pairingTimeout));
+  const handshakeTimeoutMs = root.handshakeTimeout === undefined ? SERVER_DEFAULTS.handshakeTimeoutMs : yaml.expect(['handshakeTimeout'], parseDuration(root.handshakeTimeout));
+
+  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, file });
+}
+
+export interface GroupDirectory {
+  groups: GroupSpec[];
+  /** Files that could not be registered; each is reported and skipped, the rest still load. */
+  errors: ConfigError[];
+}
+
+/**
+ * Loads every `*.yaml` / `*.yml` in the registry directory. One bad file never stops the
+ * others: it is reported with its reason, and a name or public port claimed twice keeps the
+ * first file (in name order) and reports the second.
+ */
+export function loadGroupDirectory(dir: string, env: NodeJS.ProcessEnv = process.env): GroupDirectory {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir).filter((entry) => /\.ya?ml$/.test(entry)).sort();
+  } catch (error) {
+    throw new ConfigError('CONFIG_READ', `${dir}: cannot read the groups directory: ${(error as Error).message}`, dir);
+  }
+  const groups: GroupSpec[] = [];
+  const errors: ConfigError[] = [];
+  const portOwners = new Map<number, string>();
+  for (const entry of entries) {
+    const file = join(dir, entry);
+    try {
+      const spec = loadGroupFile(file, env);
+      if (groups.some((g) => g.name === spec.name)) {
+        throw new ConfigError('CONFIG_INVALID', `${file}: name: group "${spec.name}" is already registered`, file, 'name');
+      }
+      for (const app of spec.apps) {
+        const owner = portOwners.get(app.remotePort);
+        if (app.remotePort !== 0 && owner !== undefined) {
+          throw new ConfigError('CONFIG_INVALID', `${file}: apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${owner}`, file, `apps.${app.name}.remotePort`);
+        }
+      }
+      for (const app of spec.apps) if (app.remotePort !== 0) portOwners.set(app.remotePort, `${spec.name}/${app.name}`);
+      groups.push(spec);
+    } catch (error) {
+      if (error instanceof ConfigError) errors.push(error);
+      else throw error;
+    }
+  }
+  return { groups, errors };
+}

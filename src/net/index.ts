@@ -1,0 +1,4 @@
+export * from './control-channel.js';
+export * from './frame-reader.js';
+export * from './heartbeat.js';
+export * from './join-conns.js';

@@ -1,0 +1,20 @@
+/** Errors that a peer caused by what it sent. `code` is stable; tests assert on it. */
+export type ProtocolErrorCode =
+  | 'FRAME_TOO_LARGE'
+  | 'BAD_JSON'
+  | 'BAD_MESSAGE'
+  | 'UNEXPECTED_MESSAGE'
+  | 'VERSION_MISMATCH'
+  | 'HANDSHAKE_TIMEOUT'
+  | 'CONNECTION_CLOSED';
+
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+  constructor(
+    readonly code: ProtocolErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,254 @@
+import createDebug from 'debug';
+import type { Socket } from 'node:net';
+import { filter, type Observable, type Subscription } from 'rxjs';
+import type { GroupSpec } from '../config/index.js';
+import { heartbeatWatchdog, type ControlChannel } from '../net/index.js';
+import {
+  assertNever,
+  joinProof,
+  proofsMatch,
+  randomId,
+  type AppBinding,
+  type AppDeclaration,
+  type Message,
+  type NewWorkConn,
+} from '../protocol/index.js';
+import { AppServer, type UserConnSink } from './app-server.js';
+import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
+import { Pairings, type PendingUser } from './pairings.js';
+
+const debug = createDebug('ntp:server:app-group');
+
+export interface AppGroupOptions {
+  spec: GroupSpec;
+  channel: ControlChannel;
+  clientId: string;
+  /** The apps the client's own group file declares (for mismatch warnings only). */
+  declaredApps: readonly AppDeclaration[];
+  bindHost: string;
+  heartbeatTimeoutMs: number;
+  pairingTimeoutMs: number;
+  emit: EmitServerEvent;
+  events$: Observable<ServerEvent>;
+  onDeactivated: (group: AppGroup) => void;
+}
+
+/**
+ * An activated group: one client session, its heartbeat watch, and one AppServer per app.
+ * Lives from a successful login until `deactivate`; a later login makes a new AppGroup.
+ */
+export class AppGroup implements UserConnSink {
+  readonly name: string;
+  readonly sessionId = randomId();
+  readonly since = Date.now();
+  readonly clientId: string;
+  readonly clientAddress: string;
+  lastHeartbeatAt = Date.now();
+  private readonly appServers = new Map<string, AppServer>();
+  private readonly pairings: Pairings;
+  private readonly subscriptions: Subscription[] = [];
+  private active = true;
+
+  constructor(private readonly options: AppGroupOptions) {
+    this.name = options.spec.name;
+    this.clientId = options.clientId;
+    this.clientAddress = options.channel.peer;
+    this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
+  }
+
+  /** This group's slice of the server's event stream. */
+  get events$(): Observable<ServerEvent> {
+    return this.options.events$.pipe(filter((event) => 'group' in event && event.group === this.name));
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  get apps(): ReadonlyMap<string, AppServer> {
+    return this.appServers;
+  }
+
+  get pendingUserCount(): number {
+    return this.pairings.size;
+  }
+
+  /**
+   * Starts watching the control conn, then opens every app's public port. An app whose port
+   * cannot be bound fails alone; the others serve. Returns what to tell the client.
+   */
+  async activate(): Promise<{ apps: AppBinding[]; warnings: string[] }> {
+    const { channel, heartbeatTimeoutMs } = this.options;
+    this.subscriptions.push(
+      channel.messages$.subscribe({
+        next: (message) => this.handleMessage(message),
+        error: (error: Error & { code?: string }) => {
+          this.options.emit({ type: 'bad-peer', remote: channel.peer, code: error.code ?? 'PROTOCOL_ERROR', reason: error.message });
+          this.deactivate('PROTOCOL_ERROR', `protocol error: ${error.message}`);
+        },
+        complete: () => this.deactivate('CONNECTION_LOST', 'the common conn closed'),
+      }),
+      channel.messages$.pipe(heartbeatWatchdog(heartbeatTimeoutMs)).subscribe((silentMs) => {
+        this.options.emit({ type: 'heartbeat-timeout', group: this.name, silentMs });
+        this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${silentMs}ms`);
+      }),
+    );
+
+    channel.release();
+    const apps = await Promise.all(this.options.spec.apps.map((app) => this.openApp(app)));
+    return { apps, warnings: this.compareWithClient() };
+  }
+
+  /** The one place control messages from the client are dispatched. */
+  private handleMessage(message: Message): void {
+    switch (message.type) {
+      case 'Ping':
+        this.lastHeartbeatAt = Date.now();
+        this.options.channel.send({ type: 'Pong', seq: message.seq });
+        this.options.emit({ type: 'heartbeat', group: this.name, seq: message.seq });
+        return;
+      case 'Pong':
+        this.lastHeartbeatAt = Date.now();
+        return;
+      case 'WorkConnFailed':
+        return this.handleWorkConnFailed(message.pairingId, message.reason);
+      case 'Goodbye':
+        return this.deactivate('CLIENT_LEFT', `client said goodbye: ${message.reason}`);
+      case 'Hello':
+      case 'Challenge':
+      case 'Login':
+      case 'LoginResp':
+      case 'ReqWorkConn':
+      case 'NewWorkConn':
+        this.options.emit({
+          type: 'bad-peer',
+          remote: this.clientAddress,
+          code: 'UNEXPECTED_MESSAGE',
+          reason: `${message.type} is not valid on an active common conn`,
+        });
+        return this.deactivate('PROTOCOL_ERROR', `unexpected ${message.type} on the common conn`);
+      default:
+        return assertNever(message, 'message');
+    }
+  }
+
+  onUserConn(app: AppServer, userConn: Socket): void {
+    const remote = `${userConn.remoteAddress}:${userConn.remotePort}`;
+    if (!this.active) {
+      userConn.destroy();
+      return;
+    }
+    const pending = this.pairings.hold(app, userConn);
+    this.options.emit({ type: 'user-conn-accepted', group: this.name, app: app.name, remote, pairingId: pending.pairingId });
+    this.options.channel.send({ type: 'ReqWorkConn', app: app.name, pairingId: pending.pairingId });
+    this.options.emit({ type: 'work-conn-requested', group: this.name, app: app.name, pairingId: pending.pairingId });
+  }
+
+  /**
+   * A work conn presented a pairing id of this session. Returns null when joined, or why it
+   * was refused (the caller closes the work conn and reports the peer).
+   */
+  acceptWorkConn(message: NewWorkConn, workConn: Socket): string | null {
+    const pending = this.pairings.peek(message.pairingId);
+    if (pending === undefined) return 'unknown, used or expired pairing id';
+    const expected = joinProof(this.options.spec.secret.reveal(), this.sessionId, message.pairingId);
+    // A bad proof does not consume the pairing: the real client may still arrive in time.
+    if (!proofsMatch(expected, message.proof)) return 'bad join proof';
+    this.pairings.take(message.pairingId);
+    this.options.emit({
+      type: 'work-conn-joined',
+      group: this.name,
+      app: pending.app.name,
+      pairingId: pending.pairingId,
+      waitedMs: Date.now() - pending.since,
+    });
+    pending.app.relay(pending.userConn, workConn, pending.pairingId);
+    return null;
+  }
+
+  /**
+   * Leaves inUseGroup: public ports closed (freed for the next activation), held users closed,
+   * the client told why. Relays already joined keep running unless `dropLive`. Idempotent.
+   */
+  deactivate(code: DeactivationCode, reason: string, { dropLive = false } = {}): void {
+    if (!this.active) return;
+    this.active = false;
+    for (const subscription of this.subscriptions) subscription.unsubscribe();
+    for (const app of this.appServers.values()) app.close({ dropLive });
+    for (const user of this.pairings.dropAll()) {
+      this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
+    }
+    if (code === 'CONNECTION_LOST' || code === 'CLIENT_LEFT') this.options.channel.destroy();
+    else this.options.channel.goodbye(code, reason);
+    debug('%s deactivated: %s', this.name, reason);
+    this.options.emit({ type: 'group-deactivated', group: this.name, code, reason });
+    this.options.onDeactivated(this);
+  }
+
+  private async openApp(app: GroupSpec['apps'][number]): Promise<AppBinding> {
+    const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit);
+    this.appServers.set(app.name, server);
+    try {
+      const port = await server.listen();
+      // The client may have gone while we were binding.
+      if (!this.active) server.close();
+      return { name: app.name, remotePort: port, state: 'listening' };
+    } catch (error) {
+      const reason = describeBindError(error as NodeJS.ErrnoException, app.remotePort);
+      this.appServers.delete(app.name);
+      this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason });
+      return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason };
+    }
+  }
+
+  private handleWorkConnFailed(pairingId: string, reason: string): void {
+    const user = this.pairings.take(pairingId);
+    if (user === undefined) return; // already expired or abandoned: nothing left to close
+    user.userConn.destroy();
+    this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId, reason });
+  }
+
+  private readonly onPairingExpired = (user: PendingUser): void => {
+    user.userConn.destroy();
+    this.options.emit({
+      type: 'work-conn-failed',
+      group: this.name,
+      app: user.app.name,
+      pairingId: user.pairingId,
+      reason: `no work conn within ${this.options.pairingTimeoutMs}ms`,
+    });
+  };
+
+  /** The server's registry is the authority; differences are reported, never guessed at. */
+  private compareWithClient(): string[] {
+    const warnings: string[] = [];
+    const declared = new Map(this.options.declaredApps.map((app) => [app.name, app]));
+    for (const app of this.options.spec.apps) {
+      const mine = declared.get(app.name);
+      if (mine === undefined) {
+        warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
+      } else if (mine.remotePort !== app.remotePort) {
+        warnings.push(`app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`);
+      }
+    }
+    for (const name of declared.keys()) {
+      if (!this.options.spec.apps.some((app) => app.name === name)) {
+        warnings.push(`app "${name}" is in the client's group file but not in the server's registry: it is not exposed`);
+      }
+    }
+    return warnings;
+  }
+}
+
+function describeBindError(error: NodeJS.ErrnoException, port: number): string {
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return `port ${port} is already in use`;
+    case 'EACCES':
+      return `port ${port} is not allowed (privileged port or no permission)`;
+    case 'EADDRNOTAVAIL':
+      return `the bind address is not available on this host`;
+    default:
+      return `cannot listen on port ${port}: ${error.message}`;
+  }
+}

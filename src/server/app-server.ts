@@ -1,0 +1,104 @@
+import createDebug from 'debug';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AppSpec } from '../config/index.js';
+import { joinConns, peerOf } from '../net/index.js';
+import type { EmitServerEvent } from './events.js';
+
+const debug = createDebug('ntp:server:app-server');
+
+/** What an AppServer needs from its AppGroup: a work conn for each UserConn it holds. */
+export interface UserConnSink {
+  onUserConn(app: AppServer, userConn: Socket): void;
+}
+
+/**
+ * One app's public port. It holds each UserConn (paused, so nothing is read before a work
+ * conn exists) and hands it to its AppGroup for pairing; once paired it relays the two.
+ */
+export class AppServer {
+  private readonly server: Server;
+  private readonly liveConns = new Set<Socket>();
+  private closed = false;
+  /** The port actually bound (differs from the spec when remotePort is 0). */
+  port = 0;
+  totalBytesIn = 0;
+  totalBytesOut = 0;
+
+  constructor(
+    readonly group: string,
+    readonly spec: AppSpec,
+    private readonly bindHost: string,
+    private readonly sink: UserConnSink,
+    private readonly emit: EmitServerEvent,
+  ) {
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
+    // Accept errors (EMFILE and the like) must not take the process down; the server keeps listening.
+    this.server.on('error', (error) => debug('%s/%s accept error: %s', group, spec.name, error.message));
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get liveConnCount(): number {
+    return this.liveConns.size;
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException): void => {
+        this.server.off('listening', onListening);
+        reject(error);
+      };
+      const onListening = (): void => {
+        this.server.off('error', onError);
+        this.port = (this.server.address() as AddressInfo).port;
+        debug('%s/%s listening on %s:%d', this.group, this.name, this.bindHost, this.port);
+        resolve(this.port);
+      };
+      this.server.once('error', onError);
+      this.server.once('listening', onListening);
+      this.server.listen({ host: this.bindHost, port: this.spec.remotePort, exclusive: true });
+    });
+  }
+
+  /** Stops accepting; relays already joined carry on unless `dropLive`. Idempotent. */
+  close({ dropLive = false } = {}): void {
+    if (!this.closed) {
+      this.closed = true;
+      if (this.server.listening) this.server.close();
+    }
+    if (dropLive) for (const conn of this.liveConns) conn.destroy();
+  }
+
+  /** Relays a paired UserConn and work conn until both are done, then reports the bytes. */
+  relay(userConn: Socket, workConn: Socket, pairingId: string): void {
+    const started = Date.now();
+    this.liveConns.add(userConn);
+    void joinConns(userConn, workConn).then((result) => {
+      this.liveConns.delete(userConn);
+      this.totalBytesIn += result.bytesIn;
+      this.totalBytesOut += result.bytesOut;
+      this.emit({
+        type: 'conn-closed',
+        group: this.group,
+        app: this.name,
+        pairingId,
+        bytesIn: result.bytesIn,
+        bytesOut: result.bytesOut,
+        durationMs: Date.now() - started,
+        ...(result.error ? { error: result.error.message } : {}),
+      });
+    });
+  }
+
+  private readonly onUserConn = (userConn: Socket): void => {
+    userConn.on('error', (error) => debug('%s/%s user conn %s: %s', this.group, this.name, peerOf(userConn), error.message));
+    if (this.closed) {
+      userConn.destroy();
+      return;
+    }
+    userConn.setKeepAlive(true, 30_000);
+    this.sink.onUserConn(this, userConn);
+  };
+}

@@ -1,0 +1,37 @@
+import type { AppBinding, GoodbyeCode, LoginRejectCode } from '../protocol/index.js';
+
+/** What happens on a commonserver, in the vocabulary of the sequence diagram. */
+export type ServerEvent =
+  | { type: 'listening'; address: string }
+  | { type: 'group-registered'; group: string; apps: number }
+  | { type: 'group-registration-failed'; file: string; reason: string }
+  | { type: 'group-deregistered'; group: string }
+  | { type: 'client-connected'; group: string; clientId: string; remote: string }
+  | { type: 'login-rejected'; group?: string; remote: string; code: LoginRejectCode; reason: string }
+  | { type: 'group-activated'; group: string; clientId: string; remote: string; apps: AppBinding[]; warnings: string[] }
+  | { type: 'app-failed'; group: string; app: string; port: number; reason: string }
+  | { type: 'heartbeat'; group: string; seq: number }
+  | { type: 'heartbeat-timeout'; group: string; silentMs: number }
+  | { type: 'user-conn-accepted'; group: string; app: string; remote: string; pairingId: string }
+  | { type: 'user-conn-refused'; group: string; app: string; remote: string; reason: string }
+  | { type: 'work-conn-requested'; group: string; app: string; pairingId: string }
+  | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number }
+  | { type: 'work-conn-failed'; group: string; app: string; pairingId: string; reason: string }
+  | {
+      type: 'conn-closed';
+      group: string;
+      app: string;
+      pairingId: string;
+      bytesIn: number;
+      bytesOut: number;
+      durationMs: number;
+      error?: string;
+    }
+  | { type: 'group-deactivated'; group: string; code: DeactivationCode; reason: string }
+  | { type: 'bad-peer'; remote: string; code: string; reason: string };
+
+/** Why a group left inUseGroup: a Goodbye we sent, or the client's own departure. */
+export type DeactivationCode = GoodbyeCode | 'CLIENT_LEFT' | 'CONNECTION_LOST';
+
+export type ServerEventType = ServerEvent['type'];
+export type EmitServerEvent = (event: ServerEvent) => void;
