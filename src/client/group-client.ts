@@ -84,11 +84,11 @@ export class GroupClient {
         this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason });
         if (end.code === 'TAKEN_OVER') throw new TakenOverError(`another session of this client took the group over: ${end.reason}`);
       }
-      this.emit({ type: 'stopped', reason: 'stopped' });
+      this.emit({ type: 'stopped', reason: 'on request' });
     } catch (error) {
       const cause = error instanceof AbortError ? error.originalError : error;
       if (signal.aborted && !(cause instanceof LoginRejectedError)) {
-        this.emit({ type: 'stopped', reason: 'stopped' });
+        this.emit({ type: 'stopped', reason: 'on request' });
         return;
       }
       this.emit({ type: 'stopped', reason: (cause as Error).message });
