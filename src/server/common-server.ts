@@ -140,9 +140,15 @@ export class CommonServer {
         liveGroup: (name) => this.inUseGroup.get(name),
       });
     } catch (error) {
+      channel.destroy();
+      // A peer that just went away (or was cut by the handshake deadline, already reported)
+      // is not worth a line of its own.
+      if (error instanceof ProtocolError && error.code === 'CONNECTION_CLOSED') {
+        debug('login of group %s from %s abandoned: %s', hello.group, channel.peer, error.message);
+        return;
+      }
       const code = error instanceof ProtocolError ? error.code : 'LOGIN_FAILED';
       this.badPeer(channel.peer, code, `login of group "${hello.group}" failed: ${(error as Error).message}`);
-      channel.destroy();
       return;
     }
     if (!outcome.accepted) {

@@ -47,12 +47,18 @@ export function readBytes(socket: Socket, count: number): Promise<Buffer> {
   });
 }
 
-/** Resolves when the socket closes, with how long that took from now. */
+/**
+ * Resolves when the peer closes the connection (its FIN or a reset: with allowHalfOpen a FIN
+ * alone never emits 'close'), with how long that took from now. Starts reading to see it.
+ */
 export function closedWithin(socket: Socket): Promise<number> {
   const started = Date.now();
   return new Promise((resolve) => {
-    if (socket.destroyed) resolve(0);
-    socket.once('close', () => resolve(Date.now() - started));
+    if (socket.destroyed || socket.readableEnded) resolve(0);
+    const done = (): void => resolve(Date.now() - started);
+    socket.once('end', done);
+    socket.once('close', done);
+    socket.resume();
   });
 }
 
