@@ -81,8 +81,9 @@ export class GroupClient {
         const end = await session.ended;
         this.session = undefined;
         if (signal.aborted) break;
+        // Taken over: this session must not fight back, so it is not "lost; reconnecting".
+        if (end.code === 'TAKEN_OVER') throw new TakenOverError(end.reason);
         this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason });
-        if (end.code === 'TAKEN_OVER') throw new TakenOverError(`another session of this client took the group over: ${end.reason}`);
       }
       this.emit({ type: 'stopped', reason: 'stopped' });
     } catch (error) {
@@ -91,7 +92,9 @@ export class GroupClient {
         this.emit({ type: 'stopped', reason: 'stopped' });
         return;
       }
-      this.emit({ type: 'stopped', reason: (cause as Error).message });
+      // A rejection's reason was just printed with its login-rejected event: name only the code.
+      const reason = cause instanceof LoginRejectedError ? `login rejected (${cause.code})` : (cause as Error).message;
+      this.emit({ type: 'stopped', reason });
       throw cause;
     } finally {
       this.events.complete();
