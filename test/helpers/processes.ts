@@ -13,6 +13,7 @@ export class CliProcess {
   readonly stderr: string[] = [];
   private readonly child: ChildProcess;
   private readonly waiters = new Set<() => void>();
+  private suspended = false;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -75,13 +76,33 @@ export class CliProcess {
     });
   }
 
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    if (this.running) this.child.kill(signal);
+  }
+
+  /**
+   * SIGSTOP: the process freezes with its sockets open, so its peers see a live but silent
+   * connection (a path that died without a FIN). `stop()` then uses SIGKILL.
+   */
+  suspend(): void {
+    this.suspended = true;
+    this.kill('SIGSTOP');
+  }
+
+  /** SIGKILL, and resolves once the process is gone. */
+  async killHard(): Promise<void> {
+    this.kill('SIGKILL');
+    await this.exited;
   }
 
   /** SIGTERM, then SIGKILL if it lingers; resolves once the process is gone. */
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (!this.running) return;
+    if (this.suspended) return this.killHard();
     this.kill('SIGTERM');
     const timer = setTimeout(() => this.kill('SIGKILL'), 3000);
     await this.exited;
@@ -100,6 +121,20 @@ function collectLines(stream: NodeJS.ReadableStream, onLine: (line: string) => v
   stream.on('end', () => {
     if (partial) onLine(partial);
   });
+}
+
+/** Every process a test file started, so that `after` stops them all, whatever failed. */
+export class ProcessSet {
+  private readonly all = new Set<CliProcess>();
+
+  add<T extends CliProcess>(process: T): T {
+    this.all.add(process);
+    return process;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.all].map((process) => process.stop()));
+  }
 }
 
 /** Starts `commonserver --config FILE` and waits until it listens; returns it with its port. */
@@ -134,4 +169,17 @@ export function parsePortTable(line: string): Map<string, number> {
   const ports = new Map<string, number>();
   for (const match of line.matchAll(/(\S+) → (?:server port |:)(\d+)/g)) ports.set(match[1]!, Number(match[2]));
   return ports;
+}
+
+/**
+ * Waits for the groupclient's "group NAME active on ..." line (at or after stdout line
+ * `fromLine`) and returns its app → public port table.
+ */
+export async function waitForGroupActive(
+  client: CliProcess,
+  group: string,
+  { timeoutMs = 10_000, fromLine = 0 } = {},
+): Promise<Map<string, number>> {
+  const match = await client.waitForLine(new RegExp(`group ${group} active on .*`), { timeoutMs, fromLine });
+  return parsePortTable(match[0]);
 }
