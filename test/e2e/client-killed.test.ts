@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
+import { startFaultRelay, type FaultRelay } from '../helpers/fault-relay.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { canListenOn, echoRoundTrip, expectRefused, sha256 } from '../helpers/net.js';
 import { CliProcess, ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
@@ -17,8 +18,10 @@ let serverPort = 0;
 let publicPort = 0;
 let client: CliProcess;
 
-const startClient = (): CliProcess =>
-  processes.add(startGroupClientProcess({ group: 'phoenix', groupsDir: config.groupsDir, serverPort, clientId: 'phoenix-agent' }));
+const relays: FaultRelay[] = [];
+
+const startClient = (port = serverPort): CliProcess =>
+  processes.add(startGroupClientProcess({ group: 'phoenix', groupsDir: config.groupsDir, serverPort: port, clientId: 'phoenix-agent' }));
 
 async function assertServes(): Promise<void> {
   const payload = Buffer.from(`through ${publicPort} at ${Date.now()}`);
@@ -56,6 +59,7 @@ before(async () => {
 
 after(async () => {
   await processes.stopAll();
+  await Promise.all(relays.map((relay) => relay.close()));
   await echo.close();
 });
 
@@ -67,12 +71,19 @@ test('kill -9 the client: group deactivated, port freed; restarted, it serves ag
   await restartAndServe();
 });
 
-test('a client that goes silent (frozen, socket open): heartbeat timeout deactivates the group', { timeout: 20_000 }, async () => {
+test('kill -9 a client whose path is dead (no FIN): the heartbeat timeout deactivates the group', { timeout: 20_000 }, async () => {
+  // This run reaches the server through a relay that will swallow everything, the FIN included.
+  const relay = await startFaultRelay(serverPort);
+  relays.push(relay);
+  await client.stop();
+  client = startClient(relay.port);
+  assert.equal((await waitForGroupActive(client, 'phoenix')).get('echo'), publicPort);
+
   const fromLine = server.lines.length;
-  client.suspend();
+  relay.blackhole();
+  await client.killHard();
   await server.waitForLine(/group phoenix: no heartbeat for \d+ms/, { fromLine, timeoutMs: HEARTBEAT_TIMEOUT_MS + MARGIN_MS });
   await server.waitForLine(/group phoenix deactivated \(HEARTBEAT_TIMEOUT\)/, { fromLine, timeoutMs: MARGIN_MS });
   await assertPortFreed();
-  await client.killHard();
   await restartAndServe();
 });

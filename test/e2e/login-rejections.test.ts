@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
+import { startFaultRelay, type FaultRelay } from '../helpers/fault-relay.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { echoRoundTrip, expectRefused, sha256 } from '../helpers/net.js';
 import { CliProcess, ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 
 const processes = new ProcessSet();
 let echo: TestApp;
+const relays: FaultRelay[] = [];
 let config: TestConfigDir;
 let server: CliProcess;
 let serverPort = 0;
@@ -27,6 +29,7 @@ before(async () => {
 
 after(async () => {
   await processes.stopAll();
+  await Promise.all(relays.map((relay) => relay.close()));
   await echo.close();
 });
 
@@ -74,22 +77,26 @@ test('the same client restarted takes its group over at once, on the same port',
   );
   const slowServer = await startCommonServerProcess(slow.serverFile);
   processes.add(slowServer.process);
-  const start = (): CliProcess =>
-    processes.add(startGroupClientProcess({ group: 'roaming', groupsDir: slow.groupsDir, serverPort: slowServer.port, clientId: 'agent-1' }));
+  // The first agent reaches the server through a relay that will turn into a dead path.
+  const relay = await startFaultRelay(slowServer.port);
+  relays.push(relay);
+  const start = (port: number): CliProcess =>
+    processes.add(startGroupClientProcess({ group: 'roaming', groupsDir: slow.groupsDir, serverPort: port, clientId: 'agent-1' }));
 
-  const first = start();
+  const first = start(relay.port);
   assert.equal((await waitForGroupActive(first, 'roaming')).get('echo'), remotePort);
-  // Frozen, not killed: its common conn stays open and looks alive to the server (a killed
-  // process on loopback would have its socket closed by the kernel, ending the session anyway).
-  first.suspend();
+  // The agent dies and its path with it: no FIN reaches the server, the session looks alive.
+  relay.blackhole();
+  await first.killHard();
 
-  const restarted = start();
+  const restarted = start(slowServer.port);
   const startedAt = Date.now();
   const ports = await waitForGroupActive(restarted, 'roaming', { timeoutMs: 15_000 });
   const tookMs = Date.now() - startedAt;
   assert.ok(tookMs < 15_000, `takeover took ${tookMs}ms`);
   assert.equal(ports.get('echo'), remotePort);
   await slowServer.process.waitForLine(/group roaming deactivated \(TAKEN_OVER\)/);
+  assert.doesNotMatch(slowServer.process.output, /CONNECTION_LOST|HEARTBEAT_TIMEOUT/);
   assert.doesNotMatch(restarted.output, /already in use|✗/);
   const payload = Buffer.from('after the takeover');
   assert.equal(sha256(await echoRoundTrip(remotePort, payload)), sha256(payload));

@@ -13,7 +13,6 @@ export class CliProcess {
   readonly stderr: string[] = [];
   private readonly child: ChildProcess;
   private readonly waiters = new Set<() => void>();
-  private suspended = false;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -84,15 +83,6 @@ export class CliProcess {
     if (this.running) this.child.kill(signal);
   }
 
-  /**
-   * SIGSTOP: the process freezes with its sockets open, so its peers see a live but silent
-   * connection (a path that died without a FIN). `stop()` then uses SIGKILL.
-   */
-  suspend(): void {
-    this.suspended = true;
-    this.kill('SIGSTOP');
-  }
-
   /** SIGKILL, and resolves once the process is gone. */
   async killHard(): Promise<void> {
     this.kill('SIGKILL');
@@ -102,7 +92,6 @@ export class CliProcess {
   /** SIGTERM, then SIGKILL if it lingers; resolves once the process is gone. */
   async stop(): Promise<void> {
     if (!this.running) return;
-    if (this.suspended) return this.killHard();
     this.kill('SIGTERM');
     const timer = setTimeout(() => this.kill('SIGKILL'), 3000);
     await this.exited;
