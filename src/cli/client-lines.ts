@@ -20,13 +20,13 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       return `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying within ${seconds(event.retryInMs * 2)}`;
     case 'session-lost':
       return `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting`;
-    case 'heartbeat-timeout':
-      return `no heartbeat from the server for ${event.silentMs}ms`;
     case 'local-dial-failed':
       // The reason starts with the target's address.
       return `app ${event.app}: local app unreachable: ${event.reason}`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
+    // The session-lost line that follows carries the timeout: one line per event.
+    case 'heartbeat-timeout':
     case 'work-conn-requested':
     case 'work-conn-opened':
     case 'conn-closed':
