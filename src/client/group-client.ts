@@ -85,11 +85,11 @@ export class GroupClient {
         if (end.code === 'TAKEN_OVER') throw new TakenOverError(end.reason);
         this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason });
       }
-      this.emit({ type: 'stopped', reason: 'stopped' });
+      this.emit({ type: 'stopped', reason: 'on request' });
     } catch (error) {
       const cause = error instanceof AbortError ? error.originalError : error;
       if (signal.aborted && !(cause instanceof LoginRejectedError)) {
-        this.emit({ type: 'stopped', reason: 'stopped' });
+        this.emit({ type: 'stopped', reason: 'on request' });
         return;
       }
       // A rejection's reason was just printed with its login-rejected event: name only the code.
