@@ -21,6 +21,7 @@ before(async () => {
   config = makeConfigDir([
     { name: 'guarded', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: guardedPort }] },
     { name: 'shared', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] },
+    { name: 'contested', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] },
   ]);
   const started = await startCommonServerProcess(config.serverFile);
   server = processes.add(started.process);
@@ -66,6 +67,25 @@ test('a second client for a live group exits 3 with GROUP_IN_USE naming where an
   const payload = Buffer.from('owner still served');
   assert.equal(sha256(await echoRoundTrip(ports.get('echo')!, payload)), sha256(payload));
   await owner.stop();
+});
+
+test('another client with --keep-retrying gets the group once the silent owner times out', { timeout: 25_000 }, async () => {
+  const relay = await startFaultRelay(serverPort);
+  relays.push(relay);
+  const owner = processes.add(startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, serverPort: relay.port, clientId: 'first' }));
+  await waitForGroupActive(owner, 'contested');
+  const standby = processes.add(
+    startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, serverPort, clientId: 'standby', extraArgs: ['--keep-retrying'] }),
+  );
+  await standby.waitForLine(/login rejected: GROUP_IN_USE: .* \(retrying\)$/);
+
+  relay.blackhole();
+  await owner.killHard();
+  // Heartbeat timeout (1 s) plus a few backoff steps of the standby.
+  const ports = await waitForGroupActive(standby, 'contested', { timeoutMs: 15_000 });
+  await server.waitForLine(/group contested deactivated \(HEARTBEAT_TIMEOUT\)/);
+  const payload = Buffer.from('standby took over');
+  assert.equal(sha256(await echoRoundTrip(ports.get('echo')!, payload)), sha256(payload));
 });
 
 test('the same client restarted takes its group over at once, on the same port', { timeout: 20_000 }, async () => {
