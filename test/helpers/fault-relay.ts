@@ -7,50 +7,63 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 export interface FaultRelay {
   port: number;
   /**
-   * From now on nothing crosses, in either direction, not even a FIN or a reset: when the
-   * client side dies, the server side still looks connected (a host that vanished).
+   * From now on nothing crosses the connections open through the relay, in either direction,
+   * not even a FIN or a reset: when one side dies, the other still looks connected (a host or
+   * a path that vanished). New connections are refused until `heal()`.
    */
   blackhole(): void;
+  /** New connections are relayed again; the blackholed ones stay dead. */
+  heal(): void;
   close(): Promise<void>;
 }
 
+interface Pair {
+  near: Socket;
+  far: Socket;
+  dead: boolean;
+}
+
 export async function startFaultRelay(targetPort: number): Promise<FaultRelay> {
-  const pairs = new Set<{ near: Socket; far: Socket }>();
-  let dead = false;
+  const pairs = new Set<Pair>();
+  let refusing = false;
 
   const server = createServer({ allowHalfOpen: true }, (near) => {
     near.on('error', () => {});
-    if (dead) {
+    if (refusing) {
       near.destroy();
       return;
     }
     near.pause();
     const far = connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true });
     far.on('error', () => {});
-    const pair = { near, far };
+    const pair: Pair = { near, far, dead: false };
     pairs.add(pair);
     far.once('connect', () => {
-      if (dead) return;
+      if (pair.dead) return;
       near.pipe(far);
       far.pipe(near);
       near.resume();
     });
     // While alive, a close on one side closes the other; once dead, closes are swallowed.
-    near.once('close', () => dead || far.destroy());
-    far.once('close', () => dead || near.destroy());
+    near.once('close', () => pair.dead || far.destroy());
+    far.once('close', () => pair.dead || near.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 
   return {
     port: (server.address() as AddressInfo).port,
     blackhole() {
-      dead = true;
-      for (const { near, far } of pairs) {
-        near.unpipe(far);
-        far.unpipe(near);
-        near.pause();
-        far.pause();
+      refusing = true;
+      for (const pair of pairs) {
+        pair.dead = true;
+        pair.near.unpipe(pair.far);
+        pair.far.unpipe(pair.near);
+        pair.near.pause();
+        pair.far.pause();
       }
+    },
+    heal() {
+      refusing = false;
     },
     close: () =>
       new Promise((resolve) => {
