@@ -3,7 +3,7 @@ import { after, test } from 'node:test';
 import { loadGroupFile } from '../src/config/index.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
-import { FaultRelay } from './helpers/fault-relay.js';
+import { startFaultRelay } from './helpers/fault-relay.js';
 import { startClient, startServer } from './helpers/in-process.js';
 import { echoRoundTrip, waitForEvent } from './helpers/net.js';
 
@@ -14,7 +14,7 @@ test('a silently dead path is noticed by heartbeats on both ends, and the client
     heartbeatTimeout: '800ms',
   });
   const { server, port, events } = await startServer(config);
-  const relay = await FaultRelay.start(port);
+  const relay = await startFaultRelay(port);
   const { client, events: clientEvents } = startClient(loadGroupFile(config.groupFile('flaky')), relay.port);
   after(async () => {
     client.stop();
@@ -28,7 +28,7 @@ test('a silently dead path is noticed by heartbeats on both ends, and the client
   const payload = Buffer.from('before the path died');
   assert.deepEqual(await echoRoundTrip(first.apps[0]!.remotePort, payload), payload);
 
-  relay.blackholeAll();
+  relay.blackhole();
   // Neither end sees a close: only silence. Both must notice it on their own.
   const clientNoticed = waitForEvent(clientEvents, (e) => e.type === 'heartbeat-timeout', 'client heartbeat timeout', 5000);
   const serverNoticed = waitForEvent(events, (e) => e.type === 'group-deactivated', 'server deactivation', 5000);
@@ -38,6 +38,7 @@ test('a silently dead path is noticed by heartbeats on both ends, and the client
   // The client's new session may take over before the server's own watchdog fires.
   assert.ok(['HEARTBEAT_TIMEOUT', 'TAKEN_OVER'].includes(deactivated.code), deactivated.code);
 
+  relay.heal();
   let logins = 0;
   const second = await waitForEvent(clientEvents, (e) => e.type === 'login-accepted' && ++logins === 2, 'second login', 5000);
   assert.ok(second.type === 'login-accepted');

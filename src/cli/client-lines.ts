@@ -16,15 +16,17 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     case 'login-rejected':
       return `login rejected: ${event.code}: ${event.reason}${event.willRetry ? ' (retrying)' : ''}`;
     case 'connect-failed':
-      return `cannot reach ${event.server} (attempt ${event.attempt}): ${event.reason}; retrying within ${seconds(event.retryInMs * 2)}`;
+      // The reason names the address when the dial itself failed.
+      return `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying within ${seconds(event.retryInMs * 2)}`;
     case 'session-lost':
       return `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting`;
-    case 'heartbeat-timeout':
-      return `no heartbeat from the server for ${event.silentMs}ms`;
     case 'local-dial-failed':
-      return `app ${event.app}: cannot reach ${event.target}: ${event.reason}`;
+      // The reason starts with the target's address.
+      return `app ${event.app}: local app unreachable: ${event.reason}`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
+    // The session-lost line that follows carries the timeout: one line per event.
+    case 'heartbeat-timeout':
     case 'work-conn-requested':
     case 'work-conn-opened':
     case 'conn-closed':

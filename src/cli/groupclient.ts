@@ -76,10 +76,8 @@ async function main(): Promise<number> {
     await client.run();
     return 0;
   } catch (error) {
-    if (error instanceof LoginRejectedError || error instanceof TakenOverError) {
-      fail(`groupclient: ${error.message}`);
-      return 3;
-    }
+    // The reason is already on stdout (login-rejected and stopped lines): exit 3 says the rest.
+    if (error instanceof LoginRejectedError || error instanceof TakenOverError) return 3;
     throw error;
   }
 }

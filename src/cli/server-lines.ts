@@ -22,14 +22,14 @@ export function serverLine(event: ServerEvent): string | undefined {
     }
     case 'app-failed':
       return `app ${event.group}/${event.app} failed: ${event.reason}`;
-    case 'heartbeat-timeout':
-      return `group ${event.group}: no heartbeat for ${event.silentMs}ms`;
     case 'group-deactivated':
       return `group ${event.group} deactivated (${event.code}): ${event.reason}`;
     case 'bad-peer':
       return `closed ${event.remote}: ${event.code}: ${event.reason}`;
     case 'work-conn-failed':
       return `user of ${event.group}/${event.app} closed: ${event.reason}`;
+    // The group-deactivated line that follows carries the timeout: one line per event.
+    case 'heartbeat-timeout':
     case 'client-connected':
     case 'heartbeat':
     case 'user-conn-accepted':

@@ -3,7 +3,7 @@ import pRetry, { AbortError } from 'p-retry';
 import { Subject, type Observable } from 'rxjs';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
 import { ControlChannel } from '../net/index.js';
-import { loginProof, PROTOCOL_VERSION } from '../protocol/index.js';
+import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { LoginRejectedError, TakenOverError } from './errors.js';
 import type { ClientEvent } from './events.js';
@@ -81,8 +81,9 @@ export class GroupClient {
         const end = await session.ended;
         this.session = undefined;
         if (signal.aborted) break;
+        // Taken over: this session must not fight back, so it is not "lost; reconnecting".
+        if (end.code === 'TAKEN_OVER') throw new TakenOverError(end.reason);
         this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason });
-        if (end.code === 'TAKEN_OVER') throw new TakenOverError(`another session of this client took the group over: ${end.reason}`);
       }
       this.emit({ type: 'stopped', reason: 'on request' });
     } catch (error) {
@@ -91,7 +92,9 @@ export class GroupClient {
         this.emit({ type: 'stopped', reason: 'on request' });
         return;
       }
-      this.emit({ type: 'stopped', reason: (cause as Error).message });
+      // A rejection's reason was just printed with its login-rejected event: name only the code.
+      const reason = cause instanceof LoginRejectedError ? `login rejected (${cause.code})` : (cause as Error).message;
+      this.emit({ type: 'stopped', reason });
       throw cause;
     } finally {
       this.events.complete();
@@ -117,23 +120,21 @@ export class GroupClient {
     const onStop = (): void => channel.destroy();
     this.stopController.signal.addEventListener('abort', onStop, { once: true });
     try {
-      const challenge = channel.next('Challenge');
+      // An unknown group or a version mismatch is refused before any Challenge.
+      const challenge = channel.next('Challenge', 'LoginResp');
       channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group: spec.name, clientId });
-      const { nonce } = await challenge;
+      const first = await challenge;
+      if (first.type === 'LoginResp') {
+        throw first.error ? this.rejection(first.error) : new ProtocolError('UNEXPECTED_MESSAGE', 'LoginResp accepted a login before any Challenge');
+      }
       const reply = channel.next('LoginResp');
       channel.send({
         type: 'Login',
-        proof: loginProof(spec.secret.reveal(), nonce, spec.name, clientId),
+        proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
         apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort })),
       });
       const resp = await reply;
-      if (resp.error !== undefined) {
-        channel.destroy();
-        const rejected = new LoginRejectedError(resp.error.code, resp.error.reason);
-        this.emit({ type: 'login-rejected', code: resp.error.code, reason: resp.error.reason, willRetry: this.options.keepRetrying === true });
-        if (this.options.keepRetrying) throw rejected;
-        throw new AbortError(rejected);
-      }
+      if (resp.error !== undefined) throw this.rejection(resp.error);
       const session = new ClientSession({
         channel,
         spec,
@@ -154,5 +155,12 @@ export class GroupClient {
       clearTimeout(giveUp);
       this.stopController.signal.removeEventListener('abort', onStop);
     }
+  }
+
+  /** What to throw for a refused login: retried only when the user asked to keep retrying. */
+  private rejection({ code, reason }: { code: LoginRejectCode; reason: string }): Error {
+    this.emit({ type: 'login-rejected', code, reason, willRetry: this.options.keepRetrying === true });
+    const rejected = new LoginRejectedError(code, reason);
+    return this.options.keepRetrying ? rejected : new AbortError(rejected);
   }
 }

@@ -32,10 +32,11 @@ export class ControlChannel {
   }
 
   /**
-   * The next message, which must be of `type`: anything else, or a close, rejects with a
-   * ProtocolError. Frames after it are held until the next phase calls `next` or `release`.
+   * The next message, which must be of one of `types`: anything else, or a close, rejects with
+   * a ProtocolError. Frames after it are held until the next phase calls `next` or `release`.
    */
-  async next<T extends Message['type']>(type: T): Promise<Extract<Message, { type: T }>> {
+  async next<T extends Message['type']>(...types: [T, ...T[]]): Promise<Extract<Message, { type: T }>> {
+    const type = types.join(' or ');
     let message: Message;
     try {
       const received = firstValueFrom(this.messages$.pipe(tap(() => this.reader.hold())));
@@ -45,10 +46,10 @@ export class ControlChannel {
       if (error instanceof ProtocolError) throw error;
       throw new ProtocolError('CONNECTION_CLOSED', `connection closed while waiting for ${type}`, { cause: error });
     }
-    if (message.type === 'Goodbye' && type !== 'Goodbye') {
+    if (message.type === 'Goodbye' && !types.includes('Goodbye' as T)) {
       throw new ProtocolError('CONNECTION_CLOSED', `peer said goodbye (${message.code}): ${message.reason}`);
     }
-    if (message.type !== type) {
+    if (!types.includes(message.type as T)) {
       throw new ProtocolError('UNEXPECTED_MESSAGE', `expected ${type}, got ${message.type}`);
     }
     return message as Extract<Message, { type: T }>;

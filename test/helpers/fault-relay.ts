@@ -1,73 +1,77 @@
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-
-interface Pair {
-  client: Socket;
-  upstream: Socket;
-  blackholed: boolean;
-}
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
 /**
- * A TCP relay in front of a server that can make live connections fail the worst way real
- * paths fail: silently: bytes vanish and nothing closes (a blackhole).
- * Connections accepted after a fault are relayed normally.
+ * A TCP relay on 127.0.0.1 in front of a real server, for faults a loopback peer cannot
+ * produce by itself: `blackhole()` makes every connection through it a silently dead path.
  */
-export class FaultRelay {
-  private readonly server: Server;
-  private readonly pairs = new Set<Pair>();
-  port = 0;
+export interface FaultRelay {
+  port: number;
+  /**
+   * From now on nothing crosses the connections open through the relay, in either direction,
+   * not even a FIN or a reset: when one side dies, the other still looks connected (a host or
+   * a path that vanished). New connections are refused until `heal()`.
+   */
+  blackhole(): void;
+  /** New connections are relayed again; the blackholed ones stay dead. */
+  heal(): void;
+  close(): Promise<void>;
+}
 
-  private constructor(private readonly targetPort: number) {
-    this.server = createServer({ allowHalfOpen: true }, (client) => this.relay(client));
-  }
+interface Pair {
+  near: Socket;
+  far: Socket;
+  dead: boolean;
+}
 
-  static async start(targetPort: number): Promise<FaultRelay> {
-    const relay = new FaultRelay(targetPort);
-    await new Promise<void>((resolve) => relay.server.listen(0, '127.0.0.1', resolve));
-    relay.port = (relay.server.address() as AddressInfo).port;
-    return relay;
-  }
+export async function startFaultRelay(targetPort: number): Promise<FaultRelay> {
+  const pairs = new Set<Pair>();
+  let refusing = false;
 
-  get liveConnections(): number {
-    return this.pairs.size;
-  }
-
-  /** Every live connection stops carrying bytes, both ways, and stays open. */
-  blackholeAll(): void {
-    for (const pair of this.pairs) pair.blackholed = true;
-  }
-
-  async close(): Promise<void> {
-    for (const pair of this.pairs) {
-      pair.client.destroy();
-      pair.upstream.destroy();
+  const server = createServer({ allowHalfOpen: true }, (near) => {
+    near.on('error', () => {});
+    if (refusing) {
+      near.destroy();
+      return;
     }
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
+    near.pause();
+    const far = connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true });
+    far.on('error', () => {});
+    const pair: Pair = { near, far, dead: false };
+    pairs.add(pair);
+    far.once('connect', () => {
+      if (pair.dead) return;
+      near.pipe(far);
+      far.pipe(near);
+      near.resume();
+    });
+    // While alive, a close on one side closes the other; once dead, closes are swallowed.
+    near.once('close', () => pair.dead || far.destroy());
+    far.once('close', () => pair.dead || near.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 
-  private relay(client: Socket): void {
-    const upstream = connect({ host: '127.0.0.1', port: this.targetPort, allowHalfOpen: true });
-    const pair: Pair = { client, upstream, blackholed: false };
-    this.pairs.add(pair);
-    const forward = (from: Socket, to: Socket): void => {
-      from.on('data', (chunk: Buffer) => {
-        if (!pair.blackholed) to.write(chunk);
-      });
-      from.on('end', () => {
-        if (!pair.blackholed) to.end();
-      });
-    };
-    forward(client, upstream);
-    forward(upstream, client);
-    const teardown = (): void => {
-      this.pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    for (const socket of [client, upstream]) {
-      socket.on('error', teardown);
-      socket.on('close', () => {
-        if (!pair.blackholed) teardown();
-      });
-    }
-  }
+  return {
+    port: (server.address() as AddressInfo).port,
+    blackhole() {
+      refusing = true;
+      for (const pair of pairs) {
+        pair.dead = true;
+        pair.near.unpipe(pair.far);
+        pair.far.unpipe(pair.near);
+        pair.near.pause();
+        pair.far.pause();
+      }
+    },
+    heal() {
+      refusing = false;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const { near, far } of pairs) {
+          near.destroy();
+          far.destroy();
+        }
+        server.close(() => resolve());
+      }),
+  };
 }

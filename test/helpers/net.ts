@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, createServer, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import { firstValueFrom, filter, timeout, type Observable } from 'rxjs';
 
 /** Connects to 127.0.0.1:port, allowing half-close. */
@@ -84,4 +85,67 @@ export function waitForEvent<E>(events$: Observable<E>, predicate: (event: E) =>
       timeout({ first: timeoutMs, with: () => { throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`); } }),
     ),
   );
+}
+
+/** Resolves when nobody listens on 127.0.0.1:port (connection refused); rejects if someone does. */
+export function expectRefused(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      reject(new Error(`port ${port} accepted a connection; expected it closed`));
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNREFUSED') resolve();
+      else reject(error);
+    });
+  });
+}
+
+/** Whether this process can bind 127.0.0.1:port right now (the port is free again). */
+export function canListenOn(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `totalBytes` of fresh random data as a stream, generated chunk by chunk (so a large
+ * transfer never sits in memory); `sha256()` gives the digest once the stream has ended.
+ */
+export function randomStream(totalBytes: number, chunkBytes = 256 * 1024): { stream: Readable; sha256(): string } {
+  const hash = createHash('sha256');
+  let digest: string | undefined;
+  function* chunks(): Generator<Buffer> {
+    for (let sent = 0; sent < totalBytes; sent += chunkBytes) {
+      const chunk = randomBytes(Math.min(chunkBytes, totalBytes - sent));
+      hash.update(chunk);
+      yield chunk;
+    }
+    digest = hash.digest('hex');
+  }
+  return {
+    stream: Readable.from(chunks(), { objectMode: false }),
+    sha256: () => {
+      if (digest === undefined) throw new Error('randomStream: not fully read yet');
+      return digest;
+    },
+  };
+}
+
+/** Hashes everything read from `socket` until its FIN; resolves with the count and digest. */
+export function hashUntilEnd(socket: Socket): Promise<{ bytes: number; sha256: string }> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      hash.update(chunk);
+    });
+    socket.once('end', () => resolve({ bytes, sha256: hash.digest('hex') }));
+    socket.once('error', reject);
+    socket.once('close', () => reject(new Error(`socket closed without a FIN after ${bytes} bytes`)));
+  });
 }

@@ -75,13 +75,23 @@ export class CliProcess {
     });
   }
 
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    if (this.running) this.child.kill(signal);
+  }
+
+  /** SIGKILL, and resolves once the process is gone. */
+  async killHard(): Promise<void> {
+    this.kill('SIGKILL');
+    await this.exited;
   }
 
   /** SIGTERM, then SIGKILL if it lingers; resolves once the process is gone. */
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (!this.running) return;
     this.kill('SIGTERM');
     const timer = setTimeout(() => this.kill('SIGKILL'), 3000);
     await this.exited;
@@ -100,6 +110,20 @@ function collectLines(stream: NodeJS.ReadableStream, onLine: (line: string) => v
   stream.on('end', () => {
     if (partial) onLine(partial);
   });
+}
+
+/** Every process a test file started, so that `after` stops them all, whatever failed. */
+export class ProcessSet {
+  private readonly all = new Set<CliProcess>();
+
+  add<T extends CliProcess>(process: T): T {
+    this.all.add(process);
+    return process;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.all].map((process) => process.stop()));
+  }
 }
 
 /** Starts `commonserver --config FILE` and waits until it listens; returns it with its port. */
@@ -134,4 +158,17 @@ export function parsePortTable(line: string): Map<string, number> {
   const ports = new Map<string, number>();
   for (const match of line.matchAll(/(\S+) → (?:server port |:)(\d+)/g)) ports.set(match[1]!, Number(match[2]));
   return ports;
+}
+
+/**
+ * Waits for the groupclient's "group NAME active on ..." line (at or after stdout line
+ * `fromLine`) and returns its app → public port table.
+ */
+export async function waitForGroupActive(
+  client: CliProcess,
+  group: string,
+  { timeoutMs = 10_000, fromLine = 0 } = {},
+): Promise<Map<string, number>> {
+  const match = await client.waitForLine(new RegExp(`group ${group} active on .*`), { timeoutMs, fromLine });
+  return parsePortTable(match[0]);
 }
