@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { firstValueFrom, filter, timeout, type Observable } from 'rxjs';
 
 /** Connects to 127.0.0.1:port, allowing half-close. */
@@ -78,4 +78,18 @@ export function waitForEvent<E>(events$: Observable<E>, predicate: (event: E) =>
       timeout({ first: timeoutMs, with: () => { throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`); } }),
     ),
   );
+}
+
+/**
+ * Both ends of one real loopback TCP connection, half-close allowed on both:
+ * `[near, far]`, where `near` is the connecting side.
+ */
+export async function socketPair(): Promise<[Socket, Socket]> {
+  const server = createServer({ allowHalfOpen: true });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const near = await connectTo((server.address() as AddressInfo).port);
+  const far = await accepted;
+  server.close();
+  return [near, far];
 }
