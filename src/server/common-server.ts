@@ -128,6 +128,13 @@ export class CommonServer {
         this.badPeer(peer, error.code, error.message);
         socket.destroy();
       },
+      // A FIN before any frame (a port probe): nothing to report, but with allowHalfOpen our
+      // side would stay open until the handshake deadline.
+      complete: () => {
+        settled();
+        debug('common conn %s closed before its first frame', peer);
+        socket.destroy();
+      },
     });
   };
 
