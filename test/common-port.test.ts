@@ -288,6 +288,18 @@ describe('bad peers on the common port', () => {
     });
   }
 
+  test('a probe that connects and closes without a frame is closed at once, without a verdict', { timeout: 10_000 }, async () => {
+    const { socket, remote, hungUp } = await peer();
+    socket.end();
+    socket.resume();
+    await hungUp;
+    // Left half-open, the conn would only be closed by the handshake deadline, which reports it.
+    const seen: ServerEvent[] = [];
+    events.subscribe((event) => seen.push(event)).unsubscribe();
+    assert.deepEqual(seen.filter((e) => 'remote' in e && e.remote === remote), []);
+    await traffic.nextRound();
+  });
+
   test('after the barrage: both groups kept their sessions and still carry traffic', { timeout: 15_000 }, async () => {
     const { sent, received } = await traffic.stop();
     assert.equal(received, sent, 'the steady stream came back intact');
@@ -301,8 +313,9 @@ describe('bad peers on the common port', () => {
     const seen: ServerEvent[] = [];
     events.subscribe((event) => seen.push(event)).unsubscribe();
     assert.deepEqual(seen.filter((e) => e.type === 'group-deactivated' || e.type === 'heartbeat-timeout'), []);
-    // One verdict per bad connection, none about the real clients.
+    // Exactly one verdict per bad connection, none about the real clients or the probe.
     const verdicts = seen.filter((e) => e.type === 'bad-peer' || e.type === 'login-rejected');
+    assert.equal(verdicts.length, CASES.length, verdicts.map((e) => JSON.stringify(e)).join('\n'));
     assert.equal(new Set(verdicts.map((e) => (e as { remote: string }).remote)).size, CASES.length);
   });
 });
