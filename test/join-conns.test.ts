@@ -41,41 +41,28 @@ function closed(socket: Socket): Promise<void> {
 }
 
 describe('joinConns on real sockets', () => {
-  test('A ends: B sees the end, B can still write to A, then both close', { timeout: 10_000 }, async () => {
-    const { a, b, outer, inner, result } = await makeRelay();
-    const atB = readAll(b);
-    a.end('request from A');
-    assert.equal((await atB).toString(), 'request from A');
+  for (const first of ['A', 'B'] as const) {
+    const second = first === 'A' ? 'B' : 'A';
+    test(`${first} ends: ${second} sees the end, ${second} can still write back, then both close`, { timeout: 10_000 }, async () => {
+      const relay = await makeRelay();
+      const [early, late] = first === 'A' ? [relay.a, relay.b] : [relay.b, relay.a];
+      const atLate = readAll(late);
+      early.end(`${first} says hello and ends`);
+      assert.equal((await atLate).toString(), `${first} says hello and ends`);
 
-    // The reverse direction still flows after A's FIN.
-    const atA = readAll(a);
-    b.end('late answer from B');
-    assert.equal((await atA).toString(), 'late answer from B');
+      // The reverse direction still flows after the FIN, in several writes.
+      const atEarly = readAll(early);
+      late.write('a late ');
+      late.end(`answer from ${second}`);
+      assert.equal((await atEarly).toString(), `a late answer from ${second}`);
 
-    const { bytesIn, bytesOut, error } = await result;
-    assert.equal(error, undefined);
-    assert.equal(bytesIn, 'request from A'.length);
-    assert.equal(bytesOut, 'late answer from B'.length);
-    await Promise.all([closed(outer), closed(inner)]);
-  });
-
-  test('B ends: A sees the end, A can still write to B, then both close', { timeout: 10_000 }, async () => {
-    const { a, b, outer, inner, result } = await makeRelay();
-    const atA = readAll(a);
-    b.end('banner from B');
-    assert.equal((await atA).toString(), 'banner from B');
-
-    const atB = readAll(b);
-    a.write('first ');
-    a.end('and last from A');
-    assert.equal((await atB).toString(), 'first and last from A');
-
-    const { bytesIn, bytesOut, error } = await result;
-    assert.equal(error, undefined);
-    assert.equal(bytesIn, 'first and last from A'.length);
-    assert.equal(bytesOut, 'banner from B'.length);
-    await Promise.all([closed(outer), closed(inner)]);
-  });
+      const { bytesIn, bytesOut, error } = await relay.result;
+      assert.equal(error, undefined);
+      const [fromA, fromB] = first === 'A' ? [`${first} says hello and ends`, `a late answer from ${second}`] : [`a late answer from ${second}`, `${first} says hello and ends`];
+      assert.deepEqual([bytesIn, bytesOut], [fromA.length, fromB.length], 'bytesIn counts what A sent, bytesOut what A received');
+      await Promise.all([closed(relay.outer), closed(relay.inner)]);
+    });
+  }
 
   test('a reset from A destroys the other side promptly', { timeout: 10_000 }, async () => {
     const { a, b, inner, result } = await makeRelay();
