@@ -38,7 +38,9 @@ before(async () => {
       { name: 'target', secret: targetSecret, apps: [{ name: 'echo', localPort: targetEcho.port }] },
       { name: 'steady', secret: randomSecret(), apps: [{ name: 'echo', localPort: steadyEcho.port }] },
     ],
-    { handshakeTimeout: `${HANDSHAKE_TIMEOUT_MS}ms` },
+    // A generous heartbeat: this test is about bad peers, and a loaded machine must not
+    // deactivate a group behind its back.
+    { handshakeTimeout: `${HANDSHAKE_TIMEOUT_MS}ms`, heartbeatInterval: '500ms', heartbeatTimeout: '10s' },
   );
   ({ server, port, events } = await startServer(config));
   for (const name of ['target', 'steady']) {
