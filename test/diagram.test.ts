@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -144,4 +144,31 @@ test('a message lowercased or hidden in an unreadable arrow is caught', () => {
   const unreadable = diagram.replace('Client ->> CommonServer: Login {', 'Client ->>CommonServer Login {');
   assert.notEqual(unreadable, diagram);
   assert.ok(checkDiagram(unreadable, MESSAGE_TYPES).problems.some((p) => p.includes('an arrow the check cannot read')));
+});
+
+/** Every TypeScript source under src/, concatenated (for "does this name still exist"). */
+function sourceText(): string {
+  const root = join(repoRoot, 'src');
+  const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'));
+  return files.map((file) => readFileSync(join(root, file), 'utf8')).join('\n');
+}
+
+test('the glossary points at files and names that exist in the code', () => {
+  const glossary = readFileSync(join(repoRoot, 'diagrams', 'glossary.md'), 'utf8');
+  const rows = glossary.split('\n').filter((line) => line.startsWith('| **'));
+  assert.ok(rows.length >= 12, 'the glossary table has its rows');
+  const source = sourceText();
+  for (const row of rows) {
+    const inCode = row.split('|').at(-2) ?? '';
+    for (const [, ref] of inCode.matchAll(/`([^`]+)`/g)) {
+      if (ref!.startsWith('src/')) {
+        assert.ok(existsSync(join(repoRoot, ref!)), `glossary: ${ref} does not exist`);
+        continue;
+      }
+      // `Name`, `Name.member`, `name()`, or a union member like `bad-peer`.
+      for (const word of ref!.replace(/[(){}:,<>]/g, ' ').split(/[\s.]+/).filter((w) => /^[A-Za-z][\w-]*$/.test(w))) {
+        assert.ok(new RegExp(`\\b${word}\\b`).test(source), `glossary: "${word}" (from \`${ref}\`) is not in src/`);
+      }
+    }
+  }
 });
