@@ -10,7 +10,7 @@ import type { CommonServer, ServerEvent } from '../src/server/index.js';
 import { startEchoApp, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, echoRoundTrip, readBytes, readFrame, sha256, waitForEvent } from './helpers/net.js';
+import { connectTo, echoRoundTrip, hungUp, readBytes, readFrame, sha256, waitForEvent } from './helpers/net.js';
 
 /**
  * Hostile and broken peers on the common port, one connection each, while two groups are
@@ -58,15 +58,11 @@ after(async () => {
 });
 
 /** A raw connection to the common port, as a hostile peer would open it. */
-async function peer(): Promise<{ socket: Socket; remote: string; hungUp: Promise<void> }> {
+async function peer(): Promise<{ socket: Socket; remote: string }> {
   const socket = await connectTo(port);
   sockets.push(socket);
   socket.on('error', () => {}); // the server may reset us; that is the point
-  const hungUp = new Promise<void>((resolve) => {
-    socket.once('end', resolve);
-    socket.once('close', resolve);
-  });
-  return { socket, remote: `127.0.0.1:${socket.localPort}`, hungUp };
+  return { socket, remote: `127.0.0.1:${socket.localPort}` };
 }
 
 function frame(body: string | Buffer, length?: number): Buffer {
@@ -280,21 +276,19 @@ describe('bad peers on the common port', () => {
 
   for (const badCase of CASES) {
     test(`${badCase.name} → ${badCase.expect.type} ${badCase.expect.code}`, { timeout: 10_000 }, async () => {
-      const { socket, remote, hungUp } = await peer();
+      const { socket, remote } = await peer();
       await badCase.act(socket);
       assert.deepEqual(await verdictOn(remote), badCase.expect);
-      socket.resume(); // read to the end: the FIN is only seen once the data before it is consumed
-      await hungUp; // the server closed (or ended) this connection
+      await hungUp(socket); // the server closed (or ended) this connection
       // The steady stream completed a full echo after this case.
       await traffic.nextRound();
     });
   }
 
   test('a probe that connects and closes without a frame is closed at once, without a verdict', { timeout: 10_000 }, async () => {
-    const { socket, remote, hungUp } = await peer();
+    const { socket, remote } = await peer();
     socket.end();
-    socket.resume();
-    await hungUp;
+    await hungUp(socket);
     // Left half-open, the conn would only be closed by the handshake deadline, which reports it.
     const seen: ServerEvent[] = [];
     events.subscribe((event) => seen.push(event)).unsubscribe();

@@ -132,3 +132,16 @@ export function readFrame(socket: Socket): Promise<Message> {
     socket.resume();
   });
 }
+
+/**
+ * Resolves once the peer hangs up: its FIN ('end') or a close. Data still unread is
+ * discarded, since the FIN is only seen once what precedes it has been consumed.
+ */
+export function hungUp(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.readableEnded || socket.closed) return resolve();
+    socket.once('end', resolve);
+    socket.once('close', resolve);
+    socket.resume();
+  });
+}

@@ -1,0 +1,51 @@
+import type { Socket } from 'node:net';
+import { ControlChannel } from '../../src/net/index.js';
+import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION, type AppDeclaration, type LoginResp } from '../../src/protocol/index.js';
+import { connectTo } from './net.js';
+
+/**
+ * A groupclient played by the test, frame by frame, so that a test can do what the real
+ * client never would (answer late, replay a pairing id, send bytes with the first frame).
+ */
+export interface RawSession {
+  channel: ControlChannel;
+  sessionId: string;
+  resp: LoginResp;
+}
+
+export async function rawLogin(
+  port: number,
+  group: string,
+  secret: string,
+  { clientId = 'raw-client', apps = [] as AppDeclaration[] } = {},
+): Promise<RawSession> {
+  const socket = await connectTo(port);
+  socket.on('error', () => {});
+  const channel = new ControlChannel(socket);
+  const challenge = channel.next('Challenge');
+  channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group, clientId });
+  const { nonce } = await challenge;
+  const reply = channel.next('LoginResp');
+  channel.send({ type: 'Login', proof: loginProof(secret, nonce, group, clientId), apps });
+  const resp = await reply;
+  if (resp.sessionId === undefined) throw new Error(`login refused: ${resp.error?.code} ${resp.error?.reason}`);
+  return { channel, sessionId: resp.sessionId, resp };
+}
+
+/**
+ * Opens a work conn for `pairingId`; `firstBytes` go in the same write as NewWorkConn, as if
+ * the local app had spoken at once.
+ */
+export async function rawWorkConn(
+  port: number,
+  session: { sessionId: string },
+  pairingId: string,
+  secret: string,
+  firstBytes: Buffer = Buffer.alloc(0),
+): Promise<Socket> {
+  const socket = await connectTo(port);
+  socket.on('error', () => {});
+  const frame = encodeFrame({ type: 'NewWorkConn', sessionId: session.sessionId, pairingId, proof: joinProof(secret, session.sessionId, pairingId) });
+  socket.write(Buffer.concat([frame, firstBytes]));
+  return socket;
+}
