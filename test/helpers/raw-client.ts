@@ -13,12 +13,13 @@ export interface RawSession {
   resp: LoginResp;
 }
 
-export async function rawLogin(
+/** Hello → Challenge → Login → LoginResp, whatever the answer. */
+export async function rawHandshake(
   port: number,
   group: string,
   secret: string,
   { clientId = 'raw-client', apps = [] as AppDeclaration[] } = {},
-): Promise<RawSession> {
+): Promise<{ channel: ControlChannel; resp: LoginResp }> {
   const socket = await connectTo(port);
   socket.on('error', () => {});
   const channel = new ControlChannel(socket);
@@ -27,8 +28,16 @@ export async function rawLogin(
   const { nonce } = await challenge;
   const reply = channel.next('LoginResp');
   channel.send({ type: 'Login', proof: loginProof(secret, nonce, group, clientId), apps });
-  const resp = await reply;
-  if (resp.sessionId === undefined) throw new Error(`login refused: ${resp.error?.code} ${resp.error?.reason}`);
+  return { channel, resp: await reply };
+}
+
+/** A login that must succeed. */
+export async function rawLogin(...args: Parameters<typeof rawHandshake>): Promise<RawSession> {
+  const { channel, resp } = await rawHandshake(...args);
+  if (resp.sessionId === undefined) {
+    channel.destroy();
+    throw new Error(`login refused: ${resp.error?.code} ${resp.error?.reason}`);
+  }
   return { channel, sessionId: resp.sessionId, resp };
 }
 
