@@ -7,7 +7,7 @@ import { startEchoApp } from './helpers/apps.js';
 import { groupYaml, makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
 import { closedWithin, connectTo, echoRoundTrip, waitForEvent } from './helpers/net.js';
-import { silentLogin } from './helpers/raw-client.js';
+import { rawLogin } from './helpers/raw-client.js';
 
 test('a public port that cannot be bound fails that app alone, and the client is told', { timeout: 15_000 }, async () => {
   const echo = await startEchoApp();
@@ -98,7 +98,8 @@ test('a live group refuses another client until the old session times out, then 
     await echo.close();
   });
 
-  const old = await silentLogin(port, 'busy', secret, 'host-one');
+  // Logged in by hand and then silent: no pings, like a client whose path died.
+  const old = await rawLogin(port, 'busy', secret, { clientId: 'host-one' });
   assert.ok(old.resp.sessionId, 'the first client is logged in');
 
   const rival = startClient(spec, port, { clientId: 'host-two' });

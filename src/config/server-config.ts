@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
-import { loadGroupFile, type GroupSpec } from './group-file.js';
+import { parseGroupFile, type GroupSpec } from './group-file.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -81,16 +81,17 @@ export function loadGroupDirectory(dir: string, env: NodeJS.ProcessEnv = process
   for (const entry of entries) {
     const file = join(dir, entry);
     try {
-      const spec = loadGroupFile(file, env);
+      const yaml = YamlFile.read(file);
+      const spec = parseGroupFile(yaml, env);
       if (groups.some((g) => g.name === spec.name)) {
-        throw new ConfigError('CONFIG_INVALID', `${file}: name: group "${spec.name}" is already registered`, file, 'name');
+        throw yaml.error(['name'], `group "${spec.name}" is already registered`);
       }
-      for (const app of spec.apps) {
+      spec.apps.forEach((app, i) => {
         const owner = portOwners.get(app.remotePort);
         if (app.remotePort !== 0 && owner !== undefined) {
-          throw new ConfigError('CONFIG_INVALID', `${file}: apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${owner}`, file, `apps.${app.name}.remotePort`);
+          throw yaml.error(['apps', i, 'remotePort'], `port ${app.remotePort} is already claimed by ${owner}`);
         }
-      }
+      });
       for (const app of spec.apps) if (app.remotePort !== 0) portOwners.set(app.remotePort, `${spec.name}/${app.name}`);
       groups.push(spec);
     } catch (error) {

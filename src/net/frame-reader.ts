@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { Subject, type Observable } from 'rxjs';
-import { FrameDecoder, type Message } from '../protocol/index.js';
+import { FrameDecoder, ProtocolError, type Message } from '../protocol/index.js';
 
 /**
  * Reads frames off a socket and emits them one at a time, synchronously. Two ways to stop
@@ -9,19 +9,21 @@ import { FrameDecoder, type Message } from '../protocol/index.js';
  *   protocol phases, while the next phase's subscriber is not in place yet.
  * - `detach()`: hands the socket over as a raw stream (a work conn after NewWorkConn).
  * A malformed frame errors `messages$` with a ProtocolError; the owner decides what to do
- * (normally: report the peer and destroy the socket). A FIN or close completes it.
+ * (normally: report the peer and destroy the socket). A FIN completes it once the held frames
+ * are out, or errors it (TRUNCATED_FRAME) when it cuts a frame short; a close completes it.
  */
 export class FrameReader {
   private readonly decoder = new FrameDecoder();
   private readonly messages = new Subject<Message>();
   private attached = true;
   private held = false;
+  private peerEnded = false;
   readonly messages$: Observable<Message> = this.messages.asObservable();
 
   constructor(private readonly socket: Socket) {
     socket.on('data', this.onSocketData);
     socket.on('end', this.onSocketEnd);
-    socket.on('close', this.onSocketEnd);
+    socket.on('close', this.onSocketClose);
   }
 
   hold(): void {
@@ -34,7 +36,9 @@ export class FrameReader {
     if (!this.held || !this.attached) return;
     this.held = false;
     this.drain();
-    if (this.attached && !this.held) this.socket.resume();
+    if (!this.attached || this.held) return;
+    if (this.peerEnded) this.finish();
+    else this.socket.resume();
   }
 
   /**
@@ -67,7 +71,16 @@ export class FrameReader {
     this.attached = false;
     this.socket.off('data', this.onSocketData);
     this.socket.off('end', this.onSocketEnd);
-    this.socket.off('close', this.onSocketEnd);
+    this.socket.off('close', this.onSocketClose);
+  }
+
+  /** After the peer's FIN, once every complete frame is out: what is left is a cut frame. */
+  private finish(): void {
+    if (!this.attached) return;
+    this.stopListening();
+    const left = this.decoder.bufferedBytes;
+    if (left === 0) this.messages.complete();
+    else this.messages.error(new ProtocolError('TRUNCATED_FRAME', `the peer closed in the middle of a frame (${left} bytes of it received)`));
   }
 
   private readonly onSocketData = (chunk: Buffer): void => {
@@ -76,6 +89,12 @@ export class FrameReader {
   };
 
   private readonly onSocketEnd = (): void => {
+    this.peerEnded = true;
+    // Held frames still belong to the next phase: finish when they are released.
+    if (!this.held) this.finish();
+  };
+
+  private readonly onSocketClose = (): void => {
     if (!this.attached) return;
     this.stopListening();
     this.messages.complete();

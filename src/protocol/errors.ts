@@ -1,6 +1,7 @@
 /** Errors that a peer caused by what it sent. `code` is stable; tests assert on it. */
 export type ProtocolErrorCode =
   | 'FRAME_TOO_LARGE'
+  | 'TRUNCATED_FRAME'
   | 'BAD_JSON'
   | 'BAD_MESSAGE'
   | 'UNEXPECTED_MESSAGE'

@@ -95,9 +95,18 @@ export class CommonServer {
     socket.setKeepAlive(true, 30_000);
     this.handshaking.add(socket);
 
+    // One verdict per connection: the deadline's destroy also fails a login in progress,
+    // which must not be reported a second time.
+    let reported = false;
+    const reportBadPeer = (code: string, reason: string): void => {
+      if (reported) return;
+      reported = true;
+      this.badPeer(peer, code, reason);
+    };
+
     // Slowloris guard: a connection must finish its login or join within the deadline.
     const deadline = timer(this.options.handshakeTimeoutMs).subscribe(() => {
-      this.badPeer(peer, 'HANDSHAKE_TIMEOUT', `no login or join within ${this.options.handshakeTimeoutMs}ms`);
+      reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${this.options.handshakeTimeoutMs}ms`);
       socket.destroy();
     });
     const settled = (): void => {
@@ -116,22 +125,29 @@ export class CommonServer {
           reader.detach();
           this.onWorkConn(message, socket, peer);
         } else if (message.type === 'Hello') {
-          void this.onControlConn(new ControlChannel(socket, reader), message).finally(settled);
+          void this.onControlConn(new ControlChannel(socket, reader), message, reportBadPeer).finally(settled);
         } else {
           settled();
-          this.badPeer(peer, 'UNEXPECTED_MESSAGE', `first frame must be Hello or NewWorkConn, got ${message.type}`);
+          reportBadPeer('UNEXPECTED_MESSAGE', `first frame must be Hello or NewWorkConn, got ${message.type}`);
           socket.destroy();
         }
       },
       error: (error: ProtocolError) => {
         settled();
-        this.badPeer(peer, error.code, error.message);
+        reportBadPeer(error.code, error.message);
+        socket.destroy();
+      },
+      // A FIN before any frame (a port probe): nothing to report, but with allowHalfOpen our
+      // side would stay open until the handshake deadline.
+      complete: () => {
+        settled();
+        debug('common conn %s closed before its first frame', peer);
         socket.destroy();
       },
     });
   };
 
-  private async onControlConn(channel: ControlChannel, hello: Hello): Promise<void> {
+  private async onControlConn(channel: ControlChannel, hello: Hello, reportBadPeer: (code: string, reason: string) => void): Promise<void> {
     this.emit({ type: 'client-connected', group: hello.group, clientId: hello.clientId, remote: channel.peer });
     let outcome;
     try {
@@ -148,7 +164,7 @@ export class CommonServer {
         return;
       }
       const code = error instanceof ProtocolError ? error.code : 'LOGIN_FAILED';
-      this.badPeer(channel.peer, code, `login of group "${hello.group}" failed: ${(error as Error).message}`);
+      reportBadPeer(code, `login of group "${hello.group}" failed: ${(error as Error).message}`);
       return;
     }
     if (!outcome.accepted) {

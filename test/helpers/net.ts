@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { firstValueFrom, filter, timeout, type Observable } from 'rxjs';
+import { FrameDecoder, type Message } from '../../src/protocol/index.js';
 
 /** Connects to 127.0.0.1:port, allowing half-close. */
 export function connectTo(port: number): Promise<Socket> {
@@ -108,6 +109,58 @@ export function canListenOn(port: number): Promise<boolean> {
     const server = createServer();
     server.once('error', () => resolve(false));
     server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * Both ends of one real loopback TCP connection, half-close allowed on both:
+ * `[near, far]`, where `near` is the connecting side.
+ */
+export async function socketPair(): Promise<[Socket, Socket]> {
+  const server = createServer({ allowHalfOpen: true });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const near = await connectTo((server.address() as AddressInfo).port);
+  const far = await accepted;
+  server.close();
+  return [near, far];
+}
+
+/**
+ * The next protocol frame from a raw socket (a test speaking the protocol by hand). Bytes
+ * after the frame are put back, and the socket is left paused.
+ */
+export function readFrame(socket: Socket): Promise<Message> {
+  const decoder = new FrameDecoder();
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      decoder.push(chunk);
+      let message: Message | undefined;
+      try {
+        message = decoder.next();
+      } catch (error) {
+        finish();
+        reject(error);
+        return;
+      }
+      if (message === undefined) return;
+      finish();
+      socket.pause();
+      const rest = decoder.takeRemainder();
+      if (rest.length > 0) socket.unshift(rest);
+      resolve(message);
+    };
+    const onClose = (): void => {
+      finish();
+      reject(new Error(`socket closed before a whole frame (${decoder.bufferedBytes} bytes received)`));
+    };
+    const finish = (): void => {
+      socket.off('data', onData);
+      socket.off('close', onClose);
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.resume();
   });
 }
 

@@ -1,18 +1,60 @@
+import type { Socket } from 'node:net';
 import { ControlChannel } from '../../src/net/index.js';
-import { loginProof, PROTOCOL_VERSION, type LoginResp } from '../../src/protocol/index.js';
+import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION, type AppDeclaration, type LoginResp } from '../../src/protocol/index.js';
 import { connectTo } from './net.js';
 
 /**
- * Logs a group in by hand and then does nothing at all: no pings, no answers. Stands for a
- * client whose path died silently (the server can only notice by heartbeat timeout).
+ * A groupclient played by the test, frame by frame, so that a test can do what the real
+ * client never would (answer late, replay a pairing id, send bytes with the first frame).
  */
-export async function silentLogin(port: number, group: string, secret: string, clientId: string): Promise<{ channel: ControlChannel; resp: LoginResp }> {
-  const channel = new ControlChannel(await connectTo(port));
-  channel.socket.on('error', () => {});
+export interface RawSession {
+  channel: ControlChannel;
+  sessionId: string;
+  resp: LoginResp;
+}
+
+/** Hello → Challenge → Login → LoginResp, whatever the answer. */
+export async function rawHandshake(
+  port: number,
+  group: string,
+  secret: string,
+  { clientId = 'raw-client', apps = [] as AppDeclaration[] } = {},
+): Promise<{ channel: ControlChannel; resp: LoginResp }> {
+  const socket = await connectTo(port);
+  socket.on('error', () => {});
+  const channel = new ControlChannel(socket);
   const challenge = channel.next('Challenge');
   channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group, clientId });
   const { nonce } = await challenge;
   const reply = channel.next('LoginResp');
-  channel.send({ type: 'Login', proof: loginProof(secret, nonce, group, clientId), apps: [] });
+  channel.send({ type: 'Login', proof: loginProof(secret, nonce, group, clientId), apps });
   return { channel, resp: await reply };
+}
+
+/** A login that must succeed. */
+export async function rawLogin(...args: Parameters<typeof rawHandshake>): Promise<RawSession> {
+  const { channel, resp } = await rawHandshake(...args);
+  if (resp.sessionId === undefined) {
+    channel.destroy();
+    throw new Error(`login refused: ${resp.error?.code} ${resp.error?.reason}`);
+  }
+  return { channel, sessionId: resp.sessionId, resp };
+}
+
+/**
+ * Opens a work conn for `pairingId`; `firstBytes` go in the same write as NewWorkConn, as if
+ * the local app had spoken at once.
+ */
+export async function rawWorkConn(
+  port: number,
+  session: { sessionId: string },
+  pairingId: string,
+  secret: string,
+  firstBytes: Buffer = Buffer.alloc(0),
+): Promise<Socket> {
+  const socket = await connectTo(port);
+  socket.on('error', () => {});
+  const frame = encodeFrame({ type: 'NewWorkConn', sessionId: session.sessionId, pairingId, proof: joinProof(secret, session.sessionId, pairingId) });
+  socket.write(Buffer.concat([frame, firstBytes]));
+  return socket;
 }

@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { format, inspect } from 'node:util';
+import {
+  ConfigError,
+  loadGroupDirectory,
+  loadGroupFile,
+  loadServerConfig,
+  SERVER_DEFAULTS,
+  type ConfigErrorCode,
+} from '../src/config/index.js';
+
+// Compiled to dist/test/: the fixtures stay in the source tree.
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'config');
+const valid = join(fixtures, 'valid');
+const invalid = join(fixtures, 'invalid');
+
+const OFFICE_A_SECRET = 'office-a-secret-from-the-environment';
+const ENV: NodeJS.ProcessEnv = {
+  NTP_FIXTURE_OFFICE_A_SECRET: OFFICE_A_SECRET,
+  NTP_FIXTURE_PART: 'from-env',
+  NTP_FIXTURE_BETA_SECRET: 'beta-secret-long-enough',
+};
+
+interface Expected {
+  code: ConfigErrorCode;
+  /** The dotted field, or undefined for a YAML syntax error (the parser knows no field). */
+  field: string | undefined;
+  line: number;
+}
+
+/** One row per fixture in invalid/groups: a fixture without a row fails the suite. */
+const INVALID_GROUPS: Record<string, Expected> = {
+  'unknown-key.yaml': { code: 'CONFIG_INVALID', field: 'port', line: 5 },
+  'unknown-app-key.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].remote_port', line: 6 },
+  'missing-env.yaml': { code: 'CONFIG_INVALID', field: 'secret', line: 2 },
+  'short-secret.yaml': { code: 'CONFIG_INVALID', field: 'secret', line: 2 },
+  'duplicate-app.yaml': { code: 'CONFIG_INVALID', field: 'apps[1].name', line: 5 },
+  'duplicate-port.yaml': { code: 'CONFIG_INVALID', field: 'apps[2].remotePort', line: 6 },
+  'bad-host-port.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].local', line: 5 },
+  'local-port-out-of-range.yaml': { code: 'CONFIG_INVALID', field: 'apps[1].local', line: 5 },
+  'remote-port-out-of-range.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].remotePort', line: 6 },
+  'name-mismatch.yaml': { code: 'CONFIG_INVALID', field: 'name', line: 2 },
+  'no-apps.yaml': { code: 'CONFIG_INVALID', field: 'apps', line: 3 },
+  'yaml-syntax.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 4 },
+  'duplicate-key.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 5 },
+};
+
+const INVALID_SERVERS: Record<string, Expected> = {
+  'bad-duration.yaml': { code: 'CONFIG_INVALID', field: 'heartbeat.interval', line: 3 },
+  'heartbeat-timeout-not-longer.yaml': { code: 'CONFIG_INVALID', field: 'heartbeat.timeout', line: 4 },
+  'unknown-key.yaml': { code: 'CONFIG_INVALID', field: 'heartbeat.jitter', line: 3 },
+  'bad-bind.yaml': { code: 'CONFIG_INVALID', field: 'bind', line: 2 },
+  'bind-port-out-of-range.yaml': { code: 'CONFIG_INVALID', field: 'bind', line: 1 },
+  'bad-pairing-timeout.yaml': { code: 'CONFIG_INVALID', field: 'pairingTimeout', line: 2 },
+  'yaml-syntax.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 4 },
+};
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected a ConfigError, but the file loaded');
+}
+
+function assertNamesItsPlace(error: ConfigError, file: string, expected: Expected): void {
+  assert.equal(error.code, expected.code, error.message);
+  assert.equal(error.file, file);
+  assert.equal(error.field, expected.field, error.message);
+  assert.equal(error.line, expected.line, error.message);
+  // The message alone must be enough for a person: file:line, then the field.
+  assert.ok(error.message.startsWith(`${file}:${expected.line}: `), error.message);
+  if (expected.field !== undefined) assert.ok(error.message.includes(` ${expected.field}: `), error.message);
+}
+
+describe('invalid config fixtures', () => {
+  for (const [dir, table, load] of [
+    ['groups', INVALID_GROUPS, (file: string) => loadGroupFile(file, ENV)],
+    ['server', INVALID_SERVERS, (file: string) => loadServerConfig(file)],
+  ] as const) {
+    test(`every file in invalid/${dir} has an expectation`, () => {
+      assert.deepEqual(readdirSync(join(invalid, dir)).sort(), Object.keys(table).sort());
+    });
+    for (const [name, expected] of Object.entries(table)) {
+      test(`invalid/${dir}/${name} → ${expected.field ?? 'syntax'} at line ${expected.line}`, () => {
+        const file = join(invalid, dir, name);
+        assertNamesItsPlace(configError(() => load(file)), file, expected);
+      });
+    }
+  }
+
+  test('a secret variable set to the empty string counts as unset', () => {
+    const file = join(valid, 'groups', 'office-a.yaml');
+    const error = configError(() => loadGroupFile(file, { ...ENV, NTP_FIXTURE_OFFICE_A_SECRET: '' }));
+    assertNamesItsPlace(error, file, { code: 'CONFIG_INVALID', field: 'secret', line: 2 });
+    assert.ok(error.message.includes('NTP_FIXTURE_OFFICE_A_SECRET'), 'the message names the variable');
+  });
+
+  test('a too-short secret is not quoted in the error', () => {
+    const error = configError(() => loadGroupFile(join(invalid, 'groups', 'short-secret.yaml'), ENV));
+    assert.ok(!error.message.includes('hunter2'), error.message);
+  });
+
+  test('a missing file is a CONFIG_READ error naming it', () => {
+    const file = join(invalid, 'groups', 'no-such-group.yaml');
+    const error = configError(() => loadGroupFile(file, ENV));
+    assert.equal(error.code, 'CONFIG_READ');
+    assert.equal(error.file, file);
+    assert.ok(error.message.includes(file));
+  });
+});
+
+describe('valid config fixtures', () => {
+  test('a group file with ${VAR} read from the environment', () => {
+    const spec = loadGroupFile(join(valid, 'groups', 'office-a.yaml'), ENV);
+    assert.equal(spec.name, 'office-a');
+    assert.equal(spec.secret.reveal(), OFFICE_A_SECRET);
+    assert.deepEqual(
+      spec.apps.map((app) => [app.name, app.local, app.remotePort]),
+      [
+        ['ssh', { host: '127.0.0.1', port: 22 }, 6022],
+        ['web', { host: '::1', port: 8080 }, 6080],
+        ['auto', { host: 'localhost', port: 9000 }, 0],
+      ],
+    );
+    assert.equal(spec.server, undefined);
+    assert.ok(Object.isFrozen(spec) && Object.isFrozen(spec.apps) && Object.isFrozen(spec.apps[0]));
+  });
+
+  test('${VAR} inside a literal, and a client-side server address', () => {
+    const spec = loadGroupFile(join(valid, 'groups', 'office-b.yaml'), ENV);
+    assert.equal(spec.secret.reveal(), 'prefix-from-env-suffix');
+    assert.deepEqual(spec.server, { host: 'commonserver.example.net', port: 7000 });
+  });
+
+  test('a complete server file, with groups relative to it', () => {
+    const config = loadServerConfig(join(valid, 'commonserver.yaml'));
+    assert.deepEqual(config.bind, { host: '127.0.0.1', port: 7000 });
+    assert.equal(config.groupsDir, join(valid, 'groups'));
+    assert.equal(config.heartbeatIntervalMs, 500);
+    assert.equal(config.heartbeatTimeoutMs, 1500);
+    assert.equal(config.pairingTimeoutMs, 2000);
+    assert.equal(config.handshakeTimeoutMs, 250, 'a bare number is milliseconds');
+  });
+
+  test('a minimal server file gets the defaults', () => {
+    const config = loadServerConfig(join(valid, 'minimal-server.yaml'));
+    assert.deepEqual(config.bind, { host: '::1', port: 0 });
+    assert.equal(config.groupsDir, join(valid, 'groups'));
+    assert.equal(config.heartbeatIntervalMs, SERVER_DEFAULTS.heartbeatIntervalMs);
+    assert.equal(config.heartbeatTimeoutMs, SERVER_DEFAULTS.heartbeatTimeoutMs);
+    assert.equal(config.pairingTimeoutMs, SERVER_DEFAULTS.pairingTimeoutMs);
+    assert.equal(config.handshakeTimeoutMs, SERVER_DEFAULTS.handshakeTimeoutMs);
+  });
+});
+
+describe('loadGroupDirectory', () => {
+  const dir = join(fixtures, 'directory');
+
+  test('keeps the good files and reports each bad one with its field and line', () => {
+    const { groups, errors } = loadGroupDirectory(dir, ENV);
+    assert.deepEqual(groups.map((g) => g.name), ['alpha', 'beta']);
+    assert.deepEqual(
+      errors.map((e) => [e.file, e.field, e.line]),
+      [
+        [join(dir, 'alpha.yml'), 'name', 2],
+        [join(dir, 'delta.yaml'), 'secret', 2],
+        [join(dir, 'gamma.yaml'), 'apps[1].remotePort', 6],
+      ],
+    );
+    for (const error of errors) assert.ok(error.message.startsWith(`${error.file}:${error.line}: ${error.field}: `), error.message);
+    const conflict = errors[2]!;
+    assert.ok(conflict.message.includes('7101') && conflict.message.includes('alpha/ssh'), 'names the port and who holds it');
+  });
+
+  test('a missing directory is a CONFIG_READ error', () => {
+    const missing = join(dir, 'no-such-dir');
+    const error = configError(() => loadGroupDirectory(missing, ENV));
+    assert.equal(error.code, 'CONFIG_READ');
+    assert.equal(error.file, missing);
+  });
+});
+
+test('a secret never shows when a GroupSpec is printed, serialised or inspected', () => {
+  const spec = loadGroupFile(join(valid, 'groups', 'office-a.yaml'), ENV);
+  const renderings = [
+    String(spec),
+    `${spec.secret}`,
+    String(spec.secret),
+    JSON.stringify(spec),
+    JSON.stringify(spec.secret),
+    inspect(spec, { depth: Infinity, showHidden: true }),
+    inspect(spec.secret, { showHidden: true }),
+    format('%o %O %s %j', spec, spec, spec.secret, spec),
+    JSON.stringify({ ...spec }),
+  ];
+  for (const text of renderings) assert.ok(!text.includes(OFFICE_A_SECRET), `secret leaked in: ${text}`);
+  assert.ok(JSON.stringify(spec).includes('"secret":"[secret]"'), 'the field is there, masked');
+  assert.ok(inspect(spec).includes('[secret]'));
+});

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import type { ReplaySubject } from 'rxjs';
+import type { CommonServer, ServerEvent } from '../src/server/index.js';
+import { unusedPort } from './helpers/apps.js';
+import { makeConfigDir, randomSecret } from './helpers/configs.js';
+import { startServer } from './helpers/in-process.js';
+import { connectTo, closedWithin, readAll, readBytes, sha256, waitForEvent } from './helpers/net.js';
+import { rawLogin, rawWorkConn, type RawSession } from './helpers/raw-client.js';
+
+/**
+ * The server's side of pairing, with the groupclient played by the test: one-time pairing
+ * ids, the work conn's first frame and the bytes that follow it, WorkConnFailed, the pairing
+ * deadline, and many users of one app at once.
+ */
+const PAIRING_TIMEOUT_MS = 400;
+const secret = randomSecret();
+
+let server: CommonServer;
+let port: number;
+let events: ReplaySubject<ServerEvent>;
+let session: RawSession;
+let appPort: number;
+const sockets: Socket[] = [];
+
+before(async () => {
+  // The local target is never dialed here: the test is the client.
+  const config = makeConfigDir([{ name: 'manual', secret, apps: [{ name: 'app', localPort: await unusedPort() }] }], {
+    pairingTimeout: `${PAIRING_TIMEOUT_MS}ms`,
+    // The raw client sends no pings: keep the session alive for the whole file.
+    heartbeatInterval: '5s',
+    heartbeatTimeout: '60s',
+  });
+  ({ server, port, events } = await startServer(config));
+  session = await rawLogin(port, 'manual', secret, { apps: [{ name: 'app', remotePort: 0 }] });
+  appPort = session.resp.apps![0]!.remotePort;
+});
+
+after(async () => {
+  for (const socket of sockets) socket.destroy();
+  session?.channel.destroy();
+  await server?.close();
+});
+
+async function user(): Promise<Socket> {
+  const socket = await connectTo(appPort);
+  socket.on('error', () => {});
+  sockets.push(socket);
+  return socket;
+}
+
+async function workConn(pairingId: string, firstBytes?: Buffer, withSecret = secret): Promise<Socket> {
+  const socket = await rawWorkConn(port, session, pairingId, withSecret, firstBytes);
+  sockets.push(socket);
+  return socket;
+}
+
+function badPeerOn(socket: Socket): Promise<ServerEvent> {
+  const remote = `127.0.0.1:${socket.localPort}`;
+  return waitForEvent(events, (e) => e.type === 'bad-peer' && e.remote === remote, `a bad-peer event for ${remote}`);
+}
+
+describe('pairing a UserConn with a work conn', () => {
+  test('bytes sent with NewWorkConn reach the user first; both directions and half-close flow', { timeout: 10_000 }, async () => {
+    const u = await user();
+    u.write('hello from the user');
+    const { pairingId, app } = await session.channel.next('ReqWorkConn');
+    assert.equal(app, 'app');
+    const banner = Buffer.from('SSH-2.0-banner sent in the same segment as NewWorkConn\r\n');
+    const w = await workConn(pairingId, banner);
+
+    assert.deepEqual(await readBytes(u, banner.length), banner);
+    assert.equal((await readBytes(w, 'hello from the user'.length)).toString(), 'hello from the user');
+
+    const atWork = readAll(w);
+    u.end(' and goodbye');
+    assert.equal((await atWork).toString(), ' and goodbye');
+    const atUser = readAll(u);
+    w.end('last words');
+    assert.equal((await atUser).toString(), 'last words');
+
+    const closedEvent = await waitForEvent(events, (e) => e.type === 'conn-closed' && e.pairingId === pairingId, 'conn-closed');
+    assert.ok(closedEvent.type === 'conn-closed');
+    assert.equal(closedEvent.bytesIn, 'hello from the user and goodbye'.length);
+    assert.equal(closedEvent.bytesOut, banner.length + 'last words'.length);
+  });
+
+  test('a bad join proof is refused without using up the pairing; a replayed pairing id is refused', { timeout: 10_000 }, async () => {
+    const u = await user();
+    const { pairingId } = await session.channel.next('ReqWorkConn');
+
+    const forged = await workConn(pairingId, undefined, `not-${secret}`);
+    const forgedVerdict = await badPeerOn(forged);
+    assert.ok(forgedVerdict.type === 'bad-peer' && forgedVerdict.code === 'BAD_WORK_CONN' && /proof/.test(forgedVerdict.reason));
+
+    const real = await workConn(pairingId);
+    await waitForEvent(events, (e) => e.type === 'work-conn-joined' && e.pairingId === pairingId, 'the real work conn joined');
+    u.write('ping');
+    assert.equal((await readBytes(real, 4)).toString(), 'ping');
+
+    const replay = await workConn(pairingId);
+    const replayVerdict = await badPeerOn(replay);
+    assert.ok(replayVerdict.type === 'bad-peer' && replayVerdict.code === 'BAD_WORK_CONN');
+    // The replay did not disturb the joined pair.
+    real.write('pong');
+    assert.equal((await readBytes(u, 4)).toString(), 'pong');
+  });
+
+  test('WorkConnFailed closes the user at once and is reported with its reason', { timeout: 10_000 }, async () => {
+    const u = await user();
+    const gone = closedWithin(u);
+    const { pairingId } = await session.channel.next('ReqWorkConn');
+    session.channel.send({ type: 'WorkConnFailed', pairingId, reason: 'local app unreachable: ECONNREFUSED' });
+    const failed = await waitForEvent(events, (e) => e.type === 'work-conn-failed' && e.pairingId === pairingId, 'work-conn-failed');
+    assert.ok(failed.type === 'work-conn-failed' && failed.reason.includes('ECONNREFUSED'));
+    await gone;
+    // A work conn arriving after the failure finds no pairing.
+    const late = await workConn(pairingId);
+    assert.equal((await badPeerOn(late)).type, 'bad-peer');
+  });
+
+  test('no work conn within the pairing deadline: the user is closed and the pairing expires', { timeout: 10_000 }, async () => {
+    const u = await user();
+    const gone = closedWithin(u);
+    const { pairingId } = await session.channel.next('ReqWorkConn');
+    // Nothing is sent back: only the deadline can fail this pairing.
+    await waitForEvent(events, (e) => e.type === 'work-conn-failed' && e.pairingId === pairingId, 'work-conn-failed');
+    await gone;
+    const late = await workConn(pairingId);
+    assert.equal((await badPeerOn(late)).type, 'bad-peer');
+  });
+
+  test('many users of one app at once each get their own pairing and their own bytes', { timeout: 15_000 }, async () => {
+    const USERS = 20;
+    const users = await Promise.all(Array.from({ length: USERS }, () => user()));
+    const pairingIds = new Set<string>();
+    // Answer every request; each work conn echoes what its user sends.
+    for (let i = 0; i < USERS; i++) {
+      const { pairingId } = await session.channel.next('ReqWorkConn');
+      pairingIds.add(pairingId);
+      const w = await workConn(pairingId);
+      w.pipe(w);
+    }
+    assert.equal(pairingIds.size, USERS, 'every user got a distinct pairing id');
+    await Promise.all(
+      users.map(async (u) => {
+        const payload = randomBytes(64 * 1024);
+        const back = readAll(u);
+        u.end(payload);
+        assert.equal(sha256(await back), sha256(payload));
+      }),
+    );
+  });
+});
