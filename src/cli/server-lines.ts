@@ -1,4 +1,5 @@
 import type { ServerEvent } from '../server/index.js';
+import { seconds } from './output.js';
 
 /** The stdout line for a server event, or undefined for events only `DEBUG=ntp:*` shows. */
 export function serverLine(event: ServerEvent): string | undefined {
@@ -28,12 +29,17 @@ export function serverLine(event: ServerEvent): string | undefined {
       return `group ${event.group} deactivated (${event.code}): ${event.reason}`;
     case 'bad-peer':
       return `closed ${event.remote}: ${event.code}: ${event.reason}`;
+    case 'login-throttled':
+      return event.state === 'blocked'
+        ? `login refused from ${event.remote} for ${seconds(event.forMs ?? 0)}: ${event.failures} failed logins`
+        : `logins from ${event.remote} slowed: ${event.failures} failed logins`;
+    case 'user-conn-refused':
+      return `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`;
     case 'work-conn-failed':
       return `user of ${event.group}/${event.app} closed: ${event.reason}`;
     case 'client-connected':
     case 'heartbeat':
     case 'user-conn-accepted':
-    case 'user-conn-refused':
     case 'work-conn-requested':
     case 'work-conn-joined':
     case 'conn-closed':
