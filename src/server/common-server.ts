@@ -56,6 +56,11 @@ export class CommonServer {
     this.commonPort.on('error', (error) => debug('common port error: %s', error.message));
   }
 
+  /** Connections on the common port still logging in or joining (bounded by `limits`). */
+  get pendingHandshakes(): number {
+    return this.gate.size;
+  }
+
   /** Whether the common port speaks TLS. */
   get tls(): boolean {
     return (this.options.transport ?? PLAINTEXT).kind === 'tls';
