@@ -72,7 +72,7 @@ export function parseServerTrust(yaml: YamlFile, root: Record<string, unknown>):
 
 /** `sha256:` + 64 hex digits (colons between bytes allowed), lower-cased without colons. */
 export function canonicalFingerprint(text: string): string | undefined {
-  const match = /^sha256:((?:[0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2})$/.exec(text.trim());
+  const match = /^sha256:((?:[0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2})$/i.exec(text.trim());
   return match ? `sha256:${match[1]!.replace(/:/g, '').toLowerCase()}` : undefined;
 }
 
