@@ -3,33 +3,43 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { loadGroupFile } from '../src/config/index.js';
+import { loadGroupFile, type GroupSpec } from '../src/config/index.js';
 import { ServerTrustError, type ClientTransport } from '../src/net/index.js';
 import { createSelfSigned } from '../src/server/index.js';
-import { startApp, startEchoApp } from './helpers/apps.js';
+import { startApp, startBannerApp, startEchoApp, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, echoRoundTrip, readAll, sha256, waitForEvent } from './helpers/net.js';
+import { connectTo, echoRoundTrip, readAll, readBytes, sha256, waitForEvent } from './helpers/net.js';
 import { startCommonServerProcess, startGroupClientProcess } from './helpers/processes.js';
 
 const OTHER_FINGERPRINT = `sha256:${'ab'.repeat(32)}`;
 
-async function tlsSetup(name: string, tls: boolean | { clientCa: string } = true) {
-  const echo = await startEchoApp();
-  const config = makeConfigDir([{ name, secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }], { tls });
+/**
+ * A TLS server (self-signed certificate made on the spot) with one group whose one app is
+ * `app` (an echo app by default).
+ */
+async function tlsSetup(name: string, { tls = true, app }: { tls?: boolean | { clientCa: string }; app?: TestApp } = {}) {
+  const local = app ?? (await startEchoApp());
+  const config = makeConfigDir([{ name, secret: randomSecret(), apps: [{ name: 'app', localPort: local.port }] }], { tls });
   const started = await startServer(config);
   after(async () => {
     await started.server.close();
-    await echo.close();
+    await local.close();
   });
   return { ...started, config, spec: loadGroupFile(config.groupFile(name)) };
 }
 
+/** A client in this process that pins the server's fingerprint; stopped after the test. */
+function pinnedClient(spec: GroupSpec, port: number, fingerprint: string) {
+  const started = startClient(spec, port, { transport: { kind: 'tls', fingerprint } });
+  after(() => started.client.stop());
+  return started;
+}
+
 test('TLS: a pinned client logs in and relays; half-close works over TLS', { timeout: 20_000 }, async () => {
-  const { events, port, fingerprint, spec } = await tlsSetup('tls-pinned');
+  const { server, events, port, fingerprint, spec } = await tlsSetup('tls-pinned');
   assert.match(fingerprint!, /^sha256:[0-9a-f]{64}$/);
-  const { client, events: clientEvents } = startClient(spec, port, { transport: { kind: 'tls', fingerprint: fingerprint! } });
-  after(() => client.stop());
+  const { events: clientEvents } = pinnedClient(spec, port, fingerprint!);
   const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
   assert.equal(activated.type, 'group-activated');
   await waitForEvent(clientEvents, (e) => e.type === 'login-accepted', 'login accepted');
@@ -39,6 +49,20 @@ test('TLS: a pinned client logs in and relays; half-close works over TLS', { tim
   const payload = randomBytes(1024 * 1024);
   const back = await echoRoundTrip(echoPort, payload);
   assert.equal(sha256(back), sha256(payload));
+  // Nothing stays counted as 'still handshaking' once the control and work conns are in use.
+  assert.equal(server.pendingHandshakes, 0);
+});
+
+test('TLS: a server-speaks-first app greets a silent user through TLS work conns', { timeout: 20_000 }, async () => {
+  const { events, port, fingerprint, spec } = await tlsSetup('tls-banner', { app: await startBannerApp('SSH-2.0-OverTLS\r\n') });
+  pinnedClient(spec, port, fingerprint!);
+  const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
+  assert.equal(activated.type, 'group-activated');
+  for (let i = 0; i < 3; i++) {
+    const user = await connectTo(activated.apps[0]!.remotePort);
+    assert.equal((await readBytes(user, 'SSH-2.0-OverTLS\r\n'.length)).toString(), 'SSH-2.0-OverTLS\r\n');
+    user.destroy();
+  }
 });
 
 test('TLS: backpressure holds end to end while the local app does not read', { timeout: 30_000 }, async () => {
@@ -49,14 +73,8 @@ test('TLS: backpressure holds end to end while the local app does not read', { t
     socket.pause(); // not reading: every buffer upstream must fill and stop the user
     socket.on('data', (chunk: Buffer) => received.push(chunk));
   });
-  const config = makeConfigDir([{ name: 'tls-bp', secret: randomSecret(), apps: [{ name: 'sink', localPort: sink.port }] }], { tls: true });
-  const { server, events, port, fingerprint } = await startServer(config);
-  const { client } = startClient(loadGroupFile(config.groupFile('tls-bp')), port, { transport: { kind: 'tls', fingerprint: fingerprint! } });
-  after(async () => {
-    client.stop();
-    await server.close();
-    await sink.close();
-  });
+  const { events, port, fingerprint, spec } = await tlsSetup('tls-bp', { app: sink });
+  pinnedClient(spec, port, fingerprint!);
   const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
   assert.equal(activated.type, 'group-activated');
   const user = await connectTo(activated.apps[0]!.remotePort);
@@ -130,7 +148,7 @@ test('mutual TLS: the server refuses a client without a certificate from its cli
   const clientCert = join(certs.dir, 'client.crt');
   const clientKey = join(certs.dir, 'client.key');
   createSelfSigned(clientCert, clientKey); // a self-signed certificate is its own CA
-  const { events, port, spec, fingerprint } = await tlsSetup('tls-mutual', { clientCa: clientCert });
+  const { events, port, spec, fingerprint } = await tlsSetup('tls-mutual', { tls: { clientCa: clientCert } });
 
   const anonymous = startClient(spec, port, { transport: { kind: 'tls', fingerprint: fingerprint! }, clientId: 'anonymous' });
   await waitForEvent(events, (e) => e.type === 'bad-peer' && e.code === 'TLS_HANDSHAKE', 'TLS handshake refusal');
