@@ -1,13 +1,13 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { firstValueFrom, Subject, timer, type Observable } from 'rxjs';
+import { Subject, timer, type Observable } from 'rxjs';
 import { formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, type GroupSpec, type SecurityConfig, type ServerConfig } from '../config/index.js';
 import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
-import { ProtocolError, randomId, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
+import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
 import type { ServerEvent } from './events.js';
 import { HandshakeGate } from './handshake-gate.js';
-import { LoginLimiter } from './login-limiter.js';
+import { LoginGuard } from './login-limiter.js';
 import { runLogin } from './login.js';
 import { groupRefusal } from './policy.js';
 
@@ -21,9 +21,6 @@ export type CommonServerOptions = Pick<
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
   };
-
-/** Failed logins that count against the source address. */
-const GUESSES: ReadonlySet<LoginRejectCode> = new Set(['BAD_SECRET', 'UNKNOWN_GROUP']);
 
 /**
  * The public server. Listens on the common port, where each new connection's first frame
@@ -42,12 +39,12 @@ export class CommonServer {
   private readonly commonPort: Server;
   private readonly handshaking = new Set<Socket>();
   private readonly gate: HandshakeGate;
-  private readonly limiter: LoginLimiter;
+  private readonly loginGuard: LoginGuard;
   private closing = false;
 
   constructor(private readonly options: CommonServerOptions) {
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
-    this.limiter = new LoginLimiter(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS);
+    this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
       this.badPeer(remote, 'TLS_HANDSHAKE', `TLS handshake failed: ${(error as NodeJS.ErrnoException).code ?? error.message}`),
     );
@@ -59,11 +56,6 @@ export class CommonServer {
   /** Connections on the common port still logging in or joining (bounded by `limits`). */
   get pendingHandshakes(): number {
     return this.gate.size;
-  }
-
-  /** Whether the common port speaks TLS. */
-  get tls(): boolean {
-    return (this.options.transport ?? PLAINTEXT).kind === 'tls';
   }
 
   private readonly emit = (event: ServerEvent): void => {
@@ -172,25 +164,9 @@ export class CommonServer {
 
   private async onControlConn(channel: ControlChannel, hello: Hello): Promise<void> {
     this.emit({ type: 'client-connected', group: hello.group, clientId: hello.clientId, remote: channel.peer });
-    const source = channel.socket.remoteAddress ?? 'unknown';
-    const gate = this.limiter.check(source);
-    if (gate.verdict === 'blocked') {
-      // The exchange runs as usual (so the client hears why) but the proof is never checked.
-      try {
-        const login = channel.next('Login');
-        channel.send({ type: 'Challenge', nonce: randomId(32) });
-        await login;
-      } catch {
-        channel.destroy();
-        return;
-      }
-      const reason = `too many failed logins from ${source}; try again in ${Math.ceil(gate.retryInMs / 1000)}s`;
-      return this.refuseLogin(channel, hello, 'RATE_LIMITED', reason);
-    }
-    if (gate.verdict === 'slow') {
-      await firstValueFrom(timer(gate.delayMs));
-      if (!channel.open) return;
-    }
+    const admitted = await this.loginGuard.admit(channel);
+    if (admitted === 'closed') return channel.destroy();
+    if (admitted !== 'proceed') return this.refuseLogin(channel, hello, 'RATE_LIMITED', admitted.refuse);
     let outcome;
     try {
       outcome = await runLogin(channel, hello, {
@@ -203,17 +179,8 @@ export class CommonServer {
       channel.destroy();
       return;
     }
-    if (!outcome.accepted) {
-      if (GUESSES.has(outcome.code)) {
-        const change = this.limiter.failed(source);
-        if (change !== undefined) {
-          const forMs = change.state === 'blocked' ? this.options.loginLimit?.blockForMs ?? LOGIN_LIMIT_DEFAULTS.blockForMs : undefined;
-          this.emit({ type: 'login-throttled', remote: source, state: change.state, failures: change.failures, ...(forMs ? { forMs } : {}) });
-        }
-      }
-      return this.refuseLogin(channel, hello, outcome.code, outcome.reason);
-    }
-    this.limiter.succeeded(source);
+    this.loginGuard.record(channel, outcome.accepted ? undefined : outcome.code);
+    if (!outcome.accepted) return this.refuseLogin(channel, hello, outcome.code, outcome.reason);
     const live = this.inUseGroup.get(hello.group);
     const refusal = groupRefusal(this.options.policy ?? {}, outcome.spec, this.inUseGroup.size, live !== undefined);
     if (refusal !== undefined) return this.refuseLogin(channel, hello, 'POLICY', refusal);

@@ -1,4 +1,8 @@
+import { firstValueFrom, timer } from 'rxjs';
 import type { LoginLimitConfig } from '../config/index.js';
+import type { ControlChannel } from '../net/index.js';
+import { randomId, type LoginRejectCode } from '../protocol/index.js';
+import type { EmitServerEvent } from './events.js';
 
 export type LoginGate = { verdict: 'ok' } | { verdict: 'slow'; delayMs: number } | { verdict: 'blocked'; retryInMs: number };
 
@@ -84,4 +88,65 @@ export class LoginLimiter {
     // Still full: forget the oldest (insertion order) rather than grow without bound.
     while (this.sources.size >= MAX_TRACKED_SOURCES) this.sources.delete(this.sources.keys().next().value!);
   }
+}
+
+/** Failed logins that count against the source address. */
+const GUESSES: ReadonlySet<LoginRejectCode> = new Set(['BAD_SECRET', 'UNKNOWN_GROUP']);
+
+/**
+ * The limiter applied to one common conn's login: `admit` before the real exchange,
+ * `record` after it. Keeps CommonServer's login path to two calls.
+ */
+export class LoginGuard {
+  private readonly limiter: LoginLimiter;
+
+  constructor(
+    private readonly config: LoginLimitConfig,
+    private readonly emit: EmitServerEvent,
+  ) {
+    this.limiter = new LoginLimiter(config);
+  }
+
+  /**
+   * Resolves `proceed` (possibly after the slow-down), `closed` if the peer left meanwhile,
+   * or a refusal reason for a blocked source. A blocked source still gets a Challenge and
+   * its Login is read, so its client hears why; the proof is never checked.
+   */
+  async admit(channel: ControlChannel): Promise<'proceed' | 'closed' | { refuse: string }> {
+    const source = sourceOf(channel);
+    const gate = this.limiter.check(source);
+    if (gate.verdict === 'slow') {
+      await firstValueFrom(timer(gate.delayMs));
+      return channel.open ? 'proceed' : 'closed';
+    }
+    if (gate.verdict === 'ok') return 'proceed';
+    try {
+      const login = channel.next('Login');
+      channel.send({ type: 'Challenge', nonce: randomId(32) });
+      await login;
+    } catch {
+      return 'closed';
+    }
+    return { refuse: `too many failed logins from ${source}; try again in ${Math.ceil(gate.retryInMs / 1000)}s` };
+  }
+
+  /** Counts the outcome of a login that ran: a success clears the source, a guess counts. */
+  record(channel: ControlChannel, rejection: LoginRejectCode | undefined): void {
+    const source = sourceOf(channel);
+    if (rejection === undefined) return this.limiter.succeeded(source);
+    if (!GUESSES.has(rejection)) return;
+    const change = this.limiter.failed(source);
+    if (change === undefined) return;
+    this.emit({
+      type: 'login-throttled',
+      remote: source,
+      state: change.state,
+      failures: change.failures,
+      ...(change.state === 'blocked' ? { forMs: this.config.blockForMs } : {}),
+    });
+  }
+}
+
+function sourceOf(channel: ControlChannel): string {
+  return channel.socket.remoteAddress ?? 'unknown';
 }
