@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { filter, firstValueFrom, take, timeout, toArray } from 'rxjs';
 import { after, test } from 'node:test';
 import { loadGroupFile } from '../src/config/index.js';
 import { encodeFrame, PROTOCOL_VERSION, type Message } from '../src/protocol/index.js';
@@ -178,4 +179,44 @@ test('live fuzz of the common port: every bad peer is closed and logged, memory 
       `(${[...codes].map(([code, n]) => `${code} ${n}`).join(', ')}); at most ${maxPending} pending handshakes; ` +
       `${roundTrips} steady echo round trips meanwhile; rss ${(rssBefore / 2 ** 20).toFixed(0)} → ${(rssAfter / 2 ** 20).toFixed(0)} MiB (test process, server included)`,
   );
+});
+
+test("the per-source handshake cap spares the address of a logged-in client (its work-conn bursts)", { timeout: 30_000 }, async () => {
+  const echo = await startEchoApp();
+  const secret = randomSecret();
+  const config = makeConfigDir([{ name: 'burst', secret, apps: [{ name: 'echo', localPort: echo.port }] }], {
+    handshakeTimeout: '5s',
+    heartbeatInterval: '1s',
+    heartbeatTimeout: '30s',
+    extra: { limits: { ...LIMITS, maxHandshakesPerSource: 5 } },
+  });
+  const { server, port, events } = await startServer(config);
+  after(async () => {
+    await server.close();
+    await echo.close();
+  });
+  const session = await rawLogin(port, { group: 'burst', secret, localAddress: '127.0.0.1' });
+  assert.ok(session.resp.sessionId);
+  // Ten connections still 'handshaking' from the client's address, ten from a stranger's.
+  const fromClient = await Promise.all(Array.from({ length: 10 }, () => connectFrom(port, '127.0.0.1')));
+  const fromStranger = await Promise.all(Array.from({ length: 10 }, () => connectFrom(port, '127.0.0.8')));
+  const capped = await firstValueFrom(
+    events.pipe(
+      filter((e) => e.type === 'bad-peer' && e.code === 'TOO_MANY_HANDSHAKES'),
+      take(5),
+      toArray(),
+      timeout(10_000),
+    ),
+  );
+  assert.ok(capped.every((e) => e.type === 'bad-peer' && e.remote.startsWith('127.0.0.8:')), JSON.stringify(capped));
+  // All ten from the client's address are in (and nobody else was refused).
+  for (let i = 0; i < 100 && server.pendingHandshakes < 15; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(server.pendingHandshakes, 15);
+  let refusedTotal = 0;
+  events.subscribe((e) => {
+    if (e.type === 'bad-peer' && e.code === 'TOO_MANY_HANDSHAKES') refusedTotal++;
+  }).unsubscribe();
+  assert.equal(refusedTotal, 5);
+  for (const socket of [...fromClient, ...fromStranger]) socket.destroy();
+  session.channel.destroy();
 });

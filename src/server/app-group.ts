@@ -47,6 +47,8 @@ export class AppGroup implements UserConnSink {
   readonly since = Date.now();
   readonly clientId: string;
   readonly clientAddress: string;
+  /** The client's IP address alone (its work conns come from there). */
+  readonly clientSource: string | undefined;
   lastHeartbeatAt = Date.now();
   private readonly appServers = new Map<string, AppServer>();
   private readonly pairings: Pairings;
@@ -57,6 +59,7 @@ export class AppGroup implements UserConnSink {
     this.name = options.spec.name;
     this.clientId = options.clientId;
     this.clientAddress = options.channel.peer;
+    this.clientSource = options.channel.socket.remoteAddress;
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
   }
 

@@ -107,12 +107,18 @@ export class CommonServer {
 
   private readonly onRawConn = (socket: Socket): void => {
     socket.on('error', (error) => debug('raw conn: %s', error.message));
-    const refusal = this.closing ? undefined : this.gate.admit(socket);
+    const refusal = this.closing ? undefined : this.gate.admit(socket, this.hasSessionFrom(socket.remoteAddress));
     if (refusal !== undefined) {
       this.badPeer(peerOf(socket), 'TOO_MANY_HANDSHAKES', refusal);
       socket.destroy();
     }
   };
+
+  private hasSessionFrom(address: string | undefined): boolean {
+    if (address === undefined) return false;
+    for (const group of this.inUseGroup.values()) if (group.clientSource === address) return true;
+    return false;
+  }
 
   private readonly onCommonConn = (socket: Socket): void => {
     const peer = peerOf(socket);

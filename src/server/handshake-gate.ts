@@ -19,14 +19,18 @@ export class HandshakeGate {
     return this.pending.size;
   }
 
-  /** Tracks a just-accepted raw socket, or says why it must be refused. */
-  admit(socket: Socket): string | undefined {
+  /**
+   * Tracks a just-accepted raw socket, or says why it must be refused. `hasSession`: the
+   * source already holds an authenticated control conn, so its bursts of work conns (one per
+   * user) are only bounded by the total, never by the per-source cap meant for strangers.
+   */
+  admit(socket: Socket, hasSession = false): string | undefined {
     const source = socket.remoteAddress ?? 'unknown';
     const fromSource = this.perSource.get(source) ?? 0;
     if (this.pending.size >= this.limits.maxHandshakes) {
       return `too many connections still logging in or joining (${this.limits.maxHandshakes})`;
     }
-    if (fromSource >= this.limits.maxHandshakesPerSource) {
+    if (!hasSession && fromSource >= this.limits.maxHandshakesPerSource) {
       return `too many connections from ${source} still logging in or joining (${this.limits.maxHandshakesPerSource})`;
     }
     const peer = peerOf(socket);
