@@ -49,9 +49,9 @@ if (Number.isNaN(passed) || Number.isNaN(failed)) {
   failed = 1;
 }
 
-const scan = scanForSecrets(SECRETS_FILE, LOGS_DIR);
+const scan = scanForSecrets(SECRETS_FILE, LOGS_DIR, [results]);
 const scanOk = scan.leaks.length === 0 && scan.secrets > 0 && scan.files > 0;
-for (const leak of scan.leaks) console.log(`secret scan: secret #${leak.secret} found in ${join(LOGS_DIR, leak.file)}:${leak.line}`);
+for (const leak of scan.leaks) console.log(`secret scan: secret #${leak.secret} found in ${leak.file}:${leak.line} (under ${ARTIFACTS_DIR})`);
 console.log(
   `secret scan: ${scan.secrets} secrets checked against ${scan.lines} lines in ${scan.files} log files: ${
     scan.leaks.length === 0 ? (scanOk ? 'none found' : 'nothing to check (is the artifacts recording broken?)') : `${scan.leaks.length} leaks`
