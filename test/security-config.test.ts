@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { ConfigError, loadServerConfig, parseGroupFile, YamlFile } from '../src/config/index.js';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadGroupDirectory, loadServerConfig, parseGroupFile, YamlFile } from '../src/config/index.js';
+import { portRefusal } from '../src/server/policy.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startCommonServerProcess } from './helpers/processes.js';
 
@@ -66,4 +68,18 @@ test('a group file with a literal secret readable by others gets a warning line;
   after(() => server.stop());
   await server.waitForLine(/warning: \S*open\.yaml holds the secret of group open and is readable by every user \(mode 644\); run chmod 600/);
   assert.ok(!server.output.includes('private.yaml holds'), server.output);
+});
+
+test('the shipped config: TLS on, and every shipped app allowed by its policy', () => {
+  const shipped = join(fileURLToPath(import.meta.url), '..', '..', '..', 'config');
+  const config = loadServerConfig(join(shipped, 'commonserver.yaml'));
+  assert.equal(config.tls.plaintext, false);
+  const env = { OFFICE_A_SECRET: 'a'.repeat(24), OFFICE_B_SECRET: 'b'.repeat(24) };
+  const registry = loadGroupDirectory(config.groupsDir, env);
+  assert.deepEqual(registry.errors, []);
+  assert.ok(registry.groups.length > 0);
+  for (const group of registry.groups) {
+    assert.ok(group.apps.length <= config.policy.maxAppsPerGroup!);
+    for (const app of group.apps) assert.equal(portRefusal(config.policy, group.name, app), undefined);
+  }
 });
