@@ -9,8 +9,9 @@ import { createSelfSigned } from '../src/server/index.js';
 import { startApp, startBannerApp, startEchoApp, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, echoRoundTrip, readAll, readBytes, sha256, waitForEvent } from './helpers/net.js';
+import { connectTo, echoRoundTrip, readAll, readBytes, sha256, waitForEvent, waitUntil } from './helpers/net.js';
 import { startCommonServerProcess, startGroupClientProcess } from './helpers/processes.js';
+import { connectFrom, endedByServer } from './helpers/raw-peer.js';
 
 const OTHER_FINGERPRINT = `sha256:${'ab'.repeat(32)}`;
 
@@ -207,3 +208,16 @@ function seenTypes(events: import('rxjs').Observable<{ type: string }>): Set<str
   events.subscribe((e) => seen.add(e.type)).unsubscribe();
   return seen;
 }
+
+test('TLS: a connection that never completes its TLS handshake is closed at the deadline, with a log line', { timeout: 15_000 }, async () => {
+  const config = makeConfigDir([], { tls: true, handshakeTimeout: '500ms' });
+  const { server, port, events } = await startServer(config);
+  after(() => server.close());
+  const silent = await connectFrom(port, '127.0.0.1');
+  const remote = `127.0.0.1:${silent.localPort}`;
+  await endedByServer(silent);
+  const line = await waitForEvent(events, (e) => e.type === 'bad-peer' && e.remote === remote, 'the handshake timeout line');
+  assert.equal(line.type === 'bad-peer' ? line.code : '', 'TLS_HANDSHAKE');
+  await waitUntil(() => server.pendingHandshakes === 0, 'its handshake slot to be freed');
+  silent.destroy();
+});

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadGroupDirectory, loadServerConfig, parseGroupFile, YamlFile } from '../src/config/index.js';
+import { clientTransport } from '../src/client/index.js';
+import { createSelfSigned } from '../src/server/index.js';
 import { portRefusal } from '../src/server/policy.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startCommonServerProcess } from './helpers/processes.js';
@@ -82,4 +84,26 @@ test('the shipped config: TLS on, and every shipped app allowed by its policy', 
     assert.ok(group.apps.length <= config.policy.maxAppsPerGroup!);
     for (const app of group.apps) assert.equal(portRefusal(config.policy, group.name, app), undefined);
   }
+});
+
+test('client trust from the group file: CA, client certificate, pin override, explicit plaintext', () => {
+  const dir = makeConfigDir([]);
+  createSelfSigned(join(dir.dir, 'ca.crt'), join(dir.dir, 'ca.key'));
+  createSelfSigned(join(dir.dir, 'me.crt'), join(dir.dir, 'me.key'));
+  const file = join(dir.dir, 'g.yaml');
+  const apps = 'apps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0 }\n';
+  writeFileSync(file, `name: g\nsecret: ${'s'.repeat(20)}\nserverCa: ca.crt\nclientCert: me.crt\nclientKey: me.key\n${apps}`);
+  const spec = parseGroupFile(YamlFile.read(file));
+  const transport = clientTransport(spec);
+  assert.equal(transport.kind, 'tls');
+  assert.ok(transport.kind === 'tls' && transport.ca && transport.cert && transport.key && transport.fingerprint === undefined);
+  const pinned = clientTransport(spec, { fingerprint: `sha256:${'CD'.repeat(32)}` });
+  assert.ok(pinned.kind === 'tls' && pinned.fingerprint === `sha256:${'cd'.repeat(32)}`);
+  assert.throws(() => clientTransport(spec, { fingerprint: 'sha1:00' }), /--server-fingerprint/);
+  assert.throws(() => clientTransport(spec, { plaintext: true }), /plaintext contradicts/);
+  const bare = parseGroupFile(YamlFile.parse('g.yaml', `name: g\nsecret: ${'s'.repeat(20)}\n${apps}`));
+  assert.deepEqual(clientTransport(bare), { kind: 'tls' }, 'nothing said means TLS with the system CAs');
+  assert.deepEqual(clientTransport(bare, { plaintext: true }), { kind: 'plain' });
+  writeFileSync(file, `name: g\nsecret: ${'s'.repeat(20)}\nserverCa: missing.crt\n${apps}`);
+  assert.throws(() => clientTransport(parseGroupFile(YamlFile.read(file))), (error: unknown) => error instanceof ConfigError && error.field === 'serverCa');
 });

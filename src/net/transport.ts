@@ -57,7 +57,12 @@ export function createCommonListener(
     },
     onConn,
   );
-  server.on('tlsClientError', (error, socket) => onHandshakeError(peerOf(socket), error));
+  server.on('tlsClientError', (error, socket) => {
+    onHandshakeError(peerOf(socket), error);
+    // Node reports a handshake timeout but leaves a half-open socket (allowHalfOpen) standing:
+    // without this, a silent peer would hold its slot forever.
+    socket.destroy();
+  });
   return server;
 }
 
