@@ -14,13 +14,14 @@ import { connectFrom, endedByServer, rawLogin } from './helpers/raw-peer.js';
 
 const LIMITS = { maxPendingUsersPerApp: 2, maxHandshakes: 1024, maxHandshakesPerSource: 50 };
 
-async function hardenedServer(name: string) {
+async function hardenedServer(name: string, { tls = false } = {}) {
   const echo = await startEchoApp();
   const secret = randomSecret();
   const config = makeConfigDir([{ name, secret, apps: [{ name: 'echo', localPort: echo.port }] }], {
     handshakeTimeout: '1s',
     heartbeatInterval: '1s',
     heartbeatTimeout: '30s',
+    tls,
     extra: { limits: LIMITS },
   });
   const started = await startServer(config);
@@ -99,13 +100,26 @@ function badPeers(count: number): BadPeer[] {
   return Array.from({ length: count }, (_, i) => ({ ...makers[i % makers.length]!(i), from: sources[i % sources.length]! }));
 }
 
-test('live fuzz of the common port: every bad peer is closed and logged, memory stays bounded, another group keeps flowing', { timeout: 120_000 }, async () => {
-  const { server, port, events, config } = await hardenedServer('steady');
+test('live fuzz of the common port: every bad peer is closed and logged, memory stays bounded, another group keeps flowing', { timeout: 120_000 }, () =>
+  liveFuzz({ tls: false, total: 2200, flood: 1000 }),
+);
+
+test('live fuzz of the common port with TLS on: the same garbage never gets past the TLS layer, and nothing is left behind', { timeout: 120_000 }, () =>
+  liveFuzz({ tls: true, total: 440, flood: 300 }),
+);
+
+/**
+ * Bad peers in batches from four loopback sources, then a flood of half-open connections from
+ * a fifth, while a real client of another group relays echo traffic.
+ */
+async function liveFuzz({ tls, total: TOTAL, flood: FLOOD }: { tls: boolean; total: number; flood: number }): Promise<void> {
+  const { server, port, events, config, fingerprint } = await hardenedServer(tls ? 'steady-tls' : 'steady', { tls });
   const badPeerEvents = new Map<string, string>();
   events.subscribe((e: ServerEvent) => {
     if (e.type === 'bad-peer') badPeerEvents.set(e.remote, e.code);
   });
-  const { client, events: clientEvents } = startClient(loadGroupFile(config.groupFile('steady')), port);
+  const group = tls ? 'steady-tls' : 'steady';
+  const { client, events: clientEvents } = startClient(loadGroupFile(config.groupFile(group)), port, tls ? { transport: { kind: 'tls', fingerprint: fingerprint! } } : {});
   after(() => client.stop());
   const accepted = await waitForEvent(clientEvents, (e) => e.type === 'login-accepted', 'steady login');
   const echoPort = accepted.type === 'login-accepted' ? accepted.apps[0]!.remotePort : 0;
@@ -123,7 +137,6 @@ test('live fuzz of the common port: every bad peer is closed and logged, memory 
     }
   })();
 
-  const TOTAL = 2200;
   const BATCH = 220;
   let maxPending = 0;
   const peers = badPeers(TOTAL);
@@ -146,7 +159,6 @@ test('live fuzz of the common port: every bad peer is closed and logged, memory 
 
   // Thousands of half-open connections at once from one source: the gate admits its cap
   // (each then waits out the deadline) and refuses the rest at accept.
-  const FLOOD = 1000;
   const flood = await Promise.all(
     Array.from({ length: FLOOD }, async () => {
       const socket = await connectFrom(port, '127.0.0.7');
@@ -174,11 +186,11 @@ test('live fuzz of the common port: every bad peer is closed and logged, memory 
   for (const code of badPeerEvents.values()) codes.set(code, (codes.get(code) ?? 0) + 1);
   const rssAfter = process.memoryUsage().rss;
   console.log(
-    `live fuzz: ${TOTAL} bad connections from 4 loopback sources and ${FLOOD} half-open ones from a fifth, all closed and logged ` +
+    `live fuzz${tls ? ' (TLS)' : ''}: ${TOTAL} bad connections from 4 loopback sources and ${FLOOD} half-open ones from a fifth, all closed and logged ` +
       `(${[...codes].map(([code, n]) => `${code} ${n}`).join(', ')}); at most ${maxPending} pending handshakes; ` +
       `${roundTrips} steady echo round trips meanwhile; rss ${(rssBefore / 2 ** 20).toFixed(0)} → ${(rssAfter / 2 ** 20).toFixed(0)} MiB (test process, server included)`,
   );
-});
+}
 
 test("the per-source handshake cap spares the address of a logged-in client (its work-conn bursts)", { timeout: 30_000 }, async () => {
   const echo = await startEchoApp();
