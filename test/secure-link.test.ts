@@ -144,6 +144,17 @@ test('TLS: an unpinned client without a CA for the self-signed cert fails hard; 
   await waitForEvent(trusted.events, (e) => e.type === 'login-accepted', 'login with serverCa');
 });
 
+test('TLS with serverCa still checks the name: an address the certificate does not carry is refused', { timeout: 15_000 }, async () => {
+  const config = makeConfigDir([{ name: 'tls-name', secret: randomSecret(), apps: [{ name: 'app', localPort: 1 }] }], { tls: true, extra: { bind: '127.0.0.2:0' } });
+  const { server, port } = await startServer(config);
+  after(() => server.close());
+  const ca = readFileSync(join(config.dir, 'tls', 'commonserver.crt'));
+  const { done } = startClient(loadGroupFile(config.groupFile('tls-name')), port, { server: { host: '127.0.0.2', port }, transport: { kind: 'tls', ca } });
+  const error = await done.then(() => undefined, (caught: unknown) => caught);
+  assert.ok(error instanceof ServerTrustError, String(error));
+  assert.match(error.message, /ERR_TLS_CERT_ALTNAME_INVALID/);
+});
+
 test('mutual TLS: the server refuses a client without a certificate from its clientCa', { timeout: 15_000 }, async () => {
   const certs = makeConfigDir([]);
   const clientCert = join(certs.dir, 'client.crt');

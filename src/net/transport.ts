@@ -82,6 +82,7 @@ export async function dialCommon(target: HostPort, transport: ClientTransport, t
   const socket = tlsConnect({
     // TLS over our own TCP socket: it carries allowHalfOpen, which the TLS socket inherits.
     socket: connect({ host: target.host, port: target.port, allowHalfOpen: true }),
+    host: target.host, // the name the certificate must carry (CA mode)
     minVersion: 'TLSv1.2',
     // Pinning replaces CA checks (a self-signed server certificate is the usual case);
     // the fingerprint is compared below, before the socket is handed out.
