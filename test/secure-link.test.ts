@@ -155,6 +155,16 @@ test('TLS with serverCa still checks the name: an address the certificate does n
   assert.match(error.message, /ERR_TLS_CERT_ALTNAME_INVALID/);
 });
 
+test('a TLS client against a plaintext server is told the likely cause', { timeout: 15_000 }, async () => {
+  const config = makeConfigDir([{ name: 'plain-server', secret: randomSecret(), apps: [{ name: 'app', localPort: 1 }] }]);
+  const { server, port } = await startServer(config);
+  after(() => server.close());
+  const { client, events } = startClient(loadGroupFile(config.groupFile('plain-server')), port, { transport: { kind: 'tls', fingerprint: OTHER_FINGERPRINT } });
+  after(() => client.stop());
+  const failed = await waitForEvent(events, (e) => e.type === 'connect-failed', 'the first failed attempt');
+  assert.match(failed.type === 'connect-failed' ? failed.reason : '', /during the TLS handshake \(is the server in plaintext mode/);
+});
+
 test('mutual TLS: the server refuses a client without a certificate from its clientCa', { timeout: 15_000 }, async () => {
   const certs = makeConfigDir([]);
   const clientCert = join(certs.dir, 'client.crt');
@@ -208,6 +218,8 @@ test('a plaintext client cannot log in to a TLS server (no silent downgrade)', {
   const plain = startClient(spec, port);
   after(() => plain.client.stop());
   await waitForEvent(events, (e) => e.type === 'bad-peer' && e.code === 'TLS_HANDSHAKE', 'the TLS layer refusing plaintext');
+  const failed = await waitForEvent(plain.events, (e) => e.type === 'connect-failed', 'the client saying why');
+  assert.match(failed.type === 'connect-failed' ? failed.reason : '', /if the server uses TLS, drop --plaintext/);
   const user = await connectTo(port);
   user.end(Buffer.from([0, 0, 0, 5, 1, 2, 3, 4, 5]));
   await readAll(user); // the server closes it: a raw frame is not a TLS ClientHello

@@ -132,7 +132,11 @@ export class GroupClient {
     try {
       const challenge = channel.next('Challenge');
       channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group: spec.name, clientId });
-      const { nonce } = await challenge;
+      const { nonce } = await challenge.catch((error: Error) => {
+        // A TLS server drops a plaintext Hello without a word: say what the likely cause is.
+        if (this.transport.kind === 'plain') error.message += ' (plaintext: if the server uses TLS, drop --plaintext and pin its fingerprint)';
+        throw error;
+      });
       const reply = channel.next('LoginResp');
       channel.send({
         type: 'Login',

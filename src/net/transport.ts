@@ -102,6 +102,10 @@ export async function dialCommon(target: HostPort, transport: ClientTransport, t
         `${formatHostPort(target)}: the server's certificate is not trusted (${code}); refusing to talk. Pin its fingerprint (serverFingerprint: sha256:... / --server-fingerprint) or give the CA that signed it (serverCa)`,
       );
     }
+    if (code === 'ECONNRESET' || code === 'EPIPE') {
+      // The usual cause is a server in plaintext mode reading our ClientHello as a bad frame.
+      throw new Error(`${(error as Error).message} during the TLS handshake (is the server in plaintext mode, or does it require a client certificate?)`);
+    }
     throw error;
   }
   if (pinned !== undefined) {
