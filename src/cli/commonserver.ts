@@ -1,33 +1,69 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, loadGroupDirectory, loadServerConfig } from '../config/index.js';
-import { CommonServer } from '../server/index.js';
+import { ConfigError, loadGroupDirectory, loadServerConfig, permissionWarning, type ServerConfig } from '../config/index.js';
+import { CommonServer, loadServerTransport } from '../server/index.js';
 import { fail, say } from './output.js';
 import { serverLine } from './server-lines.js';
 
 const USAGE = `usage: commonserver [--config FILE]
+       commonserver init [--config FILE]
 
   --config FILE   server config (default: config/commonserver.yaml)
+  init            create the TLS key and self-signed certificate (if missing), print the
+                  fingerprint for clients to pin, and exit
   DEBUG=ntp:*     traces every event`;
 
+/** Loads (or creates) the TLS material and says what clients need to know about it. */
+function prepareTransport(config: ServerConfig): ReturnType<typeof loadServerTransport> {
+  const loaded = loadServerTransport(config.tls);
+  if (config.tls.plaintext) {
+    say('warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
+    return loaded;
+  }
+  if (loaded.created) say(`TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`);
+  say(`TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`);
+  if (config.tls.clientCaFile) say(`mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`);
+  const warning = permissionWarning(config.tls.keyFile, 'the TLS private key');
+  if (warning) say(`warning: ${warning}`);
+  return loaded;
+}
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     options: { config: { type: 'string', default: 'config/commonserver.yaml' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
     strict: true,
   });
   if (values.help) {
     say(USAGE);
     return 0;
   }
+  if (positionals.length > 1 || (positionals.length === 1 && positionals[0] !== 'init')) {
+    fail(`commonserver: unknown command ${JSON.stringify(positionals.join(' '))}\n\n${USAGE}`);
+    return 2;
+  }
   const config = loadServerConfig(values.config!);
+  if (positionals[0] === 'init') {
+    if (config.tls.plaintext) {
+      fail(`commonserver: ${values.config} says plaintext: true; remove it to use TLS`);
+      return 2;
+    }
+    prepareTransport(config);
+    return 0;
+  }
+  const { transport } = prepareTransport(config);
   const registry = loadGroupDirectory(config.groupsDir);
-  const server = new CommonServer(config);
+  const server = new CommonServer({ ...config, transport });
   server.events$.subscribe((event) => {
     const line = serverLine(event);
     if (line !== undefined) say(line);
   });
   for (const error of registry.errors) say(`group file skipped: ${error.message}`);
-  for (const spec of registry.groups) server.registerGroup(spec);
+  for (const spec of registry.groups) {
+    const warning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
+    if (warning) say(`warning: ${warning}`);
+    server.registerGroup(spec);
+  }
   if (registry.groups.length === 0) say(`warning: no group registered from ${config.groupsDir}`);
   await server.listen();
 

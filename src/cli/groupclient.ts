@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
+import { clientTransport, GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
-import { ConfigError, formatHostPort, loadGroupFile, parseHostPort } from '../config/index.js';
+import { ConfigError, formatHostPort, loadGroupFile, parseHostPort, permissionWarning } from '../config/index.js';
+import { ServerTrustError } from '../net/index.js';
 import { clientLine } from './client-lines.js';
 import { fail, say } from './output.js';
 
@@ -16,9 +17,14 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --server HOST:PORT the commonserver (default: the file's "server", else 127.0.0.1:7000)
   --client-id ID     this agent's stable id (default: derived from the host and group)
   --keep-retrying    keep retrying when the server rejects the login
+  --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it)
+  --plaintext        no TLS (only if the server says plaintext: true)
   DEBUG=ntp:*        traces every event`;
 
-/** Exit codes: 0 stopped on a signal, 2 bad usage or config, 3 rejected by the server or taken over. */
+/**
+ * Exit codes: 0 stopped on a signal, 2 bad usage or config, 3 rejected by the server, taken
+ * over, or the server could not be verified (wrong fingerprint, untrusted certificate).
+ */
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -28,6 +34,8 @@ async function main(): Promise<number> {
       server: { type: 'string' },
       'client-id': { type: 'string' },
       'keep-retrying': { type: 'boolean', default: false },
+      'server-fingerprint': { type: 'string' },
+      plaintext: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -56,9 +64,18 @@ async function main(): Promise<number> {
     server = parsed.value;
   }
 
+  const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
+  if (warning) say(`warning: ${warning}`);
+  const transport = clientTransport(spec, {
+    ...(values['server-fingerprint'] !== undefined ? { fingerprint: values['server-fingerprint'] } : {}),
+    plaintext: values.plaintext!,
+  });
+  if (transport.kind === 'plain') say('warning: plaintext: the connection to the commonserver is NOT encrypted');
+
   const client = new GroupClient({
     spec,
     server,
+    transport,
     clientId: values['client-id'] ?? defaultClientId(spec.name),
     keepRetrying: values['keep-retrying']!,
   });
@@ -76,6 +93,10 @@ async function main(): Promise<number> {
     await client.run();
     return 0;
   } catch (error) {
+    if (error instanceof ServerTrustError) {
+      fail(`groupclient: cannot verify the commonserver: ${error.message}`);
+      return 3;
+    }
     // The reason is already on stdout (login-rejected and stopped lines): exit 3 says the rest.
     if (error instanceof LoginRejectedError || error instanceof TakenOverError) return 3;
     throw error;

@@ -1,4 +1,5 @@
 import type { ServerEvent } from '../server/index.js';
+import { seconds } from './output.js';
 
 /** The stdout line for a server event, or undefined for events only `DEBUG=ntp:*` shows. */
 export function serverLine(event: ServerEvent): string | undefined {
@@ -26,6 +27,12 @@ export function serverLine(event: ServerEvent): string | undefined {
       return `group ${event.group} deactivated (${event.code}): ${event.reason}`;
     case 'bad-peer':
       return `closed ${event.remote}: ${event.code}: ${event.reason}`;
+    case 'login-throttled':
+      return event.state === 'blocked'
+        ? `login refused from ${event.remote} for ${seconds(event.forMs ?? 0)}: ${event.failures} failed logins`
+        : `logins from ${event.remote} slowed: ${event.failures} failed logins`;
+    case 'user-conn-refused':
+      return `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`;
     case 'work-conn-failed':
       return `user of ${event.group}/${event.app} closed: ${event.reason}`;
     // The group-deactivated line that follows carries the timeout: one line per event.
@@ -33,7 +40,6 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'client-connected':
     case 'heartbeat':
     case 'user-conn-accepted':
-    case 'user-conn-refused':
     case 'work-conn-requested':
     case 'work-conn-joined':
     case 'conn-closed':

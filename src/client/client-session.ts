@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { interval, type Subscription } from 'rxjs';
 import type { GroupSpec, HostPort } from '../config/index.js';
-import { heartbeatWatchdog, joinConns, type ControlChannel } from '../net/index.js';
+import { heartbeatWatchdog, joinConns, type ClientTransport, type ControlChannel } from '../net/index.js';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { openWorkConn } from './work-conn.js';
@@ -17,6 +17,7 @@ export interface ClientSessionOptions {
   channel: ControlChannel;
   spec: GroupSpec;
   server: HostPort;
+  transport: ClientTransport;
   sessionId: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
@@ -101,6 +102,7 @@ export class ClientSession {
     }
     const result = await openWorkConn({
       server: this.options.server,
+      transport: this.options.transport,
       app,
       sessionId: this.options.sessionId,
       pairingId,

@@ -2,12 +2,11 @@ import createDebug from 'debug';
 import pRetry, { AbortError } from 'p-retry';
 import { Subject, type Observable } from 'rxjs';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
-import { ControlChannel } from '../net/index.js';
+import { ControlChannel, dialCommon, ServerTrustError, type ClientTransport } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { LoginRejectedError, TakenOverError } from './errors.js';
 import type { ClientEvent } from './events.js';
-import { dial } from './work-conn.js';
 
 const debug = createDebug('ntp:client:group-client');
 
@@ -20,6 +19,11 @@ export interface ReconnectPolicy {
 export interface GroupClientOptions {
   spec: GroupSpec;
   server: HostPort;
+  /**
+   * How to reach the common port. Default: TLS verified against the system's CAs; pin a
+   * fingerprint or give a CA for a self-signed server, or ask for plaintext explicitly.
+   */
+  transport?: ClientTransport;
   /** Stable across restarts of this agent, so that a restart takes its group over at once. */
   clientId: string;
   /** Keep retrying after the server rejects the login (default: exit with its reason). */
@@ -43,10 +47,12 @@ export class GroupClient {
   private session: ClientSession | undefined;
   private readonly reconnect: ReconnectPolicy;
   private readonly dialTimeoutMs: number;
+  private readonly transport: ClientTransport;
 
   constructor(private readonly options: GroupClientOptions) {
     this.reconnect = { ...RECONNECT_DEFAULTS, ...options.reconnect };
     this.dialTimeoutMs = options.dialTimeoutMs ?? 10_000;
+    this.transport = options.transport ?? { kind: 'tls' };
   }
 
   private readonly emit = (event: ClientEvent): void => {
@@ -111,7 +117,14 @@ export class GroupClient {
   private async login(attempt: number): Promise<ClientSession> {
     const { spec, server, clientId } = this.options;
     this.emit({ type: 'connecting', server: formatHostPort(server), attempt });
-    const socket = await dial(server, this.dialTimeoutMs);
+    let socket;
+    try {
+      socket = await dialCommon(server, this.transport, this.dialTimeoutMs);
+    } catch (error) {
+      // A server we cannot verify is not a network hiccup: retrying would only hide it.
+      if (error instanceof ServerTrustError) throw new AbortError(error);
+      throw error;
+    }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('error', (error) => debug('common conn: %s', error.message));
@@ -123,7 +136,11 @@ export class GroupClient {
       // An unknown group or a version mismatch is refused before any Challenge.
       const challenge = channel.next('Challenge', 'LoginResp');
       channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group: spec.name, clientId });
-      const first = await challenge;
+      const first = await challenge.catch((error: Error) => {
+        // A TLS server drops a plaintext Hello without a word: say what the likely cause is.
+        if (this.transport.kind === 'plain') error.message += ' (plaintext: if the server uses TLS, drop --plaintext and pin its fingerprint)';
+        throw error;
+      });
       if (first.type === 'LoginResp') {
         throw first.error ? this.rejection(first.error) : new ProtocolError('UNEXPECTED_MESSAGE', 'LoginResp accepted a login before any Challenge');
       }
@@ -139,6 +156,7 @@ export class GroupClient {
         channel,
         spec,
         server,
+        transport: this.transport,
         sessionId: resp.sessionId!,
         heartbeatIntervalMs: resp.heartbeatIntervalMs!,
         heartbeatTimeoutMs: resp.heartbeatTimeoutMs!,

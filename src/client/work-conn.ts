@@ -1,31 +1,11 @@
-import { connect, type Socket } from 'node:net';
-import type { AppSpec } from '../config/index.js';
-import { formatHostPort, type HostPort } from '../config/index.js';
+import type { Socket } from 'node:net';
+import type { AppSpec, HostPort } from '../config/index.js';
+import { dialCommon, dialTcp, type ClientTransport } from '../net/index.js';
 import { encodeFrame, joinProof, type NewWorkConn } from '../protocol/index.js';
-
-/** Opens a TCP connection, allowing half-close; rejects on error or after `timeoutMs`. */
-export function dial(target: HostPort, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`${formatHostPort(target)}: no answer within ${timeoutMs}ms`));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.off('error', onError);
-      resolve(socket);
-    });
-    const onError = (error: NodeJS.ErrnoException): void => {
-      clearTimeout(timer);
-      reject(new Error(`${formatHostPort(target)}: ${error.code ?? error.message}`));
-    };
-    socket.once('error', onError);
-  });
-}
 
 export interface WorkConnRequest {
   server: HostPort;
+  transport: ClientTransport;
   app: AppSpec;
   sessionId: string;
   pairingId: string;
@@ -46,14 +26,14 @@ export type WorkConnResult =
 export async function openWorkConn(request: WorkConnRequest): Promise<WorkConnResult> {
   let localConn: Socket;
   try {
-    localConn = await dial(request.app.local, request.dialTimeoutMs);
+    localConn = await dialTcp(request.app.local, request.dialTimeoutMs);
   } catch (error) {
     return { ok: false, stage: 'local', reason: (error as Error).message };
   }
   localConn.on('error', ignoreUntilJoined);
   let workConn: Socket;
   try {
-    workConn = await dial(request.server, request.dialTimeoutMs);
+    workConn = await dialCommon(request.server, request.transport, request.dialTimeoutMs);
   } catch (error) {
     localConn.destroy();
     return { ok: false, stage: 'server', reason: (error as Error).message };

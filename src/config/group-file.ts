@@ -1,9 +1,10 @@
 import { basename, extname } from 'node:path';
+import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, type AppAccess, type ServerTrust } from './group-security.js';
 import { Secret } from './secret.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
-export interface AppSpec {
+export interface AppSpec extends AppAccess {
   readonly name: string;
   /** Where the groupclient dials on its own host. The server never sends this. */
   readonly local: HostPort;
@@ -11,18 +12,20 @@ export interface AppSpec {
   readonly remotePort: number;
 }
 
-export interface GroupSpec {
+export interface GroupSpec extends ServerTrust {
   readonly name: string;
   readonly secret: Secret;
   readonly apps: readonly AppSpec[];
   /** Client-side only: the commonserver to connect to, when not given on the command line. */
   readonly server?: HostPort;
   readonly file: string;
+  /** The secret is written in the file itself (not `${VAR}`): the file must stay private. */
+  readonly secretInFile?: boolean;
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
-const GROUP_KEYS = ['name', 'secret', 'apps', 'server'] as const;
-const APP_KEYS = ['name', 'local', 'remotePort'] as const;
+const GROUP_KEYS = ['name', 'secret', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
+const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
 export const MIN_SECRET_LENGTH = 16;
 
 /**
@@ -69,7 +72,7 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
       throw yaml.error(['apps', i, 'remotePort'], `port ${remotePort} is already used by app "${other}"`);
     }
     ports.set(remotePort, app.name);
-    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort }));
+    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...parseAppAccess(yaml, ['apps', i], app) }));
   });
 
   const spec: GroupSpec = {
@@ -77,6 +80,8 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     secret,
     apps: Object.freeze(apps),
     file: yaml.file,
+    secretInFile: typeof root.secret === 'string' && !root.secret.includes('${'),
+    ...parseServerTrust(yaml, root),
     ...(root.server === undefined ? {} : { server: yaml.expect(['server'], parseHostPort(root.server)) }),
   };
   return Object.freeze(spec);

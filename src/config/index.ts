@@ -4,3 +4,6 @@ export * from './values.js';
 export * from './group-file.js';
 export * from './server-config.js';
 export { YamlFile } from './yaml-file.js';
+export * from './security-config.js';
+export * from './group-security.js';
+export * from './permissions.js';

@@ -2,10 +2,11 @@ import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
+import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
-export interface ServerConfig {
+export interface ServerConfig extends SecurityConfig {
   /** The common port: control and work connections. */
   readonly bind: HostPort;
   /** Absolute path of the groups directory (the readyGroup registry). */
@@ -26,7 +27,7 @@ export const SERVER_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
 } as const;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout'] as const;
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', ...SECURITY_KEYS] as const;
 
 export function loadServerConfig(file: string): ServerConfig {
   const yaml = YamlFile.read(file);
@@ -54,7 +55,8 @@ export function loadServerConfig(file: string): ServerConfig {
   const pairingTimeoutMs = root.pairingTimeout === undefined ? SERVER_DEFAULTS.pairingTimeoutMs : yaml.expect(['pairingTimeout'], parseDuration(root.pairingTimeout));
   const handshakeTimeoutMs = root.handshakeTimeout === undefined ? SERVER_DEFAULTS.handshakeTimeoutMs : yaml.expect(['handshakeTimeout'], parseDuration(root.handshakeTimeout));
 
-  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, file });
+  const security = parseSecurityConfig(yaml, root);
+  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, ...security, file });
 }
 
 export interface GroupDirectory {

@@ -2,3 +2,5 @@ export * from './control-channel.js';
 export * from './frame-reader.js';
 export * from './heartbeat.js';
 export * from './join-conns.js';
+export * from './tls.js';
+export * from './transport.js';

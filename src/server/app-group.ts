@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, type Observable, type Subscription } from 'rxjs';
-import type { GroupSpec } from '../config/index.js';
+import type { GroupSpec, PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
@@ -16,6 +16,7 @@ import {
 import { AppServer, type UserConnSink } from './app-server.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
+import { portRefusal } from './policy.js';
 
 const debug = createDebug('ntp:server:app-group');
 
@@ -28,6 +29,9 @@ export interface AppGroupOptions {
   bindHost: string;
   heartbeatTimeoutMs: number;
   pairingTimeoutMs: number;
+  policy?: PolicyConfig;
+  /** UserConns one app may hold while they wait for work conns. */
+  maxPendingUsersPerApp?: number;
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
@@ -43,6 +47,8 @@ export class AppGroup implements UserConnSink {
   readonly since = Date.now();
   readonly clientId: string;
   readonly clientAddress: string;
+  /** The client's IP address alone (its work conns come from there). */
+  readonly clientSource: string | undefined;
   lastHeartbeatAt = Date.now();
   private readonly appServers = new Map<string, AppServer>();
   private readonly pairings: Pairings;
@@ -53,6 +59,7 @@ export class AppGroup implements UserConnSink {
     this.name = options.spec.name;
     this.clientId = options.clientId;
     this.clientAddress = options.channel.peer;
+    this.clientSource = options.channel.socket.remoteAddress;
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
   }
 
@@ -186,7 +193,12 @@ export class AppGroup implements UserConnSink {
   }
 
   private async openApp(app: GroupSpec['apps'][number]): Promise<AppBinding> {
-    const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit);
+    const refusal = portRefusal(this.options.policy ?? {}, this.name, app);
+    if (refusal !== undefined) {
+      this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason: refusal });
+      return { name: app.name, remotePort: app.remotePort, state: 'failed', error: refusal };
+    }
+    const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
     this.appServers.set(app.name, server);
     try {
       const port = await server.listen();

@@ -3,6 +3,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { AppSpec } from '../config/index.js';
 import { joinConns, peerOf } from '../net/index.js';
 import type { EmitServerEvent } from './events.js';
+import { AppAccessControl } from './policy.js';
 
 const debug = createDebug('ntp:server:app-server');
 
@@ -18,6 +19,9 @@ export interface UserConnSink {
 export class AppServer {
   private readonly server: Server;
   private readonly liveConns = new Set<Socket>();
+  /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
+  private readonly userConns = new Set<Socket>();
+  private readonly access: AppAccessControl;
   private closed = false;
   /** The port actually bound (differs from the spec when remotePort is 0). */
   port = 0;
@@ -30,7 +34,9 @@ export class AppServer {
     private readonly bindHost: string,
     private readonly sink: UserConnSink,
     private readonly emit: EmitServerEvent,
+    private readonly maxPendingUsers = Number.POSITIVE_INFINITY,
   ) {
+    this.access = new AppAccessControl(spec);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
     // Accept errors (EMFILE and the like) must not take the process down; the server keeps listening.
     this.server.on('error', (error) => debug('%s/%s accept error: %s', group, spec.name, error.message));
@@ -71,6 +77,12 @@ export class AppServer {
     if (dropLive) for (const conn of this.liveConns) conn.destroy();
   }
 
+  /** A held UserConn costs memory until its work conn comes: their number is capped. */
+  private pendingRefusal(): string | undefined {
+    const held = this.userConns.size - this.liveConns.size;
+    return held >= this.maxPendingUsers ? `${held} users already wait for a work conn (the maximum)` : undefined;
+  }
+
   /** Relays a paired UserConn and work conn until both are done, then reports the bytes. */
   relay(userConn: Socket, workConn: Socket, pairingId: string): void {
     const started = Date.now();
@@ -98,6 +110,14 @@ export class AppServer {
       userConn.destroy();
       return;
     }
+    const refusal = this.access.refusal(userConn.remoteAddress, this.userConns.size) ?? this.pendingRefusal();
+    if (refusal !== undefined) {
+      userConn.destroy();
+      this.emit({ type: 'user-conn-refused', group: this.group, app: this.name, remote: peerOf(userConn), reason: refusal });
+      return;
+    }
+    this.userConns.add(userConn);
+    userConn.once('close', () => this.userConns.delete(userConn));
     userConn.setKeepAlive(true, 30_000);
     this.sink.onUserConn(this, userConn);
   };

@@ -1,19 +1,26 @@
 import createDebug from 'debug';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { formatHostPort, type GroupSpec, type ServerConfig } from '../config/index.js';
-import { ControlChannel, FrameReader, peerOf } from '../net/index.js';
-import { ProtocolError, type Hello, type Message, type NewWorkConn } from '../protocol/index.js';
+import { formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, type GroupSpec, type SecurityConfig, type ServerConfig } from '../config/index.js';
+import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
+import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
 import type { ServerEvent } from './events.js';
+import { HandshakeGate } from './handshake-gate.js';
+import { LoginGuard } from './login-limiter.js';
 import { runLogin } from './login.js';
+import { groupRefusal } from './policy.js';
 
 const debug = createDebug('ntp:server:common-server');
 
 export type CommonServerOptions = Pick<
   ServerConfig,
   'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
->;
+> &
+  Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
+    /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
+    transport?: ServerTransport;
+  };
 
 /**
  * The public server. Listens on the common port, where each new connection's first frame
@@ -31,11 +38,24 @@ export class CommonServer {
   readonly events$: Observable<ServerEvent> = this.events.asObservable();
   private readonly commonPort: Server;
   private readonly handshaking = new Set<Socket>();
+  private readonly gate: HandshakeGate;
+  private readonly loginGuard: LoginGuard;
   private closing = false;
 
   constructor(private readonly options: CommonServerOptions) {
-    this.commonPort = createServer({ allowHalfOpen: true }, this.onCommonConn);
+    this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
+    this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
+    this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
+      this.badPeer(remote, 'TLS_HANDSHAKE', `TLS handshake failed: ${(error as NodeJS.ErrnoException).code ?? error.message}`),
+    );
+    // Runs before the TLS layer sees the raw socket: a flood is refused before any handshake work.
+    this.commonPort.prependListener('connection', this.onRawConn);
     this.commonPort.on('error', (error) => debug('common port error: %s', error.message));
+  }
+
+  /** Connections on the common port still logging in or joining (bounded by `limits`). */
+  get pendingHandshakes(): number {
+    return this.gate.size;
   }
 
   private readonly emit = (event: ServerEvent): void => {
@@ -80,14 +100,30 @@ export class CommonServer {
       group.deactivate('SHUTDOWN', 'the commonserver is shutting down', { dropLive: true });
     }
     for (const socket of this.handshaking) socket.destroy();
+    this.gate.destroyAll();
     await new Promise<void>((resolve) => this.commonPort.close(() => resolve()));
     this.events.complete();
+  }
+
+  private readonly onRawConn = (socket: Socket): void => {
+    socket.on('error', (error) => debug('raw conn: %s', error.message));
+    const refusal = this.closing ? undefined : this.gate.admit(socket, this.hasSessionFrom(socket.remoteAddress));
+    if (refusal !== undefined) {
+      this.badPeer(peerOf(socket), 'TOO_MANY_HANDSHAKES', refusal);
+      socket.destroy();
+    }
+  };
+
+  private hasSessionFrom(address: string | undefined): boolean {
+    if (address === undefined) return false;
+    for (const group of this.inUseGroup.values()) if (group.clientSource === address) return true;
+    return false;
   }
 
   private readonly onCommonConn = (socket: Socket): void => {
     const peer = peerOf(socket);
     socket.on('error', (error) => debug('common conn %s: %s', peer, error.message));
-    if (this.closing) {
+    if (this.closing || socket.destroyed) {
       socket.destroy();
       return;
     }
@@ -112,6 +148,7 @@ export class CommonServer {
     const settled = (): void => {
       deadline.unsubscribe();
       this.handshaking.delete(socket);
+      this.gate.settle(peer);
     };
     socket.once('close', settled);
 
@@ -149,6 +186,9 @@ export class CommonServer {
 
   private async onControlConn(channel: ControlChannel, hello: Hello, reportBadPeer: (code: string, reason: string) => void): Promise<void> {
     this.emit({ type: 'client-connected', group: hello.group, clientId: hello.clientId, remote: channel.peer });
+    const admitted = await this.loginGuard.admit(channel);
+    if (admitted === 'closed') return channel.destroy();
+    if (admitted !== 'proceed') return this.refuseLogin(channel, hello, 'RATE_LIMITED', admitted.refuse);
     let outcome;
     try {
       outcome = await runLogin(channel, hello, {
@@ -167,12 +207,11 @@ export class CommonServer {
       reportBadPeer(code, `login of group "${hello.group}" failed: ${(error as Error).message}`);
       return;
     }
-    if (!outcome.accepted) {
-      this.emit({ type: 'login-rejected', group: hello.group, remote: channel.peer, code: outcome.code, reason: outcome.reason });
-      channel.send({ type: 'LoginResp', error: { code: outcome.code, reason: outcome.reason } });
-      channel.socket.end();
-      return;
-    }
+    this.loginGuard.record(channel, outcome.accepted ? undefined : outcome.code);
+    if (!outcome.accepted) return this.refuseLogin(channel, hello, outcome.code, outcome.reason);
+    const live = this.inUseGroup.get(hello.group);
+    const refusal = groupRefusal(this.options.policy ?? {}, outcome.spec, this.inUseGroup.size, live !== undefined);
+    if (refusal !== undefined) return this.refuseLogin(channel, hello, 'POLICY', refusal);
     if (this.closing || !channel.open) {
       channel.destroy();
       return;
@@ -189,6 +228,8 @@ export class CommonServer {
       bindHost: this.options.bind.host,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
+      policy: this.options.policy ?? {},
+      maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,
@@ -206,6 +247,12 @@ export class CommonServer {
       warnings,
     });
     this.emit({ type: 'group-activated', group: group.name, clientId: group.clientId, remote: channel.peer, apps, warnings });
+  }
+
+  private refuseLogin(channel: ControlChannel, hello: Hello, code: LoginRejectCode, reason: string): void {
+    this.emit({ type: 'login-rejected', group: hello.group, remote: channel.peer, code, reason });
+    channel.send({ type: 'LoginResp', error: { code, reason } });
+    channel.socket.end();
   }
 
   private readonly onGroupDeactivated = (group: AppGroup): void => {

@@ -28,7 +28,9 @@ export type ServerEvent =
       error?: string;
     }
   | { type: 'group-deactivated'; group: string; code: DeactivationCode; reason: string }
-  | { type: 'bad-peer'; remote: string; code: string; reason: string };
+  | { type: 'bad-peer'; remote: string; code: string; reason: string }
+  /** A source address crossed a failed-login threshold (`forMs`: how long it is refused). */
+  | { type: 'login-throttled'; remote: string; state: 'slowed' | 'blocked'; failures: number; forMs?: number };
 
 /** Why a group left inUseGroup: a Goodbye we sent, or the client's own departure. */
 export type DeactivationCode = GoodbyeCode | 'CLIENT_LEFT' | 'CONNECTION_LOST';

@@ -2,3 +2,4 @@ export * from './common-server.js';
 export * from './app-group.js';
 export * from './app-server.js';
 export * from './events.js';
+export * from './certificate.js';

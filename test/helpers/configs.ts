@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { recordSecret } from './artifacts.js';
 
 export interface TestAppEntry {
   name: string;
@@ -23,6 +24,11 @@ export interface TestServerSettings {
   pairingTimeout?: string;
   handshakeTimeout?: string;
   bindPort?: number;
+  /**
+   * TLS on the common port: a self-signed certificate is created on first start (the
+   * default here is `plaintext: true`, so most tests skip the handshake cost).
+   */
+  tls?: boolean | { clientCa: string };
   /** Extra top-level keys for the server's YAML. */
   extra?: Record<string, unknown>;
 }
@@ -36,8 +42,11 @@ export interface TestConfigDir {
   writeGroup(group: TestGroup): string;
 }
 
+/** A fresh secret, recorded so that the final scan can prove no log line contains it. */
 export function randomSecret(): string {
-  return `test-secret-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}`;
+  const secret = `test-secret-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}`;
+  recordSecret(secret);
+  return secret;
 }
 
 export function groupYaml(group: TestGroup): string {
@@ -61,6 +70,7 @@ export function makeConfigDir(groups: TestGroup[], settings: TestServerSettings 
       heartbeat: { interval: settings.heartbeatInterval ?? '200ms', timeout: settings.heartbeatTimeout ?? '1s' },
       pairingTimeout: settings.pairingTimeout ?? '3s',
       handshakeTimeout: settings.handshakeTimeout ?? '2s',
+      ...(settings.tls ? { tls: typeof settings.tls === 'object' ? { clientCa: settings.tls.clientCa } : {} } : { plaintext: true }),
       ...settings.extra,
     }),
   );

@@ -1,17 +1,34 @@
 import { ReplaySubject } from 'rxjs';
 import { GroupClient, type ClientEvent, type GroupClientOptions } from '../../src/client/index.js';
 import { loadGroupFile, loadServerConfig, type GroupSpec } from '../../src/config/index.js';
-import { CommonServer, type ServerEvent } from '../../src/server/index.js';
+import { PLAINTEXT } from '../../src/net/index.js';
+import { CommonServer, loadServerTransport, type CommonServerOptions, type ServerEvent } from '../../src/server/index.js';
+import { logSink } from './artifacts.js';
 import type { TestConfigDir } from './configs.js';
 
-/** A CommonServer in this process, on the test config dir; `events` replays everything. */
-export async function startServer(config: TestConfigDir): Promise<{ server: CommonServer; port: number; events: ReplaySubject<ServerEvent> }> {
-  const server = new CommonServer(loadServerConfig(config.serverFile));
+export interface StartedServer {
+  server: CommonServer;
+  port: number;
+  events: ReplaySubject<ServerEvent>;
+  /** `sha256:...` of the server's certificate when the config has TLS on. */
+  fingerprint?: string;
+}
+
+/**
+ * A CommonServer in this process, on the test config dir (TLS when the config says so);
+ * `events` replays everything, and every event is logged for the suite's secret scan.
+ */
+export async function startServer(config: TestConfigDir, overrides: Partial<CommonServerOptions> = {}): Promise<StartedServer> {
+  const serverConfig = loadServerConfig(config.serverFile);
+  const { transport, fingerprint } = loadServerTransport(serverConfig.tls);
+  const server = new CommonServer({ ...serverConfig, transport, ...overrides });
   const events = new ReplaySubject<ServerEvent>();
+  const log = logSink('in-process-server');
+  server.events$.subscribe((event) => log(JSON.stringify(event)));
   server.events$.subscribe(events);
   for (const name of await groupNames(config)) server.registerGroup(loadGroupFile(config.groupFile(name)));
   const { port } = await server.listen();
-  return { server, port, events };
+  return { server, port, events, ...(fingerprint ? { fingerprint } : {}) };
 }
 
 async function groupNames(config: TestConfigDir): Promise<string[]> {
@@ -21,7 +38,10 @@ async function groupNames(config: TestConfigDir): Promise<string[]> {
     .map((file) => file.slice(0, -'.yaml'.length));
 }
 
-/** A GroupClient in this process; `events` replays everything, `done` is its run(). */
+/**
+ * A GroupClient in this process (plaintext unless `options.transport` says otherwise);
+ * `events` replays everything, `done` is its run().
+ */
 export function startClient(
   spec: GroupSpec,
   port: number,
@@ -32,9 +52,12 @@ export function startClient(
     server: { host: '127.0.0.1', port },
     clientId: options.clientId ?? `test-client-${spec.name}`,
     reconnect: { minDelayMs: 50, maxDelayMs: 500, factor: 2 },
+    transport: PLAINTEXT,
     ...options,
   });
   const events = new ReplaySubject<ClientEvent>();
+  const log = logSink(`in-process-client-${spec.name}`);
+  client.events$.subscribe((event) => log(JSON.stringify(event)));
   client.events$.subscribe(events);
   const done = client.run();
   done.catch(() => {}); // tests that expect a rejection await `done` themselves

@@ -202,3 +202,15 @@ export function hashUntilEnd(socket: Socket): Promise<{ bytes: number; sha256: s
     socket.once('close', () => reject(new Error(`socket closed without a FIN after ${bytes} bytes`)));
   });
 }
+
+/**
+ * Polls `predicate` (every 20ms, bounded by `timeoutMs`) for state that no event announces,
+ * such as a server-side counter settling after sockets close.
+ */
+export async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { logSink } from './artifacts.js';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const COMMONSERVER_BIN = join(distRoot, 'src', 'cli', 'commonserver.js');
@@ -20,12 +21,16 @@ export class CliProcess {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const log = logSink(bin.replace(/.*[\\/]/, '').replace(/\.js$/, ''));
+    log(`$ ${bin} ${args.join(' ')}`);
     this.exited = once(this.child, 'exit').then(([code, signal]) => ({ code, signal }) as { code: number | null; signal: NodeJS.Signals | null });
     collectLines(this.child.stdout!, (line) => {
+      log(line);
       this.lines.push(line);
       for (const wake of this.waiters) wake();
     });
     collectLines(this.child.stderr!, (line) => {
+      log(line);
       this.stderr.push(line);
       for (const wake of this.waiters) wake();
     });
@@ -126,11 +131,15 @@ export class ProcessSet {
   }
 }
 
-/** Starts `commonserver --config FILE` and waits until it listens; returns it with its port. */
-export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ process: CliProcess; port: number }> {
+/**
+ * Starts `commonserver --config FILE` and waits until it listens; returns it with its port
+ * and, when TLS is on, the certificate fingerprint it printed.
+ */
+export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ process: CliProcess; port: number; fingerprint?: string }> {
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env);
   const match = await server.waitForLine(/commonserver listening on \S+:(\d+)/);
-  return { process: server, port: Number(match[1]) };
+  const fingerprint = server.lines.map((line) => /fingerprint (sha256:[0-9a-f]{64})/.exec(line)?.[1]).find((found) => found !== undefined);
+  return { process: server, port: Number(match[1]), ...(fingerprint ? { fingerprint } : {}) };
 }
 
 export interface GroupClientProcessOptions {
@@ -141,6 +150,11 @@ export interface GroupClientProcessOptions {
   clientId?: string;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /**
+   * How to reach the server: `plaintext` (the default, matching makeConfigDir's default),
+   * a pinned fingerprint, or `file` to use only what the group file says.
+   */
+  link?: 'plaintext' | { fingerprint: string } | 'file';
 }
 
 export function startGroupClientProcess(options: GroupClientProcessOptions): CliProcess {
@@ -149,6 +163,9 @@ export function startGroupClientProcess(options: GroupClientProcessOptions): Cli
   if (options.groupsDir !== undefined) args.push('--groups', options.groupsDir);
   if (options.configFile !== undefined) args.push('--config', options.configFile);
   if (options.clientId !== undefined) args.push('--client-id', options.clientId);
+  const link = options.link ?? 'plaintext';
+  if (link === 'plaintext') args.push('--plaintext');
+  else if (link !== 'file') args.push('--server-fingerprint', link.fingerprint);
   args.push(...(options.extraArgs ?? []));
   return new CliProcess(GROUPCLIENT_BIN, args, options.env);
 }

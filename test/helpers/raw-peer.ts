@@ -1,0 +1,62 @@
+import { connect, type Socket } from 'node:net';
+import { ControlChannel } from '../../src/net/index.js';
+import { encodeFrame, loginProof, PROTOCOL_VERSION, type LoginResp, type Message } from '../../src/protocol/index.js';
+
+/**
+ * A hand-driven peer on the common port (plain TCP), for tests that must send exactly what
+ * a real client would not: replayed proofs, wrong orders, raw bytes.
+ */
+export function connectFrom(port: number, localAddress = '127.0.0.1'): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, localAddress, allowHalfOpen: true });
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      socket.on('error', () => {}); // the server may reset a peer it refuses
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
+
+export interface RawLogin {
+  channel: ControlChannel;
+  nonce: string;
+  /** The Login message exactly as sent (to replay it). */
+  login: Extract<Message, { type: 'Login' }>;
+  resp: LoginResp;
+}
+
+/** Hello → Challenge → Login (proof from `secret`, or `proof` verbatim) → LoginResp. */
+export async function rawLogin(
+  port: number,
+  { group, clientId = `raw-${group}`, secret, proof, localAddress }: { group: string; clientId?: string; secret?: string; proof?: string; localAddress?: string },
+): Promise<RawLogin> {
+  const channel = new ControlChannel(await connectFrom(port, localAddress));
+  const challenge = channel.next('Challenge');
+  channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group, clientId });
+  const { nonce } = await challenge;
+  const login = {
+    type: 'Login' as const,
+    proof: proof ?? loginProof(secret ?? 'not-the-secret-at-all', nonce, group, clientId),
+    apps: [],
+  };
+  const reply = channel.next('LoginResp');
+  channel.send(login);
+  const resp = await reply;
+  return { channel, nonce, login, resp };
+}
+
+/** Resolves once the server ended or reset the connection (a half-open socket never 'close's by itself). */
+export function endedByServer(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.destroyed || socket.readableEnded) return resolve();
+    socket.once('end', () => resolve());
+    socket.once('close', () => resolve());
+    socket.resume();
+  });
+}
+
+/** Writes one encoded frame on a raw socket. */
+export function sendFrame(socket: Socket, message: Message): void {
+  socket.write(encodeFrame(message));
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { serverLine } from '../src/cli/server-lines.js';
+import { startEchoApp } from './helpers/apps.js';
+import { makeConfigDir, randomSecret } from './helpers/configs.js';
+import { startServer } from './helpers/in-process.js';
+import { waitForEvent } from './helpers/net.js';
+import { rawLogin } from './helpers/raw-peer.js';
+
+// Windows shrunk so the test is fast: slowed after 2 failures, refused after 4, for 1.5s.
+const LIMIT = { window: '30s', slowAfter: 2, slowBy: '300ms', blockAfter: 4, blockFor: '1500ms' };
+
+test('failed logins from one address are slowed, then refused for a while, then released; others are unaffected', { timeout: 30_000 }, async () => {
+  const echo = await startEchoApp();
+  const secret = randomSecret();
+  const otherSecret = randomSecret();
+  const config = makeConfigDir(
+    [
+      { name: 'target', secret, apps: [{ name: 'echo', localPort: echo.port }] },
+      { name: 'bystander', secret: otherSecret, apps: [{ name: 'echo', localPort: echo.port }] },
+    ],
+    { heartbeatInterval: '1s', heartbeatTimeout: '20s', extra: { loginLimit: LIMIT } },
+  );
+  const { server, port, events } = await startServer(config);
+  after(async () => {
+    await server.close();
+    await echo.close();
+  });
+  const attacker = '127.0.0.2';
+
+  for (let attempt = 1; attempt <= 4; attempt++) {
+    const started = Date.now();
+    const { resp, channel } = await rawLogin(port, { group: 'target', clientId: 'guesser', secret: `wrong-guess-${attempt}-xxxxxxxx`, localAddress: attacker });
+    channel.destroy();
+    assert.equal(resp.error?.code, 'BAD_SECRET', `attempt ${attempt}`);
+    // From the third attempt on, the server waits before it even sends the Challenge.
+    if (attempt > 2) assert.ok(Date.now() - started >= 300, `attempt ${attempt} was not slowed`);
+  }
+  const slowed = await waitForEvent(events, (e) => e.type === 'login-throttled' && e.state === 'slowed', 'slowed');
+  assert.match(serverLine(slowed)!, /logins from 127\.0\.0\.2 slowed: 2 failed logins/);
+  const blocked = await waitForEvent(events, (e) => e.type === 'login-throttled' && e.state === 'blocked', 'blocked');
+  assert.match(serverLine(blocked)!, /login refused from 127\.0\.0\.2 for 1\.5s: 4 failed logins/);
+  const blockedAt = Date.now();
+
+  // Refused even with the right secret while the block lasts.
+  const refused = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+  refused.channel.destroy();
+  assert.equal(refused.resp.error?.code, 'RATE_LIMITED');
+  assert.match(refused.resp.error!.reason, /too many failed logins from 127\.0\.0\.2/);
+
+  // A correct client elsewhere is not affected.
+  const bystander = await rawLogin(port, { group: 'bystander', secret: otherSecret, localAddress: '127.0.0.1' });
+  assert.ok(bystander.resp.sessionId, `bystander refused: ${JSON.stringify(bystander.resp.error)}`);
+  bystander.channel.destroy();
+
+  // Released once blockFor has passed: poll (bounded) until the right secret gets in again.
+  let accepted;
+  for (let tries = 0; tries < 40 && accepted === undefined; tries++) {
+    const attempt = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+    if (attempt.resp.sessionId) accepted = attempt;
+    else {
+      attempt.channel.destroy();
+      assert.equal(attempt.resp.error?.code, 'RATE_LIMITED');
+      await new Promise((resolve) => setTimeout(resolve, 200)); // pacing a bounded poll, not synchronisation
+    }
+  }
+  assert.ok(accepted, 'the block was never released');
+  assert.ok(Date.now() - blockedAt >= 1000, 'released too early');
+  accepted.channel.destroy();
+});
