@@ -107,7 +107,12 @@ async function main(): Promise<void> {
 
   workDir = mkdtempSync(join(tmpdir(), 'ntp-demo-'));
   mkdirSync(join(workDir, 'groups'));
-  writeFileSync(join(workDir, 'commonserver.yaml'), 'bind: 127.0.0.1:0\ngroups: ./groups\nheartbeat: { interval: 5s, timeout: 15s }\n');
+  // TLS as in production: the server makes its key and certificate on first start, and each
+  // client pins the fingerprint the server prints.
+  writeFileSync(
+    join(workDir, 'commonserver.yaml'),
+    'bind: 127.0.0.1:0\ngroups: ./groups\nheartbeat: { interval: 5s, timeout: 15s }\ntls: { cert: ./tls/commonserver.crt, key: ./tls/commonserver.key }\n',
+  );
   const env: NodeJS.ProcessEnv = {};
   for (const [group, groupApps] of Object.entries(groups)) {
     const variable = `${group.toUpperCase().replace('-', '_')}_SECRET`;
@@ -117,10 +122,11 @@ async function main(): Promise<void> {
   }
 
   const server = start('commonserver', 'commonserver.js', ['--config', join(workDir, 'commonserver.yaml')], env);
+  const fingerprint = (await server.line(/certificate fingerprint (sha256:[0-9a-f:]+)/i))[1]!;
   const commonPort = (await server.line(/listening on \S+:(\d+)/))[1]!;
   const publicPorts = new Map<string, Map<string, number>>();
   for (const group of Object.keys(groups)) {
-    const client = start(group, 'groupclient.js', ['--group', group, '--groups', join(workDir, 'groups'), '--server', `127.0.0.1:${commonPort}`], env);
+    const client = start(group, 'groupclient.js', ['--group', group, '--groups', join(workDir, 'groups'), '--server', `127.0.0.1:${commonPort}`, '--server-fingerprint', fingerprint], env);
     const active = (await client.line(/active on .*/))[0];
     publicPorts.set(group, new Map([...active.matchAll(/(\S+) → server port (\d+)/g)].map((m) => [m[1]!, Number(m[2])])));
   }
@@ -138,7 +144,7 @@ async function main(): Promise<void> {
       console.log(`  ${group}/${app.name.padEnd(6)} 127.0.0.1:${port}  ${app.describe.padEnd(16)} → ${JSON.stringify(probe)}`);
     }
   }
-  console.log(`\nAll apps answered. Try one yourself, e.g. \`nc 127.0.0.1 ${publicPorts.get('office-a')!.get('ssh')}\`. Ctrl-C stops the demo.`);
+  console.log(`\nAll apps answered, over TLS pinned to ${fingerprint.slice(0, 23)}….\nTry one yourself, e.g. \`nc 127.0.0.1 ${publicPorts.get('office-a')!.get('ssh')}\`. Ctrl-C stops the demo.`);
 }
 
 function httpBody(port: number): Promise<string> {
