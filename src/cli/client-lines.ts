@@ -23,6 +23,8 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       return `no heartbeat from the server for ${event.silentMs}ms`;
     case 'local-dial-failed':
       return `app ${event.app}: cannot reach ${event.target}: ${event.reason}`;
+    case 'spec-reloaded':
+      return `group file reloaded: ${event.apps.join(', ')}`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
     case 'work-conn-requested':

@@ -12,6 +12,7 @@ export type ClientEvent =
   | { type: 'local-dial-failed'; app: string; target: string; reason: string }
   | { type: 'work-conn-opened'; app: string; pairingId: string }
   | { type: 'conn-closed'; app: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
+  | { type: 'spec-reloaded'; apps: string[] }
   | { type: 'stopped'; reason: string };
 
 export type ClientEventType = ClientEvent['type'];

@@ -13,7 +13,7 @@ const debug = createDebug('ntp:server:common-server');
 export type CommonServerOptions = Pick<
   ServerConfig,
   'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
->;
+> & { trafficSampleMs?: number };
 
 /**
  * The public server. Listens on the common port, where each new connection's first frame
@@ -46,6 +46,22 @@ export class CommonServer {
   registerGroup(spec: GroupSpec): void {
     this.readyGroup.set(spec.name, spec);
     this.emit({ type: 'group-registered', group: spec.name, apps: spec.apps.length });
+  }
+
+  /**
+   * Replaces a registered group's spec (an edited group file). A live session applies the
+   * app changes at once and keeps its login secret until the client logs in again.
+   */
+  async updateGroup(spec: GroupSpec): Promise<void> {
+    if (!this.readyGroup.has(spec.name)) return this.registerGroup(spec);
+    this.readyGroup.set(spec.name, spec);
+    this.emit({ type: 'group-updated', group: spec.name, apps: spec.apps.length });
+    await this.inUseGroup.get(spec.name)?.updateSpec(spec);
+  }
+
+  /** A group file that could not be (re)loaded: reported; the last good version stays. */
+  reportRegistrationFailure(file: string, reason: string): void {
+    this.emit({ type: 'group-registration-failed', file, reason });
   }
 
   /** Removes a group from the registry; a live client of it is disconnected. */
@@ -167,6 +183,7 @@ export class CommonServer {
       bindHost: this.options.bind.host,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
+      ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,
