@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { parseAdminSection, type AdminConfig } from './admin-config.js';
 import { ConfigError } from './errors.js';
 import { loadGroupFile, type GroupSpec } from './group-file.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
@@ -17,6 +18,8 @@ export interface ServerConfig {
   /** How long a new conn on the common port may take to log in or join. */
   readonly handshakeTimeoutMs: number;
   readonly file?: string;
+  /** The admin API and dashboard; off unless the file has an `admin:` section. */
+  readonly admin?: AdminConfig;
 }
 
 export const SERVER_DEFAULTS = {
@@ -26,9 +29,9 @@ export const SERVER_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
 } as const;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout'] as const;
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'admin'] as const;
 
-export function loadServerConfig(file: string): ServerConfig {
+export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
   const root = yaml.mapAt([], yaml.root() ?? {});
   yaml.onlyKeys([], root, SERVER_KEYS);
@@ -54,7 +57,9 @@ export function loadServerConfig(file: string): ServerConfig {
   const pairingTimeoutMs = root.pairingTimeout === undefined ? SERVER_DEFAULTS.pairingTimeoutMs : yaml.expect(['pairingTimeout'], parseDuration(root.pairingTimeout));
   const handshakeTimeoutMs = root.handshakeTimeout === undefined ? SERVER_DEFAULTS.handshakeTimeoutMs : yaml.expect(['handshakeTimeout'], parseDuration(root.handshakeTimeout));
 
-  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, file });
+  const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
+
+  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, file, ...(admin ? { admin } : {}) });
 }
 
 export interface GroupDirectory {
