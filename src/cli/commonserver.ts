@@ -1,18 +1,24 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, loadGroupDirectory, loadServerConfig } from '../config/index.js';
+import { AdminServer, GroupRegistry, GroupsHotReload } from '../admin/index.js';
+import { ConfigError, loadServerConfig } from '../config/index.js';
 import { CommonServer } from '../server/index.js';
 import { fail, say } from './output.js';
 import { serverLine } from './server-lines.js';
 
-const USAGE = `usage: commonserver [--config FILE]
+const USAGE = `usage: commonserver [--config FILE] [--no-watch]
 
   --config FILE   server config (default: config/commonserver.yaml)
+  --no-watch      do not watch the groups directory (SIGHUP still reloads it)
   DEBUG=ntp:*     traces every event`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { config: { type: 'string', default: 'config/commonserver.yaml' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', default: 'config/commonserver.yaml' },
+      'no-watch': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) {
@@ -20,21 +26,35 @@ async function main(): Promise<number> {
     return 0;
   }
   const config = loadServerConfig(values.config!);
-  const registry = loadGroupDirectory(config.groupsDir);
   const server = new CommonServer(config);
   server.events$.subscribe((event) => {
     const line = serverLine(event);
     if (line !== undefined) say(line);
   });
-  for (const error of registry.errors) say(`group file skipped: ${error.message}`);
-  for (const spec of registry.groups) server.registerGroup(spec);
-  if (registry.groups.length === 0) say(`warning: no group registered from ${config.groupsDir}`);
+  const admin = config.admin === undefined ? undefined : new AdminServer({ server, config: config.admin, groupsDir: config.groupsDir });
+  const registry = admin?.registry ?? new GroupRegistry({ server, groupsDir: config.groupsDir });
+  // Ready for SIGHUP before anything is announced: its default action would end the process.
+  const reload = new GroupsHotReload(registry, config.groupsDir, {
+    watch: !values['no-watch'],
+    onError: (error) => say(`groups reload failed: ${error.message}`),
+  });
+  process.on('SIGHUP', () => {
+    say('SIGHUP: reloading the groups directory');
+    reload.reload('SIGHUP');
+  });
+  await registry.sync();
+  if (server.readyGroup.size === 0) say(`warning: no group registered from ${config.groupsDir}`);
   await server.listen();
+  if (admin !== undefined) {
+    await admin.listen();
+    say(`admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`);
+  }
 
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
       say(`${signal}: shutting down`);
-      void server.close().then(resolve);
+      reload.close();
+      void Promise.all([server.close(), admin?.close()]).then(() => resolve());
     };
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));

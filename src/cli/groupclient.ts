@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
-import { ConfigError, formatHostPort, loadGroupFile, parseHostPort } from '../config/index.js';
+import { filter, merge, Subject } from 'rxjs';
+import { ConfigError, formatHostPort, loadGroupFile, parseHostPort, watchDirectory } from '../config/index.js';
 import { clientLine } from './client-lines.js';
 import { fail, say } from './output.js';
 
@@ -72,6 +73,25 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', () => stopOn('SIGINT'));
   process.once('SIGTERM', () => stopOn('SIGTERM'));
+
+  // Hot reload: an edited group file (or SIGHUP) changes local targets without dropping other apps.
+  const reloadRequests = new Subject<void>();
+  process.on('SIGHUP', () => reloadRequests.next());
+  const reloads = merge(reloadRequests, watchDirectory(dirname(file)).pipe(filter((names) => names.has(basename(file)) || names.has('')))).subscribe(() => {
+    try {
+      client.updateSpec(loadGroupFile(file));
+    } catch (error) {
+      say(`group file not reloaded, the previous version stays: ${(error as Error).message}`);
+    }
+  });
+  try {
+    return await serve(client);
+  } finally {
+    reloads.unsubscribe();
+  }
+}
+
+async function serve(client: GroupClient): Promise<number> {
   try {
     await client.run();
     return 0;
