@@ -94,7 +94,9 @@ function drawCharts() {
     ctx.closePath();
     ctx.fill();
     ctx.stroke();
-    canvas.title = `peak ${formatBytes(max)}/s`;
+    const peak = Math.max(0, ...values);
+    canvas.title = `peak ${formatBytes(peak)}/s`;
+    canvas.dataset.peak = String(peak);
   }
 }
 
