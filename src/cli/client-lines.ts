@@ -27,6 +27,7 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       return `group file reloaded: ${event.apps.join(', ')}`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
+    case 'heartbeat':
     case 'work-conn-requested':
     case 'work-conn-opened':
     case 'conn-closed':

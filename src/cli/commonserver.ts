@@ -3,13 +3,15 @@ import { parseArgs } from 'node:util';
 import { AdminServer, GroupRegistry, GroupsHotReload } from '../admin/index.js';
 import { ConfigError, loadServerConfig } from '../config/index.js';
 import { CommonServer } from '../server/index.js';
+import { traceServer } from '../trace/index.js';
 import { fail, say } from './output.js';
 import { serverLine } from './server-lines.js';
 
-const USAGE = `usage: commonserver [--config FILE] [--no-watch]
+const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
 
   --config FILE   server config (default: config/commonserver.yaml)
   --no-watch      do not watch the groups directory (SIGHUP still reloads it)
+  --trace FILE    record the session as a Mermaid sequence diagram in FILE
   DEBUG=ntp:*     traces every event`;
 
 async function main(): Promise<number> {
@@ -17,6 +19,7 @@ async function main(): Promise<number> {
     options: {
       config: { type: 'string', default: 'config/commonserver.yaml' },
       'no-watch': { type: 'boolean', default: false },
+      trace: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -27,6 +30,7 @@ async function main(): Promise<number> {
   }
   const config = loadServerConfig(values.config!);
   const server = new CommonServer(config);
+  const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);
   server.events$.subscribe((event) => {
     const line = serverLine(event);
     if (line !== undefined) say(line);
@@ -54,7 +58,9 @@ async function main(): Promise<number> {
     const shutdown = (signal: string): void => {
       say(`${signal}: shutting down`);
       reload.close();
-      void Promise.all([server.close(), admin?.close()]).then(() => resolve());
+      void Promise.all([server.close(), admin?.close()])
+        .then(() => trace?.close())
+        .then(() => resolve());
     };
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));

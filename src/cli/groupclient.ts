@@ -5,6 +5,7 @@ import { GroupClient, LoginRejectedError, TakenOverError } from '../client/index
 import { defaultClientId } from '../client/client-id.js';
 import { filter, merge, Subject } from 'rxjs';
 import { ConfigError, formatHostPort, loadGroupFile, parseHostPort, watchDirectory } from '../config/index.js';
+import { traceClient } from '../trace/index.js';
 import { clientLine } from './client-lines.js';
 import { fail, say } from './output.js';
 
@@ -17,6 +18,7 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --server HOST:PORT the commonserver (default: the file's "server", else 127.0.0.1:7000)
   --client-id ID     this agent's stable id (default: derived from the host and group)
   --keep-retrying    keep retrying when the server rejects the login
+  --trace FILE       record the session as a Mermaid sequence diagram in FILE
   DEBUG=ntp:*        traces every event`;
 
 /** Exit codes: 0 stopped on a signal, 2 bad usage or config, 3 rejected by the server or taken over. */
@@ -29,6 +31,7 @@ async function main(): Promise<number> {
       server: { type: 'string' },
       'client-id': { type: 'string' },
       'keep-retrying': { type: 'boolean', default: false },
+      trace: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -63,6 +66,7 @@ async function main(): Promise<number> {
     clientId: values['client-id'] ?? defaultClientId(spec.name),
     keepRetrying: values['keep-retrying']!,
   });
+  const trace = values.trace === undefined ? undefined : traceClient(client.events$, spec, values.trace);
   client.events$.subscribe((event) => {
     const line = clientLine(spec.name, event);
     if (line !== undefined) say(line);
@@ -88,6 +92,7 @@ async function main(): Promise<number> {
     return await serve(client);
   } finally {
     reloads.unsubscribe();
+    await trace?.close();
   }
 }
 

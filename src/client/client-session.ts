@@ -82,6 +82,7 @@ export class ClientSession {
         this.options.channel.send({ type: 'Pong', seq: message.seq });
         return;
       case 'Pong':
+        this.options.emit({ type: 'heartbeat', seq: message.seq });
         return;
       case 'ReqWorkConn':
         void this.handleReqWorkConn(message);

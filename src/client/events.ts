@@ -7,6 +7,8 @@ export type ClientEvent =
   | { type: 'login-rejected'; code: LoginRejectCode; reason: string; willRetry: boolean }
   | { type: 'connect-failed'; server: string; attempt: number; reason: string; retryInMs: number }
   | { type: 'session-lost'; code?: GoodbyeCode; reason: string }
+  /** The server answered a Ping. */
+  | { type: 'heartbeat'; seq: number }
   | { type: 'heartbeat-timeout'; silentMs: number }
   | { type: 'work-conn-requested'; app: string; pairingId: string }
   | { type: 'local-dial-failed'; app: string; target: string; reason: string }
