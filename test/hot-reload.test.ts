@@ -26,10 +26,14 @@ function keepFlowing(socket: Socket) {
     receivedHash.update(chunk);
     for (const wake of waiters) wake();
   });
-  socket.once('close', () => {
-    closed = `closed after ${received} bytes`;
+  // With half-close allowed, a server-side drop shows as 'end' first.
+  const onGone = (): void => {
+    closed ??= `closed after ${received} bytes`;
     for (const wake of waiters) wake();
-  });
+  };
+  socket.once('end', onGone);
+  socket.once('close', onGone);
+  socket.on('error', onGone); // a drop may come as a reset
   const until = (condition: () => boolean): Promise<void> =>
     new Promise((resolve, reject) => {
       const wake = (): void => {
@@ -54,7 +58,7 @@ function keepFlowing(socket: Socket) {
       await until(() => received >= sent);
       await delay(2); // pacing only: keeps the loop from hogging a shared CPU
     }
-  })();
+  })().catch(() => {}); // an interruption is reported by stop() as `closed`
   return {
     progress: (bytes: number) => {
       const target = received + bytes;
@@ -168,17 +172,31 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   assert.equal(server.inUseGroup.get('hot')?.sessionId, sessionId, 'the same session throughout');
 
   // 6. Removing the group's own file deregisters it and disconnects its client and users.
+  // The new secret applies at the next login: a new session logs in with it.
+  wait = step();
+  server.inUseGroup.get('hot')!.deactivate('KICKED', 'test: log in again');
+  const relogin = await wait('group-activated', (e) => e.group === 'hot');
+  assert.equal(relogin.type, 'group-activated');
+  assert.notEqual(server.inUseGroup.get('hot')?.sessionId, sessionId);
+  assert.equal(log.some((e) => e.type === 'login-rejected'), false);
+  // The first user's relay belonged to the kicked session (it ran on); the next user is the new session's.
+  user.destroy();
+  const nextUser = await connectTo(relogin.apps[0]!.remotePort);
+  const nextFlow = keepFlowing(nextUser);
+  await nextFlow.progress(4096);
+
   // The user's socket allows half-close: the server's FIN shows as 'end'.
   const userDropped = new Promise((resolve) => {
-    user.once('end', resolve);
-    user.once('close', resolve);
+    nextUser.once('end', resolve);
+    nextUser.once('close', resolve);
   });
   wait = step();
   rmSync(file);
   const gone = await wait('group-deactivated', (e) => e.group === 'hot');
   assert.equal(gone.type === 'group-deactivated' && gone.code, 'DEREGISTERED');
   await userDropped;
-  user.destroy();
+  await nextFlow.stop();
+  nextUser.destroy();
   assert.equal(server.readyGroup.has('hot'), false);
 });
 
