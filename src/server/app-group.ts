@@ -197,6 +197,13 @@ export class AppGroup implements UserConnSink {
     // A bad proof does not consume the pairing: the real client may still arrive in time.
     if (!proofsMatch(expected, message.proof)) return 'bad join proof';
     this.pairings.take(message.pairingId);
+    if (this.appServers.get(pending.app.name) !== pending.app) {
+      // The app was removed (hot reload) while this user waited: it is not served any more.
+      pending.userConn.destroy();
+      workConn.destroy();
+      this.options.emit({ type: 'work-conn-failed', group: this.name, app: pending.app.name, pairingId: pending.pairingId, reason: 'the app was removed from the registry' });
+      return null;
+    }
     this.options.emit({
       type: 'work-conn-joined',
       group: this.name,
