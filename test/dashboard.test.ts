@@ -1,20 +1,16 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { loadGroupFile } from '../src/config/index.js';
 import { startAdmin } from './helpers/admin.js';
+import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
 import { connectTo, readBytes, waitForEvent } from './helpers/net.js';
 
-/** Debian's chromium, never a downloaded browser. */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test-artifacts');
 const TOKEN = 'dashboard-test-token-0123456789';
 
 /** Just enough of the page's `document` for the checks below. */
@@ -22,14 +18,13 @@ type Doc = { querySelector(selector: string): { dataset: Record<string, string |
 
 test(
   'the dashboard shows a group turn active, its live connection and its traffic rise as a user sends data',
-  { timeout: 90_000, skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent: install Debian's chromium package to run the browser test` },
+  { timeout: 90_000, skip: skipWithoutChromium },
   async () => {
-    const { chromium } = await import('playwright-core');
     const echo = await startEchoApp();
     const config = makeConfigDir([{ name: 'office', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
     const { server, events } = await startServer(config);
     const api = await startAdmin(server, config, { token: TOKEN });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    const browser = await launchChromium();
     let user: Socket | undefined;
     let stopClient = (): void => {};
     after(async () => {

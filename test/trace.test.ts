@@ -7,9 +7,12 @@ import { ACTORS } from '../src/trace/index.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { echoRoundTrip } from './helpers/net.js';
+import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
 import { CliProcess, COMMONSERVER_BIN, parsePortTable, startGroupClientProcess } from './helpers/processes.js';
 
-const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test-artifacts');
+const MERMAID_JS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', 'mermaid', 'dist', 'mermaid.min.js');
+/** The diagrams of the real run below, for the rendering test. */
+const diagrams: { name: string; text: string }[] = [];
 
 /** Resolves once `file` contains `pattern` (watching the file, not sleeping). */
 function fileContains(file: string, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
@@ -150,4 +153,30 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   mkdirSync(ARTIFACTS, { recursive: true });
   copyFileSync(serverTrace, join(ARTIFACTS, 'trace-commonserver.mmd'));
   copyFileSync(clientTrace, join(ARTIFACTS, 'trace-groupclient.mmd'));
+  diagrams.push({ name: 'commonserver', text: serverLines.join('\n') }, { name: 'groupclient', text: clientLines.join('\n') });
+});
+
+test('Mermaid itself renders both diagrams of the real run (in headless chromium, from node_modules)', { timeout: 60_000, skip: skipWithoutChromium }, async () => {
+  assert.equal(diagrams.length, 2, 'the recording test ran first');
+  const browser = await launchChromium();
+  after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await page.setContent('<!doctype html><html><body style="background:#fff"><div id="out"></div></body></html>');
+  await page.addScriptTag({ path: MERMAID_JS });
+  for (const { name, text } of diagrams) {
+    // mermaid.render throws on any syntax error: this is the real parser, not our regexes.
+    const rendered = await page.evaluate(async (source) => {
+      const g = globalThis as unknown as {
+        mermaid: { initialize(o: object): void; render(id: string, text: string): Promise<{ svg: string }> };
+        document: { getElementById(id: string): { innerHTML: string } };
+      };
+      g.mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
+      const { svg } = await g.mermaid.render(`diagram${Math.random().toString(36).slice(2)}`, source);
+      g.document.getElementById('out').innerHTML = svg;
+      return svg;
+    }, text);
+    for (const actor of ACTORS) assert.ok(rendered.includes(`>${actor}<`), `${name}: actor ${actor} drawn`);
+    assert.ok(rendered.includes('NewWorkConn'), `${name}: wire messages drawn`);
+    await page.screenshot({ path: join(ARTIFACTS, `trace-${name}.png`), fullPage: true });
+  }
 });
