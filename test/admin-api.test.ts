@@ -131,8 +131,9 @@ describe('admin API', { timeout: 30_000 }, () => {
     assert.equal(notYaml.body.error.code, 'CONFIG_PARSE');
     const empty = await api.request('POST', '/api/groups', undefined, { raw: '' });
     assert.equal(empty.body.error.code, 'BODY_MISSING');
-    const huge = await api.request('POST', '/api/groups', undefined, { raw: 'x'.repeat(100 * 1024) }).catch(() => ({ status: 413 }));
+    const huge = await api.request('POST', '/api/groups', undefined, { raw: 'x'.repeat(100 * 1024) });
     assert.equal(huge.status, 413);
+    assert.equal(huge.body.error.code, 'BODY_TOO_LARGE');
     assert.equal(existsSync(config.groupFile('delta')), false);
     assert.deepEqual(readdirSync(config.groupsDir).sort(), ['alpha.yaml', 'beta.yaml'], 'no stray files');
   });
