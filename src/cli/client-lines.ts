@@ -23,10 +23,13 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     case 'local-dial-failed':
       // The reason starts with the target's address.
       return `app ${event.app}: local app unreachable: ${event.reason}`;
+    case 'spec-reloaded':
+      return `group file reloaded: ${event.apps.join(', ')}`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
     // The session-lost line that follows carries the timeout: one line per event.
     case 'heartbeat-timeout':
+    case 'heartbeat':
     case 'work-conn-requested':
     case 'work-conn-opened':
     case 'conn-closed':

@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, loadGroupDirectory, loadServerConfig, permissionWarning, type ServerConfig } from '../config/index.js';
+import { AdminServer, GroupRegistry, GroupsHotReload } from '../admin/index.js';
+import { ConfigError, loadServerConfig, permissionWarning, type ServerConfig } from '../config/index.js';
 import { CommonServer, loadServerTransport } from '../server/index.js';
+import { traceServer } from '../trace/index.js';
 import { fail, say } from './output.js';
 import { serverLine } from './server-lines.js';
 
-const USAGE = `usage: commonserver [--config FILE]
+const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
        commonserver init [--config FILE]
 
   --config FILE   server config (default: config/commonserver.yaml)
+  --no-watch      do not watch the groups directory (SIGHUP still reloads it)
+  --trace FILE    record the session as a Mermaid sequence diagram in FILE
   init            create the TLS key and self-signed certificate (if missing), print the
                   fingerprint for clients to pin, and exit
   DEBUG=ntp:*     traces every event`;
@@ -30,7 +34,12 @@ function prepareTransport(config: ServerConfig): ReturnType<typeof loadServerTra
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
-    options: { config: { type: 'string', default: 'config/commonserver.yaml' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', default: 'config/commonserver.yaml' },
+      'no-watch': { type: 'boolean', default: false },
+      trace: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -52,25 +61,42 @@ async function main(): Promise<number> {
     return 0;
   }
   const { transport } = prepareTransport(config);
-  const registry = loadGroupDirectory(config.groupsDir);
   const server = new CommonServer({ ...config, transport });
+  const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);
   server.events$.subscribe((event) => {
     const line = serverLine(event);
     if (line !== undefined) say(line);
   });
-  for (const error of registry.errors) say(`group file skipped: ${error.message}`);
-  for (const spec of registry.groups) {
+  const admin = config.admin === undefined ? undefined : new AdminServer({ server, config: config.admin, groupsDir: config.groupsDir });
+  const registry = admin?.registry ?? new GroupRegistry({ server, groupsDir: config.groupsDir });
+  // Ready for SIGHUP before anything is announced: its default action would end the process.
+  const reload = new GroupsHotReload(registry, config.groupsDir, {
+    watch: !values['no-watch'],
+    onError: (error) => say(`groups reload failed: ${error.message}`),
+  });
+  process.on('SIGHUP', () => {
+    say('SIGHUP: reloading the groups directory');
+    reload.reload('SIGHUP');
+  });
+  await registry.sync();
+  if (server.readyGroup.size === 0) say(`warning: no group registered from ${config.groupsDir}`);
+  for (const spec of server.readyGroup.values()) {
     const warning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
     if (warning) say(`warning: ${warning}`);
-    server.registerGroup(spec);
   }
-  if (registry.groups.length === 0) say(`warning: no group registered from ${config.groupsDir}`);
   await server.listen();
+  if (admin !== undefined) {
+    await admin.listen();
+    say(`admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`);
+  }
 
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
       say(`${signal}: shutting down`);
-      void server.close().then(resolve);
+      reload.close();
+      void Promise.all([server.close(), admin?.close()])
+        .then(() => trace?.close())
+        .then(() => resolve());
     };
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { clientTransport, GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
-import { ConfigError, formatHostPort, loadGroupFile, parseHostPort, permissionWarning } from '../config/index.js';
+import { filter, merge, Subject } from 'rxjs';
+import { ConfigError, formatHostPort, loadGroupFile, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
 import { ServerTrustError } from '../net/index.js';
+import { traceClient } from '../trace/index.js';
 import { clientLine } from './client-lines.js';
 import { fail, say } from './output.js';
 
@@ -19,6 +21,7 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --keep-retrying    keep retrying when the server rejects the login
   --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it)
   --plaintext        no TLS (only if the server says plaintext: true)
+  --trace FILE       record the session as a Mermaid sequence diagram in FILE
   DEBUG=ntp:*        traces every event`;
 
 /**
@@ -36,6 +39,7 @@ async function main(): Promise<number> {
       'keep-retrying': { type: 'boolean', default: false },
       'server-fingerprint': { type: 'string' },
       plaintext: { type: 'boolean', default: false },
+      trace: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -79,6 +83,7 @@ async function main(): Promise<number> {
     clientId: values['client-id'] ?? defaultClientId(spec.name),
     keepRetrying: values['keep-retrying']!,
   });
+  const trace = values.trace === undefined ? undefined : traceClient(client.events$, spec, values.trace);
   client.events$.subscribe((event) => {
     const line = clientLine(spec.name, event);
     if (line !== undefined) say(line);
@@ -89,6 +94,26 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', () => stopOn('SIGINT'));
   process.once('SIGTERM', () => stopOn('SIGTERM'));
+
+  // Hot reload: an edited group file (or SIGHUP) changes local targets without dropping other apps.
+  const reloadRequests = new Subject<void>();
+  process.on('SIGHUP', () => reloadRequests.next());
+  const reloads = merge(reloadRequests, watchDirectory(dirname(file)).pipe(filter((names) => names.has(basename(file)) || names.has('')))).subscribe(() => {
+    try {
+      client.updateSpec(loadGroupFile(file));
+    } catch (error) {
+      say(`group file not reloaded, the previous version stays: ${(error as Error).message}`);
+    }
+  });
+  try {
+    return await serve(client);
+  } finally {
+    reloads.unsubscribe();
+    await trace?.close();
+  }
+}
+
+async function serve(client: GroupClient): Promise<number> {
   try {
     await client.run();
     return 0;

@@ -12,6 +12,10 @@ export function serverLine(event: ServerEvent): string | undefined {
       return `group file skipped: ${event.reason}`;
     case 'group-deregistered':
       return `group ${event.group} deregistered`;
+    case 'group-updated':
+      return `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})`;
+    case 'app-closed':
+      return `app ${event.group}/${event.app} closed: ${event.reason}`;
     case 'login-rejected':
       return `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`;
     case 'group-activated': {
@@ -43,6 +47,8 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'work-conn-requested':
     case 'work-conn-joined':
     case 'conn-closed':
+    case 'app-opened':
+    case 'traffic':
       return undefined;
   }
 }

@@ -37,9 +37,19 @@ export class ClientSession {
   private readonly relays = new Set<{ destroy(): void }>();
   private done = false;
   private pingSeq = 0;
+  private spec: GroupSpec;
+  // Join proofs use the secret this session logged in with; a new secret applies at the next login.
+  private readonly loginSecret: string;
 
   constructor(private readonly options: ClientSessionOptions) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
+    this.spec = options.spec;
+    this.loginSecret = options.spec.secret.reveal();
+  }
+
+  /** New local targets for the next work conns; relays already running are untouched. */
+  updateSpec(spec: GroupSpec): void {
+    this.spec = spec;
   }
 
   /** Subscribes for the session's messages, then lets the frames held since LoginResp through. */
@@ -73,6 +83,7 @@ export class ClientSession {
         this.options.channel.send({ type: 'Pong', seq: message.seq });
         return;
       case 'Pong':
+        this.options.emit({ type: 'heartbeat', seq: message.seq });
         return;
       case 'ReqWorkConn':
         void this.handleReqWorkConn(message);
@@ -92,7 +103,8 @@ export class ClientSession {
   }
 
   private async handleReqWorkConn({ app: appName, pairingId }: ReqWorkConn): Promise<void> {
-    const { spec, channel, emit } = this.options;
+    const { channel, emit } = this.options;
+    const spec = this.spec;
     emit({ type: 'work-conn-requested', app: appName, pairingId });
     // Only targets from our own file: a server cannot steer us anywhere else.
     const app = spec.apps.find((candidate) => candidate.name === appName);
@@ -106,7 +118,7 @@ export class ClientSession {
       app,
       sessionId: this.options.sessionId,
       pairingId,
-      secret: spec.secret.reveal(),
+      secret: this.loginSecret,
       dialTimeoutMs: this.options.dialTimeoutMs,
     });
     if (!result.ok) {

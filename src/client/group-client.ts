@@ -49,7 +49,7 @@ export class GroupClient {
   private readonly dialTimeoutMs: number;
   private readonly transport: ClientTransport;
 
-  constructor(private readonly options: GroupClientOptions) {
+  constructor(private options: GroupClientOptions) {
     this.reconnect = { ...RECONNECT_DEFAULTS, ...options.reconnect };
     this.dialTimeoutMs = options.dialTimeoutMs ?? 10_000;
     this.transport = options.transport ?? { kind: 'tls' };
@@ -105,6 +105,19 @@ export class GroupClient {
     } finally {
       this.events.complete();
     }
+  }
+
+  /**
+   * Applies an edited group file: the next work conns dial the new local targets, running
+   * relays keep flowing, and the secret and app list are sent at the next login.
+   */
+  updateSpec(spec: GroupSpec): void {
+    if (spec.name !== this.options.spec.name) {
+      throw new Error(`the group file now names group "${spec.name}", not "${this.options.spec.name}": restart the groupclient to change group`);
+    }
+    this.options = { ...this.options, spec };
+    this.session?.updateSpec(spec);
+    this.emit({ type: 'spec-reloaded', apps: spec.apps.map((app) => app.name) });
   }
 
   /** Says goodbye to the server and tears down every relay. */

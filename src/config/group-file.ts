@@ -88,20 +88,20 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
 }
 
 /** `${VAR}` anywhere in the value is replaced from the environment; a missing VAR is an error. */
-function parseSecret(yaml: YamlFile, raw: unknown, env: NodeJS.ProcessEnv): Secret {
+export function parseSecret(yaml: YamlFile, raw: unknown, env: NodeJS.ProcessEnv, path: (string | number)[] = ['secret']): Secret {
   if (typeof raw !== 'string' || raw.length === 0) {
-    throw yaml.error(['secret'], 'expected a secret (a literal, or ${VAR} to read it from the environment)');
+    throw yaml.error(path, 'expected a secret (a literal, or ${VAR} to read it from the environment)');
   }
   const value = raw.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
     const found = env[variable];
     if (found === undefined || found === '') {
-      throw yaml.error(['secret'], `environment variable ${variable} is not set`);
+      throw yaml.error(path, `environment variable ${variable} is not set`);
     }
     return found;
   });
   if (value.length < MIN_SECRET_LENGTH) {
     // Never quote the value: the error may end up in a log.
-    throw yaml.error(['secret'], `too short: use at least ${MIN_SECRET_LENGTH} characters`);
+    throw yaml.error(path, `too short: use at least ${MIN_SECRET_LENGTH} characters`);
   }
   return new Secret(value);
 }

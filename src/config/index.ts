@@ -7,3 +7,5 @@ export { YamlFile } from './yaml-file.js';
 export * from './security-config.js';
 export * from './group-security.js';
 export * from './permissions.js';
+export * from './admin-config.js';
+export * from './watch.js';

@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { parseAdminSection, type AdminConfig } from './admin-config.js';
 import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
 import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
@@ -18,6 +19,8 @@ export interface ServerConfig extends SecurityConfig {
   /** How long a new conn on the common port may take to log in or join. */
   readonly handshakeTimeoutMs: number;
   readonly file?: string;
+  /** The admin API and dashboard; off unless the file has an `admin:` section. */
+  readonly admin?: AdminConfig;
 }
 
 export const SERVER_DEFAULTS = {
@@ -27,9 +30,9 @@ export const SERVER_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
 } as const;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', ...SECURITY_KEYS] as const;
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'admin', ...SECURITY_KEYS] as const;
 
-export function loadServerConfig(file: string): ServerConfig {
+export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
   const root = yaml.mapAt([], yaml.root() ?? {});
   yaml.onlyKeys([], root, SERVER_KEYS);
@@ -56,7 +59,18 @@ export function loadServerConfig(file: string): ServerConfig {
   const handshakeTimeoutMs = root.handshakeTimeout === undefined ? SERVER_DEFAULTS.handshakeTimeoutMs : yaml.expect(['handshakeTimeout'], parseDuration(root.handshakeTimeout));
 
   const security = parseSecurityConfig(yaml, root);
-  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, ...security, file });
+  const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
+  return Object.freeze({
+    bind,
+    groupsDir,
+    heartbeatIntervalMs,
+    heartbeatTimeoutMs,
+    pairingTimeoutMs,
+    handshakeTimeoutMs,
+    ...security,
+    file,
+    ...(admin ? { admin } : {}),
+  });
 }
 
 export interface GroupDirectory {

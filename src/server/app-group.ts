@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { filter, type Observable, type Subscription } from 'rxjs';
+import { filter, interval, type Observable, type Subscription } from 'rxjs';
 import type { GroupSpec, PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, type ControlChannel } from '../net/index.js';
 import {
@@ -32,6 +32,8 @@ export interface AppGroupOptions {
   policy?: PolicyConfig;
   /** UserConns one app may hold while they wait for work conns. */
   maxPendingUsersPerApp?: number;
+  /** How often each app reports its `traffic` (default 1000 ms). */
+  trafficSampleMs?: number;
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
@@ -54,9 +56,14 @@ export class AppGroup implements UserConnSink {
   private readonly pairings: Pairings;
   private readonly subscriptions: Subscription[] = [];
   private active = true;
+  private currentSpec: GroupSpec;
+  // Join proofs use the secret the client logged in with: a changed secret applies at the next login.
+  private readonly loginSecret: string;
 
   constructor(private readonly options: AppGroupOptions) {
     this.name = options.spec.name;
+    this.currentSpec = options.spec;
+    this.loginSecret = options.spec.secret.reveal();
     this.clientId = options.clientId;
     this.clientAddress = options.channel.peer;
     this.clientSource = options.channel.socket.remoteAddress;
@@ -66,6 +73,10 @@ export class AppGroup implements UserConnSink {
   /** This group's slice of the server's event stream. */
   get events$(): Observable<ServerEvent> {
     return this.options.events$.pipe(filter((event) => 'group' in event && event.group === this.name));
+  }
+
+  get spec(): GroupSpec {
+    return this.currentSpec;
   }
 
   get isActive(): boolean {
@@ -99,11 +110,42 @@ export class AppGroup implements UserConnSink {
         this.options.emit({ type: 'heartbeat-timeout', group: this.name, silentMs });
         this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${silentMs}ms`);
       }),
+      interval(this.options.trafficSampleMs ?? 1000).subscribe(() => {
+        for (const app of this.appServers.values()) app.sampleTraffic();
+      }),
     );
 
     channel.release();
-    const apps = await Promise.all(this.options.spec.apps.map((app) => this.openApp(app)));
+    const apps = await Promise.all(this.currentSpec.apps.map((app) => this.openApp(app)));
     return { apps, warnings: this.compareWithClient() };
+  }
+
+  /**
+   * Applies an edited registry entry to the live session: removed apps (and apps whose public
+   * port changed) close with their conns, new ones open; the other apps' conns are untouched.
+   */
+  async updateSpec(spec: GroupSpec): Promise<AppBinding[]> {
+    const before = new Map(this.currentSpec.apps.map((app) => [app.name, app]));
+    this.currentSpec = spec;
+    const opening: GroupSpec['apps'][number][] = [];
+    for (const app of spec.apps) {
+      const old = before.get(app.name);
+      before.delete(app.name);
+      if (old !== undefined && old.remotePort === app.remotePort && this.appServers.has(app.name)) continue;
+      if (old !== undefined) this.closeApp(app.name, `its remotePort changed to ${app.remotePort}`);
+      opening.push(app);
+    }
+    for (const name of before.keys()) this.closeApp(name, 'removed from the registry');
+    if (!this.active) return [];
+    return Promise.all(opening.map((app) => this.openApp(app)));
+  }
+
+  private closeApp(name: string, reason: string): void {
+    const server = this.appServers.get(name);
+    if (server === undefined) return;
+    this.appServers.delete(name);
+    server.close({ dropLive: true });
+    this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
   }
 
   /** The one place control messages from the client are dispatched. */
@@ -158,10 +200,17 @@ export class AppGroup implements UserConnSink {
   acceptWorkConn(message: NewWorkConn, workConn: Socket): string | null {
     const pending = this.pairings.peek(message.pairingId);
     if (pending === undefined) return 'unknown, used or expired pairing id';
-    const expected = joinProof(this.options.spec.secret.reveal(), this.sessionId, message.pairingId);
+    const expected = joinProof(this.loginSecret, this.sessionId, message.pairingId);
     // A bad proof does not consume the pairing: the real client may still arrive in time.
     if (!proofsMatch(expected, message.proof)) return 'bad join proof';
     this.pairings.take(message.pairingId);
+    if (this.appServers.get(pending.app.name) !== pending.app) {
+      // The app was removed (hot reload) while this user waited: it is not served any more.
+      pending.userConn.destroy();
+      workConn.destroy();
+      this.options.emit({ type: 'work-conn-failed', group: this.name, app: pending.app.name, pairingId: pending.pairingId, reason: 'the app was removed from the registry' });
+      return null;
+    }
     this.options.emit({
       type: 'work-conn-joined',
       group: this.name,
@@ -204,6 +253,7 @@ export class AppGroup implements UserConnSink {
       const port = await server.listen();
       // The client may have gone while we were binding.
       if (!this.active) server.close();
+      else this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port });
       return { name: app.name, remotePort: port, state: 'listening' };
     } catch (error) {
       const reason = describeBindError(error as NodeJS.ErrnoException, app.remotePort);
@@ -235,7 +285,7 @@ export class AppGroup implements UserConnSink {
   private compareWithClient(): string[] {
     const warnings: string[] = [];
     const declared = new Map(this.options.declaredApps.map((app) => [app.name, app]));
-    for (const app of this.options.spec.apps) {
+    for (const app of this.currentSpec.apps) {
       const mine = declared.get(app.name);
       if (mine === undefined) {
         warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
@@ -244,7 +294,7 @@ export class AppGroup implements UserConnSink {
       }
     }
     for (const name of declared.keys()) {
-      if (!this.options.spec.apps.some((app) => app.name === name)) {
+      if (!this.currentSpec.apps.some((app) => app.name === name)) {
         warnings.push(`app "${name}" is in the client's group file but not in the server's registry: it is not exposed`);
       }
     }

@@ -27,6 +27,8 @@ export class AppServer {
   port = 0;
   totalBytesIn = 0;
   totalBytesOut = 0;
+  private reportedIn = 0;
+  private reportedOut = 0;
 
   constructor(
     readonly group: string,
@@ -83,6 +85,26 @@ export class AppServer {
     return held >= this.maxPendingUsers ? `${held} users already wait for a work conn (the maximum)` : undefined;
   }
 
+  /** Bytes relayed so far by this AppServer, counting the live conns' progress too. */
+  bytesSoFar(): { bytesIn: number; bytesOut: number } {
+    let bytesIn = this.totalBytesIn;
+    let bytesOut = this.totalBytesOut;
+    for (const conn of this.liveConns) {
+      bytesIn += conn.bytesRead;
+      bytesOut += conn.bytesWritten;
+    }
+    return { bytesIn, bytesOut };
+  }
+
+  /** Emits a `traffic` sample with the bytes since the previous one, if any moved. */
+  sampleTraffic(): void {
+    const { bytesIn, bytesOut } = this.bytesSoFar();
+    if (bytesIn === this.reportedIn && bytesOut === this.reportedOut) return;
+    this.emit({ type: 'traffic', group: this.group, app: this.name, bytesIn: bytesIn - this.reportedIn, bytesOut: bytesOut - this.reportedOut, liveConns: this.liveConns.size });
+    this.reportedIn = bytesIn;
+    this.reportedOut = bytesOut;
+  }
+
   /** Relays a paired UserConn and work conn until both are done, then reports the bytes. */
   relay(userConn: Socket, workConn: Socket, pairingId: string): void {
     const started = Date.now();
@@ -91,6 +113,8 @@ export class AppServer {
       this.liveConns.delete(userConn);
       this.totalBytesIn += result.bytesIn;
       this.totalBytesOut += result.bytesOut;
+      // The last sample before conn-closed makes the traffic totals exact.
+      this.sampleTraffic();
       this.emit({
         type: 'conn-closed',
         group: this.group,

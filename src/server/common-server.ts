@@ -20,6 +20,8 @@ export type CommonServerOptions = Pick<
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
+    /** How often each app reports its `traffic` (default 1000 ms). */
+    trafficSampleMs?: number;
   };
 
 /**
@@ -66,6 +68,22 @@ export class CommonServer {
   registerGroup(spec: GroupSpec): void {
     this.readyGroup.set(spec.name, spec);
     this.emit({ type: 'group-registered', group: spec.name, apps: spec.apps.length });
+  }
+
+  /**
+   * Replaces a registered group's spec (an edited group file). A live session applies the
+   * app changes at once and keeps its login secret until the client logs in again.
+   */
+  async updateGroup(spec: GroupSpec): Promise<void> {
+    if (!this.readyGroup.has(spec.name)) return this.registerGroup(spec);
+    this.readyGroup.set(spec.name, spec);
+    this.emit({ type: 'group-updated', group: spec.name, apps: spec.apps.length });
+    await this.inUseGroup.get(spec.name)?.updateSpec(spec);
+  }
+
+  /** A group file that could not be (re)loaded: reported; the last good version stays. */
+  reportRegistrationFailure(file: string, reason: string): void {
+    this.emit({ type: 'group-registration-failed', file, reason });
   }
 
   /** Removes a group from the registry; a live client of it is disconnected. */
@@ -230,6 +248,7 @@ export class CommonServer {
       pairingTimeoutMs: this.options.pairingTimeoutMs,
       policy: this.options.policy ?? {},
       maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
+      ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,

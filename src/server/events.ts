@@ -6,10 +6,13 @@ export type ServerEvent =
   | { type: 'group-registered'; group: string; apps: number }
   | { type: 'group-registration-failed'; file: string; reason: string }
   | { type: 'group-deregistered'; group: string }
+  | { type: 'group-updated'; group: string; apps: number }
   | { type: 'client-connected'; group: string; clientId: string; remote: string }
   | { type: 'login-rejected'; group?: string; remote: string; code: LoginRejectCode; reason: string }
   | { type: 'group-activated'; group: string; clientId: string; remote: string; apps: AppBinding[]; warnings: string[] }
   | { type: 'app-failed'; group: string; app: string; port: number; reason: string }
+  | { type: 'app-opened'; group: string; app: string; port: number }
+  | { type: 'app-closed'; group: string; app: string; reason: string }
   | { type: 'heartbeat'; group: string; seq: number }
   | { type: 'heartbeat-timeout'; group: string; silentMs: number }
   | { type: 'user-conn-accepted'; group: string; app: string; remote: string; pairingId: string }
@@ -27,6 +30,8 @@ export type ServerEvent =
       durationMs: number;
       error?: string;
     }
+  /** Bytes relayed for one app since its previous sample (live conns included). */
+  | { type: 'traffic'; group: string; app: string; bytesIn: number; bytesOut: number; liveConns: number }
   | { type: 'group-deactivated'; group: string; code: DeactivationCode; reason: string }
   | { type: 'bad-peer'; remote: string; code: string; reason: string }
   /** A source address crossed a failed-login threshold (`forMs`: how long it is refused). */

@@ -1,0 +1,108 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ConfigError } from '../config/index.js';
+import type { CommonServer } from '../server/index.js';
+import { HttpError, readBody, sendJson } from './http-util.js';
+import { GroupRegistry, RegistryError } from './registry.js';
+import type { AdminState } from './state.js';
+
+export interface ApiContext {
+  server: CommonServer;
+  registry: GroupRegistry;
+  state: AdminState;
+}
+
+const GROUP_ROUTE = /^\/api\/groups\/([^/]+)$/;
+const KICK_ROUTE = /^\/api\/groups\/([^/]+)\/kick$/;
+
+/**
+ * The JSON routes under /api (SSE is the admin server's). Returns false for a path it does
+ * not know, so the caller answers 404.
+ *
+ *   GET    /api/groups               every registered group with its state, apps, client, traffic
+ *   GET    /api/readyGroup           the registry (names and apps)
+ *   GET    /api/inUseGroup           the groups whose client is logged in
+ *   GET    /api/groups/:name         one group
+ *   POST   /api/groups               register a group (body: the group file, as YAML or JSON)
+ *   PUT    /api/groups/:name         replace a group's file
+ *   DELETE /api/groups/:name         remove a group (its client is disconnected)
+ *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
+ *   GET    /api/events/recent        the last events, oldest first
+ */
+export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+  const method = req.method ?? 'GET';
+  if (path === '/api/groups') {
+    if (method === 'GET') return ok(res, 200, { groups: ctx.state.groups() });
+    if (method === 'POST') return ok(res, 201, { group: await mutate(ctx, async () => ctx.registry.create(await bodyOf(req))) });
+    throw methodNotAllowed(method, path);
+  }
+  if (path === '/api/readyGroup' || path === '/api/inUseGroup') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    const names = path === '/api/readyGroup' ? [...ctx.server.readyGroup.keys()] : [...ctx.server.inUseGroup.keys()];
+    return ok(res, 200, { groups: names.sort().map((name) => ctx.state.group(name)).filter((group) => group !== undefined) });
+  }
+  if (path === '/api/events/recent') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    return ok(res, 200, { events: ctx.state.recentEvents() });
+  }
+  const kick = KICK_ROUTE.exec(path);
+  if (kick) {
+    if (method !== 'POST') throw methodNotAllowed(method, path);
+    const name = decodeURIComponent(kick[1]!);
+    const live = ctx.server.inUseGroup.get(name);
+    if (live === undefined) throw new HttpError(404, 'GROUP_NOT_IN_USE', `group "${name}" has no client connected`);
+    live.deactivate('KICKED', 'disconnected by an administrator');
+    return ok(res, 200, { kicked: name });
+  }
+  const group = GROUP_ROUTE.exec(path);
+  if (group) {
+    const name = decodeURIComponent(group[1]!);
+    switch (method) {
+      case 'GET': {
+        const view = ctx.state.group(name);
+        if (view === undefined) throw new HttpError(404, 'GROUP_NOT_FOUND', `group "${name}" is not registered`);
+        return ok(res, 200, { group: view });
+      }
+      case 'PUT':
+        return ok(res, 200, { group: await mutate(ctx, async () => ctx.registry.replace(name, await bodyOf(req))) });
+      case 'DELETE':
+        await mutate(ctx, () => ctx.registry.remove(name));
+        return ok(res, 200, { removed: name });
+      default:
+        throw methodNotAllowed(method, path);
+    }
+  }
+  return false;
+}
+
+function ok(res: ServerResponse, status: number, body: unknown): true {
+  sendJson(res, status, body);
+  return true;
+}
+
+async function bodyOf(req: IncomingMessage): Promise<string> {
+  const text = await readBody(req);
+  if (text.trim() === '') throw new HttpError(400, 'BODY_MISSING', 'expected the group as YAML or JSON in the request body');
+  return text;
+}
+
+/** Runs a registry change and maps its failures to HTTP answers; returns the group's view. */
+async function mutate(ctx: ApiContext, change: () => Promise<unknown>): Promise<unknown> {
+  let result: unknown;
+  try {
+    result = await change();
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    if (error instanceof ConfigError) throw new HttpError(400, error.code, error.message, error.field);
+    if (error instanceof RegistryError) {
+      const status = error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'NAME_MISMATCH' ? 400 : 409;
+      throw new HttpError(status, error.code, error.message, error.field);
+    }
+    throw new HttpError(500, 'REGISTRY_WRITE_FAILED', `the registry was not changed: ${(error as Error).message}`);
+  }
+  const name = (result as { name?: unknown } | undefined)?.name;
+  return typeof name === 'string' ? ctx.state.group(name) : undefined;
+}
+
+function methodNotAllowed(method: string, path: string): HttpError {
+  return new HttpError(405, 'METHOD_NOT_ALLOWED', `${method} is not supported on ${path}`);
+}

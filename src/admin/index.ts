@@ -1,0 +1,6 @@
+export * from './admin-server.js';
+export * from './atomic-write.js';
+export * from './hot-reload.js';
+export * from './metrics.js';
+export * from './registry.js';
+export * from './state.js';

@@ -1,0 +1,154 @@
+import createDebug from 'debug';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { loadGroupDirectory, parseGroupFile, YamlFile, type GroupSpec } from '../config/index.js';
+import type { CommonServer } from '../server/index.js';
+import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
+
+const debug = createDebug('ntp:admin:registry');
+
+export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH';
+
+/** A registry change refused for a reason other than the file's own validity. */
+export class RegistryError extends Error {
+  override readonly name = 'RegistryError';
+  constructor(
+    readonly code: RegistryErrorCode,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RegistryOptions {
+  server: CommonServer;
+  groupsDir: string;
+  env?: NodeJS.ProcessEnv;
+  hooks?: AtomicWriteHooks;
+}
+
+/**
+ * The groups directory as the source of truth for the server's readyGroup. `sync()` makes the
+ * server match the directory (used by hot reload, SIGHUP and after every API write); the API
+ * writes go through the same validation as the YAML files and land atomically.
+ */
+export class GroupRegistry {
+  private readonly dir: string;
+  private readonly env: NodeJS.ProcessEnv;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Last reported problem per file, so that an unchanged bad file is not reported on every sync. */
+  private readonly reported = new Map<string, string>();
+
+  constructor(private readonly options: RegistryOptions) {
+    this.dir = resolve(options.groupsDir);
+    this.env = options.env ?? process.env;
+  }
+
+  /** Runs one registry operation at a time: the watcher and the API never interleave. */
+  private serial<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  sync(): Promise<void> {
+    return this.serial(() => this.syncNow());
+  }
+
+  private async syncNow(): Promise<void> {
+    const { server } = this.options;
+    const { groups, errors } = loadGroupDirectory(this.dir, this.env);
+    const stems = new Set(readdirSync(this.dir).filter((entry) => /\.ya?ml$/.test(entry)).map((entry) => entry.replace(/\.ya?ml$/, '')));
+    const failed = new Set<string>();
+    for (const error of errors) {
+      failed.add(error.file);
+      if (this.reported.get(error.file) === error.message) continue;
+      this.reported.set(error.file, error.message);
+      server.reportRegistrationFailure(error.file, error.message);
+    }
+    for (const file of this.reported.keys()) if (!failed.has(file)) this.reported.delete(file);
+
+    for (const spec of groups) {
+      const current = server.readyGroup.get(spec.name);
+      if (current === undefined) server.registerGroup(spec);
+      else if (!sameSpec(current, spec)) await server.updateGroup(spec);
+    }
+    for (const [name, spec] of [...server.readyGroup]) {
+      // Only groups that came from this directory; a file that is now invalid keeps its last good version.
+      if (dirname(resolve(spec.file)) === this.dir && !stems.has(name)) server.deregisterGroup(name);
+    }
+    debug('synced %d group(s), %d bad file(s)', groups.length, errors.length);
+  }
+
+  /** Validates a group given as YAML or JSON text (JSON is YAML), exactly like a group file. */
+  validate(text: string, { expectName }: { expectName?: string } = {}): { spec: GroupSpec; yaml: YamlFile } {
+    const yaml = YamlFile.parse('request body', text);
+    const spec = parseGroupFile(yaml, this.env);
+    if (expectName !== undefined && spec.name !== expectName) {
+      throw new RegistryError('NAME_MISMATCH', `request body: name: "${spec.name}" does not match the group in the URL ("${expectName}")`, 'name');
+    }
+    for (const [other, otherSpec] of this.options.server.readyGroup) {
+      if (other === spec.name) continue;
+      for (const app of spec.apps) {
+        const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && candidate.remotePort === app.remotePort);
+        if (owner !== undefined) {
+          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
+        }
+      }
+    }
+    return { spec, yaml };
+  }
+
+  fileOf(name: string): string {
+    return join(this.dir, `${name}.yaml`);
+  }
+
+  /** Registers a new group: refused if the name is taken. */
+  create(text: string): Promise<GroupSpec> {
+    return this.serial(async () => {
+      const { spec, yaml } = this.validate(text);
+      if (this.options.server.readyGroup.has(spec.name) || existsSync(this.fileOf(spec.name))) {
+        throw new RegistryError('GROUP_EXISTS', `name: group "${spec.name}" is already registered`, 'name');
+      }
+      return this.write(spec, yaml);
+    });
+  }
+
+  /** Replaces an existing group's file. */
+  replace(name: string, text: string): Promise<GroupSpec> {
+    return this.serial(async () => {
+      if (!existsSync(this.fileOf(name))) throw new RegistryError('GROUP_NOT_FOUND', `group "${name}" has no file in the registry`);
+      const { spec, yaml } = this.validate(text, { expectName: name });
+      return this.write(spec, yaml);
+    });
+  }
+
+  /** Deletes a group's file; its live client is disconnected. */
+  remove(name: string): Promise<void> {
+    return this.serial(async () => {
+      const file = this.fileOf(name);
+      if (!existsSync(file)) throw new RegistryError('GROUP_NOT_FOUND', `group "${name}" has no file in the registry`);
+      await removeFileDurably(file);
+      await this.syncNow();
+    });
+  }
+
+  private async write(spec: GroupSpec, yaml: YamlFile): Promise<GroupSpec> {
+    // The document as given, so that a `${VAR}` secret stays a reference and is never expanded to disk.
+    await writeFileAtomic(this.fileOf(spec.name), stringify(yaml.root()), this.options.hooks);
+    await this.syncNow();
+    return this.options.server.readyGroup.get(spec.name) ?? spec;
+  }
+}
+
+/** Same secret and the same apps (name, local target, public port) in the same order. */
+export function sameSpec(a: GroupSpec, b: GroupSpec): boolean {
+  if (!a.secret.equals(b.secret) || a.apps.length !== b.apps.length) return false;
+  return a.apps.every((app, i) => {
+    const other = b.apps[i]!;
+    return app.name === other.name && app.remotePort === other.remotePort && app.local.host === other.local.host && app.local.port === other.local.port;
+  });
+}
+

@@ -1,0 +1,124 @@
+import type { Subscription } from 'rxjs';
+import type { CommonServer, DeactivationCode, ServerEvent } from '../server/index.js';
+
+export type GroupState = 'ready' | 'in-use' | 'lost';
+
+export interface AppView {
+  name: string;
+  /** The port in the registry (0: chosen by the server). */
+  remotePort: number;
+  /** The port actually bound while the group is in use, else null. */
+  publicPort: number | null;
+  state: 'listening' | 'failed' | 'idle';
+  liveConns: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface GroupView {
+  name: string;
+  state: GroupState;
+  apps: AppView[];
+  client: { id: string; address: string; connectedSince: string; lastHeartbeat: string } | null;
+  liveConns: number;
+  bytesIn: number;
+  bytesOut: number;
+  lastDeactivation: { code: DeactivationCode; reason: string; at: string } | null;
+}
+
+/** Departures that mean the client vanished rather than left on purpose. */
+const LOST: ReadonlySet<DeactivationCode> = new Set(['CONNECTION_LOST', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR']);
+const RECENT_EVENTS = 200;
+
+export type TimedEvent = ServerEvent & { at: string };
+
+/**
+ * What the admin surface knows beyond the server's own maps, all taken from `events$`:
+ * traffic totals since start per group/app, each group's last departure, recent events.
+ */
+export class AdminState {
+  private readonly traffic = new Map<string, { bytesIn: number; bytesOut: number }>();
+  private readonly departures = new Map<string, GroupView['lastDeactivation']>();
+  private readonly recent: TimedEvent[] = [];
+  private readonly subscription: Subscription;
+
+  constructor(private readonly server: CommonServer) {
+    this.subscription = server.events$.subscribe((event) => this.onEvent(event));
+  }
+
+  close(): void {
+    this.subscription.unsubscribe();
+  }
+
+  recentEvents(): TimedEvent[] {
+    return [...this.recent];
+  }
+
+  private onEvent(event: ServerEvent): void {
+    this.recent.push({ ...event, at: new Date().toISOString() });
+    if (this.recent.length > RECENT_EVENTS) this.recent.shift();
+    switch (event.type) {
+      case 'traffic': {
+        const key = `${event.group}/${event.app}`;
+        const totals = this.traffic.get(key) ?? { bytesIn: 0, bytesOut: 0 };
+        totals.bytesIn += event.bytesIn;
+        totals.bytesOut += event.bytesOut;
+        this.traffic.set(key, totals);
+        return;
+      }
+      case 'group-deactivated':
+        this.departures.set(event.group, { code: event.code, reason: event.reason, at: new Date().toISOString() });
+        return;
+      case 'group-activated':
+        this.departures.delete(event.group);
+        return;
+      case 'group-deregistered':
+        this.departures.delete(event.group);
+        for (const key of this.traffic.keys()) if (key.startsWith(`${event.group}/`)) this.traffic.delete(key);
+        return;
+      default:
+        return;
+    }
+  }
+
+  groups(): GroupView[] {
+    return [...this.server.readyGroup.keys()].sort().map((name) => this.group(name)!);
+  }
+
+  group(name: string): GroupView | undefined {
+    const spec = this.server.readyGroup.get(name);
+    if (spec === undefined) return undefined;
+    const live = this.server.inUseGroup.get(name);
+    const departure = this.departures.get(name) ?? null;
+    const apps = spec.apps.map((app): AppView => {
+      const appServer = live?.apps.get(app.name);
+      const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
+      return {
+        name: app.name,
+        remotePort: app.remotePort,
+        publicPort: appServer?.port ?? null,
+        state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
+        liveConns: appServer?.liveConnCount ?? 0,
+        ...totals,
+      };
+    });
+    return {
+      name,
+      state: live !== undefined ? 'in-use' : departure !== null && LOST.has(departure.code) ? 'lost' : 'ready',
+      apps,
+      client:
+        live === undefined
+          ? null
+          : {
+              id: live.clientId,
+              address: live.clientAddress,
+              connectedSince: new Date(live.since).toISOString(),
+              lastHeartbeat: new Date(live.lastHeartbeatAt).toISOString(),
+            },
+      liveConns: apps.reduce((sum, app) => sum + app.liveConns, 0),
+      bytesIn: apps.reduce((sum, app) => sum + app.bytesIn, 0),
+      bytesOut: apps.reduce((sum, app) => sum + app.bytesOut, 0),
+      lastDeactivation: departure,
+    };
+  }
+}

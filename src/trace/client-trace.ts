@@ -1,0 +1,77 @@
+import type { Observable, Subscription } from 'rxjs';
+import type { ClientEvent } from '../client/index.js';
+import type { GroupSpec } from '../config/index.js';
+import { MermaidTrace } from './mermaid.js';
+
+/**
+ * Draws a groupclient's real session as the reference sequence diagram, from the client's
+ * side: its wire messages with the server and its dials to the LocalApps.
+ */
+export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, file: string): { close(): Promise<void> } {
+  const trace = new MermaidTrace(file);
+  let heartbeats = 0;
+  const flushHeartbeats = (): void => {
+    if (heartbeats > 1) trace.note('CommonServer, Client', `${heartbeats - 1} more heartbeat(s)`);
+    if (heartbeats > 0) heartbeats = 1;
+  };
+  trace.phase('Preparation');
+  trace.message('Client', 'Client', `build the LocalApp objects (${spec.apps.map((app) => app.name).join(', ')})`);
+  const subscription: Subscription = events$.subscribe((event) => {
+    if (event.type !== 'heartbeat') flushHeartbeats();
+    switch (event.type) {
+      case 'connecting':
+        trace.phase('Initialisation', { again: true });
+        return trace.message('Client', 'CommonServer', `connect the common conn to ${event.server} (attempt ${event.attempt})`);
+      case 'connect-failed':
+        return trace.message('Client', 'CommonServer', `cannot connect: ${event.reason}`, { lost: true });
+      case 'login-accepted': {
+        trace.message('Client', 'CommonServer', `Hello (group ${spec.name})`);
+        trace.message('CommonServer', 'Client', 'Challenge', { reply: true });
+        trace.message('Client', 'CommonServer', 'Login');
+        const ports = event.apps.map((app) => (app.state === 'listening' ? `${app.name} :${app.remotePort}` : `${app.name} failed`)).join(', ');
+        trace.message('CommonServer', 'Client', `LoginResp (${ports})`, { reply: true });
+        heartbeats = 0;
+        return trace.message('Client', 'Client', "remember each app's public port");
+      }
+      case 'login-rejected':
+        return trace.message('CommonServer', 'Client', `LoginResp error ${event.code}: ${event.reason}`, { reply: true, lost: true });
+      case 'heartbeat':
+        if (heartbeats++ > 0) return;
+        trace.phase('heartbeat', { again: true });
+        return trace.block('loop', 'heartbeat', () => {
+          trace.message('Client', 'CommonServer', `Ping ${event.seq}`);
+          trace.message('CommonServer', 'appGroup', 'dispatch it to the appGroup');
+          trace.message('appGroup', 'Client', `Pong ${event.seq}`, { reply: true });
+        });
+      case 'heartbeat-timeout':
+        return trace.message('Client', 'Client', `no heartbeat from the server for ${event.silentMs}ms`, { lost: true });
+      case 'work-conn-requested':
+        trace.phase('Proxying');
+        trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
+        return trace.message('Client', 'Client', `look up app ${event.app}`);
+      case 'local-dial-failed':
+        trace.message('Client', 'LocalApp', `dial ${event.target}: ${event.reason}`, { lost: true });
+        return trace.message('Client', 'CommonServer', 'WorkConnFailed');
+      case 'work-conn-opened':
+        trace.message('Client', 'LocalApp', `dial the local app ${event.app}`);
+        trace.message('LocalApp', 'Client', 'localConn', { reply: true });
+        trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
+        return trace.message('Client', 'Client', 'join localConn and remoteConn');
+      case 'conn-closed':
+        return trace.message('LocalApp', 'Client', `conn closed (${event.bytesIn} B in, ${event.bytesOut} B out, ${event.durationMs}ms)`, { reply: true });
+      case 'spec-reloaded':
+        return trace.message('Client', 'Client', `reload the group file (${event.apps.join(', ')})`);
+      case 'session-lost':
+        return trace.message('CommonServer', 'Client', `${event.code ? `Goodbye ${event.code}` : 'session lost'}: ${event.reason}`, { lost: true });
+      case 'stopped':
+        return trace.message('Client', 'CommonServer', `Goodbye: ${event.reason}`, { lost: true });
+    }
+  });
+  return {
+    close: () => {
+      subscription.unsubscribe();
+      flushHeartbeats();
+      return trace.close();
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export * from './mermaid.js';
+export * from './server-trace.js';
+export * from './client-trace.js';

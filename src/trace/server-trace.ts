@@ -1,0 +1,119 @@
+import type { Observable, Subscription } from 'rxjs';
+import type { ServerEvent } from '../server/index.js';
+import { MermaidTrace } from './mermaid.js';
+
+/**
+ * Draws a commonserver's real session as the reference sequence diagram: each ServerEvent
+ * becomes the step it stands for, with the wire message names. Heartbeats are drawn once per
+ * session as a loop and counted afterwards, so a long run stays readable.
+ */
+export function traceServer(events$: Observable<ServerEvent>, file: string): { close(): Promise<void> } {
+  const trace = new MermaidTrace(file);
+  const heartbeats = new Map<string, number>();
+  const loggingIn = new Set<string>();
+  const flushHeartbeats = (): void => {
+    for (const [group, count] of heartbeats) {
+      if (count > 1) trace.note('CommonServer, Client', `${count - 1} more heartbeat(s) of ${group}`);
+      heartbeats.set(group, 1);
+    }
+  };
+  const subscription: Subscription = events$.subscribe((event) => {
+    if (event.type !== 'heartbeat' && event.type !== 'traffic') flushHeartbeats();
+    drawServerEvent(trace, event, heartbeats, loggingIn);
+  });
+  return {
+    close: () => {
+      subscription.unsubscribe();
+      flushHeartbeats();
+      return trace.close();
+    },
+  };
+}
+
+/** The accepted login, drawn before the first step of activation (an app's port opening comes first). */
+function drawLogin(trace: MermaidTrace, group: string, loggingIn: Set<string>): void {
+  if (!loggingIn.delete(group)) return;
+  trace.message('CommonServer', 'Client', 'Challenge', { reply: true });
+  trace.message('Client', 'CommonServer', 'Login');
+  trace.message('CommonServer', 'CommonServer', `take ${group} out of readyGroup, validate it`);
+  trace.message('CommonServer', 'appGroup', `activate ${group}: put it into inUseGroup`, { lost: true });
+  trace.message('appGroup', 'appGroup', 'start watching heartbeats');
+}
+
+function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Map<string, number>, loggingIn: Set<string>): void {
+  switch (event.type) {
+    case 'listening':
+      trace.phase('Preparation');
+      return trace.message('CommonServer', 'CommonServer', `listen on the bind port ${event.address}`);
+    case 'group-registered':
+      trace.phase('Preparation');
+      return trace.message('CommonServer', 'CommonServer', `register ${event.group} into readyGroup (${event.apps} apps)`);
+    case 'group-updated':
+      return trace.message('CommonServer', 'CommonServer', `update ${event.group} in readyGroup (${event.apps} apps)`);
+    case 'group-deregistered':
+      return trace.message('CommonServer', 'CommonServer', `remove ${event.group} from readyGroup`);
+    case 'group-registration-failed':
+      return trace.note('CommonServer', `group file skipped: ${event.reason}`);
+    case 'client-connected':
+      trace.phase('Initialisation', { again: true });
+      loggingIn.add(event.group);
+      return trace.message('Client', 'CommonServer', `Hello (group ${event.group}, client ${event.clientId}) on the common conn from ${event.remote}`);
+    case 'login-rejected':
+      if (event.group !== undefined) loggingIn.delete(event.group);
+      trace.message('CommonServer', 'Client', 'Challenge', { reply: true });
+      trace.message('Client', 'CommonServer', 'Login');
+      return trace.message('CommonServer', 'Client', `LoginResp error ${event.code}: ${event.reason}`, { reply: true, lost: true });
+    case 'app-opened':
+      drawLogin(trace, event.group, loggingIn);
+      return trace.message('appGroup', 'appServer', `listen ${event.group}/${event.app} on port ${event.port}`);
+    case 'app-failed':
+      drawLogin(trace, event.group, loggingIn);
+      return trace.message('appGroup', 'appServer', `${event.group}/${event.app} cannot listen on ${event.port}: ${event.reason}`, { lost: true });
+    case 'app-closed':
+      return trace.message('appGroup', 'appServer', `close ${event.group}/${event.app}: ${event.reason}`, { lost: true });
+    case 'group-activated': {
+      drawLogin(trace, event.group, loggingIn);
+      trace.message('appServer', 'appServer', 'wait for User connections');
+      const ports = event.apps.map((app) => (app.state === 'listening' ? `${app.name} :${app.remotePort}` : `${app.name} failed`)).join(', ');
+      return trace.message('CommonServer', 'Client', `LoginResp (${ports})`, { reply: true });
+    }
+    case 'heartbeat': {
+      const seen = heartbeats.get(event.group) ?? 0;
+      heartbeats.set(event.group, seen + 1);
+      if (seen > 0) return;
+      trace.phase('heartbeat', { again: true });
+      return trace.block('loop', `heartbeat of ${event.group}`, () => {
+        trace.message('Client', 'CommonServer', `Ping ${event.seq}`);
+        trace.message('CommonServer', 'appGroup', 'dispatch it to the appGroup');
+        trace.message('appGroup', 'Client', `Pong ${event.seq}`, { reply: true });
+      });
+    }
+    case 'heartbeat-timeout':
+      return trace.message('appGroup', 'appGroup', `no heartbeat for ${event.silentMs}ms`, { lost: true });
+    case 'user-conn-accepted':
+      trace.phase('Proxying');
+      trace.message('User', 'appServer', `connect to ${event.group}/${event.app} from ${event.remote}`);
+      trace.message('appServer', 'appServer', `hold the UserConn (pairing ${event.pairingId})`);
+      return trace.message('appServer', 'appGroup', 'ask for a work conn');
+    case 'user-conn-refused':
+      return trace.message('appServer', 'User', `refused: ${event.reason}`, { lost: true });
+    case 'work-conn-requested':
+      return trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
+    case 'work-conn-joined':
+      trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
+      trace.message('appServer', 'appServer', `validate it, join the work conn and the UserConn (waited ${event.waitedMs}ms)`);
+      return trace.message('appServer', 'User', 'bytes flow both ways', { reply: true });
+    case 'work-conn-failed':
+      return trace.message('appServer', 'User', `closed without a work conn: ${event.reason}`, { lost: true });
+    case 'conn-closed':
+      return trace.message('appServer', 'User', `conn closed (${event.bytesIn} B in, ${event.bytesOut} B out, ${event.durationMs}ms)`, { reply: true });
+    case 'traffic':
+      return;
+    case 'group-deactivated':
+      if (event.code === 'CLIENT_LEFT' || event.code === 'CONNECTION_LOST') trace.message('Client', 'CommonServer', `${event.code}: ${event.reason}`, { lost: true });
+      else trace.message('CommonServer', 'Client', `Goodbye ${event.code}: ${event.reason}`, { lost: true });
+      return trace.message('CommonServer', 'CommonServer', `take ${event.group} out of inUseGroup`);
+    case 'bad-peer':
+      return trace.note('CommonServer', `closed ${event.remote}: ${event.code}: ${event.reason}`);
+  }
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, test } from 'node:test';
+import { loadGroupFile, Secret } from '../src/config/index.js';
+import { startEchoApp } from './helpers/apps.js';
+import { parsePrometheus, sampleValue, startAdmin } from './helpers/admin.js';
+import { makeConfigDir, randomSecret } from './helpers/configs.js';
+import { startClient, startServer } from './helpers/in-process.js';
+import { echoRoundTrip, waitForEvent } from './helpers/net.js';
+
+test('/metrics parses as Prometheus text and its counters match the traffic sent', { timeout: 30_000 }, async () => {
+  const echo = await startEchoApp();
+  const config = makeConfigDir([
+    { name: 'metered', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }, { name: 'idle', localPort: echo.port }] },
+  ]);
+  const { server, events } = await startServer(config);
+  const api = await startAdmin(server, config);
+  const { client } = startClient(loadGroupFile(config.groupFile('metered')), server.address().port);
+  // A client with the wrong secret: one auth failure.
+  const spec = loadGroupFile(config.groupFile('metered'));
+  const intruder = startClient({ ...spec, secret: new Secret(randomSecret()) }, server.address().port, { clientId: 'intruder' });
+  after(async () => {
+    client.stop();
+    intruder.client.stop();
+    await api.admin.close();
+    await server.close();
+    await echo.close();
+  });
+  await waitForEvent(events, (e) => e.type === 'login-rejected', 'the intruder rejected');
+  const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
+  assert.equal(activated.type, 'group-activated');
+  const port = activated.apps.find((a) => a.name === 'echo')!.remotePort;
+
+  const sizes = [1, 64 * 1024, 300_000];
+  for (const size of sizes) {
+    const payload = randomBytes(size);
+    assert.equal((await echoRoundTrip(port, payload)).length, size);
+  }
+  let closed = 0;
+  await waitForEvent(events, (e) => e.type === 'conn-closed' && ++closed === sizes.length, 'every conn closed');
+
+  const res = await fetch(`${api.url}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  const { samples, types } = parsePrometheus(await res.text());
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const labels = { group: 'metered', app: 'echo' };
+  assert.equal(sampleValue(samples, 'ntp_bytes_in_total', labels), total);
+  assert.equal(sampleValue(samples, 'ntp_bytes_out_total', labels), total);
+  assert.equal(sampleValue(samples, 'ntp_connections_total', labels), sizes.length);
+  assert.equal(sampleValue(samples, 'ntp_connections', labels), 0);
+  assert.equal(sampleValue(samples, 'ntp_pairing_seconds_count', { group: 'metered' }), sizes.length);
+  assert.equal(sampleValue(samples, 'ntp_pairing_seconds_bucket', { group: 'metered', le: '+Inf' }), sizes.length);
+  assert.equal(sampleValue(samples, 'ntp_clients_connected'), 1);
+  assert.equal(sampleValue(samples, 'ntp_groups', { state: 'registered' }), 1);
+  assert.equal(sampleValue(samples, 'ntp_groups', { state: 'active' }), 1);
+  assert.equal(sampleValue(samples, 'ntp_apps_listening'), 2);
+  assert.equal(sampleValue(samples, 'ntp_auth_failures_total', { code: 'BAD_SECRET' }), 1);
+  assert.equal(sampleValue(samples, 'ntp_pairing_failures_total', labels), undefined, 'no pairing failed');
+  assert.equal(types.get('ntp_bytes_in_total'), 'counter');
+  assert.equal(types.get('ntp_pairing_seconds'), 'histogram');
+  for (const name of ['ntp_heartbeat_timeouts_total', 'ntp_pairing_failures_total']) assert.equal(types.get(name), 'counter', name);
+
+  // A client that leaves: the gauges follow.
+  client.stop();
+  await waitForEvent(events, (e) => e.type === 'group-deactivated', 'deactivation');
+  const after2 = parsePrometheus(await (await fetch(`${api.url}/metrics`)).text()).samples;
+  assert.equal(sampleValue(after2, 'ntp_clients_connected'), 0);
+  assert.equal(sampleValue(after2, 'ntp_apps_listening'), 0);
+});

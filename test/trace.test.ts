@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, watch } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ACTORS } from '../src/trace/index.js';
+import { startEchoApp } from './helpers/apps.js';
+import { makeConfigDir, randomSecret } from './helpers/configs.js';
+import { echoRoundTrip } from './helpers/net.js';
+import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
+import { CliProcess, COMMONSERVER_BIN, parsePortTable, startGroupClientProcess } from './helpers/processes.js';
+
+const MERMAID_JS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', 'mermaid', 'dist', 'mermaid.min.js');
+/** The diagrams of the real run below, for the rendering test. */
+const diagrams: { name: string; text: string }[] = [];
+
+/** Resolves once `file` contains `pattern` (watching the file, not sleeping). */
+function fileContains(file: string, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = (): boolean => existsSync(file) && pattern.test(readFileSync(file, 'utf8'));
+    if (check()) return resolve();
+    const watcher = watch(dirname(file), () => {
+      if (check()) done();
+    });
+    const timer = setTimeout(() => {
+      watcher.close();
+      reject(new Error(`${file} did not contain ${pattern} within ${timeoutMs}ms:\n${existsSync(file) ? readFileSync(file, 'utf8') : '(missing)'}`));
+    }, timeoutMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      watcher.close();
+      resolve();
+    };
+  });
+}
+
+const MERMAID_LINE = new RegExp(
+  [
+    '^sequenceDiagram$',
+    '^autonumber$',
+    '^participant \\w+$',
+    '^Note over \\w+(, \\w+)?: [^;#\\n]+$',
+    '^\\w+ (->>|-->>|-x|--x) \\w+: [^;#\\n]+$',
+    '^loop [^;#\\n]+$',
+    '^end$',
+  ].join('|'),
+);
+
+/** Every line is Mermaid sequence syntax, participants are the reference actors, blocks balance. */
+function checkMermaid(text: string): string[] {
+  const lines = text.trimEnd().split('\n');
+  for (const line of lines) assert.match(line, MERMAID_LINE, `not a Mermaid sequence line: ${line}`);
+  assert.deepEqual(lines.filter((l) => l.startsWith('participant ')).map((l) => l.slice('participant '.length)), [...ACTORS]);
+  assert.equal(lines.filter((l) => l.startsWith('loop ')).length, lines.filter((l) => l === 'end').length);
+  for (const line of lines) {
+    const arrow = /^(\w+) [-x>]+ (\w+):/.exec(line);
+    if (arrow) for (const actor of [arrow[1], arrow[2]]) assert.ok((ACTORS as readonly string[]).includes(actor!), `unknown actor ${actor}`);
+  }
+  return lines;
+}
+
+/** Asserts that each pattern matches a line, in this order. */
+function inOrder(lines: string[], patterns: RegExp[]): void {
+  let from = 0;
+  for (const pattern of patterns) {
+    const at = lines.findIndex((line, i) => i >= from && pattern.test(line));
+    assert.ok(at >= 0, `no ${pattern} after line ${from}:\n${lines.join('\n')}`);
+    from = at + 1;
+  }
+}
+
+test('--trace records a real session of both CLIs as Mermaid diagrams that follow the reference phases', { timeout: 40_000 }, async () => {
+  const echo = await startEchoApp();
+  const config = makeConfigDir([{ name: 'traced', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
+  const serverTrace = join(config.dir, 'server.mmd');
+  const clientTrace = join(config.dir, 'client.mmd');
+  const server = new CliProcess(COMMONSERVER_BIN, ['--config', config.serverFile, '--trace', serverTrace]);
+  const port = Number((await server.waitForLine(/commonserver listening on \S+:(\d+)/))[1]);
+  const client = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'traced', serverPort: port, extraArgs: ['--trace', clientTrace] });
+  after(async () => {
+    await client.stop();
+    await server.stop();
+    await echo.close();
+  });
+  const active = await client.waitForLine(/group traced active on .*/);
+  const publicPort = parsePortTable(active[0]).get('echo')!;
+  // Heartbeats first, as in the reference diagram; then a user.
+  await fileContains(serverTrace, /Pong/);
+  await fileContains(clientTrace, /Pong/);
+  assert.equal((await echoRoundTrip(publicPort, Buffer.from('hello through the tunnel'))).toString(), 'hello through the tunnel');
+  await fileContains(serverTrace, /conn closed/);
+  await fileContains(clientTrace, /conn closed/);
+  await client.stop();
+  await server.stop();
+
+  const serverLines = checkMermaid(readFileSync(serverTrace, 'utf8'));
+  inOrder(serverLines, [
+    /^Note over CommonServer, Client: Preparation$/,
+    /^CommonServer ->> CommonServer: register traced into readyGroup/,
+    /^CommonServer ->> CommonServer: listen on the bind port/,
+    /^Note over CommonServer, Client: Initialisation$/,
+    /^Client ->> CommonServer: Hello \(group traced/,
+    /^CommonServer -->> Client: Challenge$/,
+    /^Client ->> CommonServer: Login$/,
+    /^CommonServer ->> CommonServer: take traced out of readyGroup, validate it$/,
+    /^CommonServer -x appGroup: activate traced: put it into inUseGroup$/,
+    /^appGroup ->> appGroup: start watching heartbeats$/,
+    /^appGroup ->> appServer: listen traced\/echo on port \d+$/,
+    /^CommonServer -->> Client: LoginResp \(echo :\d+\)$/,
+    /^Note over CommonServer, Client: heartbeat$/,
+    /^loop heartbeat of traced$/,
+    /^Client ->> CommonServer: Ping \d+$/,
+    /^appGroup -->> Client: Pong \d+$/,
+    /^end$/,
+    /^Note over User, LocalApp: Proxying$/,
+    /^User ->> appServer: connect to traced\/echo/,
+    /^appServer ->> appServer: hold the UserConn/,
+    /^appServer ->> appGroup: ask for a work conn$/,
+    /^appGroup ->> Client: ReqWorkConn \(echo, pairing \S+\)$/,
+    /^Client ->> appServer: NewWorkConn/,
+    /^appServer ->> appServer: validate it, join the work conn and the UserConn/,
+    /^appServer -->> User: bytes flow both ways$/,
+    /^appServer -->> User: conn closed \(24 B in, 24 B out/,
+    /^Client -x CommonServer: CLIENT_LEFT/,
+  ]);
+
+  const clientLines = checkMermaid(readFileSync(clientTrace, 'utf8'));
+  inOrder(clientLines, [
+    /^Note over CommonServer, Client: Preparation$/,
+    /^Client ->> Client: build the LocalApp objects \(echo\)$/,
+    /^Note over CommonServer, Client: Initialisation$/,
+    /^Client ->> CommonServer: connect the common conn/,
+    /^Client ->> CommonServer: Hello \(group traced\)$/,
+    /^CommonServer -->> Client: Challenge$/,
+    /^Client ->> CommonServer: Login$/,
+    /^CommonServer -->> Client: LoginResp \(echo :\d+\)$/,
+    /^Client ->> Client: remember each app's public port$/,
+    /^Note over CommonServer, Client: heartbeat$/,
+    /^loop heartbeat$/,
+    /^Client ->> CommonServer: Ping \d+$/,
+    /^end$/,
+    /^Note over User, LocalApp: Proxying$/,
+    /^appGroup ->> Client: ReqWorkConn \(echo, pairing \S+\)$/,
+    /^Client ->> Client: look up app echo$/,
+    /^Client ->> LocalApp: dial the local app echo$/,
+    /^LocalApp -->> Client: localConn$/,
+    /^Client ->> appServer: NewWorkConn/,
+    /^Client ->> Client: join localConn and remoteConn$/,
+    /^LocalApp -->> Client: conn closed/,
+  ]);
+
+  // For people: the diagrams of this run, next to the dashboard screenshot.
+  mkdirSync(ARTIFACTS, { recursive: true });
+  copyFileSync(serverTrace, join(ARTIFACTS, 'trace-commonserver.mmd'));
+  copyFileSync(clientTrace, join(ARTIFACTS, 'trace-groupclient.mmd'));
+  diagrams.push({ name: 'commonserver', text: serverLines.join('\n') }, { name: 'groupclient', text: clientLines.join('\n') });
+});
+
+test('Mermaid itself renders both diagrams of the real run (in headless chromium, from node_modules)', { timeout: 60_000, skip: skipWithoutChromium }, async () => {
+  assert.equal(diagrams.length, 2, 'the recording test ran first');
+  const browser = await launchChromium();
+  after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await page.setContent('<!doctype html><html><body style="background:#fff"><div id="out"></div></body></html>');
+  await page.addScriptTag({ path: MERMAID_JS });
+  for (const { name, text } of diagrams) {
+    // mermaid.render throws on any syntax error: this is the real parser, not our regexes.
+    const rendered = await page.evaluate(async (source) => {
+      const g = globalThis as unknown as {
+        mermaid: { initialize(o: object): void; render(id: string, text: string): Promise<{ svg: string }> };
+        document: { getElementById(id: string): { innerHTML: string } };
+      };
+      g.mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
+      const { svg } = await g.mermaid.render(`diagram${Math.random().toString(36).slice(2)}`, source);
+      g.document.getElementById('out').innerHTML = svg;
+      return svg;
+    }, text);
+    for (const actor of ACTORS) assert.ok(rendered.includes(`>${actor}<`), `${name}: actor ${actor} drawn`);
+    assert.ok(rendered.includes('NewWorkConn'), `${name}: wire messages drawn`);
+    await page.screenshot({ path: join(ARTIFACTS, `trace-${name}.png`), fullPage: true });
+  }
+});
