@@ -1,6 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 
-/** The actors of the reference sequence diagram (diagrams/, shared/design/sequence.md), in its order. */
+/** The actors of the reference sequence diagram (diagrams/sequence.md), in its order. */
 export const ACTORS = ['User', 'CommonServer', 'appGroup', 'appServer', 'Client', 'LocalApp'] as const;
 export type Actor = (typeof ACTORS)[number];
 
