@@ -207,3 +207,34 @@ describe('admin config', () => {
     assert.throws(() => loadServerConfig(makeConfigDir([], { extra: { admin: { user: 'x' } } }).serverFile), /admin\.user: unknown field/);
   });
 });
+
+describe('admin API under a server policy', { timeout: 20_000 }, () => {
+  test('a group asking for a port outside allowPorts, or too many apps, is refused with the reason and nothing is written', async () => {
+    const config = makeConfigDir([], { extra: { allowPorts: ['20000-20099'], maxAppsPerGroup: 2 } });
+    const { server } = await startServer(config);
+    const api = await startAdmin(server, config, { token: TOKEN });
+    after(async () => {
+      await api.admin.close();
+      await server.close();
+    });
+
+    const outside = groupYaml({ name: 'wide', secret: randomSecret(), apps: [{ name: 'in', localPort: 1, remotePort: 20001 }, { name: 'out', localPort: 2, remotePort: 30000 }] });
+    const refused = await api.request('POST', '/api/groups', undefined, { raw: outside });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.code, 'POLICY', refused.body.error.message);
+    assert.equal(refused.body.error.field, 'apps[1].remotePort');
+    assert.match(refused.body.error.message, /wide\/out: port 30000 is outside allowPorts \(20000-20099\)/);
+
+    const tooMany = groupYaml({ name: 'many', secret: randomSecret(), apps: [1, 2, 3].map((n) => ({ name: `a${n}`, localPort: n, remotePort: 20010 + n })) });
+    const refusedMany = await api.request('POST', '/api/groups', undefined, { raw: tooMany });
+    assert.equal(refusedMany.status, 400);
+    assert.equal(refusedMany.body.error.field, 'apps');
+
+    assert.deepEqual(readdirSync(config.groupsDir), [], 'nothing written for refused groups');
+    assert.equal(server.readyGroup.size, 0);
+
+    const inside = groupYaml({ name: 'fits', secret: randomSecret(), apps: [{ name: 'in', localPort: 1, remotePort: 20050 }] });
+    assert.equal((await api.request('POST', '/api/groups', undefined, { raw: inside })).status, 201);
+    assert.ok(server.readyGroup.has('fits'));
+  });
+});

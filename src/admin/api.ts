@@ -94,7 +94,7 @@ async function mutate(ctx: ApiContext, change: () => Promise<unknown>): Promise<
     if (error instanceof HttpError) throw error;
     if (error instanceof ConfigError) throw new HttpError(400, error.code, error.message, error.field);
     if (error instanceof RegistryError) {
-      const status = error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'NAME_MISMATCH' ? 400 : 409;
+      const status = error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' ? 400 : 409;
       throw new HttpError(status, error.code, error.message, error.field);
     }
     throw new HttpError(500, 'REGISTRY_WRITE_FAILED', `the registry was not changed: ${(error as Error).message}`);

@@ -3,12 +3,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadGroupDirectory, parseGroupFile, YamlFile, type GroupSpec } from '../config/index.js';
-import type { CommonServer } from '../server/index.js';
+import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
 const debug = createDebug('ntp:admin:registry');
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH';
+export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH' | 'POLICY';
 
 /** A registry change refused for a reason other than the file's own validity. */
 export class RegistryError extends Error {
@@ -89,6 +89,15 @@ export class GroupRegistry {
     if (expectName !== undefined && spec.name !== expectName) {
       throw new RegistryError('NAME_MISMATCH', `request body: name: "${spec.name}" does not match the group in the URL ("${expectName}")`, 'name');
     }
+    // The server's policy, so that nothing is written that activation would refuse.
+    const { policy } = this.options.server;
+    if (policy.maxAppsPerGroup !== undefined && spec.apps.length > policy.maxAppsPerGroup) {
+      throw new RegistryError('POLICY', `apps: ${spec.apps.length} apps; this server allows at most ${policy.maxAppsPerGroup} per group`, 'apps');
+    }
+    spec.apps.forEach((app, index) => {
+      const refusal = portRefusal(policy, spec.name, app);
+      if (refusal !== undefined) throw new RegistryError('POLICY', `apps[${index}].remotePort: ${refusal}`, `apps[${index}].remotePort`);
+    });
     for (const [other, otherSpec] of this.options.server.readyGroup) {
       if (other === spec.name) continue;
       for (const app of spec.apps) {

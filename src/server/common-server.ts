@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, type GroupSpec, type SecurityConfig, type ServerConfig } from '../config/index.js';
+import { formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, type GroupSpec, type PolicyConfig, type SecurityConfig, type ServerConfig } from '../config/index.js';
 import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
@@ -64,6 +64,11 @@ export class CommonServer {
     debug('%o', event);
     this.events.next(event);
   };
+
+  /** What groups may ask for (allowPorts, maxAppsPerGroup...): the admin API checks it too. */
+  get policy(): PolicyConfig {
+    return this.options.policy ?? {};
+  }
 
   registerGroup(spec: GroupSpec): void {
     this.readyGroup.set(spec.name, spec);
@@ -228,7 +233,7 @@ export class CommonServer {
     this.loginGuard.record(channel, outcome.accepted ? undefined : outcome.code);
     if (!outcome.accepted) return this.refuseLogin(channel, hello, outcome.code, outcome.reason);
     const live = this.inUseGroup.get(hello.group);
-    const refusal = groupRefusal(this.options.policy ?? {}, outcome.spec, this.inUseGroup.size, live !== undefined);
+    const refusal = groupRefusal(this.policy, outcome.spec, this.inUseGroup.size, live !== undefined);
     if (refusal !== undefined) return this.refuseLogin(channel, hello, 'POLICY', refusal);
     if (this.closing || !channel.open) {
       channel.destroy();
@@ -246,7 +251,7 @@ export class CommonServer {
       bindHost: this.options.bind.host,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
-      policy: this.options.policy ?? {},
+      policy: this.policy,
       maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       emit: this.emit,

@@ -3,3 +3,4 @@ export * from './app-group.js';
 export * from './app-server.js';
 export * from './events.js';
 export * from './certificate.js';
+export { portRefusal } from './policy.js';
