@@ -36,6 +36,7 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'user-conn-refused':
     case 'work-conn-requested':
     case 'work-conn-joined':
+    case 'work-conn-pooled':
     case 'conn-closed':
       return undefined;
   }

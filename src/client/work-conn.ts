@@ -46,19 +46,33 @@ export type WorkConnResult =
 export async function openWorkConn(request: WorkConnRequest): Promise<WorkConnResult> {
   let localConn: Socket;
   try {
-    localConn = await dial(request.app.local, request.dialTimeoutMs);
+    localConn = await dialLocalApp(request.app, request.dialTimeoutMs);
   } catch (error) {
     return { ok: false, stage: 'local', reason: (error as Error).message };
   }
-  localConn.on('error', ignoreUntilJoined);
-  let workConn: Socket;
   try {
-    workConn = await dial(request.server, request.dialTimeoutMs);
+    return { ok: true, localConn, workConn: await presentWorkConn(request) };
   } catch (error) {
     localConn.destroy();
     return { ok: false, stage: 'server', reason: (error as Error).message };
   }
+}
+
+/** Dials an app's local target; the socket ignores errors until it is joined. */
+export async function dialLocalApp(app: AppSpec, dialTimeoutMs: number): Promise<Socket> {
+  const localConn = await dial(app.local, dialTimeoutMs);
+  localConn.on('error', ignoreUntilJoined);
+  return localConn;
+}
+
+/**
+ * Opens a work conn to the common port and presents the pairing (a waiting user's, or a
+ * pooled conn's): NewWorkConn with the join proof bound to this session.
+ */
+export async function presentWorkConn(request: Omit<WorkConnRequest, 'app'>): Promise<Socket> {
+  const workConn = await dial(request.server, request.dialTimeoutMs);
   workConn.on('error', ignoreUntilJoined);
+  workConn.setNoDelay(true);
   const message: NewWorkConn = {
     type: 'NewWorkConn',
     sessionId: request.sessionId,
@@ -66,7 +80,7 @@ export async function openWorkConn(request: WorkConnRequest): Promise<WorkConnRe
     proof: joinProof(request.secret, request.sessionId, request.pairingId),
   };
   workConn.write(encodeFrame(message));
-  return { ok: true, localConn, workConn };
+  return workConn;
 }
 
 // joinConns installs the real handlers; until then an error just waits to be seen as a close.

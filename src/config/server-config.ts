@@ -16,6 +16,8 @@ export interface ServerConfig {
   readonly pairingTimeoutMs: number;
   /** How long a new conn on the common port may take to log in or join. */
   readonly handshakeTimeoutMs: number;
+  /** Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool. */
+  readonly workConnPool: number;
   readonly file?: string;
 }
 
@@ -24,9 +26,12 @@ export const SERVER_DEFAULTS = {
   heartbeatTimeoutMs: 30_000,
   pairingTimeoutMs: 10_000,
   handshakeTimeoutMs: 5_000,
+  workConnPool: 8,
 } as const;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout'] as const;
+const MAX_WORK_CONN_POOL = 256;
+
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool'] as const;
 
 export function loadServerConfig(file: string): ServerConfig {
   const yaml = YamlFile.read(file);
@@ -54,7 +59,12 @@ export function loadServerConfig(file: string): ServerConfig {
   const pairingTimeoutMs = root.pairingTimeout === undefined ? SERVER_DEFAULTS.pairingTimeoutMs : yaml.expect(['pairingTimeout'], parseDuration(root.pairingTimeout));
   const handshakeTimeoutMs = root.handshakeTimeout === undefined ? SERVER_DEFAULTS.handshakeTimeoutMs : yaml.expect(['handshakeTimeout'], parseDuration(root.handshakeTimeout));
 
-  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, file });
+  const workConnPool = root.workConnPool ?? SERVER_DEFAULTS.workConnPool;
+  if (typeof workConnPool !== 'number' || !Number.isInteger(workConnPool) || workConnPool < 0 || workConnPool > MAX_WORK_CONN_POOL) {
+    throw yaml.error(['workConnPool'], `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`);
+  }
+
+  return Object.freeze({ bind, groupsDir, heartbeatIntervalMs, heartbeatTimeoutMs, pairingTimeoutMs, handshakeTimeoutMs, workConnPool, file });
 }
 
 export interface GroupDirectory {

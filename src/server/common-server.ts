@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { formatHostPort, type GroupSpec, type ServerConfig } from '../config/index.js';
+import { formatHostPort, SERVER_DEFAULTS, type GroupSpec, type ServerConfig } from '../config/index.js';
 import { ControlChannel, FrameReader, peerOf } from '../net/index.js';
 import { ProtocolError, type Hello, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
@@ -13,7 +13,8 @@ const debug = createDebug('ntp:server:common-server');
 export type CommonServerOptions = Pick<
   ServerConfig,
   'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
->;
+> &
+  Partial<Pick<ServerConfig, 'workConnPool'>>;
 
 /**
  * The public server. Listens on the common port, where each new connection's first frame
@@ -167,6 +168,7 @@ export class CommonServer {
       bindHost: this.options.bind.host,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
+      workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,
@@ -183,6 +185,7 @@ export class CommonServer {
       apps,
       warnings,
     });
+    group.fillPool();
     this.emit({ type: 'group-activated', group: group.name, clientId: group.clientId, remote: channel.peer, apps, warnings });
   }
 
