@@ -38,6 +38,8 @@ export interface PathOptions {
   certDir?: string;
   /** Work-conn pool size for the tunnel (commonserver's `workConnPool`); undefined: its default. */
   pool?: number;
+  /** Writes V8 CPU profiles of the tunnel's two processes here (`node --cpu-prof`). */
+  cpuProfDir?: string;
 }
 
 /** Opens `name` in front of `targets` (target name → local port); undefined if unavailable here. */
@@ -88,9 +90,10 @@ async function openTunnel(name: PathName, targets: Record<string, number>, optio
     rmSync(config.dir, { recursive: true, force: true });
   };
   try {
-    const server = await startCommonServerProcess(config.serverFile);
+    const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
+    const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs);
     processes.push(server.process);
-    const client = startGroupClientProcess({ configFile: config.groupFile('bench'), serverPort: server.port, extraArgs: tls?.clientArgs ?? [] });
+    const client = startGroupClientProcess({ configFile: config.groupFile('bench'), serverPort: server.port, extraArgs: tls?.clientArgs ?? [], nodeArgs });
     processes.push(client);
     const ports = parsePortTable((await client.waitForLine(/group bench active/)).input!);
     const pids = { server: server.process.pid, client: client.pid };

@@ -28,6 +28,7 @@ const USAGE = `usage: npm run bench -- [options]
   --seconds N      iperf3 duration per test (default 3)
   --slow-seconds N slow reader duration (default 20)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
+  --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
   --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results');
@@ -45,6 +46,7 @@ async function main(): Promise<number> {
       'slow-seconds': { type: 'string' },
       pool: { type: 'string' },
       out: { type: 'string' },
+      'cpu-prof': { type: 'string' },
       'no-json': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -127,7 +129,11 @@ async function main(): Promise<number> {
     for (let run = 1; run <= settings.runs; run++) {
       for (const name of paths) {
         if (unavailable.has(name)) continue;
-        const path = await openPath(name, targets, { ...(cert ? { certDir: cert.dir } : {}), ...(settings.pool === undefined ? {} : { pool: settings.pool }) });
+        const path = await openPath(name, targets, {
+          ...(cert ? { certDir: cert.dir } : {}),
+          ...(settings.pool === undefined ? {} : { pool: settings.pool }),
+          ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+        });
         if (path === undefined) {
           unavailable.add(name);
           continue;

@@ -1,12 +1,12 @@
 import createDebug from 'debug';
 import { interval, type Subscription } from 'rxjs';
-import type { GroupSpec, HostPort } from '../config/index.js';
+import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
 import { heartbeatWatchdog, joinConns, type ControlChannel } from '../net/index.js';
 import type { Socket } from 'node:net';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
-import { dialLocalApp, openWorkConn, presentWorkConn } from './work-conn.js';
+import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
 
@@ -81,7 +81,10 @@ export class ClientSession {
         void this.handleReqWorkConn(message);
         return;
       case 'ReqPooledWorkConns':
-        for (const pairingId of message.pairingIds) void this.openPooledWorkConn(pairingId);
+        // After this turn: a StartWorkConn read in the same turn dials its user's app first.
+        setImmediate(() => {
+          for (const pairingId of message.pairingIds) void this.openPooledWorkConn(pairingId);
+        });
         return;
       case 'Goodbye':
         return this.end({ code: message.code, reason: message.reason });
@@ -150,27 +153,18 @@ export class ClientSession {
   private async handleStartWorkConn({ app: appName, pairingId }: StartWorkConn, workConn: Socket): Promise<void> {
     const { spec, channel, emit } = this.options;
     emit({ type: 'work-conn-requested', app: appName, pairingId });
-    const app = spec.apps.find((candidate) => candidate.name === appName);
-    let failure: string | undefined;
-    let localConn: Socket | undefined;
-    if (app === undefined) {
-      failure = `app "${appName}" is not in the client's group file`;
-    } else {
-      try {
-        localConn = await dialLocalApp(app, this.options.dialTimeoutMs);
-      } catch (error) {
-        const reason = (error as Error).message;
-        emit({ type: 'local-dial-failed', app: appName, target: `${app.local.host}:${app.local.port}`, reason });
-        failure = `local app unreachable: ${reason}`;
-      }
-    }
-    if (localConn === undefined) {
-      // A reset, not a FIN: a FIN would reach the user as an orderly half-close, while a
-      // reset makes the server close the user at once. The message only says why.
+    // A reset, not a FIN: a FIN would reach the user as an orderly half-close, while a reset
+    // makes the server close the user at once. The message only says why.
+    const fail = (reason: string): void => {
       workConn.resetAndDestroy();
-      channel.send({ type: 'WorkConnFailed', pairingId, reason: failure ?? 'unknown' });
-      return;
-    }
+      channel.send({ type: 'WorkConnFailed', pairingId, reason });
+    };
+    const app = spec.apps.find((candidate) => candidate.name === appName);
+    if (app === undefined) return fail(`app "${appName}" is not in the client's group file`);
+    const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
+      emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
+      fail(`local app unreachable: ${reason}`);
+    });
     await this.relay(appName, pairingId, localConn, workConn);
   }
 

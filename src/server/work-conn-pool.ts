@@ -8,8 +8,8 @@ const debug = createDebug('ntp:server:work-conn-pool');
 /**
  * One session's pool of pre-opened work conns (frp's poolCount): the server asks the client
  * for `size` of them ahead of any user, so a new UserConn is joined at once instead of
- * waiting for a ReqWorkConn round trip and a fresh dial. Each taken or lost conn is asked
- * for again in the background.
+ * waiting for a ReqWorkConn round trip and a fresh dial. Taken conns are asked for again in
+ * the background, in batches; a lost one at once.
  *
  * Pool pairing ids are server-issued and one-time, like a user's: a NewWorkConn presenting
  * one is accepted into the pool only while the id is outstanding (the caller checks the
@@ -21,6 +21,7 @@ export class WorkConnPool {
   /** Idle work conns, oldest first; each watched for a close or a stray byte. */
   private readonly idle = new Map<Socket, () => void>();
   private destroyed = false;
+  private topUpScheduled = false;
 
   constructor(
     private readonly size: number,
@@ -95,7 +96,16 @@ export class WorkConnPool {
       }
       workConn.destroy();
     }
-    this.topUp();
+    // Replacements are asked for in batches, once the pool is down to half: one control
+    // frame per few users rather than one each. And after this turn, so that the user's own
+    // StartWorkConn goes out first and the client dials the user's app before the batch.
+    if (!this.topUpScheduled && (this.idle.size + this.requested.size) * 2 <= this.size) {
+      this.topUpScheduled = true;
+      setImmediate(() => {
+        this.topUpScheduled = false;
+        this.topUp();
+      });
+    }
     return taken;
   }
 

@@ -15,8 +15,9 @@ export class CliProcess {
   private readonly waiters = new Set<() => void>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [bin, ...args], {
+  /** `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []) {
+    this.child = spawn(process.execPath, [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -103,8 +104,8 @@ function collectLines(stream: NodeJS.ReadableStream, onLine: (line: string) => v
 }
 
 /** Starts `commonserver --config FILE` and waits until it listens; returns it with its port. */
-export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ process: CliProcess; port: number }> {
-  const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env);
+export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<{ process: CliProcess; port: number }> {
+  const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env, nodeArgs);
   const match = await server.waitForLine(/commonserver listening on \S+:(\d+)/);
   return { process: server, port: Number(match[1]) };
 }
@@ -117,6 +118,7 @@ export interface GroupClientProcessOptions {
   clientId?: string;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  nodeArgs?: string[];
 }
 
 export function startGroupClientProcess(options: GroupClientProcessOptions): CliProcess {
@@ -126,7 +128,7 @@ export function startGroupClientProcess(options: GroupClientProcessOptions): Cli
   if (options.configFile !== undefined) args.push('--config', options.configFile);
   if (options.clientId !== undefined) args.push('--client-id', options.clientId);
   args.push(...(options.extraArgs ?? []));
-  return new CliProcess(GROUPCLIENT_BIN, args, options.env);
+  return new CliProcess(GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
 }
 
 /** Parses the client's "group X active ...: app → server port N, ..." line into app → port. */
