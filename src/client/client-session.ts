@@ -1,8 +1,8 @@
 import createDebug from 'debug';
+import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
 import { heartbeatWatchdog, joinConns, type ControlChannel } from '../net/index.js';
-import type { Socket } from 'node:net';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';

@@ -72,9 +72,6 @@ export class AppGroup implements UserConnSink {
     this.pool.topUp();
   }
 
-  get idlePooledWorkConns(): number {
-    return this.pool.idleCount;
-  }
 
   /** This group's slice of the server's event stream. */
   get events$(): Observable<ServerEvent> {
@@ -171,7 +168,7 @@ export class AppGroup implements UserConnSink {
   /**
    * Joins a user to an idle pooled work conn at once. The user's first bytes may follow
    * StartWorkConn straight away: the client reads nothing past that frame until it has
-   * dialed the app, and if it cannot, it closes the conn, which closes the user.
+   * dialed the app, and if it cannot, it resets the conn, which closes the user.
    */
   private startOnPooled(app: AppServer, userConn: Socket, remote: string, workConn: Socket): void {
     const pairingId = randomId();
