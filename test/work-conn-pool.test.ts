@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { loadGroupFile, loadServerConfig, type ConfigError } from '../src/config/index.js';
+import { ControlChannel } from '../src/net/index.js';
+import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import type { ServerEvent } from '../src/server/index.js';
 import { startBannerApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
@@ -99,6 +101,46 @@ describe('work-conn pool', () => {
     let pooled = 0;
     events.subscribe((e) => void (e.type === 'work-conn-pooled' && pooled++)).unsubscribe();
     assert.equal(pooled, 0);
+  });
+
+  test('a pooled work conn needs the server-issued id and a proof bound to this session, once', { timeout: 15_000 }, async () => {
+    const secret = randomSecret();
+    const config = makeConfigDir([{ name: 'pool-proof', secret, apps: [{ name: 'app', localPort: await unusedPort() }] }], {
+      heartbeatInterval: '1s',
+      heartbeatTimeout: '10s',
+      extra: { workConnPool: 2 },
+    });
+    const { server } = await startServer(config);
+    const channel = new ControlChannel(await connectTo(server.address().port));
+    after(async () => {
+      channel.destroy();
+      await server.close();
+    });
+    // A hand-written client, so the test can see the pool's ids and forge NewWorkConns.
+    const challenge = channel.next('Challenge');
+    channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group: 'pool-proof', clientId: 'raw' });
+    const { nonce } = await challenge;
+    const loginResp = channel.next('LoginResp');
+    channel.send({ type: 'Login', proof: loginProof(secret, nonce, 'pool-proof', 'raw'), apps: [{ name: 'app', remotePort: 0 }] });
+    const { sessionId } = await loginResp;
+    const { pairingIds } = await channel.next('ReqPooledWorkConns');
+    assert.equal(pairingIds.length, 2);
+    const id = pairingIds[0]!;
+
+    const present = async (pairingId: string, proof: string): Promise<ServerEvent> => {
+      const outcome = nextEvent(server, (e) => e.type === 'bad-peer' || e.type === 'work-conn-pooled', 'the work conn to be judged');
+      const workConn = await connectTo(server.address().port);
+      workConn.on('error', () => {});
+      workConn.write(encodeFrame({ type: 'NewWorkConn', sessionId: sessionId!, pairingId, proof }));
+      return outcome;
+    };
+    const refused = (e: ServerEvent): boolean => e.type === 'bad-peer' && e.code === 'BAD_WORK_CONN';
+    assert.ok(refused(await present(id, joinProof('not-the-secret-at-all', sessionId!, id))), 'wrong secret');
+    assert.ok(refused(await present(id, joinProof(secret, 'another-session', id))), 'proof of another session');
+    assert.ok(refused(await present('made-up-id', joinProof(secret, sessionId!, 'made-up-id'))), 'id the server never issued');
+    const accepted = await present(id, joinProof(secret, sessionId!, id));
+    assert.ok(accepted.type === 'work-conn-pooled' && accepted.idle === 1, JSON.stringify(accepted));
+    assert.ok(refused(await present(id, joinProof(secret, sessionId!, id))), 'the same id twice');
   });
 
   test('workConnPool must be a whole number in range, named in the error', { timeout: 15_000 }, () => {
