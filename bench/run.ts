@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
-import { makeCert, openPath, PATH_NAMES, type PathName } from './paths.js';
+import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
 import { checkTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
@@ -126,63 +126,31 @@ async function main(): Promise<number> {
     }
     await waitForDaemons(targets);
 
+    const pathOptions = {
+      ...(cert ? { certDir: cert.dir } : {}),
+      ...(settings.pool === undefined ? {} : { pool: settings.pool }),
+      ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+    };
     for (let run = 1; run <= settings.runs; run++) {
       for (const name of paths) {
-        if (unavailable.has(name)) continue;
-        const path = await openPath(name, targets, {
-          ...(cert ? { certDir: cert.dir } : {}),
-          ...(settings.pool === undefined ? {} : { pool: settings.pool }),
-          ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
-        });
-        if (path === undefined) {
-          unavailable.add(name);
-          continue;
-        }
         process.stdout.write(`run ${run}/${settings.runs} ${name}:`);
-        try {
-          if (has('throughput')) {
-            const one = await iperf(path.ports.iperf!, 1, settings.seconds, undefined);
-            add(name, 'iperf 1 stream Gbit/s', one.bitsPerSecond / 1e9);
-            const eight = await iperf(path.ports.iperf!, 8, settings.seconds, path.pids('iperf'));
-            add(name, 'iperf 8 streams Gbit/s', eight.bitsPerSecond / 1e9);
-            add(name, 'peak RSS 8 streams, server MB', eight.peakRss && eight.peakRss.server / 2 ** 20);
-            add(name, 'peak RSS 8 streams, client MB', eight.peakRss && eight.peakRss.client / 2 ** 20);
-            process.stdout.write(' throughput');
+        for (const figure of figures) {
+          if (unavailable.has(name)) break;
+          if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          // Fresh processes per figure, so that no RSS figure inherits another one's heap.
+          const path = await openPath(name, targets, pathOptions);
+          if (path === undefined) {
+            unavailable.add(name);
+            break;
           }
-          if (has('setup')) {
-            const setup = await connSetup(path.ports.echo!, settings.conns);
-            add(name, 'setup conns/s', setup.connsPerSecond);
-            add(name, 'setup p50 ms', setup.p50Ms);
-            add(name, 'setup p99 ms', setup.p99Ms);
-            process.stdout.write(' setup');
+          try {
+            await measure(figure, path, settings, (metric, value) => add(name, metric, value));
+            process.stdout.write(` ${figure}`);
+          } finally {
+            await path.close();
           }
-          if (has('redis')) {
-            const rps = await redisBench(path.ports.redis!, settings.redisRequests);
-            add(name, 'redis PING req/s', rps.ping);
-            add(name, 'redis SET req/s', rps.set);
-            add(name, 'redis GET req/s', rps.get);
-            process.stdout.write(' redis');
-          }
-          if (has('idle') && path.pids('idle')) {
-            const idle = await idleConns(path.ports.idle!, settings.idleConns, path.pids('idle')!);
-            add(name, 'idle conns', idle.conns);
-            add(name, 'idle bytes/conn, server', idle.bytesPerConn.server);
-            add(name, 'idle bytes/conn, client', idle.bytesPerConn.client);
-            add(name, 'idle RSS, server MB', idle.rssAfter.server / 2 ** 20);
-            add(name, 'idle RSS, client MB', idle.rssAfter.client / 2 ** 20);
-            process.stdout.write(' idle');
-          }
-          if (has('slow') && path.pids('source')) {
-            const slow = await slowReader(path.ports.source!, settings.slowOfferedBytes, settings.slowRate, settings.slowSeconds, path.pids('source')!);
-            add(name, 'slow reader read MB', slow.readBytes / 2 ** 20);
-            add(name, 'slow reader RSS growth, server MB', slow.rssGrowth.server / 2 ** 20);
-            add(name, 'slow reader RSS growth, client MB', slow.rssGrowth.client / 2 ** 20);
-            process.stdout.write(' slow');
-          }
-        } finally {
-          process.stdout.write('\n');
-          await path.close();
         }
+        process.stdout.write('\n');
       }
     }
   } finally {
@@ -196,6 +164,13 @@ async function main(): Promise<number> {
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
   printTable(paths, figuresByPath, unavailable);
+  if (has('slow')) {
+    console.log(
+      `slow reader: the app offers ${settings.slowOfferedBytes / 2 ** 30} GiB; the user reads at ${settings.slowRate / 2 ** 20} MiB/s ` +
+        `for ${settings.slowSeconds} s (bounded), so only the first part is delivered; RSS growth is peak minus start.`,
+    );
+  }
+  if (has('idle')) console.log(`idle: ${settings.idleConns} conns open at once; bytes/conn = RSS growth / conns.`);
   if (!values['no-json']) {
     const out = values.out ?? join(resultsDir, 'latest.json');
     mkdirSync(dirname(out), { recursive: true });
@@ -211,6 +186,60 @@ async function main(): Promise<number> {
     console.log(`figures written to ${out}`);
   }
   return 0;
+}
+
+interface Settings {
+  conns: number;
+  idleConns: number;
+  seconds: number;
+  slowSeconds: number;
+  redisRequests: number;
+  slowOfferedBytes: number;
+  slowRate: number;
+}
+
+async function measure(figure: Figure, path: BenchPath, settings: Settings, add: (metric: string, value: number | undefined) => void): Promise<void> {
+  switch (figure) {
+    case 'throughput': {
+      const one = await iperf(path.ports.iperf!, 1, settings.seconds, undefined);
+      add('iperf 1 stream Gbit/s', one.bitsPerSecond / 1e9);
+      const eight = await iperf(path.ports.iperf!, 8, settings.seconds, path.pids('iperf'));
+      add('iperf 8 streams Gbit/s', eight.bitsPerSecond / 1e9);
+      add('peak RSS 8 streams, server MB', eight.peakRss && eight.peakRss.server / 2 ** 20);
+      add('peak RSS 8 streams, client MB', eight.peakRss && eight.peakRss.client / 2 ** 20);
+      return;
+    }
+    case 'setup': {
+      const setup = await connSetup(path.ports.echo!, settings.conns);
+      add('setup conns/s', setup.connsPerSecond);
+      add('setup p50 ms', setup.p50Ms);
+      add('setup p99 ms', setup.p99Ms);
+      return;
+    }
+    case 'redis': {
+      const rps = await redisBench(path.ports.redis!, settings.redisRequests);
+      add('redis PING req/s', rps.ping);
+      add('redis SET req/s', rps.set);
+      add('redis GET req/s', rps.get);
+      return;
+    }
+    case 'idle': {
+      const idle = await idleConns(path.ports.idle!, settings.idleConns, path.pids('idle')!);
+      add('idle conns', idle.conns);
+      add('idle bytes/conn, server', idle.bytesPerConn.server);
+      add('idle bytes/conn, client', idle.bytesPerConn.client);
+      add('idle RSS, server MB', idle.rssAfter.server / 2 ** 20);
+      add('idle RSS, client MB', idle.rssAfter.client / 2 ** 20);
+      return;
+    }
+    case 'slow': {
+      const slow = await slowReader(path.ports.source!, settings.slowOfferedBytes, settings.slowRate, settings.slowSeconds, path.pids('source')!);
+      add('slow reader read MB', slow.readBytes / 2 ** 20);
+      add('slow reader RSS growth, server MB', slow.rssGrowth.server / 2 ** 20);
+      add('slow reader RSS growth, client MB', slow.rssGrowth.client / 2 ** 20);
+      return;
+    }
+  }
 }
 
 function pickList<T extends string>(value: string | undefined, all: readonly T[], what: string): T[] {

@@ -147,7 +147,8 @@ export class ClientSession {
     const start = await awaitStartWorkConn(workConn);
     this.idlePooled.delete(workConn);
     if (start === undefined || this.done) return void workConn.destroy();
-    await this.handleStartWorkConn(start, workConn);
+    // Returned, not awaited: no suspended frame per live relay (it adds up at 10,000 conns).
+    return this.handleStartWorkConn(start, workConn);
   }
 
   private async handleStartWorkConn({ app: appName, pairingId }: StartWorkConn, workConn: Socket): Promise<void> {
@@ -165,7 +166,7 @@ export class ClientSession {
       emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
       fail(`local app unreachable: ${reason}`);
     });
-    await this.relay(appName, pairingId, localConn, workConn);
+    return this.relay(appName, pairingId, localConn, workConn);
   }
 
   private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket): Promise<void> {

@@ -64,7 +64,8 @@ export async function openWorkConn(request: WorkConnRequest): Promise<WorkConnRe
  * join it straight away: bytes written meanwhile wait in the socket until the connect
  * completes, which spares the pooled path a turn of the event loop per user. `onFailed` runs
  * synchronously on a failed or timed-out connect, before the relay's own error handling, so
- * the caller can reset its work conn first. The socket is destroyed after it.
+ * the caller can reset its work conn first. The socket is destroyed after it. The caller must
+ * give the socket its own 'error' listener (joinConns does) before the connect completes.
  */
 export function dialLocalAppEagerly(app: AppSpec, dialTimeoutMs: number, onFailed: (reason: string) => void): Socket {
   const localConn = connect({ host: app.local.host, port: app.local.port, allowHalfOpen: true });
@@ -77,11 +78,14 @@ export function dialLocalAppEagerly(app: AppSpec, dialTimeoutMs: number, onFaile
     localConn.destroy();
   };
   const timer = setTimeout(() => fail(`${formatHostPort(app.local)}: no answer within ${dialTimeoutMs}ms`), dialTimeoutMs);
+  const onError = (error: NodeJS.ErrnoException): void => fail(`${formatHostPort(app.local)}: ${error.code ?? error.message}`);
+  localConn.on('error', onError);
   localConn.once('connect', () => {
     settled = true;
     clearTimeout(timer);
+    // The relay's own error handling stays; this one would keep the dial's state alive.
+    localConn.off('error', onError);
   });
-  localConn.on('error', (error: NodeJS.ErrnoException) => fail(`${formatHostPort(app.local)}: ${error.code ?? error.message}`));
   return localConn;
 }
 
