@@ -32,6 +32,8 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   Ping: { type: 'Ping', seq: 7 },
   Pong: { type: 'Pong', seq: 7 },
   ReqWorkConn: { type: 'ReqWorkConn', app: 'ssh', pairingId: 'pairing-1' },
+  ReqPooledWorkConns: { type: 'ReqPooledWorkConns', pairingIds: ['pool-1', 'pool-2', 'pool-3'] },
+  StartWorkConn: { type: 'StartWorkConn', app: 'ssh', pairingId: 'pool-1' },
   NewWorkConn: { type: 'NewWorkConn', sessionId: 'session-1', pairingId: 'pairing-1', proof: 'cd'.repeat(32) },
   // Non-ASCII on purpose: splitting the frame at every byte also splits a multi-byte character.
   WorkConnFailed: { type: 'WorkConnFailed', pairingId: 'pairing-1', reason: 'local app unreachable: café ☕ ECONNREFUSED' },

@@ -27,11 +27,13 @@ const sockets: Socket[] = [];
 
 before(async () => {
   // The local target is never dialed here: the test is the client.
+  // The client is played by hand and answers ReqWorkConn: the on-demand path (the pool has its own tests).
   const config = makeConfigDir([{ name: 'manual', secret, apps: [{ name: 'app', localPort: await unusedPort() }] }], {
     pairingTimeout: `${PAIRING_TIMEOUT_MS}ms`,
     // The raw client sends no pings: keep the session alive for the whole file.
     heartbeatInterval: '5s',
     heartbeatTimeout: '60s',
+    workConnPool: 0,
   });
   ({ server, port, events } = await startServer(config));
   session = await rawLogin(port, 'manual', secret, { apps: [{ name: 'app', remotePort: 0 }] });

@@ -11,7 +11,8 @@ async function setup(name: string) {
   const echo = await startEchoApp();
   const secret = randomSecret();
   // Raw peers send no pings: a long heartbeat timeout keeps their sessions up meanwhile.
-  const config = makeConfigDir([{ name, secret, apps: [{ name: 'echo', localPort: echo.port }] }], { heartbeatInterval: '1s', heartbeatTimeout: '20s' });
+  // The client is played by hand and answers ReqWorkConn: the on-demand path (the pool has its own tests).
+  const config = makeConfigDir([{ name, secret, apps: [{ name: 'echo', localPort: echo.port }] }], { heartbeatInterval: '1s', heartbeatTimeout: '20s', workConnPool: 0 });
   const started = await startServer(config);
   after(async () => {
     await started.server.close();

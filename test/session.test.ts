@@ -15,7 +15,8 @@ import { rawHandshake, rawLogin } from './helpers/raw-client.js';
 async function setUp(t: TestContext, settings: TestServerSettings) {
   const secret = randomSecret();
   const remotePort = await unusedPort();
-  const config = makeConfigDir([{ name: 'solo', secret, apps: [{ name: 'app', localPort: 1, remotePort }] }], settings);
+  // The client is played by hand and answers ReqWorkConn: the on-demand path (the pool has its own tests).
+  const config = makeConfigDir([{ name: 'solo', secret, apps: [{ name: 'app', localPort: 1, remotePort }] }], { workConnPool: 0, ...settings });
   const { server, port, events } = await startServer(config);
   const sockets: Socket[] = [];
   t.after(async () => {

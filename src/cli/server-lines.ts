@@ -46,6 +46,7 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'user-conn-accepted':
     case 'work-conn-requested':
     case 'work-conn-joined':
+    case 'work-conn-pooled':
     case 'conn-closed':
     case 'app-opened':
     case 'traffic':

@@ -1,10 +1,12 @@
 import createDebug from 'debug';
+import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
-import type { GroupSpec, HostPort } from '../config/index.js';
+import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
 import { heartbeatWatchdog, joinConns, type ClientTransport, type ControlChannel } from '../net/index.js';
-import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn } from '../protocol/index.js';
+import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
-import { openWorkConn } from './work-conn.js';
+import { awaitStartWorkConn } from './pooled-work-conn.js';
+import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
 
@@ -35,6 +37,8 @@ export class ClientSession {
   private resolveEnded!: (end: SessionEnd) => void;
   private readonly subscriptions: Subscription[] = [];
   private readonly relays = new Set<{ destroy(): void }>();
+  /** Pooled work conns waiting for their StartWorkConn. */
+  private readonly idlePooled = new Set<Socket>();
   private done = false;
   private pingSeq = 0;
   private spec: GroupSpec;
@@ -88,6 +92,12 @@ export class ClientSession {
       case 'ReqWorkConn':
         void this.handleReqWorkConn(message);
         return;
+      case 'ReqPooledWorkConns':
+        // After this turn: a StartWorkConn read in the same turn dials its user's app first.
+        setImmediate(() => {
+          for (const pairingId of message.pairingIds) void this.openPooledWorkConn(pairingId);
+        });
+        return;
       case 'Goodbye':
         return this.end({ code: message.code, reason: message.reason });
       case 'Hello':
@@ -95,6 +105,7 @@ export class ClientSession {
       case 'Login':
       case 'LoginResp':
       case 'NewWorkConn':
+      case 'StartWorkConn':
       case 'WorkConnFailed':
         return this.end({ reason: `protocol error: the server sent ${message.type} on an active session` });
       default:
@@ -128,11 +139,58 @@ export class ClientSession {
       channel.send({ type: 'WorkConnFailed', pairingId, reason: `${result.stage === 'local' ? 'local app' : 'work conn'} unreachable: ${result.reason}` });
       return;
     }
+    await this.relay(appName, pairingId, result.localConn, result.workConn);
+  }
+
+  /**
+   * A pooled work conn: opened now, idle until a user arrives. The local app is dialed only
+   * then, so an app that speaks first (or times idle conns out) sees no conn without a user.
+   */
+  private async openPooledWorkConn(pairingId: string): Promise<void> {
+    const { server, transport, sessionId, dialTimeoutMs } = this.options;
+    let workConn: Socket;
+    try {
+      workConn = await presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs });
+    } catch (error) {
+      // The server forgets the id after its pairing timeout and asks again when needed.
+      debug('pooled work conn not opened: %s', (error as Error).message);
+      return;
+    }
+    if (this.done) return void workConn.destroy();
+    this.idlePooled.add(workConn);
+    const start = await awaitStartWorkConn(workConn);
+    this.idlePooled.delete(workConn);
+    if (start === undefined || this.done) return void workConn.destroy();
+    // Returned, not awaited: no suspended frame per live relay (it adds up at 10,000 conns).
+    return this.handleStartWorkConn(start, workConn);
+  }
+
+  private async handleStartWorkConn({ app: appName, pairingId }: StartWorkConn, workConn: Socket): Promise<void> {
+    const { channel, emit } = this.options;
+    const spec = this.spec; // the group file as last reloaded, not as it was at login
+    emit({ type: 'work-conn-requested', app: appName, pairingId });
+    // A reset, not a FIN: a FIN would reach the user as an orderly half-close, while a reset
+    // makes the server close the user at once. The message only says why.
+    const fail = (reason: string): void => {
+      workConn.resetAndDestroy();
+      channel.send({ type: 'WorkConnFailed', pairingId, reason });
+    };
+    const app = spec.apps.find((candidate) => candidate.name === appName);
+    if (app === undefined) return fail(`app "${appName}" is not in the client's group file`);
+    const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
+      emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
+      fail(`local app unreachable: ${reason}`);
+    });
+    return this.relay(appName, pairingId, localConn, workConn);
+  }
+
+  private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket): Promise<void> {
+    const { emit } = this.options;
     emit({ type: 'work-conn-opened', app: appName, pairingId });
     const started = Date.now();
-    const relay = { destroy: () => (result.localConn.destroy(), result.workConn.destroy()) };
+    const relay = { destroy: () => (localConn.destroy(), workConn.destroy()) };
     this.relays.add(relay);
-    const outcome = await joinConns(result.localConn, result.workConn);
+    const outcome = await joinConns(localConn, workConn);
     this.relays.delete(relay);
     emit({
       type: 'conn-closed',
@@ -148,6 +206,7 @@ export class ClientSession {
     if (this.done) return;
     this.done = true;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
+    for (const workConn of this.idlePooled) workConn.destroy();
     if (destroyChannel) this.options.channel.destroy();
     debug('session ended: %s', end.reason);
     this.resolveEnded(end);

@@ -18,6 +18,8 @@ export interface ServerConfig extends SecurityConfig {
   readonly pairingTimeoutMs: number;
   /** How long a new conn on the common port may take to log in or join. */
   readonly handshakeTimeoutMs: number;
+  /** Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool. */
+  readonly workConnPool: number;
   readonly file?: string;
   /** The admin API and dashboard; off unless the file has an `admin:` section. */
   readonly admin?: AdminConfig;
@@ -28,9 +30,12 @@ export const SERVER_DEFAULTS = {
   heartbeatTimeoutMs: 30_000,
   pairingTimeoutMs: 10_000,
   handshakeTimeoutMs: 5_000,
+  workConnPool: 8,
 } as const;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'admin', ...SECURITY_KEYS] as const;
+const MAX_WORK_CONN_POOL = 256;
+
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', ...SECURITY_KEYS] as const;
 
 export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
@@ -58,6 +63,11 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
   const pairingTimeoutMs = root.pairingTimeout === undefined ? SERVER_DEFAULTS.pairingTimeoutMs : yaml.expect(['pairingTimeout'], parseDuration(root.pairingTimeout));
   const handshakeTimeoutMs = root.handshakeTimeout === undefined ? SERVER_DEFAULTS.handshakeTimeoutMs : yaml.expect(['handshakeTimeout'], parseDuration(root.handshakeTimeout));
 
+  const workConnPool = root.workConnPool ?? SERVER_DEFAULTS.workConnPool;
+  if (typeof workConnPool !== 'number' || !Number.isInteger(workConnPool) || workConnPool < 0 || workConnPool > MAX_WORK_CONN_POOL) {
+    throw yaml.error(['workConnPool'], `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`);
+  }
+
   const security = parseSecurityConfig(yaml, root);
   const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
   return Object.freeze({
@@ -67,6 +77,7 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     heartbeatTimeoutMs,
     pairingTimeoutMs,
     handshakeTimeoutMs,
+    workConnPool,
     ...security,
     file,
     ...(admin ? { admin } : {}),

@@ -3,8 +3,11 @@
  *
  * Control conn (client → server first):  Hello → Challenge → Login → LoginResp,
  * then Ping/Pong both ways, ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
+ * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
  * and Goodbye from either side before a deliberate close.
  * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes.
+ * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
+ * then the user's raw bytes.
  *
  * The diagram in `diagrams/sequence.md` names exactly these types; a test keeps both in step.
  */
@@ -93,6 +96,29 @@ export interface NewWorkConn {
   proof: string;
 }
 
+/**
+ * Server → client on the common conn: open one work conn per id now, for the pool. The client
+ * dials only the server (never the local app: a server-speaks-first app must not be connected
+ * before its user exists) and presents each id in NewWorkConn, like a ReqWorkConn's.
+ */
+export interface ReqPooledWorkConns {
+  type: 'ReqPooledWorkConns';
+  /** One-time, unguessable, issued by the server; each binds one pooled work conn. */
+  pairingIds: string[];
+}
+
+/**
+ * Server → client on an idle pooled work conn: a user of `app` was joined to this conn. The
+ * client dials the local app and relays; if it cannot, it closes this conn (the user is closed
+ * at once) and reports WorkConnFailed with `pairingId` on the common conn.
+ */
+export interface StartWorkConn {
+  type: 'StartWorkConn';
+  app: string;
+  /** Names this user for WorkConnFailed and the logs; not a credential. */
+  pairingId: string;
+}
+
 export interface WorkConnFailed {
   type: 'WorkConnFailed';
   pairingId: string;
@@ -116,6 +142,8 @@ export type Message =
   | Pong
   | ReqWorkConn
   | NewWorkConn
+  | ReqPooledWorkConns
+  | StartWorkConn
   | WorkConnFailed
   | Goodbye;
 
@@ -131,6 +159,8 @@ export const MESSAGE_TYPES = [
   'Pong',
   'ReqWorkConn',
   'NewWorkConn',
+  'ReqPooledWorkConns',
+  'StartWorkConn',
   'WorkConnFailed',
   'Goodbye',
 ] as const satisfies readonly MessageType[];

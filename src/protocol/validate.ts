@@ -34,6 +34,10 @@ export function validateMessage(value: unknown): Message {
         pairingId: str(obj, 'pairingId', 128),
         proof: str(obj, 'proof', 256),
       };
+    case 'ReqPooledWorkConns':
+      return { type, pairingIds: list(obj, 'pairingIds', (v, f) => stringValue(v, f, 128)) };
+    case 'StartWorkConn':
+      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128) };
     case 'WorkConnFailed':
       return { type, pairingId: str(obj, 'pairingId', 128), reason: str(obj, 'reason', 1024) };
     case 'Goodbye':

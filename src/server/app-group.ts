@@ -5,6 +5,7 @@ import type { GroupSpec, PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
+  encodeFrame,
   joinProof,
   proofsMatch,
   randomId,
@@ -17,6 +18,7 @@ import { AppServer, type UserConnSink } from './app-server.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
 import { portRefusal } from './policy.js';
+import { WorkConnPool } from './work-conn-pool.js';
 
 const debug = createDebug('ntp:server:app-group');
 
@@ -34,6 +36,8 @@ export interface AppGroupOptions {
   maxPendingUsersPerApp?: number;
   /** How often each app reports its `traffic` (default 1000 ms). */
   trafficSampleMs?: number;
+  /** Work conns kept ready for this session; 0 disables the pool. */
+  workConnPool: number;
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
@@ -54,6 +58,9 @@ export class AppGroup implements UserConnSink {
   lastHeartbeatAt = Date.now();
   private readonly appServers = new Map<string, AppServer>();
   private readonly pairings: Pairings;
+  private readonly pool: WorkConnPool;
+  /** Users joined through a pooled conn, until their relay ends: a late WorkConnFailed names one. */
+  private readonly startedOnPool = new Map<string, { app: string; userConn: Socket }>();
   private readonly subscriptions: Subscription[] = [];
   private active = true;
   private currentSpec: GroupSpec;
@@ -68,7 +75,17 @@ export class AppGroup implements UserConnSink {
     this.clientAddress = options.channel.peer;
     this.clientSource = options.channel.socket.remoteAddress;
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
+    this.pool = new WorkConnPool(options.workConnPool, options.pairingTimeoutMs, (pairingIds) =>
+      options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
+      (idle) => options.emit({ type: 'work-conn-pooled', group: this.name, idle }),
+    );
   }
+
+  /** Asks the client for the pool's work conns; call once the client has its LoginResp. */
+  fillPool(): void {
+    this.pool.topUp();
+  }
+
 
   /** This group's slice of the server's event stream. */
   get events$(): Observable<ServerEvent> {
@@ -169,6 +186,8 @@ export class AppGroup implements UserConnSink {
       case 'LoginResp':
       case 'ReqWorkConn':
       case 'NewWorkConn':
+      case 'ReqPooledWorkConns':
+      case 'StartWorkConn':
         this.options.emit({
           type: 'bad-peer',
           remote: this.clientAddress,
@@ -187,6 +206,8 @@ export class AppGroup implements UserConnSink {
       userConn.destroy();
       return;
     }
+    const pooled = this.pool.take();
+    if (pooled !== undefined) return this.startOnPooled(app, userConn, remote, pooled);
     const pending = this.pairings.hold(app, userConn);
     this.options.emit({ type: 'user-conn-accepted', group: this.name, app: app.name, remote, pairingId: pending.pairingId });
     this.options.channel.send({ type: 'ReqWorkConn', app: app.name, pairingId: pending.pairingId });
@@ -194,15 +215,35 @@ export class AppGroup implements UserConnSink {
   }
 
   /**
+   * Joins a user to an idle pooled work conn at once. The user's first bytes may follow
+   * StartWorkConn straight away: the client reads nothing past that frame until it has
+   * dialed the app, and if it cannot, it resets the conn, which closes the user.
+   */
+  private startOnPooled(app: AppServer, userConn: Socket, remote: string, workConn: Socket): void {
+    const pairingId = randomId();
+    this.options.emit({ type: 'user-conn-accepted', group: this.name, app: app.name, remote, pairingId });
+    workConn.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId }));
+    this.options.emit({ type: 'work-conn-requested', group: this.name, app: app.name, pairingId });
+    this.options.emit({ type: 'work-conn-joined', group: this.name, app: app.name, pairingId, waitedMs: 0, pooled: true });
+    this.startedOnPool.set(pairingId, { app: app.name, userConn });
+    void app.relay(userConn, workConn, pairingId).then(() => this.startedOnPool.delete(pairingId));
+  }
+
+  /**
    * A work conn presented a pairing id of this session. Returns null when joined, or why it
    * was refused (the caller closes the work conn and reports the peer).
    */
   acceptWorkConn(message: NewWorkConn, workConn: Socket): string | null {
-    const pending = this.pairings.peek(message.pairingId);
-    if (pending === undefined) return 'unknown, used or expired pairing id';
+    const forPool = this.pool.isRequested(message.pairingId);
+    const pending = forPool ? undefined : this.pairings.peek(message.pairingId);
+    if (!forPool && pending === undefined) return 'unknown, used or expired pairing id';
     const expected = joinProof(this.loginSecret, this.sessionId, message.pairingId);
     // A bad proof does not consume the pairing: the real client may still arrive in time.
     if (!proofsMatch(expected, message.proof)) return 'bad join proof';
+    if (pending === undefined) {
+      this.pool.add(message.pairingId, workConn);
+      return null;
+    }
     this.pairings.take(message.pairingId);
     if (this.appServers.get(pending.app.name) !== pending.app) {
       // The app was removed (hot reload) while this user waited: it is not served any more.
@@ -231,6 +272,7 @@ export class AppGroup implements UserConnSink {
     this.active = false;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     for (const app of this.appServers.values()) app.close({ dropLive });
+    this.pool.destroy();
     for (const user of this.pairings.dropAll()) {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
     }
@@ -264,6 +306,13 @@ export class AppGroup implements UserConnSink {
   }
 
   private handleWorkConnFailed(pairingId: string, reason: string): void {
+    const pooled = this.startedOnPool.get(pairingId);
+    if (pooled !== undefined) {
+      // The client's reset of the pooled conn has normally closed the user already.
+      pooled.userConn.destroy();
+      this.options.emit({ type: 'work-conn-failed', group: this.name, app: pooled.app, pairingId, reason });
+      return;
+    }
     const user = this.pairings.take(pairingId);
     if (user === undefined) return; // already expired or abandoned: nothing left to close
     user.userConn.destroy();

@@ -106,10 +106,10 @@ export class AppServer {
   }
 
   /** Relays a paired UserConn and work conn until both are done, then reports the bytes. */
-  relay(userConn: Socket, workConn: Socket, pairingId: string): void {
+  relay(userConn: Socket, workConn: Socket, pairingId: string): Promise<void> {
     const started = Date.now();
     this.liveConns.add(userConn);
-    void joinConns(userConn, workConn).then((result) => {
+    return joinConns(userConn, workConn).then((result) => {
       this.liveConns.delete(userConn);
       this.totalBytesIn += result.bytesIn;
       this.totalBytesOut += result.bytesOut;

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, type GroupSpec, type PolicyConfig, type SecurityConfig, type ServerConfig } from '../config/index.js';
+import { formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, type GroupSpec, type PolicyConfig, type SecurityConfig, type ServerConfig } from '../config/index.js';
 import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
@@ -17,6 +17,7 @@ export type CommonServerOptions = Pick<
   ServerConfig,
   'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
 > &
+  Partial<Pick<ServerConfig, 'workConnPool'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -145,7 +146,7 @@ export class CommonServer {
 
   private readonly onCommonConn = (socket: Socket): void => {
     const peer = peerOf(socket);
-    socket.on('error', (error) => debug('common conn %s: %s', peer, error.message));
+    socket.on('error', onCommonConnError);
     if (this.closing || socket.destroyed) {
       socket.destroy();
       return;
@@ -168,7 +169,10 @@ export class CommonServer {
       reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${this.options.handshakeTimeoutMs}ms`);
       socket.destroy();
     });
+    // Removed once settled: a listener left on a work conn would keep this handshake's state
+    // (reader, subscriptions) alive for the conn's whole life, ~1 KB each at 10,000 conns.
     const settled = (): void => {
+      socket.off('close', settled);
       deadline.unsubscribe();
       this.handshaking.delete(socket);
       this.gate.settle(peer);
@@ -254,6 +258,7 @@ export class CommonServer {
       policy: this.policy,
       maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
+      workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,
@@ -270,6 +275,7 @@ export class CommonServer {
       apps,
       warnings,
     });
+    group.fillPool();
     this.emit({ type: 'group-activated', group: group.name, clientId: group.clientId, remote: channel.peer, apps, warnings });
   }
 
@@ -297,4 +303,9 @@ export class CommonServer {
   private badPeer(remote: string, code: string, reason: string): void {
     this.emit({ type: 'bad-peer', remote, code, reason });
   }
+}
+
+// Module-level, so that the listener every conn keeps for its lifetime holds no handshake state.
+function onCommonConnError(this: Socket, error: Error): void {
+  debug('common conn %s: %s', peerOf(this), error.message);
 }

@@ -18,7 +18,8 @@ export type ServerEvent =
   | { type: 'user-conn-accepted'; group: string; app: string; remote: string; pairingId: string }
   | { type: 'user-conn-refused'; group: string; app: string; remote: string; reason: string }
   | { type: 'work-conn-requested'; group: string; app: string; pairingId: string }
-  | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number }
+  | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number; pooled?: boolean }
+  | { type: 'work-conn-pooled'; group: string; idle: number }
   | { type: 'work-conn-failed'; group: string; app: string; pairingId: string; reason: string }
   | {
       type: 'conn-closed';

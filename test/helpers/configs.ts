@@ -30,6 +30,8 @@ export interface TestServerSettings {
    */
   tls?: boolean | { clientCa: string };
   /** Extra top-level keys for the server's YAML. */
+  /** Pooled work conns per session (the server's default when unset). */
+  workConnPool?: number;
   extra?: Record<string, unknown>;
 }
 
@@ -71,6 +73,7 @@ export function makeConfigDir(groups: TestGroup[], settings: TestServerSettings 
       pairingTimeout: settings.pairingTimeout ?? '3s',
       handshakeTimeout: settings.handshakeTimeout ?? '2s',
       ...(settings.tls ? { tls: typeof settings.tls === 'object' ? { clientCa: settings.tls.clientCa } : {} } : { plaintext: true }),
+      ...(settings.workConnPool === undefined ? {} : { workConnPool: settings.workConnPool }),
       ...settings.extra,
     }),
   );

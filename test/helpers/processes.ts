@@ -16,8 +16,9 @@ export class CliProcess {
   private readonly waiters = new Set<() => void>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [bin, ...args], {
+  /** `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []) {
+    this.child = spawn(process.execPath, [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -135,8 +136,8 @@ export class ProcessSet {
  * Starts `commonserver --config FILE` and waits until it listens; returns it with its port
  * and, when TLS is on, the certificate fingerprint it printed.
  */
-export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ process: CliProcess; port: number; fingerprint?: string }> {
-  const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env);
+export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<{ process: CliProcess; port: number; fingerprint?: string }> {
+  const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env, nodeArgs);
   const match = await server.waitForLine(/commonserver listening on \S+:(\d+)/);
   const fingerprint = server.lines.map((line) => /fingerprint (sha256:[0-9a-f]{64})/.exec(line)?.[1]).find((found) => found !== undefined);
   return { process: server, port: Number(match[1]), ...(fingerprint ? { fingerprint } : {}) };
@@ -155,6 +156,7 @@ export interface GroupClientProcessOptions {
    * a pinned fingerprint, or `file` to use only what the group file says.
    */
   link?: 'plaintext' | { fingerprint: string } | 'file';
+  nodeArgs?: string[];
 }
 
 export function startGroupClientProcess(options: GroupClientProcessOptions): CliProcess {
@@ -167,7 +169,7 @@ export function startGroupClientProcess(options: GroupClientProcessOptions): Cli
   if (link === 'plaintext') args.push('--plaintext');
   else if (link !== 'file') args.push('--server-fingerprint', link.fingerprint);
   args.push(...(options.extraArgs ?? []));
-  return new CliProcess(GROUPCLIENT_BIN, args, options.env);
+  return new CliProcess(GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
 }
 
 /** Parses the client's "group X active ...: app → server port N, ..." line into app → port. */

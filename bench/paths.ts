@@ -1,0 +1,139 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeConfigDir, randomSecret } from '../test/helpers/configs.js';
+import { CliProcess, parsePortTable, startCommonServerProcess, startGroupClientProcess } from '../test/helpers/processes.js';
+import { runTool, track } from './proc.js';
+
+export type PathName = 'direct' | 'relay' | 'relay-tls' | 'tunnel' | 'tunnel-tls';
+export const PATH_NAMES: readonly PathName[] = ['direct', 'relay', 'relay-tls', 'tunnel', 'tunnel-tls'];
+
+/** How a user reaches the apps: a public port per target, and the two processes in between. */
+export interface BenchPath {
+  name: PathName;
+  /** target name → the port a user dials for it. */
+  ports: Record<string, number>;
+  /** The "server side" and "client side" processes carrying `target` (none for direct). */
+  pids(target: string): { server: number; client: number } | undefined;
+  close(): Promise<void>;
+}
+
+const relayBin = join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js');
+
+/** A throwaway self-signed certificate for the TLS hop (the system openssl). */
+export async function makeCert(): Promise<{ dir: string; remove(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'ntp-bench-cert-'));
+  await runTool(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+    15_000,
+  );
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface PathOptions {
+  certDir?: string;
+  /** Work-conn pool size for the tunnel (commonserver's `workConnPool`); undefined: its default. */
+  pool?: number;
+  /** Writes V8 CPU profiles of the tunnel's two processes here (`node --cpu-prof`). */
+  cpuProfDir?: string;
+}
+
+/** Opens `name` in front of `targets` (target name → local port); undefined if unavailable here. */
+export async function openPath(name: PathName, targets: Record<string, number>, options: PathOptions): Promise<BenchPath | undefined> {
+  switch (name) {
+    case 'direct':
+      return { name, ports: { ...targets }, pids: () => undefined, close: async () => {} };
+    case 'relay':
+      return openRelay(name, targets, 'plain', 'plain');
+    case 'relay-tls':
+      return openRelay(name, targets, 'tls-out', 'tls-in', options.certDir);
+    case 'tunnel':
+      return openTunnel(name, targets, options, undefined);
+    case 'tunnel-tls': {
+      const tls = tunnelTlsSettings(options.certDir);
+      return tls === undefined ? undefined : openTunnel(name, targets, options, tls);
+    }
+  }
+}
+
+interface TunnelTls {
+  serverExtra: Record<string, unknown>;
+  clientArgs: string[];
+}
+
+/**
+ * How to switch the tunnel's TLS on. This branch has no TLS yet, so the TLS tunnel row reads
+ * "n/a"; once the secure link lands, return its server config keys and client flags here.
+ */
+function tunnelTlsSettings(_certDir: string | undefined): TunnelTls | undefined {
+  return undefined;
+}
+
+async function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: TunnelTls | undefined): Promise<BenchPath> {
+  const config = makeConfigDir(
+    [{ name: 'bench', secret: randomSecret(), apps: Object.entries(targets).map(([app, localPort]) => ({ name: app, localPort })) }],
+    {
+      heartbeatInterval: '5s',
+      heartbeatTimeout: '20s',
+      pairingTimeout: '10s',
+      handshakeTimeout: '5s',
+      extra: { ...(options.pool === undefined ? {} : { workConnPool: options.pool }), ...tls?.serverExtra },
+    },
+  );
+  const processes: CliProcess[] = [];
+  const close = async (): Promise<void> => {
+    await Promise.all(processes.map((p) => p.stop()));
+    rmSync(config.dir, { recursive: true, force: true });
+  };
+  try {
+    const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
+    const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs);
+    processes.push(server.process);
+    const client = startGroupClientProcess({ configFile: config.groupFile('bench'), serverPort: server.port, extraArgs: tls?.clientArgs ?? [], nodeArgs });
+    processes.push(client);
+    const ports = parsePortTable((await client.waitForLine(/group bench active/)).input!);
+    const pids = { server: server.process.pid, client: client.pid };
+    return { name, ports: Object.fromEntries(ports), pids: () => pids, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function startRelay(mode: string, target: number, certDir = ''): Promise<{ port: number; pid: number; stop(): void }> {
+  const child = track(spawn(process.execPath, [relayBin, mode, String(target), certDir], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('bare relay did not start within 5s')), 5000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = out.match(/listening (\d+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    child.once('exit', () => reject(new Error('bare relay exited')));
+  });
+  return { port, pid: child.pid!, stop: () => child.kill('SIGKILL') };
+}
+
+async function openRelay(name: PathName, targets: Record<string, number>, outMode: string, inMode: string, certDir?: string): Promise<BenchPath> {
+  const stops: Array<() => void> = [];
+  const ports: Record<string, number> = {};
+  const pids: Record<string, { server: number; client: number }> = {};
+  for (const [target, port] of Object.entries(targets)) {
+    // Second hop first: it plays the groupclient (dials the app), the first plays the commonserver.
+    const inner = await startRelay(inMode, port, certDir);
+    stops.push(inner.stop);
+    const outer = await startRelay(outMode, inner.port, certDir);
+    stops.push(outer.stop);
+    ports[target] = outer.port;
+    pids[target] = { server: outer.pid, client: inner.pid };
+  }
+  return { name, ports, pids: (target) => pids[target], close: async () => stops.forEach((stop) => stop()) };
+}

@@ -1,0 +1,295 @@
+/**
+ * `npm run bench`: the tunnel against this machine's limits, on loopback only.
+ * Paths: direct (no relay), two chained bare Node relays (plaintext, and TLS between the
+ * hops), and the real commonserver + groupclient as child processes. See --help.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
+import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
+import { checkTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
+import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
+import { printTable, type Figures } from './table.js';
+
+const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow'] as const;
+type Figure = (typeof FIGURES)[number];
+
+const USAGE = `usage: npm run bench -- [options]
+  --only LIST      figures: ${FIGURES.join(',')} (default: all)
+  --paths LIST     paths: ${PATH_NAMES.join(',')} (default: all)
+  --runs N         runs per figure; medians are reported (default 3)
+  --quick          one short run of everything (runs 1, fewer conns, shorter tests)
+  --conns N        sequential conns for the setup figure (default 2000)
+  --idle-conns N   simultaneous idle conns (default 10000, capped by the open-files limit)
+  --seconds N      iperf3 duration per test (default 3)
+  --slow-seconds N slow reader duration (default 20)
+  --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
+  --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
+  --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
+
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results');
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      only: { type: 'string' },
+      paths: { type: 'string' },
+      runs: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      conns: { type: 'string' },
+      'idle-conns': { type: 'string' },
+      seconds: { type: 'string' },
+      'slow-seconds': { type: 'string' },
+      pool: { type: 'string' },
+      out: { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      'no-json': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const quick = values.quick!;
+  const figures = pickList(values.only, FIGURES, 'figure');
+  const paths = pickList(values.paths, PATH_NAMES, 'path');
+  const num = (value: string | undefined, normal: number, short: number): number => (value === undefined ? (quick ? short : normal) : Number(value));
+  const settings = {
+    runs: num(values.runs, 3, 1),
+    conns: num(values.conns, 2000, 200),
+    idleConns: num(values['idle-conns'], 10_000, 1000),
+    seconds: num(values.seconds, 3, 1),
+    slowSeconds: num(values['slow-seconds'], 20, 5),
+    redisRequests: quick ? 20_000 : 100_000,
+    slowOfferedBytes: 1024 ** 3,
+    slowRate: 4 * 1024 * 1024,
+    ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
+  };
+  const has = (figure: Figure): boolean => figures.includes(figure);
+  if (!checkTools([
+    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') },
+    { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
+    { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
+    { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
+  ])) return 1;
+  if (has('idle') && settings.idleConns > idleLimit()) {
+    console.log(`note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`);
+    settings.idleConns = idleLimit();
+  }
+
+  const figuresByPath = new Map<PathName, Figures>();
+  const add = (path: PathName, metric: string, value: number | undefined): void => {
+    if (value === undefined) return;
+    const figures = figuresByPath.get(path) ?? new Map<string, number[]>();
+    figuresByPath.set(path, figures);
+    figures.set(metric, [...(figures.get(metric) ?? []), value]);
+  };
+  const unavailable = new Set<PathName>();
+
+  const cert = paths.some((p) => p.endsWith('-tls')) ? await makeCert() : undefined;
+  const apps: TestApp[] = [];
+  const stops: Array<() => Promise<void> | void> = [];
+  try {
+    const targets: Record<string, number> = {};
+    if (has('throughput')) {
+      const port = await freePort();
+      const server = startDaemon('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1']);
+      stops.push(() => stopDaemon(server));
+      targets.iperf = port;
+    }
+    if (has('redis')) {
+      const port = await freePort();
+      const server = startDaemon('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '1000']);
+      stops.push(() => stopDaemon(server));
+      targets.redis = port;
+    }
+    if (has('setup')) {
+      const echo = await startEchoApp();
+      apps.push(echo);
+      targets.echo = echo.port;
+    }
+    if (has('idle')) {
+      const echo = await startEchoProcess();
+      stops.push(echo.stop);
+      targets.idle = echo.port;
+    }
+    if (has('slow')) {
+      const source = await startSourceApp(settings.slowOfferedBytes);
+      apps.push(source);
+      targets.source = source.port;
+    }
+    await waitForDaemons(targets);
+
+    const pathOptions = {
+      ...(cert ? { certDir: cert.dir } : {}),
+      ...(settings.pool === undefined ? {} : { pool: settings.pool }),
+      ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+    };
+    for (let run = 1; run <= settings.runs; run++) {
+      for (const name of paths) {
+        process.stdout.write(`run ${run}/${settings.runs} ${name}:`);
+        for (const figure of figures) {
+          if (unavailable.has(name)) break;
+          if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          // Fresh processes per figure, so that no RSS figure inherits another one's heap.
+          const path = await openPath(name, targets, pathOptions);
+          if (path === undefined) {
+            unavailable.add(name);
+            break;
+          }
+          try {
+            await measure(figure, path, settings, (metric, value) => add(name, metric, value));
+            process.stdout.write(` ${figure}`);
+          } finally {
+            await path.close();
+          }
+        }
+        process.stdout.write('\n');
+      }
+    }
+  } finally {
+    for (const app of apps) await app.close();
+    for (const stop of stops) await stop();
+    cert?.remove();
+    killAll();
+  }
+
+  const medians = Object.fromEntries(
+    [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
+  );
+  printTable(paths, figuresByPath, unavailable);
+  if (has('slow')) {
+    console.log(
+      `slow reader: the app offers ${settings.slowOfferedBytes / 2 ** 30} GiB; the user reads at ${settings.slowRate / 2 ** 20} MiB/s ` +
+        `for ${settings.slowSeconds} s (bounded), so only the first part is delivered; RSS growth is peak minus start.`,
+    );
+  }
+  if (has('idle')) console.log(`idle: ${settings.idleConns} conns open at once; bytes/conn = RSS growth / conns.`);
+  if (!values['no-json']) {
+    const out = values.out ?? join(resultsDir, 'latest.json');
+    mkdirSync(dirname(out), { recursive: true });
+    const raw = Object.fromEntries([...figuresByPath].map(([path, figures]) => [path, Object.fromEntries(figures)]));
+    writeFileSync(
+      out,
+      JSON.stringify(
+        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw },
+        null,
+        2,
+      ),
+    );
+    console.log(`figures written to ${out}`);
+  }
+  return 0;
+}
+
+interface Settings {
+  conns: number;
+  idleConns: number;
+  seconds: number;
+  slowSeconds: number;
+  redisRequests: number;
+  slowOfferedBytes: number;
+  slowRate: number;
+}
+
+async function measure(figure: Figure, path: BenchPath, settings: Settings, add: (metric: string, value: number | undefined) => void): Promise<void> {
+  switch (figure) {
+    case 'throughput': {
+      const one = await iperf(path.ports.iperf!, 1, settings.seconds, undefined);
+      add('iperf 1 stream Gbit/s', one.bitsPerSecond / 1e9);
+      const eight = await iperf(path.ports.iperf!, 8, settings.seconds, path.pids('iperf'));
+      add('iperf 8 streams Gbit/s', eight.bitsPerSecond / 1e9);
+      add('peak RSS 8 streams, server MB', eight.peakRss && eight.peakRss.server / 2 ** 20);
+      add('peak RSS 8 streams, client MB', eight.peakRss && eight.peakRss.client / 2 ** 20);
+      return;
+    }
+    case 'setup': {
+      const setup = await connSetup(path.ports.echo!, settings.conns);
+      add('setup conns/s', setup.connsPerSecond);
+      add('setup p50 ms', setup.p50Ms);
+      add('setup p99 ms', setup.p99Ms);
+      return;
+    }
+    case 'redis': {
+      const rps = await redisBench(path.ports.redis!, settings.redisRequests);
+      add('redis PING req/s', rps.ping);
+      add('redis SET req/s', rps.set);
+      add('redis GET req/s', rps.get);
+      return;
+    }
+    case 'idle': {
+      const idle = await idleConns(path.ports.idle!, settings.idleConns, path.pids('idle')!);
+      add('idle conns', idle.conns);
+      add('idle bytes/conn, server', idle.bytesPerConn.server);
+      add('idle bytes/conn, client', idle.bytesPerConn.client);
+      add('idle RSS, server MB', idle.rssAfter.server / 2 ** 20);
+      add('idle RSS, client MB', idle.rssAfter.client / 2 ** 20);
+      return;
+    }
+    case 'slow': {
+      const slow = await slowReader(path.ports.source!, settings.slowOfferedBytes, settings.slowRate, settings.slowSeconds, path.pids('source')!);
+      add('slow reader read MB', slow.readBytes / 2 ** 20);
+      add('slow reader RSS growth, server MB', slow.rssGrowth.server / 2 ** 20);
+      add('slow reader RSS growth, client MB', slow.rssGrowth.client / 2 ** 20);
+      return;
+    }
+  }
+}
+
+function pickList<T extends string>(value: string | undefined, all: readonly T[], what: string): T[] {
+  if (value === undefined) return [...all];
+  const picked = value.split(',').map((item) => item.trim()).filter(Boolean);
+  for (const item of picked) if (!(all as readonly string[]).includes(item)) throw new Error(`unknown ${what} "${item}" (one of ${all.join(', ')})`);
+  return picked as T[];
+}
+
+function hardLimit(): number {
+  const out = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
+  return out === 'unlimited' ? 1_000_000 : Number(out);
+}
+
+/** A relay hop holds a user-side and an app-side descriptor per conn, plus a few of its own. */
+function idleLimit(): number {
+  const soft = Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim()) || hardLimit();
+  return Math.floor((Math.min(soft, hardLimit()) - 200) / 2);
+}
+
+async function freePort(): Promise<number> {
+  const { unusedPort } = await import('../test/helpers/apps.js');
+  return unusedPort();
+}
+
+/** iperf3 and redis-server take a moment to listen: poll their ports, bounded. */
+async function waitForDaemons(targets: Record<string, number>): Promise<void> {
+  const { connect } = await import('node:net');
+  for (const name of ['iperf', 'redis']) {
+    const port = targets[name];
+    if (port === undefined) continue;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port });
+        socket.once('connect', () => (socket.destroy(), resolve(true)));
+        socket.once('error', () => resolve(false));
+      });
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error(`${name} did not start listening on ${port} within 10s`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    killAll();
+    console.error(`bench: ${(error as Error).stack ?? error}`);
+    process.exit(1);
+  },
+);

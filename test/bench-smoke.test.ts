@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const benchBin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bench', 'run.js');
+
+// The bench is not part of the suite; this runs its quickest slice so its code cannot rot.
+test('the bench measures connection setup through the tunnel (quickest mode)', { timeout: 60_000 }, async () => {
+  const child = spawn(process.execPath, [benchBin, '--only', 'setup', '--paths', 'direct,tunnel', '--runs', '1', '--conns', '20', '--no-json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 55_000);
+  const [code] = await once(child, 'exit');
+  clearTimeout(timer);
+  assert.equal(code, 0, output);
+  const row = output.split('\n').find((line) => line.startsWith('setup conns/s'));
+  assert.ok(row, `no setup row in:\n${output}`);
+  // Columns: direct, tunnel (no relay selected, so no ratio column).
+  const cells = row.replace('setup conns/s', '').trim().split(/\s+/);
+  assert.ok(Number(cells[0]!.replaceAll(',', '')) > 0, row);
+  assert.ok(Number(cells[1]!.replaceAll(',', '')) > 0, row);
+});
