@@ -34,6 +34,14 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   ReqWorkConn: { type: 'ReqWorkConn', app: 'ssh', pairingId: 'pairing-1' },
   ReqPooledWorkConns: { type: 'ReqPooledWorkConns', pairingIds: ['pool-1', 'pool-2', 'pool-3'] },
   StartWorkConn: { type: 'StartWorkConn', app: 'ssh', pairingId: 'pool-1' },
+  AppsChanged: {
+    type: 'AppsChanged',
+    opened: [
+      { name: 'metrics', remotePort: 6090, state: 'listening' },
+      { name: 'admin', remotePort: 6091, state: 'failed', error: 'port 6091 is already in use' },
+    ],
+    closed: ['web'],
+  },
   NewWorkConn: { type: 'NewWorkConn', sessionId: 'session-1', pairingId: 'pairing-1', proof: 'cd'.repeat(32) },
   // Non-ASCII on purpose: splitting the frame at every byte also splits a multi-byte character.
   WorkConnFailed: { type: 'WorkConnFailed', pairingId: 'pairing-1', reason: 'local app unreachable: café ☕ ECONNREFUSED' },

@@ -83,7 +83,7 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   const registry = new GroupRegistry({ server, groupsDir: config.groupsDir });
   const reload = new GroupsHotReload(registry, config.groupsDir, { debounceMs: 50 });
   const file = config.groupFile('hot');
-  const { client } = startClient(loadGroupFile(file), server.address().port);
+  const { client, events: clientEvents } = startClient(loadGroupFile(file), server.address().port);
   after(async () => {
     reload.close();
     client.stop();
@@ -123,6 +123,11 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   const opened = await wait('app-opened', (e) => e.app === 'extra');
   assert.equal(opened.type, 'app-opened');
   const extraPort = opened.port;
+  // The client is told the new app's public port at once, not at its next login.
+  const told = await waitForEvent(clientEvents, (e) => e.type === 'apps-changed' && e.opened.some((app) => app.name === 'extra'), 'AppsChanged for extra');
+  assert.ok(told.type === 'apps-changed');
+  assert.deepEqual(told.opened, [{ name: 'extra', remotePort: extraPort, state: 'listening' }]);
+  assert.deepEqual(told.closed, []);
   assert.equal((await echoRoundTrip(extraPort, Buffer.from('one'))).toString(), 'one');
   assert.equal(firstTarget.accepted, 1);
   await flow.progress(10_000);
@@ -152,6 +157,7 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   edit(group([{ name: 'stream', localPort: streamApp.port }], newSecret));
   const closed = await wait('app-closed', (e) => e.app === 'extra');
   assert.equal(closed.type, 'app-closed');
+  await waitForEvent(clientEvents, (e) => e.type === 'apps-changed' && e.closed.includes('extra'), 'AppsChanged closing extra');
   await assert.rejects(connectTo(extraPort), /ECONNREFUSED/);
   await flow.progress(10_000);
 

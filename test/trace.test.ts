@@ -87,6 +87,8 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   // Heartbeats first, as in the reference diagram; then a user.
   await fileContains(serverTrace, /Pong/);
   await fileContains(clientTrace, /Pong/);
+  // The default path: a pooled work conn is ready before the user comes.
+  await fileContains(serverTrace, /NewWorkConn \(pooled/);
   assert.equal((await echoRoundTrip(publicPort, Buffer.from('hello through the tunnel'))).toString(), 'hello through the tunnel');
   await fileContains(serverTrace, /conn closed/);
   await fileContains(clientTrace, /conn closed/);
@@ -116,13 +118,16 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^User ->> appServer: connect to traced\/echo/,
     /^appServer ->> appServer: hold the UserConn/,
     /^appServer ->> appGroup: ask for a work conn$/,
-    /^appGroup ->> Client: ReqWorkConn \(echo, pairing \S+\)$/,
-    /^Client ->> appServer: NewWorkConn/,
-    /^appServer ->> appServer: validate it, join the work conn and the UserConn/,
+    /^appGroup ->> Client: StartWorkConn \(echo, pairing \S+\) on a pooled work conn$/,
+    /^appServer ->> appServer: join the pooled work conn and the UserConn at once$/,
     /^appServer -->> User: bytes flow both ways$/,
     /^appServer -->> User: conn closed \(24 B in, 24 B out/,
     /^Client -x CommonServer: CLIENT_LEFT/,
   ]);
+
+  // Filled right after LoginResp, possibly interleaved with the first heartbeats.
+  assert.ok(serverLines.some((line) => /^appGroup ->> Client: ReqPooledWorkConns \(traced\)$/.test(line)), 'the pool fill is drawn');
+  assert.ok(!serverLines.some((line) => line.includes('ReqWorkConn (echo')), 'a pooled user is not drawn as ReqWorkConn');
 
   const clientLines = checkMermaid(readFileSync(clientTrace, 'utf8'));
   inOrder(clientLines, [
@@ -140,11 +145,10 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^Client ->> CommonServer: Ping \d+$/,
     /^end$/,
     /^Note over User, LocalApp: Proxying$/,
-    /^appGroup ->> Client: ReqWorkConn \(echo, pairing \S+\)$/,
+    /^appGroup ->> Client: StartWorkConn \(echo, pairing \S+\) on a pooled work conn$/,
     /^Client ->> Client: look up app echo$/,
     /^Client ->> LocalApp: dial the local app echo$/,
     /^LocalApp -->> Client: localConn$/,
-    /^Client ->> appServer: NewWorkConn/,
     /^Client ->> Client: join localConn and remoteConn$/,
     /^LocalApp -->> Client: conn closed/,
   ]);

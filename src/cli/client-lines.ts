@@ -1,3 +1,4 @@
+import { assertNever } from '../protocol/index.js';
 import type { ClientEvent } from '../client/index.js';
 import { seconds } from './output.js';
 
@@ -23,6 +24,12 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     case 'local-dial-failed':
       // The reason starts with the target's address.
       return `app ${event.app}: local app unreachable: ${event.reason}`;
+    case 'apps-changed': {
+      const opened = event.opened.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}` : `${app.name} ✗ (${app.error})`));
+      const parts = [...(opened.length ? [`opened ${opened.join(', ')}`] : []), ...(event.closed.length ? [`closed ${event.closed.join(', ')}`] : [])];
+      const unknown = event.unknown.length ? `\n    warning: not in this host's group file, users will be refused: ${event.unknown.join(', ')}` : '';
+      return `group ${group} changed on the server: ${parts.join('; ')}${unknown}`;
+    }
     case 'spec-reloaded':
       return `group file reloaded: ${event.apps.join(', ')}`;
     case 'stopped':
@@ -30,9 +37,12 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     // The session-lost line that follows carries the timeout: one line per event.
     case 'heartbeat-timeout':
     case 'heartbeat':
+    case 'pool-requested':
     case 'work-conn-requested':
     case 'work-conn-opened':
     case 'conn-closed':
       return undefined;
+    default:
+      return assertNever(event, 'client event');
   }
 }

@@ -1,3 +1,4 @@
+import { assertNever } from '../protocol/index.js';
 import type { ServerEvent } from '../server/index.js';
 import { seconds } from './output.js';
 
@@ -51,5 +52,7 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'app-opened':
     case 'traffic':
       return undefined;
+    default:
+      return assertNever(event, 'server event');
   }
 }

@@ -93,10 +93,14 @@ export class ClientSession {
         void this.handleReqWorkConn(message);
         return;
       case 'ReqPooledWorkConns':
+        this.options.emit({ type: 'pool-requested', count: message.pairingIds.length });
         // After this turn: a StartWorkConn read in the same turn dials its user's app first.
         setImmediate(() => {
           for (const pairingId of message.pairingIds) void this.openPooledWorkConn(pairingId);
         });
+        return;
+      case 'AppsChanged':
+        this.options.emit({ type: 'apps-changed', opened: message.opened, closed: message.closed, unknown: message.opened.filter((app) => !this.spec.apps.some((mine) => mine.name === app.name)).map((app) => app.name) });
         return;
       case 'Goodbye':
         return this.end({ code: message.code, reason: message.reason });
@@ -116,7 +120,7 @@ export class ClientSession {
   private async handleReqWorkConn({ app: appName, pairingId }: ReqWorkConn): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec;
-    emit({ type: 'work-conn-requested', app: appName, pairingId });
+    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false });
     // Only targets from our own file: a server cannot steer us anywhere else.
     const app = spec.apps.find((candidate) => candidate.name === appName);
     if (app === undefined) {
@@ -139,7 +143,7 @@ export class ClientSession {
       channel.send({ type: 'WorkConnFailed', pairingId, reason: `${result.stage === 'local' ? 'local app' : 'work conn'} unreachable: ${result.reason}` });
       return;
     }
-    await this.relay(appName, pairingId, result.localConn, result.workConn);
+    await this.relay(appName, pairingId, result.localConn, result.workConn, false);
   }
 
   /**
@@ -168,7 +172,7 @@ export class ClientSession {
   private async handleStartWorkConn({ app: appName, pairingId }: StartWorkConn, workConn: Socket): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec; // the group file as last reloaded, not as it was at login
-    emit({ type: 'work-conn-requested', app: appName, pairingId });
+    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: true });
     // A reset, not a FIN: a FIN would reach the user as an orderly half-close, while a reset
     // makes the server close the user at once. The message only says why.
     const fail = (reason: string): void => {
@@ -181,12 +185,12 @@ export class ClientSession {
       emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
       fail(`local app unreachable: ${reason}`);
     });
-    return this.relay(appName, pairingId, localConn, workConn);
+    return this.relay(appName, pairingId, localConn, workConn, true);
   }
 
-  private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket): Promise<void> {
+  private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean): Promise<void> {
     const { emit } = this.options;
-    emit({ type: 'work-conn-opened', app: appName, pairingId });
+    emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
     const started = Date.now();
     const relay = { destroy: () => (localConn.destroy(), workConn.destroy()) };
     this.relays.add(relay);

@@ -10,12 +10,17 @@ export type ClientEvent =
   /** The server answered a Ping. */
   | { type: 'heartbeat'; seq: number }
   | { type: 'heartbeat-timeout'; silentMs: number }
-  | { type: 'work-conn-requested'; app: string; pairingId: string }
+  /** `pooled`: StartWorkConn on a pooled work conn; otherwise ReqWorkConn on the common conn. */
+  | { type: 'work-conn-requested'; app: string; pairingId: string; pooled: boolean }
   | { type: 'local-dial-failed'; app: string; target: string; reason: string }
-  | { type: 'work-conn-opened'; app: string; pairingId: string }
+  /** The server asked for `count` pooled work conns, opened now and idle until users come. */
+  | { type: 'pool-requested'; count: number }
+  | { type: 'work-conn-opened'; app: string; pairingId: string; pooled: boolean }
   | { type: 'conn-closed'; app: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
   | { type: 'spec-reloaded'; apps: string[] }
-  | { type: 'stopped'; reason: string };
+  | { type: 'stopped'; reason: string }
+  /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */
+  | { type: 'apps-changed'; opened: AppBinding[]; closed: string[]; unknown: string[] };
 
 export type ClientEventType = ClientEvent['type'];
 export type EmitClientEvent = (event: ClientEvent) => void;

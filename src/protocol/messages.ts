@@ -119,6 +119,17 @@ export interface StartWorkConn {
   pairingId: string;
 }
 
+/**
+ * Server → client on the common conn, after the registry changed a live group (a hot reload of
+ * its file): the apps opened (with their public ports, or why they failed) and the apps closed.
+ * The client only reports it: its local targets still come from its own group file.
+ */
+export interface AppsChanged {
+  type: 'AppsChanged';
+  opened: AppBinding[];
+  closed: string[];
+}
+
 export interface WorkConnFailed {
   type: 'WorkConnFailed';
   pairingId: string;
@@ -144,6 +155,7 @@ export type Message =
   | NewWorkConn
   | ReqPooledWorkConns
   | StartWorkConn
+  | AppsChanged
   | WorkConnFailed
   | Goodbye;
 
@@ -161,6 +173,7 @@ export const MESSAGE_TYPES = [
   'NewWorkConn',
   'ReqPooledWorkConns',
   'StartWorkConn',
+  'AppsChanged',
   'WorkConnFailed',
   'Goodbye',
 ] as const satisfies readonly MessageType[];

@@ -38,6 +38,8 @@ export function validateMessage(value: unknown): Message {
       return { type, pairingIds: list(obj, 'pairingIds', (v, f) => stringValue(v, f, 128)) };
     case 'StartWorkConn':
       return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128) };
+    case 'AppsChanged':
+      return { type, opened: list(obj, 'opened', appBinding), closed: list(obj, 'closed', (v, f) => stringValue(v, f, 128)) };
     case 'WorkConnFailed':
       return { type, pairingId: str(obj, 'pairingId', 128), reason: str(obj, 'reason', 1024) };
     case 'Goodbye':

@@ -145,24 +145,30 @@ export class AppGroup implements UserConnSink {
     const before = new Map(this.currentSpec.apps.map((app) => [app.name, app]));
     this.currentSpec = spec;
     const opening: GroupSpec['apps'][number][] = [];
+    const closed: string[] = [];
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
       if (old !== undefined && old.remotePort === app.remotePort && this.appServers.has(app.name)) continue;
-      if (old !== undefined) this.closeApp(app.name, `its remotePort changed to ${app.remotePort}`);
+      if (old !== undefined && this.closeApp(app.name, `its remotePort changed to ${app.remotePort}`)) closed.push(app.name);
       opening.push(app);
     }
-    for (const name of before.keys()) this.closeApp(name, 'removed from the registry');
+    for (const name of before.keys()) if (this.closeApp(name, 'removed from the registry')) closed.push(name);
     if (!this.active) return [];
-    return Promise.all(opening.map((app) => this.openApp(app)));
+    const opened = await Promise.all(opening.map((app) => this.openApp(app)));
+    // The client's port table would be stale until its next login otherwise.
+    if (this.active && (opened.length > 0 || closed.length > 0)) this.options.channel.send({ type: 'AppsChanged', opened, closed });
+    return opened;
   }
 
-  private closeApp(name: string, reason: string): void {
+  /** Closes an app's public port and its conns; false if it had none open. */
+  private closeApp(name: string, reason: string): boolean {
     const server = this.appServers.get(name);
-    if (server === undefined) return;
+    if (server === undefined) return false;
     this.appServers.delete(name);
     server.close({ dropLive: true });
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
+    return true;
   }
 
   /** The one place control messages from the client are dispatched. */
@@ -188,6 +194,7 @@ export class AppGroup implements UserConnSink {
       case 'NewWorkConn':
       case 'ReqPooledWorkConns':
       case 'StartWorkConn':
+      case 'AppsChanged':
         this.options.emit({
           type: 'bad-peer',
           remote: this.clientAddress,
@@ -223,7 +230,6 @@ export class AppGroup implements UserConnSink {
     const pairingId = randomId();
     this.options.emit({ type: 'user-conn-accepted', group: this.name, app: app.name, remote, pairingId });
     workConn.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId }));
-    this.options.emit({ type: 'work-conn-requested', group: this.name, app: app.name, pairingId });
     this.options.emit({ type: 'work-conn-joined', group: this.name, app: app.name, pairingId, waitedMs: 0, pooled: true });
     this.startedOnPool.set(pairingId, { app: app.name, userConn });
     void app.relay(userConn, workConn, pairingId).then(() => this.startedOnPool.delete(pairingId));

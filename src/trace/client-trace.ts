@@ -1,3 +1,4 @@
+import { assertNever } from '../protocol/index.js';
 import type { Observable, Subscription } from 'rxjs';
 import type { ClientEvent } from '../client/index.js';
 import type { GroupSpec } from '../config/index.js';
@@ -47,15 +48,20 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
         return trace.message('Client', 'Client', `no heartbeat from the server for ${event.silentMs}ms`, { lost: true });
       case 'work-conn-requested':
         trace.phase('Proxying');
-        trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
+        if (event.pooled) trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}) on a pooled work conn`);
+        else trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
         return trace.message('Client', 'Client', `look up app ${event.app}`);
       case 'local-dial-failed':
         trace.message('Client', 'LocalApp', `dial ${event.target}: ${event.reason}`, { lost: true });
         return trace.message('Client', 'CommonServer', 'WorkConnFailed');
+      case 'pool-requested':
+        trace.message('appGroup', 'Client', `ReqPooledWorkConns (${event.count} ids)`);
+        return trace.message('Client', 'CommonServer', `NewWorkConn × ${event.count} (pooled: idle until users come)`);
       case 'work-conn-opened':
         trace.message('Client', 'LocalApp', `dial the local app ${event.app}`);
         trace.message('LocalApp', 'Client', 'localConn', { reply: true });
-        trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
+        // A pooled work conn presented its NewWorkConn when the pool was filled.
+        if (!event.pooled) trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
         return trace.message('Client', 'Client', 'join localConn and remoteConn');
       case 'conn-closed':
         return trace.message('LocalApp', 'Client', `conn closed (${event.bytesIn} B in, ${event.bytesOut} B out, ${event.durationMs}ms)`, { reply: true });
@@ -65,6 +71,10 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
         return trace.message('CommonServer', 'Client', `${event.code ? `Goodbye ${event.code}` : 'session lost'}: ${event.reason}`, { lost: true });
       case 'stopped':
         return trace.message('Client', 'CommonServer', `Goodbye: ${event.reason}`, { lost: true });
+      case 'apps-changed':
+        return trace.message('CommonServer', 'Client', `AppsChanged (opened ${event.opened.map((app) => app.name).join(', ') || 'none'}, closed ${event.closed.join(', ') || 'none'})`);
+      default:
+        return assertNever(event, 'client event');
     }
   });
   return {

@@ -1,4 +1,5 @@
 import type { Observable, Subscription } from 'rxjs';
+import { assertNever } from '../protocol/index.js';
 import type { ServerEvent } from '../server/index.js';
 import { MermaidTrace } from './mermaid.js';
 
@@ -100,9 +101,20 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
     case 'work-conn-requested':
       return trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
     case 'work-conn-joined':
-      trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
-      trace.message('appServer', 'appServer', `validate it, join the work conn and the UserConn (waited ${event.waitedMs}ms)`);
+      if (event.pooled) {
+        // A work conn the client opened ahead of time: no round trip to the client host.
+        trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}) on a pooled work conn`);
+        trace.message('appServer', 'appServer', 'join the pooled work conn and the UserConn at once');
+      } else {
+        trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
+        trace.message('appServer', 'appServer', `validate it, join the work conn and the UserConn (waited ${event.waitedMs}ms)`);
+      }
       return trace.message('appServer', 'User', 'bytes flow both ways', { reply: true });
+    case 'work-conn-pooled':
+      // The pool fills one conn at a time: draw the first, as the reference diagram does.
+      if (event.idle !== 1) return;
+      trace.message('appGroup', 'Client', `ReqPooledWorkConns (${event.group})`);
+      return trace.message('Client', 'CommonServer', 'NewWorkConn (pooled: idle until a user comes)');
     case 'work-conn-failed':
       return trace.message('appServer', 'User', `closed without a work conn: ${event.reason}`, { lost: true });
     case 'conn-closed':
@@ -115,5 +127,9 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('CommonServer', 'CommonServer', `take ${event.group} out of inUseGroup`);
     case 'bad-peer':
       return trace.note('CommonServer', `closed ${event.remote}: ${event.code}: ${event.reason}`);
+    case 'login-throttled':
+      return trace.note('CommonServer', `logins from ${event.remote} ${event.state} after ${event.failures} failures`);
+    default:
+      return assertNever(event, 'server event');
   }
 }
