@@ -73,6 +73,9 @@ async function openTunnel(name: PathName, targets: Record<string, number>, optio
       handshakeTimeout: '5s',
       tls,
       ...(options.pool === undefined ? {} : { workConnPool: options.pool }),
+      // One source opens users 200 at a time (idle figure): the default caps, sized against
+      // floods, would refuse them (and the client's work conns to match) with a reset.
+      extra: { limits: { maxPendingUsersPerApp: 1000, maxHandshakes: 4096, maxHandshakesPerSource: 1000 } },
     },
   );
   const processes: CliProcess[] = [];
