@@ -52,28 +52,18 @@ export async function openPath(name: PathName, targets: Record<string, number>, 
     case 'relay-tls':
       return openRelay(name, targets, 'tls-out', 'tls-in', options.certDir);
     case 'tunnel':
-      return openTunnel(name, targets, options, undefined);
-    case 'tunnel-tls': {
-      const tls = tunnelTlsSettings(options.certDir);
-      return tls === undefined ? undefined : openTunnel(name, targets, options, tls);
-    }
+      return openTunnel(name, targets, options, false);
+    case 'tunnel-tls':
+      return openTunnel(name, targets, options, true);
   }
 }
 
-interface TunnelTls {
-  serverExtra: Record<string, unknown>;
-  clientArgs: string[];
-}
-
 /**
- * How to switch the tunnel's TLS on. This branch has no TLS yet, so the TLS tunnel row reads
- * "n/a"; once the secure link lands, return its server config keys and client flags here.
+ * The tunnel as users run it: plaintext is `plaintext: true` on the server and `--plaintext` on
+ * the client; TLS lets the server create its self-signed certificate in the throwaway config
+ * directory on first start and has the client pin the fingerprint the server printed.
  */
-function tunnelTlsSettings(_certDir: string | undefined): TunnelTls | undefined {
-  return undefined;
-}
-
-async function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: TunnelTls | undefined): Promise<BenchPath> {
+async function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: boolean): Promise<BenchPath> {
   const config = makeConfigDir(
     [{ name: 'bench', secret: randomSecret(), apps: Object.entries(targets).map(([app, localPort]) => ({ name: app, localPort })) }],
     {
@@ -81,7 +71,11 @@ async function openTunnel(name: PathName, targets: Record<string, number>, optio
       heartbeatTimeout: '20s',
       pairingTimeout: '10s',
       handshakeTimeout: '5s',
-      extra: { ...(options.pool === undefined ? {} : { workConnPool: options.pool }), ...tls?.serverExtra },
+      tls,
+      ...(options.pool === undefined ? {} : { workConnPool: options.pool }),
+      // One source opens users 200 at a time (idle figure): the default caps, sized against
+      // floods, would refuse them (and the client's work conns to match) with a reset.
+      extra: { limits: { maxPendingUsersPerApp: 1000, maxHandshakes: 4096, maxHandshakesPerSource: 1000 } },
     },
   );
   const processes: CliProcess[] = [];
@@ -93,7 +87,9 @@ async function openTunnel(name: PathName, targets: Record<string, number>, optio
     const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
     const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs);
     processes.push(server.process);
-    const client = startGroupClientProcess({ configFile: config.groupFile('bench'), serverPort: server.port, extraArgs: tls?.clientArgs ?? [], nodeArgs });
+    if (tls && server.fingerprint === undefined) throw new Error('commonserver printed no certificate fingerprint with TLS on');
+    const link = tls ? { fingerprint: server.fingerprint! } : ('plaintext' as const);
+    const client = startGroupClientProcess({ configFile: config.groupFile('bench'), serverPort: server.port, link, nodeArgs });
     processes.push(client);
     const ports = parsePortTable((await client.waitForLine(/group bench active/)).input!);
     const pids = { server: server.process.pid, client: client.pid };

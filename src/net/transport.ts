@@ -1,5 +1,5 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, createServer as createTlsServer, type SecureContext, type TLSSocket } from 'node:tls';
 import { formatHostPort, type HostPort } from '../config/index.js';
 import { peerOf } from './control-channel.js';
 import { formatFingerprint, ServerTrustError } from './tls.js';
@@ -83,13 +83,11 @@ export async function dialCommon(target: HostPort, transport: ClientTransport, t
     // TLS over our own TCP socket: it carries allowHalfOpen, which the TLS socket inherits.
     socket: connect({ host: target.host, port: target.port, allowHalfOpen: true }),
     host: target.host, // the name the certificate must carry (CA mode)
-    minVersion: 'TLSv1.2',
+    secureContext: clientContext(transport),
     // Pinning replaces CA checks (a self-signed server certificate is the usual case);
     // the fingerprint is compared below, before the socket is handed out.
     rejectUnauthorized: pinned === undefined,
     ...(isIp(target.host) ? {} : { servername: target.host }),
-    ...(transport.ca ? { ca: transport.ca } : {}),
-    ...(transport.cert && transport.key ? { cert: transport.cert, key: transport.key } : {}),
   });
   let tls: TLSSocket;
   try {
@@ -109,7 +107,8 @@ export async function dialCommon(target: HostPort, transport: ClientTransport, t
     throw error;
   }
   if (pinned !== undefined) {
-    const presented = tls.getPeerCertificate(false).fingerprint256;
+    // The X509 object computes only the fingerprint; getPeerCertificate would decode every field.
+    const presented = tls.getPeerX509Certificate()?.fingerprint256;
     const actual = presented ? formatFingerprint(presented) : 'none';
     if (actual !== pinned) {
       tls.destroy();
@@ -120,6 +119,24 @@ export async function dialCommon(target: HostPort, transport: ClientTransport, t
     }
   }
   return tls;
+}
+
+/**
+ * One secure context per transport, shared by every dial: building it (CA store, key, cert)
+ * cost more than the rest of a pooled work conn's handshake when made per connection.
+ */
+const clientContexts = new WeakMap<ClientTransport, SecureContext>();
+function clientContext(transport: ClientTransport & { kind: 'tls' }): SecureContext {
+  let context = clientContexts.get(transport);
+  if (context === undefined) {
+    context = createSecureContext({
+      minVersion: 'TLSv1.2',
+      ...(transport.ca ? { ca: transport.ca } : {}),
+      ...(transport.cert && transport.key ? { cert: transport.cert, key: transport.key } : {}),
+    });
+    clientContexts.set(transport, context);
+  }
+  return context;
 }
 
 function connectWithin(socket: Socket, ready: 'connect' | 'secureConnect', target: HostPort, timeoutMs: number): Promise<Socket> {
