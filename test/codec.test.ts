@@ -34,6 +34,8 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   ReqWorkConn: { type: 'ReqWorkConn', app: 'ssh', pairingId: 'pairing-1' },
   ReqPooledWorkConns: { type: 'ReqPooledWorkConns', pairingIds: ['pool-1', 'pool-2', 'pool-3'] },
   StartWorkConn: { type: 'StartWorkConn', app: 'ssh', pairingId: 'pool-1' },
+  WorkConnEnd: { type: 'WorkConnEnd', pairingId: 'pool-1', bytes: 4_294_967_297 },
+  WorkConnIdle: { type: 'WorkConnIdle', pairingId: 'pool-1' },
   AppsChanged: {
     type: 'AppsChanged',
     opened: [
@@ -188,6 +190,10 @@ describe('FrameDecoder fed raw bytes', () => {
     ['ReqWorkConn', (m) => delete m.pairingId],
     ['NewWorkConn', (m) => (m.proof = ['ab'])],
     ['WorkConnFailed', (m) => (m.reason = { text: 'x' })],
+    ['WorkConnEnd', (m) => (m.bytes = -1)],
+    ['WorkConnEnd', (m) => (m.bytes = '12')],
+    ['WorkConnEnd', (m) => delete m.bytes],
+    ['WorkConnIdle', (m) => (m.pairingId = 7)],
     ['Goodbye', (m) => (m.code = 'BYE')],
   ];
   test('a missing or mistyped field is BAD_MESSAGE', () => {

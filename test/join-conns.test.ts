@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { joinConns, type RelayResult } from '../src/net/index.js';
+import { joinConns, joinReusable, type RelayResult, type ReusableRelay } from '../src/net/index.js';
 import { closedWithin, readAll, readBytes, socketPair } from './helpers/net.js';
 
 /**
@@ -195,4 +195,80 @@ describe('joinConns backpressure', () => {
       );
     });
   }
+});
+
+/**
+ * joinReusable: A ⇄ outer ══ inner ⇄ B, where inner is a pooled work conn. B stands for the far
+ * relay: its end arrives as a byte count (peerEnded) and never as a FIN on inner.
+ */
+async function makeReusable(): Promise<{ a: Socket; outer: Socket; inner: Socket; b: Socket; relay: ReusableRelay; outerEnd: Promise<number> }> {
+  const [a, outer] = await socketPair();
+  const [inner, b] = await socketPair();
+  opened.push(a, outer, inner, b);
+  for (const socket of [a, b]) socket.on('error', () => {});
+  let reportEnd!: (bytes: number) => void;
+  const outerEnd = new Promise<number>((resolve) => (reportEnd = resolve));
+  return { a, outer, inner, b, relay: joinReusable(outer, inner, reportEnd), outerEnd };
+}
+
+describe('joinReusable on real sockets', () => {
+  test('both ends pass as byte counts, and the work conn survives to carry more bytes', { timeout: 10_000 }, async () => {
+    const { a, inner, b, relay, outerEnd } = await makeReusable();
+    const atB = readBytes(b, 5);
+    a.end('hello');
+    assert.equal((await atB).toString(), 'hello');
+    assert.equal(await outerEnd, 5, "A's FIN is reported with the bytes it sent");
+
+    // B's answer and its end: the count is announced before the bytes have arrived.
+    const answer = randomBytes(300_000);
+    const atA = readAll(a);
+    b.write(answer);
+    relay.peerEnded(answer.length);
+    assert.ok((await atA).equals(answer), 'A gets every byte of the answer, then its FIN');
+
+    const result = await relay.done;
+    assert.equal(result.released, true);
+    assert.equal(result.error, undefined);
+    assert.deepEqual([result.bytesIn, result.bytesOut], [5, answer.length]);
+    // No FIN went either way on the work conn: it still carries bytes, and nobody forwards them.
+    assert.equal(inner.destroyed, false);
+    assert.equal(inner.readableEnded, false);
+    const again = readBytes(b, 4);
+    inner.write('next');
+    assert.equal((await again).toString(), 'next');
+    b.write('back');
+    inner.resume();
+    assert.equal((await readBytes(inner, 4)).toString(), 'back');
+  });
+
+  test('more bytes than the far end announced tear both down', { timeout: 10_000 }, async () => {
+    const { a, outer, inner, b, relay } = await makeReusable();
+    const atA = readBytes(a, 3);
+    relay.peerEnded(3);
+    b.write('abcdef');
+    await atA.catch(() => {});
+    const result = await relay.done;
+    assert.match(result.error?.message ?? '', /past the far end's stream end/);
+    assert.equal(result.released, undefined);
+    await Promise.all([closed(outer), closed(inner)]);
+  });
+
+  test('a FIN on the work conn ends it like joinConns: the outer side sees it, nothing is kept', { timeout: 10_000 }, async () => {
+    const { a, outer, inner, b, relay } = await makeReusable();
+    const atA = readAll(a);
+    b.end('bye');
+    assert.equal((await atA).toString(), 'bye');
+    a.end();
+    const result = await relay.done;
+    assert.equal(result.released, undefined);
+    await Promise.all([closed(outer), closed(inner)]);
+  });
+
+  test('a reset on the outer side closes the work conn too', { timeout: 10_000 }, async () => {
+    const { a, inner, relay } = await makeReusable();
+    a.resetAndDestroy();
+    const result = await relay.done;
+    assert.equal(result.released, undefined);
+    await closed(inner);
+  });
 });

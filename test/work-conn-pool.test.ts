@@ -1,17 +1,20 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Observable } from 'rxjs';
+import type { ClientEvent } from '../src/client/index.js';
 import { after, describe, test } from 'node:test';
 import { loadGroupFile, loadServerConfig, type ConfigError } from '../src/config/index.js';
 import { ControlChannel } from '../src/net/index.js';
 import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import type { ServerEvent } from '../src/server/index.js';
-import { startBannerApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
+import { startApp, startBannerApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, echoRoundTrip, readAll, readBytes, waitForEvent } from './helpers/net.js';
+import { connectTo, echoRoundTrip, readAll, readBytes, sha256, waitForEvent, waitUntil } from './helpers/net.js';
 
-/** A server with `workConnPool: pool` and a client for one app, both in process. */
-async function tunnel(name: string, localPort: number, pool: number) {
-  const config = makeConfigDir([{ name, secret: randomSecret(), apps: [{ name: 'app', localPort }] }], {
+/** A server with `workConnPool: pool` and a client for one app per local port, both in process. */
+async function tunnelOf(name: string, localPorts: number[], pool: number) {
+  const config = makeConfigDir([{ name, secret: randomSecret(), apps: localPorts.map((localPort, i) => ({ name: `app${i}`, localPort })) }], {
     pairingTimeout: '10s',
     extra: { workConnPool: pool },
   });
@@ -23,7 +26,23 @@ async function tunnel(name: string, localPort: number, pool: number) {
   });
   const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
   assert.equal(activated.type, 'group-activated');
-  return { server, events, clientEvents: client.events, port: activated.apps[0]!.remotePort };
+  return { server, events, clientEvents: client.events, port: activated.apps.map((app) => app.remotePort) };
+}
+
+/** The same, for one app. */
+async function tunnel(name: string, localPort: number, pool: number) {
+  const opened = await tunnelOf(name, [localPort], pool);
+  return { ...opened, port: opened.port[0]! };
+}
+
+/** How many pooled work conns the server has asked the client for, from now on. */
+function countPooledConnsAsked(clientEvents: Observable<ClientEvent>): () => number {
+  let asked = 0;
+  const subscription = clientEvents.subscribe((e) => {
+    if (e.type === 'pool-requested') asked += e.count;
+  });
+  after(() => subscription.unsubscribe());
+  return () => asked;
 }
 
 /** A promise for the next live event (not a replayed one) matching `predicate`. */
@@ -39,22 +58,109 @@ describe('work-conn pool', () => {
     for (const app of apps) await app.close();
   });
 
-  test('user conns take pooled work conns, and each taken one is replaced', { timeout: 15_000 }, async () => {
+  test('user after user reuses the pooled work conns: no new dial, no new handshake', { timeout: 15_000 }, async () => {
     const echo = await startEchoApp();
     apps.push(echo);
-    const { server, events, port } = await tunnel('pool-used', echo.port, 2);
-    await waitForEvent(events, poolFull(2), 'the pool to fill');
-    for (let i = 0; i < 4; i++) {
+    const { server, events, clientEvents, port } = await tunnel('pool-used', echo.port, 4);
+    const opened = countPooledConnsAsked(clientEvents);
+    await waitForEvent(events, poolFull(4), 'the pool to fill');
+    for (let i = 0; i < 20; i++) {
       const joined = nextEvent(server, (e) => e.type === 'work-conn-joined', 'a join');
-      const refilled = nextEvent(server, poolFull(2), 'the pool to be refilled');
+      const returned = nextEvent(server, poolFull(4), 'the work conn back in the pool');
       const payload = Buffer.from(`user ${i}`);
       assert.deepEqual(await echoRoundTrip(port, payload), payload);
       const event = await joined;
       assert.ok(event.type === 'work-conn-joined' && event.pooled === true, `user ${i} was not served from the pool`);
-      await refilled;
+      await returned;
     }
-    // Two pooled conns at first, one more per user: the app saw only the users' conns.
-    assert.equal(echo.accepted, 4);
+    assert.equal(opened(), 4, 'the four pooled work conns served all twenty users');
+    assert.equal(echo.accepted, 20, 'each user had its own conn to the app');
+  });
+
+  test('half-close both ways on a reused work conn, and no byte of one user reaches the next', { timeout: 30_000 }, async () => {
+    // Speaks first, reads to the user's FIN, then answers with what it got and ends.
+    const served: number[] = [];
+    const app = await startApp((socket) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      socket.write(`hello ${served.length}\n`);
+      served.push(0);
+      socket.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+      });
+      socket.on('end', () => socket.end(`${bytes} ${hash.digest('hex')}`));
+    });
+    // Ends first (a FIN straight after its greeting), then counts what the user still sends.
+    const countedAfterFin: number[] = [];
+    const quitter = await startApp((socket) => {
+      let bytes = 0;
+      socket.end('bye\n');
+      socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      socket.on('end', () => countedAfterFin.push(bytes));
+    });
+    apps.push(app, quitter);
+    const { server, events, clientEvents, port } = await tunnelOf('pool-half-close', [app.port, quitter.port], 2);
+    const opened = countPooledConnsAsked(clientEvents);
+    await waitForEvent(events, poolFull(2), 'the pool to fill');
+
+    for (let i = 0; i < 6; i++) {
+      const payload = randomBytes(100_000 + i * 7919);
+      let back = nextEvent(server, poolFull(2), 'the work conn back in the pool');
+      const user = await connectTo(port[0]!);
+      const greeting = await readBytes(user, `hello ${i}\n`.length);
+      assert.equal(greeting.toString(), `hello ${i}\n`);
+      const answer = readAll(user);
+      user.end(payload);
+      assert.equal((await answer).toString(), `${payload.length} ${sha256(payload)}`, `user ${i}: the app saw exactly this user's bytes`);
+      await back;
+
+      back = nextEvent(server, poolFull(2), 'the work conn back in the pool');
+      const second = await connectTo(port[1]!);
+      assert.equal((await readAll(second)).toString(), 'bye\n');
+      const late = randomBytes(50_000 + i);
+      second.end(late);
+      await waitUntil(() => countedAfterFin.length === i + 1, 'the quitting app to see the FIN');
+      assert.equal(countedAfterFin[i], late.length, `user ${i}: the app that ended first still got every byte`);
+      await back;
+    }
+    assert.equal(opened(), 2, 'two pooled work conns carried all twelve users');
+  });
+
+  test('a user that ends at once (its end may overtake StartWorkConn) still gets its echo', { timeout: 15_000 }, async () => {
+    const echo = await startEchoApp();
+    apps.push(echo);
+    const { events, clientEvents, port } = await tunnel('pool-early-end', echo.port, 4);
+    const opened = countPooledConnsAsked(clientEvents);
+    await waitForEvent(events, poolFull(4), 'the pool to fill');
+    for (let i = 0; i < 30; i++) {
+      const user = await connectTo(port);
+      user.end(`quick ${i}`);
+      assert.equal((await readAll(user)).toString(), `quick ${i}`);
+    }
+    assert.ok(opened() < 30, `the work conn was reused (${opened()} pooled conns for 30 users)`);
+  });
+
+  test('a user reset mid-stream costs its work conn: it is closed, never handed back', { timeout: 15_000 }, async () => {
+    const echo = await startEchoApp();
+    apps.push(echo);
+    const { server, events, clientEvents, port } = await tunnel('pool-reset', echo.port, 4);
+    const opened = countPooledConnsAsked(clientEvents);
+    await waitForEvent(events, poolFull(4), 'the pool to fill');
+    const closedConn = nextEvent(server, (e) => e.type === 'conn-closed', 'the reset user to be closed');
+    const user = await connectTo(port);
+    user.on('error', () => {});
+    user.write('partial');
+    assert.equal((await readBytes(user, 7)).toString(), 'partial');
+    user.resetAndDestroy();
+    await closedConn;
+    // Three idle conns remain. The next user takes one and hands it back: had the reset conn
+    // come back too, the pool would now hold four.
+    const back = nextEvent(server, (e) => e.type === 'work-conn-pooled', "the next user's conn back in the pool");
+    assert.deepEqual(await echoRoundTrip(port, Buffer.from('after')), Buffer.from('after'));
+    const event = await back;
+    assert.ok(event.type === 'work-conn-pooled' && event.idle === 3, JSON.stringify(event));
+    assert.equal(opened(), 4, 'no replacement needed yet: the pool is not below half');
   });
 
   test('a failed local dial on a pooled conn closes the user at once and says why', { timeout: 15_000 }, async () => {

@@ -29,6 +29,12 @@ export class ServerMetrics {
     registers: [this.registry],
   });
   private readonly pairingFailures = new Counter({ name: 'ntp_pairing_failures_total', help: 'User connections closed without a work conn', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly pooledWorkConns = new Counter({
+    name: 'ntp_work_conns_pooled_total',
+    help: 'Work conns put in a pool: newly opened, or reused (handed back after a user)',
+    labelNames: ['group', 'how'],
+    registers: [this.registry],
+  });
   private readonly authFailures = new Counter({ name: 'ntp_auth_failures_total', help: 'Rejected logins', labelNames: ['code'], registers: [this.registry] });
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
@@ -100,6 +106,9 @@ export class ServerMetrics {
         break;
       case 'bad-peer':
         this.badPeers.inc({ code: event.code });
+        break;
+      case 'work-conn-pooled':
+        this.pooledWorkConns.inc({ group: event.group, how: event.reused ? 'reused' : 'new' });
         break;
       default:
         return;

@@ -2,13 +2,16 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
-import { heartbeatWatchdog, joinConns, type ClientTransport, type ControlChannel } from '../net/index.js';
+import { heartbeatWatchdog, joinConns, joinReusable, type ClientTransport, type ControlChannel, type RelayResult, type ReusableRelay } from '../net/index.js';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
 import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
+
+/** WorkConnEnds kept for relays not started yet; far more than users can be in flight. */
+const MAX_EARLY_ENDS = 4096;
 
 export interface SessionEnd {
   code?: GoodbyeCode;
@@ -39,6 +42,13 @@ export class ClientSession {
   private readonly relays = new Set<{ destroy(): void }>();
   /** Pooled work conns waiting for their StartWorkConn. */
   private readonly idlePooled = new Set<Socket>();
+  /** Relays on pooled work conns by pairing id, for the server's WorkConnEnd. */
+  private readonly pooledRelays = new Map<string, ReusableRelay>();
+  /**
+   * WorkConnEnds that overtook their StartWorkConn (they travel on the common conn, the start
+   * on the work conn): kept until the relay exists.
+   */
+  private readonly earlyEnds = new Map<string, number>();
   private done = false;
   private pingSeq = 0;
   private spec: GroupSpec;
@@ -99,6 +109,8 @@ export class ClientSession {
           for (const pairingId of message.pairingIds) void this.openPooledWorkConn(pairingId);
         });
         return;
+      case 'WorkConnEnd':
+        return this.onServerEnd(message.pairingId, message.bytes);
       case 'AppsChanged':
         this.options.emit({ type: 'apps-changed', opened: message.opened, closed: message.closed, unknown: message.opened.filter((app) => !this.spec.apps.some((mine) => mine.name === app.name)).map((app) => app.name) });
         return;
@@ -111,6 +123,7 @@ export class ClientSession {
       case 'NewWorkConn':
       case 'StartWorkConn':
       case 'WorkConnFailed':
+      case 'WorkConnIdle':
         return this.end({ reason: `protocol error: the server sent ${message.type} on an active session` });
       default:
         return assertNever(message, 'message');
@@ -161,6 +174,11 @@ export class ClientSession {
       return;
     }
     if (this.done) return void workConn.destroy();
+    return this.awaitUser(workConn);
+  }
+
+  /** Waits on an idle pooled work conn for its next user, then serves that user. */
+  private async awaitUser(workConn: Socket): Promise<void> {
     this.idlePooled.add(workConn);
     const start = await awaitStartWorkConn(workConn);
     this.idlePooled.delete(workConn);
@@ -176,6 +194,7 @@ export class ClientSession {
     // A reset, not a FIN: a FIN would reach the user as an orderly half-close, while a reset
     // makes the server close the user at once. The message only says why.
     const fail = (reason: string): void => {
+      this.earlyEnds.delete(pairingId);
       workConn.resetAndDestroy();
       channel.send({ type: 'WorkConnFailed', pairingId, reason });
     };
@@ -188,13 +207,35 @@ export class ClientSession {
     return this.relay(appName, pairingId, localConn, workConn, true);
   }
 
+  private onServerEnd(pairingId: string, bytes: number): void {
+    const relay = this.pooledRelays.get(pairingId);
+    if (relay !== undefined) return relay.peerEnded(bytes);
+    // Bounded: a server sending ends for users that never come cannot grow this for ever.
+    if (this.earlyEnds.size >= MAX_EARLY_ENDS) this.earlyEnds.delete(this.earlyEnds.keys().next().value as string);
+    this.earlyEnds.set(pairingId, bytes);
+  }
+
   private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean): Promise<void> {
-    const { emit } = this.options;
+    const { emit, channel } = this.options;
     emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
     const started = Date.now();
     const relay = { destroy: () => (localConn.destroy(), workConn.destroy()) };
     this.relays.add(relay);
-    const outcome = await joinConns(localConn, workConn);
+    let outcome: RelayResult;
+    if (pooled) {
+      // The work conn is kept for the server's next user: ends travel as WorkConnEnd.
+      const reusable = joinReusable(localConn, workConn, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
+      this.pooledRelays.set(pairingId, reusable);
+      const early = this.earlyEnds.get(pairingId);
+      if (early !== undefined) {
+        this.earlyEnds.delete(pairingId);
+        reusable.peerEnded(early);
+      }
+      outcome = await reusable.done;
+      this.pooledRelays.delete(pairingId);
+    } else {
+      outcome = await joinConns(localConn, workConn);
+    }
     this.relays.delete(relay);
     emit({
       type: 'conn-closed',
@@ -204,6 +245,11 @@ export class ClientSession {
       durationMs: Date.now() - started,
       ...(outcome.error ? { error: outcome.error.message } : {}),
     });
+    if (!outcome.released) return;
+    if (this.done) return void workConn.destroy();
+    // Listening for the next StartWorkConn before the server may send it.
+    void this.awaitUser(workConn);
+    channel.send({ type: 'WorkConnIdle', pairingId });
   }
 
   private end(end: SessionEnd, { destroyChannel = true } = {}): void {
@@ -211,6 +257,7 @@ export class ClientSession {
     this.done = true;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     for (const workConn of this.idlePooled) workConn.destroy();
+    this.earlyEnds.clear();
     if (destroyChannel) this.options.channel.destroy();
     debug('session ended: %s', end.reason);
     this.resolveEnded(end);

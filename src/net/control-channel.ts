@@ -27,9 +27,25 @@ export class ControlChannel {
     return !this.socket.destroyed && this.socket.writable;
   }
 
+  /**
+   * Frames sent in one turn of the event loop leave in one write (and with TLS one record):
+   * a user's end on a pooled work conn sends two at once, and every write wakes the peer.
+   */
   send(message: Message): void {
-    if (this.open) this.socket.write(encodeFrame(message));
+    if (!this.open) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.flush);
+    }
+    this.socket.write(encodeFrame(message));
   }
+
+  private corked = false;
+  private readonly flush = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /**
    * The next message, which must be of one of `types`: anything else, or a close, rejects with
@@ -77,6 +93,7 @@ export class ControlChannel {
   }
 
   destroy(): void {
+    if (this.corked) this.flush();
     this.socket.destroy();
   }
 }

@@ -7,11 +7,27 @@ export interface RelayResult {
   bytesOut: number;
   /** The first error on either side, if the relay ended in one. */
   error?: Error;
+  /**
+   * Reusable relays only: both streams ended cleanly and the work conn outlived the relay,
+   * paused and free of this relay's listeners, ready for the next user.
+   */
+  released?: boolean;
+}
+
+/** A relay whose work conn is kept: ends are signalled beside it, by byte count. */
+export interface ReusableRelay {
+  readonly done: Promise<RelayResult>;
+  /**
+   * The far end's stream ended after `bytes` bytes on the work conn (its WorkConnEnd): once
+   * that many have reached the outer socket, the outer socket is ended.
+   */
+  peerEnded(bytes: number): void;
 }
 
 /**
  * Relays bytes both ways between `outer` (a plain TCP socket: the user conn, or the local
- * app conn) and `inner` (the work conn). The only place in the project that splices sockets.
+ * app conn) and `inner` (the work conn). With `joinReusable`, the only places in the project
+ * that splice sockets.
  *
  * - Backpressure: a write the destination cannot take at once pauses the source until the
  *   destination drains (what `pipe` does, per chunk nothing more).
@@ -22,77 +38,206 @@ export interface RelayResult {
  *
  * Not `pipe`: two pipes cost ~3.4 KB of heap per relayed conn in listener closures and pipe
  * state, in each process (10,000 conns: 34 MB). The listeners below are shared by every relay;
- * a socket only points at its peer.
+ * each socket points at one small record of its relay.
  */
 export function joinConns(outer: Socket, inner: Socket): Promise<RelayResult> {
-  return new Promise((resolve) => {
-    if (outer.destroyed || inner.destroyed) {
-      outer.destroy();
-      inner.destroy();
-      resolve({ bytesIn: outer.bytesRead, bytesOut: outer.bytesWritten, error: new Error('a side closed before the relay began') });
+  return new Promise((resolve) => start(new RelayState(outer, inner, resolve, undefined)));
+}
+
+/**
+ * Like `joinConns`, but the work conn survives a clean end so that it can carry the next
+ * user: a FIN is never sent on it. The outer side's FIN is reported through `onOuterEnd` with
+ * the number of bytes it sent (the caller tells the far end, beside the work conn), and the
+ * far end's end arrives the same way, through `peerEnded`. Byte counts, not markers in the
+ * stream, so the relay still forwards chunks untouched. Once both ends are through, the work
+ * conn is handed back (`released`); after an error, a reset or a FIN on the work conn itself,
+ * it is closed as with `joinConns`.
+ */
+export function joinReusable(outer: Socket, inner: Socket, onOuterEnd: (bytes: number) => void): ReusableRelay {
+  let state!: RelayState;
+  const done = new Promise<RelayResult>((resolve) => {
+    state = new RelayState(outer, inner, resolve, onOuterEnd);
+    start(state);
+  });
+  return { done, peerEnded: (bytes) => state.peerEnded(bytes) };
+}
+
+const RELAY = Symbol('relay');
+interface RelaySocket extends Socket {
+  [RELAY]?: RelayState;
+}
+
+class RelayState {
+  private firstError: Error | undefined;
+  private open = 2;
+  private settled = false;
+  /** The outer socket's FIN was seen. */
+  private outerEnded = false;
+  /** Reusable: the far end's byte count, once it said its stream ended. */
+  private expected = -1;
+  /** Reusable: everything the far end sent reached the outer socket, which was ended. */
+  private peerDelivered = false;
+
+  constructor(
+    readonly outer: Socket,
+    readonly inner: Socket,
+    private readonly resolve: (result: RelayResult) => void,
+    /** Set while the work conn may still be kept; cleared by anything that rules that out. */
+    private onOuterEnd: ((bytes: number) => void) | undefined,
+  ) {}
+
+  peerOf(socket: Socket): Socket {
+    return socket === this.outer ? this.inner : this.outer;
+  }
+
+  resumePeerOf(socket: Socket): void {
+    // A work conn whose far end is through stays paused: it has no reader of ours any more.
+    if (socket === this.outer && this.peerDelivered) return;
+    this.peerOf(socket).resume();
+  }
+
+  fail(error: Error): void {
+    this.firstError ??= error;
+    this.outer.destroy();
+    this.inner.destroy();
+  }
+
+  onEnd(socket: Socket): void {
+    if (socket === this.inner) {
+      // A FIN on the work conn: the far end gave it up, so it ends like a plain relay.
+      if (this.onOuterEnd !== undefined && this.outerEnded) this.inner.end();
+      this.onOuterEnd = undefined;
+      this.outer.end();
       return;
     }
-    let firstError: Error | undefined;
-    let open = 2;
-
-    const onError = (error: Error): void => {
-      firstError ??= error;
-      outer.destroy();
-      inner.destroy();
-    };
-    const onClose = (closed: Socket, other: Socket) => (): void => {
-      // Once both read sides saw EOF, `other` only has to flush what it already holds;
-      // otherwise there is data that can no longer be delivered, so tear it down.
-      if (!closed.readableEnded || !other.readableEnded) other.destroy();
-      if (--open === 0) {
-        outer.off('error', onError);
-        inner.off('error', onError);
-        // Keep a listener: a late error on a closed socket must not crash the process.
-        outer.on('error', ignore);
-        inner.on('error', ignore);
-        resolve({
-          bytesIn: outer.bytesRead,
-          bytesOut: outer.bytesWritten,
-          ...(firstError ? { error: firstError } : {}),
-        });
-      }
-    };
-
-    outer.on('error', onError);
-    inner.on('error', onError);
-    outer.once('close', onClose(outer, inner));
-    inner.once('close', onClose(inner, outer));
-    outer.setNoDelay(true);
-    inner.setNoDelay(true);
-    (outer as RelaySocket)[PEER] = inner;
-    (inner as RelaySocket)[PEER] = outer;
-    for (const socket of [outer, inner]) {
-      socket.on('data', forward);
-      socket.on('drain', resumePeer);
-      socket.on('end', endPeer);
+    this.outerEnded = true;
+    if (this.onOuterEnd === undefined) {
+      this.inner.end();
+      return;
     }
-    outer.resume();
-    inner.resume();
-  });
+    this.onOuterEnd(this.outer.bytesRead);
+    this.releaseIfDone();
+  }
+
+  peerEnded(bytes: number): void {
+    if (this.onOuterEnd === undefined || this.expected >= 0 || this.settled) return;
+    this.expected = bytes;
+    if (!this.checkDelivered()) this.inner.on('data', watchForPeerEnd);
+  }
+
+  /** Whether the far end's stream is through; ends the outer socket when it is. */
+  checkDelivered(): boolean {
+    const written = this.outer.bytesWritten;
+    if (written === undefined || written < this.expected) return false;
+    this.inner.off('data', watchForPeerEnd);
+    if (written > this.expected) {
+      this.fail(new Error(`the work conn carried ${written - this.expected} bytes past the far end's stream end`));
+      return true;
+    }
+    this.inner.off('data', forward);
+    this.inner.pause();
+    this.peerDelivered = true;
+    this.outer.end();
+    this.releaseIfDone();
+    return true;
+  }
+
+  private releaseIfDone(): void {
+    if (this.onOuterEnd === undefined || !this.outerEnded || !this.peerDelivered || this.settled) return;
+    const { outer, inner } = this;
+    for (const socket of [outer, inner]) {
+      socket.off('data', forward);
+      socket.off('drain', resumePeer);
+      socket.off('end', endPeer);
+      socket.off('error', relayError);
+      socket.off('close', relayClosed);
+      delete (socket as RelaySocket)[RELAY];
+    }
+    // The user or app socket still flushes its last bytes and closes by itself; the work
+    // conn waits, paused, for its next owner. Neither may crash the process with a late error.
+    if (outer.listenerCount('error') === 0) outer.on('error', ignore);
+    if (inner.listenerCount('error') === 0) inner.on('error', ignore);
+    inner.pause();
+    this.finish(true);
+  }
+
+  onClose(closed: Socket): void {
+    const other = this.peerOf(closed);
+    // Once both read sides saw EOF, `other` only has to flush what it already holds;
+    // otherwise there is data that can no longer be delivered, so tear it down.
+    if (!closed.readableEnded || !other.readableEnded) other.destroy();
+    if (--this.open === 0) {
+      for (const socket of [this.outer, this.inner]) {
+        socket.off('error', relayError);
+        // Keep a listener: a late error on a closed socket must not crash the process.
+        socket.on('error', ignore);
+      }
+      this.finish(false);
+    }
+  }
+
+  private finish(released: boolean): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.resolve({
+      bytesIn: this.outer.bytesRead,
+      bytesOut: this.outer.bytesWritten ?? 0,
+      ...(this.firstError ? { error: this.firstError } : {}),
+      ...(released ? { released } : {}),
+    });
+  }
+}
+
+function start(state: RelayState): void {
+  const { outer, inner } = state;
+  if (outer.destroyed || inner.destroyed) {
+    state.fail(new Error('a side closed before the relay began'));
+    state.onClose(outer);
+    state.onClose(inner);
+    return;
+  }
+  outer.setNoDelay(true);
+  inner.setNoDelay(true);
+  for (const socket of [outer, inner] as RelaySocket[]) {
+    socket[RELAY] = state;
+    socket.on('error', relayError);
+    socket.on('close', relayClosed);
+    socket.on('data', forward);
+    socket.on('drain', resumePeer);
+    socket.on('end', endPeer);
+  }
+  outer.resume();
+  inner.resume();
 }
 
 function ignore(): void {}
 
 // One set of listeners for every relay (`this` is the socket that fired): no closures per conn.
-const PEER = Symbol('relay peer');
-interface RelaySocket extends Socket {
-  [PEER]: Socket;
-}
+// A socket's record may be gone (a released work conn): then the event is not the relay's.
 
 function forward(this: RelaySocket, chunk: Buffer): void {
-  if (!this[PEER].write(chunk)) this.pause();
+  const state = this[RELAY];
+  if (state !== undefined && !state.peerOf(this).write(chunk)) this.pause();
 }
 
 /** The peer's writes were held up by this socket; they may go on. */
 function resumePeer(this: RelaySocket): void {
-  this[PEER].resume();
+  this[RELAY]?.resumePeerOf(this);
 }
 
 function endPeer(this: RelaySocket): void {
-  this[PEER].end();
+  this[RELAY]?.onEnd(this);
+}
+
+function relayError(this: RelaySocket, error: Error): void {
+  this[RELAY]?.fail(error);
+}
+
+function relayClosed(this: RelaySocket): void {
+  this[RELAY]?.onClose(this);
+}
+
+/** Installed on a reusable work conn only while its far end's last bytes are on their way. */
+function watchForPeerEnd(this: RelaySocket): void {
+  this[RELAY]?.checkDelivered();
 }

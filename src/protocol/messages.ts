@@ -7,7 +7,9 @@
  * and Goodbye from either side before a deliberate close.
  * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes.
  * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
- * then the user's raw bytes.
+ * then the user's raw bytes. It is never half-closed: each side reports its end of the user's
+ * stream as WorkConnEnd on the control conn, and once both are through (WorkConnIdle from the
+ * client) it waits for the next StartWorkConn.
  *
  * The diagram in `diagrams/sequence.md` names exactly these types; a test keeps both in step.
  */
@@ -130,6 +132,28 @@ export interface AppsChanged {
   closed: string[];
 }
 
+/**
+ * Either way on the common conn, for a user on a pooled work conn: the stream this side relays
+ * into the work conn ended (the user's or the local app's FIN) after `bytes` bytes. Instead of
+ * a FIN on the work conn, which would end it for good; the receiver ends its own socket once
+ * exactly that many bytes have arrived, so no marker is needed inside the relayed bytes.
+ */
+export interface WorkConnEnd {
+  type: 'WorkConnEnd';
+  pairingId: string;
+  bytes: number;
+}
+
+/**
+ * Client → server on the common conn: both ends of `pairingId`'s stream are through on the
+ * client, and its work conn waits for a StartWorkConn again. The server puts it back in the
+ * pool once its own side is through too.
+ */
+export interface WorkConnIdle {
+  type: 'WorkConnIdle';
+  pairingId: string;
+}
+
 export interface WorkConnFailed {
   type: 'WorkConnFailed';
   pairingId: string;
@@ -155,6 +179,8 @@ export type Message =
   | NewWorkConn
   | ReqPooledWorkConns
   | StartWorkConn
+  | WorkConnEnd
+  | WorkConnIdle
   | AppsChanged
   | WorkConnFailed
   | Goodbye;
@@ -173,6 +199,8 @@ export const MESSAGE_TYPES = [
   'NewWorkConn',
   'ReqPooledWorkConns',
   'StartWorkConn',
+  'WorkConnEnd',
+  'WorkConnIdle',
   'AppsChanged',
   'WorkConnFailed',
   'Goodbye',

@@ -38,6 +38,10 @@ export function validateMessage(value: unknown): Message {
       return { type, pairingIds: list(obj, 'pairingIds', (v, f) => stringValue(v, f, 128)) };
     case 'StartWorkConn':
       return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128) };
+    case 'WorkConnEnd':
+      return { type, pairingId: str(obj, 'pairingId', 128), bytes: int(obj, 'bytes') };
+    case 'WorkConnIdle':
+      return { type, pairingId: str(obj, 'pairingId', 128) };
     case 'AppsChanged':
       return { type, opened: list(obj, 'opened', appBinding), closed: list(obj, 'closed', (v, f) => stringValue(v, f, 128)) };
     case 'WorkConnFailed':

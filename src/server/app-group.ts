@@ -14,13 +14,25 @@ import {
   type Message,
   type NewWorkConn,
 } from '../protocol/index.js';
-import { AppServer, type UserConnSink } from './app-server.js';
+import { AppServer, type RelayHandle, type UserConnSink } from './app-server.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
 import { portRefusal } from './policy.js';
 import { WorkConnPool } from './work-conn-pool.js';
 
 const debug = createDebug('ntp:server:app-group');
+
+/** A user on a pooled work conn, from StartWorkConn until the conn is back in the pool. */
+interface PooledUse {
+  app: string;
+  userConn: Socket;
+  workConn: Socket;
+  relay: RelayHandle;
+  /** Both ends are through on the server; the work conn waits, paused, for WorkConnIdle. */
+  released: boolean;
+  /** The client said both ends are through on its side. */
+  clientIdle: boolean;
+}
 
 export interface AppGroupOptions {
   spec: GroupSpec;
@@ -59,8 +71,11 @@ export class AppGroup implements UserConnSink {
   private readonly appServers = new Map<string, AppServer>();
   private readonly pairings: Pairings;
   private readonly pool: WorkConnPool;
-  /** Users joined through a pooled conn, until their relay ends: a late WorkConnFailed names one. */
-  private readonly startedOnPool = new Map<string, { app: string; userConn: Socket }>();
+  /**
+   * Users joined through a pooled conn, until their work conn is back in the pool or closed:
+   * WorkConnEnd, WorkConnIdle and a late WorkConnFailed name one.
+   */
+  private readonly startedOnPool = new Map<string, PooledUse>();
   private readonly subscriptions: Subscription[] = [];
   private active = true;
   private currentSpec: GroupSpec;
@@ -77,7 +92,7 @@ export class AppGroup implements UserConnSink {
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
     this.pool = new WorkConnPool(options.workConnPool, options.pairingTimeoutMs, (pairingIds) =>
       options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
-      (idle) => options.emit({ type: 'work-conn-pooled', group: this.name, idle }),
+      (idle, reused) => options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(reused ? { reused } : {}) }),
     );
   }
 
@@ -184,6 +199,10 @@ export class AppGroup implements UserConnSink {
         return;
       case 'WorkConnFailed':
         return this.handleWorkConnFailed(message.pairingId, message.reason);
+      case 'WorkConnEnd':
+        return this.startedOnPool.get(message.pairingId)?.relay.peerEnded(message.bytes);
+      case 'WorkConnIdle':
+        return this.handleWorkConnIdle(message.pairingId);
       case 'Goodbye':
         return this.deactivate('CLIENT_LEFT', `client said goodbye: ${message.reason}`);
       case 'Hello':
@@ -231,8 +250,29 @@ export class AppGroup implements UserConnSink {
     this.options.emit({ type: 'user-conn-accepted', group: this.name, app: app.name, remote, pairingId });
     workConn.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId }));
     this.options.emit({ type: 'work-conn-joined', group: this.name, app: app.name, pairingId, waitedMs: 0, pooled: true });
-    this.startedOnPool.set(pairingId, { app: app.name, userConn });
-    void app.relay(userConn, workConn, pairingId).then(() => this.startedOnPool.delete(pairingId));
+    const relay = app.relay(userConn, workConn, pairingId, (bytes) => this.options.channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
+    const use: PooledUse = { app: app.name, userConn, workConn, relay, released: false, clientIdle: false };
+    this.startedOnPool.set(pairingId, use);
+    void relay.done.then((result) => {
+      if (!result.released) return void this.startedOnPool.delete(pairingId);
+      use.released = true;
+      this.returnToPool(pairingId, use);
+    });
+  }
+
+  /** Back to the pool once both ends are through here and the client said it is idle. */
+  private returnToPool(pairingId: string, use: PooledUse): void {
+    if (!use.released || !use.clientIdle) return;
+    this.startedOnPool.delete(pairingId);
+    if (this.active) this.pool.giveBack(use.workConn);
+    else use.workConn.destroy();
+  }
+
+  private handleWorkConnIdle(pairingId: string): void {
+    const use = this.startedOnPool.get(pairingId);
+    if (use === undefined) return; // its relay failed meanwhile: the work conn is closed already
+    use.clientIdle = true;
+    this.returnToPool(pairingId, use);
   }
 
   /**
@@ -279,6 +319,8 @@ export class AppGroup implements UserConnSink {
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     for (const app of this.appServers.values()) app.close({ dropLive });
     this.pool.destroy();
+    // Work conns between two users (released here, the client not yet idle) go with the pool.
+    for (const use of this.startedOnPool.values()) if (use.released) use.workConn.destroy();
     for (const user of this.pairings.dropAll()) {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
     }

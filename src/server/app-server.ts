@@ -1,11 +1,14 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
-import { joinConns, peerOf } from '../net/index.js';
+import { joinConns, joinReusable, peerOf, type ReusableRelay } from '../net/index.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
 
 const debug = createDebug('ntp:server:app-server');
+
+/** A relay in progress; `peerEnded` passes on the client's WorkConnEnd (reusable relays). */
+export type RelayHandle = ReusableRelay;
 
 /** What an AppServer needs from its AppGroup: a work conn for each UserConn it holds. */
 export interface UserConnSink {
@@ -105,11 +108,16 @@ export class AppServer {
     this.reportedOut = bytesOut;
   }
 
-  /** Relays a paired UserConn and work conn until both are done, then reports the bytes. */
-  relay(userConn: Socket, workConn: Socket, pairingId: string): Promise<void> {
+  /**
+   * Relays a paired UserConn and work conn until both are done, then reports the bytes. With
+   * `onUserEnd`, the work conn is kept for the next user (`joinReusable`): the user's FIN is
+   * reported there instead of being sent on it, and `done` says whether it was released.
+   */
+  relay(userConn: Socket, workConn: Socket, pairingId: string, onUserEnd?: (bytes: number) => void): RelayHandle {
     const started = Date.now();
     this.liveConns.add(userConn);
-    return joinConns(userConn, workConn).then((result) => {
+    const handle: RelayHandle = onUserEnd ? joinReusable(userConn, workConn, onUserEnd) : { done: joinConns(userConn, workConn), peerEnded: () => {} };
+    const done = handle.done.then((result) => {
       this.liveConns.delete(userConn);
       this.totalBytesIn += result.bytesIn;
       this.totalBytesOut += result.bytesOut;
@@ -125,7 +133,9 @@ export class AppServer {
         durationMs: Date.now() - started,
         ...(result.error ? { error: result.error.message } : {}),
       });
+      return result;
     });
+    return { done, peerEnded: handle.peerEnded };
   }
 
   private readonly onUserConn = (userConn: Socket): void => {

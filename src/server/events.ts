@@ -19,7 +19,8 @@ export type ServerEvent =
   | { type: 'user-conn-refused'; group: string; app: string; remote: string; reason: string }
   | { type: 'work-conn-requested'; group: string; app: string; pairingId: string }
   | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number; pooled?: boolean }
-  | { type: 'work-conn-pooled'; group: string; idle: number }
+  /** `reused`: a conn handed back after its user (WorkConnIdle), not a new one. */
+  | { type: 'work-conn-pooled'; group: string; idle: number; reused?: boolean }
   | { type: 'work-conn-failed'; group: string; app: string; pairingId: string; reason: string }
   | {
       type: 'conn-closed';

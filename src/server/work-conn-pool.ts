@@ -27,7 +27,7 @@ export class WorkConnPool {
     private readonly size: number,
     private readonly timeoutMs: number,
     private readonly request: (pairingIds: string[]) => void,
-    private readonly onPooled: (idle: number) => void,
+    private readonly onPooled: (idle: number, reused: boolean) => void,
   ) {}
 
   get idleCount(): number {
@@ -61,6 +61,22 @@ export class WorkConnPool {
       workConn.destroy();
       return;
     }
+    this.park(workConn, false);
+  }
+
+  /**
+   * A work conn whose user is through on both ends (WorkConnIdle) comes back: idle again,
+   * unless the pool is already full (more users at once than its size), then it is closed.
+   */
+  giveBack(workConn: Socket): void {
+    if (this.destroyed || this.idle.size >= this.size || workConn.destroyed || !workConn.writable) {
+      workConn.destroy();
+      return;
+    }
+    this.park(workConn, true);
+  }
+
+  private park(workConn: Socket, reused: boolean): void {
     // Read while idle, so that a FIN or reset from the client is noticed before a user is
     // put on this conn. Nothing may arrive before StartWorkConn: a byte is a protocol error.
     const drop = (): void => {
@@ -80,7 +96,7 @@ export class WorkConnPool {
     workConn.on('close', drop);
     this.idle.set(workConn, unwatch);
     workConn.resume();
-    this.onPooled(this.idle.size);
+    this.onPooled(this.idle.size, reused);
   }
 
   /** The oldest idle work conn, paused and unwatched (the caller owns it), or undefined. */
@@ -96,10 +112,12 @@ export class WorkConnPool {
       }
       workConn.destroy();
     }
-    // Replacements are asked for in batches, once the pool is down to half: one control
-    // frame per few users rather than one each. And after this turn, so that the user's own
-    // StartWorkConn goes out first and the client dials the user's app before the batch.
-    if (!this.topUpScheduled && (this.idle.size + this.requested.size) * 2 <= this.size) {
+    // Replacements are asked for in batches, once the pool is below half: one control frame
+    // per few users rather than one each, and none while users come and go one after the
+    // other, each handing its conn back (WorkConnIdle) before the next takes one. After this
+    // turn, so that the user's own StartWorkConn goes out first and the client dials the
+    // user's app before the batch.
+    if (!this.topUpScheduled && (this.idle.size + this.requested.size) * 2 < this.size) {
       this.topUpScheduled = true;
       setImmediate(() => {
         this.topUpScheduled = false;
