@@ -28,15 +28,17 @@ export class ControlChannel {
   }
 
   /**
-   * Frames sent in one turn of the event loop leave in one write (and with TLS one record):
-   * a user's end on a pooled work conn sends two at once, and every write wakes the peer.
+   * Frames sent while the event loop handles one batch of I/O leave in one write (and with
+   * TLS one record): every write wakes the peer. The flush waits for the check phase, not
+   * the next tick, so that sends after an `await` (a relay's end, then its WorkConnIdle) and
+   * sends for several conns whose events arrived together share it.
    */
   send(message: Message): void {
     if (!this.open) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.flush);
+      setImmediate(this.flush);
     }
     this.socket.write(encodeFrame(message));
   }

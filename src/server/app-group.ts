@@ -248,7 +248,13 @@ export class AppGroup implements UserConnSink {
   private startOnPooled(app: AppServer, userConn: Socket, remote: string, workConn: Socket): void {
     const pairingId = randomId();
     this.options.emit({ type: 'user-conn-accepted', group: this.name, app: app.name, remote, pairingId });
+    // The frame waits for the user's first bytes when they are already in the kernel (a client
+    // usually writes as soon as it connects): they are read in the loop's next poll phase, and
+    // then both leave in one write, one TLS record, one wakeup of the client. An app that
+    // speaks first loses only that turn of the loop.
+    workConn.cork();
     workConn.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId }));
+    setImmediate(uncorkAfterNextPoll, workConn);
     this.options.emit({ type: 'work-conn-joined', group: this.name, app: app.name, pairingId, waitedMs: 0, pooled: true });
     const relay = app.relay(userConn, workConn, pairingId, (bytes) => this.options.channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
     const use: PooledUse = { app: app.name, userConn, workConn, relay, released: false, clientIdle: false };
@@ -410,4 +416,12 @@ function describeBindError(error: NodeJS.ErrnoException, port: number): string {
     default:
       return `cannot listen on port ${port}: ${error.message}`;
   }
+}
+
+function uncorkAfterNextPoll(socket: Socket): void {
+  setImmediate(uncork, socket);
+}
+
+function uncork(socket: Socket): void {
+  socket.uncork();
 }
