@@ -59,6 +59,20 @@ export function rssBytes(pid: number): number {
   }
 }
 
+let clockTicksPerSecond: number | undefined;
+
+/** CPU time (user + system) a process has used so far, in ms, or NaN once it is gone. */
+export function cpuMs(pid: number): number {
+  clockTicksPerSecond ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+  try {
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Samples the RSS of `pids` every `everyMs` until stopped; `stop()` returns each one's peak. */
 export function sampleRss(pids: number[], everyMs = 100): { stop(): number[] } {
   const peaks = pids.map((pid) => rssBytes(pid));

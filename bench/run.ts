@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
 import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
-import { checkTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
+import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
 
@@ -210,10 +210,20 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
       return;
     }
     case 'setup': {
+      const pids = path.pids('echo');
+      const cpuBefore = pids && { server: cpuMs(pids.server), client: cpuMs(pids.client) };
       const setup = await connSetup(path.ports.echo!, settings.conns);
       add('setup conns/s', setup.connsPerSecond);
       add('setup p50 ms', setup.p50Ms);
       add('setup p99 ms', setup.p99Ms);
+      if (pids && cpuBefore) {
+        add('setup CPU µs/conn, server', ((cpuMs(pids.server) - cpuBefore.server) * 1000) / settings.conns);
+        add('setup CPU µs/conn, client', ((cpuMs(pids.client) - cpuBefore.client) * 1000) / settings.conns);
+      }
+      // One user at a time with the processes otherwise quiet: the latency a user sees
+      // when the previous one's teardown is not competing for the two cores.
+      const paced = await connSetup(path.ports.echo!, Math.ceil(settings.conns / 4), 2);
+      add('setup p50 ms, 2 ms apart', paced.p50Ms);
       return;
     }
     case 'redis': {

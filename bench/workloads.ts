@@ -60,11 +60,16 @@ export interface SetupFigures {
   p99Ms: number;
 }
 
-/** `count` sequential user conns, each sending one byte and awaiting the echo. */
-export async function connSetup(port: number, count: number): Promise<SetupFigures> {
+/**
+ * `count` sequential user conns, each sending one byte and awaiting the echo. With `pauseMs`,
+ * each conn waits that long after the previous one closed, so that the relay's teardown of
+ * one user does not overlap the next user's setup.
+ */
+export async function connSetup(port: number, count: number, pauseMs = 0): Promise<SetupFigures> {
   const latencies: number[] = [];
   const started = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
+    if (pauseMs > 0) await sleep(pauseMs);
     const { socket, ms } = await echoedConn(port, 10_000);
     socket.destroy();
     latencies.push(ms);

@@ -25,4 +25,11 @@ test('the bench measures connection setup through the tunnel (quickest mode)', {
   const cells = row.replace('setup conns/s', '').trim().split(/\s+/);
   assert.ok(Number(cells[0]!.replaceAll(',', '')) > 0, row);
   assert.ok(Number(cells[1]!.replaceAll(',', '')) > 0, row);
+  // The tunnel's processes report their CPU per user; direct has no process of ours.
+  const cpu = output.split('\n').find((line) => line.startsWith('setup CPU µs/conn, client'));
+  assert.ok(cpu, `no CPU row in:\n${output}`);
+  const [direct, tunnel] = cpu.replace('setup CPU µs/conn, client', '').trim().split(/\s+/);
+  assert.equal(direct, '-', cpu);
+  assert.ok(Number(tunnel!.replaceAll(',', '')) >= 0, cpu);
+  assert.ok(output.split('\n').some((line) => line.startsWith('setup p50 ms, 2 ms apart')), output);
 });
