@@ -235,6 +235,9 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
     }
     case 'idle': {
       const idle = await idleConns(path.ports.idle!, settings.idleConns, path.pids('idle')!);
+      // What each process holds before any user: the floor under every RSS figure.
+      add('RSS at rest, server MB', idle.rssBefore.server / 2 ** 20);
+      add('RSS at rest, client MB', idle.rssBefore.client / 2 ** 20);
       add('idle conns', idle.conns);
       add('idle bytes/conn, server', idle.bytesPerConn.server);
       add('idle bytes/conn, client', idle.bytesPerConn.client);
