@@ -1,4 +1,4 @@
-import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 
 /**
  * Entropy drawn from the system CSPRNG a few KB at a time: a pooled user costs a pairing id,
@@ -11,7 +11,7 @@ let entropyUsed = ENTROPY_BATCH;
 
 /** 128 bits of randomness, URL-safe: nonces, session ids, pairing ids. */
 export function randomId(bytes = 16): string {
-  if (bytes > ENTROPY_BATCH) return randomFillSync(Buffer.alloc(bytes)).toString('base64url');
+  if (bytes > ENTROPY_BATCH) return randomBytes(bytes).toString('base64url');
   if (entropyUsed + bytes > ENTROPY_BATCH) {
     randomFillSync(entropy);
     entropyUsed = 0;
