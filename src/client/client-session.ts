@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
-import { heartbeatWatchdog, joinConns, joinReusable, type ClientTransport, type ControlChannel, type RelayResult, type ReusableRelay } from '../net/index.js';
+import { heartbeatWatchdog, joinConns, joinReusable, resetSocket, type ClientTransport, type ControlChannel, type RelayResult, type ReusableRelay } from '../net/index.js';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
@@ -195,7 +195,7 @@ export class ClientSession {
     // makes the server close the user at once. The message only says why.
     const fail = (reason: string): void => {
       this.earlyEnds.delete(pairingId);
-      workConn.resetAndDestroy();
+      resetSocket(workConn);
       channel.send({ type: 'WorkConnFailed', pairingId, reason });
     };
     const app = spec.apps.find((candidate) => candidate.name === appName);

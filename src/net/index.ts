@@ -4,3 +4,4 @@ export * from './heartbeat.js';
 export * from './join-conns.js';
 export * from './tls.js';
 export * from './transport.js';
+export * from './reset.js';
