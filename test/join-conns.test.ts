@@ -3,8 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { joinConns, joinReusable, type RelayResult, type ReusableRelay } from '../src/net/index.js';
-import { closedWithin, readAll, readBytes, socketPair } from './helpers/net.js';
+import { joinConns, joinReusable, WorkConnTracker, type RelayResult, type ReusableRelay } from '../src/net/index.js';
+import { closedWithin, readAll, readBytes, socketPair, streamEnding } from './helpers/net.js';
 
 /**
  * A ⇄ outer ══joinConns══ inner ⇄ B, all real loopback sockets. A and B are the two far
@@ -61,14 +61,16 @@ describe('joinConns on real sockets', () => {
   }
 
   for (const resetter of ['A', 'B'] as const) {
-    test(`a reset from ${resetter} destroys the other side promptly`, { timeout: 10_000 }, async () => {
+    test(`a reset from ${resetter} reaches the other side as a reset, promptly`, { timeout: 10_000 }, async () => {
       const relay = await makeRelay();
       const [from, to, farRelaySide] = resetter === 'A' ? [relay.a, relay.b, relay.inner] : [relay.b, relay.a, relay.outer];
       // Make sure the relay is carrying data before the reset.
       from.write('ping');
       assert.equal((await readBytes(to, 4)).toString(), 'ping');
       const otherGone = closedWithin(to);
+      const otherEnding = streamEnding(to);
       from.resetAndDestroy();
+      assert.equal((await otherEnding).ending, 'reset', 'the far end sees ECONNRESET, never a clean FIN');
       const { error, bytesIn, bytesOut } = await relay.result;
       assert.equal((error as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET', 'the relay reports the reset');
       assert.ok(farRelaySide.destroyed, 'the other relay socket is destroyed, not left half-open');
@@ -91,6 +93,7 @@ describe('joinConns on real sockets', () => {
     const [a, outer] = await socketPair();
     const [inner, b] = await socketPair();
     opened.push(a, outer, inner, b);
+    for (const socket of [a, b]) socket.on('error', () => {});
     inner.destroy();
     const { error } = await joinConns(outer, inner);
     assert.ok(error);
@@ -201,14 +204,15 @@ describe('joinConns backpressure', () => {
  * joinReusable: A ⇄ outer ══ inner ⇄ B, where inner is a pooled work conn. B stands for the far
  * relay: its end arrives as a byte count (peerEnded) and never as a FIN on inner.
  */
-async function makeReusable(): Promise<{ a: Socket; outer: Socket; inner: Socket; b: Socket; relay: ReusableRelay; outerEnd: Promise<number> }> {
+async function makeReusable(): Promise<{ a: Socket; outer: Socket; inner: Socket; b: Socket; relay: ReusableRelay; outerEnd: Promise<number>; tracker: WorkConnTracker }> {
   const [a, outer] = await socketPair();
   const [inner, b] = await socketPair();
   opened.push(a, outer, inner, b);
   for (const socket of [a, b]) socket.on('error', () => {});
   let reportEnd!: (bytes: number) => void;
   const outerEnd = new Promise<number>((resolve) => (reportEnd = resolve));
-  return { a, outer, inner, b, relay: joinReusable(outer, inner, reportEnd), outerEnd };
+  const tracker = new WorkConnTracker();
+  return { a, outer, inner, b, relay: joinReusable(outer, inner, tracker, reportEnd), outerEnd, tracker };
 }
 
 describe('joinReusable on real sockets', () => {
@@ -253,22 +257,39 @@ describe('joinReusable on real sockets', () => {
     await Promise.all([closed(outer), closed(inner)]);
   });
 
-  test('a FIN on the work conn ends it like joinConns: the outer side sees it, nothing is kept', { timeout: 10_000 }, async () => {
-    const { a, outer, inner, b, relay } = await makeReusable();
-    const atA = readAll(a);
+  test('a bare FIN on the work conn (a crash of the far end) reaches the outer side as a reset', { timeout: 10_000 }, async () => {
+    const { a, outer, inner, b, relay, tracker } = await makeReusable();
+    const atA = streamEnding(a);
     b.end('bye');
-    assert.equal((await atA).toString(), 'bye');
-    a.end();
+    const ending = await atA;
+    assert.equal(ending.ending, 'reset', 'never a clean end: the WorkConnEnd never came');
     const result = await relay.done;
     assert.equal(result.released, undefined);
+    assert.equal(tracker.state.phase, 'reset');
     await Promise.all([closed(outer), closed(inner)]);
   });
 
-  test('a reset on the outer side closes the work conn too', { timeout: 10_000 }, async () => {
-    const { a, inner, relay } = await makeReusable();
+  test('a reset on the outer side resets the work conn too', { timeout: 10_000 }, async () => {
+    const { a, b, inner, relay, tracker } = await makeReusable();
+    const atB = streamEnding(b);
+    a.write('x');
+    assert.equal((await readBytes(b, 1)).toString(), 'x');
     a.resetAndDestroy();
     const result = await relay.done;
     assert.equal(result.released, undefined);
+    assert.equal((await atB).ending, 'reset');
+    assert.equal(tracker.state.phase, 'reset');
     await closed(inner);
+  });
+
+  test('a forced teardown (session over) resets both far ends, mid-stream', { timeout: 10_000 }, async () => {
+    const { a, b, relay, tracker } = await makeReusable();
+    const [atA, atB] = [streamEnding(a), streamEnding(b)];
+    a.write('half of a request');
+    await readBytes(b, 4);
+    relay.reset('the session ended');
+    assert.deepEqual([(await atA).ending, (await atB).ending], ['reset', 'reset']);
+    assert.equal((await relay.done).error?.message, 'the session ended');
+    assert.equal(tracker.state.phase, 'reset');
   });
 });

@@ -7,7 +7,7 @@ import type { CommonServer, ServerEvent } from '../src/server/index.js';
 import { unusedPort } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startServer } from './helpers/in-process.js';
-import { connectTo, closedWithin, readAll, readBytes, sha256, waitForEvent } from './helpers/net.js';
+import { connectTo, closedWithin, readAll, readBytes, sha256, streamEnding, waitForEvent } from './helpers/net.js';
 import { rawLogin, rawWorkConn, type RawSession } from './helpers/raw-client.js';
 
 /**
@@ -65,7 +65,7 @@ function badPeerOn(socket: Socket): Promise<ServerEvent> {
 }
 
 describe('pairing a UserConn with a work conn', () => {
-  test('bytes sent with NewWorkConn reach the user first; both directions and half-close flow', { timeout: 10_000 }, async () => {
+  test('bytes sent with NewWorkConn reach the user first; both directions and half-close flow as WorkConnEnd', { timeout: 10_000 }, async () => {
     const u = await user();
     u.write('hello from the user');
     const { pairingId, app } = await session.channel.next('ReqWorkConn');
@@ -76,17 +76,41 @@ describe('pairing a UserConn with a work conn', () => {
     assert.deepEqual(await readBytes(u, banner.length), banner);
     assert.equal((await readBytes(w, 'hello from the user'.length)).toString(), 'hello from the user');
 
-    const atWork = readAll(w);
+    // The user's FIN is not sent on the work conn (it carries the next user): it travels as a count.
     u.end(' and goodbye');
-    assert.equal((await atWork).toString(), ' and goodbye');
-    const atUser = readAll(u);
-    w.end('last words');
-    assert.equal((await atUser).toString(), 'last words');
+    assert.equal((await readBytes(w, ' and goodbye'.length)).toString(), ' and goodbye');
+    const userEnd = await session.channel.next('WorkConnEnd');
+    assert.deepEqual(userEnd, { type: 'WorkConnEnd', pairingId, bytes: 'hello from the user and goodbye'.length });
+    assert.equal(w.readableEnded, false, 'no FIN on the work conn');
+
+    const atUser = streamEnding(u);
+    w.write('last words');
+    session.channel.send({ type: 'WorkConnEnd', pairingId, bytes: banner.length + 'last words'.length });
+    const ending = await atUser;
+    assert.equal(ending.ending, 'fin', 'a clean end once every counted byte arrived');
+    assert.equal(ending.data.toString(), 'last words');
 
     const closedEvent = await waitForEvent(events, (e) => e.type === 'conn-closed' && e.pairingId === pairingId, 'conn-closed');
     assert.ok(closedEvent.type === 'conn-closed');
     assert.equal(closedEvent.bytesIn, 'hello from the user and goodbye'.length);
     assert.equal(closedEvent.bytesOut, banner.length + 'last words'.length);
+    // Idle on our side too: with the pool off (workConnPool: 0) the server closes it in order.
+    const workConnEnding = streamEnding(w);
+    session.channel.send({ type: 'WorkConnIdle', pairingId });
+    assert.equal((await workConnEnding).ending, 'fin');
+  });
+
+  test('a bare FIN on a work conn mid-stream (a crashed client) reaches the user as a reset', { timeout: 10_000 }, async () => {
+    const u = await user();
+    u.write('request');
+    const { pairingId } = await session.channel.next('ReqWorkConn');
+    const atUser = streamEnding(u);
+    const w = await workConn(pairingId, Buffer.from('half an answer'));
+    assert.equal((await readBytes(w, 'request'.length)).toString(), 'request');
+    w.end();
+    const ending = await atUser;
+    assert.equal(ending.ending, 'reset', 'never a clean end with the answer cut short');
+    assert.equal(ending.data.toString(), 'half an answer');
   });
 
   test('a bad join proof is refused without using up the pairing; a replayed pairing id is refused', { timeout: 10_000 }, async () => {
@@ -146,6 +170,13 @@ describe('pairing a UserConn with a work conn', () => {
       w.pipe(w);
     }
     assert.equal(pairingIds.size, USERS, 'every user got a distinct pairing id');
+    // Each user's FIN arrives as a count; the echo is as long, so the client's end says the same.
+    const answerEnds = (async () => {
+      for (let i = 0; i < USERS; i++) {
+        const end = await session.channel.next('WorkConnEnd');
+        session.channel.send({ type: 'WorkConnEnd', pairingId: end.pairingId, bytes: end.bytes });
+      }
+    })();
     await Promise.all(
       users.map(async (u) => {
         const payload = randomBytes(64 * 1024);
@@ -154,5 +185,6 @@ describe('pairing a UserConn with a work conn', () => {
         assert.equal(sha256(await back), sha256(payload));
       }),
     );
+    await answerEnds;
   });
 });

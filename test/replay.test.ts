@@ -44,6 +44,8 @@ test('a captured NewWorkConn is refused after use, and on another session', { ti
   const request = session.channel.next('ReqWorkConn');
 
   const user = await connectTo(echoPort);
+  // The takeover below resets this user: its session is over.
+  user.on('error', () => {});
   const { pairingId } = await request;
   const join: NewWorkConn = { type: 'NewWorkConn', sessionId, pairingId, proof: joinProof(secret, sessionId, pairingId) };
   const workConn = await connectFrom(port);
@@ -67,6 +69,7 @@ test('a captured NewWorkConn is refused after use, and on another session', { ti
   assert.notEqual(newSessionId, sessionId);
   const secondRequest = second.channel.next('ReqWorkConn');
   const user2 = await connectTo(second.resp.apps![0]!.remotePort);
+  user2.on('error', () => {});
   const pending = await secondRequest; // a real pairing is pending on the new session
 
   const oldSession = await connectFrom(port);

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
-import { heartbeatWatchdog, joinConns, joinReusable, resetSocket, type ClientTransport, type ControlChannel, type RelayResult, type ReusableRelay } from '../net/index.js';
+import { heartbeatWatchdog, joinReusable, resetSocket, WorkConnTracker, type ClientTransport, type ControlChannel, type ReusableRelay } from '../net/index.js';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
@@ -39,11 +39,10 @@ export class ClientSession {
   readonly ended: Promise<SessionEnd>;
   private resolveEnded!: (end: SessionEnd) => void;
   private readonly subscriptions: Subscription[] = [];
-  private readonly relays = new Set<{ destroy(): void }>();
+  /** Live relays by pairing id: the server's WorkConnEnd names one; the session's end resets them all. */
+  private readonly relays = new Map<string, ReusableRelay>();
   /** Pooled work conns waiting for their StartWorkConn. */
   private readonly idlePooled = new Set<Socket>();
-  /** Relays on pooled work conns by pairing id, for the server's WorkConnEnd. */
-  private readonly pooledRelays = new Map<string, ReusableRelay>();
   /**
    * WorkConnEnds that overtook their StartWorkConn (they travel on the common conn, the start
    * on the work conn): kept until the relay exists.
@@ -84,11 +83,10 @@ export class ClientSession {
     channel.release();
   }
 
-  /** Leaves: a Goodbye to the server, and optionally every live relay torn down. */
-  close(reason: string, { dropLive = false } = {}): void {
+  /** Leaves: a Goodbye to the server; every live relay is reset (see `end`). */
+  close(reason: string): void {
     this.options.channel.goodbye('SHUTDOWN', reason);
     this.end({ reason }, { destroyChannel: false });
-    if (dropLive) for (const relay of this.relays) relay.destroy();
   }
 
   private handleMessage(message: Message): void {
@@ -208,7 +206,7 @@ export class ClientSession {
   }
 
   private onServerEnd(pairingId: string, bytes: number): void {
-    const relay = this.pooledRelays.get(pairingId);
+    const relay = this.relays.get(pairingId);
     if (relay !== undefined) return relay.peerEnded(bytes);
     // Bounded: a server sending ends for users that never come cannot grow this for ever.
     if (this.earlyEnds.size >= MAX_EARLY_ENDS) this.earlyEnds.delete(this.earlyEnds.keys().next().value as string);
@@ -219,24 +217,21 @@ export class ClientSession {
     const { emit, channel } = this.options;
     emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
     const started = Date.now();
-    const relay = { destroy: () => (localConn.destroy(), workConn.destroy()) };
-    this.relays.add(relay);
-    let outcome: RelayResult;
-    if (pooled) {
-      // The work conn is kept for the server's next user: ends travel as WorkConnEnd.
-      const reusable = joinReusable(localConn, workConn, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
-      this.pooledRelays.set(pairingId, reusable);
-      const early = this.earlyEnds.get(pairingId);
-      if (early !== undefined) {
-        this.earlyEnds.delete(pairingId);
-        reusable.peerEnded(early);
-      }
-      outcome = await reusable.done;
-      this.pooledRelays.delete(pairingId);
-    } else {
-      outcome = await joinConns(localConn, workConn);
+    if (this.done) {
+      resetSocket(localConn);
+      return void resetSocket(workConn);
     }
-    this.relays.delete(relay);
+    // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
+    const tracker = new WorkConnTracker();
+    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
+    this.relays.set(pairingId, relay);
+    const early = this.earlyEnds.get(pairingId);
+    if (early !== undefined) {
+      this.earlyEnds.delete(pairingId);
+      relay.peerEnded(early);
+    }
+    const outcome = await relay.done;
+    this.relays.delete(pairingId);
     emit({
       type: 'conn-closed',
       app: appName,
@@ -245,7 +240,14 @@ export class ClientSession {
       durationMs: Date.now() - started,
       ...(outcome.error ? { error: outcome.error.message } : {}),
     });
-    if (!outcome.released) return;
+    if (!outcome.released) {
+      // The work conn's reset tells the server too, unless it came before the server read the
+      // join: then only this says that the user waiting for the conn is to be reset now.
+      if (outcome.error) channel.send({ type: 'WorkConnFailed', pairingId, reason: `the relay failed: ${outcome.error.message}` });
+      return;
+    }
+    // The server puts a user on this conn again only after our WorkConnIdle: idle on both sides.
+    tracker.fire({ type: 'peer-idle' });
     if (this.done) return void workConn.destroy();
     // Listening for the next StartWorkConn before the server may send it.
     void this.awaitUser(workConn);
@@ -257,6 +259,9 @@ export class ClientSession {
     this.done = true;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     for (const workConn of this.idlePooled) workConn.destroy();
+    // The work conns belong to the session: its users are cut, and must see it as a reset.
+    for (const relay of this.relays.values()) relay.reset(`the session ended: ${end.reason}`);
+    this.relays.clear();
     this.earlyEnds.clear();
     if (destroyChannel) this.options.channel.destroy();
     debug('session ended: %s', end.reason);

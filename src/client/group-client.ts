@@ -123,7 +123,7 @@ export class GroupClient {
   /** Says goodbye to the server and tears down every relay. */
   stop(reason = 'the groupclient is stopping'): void {
     this.stopController.abort();
-    this.session?.close(reason, { dropLive: true });
+    this.session?.close(reason);
   }
 
   /** One attempt: connect, Hello, Challenge, Login, LoginResp. Resolves with a live session. */

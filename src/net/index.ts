@@ -5,3 +5,4 @@ export * from './join-conns.js';
 export * from './tls.js';
 export * from './transport.js';
 export * from './reset.js';
+export * from './work-conn-state.js';

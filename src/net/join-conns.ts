@@ -1,4 +1,6 @@
 import type { Socket } from 'node:net';
+import { resetSocket } from './reset.js';
+import type { WorkConnTracker } from './work-conn-state.js';
 
 export interface RelayResult {
   /** Bytes read from the outer socket (and so sent towards the inner one). */
@@ -22,18 +24,21 @@ export interface ReusableRelay {
    * that many have reached the outer socket, the outer socket is ended.
    */
   peerEnded(bytes: number): void;
+  /** Tears the relay down as a fault: both sockets are reset. Idempotent. */
+  reset(reason: string): void;
 }
 
 /**
  * Relays bytes both ways between `outer` (a plain TCP socket: the user conn, or the local
- * app conn) and `inner` (the work conn). With `joinReusable`, the only places in the project
- * that splice sockets.
+ * app conn) and `inner` (a single-use conn). With `joinReusable`, the only places in the
+ * project that splice sockets.
  *
  * - Backpressure: a write the destination cannot take at once pauses the source until the
  *   destination drains (what `pipe` does, per chunk nothing more).
  * - Half-close: a FIN on one side becomes `end()` on the other; the reverse direction keeps
  *   flowing. Both sockets must be created with `allowHalfOpen: true`.
- * - An error, or a close that leaves data undeliverable, destroys both.
+ * - An error, or a close that leaves data undeliverable, resets both: the programs at either
+ *   end see ECONNRESET, never a clean end of a stream that lost bytes.
  * Byte counts come from the outer socket's own counters: nothing runs per chunk.
  *
  * Not `pipe`: two pipes cost ~3.4 KB of heap per relayed conn in listener closures and pipe
@@ -45,21 +50,22 @@ export function joinConns(outer: Socket, inner: Socket): Promise<RelayResult> {
 }
 
 /**
- * Like `joinConns`, but the work conn survives a clean end so that it can carry the next
- * user: a FIN is never sent on it. The outer side's FIN is reported through `onOuterEnd` with
- * the number of bytes it sent (the caller tells the far end, beside the work conn), and the
- * far end's end arrives the same way, through `peerEnded`. Byte counts, not markers in the
- * stream, so the relay still forwards chunks untouched. Once both ends are through, the work
- * conn is handed back (`released`); after an error, a reset or a FIN on the work conn itself,
- * it is closed as with `joinConns`.
+ * The relay of a work conn (the project's only kind): the work conn survives a clean end, so
+ * that it can carry the next user, and a FIN is never sent on it. The outer side's FIN is
+ * reported through `onOuterEnd` with the number of bytes it sent (the caller tells the far
+ * end, beside the work conn), and the far end's end arrives the same way, through
+ * `peerEnded`. Byte counts, not markers in the stream, so the relay still forwards chunks
+ * untouched. `tracker` (idle when joined) follows the conn through its states; once both ends
+ * are through, the work conn is handed back (`released`). Anything else (an error, a reset, a
+ * bare FIN on the work conn, which only a crash or a dropped conn can send) resets both.
  */
-export function joinReusable(outer: Socket, inner: Socket, onOuterEnd: (bytes: number) => void): ReusableRelay {
+export function joinReusable(outer: Socket, inner: Socket, tracker: WorkConnTracker, onOuterEnd: (bytes: number) => void): ReusableRelay {
   let state!: RelayState;
   const done = new Promise<RelayResult>((resolve) => {
-    state = new RelayState(outer, inner, resolve, onOuterEnd);
+    state = new RelayState(outer, inner, resolve, { tracker, onOuterEnd });
     start(state);
   });
-  return { done, peerEnded: (bytes) => state.peerEnded(bytes) };
+  return { done, peerEnded: (bytes) => state.peerEnded(bytes), reset: (reason) => state.fail(new Error(reason)) };
 }
 
 const RELAY = Symbol('relay');
@@ -67,24 +73,27 @@ interface RelaySocket extends Socket {
   [RELAY]?: RelayState;
 }
 
+interface Reuse {
+  tracker: WorkConnTracker;
+  onOuterEnd: (bytes: number) => void;
+}
+
 class RelayState {
   private firstError: Error | undefined;
   private open = 2;
   private settled = false;
-  /** The outer socket's FIN was seen. */
-  private outerEnded = false;
   /** Reusable: the far end's byte count, once it said its stream ended. */
   private expected = -1;
-  /** Reusable: everything the far end sent reached the outer socket, which was ended. */
-  private peerDelivered = false;
 
   constructor(
     readonly outer: Socket,
     readonly inner: Socket,
     private readonly resolve: (result: RelayResult) => void,
-    /** Set while the work conn may still be kept; cleared by anything that rules that out. */
-    private onOuterEnd: ((bytes: number) => void) | undefined,
-  ) {}
+    /** Set for a work conn's relay: its state machine and where its outer end is reported. */
+    readonly reuse: Reuse | undefined,
+  ) {
+    reuse?.tracker.fire({ type: 'start' });
+  }
 
   peerOf(socket: Socket): Socket {
     return socket === this.outer ? this.inner : this.outer;
@@ -92,35 +101,35 @@ class RelayState {
 
   resumePeerOf(socket: Socket): void {
     // A work conn whose far end is through stays paused: it has no reader of ours any more.
-    if (socket === this.outer && this.peerDelivered) return;
+    if (socket === this.outer && this.reuse?.tracker.state.received === 'ended') return;
     this.peerOf(socket).resume();
   }
 
   fail(error: Error): void {
+    if (this.settled) return;
     this.firstError ??= error;
-    this.outer.destroy();
-    this.inner.destroy();
+    this.reuse?.tracker.fire({ type: 'fault', reason: error.message });
+    resetSocket(this.outer);
+    resetSocket(this.inner);
   }
 
   onEnd(socket: Socket): void {
+    if (this.reuse === undefined) {
+      this.peerOf(socket).end();
+      return;
+    }
     if (socket === this.inner) {
-      // A FIN on the work conn: the far end gave it up, so it ends like a plain relay.
-      if (this.onOuterEnd !== undefined && this.outerEnded) this.inner.end();
-      this.onOuterEnd = undefined;
-      this.outer.end();
+      // Ends travel as WorkConnEnd: a FIN on the work conn itself is a crash or a dropped conn.
+      this.fail(new Error('the work conn ended without its WorkConnEnd (the far end crashed or dropped it)'));
       return;
     }
-    this.outerEnded = true;
-    if (this.onOuterEnd === undefined) {
-      this.inner.end();
-      return;
-    }
-    this.onOuterEnd(this.outer.bytesRead);
+    if (this.reuse.tracker.fire({ type: 'outer-ended' }).phase === 'reset') return this.fail(new Error(this.reuse.tracker.state.reason));
+    this.reuse.onOuterEnd(this.outer.bytesRead);
     this.releaseIfDone();
   }
 
   peerEnded(bytes: number): void {
-    if (this.onOuterEnd === undefined || this.expected >= 0 || this.settled) return;
+    if (this.reuse === undefined || this.expected >= 0 || this.settled) return;
     this.expected = bytes;
     if (!this.checkDelivered()) this.inner.on('data', watchForPeerEnd);
   }
@@ -128,7 +137,7 @@ class RelayState {
   /** Whether the far end's stream is through; ends the outer socket when it is. */
   checkDelivered(): boolean {
     const written = this.outer.bytesWritten;
-    if (written === undefined || written < this.expected) return false;
+    if (this.reuse === undefined || written === undefined || written < this.expected) return false;
     this.inner.off('data', watchForPeerEnd);
     if (written > this.expected) {
       this.fail(new Error(`the work conn carried ${written - this.expected} bytes past the far end's stream end`));
@@ -136,14 +145,18 @@ class RelayState {
     }
     this.inner.off('data', forward);
     this.inner.pause();
-    this.peerDelivered = true;
+    if (this.reuse.tracker.fire({ type: 'peer-ended' }).phase === 'reset') {
+      this.fail(new Error(this.reuse.tracker.state.reason));
+      return true;
+    }
     this.outer.end();
     this.releaseIfDone();
     return true;
   }
 
   private releaseIfDone(): void {
-    if (this.onOuterEnd === undefined || !this.outerEnded || !this.peerDelivered || this.settled) return;
+    const phase = this.reuse?.tracker.state.phase;
+    if ((phase !== 'released' && phase !== 'idle') || this.settled) return;
     const { outer, inner } = this;
     for (const socket of [outer, inner]) {
       socket.off('data', forward);
@@ -164,8 +177,12 @@ class RelayState {
   onClose(closed: Socket): void {
     const other = this.peerOf(closed);
     // Once both read sides saw EOF, `other` only has to flush what it already holds;
-    // otherwise there is data that can no longer be delivered, so tear it down.
-    if (!closed.readableEnded || !other.readableEnded) other.destroy();
+    // otherwise there is data that can no longer be delivered: a fault.
+    if (!closed.readableEnded || !other.readableEnded || this.reuse !== undefined) {
+      this.firstError ??= new Error(`the ${closed === this.outer ? 'outer' : 'work'} conn closed before its streams ended`);
+      this.reuse?.tracker.fire({ type: 'fault', reason: this.firstError.message });
+      resetSocket(other);
+    }
     if (--this.open === 0) {
       for (const socket of [this.outer, this.inner]) {
         socket.off('error', relayError);
@@ -190,8 +207,9 @@ class RelayState {
 
 function start(state: RelayState): void {
   const { outer, inner } = state;
-  if (outer.destroyed || inner.destroyed) {
-    state.fail(new Error('a side closed before the relay began'));
+  const refused = outer.destroyed || inner.destroyed ? 'a side closed before the relay began' : state.reuse?.tracker.state.phase === 'reset' ? state.reuse.tracker.state.reason : undefined;
+  if (refused !== undefined) {
+    state.fail(new Error(refused));
     state.onClose(outer);
     state.onClose(inner);
     return;

@@ -1,42 +1,33 @@
 import type { Socket } from 'node:net';
 
 /**
- * Ends a connection abruptly (TCP RST), so that the peer's program sees ECONNRESET and can
- * never take a crash, a kill or a forced teardown for a complete stream. Use it wherever a
- * conn ends for any reason other than both streams having really ended.
+ * Ends a connection abruptly, so that the program at the other end can never take a crash, a
+ * kill or a forced teardown for a complete stream.
  *
- * Works on plain sockets and on TLS sockets alike: `resetAndDestroy()` throws
- * ERR_INVALID_HANDLE_TYPE on a TLSSocket, whose handle is the TLS layer, so the reset goes to
- * the TCP socket beneath it. Idempotent; never throws.
+ * - A plain TCP socket (a UserConn, a LocalAppConn) gets a TCP reset: its peer sees
+ *   ECONNRESET. A socket still connecting is reset as soon as its connect completes (a destroy
+ *   now would close a conn the kernel may already have set up, with a FIN).
+ * - A TLS socket (a control or work conn, whose peer is our own server or client) is destroyed.
+ *   Node cannot reset a TLSSocket (`resetAndDestroy()` throws ERR_INVALID_HANDLE_TYPE), and
+ *   resetting the TCP socket beneath it while the TLS layer still writes crashes the process.
+ *   None is needed: the far end takes a work conn that ends without its WorkConnEnd for a
+ *   crash and resets its own user or app conn.
+ *
+ * Idempotent; never throws.
  */
 export function resetSocket(socket: Socket): void {
   if (socket.destroyed) return;
   // A socket without an 'error' listener would crash the process on a late error.
   if (socket.listenerCount('error') === 0) socket.on('error', ignore);
-  const tcp = tcpBeneath(socket);
-  try {
-    if (tcp !== undefined && !tcp.destroyed && !tcp.connecting) {
-      if (tcp.listenerCount('error') === 0) tcp.on('error', ignore);
-      tcp.resetAndDestroy();
+  if ((socket as Socket & { encrypted?: boolean }).encrypted !== true) {
+    try {
+      socket.resetAndDestroy();
+      return;
+    } catch {
+      // Not a TCP handle (a pipe, or already closed): a plain destroy is all that is left.
     }
-  } catch {
-    // No TCP handle to reset (already closed, or a pipe): a plain destroy is all that is left.
   }
   socket.destroy();
 }
 
 function ignore(): void {}
-
-interface MaybeTlsSocket extends Socket {
-  /** Node's TLSSocket keeps the TCP socket it wraps here (client dials and server accepts). */
-  _parent?: Socket | null;
-  encrypted?: boolean;
-}
-
-/** The socket that owns the TCP handle: the socket itself, or the one a TLSSocket wraps. */
-function tcpBeneath(socket: Socket): Socket | undefined {
-  const candidate = socket as MaybeTlsSocket;
-  if (candidate.encrypted !== true) return socket;
-  const parent = candidate._parent;
-  return parent !== null && parent !== undefined && typeof parent.resetAndDestroy === 'function' ? parent : undefined;
-}

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
 import type { GroupSpec, PolicyConfig } from '../config/index.js';
-import { heartbeatWatchdog, type ControlChannel } from '../net/index.js';
+import { heartbeatWatchdog, resetSocket, WorkConnTracker, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
   encodeFrame,
@@ -22,16 +22,16 @@ import { WorkConnPool } from './work-conn-pool.js';
 
 const debug = createDebug('ntp:server:app-group');
 
-/** A user on a pooled work conn, from StartWorkConn until the conn is back in the pool. */
-interface PooledUse {
+/** A user on a work conn, from the join until the conn is back in the pool or gone. */
+interface JoinedWorkConn {
   app: string;
   userConn: Socket;
   workConn: Socket;
+  /** The conn's one state machine: the relay fires the streams' events, this group the session's. */
+  tracker: WorkConnTracker;
   relay: RelayHandle;
-  /** Both ends are through on the server; the work conn waits, paused, for WorkConnIdle. */
-  released: boolean;
-  /** The client said both ends are through on its side. */
-  clientIdle: boolean;
+  /** The relay let go of both sockets (released or torn down). */
+  relaySettled: boolean;
 }
 
 export interface AppGroupOptions {
@@ -72,10 +72,10 @@ export class AppGroup implements UserConnSink {
   private readonly pairings: Pairings;
   private readonly pool: WorkConnPool;
   /**
-   * Users joined through a pooled conn, until their work conn is back in the pool or closed:
-   * WorkConnEnd, WorkConnIdle and a late WorkConnFailed name one.
+   * Users joined to a work conn (pooled or asked for), by pairing id, until their work conn is
+   * back in the pool or gone: WorkConnEnd, WorkConnIdle and a late WorkConnFailed name one.
    */
-  private readonly startedOnPool = new Map<string, PooledUse>();
+  private readonly joined = new Map<string, JoinedWorkConn>();
   private readonly subscriptions: Subscription[] = [];
   private active = true;
   private currentSpec: GroupSpec;
@@ -92,7 +92,7 @@ export class AppGroup implements UserConnSink {
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
     this.pool = new WorkConnPool(options.workConnPool, options.pairingTimeoutMs, (pairingIds) =>
       options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
-      (idle, reused) => options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(reused ? { reused } : {}) }),
+      (idle, served) => options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
     );
   }
 
@@ -181,7 +181,7 @@ export class AppGroup implements UserConnSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
-    server.close({ dropLive: true });
+    server.close();
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
   }
@@ -200,7 +200,7 @@ export class AppGroup implements UserConnSink {
       case 'WorkConnFailed':
         return this.handleWorkConnFailed(message.pairingId, message.reason);
       case 'WorkConnEnd':
-        return this.startedOnPool.get(message.pairingId)?.relay.peerEnded(message.bytes);
+        return this.joined.get(message.pairingId)?.relay.peerEnded(message.bytes);
       case 'WorkConnIdle':
         return this.handleWorkConnIdle(message.pairingId);
       case 'Goodbye':
@@ -229,7 +229,7 @@ export class AppGroup implements UserConnSink {
   onUserConn(app: AppServer, userConn: Socket): void {
     const remote = `${userConn.remoteAddress}:${userConn.remotePort}`;
     if (!this.active) {
-      userConn.destroy();
+      userConn.destroy(); // refused at accept, like a closed port
       return;
     }
     const pooled = this.pool.take();
@@ -256,29 +256,34 @@ export class AppGroup implements UserConnSink {
     workConn.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId }));
     setImmediate(uncorkAfterNextPoll, workConn);
     this.options.emit({ type: 'work-conn-joined', group: this.name, app: app.name, pairingId, waitedMs: 0, pooled: true });
-    const relay = app.relay(userConn, workConn, pairingId, (bytes) => this.options.channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
-    const use: PooledUse = { app: app.name, userConn, workConn, relay, released: false, clientIdle: false };
-    this.startedOnPool.set(pairingId, use);
+    this.join(app, userConn, workConn, pairingId);
+  }
+
+  /** Relays a user on a work conn, tracked until the conn is idle again (or gone). */
+  private join(app: AppServer, userConn: Socket, workConn: Socket, pairingId: string): void {
+    const tracker = new WorkConnTracker();
+    const relay = app.relay(userConn, workConn, pairingId, tracker, (bytes) => this.options.channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
+    const use: JoinedWorkConn = { app: app.name, userConn, workConn, tracker, relay, relaySettled: false };
+    this.joined.set(pairingId, use);
     void relay.done.then((result) => {
-      if (!result.released) return void this.startedOnPool.delete(pairingId);
-      use.released = true;
-      this.returnToPool(pairingId, use);
+      use.relaySettled = true;
+      if (!result.released) return void this.joined.delete(pairingId);
+      this.returnIfIdle(pairingId, use);
     });
   }
 
-  /** Back to the pool once both ends are through here and the client said it is idle. */
-  private returnToPool(pairingId: string, use: PooledUse): void {
-    if (!use.released || !use.clientIdle) return;
-    this.startedOnPool.delete(pairingId);
-    if (this.active) this.pool.giveBack(use.workConn);
+  /** Back to the pool once both ends are through here and the client said it is idle too. */
+  private returnIfIdle(pairingId: string, use: JoinedWorkConn): void {
+    if (use.tracker.state.phase !== 'idle' || !use.relaySettled || !this.joined.delete(pairingId)) return;
+    if (this.active) this.pool.giveBack(use.workConn, pairingId);
     else use.workConn.destroy();
   }
 
   private handleWorkConnIdle(pairingId: string): void {
-    const use = this.startedOnPool.get(pairingId);
+    const use = this.joined.get(pairingId);
     if (use === undefined) return; // its relay failed meanwhile: the work conn is closed already
-    use.clientIdle = true;
-    this.returnToPool(pairingId, use);
+    use.tracker.fire({ type: 'peer-idle' });
+    this.returnIfIdle(pairingId, use);
   }
 
   /**
@@ -299,8 +304,8 @@ export class AppGroup implements UserConnSink {
     this.pairings.take(message.pairingId);
     if (this.appServers.get(pending.app.name) !== pending.app) {
       // The app was removed (hot reload) while this user waited: it is not served any more.
-      pending.userConn.destroy();
-      workConn.destroy();
+      resetSocket(pending.userConn);
+      resetSocket(workConn);
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: pending.app.name, pairingId: pending.pairingId, reason: 'the app was removed from the registry' });
       return null;
     }
@@ -311,22 +316,30 @@ export class AppGroup implements UserConnSink {
       pairingId: pending.pairingId,
       waitedMs: Date.now() - pending.since,
     });
-    pending.app.relay(pending.userConn, workConn, pending.pairingId);
+    this.join(pending.app, pending.userConn, workConn, pending.pairingId);
     return null;
   }
 
   /**
-   * Leaves inUseGroup: public ports closed (freed for the next activation), held users closed,
-   * the client told why. Relays already joined keep running unless `dropLive`. Idempotent.
+   * Leaves inUseGroup: public ports closed (freed for the next activation), the client told
+   * why. Every user of the session, held or relayed, is reset at once: its work conns belong to
+   * a session that is over (dead, replaced, frozen or sent away), and a user left open would
+   * wait for TCP to give up, or take a truncated answer for a complete one. Idempotent.
    */
-  deactivate(code: DeactivationCode, reason: string, { dropLive = false } = {}): void {
+  deactivate(code: DeactivationCode, reason: string): void {
     if (!this.active) return;
     this.active = false;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
-    for (const app of this.appServers.values()) app.close({ dropLive });
+    for (const use of this.joined.values()) {
+      if (use.relaySettled) {
+        // Between two users (released here, the client not yet idle): no stream is cut.
+        use.tracker.fire({ type: 'close', reason: 'the session ended' });
+        use.workConn.destroy();
+      } else use.relay.reset(`group deactivated: ${reason}`);
+    }
+    this.joined.clear();
+    for (const app of this.appServers.values()) app.close();
     this.pool.destroy();
-    // Work conns between two users (released here, the client not yet idle) go with the pool.
-    for (const use of this.startedOnPool.values()) if (use.released) use.workConn.destroy();
     for (const user of this.pairings.dropAll()) {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
     }
@@ -360,21 +373,27 @@ export class AppGroup implements UserConnSink {
   }
 
   private handleWorkConnFailed(pairingId: string, reason: string): void {
-    const pooled = this.startedOnPool.get(pairingId);
+    const pooled = this.joined.get(pairingId);
     if (pooled !== undefined) {
-      // The client's reset of the pooled conn has normally closed the user already.
-      pooled.userConn.destroy();
+      // The client's reset of the work conn has normally reset the user already.
+      pooled.relay.reset(`the client could not serve it: ${reason}`);
+      if (pooled.relaySettled) {
+        // Through on this side, failed on the client's: the conn will never be idle there.
+        this.joined.delete(pairingId);
+        pooled.tracker.fire({ type: 'fault', reason });
+        resetSocket(pooled.workConn);
+      }
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: pooled.app, pairingId, reason });
       return;
     }
     const user = this.pairings.take(pairingId);
     if (user === undefined) return; // already expired or abandoned: nothing left to close
-    user.userConn.destroy();
+    resetSocket(user.userConn);
     this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId, reason });
   }
 
   private readonly onPairingExpired = (user: PendingUser): void => {
-    user.userConn.destroy();
+    resetSocket(user.userConn);
     this.options.emit({
       type: 'work-conn-failed',
       group: this.name,

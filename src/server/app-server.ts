@@ -1,13 +1,13 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
-import { joinConns, joinReusable, peerOf, type ReusableRelay } from '../net/index.js';
+import { joinReusable, peerOf, resetSocket, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
 
 const debug = createDebug('ntp:server:app-server');
 
-/** A relay in progress; `peerEnded` passes on the client's WorkConnEnd (reusable relays). */
+/** A relay in progress; `peerEnded` passes on the client's WorkConnEnd, `reset` tears it down. */
 export type RelayHandle = ReusableRelay;
 
 /** What an AppServer needs from its AppGroup: a work conn for each UserConn it holds. */
@@ -73,13 +73,16 @@ export class AppServer {
     });
   }
 
-  /** Stops accepting; relays already joined carry on unless `dropLive`. Idempotent. */
-  close({ dropLive = false } = {}): void {
+  /**
+   * Stops accepting and resets every UserConn still open, held or relayed: a forced end must
+   * never look like a complete answer to the user. Idempotent.
+   */
+  close(): void {
     if (!this.closed) {
       this.closed = true;
       if (this.server.listening) this.server.close();
     }
-    if (dropLive) for (const conn of this.liveConns) conn.destroy();
+    for (const conn of this.userConns) resetSocket(conn);
   }
 
   /** A held UserConn costs memory until its work conn comes: their number is capped. */
@@ -109,14 +112,14 @@ export class AppServer {
   }
 
   /**
-   * Relays a paired UserConn and work conn until both are done, then reports the bytes. With
-   * `onUserEnd`, the work conn is kept for the next user (`joinReusable`): the user's FIN is
-   * reported there instead of being sent on it, and `done` says whether it was released.
+   * Relays a paired UserConn and work conn until both are done, then reports the bytes. The
+   * work conn is kept for the next user (`joinReusable`): the user's FIN is reported through
+   * `onUserEnd` instead of being sent on it, and `done` says whether it was released.
    */
-  relay(userConn: Socket, workConn: Socket, pairingId: string, onUserEnd?: (bytes: number) => void): RelayHandle {
+  relay(userConn: Socket, workConn: Socket, pairingId: string, tracker: WorkConnTracker, onUserEnd: (bytes: number) => void): RelayHandle {
     const started = Date.now();
     this.liveConns.add(userConn);
-    const handle: RelayHandle = onUserEnd ? joinReusable(userConn, workConn, onUserEnd) : { done: joinConns(userConn, workConn), peerEnded: () => {} };
+    const handle = joinReusable(userConn, workConn, tracker, onUserEnd);
     const done = handle.done.then((result) => {
       this.liveConns.delete(userConn);
       this.totalBytesIn += result.bytesIn;
@@ -135,11 +138,12 @@ export class AppServer {
       });
       return result;
     });
-    return { done, peerEnded: handle.peerEnded };
+    return { done, peerEnded: handle.peerEnded, reset: handle.reset };
   }
 
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('%s/%s user conn %s: %s', this.group, this.name, peerOf(userConn), error.message));
+    // Refused at accept, before any byte either way: closed, as frp does (nothing was cut short).
     if (this.closed) {
       userConn.destroy();
       return;

@@ -95,7 +95,7 @@ export class CommonServer {
   /** Removes a group from the registry; a live client of it is disconnected. */
   deregisterGroup(name: string): void {
     if (!this.readyGroup.delete(name)) return;
-    this.inUseGroup.get(name)?.deactivate('DEREGISTERED', 'the group was removed from the registry', { dropLive: true });
+    this.inUseGroup.get(name)?.deactivate('DEREGISTERED', 'the group was removed from the registry');
     this.emit({ type: 'group-deregistered', group: name });
   }
 
@@ -121,7 +121,7 @@ export class CommonServer {
     if (this.closing) return;
     this.closing = true;
     for (const group of [...this.inUseGroup.values()]) {
-      group.deactivate('SHUTDOWN', 'the commonserver is shutting down', { dropLive: true });
+      group.deactivate('SHUTDOWN', 'the commonserver is shutting down');
     }
     for (const socket of this.handshaking) socket.destroy();
     this.gate.destroyAll();

@@ -20,7 +20,8 @@ export type ServerEvent =
   | { type: 'work-conn-requested'; group: string; app: string; pairingId: string }
   | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number; pooled?: boolean }
   /** `reused`: a conn handed back after its user (WorkConnIdle), not a new one. */
-  | { type: 'work-conn-pooled'; group: string; idle: number; reused?: boolean }
+  /** `servedPairingId`: a conn back from a user (reused), the pairing it served last. */
+  | { type: 'work-conn-pooled'; group: string; idle: number; reused?: boolean; servedPairingId?: string }
   | { type: 'work-conn-failed'; group: string; app: string; pairingId: string; reason: string }
   | {
       type: 'conn-closed';

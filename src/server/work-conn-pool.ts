@@ -27,7 +27,8 @@ export class WorkConnPool {
     private readonly size: number,
     private readonly timeoutMs: number,
     private readonly request: (pairingIds: string[]) => void,
-    private readonly onPooled: (idle: number, reused: boolean) => void,
+    /** `servedPairingId`: the user a conn coming back (WorkConnIdle) served last. */
+    private readonly onPooled: (idle: number, servedPairingId?: string) => void,
   ) {}
 
   get idleCount(): number {
@@ -61,22 +62,22 @@ export class WorkConnPool {
       workConn.destroy();
       return;
     }
-    this.park(workConn, false);
+    this.park(workConn);
   }
 
   /**
    * A work conn whose user is through on both ends (WorkConnIdle) comes back: idle again,
    * unless the pool is already full (more users at once than its size), then it is closed.
    */
-  giveBack(workConn: Socket): void {
+  giveBack(workConn: Socket, servedPairingId: string): void {
     if (this.destroyed || this.idle.size >= this.size || workConn.destroyed || !workConn.writable) {
       workConn.destroy();
       return;
     }
-    this.park(workConn, true);
+    this.park(workConn, servedPairingId);
   }
 
-  private park(workConn: Socket, reused: boolean): void {
+  private park(workConn: Socket, servedPairingId?: string): void {
     // Read while idle, so that a FIN or reset from the client is noticed before a user is
     // put on this conn. Nothing may arrive before StartWorkConn: a byte is a protocol error.
     const drop = (): void => {
@@ -96,7 +97,7 @@ export class WorkConnPool {
     workConn.on('close', drop);
     this.idle.set(workConn, unwatch);
     workConn.resume();
-    this.onPooled(this.idle.size, reused);
+    this.onPooled(this.idle.size, servedPairingId);
   }
 
   /** The oldest idle work conn, paused and unwatched (the caller owns it), or undefined. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
-import { closedWithin, connectTo, echoRoundTrip, readAll, sha256 } from '../helpers/net.js';
+import { closedWithin, connectTo, echoRoundTrip, sha256, streamEnding } from '../helpers/net.js';
 import { CliProcess, ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 
 const processes = new ProcessSet();
@@ -32,13 +32,14 @@ after(async () => {
   await echo.close();
 });
 
-test('local app down: the user is closed in well under a second, and both sides say why', { timeout: 10_000 }, async () => {
+test('local app down: the user is reset in well under a second, and both sides say why', { timeout: 10_000 }, async () => {
   const user = await connectTo(ports.get('down')!);
   const gone = closedWithin(user);
-  const received = readAll(user);
+  const ending = streamEnding(user);
   const closedAfterMs = await gone;
   assert.ok(closedAfterMs < 1000, `user closed after ${closedAfterMs}ms`);
-  assert.equal((await received).length, 0);
+  assert.equal((await ending).ending, 'reset', 'a reset, never an empty answer that looks complete');
+  assert.equal((await ending).bytes, 0);
   user.destroy();
   await client.waitForLine(new RegExp(`app down: local app unreachable: 127\\.0\\.0\\.1:${deadPort}: ECONNREFUSED`));
   await server.waitForLine(/user of half-down\/down closed: local app unreachable/);

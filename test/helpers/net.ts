@@ -214,3 +214,40 @@ export async function waitUntil(predicate: () => boolean, what: string, timeoutM
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** How a socket's incoming stream ended, and what it carried: a clean FIN or a reset. */
+export interface StreamEnding {
+  ending: 'fin' | 'reset' | 'error';
+  bytes: number;
+  data: Buffer;
+  code?: string;
+}
+
+/**
+ * Reads `socket` until it ends and says how: `fin` (a clean end of stream), `reset`
+ * (ECONNRESET) or `error` (anything else). By default the socket is destroyed after a FIN, so
+ * that the test leaves nothing open; with `keepOpen` it stays half-open (its own side may still
+ * write, and must be ended by the test).
+ */
+export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise<StreamEnding> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    const done = (ending: StreamEnding['ending'], code?: string): void => {
+      socket.removeListener('data', onData);
+      const data = Buffer.concat(chunks);
+      resolve({ ending, bytes, data, ...(code ? { code } : {}) });
+    };
+    const onData = (chunk: Buffer): void => {
+      bytes += chunk.length;
+      chunks.push(chunk);
+    };
+    socket.on('data', onData);
+    socket.once('end', () => {
+      done('fin');
+      if (!keepOpen) socket.destroy();
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNRESET' ? 'reset' : 'error', error.code));
+    socket.once('close', () => done('error', 'CLOSED_WITHOUT_END'));
+  });
+}
