@@ -25,6 +25,7 @@ const CONTENT_TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
 };
+const REFUSALS: ReadonlySet<string> = new Set(['HOST_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_URL']);
 /** Dashboard files: a flat list, so no name can reach a directory or a dot file. */
 const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css)$/;
 
@@ -125,7 +126,11 @@ export class AdminServer {
       await this.serveDashboard(req, res, target);
     } catch (error) {
       const failure = error instanceof HttpError ? error : new HttpError(500, 'INTERNAL', (error as Error).message);
-      if (failure.status === 500) debug('%s %s failed: %s', req.method, target?.path, failure.message);
+      // Never the query: it may hold the token.
+      const where = (target?.path ?? (req.url ?? '').split('?')[0]!).slice(0, 200);
+      if (failure.status === 500) debug('%s %s failed: %s', req.method, where, failure.message);
+      // What a hostile page or client would cause: worth a line when someone asks why a request bounced.
+      else if (REFUSALS.has(failure.code)) debug('%s %s from %s refused: %s', req.method, where, req.socket.remoteAddress, failure.message);
       if (!res.headersSent) sendError(res, failure);
       else res.destroy();
     }
