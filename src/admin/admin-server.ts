@@ -1,17 +1,19 @@
 import createDebug from 'debug';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, normalize } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatHostPort, type AdminConfig } from '../config/index.js';
+import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminConfig, type AdminLimits } from '../config/index.js';
 import type { CommonServer } from '../server/index.js';
 import { handleApi } from './api.js';
 import type { AtomicWriteHooks } from './atomic-write.js';
-import { HttpError, sendError } from './http-util.js';
+import { EventStreams } from './event-stream.js';
+import { HttpError, parseRequestTarget, sendError, type RequestTarget } from './http-util.js';
 import { ServerMetrics } from './metrics.js';
 import { GroupRegistry } from './registry.js';
+import { EVENTS_PATH, RequestGuard } from './request-guard.js';
 import { AdminState } from './state.js';
 
 const debug = createDebug('ntp:admin:admin-server');
@@ -23,7 +25,9 @@ const CONTENT_TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
 };
-const SSE_KEEPALIVE_MS = 15_000;
+const REFUSALS: ReadonlySet<string> = new Set(['HOST_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_URL']);
+/** Dashboard files: a flat list, so no name can reach a directory or a dot file. */
+const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css)$/;
 
 export interface AdminServerOptions {
   server: CommonServer;
@@ -32,6 +36,8 @@ export interface AdminServerOptions {
   env?: NodeJS.ProcessEnv;
   /** Test seam for the registry's atomic writes. */
   writeHooks?: AtomicWriteHooks;
+  /** Bytes an event stream subscriber may have queued before it is dropped (default 1 MiB). */
+  maxEventQueueBytes?: number;
 }
 
 /**
@@ -42,17 +48,38 @@ export class AdminServer {
   readonly registry: GroupRegistry;
   readonly state: AdminState;
   readonly metrics: ServerMetrics;
+  readonly eventStreams: EventStreams;
   private readonly http: Server;
-  private readonly streams = new Set<ServerResponse>();
-  private readonly tokenDigest: Buffer | undefined;
+  private readonly guard: RequestGuard;
+  private refusedConnections = 0;
 
   constructor(private readonly options: AdminServerOptions) {
     this.registry = new GroupRegistry({ server: options.server, groupsDir: options.groupsDir, ...(options.env ? { env: options.env } : {}), ...(options.writeHooks ? { hooks: options.writeHooks } : {}) });
     this.state = new AdminState(options.server);
     this.metrics = new ServerMetrics(options.server);
-    this.tokenDigest = options.config.token === undefined ? undefined : digest(options.config.token.reveal());
-    this.http = createServer((req, res) => void this.onRequest(req, res));
-    this.http.on('clientError', (_error, socket) => socket.destroy());
+    this.eventStreams = new EventStreams(options.server.events$, options.maxEventQueueBytes);
+    this.guard = new RequestGuard(options.config, () => (this.http.address() as AddressInfo).port);
+    const limits: AdminLimits = { ...ADMIN_DEFAULT_LIMITS, ...definedOnly(options.config) };
+    this.http = createServer({
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Node looks for late headers and requests only this often (30 s by default), which would
+      // let a slow sender hold a connection far past headersTimeout.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+    });
+    this.http.maxConnections = limits.maxConnections;
+    this.http.on('request', (req: IncomingMessage, res: ServerResponse) => void this.onRequest(req, res));
+    this.http.on('drop', () => {
+      this.refusedConnections += 1;
+      debug('admin connection refused: %d open is the cap (admin.maxConnections); %d refused so far', limits.maxConnections, this.refusedConnections);
+    });
+    this.http.on('clientError', onClientError);
+  }
+
+  /** Connections closed on arrival because the cap was reached. */
+  get connectionsRefused(): number {
+    return this.refusedConnections;
   }
 
   async listen(): Promise<AddressInfo> {
@@ -74,7 +101,7 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    for (const stream of this.streams) stream.end();
+    this.eventStreams.close();
     this.state.close();
     this.metrics.close();
     await new Promise<void>((resolve) => {
@@ -84,31 +111,28 @@ export class AdminServer {
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
+    let target: RequestTarget | undefined;
     try {
-      if (url.pathname.startsWith('/api/') || url.pathname === '/metrics') {
-        this.authorize(req, url);
-        if (url.pathname === '/metrics') return await this.serveMetrics(req, res);
-        if (url.pathname === '/api/events') return this.serveEvents(req, res);
-        if (await handleApi({ server: this.options.server, registry: this.registry, state: this.state }, req, res, url.pathname)) return;
-        throw new HttpError(404, 'NOT_FOUND', `no route ${url.pathname}`);
+      target = parseRequestTarget(req.url);
+      this.guard.check(req);
+      const { path } = target;
+      if (path.startsWith('/api/') || path === '/metrics') {
+        this.guard.authorize(req, target);
+        if (path === '/metrics') return await this.serveMetrics(req, res);
+        if (path === EVENTS_PATH) return this.serveEvents(req, res);
+        if (await handleApi({ server: this.options.server, registry: this.registry, state: this.state }, req, res, target)) return;
+        throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
       }
-      await this.serveDashboard(req, res, url.pathname);
+      await this.serveDashboard(req, res, target);
     } catch (error) {
       const failure = error instanceof HttpError ? error : new HttpError(500, 'INTERNAL', (error as Error).message);
-      if (failure.status === 500) debug('%s %s failed: %s', req.method, url.pathname, failure.message);
+      // Never the query: it may hold the token.
+      const where = (target?.path ?? (req.url ?? '').split('?')[0]!).slice(0, 200);
+      if (failure.status === 500) debug('%s %s failed: %s', req.method, where, failure.message);
+      // What a hostile page or client would cause: worth a line when someone asks why a request bounced.
+      else if (REFUSALS.has(failure.code)) debug('%s %s from %s refused: %s', req.method, where, req.socket.remoteAddress, failure.message);
       if (!res.headersSent) sendError(res, failure);
       else res.destroy();
-    }
-  }
-
-  /** A bearer token in the Authorization header, or `?token=` (EventSource cannot send headers). */
-  private authorize(req: IncomingMessage, url: URL): void {
-    if (this.tokenDigest === undefined) return;
-    const header = req.headers.authorization;
-    const given = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : url.searchParams.get('token');
-    if (given === null || given === undefined || !timingSafeEqual(digest(given), this.tokenDigest)) {
-      throw new HttpError(401, 'UNAUTHORIZED', 'a valid admin token is required (Authorization: Bearer TOKEN)');
     }
   }
 
@@ -119,32 +143,16 @@ export class AdminServer {
     res.end(text);
   }
 
-  /** Streams every server event as it happens; one `event:` per ServerEvent type. */
   private serveEvents(req: IncomingMessage, res: ServerResponse): void {
-    if (req.method !== 'GET') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on /api/events`);
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
-    res.write(': connected\n\n');
-    this.streams.add(res);
-    const keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
-    const subscription = this.options.server.events$.subscribe({
-      next: (event) => res.write(`event: ${event.type}\ndata: ${JSON.stringify({ ...event, at: new Date().toISOString() })}\n\n`),
-      complete: () => res.end(),
-    });
-    res.once('close', () => {
-      clearInterval(keepalive);
-      subscription.unsubscribe();
-      this.streams.delete(res);
-    });
+    if (req.method !== 'GET') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on ${EVENTS_PATH}`);
+    this.eventStreams.serve(res);
   }
 
-  private async serveDashboard(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  private async serveDashboard(req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on ${path}`);
-    const name = path === '/' ? 'index.html' : normalize(path).replace(/^[/\\]+/, '');
+    const name = path === '/' ? 'index.html' : segments.length === 2 ? segments[1]! : '';
     const type = CONTENT_TYPES[name.slice(name.lastIndexOf('.'))];
-    // Only the flat list of dashboard files: no directories, no traversal.
-    if (type === undefined || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
-      throw new HttpError(404, 'NOT_FOUND', `no page ${path}`);
-    }
+    if (type === undefined || !DASHBOARD_FILE.test(name)) throw new HttpError(404, 'NOT_FOUND', `no page ${path}`);
     let body: Buffer;
     try {
       body = await readFile(join(DASHBOARD_DIR, name));
@@ -156,6 +164,28 @@ export class AdminServer {
   }
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
+/**
+ * A request Node's parser refused (bad bytes in the request line or headers, headers too
+ * large, too slow): answered with a status when the socket can still take one, then closed.
+ */
+function onClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  debug('admin request refused by the HTTP parser: %s (%s)', status, error.code);
+  // As Node's own handler does: the answer goes out with the socket's last write.
+  socket.write(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  socket.destroy();
+}
+
+/** The limits set in `config`, without the keys left undefined (which would hide the defaults). */
+function definedOnly(config: AdminConfig): Partial<AdminLimits> {
+  const limits: Partial<Record<keyof AdminLimits, number>> = {};
+  for (const key of Object.keys(ADMIN_DEFAULT_LIMITS) as (keyof AdminLimits)[]) {
+    const value = config[key];
+    if (value !== undefined) limits[key] = value;
+  }
+  return limits;
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ConfigError } from '../config/index.js';
+import { ConfigError, groupNameProblem, isGroupName } from '../config/index.js';
 import type { CommonServer } from '../server/index.js';
-import { HttpError, readBody, sendJson } from './http-util.js';
+import { HttpError, readBody, sendJson, type RequestTarget } from './http-util.js';
 import { GroupRegistry, RegistryError } from './registry.js';
 import type { AdminState } from './state.js';
 
@@ -11,8 +11,6 @@ export interface ApiContext {
   state: AdminState;
 }
 
-const GROUP_ROUTE = /^\/api\/groups\/([^/]+)$/;
-const KICK_ROUTE = /^\/api\/groups\/([^/]+)\/kick$/;
 
 /**
  * The JSON routes under /api (SSE is the admin server's). Returns false for a path it does
@@ -28,8 +26,10 @@ const KICK_ROUTE = /^\/api\/groups\/([^/]+)\/kick$/;
  *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
  *   GET    /api/events/recent        the last events, oldest first
  */
-export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<boolean> {
   const method = req.method ?? 'GET';
+  // ['', 'api', 'groups', name] or ['', 'api', 'groups', name, 'kick'], the name decoded.
+  const inGroups = segments.length >= 4 && segments[1] === 'api' && segments[2] === 'groups';
   if (path === '/api/groups') {
     if (method === 'GET') return ok(res, 200, { groups: ctx.state.groups() });
     if (method === 'POST') return ok(res, 201, { group: await mutate(ctx, async () => ctx.registry.create(await bodyOf(req))) });
@@ -44,18 +44,16 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     if (method !== 'GET') throw methodNotAllowed(method, path);
     return ok(res, 200, { events: ctx.state.recentEvents() });
   }
-  const kick = KICK_ROUTE.exec(path);
-  if (kick) {
+  if (inGroups && segments.length === 5 && segments[4] === 'kick') {
     if (method !== 'POST') throw methodNotAllowed(method, path);
-    const name = decodeURIComponent(kick[1]!);
+    const name = groupName(segments[3]!);
     const live = ctx.server.inUseGroup.get(name);
     if (live === undefined) throw new HttpError(404, 'GROUP_NOT_IN_USE', `group "${name}" has no client connected`);
     live.deactivate('KICKED', 'disconnected by an administrator');
     return ok(res, 200, { kicked: name });
   }
-  const group = GROUP_ROUTE.exec(path);
-  if (group) {
-    const name = decodeURIComponent(group[1]!);
+  if (inGroups && segments.length === 4) {
+    const name = groupName(segments[3]!);
     switch (method) {
       case 'GET': {
         const view = ctx.state.group(name);
@@ -72,6 +70,14 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     }
   }
   return false;
+}
+
+/** The group named in a URL, held to the config loader's rule: it becomes a file name. */
+function groupName(name: string): string {
+  if (!isGroupName(name)) {
+    throw new HttpError(400, 'INVALID_GROUP_NAME', groupNameProblem(name));
+  }
+  return name;
 }
 
 function ok(res: ServerResponse, status: number, body: unknown): true {
@@ -94,7 +100,7 @@ async function mutate(ctx: ApiContext, change: () => Promise<unknown>): Promise<
     if (error instanceof HttpError) throw error;
     if (error instanceof ConfigError) throw new HttpError(400, error.code, error.message, error.field);
     if (error instanceof RegistryError) {
-      const status = error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' ? 400 : 409;
+      const status = error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' || error.code === 'INVALID_GROUP_NAME' ? 400 : 409;
       throw new HttpError(status, error.code, error.message, error.field);
     }
     throw new HttpError(500, 'REGISTRY_WRITE_FAILED', `the registry was not changed: ${(error as Error).message}`);

@@ -46,3 +46,35 @@ export function readBody(req: IncomingMessage): Promise<string> {
     req.on('error', reject);
   });
 }
+
+/** A request's target as routed: the raw path, its decoded segments and the query. */
+export interface RequestTarget {
+  /** As sent, still percent-encoded: what error messages and the dashboard see. */
+  readonly path: string;
+  /**
+   * Each `/`-separated segment, percent-decoded once. Dot segments are not collapsed and an
+   * encoded "/" stays inside its segment, so `..%2Fx` reaches the name check as `../x`.
+   */
+  readonly segments: readonly string[];
+  readonly query: URLSearchParams;
+}
+
+/**
+ * Splits `req.url` without the WHATWG URL parser, which would turn `%2e%2e` into a dot
+ * segment and resolve it away before any check, and throws on an absolute URL it cannot
+ * parse. Anything but an origin-form path, or bad percent-encoding, is a 400.
+ */
+export function parseRequestTarget(raw: string | undefined): RequestTarget {
+  if (raw === undefined || !raw.startsWith('/')) {
+    throw new HttpError(400, 'BAD_URL', 'expected a request target starting with "/"');
+  }
+  const queryAt = raw.indexOf('?');
+  const path = queryAt === -1 ? raw : raw.slice(0, queryAt);
+  let segments: string[];
+  try {
+    segments = path.split('/').map((segment) => decodeURIComponent(segment));
+  } catch {
+    throw new HttpError(400, 'BAD_URL', `malformed percent-encoding in ${JSON.stringify(path.slice(0, 200))}`);
+  }
+  return { path, segments, query: new URLSearchParams(queryAt === -1 ? '' : raw.slice(queryAt + 1)) };
+}

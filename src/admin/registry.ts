@@ -2,13 +2,13 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { loadGroupDirectory, parseGroupFile, YamlFile, type GroupSpec } from '../config/index.js';
+import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, YamlFile, type GroupSpec } from '../config/index.js';
 import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
 const debug = createDebug('ntp:admin:registry');
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH' | 'POLICY';
+export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME';
 
 /** A registry change refused for a reason other than the file's own validity. */
 export class RegistryError extends Error {
@@ -110,7 +110,9 @@ export class GroupRegistry {
     return { spec, yaml };
   }
 
+  /** The file of a group; a name outside the loader's rule never becomes a path (it could hold "../"). */
   fileOf(name: string): string {
+    if (!isGroupName(name)) throw new RegistryError('INVALID_GROUP_NAME', groupNameProblem(name), 'name');
     return join(this.dir, `${name}.yaml`);
   }
 

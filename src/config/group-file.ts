@@ -24,6 +24,21 @@ export interface GroupSpec extends ServerTrust {
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
+/** What a group name may be, in words for error messages. */
+export const GROUP_NAME_RULE = 'letters, digits, "-", "_" or ".", starting with a letter or digit (at most 64)';
+
+/**
+ * The one rule for group names, shared by the config loader and the admin API: a name is also
+ * a file name (`<groups>/<name>.yaml`), so it can never hold a "/", a NUL or start with ".".
+ */
+export function isGroupName(name: string): boolean {
+  return NAME.test(name);
+}
+
+/** Why `name` is refused, quoting at most its start (it may be long or hold control characters). */
+export function groupNameProblem(name: string): string {
+  return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
+}
 const GROUP_KEYS = ['name', 'secret', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
 const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
 export const MIN_SECRET_LENGTH = 16;
@@ -41,8 +56,8 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
   yaml.onlyKeys([], root, GROUP_KEYS);
 
   const name = root.name;
-  if (typeof name !== 'string' || !NAME.test(name)) {
-    throw yaml.error(['name'], 'expected a group name of letters, digits, "-", "_" or "." (at most 64)');
+  if (typeof name !== 'string' || !isGroupName(name)) {
+    throw yaml.error(['name'], `expected a group name of ${GROUP_NAME_RULE}`);
   }
   const stem = basename(yaml.file, extname(yaml.file));
   if (stem !== name && /\.ya?ml$/.test(yaml.file)) {

@@ -1,7 +1,8 @@
 import { get } from 'node:http';
+import { connect } from 'node:net';
 import { Observable } from 'rxjs';
 import { AdminServer, type AtomicWriteHooks } from '../../src/admin/index.js';
-import { Secret } from '../../src/config/index.js';
+import { Secret, type AdminConfig } from '../../src/config/index.js';
 import type { CommonServer } from '../../src/server/index.js';
 import type { TestConfigDir } from './configs.js';
 
@@ -14,12 +15,17 @@ export interface TestAdmin {
 }
 
 /** An AdminServer on 127.0.0.1:0 for an in-process CommonServer. */
-export async function startAdmin(server: CommonServer, config: TestConfigDir, options: { token?: string; writeHooks?: AtomicWriteHooks } = {}): Promise<TestAdmin> {
+export async function startAdmin(
+  server: CommonServer,
+  config: TestConfigDir,
+  options: { token?: string; writeHooks?: AtomicWriteHooks; admin?: Partial<AdminConfig>; maxEventQueueBytes?: number } = {},
+): Promise<TestAdmin> {
   const admin = new AdminServer({
     server,
     groupsDir: config.groupsDir,
-    config: { bind: { host: '127.0.0.1', port: 0 }, ...(options.token ? { token: new Secret(options.token) } : {}) },
+    config: { bind: { host: '127.0.0.1', port: 0 }, ...(options.token ? { token: new Secret(options.token) } : {}), ...options.admin },
     ...(options.writeHooks ? { writeHooks: options.writeHooks } : {}),
+    ...(options.maxEventQueueBytes === undefined ? {} : { maxEventQueueBytes: options.maxEventQueueBytes }),
   });
   await admin.listen();
   const url = admin.url();
@@ -44,6 +50,36 @@ export async function startAdmin(server: CommonServer, config: TestConfigDir, op
       return { status: res.status, body: parsed };
     },
   };
+}
+
+export interface RawAnswer {
+  /** 0 when the server closed without answering. */
+  status: number;
+  headers: string;
+  body: string;
+}
+
+/**
+ * One HTTP/1.1 request written byte for byte on a fresh loopback connection (any request
+ * target, any Host, headers fetch() would refuse to send), read until the server closes.
+ */
+export function rawHttp(port: number, { method = 'GET', target, host = `127.0.0.1:${port}`, headers = {}, body }: { method?: string; target: string; host?: string | null; headers?: Record<string, string>; body?: string }): Promise<RawAnswer> {
+  const lines = [`${method} ${target} HTTP/1.1`, ...(host === null ? [] : [`Host: ${host}`]), 'Connection: close'];
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
+  if (body !== undefined) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? undefined : reject(error)));
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const split = text.indexOf('\r\n\r\n');
+      const head = split === -1 ? text : text.slice(0, split);
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body: split === -1 ? '' : text.slice(split + 4) });
+    });
+    socket.write(`${lines.join('\r\n')}\r\n\r\n${body ?? ''}`);
+  });
 }
 
 export interface SseMessage {
