@@ -8,6 +8,8 @@ import { countOutcomes, runUsersWithFault, type FaultRun } from './users.js';
 export interface TransferSettings {
   users: number;
   bytes: number;
+  /** Each user's stream is spread over at least this long (see sendStream). */
+  spreadMs: number;
   /** Bound on the transfers before the fault. */
   deadlineMs: number;
 }

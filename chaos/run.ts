@@ -6,7 +6,7 @@
  * 2 if a scenario could not run to its end. See --help.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -62,12 +62,17 @@ async function main(): Promise<number> {
   };
   const only = values.only === undefined ? [...SCENARIOS] : values.only.split(',').map((name) => name.trim());
   for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`unknown scenario "${name}" (one of ${SCENARIOS.join(', ')})`);
-  const bulk = { users: Math.round(num(values.users, 50, 10)), bytes: Math.round(num(values.mb, 10, 4) * 2 ** 20), deadlineMs: quick ? 20_000 : 60_000 };
+  const bulk = {
+    users: Math.round(num(values.users, 50, 10)),
+    bytes: Math.round(num(values.mb, 10, 4) * 2 ** 20),
+    spreadMs: quick ? 1500 : 3000,
+    deadlineMs: quick ? 20_000 : 60_000,
+  };
   const settings = {
     bulk,
     // SIGTERM needs fewer users: what is measured is the exit and how each user ends.
     sigterm: { ...bulk, users: Math.max(2, Math.round(bulk.users / 2)) },
-    blackhole: { ...bulk, users: Math.max(2, Math.round(bulk.users / 5)) },
+    blackhole: { ...bulk, users: Math.max(4, Math.round(bulk.users / 5)) },
     cycles: Math.round(num(values.cycles, 20_000, 1000)),
     floodSeconds: num(values['flood-seconds'], 15, 5),
   };
@@ -83,6 +88,9 @@ async function main(): Promise<number> {
     { scenario: 'sigterm', name: '5b SIGTERM groupclient', deadlineMs: 90_000, run: () => processFault(results, '5b SIGTERM groupclient', 'client', 'SIGTERM', settings.sigterm) },
   ];
   const started = Date.now();
+  // The machine's load sets the latency figures as much as the code does: say what it was.
+  const loadBefore = loadavg()[0]!;
+  console.log(`chaos: ${cpus().length} cores, load average ${loadBefore.toFixed(2)}${quick ? ', quick' : ''}`);
   for (const step of steps.filter((candidate) => only.includes(candidate.scenario))) {
     const stepStarted = Date.now();
     process.stdout.write(`${step.name} ...`);
@@ -96,11 +104,12 @@ async function main(): Promise<number> {
     }
   }
   printResults(results);
+  console.log(`load average ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`);
   console.log(`total ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (!values['no-json']) {
     const out = values.out ?? join(resultsDir, 'latest.json');
     mkdirSync(dirname(out), { recursive: true });
-    const record = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, checks: results.checks, errors: results.errors };
+    const record = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, loadAverage: { before: loadBefore, after: loadavg()[0] }, args: process.argv.slice(2), settings, checks: results.checks, errors: results.errors };
     writeFileSync(out, JSON.stringify(record, null, 2));
     console.log(`results written to ${out}`);
   }

@@ -3,13 +3,13 @@ import type { Socket } from 'node:net';
 import { startApp, type TestApp } from '../test/helpers/apps.js';
 
 /**
- * The local app behind the tunnel for bulk users. A user's first 9 bytes say what it wants:
+ * The local app behind the tunnel for bulk users. A user's first 13 bytes say what it wants:
  * `U` (upload: the app hashes what follows until the user's FIN and answers "<sha256> <bytes>\n")
- * or `D` (download: the app sends the user's stream and ends), then the user's number and the
- * stream's length (u32 each). Every user's stream differs, so bytes that reach the wrong user
- * fail its hash like corrupted ones.
+ * or `D` (download: the app sends the user's stream and ends), then the user's number, the
+ * stream's length and the time to spread it over (u32 each). Every user's stream differs, so
+ * bytes that reach the wrong user fail its hash like corrupted ones.
  */
-export const HEADER_BYTES = 9;
+export const HEADER_BYTES = 13;
 const CHUNK_BYTES = 64 * 1024;
 const base = randomBytes(CHUNK_BYTES);
 
@@ -24,14 +24,21 @@ export function streamChunk(user: number, index: number, length = CHUNK_BYTES): 
   return chunk;
 }
 
-/** Writes user `user`'s stream of `bytes` to `socket` with backpressure, then calls `done`. */
-export function sendStream(socket: Socket, user: number, bytes: number, done: () => void): void {
+/**
+ * Writes user `user`'s stream of `bytes` to `socket` with backpressure, spread over at least
+ * `spreadMs`, then calls `done`. Spread below the tunnel's capacity, the stream leaves little
+ * in the sockets' buffers, so a fault lands mid-stream at both ends rather than after the
+ * last bytes were already buffered past it.
+ */
+export function sendStream(socket: Socket, user: number, bytes: number, spreadMs: number, done: () => void): void {
+  const started = Date.now();
   let index = 0;
   const pump = (): void => {
     while (index * CHUNK_BYTES < bytes && !socket.destroyed) {
+      const waitMs = started + ((index * CHUNK_BYTES) / bytes) * spreadMs - Date.now();
+      if (waitMs > 0) return void setTimeout(pump, waitMs);
       const length = Math.min(CHUNK_BYTES, bytes - index * CHUNK_BYTES);
-      const more = socket.write(streamChunk(user, index++, length));
-      if (!more) return void socket.once('drain', pump);
+      if (!socket.write(streamChunk(user, index++, length))) return void socket.once('drain', pump);
     }
     if (!socket.destroyed) done();
   };
@@ -53,11 +60,12 @@ export function streamDigest(user: number, bytes: number): string {
   return digest;
 }
 
-export function header(kind: 'U' | 'D', user: number, bytes: number): Buffer {
+export function header(kind: 'U' | 'D', user: number, bytes: number, spreadMs: number): Buffer {
   const head = Buffer.alloc(HEADER_BYTES);
   head.write(kind, 0, 'latin1');
   head.writeUInt32BE(user, 1);
   head.writeUInt32BE(bytes, 5);
+  head.writeUInt32BE(spreadMs, 9);
   return head;
 }
 
@@ -102,9 +110,10 @@ export async function startTransferApp(): Promise<TransferApp> {
       const kind = head.toString('latin1', 0, 1);
       const user = head.readUInt32BE(1);
       const bytes = head.readUInt32BE(5);
+      const spreadMs = head.readUInt32BE(9);
       const rest = head.subarray(HEADER_BYTES);
       if (kind === 'U') sink(socket, bytes, rest);
-      else if (kind === 'D') sendStream(socket, user, bytes, () => socket.end());
+      else if (kind === 'D') sendStream(socket, user, bytes, spreadMs, () => socket.end());
       else socket.destroy();
     };
     socket.on('data', onHead);

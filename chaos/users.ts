@@ -32,6 +32,8 @@ export interface FaultRunOptions {
   port: number;
   users: number;
   bytes: number;
+  /** Each stream is spread over at least this long. */
+  spreadMs: number;
   /** The fault, injected once this share of each direction's bytes went through (0..1). */
   faultAfter: number;
   /** Upload bytes the local app received so far. */
@@ -52,7 +54,7 @@ export interface FaultRunOptions {
 export async function runUsersWithFault(options: FaultRunOptions): Promise<FaultRun> {
   let downloaded = 0;
   const onDownloaded = (n: number): void => void (downloaded += n);
-  const running = Array.from({ length: options.users }, (_, user) => startUser(options.port, user, user % 2 === 0 ? 'U' : 'D', options.bytes, onDownloaded));
+  const running = Array.from({ length: options.users }, (_, user) => startUser(options, user, user % 2 === 0 ? 'U' : 'D', onDownloaded));
   const allDone = Promise.all(running.map((user) => user.result));
   // Both directions under way: a fault while only downloads flow would prove nothing on uploads.
   const half = (options.bytes * options.users) / 2;
@@ -79,7 +81,7 @@ interface RunningUser {
   abandon(): void;
 }
 
-function startUser(port: number, user: number, kind: 'U' | 'D', bytes: number, onDownloaded: (n: number) => void): RunningUser {
+function startUser({ port, bytes, spreadMs }: FaultRunOptions, user: number, kind: 'U' | 'D', onDownloaded: (n: number) => void): RunningUser {
   const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
   let settle: (result: UserResult) => void = () => {};
   const running: RunningUser = {
@@ -117,9 +119,9 @@ function startUser(port: number, user: number, kind: 'U' | 'D', bytes: number, o
     finish(receivedBytes === bytes && hash.digest('hex') === streamDigest(user, bytes) ? 'complete' : 'corrupt');
   });
   socket.once('connect', () => {
-    if (kind === 'D') return void socket.end(header('D', user, bytes));
-    socket.write(header('U', user, bytes));
-    sendStream(socket, user, bytes, () => socket.end());
+    if (kind === 'D') return void socket.end(header('D', user, bytes, spreadMs));
+    socket.write(header('U', user, bytes, spreadMs));
+    sendStream(socket, user, bytes, spreadMs, () => socket.end());
   });
   return running;
 }
