@@ -15,6 +15,8 @@ export interface Check {
   bound?: Bound;
   pass?: boolean;
   note?: string;
+  /** A breakdown of the value, printed after the result. */
+  detail?: string;
 }
 
 /** A scenario that could not run to its end: the harness's failure, not a broken bound. */
@@ -30,6 +32,12 @@ export class Results {
   /** A figure reported for context only. */
   figure(scenario: string, figure: string, value: number, unit: string, note?: string): void {
     this.checks.push({ scenario, figure, value, unit, ...(note === undefined ? {} : { note }) });
+  }
+
+  /** Adds a breakdown to the row just recorded. */
+  detail(detail: string): void {
+    const last = this.checks.at(-1);
+    if (last) last.detail = detail;
   }
 
   atMost(scenario: string, figure: string, value: number, limit: number, unit: string, note?: string): void {
@@ -70,9 +78,10 @@ export function printResults(results: Results): void {
       `${format(check.value)}${check.unit ? ` ${check.unit}` : ''}`,
       check.bound ? `${check.bound.op} ${format(check.bound.limit)}` : '–',
       check.pass === undefined ? 'info' : check.pass ? 'pass' : 'FAIL',
+      check.detail ?? '',
     ];
   });
-  const header = ['scenario', 'figure', 'value', 'bound', 'result'];
+  const header = ['scenario', 'figure', 'value', 'bound', 'result', ''];
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]): string => cells.map((cell, i) => (i === 2 || i === 3 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
   console.log('\n' + line(header));

@@ -3,7 +3,7 @@ import type { Results } from './checks.js';
 import { waitUntil } from './deadline.js';
 import { startTransferApp, type SinkEnd, type TransferApp } from './transfer-app.js';
 import { openTunnel, type Tunnel, type TunnelOptions } from './tunnel.js';
-import { countOutcomes, runUsersWithFault, type FaultRun } from './users.js';
+import { countOutcomes, runUsersWithFault, type FaultRun, type Outcome } from './users.js';
 
 export interface TransferSettings {
   users: number;
@@ -108,14 +108,21 @@ function reportUsers(
   app: TransferApp,
 ): void {
   const counts = countOutcomes(run.users);
+  const uploads = countOutcomes(run.users.filter((user) => user.kind === 'U'));
+  const split = (outcome: Outcome): void => results.detail(`uploads ${uploads[outcome]}, downloads ${counts[outcome] - uploads[outcome]}`);
   const mb = settings.bytes / 2 ** 20;
   results.atLeast(scenario, `users mid-transfer at the fault (of ${settings.users} × ${mb} MB)`, run.activeAtFault, 1, '', 'below 1: the transfers ended before the fault, which then proved nothing');
   if (options.userFinAsserted) results.atMost(scenario, 'users: clean EOF, bytes missing', counts['short-eof'], 0, '');
   else results.figure(scenario, 'users: clean EOF, bytes missing', counts['short-eof'], '', KERNEL_FIN);
+  split('short-eof');
   results.atMost(scenario, 'users: corrupt', counts.corrupt, 0, '');
   results.figure(scenario, 'users: reset', counts.reset, '');
+  split('reset');
   results.figure(scenario, 'users: complete', counts.complete, '');
-  if (counts.error > 0) results.figure(scenario, 'users: other errors', counts.error, '');
+  if (counts.error > 0) {
+    results.figure(scenario, 'users: other errors', counts.error, '');
+    split('error');
+  }
   results.atMost(scenario, `users still open ${options.settleMs / 1000} s after the fault`, counts.open, 0, '');
   const sinkEnds = (end: SinkEnd): number => app.sinkEnds.filter((record) => record.end === end).length;
   if (options.appFinAsserted) results.atMost(scenario, 'local app: uploads ended by a clean FIN, bytes missing', sinkEnds('fin-short'), 0, '');

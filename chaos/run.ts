@@ -81,7 +81,7 @@ async function main(): Promise<number> {
   const steps: Array<{ scenario: Scenario; name: string; deadlineMs: number; run(): Promise<void> }> = [
     { scenario: 'kill', name: '1a kill -9 groupclient', deadlineMs: 90_000, run: () => processFault(results, '1a kill -9 groupclient', 'client', 'SIGKILL', settings.bulk) },
     { scenario: 'kill', name: '1b kill -9 commonserver', deadlineMs: 90_000, run: () => processFault(results, '1b kill -9 commonserver', 'server', 'SIGKILL', settings.bulk) },
-    { scenario: 'cycles', name: '2 short cycles', deadlineMs: 60_000 + settings.cycles * 10, run: () => cycles(results, '2 short cycles', settings.cycles) },
+    { scenario: 'cycles', name: '2 short cycles', deadlineMs: 60_000 + settings.cycles * 20, run: () => cycles(results, '2 short cycles', settings.cycles) },
     { scenario: 'blackhole', name: '3 blackhole', deadlineMs: 90_000, run: () => blackhole(results, '3 blackhole', settings.blackhole) },
     { scenario: 'flood', name: '4 ping flood', deadlineMs: 40_000 + settings.floodSeconds * 1000, run: () => pingFlood(results, '4 ping flood', settings.floodSeconds) },
     { scenario: 'sigterm', name: '5a SIGTERM commonserver', deadlineMs: 90_000, run: () => processFault(results, '5a SIGTERM commonserver', 'server', 'SIGTERM', settings.sigterm) },
