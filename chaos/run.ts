@@ -26,7 +26,8 @@ const USAGE = `usage: npm run chaos -- [options]
   --quick            seconds instead of minutes: fewer users, bytes and cycles, a 5 s flood
   --no-assert        print and record every figure, but exit 0 when bounds are broken
                      (still 2 when a scenario could not run)
-  --users N          bulk users for kill and blackhole (default 50; quick 10)
+  --users N          bulk users for kill -9 (default 50; quick 10); SIGTERM uses half,
+                     the blackhole a fifth (at least 4)
   --mb N             MB each bulk user moves (default 10; quick 4)
   --cycles N         short user cycles (default 20000; quick 1000)
   --flood-seconds N  ping flood duration (default 15; quick 5)
@@ -57,11 +58,11 @@ async function main(): Promise<number> {
   const quick = values.quick!;
   const num = (value: string | undefined, normal: number, short: number): number => {
     const n = value === undefined ? (quick ? short : normal) : Number(value);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`expected a positive number, got ${value}`);
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`expected a positive number, got ${value}`);
     return n;
   };
   const only = values.only === undefined ? [...SCENARIOS] : values.only.split(',').map((name) => name.trim());
-  for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`unknown scenario "${name}" (one of ${SCENARIOS.join(', ')})`);
+  for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) throw new UsageError(`unknown scenario "${name}" (one of ${SCENARIOS.join(', ')})`);
   const bulk = {
     users: Math.round(num(values.users, 50, 10)),
     bytes: Math.round(num(values.mb, 10, 4) * 2 ** 20),
@@ -118,11 +119,15 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** A bad command line: said in one line, without a stack. */
+class UsageError extends Error {}
+
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
     killAll();
-    console.error(`chaos: ${(error as Error).stack ?? error}`);
+    const usage = error instanceof UsageError || String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    console.error(usage ? `chaos: ${(error as Error).message} (see --help)` : `chaos: ${(error as Error).stack ?? error}`);
     process.exit(2);
   },
 );
