@@ -1,16 +1,19 @@
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { percentile, rssBytes, sampleRss } from '../bench/proc.js';
+import { fileURLToPath } from 'node:url';
+import { percentile, rssBytes, sampleRss, track } from '../bench/proc.js';
 import { startEchoApp, unusedPort } from '../test/helpers/apps.js';
-import { ControlChannel, dialCommon } from '../src/net/index.js';
-import { encodeFrame, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import type { Results } from './checks.js';
 import { withDeadline } from './deadline.js';
+import { FLOOD_SECRET_ENV } from './flooder.js';
 import { CHAOS_GROUP, openTunnel, type Tunnel } from './tunnel.js';
 
 const FLOOD_GROUP = 'flood';
+const flooderBin = join(dirname(fileURLToPath(import.meta.url)), 'flooder.js');
 const PROBE_DEADLINE_MS = 5000;
 const PROBE_PAUSE_MS = 20;
 const HEARTBEAT = { heartbeatInterval: '1s', heartbeatTimeout: '5s' };
@@ -29,9 +32,11 @@ export async function pingFlood(results: Results, scenario: string, seconds: num
       const rest = rssBytes(tunnel.server.pid);
       const before = await probeEcho(port, 1000);
       const linesBefore = { server: tunnel.server.lines.length, client: tunnel.client.lines.length };
-      const flooder = await floodLogin(tunnel);
       const sampler = sampleRss([tunnel.server.pid]);
-      const [flood, during] = await Promise.all([floodPings(flooder, seconds * 1000), probeEcho(port, seconds * 1000)]);
+      const flooder = startFlooder(tunnel, seconds);
+      await withDeadline(flooder.flooding, 15_000, 'flood login');
+      const during = await probeEcho(port, seconds * 1000);
+      const flood = await flooder.done;
       const [peak] = sampler.stop();
       // A server whose loop was starved may notice a silent client only after the flood.
       await sleep(2000);
@@ -55,53 +60,45 @@ export async function pingFlood(results: Results, scenario: string, seconds: num
   }
 }
 
-/** Logs in as the flood group over TLS with the pinned fingerprint, as the real client would. */
-async function floodLogin(tunnel: Tunnel): Promise<Socket> {
-  const secret = tunnel.secrets.get(FLOOD_GROUP)!;
-  const socket = await dialCommon({ host: '127.0.0.1', port: tunnel.commonPort }, { kind: 'tls', fingerprint: tunnel.fingerprint }, 5000);
-  socket.on('error', () => {});
-  const channel = new ControlChannel(socket);
-  const clientId = 'chaos-flooder';
-  const challenge = channel.next('Challenge');
-  channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group: FLOOD_GROUP, clientId });
-  const { nonce } = await withDeadline(challenge, 5000, 'flood login');
-  const answer = channel.next('LoginResp');
-  channel.send({ type: 'Login', proof: loginProof(secret, nonce, FLOOD_GROUP, clientId), apps: [] });
-  const resp = await withDeadline(answer, 5000, 'flood login');
-  if (resp.sessionId === undefined) throw new Error(`flood login refused: ${resp.error?.code}`);
-  // Never read again: every Pong (and every request for work conns) piles up on the server.
-  socket.pause();
-  return socket;
+interface FloodFigures {
+  frames: number;
+  closedAfterMs: number;
 }
 
-/** Writes Pings until `ms` passed or the server closed the conn, waiting only when the kernel is full. */
-async function floodPings(socket: Socket, ms: number): Promise<{ frames: number; closedAfterMs: number }> {
-  const perBatch = 512;
-  const batch = Buffer.concat(Array.from({ length: perBatch }, (_, seq) => encodeFrame({ type: 'Ping', seq })));
-  const started = Date.now();
-  const end = started + ms;
-  let frames = 0;
-  let closedAfterMs = Number.NaN;
-  const closed = new Promise<void>((resolve) =>
-    socket.once('close', () => {
-      closedAfterMs = Date.now() - started;
-      resolve();
+/**
+ * The flooder runs in a process of its own, so that its TLS work does not delay the probes'
+ * timing in this one: the latency measured is the server's. The secret goes by environment,
+ * which other users of the machine cannot read, not by argument. `flooding` resolves once it
+ * is logged in and writing.
+ */
+function startFlooder(tunnel: Tunnel, seconds: number): { flooding: Promise<void>; done: Promise<FloodFigures> } {
+  const child = track(
+    spawn(process.execPath, [flooderBin, String(tunnel.commonPort), tunnel.fingerprint, FLOOD_GROUP, String(seconds * 1000)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, [FLOOD_SECRET_ENV]: tunnel.secrets.get(FLOOD_GROUP)! },
     }),
   );
-  while (Date.now() < end && Number.isNaN(closedAfterMs)) {
-    frames += perBatch;
-    if (socket.write(batch)) {
-      // Yield now and then so that the probes sharing this process keep their timing.
-      if (frames % (perBatch * 16) === 0) await sleep(0);
-      continue;
+  let out = '';
+  let onFlooding: () => void = () => {};
+  const flooding = new Promise<void>((resolve) => (onFlooding = resolve));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    if (out.startsWith('flooding\n')) onFlooding();
+  });
+  const done = (async (): Promise<FloodFigures> => {
+    try {
+      const [code] = (await withDeadline(once(child, 'exit'), seconds * 1000 + 15_000, 'flooder')) as [number | null];
+      if (code !== 0) throw new Error(`flooder exited with ${code}`);
+    } finally {
+      child.kill('SIGKILL');
     }
-    const waiting = new AbortController();
-    const quiet = (): void => {};
-    await Promise.race([once(socket, 'drain', { signal: waiting.signal }).catch(quiet), closed, sleep(end - Date.now(), undefined, { signal: waiting.signal }).catch(quiet)]);
-    waiting.abort();
-  }
-  socket.destroy();
-  return { frames, closedAfterMs };
+    const figures = JSON.parse(out.slice('flooding\n'.length)) as { frames: number; closedAfterMs: number | null };
+    // JSON has no NaN: null says the server never closed the flooder's conn.
+    return { frames: figures.frames, closedAfterMs: figures.closedAfterMs ?? Number.NaN };
+  })();
+  // Awaited by the caller once flooding; if the login fails first, this keeps the rejection handled.
+  done.catch(() => {});
+  return { flooding: Promise.race([flooding, done.then(() => {})]), done };
 }
 
 /** Users one after another for `ms`, each sending a byte and timing its echo. */
