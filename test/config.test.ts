@@ -12,6 +12,7 @@ import {
   SERVER_DEFAULTS,
   type ConfigErrorCode,
 } from '../src/config/index.js';
+import { configError } from './helpers/config-errors.js';
 
 // Compiled to dist/test/: the fixtures stay in the source tree.
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'config');
@@ -47,6 +48,8 @@ const INVALID_GROUPS: Record<string, Expected> = {
   'no-apps.yaml': { code: 'CONFIG_INVALID', field: 'apps', line: 3 },
   'yaml-syntax.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 4 },
   'duplicate-key.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 5 },
+  'alias-bomb.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 6 },
+  'secret-and-secret-file.yaml': { code: 'CONFIG_INVALID', field: 'secretFile', line: 3 },
 };
 
 const INVALID_SERVERS: Record<string, Expected> = {
@@ -58,16 +61,6 @@ const INVALID_SERVERS: Record<string, Expected> = {
   'bad-pairing-timeout.yaml': { code: 'CONFIG_INVALID', field: 'pairingTimeout', line: 2 },
   'yaml-syntax.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 4 },
 };
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected a ConfigError, but the file loaded');
-}
 
 function assertNamesItsPlace(error: ConfigError, file: string, expected: Expected): void {
   assert.equal(error.code, expected.code, error.message);

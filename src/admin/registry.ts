@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, YamlFile, type GroupSpec } from '../config/index.js';
+import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../config/index.js';
 import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
@@ -59,7 +59,7 @@ export class GroupRegistry {
 
   private async syncNow(): Promise<void> {
     const { server } = this.options;
-    const { groups, errors } = loadGroupDirectory(this.dir, this.env);
+    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup);
     const stems = new Set(readdirSync(this.dir).filter((entry) => /\.ya?ml$/.test(entry)).map((entry) => entry.replace(/\.ya?ml$/, '')));
     const failed = new Set<string>();
     for (const error of errors) {
@@ -70,14 +70,15 @@ export class GroupRegistry {
     }
     for (const file of this.reported.keys()) if (!failed.has(file)) this.reported.delete(file);
 
+    for (const [name, spec] of [...server.readyGroup]) {
+      // Only groups that came from this directory; a file that is now invalid keeps its last good version.
+      // Removals first: a port they free may be what an edited group now claims.
+      if (dirname(resolve(spec.file)) === this.dir && !stems.has(name)) server.deregisterGroup(name);
+    }
     for (const spec of groups) {
       const current = server.readyGroup.get(spec.name);
       if (current === undefined) server.registerGroup(spec);
-      else if (!sameSpec(current, spec)) await server.updateGroup(spec);
-    }
-    for (const [name, spec] of [...server.readyGroup]) {
-      // Only groups that came from this directory; a file that is now invalid keeps its last good version.
-      if (dirname(resolve(spec.file)) === this.dir && !stems.has(name)) server.deregisterGroup(name);
+      else if (!sameGroupSpec(current, spec)) await server.updateGroup(spec);
     }
     debug('synced %d group(s), %d bad file(s)', groups.length, errors.length);
   }
@@ -85,7 +86,8 @@ export class GroupRegistry {
   /** Validates a group given as YAML or JSON text (JSON is YAML), exactly like a group file. */
   validate(text: string, { expectName }: { expectName?: string } = {}): { spec: GroupSpec; yaml: YamlFile } {
     const yaml = YamlFile.parse('request body', text);
-    const spec = parseGroupFile(yaml, this.env);
+    // A relative secretFile is read where the file will be written.
+    const spec = parseGroupFile(yaml, this.env, { baseDir: this.dir });
     if (expectName !== undefined && spec.name !== expectName) {
       throw new RegistryError('NAME_MISMATCH', `request body: name: "${spec.name}" does not match the group in the URL ("${expectName}")`, 'name');
     }
@@ -153,13 +155,3 @@ export class GroupRegistry {
     return this.options.server.readyGroup.get(spec.name) ?? spec;
   }
 }
-
-/** Same secret and the same apps (name, local target, public port) in the same order. */
-export function sameSpec(a: GroupSpec, b: GroupSpec): boolean {
-  if (!a.secret.equals(b.secret) || a.apps.length !== b.apps.length) return false;
-  return a.apps.every((app, i) => {
-    const other = b.apps[i]!;
-    return app.name === other.name && app.remotePort === other.remotePort && app.local.host === other.local.host && app.local.port === other.local.port;
-  });
-}
-

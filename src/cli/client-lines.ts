@@ -31,7 +31,7 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       return `group ${group} changed on the server: ${parts.join('; ')}${unknown}`;
     }
     case 'spec-reloaded':
-      return `group file reloaded: ${event.apps.join(', ')}`;
+      return `group file reloaded: ${event.apps.join(', ')}${event.changes?.length ? `\n    ${event.changes.join('\n    ')}` : ''}`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
     // The session-lost line that follows carries the timeout: one line per event.

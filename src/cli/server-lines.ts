@@ -14,7 +14,7 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'group-deregistered':
       return `group ${event.group} deregistered`;
     case 'group-updated':
-      return `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})`;
+      return `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})${event.changes?.length ? `: ${event.changes.join('; ')}` : ''}`;
     case 'app-closed':
       return `app ${event.group}/${event.app} closed: ${event.reason}`;
     case 'login-rejected':

@@ -17,7 +17,8 @@ export type ClientEvent =
   | { type: 'pool-requested'; count: number }
   | { type: 'work-conn-opened'; app: string; pairingId: string; pooled: boolean }
   | { type: 'conn-closed'; app: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
-  | { type: 'spec-reloaded'; apps: string[] }
+  /** `changes`: each changed field the client uses, and when it applies. */
+  | { type: 'spec-reloaded'; apps: string[]; changes?: string[] }
   | { type: 'stopped'; reason: string }
   /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */
   | { type: 'apps-changed'; opened: AppBinding[]; closed: string[]; unknown: string[] };

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import pRetry, { AbortError } from 'p-retry';
 import { Subject, type Observable } from 'rxjs';
-import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
+import { describeChanges, formatHostPort, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
 import { ControlChannel, dialCommon, ServerTrustError, type ClientTransport } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
@@ -109,15 +109,17 @@ export class GroupClient {
 
   /**
    * Applies an edited group file: the next work conns dial the new local targets, running
-   * relays keep flowing, and the secret and app list are sent at the next login.
+   * relays keep flowing, and the secret and app list are sent at the next login. The server
+   * address and TLS settings were fixed when this client was built: the event says so.
    */
   updateSpec(spec: GroupSpec): void {
     if (spec.name !== this.options.spec.name) {
       throw new Error(`the group file now names group "${spec.name}", not "${this.options.spec.name}": restart the groupclient to change group`);
     }
+    const changes = describeChanges(specChanges(this.options.spec, spec), 'client');
     this.options = { ...this.options, spec };
     this.session?.updateSpec(spec);
-    this.emit({ type: 'spec-reloaded', apps: spec.apps.map((app) => app.name) });
+    this.emit({ type: 'spec-reloaded', apps: spec.apps.map((app) => app.name), changes });
   }
 
   /** Says goodbye to the server and tears down every relay. */

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { parseSecret } from './group-file.js';
+import { parseSecret } from './secret-source.js';
 import type { Secret } from './secret.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
 import type { YamlFile } from './yaml-file.js';

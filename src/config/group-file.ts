@@ -1,6 +1,7 @@
-import { basename, extname } from 'node:path';
+import { basename, dirname, extname } from 'node:path';
 import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, type AppAccess, type ServerTrust } from './group-security.js';
-import { Secret } from './secret.js';
+import type { Secret } from './secret.js';
+import { parseSecret, readSecretFile } from './secret-source.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -21,6 +22,8 @@ export interface GroupSpec extends ServerTrust {
   readonly file: string;
   /** The secret is written in the file itself (not `${VAR}`): the file must stay private. */
   readonly secretInFile?: boolean;
+  /** Where the secret was read from (`secretFile:`, absolute), re-read at every reload. */
+  readonly secretFile?: string;
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -39,9 +42,14 @@ export function isGroupName(name: string): boolean {
 export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
-const GROUP_KEYS = ['name', 'secret', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
+const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
 const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
-export const MIN_SECRET_LENGTH = 16;
+export { MIN_SECRET_LENGTH, parseSecret } from './secret-source.js';
+
+export interface GroupFileOptions {
+  /** Where a relative `secretFile:` is found (default: the group file's directory). */
+  baseDir?: string;
+}
 
 /**
  * Reads one group file (`<groups>/<name>.yaml`). The same file serves both ends: the server
@@ -51,7 +59,7 @@ export function loadGroupFile(file: string, env: NodeJS.ProcessEnv = process.env
   return parseGroupFile(YamlFile.read(file), env);
 }
 
-export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.env): GroupSpec {
+export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.env, { baseDir = dirname(yaml.file) }: GroupFileOptions = {}): GroupSpec {
   const root = yaml.mapAt([], yaml.root());
   yaml.onlyKeys([], root, GROUP_KEYS);
 
@@ -64,7 +72,14 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     throw yaml.error(['name'], `group "${name}" must live in a file named ${name}.yaml (found ${basename(yaml.file)})`);
   }
 
-  const secret = parseSecret(yaml, root.secret, env);
+  if (root.secret !== undefined && root.secretFile !== undefined) {
+    throw yaml.error(['secretFile'], 'secret and secretFile are alternatives: keep one');
+  }
+  const fromFile = root.secretFile === undefined ? undefined : readSecretFile(yaml, root.secretFile, baseDir);
+  if (fromFile === undefined && root.secret === undefined) {
+    throw yaml.error(['secret'], 'expected secret: (a literal, or ${VAR} to read it from the environment) or secretFile: PATH');
+  }
+  const secret = fromFile?.secret ?? parseSecret(yaml, root.secret, env);
 
   if (!Array.isArray(root.apps) || root.apps.length === 0) {
     throw yaml.error(['apps'], 'expected a list of at least one app');
@@ -96,29 +111,11 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     apps: Object.freeze(apps),
     file: yaml.file,
     secretInFile: typeof root.secret === 'string' && !root.secret.includes('${'),
+    ...(fromFile ? { secretFile: fromFile.file } : {}),
     ...parseServerTrust(yaml, root),
     ...(root.server === undefined ? {} : { server: yaml.expect(['server'], parseHostPort(root.server)) }),
   };
   return Object.freeze(spec);
-}
-
-/** `${VAR}` anywhere in the value is replaced from the environment; a missing VAR is an error. */
-export function parseSecret(yaml: YamlFile, raw: unknown, env: NodeJS.ProcessEnv, path: (string | number)[] = ['secret']): Secret {
-  if (typeof raw !== 'string' || raw.length === 0) {
-    throw yaml.error(path, 'expected a secret (a literal, or ${VAR} to read it from the environment)');
-  }
-  const value = raw.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
-    const found = env[variable];
-    if (found === undefined || found === '') {
-      throw yaml.error(path, `environment variable ${variable} is not set`);
-    }
-    return found;
-  });
-  if (value.length < MIN_SECRET_LENGTH) {
-    // Never quote the value: the error may end up in a log.
-    throw yaml.error(path, `too short: use at least ${MIN_SECRET_LENGTH} characters`);
-  }
-  return new Secret(value);
 }
 
 export function describeApps(spec: GroupSpec): string {

@@ -1,8 +1,5 @@
-import { readdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseAdminSection, type AdminConfig } from './admin-config.js';
-import { ConfigError } from './errors.js';
-import { parseGroupFile, type GroupSpec } from './group-file.js';
 import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
@@ -86,49 +83,4 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     file,
     ...(admin ? { admin } : {}),
   });
-}
-
-export interface GroupDirectory {
-  groups: GroupSpec[];
-  /** Files that could not be registered; each is reported and skipped, the rest still load. */
-  errors: ConfigError[];
-}
-
-/**
- * Loads every `*.yaml` / `*.yml` in the registry directory. One bad file never stops the
- * others: it is reported with its reason, and a name or public port claimed twice keeps the
- * first file (in name order) and reports the second.
- */
-export function loadGroupDirectory(dir: string, env: NodeJS.ProcessEnv = process.env): GroupDirectory {
-  let entries: string[];
-  try {
-    entries = readdirSync(dir).filter((entry) => /\.ya?ml$/.test(entry)).sort();
-  } catch (error) {
-    throw new ConfigError('CONFIG_READ', `${dir}: cannot read the groups directory: ${(error as Error).message}`, dir);
-  }
-  const groups: GroupSpec[] = [];
-  const errors: ConfigError[] = [];
-  const portOwners = new Map<number, string>();
-  for (const entry of entries) {
-    const file = join(dir, entry);
-    try {
-      const yaml = YamlFile.read(file);
-      const spec = parseGroupFile(yaml, env);
-      if (groups.some((g) => g.name === spec.name)) {
-        throw yaml.error(['name'], `group "${spec.name}" is already registered`);
-      }
-      spec.apps.forEach((app, i) => {
-        const owner = portOwners.get(app.remotePort);
-        if (app.remotePort !== 0 && owner !== undefined) {
-          throw yaml.error(['apps', i, 'remotePort'], `port ${app.remotePort} is already claimed by ${owner}`);
-        }
-      });
-      for (const app of spec.apps) if (app.remotePort !== 0) portOwners.set(app.remotePort, `${spec.name}/${app.name}`);
-      groups.push(spec);
-    } catch (error) {
-      if (error instanceof ConfigError) errors.push(error);
-      else throw error;
-    }
-  }
-  return { groups, errors };
 }

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import type { GroupSpec, PolicyConfig } from '../config/index.js';
+import type { AppSpec, GroupSpec, PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, resetSocket, WorkConnTracker, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
@@ -15,6 +15,7 @@ import {
   type NewWorkConn,
 } from '../protocol/index.js';
 import { AppServer, type RelayHandle, type UserConnSink } from './app-server.js';
+import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
 import { portRefusal } from './policy.js';
@@ -50,6 +51,8 @@ export interface AppGroupOptions {
   trafficSampleMs?: number;
   /** Work conns kept ready for this session; 0 disables the pool. */
   workConnPool: number;
+  /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
+  bindRetry?: BindRetryPolicy;
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
@@ -70,6 +73,7 @@ export class AppGroup implements UserConnSink {
   lastHeartbeatAt = Date.now();
   private readonly appServers = new Map<string, AppServer>();
   private readonly pairings: Pairings;
+  private readonly bindRetries: BindRetries;
   private readonly pool: WorkConnPool;
   /**
    * Users joined to a work conn (pooled or asked for), by pairing id, until their work conn is
@@ -90,6 +94,7 @@ export class AppGroup implements UserConnSink {
     this.clientAddress = options.channel.peer;
     this.clientSource = options.channel.socket.remoteAddress;
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
+    this.bindRetries = new BindRetries(this.name, this.retryBind, options.bindRetry);
     this.pool = new WorkConnPool(options.workConnPool, options.pairingTimeoutMs, (pairingIds) =>
       options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
       (idle, served) => options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
@@ -154,7 +159,8 @@ export class AppGroup implements UserConnSink {
 
   /**
    * Applies an edited registry entry to the live session: removed apps (and apps whose public
-   * port changed) close with their conns, new ones open; the other apps' conns are untouched.
+   * port changed) close with their conns, new ones open; the other apps take their new
+   * `allow` and `maxConnections` for the next user, their conns untouched.
    */
   async updateSpec(spec: GroupSpec): Promise<AppBinding[]> {
     const before = new Map(this.currentSpec.apps.map((app) => [app.name, app]));
@@ -164,7 +170,15 @@ export class AppGroup implements UserConnSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort && this.appServers.has(app.name)) continue;
+      if (old !== undefined && old.remotePort === app.remotePort) {
+        const server = this.appServers.get(app.name);
+        if (server !== undefined) {
+          server.applySpec(app);
+          continue;
+        }
+        // Still waiting for its busy port: the retry binds the spec current by then.
+        if (this.bindRetries.has(app.name)) continue;
+      }
       if (old !== undefined && this.closeApp(app.name, `its remotePort changed to ${app.remotePort}`)) closed.push(app.name);
       opening.push(app);
     }
@@ -178,6 +192,7 @@ export class AppGroup implements UserConnSink {
 
   /** Closes an app's public port and its conns; false if it had none open. */
   private closeApp(name: string, reason: string): boolean {
+    this.bindRetries.cancel(name);
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
@@ -330,6 +345,7 @@ export class AppGroup implements UserConnSink {
     if (!this.active) return;
     this.active = false;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
+    this.bindRetries.cancelAll();
     for (const use of this.joined.values()) {
       if (use.relaySettled) {
         // Between two users (released here, the client not yet idle): no stream is cut.
@@ -350,27 +366,54 @@ export class AppGroup implements UserConnSink {
     this.options.onDeactivated(this);
   }
 
-  private async openApp(app: GroupSpec['apps'][number]): Promise<AppBinding> {
+  private async openApp(app: AppSpec): Promise<AppBinding> {
     const refusal = portRefusal(this.options.policy ?? {}, this.name, app);
     if (refusal !== undefined) {
       this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason: refusal });
       return { name: app.name, remotePort: app.remotePort, state: 'failed', error: refusal };
     }
+    const bound = await this.bindApp(app);
+    if (typeof bound === 'number') return { name: app.name, remotePort: bound, state: 'listening' };
+    // A busy port is often freed soon (a process restarting, another group's app closing).
+    const retrying = bound.code === 'EADDRINUSE' && this.active;
+    if (retrying) this.bindRetries.schedule(app.name);
+    const retryMs = this.options.bindRetry ?? BIND_RETRY_DEFAULTS;
+    const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first in ${retryMs.firstMs}ms, then at most every ${retryMs.maxMs}ms)` : ''}`;
+    this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason });
+    return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason };
+  }
+
+  /** Binds an app's public port: the port bound, or the bind error. */
+  private async bindApp(app: AppSpec): Promise<number | NodeJS.ErrnoException> {
     const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
     this.appServers.set(app.name, server);
     try {
       const port = await server.listen();
-      // The client may have gone while we were binding.
-      if (!this.active) server.close();
+      // The client may have gone (or the app been removed) while we were binding.
+      if (!this.active || this.appServers.get(app.name) !== server) server.close();
       else this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port });
-      return { name: app.name, remotePort: port, state: 'listening' };
+      return port;
     } catch (error) {
-      const reason = describeBindError(error as NodeJS.ErrnoException, app.remotePort);
-      this.appServers.delete(app.name);
-      this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason });
-      return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason };
+      if (this.appServers.get(app.name) === server) this.appServers.delete(app.name);
+      return error as NodeJS.ErrnoException;
     }
   }
+
+  /**
+   * One retry of a busy port; rejects while it is still busy. Once bound, the client is told
+   * with AppsChanged, so that it can show the port (its LoginResp said the app had failed).
+   */
+  private readonly retryBind = async (name: string): Promise<void> => {
+    const app = this.currentSpec.apps.find((candidate) => candidate.name === name);
+    if (!this.active || app === undefined || this.appServers.has(name)) return;
+    const bound = await this.bindApp(app);
+    if (typeof bound !== 'number') {
+      if (bound.code === 'EADDRINUSE') throw bound;
+      this.options.emit({ type: 'app-failed', group: this.name, app: name, port: app.remotePort, reason: describeBindError(bound, app.remotePort) });
+      return;
+    }
+    if (this.active && this.appServers.has(name)) this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening' }], closed: [] });
+  };
 
   private handleWorkConnFailed(pairingId: string, reason: string): void {
     const pooled = this.joined.get(pairingId);

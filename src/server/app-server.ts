@@ -24,7 +24,8 @@ export class AppServer {
   private readonly liveConns = new Set<Socket>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
   private readonly userConns = new Set<Socket>();
-  private readonly access: AppAccessControl;
+  private access: AppAccessControl;
+  private currentSpec: AppSpec;
   private closed = false;
   /** The port actually bound (differs from the spec when remotePort is 0). */
   port = 0;
@@ -35,12 +36,13 @@ export class AppServer {
 
   constructor(
     readonly group: string,
-    readonly spec: AppSpec,
+    spec: AppSpec,
     private readonly bindHost: string,
     private readonly sink: UserConnSink,
     private readonly emit: EmitServerEvent,
     private readonly maxPendingUsers = Number.POSITIVE_INFINITY,
   ) {
+    this.currentSpec = spec;
     this.access = new AppAccessControl(spec);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
     // Accept errors (EMFILE and the like) must not take the process down; the server keeps listening.
@@ -48,7 +50,20 @@ export class AppServer {
   }
 
   get name(): string {
-    return this.spec.name;
+    return this.currentSpec.name;
+  }
+
+  get spec(): AppSpec {
+    return this.currentSpec;
+  }
+
+  /**
+   * An edited app with the same public port: its `allow` and `maxConnections` apply from the
+   * next UserConn on; conns already accepted keep flowing.
+   */
+  applySpec(spec: AppSpec): void {
+    this.currentSpec = spec;
+    this.access = new AppAccessControl(spec);
   }
 
   get liveConnCount(): number {
@@ -64,6 +79,9 @@ export class AppServer {
       const onListening = (): void => {
         this.server.off('error', onError);
         this.port = (this.server.address() as AddressInfo).port;
+        // Closed while binding (the group deactivated, the app removed): close() could not stop
+        // a server that was not listening yet, so the port is released here.
+        if (this.closed) this.server.close();
         debug('%s/%s listening on %s:%d', this.group, this.name, this.bindHost, this.port);
         resolve(this.port);
       };

@@ -1,10 +1,11 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, type GroupSpec, type PolicyConfig, type SecurityConfig, type ServerConfig } from '../config/index.js';
+import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type SecurityConfig, type ServerConfig } from '../config/index.js';
 import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
+import type { BindRetryPolicy } from './bind-retry.js';
 import type { ServerEvent } from './events.js';
 import { HandshakeGate } from './handshake-gate.js';
 import { LoginGuard } from './login-limiter.js';
@@ -23,6 +24,8 @@ export type CommonServerOptions = Pick<
     transport?: ServerTransport;
     /** How often each app reports its `traffic` (default 1000 ms). */
     trafficSampleMs?: number;
+    /** How a busy public port is tried again (default 1 s doubling to 30 s). */
+    bindRetry?: BindRetryPolicy;
   };
 
 /**
@@ -81,9 +84,10 @@ export class CommonServer {
    * app changes at once and keeps its login secret until the client logs in again.
    */
   async updateGroup(spec: GroupSpec): Promise<void> {
-    if (!this.readyGroup.has(spec.name)) return this.registerGroup(spec);
+    const before = this.readyGroup.get(spec.name);
+    if (before === undefined) return this.registerGroup(spec);
     this.readyGroup.set(spec.name, spec);
-    this.emit({ type: 'group-updated', group: spec.name, apps: spec.apps.length });
+    this.emit({ type: 'group-updated', group: spec.name, apps: spec.apps.length, changes: describeChanges(specChanges(before, spec), 'server') });
     await this.inUseGroup.get(spec.name)?.updateSpec(spec);
   }
 
@@ -259,6 +263,7 @@ export class CommonServer {
       maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
+      ...(this.options.bindRetry === undefined ? {} : { bindRetry: this.options.bindRetry }),
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,

@@ -6,7 +6,8 @@ export type ServerEvent =
   | { type: 'group-registered'; group: string; apps: number }
   | { type: 'group-registration-failed'; file: string; reason: string }
   | { type: 'group-deregistered'; group: string }
-  | { type: 'group-updated'; group: string; apps: number }
+  /** `changes`: each changed field the server uses, and when it applies ("apps.web.allow applies to the next user"). */
+  | { type: 'group-updated'; group: string; apps: number; changes?: string[] }
   | { type: 'client-connected'; group: string; clientId: string; remote: string }
   | { type: 'login-rejected'; group?: string; remote: string; code: LoginRejectCode; reason: string }
   | { type: 'group-activated'; group: string; clientId: string; remote: string; apps: AppBinding[]; warnings: string[] }

@@ -4,3 +4,4 @@ export * from './app-server.js';
 export * from './events.js';
 export * from './certificate.js';
 export { portRefusal } from './policy.js';
+export { BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';

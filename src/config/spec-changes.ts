@@ -1,0 +1,80 @@
+import type { AppSpec, GroupSpec } from './group-file.js';
+
+/** Which end reads a reloaded field, and when the new value takes effect there. */
+export interface FieldEffect {
+  /** On the commonserver; undefined when the server does not use the field. */
+  readonly server?: string;
+  /** On the groupclient; undefined when the client does not use the field. */
+  readonly client?: string;
+}
+
+const AT_NEXT_LOGIN: FieldEffect = { server: 'applies at the next login', client: 'applies at the next login' };
+const AT_CLIENT_RESTART: FieldEffect = { client: 'applies when the groupclient restarts' };
+
+/**
+ * Every field of a group file other than its name and apps. The `Record` over the spec's keys
+ * makes a new field fail to compile until someone says how a reload applies it.
+ */
+const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'file' | 'secretInFile'>, FieldEffect> = {
+  secret: AT_NEXT_LOGIN,
+  secretFile: AT_NEXT_LOGIN,
+  server: AT_CLIENT_RESTART,
+  serverFingerprint: AT_CLIENT_RESTART,
+  serverCaFile: AT_CLIENT_RESTART,
+  plaintext: AT_CLIENT_RESTART,
+  clientCertFile: AT_CLIENT_RESTART,
+  clientKeyFile: AT_CLIENT_RESTART,
+};
+
+/** Every field of an app; `name` identifies the app across versions. */
+const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
+  local: { client: 'applies to the next user' },
+  remotePort: { server: 'the app reopens on the new port (its connections close)' },
+  allow: { server: 'applies to the next user' },
+  maxConnections: { server: 'applies to the next user' },
+};
+const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
+const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };
+
+export interface SpecChange {
+  /** `secret`, `apps.web.allow`, `apps.web` (added or removed)... */
+  readonly field: string;
+  readonly effect: FieldEffect;
+}
+
+/** What differs between two versions of a group file, field by field, secrets compared in private. */
+export function specChanges(before: GroupSpec, after: GroupSpec): SpecChange[] {
+  const changes: SpecChange[] = [];
+  for (const [field, effect] of Object.entries(GROUP_FIELDS) as [keyof typeof GROUP_FIELDS, FieldEffect][]) {
+    const same = field === 'secret' ? before.secret.equals(after.secret) : sameValue(before[field], after[field]);
+    if (!same) changes.push({ field, effect });
+  }
+  const old = new Map(before.apps.map((app) => [app.name, app]));
+  for (const app of after.apps) {
+    const previous = old.get(app.name);
+    old.delete(app.name);
+    if (previous === undefined) {
+      changes.push({ field: `apps.${app.name}`, effect: APP_ADDED });
+      continue;
+    }
+    for (const [field, effect] of Object.entries(APP_FIELDS) as [keyof typeof APP_FIELDS, FieldEffect][]) {
+      if (!sameValue(previous[field], app[field])) changes.push({ field: `apps.${app.name}.${field}`, effect });
+    }
+  }
+  for (const name of old.keys()) changes.push({ field: `apps.${name}`, effect: APP_REMOVED });
+  return changes;
+}
+
+/** Same in every field, app order included (the order is what the client is shown). */
+export function sameGroupSpec(a: GroupSpec, b: GroupSpec): boolean {
+  return specChanges(a, b).length === 0 && a.apps.every((app, i) => b.apps[i]?.name === app.name);
+}
+
+/** One line per change as `side` applies it, for the log lines of a reload. */
+export function describeChanges(changes: readonly SpecChange[], side: keyof FieldEffect): string[] {
+  return changes.flatMap(({ field, effect }) => (effect[side] === undefined ? [] : [`${field} ${effect[side]}`]));
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
