@@ -5,19 +5,15 @@ import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { ConfigError, loadServerConfig } from '../src/config/index.js';
 import { ControlChannel, FRAMES_PER_TURN, FrameReader } from '../src/net/index.js';
-import { encodeFrame, FrameDecoder, type ProtocolError } from '../src/protocol/index.js';
+import { FrameDecoder, type ProtocolError } from '../src/protocol/index.js';
 import { makeConfigDir } from './helpers/configs.js';
+import { pingBatch } from './helpers/hostile-server.js';
 import { closedWithin, socketPair, waitUntil } from './helpers/net.js';
-
-/** `count` Ping frames from `firstSeq` on, as one buffer. */
-function pings(firstSeq: number, count: number): Buffer {
-  return Buffer.concat(Array.from({ length: count }, (_, i) => encodeFrame({ type: 'Ping', seq: firstSeq + i })));
-}
 
 /** Writes `total` Pings in batches, each after the previous one was taken (the writer's own backpressure). */
 async function floodPings(socket: Socket, total: number, batch = 1000): Promise<void> {
   for (let seq = 0; seq < total && !socket.destroyed; seq += batch) {
-    if (!socket.write(pings(seq, Math.min(batch, total - seq)))) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
+    if (!socket.write(pingBatch(Math.min(batch, total - seq), seq))) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
   }
 }
 
@@ -114,7 +110,7 @@ test('frames arriving together are emitted at most FRAMES_PER_TURN per turn of t
       }
     }),
   );
-  peer.write(pings(0, total));
+  peer.write(pingBatch(total));
   await all;
   assert.equal(batches.reduce((sum, n) => sum + n, 0), total);
   assert.ok(Math.max(...batches) <= FRAMES_PER_TURN, `batches per turn: ${batches.join(', ')}`);
