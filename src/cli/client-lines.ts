@@ -32,6 +32,10 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     }
     case 'spec-reloaded':
       return `group file reloaded: ${event.apps.join(', ')}${event.changes?.length ? `\n    ${event.changes.join('\n    ')}` : ''}`;
+    case 'pool-trimmed':
+      // One line per session: a server repeating the ask must not flood the log with it.
+      if (event.trimmedInSession !== event.asked - event.opened) return undefined;
+      return `the server asked for ${event.asked} pooled work conns; opened ${event.opened}, at most ${event.cap} may be opening or idle (--max-pooled-work-conns); further excess asks this session are counted in DEBUG=ntp:client:* only`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
     // The session-lost line that follows carries the timeout: one line per event.

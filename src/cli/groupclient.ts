@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { clientTransport, GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
+import { clientTransport, DEFAULT_MAX_POOLED_WORK_CONNS, GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
 import { filter, merge, Subject } from 'rxjs';
-import { ConfigError, formatHostPort, loadGroupFile, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
+import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
 import { ServerTrustError } from '../net/index.js';
 import { traceClient } from '../trace/index.js';
 import { clientLine } from './client-lines.js';
@@ -22,6 +22,8 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it)
   --plaintext        no TLS (only if the server says plaintext: true)
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
+  --max-pooled-work-conns N  pooled work conns the server may make this client hold,
+                     being opened or idle (default ${DEFAULT_MAX_POOLED_WORK_CONNS}); more asked for are not opened
   DEBUG=ntp:*        traces every event`;
 
 /**
@@ -40,6 +42,7 @@ async function main(): Promise<number> {
       'server-fingerprint': { type: 'string' },
       plaintext: { type: 'boolean', default: false },
       trace: { type: 'string' },
+      'max-pooled-work-conns': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -68,6 +71,16 @@ async function main(): Promise<number> {
     server = parsed.value;
   }
 
+  let maxPooledWorkConns = DEFAULT_MAX_POOLED_WORK_CONNS;
+  if (values['max-pooled-work-conns'] !== undefined) {
+    const parsed = parseCount(values['max-pooled-work-conns'], { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT });
+    if (!parsed.ok) {
+      fail(`groupclient: --max-pooled-work-conns: ${parsed.problem}`);
+      return 2;
+    }
+    maxPooledWorkConns = parsed.value;
+  }
+
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
   if (warning) say(`warning: ${warning}`);
   const transport = clientTransport(spec, {
@@ -82,6 +95,7 @@ async function main(): Promise<number> {
     transport,
     clientId: values['client-id'] ?? defaultClientId(spec.name),
     keepRetrying: values['keep-retrying']!,
+    maxPooledWorkConns,
   });
   const trace = values.trace === undefined ? undefined : traceClient(client.events$, spec, values.trace);
   client.events$.subscribe((event) => {

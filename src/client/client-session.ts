@@ -27,6 +27,8 @@ export interface ClientSessionOptions {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   dialTimeoutMs: number;
+  /** Pooled work conns (being opened or idle) a server may make us hold; asks beyond are trimmed. */
+  maxPooledWorkConns: number;
   emit: EmitClientEvent;
 }
 
@@ -48,6 +50,10 @@ export class ClientSession {
    * on the work conn): kept until the relay exists.
    */
   private readonly earlyEnds = new Map<string, number>();
+  /** Pooled work conns dialed and not yet idle (or failed). */
+  private pooledOpening = 0;
+  /** Pooled work conns asked for beyond `maxPooledWorkConns` this session, and not opened. */
+  private pooledTrimmed = 0;
   private done = false;
   private pingSeq = 0;
   private spec: GroupSpec;
@@ -71,11 +77,15 @@ export class ClientSession {
     this.subscriptions.push(
       channel.messages$.subscribe({
         next: (message) => this.handleMessage(message),
-        error: (error: Error) => this.end({ reason: `protocol error from the server: ${error.message}` }),
+        error: (error: Error & { code?: string }) =>
+          this.end(error.code === 'SLOW_PEER' ? { code: 'SLOW_PEER', reason: error.message } : { reason: `protocol error from the server: ${error.message}` }),
         complete: () => this.end({ reason: 'the connection to the server closed' }),
       }),
       interval(heartbeatIntervalMs).subscribe(() => channel.send({ type: 'Ping', seq: ++this.pingSeq })),
       channel.messages$.pipe(heartbeatWatchdog(heartbeatTimeoutMs)).subscribe((silentMs) => {
+        // Silent because we stopped reading a server that reads nothing of ours.
+        const stalled = channel.stalledBytes;
+        if (stalled !== undefined) return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${silentMs}ms` });
         this.options.emit({ type: 'heartbeat-timeout', silentMs });
         this.end({ reason: `no heartbeat from the server for ${silentMs}ms` });
       }),
@@ -101,12 +111,7 @@ export class ClientSession {
         void this.handleReqWorkConn(message);
         return;
       case 'ReqPooledWorkConns':
-        this.options.emit({ type: 'pool-requested', count: message.pairingIds.length });
-        // After this turn: a StartWorkConn read in the same turn dials its user's app first.
-        setImmediate(() => {
-          for (const pairingId of message.pairingIds) void this.openPooledWorkConn(pairingId);
-        });
-        return;
+        return this.handleReqPooledWorkConns(message.pairingIds);
       case 'WorkConnEnd':
         return this.onServerEnd(message.pairingId, message.bytes);
       case 'AppsChanged':
@@ -126,6 +131,28 @@ export class ClientSession {
       default:
         return assertNever(message, 'message');
     }
+  }
+
+  /**
+   * Opens the pooled work conns asked for, up to `maxPooledWorkConns` being opened or idle:
+   * a server asking for more (frp caps its pool at 5; a hostile one asked for 20,000) gets
+   * the rest trimmed and reported, not obeyed. Its unused ids expire on the server.
+   */
+  private handleReqPooledWorkConns(pairingIds: readonly string[]): void {
+    const { emit, maxPooledWorkConns: cap } = this.options;
+    const room = Math.max(0, cap - this.pooledOpening - this.idlePooled.size);
+    const granted = pairingIds.slice(0, room);
+    emit({ type: 'pool-requested', count: granted.length });
+    if (granted.length < pairingIds.length) {
+      const trimmed = pairingIds.length - granted.length;
+      this.pooledTrimmed += trimmed;
+      emit({ type: 'pool-trimmed', asked: pairingIds.length, opened: granted.length, cap, trimmedInSession: this.pooledTrimmed });
+    }
+    this.pooledOpening += granted.length;
+    // After this turn: a StartWorkConn read in the same turn dials its user's app first.
+    setImmediate(() => {
+      for (const pairingId of granted) void this.openPooledWorkConn(pairingId);
+    });
   }
 
   private async handleReqWorkConn({ app: appName, pairingId }: ReqWorkConn): Promise<void> {
@@ -170,6 +197,8 @@ export class ClientSession {
       // The server forgets the id after its pairing timeout and asks again when needed.
       debug('pooled work conn not opened: %s', (error as Error).message);
       return;
+    } finally {
+      this.pooledOpening--;
     }
     if (this.done) return void workConn.destroy();
     return this.awaitUser(workConn);

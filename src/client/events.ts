@@ -15,6 +15,11 @@ export type ClientEvent =
   | { type: 'local-dial-failed'; app: string; target: string; reason: string }
   /** The server asked for `count` pooled work conns, opened now and idle until users come. */
   | { type: 'pool-requested'; count: number }
+  /**
+   * The server asked for `asked` pooled work conns where only `opened` fit under `cap` (those
+   * being opened or idle): the rest were not opened. `trimmedInSession` counts them all.
+   */
+  | { type: 'pool-trimmed'; asked: number; opened: number; cap: number; trimmedInSession: number }
   | { type: 'work-conn-opened'; app: string; pairingId: string; pooled: boolean }
   | { type: 'conn-closed'; app: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
   /** `changes`: each changed field the client uses, and when it applies. */

@@ -31,7 +31,15 @@ export interface GroupClientOptions {
   reconnect?: Partial<ReconnectPolicy>;
   /** Limit for dialing the server, a local app, and for each login step. */
   dialTimeoutMs?: number;
+  /**
+   * Pooled work conns the server may make this client hold (being opened or idle); a
+   * ReqPooledWorkConns beyond it is trimmed and reported. Default DEFAULT_MAX_POOLED_WORK_CONNS.
+   */
+  maxPooledWorkConns?: number;
 }
+
+/** Four times the server's default pool (16): room for its batches and conns coming back. */
+export const DEFAULT_MAX_POOLED_WORK_CONNS = 64;
 
 export const RECONNECT_DEFAULTS: ReconnectPolicy = { minDelayMs: 500, maxDelayMs: 20_000, factor: 2 };
 
@@ -176,6 +184,7 @@ export class GroupClient {
         heartbeatIntervalMs: resp.heartbeatIntervalMs!,
         heartbeatTimeoutMs: resp.heartbeatTimeoutMs!,
         dialTimeoutMs: this.dialTimeoutMs,
+        maxPooledWorkConns: this.options.maxPooledWorkConns ?? DEFAULT_MAX_POOLED_WORK_CONNS,
         emit: this.emit,
       });
       session.start();

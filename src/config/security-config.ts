@@ -44,6 +44,11 @@ export interface LimitsConfig {
   /** Connections on the common port that have not finished login or join yet. */
   readonly maxHandshakes: number;
   readonly maxHandshakesPerSource: number;
+  /**
+   * Bytes that may wait for a client that does not read its common conn: above a quarter of
+   * it, its frames are not read until they are out; above all of it, it is cut off (SLOW_PEER).
+   */
+  readonly maxControlQueueBytes?: number;
 }
 
 export interface SecurityConfig {
@@ -54,7 +59,9 @@ export interface SecurityConfig {
 }
 
 export const LOGIN_LIMIT_DEFAULTS: LoginLimitConfig = Object.freeze({ windowMs: 60_000, slowAfter: 3, slowByMs: 1000, blockAfter: 10, blockForMs: 300_000 });
-export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({ maxPendingUsersPerApp: 128, maxHandshakes: 1024, maxHandshakesPerSource: 64 });
+export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({ maxPendingUsersPerApp: 128, maxHandshakes: 1024, maxHandshakesPerSource: 64, maxControlQueueBytes: 4 * 1024 * 1024 });
+/** A burst of frames in one turn may pass a quarter of a smaller queue, and stop reading a good client. */
+const MIN_CONTROL_QUEUE_BYTES = 256 * 1024;
 export const SECURITY_KEYS = ['tls', 'plaintext', 'allowPorts', 'maxGroups', 'maxAppsPerGroup', 'loginLimit', 'limits'] as const;
 
 /** Reads the security sections of commonserver.yaml (paths relative to the file). */
@@ -108,6 +115,9 @@ export function parseSecurityConfig(yaml: YamlFile, root: Record<string, unknown
   const limits = Object.fromEntries(
     Object.entries(LIMITS_DEFAULTS).map(([key, fallback]) => [key, caps[key] === undefined ? fallback : yaml.expect(['limits', key], count(caps[key]))]),
   ) as unknown as LimitsConfig;
+  if (limits.maxControlQueueBytes! < MIN_CONTROL_QUEUE_BYTES) {
+    throw yaml.error(['limits', 'maxControlQueueBytes'], `must be at least ${MIN_CONTROL_QUEUE_BYTES} (256 KiB)`);
+  }
 
   return Object.freeze({ tls: Object.freeze(transport), policy: Object.freeze(policy), loginLimit: Object.freeze(loginLimit), limits: Object.freeze(limits) });
 }

@@ -15,6 +15,16 @@ export function parseDuration(value: unknown): Parsed<number> {
   return { ok: false, problem: `expected a duration such as 10s, 500ms or 1m, got ${JSON.stringify(value)}` };
 }
 
+/** A whole number from `min` to `max`, as a number or a string of digits (a command-line value). */
+export function parseCount(value: unknown, { min, max }: { min: number; max: number }): Parsed<number> {
+  const number = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof number === 'number' && Number.isInteger(number) && number >= min && number <= max) return { ok: true, value: number };
+  return { ok: false, problem: `expected a whole number from ${min} to ${max}, got ${JSON.stringify(value)}` };
+}
+
+/** The most pooled work conns a groupclient can be told to accept (each is a socket, TLS ~30 KB). */
+export const MAX_POOLED_WORK_CONNS_LIMIT = 4096;
+
 export interface HostPort {
   host: string;
   port: number;

@@ -1,10 +1,23 @@
+import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { firstValueFrom, tap, type Observable } from 'rxjs';
 import { encodeFrame, ProtocolError, type GoodbyeCode, type Message } from '../protocol/index.js';
 import { FrameReader } from './frame-reader.js';
+import { resetSocket } from './reset.js';
+
+const debug = createDebug('ntp:net:control-channel');
 
 /** How long a Goodbye gets to reach the peer before the socket is destroyed anyway. */
 const GOODBYE_GRACE_MS = 1000;
+
+/**
+ * The most that may wait in our process for a peer that does not read its control conn
+ * (beyond what the kernel's socket buffers hold). Above a quarter of it, the peer's frames
+ * are no longer read until everything queued has gone out, so a peer that sends requests
+ * and never reads the answers is slowed down by TCP itself; above all of it (what we send
+ * on our own accord, not in answer), the peer is cut off as a slow peer.
+ */
+export const DEFAULT_MAX_CONTROL_QUEUE_BYTES = 4 * 1024 * 1024;
 
 /**
  * A control conn: frames in (`messages$`), frames out (`send`). Who subscribes when is part of
@@ -14,17 +27,32 @@ const GOODBYE_GRACE_MS = 1000;
 export class ControlChannel {
   readonly messages$: Observable<Message>;
   readonly peer: string;
+  private readonly highWaterBytes: number;
+  private throttled = false;
 
   constructor(
     readonly socket: Socket,
     private readonly reader: FrameReader = new FrameReader(socket),
+    private readonly maxQueueBytes: number = DEFAULT_MAX_CONTROL_QUEUE_BYTES,
   ) {
     this.messages$ = reader.messages$;
     this.peer = peerOf(socket);
+    // 'drain' (which ends the throttle) only follows a write that went over the socket's own mark.
+    this.highWaterBytes = Math.max(Math.floor(maxQueueBytes / 4), socket.writableHighWaterMark);
   }
 
   get open(): boolean {
     return !this.socket.destroyed && this.socket.writable;
+  }
+
+  /**
+   * Bytes queued for a peer that is not reading them, while its own frames are left unread
+   * because of it; undefined when the peer keeps up. A session whose heartbeat deadline
+   * passes in this state names the peer slow (SLOW_PEER), not silent: it stopped reading, we
+   * stopped listening.
+   */
+  get stalledBytes(): number | undefined {
+    return this.throttled ? this.socket.writableLength : undefined;
   }
 
   /**
@@ -41,7 +69,30 @@ export class ControlChannel {
       setImmediate(this.flush);
     }
     this.socket.write(encodeFrame(message));
+    if (this.socket.writableLength > this.highWaterBytes) this.onQueueHigh();
   }
+
+  private onQueueHigh(): void {
+    const queued = this.socket.writableLength;
+    if (queued > this.maxQueueBytes) {
+      debug('%s: %d bytes queued, cutting it off', this.peer, queued);
+      // Reset first: subscribers handle the error at once, and a Goodbye would queue behind
+      // everything the peer is not reading.
+      resetSocket(this.socket);
+      this.reader.fail(new ProtocolError('SLOW_PEER', `the peer read none of the ${queued} bytes queued for it (more than ${this.maxQueueBytes})`));
+      return;
+    }
+    if (this.throttled) return;
+    debug('%s: %d bytes queued, not reading it until they are out', this.peer, queued);
+    this.throttled = true;
+    this.reader.throttle();
+    this.socket.once('drain', this.onDrain);
+  }
+
+  private readonly onDrain = (): void => {
+    this.throttled = false;
+    this.reader.unthrottle();
+  };
 
   private corked = false;
   private readonly flush = (): void => {
@@ -83,10 +134,17 @@ export class ControlChannel {
     this.reader.release();
   }
 
-  /** Says why, then closes; idempotent. */
+  /**
+   * Says why, then closes; idempotent. A peer that reads nothing would get the Goodbye only
+   * after everything queued before it, if ever: it is reset instead.
+   */
   goodbye(code: GoodbyeCode, reason: string): void {
     if (!this.open) {
       this.socket.destroy();
+      return;
+    }
+    if (this.throttled) {
+      resetSocket(this.socket);
       return;
     }
     this.send({ type: 'Goodbye', code, reason });
@@ -95,6 +153,7 @@ export class ControlChannel {
   }
 
   destroy(): void {
+    if (this.throttled) return resetSocket(this.socket);
     if (this.corked) this.flush();
     this.socket.destroy();
   }

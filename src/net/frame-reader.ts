@@ -3,10 +3,20 @@ import { Subject, type Observable } from 'rxjs';
 import { FrameDecoder, ProtocolError, type Message } from '../protocol/index.js';
 
 /**
- * Reads frames off a socket and emits them one at a time, synchronously. Two ways to stop
- * between frames, both safe against several frames arriving in one chunk:
+ * Frames emitted for one peer before the reader lets the event loop turn: libuv reads up to
+ * 32 chunks of 64 KiB from one socket per poll, about 70,000 Pings, and every other conn would
+ * wait for all of them. A legitimate peer sends a few frames per turn.
+ */
+export const FRAMES_PER_TURN = 256;
+
+/**
+ * Reads frames off a socket and emits them one at a time, synchronously. Ways to stop
+ * between frames, all safe against several frames arriving in one chunk:
  * - `hold()`: frames stay buffered (and the socket paused) until `release()`; used between
  *   protocol phases, while the next phase's subscriber is not in place yet.
+ * - `throttle()`: the same, until `unthrottle()`; used while the peer does not read what we
+ *   send it (backpressure), so that TCP slows the peer down instead of our memory growing.
+ * - after FRAMES_PER_TURN frames the reader pauses itself until the next turn of the loop.
  * - `detach()`: hands the socket over as a raw stream (a work conn after NewWorkConn).
  * A malformed frame errors `messages$` with a ProtocolError; the owner decides what to do
  * (normally: report the peer and destroy the socket). A FIN completes it once the held frames
@@ -17,6 +27,8 @@ export class FrameReader {
   private readonly messages = new Subject<Message>();
   private attached = true;
   private held = false;
+  private throttled = false;
+  private yielding = false;
   private peerEnded = false;
   readonly messages$: Observable<Message> = this.messages.asObservable();
 
@@ -35,8 +47,39 @@ export class FrameReader {
   release(): void {
     if (!this.held || !this.attached) return;
     this.held = false;
+    this.flow();
+  }
+
+  throttle(): void {
+    if (this.throttled || !this.attached) return;
+    this.throttled = true;
+    this.socket.pause();
+  }
+
+  unthrottle(): void {
+    if (!this.throttled || !this.attached) return;
+    this.throttled = false;
+    this.flow();
+  }
+
+  /**
+   * Stops reading and errors `messages$` with `error` (unless already detached or closed):
+   * the owner's error handler decides what the peer gets, as for a malformed frame.
+   */
+  fail(error: Error): void {
+    if (!this.attached) return;
+    this.stopListening();
+    this.messages.error(error);
+  }
+
+  private get stopped(): boolean {
+    return this.held || this.throttled || this.yielding;
+  }
+
+  /** Emits what is buffered, then reads on (or finishes after the peer's FIN) unless stopped. */
+  private flow(): void {
     this.drain();
-    if (!this.attached || this.held) return;
+    if (!this.attached || this.stopped) return;
     if (this.peerEnded) this.finish();
     else this.socket.resume();
   }
@@ -55,8 +98,10 @@ export class FrameReader {
   }
 
   private drain(): void {
+    let budget = FRAMES_PER_TURN;
     try {
-      while (this.attached && !this.held) {
+      while (this.attached && !this.stopped) {
+        if (budget-- === 0) return this.yieldTurn();
         const message = this.decoder.next();
         if (message === undefined) return;
         this.messages.next(message);
@@ -66,6 +111,17 @@ export class FrameReader {
       this.messages.error(error);
     }
   }
+
+  private yieldTurn(): void {
+    this.yielding = true;
+    this.socket.pause();
+    setImmediate(this.onNextTurn);
+  }
+
+  private readonly onNextTurn = (): void => {
+    this.yielding = false;
+    this.flow();
+  };
 
   private stopListening(): void {
     this.attached = false;
@@ -85,13 +141,13 @@ export class FrameReader {
 
   private readonly onSocketData = (chunk: Buffer): void => {
     this.decoder.push(chunk);
-    if (!this.held) this.drain();
+    if (!this.stopped) this.drain();
   };
 
   private readonly onSocketEnd = (): void => {
     this.peerEnded = true;
-    // Held frames still belong to the next phase: finish when they are released.
-    if (!this.held) this.finish();
+    // Held frames still belong to the next phase (or the next turn): finish once they are out.
+    if (!this.stopped) this.finish();
   };
 
   private readonly onSocketClose = (): void => {

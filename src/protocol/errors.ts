@@ -7,7 +7,9 @@ export type ProtocolErrorCode =
   | 'UNEXPECTED_MESSAGE'
   | 'VERSION_MISMATCH'
   | 'HANDSHAKE_TIMEOUT'
-  | 'CONNECTION_CLOSED';
+  | 'CONNECTION_CLOSED'
+  /** Not what it sent but what it did not read: more queued for it than allowed. */
+  | 'SLOW_PEER';
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';

@@ -160,7 +160,12 @@ export interface WorkConnFailed {
   reason: string;
 }
 
-export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED';
+/**
+ * `SLOW_PEER`: the peer stopped reading its control conn (too much queued for it, or nothing
+ * taken for the heartbeat timeout). Such a peer cannot read a Goodbye either: it is reset, and
+ * the code names the cause in the events of the side that cut it off.
+ */
+export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED' | 'SLOW_PEER';
 
 export interface Goodbye {
   type: 'Goodbye';

@@ -139,11 +139,19 @@ export class AppGroup implements UserConnSink {
         next: (message) => this.handleMessage(message),
         error: (error: Error & { code?: string }) => {
           this.options.emit({ type: 'bad-peer', remote: channel.peer, code: error.code ?? 'PROTOCOL_ERROR', reason: error.message });
-          this.deactivate('PROTOCOL_ERROR', `protocol error: ${error.message}`);
+          if (error.code === 'SLOW_PEER') this.deactivate('SLOW_PEER', error.message);
+          else this.deactivate('PROTOCOL_ERROR', `protocol error: ${error.message}`);
         },
         complete: () => this.deactivate('CONNECTION_LOST', 'the common conn closed'),
       }),
       channel.messages$.pipe(heartbeatWatchdog(heartbeatTimeoutMs)).subscribe((silentMs) => {
+        // Silent because we stopped reading a client that reads nothing of ours: not a lost path.
+        const stalled = channel.stalledBytes;
+        if (stalled !== undefined) {
+          const reason = `the client read none of the ${stalled} bytes queued for it for ${silentMs}ms`;
+          this.options.emit({ type: 'bad-peer', remote: channel.peer, code: 'SLOW_PEER', reason });
+          return this.deactivate('SLOW_PEER', reason);
+        }
         this.options.emit({ type: 'heartbeat-timeout', group: this.name, silentMs });
         this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${silentMs}ms`);
       }),

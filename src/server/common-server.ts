@@ -193,7 +193,8 @@ export class CommonServer {
           reader.detach();
           this.onWorkConn(message, socket, peer);
         } else if (message.type === 'Hello') {
-          void this.onControlConn(new ControlChannel(socket, reader), message, reportBadPeer).finally(settled);
+          const channel = new ControlChannel(socket, reader, (this.options.limits ?? LIMITS_DEFAULTS).maxControlQueueBytes);
+          void this.onControlConn(channel, message, reportBadPeer).finally(settled);
         } else {
           settled();
           reportBadPeer('UNEXPECTED_MESSAGE', `first frame must be Hello or NewWorkConn, got ${message.type}`);

@@ -57,6 +57,8 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
       case 'pool-requested':
         trace.message('appGroup', 'Client', `ReqPooledWorkConns (${event.count} ids)`);
         return trace.message('Client', 'CommonServer', `NewWorkConn × ${event.count} (pooled: idle until users come)`);
+      case 'pool-trimmed':
+        return trace.note('Client', `${event.asked - event.opened} pooled work conns not opened: at most ${event.cap} may be opening or idle`);
       case 'work-conn-opened':
         trace.message('Client', 'LocalApp', `dial the local app ${event.app}`);
         trace.message('LocalApp', 'Client', 'localConn', { reply: true });

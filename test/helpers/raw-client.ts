@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { ControlChannel } from '../../src/net/index.js';
+import { ControlChannel, dialCommon, type ClientTransport } from '../../src/net/index.js';
 import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION, type AppDeclaration, type LoginResp } from '../../src/protocol/index.js';
 import { connectTo } from './net.js';
 
@@ -13,14 +13,14 @@ export interface RawSession {
   resp: LoginResp;
 }
 
-/** Hello → Challenge → Login → LoginResp, whatever the answer. */
+/** Hello → Challenge → Login → LoginResp, whatever the answer (plain TCP unless `transport` says TLS). */
 export async function rawHandshake(
   port: number,
   group: string,
   secret: string,
-  { clientId = 'raw-client', apps = [] as AppDeclaration[] } = {},
+  { clientId = 'raw-client', apps = [] as AppDeclaration[], transport }: { clientId?: string; apps?: AppDeclaration[]; transport?: ClientTransport } = {},
 ): Promise<{ channel: ControlChannel; resp: LoginResp }> {
-  const socket = await connectTo(port);
+  const socket = transport === undefined ? await connectTo(port) : await dialCommon({ host: '127.0.0.1', port }, transport, 10_000);
   socket.on('error', () => {});
   const channel = new ControlChannel(socket);
   const challenge = channel.next('Challenge');
