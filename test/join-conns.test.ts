@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { joinConns, joinReusable, type RelayResult, type ReusableRelay } from '../src/net/index.js';
-import { closedWithin, readAll, readBytes, socketPair } from './helpers/net.js';
+import { howEnded, readAll, readBytes, socketPair } from './helpers/net.js';
 
 /**
  * A ⇄ outer ══joinConns══ inner ⇄ B, all real loopback sockets. A and B are the two far
@@ -67,13 +67,13 @@ describe('joinConns on real sockets', () => {
       // Make sure the relay is carrying data before the reset.
       from.write('ping');
       assert.equal((await readBytes(to, 4)).toString(), 'ping');
-      const otherGone = closedWithin(to);
+      const otherEnd = howEnded(to);
       from.resetAndDestroy();
       const { error, bytesIn, bytesOut } = await relay.result;
       assert.equal((error as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET', 'the relay reports the reset');
       assert.ok(farRelaySide.destroyed, 'the other relay socket is destroyed, not left half-open');
       assert.deepEqual([bytesIn, bytesOut], resetter === 'A' ? [4, 0] : [0, 4]);
-      await otherGone;
+      assert.equal(await otherEnd, 'reset', 'the reset reaches the other end as a reset, not a FIN');
     });
   }
 
@@ -91,10 +91,12 @@ describe('joinConns on real sockets', () => {
     const [a, outer] = await socketPair();
     const [inner, b] = await socketPair();
     opened.push(a, outer, inner, b);
+    const aEnded = howEnded(a);
     inner.destroy();
     const { error } = await joinConns(outer, inner);
     assert.ok(error);
     assert.ok(outer.destroyed);
+    assert.equal(await aEnded, 'reset', 'a relay that could not start is a failure to its peer');
   });
 
   test('bytes already read off a socket and put back (unshift) are relayed first', { timeout: 10_000 }, async () => {

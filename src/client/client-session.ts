@@ -219,7 +219,8 @@ export class ClientSession {
     const { emit, channel } = this.options;
     emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
     const started = Date.now();
-    const relay = { destroy: () => (localConn.destroy(), workConn.destroy()) };
+    // Torn down only on a forced stop: resets, so that neither end takes it for a complete stream.
+    const relay = { destroy: () => (resetSocket(localConn), resetSocket(workConn)) };
     this.relays.add(relay);
     let outcome: RelayResult;
     if (pooled) {

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { resetSocket } from './reset.js';
 
 export interface RelayResult {
   /** Bytes read from the outer socket (and so sent towards the inner one). */
@@ -98,8 +99,9 @@ class RelayState {
 
   fail(error: Error): void {
     this.firstError ??= error;
-    this.outer.destroy();
-    this.inner.destroy();
+    // Resets: a relay that broke must reach both ends as a failure, never as a clean end.
+    resetSocket(this.outer);
+    resetSocket(this.inner);
   }
 
   onEnd(socket: Socket): void {
@@ -165,7 +167,7 @@ class RelayState {
     const other = this.peerOf(closed);
     // Once both read sides saw EOF, `other` only has to flush what it already holds;
     // otherwise there is data that can no longer be delivered, so tear it down.
-    if (!closed.readableEnded || !other.readableEnded) other.destroy();
+    if (!closed.readableEnded || !other.readableEnded) resetSocket(other);
     if (--this.open === 0) {
       for (const socket of [this.outer, this.inner]) {
         socket.off('error', relayError);

@@ -160,7 +160,7 @@ export interface WorkConnFailed {
   reason: string;
 }
 
-export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED';
+export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED' | 'SECRET_CHANGED';
 
 export interface Goodbye {
   type: 'Goodbye';

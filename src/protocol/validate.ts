@@ -56,6 +56,7 @@ export function validateMessage(value: unknown): Message {
           'PROTOCOL_ERROR',
           'KICKED',
           'DEREGISTERED',
+          'SECRET_CHANGED',
         ] as const),
         reason: str(obj, 'reason', 1024),
       };

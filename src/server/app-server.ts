@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
-import { joinConns, joinReusable, peerOf, type ReusableRelay } from '../net/index.js';
+import { joinConns, joinReusable, peerOf, resetSocket, type ReusableRelay } from '../net/index.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
 
@@ -79,7 +79,8 @@ export class AppServer {
       this.closed = true;
       if (this.server.listening) this.server.close();
     }
-    if (dropLive) for (const conn of this.liveConns) conn.destroy();
+    // A reset, not a FIN: the user must not take a torn-down relay for a complete answer.
+    if (dropLive) for (const conn of this.liveConns) resetSocket(conn);
   }
 
   /** A held UserConn costs memory until its work conn comes: their number is capped. */

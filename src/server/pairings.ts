@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
+import { resetSocket } from '../net/index.js';
 import { randomId } from '../protocol/index.js';
 import type { AppServer } from './app-server.js';
 
@@ -58,7 +59,7 @@ export class Pairings {
     const users = [...this.pending.values()].map((entry) => entry.user);
     for (const user of users) {
       this.remove(user.pairingId);
-      user.userConn.destroy();
+      resetSocket(user.userConn);
     }
     return users;
   }

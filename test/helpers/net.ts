@@ -214,3 +214,18 @@ export async function waitUntil(predicate: () => boolean, what: string, timeoutM
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/**
+ * How the peer ended `socket`: `reset` (ECONNRESET or EPIPE: the far end failed) or `fin` (an
+ * orderly end). Reads (and discards) whatever still arrives, so that the end is seen.
+ */
+export function howEnded(socket: Socket): Promise<'reset' | 'fin'> {
+  return new Promise((resolve, reject) => {
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNRESET' || error.code === 'EPIPE') resolve('reset');
+      else reject(error);
+    });
+    socket.once('end', () => resolve('fin'));
+    socket.resume();
+  });
+}
