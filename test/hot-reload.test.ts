@@ -132,12 +132,11 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   assert.equal(firstTarget.accepted, 1);
   await flow.progress(10_000);
 
-  // 2. Change it: a new local target and a new secret. The session keeps its login secret.
+  // 2. Change it: a new local target, the same secret. The session stays.
   const newSecret = randomSecret();
   wait = step();
-  edit(group([{ name: 'stream', localPort: streamApp.port }, { name: 'extra', localPort: secondTarget.port }], newSecret));
+  edit(group([{ name: 'stream', localPort: streamApp.port }, { name: 'extra', localPort: secondTarget.port }], secret));
   await wait('group-updated', (e) => e.group === 'hot');
-  assert.equal(server.readyGroup.get('hot')!.secret.reveal(), newSecret);
   assert.equal((await echoRoundTrip(extraPort, Buffer.from('two'))).toString(), 'two');
   assert.equal(secondTarget.accepted, 1, 'the new local target is dialed');
   await flow.progress(10_000);
@@ -154,7 +153,7 @@ test('hot reload: apps added, changed and removed, other groups added and remove
 
   // 4. Remove the app: its port closes.
   wait = step();
-  edit(group([{ name: 'stream', localPort: streamApp.port }], newSecret));
+  edit(group([{ name: 'stream', localPort: streamApp.port }], secret));
   const closed = await wait('app-closed', (e) => e.app === 'extra');
   assert.equal(closed.type, 'app-closed');
   await waitForEvent(clientEvents, (e) => e.type === 'apps-changed' && e.closed.includes('extra'), 'AppsChanged closing extra');
@@ -177,20 +176,23 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   assert.ok(result.intact, 'every byte came back in order');
   assert.equal(server.inUseGroup.get('hot')?.sessionId, sessionId, 'the same session throughout');
 
-  // 6. Removing the group's own file deregisters it and disconnects its client and users.
-  // The new secret applies at the next login: a new session logs in with it.
+  // 6. A new secret ends the session at once; the client, with its file reloaded, logs in with it.
   wait = step();
-  server.inUseGroup.get('hot')!.deactivate('KICKED', 'test: log in again');
+  edit(group([{ name: 'stream', localPort: streamApp.port }], newSecret));
+  const revoked = await wait('group-deactivated', (e) => e.group === 'hot');
+  assert.equal(revoked.type === 'group-deactivated' && revoked.code, 'SECRET_CHANGED');
+  assert.equal(server.readyGroup.get('hot')!.secret.reveal(), newSecret);
   const relogin = await wait('group-activated', (e) => e.group === 'hot');
   assert.equal(relogin.type, 'group-activated');
   assert.notEqual(server.inUseGroup.get('hot')?.sessionId, sessionId);
   assert.equal(log.some((e) => e.type === 'login-rejected'), false);
-  // The first user's relay belonged to the kicked session (it ran on); the next user is the new session's.
+  // The first user's relay belonged to the ended session (it was reset); the next user is the new session's.
   user.destroy();
   const nextUser = await connectTo(relogin.apps[0]!.remotePort);
   const nextFlow = keepFlowing(nextUser);
   await nextFlow.progress(4096);
 
+  // 7. Removing the group's own file deregisters it and disconnects its client and users.
   // The user's socket allows half-close: the server's FIN shows as 'end'.
   const userDropped = new Promise((resolve) => {
     nextUser.once('end', resolve);

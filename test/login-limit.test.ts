@@ -5,7 +5,7 @@ import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startServer } from './helpers/in-process.js';
 import { waitForEvent } from './helpers/net.js';
-import { rawLogin } from './helpers/raw-peer.js';
+import { rawHello, rawLogin } from './helpers/raw-peer.js';
 
 // Windows shrunk so the test is fast: slowed after 2 failures, refused after 4, for 1.5s.
 const LIMIT = { window: '30s', slowAfter: 2, slowBy: '300ms', blockAfter: 4, blockFor: '1500ms' };
@@ -67,4 +67,38 @@ test('failed logins from one address are slowed, then refused for a while, then 
   assert.ok(accepted, 'the block was never released');
   assert.ok(Date.now() - blockedAt >= 1000, 'released too early');
   accepted.channel.destroy();
+});
+
+test('60 wrong logins at once from one address: each is counted before its proof is checked, so at most blockAfter proofs are', { timeout: 30_000 }, async () => {
+  const secret = randomSecret();
+  const config = makeConfigDir([{ name: 'target', secret, apps: [{ name: 'echo', localPort: 1 }] }], {
+    handshakeTimeout: '10s',
+    extra: { loginLimit: { window: '1m', slowAfter: 3, slowBy: '100ms', blockAfter: 10, blockFor: '5m' }, limits: { maxHandshakesPerSource: 200 } },
+  });
+  const { server, port } = await startServer(config);
+  after(() => server.close());
+  const attacker = '127.0.0.3';
+
+  // Every Hello is sent before any Login: all 60 are in flight together.
+  const hellos = await Promise.all(
+    Array.from({ length: 60 }, (_, i) => rawHello(port, { group: 'target', clientId: `guesser-${i}`, localAddress: attacker })),
+  );
+  const answers = await Promise.all(hellos.map((hello, i) => hello.login({ secret: `wrong-guess-${i}-xxxxxxxxxxxx` })));
+  for (const { channel } of answers) channel.destroy();
+  const codes = answers.map(({ resp }) => resp.error?.code);
+  assert.ok(server.loginProofsChecked <= 10, `${server.loginProofsChecked} proofs checked against blockAfter 10`);
+  assert.equal(codes.filter((code) => code === 'BAD_SECRET').length, server.loginProofsChecked);
+  assert.equal(codes.filter((code) => code === 'RATE_LIMITED').length, 60 - server.loginProofsChecked);
+  assert.ok(codes.every((code) => code === 'BAD_SECRET' || code === 'RATE_LIMITED'), codes.join(' '));
+
+  // The right secret from that address is refused too while the block lasts, without a check.
+  const checked = server.loginProofsChecked;
+  const owner = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+  owner.channel.destroy();
+  assert.equal(owner.resp.error?.code, 'RATE_LIMITED');
+  assert.equal(server.loginProofsChecked, checked);
+  // Another address is unaffected.
+  const elsewhere = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: '127.0.0.1' });
+  assert.ok(elsewhere.resp.sessionId, JSON.stringify(elsewhere.resp.error));
+  elsewhere.channel.destroy();
 });

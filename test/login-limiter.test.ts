@@ -39,6 +39,19 @@ test('LoginLimiter: failures outside the window are forgotten; a success clears 
   assert.equal(limiter.trackedSources, 0);
 });
 
+test('LoginLimiter: attempts count when admitted, so attempts in flight together never pass blockAfter; abandoned ones give their place back', () => {
+  const limiter = new LoginLimiter(CONFIG, () => 0);
+  const verdicts = Array.from({ length: 10 }, () => limiter.begin('a').verdict);
+  assert.deepEqual(verdicts, ['ok', 'ok', 'slow', 'slow', 'blocked', 'blocked', 'blocked', 'blocked', 'blocked', 'blocked']);
+  limiter.abandoned('a');
+  assert.equal(limiter.begin('a').verdict, 'slow', 'an abandoned attempt frees its place');
+  assert.equal(limiter.begin('b').verdict, 'ok', 'another address is unaffected');
+  // Four admitted attempts failing one after another block once, reported once.
+  const changes = [1, 2, 3, 4].map(() => limiter.failed('a'));
+  assert.deepEqual(changes, [undefined, { state: 'slowed', failures: 2 }, undefined, { state: 'blocked', failures: 4 }]);
+  assert.deepEqual(limiter.check('a'), { verdict: 'blocked', retryInMs: 60_000 });
+});
+
 test('LoginLimiter: memory is bounded however many addresses fail', () => {
   const limiter = new LoginLimiter(CONFIG, () => 0);
   for (let i = 0; i < 25_000; i++) limiter.failed(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);

@@ -18,9 +18,9 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       return `login rejected: ${event.code}: ${event.reason}${event.willRetry ? ' (retrying)' : ''}`;
     case 'connect-failed':
       // The reason names the address when the dial itself failed.
-      return `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying within ${seconds(event.retryInMs * 2)}`;
+      return `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying in ${seconds(event.retryInMs)}`;
     case 'session-lost':
-      return `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting`;
+      return `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting${event.retryInMs > 0 ? ` in ${seconds(event.retryInMs)}` : ''}`;
     case 'local-dial-failed':
       // The reason starts with the target's address.
       return `app ${event.app}: local app unreachable: ${event.reason}`;

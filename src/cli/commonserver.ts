@@ -7,6 +7,7 @@ import { CommonServer, loadServerTransport } from '../server/index.js';
 import { traceServer } from '../trace/index.js';
 import { fail, say } from './output.js';
 import { serverLine } from './server-lines.js';
+import { onStopSignals } from './stop-signals.js';
 
 const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
        commonserver init [--config FILE]
@@ -95,16 +96,15 @@ async function main(): Promise<number> {
     say(`admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`);
   }
 
+  // Live users are reset by server.close(); the bound covers whatever else lingers.
   await new Promise<void>((resolve) => {
-    const shutdown = (signal: string): void => {
+    onStopSignals((signal) => {
       say(`${signal}: shutting down`);
       reload.close();
       void Promise.all([server.close(), admin?.close()])
         .then(() => trace?.close())
         .then(() => resolve());
-    };
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    });
   });
   return 0;
 }

@@ -9,6 +9,7 @@ import { ServerTrustError } from '../net/index.js';
 import { traceClient } from '../trace/index.js';
 import { clientLine } from './client-lines.js';
 import { fail, say } from './output.js';
+import { onStopSignals } from './stop-signals.js';
 
 const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR]
        groupclient --config FILE [--server HOST:PORT]
@@ -102,12 +103,11 @@ async function main(): Promise<number> {
     const line = clientLine(spec.name, event);
     if (line !== undefined) say(line);
   });
-  const stopOn = (signal: string): void => {
+  // client.stop() resets every live relay: their users see a reset, never a clean end.
+  onStopSignals((signal) => {
     say(`${signal}: disconnecting from ${formatHostPort(server)}`);
     client.stop();
-  };
-  process.once('SIGINT', () => stopOn('SIGINT'));
-  process.once('SIGTERM', () => stopOn('SIGTERM'));
+  });
 
   // Hot reload: an edited group file (or SIGHUP) changes local targets without dropping other apps.
   const reloadRequests = new Subject<void>();

@@ -6,7 +6,8 @@ export type ClientEvent =
   | { type: 'login-accepted'; server: string; apps: AppBinding[]; warnings: string[] }
   | { type: 'login-rejected'; code: LoginRejectCode; reason: string; willRetry: boolean }
   | { type: 'connect-failed'; server: string; attempt: number; reason: string; retryInMs: number }
-  | { type: 'session-lost'; code?: GoodbyeCode; reason: string }
+  /** `retryInMs`: the delay before the next login (0: at once, the session had lived a while). */
+  | { type: 'session-lost'; code?: GoodbyeCode; reason: string; retryInMs: number }
   /** The server answered a Ping. */
   | { type: 'heartbeat'; seq: number }
   | { type: 'heartbeat-timeout'; silentMs: number }

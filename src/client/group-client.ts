@@ -1,6 +1,6 @@
 import createDebug from 'debug';
-import pRetry, { AbortError } from 'p-retry';
-import { Subject, type Observable } from 'rxjs';
+import type { Socket } from 'node:net';
+import { firstValueFrom, fromEvent, race, Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
 import { ControlChannel, dialCommon, ServerTrustError, type ClientTransport } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
@@ -29,6 +29,12 @@ export interface GroupClientOptions {
   /** Keep retrying after the server rejects the login (default: exit with its reason). */
   keepRetrying?: boolean;
   reconnect?: Partial<ReconnectPolicy>;
+  /**
+   * How long a session must have lived for the backoff to start afresh (default 10 s): a
+   * session that dies soon after its login counts as one more failure, so a client the
+   * server keeps dropping does not reconnect in a tight loop.
+   */
+  stableSessionMs?: number;
   /** Limit for dialing the server, a local app, and for each login step. */
   dialTimeoutMs?: number;
   /**
@@ -42,11 +48,12 @@ export interface GroupClientOptions {
 export const DEFAULT_MAX_POOLED_WORK_CONNS = 64;
 
 export const RECONNECT_DEFAULTS: ReconnectPolicy = { minDelayMs: 500, maxDelayMs: 20_000, factor: 2 };
+const STABLE_SESSION_MS = 10_000;
 
 /**
  * The groupclient: logs its group in over the common conn, serves the session, and when the
  * session is lost logs in again with capped exponential backoff and jitter, forever. The
- * backoff starts afresh after every successful login.
+ * backoff starts afresh only after a session that lived `stableSessionMs`.
  */
 export class GroupClient {
   private readonly events = new Subject<ClientEvent>();
@@ -69,50 +76,82 @@ export class GroupClient {
   };
 
   /**
-   * Runs until `stop()` (resolves), or until the server rejects the login without
-   * `keepRetrying` (rejects with LoginRejectedError), or another session of this client
-   * takes the group over (rejects with TakenOverError).
+   * Runs until `stop()` (resolves), or until the server rejects the login for good
+   * (rejects with LoginRejectedError: a bad secret or unknown group without `keepRetrying`),
+   * the server cannot be verified (ServerTrustError), or another session of this client
+   * takes the group over (TakenOverError). RATE_LIMITED is retried: the block is temporary.
    */
   async run(): Promise<void> {
     const { signal } = this.stopController;
     const server = formatHostPort(this.options.server);
+    // Failed attempts and sessions that died young, in a row: what the next delay grows with.
+    let failures = 0;
+    let attempt = 0;
     try {
       while (!signal.aborted) {
-        const session = await pRetry((attempt) => this.login(attempt), {
-          retries: Number.POSITIVE_INFINITY,
-          factor: this.reconnect.factor,
-          minTimeout: this.reconnect.minDelayMs,
-          maxTimeout: this.reconnect.maxDelayMs,
-          randomize: true,
-          signal,
-          onFailedAttempt: ({ error, attemptNumber }) => {
-            if (signal.aborted) return;
-            const base = Math.min(this.reconnect.maxDelayMs, this.reconnect.minDelayMs * this.reconnect.factor ** (attemptNumber - 1));
-            this.emit({ type: 'connect-failed', server, attempt: attemptNumber, reason: error.message, retryInMs: base });
-          },
-        });
+        let session: ClientSession;
+        try {
+          session = await this.login(++attempt);
+        } catch (error) {
+          if (signal.aborted) break;
+          if (this.isFatal(error)) throw error;
+          const retryInMs = this.backoffMs(++failures);
+          this.emit({ type: 'connect-failed', server, attempt, reason: (error as Error).message, retryInMs });
+          await this.pause(retryInMs);
+          continue;
+        }
+        attempt = 0;
         this.session = session;
+        const loggedInAt = Date.now();
         const end = await session.ended;
         this.session = undefined;
         if (signal.aborted) break;
         // Taken over: this session must not fight back, so it is not "lost; reconnecting".
         if (end.code === 'TAKEN_OVER') throw new TakenOverError(end.reason);
-        this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason });
+        failures = Date.now() - loggedInAt >= (this.options.stableSessionMs ?? STABLE_SESSION_MS) ? 0 : failures + 1;
+        const retryInMs = failures === 0 ? 0 : this.backoffMs(failures);
+        this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason, retryInMs });
+        await this.pause(retryInMs);
       }
       this.emit({ type: 'stopped', reason: 'on request' });
     } catch (error) {
-      const cause = error instanceof AbortError ? error.originalError : error;
-      if (signal.aborted && !(cause instanceof LoginRejectedError)) {
+      if (signal.aborted && !(error instanceof LoginRejectedError)) {
         this.emit({ type: 'stopped', reason: 'on request' });
         return;
       }
       // A rejection's reason was just printed with its login-rejected event: name only the code.
-      const reason = cause instanceof LoginRejectedError ? `login rejected (${cause.code})` : (cause as Error).message;
+      const reason = error instanceof LoginRejectedError ? `login rejected (${error.code})` : (error as Error).message;
       this.emit({ type: 'stopped', reason });
-      throw cause;
+      throw error;
     } finally {
       this.events.complete();
     }
+  }
+
+  /** The delay before the next attempt after `failures` in a row: capped, doubling, jittered. */
+  private backoffMs(failures: number): number {
+    const { minDelayMs, maxDelayMs, factor } = this.reconnect;
+    const base = Math.min(maxDelayMs, minDelayMs * factor ** (failures - 1));
+    // Jitter below the base, so that clients dropped together (a server restart) spread out
+    // while the delay announced stays within the cap.
+    return Math.round(base * (0.8 + 0.2 * Math.random()));
+  }
+
+  /** Waits `ms`, or less if stopped meanwhile. */
+  private async pause(ms: number): Promise<void> {
+    if (ms <= 0 || this.stopController.signal.aborted) return;
+    await firstValueFrom(race(timer(ms), fromEvent(this.stopController.signal, 'abort')));
+  }
+
+  /** Errors no retry can fix: they end `run()`. */
+  private isFatal(error: unknown): boolean {
+    if (error instanceof ServerTrustError) return true;
+    return error instanceof LoginRejectedError && !this.retries(error.code);
+  }
+
+  /** A refused login is retried when it is temporary, or when the user asked to keep retrying. */
+  private retries(code: LoginRejectCode): boolean {
+    return code === 'RATE_LIMITED' || this.options.keepRetrying === true;
   }
 
   /**
@@ -140,14 +179,7 @@ export class GroupClient {
   private async login(attempt: number): Promise<ClientSession> {
     const { spec, server, clientId } = this.options;
     this.emit({ type: 'connecting', server: formatHostPort(server), attempt });
-    let socket;
-    try {
-      socket = await dialCommon(server, this.transport, this.dialTimeoutMs);
-    } catch (error) {
-      // A server we cannot verify is not a network hiccup: retrying would only hide it.
-      if (error instanceof ServerTrustError) throw new AbortError(error);
-      throw error;
-    }
+    const socket = await this.dialUnlessStopped(server);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('error', (error) => debug('common conn: %s', error.message));
@@ -199,10 +231,23 @@ export class GroupClient {
     }
   }
 
-  /** What to throw for a refused login: retried only when the user asked to keep retrying. */
+  /**
+   * Dials the common port; a stop meanwhile does not wait for the dial (up to its timeout, on
+   * a path that drops packets): the late socket is destroyed when it comes.
+   */
+  private async dialUnlessStopped(server: HostPort): Promise<Socket> {
+    const { signal } = this.stopController;
+    const dial = dialCommon(server, this.transport, this.dialTimeoutMs);
+    const stopped = firstValueFrom(fromEvent(signal, 'abort'));
+    const first = await Promise.race([dial, stopped]);
+    if (!signal.aborted) return first as Socket;
+    void dial.then((late) => late.destroy(), () => {});
+    throw new Error('stopped while dialing the server');
+  }
+
+  /** What to throw for a refused login (`run` decides whether it is retried). */
   private rejection({ code, reason }: { code: LoginRejectCode; reason: string }): Error {
-    this.emit({ type: 'login-rejected', code, reason, willRetry: this.options.keepRetrying === true });
-    const rejected = new LoginRejectedError(code, reason);
-    return this.options.keepRetrying ? rejected : new AbortError(rejected);
+    this.emit({ type: 'login-rejected', code, reason, willRetry: this.retries(code) });
+    return new LoginRejectedError(code, reason);
   }
 }

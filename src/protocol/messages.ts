@@ -165,7 +165,7 @@ export interface WorkConnFailed {
  * taken for the heartbeat timeout). Such a peer cannot read a Goodbye either: it is reset, and
  * the code names the cause in the events of the side that cut it off.
  */
-export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED' | 'SLOW_PEER';
+export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED' | 'SLOW_PEER' | 'SECRET_CHANGED';
 
 export interface Goodbye {
   type: 'Goodbye';

@@ -57,6 +57,7 @@ export function validateMessage(value: unknown): Message {
           'KICKED',
           'DEREGISTERED',
           'SLOW_PEER',
+          'SECRET_CHANGED',
         ] as const),
         reason: str(obj, 'reason', 1024),
       };

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type SecurityConfig, type ServerConfig } from '../config/index.js';
+import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
 import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
@@ -9,7 +9,7 @@ import type { BindRetryPolicy } from './bind-retry.js';
 import type { ServerEvent } from './events.js';
 import { HandshakeGate } from './handshake-gate.js';
 import { LoginGuard } from './login-limiter.js';
-import { runLogin } from './login.js';
+import { runLogin, sameSecret } from './login.js';
 import { groupRefusal } from './policy.js';
 
 const debug = createDebug('ntp:server:common-server');
@@ -46,6 +46,8 @@ export class CommonServer {
   private readonly handshaking = new Set<Socket>();
   private readonly gate: HandshakeGate;
   private readonly loginGuard: LoginGuard;
+  /** The secret each live session proved at its login: a registry edit that changes it ends the session. */
+  private readonly loginSecrets = new WeakMap<AppGroup, Secret>();
   private closing = false;
 
   constructor(private readonly options: CommonServerOptions) {
@@ -69,6 +71,11 @@ export class CommonServer {
     this.events.next(event);
   };
 
+  /** Login proofs checked against a secret since start (bounded per source by `loginLimit`). */
+  get loginProofsChecked(): number {
+    return this.loginGuard.proofsChecked;
+  }
+
   /** What groups may ask for (allowPorts, maxAppsPerGroup...): the admin API checks it too. */
   get policy(): PolicyConfig {
     return this.options.policy ?? {};
@@ -81,14 +88,28 @@ export class CommonServer {
 
   /**
    * Replaces a registered group's spec (an edited group file). A live session applies the
-   * app changes at once and keeps its login secret until the client logs in again.
+   * app changes at once; a new secret ends it at once (see `endSessionOfOldSecret`).
    */
   async updateGroup(spec: GroupSpec): Promise<void> {
     const before = this.readyGroup.get(spec.name);
     if (before === undefined) return this.registerGroup(spec);
     this.readyGroup.set(spec.name, spec);
     this.emit({ type: 'group-updated', group: spec.name, apps: spec.apps.length, changes: describeChanges(specChanges(before, spec), 'server') });
+    if (this.endSessionOfOldSecret(spec)) return;
     await this.inUseGroup.get(spec.name)?.updateSpec(spec);
+  }
+
+  /**
+   * A new secret revokes the old one: whoever logged in with it (perhaps someone it leaked
+   * to) loses the group and its users at once, instead of holding it until its next login
+   * while the real client is refused with GROUP_IN_USE. True if a session was ended.
+   */
+  private endSessionOfOldSecret(spec: GroupSpec): boolean {
+    const live = this.inUseGroup.get(spec.name);
+    const proven = live === undefined ? undefined : this.loginSecrets.get(live);
+    if (live === undefined || proven === undefined || sameSecret(proven, spec.secret)) return false;
+    live.deactivate('SECRET_CHANGED', "the group's secret changed; log in again with the new one");
+    return true;
   }
 
   /** A group file that could not be (re)loaded: reported; the last good version stays. */
@@ -226,8 +247,10 @@ export class CommonServer {
       outcome = await runLogin(channel, hello, {
         readyGroup: this.readyGroup,
         liveGroup: (name) => this.inUseGroup.get(name),
+        onProofChecked: this.loginGuard.countProof,
       });
     } catch (error) {
+      this.loginGuard.abandon(channel);
       channel.destroy();
       // A peer that just went away (or was cut by the handshake deadline, already reported)
       // is not worth a line of its own.
@@ -270,6 +293,7 @@ export class CommonServer {
       onDeactivated: this.onGroupDeactivated,
     });
     this.inUseGroup.set(group.name, group);
+    this.loginSecrets.set(group, outcome.spec.secret);
     this.sessions.set(group.sessionId, group);
     const { apps, warnings } = await group.activate();
     if (!group.isActive) return;

@@ -1,4 +1,5 @@
-import type { GroupSpec } from '../config/index.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { GroupSpec, Secret } from '../config/index.js';
 import type { ControlChannel } from '../net/index.js';
 import {
   loginProof,
@@ -19,6 +20,8 @@ export interface LiveGroupInfo {
 export interface LoginRegistry {
   readyGroup: ReadonlyMap<string, GroupSpec>;
   liveGroup(name: string): LiveGroupInfo | undefined;
+  /** Called each time a proof is about to be checked against a secret (the limiter's counter). */
+  onProofChecked?: () => void;
 }
 
 export type LoginOutcome =
@@ -36,14 +39,18 @@ export async function runLogin(channel: ControlChannel, hello: Hello, registry: 
       `protocol version ${hello.version} is not supported (this server speaks ${PROTOCOL_VERSION}); update ${hello.version < PROTOCOL_VERSION ? 'the groupclient' : 'the commonserver'}`,
     );
   }
-  const spec = registry.readyGroup.get(hello.group);
-  if (spec === undefined) return reject('UNKNOWN_GROUP', `group "${hello.group}" is not registered on this server`);
+  if (!registry.readyGroup.has(hello.group)) return reject('UNKNOWN_GROUP', `group "${hello.group}" is not registered on this server`);
 
   const nonce = randomId(32);
   const login = channel.next('Login'); // subscribe before the peer may speak
   channel.send({ type: 'Challenge', nonce });
   const answer = await login;
 
+  // The registry as it is now, not as it was at Hello: a group removed, or its secret
+  // changed, while the client was answering must not log in with the old facts.
+  const spec = registry.readyGroup.get(hello.group);
+  if (spec === undefined) return reject('UNKNOWN_GROUP', `group "${hello.group}" was removed from this server's registry during the login`);
+  registry.onProofChecked?.();
   const expected = loginProof(spec.secret.reveal(), nonce, hello.group, hello.clientId);
   if (!proofsMatch(expected, answer.proof)) {
     return reject('BAD_SECRET', `wrong secret for group "${hello.group}"`);
@@ -61,4 +68,14 @@ export async function runLogin(channel: ControlChannel, hello: Hello, registry: 
 
 function reject(code: LoginRejectCode, reason: string): LoginOutcome {
   return { accepted: false, code, reason };
+}
+
+/** Whether two secrets are the same, in time that does not depend on where they differ. */
+export function sameSecret(a: Secret, b: Secret): boolean {
+  // Digests first: timingSafeEqual needs equal lengths, and a length must not leak either.
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+function digest(secret: Secret): Buffer {
+  return createHash('sha256').update(secret.reveal()).digest();
 }

@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
+import { resetSocket } from '../net/index.js';
 import { randomId } from '../protocol/index.js';
 import type { AppServer } from './app-server.js';
-import { resetSocket } from '../net/index.js';
 
 export interface PendingUser {
   readonly pairingId: string;

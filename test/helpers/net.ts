@@ -251,3 +251,18 @@ export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise
     socket.once('close', () => done('error', 'CLOSED_WITHOUT_END'));
   });
 }
+
+/**
+ * How the peer ended `socket`: `reset` (ECONNRESET or EPIPE: the far end failed) or `fin` (an
+ * orderly end). Reads (and discards) whatever still arrives, so that the end is seen.
+ */
+export function howEnded(socket: Socket): Promise<'reset' | 'fin'> {
+  return new Promise((resolve, reject) => {
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNRESET' || error.code === 'EPIPE') resolve('reset');
+      else reject(error);
+    });
+    socket.once('end', () => resolve('fin'));
+    socket.resume();
+  });
+}

@@ -31,19 +31,38 @@ export async function rawLogin(
   port: number,
   { group, clientId = `raw-${group}`, secret, proof, localAddress }: { group: string; clientId?: string; secret?: string; proof?: string; localAddress?: string },
 ): Promise<RawLogin> {
+  const hello = await rawHello(port, { group, clientId, ...(localAddress === undefined ? {} : { localAddress }) });
+  return hello.login(proof === undefined ? { secret: secret ?? 'not-the-secret-at-all' } : { proof });
+}
+
+export interface RawHello {
+  channel: ControlChannel;
+  nonce: string;
+  /** Sends the Login (proof from `secret`, or `proof` verbatim) and reads the LoginResp. */
+  login(answer: { secret: string } | { proof: string }): Promise<RawLogin>;
+}
+
+/** Hello → Challenge only: the Login is sent later, when the test says (to change things in between). */
+export async function rawHello(port: number, { group, clientId = `raw-${group}`, localAddress }: { group: string; clientId?: string; localAddress?: string }): Promise<RawHello> {
   const channel = new ControlChannel(await connectFrom(port, localAddress));
   const challenge = channel.next('Challenge');
   channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group, clientId });
   const { nonce } = await challenge;
-  const login = {
-    type: 'Login' as const,
-    proof: proof ?? loginProof(secret ?? 'not-the-secret-at-all', nonce, group, clientId),
-    apps: [],
+  return {
+    channel,
+    nonce,
+    async login(answer) {
+      const login = {
+        type: 'Login' as const,
+        proof: 'proof' in answer ? answer.proof : loginProof(answer.secret, nonce, group, clientId),
+        apps: [],
+      };
+      const reply = channel.next('LoginResp');
+      channel.send(login);
+      const resp = await reply;
+      return { channel, nonce, login, resp };
+    },
   };
-  const reply = channel.next('LoginResp');
-  channel.send(login);
-  const resp = await reply;
-  return { channel, nonce, login, resp };
 }
 
 /** Resolves once the server ended or reset the connection (a half-open socket never 'close's by itself). */

@@ -1,0 +1,33 @@
+import { constants } from 'node:os';
+import { fromEvent, map, merge, timer } from 'rxjs';
+import { say, seconds } from './output.js';
+
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+
+/**
+ * How long a stop may take before the process exits anyway. Under the 5 s a service manager
+ * (or an operator) is promised, with room for the process to start and end around it.
+ */
+export const STOP_BOUND_MS = 4000;
+
+/**
+ * SIGINT / SIGTERM end the process, whatever is still open: the first calls `stop` (which
+ * resets live conns and lets the caller exit 0 once done) and arms a bound after which the
+ * process exits 0 anyway; a second signal exits at once with the shell's 128 + its number.
+ */
+export function onStopSignals(stop: (signal: StopSignal) => void, boundMs = STOP_BOUND_MS): void {
+  let first: StopSignal | undefined;
+  const signals: StopSignal[] = ['SIGINT', 'SIGTERM'];
+  merge(...signals.map((name) => fromEvent(process, name).pipe(map(() => name)))).subscribe((signal) => {
+    if (first !== undefined) {
+      say(`${signal} again: exiting at once`);
+      process.exit(128 + constants.signals[signal]);
+    }
+    first = signal;
+    timer(boundMs).subscribe(() => {
+      say(`${signal}: not stopped within ${seconds(boundMs)}; exiting anyway`);
+      process.exit(0);
+    });
+    stop(signal);
+  });
+}
