@@ -72,6 +72,7 @@ async function openTunnel(name: PathName, targets: Record<string, number>, optio
       pairingTimeout: '10s',
       handshakeTimeout: '5s',
       tls,
+      certificate: 'on-start',
       ...(options.pool === undefined ? {} : { workConnPool: options.pool }),
       // One source opens users 200 at a time (idle figure): the default caps, sized against
       // floods, would refuse them (and the client's work conns to match) with a reset.

@@ -7,6 +7,7 @@ import { startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { startAdmin, sse, type SseMessage, type TestAdmin } from './helpers/admin.js';
 import { groupYaml, makeConfigDir, randomSecret, type TestConfigDir } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
+import type { ServerLink } from './helpers/link.js';
 import { echoRoundTrip, waitForEvent } from './helpers/net.js';
 import type { CommonServer, ServerEvent } from '../src/server/index.js';
 
@@ -17,13 +18,16 @@ describe('admin API', { timeout: 30_000 }, () => {
   let config: TestConfigDir;
   let server: CommonServer;
   let events: ReplaySubject<ServerEvent>;
+  let serverLink: ServerLink;
   let api: TestAdmin;
   let stopClient = (): void => {};
 
   before(async () => {
     echo = await startEchoApp();
     config = makeConfigDir([{ name: 'alpha', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
-    ({ server, events } = await startServer(config));
+    const started = await startServer(config);
+    ({ server, events } = started);
+    serverLink = started;
     api = await startAdmin(server, config, { token: TOKEN });
   });
   after(async () => {
@@ -53,7 +57,7 @@ describe('admin API', { timeout: 30_000 }, () => {
     assert.equal(ready.body.groups[0].client, null);
     assert.equal(JSON.stringify(ready.body).includes('test-secret'), false, 'no secret in the API');
 
-    const { client } = startClient(loadGroupFile(config.groupFile('alpha')), server.address().port, { clientId: 'api-client' });
+    const { client } = startClient(loadGroupFile(config.groupFile('alpha')), serverLink, { clientId: 'api-client' });
     stopClient = () => client.stop();
     const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
     assert.equal(activated.type, 'group-activated');

@@ -3,7 +3,7 @@ import { after, test } from 'node:test';
 import { startEchoApp } from './helpers/apps.js';
 import { parsePrometheus, sampleValue } from './helpers/admin.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
-import { CliProcess, COMMONSERVER_BIN, startGroupClientProcess } from './helpers/processes.js';
+import { CliProcess, COMMONSERVER_BIN, serverLinkOf, startGroupClientProcess } from './helpers/processes.js';
 
 const TOKEN = 'cli-admin-token-0123456789abcdef';
 
@@ -15,9 +15,9 @@ test('commonserver serves the admin API from its config; a frozen client shows a
     extra: { admin: { bind: '127.0.0.1:0', token: '${NTP_TEST_ADMIN_TOKEN}' } },
   });
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', config.serverFile], { NTP_TEST_ADMIN_TOKEN: TOKEN });
-  const port = Number((await server.waitForLine(/commonserver listening on \S+:(\d+)/))[1]);
+  const link = await serverLinkOf(server);
   const adminUrl = (await server.waitForLine(/admin listening on (http:\/\/\S+) \(token required\)/))[1]!;
-  const client = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'frozen', serverPort: port });
+  const client = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'frozen', server: link });
   after(async () => {
     client.kill('SIGKILL');
     await client.exited;

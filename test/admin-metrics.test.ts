@@ -13,12 +13,13 @@ test('/metrics parses as Prometheus text and its counters match the traffic sent
   const config = makeConfigDir([
     { name: 'metered', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }, { name: 'idle', localPort: echo.port }] },
   ]);
-  const { server, events } = await startServer(config);
+  const started = await startServer(config);
+  const { server, events } = started;
   const api = await startAdmin(server, config);
-  const { client } = startClient(loadGroupFile(config.groupFile('metered')), server.address().port);
+  const { client } = startClient(loadGroupFile(config.groupFile('metered')), started);
   // A client with the wrong secret: one auth failure.
   const spec = loadGroupFile(config.groupFile('metered'));
-  const intruder = startClient({ ...spec, secret: new Secret(randomSecret()) }, server.address().port, { clientId: 'intruder' });
+  const intruder = startClient({ ...spec, secret: new Secret(randomSecret()) }, started, { clientId: 'intruder' });
   after(async () => {
     client.stop();
     intruder.client.stop();

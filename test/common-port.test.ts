@@ -9,7 +9,8 @@ import { encodeFrame, loginProof, PROTOCOL_VERSION, type LoginRejectCode, type M
 import type { CommonServer, ServerEvent } from '../src/server/index.js';
 import { startEchoApp, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
-import { startClient, startServer } from './helpers/in-process.js';
+import { startClient, startServer, type StartedServer } from './helpers/in-process.js';
+import { dialServer } from './helpers/link.js';
 import { connectTo, echoRoundTrip, closedWithin, readBytes, readFrame, sha256, waitForEvent } from './helpers/net.js';
 
 /**
@@ -21,7 +22,7 @@ import { connectTo, echoRoundTrip, closedWithin, readBytes, readFrame, sha256, w
 const HANDSHAKE_TIMEOUT_MS = 500;
 
 let server: CommonServer;
-let port: number;
+let started: StartedServer;
 let events: ReplaySubject<ServerEvent>;
 const apps: TestApp[] = [];
 const clients: Array<{ stop(): void }> = [];
@@ -42,9 +43,10 @@ before(async () => {
     // deactivate a group behind its back.
     { handshakeTimeout: `${HANDSHAKE_TIMEOUT_MS}ms`, heartbeatInterval: '500ms', heartbeatTimeout: '10s' },
   );
-  ({ server, port, events } = await startServer(config));
+  started = await startServer(config);
+  ({ server, events } = started);
   for (const name of ['target', 'steady']) {
-    clients.push(startClient(loadGroupFile(config.groupFile(name)), port).client);
+    clients.push(startClient(loadGroupFile(config.groupFile(name)), started).client);
     const activated = await waitForEvent(events, (e) => e.type === 'group-activated' && e.group === name, `${name} activated`);
     if (activated.type === 'group-activated') ports.set(name, activated.apps[0]!.remotePort);
   }
@@ -57,9 +59,12 @@ after(async () => {
   for (const app of apps) await app.close();
 });
 
-/** A raw connection to the common port, as a hostile peer would open it. */
+/**
+ * A raw connection to the common port, as a hostile peer would open it: past the TLS layer
+ * (anyone can complete a handshake), so that its bytes reach the frame decoder.
+ */
 async function peer(): Promise<{ socket: Socket; remote: string }> {
-  const socket = await connectTo(port);
+  const socket = await dialServer(started);
   sockets.push(socket);
   socket.on('error', () => {}); // the server may reset us; that is the point
   return { socket, remote: `127.0.0.1:${socket.localPort}` };

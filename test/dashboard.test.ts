@@ -22,7 +22,8 @@ test(
   async () => {
     const echo = await startEchoApp();
     const config = makeConfigDir([{ name: 'office', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
-    const { server, events } = await startServer(config);
+    const started = await startServer(config);
+    const { server, events } = started;
     const api = await startAdmin(server, config, { token: TOKEN });
     const browser = await launchChromium();
     let user: Socket | undefined;
@@ -48,7 +49,7 @@ test(
     await page.waitForSelector('[data-group="office"][data-state="ready"]', { timeout: 15_000 });
     await page.waitForSelector('#stream-status[data-state="live"]', { timeout: 15_000 });
 
-    const { client } = startClient(loadGroupFile(config.groupFile('office')), server.address().port);
+    const { client } = startClient(loadGroupFile(config.groupFile('office')), started);
     stopClient = () => client.stop();
     const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
     assert.equal(activated.type, 'group-activated');

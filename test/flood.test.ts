@@ -65,12 +65,11 @@ test(
 
     const rss = watchRss(server.pid);
     const until = Date.now() + FLOOD_MS;
-    const transport = { kind: 'tls' as const, fingerprint };
     let floods = 0;
     let cutOff = 0;
     const flooding = (async () => {
       while (Date.now() < until) {
-        const { channel } = await rawLogin(port, 'flood', flood.secret, { clientId: 'flooder', transport });
+        const { channel } = await rawLogin({ port, fingerprint }, 'flood', flood.secret, { clientId: 'flooder' });
         floods++;
         // The reader is held since LoginResp: nothing more is read from the server.
         await floodPings(channel.socket, until);

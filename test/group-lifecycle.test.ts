@@ -24,8 +24,9 @@ test('a public port that cannot be bound fails that app alone, and the client is
       ],
     },
   ]);
-  const { server, port, events } = await startServer(config);
-  const { client, events: clientEvents } = startClient(loadGroupFile(config.groupFile('ports')), port);
+  const started = await startServer(config);
+  const { server, events } = started;
+  const { client, events: clientEvents } = startClient(loadGroupFile(config.groupFile('ports')), started);
   after(async () => {
     client.stop();
     await server.close();
@@ -58,8 +59,9 @@ test('registry and client file disagree: warnings on both sides; an app the clie
   const clientSpec = parseGroupFile(
     YamlFile.parse('drift.yaml', groupYaml({ name: 'drift', secret, apps: [{ name: 'shared', localPort: echo.port }, { name: 'client-only', localPort: echo.port }] })),
   );
-  const { server, port, events } = await startServer(config);
-  const { client, events: clientEvents } = startClient(clientSpec, port);
+  const started = await startServer(config);
+  const { server, events } = started;
+  const { client, events: clientEvents } = startClient(clientSpec, started);
   after(async () => {
     client.stop();
     await server.close();
@@ -91,7 +93,8 @@ test('a live group refuses another client until the old session times out, then 
     heartbeatInterval: '200ms',
     heartbeatTimeout: '1500ms',
   });
-  const { server, port, events } = await startServer(config);
+  const started = await startServer(config);
+  const { server, events } = started;
   const spec = loadGroupFile(config.groupFile('busy'));
   after(async () => {
     await server.close();
@@ -99,10 +102,10 @@ test('a live group refuses another client until the old session times out, then 
   });
 
   // Logged in by hand and then silent: no pings, like a client whose path died.
-  const old = await rawLogin(port, 'busy', secret, { clientId: 'host-one' });
+  const old = await rawLogin(started, 'busy', secret, { clientId: 'host-one' });
   assert.ok(old.resp.sessionId, 'the first client is logged in');
 
-  const rival = startClient(spec, port, { clientId: 'host-two' });
+  const rival = startClient(spec, started, { clientId: 'host-two' });
   const rejection = await rival.done.then(
     () => assert.fail('the second client must be rejected'),
     (error: unknown) => error,
@@ -112,7 +115,7 @@ test('a live group refuses another client until the old session times out, then 
   assert.match(rejection.reason, /already active from 127\.0\.0\.1:\d+ since \d{4}-\d\d-\d\dT/);
 
   await waitForEvent(events, (e) => e.type === 'heartbeat-timeout' && e.group === 'busy', 'heartbeat timeout', 5000);
-  const successor = startClient(spec, port, { clientId: 'host-two' });
+  const successor = startClient(spec, started, { clientId: 'host-two' });
   after(() => successor.client.stop());
   const accepted = await waitForEvent(successor.events, (e) => e.type === 'login-accepted', 'login of the successor');
   assert.ok(accepted.type === 'login-accepted');

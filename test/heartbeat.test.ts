@@ -36,9 +36,10 @@ test('a silently dead path is noticed by heartbeats on both ends, and the client
     heartbeatInterval: '100ms',
     heartbeatTimeout: '800ms',
   });
-  const { server, port, events } = await startServer(config);
-  const relay = await startFaultRelay(port);
-  const { client, events: clientEvents } = startClient(loadGroupFile(config.groupFile('flaky')), relay.port);
+  const started = await startServer(config);
+  const { server, events } = started;
+  const relay = await startFaultRelay(started.port);
+  const { client, events: clientEvents } = startClient(loadGroupFile(config.groupFile('flaky')), { ...started, port: relay.port });
   after(async () => {
     client.stop();
     await relay.close();

@@ -79,11 +79,12 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   const group = (apps: TestGroup['apps'], secret: string): TestGroup => ({ name: 'hot', secret, apps });
   const secret = randomSecret();
   const config = makeConfigDir([group([{ name: 'stream', localPort: streamApp.port }], secret)]);
-  const { server, events } = await startServer(config);
+  const started = await startServer(config);
+  const { server, events } = started;
   const registry = new GroupRegistry({ server, groupsDir: config.groupsDir });
   const reload = new GroupsHotReload(registry, config.groupsDir, { debounceMs: 50 });
   const file = config.groupFile('hot');
-  const { client, events: clientEvents } = startClient(loadGroupFile(file), server.address().port);
+  const { client, events: clientEvents } = startClient(loadGroupFile(file), started);
   after(async () => {
     reload.close();
     client.stop();
@@ -228,8 +229,9 @@ test('a groupclient reloads its group file: a new version is applied, an invalid
   const echo = await startEchoApp();
   const secret = randomSecret();
   const config = makeConfigDir([{ name: 'agent', secret, apps: [{ name: 'a', localPort: echo.port }] }]);
-  const { process: serverProcess, port } = await startCommonServerProcess(config.serverFile);
-  const clientProcess = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'agent', serverPort: port });
+  const started = await startCommonServerProcess(config.serverFile);
+  const serverProcess = started.process;
+  const clientProcess = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'agent', server: started });
   after(async () => {
     await clientProcess.stop();
     await serverProcess.stop();

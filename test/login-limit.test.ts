@@ -19,7 +19,8 @@ test('failed logins from one address are slowed, then refused for a while, then 
       { name: 'target', secret, apps: [{ name: 'echo', localPort: echo.port }] },
       { name: 'bystander', secret: otherSecret, apps: [{ name: 'echo', localPort: echo.port }] },
     ],
-    { heartbeatInterval: '1s', heartbeatTimeout: '20s', extra: { loginLimit: LIMIT } },
+    // Hand-driven logins from chosen source addresses speak frames on plain TCP: this is about the limiter.
+    { heartbeatInterval: '1s', heartbeatTimeout: '20s', tls: false, extra: { loginLimit: LIMIT } },
   );
   const { server, port, events } = await startServer(config);
   after(async () => {

@@ -23,8 +23,9 @@ test('allowPorts: an app outside the ranges fails with a reason naming group, ap
     [{ name: 'ports', secret: randomSecret(), apps: [{ name: 'ok', localPort: echo.port, remotePort: inside }, { name: 'nope', localPort: echo.port, remotePort: outside }, { name: 'any', localPort: echo.port, remotePort: 0 }] }],
     { extra: { allowPorts: [`${inside}`] } },
   );
-  const { server, port } = await startServer(config);
-  const { client, events } = startClient(loadGroupFile(config.groupFile('ports')), port);
+  const started = await startServer(config);
+  const { server } = started;
+  const { client, events } = startClient(loadGroupFile(config.groupFile('ports')), started);
   after(async () => {
     client.stop();
     await server.close();
@@ -48,7 +49,8 @@ test('maxAppsPerGroup and maxGroups refuse the login with the reason (POLICY)', 
       { name: 'one', secret: secrets.one, apps: [{ name: 'a', localPort: echo.port }] },
       { name: 'two', secret: secrets.two, apps: [{ name: 'a', localPort: echo.port }] },
     ],
-    { heartbeatInterval: '1s', heartbeatTimeout: '20s', extra: { maxAppsPerGroup: 1, maxGroups: 1 } },
+    // Hand-driven logins speak frames on plain TCP; the limits do not depend on the link.
+    { heartbeatInterval: '1s', heartbeatTimeout: '20s', tls: false, extra: { maxAppsPerGroup: 1, maxGroups: 1 } },
   );
   const { server, port } = await startServer(config);
   after(() => server.close());
@@ -79,8 +81,9 @@ test('allow: users outside the CIDR list are closed at accept; maxConnections ca
     config.groupFile('guarded'),
     stringify({ name: 'guarded', secret: spec.secret.reveal(), apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, remotePort: 0, allow: ['127.0.0.2/31'], maxConnections: 1 }] }),
   );
-  const { server, port, events } = await startServer(config);
-  const { client } = startClient(loadGroupFile(config.groupFile('guarded')), port);
+  const started = await startServer(config);
+  const { server, events } = started;
+  const { client } = startClient(loadGroupFile(config.groupFile('guarded')), started);
   after(async () => {
     client.stop();
     await server.close();

@@ -87,7 +87,7 @@ test('sessions that die soon after login back off more each time; one that lived
 
 test('a server that is down: each connect-failed announces the delay the client then waits', { timeout: 20_000 }, async () => {
   const spec = loadGroupFile(makeConfigDir([{ name: 'nowhere', secret: randomSecret(), apps: [{ name: 'echo', localPort: 1 }] }]).groupFile('nowhere'));
-  const { client, events } = startClient(spec, await unusedPort(), { reconnect: RECONNECT });
+  const { client, events } = startClient(spec, { port: await unusedPort() }, { reconnect: RECONNECT });
   const seen = timeline(events);
   after(() => client.stop());
   const failures = await firstValueFrom(events.pipe(filter((e) => e.type === 'connect-failed'), take(4), toArray(), timeout(15_000)));

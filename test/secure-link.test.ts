@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { loadGroupFile, type GroupSpec } from '../src/config/index.js';
-import { ServerTrustError, type ClientTransport } from '../src/net/index.js';
+import { PLAINTEXT, ServerTrustError, type ClientTransport } from '../src/net/index.js';
 import { createSelfSigned } from '../src/server/index.js';
 import { startApp, startBannerApp, startEchoApp, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
@@ -16,7 +16,7 @@ import { connectFrom, endedByServer } from './helpers/raw-peer.js';
 const OTHER_FINGERPRINT = `sha256:${'ab'.repeat(32)}`;
 
 /**
- * A TLS server (self-signed certificate made on the spot) with one group whose one app is
+ * A TLS server (with the test process's self-signed certificate) with one group whose one app is
  * `app` (an echo app by default).
  */
 async function tlsSetup(name: string, { tls = true, app }: { tls?: boolean | { clientCa: string }; app?: TestApp } = {}) {
@@ -156,7 +156,7 @@ test('TLS with serverCa still checks the name: an address the certificate does n
 });
 
 test('a TLS client against a plaintext server is told the likely cause', { timeout: 15_000 }, async () => {
-  const config = makeConfigDir([{ name: 'plain-server', secret: randomSecret(), apps: [{ name: 'app', localPort: 1 }] }]);
+  const config = makeConfigDir([{ name: 'plain-server', secret: randomSecret(), apps: [{ name: 'app', localPort: 1 }] }], { tls: false });
   const { server, port } = await startServer(config);
   after(() => server.close());
   const { client, events } = startClient(loadGroupFile(config.groupFile('plain-server')), port, { transport: { kind: 'tls', fingerprint: OTHER_FINGERPRINT } });
@@ -184,7 +184,7 @@ test('mutual TLS: the server refuses a client without a certificate from its cli
 
 test('CLI: commonserver creates its certificate and prints the fingerprint; pinned groupclient works, wrong pin exits 3', { timeout: 30_000 }, async () => {
   const echo = await startEchoApp();
-  const config = makeConfigDir([{ name: 'cli-tls', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }], { tls: true });
+  const config = makeConfigDir([{ name: 'cli-tls', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }], { tls: true, certificate: 'on-start' });
   const { process: server, port, fingerprint } = await startCommonServerProcess(config.serverFile);
   after(async () => {
     await server.stop();
@@ -207,7 +207,7 @@ test('CLI: commonserver creates its certificate and prints the fingerprint; pinn
 });
 
 test('CLI: plaintext mode only when asked, and it says so on start', { timeout: 15_000 }, async () => {
-  const config = makeConfigDir([]); // the helpers' default is plaintext: true
+  const config = makeConfigDir([], { tls: false });
   const { process: server } = await startCommonServerProcess(config.serverFile);
   after(() => server.stop());
   await server.waitForLine(/warning: plaintext: true — the common port is NOT encrypted/);
@@ -215,7 +215,7 @@ test('CLI: plaintext mode only when asked, and it says so on start', { timeout: 
 
 test('a plaintext client cannot log in to a TLS server (no silent downgrade)', { timeout: 15_000 }, async () => {
   const { events, port, spec } = await tlsSetup('tls-no-downgrade');
-  const plain = startClient(spec, port);
+  const plain = startClient(spec, port, { transport: PLAINTEXT });
   after(() => plain.client.stop());
   await waitForEvent(events, (e) => e.type === 'bad-peer' && e.code === 'TLS_HANDSHAKE', 'the TLS layer refusing plaintext');
   const failed = await waitForEvent(plain.events, (e) => e.type === 'connect-failed', 'the client saying why');

@@ -17,7 +17,8 @@ async function setUp(t: TestContext, settings: TestServerSettings) {
   const remotePort = await unusedPort();
   // The client is played by hand and answers ReqWorkConn: the on-demand path (the pool has its own tests).
   const config = makeConfigDir([{ name: 'solo', secret, apps: [{ name: 'app', localPort: 1, remotePort }] }], { workConnPool: 0, ...settings });
-  const { server, port, events } = await startServer(config);
+  const started = await startServer(config);
+  const { server, events } = started;
   const sockets: Socket[] = [];
   t.after(async () => {
     for (const socket of sockets) socket.destroy();
@@ -30,12 +31,12 @@ async function setUp(t: TestContext, settings: TestServerSettings) {
     return socket;
   };
   const login = async (clientId: string) => {
-    const session = await rawLogin(port, 'solo', secret, { clientId });
+    const session = await rawLogin(started, 'solo', secret, { clientId });
     sockets.push(session.channel.socket);
     return session;
   };
   const handshake = async (clientId: string) => {
-    const attempt = await rawHandshake(port, 'solo', secret, { clientId });
+    const attempt = await rawHandshake(started, 'solo', secret, { clientId });
     sockets.push(attempt.channel.socket);
     return attempt;
   };

@@ -9,7 +9,7 @@ import { echoRoundTrip } from './helpers/net.js';
 import { CliProcess, COMMONSERVER_BIN, startCommonServerProcess, startGroupClientProcess } from './helpers/processes.js';
 
 test('commonserver init creates a private key and a certificate once, and prints its fingerprint', { timeout: 20_000 }, async () => {
-  const config = makeConfigDir([], { tls: true });
+  const config = makeConfigDir([], { tls: true, certificate: 'on-start' });
   const first = new CliProcess(COMMONSERVER_BIN, ['init', '--config', config.serverFile]);
   assert.equal((await first.exited).code, 0, first.output);
   const cert = join(config.dir, 'tls', 'commonserver.crt');

@@ -8,7 +8,7 @@ import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { echoRoundTrip } from './helpers/net.js';
 import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
-import { CliProcess, COMMONSERVER_BIN, parsePortTable, startGroupClientProcess } from './helpers/processes.js';
+import { CliProcess, COMMONSERVER_BIN, parsePortTable, serverLinkOf, startGroupClientProcess } from './helpers/processes.js';
 
 const MERMAID_JS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', 'mermaid', 'dist', 'mermaid.min.js');
 /** The diagrams of the real run below, for the rendering test. */
@@ -75,8 +75,7 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   const serverTrace = join(config.dir, 'server.mmd');
   const clientTrace = join(config.dir, 'client.mmd');
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', config.serverFile, '--trace', serverTrace]);
-  const port = Number((await server.waitForLine(/commonserver listening on \S+:(\d+)/))[1]);
-  const client = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'traced', serverPort: port, extraArgs: ['--trace', clientTrace] });
+  const client = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'traced', server: await serverLinkOf(server), extraArgs: ['--trace', clientTrace] });
   after(async () => {
     await client.stop();
     await server.stop();

@@ -10,16 +10,19 @@ import type { ServerEvent } from '../src/server/index.js';
 import { startApp, startBannerApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
+import { dialServer, LINKS, type Link } from './helpers/link.js';
 import { connectTo, echoRoundTrip, readAll, readBytes, sha256, streamEnding, waitForEvent, waitUntil } from './helpers/net.js';
 
-/** A server with `workConnPool: pool` and a client for one app per local port, both in process. */
-async function tunnelOf(name: string, localPorts: number[], pool: number) {
+/** A server with `workConnPool: pool` and a client for one app per local port, both in process, over `link`. */
+async function tunnelOf(link: Link, name: string, localPorts: number[], pool: number) {
   const config = makeConfigDir([{ name, secret: randomSecret(), apps: localPorts.map((localPort, i) => ({ name: `app${i}`, localPort })) }], {
     pairingTimeout: '10s',
+    tls: link === 'tls',
     extra: { workConnPool: pool },
   });
-  const { server, events } = await startServer(config);
-  const client = startClient(loadGroupFile(config.groupFile(name)), server.address().port);
+  const started = await startServer(config);
+  const { server, events } = started;
+  const client = startClient(loadGroupFile(config.groupFile(name)), started);
   after(async () => {
     client.client.stop();
     await server.close();
@@ -30,8 +33,8 @@ async function tunnelOf(name: string, localPorts: number[], pool: number) {
 }
 
 /** The same, for one app. */
-async function tunnel(name: string, localPort: number, pool: number) {
-  const opened = await tunnelOf(name, [localPort], pool);
+async function tunnel(link: Link, name: string, localPort: number, pool: number) {
+  const opened = await tunnelOf(link, name, [localPort], pool);
   return { ...opened, port: opened.port[0]! };
 }
 
@@ -52,7 +55,8 @@ function nextEvent(server: { events$: import('rxjs').Observable<ServerEvent> }, 
 
 const poolFull = (size: number) => (e: ServerEvent) => e.type === 'work-conn-pooled' && e.idle === size;
 
-describe('work-conn pool', () => {
+/** The pooled path as users run it (TLS, the default link) and its explicit plaintext variant. */
+for (const link of LINKS) describe(`work-conn pool over the ${link} link`, () => {
   const apps: TestApp[] = [];
   after(async () => {
     for (const app of apps) await app.close();
@@ -61,7 +65,7 @@ describe('work-conn pool', () => {
   test('user after user reuses the pooled work conns: no new dial, no new handshake', { timeout: 15_000 }, async () => {
     const echo = await startEchoApp();
     apps.push(echo);
-    const { server, events, clientEvents, port } = await tunnel('pool-used', echo.port, 4);
+    const { server, events, clientEvents, port } = await tunnel(link, 'pool-used', echo.port, 4);
     const opened = countPooledConnsAsked(clientEvents);
     await waitForEvent(events, poolFull(4), 'the pool to fill');
     for (let i = 0; i < 20; i++) {
@@ -100,7 +104,7 @@ describe('work-conn pool', () => {
       socket.on('end', () => countedAfterFin.push(bytes));
     });
     apps.push(app, quitter);
-    const { server, events, clientEvents, port } = await tunnelOf('pool-half-close', [app.port, quitter.port], 2);
+    const { server, events, clientEvents, port } = await tunnelOf(link, 'pool-half-close', [app.port, quitter.port], 2);
     const opened = countPooledConnsAsked(clientEvents);
     await waitForEvent(events, poolFull(2), 'the pool to fill');
 
@@ -130,7 +134,7 @@ describe('work-conn pool', () => {
   test('a user that ends at once (its end may overtake StartWorkConn) still gets its echo', { timeout: 15_000 }, async () => {
     const echo = await startEchoApp();
     apps.push(echo);
-    const { events, clientEvents, port } = await tunnel('pool-early-end', echo.port, 4);
+    const { events, clientEvents, port } = await tunnel(link, 'pool-early-end', echo.port, 4);
     const opened = countPooledConnsAsked(clientEvents);
     await waitForEvent(events, poolFull(4), 'the pool to fill');
     for (let i = 0; i < 30; i++) {
@@ -144,7 +148,7 @@ describe('work-conn pool', () => {
   test('a user reset mid-stream costs its work conn: it is closed, never handed back', { timeout: 15_000 }, async () => {
     const echo = await startEchoApp();
     apps.push(echo);
-    const { server, events, clientEvents, port } = await tunnel('pool-reset', echo.port, 4);
+    const { server, events, clientEvents, port } = await tunnel(link, 'pool-reset', echo.port, 4);
     const opened = countPooledConnsAsked(clientEvents);
     await waitForEvent(events, poolFull(4), 'the pool to fill');
     const closedConn = nextEvent(server, (e) => e.type === 'conn-closed', 'the reset user to be closed');
@@ -164,7 +168,7 @@ describe('work-conn pool', () => {
   });
 
   test('a failed local dial on a pooled conn closes the user at once and says why', { timeout: 15_000 }, async () => {
-    const { server, events, clientEvents, port } = await tunnel('pool-dead-app', await unusedPort(), 1);
+    const { server, events, clientEvents, port } = await tunnel(link, 'pool-dead-app', await unusedPort(), 1);
     await waitForEvent(events, poolFull(1), 'the pool to fill');
     const failed = nextEvent(server, (e) => e.type === 'work-conn-failed', 'the failure report');
     const user = await connectTo(port);
@@ -182,7 +186,7 @@ describe('work-conn pool', () => {
   test('a server-speaks-first app is dialed only once its user exists', { timeout: 15_000 }, async () => {
     const banner = await startBannerApp('220 banner ready\r\n');
     apps.push(banner);
-    const { events, port } = await tunnel('pool-banner', banner.port, 2);
+    const { events, port } = await tunnel(link, 'pool-banner', banner.port, 2);
     await waitForEvent(events, poolFull(2), 'the pool to fill');
     assert.equal(banner.accepted, 0, 'a pooled conn must not open the local app ahead of a user');
     const user = await connectTo(port);
@@ -197,7 +201,7 @@ describe('work-conn pool', () => {
   test('with workConnPool: 0 every user is paired through ReqWorkConn', { timeout: 15_000 }, async () => {
     const echo = await startEchoApp();
     apps.push(echo);
-    const { server, events, port } = await tunnel('pool-off', echo.port, 0);
+    const { server, events, port } = await tunnel(link, 'pool-off', echo.port, 0);
     for (let i = 0; i < 3; i++) {
       const joined = nextEvent(server, (e) => e.type === 'work-conn-joined', 'a join');
       assert.deepEqual(await echoRoundTrip(port, Buffer.from('x')), Buffer.from('x'));
@@ -214,10 +218,12 @@ describe('work-conn pool', () => {
     const config = makeConfigDir([{ name: 'pool-proof', secret, apps: [{ name: 'app', localPort: await unusedPort() }] }], {
       heartbeatInterval: '1s',
       heartbeatTimeout: '10s',
+      tls: link === 'tls',
       extra: { workConnPool: 2 },
     });
-    const { server } = await startServer(config);
-    const channel = new ControlChannel(await connectTo(server.address().port));
+    const started = await startServer(config);
+    const { server } = started;
+    const channel = new ControlChannel(await dialServer(started));
     after(async () => {
       channel.destroy();
       await server.close();
@@ -235,7 +241,7 @@ describe('work-conn pool', () => {
 
     const present = async (pairingId: string, proof: string): Promise<ServerEvent> => {
       const outcome = nextEvent(server, (e) => e.type === 'bad-peer' || e.type === 'work-conn-pooled', 'the work conn to be judged');
-      const workConn = await connectTo(server.address().port);
+      const workConn = await dialServer(started);
       workConn.on('error', () => {});
       workConn.write(encodeFrame({ type: 'NewWorkConn', sessionId: sessionId!, pairingId, proof }));
       return outcome;
@@ -248,9 +254,9 @@ describe('work-conn pool', () => {
     assert.ok(accepted.type === 'work-conn-pooled' && accepted.idle === 1, JSON.stringify(accepted));
     assert.ok(refused(await present(id, joinProof(secret, sessionId!, id))), 'the same id twice');
   });
+});
 
-  test('workConnPool must be a whole number in range, named in the error', { timeout: 15_000 }, () => {
-    const config = makeConfigDir([], { extra: { workConnPool: -1 } });
-    assert.throws(() => loadServerConfig(config.serverFile), (error: ConfigError) => error.code === 'CONFIG_INVALID' && /workConnPool/.test(error.message));
-  });
+test('workConnPool must be a whole number in range, named in the error', { timeout: 15_000 }, () => {
+  const config = makeConfigDir([], { extra: { workConnPool: -1 } });
+  assert.throws(() => loadServerConfig(config.serverFile), (error: ConfigError) => error.code === 'CONFIG_INVALID' && /workConnPool/.test(error.message));
 });

@@ -34,7 +34,7 @@ before(async () => {
   const server = await startCommonServerProcess(config.serverFile);
   processes.add(server.process);
   const clients = groups.map((group) =>
-    processes.add(startGroupClientProcess({ group: group.name, groupsDir: config.groupsDir, serverPort: server.port })),
+    processes.add(startGroupClientProcess({ group: group.name, groupsDir: config.groupsDir, server })),
   );
   for (const [index, group] of groups.entries()) ports.set(group.name, await waitForGroupActive(clients[index]!, group.name));
 });

@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { startFaultRelay, type FaultRelay } from '../helpers/fault-relay.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
+import type { ServerLink } from '../helpers/link.js';
 import { echoRoundTrip, expectRefused, sha256 } from '../helpers/net.js';
 import { CliProcess, ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 
@@ -11,7 +12,7 @@ let echo: TestApp;
 const relays: FaultRelay[] = [];
 let config: TestConfigDir;
 let server: CliProcess;
-let serverPort = 0;
+let serverLink: ServerLink;
 /** The fixed public port of group "guarded", which no rejected client may open. */
 let guardedPort = 0;
 
@@ -25,7 +26,7 @@ before(async () => {
   ]);
   const started = await startCommonServerProcess(config.serverFile);
   server = processes.add(started.process);
-  serverPort = started.port;
+  serverLink = started;
 });
 
 after(async () => {
@@ -43,7 +44,7 @@ const refusals = [
 for (const { title, group, clientId, code } of refusals) {
   test(`${title}: the groupclient exits 3 with ${code} and no port opens`, { timeout: 10_000 }, async () => {
     const own = makeConfigDir([{ name: group, secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: guardedPort }] }]);
-    const client = processes.add(startGroupClientProcess({ configFile: own.groupFile(group), serverPort, clientId }));
+    const client = processes.add(startGroupClientProcess({ configFile: own.groupFile(group), server: serverLink, clientId }));
     const { code: exitCode } = await client.exited;
     assert.equal(exitCode, 3, client.output);
     assert.match(client.output, new RegExp(`login rejected: ${code}: `));
@@ -53,12 +54,12 @@ for (const { title, group, clientId, code } of refusals) {
 }
 
 test('a second client for a live group exits 3 with GROUP_IN_USE naming where and since when', { timeout: 15_000 }, async () => {
-  const owner = processes.add(startGroupClientProcess({ group: 'shared', groupsDir: config.groupsDir, serverPort, clientId: 'owner' }));
+  const owner = processes.add(startGroupClientProcess({ group: 'shared', groupsDir: config.groupsDir, server: serverLink, clientId: 'owner' }));
   const ports = await waitForGroupActive(owner, 'shared');
   await server.waitForLine(/group shared activated/);
   const activations = server.lines.filter((line) => /group shared activated/.test(line)).length;
 
-  const intruder = processes.add(startGroupClientProcess({ group: 'shared', groupsDir: config.groupsDir, serverPort, clientId: 'someone-else' }));
+  const intruder = processes.add(startGroupClientProcess({ group: 'shared', groupsDir: config.groupsDir, server: serverLink, clientId: 'someone-else' }));
   const { code } = await intruder.exited;
   assert.equal(code, 3, intruder.output);
   assert.match(intruder.output, /GROUP_IN_USE.*active from 127\.0\.0\.1:\d+ since \d{4}-\d\d-\d\dT/);
@@ -70,12 +71,12 @@ test('a second client for a live group exits 3 with GROUP_IN_USE naming where an
 });
 
 test('another client with --keep-retrying gets the group once the silent owner times out', { timeout: 25_000 }, async () => {
-  const relay = await startFaultRelay(serverPort);
+  const relay = await startFaultRelay(serverLink.port);
   relays.push(relay);
-  const owner = processes.add(startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, serverPort: relay.port, clientId: 'first' }));
+  const owner = processes.add(startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, server: { ...serverLink, port: relay.port }, clientId: 'first' }));
   await waitForGroupActive(owner, 'contested');
   const standby = processes.add(
-    startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, serverPort, clientId: 'standby', extraArgs: ['--keep-retrying'] }),
+    startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, server: serverLink, clientId: 'standby', extraArgs: ['--keep-retrying'] }),
   );
   await standby.waitForLine(/login rejected: GROUP_IN_USE: .* \(retrying\)$/);
 
@@ -100,16 +101,16 @@ test('the same client restarted takes its group over at once, on the same port',
   // The first agent reaches the server through a relay that will turn into a dead path.
   const relay = await startFaultRelay(slowServer.port);
   relays.push(relay);
-  const start = (port: number): CliProcess =>
-    processes.add(startGroupClientProcess({ group: 'roaming', groupsDir: slow.groupsDir, serverPort: port, clientId: 'agent-1' }));
+  const start = (server: ServerLink): CliProcess =>
+    processes.add(startGroupClientProcess({ group: 'roaming', groupsDir: slow.groupsDir, server, clientId: 'agent-1' }));
 
-  const first = start(relay.port);
+  const first = start({ ...slowServer, port: relay.port });
   assert.equal((await waitForGroupActive(first, 'roaming')).get('echo'), remotePort);
   // The agent dies and its path with it: no FIN reaches the server, the session looks alive.
   relay.blackhole();
   await first.killHard();
 
-  const restarted = start(slowServer.port);
+  const restarted = start(slowServer);
   const startedAt = Date.now();
   const ports = await waitForGroupActive(restarted, 'roaming', { timeoutMs: 15_000 });
   const tookMs = Date.now() - startedAt;

@@ -1,7 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { createSelfSigned } from '../../src/server/index.js';
 import { recordSecret } from './artifacts.js';
 
 export interface TestAppEntry {
@@ -25,13 +26,21 @@ export interface TestServerSettings {
   handshakeTimeout?: string;
   bindPort?: number;
   /**
-   * TLS on the common port: a self-signed certificate is created on first start (the
-   * default here is `plaintext: true`, so most tests skip the handshake cost).
+   * The common port's link. Unset or `true`: TLS, the default link (clients pin the
+   * fingerprint startServer / startCommonServerProcess return); `{ clientCa }` adds mutual
+   * TLS; `false`: `plaintext: true`, for tests about plaintext and the explicit variants.
    */
   tls?: boolean | { clientCa: string };
-  /** Extra top-level keys for the server's YAML. */
+  /**
+   * Where the server's key and certificate come from when TLS is on. `shared` (the default):
+   * one self-signed pair made once per test process by the server's own createSelfSigned,
+   * copied to the default TLS paths (an openssl run per config would cost more than the test).
+   * `on-start`: no files, so the server creates them on first start as on a user's first run.
+   */
+  certificate?: 'shared' | 'on-start';
   /** Pooled work conns per session (the server's default when unset). */
   workConnPool?: number;
+  /** Extra top-level keys for the server's YAML. */
   extra?: Record<string, unknown>;
 }
 
@@ -64,6 +73,8 @@ export function makeConfigDir(groups: TestGroup[], settings: TestServerSettings 
   const groupsDir = join(dir, 'groups');
   const serverFile = join(dir, 'commonserver.yaml');
   mkdirSync(groupsDir);
+  const tls = settings.tls ?? true;
+  if (tls !== false && (settings.certificate ?? 'shared') === 'shared') copySharedCertificate(join(dir, 'tls'));
   writeFileSync(
     serverFile,
     stringify({
@@ -72,7 +83,7 @@ export function makeConfigDir(groups: TestGroup[], settings: TestServerSettings 
       heartbeat: { interval: settings.heartbeatInterval ?? '200ms', timeout: settings.heartbeatTimeout ?? '1s' },
       pairingTimeout: settings.pairingTimeout ?? '3s',
       handshakeTimeout: settings.handshakeTimeout ?? '2s',
-      ...(settings.tls ? { tls: typeof settings.tls === 'object' ? { clientCa: settings.tls.clientCa } : {} } : { plaintext: true }),
+      ...(tls === false ? { plaintext: true } : { tls: typeof tls === 'object' ? { clientCa: tls.clientCa } : {} }),
       ...(settings.workConnPool === undefined ? {} : { workConnPool: settings.workConnPool }),
       ...settings.extra,
     }),
@@ -90,4 +101,19 @@ export function makeConfigDir(groups: TestGroup[], settings: TestServerSettings 
   };
   for (const group of groups) config.writeGroup(group);
   return config;
+}
+
+let sharedCertificate: { cert: string; key: string } | undefined;
+
+/** Copies this process's one key and certificate into `tlsDir` under the config's default names. */
+function copySharedCertificate(tlsDir: string): void {
+  if (sharedCertificate === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'ntp-test-cert-'));
+    sharedCertificate = { cert: join(dir, 'commonserver.crt'), key: join(dir, 'commonserver.key') };
+    createSelfSigned(sharedCertificate.cert, sharedCertificate.key);
+  }
+  mkdirSync(tlsDir);
+  copyFileSync(sharedCertificate.cert, join(tlsDir, 'commonserver.crt'));
+  copyFileSync(sharedCertificate.key, join(tlsDir, 'commonserver.key'));
+  chmodSync(join(tlsDir, 'commonserver.key'), 0o600);
 }

@@ -1,17 +1,24 @@
 import { ReplaySubject } from 'rxjs';
 import { GroupClient, type ClientEvent, type GroupClientOptions } from '../../src/client/index.js';
 import { loadGroupFile, loadServerConfig, type GroupSpec } from '../../src/config/index.js';
-import { PLAINTEXT } from '../../src/net/index.js';
+import type { ClientTransport } from '../../src/net/index.js';
 import { CommonServer, loadServerTransport, type CommonServerOptions, type ServerEvent } from '../../src/server/index.js';
 import { logSink } from './artifacts.js';
 import type { TestConfigDir } from './configs.js';
+import { clientTransportFor, type ServerLink } from './link.js';
 
 export interface StartedServer {
   server: CommonServer;
   port: number;
   events: ReplaySubject<ServerEvent>;
-  /** `sha256:...` of the server's certificate when the config has TLS on. */
+  /** `sha256:...` of the server's certificate when the config has TLS on (the default). */
   fingerprint?: string;
+}
+
+export interface StartedClient {
+  client: GroupClient;
+  events: ReplaySubject<ClientEvent>;
+  done: Promise<void>;
 }
 
 /**
@@ -39,20 +46,20 @@ async function groupNames(config: TestConfigDir): Promise<string[]> {
 }
 
 /**
- * A GroupClient in this process (plaintext unless `options.transport` says otherwise);
- * `events` replays everything, `done` is its run().
+ * A GroupClient in this process for `server` (a StartedServer, or `{ ...started, port }` through
+ * a relay): TLS pinned to its fingerprint, plaintext if it has none. A bare port needs an
+ * explicit `options.transport`. `events` replays everything, `done` is its run().
  */
-export function startClient(
-  spec: GroupSpec,
-  port: number,
-  options: Partial<GroupClientOptions> = {},
-): { client: GroupClient; events: ReplaySubject<ClientEvent>; done: Promise<void> } {
+export function startClient(spec: GroupSpec, server: ServerLink, options?: Partial<GroupClientOptions>): StartedClient;
+export function startClient(spec: GroupSpec, port: number, options: Partial<GroupClientOptions> & { transport: ClientTransport }): StartedClient;
+export function startClient(spec: GroupSpec, server: ServerLink | number, options: Partial<GroupClientOptions> = {}): StartedClient {
+  const link = typeof server === 'number' ? { port: server } : server;
   const client = new GroupClient({
     spec,
-    server: { host: '127.0.0.1', port },
+    server: { host: '127.0.0.1', port: link.port },
     clientId: options.clientId ?? `test-client-${spec.name}`,
     reconnect: { minDelayMs: 50, maxDelayMs: 500, factor: 2 },
-    transport: PLAINTEXT,
+    transport: clientTransportFor(link),
     ...options,
   });
   const events = new ReplaySubject<ClientEvent>();

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { logSink } from './artifacts.js';
+import { linkArgs, type ServerLink } from './link.js';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const COMMONSERVER_BIN = join(distRoot, 'src', 'cli', 'commonserver.js');
@@ -136,38 +137,50 @@ export class ProcessSet {
  * Starts `commonserver --config FILE` and waits until it listens; returns it with its port
  * and, when TLS is on, the certificate fingerprint it printed.
  */
-export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<{ process: CliProcess; port: number; fingerprint?: string }> {
+export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<{ process: CliProcess } & ServerLink> {
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env, nodeArgs);
-  const match = await server.waitForLine(/commonserver listening on \S+:(\d+)/);
-  const fingerprint = server.lines.map((line) => /fingerprint (sha256:[0-9a-f]{64})/.exec(line)?.[1]).find((found) => found !== undefined);
-  return { process: server, port: Number(match[1]), ...(fingerprint ? { fingerprint } : {}) };
+  return { process: server, ...(await serverLinkOf(server)) };
 }
 
-export interface GroupClientProcessOptions {
+/**
+ * Waits until a commonserver process listens; its port and, when TLS is on, the certificate
+ * fingerprint it printed before that line.
+ */
+export async function serverLinkOf(server: CliProcess): Promise<ServerLink> {
+  const match = await server.waitForLine(/commonserver listening on \S+:(\d+)/);
+  const fingerprint = server.lines.map((line) => /fingerprint (sha256:[0-9a-f]{64})/.exec(line)?.[1]).find((found) => found !== undefined);
+  return { port: Number(match[1]), ...(fingerprint ? { fingerprint } : {}) };
+}
+
+interface GroupClientProcessCommon {
   groupsDir?: string;
   configFile?: string;
   group?: string;
-  serverPort: number;
   clientId?: string;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
-  /**
-   * How to reach the server: `plaintext` (the default, matching makeConfigDir's default),
-   * a pinned fingerprint, or `file` to use only what the group file says.
-   */
-  link?: 'plaintext' | { fingerprint: string } | 'file';
   nodeArgs?: string[];
 }
 
+/**
+ * The server to reach: `server` (what startCommonServerProcess returns, or `{ ...started, port }`
+ * through a relay) pins its fingerprint, or passes `--plaintext` if it printed none. Or a
+ * `serverPort` with an explicit `link`: `plaintext`, a pinned fingerprint, or `file` to use
+ * only what the group file says.
+ */
+export type GroupClientProcessOptions = GroupClientProcessCommon &
+  ({ server: ServerLink } | { serverPort: number; link: 'plaintext' | { fingerprint: string } | 'file' });
+
 export function startGroupClientProcess(options: GroupClientProcessOptions): CliProcess {
-  const args = ['--server', `127.0.0.1:${options.serverPort}`];
+  const port = 'server' in options ? options.server.port : options.serverPort;
+  const args = ['--server', `127.0.0.1:${port}`];
   if (options.group !== undefined) args.push('--group', options.group);
   if (options.groupsDir !== undefined) args.push('--groups', options.groupsDir);
   if (options.configFile !== undefined) args.push('--config', options.configFile);
   if (options.clientId !== undefined) args.push('--client-id', options.clientId);
-  const link = options.link ?? 'plaintext';
-  if (link === 'plaintext') args.push('--plaintext');
-  else if (link !== 'file') args.push('--server-fingerprint', link.fingerprint);
+  if ('server' in options) args.push(...linkArgs(options.server));
+  else if (options.link === 'plaintext') args.push('--plaintext');
+  else if (options.link !== 'file') args.push('--server-fingerprint', options.link.fingerprint);
   args.push(...(options.extraArgs ?? []));
   return new CliProcess(GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
 }

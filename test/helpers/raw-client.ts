@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net';
-import { ControlChannel, dialCommon, type ClientTransport } from '../../src/net/index.js';
+import { ControlChannel } from '../../src/net/index.js';
 import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION, type AppDeclaration, type LoginResp } from '../../src/protocol/index.js';
-import { connectTo } from './net.js';
+import { dialServer, type ServerLink } from './link.js';
 
 /**
- * A groupclient played by the test, frame by frame, so that a test can do what the real
+ * A groupclient played by the test, frame by frame, over the server's link (TLS pinned to its
+ * fingerprint, or plain TCP), so that a test can do what the real
  * client never would (answer late, replay a pairing id, send bytes with the first frame).
  */
 export interface RawSession {
@@ -13,14 +14,14 @@ export interface RawSession {
   resp: LoginResp;
 }
 
-/** Hello → Challenge → Login → LoginResp, whatever the answer (plain TCP unless `transport` says TLS). */
+/** Hello → Challenge → Login → LoginResp, whatever the answer, over the server's link. */
 export async function rawHandshake(
-  port: number,
+  server: ServerLink,
   group: string,
   secret: string,
-  { clientId = 'raw-client', apps = [] as AppDeclaration[], transport }: { clientId?: string; apps?: AppDeclaration[]; transport?: ClientTransport } = {},
+  { clientId = 'raw-client', apps = [] as AppDeclaration[] }: { clientId?: string; apps?: AppDeclaration[] } = {},
 ): Promise<{ channel: ControlChannel; resp: LoginResp }> {
-  const socket = transport === undefined ? await connectTo(port) : await dialCommon({ host: '127.0.0.1', port }, transport, 10_000);
+  const socket = await dialServer(server);
   socket.on('error', () => {});
   const channel = new ControlChannel(socket);
   const challenge = channel.next('Challenge');
@@ -46,13 +47,13 @@ export async function rawLogin(...args: Parameters<typeof rawHandshake>): Promis
  * the local app had spoken at once.
  */
 export async function rawWorkConn(
-  port: number,
+  server: ServerLink,
   session: { sessionId: string },
   pairingId: string,
   secret: string,
   firstBytes: Buffer = Buffer.alloc(0),
 ): Promise<Socket> {
-  const socket = await connectTo(port);
+  const socket = await dialServer(server);
   socket.on('error', () => {});
   const frame = encodeFrame({ type: 'NewWorkConn', sessionId: session.sessionId, pairingId, proof: joinProof(secret, session.sessionId, pairingId) });
   socket.write(Buffer.concat([frame, firstBytes]));
