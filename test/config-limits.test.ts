@@ -185,7 +185,7 @@ describe('what a reload changes, field by field', () => {
     });
     assert.equal(sameGroupSpec(before, after), false);
     assert.deepEqual(describeChanges(specChanges(before, after), 'server'), [
-      'secret applies at the next login',
+      'secret changed: the session that logged in with the old one ends now',
       'apps.web.allow applies to the next user',
       'apps.web.maxConnections applies to the next user',
       'apps.new opens now',

@@ -74,6 +74,8 @@ test('60 wrong logins at once from one address: each is counted before its proof
   const secret = randomSecret();
   const config = makeConfigDir([{ name: 'target', secret, apps: [{ name: 'echo', localPort: 1 }] }], {
     handshakeTimeout: '10s',
+    // Hand-driven logins speak frames on plain TCP: this is about the limiter, not the link.
+    tls: false,
     extra: { loginLimit: { window: '1m', slowAfter: 3, slowBy: '100ms', blockAfter: 10, blockFor: '5m' }, limits: { maxHandshakesPerSource: 200 } },
   });
   const { server, port } = await startServer(config);

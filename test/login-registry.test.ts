@@ -13,7 +13,7 @@ import { rawHello } from './helpers/raw-peer.js';
 
 test('a group removed between Hello and Login is refused UNKNOWN_GROUP and never activated', { timeout: 15_000 }, async () => {
   const secret = randomSecret();
-  const config = makeConfigDir([{ name: 'fleeting', secret, apps: [{ name: 'echo', localPort: 1 }] }]);
+  const config = makeConfigDir([{ name: 'fleeting', secret, apps: [{ name: 'echo', localPort: 1 }] }], { tls: false });
   const { server, port, events } = await startServer(config);
   after(() => server.close());
   const hello = await rawHello(port, { group: 'fleeting' });
@@ -31,7 +31,7 @@ test('a group removed between Hello and Login is refused UNKNOWN_GROUP and never
 test('a secret changed between Hello and Login: the old secret is refused, the new one logs in', { timeout: 15_000 }, async () => {
   const [oldSecret, newSecret] = [randomSecret(), randomSecret()];
   const group = (secret: string): TestGroup => ({ name: 'rotating', secret, apps: [{ name: 'echo', localPort: 1 }] });
-  const config = makeConfigDir([group(oldSecret)]);
+  const config = makeConfigDir([group(oldSecret)], { tls: false });
   const { server, port } = await startServer(config);
   after(() => server.close());
   const withOld = await rawHello(port, { group: 'rotating', clientId: 'old' });

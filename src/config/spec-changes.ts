@@ -8,7 +8,6 @@ export interface FieldEffect {
   readonly client?: string;
 }
 
-const AT_NEXT_LOGIN: FieldEffect = { server: 'applies at the next login', client: 'applies at the next login' };
 const AT_CLIENT_RESTART: FieldEffect = { client: 'applies when the groupclient restarts' };
 
 /**
@@ -16,8 +15,9 @@ const AT_CLIENT_RESTART: FieldEffect = { client: 'applies when the groupclient r
  * makes a new field fail to compile until someone says how a reload applies it.
  */
 const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'file' | 'secretInFile'>, FieldEffect> = {
-  secret: AT_NEXT_LOGIN,
-  secretFile: AT_NEXT_LOGIN,
+  // The session that logged in with the old secret ends at once (it may be an intruder's).
+  secret: { server: 'changed: the session that logged in with the old one ends now', client: 'applies at the next login' },
+  secretFile: { server: 'is read from the new path (a changed secret ends the session)', client: 'applies at the next login' },
   server: AT_CLIENT_RESTART,
   serverFingerprint: AT_CLIENT_RESTART,
   serverCaFile: AT_CLIENT_RESTART,

@@ -223,7 +223,7 @@ export class AppGroup implements UserConnSink {
       case 'WorkConnFailed':
         return this.handleWorkConnFailed(message.pairingId, message.reason);
       case 'WorkConnEnd':
-        return this.joined.get(message.pairingId)?.relay.peerEnded(message.bytes);
+        return this.handleWorkConnEnd(message.pairingId, message.bytes);
       case 'WorkConnIdle':
         return this.handleWorkConnIdle(message.pairingId);
       case 'Goodbye':
@@ -283,11 +283,12 @@ export class AppGroup implements UserConnSink {
   }
 
   /** Relays a user on a work conn, tracked until the conn is idle again (or gone). */
-  private join(app: AppServer, userConn: Socket, workConn: Socket, pairingId: string): void {
+  private join(app: AppServer, userConn: Socket, workConn: Socket, pairingId: string, earlyEnd?: number): void {
     const tracker = new WorkConnTracker();
     const relay = app.relay(userConn, workConn, pairingId, tracker, (bytes) => this.options.channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
     const use: JoinedWorkConn = { app: app.name, userConn, workConn, tracker, relay, relaySettled: false };
     this.joined.set(pairingId, use);
+    if (earlyEnd !== undefined) relay.peerEnded(earlyEnd);
     void relay.done.then((result) => {
       use.relaySettled = true;
       if (!result.released) return void this.joined.delete(pairingId);
@@ -300,6 +301,13 @@ export class AppGroup implements UserConnSink {
     if (use.tracker.state.phase !== 'idle' || !use.relaySettled || !this.joined.delete(pairingId)) return;
     if (this.active) this.pool.giveBack(use.workConn, pairingId);
     else use.workConn.destroy();
+  }
+
+  private handleWorkConnEnd(pairingId: string, bytes: number): void {
+    const joined = this.joined.get(pairingId);
+    if (joined !== undefined) return joined.relay.peerEnded(bytes);
+    const pending = this.pairings.peek(pairingId);
+    if (pending !== undefined) pending.earlyEnd ??= bytes;
   }
 
   private handleWorkConnIdle(pairingId: string): void {
@@ -339,7 +347,7 @@ export class AppGroup implements UserConnSink {
       pairingId: pending.pairingId,
       waitedMs: Date.now() - pending.since,
     });
-    this.join(pending.app, pending.userConn, workConn, pending.pairingId);
+    this.join(pending.app, pending.userConn, workConn, pending.pairingId, pending.earlyEnd);
     return null;
   }
 

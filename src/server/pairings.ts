@@ -9,6 +9,11 @@ export interface PendingUser {
   readonly app: AppServer;
   readonly userConn: Socket;
   readonly since: number;
+  /**
+   * The client's WorkConnEnd for this user when it overtook the work conn (it travels on the
+   * common conn, the work conn's join on its own connection): applied once joined.
+   */
+  earlyEnd?: number;
 }
 
 /**
