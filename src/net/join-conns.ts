@@ -226,6 +226,13 @@ function start(state: RelayState): void {
   }
   outer.resume();
   inner.resume();
+  // A side whose FIN was already read before the join (a local app that answered and closed
+  // while its work conn was still being opened) emits no 'end' again: take it as read now.
+  for (const socket of [outer, inner]) if (socket.readableEnded) process.nextTick(endIfJoined, socket);
+}
+
+function endIfJoined(socket: RelaySocket): void {
+  socket[RELAY]?.onEnd(socket);
 }
 
 function ignore(): void {}
