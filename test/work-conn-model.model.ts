@@ -194,6 +194,10 @@ describe('work conns over real sockets, driven by generated commands', () => {
         fc.asyncProperty(fc.commands(COMMANDS, { maxCommands: 10 }), async (commands) => {
           runs++;
           const port = await waitUntilActive();
+          // A conn the client dialed for a user of a session that was lost meanwhile (its
+          // StartWorkConn was in flight) belongs to no run: it must not stand in for this one's.
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          for (const stale of appConns.splice(0)) stale.destroy();
           const from = seen.length;
           const user = await connectTo(port);
           const remote = `127.0.0.1:${user.localPort}`;
