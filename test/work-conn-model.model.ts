@@ -13,8 +13,9 @@ import { connectTo, streamEnding } from './helpers/net.js';
  * The work conn's state machine driven over real sockets: a user and a local app on the two
  * ends of a real tunnel (TLS, pinned, pooled and reused work conns), with random orders of
  * writes, FINs, resets and lost sessions. Run by `npm run test:model`, not by `npm test`: it
- * still fails in some runs (a FIN where a reset was due, after a reset with a large write in
- * flight; see the README), and a suite that fails by chance would hide every other result.
+ * still fails in some runs (an end of stream where a reset was due, after a reset with a large
+ * write in flight: Linux reads a reset that meets unread bytes as an end of stream; see the
+ * README), and a suite that fails by chance would hide every other result.
  */
 
 /** What the test did to one user's conn, to judge what each end saw. */
