@@ -5,7 +5,7 @@ import { LoginRejectedError } from '../src/client/index.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestGroup } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, echoRoundTrip, howEnded, readBytes, waitForEvent } from './helpers/net.js';
+import { connectTo, echoRoundTrip, readBytes, streamEnding, waitForEvent } from './helpers/net.js';
 import { rawHello } from './helpers/raw-peer.js';
 
 // The login decides against the registry as it is when the Login arrives, not at Hello.
@@ -79,7 +79,7 @@ test('a new secret ends the session that logged in with the old one at once, its
   assert.equal((await readBytes(user, 4)).toString(), 'pong');
 
   // The secret changes: the intruder's session ends at once and its user is reset.
-  const ended = howEnded(user);
+  const ended = streamEnding(user).then((end) => end.ending);
   config.writeGroup(group(fresh));
   await server.updateGroup(loadGroupFile(config.groupFile('vault')));
   const gone = await waitForEvent(events, (e) => e.type === 'group-deactivated' && e.group === 'vault', 'the intruder deactivated');
@@ -112,7 +112,7 @@ test('removing a group ends its session at once and resets its users', { timeout
   const user = await connectTo(activated.apps[0]!.remotePort);
   user.write('live');
   assert.equal((await readBytes(user, 4)).toString(), 'live');
-  const ended = howEnded(user);
+  const ended = streamEnding(user).then((end) => end.ending);
   server.deregisterGroup('doomed');
   const gone = await waitForEvent(events, (e) => e.type === 'group-deactivated', 'deactivation');
   assert.equal(gone.type === 'group-deactivated' && gone.code, 'DEREGISTERED');

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { inspect } from 'node:util';
 
 /**
@@ -12,8 +13,9 @@ export class Secret {
   reveal(): string {
     return this.#value;
   }
+  /** Compared in time that depends neither on where two secrets differ nor on their lengths. */
   equals(other: Secret): boolean {
-    return this.#value === other.#value;
+    return timingSafeEqual(digest(this.#value), digest(other.#value));
   }
   toString(): string {
     return '[secret]';
@@ -24,4 +26,8 @@ export class Secret {
   [inspect.custom](): string {
     return '[secret]';
   }
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
 }

@@ -228,7 +228,8 @@ function start(state: RelayState): void {
   inner.resume();
   // A side whose FIN was already read before the join (a local app that answered and closed
   // while its work conn was still being opened) emits no 'end' again: take it as read now.
-  for (const socket of [outer, inner]) if (socket.readableEnded) process.nextTick(endIfJoined, socket);
+  if (outer.readableEnded) process.nextTick(endIfJoined, outer);
+  if (inner.readableEnded) process.nextTick(endIfJoined, inner);
 }
 
 function endIfJoined(socket: RelaySocket): void {

@@ -9,7 +9,7 @@ import type { BindRetryPolicy } from './bind-retry.js';
 import type { ServerEvent } from './events.js';
 import { HandshakeGate } from './handshake-gate.js';
 import { LoginGuard } from './login-limiter.js';
-import { runLogin, sameSecret } from './login.js';
+import { runLogin } from './login.js';
 import { groupRefusal } from './policy.js';
 
 const debug = createDebug('ntp:server:common-server');
@@ -107,7 +107,7 @@ export class CommonServer {
   private endSessionOfOldSecret(spec: GroupSpec): boolean {
     const live = this.inUseGroup.get(spec.name);
     const proven = live === undefined ? undefined : this.loginSecrets.get(live);
-    if (live === undefined || proven === undefined || sameSecret(proven, spec.secret)) return false;
+    if (live === undefined || proven === undefined || proven.equals(spec.secret)) return false;
     live.deactivate('SECRET_CHANGED', "the group's secret changed; log in again with the new one");
     return true;
   }

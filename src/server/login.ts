@@ -1,5 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { GroupSpec, Secret } from '../config/index.js';
+import type { GroupSpec } from '../config/index.js';
 import type { ControlChannel } from '../net/index.js';
 import {
   loginProof,
@@ -70,12 +69,3 @@ function reject(code: LoginRejectCode, reason: string): LoginOutcome {
   return { accepted: false, code, reason };
 }
 
-/** Whether two secrets are the same, in time that does not depend on where they differ. */
-export function sameSecret(a: Secret, b: Secret): boolean {
-  // Digests first: timingSafeEqual needs equal lengths, and a length must not leak either.
-  return timingSafeEqual(digest(a), digest(b));
-}
-
-function digest(secret: Secret): Buffer {
-  return createHash('sha256').update(secret.reveal()).digest();
-}

@@ -225,7 +225,8 @@ export interface StreamEnding {
 
 /**
  * Reads `socket` until it ends and says how: `fin` (a clean end of stream), `reset`
- * (ECONNRESET) or `error` (anything else). By default the socket is destroyed after a FIN, so
+ * (ECONNRESET, or EPIPE for a socket still writing: the far end failed) or `error` (anything
+ * else). By default the socket is destroyed after a FIN, so
  * that the test leaves nothing open; with `keepOpen` it stays half-open (its own side may still
  * write, and must be ended by the test).
  */
@@ -247,22 +248,8 @@ export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise
       done('fin');
       if (!keepOpen) socket.destroy();
     });
-    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNRESET' ? 'reset' : 'error', error.code));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNRESET' || error.code === 'EPIPE' ? 'reset' : 'error', error.code));
     socket.once('close', () => done('error', 'CLOSED_WITHOUT_END'));
   });
 }
 
-/**
- * How the peer ended `socket`: `reset` (ECONNRESET or EPIPE: the far end failed) or `fin` (an
- * orderly end). Reads (and discards) whatever still arrives, so that the end is seen.
- */
-export function howEnded(socket: Socket): Promise<'reset' | 'fin'> {
-  return new Promise((resolve, reject) => {
-    socket.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ECONNRESET' || error.code === 'EPIPE') resolve('reset');
-      else reject(error);
-    });
-    socket.once('end', () => resolve('fin'));
-    socket.resume();
-  });
-}
