@@ -83,7 +83,11 @@ test('SIGTERM stops the groupclient within 5 s, exit 0, its users reset; the ser
   const users = await liveUsers(port);
   after(users.stop);
   await stopsCleanlyWithin5s(client);
-  assert.deepEqual(await users.ended, ['reset', 'reset']);
+  const [idle, busy] = await users.ended;
+  assert.equal(idle, 'reset', 'the idle user sees a reset, not a FIN');
+  // As on the server's stop: a reset that meets echo bytes still unread is read by Linux as
+  // an end of stream (see SECURITY.md), so the user in mid-transfer must end either way.
+  assert.ok(busy === 'reset' || busy === 'fin', busy);
   await server.waitForLine(/group client-stop deactivated \(CLIENT_LEFT\)/);
   assert.ok(server.running);
 });
