@@ -25,6 +25,7 @@ export interface ApiContext {
  *   DELETE /api/groups/:name         remove a group (its client is disconnected)
  *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
  *   GET    /api/events/recent        the last events, oldest first
+ *   GET    /api/pools                every open pool: port, balance, members with health and conns
  */
 export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<boolean> {
   const method = req.method ?? 'GET';
@@ -39,6 +40,10 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     if (method !== 'GET') throw methodNotAllowed(method, path);
     const names = path === '/api/readyGroup' ? [...ctx.server.readyGroup.keys()] : [...ctx.server.inUseGroup.keys()];
     return ok(res, 200, { groups: names.sort().map((name) => ctx.state.group(name)).filter((group) => group !== undefined) });
+  }
+  if (path === '/api/pools') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    return ok(res, 200, { pools: ctx.server.pools.views() });
   }
   if (path === '/api/events/recent') {
     if (method !== 'GET') throw methodNotAllowed(method, path);

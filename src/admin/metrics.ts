@@ -39,7 +39,21 @@ export class ServerMetrics {
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
 
-  constructor(server: CommonServer) {
+  // Pools: gauges read the pools at scrape time, so a member or pool that is gone has no series.
+  // Registered before the two gauges below: its collect() fills them before they are read.
+  private readonly poolMembers = new Gauge({
+    name: 'ntp_pool_members',
+    help: 'Members of each open pool, by health',
+    labelNames: ['pool', 'health'],
+    registers: [this.registry],
+    collect: () => this.collectPools(),
+  });
+  private readonly poolMemberHealthy = new Gauge({ name: 'ntp_pool_member_healthy', help: '1 while a pool member passes its health checks, 0 while it gets no new users', labelNames: ['pool', 'group'], registers: [this.registry] });
+  private readonly poolMemberConnections = new Gauge({ name: 'ntp_pool_member_connections', help: 'Live relayed user connections per pool member', labelNames: ['pool', 'group'], registers: [this.registry] });
+  private readonly poolUsers = new Counter({ name: 'ntp_pool_users_total', help: 'Users routed to each pool member (since it joined)', labelNames: ['pool', 'group'], registers: [this.registry] });
+  private readonly poolRefused = new Counter({ name: 'ntp_pool_users_refused_total', help: 'Users of a pool reset at once: no live, healthy member', labelNames: ['pool'], registers: [this.registry] });
+
+  constructor(private readonly server: CommonServer) {
     // Start from the server's state (it may have registered groups already); events keep it current.
     for (const name of server.readyGroup.keys()) this.registered.add(name);
     for (const [name, group] of server.inUseGroup) {
@@ -110,10 +124,37 @@ export class ServerMetrics {
       case 'work-conn-pooled':
         this.pooledWorkConns.inc({ group: event.group, how: event.reused ? 'reused' : 'new' });
         break;
+      case 'pool-user-routed':
+        this.poolUsers.inc({ pool: event.pool, group: event.group });
+        break;
+      case 'pool-user-refused':
+        this.poolRefused.inc({ pool: event.pool });
+        break;
+      case 'pool-member-left':
+        this.poolUsers.remove({ pool: event.pool, group: event.group });
+        break;
+      case 'pool-closed':
+        this.poolRefused.remove({ pool: event.pool });
+        break;
       default:
         return;
     }
     this.updateGauges();
+  }
+
+  private collectPools(): void {
+    this.poolMembers.reset();
+    this.poolMemberHealthy.reset();
+    this.poolMemberConnections.reset();
+    for (const pool of this.server.pools.views()) {
+      const healthy = pool.members.filter((member) => member.healthy).length;
+      this.poolMembers.set({ pool: pool.name, health: 'healthy' }, healthy);
+      this.poolMembers.set({ pool: pool.name, health: 'unhealthy' }, pool.members.length - healthy);
+      for (const member of pool.members) {
+        this.poolMemberHealthy.set({ pool: pool.name, group: member.group }, member.healthy ? 1 : 0);
+        this.poolMemberConnections.set({ pool: pool.name, group: member.group }, member.liveConns);
+      }
+    }
   }
 
   private updateGauges(): void {

@@ -2,13 +2,13 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../config/index.js';
+import { fixedPoolPorts, formatPath, groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, poolProblem, portClaimant, sameGroupSpec, withPoolPorts, YamlFile, type GroupSpec } from '../config/index.js';
 import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
 const debug = createDebug('ntp:admin:registry');
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME';
+export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'POOL_CONFLICT' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME';
 
 /** A registry change refused for a reason other than the file's own validity. */
 export class RegistryError extends Error {
@@ -59,7 +59,7 @@ export class GroupRegistry {
 
   private async syncNow(): Promise<void> {
     const { server } = this.options;
-    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup);
+    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup, server.poolsConfig);
     const stems = new Set(readdirSync(this.dir).filter((entry) => /\.ya?ml$/.test(entry)).map((entry) => entry.replace(/\.ya?ml$/, '')));
     const failed = new Set<string>();
     for (const error of errors) {
@@ -87,12 +87,20 @@ export class GroupRegistry {
   validate(text: string, { expectName }: { expectName?: string } = {}): { spec: GroupSpec; yaml: YamlFile } {
     const yaml = YamlFile.parse('request body', text);
     // A relative secretFile is read where the file will be written.
-    const spec = parseGroupFile(yaml, this.env, { baseDir: this.dir });
-    if (expectName !== undefined && spec.name !== expectName) {
-      throw new RegistryError('NAME_MISMATCH', `request body: name: "${spec.name}" does not match the group in the URL ("${expectName}")`, 'name');
+    const parsed = parseGroupFile(yaml, this.env, { baseDir: this.dir });
+    if (expectName !== undefined && parsed.name !== expectName) {
+      throw new RegistryError('NAME_MISMATCH', `request body: name: "${parsed.name}" does not match the group in the URL ("${expectName}")`, 'name');
     }
+    // Its pools: who may join them (the server's policy) and the port their members agreed on.
+    const { policy, poolsConfig, readyGroup } = this.options.server;
+    const fixed = fixedPoolPorts(readyGroup.values(), parsed.name);
+    const problem = poolProblem(parsed, poolsConfig, fixed);
+    if (problem !== undefined) {
+      const field = formatPath(problem.path);
+      throw new RegistryError(problem.code, `request body: ${field}: ${problem.message}`, field);
+    }
+    const spec = withPoolPorts(parsed, poolsConfig, fixed);
     // The server's policy, so that nothing is written that activation would refuse.
-    const { policy } = this.options.server;
     if (policy.maxAppsPerGroup !== undefined && spec.apps.length > policy.maxAppsPerGroup) {
       throw new RegistryError('POLICY', `apps: ${spec.apps.length} apps; this server allows at most ${policy.maxAppsPerGroup} per group`, 'apps');
     }
@@ -104,8 +112,9 @@ export class GroupRegistry {
       if (other === spec.name) continue;
       for (const app of spec.apps) {
         const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && candidate.remotePort === app.remotePort);
-        if (owner !== undefined) {
-          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
+        // Members of one pool share its port: that is what a pool is.
+        if (owner !== undefined && portClaimant(other, owner) !== portClaimant(spec.name, app)) {
+          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${portClaimant(other, owner)}`, `apps.${app.name}.remotePort`);
         }
       }
     }

@@ -5,6 +5,8 @@ export type GroupState = 'ready' | 'in-use' | 'lost';
 
 export interface AppView {
   name: string;
+  /** The shared pool this app is a member of (see GET /api/pools). */
+  pool?: string;
   /** The port in the registry (0: chosen by the server). */
   remotePort: number;
   /** The port actually bound while the group is in use, else null. */
@@ -95,6 +97,7 @@ export class AdminState {
       const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
       return {
         name: app.name,
+        ...(app.pool === undefined ? {} : { pool: app.pool }),
         remotePort: app.remotePort,
         publicPort: appServer?.port ?? null,
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',

@@ -38,6 +38,8 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       return `the server asked for ${event.asked} pooled work conns; opened ${event.opened}, at most ${event.cap} may be opening or idle (--max-pooled-work-conns); further excess asks this session are counted in DEBUG=ntp:client:* only`;
     case 'stopped':
       return `groupclient ${group} stopped: ${event.reason}`;
+    case 'health-changed':
+      return `app ${event.app}: ${event.healthy ? 'healthy again' : 'unhealthy'} (${event.reason}); told the server`;
     // The session-lost line that follows carries the timeout: one line per event.
     case 'heartbeat-timeout':
     case 'heartbeat':

@@ -40,6 +40,20 @@ export function serverLine(event: ServerEvent): string | undefined {
       return `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`;
     case 'work-conn-failed':
       return `user of ${event.group}/${event.app} closed: ${event.reason}`;
+    case 'pool-opened':
+      return `pool ${event.pool} open on :${event.port} (${event.balance})`;
+    case 'pool-closed':
+      return `pool ${event.pool} closed: ${event.reason}`;
+    case 'pool-member-joined':
+      return `pool ${event.pool}: ${event.group}/${event.app} joined`;
+    case 'pool-member-left':
+      return `pool ${event.pool}: ${event.group}/${event.app} left: ${event.reason}`;
+    case 'pool-member-health':
+      return `pool ${event.pool}: ${event.group}/${event.app} ${event.healthy ? 'healthy again, gets users' : 'unhealthy, gets no new users'}: ${event.reason}`;
+    case 'pool-user-refused':
+      return `user ${event.remote} of pool ${event.pool} reset: ${event.reason}`;
+    case 'pool-user-routed':
+      return undefined;
     // The group-deactivated line that follows carries the timeout: one line per event.
     case 'heartbeat-timeout':
     case 'client-connected':

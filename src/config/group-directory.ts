@@ -2,6 +2,8 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
+import type { PoolsConfig } from './pool-config.js';
+import { fixedPoolPorts, portClaimant, poolProblem, withPoolPorts } from './pool-membership.js';
 import { YamlFile } from './yaml-file.js';
 
 export interface GroupDirectory {
@@ -25,7 +27,12 @@ interface Loaded {
  * take the port in the registry (its app then failing to bind) and the holder's every later
  * edit would be refused as a conflict: the holder's file would be frozen.
  */
-export function loadGroupDirectory(dir: string, env: NodeJS.ProcessEnv = process.env, registered: ReadonlyMap<string, GroupSpec> = new Map()): GroupDirectory {
+export function loadGroupDirectory(
+  dir: string,
+  env: NodeJS.ProcessEnv = process.env,
+  registered: ReadonlyMap<string, GroupSpec> = new Map(),
+  pools: PoolsConfig = {},
+): GroupDirectory {
   let entries: string[];
   try {
     entries = readdirSync(dir).filter((entry) => /\.ya?ml$/.test(entry)).sort();
@@ -46,10 +53,31 @@ export function loadGroupDirectory(dir: string, env: NodeJS.ProcessEnv = process
       errors.push(error instanceof ConfigError ? error : new ConfigError('CONFIG_INVALID', `${file}: ${(error as Error).message}`, file));
     }
   }
-  const refused = refuseClaimedPorts(loaded, registered, entries);
+  const pooled = joinPools(loaded, registered, entries, pools);
+  errors.push(...pooled.errors);
+  const refused = refuseClaimedPorts(pooled.loaded, registered, entries);
   errors.push(...refused.errors);
   errors.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-  return { groups: loaded.filter((entry) => !refused.names.has(entry.spec.name)).map((entry) => entry.spec), errors };
+  return { groups: pooled.loaded.filter((entry) => !refused.names.has(entry.spec.name)).map((entry) => entry.spec), errors };
+}
+
+/**
+ * Checks each file's pools against the server's policy and the port the pool already has, and
+ * fills in the pool's port where a member left it out. A pool's port is fixed by the server
+ * config, else by its registered members (the holders), else by the first file in name order.
+ */
+function joinPools(loaded: readonly Loaded[], registered: ReadonlyMap<string, GroupSpec>, entries: readonly string[], pools: PoolsConfig): { loaded: Loaded[]; errors: ConfigError[] } {
+  const stems = new Set(entries.map((entry) => entry.replace(/\.ya?ml$/, '')));
+  const holders = [...registered.values()].filter((spec) => stems.has(spec.name));
+  const accepted: Loaded[] = [];
+  const errors: ConfigError[] = [];
+  for (const entry of loaded) {
+    const fixed = fixedPoolPorts([...holders, ...accepted.map((other) => other.spec)], entry.spec.name);
+    const problem = poolProblem(entry.spec, pools, fixed);
+    if (problem !== undefined) errors.push(entry.yaml.error(problem.path, problem.message));
+    else accepted.push({ spec: withPoolPorts(entry.spec, pools, fixed), yaml: entry.yaml });
+  }
+  return { loaded: accepted, errors };
 }
 
 /**
@@ -78,8 +106,9 @@ function refuseClaimedPorts(loaded: readonly Loaded[], registered: ReadonlyMap<s
       return spec.apps.some((app) => {
         const owner = owners.get(app.remotePort);
         if (app.remotePort === 0) return false;
-        if (owner === undefined || owner.startsWith(`${spec.name}/`)) {
-          owners.set(app.remotePort, `${spec.name}/${app.name}`);
+        const claimant = portClaimant(spec.name, app);
+        if (owner === undefined || owner === claimant || owner.startsWith(`${spec.name}/`)) {
+          owners.set(app.remotePort, claimant);
           return false;
         }
         return true;
@@ -87,12 +116,15 @@ function refuseClaimedPorts(loaded: readonly Loaded[], registered: ReadonlyMap<s
     });
     if (loser === undefined) return { names, errors };
     names.add(loser.spec.name);
-    const index = loser.spec.apps.findIndex((app) => app.remotePort !== 0 && owners.has(app.remotePort) && !owners.get(app.remotePort)!.startsWith(`${loser.spec.name}/`));
+    const index = loser.spec.apps.findIndex((app) => {
+      const owner = owners.get(app.remotePort);
+      return app.remotePort !== 0 && owner !== undefined && owner !== portClaimant(loser.spec.name, app) && !owner.startsWith(`${loser.spec.name}/`);
+    });
     const port = loser.spec.apps[index]!.remotePort;
     errors.push(loser.yaml.error(['apps', index, 'remotePort'], `port ${port} is already claimed by ${owners.get(port)}`));
   }
 }
 
 function ownerOf(spec: GroupSpec, port: number): string {
-  return `${spec.name}/${spec.apps.find((app) => app.remotePort === port)!.name}`;
+  return portClaimant(spec.name, spec.apps.find((app) => app.remotePort === port)!);
 }

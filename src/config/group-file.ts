@@ -1,5 +1,6 @@
 import { basename, dirname, extname } from 'node:path';
 import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, type AppAccess, type ServerTrust } from './group-security.js';
+import { isPoolName, parseHealthCheck, type HealthCheckSpec } from './pool-config.js';
 import type { Secret } from './secret.js';
 import { parseSecret, readSecretFile } from './secret-source.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
@@ -9,8 +10,15 @@ export interface AppSpec extends AppAccess {
   readonly name: string;
   /** Where the groupclient dials on its own host. The server never sends this. */
   readonly local: HostPort;
-  /** The public port on the commonserver; 0 lets the server choose and report it. */
+  /**
+   * The public port on the commonserver; 0 lets the server choose and report it. For a pooled
+   * app, the pool's port (filled in when the server's registry loads: 0 until then).
+   */
   readonly remotePort: number;
+  /** The shared pool this app is a member of: users of the pool's port are spread over its members. */
+  readonly pool?: string;
+  /** Pooled apps only: how the groupclient checks the local target (a TCP check by default). */
+  readonly healthCheck?: HealthCheckSpec;
 }
 
 export interface GroupSpec extends ServerTrust {
@@ -43,7 +51,7 @@ export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
 const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
-const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
+const APP_KEYS = ['name', 'local', 'remotePort', 'pool', 'healthCheck', ...APP_ACCESS_KEYS] as const;
 export { MIN_SECRET_LENGTH, parseSecret } from './secret-source.js';
 
 export interface GroupFileOptions {
@@ -87,6 +95,7 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
   const apps: AppSpec[] = [];
   const names = new Set<string>();
   const ports = new Map<number, string>();
+  const pools = new Map<string, string>();
   root.apps.forEach((raw: unknown, i: number) => {
     const app = yaml.mapAt(['apps', i], raw);
     yaml.onlyKeys(['apps', i], app, APP_KEYS);
@@ -96,13 +105,15 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     if (names.has(app.name)) throw yaml.error(['apps', i, 'name'], `duplicate app name "${app.name}"`);
     names.add(app.name);
     const local = yaml.expect(['apps', i, 'local'], parseHostPort(app.local));
-    const remotePort = yaml.expect(['apps', i, 'remotePort'], parsePort(app.remotePort));
+    const pooling = parsePooling(yaml, i, app, pools);
+    // A pooled app may leave its port to the pool (the server config or the first member fixes it).
+    const remotePort = pooling.pool !== undefined && app.remotePort === undefined ? 0 : yaml.expect(['apps', i, 'remotePort'], parsePort(app.remotePort));
     const other = ports.get(remotePort);
     if (remotePort !== 0 && other !== undefined) {
       throw yaml.error(['apps', i, 'remotePort'], `port ${remotePort} is already used by app "${other}"`);
     }
     ports.set(remotePort, app.name);
-    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...parseAppAccess(yaml, ['apps', i], app) }));
+    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...pooling, ...parseAppAccess(yaml, ['apps', i], app) }));
   });
 
   const spec: GroupSpec = {
@@ -116,6 +127,19 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     ...(root.server === undefined ? {} : { server: yaml.expect(['server'], parseHostPort(root.server)) }),
   };
   return Object.freeze(spec);
+}
+
+/** An app's `pool` and `healthCheck`: one app per pool in a group, a health check only on a pooled app. */
+function parsePooling(yaml: YamlFile, i: number, app: Record<string, unknown>, pools: Map<string, string>): { pool?: string; healthCheck?: HealthCheckSpec } {
+  if (app.pool === undefined) {
+    if (app.healthCheck !== undefined) throw yaml.error(['apps', i, 'healthCheck'], 'a health check decides which member of a pool gets users: add pool: NAME, or remove it');
+    return {};
+  }
+  if (!isPoolName(app.pool)) throw yaml.error(['apps', i, 'pool'], `expected a pool name of letters, digits, "-", "_" or ".", got ${JSON.stringify(app.pool)}`);
+  const other = pools.get(app.pool);
+  if (other !== undefined) throw yaml.error(['apps', i, 'pool'], `app "${other}" of this group is already in pool "${app.pool}" (one app per group and pool)`);
+  pools.set(app.pool, app.name as string);
+  return { pool: app.pool, healthCheck: parseHealthCheck(yaml, ['apps', i, 'healthCheck'], app.healthCheck ?? {}) };
 }
 
 export function describeApps(spec: GroupSpec): string {

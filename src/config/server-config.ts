@@ -1,5 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { parseAdminSection, type AdminConfig } from './admin-config.js';
+import { parsePoolsSection, type PoolsConfig } from './pool-config.js';
 import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
@@ -17,6 +18,8 @@ export interface ServerConfig extends SecurityConfig {
   readonly handshakeTimeoutMs: number;
   /** Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool. */
   readonly workConnPool: number;
+  /** Shared pools: their public port, how users are spread, who may join (`pools.NAME`). */
+  readonly pools: PoolsConfig;
   readonly file?: string;
   /** The admin API and dashboard; off unless the file has an `admin:` section. */
   readonly admin?: AdminConfig;
@@ -36,7 +39,7 @@ export const SERVER_DEFAULTS = {
 
 const MAX_WORK_CONN_POOL = 256;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', ...SECURITY_KEYS] as const;
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'pools', 'admin', ...SECURITY_KEYS] as const;
 
 export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
@@ -69,6 +72,7 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     throw yaml.error(['workConnPool'], `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`);
   }
 
+  const pools = root.pools === undefined ? {} : parsePoolsSection(yaml, root.pools);
   const security = parseSecurityConfig(yaml, root);
   const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
   return Object.freeze({
@@ -79,6 +83,7 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     pairingTimeoutMs,
     handshakeTimeoutMs,
     workConnPool,
+    pools,
     ...security,
     file,
     ...(admin ? { admin } : {}),

@@ -32,6 +32,9 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   remotePort: { server: 'the app reopens on the new port (its connections close)' },
   allow: { server: 'applies to the next user' },
   maxConnections: { server: 'applies to the next user' },
+  pool: { server: 'the app leaves its old pool and joins the new one (its connections close)' },
+  // The client restarts that app's checks from the state it last reported.
+  healthCheck: { client: 'applies from the next check' },
 };
 const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
 const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };

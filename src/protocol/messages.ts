@@ -4,6 +4,7 @@
  * Control conn (client → server first):  Hello → Challenge → Login → LoginResp,
  * then Ping/Pong both ways, ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
+ * HealthReport from the client when a pooled app's health changes,
  * and Goodbye from either side before a deliberate close.
  * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes.
  * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
@@ -154,6 +155,20 @@ export interface WorkConnIdle {
   pairingId: string;
 }
 
+/**
+ * Client → server on the common conn: a pooled app's local target passed (`healthy`) or failed
+ * its health checks the number of times in a row its group file asks for. Sent on each change;
+ * a new session starts healthy. The server takes it only for apps of this group that are
+ * pooled in its own registry.
+ */
+export interface HealthReport {
+  type: 'HealthReport';
+  app: string;
+  healthy: boolean;
+  /** The last check's outcome in words ("connect ECONNREFUSED", "HTTP 503"...). */
+  reason: string;
+}
+
 export interface WorkConnFailed {
   type: 'WorkConnFailed';
   pairingId: string;
@@ -188,6 +203,7 @@ export type Message =
   | WorkConnIdle
   | AppsChanged
   | WorkConnFailed
+  | HealthReport
   | Goodbye;
 
 export type MessageType = Message['type'];
@@ -208,6 +224,7 @@ export const MESSAGE_TYPES = [
   'WorkConnIdle',
   'AppsChanged',
   'WorkConnFailed',
+  'HealthReport',
   'Goodbye',
 ] as const satisfies readonly MessageType[];
 

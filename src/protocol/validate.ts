@@ -46,6 +46,8 @@ export function validateMessage(value: unknown): Message {
       return { type, opened: list(obj, 'opened', appBinding), closed: list(obj, 'closed', (v, f) => stringValue(v, f, 128)) };
     case 'WorkConnFailed':
       return { type, pairingId: str(obj, 'pairingId', 128), reason: str(obj, 'reason', 1024) };
+    case 'HealthReport':
+      return { type, app: str(obj, 'app', 128), healthy: bool(obj, 'healthy'), reason: str(obj, 'reason', 1024) };
     case 'Goodbye':
       return {
         type,
@@ -131,6 +133,12 @@ function stringValue(value: unknown, field: string, maxLength: number): string {
 
 function str(obj: Record<string, unknown>, key: string, maxLength: number): string {
   return stringValue(obj[key], key, maxLength);
+}
+
+function bool(obj: Record<string, unknown>, key: string): boolean {
+  const value = obj[key];
+  if (typeof value !== 'boolean') throw bad(`${key} must be true or false`);
+  return value;
 }
 
 function int(obj: Record<string, unknown>, key: string): number {

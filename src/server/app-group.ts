@@ -11,9 +11,11 @@ import {
   randomId,
   type AppBinding,
   type AppDeclaration,
+  type HealthReport,
   type Message,
   type NewWorkConn,
 } from '../protocol/index.js';
+import type { AppPools } from './app-pools.js';
 import { AppServer, type RelayHandle, type UserConnSink } from './app-server.js';
 import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
@@ -42,6 +44,8 @@ export interface AppGroupOptions {
   /** The apps the client's own group file declares (for mismatch warnings only). */
   declaredApps: readonly AppDeclaration[];
   bindHost: string;
+  /** The server's shared pools: pooled apps join one instead of binding a port of their own. */
+  pools: AppPools;
   heartbeatTimeoutMs: number;
   pairingTimeoutMs: number;
   policy?: PolicyConfig;
@@ -178,7 +182,7 @@ export class AppGroup implements UserConnSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort) {
+      if (old !== undefined && old.remotePort === app.remotePort && old.pool === app.pool) {
         const server = this.appServers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -187,7 +191,8 @@ export class AppGroup implements UserConnSink {
         // Still waiting for its busy port: the retry binds the spec current by then.
         if (this.bindRetries.has(app.name)) continue;
       }
-      if (old !== undefined && this.closeApp(app.name, `its remotePort changed to ${app.remotePort}`)) closed.push(app.name);
+      const why = old?.pool !== app.pool ? `its pool changed to ${app.pool ?? 'none'}` : `its remotePort changed to ${app.remotePort}`;
+      if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
     for (const name of before.keys()) if (this.closeApp(name, 'removed from the registry')) closed.push(name);
@@ -204,7 +209,7 @@ export class AppGroup implements UserConnSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
-    server.close();
+    server.close(reason);
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
   }
@@ -226,6 +231,8 @@ export class AppGroup implements UserConnSink {
         return this.handleWorkConnEnd(message.pairingId, message.bytes);
       case 'WorkConnIdle':
         return this.handleWorkConnIdle(message.pairingId);
+      case 'HealthReport':
+        return this.handleHealthReport(message);
       case 'Goodbye':
         return this.deactivate('CLIENT_LEFT', `client said goodbye: ${message.reason}`);
       case 'Hello':
@@ -370,7 +377,7 @@ export class AppGroup implements UserConnSink {
       } else use.relay.reset(`group deactivated: ${reason}`);
     }
     this.joined.clear();
-    for (const app of this.appServers.values()) app.close();
+    for (const app of this.appServers.values()) app.close(`group deactivated: ${reason}`);
     this.pool.destroy();
     for (const user of this.pairings.dropAll()) {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
@@ -404,7 +411,7 @@ export class AppGroup implements UserConnSink {
     const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
     this.appServers.set(app.name, server);
     try {
-      const port = await server.listen();
+      const port = app.pool === undefined ? await server.listen() : await this.options.pools.join(app.pool, app.remotePort, this.name, server);
       // The client may have gone (or the app been removed) while we were binding.
       if (!this.active || this.appServers.get(app.name) !== server) server.close();
       else this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port });
@@ -430,6 +437,21 @@ export class AppGroup implements UserConnSink {
     }
     if (this.active && this.appServers.has(name)) this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening' }], closed: [] });
   };
+
+  /**
+   * A client's word on one of its pooled apps. It can only ever touch this group's own members
+   * (the pool is looked up from this group's registry entry, the member by this group's name).
+   * A report on an app that is not pooled here is ignored, not a fault: the client's group file
+   * and the server's registry may differ (both sides were warned at login).
+   */
+  private handleHealthReport({ app: name, healthy, reason }: HealthReport): void {
+    const pool = this.currentSpec.apps.find((app) => app.name === name)?.pool;
+    if (pool === undefined || this.appServers.get(name)?.poolMembership === undefined) {
+      debug('%s: HealthReport for "%s" ignored: not a pooled app of this group with an open pool', this.name, name.slice(0, 128));
+      return;
+    }
+    this.options.pools.setHealth(pool, this.name, healthy, reason);
+  }
 
   private handleWorkConnFailed(pairingId: string, reason: string): void {
     const pooled = this.joined.get(pairingId);
@@ -470,7 +492,7 @@ export class AppGroup implements UserConnSink {
       const mine = declared.get(app.name);
       if (mine === undefined) {
         warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
-      } else if (mine.remotePort !== app.remotePort) {
+      } else if (mine.remotePort !== app.remotePort && !(app.pool !== undefined && mine.remotePort === 0)) {
         warnings.push(`app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`);
       }
     }

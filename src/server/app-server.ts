@@ -18,9 +18,13 @@ export interface UserConnSink {
 /**
  * One app's public port. It holds each UserConn (paused, so nothing is read before a work
  * conn exists) and hands it to its AppGroup for pairing; once paired it relays the two.
+ * A pooled app does not listen itself: its pool's port hands it the users routed to it
+ * (`acceptUserConn`), and `close` takes it out of the pool.
  */
 export class AppServer {
   private readonly server: Server;
+  /** Set while this app is a member of a pool: leaving it is part of closing. */
+  poolMembership: { leave(reason: string): void } | undefined;
   private readonly liveConns = new Set<Socket>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
   private readonly userConns = new Set<Socket>();
@@ -70,6 +74,11 @@ export class AppServer {
     return this.liveConns.size;
   }
 
+  /** UserConns accepted and not closed: waiting for a work conn or relayed. */
+  get openConnCount(): number {
+    return this.userConns.size;
+  }
+
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
@@ -95,10 +104,12 @@ export class AppServer {
    * Stops accepting and resets every UserConn still open, held or relayed: a forced end must
    * never look like a complete answer to the user. Idempotent.
    */
-  close(): void {
+  close(reason = 'closed'): void {
     if (!this.closed) {
       this.closed = true;
       if (this.server.listening) this.server.close();
+      this.poolMembership?.leave(reason);
+      this.poolMembership = undefined;
     }
     for (const conn of this.userConns) resetSocket(conn);
   }
@@ -140,6 +151,9 @@ export class AppServer {
     const handle = joinReusable(userConn, workConn, tracker, onUserEnd);
     const done = handle.done.then((result) => {
       this.liveConns.delete(userConn);
+      // Its streams are through: it no longer counts as open (least_conn compares this), even
+      // if its socket is still flushing its last bytes.
+      this.userConns.delete(userConn);
       this.totalBytesIn += result.bytesIn;
       this.totalBytesOut += result.bytesOut;
       // The last sample before conn-closed makes the traffic totals exact.
@@ -159,14 +173,25 @@ export class AppServer {
     return { done, peerEnded: handle.peerEnded, reset: handle.reset };
   }
 
+  /** Why this app would refuse a user from `remoteAddress` now (its allow list, its caps), or undefined. */
+  refusalFor(remoteAddress: string | undefined): string | undefined {
+    if (this.closed) return 'the app is closed';
+    return this.access.refusal(remoteAddress, this.userConns.size) ?? this.pendingRefusal();
+  }
+
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('%s/%s user conn %s: %s', this.group, this.name, peerOf(userConn), error.message));
+    this.acceptUserConn(userConn);
+  };
+
+  /** A UserConn on this app's port, or routed here by its pool (which gave it its 'error' listener). */
+  acceptUserConn(userConn: Socket): void {
     // Refused at accept, before any byte either way: closed, as frp does (nothing was cut short).
     if (this.closed) {
       userConn.destroy();
       return;
     }
-    const refusal = this.access.refusal(userConn.remoteAddress, this.userConns.size) ?? this.pendingRefusal();
+    const refusal = this.refusalFor(userConn.remoteAddress);
     if (refusal !== undefined) {
       userConn.destroy();
       this.emit({ type: 'user-conn-refused', group: this.group, app: this.name, remote: peerOf(userConn), reason: refusal });
@@ -176,5 +201,5 @@ export class AppServer {
     userConn.once('close', () => this.userConns.delete(userConn));
     userConn.setKeepAlive(true, 30_000);
     this.sink.onUserConn(this, userConn);
-  };
+  }
 }

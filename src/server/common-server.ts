@@ -1,10 +1,11 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
+import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type PoolsConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
 import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
+import { AppPools } from './app-pools.js';
 import type { BindRetryPolicy } from './bind-retry.js';
 import type { ServerEvent } from './events.js';
 import { HandshakeGate } from './handshake-gate.js';
@@ -18,7 +19,7 @@ export type CommonServerOptions = Pick<
   ServerConfig,
   'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
 > &
-  Partial<Pick<ServerConfig, 'workConnPool'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'pools'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -49,8 +50,11 @@ export class CommonServer {
   /** The secret each live session proved at its login: a registry edit that changes it ends the session. */
   private readonly loginSecrets = new WeakMap<AppGroup, Secret>();
   private closing = false;
+  /** Shared pools: public ports served by several groups' apps. */
+  readonly pools: AppPools;
 
   constructor(private readonly options: CommonServerOptions) {
+    this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
@@ -74,6 +78,11 @@ export class CommonServer {
   /** Login proofs checked against a secret since start (bounded per source by `loginLimit`). */
   get loginProofsChecked(): number {
     return this.loginGuard.proofsChecked;
+  }
+
+  /** The server config's `pools` (ports, balance, who may join): the registry checks group files against it. */
+  get poolsConfig(): PoolsConfig {
+    return this.options.pools ?? {};
   }
 
   /** What groups may ask for (allowPorts, maxAppsPerGroup...): the admin API checks it too. */
@@ -281,6 +290,7 @@ export class CommonServer {
       clientId: hello.clientId,
       declaredApps: outcome.login.apps,
       bindHost: this.options.bind.host,
+      pools: this.pools,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
       policy: this.policy,

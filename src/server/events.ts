@@ -1,3 +1,4 @@
+import type { Balance } from '../config/index.js';
 import type { AppBinding, GoodbyeCode, LoginRejectCode } from '../protocol/index.js';
 
 /** What happens on a commonserver, in the vocabulary of the sequence diagram. */
@@ -37,6 +38,16 @@ export type ServerEvent =
   /** Bytes relayed for one app since its previous sample (live conns included). */
   | { type: 'traffic'; group: string; app: string; bytesIn: number; bytesOut: number; liveConns: number }
   | { type: 'group-deactivated'; group: string; code: DeactivationCode; reason: string }
+  /** A shared pool's public port opened (its first member joined) or closed (its last one left). */
+  | { type: 'pool-opened'; pool: string; port: number; balance: Balance }
+  | { type: 'pool-closed'; pool: string; reason: string }
+  | { type: 'pool-member-joined'; pool: string; group: string; app: string }
+  | { type: 'pool-member-left'; pool: string; group: string; app: string; reason: string }
+  /** A member's health changed, as its client's HealthReport said. */
+  | { type: 'pool-member-health'; pool: string; group: string; app: string; healthy: boolean; reason: string }
+  | { type: 'pool-user-routed'; pool: string; group: string; app: string; remote: string }
+  /** A user of the pool's port reset at once: no live, healthy member could take it. */
+  | { type: 'pool-user-refused'; pool: string; remote: string; reason: string }
   | { type: 'bad-peer'; remote: string; code: string; reason: string }
   /** A source address crossed a failed-login threshold (`forMs`: how long it is refused). */
   | { type: 'login-throttled'; remote: string; state: 'slowed' | 'blocked'; failures: number; forMs?: number };

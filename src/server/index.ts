@@ -5,3 +5,6 @@ export * from './events.js';
 export * from './certificate.js';
 export { portRefusal } from './policy.js';
 export { BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
+export * from './app-pool.js';
+export * from './app-pools.js';
+export * from './member-picker.js';

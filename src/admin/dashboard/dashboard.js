@@ -8,6 +8,7 @@ const MAX_LOG = 100;
 /** group/app → Map(second → bytes) for the traffic charts. */
 const traffic = new Map();
 let groups = [];
+let pools = [];
 let refreshTimer = null;
 
 async function api(path) {
@@ -109,6 +110,32 @@ function recordTraffic(event) {
   traffic.set(key, series);
 }
 
+/** One table per open pool: each member's health and conns. */
+function renderPools() {
+  const root = document.getElementById('pools');
+  root.replaceChildren();
+  if (pools.length === 0) root.append(el('p', { class: 'muted', text: 'no pool open' }));
+  for (const pool of pools) {
+    const card = el('div', { class: 'pool', 'data-pool': pool.name });
+    card.append(el('h3', {}, el('span', { text: `${pool.name} :${pool.port}` }), el('span', { class: 'badge', text: pool.balance })));
+    card.append(el('div', { class: 'client', text: `${pool.usersRefused} user(s) reset with no healthy member` }));
+    const table = el('table', {}, el('tr', {}, ...['group', 'app', 'health', 'live conns', 'users routed', 'last check'].map((h) => el('th', { text: h }))));
+    for (const member of pool.members) {
+      const health = member.healthy ? 'healthy' : 'unhealthy';
+      table.append(
+        el('tr', { 'data-member': `${pool.name}/${member.group}`, 'data-health': health, 'data-live-conns': String(member.liveConns) },
+          el('td', { text: member.group }),
+          el('td', { text: member.app }),
+          el('td', {}, el('span', { class: 'badge state', 'data-state': member.healthy ? 'in-use' : 'lost', text: health })),
+          el('td', { class: 'num', text: String(member.liveConns) }),
+          el('td', { class: 'num', text: String(member.usersRouted) }),
+          el('td', { text: member.reason })));
+    }
+    card.append(table);
+    root.append(card);
+  }
+}
+
 function describe(event) {
   const { type, at, ...rest } = event;
   return Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ');
@@ -128,6 +155,8 @@ function scheduleRefresh() {
     try {
       groups = (await api('/api/groups')).groups;
       renderGroups();
+      pools = (await api('/api/pools')).pools;
+      renderPools();
     } catch (error) {
       console.error(error);
     }
@@ -155,7 +184,8 @@ function connectStream() {
   };
   for (const type of ['listening', 'group-registered', 'group-registration-failed', 'group-deregistered', 'group-updated', 'client-connected', 'login-rejected',
     'group-activated', 'app-failed', 'app-opened', 'app-closed', 'heartbeat', 'heartbeat-timeout', 'user-conn-accepted', 'user-conn-refused',
-    'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer']) {
+    'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer',
+    'pool-opened', 'pool-closed', 'pool-member-joined', 'pool-member-left', 'pool-member-health', 'pool-user-refused']) {
     source.addEventListener(type, onEvent);
   }
 }
@@ -169,6 +199,8 @@ async function start() {
     }
     groups = (await api('/api/groups')).groups;
     renderGroups();
+    pools = (await api('/api/pools')).pools;
+    renderPools();
   } catch (error) {
     document.getElementById('groups').replaceChildren(el('p', { class: 'muted', text: `cannot load: ${error.message}${token ? '' : ' (open the dashboard as /#token=TOKEN if the server has one)'}` }));
   }

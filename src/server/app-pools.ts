@@ -1,0 +1,90 @@
+import createDebug from 'debug';
+import type { PoolsConfig } from '../config/index.js';
+import { AppPool, type PoolView } from './app-pool.js';
+import type { AppServer } from './app-server.js';
+import type { EmitServerEvent } from './events.js';
+
+const debug = createDebug('ntp:server:app-pools');
+
+/**
+ * Every open pool of a commonserver, by name. A pool's public port opens when its first member
+ * joins and closes when its last one leaves: it stays open while any member is active.
+ */
+export class AppPools {
+  private readonly pools = new Map<string, AppPool>();
+  /** Pools whose port is being bound: members joining meanwhile wait for the same bind. */
+  private readonly binding = new Map<string, Promise<AppPool>>();
+
+  constructor(
+    private readonly bindHost: string,
+    private readonly config: PoolsConfig,
+    private readonly emit: EmitServerEvent,
+  ) {}
+
+  /**
+   * Adds `app` of `group` to pool `name` on `port` (opening the port if the pool is not open);
+   * resolves with the pool's port, rejects with the bind error (the member is then not added).
+   */
+  async join(name: string, port: number, group: string, app: AppServer): Promise<number> {
+    const pool = this.pools.get(name) ?? (await this.open(name, port));
+    if (port !== 0 && pool.port !== port) {
+      throw Object.assign(new Error(`pool "${name}" is open on port ${pool.port}, not ${port}`), { code: 'EPOOLPORT' });
+    }
+    pool.add(group, app);
+    app.poolMembership = { leave: (reason) => this.leave(pool, app, reason) };
+    return pool.port;
+  }
+
+  /** Records a member's health as its client reported it; false if it is not a member of that pool. */
+  setHealth(name: string, group: string, healthy: boolean, reason: string): boolean {
+    return this.pools.get(name)?.setHealth(group, healthy, reason) ?? false;
+  }
+
+  views(): PoolView[] {
+    return [...this.pools.values()].map((pool) => pool.view()).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  get(name: string): AppPool | undefined {
+    return this.pools.get(name);
+  }
+
+  private leave(pool: AppPool, app: AppServer, reason: string): void {
+    if (!pool.remove(app, reason) || pool.size > 0 || this.pools.get(pool.name) !== pool) return;
+    this.pools.delete(pool.name);
+    pool.close();
+    debug('pool %s closed: its last member left', pool.name);
+    this.emit({ type: 'pool-closed', pool: pool.name, reason: `its last member left (${reason})` });
+  }
+
+  private open(name: string, port: number): Promise<AppPool> {
+    const pending = this.binding.get(name);
+    if (pending !== undefined) return pending;
+    const balance = this.config[name]?.balance ?? 'round_robin';
+    const pool = new AppPool(name, balance, this.emit);
+    const bound = pool.listen(this.bindHost, port).then(
+      () => {
+        this.binding.delete(name);
+        this.pools.set(name, pool);
+        this.emit({ type: 'pool-opened', pool: name, port: pool.port, balance });
+        // The members that waited for this bind join in this turn's microtasks; one that did not
+        // (its port differed) must not leave an empty pool holding the port.
+        setImmediate(() => this.closeIfEmpty(pool));
+        return pool;
+      },
+      (error: Error) => {
+        this.binding.delete(name);
+        throw error;
+      },
+    );
+    this.binding.set(name, bound);
+    return bound;
+  }
+
+  /** A pool whose members all left (or whose joiner gave up) while it was being bound. */
+  private closeIfEmpty(pool: AppPool): void {
+    if (pool.size > 0 || this.pools.get(pool.name) !== pool) return;
+    this.pools.delete(pool.name);
+    pool.close();
+    this.emit({ type: 'pool-closed', pool: pool.name, reason: 'no member left once its port was bound' });
+  }
+}
