@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { distinctUntilChanged, exhaustMap, map, merge, scan, skip, timer, type Observable } from 'rxjs';
+import { distinctUntilChanged, exhaustMap, map, merge, scan, skip, startWith, timer, type Observable } from 'rxjs';
 import { formatHostPort, type AppSpec, type HealthCheckSpec, type HostPort } from '../config/index.js';
 
 const debug = createDebug('ntp:client:health-checks');
@@ -41,8 +41,9 @@ export function healthChanges(apps: readonly AppSpec[], healthyAtStart: (app: st
         timer(0, check.intervalMs).pipe(
           exhaustMap(() => probe(app.local, check)),
           scan((verdict, result) => nextVerdict(verdict, result, check), start),
+          // Compared with the state the server already has (the first check may flip it): only changes are news.
+          startWith(start),
           distinctUntilChanged((a, b) => a.healthy === b.healthy),
-          // The first value is the state the server already has: only changes are news.
           skip(1),
           map((verdict) => ({ app: app.name, healthy: verdict.healthy, reason: verdict.reason })),
         ),
