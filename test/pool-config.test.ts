@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { HEALTH_CHECK_DEFAULTS, loadGroupDirectory, loadGroupFile, loadServerConfig, type PoolsConfig } from '../src/config/index.js';
@@ -78,6 +79,17 @@ describe('pool membership in the groups directory', () => {
     assert.equal(error.field, 'apps[0].pool');
     assert.match(error.message, /c\.yaml:\d+: apps\[0\]\.pool: group "c" may not join pool "web": the server's pools\.web\.groups allows only a, b/);
   });
+});
+
+test('the shipped config examples load, with office-a and office-b in pool web on port 6080', () => {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'config');
+  const server = loadServerConfig(join(root, 'commonserver.yaml'));
+  const env = { OFFICE_A_SECRET: 'office-a-secret-of-the-example', OFFICE_B_SECRET: 'office-b-secret-of-the-example' };
+  const { groups, errors } = loadGroupDirectory(server.groupsDir, env, new Map(), server.pools);
+  assert.deepEqual(errors, []);
+  const web = groups.map((group) => group.apps.find((app) => app.pool === 'web'));
+  assert.deepEqual(web.map((app) => app?.remotePort), [6080, 6080]);
+  assert.equal(web[0]?.healthCheck?.type, 'http');
 });
 
 describe('pool and healthCheck fields in a group file', () => {
