@@ -53,7 +53,7 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'pool-user-refused':
       return `user ${event.remote} of pool ${event.pool} reset: ${event.reason}`;
     case 'pool-user-routed':
-      return undefined;
+      return event.retriedFrom === undefined ? undefined : `user ${event.remote} of pool ${event.pool} retried on ${event.group}/${event.app}: ${event.retriedFrom} could not serve it (${event.reason})`;
     // The group-deactivated line that follows carries the timeout: one line per event.
     case 'heartbeat-timeout':
     case 'client-connected':

@@ -469,6 +469,8 @@ export class AppGroup implements UserConnSink {
     }
     const user = this.pairings.take(pairingId);
     if (user === undefined) return; // already expired or abandoned: nothing left to close
+    // Held, so nothing of it was read: another member of its pool may serve it instead.
+    if (user.app.handOver(user.userConn, reason)) return;
     resetSocket(user.userConn);
     this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId, reason });
   }

@@ -40,6 +40,8 @@ export class AppPool {
   private readonly members: PoolMember[] = [];
   private readonly picker: MemberPicker;
   private usersRefused = 0;
+  /** Users already retried once: a second failure resets them. */
+  private readonly retried = new WeakSet<Socket>();
   port = 0;
 
   constructor(
@@ -115,28 +117,53 @@ export class AppPool {
     };
   }
 
+  /**
+   * A user that `from` could not serve before anything was read from it (its client failed the
+   * local dial or the work conn): tried once on another live, healthy member. Safe because no
+   * byte of it reached any app. False when it was retried already or no other member takes it.
+   */
+  reroute(userConn: Socket, from: AppServer, reason: string): boolean {
+    if (this.retried.has(userConn) || userConn.destroyed) return false;
+    const failed = this.members.find((member) => member.app === from);
+    const member = this.pick(userConn, (candidate) => candidate !== failed, false).member;
+    if (member === undefined) return false;
+    this.retried.add(userConn);
+    this.route(userConn, member, { group: failed?.group ?? from.group, reason });
+    return true;
+  }
+
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('pool %s user conn %s: %s', this.name, peerOf(userConn), error.message));
-    const remote = peerOf(userConn);
-    let firstRefusal: string | undefined;
-    const member = this.picker.pick(
-      this.members.map((candidate) => ({ candidate, openConns: candidate.app.openConnCount })),
-      ({ candidate }) => {
-        if (!candidate.healthy) return false;
-        const refusal = candidate.app.refusalFor(userConn.remoteAddress);
-        firstRefusal ??= refusal;
-        return refusal === undefined;
-      },
-    )?.candidate;
+    const { member, refusal } = this.pick(userConn, () => true, true);
     if (member === undefined) {
       this.usersRefused += 1;
-      const reason = firstRefusal ?? (this.members.length === 0 ? 'the pool has no member' : `none of its ${this.members.length} members is healthy`);
+      const reason = refusal ?? (this.members.length === 0 ? 'the pool has no member' : `none of its ${this.members.length} members is healthy`);
       resetSocket(userConn);
-      this.emit({ type: 'pool-user-refused', pool: this.name, remote, reason });
+      this.emit({ type: 'pool-user-refused', pool: this.name, remote: peerOf(userConn), reason });
       return;
     }
-    member.usersRouted += 1;
-    this.emit({ type: 'pool-user-routed', pool: this.name, group: member.group, app: member.app.name, remote });
-    member.app.acceptUserConn(userConn);
+    this.route(userConn, member);
   };
+
+  /** The member for this user among the healthy ones `allowed` keeps, or the first refusal met. */
+  private pick(userConn: Socket, allowed: (member: PoolMember) => boolean, advance: boolean): { member?: PoolMember; refusal?: string } {
+    let refusal: string | undefined;
+    const picked = this.picker.pick(
+      this.members.map((candidate) => ({ candidate, openConns: candidate.app.openConnCount })),
+      ({ candidate }) => {
+        if (!candidate.healthy || !allowed(candidate)) return false;
+        const why = candidate.app.refusalFor(userConn.remoteAddress);
+        refusal ??= why;
+        return why === undefined;
+      },
+      { advance },
+    );
+    return picked === undefined ? (refusal === undefined ? {} : { refusal }) : { member: picked.candidate };
+  }
+
+  private route(userConn: Socket, member: PoolMember, retry?: { group: string; reason: string }): void {
+    member.usersRouted += 1;
+    this.emit({ type: 'pool-user-routed', pool: this.name, group: member.group, app: member.app.name, remote: peerOf(userConn), ...(retry ? { retriedFrom: retry.group, reason: retry.reason } : {}) });
+    member.app.acceptUserConn(userConn);
+  }
 }

@@ -31,7 +31,7 @@ export class AppPools {
       throw Object.assign(new Error(`pool "${name}" is open on port ${pool.port}, not ${port}`), { code: 'EPOOLPORT' });
     }
     pool.add(group, app);
-    app.poolMembership = { leave: (reason) => this.leave(pool, app, reason) };
+    app.poolMembership = { leave: (reason) => this.leave(pool, app, reason), reroute: (userConn, reason) => pool.reroute(userConn, app, reason) };
     return pool.port;
   }
 

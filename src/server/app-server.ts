@@ -23,8 +23,11 @@ export interface UserConnSink {
  */
 export class AppServer {
   private readonly server: Server;
-  /** Set while this app is a member of a pool: leaving it is part of closing. */
-  poolMembership: { leave(reason: string): void } | undefined;
+  /**
+   * Set while this app is a member of a pool: leaving it is part of closing; `reroute` offers a
+   * user this member failed to another member (false if none takes it).
+   */
+  poolMembership: { leave(reason: string): void; reroute(userConn: Socket, reason: string): boolean } | undefined;
   private readonly liveConns = new Set<Socket>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
   private readonly userConns = new Set<Socket>();
@@ -171,6 +174,16 @@ export class AppServer {
       return result;
     });
     return { done, peerEnded: handle.peerEnded, reset: handle.reset };
+  }
+
+  /**
+   * Offers a UserConn this app could not serve, and of which nothing was read, to another member
+   * of its pool. True when one took it: it is no longer this app's.
+   */
+  handOver(userConn: Socket, reason: string): boolean {
+    if (this.poolMembership?.reroute(userConn, reason) !== true) return false;
+    this.userConns.delete(userConn);
+    return true;
   }
 
   /** Why this app would refuse a user from `remoteAddress` now (its allow list, its caps), or undefined. */

@@ -45,7 +45,8 @@ export type ServerEvent =
   | { type: 'pool-member-left'; pool: string; group: string; app: string; reason: string }
   /** A member's health changed, as its client's HealthReport said. */
   | { type: 'pool-member-health'; pool: string; group: string; app: string; healthy: boolean; reason: string }
-  | { type: 'pool-user-routed'; pool: string; group: string; app: string; remote: string }
+  /** `retriedFrom`: the member that failed this user first (`reason`), before any byte of it was read. */
+  | { type: 'pool-user-routed'; pool: string; group: string; app: string; remote: string; retriedFrom?: string; reason?: string }
   /** A user of the pool's port reset at once: no live, healthy member could take it. */
   | { type: 'pool-user-refused'; pool: string; remote: string; reason: string }
   | { type: 'bad-peer'; remote: string; code: string; reason: string }

@@ -23,7 +23,11 @@ export class MemberPicker {
 
   constructor(private readonly balance: Balance) {}
 
-  pick<T extends PickCandidate>(members: readonly T[], eligible: (member: T) => boolean): T | undefined {
+  /**
+   * `advance: false` leaves the turn where it was (a retry after a member failed a user):
+   * otherwise the member that failed would get the next user first, every time.
+   */
+  pick<T extends PickCandidate>(members: readonly T[], eligible: (member: T) => boolean, { advance = true } = {}): T | undefined {
     const count = members.length;
     let chosen: number | undefined;
     for (let step = 1; step <= count; step++) {
@@ -37,7 +41,7 @@ export class MemberPicker {
       if (chosen === undefined || member.openConns < members[chosen]!.openConns) chosen = index;
     }
     if (chosen === undefined) return undefined;
-    this.last = chosen;
+    if (advance) this.last = chosen;
     return members[chosen];
   }
 }

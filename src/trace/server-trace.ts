@@ -141,6 +141,7 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('Client', 'appGroup', `HealthReport (${event.app} ${event.healthy ? 'healthy' : 'unhealthy'}: ${event.reason})`);
     case 'pool-user-routed':
       trace.phase('Proxying');
+      if (event.retriedFrom !== undefined) return trace.message('appServer', 'appServer', `${event.retriedFrom} could not serve the user (${event.reason ?? ''}): retried on ${event.group}`);
       return trace.message('User', 'appServer', `connect to pool ${event.pool} from ${event.remote}: routed to ${event.group}`);
     case 'pool-user-refused':
       return trace.message('appServer', 'User', `reset: pool ${event.pool} ${event.reason}`, { lost: true });
