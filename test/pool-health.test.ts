@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { createServer, get, type Server } from 'node:http';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { skip, type Observable, type ReplaySubject } from 'rxjs';
 import { checkOnce, nextVerdict } from '../src/client/health-checks.js';
+import { traceServer } from '../src/trace/index.js';
 import { loadGroupFile, type GroupSpec, type HealthCheckSpec } from '../src/config/index.js';
 import { startApp, startBannerApp, unusedPort, type TestApp } from './helpers/apps.js';
-import { makeConfigDir, randomSecret } from './helpers/configs.js';
+import { makeConfigDir, randomSecret, type TestConfigDir } from './helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from './helpers/in-process.js';
 import { connectTo, readBytes, streamEnding, waitForEvent } from './helpers/net.js';
 
@@ -68,6 +72,16 @@ describe('health checks against real local targets', () => {
   });
 });
 
+/** In-process clients for `names`, each started once the previous one joined its pool. */
+async function startMembers(config: TestConfigDir, started: StartedServer, names: string[]): Promise<StartedClient[]> {
+  const clients: StartedClient[] = [];
+  for (const name of names) {
+    clients.push(startClient(loadGroupFile(config.groupFile(name)), started));
+    await waitForEvent(started.events, (e) => e.type === 'pool-member-joined' && e.group === name, `${name} joining`);
+  }
+  return clients;
+}
+
 /** What `events` (a replaying subject) emits from now on, without what it replays. */
 function fromNow<E>(events: ReplaySubject<E>): Observable<E> {
   let seen = 0;
@@ -109,6 +123,8 @@ describe("a pool following its members' health", () => {
   let x: Awaited<ReturnType<typeof memberApp>>;
   let y: Awaited<ReturnType<typeof memberApp>>;
   let z: Awaited<ReturnType<typeof memberApp>>;
+  const traceFile = join(mkdtempSync(join(tmpdir(), 'ntp-pool-trace-')), 'server.mmd');
+  let trace: { close(): Promise<void> } | undefined;
   let poolPort = 0;
   const clients: StartedClient[] = [];
   const check = { interval: '250ms', timeout: '250ms', failures: 2, successes: 2 };
@@ -127,16 +143,15 @@ describe("a pool following its members' health", () => {
       { pairingTimeout: '10s' },
     );
     started = await startServer(config);
-      for (const name of ['x', 'y']) {
-      clients.push(startClient(loadGroupFile(config.groupFile(name)), started));
-      await waitForEvent(started.events, (e) => e.type === 'pool-member-joined' && e.group === name, `${name} joining`);
-    }
+    trace = traceServer(started.server.events$, traceFile);
+    clients.push(...(await startMembers(config, started, ['x', 'y'])));
   });
 
   after(async () => {
     for (const { client } of clients) client.stop();
     await started.server.close();
     await Promise.all([x, y, z].map((app) => new Promise((resolve) => app.server.close(resolve))));
+    await trace?.close();
   });
 
   test('an unhealthy member gets no new users; it gets them again once it passes', { timeout: 20_000 }, async () => {
@@ -158,6 +173,11 @@ describe("a pool following its members' health", () => {
     const again = new Set<string>();
     for (let i = 0; i < 6; i++) again.add(await memberOf(poolPort));
     assert.deepEqual([...again].sort(), ['x', 'y']);
+    // --trace draws the same story: members joining, users routed, the reports.
+    const drawn = readFileSync(traceFile, 'utf8');
+    for (const step of ['x/web joins pool web', 'routed to y', 'Client ->> appGroup: HealthReport (web unhealthy: 127.0.0.1', 'HealthReport (web healthy: check passed)']) {
+      assert.ok(drawn.includes(step), `the trace shows "${step}"`);
+    }
   });
 
   test('a user arriving when no member is healthy is reset at once, not held until the pairing deadline', { timeout: 20_000 }, async () => {
@@ -231,10 +251,7 @@ describe('a user a member fails before anything was read is retried once on anot
       { workConnPool: 0 },
     );
     started = await startServer(config);
-    for (const name of ['p', 'q']) {
-      clients.push(startClient(loadGroupFile(config.groupFile(name)), started));
-      await waitForEvent(started.events, (e) => e.type === 'pool-member-joined' && e.group === name, `${name} joining`);
-    }
+    clients.push(...(await startMembers(config, started, ['p', 'q'])));
   });
 
   after(async () => {
