@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { loadGroupFile } from '../src/config/index.js';
 import { startAdmin } from './helpers/admin.js';
 import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
-import { startEchoApp } from './helpers/apps.js';
+import { startEchoApp, unusedPort } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
 import { connectTo, readBytes, waitForEvent } from './helpers/net.js';
@@ -88,6 +88,39 @@ test(
     user.destroy();
     await page.waitForSelector('tr[data-app="office/echo"][data-live-conns="0"]', { timeout: 15_000 });
     assert.deepEqual(foreign, []);
+    assert.deepEqual(pageErrors, []);
+  },
+);
+
+test(
+  "the dashboard's pool table shows each member's health as its checks report it",
+  { timeout: 60_000, skip: skipWithoutChromium },
+  async () => {
+    const app = await startEchoApp();
+    const config = makeConfigDir([
+      { name: 'office', secret: randomSecret(), apps: [{ name: 'web', localPort: app.port, pool: 'web', remotePort: await unusedPort(), healthCheck: { interval: '200ms', timeout: '200ms', failures: 1, successes: 1 } }] },
+    ]);
+    const started = await startServer(config);
+    const api = await startAdmin(started.server, config, { token: TOKEN });
+    const browser = await launchChromium();
+    const { client } = startClient(loadGroupFile(config.groupFile('office')), started);
+    after(async () => {
+      await browser.close();
+      client.stop();
+      await api.admin.close();
+      await started.server.close();
+      await app.close();
+    });
+    const opened = await waitForEvent(started.events, (e) => e.type === 'pool-opened', 'the pool opening');
+    const page = await browser.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(`${api.url}/#token=${TOKEN}`);
+    await page.waitForSelector('tr[data-member="web/office"][data-health="healthy"]', { timeout: 15_000 });
+    assert.match((await page.textContent('[data-pool="web"] h3')) ?? '', new RegExp(`web :${(opened as { port: number }).port}`));
+    await app.close();
+    await page.waitForSelector('tr[data-member="web/office"][data-health="unhealthy"]', { timeout: 15_000 });
+    assert.match((await page.textContent('tr[data-member="web/office"]')) ?? '', /ECONNREFUSED/);
     assert.deepEqual(pageErrors, []);
   },
 );
