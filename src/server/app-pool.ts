@@ -134,6 +134,15 @@ export class AppPool {
 
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('pool %s user conn %s: %s', this.name, peerOf(userConn), error.message));
+    this.routeUser(userConn);
+  };
+
+  /**
+   * Routes one user (paused, nothing read, an 'error' listener on it) to a live, healthy member,
+   * or resets it. Public so that another front (a virtual host's route) can hand its users
+   * to a pool as this pool's own port does.
+   */
+  routeUser(userConn: Socket): void {
     const { member, refusal } = this.pick(userConn, () => true, true);
     if (member === undefined) {
       this.usersRefused += 1;
@@ -143,7 +152,7 @@ export class AppPool {
       return;
     }
     this.route(userConn, member);
-  };
+  }
 
   /** The member for this user among the healthy ones `allowed` keeps, or the first refusal met. */
   private pick(userConn: Socket, allowed: (member: PoolMember) => boolean, advance: boolean): { member?: PoolMember; refusal?: string } {
