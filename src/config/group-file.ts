@@ -72,6 +72,7 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
       checkAppsDiffer(apps, ctx);
       return Object.freeze({
         name,
+        // No source means an issue was added above: zod discards this result.
         secret: source?.secret ?? z.NEVER,
         apps: Object.freeze(apps.map((one) => Object.freeze({ ...one, local: Object.freeze(one.local) }))),
         file,

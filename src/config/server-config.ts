@@ -66,7 +66,7 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
         handshakeTimeoutMs: handshakeTimeout,
         workConnPool,
         ...securityConfig(security, base, ctx),
-        file: file as string | undefined,
+        file,
         /** The admin API and dashboard; off unless the file has an `admin:` section. */
         ...(admin ? { admin } : {}),
       });
