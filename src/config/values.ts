@@ -14,7 +14,7 @@ export function problem(expected: string): { error: (issue: { input?: unknown })
 }
 
 /** Runs a value schema outside a file (a command-line flag): its problem or its value. */
-export function parseValue<T>(schema: z.ZodType<T>, value: unknown): Parsed<T> {
+function parseValue<T>(schema: z.ZodType<T>, value: unknown): Parsed<T> {
   const result = schema.safeParse(value);
   return result.success ? { ok: true, value: result.data } : { ok: false, problem: result.error.issues[0]!.message };
 }

@@ -169,7 +169,7 @@ export type GoodbyeCode = z.infer<typeof goodbyeCode>;
 const goodbye = z.object({ type: z.literal('Goodbye'), code: goodbyeCode, reason: text });
 
 /** The one list of wire messages: the union, MESSAGE_TYPES and the diagram check read it. */
-export const MESSAGE_SCHEMAS = [
+const MESSAGE_SCHEMAS = [
   hello,
   challenge,
   login,
