@@ -13,3 +13,4 @@ export * from './admin-config.js';
 export * from './watch.js';
 export * from './pool-config.js';
 export * from './pool-membership.js';
+export * from './json-schema.js';
