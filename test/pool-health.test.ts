@@ -127,7 +127,7 @@ describe("a pool following its members' health", () => {
   let trace: { close(): Promise<void> } | undefined;
   let poolPort = 0;
   const clients: StartedClient[] = [];
-  const check = { interval: '250ms', timeout: '250ms', failures: 2, successes: 2 };
+  const check = { interval: '500ms', timeout: '500ms', failures: 2, successes: 2 };
 
   before(async () => {
     poolPort = await unusedPort();
