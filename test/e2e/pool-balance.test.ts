@@ -52,7 +52,12 @@ describe('pools: users spread over three groups', () => {
         ],
       });
     }
-    config = makeConfigDir(groups, { extra: { pools: { web: { balance: 'round_robin' }, db: { balance: 'least_conn', remotePort: dbPort } } } });
+    // A 5 s heartbeat timeout: on a busy machine a 1 s one can drop a live member mid-test.
+    config = makeConfigDir(groups, {
+      heartbeatInterval: '500ms',
+      heartbeatTimeout: '5s',
+      extra: { pools: { web: { balance: 'round_robin' }, db: { balance: 'least_conn', remotePort: dbPort } } },
+    });
     started = await startServer(config);
     metrics = new ServerMetrics(started.server);
     for (const name of MEMBERS) {
