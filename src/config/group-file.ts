@@ -3,9 +3,10 @@ import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, t
 import type { Secret } from './secret.js';
 import { parseSecret, readSecretFile } from './secret-source.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
+import { parseUdpAppOptions, portKey, portLabel, UDP_APP_KEYS, type UdpAppOptions } from './udp-app.js';
 import { YamlFile } from './yaml-file.js';
 
-export interface AppSpec extends AppAccess {
+export interface AppSpec extends AppAccess, UdpAppOptions {
   readonly name: string;
   /** Where the groupclient dials on its own host. The server never sends this. */
   readonly local: HostPort;
@@ -43,7 +44,7 @@ export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
 const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
-const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
+const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS, ...UDP_APP_KEYS] as const;
 export { MIN_SECRET_LENGTH, parseSecret } from './secret-source.js';
 
 export interface GroupFileOptions {
@@ -86,7 +87,8 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
   }
   const apps: AppSpec[] = [];
   const names = new Set<string>();
-  const ports = new Map<number, string>();
+  // Keyed by port and protocol: a TCP app and a UDP app may share a port number.
+  const ports = new Map<string, string>();
   root.apps.forEach((raw: unknown, i: number) => {
     const app = yaml.mapAt(['apps', i], raw);
     yaml.onlyKeys(['apps', i], app, APP_KEYS);
@@ -97,12 +99,14 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     names.add(app.name);
     const local = yaml.expect(['apps', i, 'local'], parseHostPort(app.local));
     const remotePort = yaml.expect(['apps', i, 'remotePort'], parsePort(app.remotePort));
-    const other = ports.get(remotePort);
+    const udp = parseUdpAppOptions(yaml, ['apps', i], app);
+    const key = portKey({ remotePort, ...udp });
+    const other = ports.get(key);
     if (remotePort !== 0 && other !== undefined) {
-      throw yaml.error(['apps', i, 'remotePort'], `port ${remotePort} is already used by app "${other}"`);
+      throw yaml.error(['apps', i, 'remotePort'], `port ${portLabel({ remotePort, ...udp })} is already used by app "${other}"`);
     }
-    ports.set(remotePort, app.name);
-    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...parseAppAccess(yaml, ['apps', i], app) }));
+    ports.set(key, app.name);
+    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...udp, ...parseAppAccess(yaml, ['apps', i], app) }));
   });
 
   const spec: GroupSpec = {
@@ -119,5 +123,5 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
 }
 
 export function describeApps(spec: GroupSpec): string {
-  return spec.apps.map((app) => `${app.name} ${formatHostPort(app.local)}`).join(', ');
+  return spec.apps.map((app) => `${app.name} ${formatHostPort(app.local)}${app.type === 'udp' ? '/udp' : ''}`).join(', ');
 }

@@ -5,7 +5,9 @@
  * then Ping/Pong both ways, ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
  * and Goodbye from either side before a deliberate close.
- * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes.
+ * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes, or,
+ * for a UDP app (`protocol: 'udp'` in ReqWorkConn / StartWorkConn), one user's datagrams, each
+ * in a frame of its own (`datagram-codec.ts`) until the session ends.
  * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
  * then the user's raw bytes. It is never half-closed: each side reports its end of the user's
  * stream as WorkConnEnd on the control conn, and once both are through (WorkConnIdle from the
@@ -23,12 +25,18 @@ export interface AppBinding {
   /** `listening` once the public port is bound; `failed` with a reason otherwise. */
   state: 'listening' | 'failed';
   error?: string;
+  /** `udp` for a UDP app; absent for TCP. */
+  protocol?: AppProtocolMark;
 }
+
+/** Present only for UDP: every message without it is about TCP, as before UDP apps existed. */
+export type AppProtocolMark = 'udp';
 
 /** An app as the client's own group file declares it (local target never leaves the host). */
 export interface AppDeclaration {
   name: string;
   remotePort: number;
+  protocol?: AppProtocolMark;
 }
 
 export interface Hello {
@@ -88,6 +96,8 @@ export interface ReqWorkConn {
   app: string;
   /** One-time, unguessable; valid for exactly one held user connection of this session. */
   pairingId: string;
+  /** `udp`: the work conn carries one UDP session's datagrams; the client opens a local UDP socket. */
+  protocol?: AppProtocolMark;
 }
 
 export interface NewWorkConn {
@@ -119,6 +129,8 @@ export interface StartWorkConn {
   app: string;
   /** Names this user for WorkConnFailed and the logs; not a credential. */
   pairingId: string;
+  /** `udp`: datagram frames follow, for one UDP session (one user address). */
+  protocol?: AppProtocolMark;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { ProtocolError } from './errors.js';
-import type { AppBinding, AppDeclaration, Message } from './messages.js';
+import type { AppBinding, AppDeclaration, AppProtocolMark, Message } from './messages.js';
 
 /**
  * Narrows parsed JSON to a Message. Anything a peer sends is `unknown` until it passes here;
@@ -26,7 +26,7 @@ export function validateMessage(value: unknown): Message {
     case 'Pong':
       return { type, seq: int(obj, 'seq') };
     case 'ReqWorkConn':
-      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128) };
+      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128), ...protocolMark(obj) };
     case 'NewWorkConn':
       return {
         type,
@@ -37,7 +37,7 @@ export function validateMessage(value: unknown): Message {
     case 'ReqPooledWorkConns':
       return { type, pairingIds: list(obj, 'pairingIds', (v, f) => stringValue(v, f, 128)) };
     case 'StartWorkConn':
-      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128) };
+      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128), ...protocolMark(obj) };
     case 'WorkConnEnd':
       return { type, pairingId: str(obj, 'pairingId', 128), bytes: int(obj, 'bytes') };
     case 'WorkConnIdle':
@@ -96,7 +96,7 @@ function loginResp(obj: Record<string, unknown>): Message {
 
 function appDeclaration(value: unknown, field: string): AppDeclaration {
   const obj = record(value, field);
-  return { name: str(obj, 'name', 128), remotePort: port(obj, 'remotePort') };
+  return { name: str(obj, 'name', 128), remotePort: port(obj, 'remotePort'), ...protocolMark(obj) };
 }
 
 function appBinding(value: unknown, field: string): AppBinding {
@@ -107,7 +107,12 @@ function appBinding(value: unknown, field: string): AppBinding {
     state: oneOf(obj, 'state', ['listening', 'failed'] as const),
   };
   if (obj.error !== undefined) binding.error = str(obj, 'error', 1024);
-  return binding;
+  return { ...binding, ...protocolMark(obj) };
+}
+
+/** `protocol: 'udp'`, or nothing (TCP); any other value is refused rather than taken for TCP. */
+function protocolMark(obj: Record<string, unknown>): { protocol?: AppProtocolMark } {
+  return obj.protocol === undefined ? {} : { protocol: oneOf(obj, 'protocol', ['udp'] as const) };
 }
 
 const MAX_LIST = 1024;
