@@ -2,19 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { DATAGRAM_HEADER_BYTES, DatagramDecoder, encodeDatagram, validateMessage } from '../src/protocol/index.js';
-
-/** Splits `bytes` at the given cut points (any order, duplicates allowed). */
-function chunked(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const point of points) {
-    chunks.push(bytes.subarray(from, point));
-    from = point;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
-}
+import { chunked } from './helpers/chunks.js';
 
 function decodeAll(chunks: Buffer[]): { datagrams: Buffer[]; maxHeld: number } {
   const decoder = new DatagramDecoder();
