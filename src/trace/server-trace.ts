@@ -132,7 +132,7 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
     case 'udp-session-closed':
       return trace.message('appServer', 'User', `UDP session ${event.peer} closed: ${event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out)`, { reply: true, lost: true });
     case 'udp-dropped':
-      return trace.note('appServer', `${event.group}/${event.app} dropped ${JSON.stringify(event.dropped)}`);
+      return trace.note('appServer', `${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
     case 'traffic':
       return;
     case 'group-deactivated':
