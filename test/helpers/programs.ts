@@ -9,7 +9,7 @@ export const DNSMASQ = ['/usr/sbin/dnsmasq', '/usr/bin/dnsmasq'].find((path) => 
 export const DIG = ['/usr/bin/dig'].find((path) => existsSync(path));
 
 export const skipWithoutDns: false | string =
-  DNSMASQ !== undefined && DIG !== undefined ? false : 'dnsmasq or dig is absent: install the Debian packages dnsmasq and bind9-dnsutils to run the DNS tests';
+  DNSMASQ !== undefined && DIG !== undefined ? false : 'dnsmasq or dig is absent: install the Debian packages dnsmasq-base and bind9-dnsutils to run the DNS tests';
 
 /**
  * Starts dnsmasq as this test's own child: no daemon, no DHCP, no resolv.conf, no /etc/hosts,

@@ -1,0 +1,98 @@
+/**
+ * The UDP figure: `iperf3 -u` at fixed offered rates, user → app and app → user (-R), direct
+ * and through the tunnel in the same run. iperf3's control conn is TCP and its datagrams UDP,
+ * both on one port: the tunnel carries them as a TCP app and a UDP app sharing a port number.
+ */
+import { unusedPort } from '../test/helpers/apps.js';
+import { canListenOn } from '../test/helpers/net.js';
+import { unusedUdpPort } from '../test/helpers/udp.js';
+import { openTunnelWith, type BenchPath, type PathName, type PathOptions } from './paths.js';
+import { runTool } from './proc.js';
+
+/** Paths that carry UDP (the bare relays are TCP only). */
+export const UDP_PATHS: readonly PathName[] = ['direct', 'tunnel', 'tunnel-tls'];
+export const DEFAULT_UDP_RATES = ['10M', '100M', '200M', '500M', '1G'];
+/** Under DNS's 4096 and the UDP apps' default maxDatagramBytes; what iperf3 picks on a 1500-byte MTU. */
+const DATAGRAM_BYTES = 1400;
+/**
+ * iperf3's own socket buffers (user and app side, on every path alike): with the kernel's
+ * default (208 KiB) iperf3 loses datagrams on loopback at 100 Mbit/s even direct, which
+ * would hide what the tunnel adds. Ours ask for 4 MiB as well.
+ */
+const SOCKET_BUFFER = '4M';
+/** Loss above this is "loss": the ceiling is the highest rate tested at or below it. */
+export const LOSS_CEILING_PERCENT = 1;
+
+export interface UdpSample {
+  path: PathName;
+  rate: string;
+  direction: 'up' | 'down';
+  lossPercent: number;
+  jitterMs: number;
+  receivedMbps: number;
+}
+
+/** The path's UDP port for iperf3 (also its TCP port for the control conn). */
+export async function openUdpPath(name: PathName, iperfPort: number, options: PathOptions): Promise<BenchPath> {
+  if (name === 'direct') return { name, ports: { iperf: iperfPort }, pids: () => undefined, close: async () => {} };
+  // One number free for both protocols.
+  let port = await unusedUdpPort();
+  while (!(await canListenOn(port))) port = await unusedPort();
+  const apps = [
+    { name: 'iperf-control', localPort: iperfPort, remotePort: port },
+    { name: 'iperf-data', localPort: iperfPort, remotePort: port, type: 'udp' as const },
+  ];
+  const path = await openTunnelWith(name, apps, options, name === 'tunnel-tls');
+  return { ...path, ports: { iperf: port } };
+}
+
+export async function iperfUdp(port: number, rate: string, direction: 'up' | 'down', seconds: number): Promise<Omit<UdpSample, 'path'>> {
+  const args = ['-c', '127.0.0.1', '-p', String(port), '-u', '-b', rate, '-l', String(DATAGRAM_BYTES), '-w', SOCKET_BUFFER, '-t', String(seconds), '-J', ...(direction === 'down' ? ['-R'] : [])];
+  const out = await runTool('iperf3', args, (seconds + 20) * 1000);
+  const report = JSON.parse(out) as { end?: { sum?: { lost_percent?: number; jitter_ms?: number }; sum_received?: { bits_per_second?: number } }; error?: string };
+  if (report.error) throw new Error(`iperf3 -u -b ${rate}: ${report.error}`);
+  return {
+    rate,
+    direction,
+    lossPercent: report.end?.sum?.lost_percent ?? Number.NaN,
+    jitterMs: report.end?.sum?.jitter_ms ?? Number.NaN,
+    receivedMbps: (report.end?.sum_received?.bits_per_second ?? Number.NaN) / 1e6,
+  };
+}
+
+/** The highest rate (in the order tested) at which loss stayed at or under the ceiling, every rate below it too. */
+export function ceiling(samples: UdpSample[], rates: readonly string[]): string {
+  let best = 'none';
+  for (const rate of rates) {
+    const at = samples.filter((sample) => sample.rate === rate);
+    if (at.length === 0 || at.some((sample) => !(sample.lossPercent <= LOSS_CEILING_PERCENT))) break;
+    best = rate;
+  }
+  return best;
+}
+
+/** One table: a row per rate and direction, loss % and jitter per path, then the ceilings. */
+export function printUdpTable(samples: UdpSample[], paths: readonly PathName[], rates: readonly string[]): void {
+  const median = (values: number[]): number => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
+  };
+  const cell = (path: PathName, rate: string, direction: 'up' | 'down'): string => {
+    const runs = samples.filter((s) => s.path === path && s.rate === rate && s.direction === direction);
+    if (runs.length === 0) return '–';
+    return `${median(runs.map((s) => s.lossPercent)).toFixed(2)} % / ${median(runs.map((s) => s.jitterMs)).toFixed(3)} ms / ${median(runs.map((s) => s.receivedMbps)).toFixed(0)}`;
+  };
+  console.log(`\nUDP, iperf3 -u -l ${DATAGRAM_BYTES}: loss / jitter / received Mbit/s (medians); up = user → app, down = app → user (-R)`);
+  console.log(`| offered | direction | ${paths.join(' | ')} |`);
+  console.log(`| --- | --- | ${paths.map(() => '---').join(' | ')} |`);
+  for (const rate of rates) for (const direction of ['up', 'down'] as const) console.log(`| ${rate} | ${direction} | ${paths.map((path) => cell(path, rate, direction)).join(' | ')} |`);
+  for (const direction of ['up', 'down'] as const) {
+    const ceilings = paths.map((path) => {
+      const mine = samples.filter((s) => s.path === path && s.direction === direction);
+      // A rate counts when its median run stays under the ceiling.
+      const medians = rates.map((rate) => ({ path, rate, direction, jitterMs: 0, receivedMbps: 0, lossPercent: median(mine.filter((s) => s.rate === rate).map((s) => s.lossPercent)) }));
+      return ceiling(medians.filter((s) => !Number.isNaN(s.lossPercent)), rates);
+    });
+    console.log(`| ceiling (≤ ${LOSS_CEILING_PERCENT} % loss) | ${direction} | ${ceilings.join(' | ')} |`);
+  }
+}
