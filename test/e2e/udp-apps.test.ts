@@ -195,3 +195,33 @@ describe('UDP apps over the TLS link', () => {
     assert.equal(udpApp('late').counters().sessionsTotal, 1, 'the session outlived the outage');
   });
 });
+
+describe('a UDP app the two group files disagree on', () => {
+  test('TCP in the client\'s own file: the server is warned at login, each session is refused with the reason, no local socket opened', { timeout: 20_000 }, async () => {
+    const app = await startUdpEchoApp();
+    const mixed = makeConfigDir([{ name: 'mixed', secret: randomSecret(), apps: [{ name: 'svc', localPort: app.port, type: 'udp' }] }]);
+    const server = await startServer(mixed);
+    // The client's copy of the file says TCP for the same app.
+    const clientSpec = loadGroupFile(mixed.groupFile('mixed'));
+    const mine = startClient({ ...clientSpec, apps: clientSpec.apps.map(({ type: _type, udp: _udp, ...tcp }) => tcp) }, server);
+    const u = await user();
+    try {
+      const activated = await waitForEvent(server.events, (event) => event.type === 'group-activated', 'activation');
+      assert.equal(activated.type, 'group-activated');
+      assert.ok(activated.type === 'group-activated' && activated.warnings.some((w) => /registry says type udp, the client's file says tcp/.test(w)), JSON.stringify(activated));
+      const port = activated.type === 'group-activated' ? activated.apps[0]!.remotePort : 0;
+      const failed = waitForEvent(server.events, (event) => event.type === 'work-conn-failed', 'the session refused');
+      await u.send(port, 'hello?');
+      const event = await failed;
+      assert.match(event.type === 'work-conn-failed' ? event.reason : '', /is a TCP app in the client's group file, the server asked for UDP/);
+      await waitForEvent(server.events, (e) => e.type === 'udp-session-closed', 'the session closed on the server');
+      assert.equal(app.datagrams, 0, 'nothing reached the app');
+      assert.equal(u.queued, 0);
+    } finally {
+      await mine.client.stop('test over');
+      await mine.done;
+      await server.server.close();
+      await app.close();
+    }
+  });
+});
