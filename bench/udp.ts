@@ -3,9 +3,7 @@
  * and through the tunnel in the same run. iperf3's control conn is TCP and its datagrams UDP,
  * both on one port: the tunnel carries them as a TCP app and a UDP app sharing a port number.
  */
-import { unusedPort } from '../test/helpers/apps.js';
-import { canListenOn } from '../test/helpers/net.js';
-import { unusedUdpPort } from '../test/helpers/udp.js';
+import { portFreeForBoth } from '../test/helpers/programs.js';
 import { openTunnelWith, type BenchPath, type PathName, type PathOptions } from './paths.js';
 import { runTool } from './proc.js';
 
@@ -36,8 +34,7 @@ export interface UdpSample {
 export async function openUdpPath(name: PathName, iperfPort: number, options: PathOptions): Promise<BenchPath> {
   if (name === 'direct') return { name, ports: { iperf: iperfPort }, pids: () => undefined, close: async () => {} };
   // One number free for both protocols.
-  let port = await unusedUdpPort();
-  while (!(await canListenOn(port))) port = await unusedPort();
+  const port = await portFreeForBoth();
   const apps = [
     { name: 'iperf-control', localPort: iperfPort, remotePort: port },
     { name: 'iperf-data', localPort: iperfPort, remotePort: port, type: 'udp' as const },

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { makeConfigDir, randomSecret, type TestAppEntry, type TestConfigDir } from '../helpers/configs.js';
 import type { ServerLink } from '../helpers/link.js';
-import { canListenOn } from '../helpers/net.js';
 import { CliProcess, ProcessSet, parsePortTable, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
-import { dig, skipWithoutDns, startDnsmasq } from '../helpers/programs.js';
-import { startUdpEchoApp, unusedUdpPort, UdpUser, type UdpTestApp } from '../helpers/udp.js';
+import { dig, portFreeForBoth, skipWithoutDns, startDnsmasq } from '../helpers/programs.js';
+import { startUdpEchoApp, UdpUser, type UdpTestApp } from '../helpers/udp.js';
 
 /**
  * A real DNS server (Debian's dnsmasq) behind the tunnel, asked by a real resolver client
@@ -56,12 +55,13 @@ async function assertResolves(): Promise<void> {
 describe('DNS through a UDP app (dnsmasq and dig)', { skip: skipWithoutDns }, () => {
   before(async () => {
     echo = await startUdpEchoApp();
-    dnsPort = await unusedUdpPort();
+    config = makeConfigDir([], { heartbeatInterval: '200ms', heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms` });
+    const dns = await startDnsmasq(config.dir, RECORDS);
+    processes.add(dns.dnsmasq);
+    dnsPort = dns.port;
     // A port number free for both protocols: the UDP app and the TCP app share it.
-    do publicPort = await unusedUdpPort();
-    while (!(await canListenOn(publicPort)));
-    config = makeConfigDir([{ name: GROUP, secret, apps: apps() }], { heartbeatInterval: '200ms', heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms` });
-    processes.add(await startDnsmasq(config.dir, dnsPort, RECORDS));
+    publicPort = await portFreeForBoth();
+    config.writeGroup({ name: GROUP, secret, apps: apps() });
     const started = await startCommonServerProcess(config.serverFile);
     server = processes.add(started.process);
     serverLink = started;

@@ -2,7 +2,9 @@ import { execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { canListenOn } from './net.js';
 import { CliProcess } from './processes.js';
+import { unusedUdpPort } from './udp.js';
 
 /** Debian programs the UDP tests run behind the tunnel (`.ci/run` installs them). */
 export const DNSMASQ = ['/usr/sbin/dnsmasq', '/usr/bin/dnsmasq'].find((path) => existsSync(path));
@@ -13,28 +15,42 @@ export const skipWithoutDns: false | string =
 
 /**
  * Starts dnsmasq as this test's own child: no daemon, no DHCP, no resolv.conf, no /etc/hosts,
- * serving only `records` (dnsmasq config lines such as `address=/a.test/10.1.2.3`) on
- * 127.0.0.1:`port`, UDP and TCP. Resolves once it has bound its sockets.
+ * serving only `records` (dnsmasq config lines such as `address=/a.test/10.1.2.3`) on a
+ * loopback port free for UDP and TCP (it binds both). Resolves once it has bound them, with
+ * its port; a port taken meanwhile by another program is replaced by a fresh one.
  */
-export async function startDnsmasq(dir: string, port: number, records: string[]): Promise<CliProcess> {
+export async function startDnsmasq(dir: string, records: string[]): Promise<{ dnsmasq: CliProcess; port: number }> {
   const conf = join(dir, 'dnsmasq.conf');
   writeFileSync(conf, `${records.join('\n')}\n`);
-  const args = [
-    '--no-daemon',
-    `--conf-file=${conf}`,
-    `--port=${port}`,
-    '--listen-address=127.0.0.1',
-    '--bind-interfaces',
-    '--no-resolv',
-    '--no-hosts',
-    '--pid-file=',
-    '--log-facility=-',
-    // Run as whoever runs the test (root in CI): no switch to a "dnsmasq" user that may not exist.
-    `--user=${userInfo().username}`,
-  ];
-  const dnsmasq = new CliProcess(DNSMASQ!, args, {}, [], { program: true });
-  await dnsmasq.waitForLine(/started, version/);
-  return dnsmasq;
+  for (let attempt = 1; ; attempt++) {
+    const port = await portFreeForBoth();
+    const args = [
+      '--no-daemon',
+      `--conf-file=${conf}`,
+      `--port=${port}`,
+      '--listen-address=127.0.0.1',
+      '--bind-interfaces',
+      '--no-resolv',
+      '--no-hosts',
+      '--pid-file=',
+      '--log-facility=-',
+      // Run as whoever runs the test (root in CI): no switch to a "dnsmasq" user that may not exist.
+      `--user=${userInfo().username}`,
+    ];
+    const dnsmasq = new CliProcess(DNSMASQ!, args, {}, [], { program: true });
+    const outcome = await dnsmasq.waitForLine(/started, version|Address already in use/);
+    if (!outcome[0].includes('Address already in use')) return { dnsmasq, port };
+    await dnsmasq.stop();
+    if (attempt === 5) throw new Error(`dnsmasq found no free port in ${attempt} attempts`);
+  }
+}
+
+/** A loopback port number that was free a moment ago for both UDP and TCP. */
+export async function portFreeForBoth(): Promise<number> {
+  for (;;) {
+    const port = await unusedUdpPort();
+    if (await canListenOn(port)) return port;
+  }
 }
 
 /** What `dig +short` printed, or the failure (dig exits 9 when no server answered). */
