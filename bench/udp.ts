@@ -45,16 +45,21 @@ export async function openUdpPath(name: PathName, iperfPort: number, options: Pa
 
 export async function iperfUdp(port: number, rate: string, direction: 'up' | 'down', seconds: number): Promise<Omit<UdpSample, 'path'>> {
   const args = ['-c', '127.0.0.1', '-p', String(port), '-u', '-b', rate, '-l', String(DATAGRAM_BYTES), '-w', SOCKET_BUFFER, '-t', String(seconds), '-J', ...(direction === 'down' ? ['-R'] : [])];
-  const out = await runTool('iperf3', args, (seconds + 20) * 1000);
-  const report = JSON.parse(out) as { end?: { sum?: { lost_percent?: number; jitter_ms?: number }; sum_received?: { bits_per_second?: number } }; error?: string };
-  if (report.error) throw new Error(`iperf3 -u -b ${rate}: ${report.error}`);
-  return {
-    rate,
-    direction,
-    lossPercent: report.end?.sum?.lost_percent ?? Number.NaN,
-    jitterMs: report.end?.sum?.jitter_ms ?? Number.NaN,
-    receivedMbps: (report.end?.sum_received?.bits_per_second ?? Number.NaN) / 1e6,
-  };
+  // iperf3 -s serves one test at a time and takes a moment to be ready for the next one
+  // (after the start-up probe, or the previous test): a refused control conn is tried again.
+  for (let attempt = 1; ; attempt++) {
+    const out = await runTool('iperf3', args, (seconds + 20) * 1000).catch((error: Error) => JSON.stringify({ error: error.message }));
+    const report = JSON.parse(out) as { end?: { sum?: { lost_percent?: number; jitter_ms?: number }; sum_received?: { bits_per_second?: number } }; error?: string };
+    if (report.error && attempt < 3 && /control message|busy|reset by peer|refused/i.test(report.error)) continue;
+    if (report.error) throw new Error(`iperf3 -u -b ${rate}: ${report.error}`);
+    return {
+      rate,
+      direction,
+      lossPercent: report.end?.sum?.lost_percent ?? Number.NaN,
+      jitterMs: report.end?.sum?.jitter_ms ?? Number.NaN,
+      receivedMbps: (report.end?.sum_received?.bits_per_second ?? Number.NaN) / 1e6,
+    };
+  }
 }
 
 /** The highest rate (in the order tested) at which loss stayed at or under the ceiling, every rate below it too. */

@@ -92,7 +92,11 @@ export class UdpAppServer implements UdpSessionOwner {
 
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      const onError = (error: NodeJS.ErrnoException): void => reject(error);
+      const onError = (error: NodeJS.ErrnoException): void => {
+        // A socket whose bind failed is of no further use (a retry makes a new UdpAppServer).
+        this.close();
+        reject(error);
+      };
       this.socket.once('error', onError);
       this.socket.bind({ address: this.bindHost, port: this.currentSpec.remotePort, exclusive: true }, () => {
         this.socket.off('error', onError);

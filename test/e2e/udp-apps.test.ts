@@ -225,3 +225,34 @@ describe('a UDP app the two group files disagree on', () => {
     }
   });
 });
+
+describe('a UDP port already taken on the server', () => {
+  test('fails that app alone, is retried, and serves once the port is free', { timeout: 20_000 }, async () => {
+    const app = await startUdpEchoApp();
+    const squatter = await UdpUser.open(); // holds the public port
+    const taken = squatter.port;
+    const busy = makeConfigDir([
+      { name: 'busy', secret: randomSecret(), apps: [{ name: 'held', localPort: app.port, remotePort: taken, type: 'udp' }, { name: 'free', localPort: app.port, type: 'udp' }] },
+    ]);
+    const server = await startServer(busy, { bindRetry: { firstMs: 100, maxMs: 200 } });
+    const mine = startClient(loadGroupFile(busy.groupFile('busy')), server);
+    const u = await user();
+    try {
+      const accepted = await waitForEvent(mine.events, (event) => event.type === 'login-accepted', 'login');
+      const bindings = new Map(accepted.type === 'login-accepted' ? accepted.apps.map((binding) => [binding.name, binding]) : []);
+      assert.equal(bindings.get('held')!.state, 'failed');
+      assert.match(bindings.get('held')!.error!, new RegExp(`port ${taken} is already in use; retrying`));
+      // The other UDP app of the group serves meanwhile.
+      assert.match((await u.request(bindings.get('free')!.remotePort, 'meanwhile')).toString(), /\|meanwhile$/);
+      const opened = waitForEvent(mine.events, (event) => event.type === 'apps-changed' && event.opened.some((binding) => binding.name === 'held'), 'the retried bind reported');
+      await squatter.close();
+      await opened;
+      assert.match((await u.request(taken, 'at last')).toString(), /\|at last$/);
+    } finally {
+      await mine.client.stop('test over');
+      await mine.done;
+      await server.server.close();
+      await app.close();
+    }
+  });
+});
