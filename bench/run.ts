@@ -147,7 +147,7 @@ async function main(): Promise<number> {
             const path = await openUdpPath(name, targets.iperf!, pathOptions);
             try {
               for (const rate of settings.udpRates) {
-                for (const direction of ['up', 'down'] as const) udpSamples.push({ path: name, ...(await iperfUdp(path.ports.iperf!, rate, direction, settings.seconds)) });
+                for (const direction of ['up', 'down'] as const) udpSamples.push(await iperfUdp(path, rate, direction, settings.seconds));
               }
               process.stdout.write(' udp');
             } finally {

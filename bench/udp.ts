@@ -5,7 +5,7 @@
  */
 import { portFreeForBoth } from '../test/helpers/programs.js';
 import { openTunnelWith, type BenchPath, type PathName, type PathOptions } from './paths.js';
-import { runTool } from './proc.js';
+import { cpuMs, runTool } from './proc.js';
 
 /** Paths that carry UDP (the bare relays are TCP only). */
 export const UDP_PATHS: readonly PathName[] = ['direct', 'tunnel', 'tunnel-tls'];
@@ -28,6 +28,12 @@ export interface UdpSample {
   lossPercent: number;
   jitterMs: number;
   receivedMbps: number;
+  /** Datagrams the sender sent (iperf3's count). */
+  datagrams: number;
+  /** CPU the tunnel's processes spent per datagram sent, in µs (NaN direct). */
+  cpuUsPerDatagram?: { server: number; client: number };
+  /** Why iperf3 gave no figures (the run is shown as failed, the others still count). */
+  failed?: string;
 }
 
 /** The path's UDP port for iperf3 (also its TCP port for the control conn). */
@@ -43,27 +49,34 @@ export async function openUdpPath(name: PathName, iperfPort: number, options: Pa
   return { ...path, ports: { iperf: port } };
 }
 
-export async function iperfUdp(port: number, rate: string, direction: 'up' | 'down', seconds: number): Promise<Omit<UdpSample, 'path'>> {
+export async function iperfUdp(path: BenchPath, rate: string, direction: 'up' | 'down', seconds: number): Promise<UdpSample> {
+  const port = path.ports.iperf!;
   const args = ['-c', '127.0.0.1', '-p', String(port), '-u', '-b', rate, '-l', String(DATAGRAM_BYTES), '-w', SOCKET_BUFFER, '-t', String(seconds), '-J', ...(direction === 'down' ? ['-R'] : [])];
+  const pids = path.pids('iperf');
   // iperf3 -s serves one test at a time and takes a moment to be ready for the next one
   // (after the start-up probe, or the previous test): a refused control conn is tried again.
   for (let attempt = 1; ; attempt++) {
+    const cpuBefore = pids && { server: cpuMs(pids.server), client: cpuMs(pids.client) };
     const out = await runTool('iperf3', args, (seconds + 20) * 1000).catch((error: Error) => JSON.stringify({ error: error.message }));
-    const report = JSON.parse(out) as { end?: { sum?: { lost_percent?: number; jitter_ms?: number }; sum_received?: { bits_per_second?: number } }; error?: string };
+    const report = JSON.parse(out) as { end?: { sum?: { lost_percent?: number; jitter_ms?: number; packets?: number }; sum_received?: { bits_per_second?: number } }; error?: string };
     if (report.error && attempt < 3 && /control message|busy|reset by peer|refused/i.test(report.error)) continue;
-    if (report.error) throw new Error(`iperf3 -u -b ${rate}: ${report.error}`);
+    const base = { path: path.name, rate, direction };
+    if (report.error) return { ...base, lossPercent: Number.NaN, jitterMs: Number.NaN, receivedMbps: Number.NaN, datagrams: 0, failed: report.error.split('\n')[0]! };
+    const datagrams = report.end?.sum?.packets ?? Number.NaN;
+    const perDatagram = (before: number, pid: number): number => ((cpuMs(pid) - before) * 1000) / datagrams;
     return {
-      rate,
-      direction,
+      ...base,
       lossPercent: report.end?.sum?.lost_percent ?? Number.NaN,
       jitterMs: report.end?.sum?.jitter_ms ?? Number.NaN,
       receivedMbps: (report.end?.sum_received?.bits_per_second ?? Number.NaN) / 1e6,
+      datagrams,
+      ...(pids && cpuBefore ? { cpuUsPerDatagram: { server: perDatagram(cpuBefore.server, pids.server), client: perDatagram(cpuBefore.client, pids.client) } } : {}),
     };
   }
 }
 
 /** The highest rate (in the order tested) at which loss stayed at or under the ceiling, every rate below it too. */
-export function ceiling(samples: UdpSample[], rates: readonly string[]): string {
+export function ceiling(samples: Pick<UdpSample, 'rate' | 'lossPercent'>[], rates: readonly string[]): string {
   let best = 'none';
   for (const rate of rates) {
     const at = samples.filter((sample) => sample.rate === rate);
@@ -80,8 +93,9 @@ export function printUdpTable(samples: UdpSample[], paths: readonly PathName[], 
     return sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
   };
   const cell = (path: PathName, rate: string, direction: 'up' | 'down'): string => {
-    const runs = samples.filter((s) => s.path === path && s.rate === rate && s.direction === direction);
-    if (runs.length === 0) return '–';
+    const all = samples.filter((s) => s.path === path && s.rate === rate && s.direction === direction);
+    const runs = all.filter((s) => s.failed === undefined);
+    if (runs.length === 0) return all.length === 0 ? '–' : 'failed';
     return `${median(runs.map((s) => s.lossPercent)).toFixed(2)} % / ${median(runs.map((s) => s.jitterMs)).toFixed(3)} ms / ${median(runs.map((s) => s.receivedMbps)).toFixed(0)}`;
   };
   console.log(`\nUDP, iperf3 -u -l ${DATAGRAM_BYTES}: loss / jitter / received Mbit/s (medians); up = user → app, down = app → user (-R)`);
@@ -92,9 +106,19 @@ export function printUdpTable(samples: UdpSample[], paths: readonly PathName[], 
     const ceilings = paths.map((path) => {
       const mine = samples.filter((s) => s.path === path && s.direction === direction);
       // A rate counts when its median run stays under the ceiling.
-      const medians = rates.map((rate) => ({ path, rate, direction, jitterMs: 0, receivedMbps: 0, lossPercent: median(mine.filter((s) => s.rate === rate).map((s) => s.lossPercent)) }));
+      const medians = rates.map((rate) => ({ rate, lossPercent: median(mine.filter((s) => s.rate === rate && s.failed === undefined).map((s) => s.lossPercent)) }));
       return ceiling(medians.filter((s) => !Number.isNaN(s.lossPercent)), rates);
     });
     console.log(`| ceiling (≤ ${LOSS_CEILING_PERCENT} % loss) | ${direction} | ${ceilings.join(' | ')} |`);
   }
+  // CPU per datagram does not depend on how busy the machine is the way loss does.
+  for (const direction of ['up', 'down'] as const) {
+    const cpu = paths.map((path) => {
+      const mine = samples.filter((s) => s.path === path && s.direction === direction && s.cpuUsPerDatagram !== undefined && s.datagrams > 0);
+      if (mine.length === 0) return '–';
+      return `${median(mine.map((s) => s.cpuUsPerDatagram!.server)).toFixed(1)} / ${median(mine.map((s) => s.cpuUsPerDatagram!.client)).toFixed(1)}`;
+    });
+    console.log(`| CPU µs per datagram, server / client | ${direction} | ${cpu.join(' | ')} |`);
+  }
+  for (const sample of samples.filter((s) => s.failed !== undefined)) console.log(`failed: ${sample.path} ${sample.rate} ${sample.direction}: ${sample.failed}`);
 }

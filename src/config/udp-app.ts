@@ -79,3 +79,8 @@ export function portKey(app: UdpAppOptions & { readonly remotePort: number }): s
 export function portLabel(app: UdpAppOptions & { readonly remotePort: number }): string {
   return app.type === 'udp' ? portKey(app) : String(app.remotePort);
 }
+
+/** `{ protocol: 'udp' }` for a UDP app, nothing for TCP: how messages about an app mark its protocol. */
+export function protocolMark(app: UdpAppOptions): { protocol?: 'udp' } {
+  return app.type === 'udp' ? { protocol: 'udp' } : {};
+}

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import type { AppSpec, GroupSpec, PolicyConfig } from '../config/index.js';
+import { protocolMark, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, resetSocket, WorkConnTracker, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
@@ -413,7 +413,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   }
 
   private async openApp(app: AppSpec): Promise<AppBinding> {
-    const protocol = app.type === 'udp' ? { protocol: 'udp' as const } : {};
+    const protocol = protocolMark(app);
     const refusal = portRefusal(this.options.policy ?? {}, this.name, app);
     if (refusal !== undefined) {
       this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason: refusal });
@@ -462,7 +462,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       this.options.emit({ type: 'app-failed', group: this.name, app: name, port: app.remotePort, reason: describeBindError(bound, app.remotePort) });
       return;
     }
-    const protocol = app.type === 'udp' ? { protocol: 'udp' as const } : {};
+    const protocol = protocolMark(app);
     if (this.active && this.appServers.has(name)) this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening', ...protocol }], closed: [] });
   };
 
