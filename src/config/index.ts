@@ -11,4 +11,5 @@ export * from './group-security.js';
 export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
+export * from './json-schema.js';
 export * from './udp-app.js';

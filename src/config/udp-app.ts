@@ -1,5 +1,6 @@
-import { parseCount, parseDuration } from './values.js';
-import type { YamlFile } from './yaml-file.js';
+import { z } from 'zod';
+import { section } from './sections.js';
+import { duration, problem, wholeNumber } from './values.js';
 
 /**
  * What a UDP app adds to an app of a group file (`type: udp`, and an optional `udp:` section).
@@ -33,33 +34,45 @@ export const UDP_DEFAULTS: UdpSettings = Object.freeze({
   maxDatagramBytes: 8192,
 });
 
-export const UDP_APP_KEYS = ['type', 'udp'] as const;
-const UDP_SETTINGS_KEYS = ['idleTimeout', 'maxSessions', 'maxDatagramBytes'] as const;
-const APP_TYPES = ['tcp', 'udp'] as const;
+const APP_TYPE_EXPECTED = problem('expected tcp or udp');
 
-/** Reads `type` and `udp` of the app at `path` (already known to be a mapping). */
-export function parseUdpAppOptions(yaml: YamlFile, path: (string | number)[], app: Record<string, unknown>): UdpAppOptions {
-  const type = app.type ?? 'tcp';
-  if (typeof type !== 'string' || !(APP_TYPES as readonly string[]).includes(type)) {
-    throw yaml.error([...path, 'type'], `expected tcp or udp, got ${JSON.stringify(type)}`);
-  }
-  if (type === 'tcp') {
-    if (app.udp !== undefined) throw yaml.error([...path, 'udp'], 'udp settings need type: udp');
+/** What a group file's app may add to be a UDP app: `type: udp` and its optional `udp:` section. */
+export const udpAppShape = {
+  type: z
+    .enum(['tcp', 'udp'], APP_TYPE_EXPECTED)
+    .optional()
+    .meta({ description: 'tcp (the default) or udp: datagrams, one session and one local socket per user address' }),
+  udp: section({
+    idleTimeout: duration.optional().meta({ description: 'A session with no datagram either way for this long is closed (default 60s)' }),
+    maxSessions: wholeNumber(1, 65_536).optional().meta({ description: 'Sessions (user addresses) at once; datagrams from new ones beyond it are dropped (default 1024)' }),
+    maxDatagramBytes: wholeNumber(1, MAX_UDP_PAYLOAD_BYTES).optional().meta({ description: 'Larger datagrams are dropped, either way (default 8192)' }),
+  })
+    .optional()
+    .meta({ description: 'UDP settings (type: udp only)' }),
+};
+
+type UdpAppFields = z.output<z.ZodObject<typeof udpAppShape>> & { maxConnections?: number | undefined };
+
+/**
+ * An app's `type` and `udp` as the code reads them: nothing for TCP, `type: 'udp'` with every
+ * default applied for UDP. Contradictions are issues at the field to change.
+ */
+export function udpAppOptions({ type, udp, maxConnections }: UdpAppFields, ctx: z.RefinementCtx): UdpAppOptions {
+  if (type !== 'udp') {
+    if (udp !== undefined) ctx.addIssue({ code: 'custom', path: ['udp'], message: 'udp settings need type: udp' });
     return {};
   }
-  if (app.maxConnections !== undefined) {
-    throw yaml.error([...path, 'maxConnections'], 'a UDP app has sessions, not connections: use udp.maxSessions');
-  }
-  if (app.udp === undefined) return { type: 'udp', udp: UDP_DEFAULTS };
-  const raw = yaml.mapAt([...path, 'udp'], app.udp);
-  yaml.onlyKeys([...path, 'udp'], raw, UDP_SETTINGS_KEYS);
-  const at = (key: string): (string | number)[] => [...path, 'udp', key];
-  const idleTimeoutMs = raw.idleTimeout === undefined ? UDP_DEFAULTS.idleTimeoutMs : yaml.expect(at('idleTimeout'), parseDuration(raw.idleTimeout));
-  if (idleTimeoutMs < 100) throw yaml.error(at('idleTimeout'), `expected at least 100ms, got ${idleTimeoutMs}ms`);
-  const maxSessions = raw.maxSessions === undefined ? UDP_DEFAULTS.maxSessions : yaml.expect(at('maxSessions'), parseCount(raw.maxSessions, { min: 1, max: 65_536 }));
-  const maxDatagramBytes =
-    raw.maxDatagramBytes === undefined ? UDP_DEFAULTS.maxDatagramBytes : yaml.expect(at('maxDatagramBytes'), parseCount(raw.maxDatagramBytes, { min: 1, max: MAX_UDP_PAYLOAD_BYTES }));
-  return { type: 'udp', udp: Object.freeze({ idleTimeoutMs, maxSessions, maxDatagramBytes }) };
+  if (maxConnections !== undefined) ctx.addIssue({ code: 'custom', path: ['maxConnections'], message: 'a UDP app has sessions, not connections: use udp.maxSessions' });
+  const idleTimeoutMs = udp?.idleTimeout ?? UDP_DEFAULTS.idleTimeoutMs;
+  if (idleTimeoutMs < 100) ctx.addIssue({ code: 'custom', path: ['udp', 'idleTimeout'], message: `expected at least 100ms, got ${idleTimeoutMs}ms` });
+  return {
+    type: 'udp',
+    udp: Object.freeze({
+      idleTimeoutMs,
+      maxSessions: udp?.maxSessions ?? UDP_DEFAULTS.maxSessions,
+      maxDatagramBytes: udp?.maxDatagramBytes ?? UDP_DEFAULTS.maxDatagramBytes,
+    }),
+  };
 }
 
 /** `tcp` or `udp`: the protocol half of a public port's identity. */
