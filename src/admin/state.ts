@@ -13,6 +13,14 @@ export interface AppView {
   liveConns: number;
   bytesIn: number;
   bytesOut: number;
+  /** The header the groupclient writes to the local app, as the registry says (the client's file decides). */
+  proxyProtocol: 'v1' | 'v2' | null;
+  /**
+   * Bytes per second shared by all the app's users (null: unlimited): `in` users to app, `out`
+   * app to users. `throttled`: how often a user was paused by the limit since the port opened
+   * (null while the app is not listening).
+   */
+  bandwidth: { in: number | null; out: number | null; throttled: { in: number; out: number } | null };
 }
 
 export interface GroupView {
@@ -100,6 +108,12 @@ export class AdminState {
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
+        proxyProtocol: app.proxyProtocol ?? null,
+        bandwidth: {
+          in: app.bandwidth?.in ?? null,
+          out: app.bandwidth?.out ?? null,
+          throttled: appServer === undefined ? null : { in: appServer.bandwidth.in.throttledReads, out: appServer.bandwidth.out.throttledReads },
+        },
       };
     });
     return {

@@ -1,11 +1,12 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
-import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
+import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
 import { heartbeatWatchdog, joinReusable, resetSocket, WorkConnTracker, type ClientTransport, type ControlChannel, type ReusableRelay } from '../net/index.js';
-import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
+import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn, type UserAddress } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
+import { proxyHeader } from './proxy-header.js';
 import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
@@ -155,7 +156,7 @@ export class ClientSession {
     });
   }
 
-  private async handleReqWorkConn({ app: appName, pairingId }: ReqWorkConn): Promise<void> {
+  private async handleReqWorkConn({ app: appName, pairingId, user }: ReqWorkConn): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec;
     emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false });
@@ -181,7 +182,7 @@ export class ClientSession {
       channel.send({ type: 'WorkConnFailed', pairingId, reason: `${result.stage === 'local' ? 'local app' : 'work conn'} unreachable: ${result.reason}` });
       return;
     }
-    await this.relay(appName, pairingId, result.localConn, result.workConn, false);
+    await this.relay(app, pairingId, result.localConn, result.workConn, false, user);
   }
 
   /**
@@ -214,7 +215,7 @@ export class ClientSession {
     return this.handleStartWorkConn(start, workConn);
   }
 
-  private async handleStartWorkConn({ app: appName, pairingId }: StartWorkConn, workConn: Socket): Promise<void> {
+  private async handleStartWorkConn({ app: appName, pairingId, user }: StartWorkConn, workConn: Socket): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec; // the group file as last reloaded, not as it was at login
     emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: true });
@@ -231,7 +232,7 @@ export class ClientSession {
       emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
       fail(`local app unreachable: ${reason}`);
     });
-    return this.relay(appName, pairingId, localConn, workConn, true);
+    return this.relay(app, pairingId, localConn, workConn, true, user);
   }
 
   private onServerEnd(pairingId: string, bytes: number): void {
@@ -242,8 +243,14 @@ export class ClientSession {
     this.earlyEnds.set(pairingId, bytes);
   }
 
-  private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean): Promise<void> {
+  /**
+   * Relays one user between its local app conn and its work conn. An app with `proxyProtocol`
+   * gets the header first, from the user's address the server sent: the app reads it before
+   * any byte of the user's, and an app that speaks first has not been read from yet.
+   */
+  private async relay(app: AppSpec, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean, user: UserAddress | undefined): Promise<void> {
     const { emit, channel } = this.options;
+    const appName = app.name;
     emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
     const started = Date.now();
     if (this.done) {
@@ -252,7 +259,8 @@ export class ClientSession {
     }
     // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
     const tracker = new WorkConnTracker();
-    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
+    const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
+    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }), outerPreamble === undefined ? {} : { outerPreamble });
     this.relays.set(pairingId, relay);
     const early = this.earlyEnds.get(pairingId);
     if (early !== undefined) {

@@ -1,11 +1,12 @@
 import { basename, dirname, extname } from 'node:path';
+import { APP_TRAFFIC_KEYS, parseAppTraffic, type AppTraffic } from './app-traffic.js';
 import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, type AppAccess, type ServerTrust } from './group-security.js';
 import type { Secret } from './secret.js';
 import { parseSecret, readSecretFile } from './secret-source.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
-export interface AppSpec extends AppAccess {
+export interface AppSpec extends AppAccess, AppTraffic {
   readonly name: string;
   /** Where the groupclient dials on its own host. The server never sends this. */
   readonly local: HostPort;
@@ -43,7 +44,7 @@ export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
 const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
-const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
+const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS, ...APP_TRAFFIC_KEYS] as const;
 export { MIN_SECRET_LENGTH, parseSecret } from './secret-source.js';
 
 export interface GroupFileOptions {
@@ -102,7 +103,7 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
       throw yaml.error(['apps', i, 'remotePort'], `port ${remotePort} is already used by app "${other}"`);
     }
     ports.set(remotePort, app.name);
-    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...parseAppAccess(yaml, ['apps', i], app) }));
+    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...parseAppAccess(yaml, ['apps', i], app), ...parseAppTraffic(yaml, ['apps', i], app) }));
   });
 
   const spec: GroupSpec = {

@@ -83,11 +83,25 @@ export interface Pong {
   seq: number;
 }
 
+/**
+ * A user conn's two ends as the server's socket sees them: the user's address and port, and the
+ * public address and port it reached. The client writes them in a PROXY protocol header when the
+ * app asks for one; it never dials them.
+ */
+export interface UserAddress {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
 export interface ReqWorkConn {
   type: 'ReqWorkConn';
   app: string;
   /** One-time, unguessable; valid for exactly one held user connection of this session. */
   pairingId: string;
+  /** Absent when the server no longer knew it (the user's socket closed as it was accepted). */
+  user?: UserAddress;
 }
 
 export interface NewWorkConn {
@@ -119,6 +133,8 @@ export interface StartWorkConn {
   app: string;
   /** Names this user for WorkConnFailed and the logs; not a credential. */
   pairingId: string;
+  /** As in ReqWorkConn. */
+  user?: UserAddress;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { ProtocolError } from './errors.js';
-import type { AppBinding, AppDeclaration, Message } from './messages.js';
+import type { AppBinding, AppDeclaration, Message, UserAddress } from './messages.js';
 
 /**
  * Narrows parsed JSON to a Message. Anything a peer sends is `unknown` until it passes here;
@@ -26,7 +26,8 @@ export function validateMessage(value: unknown): Message {
     case 'Pong':
       return { type, seq: int(obj, 'seq') };
     case 'ReqWorkConn':
-      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128) };
+    case 'StartWorkConn':
+      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128), ...userAddress(obj) };
     case 'NewWorkConn':
       return {
         type,
@@ -36,8 +37,6 @@ export function validateMessage(value: unknown): Message {
       };
     case 'ReqPooledWorkConns':
       return { type, pairingIds: list(obj, 'pairingIds', (v, f) => stringValue(v, f, 128)) };
-    case 'StartWorkConn':
-      return { type, app: str(obj, 'app', 128), pairingId: str(obj, 'pairingId', 128) };
     case 'WorkConnEnd':
       return { type, pairingId: str(obj, 'pairingId', 128), bytes: int(obj, 'bytes') };
     case 'WorkConnIdle':
@@ -97,6 +96,20 @@ function loginResp(obj: Record<string, unknown>): Message {
 function appDeclaration(value: unknown, field: string): AppDeclaration {
   const obj = record(value, field);
   return { name: str(obj, 'name', 128), remotePort: port(obj, 'remotePort') };
+}
+
+/** Only checked for shape here: the client refuses to put anything but an IP in a header. */
+function userAddress(obj: Record<string, unknown>): { user?: UserAddress } {
+  if (obj.user === undefined) return {};
+  const user = record(obj.user, 'user');
+  return {
+    user: {
+      remoteAddress: str(user, 'remoteAddress', 64),
+      remotePort: port(user, 'remotePort'),
+      localAddress: str(user, 'localAddress', 64),
+      localPort: port(user, 'localPort'),
+    },
+  };
 }
 
 function appBinding(value: unknown, field: string): AppBinding {

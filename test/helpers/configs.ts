@@ -11,6 +11,8 @@ export interface TestAppEntry {
   localPort: number;
   /** 0 lets the server choose. */
   remotePort?: number;
+  /** More app fields, as written in the group file (`proxyProtocol`, `bandwidth`...). */
+  extra?: Record<string, unknown>;
 }
 
 export interface TestGroup {
@@ -64,7 +66,7 @@ export function groupYaml(group: TestGroup): string {
   return stringify({
     name: group.name,
     secret: group.secret,
-    apps: group.apps.map((app) => ({ name: app.name, local: `127.0.0.1:${app.localPort}`, remotePort: app.remotePort ?? 0 })),
+    apps: group.apps.map((app) => ({ name: app.name, local: `127.0.0.1:${app.localPort}`, remotePort: app.remotePort ?? 0, ...app.extra })),
   });
 }
 

@@ -50,7 +50,7 @@ function renderGroups() {
         ? `left at ${time(group.lastDeactivation.at)}: ${group.lastDeactivation.code} (${group.lastDeactivation.reason})`
         : 'no client connected';
     card.append(el('div', { class: 'client', text: client }));
-    const table = el('table', {}, el('tr', {}, ...['app', 'public port', 'state', 'live conns', 'in', 'out', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
+    const table = el('table', {}, el('tr', {}, ...['app', 'public port', 'state', 'live conns', 'in', 'out', 'limits', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
     for (const app of group.apps) {
       const key = `${group.name}/${app.name}`;
       const canvas = el('canvas', { class: 'chart', width: '220', height: '40', 'data-chart': key });
@@ -62,6 +62,7 @@ function renderGroups() {
           el('td', { class: 'num live-conns', text: String(app.liveConns) }),
           el('td', { class: 'num bytes-in', text: formatBytes(app.bytesIn) }),
           el('td', { class: 'num bytes-out', text: formatBytes(app.bytesOut) }),
+          el('td', { class: 'limits', text: describeLimits(app) }),
           el('td', {}, canvas)),
       );
     }
@@ -71,6 +72,15 @@ function renderGroups() {
   const inUse = groups.filter((g) => g.state === 'in-use').length;
   document.getElementById('summary').textContent = `${groups.length} group(s), ${inUse} in use`;
   drawCharts();
+}
+
+/** "in 4 MB/s · out 10 MB/s · PROXY v2", or "–" for an app with neither. */
+function describeLimits(app) {
+  const parts = [];
+  if (app.bandwidth.in !== null) parts.push(`in ${formatBytes(app.bandwidth.in)}/s`);
+  if (app.bandwidth.out !== null) parts.push(`out ${formatBytes(app.bandwidth.out)}/s`);
+  if (app.proxyProtocol !== null) parts.push(`PROXY ${app.proxyProtocol}`);
+  return parts.length === 0 ? '–' : parts.join(' · ');
 }
 
 function drawCharts() {
