@@ -137,7 +137,7 @@ test('a message renamed in the codec fails the check twice', () => {
 });
 
 test('a message lowercased or hidden in an unreadable arrow is caught', () => {
-  const lowered = diagram.replace('appGroup ->> Client: ReqWorkConn {app, pairingId}', 'appGroup ->> Client: reqWorkConn {app, pairingId}');
+  const lowered = diagram.replace('appGroup ->> Client: ReqWorkConn {app, pairingId, user}', 'appGroup ->> Client: reqWorkConn {app, pairingId, user}');
   assert.notEqual(lowered, diagram);
   assert.ok(checkDiagram(lowered, MESSAGE_TYPES).problems.some((p) => p.includes('ReqWorkConn of the codec appears on no arrow')));
 
