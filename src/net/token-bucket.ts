@@ -7,9 +7,11 @@ export interface ThrottledReader {
 
 /**
  * A token bucket shared by every reader of one direction of one app: together they move at most
- * `rate` bytes per second (after a burst of `rate / 20`, 50 ms of traffic). It never holds bytes:
- * a reader forwards the chunk it just read, is charged for it, and is paused (by its owner, when
- * `take` says so) until the debt is repaid. Paused readers wait in one queue and are let go in
+ * `rate` bytes per second, after a burst of at most 250 ms of traffic. The burst also keeps the
+ * rate when the event loop runs late (a busy machine, another app at full speed): tokens are
+ * capped at it, so with a smaller one a late wake-up would lose the time beyond it (frp allows
+ * a whole second). It never holds bytes: a reader forwards the chunk it just read, is charged
+ * for it, and is paused (by its owner, when `take` says so) until the debt is repaid. Paused readers wait in one queue and are let go in
  * turn, each with room for about the chunk it read last, so a reader with a deep socket buffer
  * cannot take every refill while the others starve. A reader that arrives while others wait
  * queues behind them.
@@ -80,7 +82,7 @@ export class TokenBucket {
   }
 
   private get burst(): number {
-    return this.rateBytes === undefined ? 0 : this.rateBytes / 20;
+    return this.rateBytes === undefined ? 0 : this.rateBytes * BURST_SECONDS;
   }
 
   private refill(): void {
@@ -121,6 +123,8 @@ export class TokenBucket {
     for (const reader of readers) reader.resumeAfterThrottle();
   }
 }
+
+const BURST_SECONDS = 0.25;
 
 function now(): number {
   return performance.now();
