@@ -29,6 +29,8 @@ export interface AppBinding {
 export interface AppDeclaration {
   name: string;
   remotePort: number;
+  /** The header the client writes to this local app, if any (it decides; the server only compares). */
+  proxyProtocol?: 'v1' | 'v2';
 }
 
 export interface Hello {

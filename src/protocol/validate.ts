@@ -95,7 +95,9 @@ function loginResp(obj: Record<string, unknown>): Message {
 
 function appDeclaration(value: unknown, field: string): AppDeclaration {
   const obj = record(value, field);
-  return { name: str(obj, 'name', 128), remotePort: port(obj, 'remotePort') };
+  const declaration: AppDeclaration = { name: str(obj, 'name', 128), remotePort: port(obj, 'remotePort') };
+  if (obj.proxyProtocol !== undefined) declaration.proxyProtocol = oneOf(obj, 'proxyProtocol', ['v1', 'v2'] as const);
+  return declaration;
 }
 
 /** Only checked for shape here: the client refuses to put anything but an IP in a header. */

@@ -474,6 +474,9 @@ export class AppGroup implements UserConnSink {
       } else if (mine.remotePort !== app.remotePort) {
         warnings.push(`app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`);
       }
+      if (mine !== undefined && mine.proxyProtocol !== app.proxyProtocol) {
+        warnings.push(`app "${app.name}": the server's registry says proxyProtocol ${app.proxyProtocol ?? 'none'}, the client's file says ${mine.proxyProtocol ?? 'none'}; the client's applies (it writes the header)`);
+      }
     }
     for (const name of declared.keys()) {
       if (!this.currentSpec.apps.some((app) => app.name === name)) {
