@@ -6,7 +6,7 @@ import { loadGroupFile } from '../../src/config/index.js';
 import { startApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestAppEntry } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
-import { readAll, readBytes, waitForEvent } from '../helpers/net.js';
+import { readAll, readBytes, streamEnding, waitForEvent } from '../helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 import { NGINX, skipWithout, startNginx, type Nginx } from '../helpers/programs.js';
 
@@ -111,6 +111,27 @@ function throughNginx(pool: 'pooled' | 'on-demand'): void {
     const headerBytes = 16 + 12;
     assert.equal(data.subarray(headerBytes).toString(), 'EHLO user.example\r\n', 'the user\'s bytes follow the header, untouched');
     assert.equal(reply, `got ${data.length}`);
+  });
+
+  // Last: it stops nginx. A header is no reason to hide a dead app behind an empty answer.
+  test('nginx stopped: the user of a proxyProtocol app is reset, never answered with a clean empty stream', async () => {
+    await nginx!.stop();
+    // With a pooled work conn the reset can come so soon that it meets the user's connect.
+    const outcome = await connectFrom('127.0.0.1', ports.get('web-v1')!, '127.0.0.2').then(
+      async (user) => {
+        const ending = streamEnding(user);
+        user.write('GET / HTTP/1.0\r\n\r\n');
+        const { ending: how, bytes } = await ending;
+        return [how, bytes];
+      },
+      (error: NodeJS.ErrnoException) => [error.code === 'ECONNRESET' ? 'reset' : String(error.code), 0],
+    );
+    assert.deepEqual(outcome, ['reset', 0]);
+    // The tunnel itself is fine: the app that speaks first still answers.
+    const other = await connectFrom('127.0.0.1', ports.get('smtp')!, '127.0.0.6');
+    assert.equal((await readBytes(other, BANNER.length)).toString(), BANNER);
+    other.end();
+    await readAll(other);
   });
 }
 
