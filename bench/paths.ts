@@ -40,6 +40,8 @@ export interface PathOptions {
   pool?: number;
   /** Writes V8 CPU profiles of the tunnel's two processes here (`node --cpu-prof`). */
   cpuProfDir?: string;
+  /** The `bandwidth` (bytes per second, each way) of the target named `limited`. */
+  limitBytes?: number;
 }
 
 /** Opens `name` in front of `targets` (target name → local port); undefined if unavailable here. */
@@ -65,7 +67,17 @@ export async function openPath(name: PathName, targets: Record<string, number>, 
  */
 async function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: boolean): Promise<BenchPath> {
   const config = makeConfigDir(
-    [{ name: 'bench', secret: randomSecret(), apps: Object.entries(targets).map(([app, localPort]) => ({ name: app, localPort })) }],
+    [
+      {
+        name: 'bench',
+        secret: randomSecret(),
+        apps: Object.entries(targets).map(([app, localPort]) => ({
+          name: app,
+          localPort,
+          ...(app === 'limited' && options.limitBytes !== undefined ? { extra: { bandwidth: { in: options.limitBytes, out: options.limitBytes } } } : {}),
+        })),
+      },
+    ],
     {
       heartbeatInterval: '5s',
       heartbeatTimeout: '20s',
