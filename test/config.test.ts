@@ -154,6 +154,9 @@ describe('valid config fixtures', () => {
       const parsed = parseByteRate(bad);
       assert.ok(!parsed.ok && parsed.problem.includes('not bits'), `${bad}: ${JSON.stringify(parsed)}`);
     }
+    // The conversion is given, decimal as network rates are: 100 Mbit/s = 12,500,000 bytes/s.
+    const bits = parseByteRate('100Mbps');
+    assert.ok(!bits.ok && bits.problem.includes('12500000 bytes per second, about 11.9MB'), JSON.stringify(bits));
     for (const bad of ['', 'fast', '-1MB', '1023', '0', '2048GB', null, true, '10 TB']) assert.equal(parseByteRate(bad).ok, false, JSON.stringify(bad));
   });
 

@@ -260,6 +260,7 @@ export class ClientSession {
     // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
     const tracker = new WorkConnTracker();
     const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
+    if (outerPreamble !== undefined) debug('%s: PROXY %s header for %s', appName, app.proxyProtocol, user === undefined ? 'a user the server did not name' : `${user.remoteAddress} port ${user.remotePort}`);
     const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }), outerPreamble === undefined ? {} : { outerPreamble });
     this.relays.set(pairingId, relay);
     const early = this.earlyEnds.get(pairingId);

@@ -78,7 +78,7 @@ function ipv4Bytes(text: string): number[] {
 }
 
 /** 16 bytes of an IPv6 address Node accepted (`::` compression, an IPv4 tail allowed). */
-export function ipv6Bytes(text: string): number[] {
+function ipv6Bytes(text: string): number[] {
   let groups: string[];
   const tail = /(\d{1,3}(?:\.\d{1,3}){3})$/.exec(text);
   const [head, rest] = (tail === null ? text : `${text.slice(0, tail.index)}0:0`).split('::') as [string, string | undefined];

@@ -25,7 +25,7 @@ export const APP_TRAFFIC_KEYS = ['proxyProtocol', 'bandwidth'] as const;
 const BANDWIDTH_KEYS = ['in', 'out'] as const;
 
 /** Below this a single socket read (up to 64 KiB) would stall its user for a minute or more. */
-export const MIN_BANDWIDTH = 1024;
+const MIN_BANDWIDTH = 1024;
 const MAX_BANDWIDTH = 1024 ** 4;
 
 export function parseAppTraffic(yaml: YamlFile, path: (string | number)[], app: Record<string, unknown>): AppTraffic {
@@ -54,7 +54,9 @@ export function parseAppTraffic(yaml: YamlFile, path: (string | number)[], app: 
 
 const RATE = /^(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?(?:\/s)?$/;
 const UNIT_BYTES: Record<string, number> = { B: 1, KB: 1024, KiB: 1024, MB: 1024 ** 2, MiB: 1024 ** 2, GB: 1024 ** 3, GiB: 1024 ** 3 };
-const BITS = /^\d+(?:\.\d+)?\s*([kKmMgG]?(?:b|bit|bps)|[kKmMgG]i?bit)(?:\/s)?$/;
+const BITS = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)i?(?:b|bit|bps)(?:\/s)?$/;
+/** Network rates are decimal: 1 Mbit/s is 10^6 bits per second. */
+const BIT_PREFIX: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9 };
 
 /**
  * A rate in bytes per second: a bare number, or a number with B, KB, MB or GB (powers of 1024,
@@ -69,16 +71,17 @@ export function parseByteRate(value: unknown): Parsed<number> {
     if (bytes >= MIN_BANDWIDTH && bytes <= MAX_BANDWIDTH) return { ok: true, value: bytes };
     return { ok: false, problem: `expected a rate from 1KB to 1024GB per second, got ${JSON.stringify(value)}` };
   }
-  if (text !== undefined && BITS.test(text)) {
-    return { ok: false, problem: `bandwidth is in bytes per second (B, KB, MB, GB), not bits: got ${JSON.stringify(value)} (100Mbit/s is 12.5MB)` };
+  const bits = text === undefined ? null : BITS.exec(text);
+  if (bits) {
+    const bytes = (Number(bits[1]) * BIT_PREFIX[bits[2]!.toLowerCase()]!) / 8;
+    return { ok: false, problem: `bandwidth is in bytes per second (B, KB, MB, GB), not bits: ${JSON.stringify(value)} would be ${Math.round(bytes)} bytes per second, about ${describeBytes(bytes)}` };
   }
   return { ok: false, problem: `expected a rate in bytes per second such as 512KB, 10MB or 1GB, got ${JSON.stringify(value)}` };
 }
 
-/** "4MB/s", "512KB/s", "1.5GB/s": for log lines and the admin API's readers. */
-export function formatByteRate(bytesPerSecond: number): string {
+function describeBytes(bytes: number): string {
   for (const [unit, size] of [['GB', 1024 ** 3], ['MB', 1024 ** 2], ['KB', 1024]] as const) {
-    if (bytesPerSecond >= size) return `${Number((bytesPerSecond / size).toFixed(2))}${unit}/s`;
+    if (bytes >= size) return `${Number((bytes / size).toFixed(1))}${unit}`;
   }
-  return `${bytesPerSecond}B/s`;
+  return `${Math.round(bytes)}B`;
 }

@@ -31,14 +31,6 @@ export class TokenBucket {
     this.tokens = this.burst;
   }
 
-  get rate(): number | undefined {
-    return this.rateBytes;
-  }
-
-  get waitingReaders(): number {
-    return this.waiting.size;
-  }
-
   /**
    * A new rate for readers already running and new ones (undefined: unlimited). Debt already
    * run up is kept and repaid at the new rate; an unlimited bucket lets every reader go at once.
