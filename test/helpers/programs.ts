@@ -110,8 +110,23 @@ export interface Iperf3Result {
   streams: number[];
 }
 
-/** `iperf3 -c 127.0.0.1 -p PORT -J` (with `args` such as -t, -R, -P); resolves with the receiver's figures. */
-export function runIperf3Client(port: number, args: string[]): Promise<Iperf3Result> {
+/**
+ * `iperf3 -c 127.0.0.1 -p PORT -J` (with `args` such as -t, -R, -P); resolves with the receiver's
+ * figures. An iperf3 server still closing the previous test refuses with "busy" for a moment:
+ * asked again a bounded number of times.
+ */
+export async function runIperf3Client(port: number, args: string[]): Promise<Iperf3Result> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runIperf3Once(port, args);
+    } catch (error) {
+      if (!(error as Error).message.includes('busy') || attempt >= 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+function runIperf3Once(port: number, args: string[]): Promise<Iperf3Result> {
   const all = ['-c', '127.0.0.1', '-p', String(port), '-J', ...args];
   const log = logSink('iperf3-client');
   log(`$ ${IPERF3} ${all.join(' ')}`);
