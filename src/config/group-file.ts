@@ -1,5 +1,6 @@
 import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
+import { appTrafficShape } from './app-traffic.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
@@ -32,7 +33,14 @@ const app = section({
   remotePort: port().meta({ description: 'The public port on the commonserver; 0 lets the server choose and report it' }),
   ...appAccessShape,
   ...udpAppShape,
-}).transform(({ type, udp, ...tcp }, ctx) => ({ ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) }));
+  ...appTrafficShape,
+}).transform(({ type, udp, ...tcp }, ctx) => {
+  // Both act on TCP streams (a header before the first byte, paused reads): a datagram relay has neither.
+  for (const field of ['proxyProtocol', 'bandwidth'] as const) {
+    if (type === 'udp' && tcp[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: udp` });
+  }
+  return { ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) };
+});
 
 export type AppSpec = z.output<typeof app>;
 

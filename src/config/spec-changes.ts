@@ -34,6 +34,10 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   udp: { server: 'applies now (sessions beyond a lowered maxSessions keep running until idle)' },
   allow: { server: 'applies to the next user' },
   maxConnections: { server: 'applies to the next user' },
+  // The header describes the local app's expectations: only the client, which dials it, reads it.
+  proxyProtocol: { client: 'applies to the next user' },
+  // One bucket per app shapes every user at once, so a new rate cannot wait for new users.
+  bandwidth: { server: 'applies now, to live and new users' },
 };
 const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
 const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };

@@ -7,3 +7,4 @@ export * from './transport.js';
 export * from './reset.js';
 export * from './work-conn-state.js';
 export * from './datagram-link.js';
+export * from './token-bucket.js';

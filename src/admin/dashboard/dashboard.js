@@ -50,7 +50,7 @@ function renderGroups() {
         ? `left at ${time(group.lastDeactivation.at)}: ${group.lastDeactivation.code} (${group.lastDeactivation.reason})`
         : 'no client connected';
     card.append(el('div', { class: 'client', text: client }));
-    const table = el('table', {}, el('tr', {}, ...['app', 'type', 'public port', 'state', 'live conns / sessions', 'in', 'out', 'dropped', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
+    const table = el('table', {}, el('tr', {}, ...['app', 'type', 'public port', 'state', 'live conns / sessions', 'in', 'out', 'dropped', 'limits', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
     for (const app of group.apps) {
       const key = `${group.name}/${app.name}`;
       const canvas = el('canvas', { class: 'chart', width: '220', height: '40', 'data-chart': key });
@@ -64,6 +64,7 @@ function renderGroups() {
           el('td', { class: 'num bytes-in', text: formatBytes(app.bytesIn) }),
           el('td', { class: 'num bytes-out', text: formatBytes(app.bytesOut) }),
           el('td', { class: 'num dropped', title: droppedDetail(app), text: app.udp ? String(droppedTotal(app)) : '–' }),
+          el('td', { class: 'limits', text: describeLimits(app) }),
           el('td', {}, canvas)),
       );
     }
@@ -83,6 +84,15 @@ function droppedTotal(app) {
 /** The reasons, for the cell's tooltip: "oversize 2, sessionCap 0, ...". */
 function droppedDetail(app) {
   return app.udp ? Object.entries(app.udp.dropped).map(([reason, count]) => `${reason} ${count}`).join(', ') : '';
+}
+
+/** "in 4 MB/s · out 10 MB/s · PROXY v2", or "–" for an app with neither. */
+function describeLimits(app) {
+  const parts = [];
+  if (app.bandwidth.in !== null) parts.push(`in ${formatBytes(app.bandwidth.in)}/s`);
+  if (app.bandwidth.out !== null) parts.push(`out ${formatBytes(app.bandwidth.out)}/s`);
+  if (app.proxyProtocol !== null) parts.push(`PROXY ${app.proxyProtocol}`);
+  return parts.length === 0 ? '–' : parts.join(' · ');
 }
 
 function drawCharts() {
