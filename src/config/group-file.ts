@@ -2,7 +2,7 @@ import { basename, dirname, extname } from 'node:path';
 import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, type AppAccess, type ServerTrust } from './group-security.js';
 import type { Secret } from './secret.js';
 import { parseSecret, readSecretFile } from './secret-source.js';
-import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
+import { formatHostPort, parseHostPort, parseLogLevel, parsePort, type HostPort, type LogLevel } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
 export interface AppSpec extends AppAccess {
@@ -19,6 +19,8 @@ export interface GroupSpec extends ServerTrust {
   readonly apps: readonly AppSpec[];
   /** Client-side only: the commonserver to connect to, when not given on the command line. */
   readonly server?: HostPort;
+  /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */
+  readonly logLevel?: LogLevel;
   readonly file: string;
   /** The secret is written in the file itself (not `${VAR}`): the file must stay private. */
   readonly secretInFile?: boolean;
@@ -42,7 +44,7 @@ export function isGroupName(name: string): boolean {
 export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
-const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
+const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', 'logLevel', ...SERVER_TRUST_KEYS] as const;
 const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
 export { MIN_SECRET_LENGTH, parseSecret } from './secret-source.js';
 
@@ -114,6 +116,7 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     ...(fromFile ? { secretFile: fromFile.file } : {}),
     ...parseServerTrust(yaml, root),
     ...(root.server === undefined ? {} : { server: yaml.expect(['server'], parseHostPort(root.server)) }),
+    ...(root.logLevel === undefined ? {} : { logLevel: yaml.expect(['logLevel'], parseLogLevel(root.logLevel)) }),
   };
   return Object.freeze(spec);
 }

@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { parseAdminSection, type AdminConfig } from './admin-config.js';
 import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
-import { parseDuration, parseHostPort, type HostPort } from './values.js';
+import { parseDuration, parseHostPort, parseLogLevel, type HostPort, type LogLevel } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
 export interface ServerConfig extends SecurityConfig {
@@ -20,6 +20,8 @@ export interface ServerConfig extends SecurityConfig {
   readonly file?: string;
   /** The admin API and dashboard; off unless the file has an `admin:` section. */
   readonly admin?: AdminConfig;
+  /** What the commonserver prints (`--log-level` overrides it); info when unset. */
+  readonly logLevel?: LogLevel;
 }
 
 export const SERVER_DEFAULTS = {
@@ -36,7 +38,7 @@ export const SERVER_DEFAULTS = {
 
 const MAX_WORK_CONN_POOL = 256;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', ...SECURITY_KEYS] as const;
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', 'logLevel', ...SECURITY_KEYS] as const;
 
 export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
@@ -69,6 +71,7 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     throw yaml.error(['workConnPool'], `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`);
   }
 
+  const logLevel = root.logLevel === undefined ? undefined : yaml.expect(['logLevel'], parseLogLevel(root.logLevel));
   const security = parseSecurityConfig(yaml, root);
   const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
   return Object.freeze({
@@ -82,5 +85,6 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     ...security,
     file,
     ...(admin ? { admin } : {}),
+    ...(logLevel ? { logLevel } : {}),
   });
 }

@@ -51,3 +51,13 @@ export function parsePort(value: unknown, { allowZero = true } = {}): Parsed<num
 export function formatHostPort({ host, port }: HostPort): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/** How much the CLIs print: each level includes the ones before it. */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `logLevel:` in a config file, or `--log-level` on a command line. */
+export function parseLogLevel(value: unknown): Parsed<LogLevel> {
+  if (typeof value === 'string' && (LOG_LEVELS as readonly string[]).includes(value)) return { ok: true, value: value as LogLevel };
+  return { ok: false, problem: `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}` };
+}
