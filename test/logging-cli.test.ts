@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { certificateFingerprint } from '../src/net/index.js';
-import { startEchoApp } from './helpers/apps.js';
+import { startEchoApp, unusedPort } from './helpers/apps.js';
 import { groupYaml, makeConfigDir, randomSecret } from './helpers/configs.js';
 import { echoRoundTrip } from './helpers/net.js';
 import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN, ProcessSet, serverLinkOf, startGroupClientProcess } from './helpers/processes.js';
@@ -35,15 +34,6 @@ function jsonLines(process: CliProcess): JsonLine[] {
     assert.equal(typeof parsed.msg, 'string', line);
     return parsed;
   });
-}
-
-/** A port free a moment ago, for a server whose level hides the line that would name its port. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 const processes = new ProcessSet();
@@ -95,7 +85,8 @@ test('--log-format json: every line is one object with an ISO time, level, event
 });
 
 test('levels filter: logLevel: warn in the server config hides info lines; --log-level error on the client leaves only its rejection', { timeout: 30_000 }, async () => {
-  const bindPort = await freePort();
+  // The server's level hides the line that would name its port: it gets one chosen here.
+  const bindPort = await unusedPort();
   const config = makeConfigDir([{ name: 'quiet', secret: randomSecret(), apps: [{ name: 'a', localPort: 1 }] }], { bindPort, extra: { logLevel: 'warn' } });
   const fingerprint = certificateFingerprint(readFileSync(join(config.dir, 'tls', 'commonserver.crt')));
   const server = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', config.serverFile]));
