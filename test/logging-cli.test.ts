@@ -6,7 +6,7 @@ import { certificateFingerprint } from '../src/net/index.js';
 import { startEchoApp, unusedPort } from './helpers/apps.js';
 import { groupYaml, makeConfigDir, randomSecret } from './helpers/configs.js';
 import { echoRoundTrip } from './helpers/net.js';
-import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN, ProcessSet, serverLinkOf, startGroupClientProcess } from './helpers/processes.js';
+import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN, ProcessSet, serverLinkOf, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from './helpers/processes.js';
 
 const LEVELS = ['error', 'warn', 'info', 'debug'];
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -121,4 +121,23 @@ test('a bad logLevel or --log-format is refused with exit 2, naming the file, li
   const format = processes.add(new CliProcess(GROUPCLIENT_BIN, ['--group', 'badlevel', '--groups', groupDir.groupsDir, '--log-format', 'xml']));
   assert.equal((await format.exited).code, 2);
   assert.match(format.output, /--log-format: expected one of text, json, got "xml"/);
+});
+
+test('a groupclient applies an edited logLevel: at once: per-user lines appear after the file says debug', { timeout: 30_000 }, async () => {
+  const echo = await startEchoApp();
+  after(() => echo.close());
+  const group = { name: 'relevel', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] };
+  const config = makeConfigDir([group]);
+  const started = await startCommonServerProcess(config.serverFile);
+  processes.add(started.process);
+  const client = processes.add(startGroupClientProcess({ server: started, groupsDir: config.groupsDir, group: 'relevel' }));
+  const port = (await waitForGroupActive(client, 'relevel')).get('echo')!;
+  // At info, a user leaves no line on the client.
+  await echoRoundTrip(port, Buffer.from('before'));
+  const quiet = client.lines.length;
+  writeFileSync(config.groupFile('relevel'), `${groupYaml(group)}logLevel: debug\n`);
+  await client.waitForLine(/logLevel applies now/, { fromLine: quiet });
+  assert.ok(!client.lines.slice(0, quiet).some((line) => /user of echo closed/.test(line)), 'no per-user line at info');
+  await echoRoundTrip(port, Buffer.from('after'));
+  await client.waitForLine(/user of echo closed after \S+: 5 B in, 5 B out/, { fromLine: quiet });
 });
