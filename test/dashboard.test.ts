@@ -146,17 +146,33 @@ test(
     assert.ok(narrowChart !== null && narrowChart.width > 300 && narrowChart.x + narrowChart.width <= 800, `chart at 800 px: ${JSON.stringify(narrowChart)}`);
     user.destroy();
 
-    // Without the right token, kick is refused by the server, and the page says so.
+    // Without the right token, kick, remove and add are refused by the server, and the page says so.
     await page.click('#token-button');
     await page.fill('#token-input', 'not-the-token-at-all');
     await page.click('#token-form button[type="submit"]');
     await page.waitForSelector('#token-dialog:not([hidden])', WAIT);
+    assert.match((await page.locator('#token-message').textContent()) ?? '', /refused this token/);
     await page.click('#token-close');
+    const refusal = /kick refused: a valid admin token is required/;
     await page.click('.group[data-group="office"] button[data-action="kick"]');
     await page.waitForSelector('.group[data-group="office"] .action-status.bad', WAIT);
-    assert.match((await page.locator('.group[data-group="office"] .action-status').textContent()) ?? '', /refused: a valid admin token is required/);
-    assert.ok(server.inUseGroup.has('office'), 'the refused kick did nothing');
-    // With it, kick works: the client is told KICKED.
+    assert.match((await page.locator('.group[data-group="office"] .action-status').textContent()) ?? '', refusal);
+    await page.click('.group[data-group="branch"] button[data-action="remove"]');
+    await page.waitForSelector('.group[data-group="branch"] .action-status.bad', WAIT);
+    assert.match((await page.locator('.group[data-group="branch"] .action-status').textContent()) ?? '', /remove refused: a valid admin token is required/);
+    await page.click('#add-group summary');
+    await page.fill('#group-form [name="name"]', 'added');
+    await page.click('#generate-secret');
+    await page.fill('#group-form [name="apps[0].name"]', 'svc');
+    await page.fill('#group-form [name="apps[0].local"]', '127.0.0.1:9');
+    await page.click('#group-form-submit');
+    const formError = page.locator('#group-form .form-error');
+    await formError.filter({ hasText: /./ }).waitFor(WAIT);
+    assert.match((await formError.textContent()) ?? '', /not added: a valid admin token is required/);
+    assert.ok(server.inUseGroup.has('office') && server.readyGroup.has('branch') && !server.readyGroup.has('added'), 'nothing refused was done');
+
+    // With the token: kick works, the client is told KICKED.
+    await page.click('#token-button');
     await page.fill('#token-input', TOKEN);
     await page.click('#token-form button[type="submit"]');
     await page.waitForSelector('#banner[hidden]', { state: 'attached', ...WAIT });
@@ -165,14 +181,11 @@ test(
     await page.waitForSelector('.group[data-group="office"] .action-status.ok', WAIT);
 
     // Add a group: the API's own error shows next to the field it names; then a good one.
-    await page.click('#add-group summary');
-    await page.fill('#group-form [name="name"]', 'added');
-    await page.click('#generate-secret');
-    await page.fill('#group-form [name="apps[0].name"]', 'svc');
     await page.fill('#group-form [name="apps[0].local"]', 'localhost-without-port');
     await page.click('#group-form-submit');
     const localError = page.locator('#group-form [data-error-for="apps[0].local"]');
     await localError.filter({ hasText: /./ }).waitFor(WAIT);
+    assert.equal(await formError.textContent(), '', 'the earlier refusal is cleared');
     const secret = await page.inputValue('#group-form [name="secret"]');
     const direct = await api.request('POST', '/api/groups', { name: 'added', secret, apps: [{ name: 'svc', local: 'localhost-without-port', remotePort: 0 }] });
     assert.equal(direct.status, 400);

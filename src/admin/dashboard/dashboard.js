@@ -43,7 +43,9 @@ function take(event) {
   if (event.type === 'traffic') recordTraffic(event);
   if (log.add(event)) scheduleEventsRender();
   if (REFRESHING.has(event.type)) scheduleRefresh();
-  if (event.type === 'group-deregistered') traffic.forEach((_, key) => key.startsWith(`${event.group}/`) && traffic.delete(key));
+  if (event.type === 'group-deregistered') {
+    for (const key of traffic.keys()) if (key.startsWith(`${event.group}/`)) traffic.delete(key);
+  }
 }
 
 function stateBadge(state) {
@@ -178,7 +180,7 @@ async function refreshGroups() {
 function failed(error, what) {
   const message = `${what}: ${error.message}`;
   setBanner(message);
-  if (error instanceof ApiError && error.status === 401) openTokenPrompt(token() ? 'the server refused this token' : 'this server needs its admin token');
+  if (error instanceof ApiError && error.status === 401) openTokenPrompt(token() ? 'the server refused this token' : 'this server needs its admin token', { automatic: true });
   return message;
 }
 
@@ -188,24 +190,25 @@ function setBanner(text) {
   banner.hidden = text === '';
 }
 
-async function act(name, what, request) {
+/** Runs an action on a group and shows its outcome on the group's card. */
+async function act(name, verb, done, request) {
   try {
     await request();
-    actionStatus.set(name, { ok: true, text: `${what} at ${clock(Date.now())}` });
+    actionStatus.set(name, { ok: true, text: `${done} at ${clock(Date.now())}` });
   } catch (error) {
-    actionStatus.set(name, { ok: false, text: failed(error, `${what.split(':')[0]} refused`) });
+    actionStatus.set(name, { ok: false, text: failed(error, `${verb} refused`) });
   }
   renderGroups();
   scheduleRefresh();
 }
 
 function kickGroup(name) {
-  return act(name, 'kicked: its client was told KICKED', () => api('POST', `/api/groups/${encodeURIComponent(name)}/kick`));
+  return act(name, 'kick', 'kicked: its client was told KICKED', () => api('POST', `/api/groups/${encodeURIComponent(name)}/kick`));
 }
 
 function removeGroup(name) {
   if (!confirm(`Remove group ${name}? Its file is deleted and its client disconnected.`)) return Promise.resolve();
-  return act(name, 'removed', () => api('DELETE', `/api/groups/${encodeURIComponent(name)}`));
+  return act(name, 'remove', 'removed', () => api('DELETE', `/api/groups/${encodeURIComponent(name)}`));
 }
 
 function connectStream() {

@@ -4,9 +4,20 @@ import { ApiError, token } from './api.js';
 import { el } from './format.js';
 
 let tokenDialog;
+/** The token (or its absence) the prompt last came up for by itself: it does not nag about the same one twice. */
+let promptedFor;
 
-/** Shows the token prompt with `message`. */
-export function openTokenPrompt(message) {
+/**
+ * Shows the token prompt with `message`. `automatic`: because a request was refused; then
+ * only once per token, so that refreshes failing in the background do not keep covering
+ * the page (the token button always opens it).
+ */
+export function openTokenPrompt(message, { automatic = false } = {}) {
+  if (automatic) {
+    const current = `${token()}`;
+    if (promptedFor === current) return;
+    promptedFor = current;
+  }
   document.getElementById('token-message').textContent = message;
   tokenDialog.hidden = false;
   document.getElementById('token-input').focus();
