@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { loadGroupFile } from '../src/config/index.js';
-import type { ServerEvent } from '../src/server/index.js';
+import type { ServerEvent, ServerEventType } from '../src/server/index.js';
 import { startAdmin } from './helpers/admin.js';
 import { startApp, startEchoApp } from './helpers/apps.js';
 import { artifactsFor, imageStats, launchChromium, skipWithoutChromium } from './helpers/browser.js';
@@ -216,3 +217,38 @@ test(
     assert.deepEqual(pageErrors, []);
   },
 );
+
+/** Every server event type; a new one fails to compile here until it is listed. */
+const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
+  listening: true,
+  'group-registered': true,
+  'group-registration-failed': true,
+  'group-deregistered': true,
+  'group-updated': true,
+  'client-connected': true,
+  'login-rejected': true,
+  'group-activated': true,
+  'app-failed': true,
+  'app-opened': true,
+  'app-closed': true,
+  heartbeat: true,
+  'heartbeat-timeout': true,
+  'user-conn-accepted': true,
+  'user-conn-refused': true,
+  'work-conn-requested': true,
+  'work-conn-joined': true,
+  'work-conn-pooled': true,
+  'work-conn-failed': true,
+  'conn-closed': true,
+  traffic: true,
+  'group-deactivated': true,
+  'bad-peer': true,
+  'login-throttled': true,
+};
+
+test('the dashboard listens to every server event type (an EventSource delivers only the named events it listens to)', () => {
+  const source = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'admin', 'dashboard', 'dashboard.js'), 'utf8');
+  const list = /const EVENT_TYPES = \[([^\]]*)\]/.exec(source)?.[1] ?? '';
+  const listed = [...list.matchAll(/'([a-z-]+)'/g)].map((match) => match[1]!);
+  assert.deepEqual([...listed].sort(), Object.keys(SERVER_EVENT_TYPES).sort());
+});
