@@ -20,6 +20,8 @@ test(
   'the dashboard: a chart of in and out with a time axis, folded and filtered events, kick, remove and add with the token (refused without), no overflow at 800 px',
   { timeout: 60_000, skip: skipWithoutChromium },
   async () => {
+    // Chromium starts while the server and groups are set up: it is the slowest part.
+    const launching = launchChromium();
     const echo = await startEchoApp();
     // Takes uploads and answers nothing: its chart must show in without out.
     const sink = await startApp((socket) => {
@@ -34,7 +36,7 @@ test(
     const started = await startServer(config);
     const { server, events } = started;
     const api = await startAdmin(server, config, { token: TOKEN });
-    const browser = await launchChromium();
+    const browser = await launching;
     const out = artifactsFor('dashboard');
     let user: Socket | undefined;
     const clients = ['office', 'branch'].map((name) => startClient(loadGroupFile(config.groupFile(name)), started, { clientId: `dashboard-${name}` }).client);
