@@ -105,21 +105,24 @@ test('levels filter: logLevel: warn in the server config hides info lines; --log
 
 test('a bad logLevel or --log-format is refused with exit 2, naming the file, line and field; with --log-format json the error is a json line', { timeout: 20_000 }, async () => {
   const config = makeConfigDir([], { extra: { logLevel: 'loud' } });
+  const groupDir = makeConfigDir([]);
+  writeFileSync(groupDir.groupFile('badlevel'), `${groupYaml({ name: 'badlevel', secret: randomSecret(), apps: [{ name: 'a', localPort: 1 }] })}logLevel: 3\n`);
+  // Three independent refusals, run side by side.
   const server = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', config.serverFile, '--log-format', 'json']));
-  assert.equal((await server.exited).code, 2);
+  const client = processes.add(startGroupClientProcess({ serverPort: 1, link: 'plaintext', groupsDir: groupDir.groupsDir, group: 'badlevel' }));
+  const format = processes.add(new CliProcess(GROUPCLIENT_BIN, ['--group', 'badlevel', '--groups', groupDir.groupsDir, '--log-format', 'xml']));
+  const [serverExit, clientExit, formatExit] = await Promise.all([server.exited, client.exited, format.exited]);
+
+  assert.equal(serverExit.code, 2);
   assert.equal(server.stderr.length, 1, server.output);
   const error = JSON.parse(server.stderr[0]!) as JsonLine;
   assert.deepEqual([error.level, error.event], ['error', 'config-error']);
   assert.match(error.msg, new RegExp(`${config.serverFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+: logLevel: expected one of error, warn, info, debug, got "loud"`));
 
-  const groupDir = makeConfigDir([]);
-  writeFileSync(groupDir.groupFile('badlevel'), `${groupYaml({ name: 'badlevel', secret: randomSecret(), apps: [{ name: 'a', localPort: 1 }] })}logLevel: 3\n`);
-  const client = processes.add(startGroupClientProcess({ serverPort: 1, link: 'plaintext', groupsDir: groupDir.groupsDir, group: 'badlevel' }));
-  assert.equal((await client.exited).code, 2);
+  assert.equal(clientExit.code, 2);
   assert.match(client.output, /badlevel\.yaml:\d+: logLevel: expected one of error, warn, info, debug, got 3/);
 
-  const format = processes.add(new CliProcess(GROUPCLIENT_BIN, ['--group', 'badlevel', '--groups', groupDir.groupsDir, '--log-format', 'xml']));
-  assert.equal((await format.exited).code, 2);
+  assert.equal(formatExit.code, 2);
   assert.match(format.output, /--log-format: expected one of text, json, got "xml"/);
 });
 
