@@ -8,6 +8,7 @@ import { loadGroupFile } from '../src/config/index.js';
 import type { ServerEvent, ServerEventType } from '../src/server/index.js';
 import { startAdmin } from './helpers/admin.js';
 import { startApp, startEchoApp } from './helpers/apps.js';
+import { startUdpEchoApp, UdpUser } from './helpers/udp.js';
 import { artifactsFor, imageStats, launchChromium, skipWithoutChromium } from './helpers/browser.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
@@ -29,8 +30,16 @@ test(
       socket.resume();
       socket.on('end', () => socket.end());
     });
+    const udpEcho = await startUdpEchoApp();
     const config = makeConfigDir([
-      { name: 'office', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] },
+      {
+        name: 'office',
+        secret: randomSecret(),
+        apps: [
+          { name: 'echo', localPort: echo.port },
+          { name: 'dns', localPort: udpEcho.port, type: 'udp', udp: { maxDatagramBytes: 64 } },
+        ],
+      },
       { name: 'branch', secret: randomSecret(), apps: [{ name: 'upload', localPort: sink.port }] },
     ]);
     const started = await startServer(config);
@@ -39,6 +48,7 @@ test(
     const browser = await launching;
     const out = artifactsFor('dashboard');
     let user: Socket | undefined;
+    let udpUser: UdpUser | undefined;
     const clients = ['office', 'branch'].map((name) => startClient(loadGroupFile(config.groupFile(name)), started, { clientId: `dashboard-${name}` }).client);
     after(async () => {
       user?.destroy();
@@ -48,6 +58,8 @@ test(
       await server.close();
       await echo.close();
       await sink.close();
+      await udpUser?.close();
+      await udpEcho.close();
     });
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     const pageErrors: string[] = [];
@@ -68,7 +80,7 @@ test(
     await page.waitForSelector('.group[data-group="branch"][data-state="in-use"]', WAIT);
     const activated = await waitForEvent(events, (e) => e.type === 'group-activated' && e.group === 'office', 'office active');
     assert.equal(activated.type, 'group-activated');
-    const port = activated.apps[0]!.remotePort;
+    const port = activated.apps.find((app) => app.name === 'echo')!.remotePort;
     const branch = await waitForEvent(events, (e) => e.type === 'group-activated' && e.group === 'branch', 'branch active');
     assert.equal(branch.type, 'group-activated');
     const uploader = await connectTo(branch.apps[0]!.remotePort);
@@ -119,6 +131,16 @@ test(
     await page.check('#show-pairing-ids');
     await page.waitForFunction(`document.querySelector('#events').textContent.includes('${joined[0]}')`, undefined, WAIT);
     await page.uncheck('#show-pairing-ids');
+
+    // A UDP app shows its type, its sessions and its dropped datagrams.
+    const udpPort = activated.apps.find((app) => app.name === 'dns')!.remotePort;
+    udpUser = await UdpUser.open();
+    await udpUser.request(udpPort, 'one datagram');
+    await udpUser.send(udpPort, Buffer.alloc(65));
+    await page.waitForSelector('.app[data-app="office/dns"][data-type="udp"][data-live-conns="1"][data-dropped="1"]', WAIT);
+    assert.equal(await page.textContent('.app[data-app="office/dns"] .badge.type'), 'udp');
+    assert.match((await page.textContent('.app[data-app="office/dns"] .live-conns')) ?? '', /^1 session$/);
+    assert.equal(await page.locator('.app[data-app="office/echo"] .dropped').count(), 0, 'a TCP app drops nothing');
 
     // Filters: group, app, type.
     await page.selectOption('#filter-group', 'branch');
@@ -246,6 +268,9 @@ const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   'group-deactivated': true,
   'bad-peer': true,
   'login-throttled': true,
+  'udp-session-opened': true,
+  'udp-session-closed': true,
+  'udp-dropped': true,
 };
 
 test('the dashboard listens to every server event type (an EventSource delivers only the named events it listens to)', () => {

@@ -1,7 +1,7 @@
-import type { Counter, Histogram } from 'prom-client';
+import type { Counter, Gauge, Histogram } from 'prom-client';
 
 type GroupLabels = { group: string; app?: string } & Record<string, string>;
-type GroupMetric = Counter<string> | Histogram<string>;
+type GroupMetric = Counter<string> | Gauge<string> | Histogram<string>;
 
 /**
  * The label sets each group's series were created with, so that a group, or some of its

@@ -4,7 +4,7 @@ import { eventEntry, type LogEntry } from './logger.js';
 import { bytes, seconds } from './output.js';
 
 function appTable(apps: AppBinding[]): string[] {
-  return apps.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}` : `${app.name} ✗ (${app.error})`));
+  return apps.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`));
 }
 
 /**
@@ -58,6 +58,10 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
       return eventEntry(event, 'debug', `work conn opened for ${event.app}${event.pooled ? ' (pooled)' : ''}`);
     case 'conn-closed':
       return eventEntry(event, 'debug', `user of ${event.app} closed after ${seconds(event.durationMs)}: ${bytes(event.bytesIn)} in, ${bytes(event.bytesOut)} out${event.error ? ` (${event.error})` : ''}`);
+    case 'udp-session-opened':
+      return eventEntry(event, 'debug', `udp session opened for ${event.app}${event.pooled ? ' (pooled work conn)' : ''}`);
+    case 'udp-session-closed':
+      return eventEntry(event, 'debug', `udp session of ${event.app} closed (${event.reason}): ${event.datagramsIn} datagrams in, ${event.datagramsOut} out, ${event.dropped} dropped`);
     case 'heartbeat':
       return undefined;
     default:

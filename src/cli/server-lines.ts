@@ -29,7 +29,7 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
       return eventEntry(event, 'warn', `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`);
     case 'group-activated': {
       const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}` : `${app.name} ✗ (${app.error})`))
+        .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`))
         .join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return eventEntry(event, 'info', `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`);
@@ -52,6 +52,17 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
       return eventEntry(event, 'info', `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`);
     case 'work-conn-failed':
       return eventEntry(event, 'warn', `user of ${event.group}/${event.app} closed: ${event.reason}`);
+    // At most one line per app per traffic sample (1 s): a flood of datagrams is one line, not a flood.
+    case 'udp-dropped':
+      return eventEntry(event, 'warn', `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
+    case 'udp-session-opened':
+      return eventEntry(event, 'debug', `udp session of ${event.peer} on ${event.group}/${event.app} opened`);
+    case 'udp-session-closed':
+      return eventEntry(
+        event,
+        'debug',
+        `udp session of ${event.peer} on ${event.group}/${event.app} closed after ${seconds(event.durationMs)} (${event.reason}): ${event.datagramsIn} datagrams in (${bytes(event.bytesIn)}), ${event.datagramsOut} out (${bytes(event.bytesOut)})`,
+      );
     case 'client-connected':
       return eventEntry(event, 'debug', `client ${event.clientId} of group ${event.group} connected from ${event.remote}`);
     case 'app-opened':

@@ -9,9 +9,11 @@ import { clock, el, formatBytes } from './format.js';
 /** Every ServerEvent type: an EventSource hands over only the named events it listens to. */
 const EVENT_TYPES = ['listening', 'group-registered', 'group-registration-failed', 'group-deregistered', 'group-updated', 'client-connected', 'login-rejected',
   'group-activated', 'app-failed', 'app-opened', 'app-closed', 'heartbeat', 'heartbeat-timeout', 'user-conn-accepted', 'user-conn-refused',
-  'work-conn-requested', 'work-conn-joined', 'work-conn-pooled', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer', 'login-throttled'];
+  'work-conn-requested', 'work-conn-joined', 'work-conn-pooled', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer', 'login-throttled',
+  'udp-session-opened', 'udp-session-closed', 'udp-dropped'];
 /** Changes of these mean the group cards are stale. */
-const REFRESHING = new Set(['group-registered', 'group-deregistered', 'group-updated', 'group-activated', 'group-deactivated', 'app-opened', 'app-closed', 'app-failed', 'work-conn-joined', 'conn-closed', 'traffic']);
+const REFRESHING = new Set(['group-registered', 'group-deregistered', 'group-updated', 'group-activated', 'group-deactivated', 'app-opened', 'app-closed', 'app-failed', 'work-conn-joined', 'conn-closed', 'traffic',
+  'udp-session-opened', 'udp-session-closed', 'udp-dropped']);
 
 /** group/app → Map(epoch second → { in, out } bytes) for the traffic charts. */
 const traffic = new Map();
@@ -74,8 +76,10 @@ function groupCard(group) {
       el('div', { class: 'app-head' },
         el('strong', { text: app.name }),
         el('span', { class: 'port', text: app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'port chosen at activation' }),
+        el('span', { class: 'badge type', text: app.type }),
         stateBadge(app.state),
         el('span', { class: 'live-conns' }),
+        app.type === 'udp' ? el('span', { class: 'dropped' }) : null,
         el('span', { class: 'totals' })),
       chartFor(key)));
   }
@@ -89,11 +93,30 @@ function updateCard(card, group) {
   for (const app of group.apps) {
     const section = card.querySelector(`.app[data-app="${CSS.escape(`${group.name}/${app.name}`)}"]`);
     section.dataset.liveConns = String(app.liveConns);
+    section.dataset.type = app.type;
+    section.dataset.dropped = String(droppedTotal(app));
     section.dataset.bytesIn = String(app.bytesIn);
     section.dataset.bytesOut = String(app.bytesOut);
-    section.querySelector('.live-conns').textContent = `${app.liveConns} live conn${app.liveConns === 1 ? '' : 's'}`;
+    // A UDP app's live conns are its open sessions (one per user address).
+    const unit = app.type === 'udp' ? 'session' : 'live conn';
+    section.querySelector('.live-conns').textContent = `${app.liveConns} ${unit}${app.liveConns === 1 ? '' : 's'}`;
+    const dropped = section.querySelector('.dropped');
+    if (dropped) {
+      dropped.textContent = `${droppedTotal(app)} dropped`;
+      dropped.title = droppedDetail(app);
+    }
     section.querySelector('.totals').textContent = `in ${formatBytes(app.bytesIn)} · out ${formatBytes(app.bytesOut)}`;
   }
+}
+
+/** A UDP app's dropped datagrams, all reasons together (TCP apps drop nothing: 0). */
+function droppedTotal(app) {
+  return app.udp ? Object.values(app.udp.dropped).reduce((sum, count) => sum + count, 0) : 0;
+}
+
+/** The reasons, for the count's tooltip: "oversize 2, sessionCap 0, ...". */
+function droppedDetail(app) {
+  return app.udp ? Object.entries(app.udp.dropped).map(([reason, count]) => `${reason} ${count}`).join(', ') : '';
 }
 
 function chartFor(key) {
@@ -104,7 +127,7 @@ function chartFor(key) {
 
 /** The card of `group`: rebuilt when its shape changed (state, apps, ports, an action's outcome), else updated. */
 function cardFor(group) {
-  const shape = JSON.stringify([group.state, group.client?.id, group.apps.map((app) => [app.name, app.state, app.publicPort, app.remotePort]), actionStatus.get(group.name)]);
+  const shape = JSON.stringify([group.state, group.client?.id, group.apps.map((app) => [app.name, app.type, app.state, app.publicPort, app.remotePort]), actionStatus.get(group.name)]);
   const cached = cards.get(group.name);
   if (cached?.shape === shape) {
     updateCard(cached.card, group);

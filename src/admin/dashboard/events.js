@@ -3,7 +3,7 @@
 import { clock, el, formatBytes, formatDuration } from './format.js';
 
 /** One line each would drown the rest when users come and go: counted per app and minute. */
-const PER_CONNECTION = new Set(['user-conn-accepted', 'user-conn-refused', 'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed']);
+const PER_CONNECTION = new Set(['user-conn-accepted', 'user-conn-refused', 'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed', 'udp-session-opened', 'udp-session-closed']);
 /** Periodic samples and pool bookkeeping: the charts and counters show them. */
 const HIDDEN = new Set(['heartbeat', 'traffic', 'work-conn-pooled']);
 const PAIRING_FIELDS = new Set(['pairingId', 'servedPairingId']);
@@ -59,6 +59,7 @@ export class EventLog {
     fold.at = event.at;
     switch (event.type) {
       case 'user-conn-accepted':
+      case 'udp-session-opened':
         fold.users += 1;
         break;
       case 'user-conn-refused':
@@ -68,6 +69,7 @@ export class EventLog {
         fold.failed += 1;
         break;
       case 'conn-closed':
+      case 'udp-session-closed':
         fold.closed += 1;
         fold.bytesIn += event.bytesIn;
         fold.bytesOut += event.bytesOut;
