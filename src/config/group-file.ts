@@ -5,7 +5,7 @@ import { appAccessShape, serverTrust, serverTrustShape } from './group-security.
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
 import { portKey, portLabel, udpAppOptions, udpAppShape } from './udp-app.js';
-import { formatHostPort, hostPort, port } from './values.js';
+import { formatHostPort, hostPort, logLevel, port } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -65,10 +65,11 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
     secretFile: secretFilePath.optional(),
     apps: z.array(app, 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
+    logLevel: logLevel.optional(),
     ...serverTrustShape(dirname(file)),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps, server, logLevel: level, ...trust }, ctx) => {
       const stem = basename(file, extname(file));
       if (stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
@@ -93,6 +94,8 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
         ...serverTrust(trust, ctx),
         /** Client-side only: the commonserver to connect to, when not given on the command line. */
         ...(server === undefined ? {} : { server }),
+        /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */
+        ...(level === undefined ? {} : { logLevel: level }),
       });
     });
 }

@@ -2,10 +2,9 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
 import { protocolMark, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
-import { heartbeatWatchdog, resetSocket, WorkConnTracker, type ControlChannel } from '../net/index.js';
+import { heartbeatWatchdog, resetSocket, WorkConnTracker, writeFrame, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
-  encodeFrame,
   joinProof,
   proofsMatch,
   randomId,
@@ -301,7 +300,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     // then both leave in one write, one TLS record, one wakeup of the client. An app that
     // speaks first loses only that turn of the loop.
     workConn.cork();
-    workConn.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId, ...userAddressOf(userConn) }));
+    writeFrame(workConn, { type: 'StartWorkConn', app: app.name, pairingId, ...userAddressOf(userConn) });
     setImmediate(uncorkAfterNextPoll, workConn);
     this.options.emit({ type: 'work-conn-joined', group: this.name, app: app.name, pairingId, waitedMs: 0, pooled: true });
     this.join(app, userConn, workConn, pairingId);
