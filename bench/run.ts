@@ -14,8 +14,9 @@ import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from '.
 import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
+import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'limited'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -26,8 +27,10 @@ const USAGE = `usage: npm run bench -- [options]
   --conns N        sequential conns for the setup figure (default 2000)
   --idle-conns N   simultaneous idle conns (default 10000, capped by the open-files limit)
   --seconds N      iperf3 duration per test (default 3)
+  --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
   --slow-seconds N slow reader duration (default 20)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
+  --limit-mb N     the bandwidth of the tunnel's limited app, MB/s each way (limited figure; default 8)
   --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
   --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
 
@@ -43,8 +46,10 @@ async function main(): Promise<number> {
       conns: { type: 'string' },
       'idle-conns': { type: 'string' },
       seconds: { type: 'string' },
+      'udp-rates': { type: 'string' },
       'slow-seconds': { type: 'string' },
       pool: { type: 'string' },
+      'limit-mb': { type: 'string' },
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       'no-json': { type: 'boolean', default: false },
@@ -69,11 +74,13 @@ async function main(): Promise<number> {
     redisRequests: quick ? 20_000 : 100_000,
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
+    udpRates: values['udp-rates']?.split(',').map((rate) => rate.trim()).filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
+    limitBytes: Number(values['limit-mb'] ?? 8) * 1024 * 1024,
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
   const has = (figure: Figure): boolean => figures.includes(figure);
   if (!checkTools([
-    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') },
+    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
     { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
     { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
     { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
@@ -91,17 +98,20 @@ async function main(): Promise<number> {
     figures.set(metric, [...(figures.get(metric) ?? []), value]);
   };
   const unavailable = new Set<PathName>();
+  const udpSamples: UdpSample[] = [];
 
   const cert = paths.some((p) => p.endsWith('-tls')) ? await makeCert() : undefined;
   const apps: TestApp[] = [];
   const stops: Array<() => Promise<void> | void> = [];
   try {
     const targets: Record<string, number> = {};
-    if (has('throughput')) {
+    if (has('throughput') || has('udp') || has('limited')) {
       const port = await freePort();
       const server = startDaemon('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1']);
       stops.push(() => stopDaemon(server));
       targets.iperf = port;
+      // The same iperf3 server behind a second app of the tunnel, one with a bandwidth limit.
+      if (has('limited')) targets.limited = port;
     }
     if (has('redis')) {
       const port = await freePort();
@@ -130,6 +140,7 @@ async function main(): Promise<number> {
       ...(cert ? { certDir: cert.dir } : {}),
       ...(settings.pool === undefined ? {} : { pool: settings.pool }),
       ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+      limitBytes: settings.limitBytes,
     };
     for (let run = 1; run <= settings.runs; run++) {
       for (const name of paths) {
@@ -137,6 +148,20 @@ async function main(): Promise<number> {
         for (const figure of figures) {
           if (unavailable.has(name)) break;
           if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if (figure === 'udp') {
+            if (!UDP_PATHS.includes(name)) continue; // the bare relays carry TCP only
+            const path = await openUdpPath(name, targets.iperf!, pathOptions);
+            try {
+              for (const rate of settings.udpRates) {
+                for (const direction of ['up', 'down'] as const) udpSamples.push(await iperfUdp(path, rate, direction, settings.seconds));
+              }
+              process.stdout.write(' udp');
+            } finally {
+              await path.close();
+            }
+            continue;
+          }
+          if (figure === 'limited' && !name.startsWith('tunnel')) continue; // only the tunnel has limits
           // Fresh processes per figure, so that no RSS figure inherits another one's heap.
           const path = await openPath(name, targets, pathOptions);
           if (path === undefined) {
@@ -163,7 +188,8 @@ async function main(): Promise<number> {
   const medians = Object.fromEntries(
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
-  printTable(paths, figuresByPath, unavailable);
+  if (figuresByPath.size > 0) printTable(paths, figuresByPath, unavailable);
+  if (has('udp')) printUdpTable(udpSamples, paths.filter((path) => UDP_PATHS.includes(path)), settings.udpRates);
   if (has('slow')) {
     console.log(
       `slow reader: the app offers ${settings.slowOfferedBytes / 2 ** 30} GiB; the user reads at ${settings.slowRate / 2 ** 20} MiB/s ` +
@@ -178,7 +204,7 @@ async function main(): Promise<number> {
     writeFileSync(
       out,
       JSON.stringify(
-        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw },
+        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, udp: udpSamples },
         null,
         2,
       ),
@@ -196,6 +222,7 @@ interface Settings {
   redisRequests: number;
   slowOfferedBytes: number;
   slowRate: number;
+  limitBytes: number;
 }
 
 async function measure(figure: Figure, path: BenchPath, settings: Settings, add: (metric: string, value: number | undefined) => void): Promise<void> {
@@ -207,6 +234,14 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
       add('iperf 8 streams Gbit/s', eight.bitsPerSecond / 1e9);
       add('peak RSS 8 streams, server MB', eight.peakRss && eight.peakRss.server / 2 ** 20);
       add('peak RSS 8 streams, client MB', eight.peakRss && eight.peakRss.client / 2 ** 20);
+      return;
+    }
+    case 'limited': {
+      // What got through a limited app, as a fraction of its limit: each way, and 4 users sharing it.
+      const of = async (args: string[], streams = 1): Promise<number> => (await iperf(path.ports.limited!, streams, settings.seconds, undefined, args)).bitsPerSecond / 8 / settings.limitBytes;
+      add('limited app in, ÷ limit', await of([]));
+      add('limited app out (-R), ÷ limit', await of(['-R']));
+      add('limited app, 4 users, ÷ limit', await of([], 4));
       return;
     }
     case 'setup': {

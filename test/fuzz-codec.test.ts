@@ -2,21 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder, MAX_FRAME_BYTES, MESSAGE_TYPES, ProtocolError, validateMessage, type Message } from '../src/protocol/index.js';
+import { chunked } from './helpers/chunks.js';
 
 const RUNS = 2000;
-
-/** Splits `bytes` at the given cut points (in any order, duplicates allowed). */
-function chunked(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const point of points) {
-    chunks.push(bytes.subarray(from, point));
-    from = point;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
-}
 
 /** Feeds chunks to a fresh decoder; returns the messages, or the ProtocolError it stopped on. */
 function decodeAll(chunks: Buffer[]): { messages: Message[]; error?: ProtocolError; maxBuffered: number } {
@@ -47,7 +35,15 @@ const validMessage: fc.Arbitrary<Message> = fc.oneof(
     apps: fc.array(fc.record({ name: text(32), remotePort: fc.integer({ min: 0, max: 65535 }) }), { maxLength: 5 }),
   }),
   fc.record({ type: fc.constantFrom('Ping' as const, 'Pong' as const), seq: fc.nat() }),
-  fc.record({ type: fc.constant('ReqWorkConn' as const), app: text(32), pairingId: text(32) }),
+  fc.record(
+    {
+      type: fc.constantFrom('ReqWorkConn' as const, 'StartWorkConn' as const),
+      app: text(32),
+      pairingId: text(32),
+      user: fc.record({ remoteAddress: text(64), remotePort: fc.integer({ min: 0, max: 65535 }), localAddress: text(64), localPort: fc.integer({ min: 0, max: 65535 }) }),
+    },
+    { requiredKeys: ['type', 'app', 'pairingId'] },
+  ),
   fc.record({ type: fc.constant('NewWorkConn' as const), sessionId: text(32), pairingId: text(32), proof: fc.hexaString({ maxLength: 64 }) }),
   fc.record({ type: fc.constant('WorkConnFailed' as const), pairingId: text(32), reason: text(200) }),
   fc.record({ type: fc.constant('HealthReport' as const), app: text(32), healthy: fc.boolean(), reason: text(200) }),

@@ -104,6 +104,7 @@ describe('pool and healthCheck fields in a group file', () => {
     ['an unknown key', web(6080, { healthCheck: { retries: 3 } }), /healthCheck\.retries: unknown field/],
     ['a bad pool name', { ...web(6080), pool: 'a/b' }, /apps\[0\]\.pool: expected a pool name/],
     ['two apps of one group in one pool', web(6080), /apps\[1\]\.pool: app "web" of this group is already in pool "web"/],
+    ['a UDP app in a pool', web(6080, { type: 'udp' }), /apps\[0\]\.pool: pool applies to TCP apps, not to type: udp/],
   ];
   for (const [what, app, expected] of cases) {
     test(what, () => {

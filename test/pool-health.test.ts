@@ -64,6 +64,32 @@ describe('health checks against real local targets', () => {
     assert.ok(Date.now() - started < 2000);
   });
 
+  test('http on a proxyProtocol app: the request follows a header naming no user (v1 UNKNOWN, v2 LOCAL)', async () => {
+    const seen: Buffer[] = [];
+    // Answers only after the header, as nginx with `listen ... proxy_protocol` does.
+    const app = await startApp((socket) => {
+      socket.on('error', () => {});
+      let got = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        got = Buffer.concat([got, chunk]);
+        if (!got.includes('\r\n\r\n')) return;
+        seen.push(got);
+        socket.end('HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n');
+      });
+    });
+    after(() => app.close());
+    const target = { host: '127.0.0.1', port: app.port };
+    const patient = { ...HTTP_CHECK, timeoutMs: 5000 };
+    assert.deepEqual(await checkOnce(target, patient, 'v1'), { ok: true });
+    assert.match(seen[0]!.toString('latin1'), /^PROXY UNKNOWN\r\nGET \/health HTTP\/1\.1\r\n/);
+    assert.deepEqual(await checkOnce(target, patient, 'v2'), { ok: true });
+    const v2 = seen[1]!;
+    // The v2 signature, then version 2 / command LOCAL (0x20), family unspecified, no addresses.
+    assert.deepEqual(v2.subarray(0, 12), Buffer.from('0d0a0d0a000d0a515549540a', 'hex'));
+    assert.equal(v2[12], 0x20);
+    assert.match(v2.subarray(16).toString('latin1'), /^GET \/health HTTP\/1\.1\r\n/);
+  });
+
   test('tcp: a listening port passes, a closed one fails', async () => {
     const tcp: HealthCheckSpec = { type: 'tcp', intervalMs: 5000, timeoutMs: 5000, failures: 1, successes: 1 };
     assert.deepEqual(await checkOnce({ host: '127.0.0.1', port: silent.port }, tcp), { ok: true });

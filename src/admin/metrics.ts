@@ -1,23 +1,26 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import type { CommonServer, ServerEvent } from '../server/index.js';
+import { GroupSeries } from './group-series.js';
 
 /**
- * The server's Prometheus metrics, derived only from `events$`: the relay code never calls a
- * metric. A registry per server (not prom-client's global one), so several servers can share
- * a process, as they do in tests.
+ * The server's Prometheus metrics. Counters are derived only from `events$` (the relay code
+ * never calls a metric); gauges are read from the server's own maps at each scrape, so they
+ * cannot drift from what is really open. A registry per server (not prom-client's global
+ * one), so several servers can share a process, as they do in tests.
+ *
+ * A group's series live as long as the group is registered: they survive its client's
+ * reconnects, and disappear when the group (or one of its apps) is removed from the
+ * registry, so a dashboard never shows a group that no longer exists.
  */
 export class ServerMetrics {
   readonly registry = new Registry();
   private readonly subscription: Subscription;
-  private readonly registered = new Set<string>();
-  private readonly active = new Set<string>();
-  private readonly listeningApps = new Set<string>();
+  private readonly series = new GroupSeries();
+  /** Pools with a refused-users series, and [pool, group] pairs with a routed-users series: removed with them. */
+  private readonly refusedPools = new Set<string>();
+  private readonly memberPools = new Set<string>();
 
-  private readonly clientsConnected = new Gauge({ name: 'ntp_clients_connected', help: 'Groupclients logged in (one per group in inUseGroup)', registers: [this.registry] });
-  private readonly groups = new Gauge({ name: 'ntp_groups', help: 'Groups by state: registered (readyGroup) or active (inUseGroup)', labelNames: ['state'], registers: [this.registry] });
-  private readonly apps = new Gauge({ name: 'ntp_apps_listening', help: 'Apps whose public port is open', registers: [this.registry] });
-  private readonly connections = new Gauge({ name: 'ntp_connections', help: 'Live relayed user connections', labelNames: ['group', 'app'], registers: [this.registry] });
   private readonly connectionsTotal = new Counter({ name: 'ntp_connections_total', help: 'User connections paired with a work conn', labelNames: ['group', 'app'], registers: [this.registry] });
   private readonly bytesIn = new Counter({ name: 'ntp_bytes_in_total', help: 'Bytes from users towards the apps', labelNames: ['group', 'app'], registers: [this.registry] });
   private readonly bytesOut = new Counter({ name: 'ntp_bytes_out_total', help: 'Bytes from the apps towards users', labelNames: ['group', 'app'], registers: [this.registry] });
@@ -35,32 +38,25 @@ export class ServerMetrics {
     labelNames: ['group', 'how'],
     registers: [this.registry],
   });
+  private readonly udpSessions = new Gauge({ name: 'ntp_udp_sessions', help: 'Open sessions of UDP apps (one per user address)', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly udpSessionsTotal = new Counter({ name: 'ntp_udp_sessions_total', help: 'Sessions opened by UDP apps', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly udpDropped = new Counter({
+    name: 'ntp_udp_dropped_total',
+    help: 'Datagrams a UDP app dropped: oversize, sessionCap (new peers over maxSessions), notAllowed (outside allow), backlog (more queued than the path carries)',
+    labelNames: ['group', 'app', 'reason'],
+    registers: [this.registry],
+  });
   private readonly authFailures = new Counter({ name: 'ntp_auth_failures_total', help: 'Rejected logins', labelNames: ['code'], registers: [this.registry] });
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
-
-  // Pools: gauges read the pools at scrape time, so a member or pool that is gone has no series.
-  // Registered before the two gauges below: its collect() fills them before they are read.
-  private readonly poolMembers = new Gauge({
-    name: 'ntp_pool_members',
-    help: 'Members of each open pool, by health',
-    labelNames: ['pool', 'health'],
-    registers: [this.registry],
-    collect: () => this.collectPools(),
-  });
-  private readonly poolMemberHealthy = new Gauge({ name: 'ntp_pool_member_healthy', help: '1 while a pool member passes its health checks, 0 while it gets no new users', labelNames: ['pool', 'group'], registers: [this.registry] });
-  private readonly poolMemberConnections = new Gauge({ name: 'ntp_pool_member_connections', help: 'Live relayed user connections per pool member', labelNames: ['pool', 'group'], registers: [this.registry] });
-  private readonly poolUsers = new Counter({ name: 'ntp_pool_users_total', help: 'Users routed to each pool member (since it joined)', labelNames: ['pool', 'group'], registers: [this.registry] });
+  private readonly poolUsers = new Counter({ name: 'ntp_pool_users_total', help: 'Users routed to each pool member', labelNames: ['pool', 'group'], registers: [this.registry] });
   private readonly poolRefused = new Counter({ name: 'ntp_pool_users_refused_total', help: 'Users of a pool reset at once: no live, healthy member', labelNames: ['pool'], registers: [this.registry] });
 
   constructor(private readonly server: CommonServer) {
-    // Start from the server's state (it may have registered groups already); events keep it current.
-    for (const name of server.readyGroup.keys()) this.registered.add(name);
-    for (const [name, group] of server.inUseGroup) {
-      this.active.add(name);
-      for (const app of group.apps.keys()) this.listeningApps.add(`${name}/${app}`);
-    }
-    this.updateGauges();
+    this.registerGauges();
+    // Process metrics (CPU, resident memory, open fds, heap, event loop lag, GC) with the
+    // names every Node.js dashboard already knows.
+    collectDefaultMetrics({ register: this.registry });
     this.subscription = server.events$.subscribe((event) => this.onEvent(event));
   }
 
@@ -76,91 +72,184 @@ export class ServerMetrics {
     return this.registry.contentType;
   }
 
+  private registerGauges(): void {
+    const server = this.server;
+    const registers = [this.registry];
+    new Gauge({
+      name: 'ntp_clients_connected',
+      help: 'Groupclients logged in (one per group in inUseGroup)',
+      registers,
+      collect() {
+        this.set(server.inUseGroup.size);
+      },
+    });
+    new Gauge({
+      name: 'ntp_groups',
+      help: 'Groups by state: registered (readyGroup) or active (inUseGroup)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.set({ state: 'registered' }, server.readyGroup.size);
+        this.set({ state: 'active' }, server.inUseGroup.size);
+      },
+    });
+    new Gauge({
+      name: 'ntp_apps_listening',
+      help: 'Apps whose public port is open',
+      registers,
+      collect() {
+        let listening = 0;
+        for (const group of server.inUseGroup.values()) listening += group.apps.size;
+        this.set(listening);
+      },
+    });
+    new Gauge({
+      name: 'ntp_connections',
+      help: 'Live relayed user connections, per registered app',
+      labelNames: ['group', 'app'],
+      registers,
+      collect() {
+        // Rebuilt at each scrape from the registry: a removed app's series is gone with it.
+        this.reset();
+        for (const [name, spec] of server.readyGroup) {
+          const live = server.inUseGroup.get(name);
+          for (const app of spec.apps) this.set({ group: name, app: app.name }, live?.apps.get(app.name)?.liveConnCount ?? 0);
+        }
+      },
+    });
+    // Pools, like the series above: one per registered pooled app (and per pool its apps name),
+    // read at each scrape; a member whose client is away reads unhealthy with no conns.
+    const members = (): { pool: string; group: string; live: { healthy: boolean; liveConns: number } | undefined }[] => {
+      const open = new Map(server.pools.views().map((pool) => [pool.name, new Map(pool.members.map((member) => [member.group, member]))]));
+      return [...server.readyGroup].flatMap(([group, spec]) =>
+        spec.apps.flatMap((app) => (app.pool === undefined ? [] : [{ pool: app.pool, group, live: open.get(app.pool)?.get(group) }])),
+      );
+    };
+    new Gauge({
+      name: 'ntp_pool_members',
+      help: 'Members of each pool, by health: healthy (gets users) or unhealthy (failing its checks, or its client away)',
+      labelNames: ['pool', 'health'],
+      registers,
+      collect() {
+        this.reset();
+        const counts = new Map<string, { healthy: number; unhealthy: number }>();
+        for (const { pool, live } of members()) {
+          const count = counts.get(pool) ?? { healthy: 0, unhealthy: 0 };
+          counts.set(pool, count);
+          if (live?.healthy === true) count.healthy += 1;
+          else count.unhealthy += 1;
+        }
+        for (const [pool, count] of counts) for (const health of ['healthy', 'unhealthy'] as const) this.set({ pool, health }, count[health]);
+      },
+    });
+    new Gauge({
+      name: 'ntp_pool_member_healthy',
+      help: '1 while a pool member is live and passes its health checks, 0 while it gets no new users',
+      labelNames: ['pool', 'group'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { pool, group, live } of members()) this.set({ pool, group }, live?.healthy === true ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'ntp_pool_member_connections',
+      help: 'Live relayed user connections per pool member',
+      labelNames: ['pool', 'group'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { pool, group, live } of members()) this.set({ pool, group }, live?.liveConns ?? 0);
+      },
+    });
+  }
+
+  /** True while `group` (and `app`, if given) is in the registry: events of removed ones are late, and dropped. */
+  private registered(group: string, app?: string): boolean {
+    const spec = this.server.readyGroup.get(group);
+    return spec !== undefined && (app === undefined || spec.apps.some((entry) => entry.name === app));
+  }
+
+  /** The pools some registered group's apps name: a pool's series live as long as it is named. */
+  private namedPools(): Set<string> {
+    const pools = new Set<string>();
+    for (const spec of this.server.readyGroup.values()) for (const app of spec.apps) if (app.pool !== undefined) pools.add(app.pool);
+    return pools;
+  }
+
+  /** Drops the series of pools no registered group names any more, and a group's in pools it left. */
+  private forgetPools(group: string): void {
+    const named = this.namedPools();
+    for (const pool of [...this.refusedPools]) {
+      if (named.has(pool)) continue;
+      this.poolRefused.remove({ pool });
+      this.refusedPools.delete(pool);
+    }
+    const mine = new Set(this.server.readyGroup.get(group)?.apps.flatMap((app) => (app.pool === undefined ? [] : [app.pool])));
+    for (const key of [...this.memberPools]) {
+      const [pool, of] = JSON.parse(key) as [string, string];
+      if (of !== group || mine.has(pool)) continue;
+      this.poolUsers.remove({ pool, group });
+      this.memberPools.delete(key);
+    }
+  }
+
   private onEvent(event: ServerEvent): void {
     switch (event.type) {
-      case 'group-registered':
-        this.registered.add(event.group);
-        break;
       case 'group-deregistered':
-        this.registered.delete(event.group);
-        break;
-      case 'group-activated':
-        this.active.add(event.group);
-        break;
-      case 'group-deactivated':
-        this.active.delete(event.group);
-        for (const key of this.listeningApps) if (key.startsWith(`${event.group}/`)) this.listeningApps.delete(key);
-        break;
-      case 'app-opened':
-        this.listeningApps.add(`${event.group}/${event.app}`);
-        break;
-      case 'app-closed':
-        this.listeningApps.delete(`${event.group}/${event.app}`);
-        break;
-      case 'work-conn-joined':
-        this.connections.inc({ group: event.group, app: event.app });
-        this.connectionsTotal.inc({ group: event.group, app: event.app });
-        this.pairingSeconds.observe({ group: event.group }, event.waitedMs / 1000);
-        break;
-      case 'conn-closed':
-        this.connections.dec({ group: event.group, app: event.app });
-        break;
-      case 'traffic':
-        this.bytesIn.inc({ group: event.group, app: event.app }, event.bytesIn);
-        this.bytesOut.inc({ group: event.group, app: event.app }, event.bytesOut);
-        break;
-      case 'work-conn-failed':
-        this.pairingFailures.inc({ group: event.group, app: event.app });
-        break;
-      case 'login-rejected':
-        this.authFailures.inc({ code: event.code });
-        break;
-      case 'heartbeat-timeout':
-        this.heartbeatTimeouts.inc({ group: event.group });
-        break;
-      case 'bad-peer':
-        this.badPeers.inc({ code: event.code });
-        break;
-      case 'work-conn-pooled':
-        this.pooledWorkConns.inc({ group: event.group, how: event.reused ? 'reused' : 'new' });
-        break;
-      case 'pool-user-routed':
-        this.poolUsers.inc({ pool: event.pool, group: event.group });
-        break;
-      case 'pool-user-refused':
-        this.poolRefused.inc({ pool: event.pool });
-        break;
-      case 'pool-member-left':
-        this.poolUsers.remove({ pool: event.pool, group: event.group });
-        break;
-      case 'pool-closed':
-        this.poolRefused.remove({ pool: event.pool });
-        break;
-      default:
-        return;
-    }
-    this.updateGauges();
-  }
-
-  private collectPools(): void {
-    this.poolMembers.reset();
-    this.poolMemberHealthy.reset();
-    this.poolMemberConnections.reset();
-    for (const pool of this.server.pools.views()) {
-      const healthy = pool.members.filter((member) => member.healthy).length;
-      this.poolMembers.set({ pool: pool.name, health: 'healthy' }, healthy);
-      this.poolMembers.set({ pool: pool.name, health: 'unhealthy' }, pool.members.length - healthy);
-      for (const member of pool.members) {
-        this.poolMemberHealthy.set({ pool: pool.name, group: member.group }, member.healthy ? 1 : 0);
-        this.poolMemberConnections.set({ pool: pool.name, group: member.group }, member.liveConns);
+        this.forgetPools(event.group);
+        return this.series.forget(event.group);
+      case 'group-updated': {
+        const spec = this.server.readyGroup.get(event.group);
+        if (spec !== undefined) this.series.forget(event.group, new Set(spec.apps.map((app) => app.name)));
+        return this.forgetPools(event.group);
       }
+      case 'pool-user-refused':
+        if (!this.namedPools().has(event.pool)) return;
+        this.refusedPools.add(event.pool);
+        return this.poolRefused.inc({ pool: event.pool });
+      case 'login-rejected':
+        return this.authFailures.inc({ code: event.code });
+      case 'bad-peer':
+        return this.badPeers.inc({ code: event.code });
+      default:
     }
-  }
-
-  private updateGauges(): void {
-    this.groups.set({ state: 'registered' }, this.registered.size);
-    this.groups.set({ state: 'active' }, this.active.size);
-    this.clientsConnected.set(this.active.size);
-    this.apps.set(this.listeningApps.size);
+    // A relay of a removed app or group may end after the removal: counting it would bring its series back.
+    if (!('group' in event) || !this.registered(event.group, 'app' in event ? event.app : undefined)) return;
+    switch (event.type) {
+      case 'work-conn-joined': {
+        const app = { group: event.group, app: event.app };
+        this.series.count(this.connectionsTotal, app).inc();
+        this.series.count(this.pairingSeconds, { group: event.group }).observe(event.waitedMs / 1000);
+        return;
+      }
+      case 'traffic': {
+        const app = { group: event.group, app: event.app };
+        this.series.count(this.bytesIn, app).inc(event.bytesIn);
+        this.series.count(this.bytesOut, app).inc(event.bytesOut);
+        return;
+      }
+      case 'work-conn-failed':
+        return this.series.count(this.pairingFailures, { group: event.group, app: event.app }).inc();
+      case 'heartbeat-timeout':
+        return this.series.count(this.heartbeatTimeouts, { group: event.group }).inc();
+      case 'work-conn-pooled':
+        return this.series.count(this.pooledWorkConns, { group: event.group, how: event.reused ? 'reused' : 'new' }).inc();
+      case 'udp-session-opened': {
+        const app = { group: event.group, app: event.app };
+        this.series.count(this.udpSessions, app).inc();
+        this.series.count(this.udpSessionsTotal, app).inc();
+        return;
+      }
+      case 'pool-user-routed':
+        this.memberPools.add(JSON.stringify([event.pool, event.group]));
+        return this.poolUsers.inc({ pool: event.pool, group: event.group });
+      case 'udp-session-closed':
+        return this.series.count(this.udpSessions, { group: event.group, app: event.app }).dec();
+      case 'udp-dropped':
+        for (const [reason, count] of Object.entries(event.dropped)) this.series.count(this.udpDropped, { group: event.group, app: event.app, reason }).inc(count);
+        return;
+      default:
+    }
   }
 }

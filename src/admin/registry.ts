@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { fixedPoolPorts, formatPath, groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, poolProblem, portClaimant, sameGroupSpec, schemaComment, withPoolPorts, YamlFile, type GroupSpec } from '../config/index.js';
+import { fixedPoolPorts, formatPath, groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, poolProblem, portClaimant, portKey, portLabel, sameGroupSpec, schemaComment, withPoolPorts, YamlFile, type GroupSpec } from '../config/index.js';
 import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
@@ -111,10 +111,10 @@ export class GroupRegistry {
     for (const [other, otherSpec] of this.options.server.readyGroup) {
       if (other === spec.name) continue;
       for (const app of spec.apps) {
-        const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && candidate.remotePort === app.remotePort);
+        const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && portKey(candidate) === portKey(app));
         // Members of one pool share its port: that is what a pool is.
         if (owner !== undefined && portClaimant(other, owner) !== portClaimant(spec.name, app)) {
-          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${portClaimant(other, owner)}`, `apps.${app.name}.remotePort`);
+          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${portLabel(app)} is already claimed by ${portClaimant(other, owner)}`, `apps.${app.name}.remotePort`);
         }
       }
     }

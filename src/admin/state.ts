@@ -1,10 +1,11 @@
 import type { Subscription } from 'rxjs';
-import type { CommonServer, DeactivationCode, ServerEvent } from '../server/index.js';
+import { UdpAppServer, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
 
 export interface AppView {
   name: string;
+  type: 'tcp' | 'udp';
   /** The shared pool this app is a member of (see GET /api/pools). */
   pool?: string;
   /** The port in the registry (0: chosen by the server). */
@@ -12,9 +13,20 @@ export interface AppView {
   /** The port actually bound while the group is in use, else null. */
   publicPort: number | null;
   state: 'listening' | 'failed' | 'idle';
+  /** Live relayed conns; for a UDP app, its open sessions. */
   liveConns: number;
   bytesIn: number;
   bytesOut: number;
+  /** A UDP app's sessions, datagrams and drops by reason while it listens, else null. */
+  udp: UdpCounters | null;
+  /** The header the groupclient writes to the local app, as the registry says (the client's file decides). */
+  proxyProtocol: 'v1' | 'v2' | null;
+  /**
+   * Bytes per second shared by all the app's users (null: unlimited): `in` users to app, `out`
+   * app to users. `throttled`: how often a user was paused by the limit since the port opened
+   * (null while the app is not listening).
+   */
+  bandwidth: { in: number | null; out: number | null; throttled: { in: number; out: number } | null };
 }
 
 export interface GroupView {
@@ -97,12 +109,20 @@ export class AdminState {
       const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
       return {
         name: app.name,
+        type: app.type ?? 'tcp',
         ...(app.pool === undefined ? {} : { pool: app.pool }),
         remotePort: app.remotePort,
         publicPort: appServer?.port ?? null,
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
+        udp: appServer instanceof UdpAppServer ? appServer.counters() : null,
+        proxyProtocol: app.proxyProtocol ?? null,
+        bandwidth: {
+          in: app.bandwidth?.in ?? null,
+          out: app.bandwidth?.out ?? null,
+          throttled: appServer === undefined || appServer instanceof UdpAppServer ? null : { in: appServer.bandwidth.in.throttledReads, out: appServer.bandwidth.out.throttledReads },
+        },
       };
     });
     return {

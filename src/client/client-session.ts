@@ -1,12 +1,14 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
-import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
+import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
 import { heartbeatWatchdog, joinReusable, resetSocket, WorkConnTracker, type ClientTransport, type ControlChannel, type ReusableRelay } from '../net/index.js';
-import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
+import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn, type UserAddress } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { healthChanges } from './health-checks.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
+import { ClientUdpSessions } from './udp-sessions.js';
+import { proxyHeader } from './proxy-header.js';
 import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
@@ -55,6 +57,7 @@ export class ClientSession {
   private pooledOpening = 0;
   /** Pooled work conns asked for beyond `maxPooledWorkConns` this session, and not opened. */
   private pooledTrimmed = 0;
+  private readonly udpSessions: ClientUdpSessions;
   private done = false;
   private pingSeq = 0;
   private spec: GroupSpec;
@@ -69,6 +72,18 @@ export class ClientSession {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     this.spec = options.spec;
     this.loginSecret = options.spec.secret.reveal();
+    const { server, transport, sessionId, dialTimeoutMs } = options;
+    this.udpSessions = new ClientUdpSessions({
+      emit: options.emit,
+      send: (message) => options.channel.send(message),
+      dialTimeoutMs,
+      presentWorkConn: (pairingId) => presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs }),
+    });
+  }
+
+  /** UDP sessions open now (each a local socket and a work conn). */
+  get udpSessionCount(): number {
+    return this.udpSessions.size;
   }
 
   /** New local targets for the next work conns; relays already running are untouched. */
@@ -128,7 +143,8 @@ export class ClientSession {
         this.options.emit({ type: 'heartbeat', seq: message.seq });
         return;
       case 'ReqWorkConn':
-        void this.handleReqWorkConn(message);
+        if (message.protocol === 'udp') void this.udpSessions.serveRequested(this.appNamed(message.app), message.app, message.pairingId);
+        else void this.handleReqWorkConn(message);
         return;
       case 'ReqPooledWorkConns':
         return this.handleReqPooledWorkConns(message.pairingIds);
@@ -176,14 +192,14 @@ export class ClientSession {
     });
   }
 
-  private async handleReqWorkConn({ app: appName, pairingId }: ReqWorkConn): Promise<void> {
+  private async handleReqWorkConn({ app: appName, pairingId, user }: ReqWorkConn): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec;
     emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false });
     // Only targets from our own file: a server cannot steer us anywhere else.
     const app = spec.apps.find((candidate) => candidate.name === appName);
-    if (app === undefined) {
-      channel.send({ type: 'WorkConnFailed', pairingId, reason: `app "${appName}" is not in the client's group file` });
+    if (app === undefined || app.type === 'udp') {
+      channel.send({ type: 'WorkConnFailed', pairingId, reason: tcpRefusal(appName, app) });
       return;
     }
     const result = await openWorkConn({
@@ -202,7 +218,7 @@ export class ClientSession {
       channel.send({ type: 'WorkConnFailed', pairingId, reason: `${result.stage === 'local' ? 'local app' : 'work conn'} unreachable: ${result.reason}` });
       return;
     }
-    await this.relay(appName, pairingId, result.localConn, result.workConn, false);
+    await this.relay(app, pairingId, result.localConn, result.workConn, false, user);
   }
 
   /**
@@ -231,11 +247,12 @@ export class ClientSession {
     const start = await awaitStartWorkConn(workConn);
     this.idlePooled.delete(workConn);
     if (start === undefined || this.done) return void workConn.destroy();
+    if (start.protocol === 'udp') return this.udpSessions.servePooled(this.appNamed(start.app), start.app, start.pairingId, workConn);
     // Returned, not awaited: no suspended frame per live relay (it adds up at 10,000 conns).
     return this.handleStartWorkConn(start, workConn);
   }
 
-  private async handleStartWorkConn({ app: appName, pairingId }: StartWorkConn, workConn: Socket): Promise<void> {
+  private async handleStartWorkConn({ app: appName, pairingId, user }: StartWorkConn, workConn: Socket): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec; // the group file as last reloaded, not as it was at login
     emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: true });
@@ -247,12 +264,17 @@ export class ClientSession {
       channel.send({ type: 'WorkConnFailed', pairingId, reason });
     };
     const app = spec.apps.find((candidate) => candidate.name === appName);
-    if (app === undefined) return fail(`app "${appName}" is not in the client's group file`);
+    if (app === undefined || app.type === 'udp') return fail(tcpRefusal(appName, app));
     const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
       emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
       fail(`local app unreachable: ${reason}`);
     });
-    return this.relay(appName, pairingId, localConn, workConn, true);
+    return this.relay(app, pairingId, localConn, workConn, true, user);
+  }
+
+  /** An app of the group file as last reloaded (only our own targets are ever dialed). */
+  private appNamed(name: string): GroupSpec['apps'][number] | undefined {
+    return this.spec.apps.find((candidate) => candidate.name === name);
   }
 
   private onServerEnd(pairingId: string, bytes: number): void {
@@ -263,8 +285,14 @@ export class ClientSession {
     this.earlyEnds.set(pairingId, bytes);
   }
 
-  private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean): Promise<void> {
+  /**
+   * Relays one user between its local app conn and its work conn. An app with `proxyProtocol`
+   * gets the header first, from the user's address the server sent: the app reads it before
+   * any byte of the user's, and an app that speaks first has not been read from yet.
+   */
+  private async relay(app: AppSpec, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean, user: UserAddress | undefined): Promise<void> {
     const { emit, channel } = this.options;
+    const appName = app.name;
     emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
     const started = Date.now();
     if (this.done) {
@@ -273,7 +301,9 @@ export class ClientSession {
     }
     // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
     const tracker = new WorkConnTracker();
-    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
+    const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
+    if (outerPreamble !== undefined) debug('%s: PROXY %s header for %s', appName, app.proxyProtocol, user === undefined ? 'a user the server did not name' : `${user.remoteAddress} port ${user.remotePort}`);
+    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }), outerPreamble === undefined ? {} : { outerPreamble });
     this.relays.set(pairingId, relay);
     const early = this.earlyEnds.get(pairingId);
     if (early !== undefined) {
@@ -313,9 +343,14 @@ export class ClientSession {
     // The work conns belong to the session: its users are cut, and must see it as a reset.
     for (const relay of this.relays.values()) relay.reset(`the session ended: ${end.reason}`);
     this.relays.clear();
+    this.udpSessions.closeAll(`the session ended: ${end.reason}`);
     this.earlyEnds.clear();
     if (destroyChannel) this.options.channel.destroy();
     debug('session ended: %s', end.reason);
     this.resolveEnded(end);
   }
+}
+
+function tcpRefusal(appName: string, app: GroupSpec['apps'][number] | undefined): string {
+  return app === undefined ? `app "${appName}" is not in the client's group file` : `app "${appName}" is a UDP app in the client's group file, the server asked for TCP`;
 }

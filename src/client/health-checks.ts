@@ -1,8 +1,9 @@
 import createDebug from 'debug';
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { distinctUntilChanged, exhaustMap, map, merge, scan, skip, startWith, timer, type Observable } from 'rxjs';
-import { formatHostPort, type AppSpec, type HealthCheckSpec, type HostPort } from '../config/index.js';
+import { formatHostPort, type AppSpec, type HealthCheckSpec, type HostPort, type ProxyProtocolVersion } from '../config/index.js';
+import { proxyHeader } from './proxy-header.js';
 
 const debug = createDebug('ntp:client:health-checks');
 
@@ -39,7 +40,7 @@ export function healthChanges(apps: readonly AppSpec[], healthyAtStart: (app: st
       const start: Verdict = { healthy: healthyAtStart(app.name), streak: 0, reason: 'not checked yet' };
       return [
         timer(0, check.intervalMs).pipe(
-          exhaustMap(() => probe(app.local, check)),
+          exhaustMap(() => probe(app.local, check, app.proxyProtocol)),
           scan((verdict, result) => nextVerdict(verdict, result, check), start),
           // Compared with the state the server already has (the first check may flip it): only changes are news.
           startWith(start),
@@ -61,8 +62,12 @@ export function nextVerdict(verdict: Verdict, result: CheckResult, check: Health
   return streak >= threshold ? { healthy: !verdict.healthy, streak: 0, reason } : { healthy: verdict.healthy, streak, reason: verdict.reason };
 }
 
-/** One TCP or HTTP check of `target`, bounded by the check's timeout. Never rejects. */
-export function checkOnce(target: HostPort, check: HealthCheckSpec): Promise<CheckResult> {
+/**
+ * One TCP or HTTP check of `target`, bounded by the check's timeout. Never rejects. An HTTP
+ * check of a `proxyProtocol` app starts with a header naming no user (v1 UNKNOWN, v2 LOCAL),
+ * as a load balancer's checks do: such an app refuses a request without one.
+ */
+export function checkOnce(target: HostPort, check: HealthCheckSpec, proxyProtocol?: ProxyProtocolVersion): Promise<CheckResult> {
   const where = formatHostPort(target);
   return new Promise((resolve) => {
     let settled = false;
@@ -89,7 +94,15 @@ export function checkOnce(target: HostPort, check: HealthCheckSpec): Promise<Che
       socket.once('error', (error: NodeJS.ErrnoException) => done({ ok: false, reason: `${where}: ${error.code ?? error.message}` }));
       return;
     }
-    const req = request({ host: target.host, port: target.port, path: check.path ?? '/', method: 'GET', agent: false, headers: { 'user-agent': 'groupclient-health-check', connection: 'close' } }, (res) => {
+    const withHeader = (): Socket => {
+      const socket = connect({ host: target.host, port: target.port });
+      // Queued until connected: the header leaves before the request.
+      socket.write(proxyHeader(proxyProtocol!, undefined));
+      return socket;
+    };
+    const options = { host: target.host, port: target.port, path: check.path ?? '/', method: 'GET', headers: { 'user-agent': 'groupclient-health-check', connection: 'close' } } as const;
+    // Without an agent: a fresh conn per check (an agent would also ignore createConnection).
+    const req = request(proxyProtocol === undefined ? { ...options, agent: false } : { ...options, createConnection: withHeader }, (res) => {
       res.resume();
       const status = res.statusCode ?? 0;
       done(status >= 200 && status < 300 ? { ok: true } : { ok: false, reason: `${where}: GET ${check.path ?? '/'} answered HTTP ${status}` });

@@ -1,10 +1,12 @@
 import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
+import { appTrafficShape } from './app-traffic.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { HEALTH_CHECK_DEFAULTS, healthCheckSchema, poolName, type HealthCheckSpec } from './pool-config.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
-import { formatHostPort, hostPort, port } from './values.js';
+import { portKey, portLabel, udpAppOptions, udpAppShape } from './udp-app.js';
+import { formatHostPort, hostPort, logLevel, port } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -35,6 +37,16 @@ const app = section({
   pool: poolName.optional(),
   healthCheck: healthCheckSchema.optional(),
   ...appAccessShape,
+  ...udpAppShape,
+  ...appTrafficShape,
+}).transform(({ type, udp, ...tcp }, ctx) => {
+  // Both act on TCP streams (a header before the first byte, paused reads): a datagram relay has neither.
+  for (const field of ['proxyProtocol', 'bandwidth'] as const) {
+    if (type === 'udp' && tcp[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: udp` });
+  }
+  // A pool routes each user's connection to one member: UDP sessions are not routed through pools.
+  if (type === 'udp' && tcp.pool !== undefined) ctx.addIssue({ code: 'custom', path: ['pool'], message: 'pool applies to TCP apps, not to type: udp (a pool spreads TCP connections over its members)' });
+  return { ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) };
 });
 
 type AppFields = z.output<typeof app>;
@@ -65,10 +77,11 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
     secretFile: secretFilePath.optional(),
     apps: z.array(app, 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
+    logLevel: logLevel.optional(),
     ...serverTrustShape(dirname(file)),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps, server, logLevel: level, ...trust }, ctx) => {
       const stem = basename(file, extname(file));
       if (stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
@@ -94,6 +107,8 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
         ...serverTrust(trust, ctx),
         /** Client-side only: the commonserver to connect to, when not given on the command line. */
         ...(server === undefined ? {} : { server }),
+        /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */
+        ...(level === undefined ? {} : { logLevel: level }),
       });
     });
 }
@@ -116,7 +131,8 @@ function appSpec({ remotePort, healthCheck, ...one }: AppFields, i: number, ctx:
 
 function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
   const names = new Set<string>();
-  const ports = new Map<number, string>();
+  // Keyed by port and protocol: a TCP app and a UDP app may share a port number.
+  const ports = new Map<string, string>();
   const pools = new Map<string, string>();
   apps.forEach((one, i) => {
     const sharing = one.pool === undefined ? undefined : pools.get(one.pool);
@@ -124,11 +140,11 @@ function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
     if (one.pool !== undefined) pools.set(one.pool, one.name);
     if (names.has(one.name)) ctx.addIssue({ code: 'custom', path: ['apps', i, 'name'], message: `duplicate app name "${one.name}"` });
     names.add(one.name);
-    const other = ports.get(one.remotePort);
+    const other = ports.get(portKey(one));
     if (one.remotePort !== 0 && other !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['apps', i, 'remotePort'], message: `port ${one.remotePort} is already used by app "${other}"` });
+      ctx.addIssue({ code: 'custom', path: ['apps', i, 'remotePort'], message: `port ${portLabel(one)} is already used by app "${other}"` });
     }
-    ports.set(one.remotePort, one.name);
+    ports.set(portKey(one), one.name);
   });
 }
 
@@ -146,5 +162,5 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
 }
 
 export function describeApps(spec: GroupSpec): string {
-  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}`).join(', ');
+  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}${one.type === 'udp' ? '/udp' : ''}`).join(', ');
 }

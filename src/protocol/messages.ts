@@ -11,7 +11,9 @@ import { ProtocolError } from './errors.js';
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
  * HealthReport from the client when a pooled app's health changes,
  * and Goodbye from either side before a deliberate close.
- * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes.
+ * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes, or,
+ * for a UDP app (`protocol: 'udp'` in ReqWorkConn / StartWorkConn), one user's datagrams, each
+ * in a frame of its own (`datagram-codec.ts`) until the session ends.
  * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
  * then the user's raw bytes. It is never half-closed: each side reports its end of the user's
  * stream as WorkConnEnd on the control conn, and once both are through (WorkConnIdle from the
@@ -38,6 +40,12 @@ const port = z.int().min(0).max(65535);
 /** No list on the wire is longer: a peer cannot make us walk a huge array. */
 const MAX_LIST = 1024;
 const list = <T extends z.ZodType>(item: T) => z.array(item).max(MAX_LIST);
+/**
+ * `udp` marks a message about a UDP app; absent, it is about TCP, as before UDP apps existed.
+ * Any other value is refused rather than taken for TCP.
+ */
+const protocolMark = z.literal('udp').optional();
+export type AppProtocolMark = 'udp';
 
 /** An app as the server publishes it after activation. */
 const appBinding = z.object({
@@ -46,11 +54,18 @@ const appBinding = z.object({
   /** `listening` once the public port is bound; `failed` with a reason otherwise. */
   state: z.enum(['listening', 'failed']),
   error: text.optional(),
+  protocol: protocolMark,
 });
 export type AppBinding = z.infer<typeof appBinding>;
 
 /** An app as the client's own group file declares it (local target never leaves the host). */
-const appDeclaration = z.object({ name: id, remotePort: port });
+const appDeclaration = z.object({
+  name: id,
+  remotePort: port,
+  protocol: protocolMark,
+  /** The header the client writes to this local app, if any (it decides; the server only compares). */
+  proxyProtocol: z.enum(['v1', 'v2']).optional(),
+});
 export type AppDeclaration = z.infer<typeof appDeclaration>;
 
 const hello = z.object({
@@ -97,11 +112,24 @@ const loginResp = z
 const ping = z.object({ type: z.literal('Ping'), seq: count });
 const pong = z.object({ type: z.literal('Pong'), seq: count });
 
+/**
+ * A user conn's two ends as the server's socket sees them: the user's address and port, and the
+ * public address and port it reached. The client writes them in a PROXY protocol header when the
+ * app asks for one; it never dials them. Only the shape is checked here: the client puts nothing
+ * but an IP address in a header.
+ */
+const userAddress = z.object({ remoteAddress: z.string().max(64), remotePort: port, localAddress: z.string().max(64), localPort: port });
+export type UserAddress = z.infer<typeof userAddress>;
+
 const reqWorkConn = z.object({
   type: z.literal('ReqWorkConn'),
   app: id,
   /** One-time, unguessable; valid for exactly one held user connection of this session. */
   pairingId: id,
+  /** `udp`: the work conn carries one UDP session's datagrams; the client opens a local UDP socket. */
+  protocol: protocolMark,
+  /** Absent when the server no longer knew it (the user's socket closed as it was accepted). */
+  user: userAddress.optional(),
 });
 
 const newWorkConn = z.object({
@@ -133,6 +161,10 @@ const startWorkConn = z.object({
   app: id,
   /** Names this user for WorkConnFailed and the logs; not a credential. */
   pairingId: id,
+  /** `udp`: datagram frames follow, for one UDP session (one user address). */
+  protocol: protocolMark,
+  /** As in ReqWorkConn. */
+  user: userAddress.optional(),
 });
 
 /**

@@ -14,6 +14,13 @@ export interface TestAppEntry {
   /** A shared pool to join (`pool:`), with its health check as the group file writes it. */
   pool?: string;
   healthCheck?: Record<string, unknown>;
+  /** A UDP app (`type: udp`), with its `udp:` settings if any. */
+  type?: 'udp';
+  udp?: { idleTimeout?: string; maxSessions?: number; maxDatagramBytes?: number };
+  /** CIDRs allowed to use the public port. */
+  allow?: string[];
+  /** More app fields, as written in the group file (`proxyProtocol`, `bandwidth`...). */
+  extra?: Record<string, unknown>;
 }
 
 export interface TestGroup {
@@ -73,6 +80,10 @@ export function groupYaml(group: TestGroup): string {
       ...(app.pool !== undefined && app.remotePort === undefined ? {} : { remotePort: app.remotePort ?? 0 }),
       ...(app.pool === undefined ? {} : { pool: app.pool }),
       ...(app.healthCheck === undefined ? {} : { healthCheck: app.healthCheck }),
+      ...(app.type === undefined ? {} : { type: app.type }),
+      ...(app.udp === undefined ? {} : { udp: app.udp }),
+      ...(app.allow === undefined ? {} : { allow: app.allow }),
+      ...app.extra,
     })),
   });
 }
