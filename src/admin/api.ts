@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConfigError, groupNameProblem, isGroupName } from '../config/index.js';
-import type { CommonServer } from '../server/index.js';
+import { RegistryError, type CommonServer, type GroupRegistry } from '../server/index.js';
 import { HttpError, readBody, sendJson, type RequestTarget } from './http-util.js';
-import { GroupRegistry, RegistryError } from './registry.js';
 import type { AdminState } from './state.js';
 
 export interface ApiContext {
@@ -100,7 +99,8 @@ async function mutate(ctx: ApiContext, change: () => Promise<unknown>): Promise<
     if (error instanceof HttpError) throw error;
     if (error instanceof ConfigError) throw new HttpError(400, error.code, error.message, error.field);
     if (error instanceof RegistryError) {
-      const status = error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' || error.code === 'INVALID_GROUP_NAME' ? 400 : 409;
+      const status =
+        error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'REGISTRY_UNAVAILABLE' ? 503 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' || error.code === 'INVALID_GROUP_NAME' ? 400 : 409;
       throw new HttpError(status, error.code, error.message, error.field);
     }
     throw new HttpError(500, 'REGISTRY_WRITE_FAILED', `the registry was not changed: ${(error as Error).message}`);

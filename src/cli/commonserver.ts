@@ -1,9 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { GroupsHotReload } from '../admin/hot-reload.js';
-import { GroupRegistry } from '../admin/registry.js';
 import { ConfigError, loadServerConfig, permissionWarning, type ServerConfig } from '../config/index.js';
-import { CommonServer, loadServerTransport } from '../server/index.js';
+import { CommonServer, DirectoryRegistry, GroupsHotReload, loadServerTransport } from '../server/index.js';
 import { traceServer } from '../trace/index.js';
 import { fail, say } from './output.js';
 import { serverLine } from './server-lines.js';
@@ -69,12 +67,9 @@ async function main(): Promise<number> {
     const line = serverLine(event);
     if (line !== undefined) say(line);
   });
+  const registry = new DirectoryRegistry({ server, groupsDir: config.groupsDir });
   // Loaded only when asked for: the admin server brings prom-client and its own state.
-  const admin =
-    config.admin === undefined
-      ? undefined
-      : new (await import('../admin/admin-server.js')).AdminServer({ server, config: config.admin, groupsDir: config.groupsDir });
-  const registry = admin?.registry ?? new GroupRegistry({ server, groupsDir: config.groupsDir });
+  const admin = config.admin === undefined ? undefined : new (await import('../admin/admin-server.js')).AdminServer({ server, config: config.admin, registry });
   // Ready for SIGHUP before anything is announced: its default action would end the process.
   const reload = new GroupsHotReload(registry, config.groupsDir, {
     watch: !values['no-watch'],
