@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminConfig, type AdminLimits } from '../config/index.js';
-import type { CommonServer, GroupRegistry } from '../server/index.js';
+import type { ClusterView, CommonServer, GroupRegistry } from '../server/index.js';
 import { handleApi } from './api.js';
 import { EventStreams } from './event-stream.js';
 import { HttpError, parseRequestTarget, sendError, type RequestTarget } from './http-util.js';
@@ -32,6 +32,8 @@ export interface AdminServerOptions {
   config: AdminConfig;
   /** Where group changes go: the server's groups directory, or etcd in a cluster. */
   registry: GroupRegistry;
+  /** A cluster node: the API and dashboard show every node and where each group is active. */
+  cluster?: ClusterView;
   /** Bytes an event stream subscriber may have queued before it is dropped (default 1 MiB). */
   maxEventQueueBytes?: number;
 }
@@ -51,8 +53,8 @@ export class AdminServer {
 
   constructor(private readonly options: AdminServerOptions) {
     this.registry = options.registry;
-    this.state = new AdminState(options.server);
-    this.metrics = new ServerMetrics(options.server);
+    this.state = new AdminState(options.server, options.cluster);
+    this.metrics = new ServerMetrics(options.server, options.cluster);
     this.eventStreams = new EventStreams(options.server.events$, options.maxEventQueueBytes);
     this.guard = new RequestGuard(options.config, () => (this.http.address() as AddressInfo).port);
     const limits: AdminLimits = { ...ADMIN_DEFAULT_LIMITS, ...definedOnly(options.config) };
@@ -116,7 +118,7 @@ export class AdminServer {
         this.guard.authorize(req, target);
         if (path === '/metrics') return await this.serveMetrics(req, res);
         if (path === EVENTS_PATH) return this.serveEvents(req, res);
-        if (await handleApi({ server: this.options.server, registry: this.registry, state: this.state }, req, res, target)) return;
+        if (await handleApi({ server: this.options.server, registry: this.registry, state: this.state, ...(this.options.cluster ? { cluster: this.options.cluster } : {}) }, req, res, target)) return;
         throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
       }
       await this.serveDashboard(req, res, target);

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConfigError, groupNameProblem, isGroupName } from '../config/index.js';
-import { RegistryError, type CommonServer, type GroupRegistry } from '../server/index.js';
+import { RegistryError, type ClusterView, type CommonServer, type GroupRegistry } from '../server/index.js';
 import { HttpError, readBody, sendJson, type RequestTarget } from './http-util.js';
 import type { AdminState } from './state.js';
 
@@ -8,6 +8,7 @@ export interface ApiContext {
   server: CommonServer;
   registry: GroupRegistry;
   state: AdminState;
+  cluster?: ClusterView;
 }
 
 
@@ -24,6 +25,7 @@ export interface ApiContext {
  *   DELETE /api/groups/:name         remove a group (its client is disconnected)
  *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
  *   GET    /api/events/recent        the last events, oldest first
+ *   GET    /api/cluster              a cluster node: every node, and which node serves each group
  */
 export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<boolean> {
   const method = req.method ?? 'GET';
@@ -38,6 +40,12 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     if (method !== 'GET') throw methodNotAllowed(method, path);
     const names = path === '/api/readyGroup' ? [...ctx.server.readyGroup.keys()] : [...ctx.server.inUseGroup.keys()];
     return ok(res, 200, { groups: names.sort().map((name) => ctx.state.group(name)).filter((group) => group !== undefined) });
+  }
+  if (path === '/api/cluster') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (ctx.cluster === undefined) throw new HttpError(404, 'NOT_A_CLUSTER', 'this commonserver is not a cluster node (no cluster: section)');
+    const activations = [...ctx.cluster.activations()].sort(([a], [b]) => a.localeCompare(b)).map(([group, where]) => ({ group, ...where }));
+    return ok(res, 200, { node: ctx.cluster.node, leaseHeld: ctx.cluster.leaseHeld(), nodes: ctx.cluster.nodes(), activations });
   }
   if (path === '/api/events/recent') {
     if (method !== 'GET') throw methodNotAllowed(method, path);

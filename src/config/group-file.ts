@@ -1,5 +1,5 @@
 import { basename, dirname, extname } from 'node:path';
-import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, type AppAccess, type ServerTrust } from './group-security.js';
+import { APP_ACCESS_KEYS, canonicalFingerprint, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, type AppAccess, type ServerTrust } from './group-security.js';
 import type { Secret } from './secret.js';
 import { parseSecret, readSecretFile } from './secret-source.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
@@ -19,11 +19,20 @@ export interface GroupSpec extends ServerTrust {
   readonly apps: readonly AppSpec[];
   /** Client-side only: the commonserver to connect to, when not given on the command line. */
   readonly server?: HostPort;
+  /** Client-side only: the nodes of a cluster, tried in turn, each with its own pinned certificate if given. */
+  readonly servers?: readonly ClusterServer[];
   readonly file: string;
   /** The secret is written in the file itself (not `${VAR}`): the file must stay private. */
   readonly secretInFile?: boolean;
   /** Where the secret was read from (`secretFile:`, absolute), re-read at every reload. */
   readonly secretFile?: string;
+}
+
+/** A cluster node in a group file's `servers:` list. */
+export interface ClusterServer {
+  readonly address: HostPort;
+  /** This node's certificate; else the file's serverFingerprint / serverCa. */
+  readonly fingerprint?: string;
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -42,7 +51,7 @@ export function isGroupName(name: string): boolean {
 export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
-const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
+const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', 'servers', ...SERVER_TRUST_KEYS] as const;
 const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
 export { MIN_SECRET_LENGTH, parseSecret } from './secret-source.js';
 
@@ -114,8 +123,27 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     ...(fromFile ? { secretFile: fromFile.file } : {}),
     ...parseServerTrust(yaml, root),
     ...(root.server === undefined ? {} : { server: yaml.expect(['server'], parseHostPort(root.server)) }),
+    ...(root.servers === undefined ? {} : { servers: parseServers(yaml, root) }),
   };
   return Object.freeze(spec);
+}
+
+/** `servers: ["a:7000", { address: "b:7000", fingerprint: "sha256:..." }]`. */
+function parseServers(yaml: YamlFile, root: Record<string, unknown>): readonly ClusterServer[] {
+  if (root.server !== undefined) throw yaml.error(['servers'], 'server and servers are alternatives: keep one');
+  if (!Array.isArray(root.servers) || root.servers.length === 0) throw yaml.error(['servers'], 'expected a list of "host:port" (or { address, fingerprint }) of the cluster\'s nodes');
+  return Object.freeze(
+    root.servers.map((raw: unknown, i: number): ClusterServer => {
+      if (typeof raw === 'string') return { address: yaml.expect(['servers', i], parseHostPort(raw)) };
+      const entry = yaml.mapAt(['servers', i], raw);
+      yaml.onlyKeys(['servers', i], entry, ['address', 'fingerprint']);
+      const address = yaml.expect(['servers', i, 'address'], parseHostPort(entry.address));
+      if (entry.fingerprint === undefined) return { address };
+      const fingerprint = typeof entry.fingerprint === 'string' ? canonicalFingerprint(entry.fingerprint) : undefined;
+      if (fingerprint === undefined) throw yaml.error(['servers', i, 'fingerprint'], 'expected sha256: followed by 64 hex digits (as the commonserver prints it)');
+      return { address, fingerprint };
+    }),
+  );
 }
 
 export function describeApps(spec: GroupSpec): string {

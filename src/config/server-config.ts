@@ -1,5 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { parseAdminSection, type AdminConfig } from './admin-config.js';
+import { parseClusterSection, type ClusterConfig } from './cluster-config.js';
 import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
@@ -20,6 +21,8 @@ export interface ServerConfig extends SecurityConfig {
   readonly file?: string;
   /** The admin API and dashboard; off unless the file has an `admin:` section. */
   readonly admin?: AdminConfig;
+  /** One node of a cluster sharing its registry through etcd; off unless the file has a `cluster:` section. */
+  readonly cluster?: ClusterConfig;
 }
 
 export const SERVER_DEFAULTS = {
@@ -36,7 +39,7 @@ export const SERVER_DEFAULTS = {
 
 const MAX_WORK_CONN_POOL = 256;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', ...SECURITY_KEYS] as const;
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', 'cluster', ...SECURITY_KEYS] as const;
 
 export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
@@ -71,6 +74,7 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
 
   const security = parseSecurityConfig(yaml, root);
   const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
+  const cluster = 'cluster' in root ? parseClusterSection(yaml, root.cluster, env) : undefined;
   return Object.freeze({
     bind,
     groupsDir,
@@ -82,5 +86,6 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     ...security,
     file,
     ...(admin ? { admin } : {}),
+    ...(cluster ? { cluster } : {}),
   });
 }

@@ -19,6 +19,7 @@ const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'file' | '
   secret: { server: 'changed: the session that logged in with the old one ends now', client: 'applies at the next login' },
   secretFile: { server: 'is read from the new path (a changed secret ends the session)', client: 'applies at the next login' },
   server: AT_CLIENT_RESTART,
+  servers: AT_CLIENT_RESTART,
   serverFingerprint: AT_CLIENT_RESTART,
   serverCaFile: AT_CLIENT_RESTART,
   plaintext: AT_CLIENT_RESTART,

@@ -59,7 +59,11 @@ export type LoginRejectCode =
   | 'GROUP_IN_USE'
   | 'VERSION_MISMATCH'
   | 'RATE_LIMITED'
-  | 'POLICY';
+  | 'POLICY'
+  /** Cluster: the group is active on another node (the reason names it); try the next server. */
+  | 'GROUP_ACTIVE_ELSEWHERE'
+  /** Cluster: this node holds no lease from etcd right now, so it may activate nothing; try the next server. */
+  | 'NODE_UNAVAILABLE';
 
 export interface LoginResp {
   type: 'LoginResp';
@@ -165,7 +169,7 @@ export interface WorkConnFailed {
  * taken for the heartbeat timeout). Such a peer cannot read a Goodbye either: it is reset, and
  * the code names the cause in the events of the side that cut it off.
  */
-export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED' | 'SLOW_PEER' | 'SECRET_CHANGED';
+export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED' | 'SLOW_PEER' | 'SECRET_CHANGED' | 'LEASE_LOST';
 
 export interface Goodbye {
   type: 'Goodbye';

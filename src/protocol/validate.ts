@@ -58,6 +58,7 @@ export function validateMessage(value: unknown): Message {
           'DEREGISTERED',
           'SLOW_PEER',
           'SECRET_CHANGED',
+          'LEASE_LOST',
         ] as const),
         reason: str(obj, 'reason', 1024),
       };
@@ -79,6 +80,8 @@ function loginResp(obj: Record<string, unknown>): Message {
           'VERSION_MISMATCH',
           'RATE_LIMITED',
           'POLICY',
+          'GROUP_ACTIVE_ELSEWHERE',
+          'NODE_UNAVAILABLE',
         ] as const),
         reason: str(error, 'reason', 1024),
       },

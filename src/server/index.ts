@@ -6,3 +6,5 @@ export * from './certificate.js';
 export { portRefusal } from './policy.js';
 export { BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
 export * from './registry/index.js';
+export * from './activation-gate.js';
+export * from './cluster-view.js';
