@@ -73,6 +73,7 @@ async function main(): Promise<number> {
   if (cluster !== undefined) {
     say(`cluster: node ${config.cluster!.node} joining etcd ${config.cluster!.etcd.join(',')} (prefix ${config.cluster!.prefix}, lease ${config.cluster!.leaseTtlMs / 1000}s)`);
     await cluster.join((reason) => say(`cluster: no etcd lease yet (${reason}); retrying`));
+    say(`cluster: the registry is etcd ${config.cluster!.prefix}/groups/ (the groups directory is not read; store it once with: commonserver cluster import DIR)`);
   }
   const server = new CommonServer({ ...config, transport, ...(cluster ? { activationGate: cluster.claims } : {}) });
   const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);

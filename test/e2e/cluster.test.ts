@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { startClusterNodes, type ClusterNodeProcess } from '../helpers/cluster-nodes.js';
 import { groupYaml, makeConfigDir, randomSecret, type TestConfigDir, type TestGroup } from '../helpers/configs.js';
 import { etcdAvailable, EtcdCluster } from '../helpers/etcd-cluster.js';
-import { ProcessSet, startGroupClientProcess, waitForGroupActive, type CliProcess } from '../helpers/processes.js';
+import { CliProcess, COMMONSERVER_BIN, ProcessSet, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 
 /** Short, so that a failover fits the suite's budget; the safe bound is two thirds of it. */
 const LEASE_TTL_MS = 3000;
@@ -126,6 +128,24 @@ describe('a cluster of three commonservers on a three-member etcd', { skip: etcd
     const again = await c!.api('/api/groups', { method: 'POST', body: groupYaml(group) });
     assert.equal(again.status, 409);
     assert.equal(again.body.error.code, 'GROUP_EXISTS');
+  });
+
+  test('commonserver cluster import DIR stores a groups directory in etcd; a bad file is named and skipped', async () => {
+    const imported: TestGroup = { name: 'imported', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: 0 }] };
+    const dir = makeConfigDir([imported]);
+    writeFileSync(join(dir.groupsDir, 'broken.yaml'), 'name: broken\napps: []\n');
+    const fromLine = nodes[2]!.process.lines.length;
+    const run = processes.add(new CliProcess(COMMONSERVER_BIN, ['cluster', 'import', dir.groupsDir, '--config', nodes[0]!.configFile]));
+    const { code } = await run.exited;
+    assert.equal(code, 2, run.output);
+    assert.match(run.output, /not imported: .*broken\.yaml.*secret/);
+    assert.match(run.output, /imported 1 group\(s\)/);
+    await nodes[2]!.process.waitForLine(/group imported registered/, { fromLine, timeoutMs: 5000 });
+    // A second import keeps what etcd holds.
+    const again = processes.add(new CliProcess(COMMONSERVER_BIN, ['cluster', 'import', dir.groupsDir, '--config', nodes[1]!.configFile]));
+    await again.exited;
+    assert.match(again.output, /imported 0 group\(s\).*already there, kept: imported/);
+    assert.equal(run.output.includes(imported.secret) || again.output.includes(imported.secret), false);
   });
 
   test('the client logs in on the first live node; every node shows where the group is active', async () => {

@@ -12,6 +12,8 @@ export interface ClusterNodeProcess {
   port: number;
   fingerprint?: string;
   process: CliProcess;
+  /** Its commonserver.yaml (for `commonserver cluster import` against the same cluster). */
+  configFile: string;
   adminUrl: string;
   /** This node reaches each etcd member through its own relay: `cutOff()` black-holes them all. */
   etcdRelays: FaultRelay[];
@@ -54,6 +56,7 @@ export async function startClusterNodes(etcd: EtcdCluster, processes: ProcessSet
       port: started.port,
       ...(started.fingerprint ? { fingerprint: started.fingerprint } : {}),
       process: started.process,
+      configFile: config.serverFile,
       adminUrl,
       etcdRelays,
       cutOffFromEtcd: () => etcdRelays.forEach((relay) => relay.blackhole()),

@@ -9,6 +9,8 @@ const MAX_LOG = 100;
 const traffic = new Map();
 let groups = [];
 let refreshTimer = null;
+let clusterPoll = null;
+const CLUSTER_POLL_MS = 5000;
 
 async function api(path) {
   const res = await fetch(path, { headers });
@@ -50,6 +52,8 @@ function renderGroups() {
         ? `left at ${time(group.lastDeactivation.at)}: ${group.lastDeactivation.code} (${group.lastDeactivation.reason})`
         : 'no client connected';
     card.append(el('div', { class: 'client', text: client }));
+    // A cluster node: which node serves the group, this one or another (whose events do not reach this page).
+    if (group.node) card.append(el('div', { class: 'node', 'data-node': group.node.name, text: `served by node ${group.node.name}${group.node.self ? ' (this node)' : ''} at ${group.node.advertise}:${group.node.commonPort}` }));
     const table = el('table', {}, el('tr', {}, ...['app', 'public port', 'state', 'live conns', 'in', 'out', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
     for (const app of group.apps) {
       const key = `${group.name}/${app.name}`;
@@ -71,6 +75,8 @@ function renderGroups() {
   const inUse = groups.filter((g) => g.state === 'in-use').length;
   document.getElementById('summary').textContent = `${groups.length} group(s), ${inUse} in use`;
   drawCharts();
+  // Another node's activations send no event here: a cluster's page also looks again every few seconds.
+  if (groups.some((group) => group.node) && clusterPoll === null) clusterPoll = setInterval(scheduleRefresh, CLUSTER_POLL_MS);
 }
 
 function drawCharts() {
