@@ -15,7 +15,7 @@ import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './p
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
 
-const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow'] as const;
+const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow', 'login'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -28,6 +28,9 @@ const USAGE = `usage: npm run bench -- [options]
   --seconds N      iperf3 duration per test (default 3)
   --slow-seconds N slow reader duration (default 20)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
+  --logins N       login figure: sequential logins on a single server and on a cluster node (default 200)
+  --groups N       login figure: groups activated at once across three cluster nodes (default 1000; 0 skips)
+  --concurrency N  login figure: clients logging in at the same time among those groups (default 50)
   --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
   --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
 
@@ -45,6 +48,9 @@ async function main(): Promise<number> {
       seconds: { type: 'string' },
       'slow-seconds': { type: 'string' },
       pool: { type: 'string' },
+      logins: { type: 'string' },
+      groups: { type: 'string' },
+      concurrency: { type: 'string' },
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       'no-json': { type: 'boolean', default: false },
@@ -71,12 +77,14 @@ async function main(): Promise<number> {
     slowRate: 4 * 1024 * 1024,
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
+  const loginSettings = { logins: num(values.logins, 200, 30), groups: num(values.groups, 1000, 100), concurrency: num(values.concurrency, 50, 20) };
   const has = (figure: Figure): boolean => figures.includes(figure);
   if (!checkTools([
     { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') },
     { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
     { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
     { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
+    { bin: 'etcd', pkg: 'etcd-server', needed: has('login') },
   ])) return 1;
   if (has('idle') && settings.idleConns > idleLimit()) {
     console.log(`note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`);
@@ -137,6 +145,7 @@ async function main(): Promise<number> {
         for (const figure of figures) {
           if (unavailable.has(name)) break;
           if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if (figure === 'login') continue; // its own setups (single, cluster), measured once below
           // Fresh processes per figure, so that no RSS figure inherits another one's heap.
           const path = await openPath(name, targets, pathOptions);
           if (path === undefined) {
@@ -160,6 +169,9 @@ async function main(): Promise<number> {
     killAll();
   }
 
+  // Logins are not a path's figure: a single server against cluster nodes on a real etcd.
+  const login = has('login') ? await (await import('./login.js')).loginBench(loginSettings) : undefined;
+
   const medians = Object.fromEntries(
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
@@ -178,7 +190,7 @@ async function main(): Promise<number> {
     writeFileSync(
       out,
       JSON.stringify(
-        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw },
+        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, ...(login ? { login } : {}) },
         null,
         2,
       ),
