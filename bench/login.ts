@@ -89,6 +89,32 @@ async function sequentialLogins(node: Node, groups: { spec: GroupSpec }[]): Prom
   return times;
 }
 
+type Running = { client: GroupClient; done: Promise<void> }[];
+
+/** Logs every group in, `concurrency` clients at a time; the clients keep running. */
+async function activateMany(groups: { spec: GroupSpec }[], concurrency: number, serversFor: (i: number) => ServerEndpoint[]): Promise<{ wallMs: number; times: number[]; running: Running }> {
+  const started = performance.now();
+  const times: number[] = [];
+  const running: Running = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < groups.length) {
+        const i = next++;
+        const login = await loginOnce(groups[i]!.spec, serversFor(i));
+        times.push(login.ms);
+        running.push(login);
+      }
+    }),
+  );
+  return { wallMs: performance.now() - started, times, running };
+}
+
+async function stopAll(running: Running): Promise<void> {
+  for (const { client } of running) client.stop();
+  await Promise.all(running.map(({ done }) => done));
+}
+
 /** etcd's own counters, summed over its members: bytes in and out of its client port, gRPC calls handled. */
 async function etcdCounters(etcd: EtcdCluster): Promise<{ bytesIn: number; bytesOut: number; calls: number }> {
   const totals = { bytesIn: 0, bytesOut: 0, calls: 0 };
@@ -134,23 +160,8 @@ export async function loginBench(settings: LoginBenchSettings, say: (line: strin
       await untilEveryNodeHas(nodes, clusterGroups.length + many.length);
       const registerMs = performance.now() - registerStarted;
       const before = await etcdCounters(etcd);
-      const started = performance.now();
-      const times: number[] = [];
-      const running: { client: GroupClient; done: Promise<void> }[] = [];
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: settings.concurrency }, async () => {
-          while (next < many.length) {
-            const i = next++;
-            // Each client lists the nodes from a different first one: the load spreads over the three.
-            const servers = [0, 1, 2].map((k) => nodes[(i + k) % 3]!.endpoint);
-            const login = await loginOnce(many[i]!.spec, servers);
-            times.push(login.ms);
-            running.push(login);
-          }
-        }),
-      );
-      const wallMs = performance.now() - started;
+      // Each client lists the nodes from a different first one: the load spreads over the three.
+      const { wallMs, times, running } = await activateMany(many, settings.concurrency, (i) => [0, 1, 2].map((k) => nodes[(i + k) % 3]!.endpoint));
       const after = await etcdCounters(etcd);
       const perNode = nodes.map((node) => node.server.inUseGroup.size);
       const m = summary(times);
@@ -160,10 +171,21 @@ export async function loginBench(settings: LoginBenchSettings, say: (line: strin
       say(`${many.length} groups registered through node a's registry, on every node after ${registerMs.toFixed(0)} ms`);
       say(`${many.length} groups activated across three nodes (${settings.concurrency} clients at a time): all active after ${wallMs.toFixed(0)} ms; per login p50 ${m.p50.toFixed(1)} ms, p99 ${m.p99.toFixed(1)} ms, max ${m.max.toFixed(1)} ms; groups per node ${perNode.join(' / ')}`);
       say(`etcd traffic per login (all members, keepalives and watch events of the window included): ${callsPerLogin.toFixed(2)} gRPC calls, ${(bytesPerLogin / 1024).toFixed(2)} KiB`);
-      for (const { client } of running) client.stop();
-      await Promise.all(running.map(({ done }) => done));
+      await stopAll(running);
+      for (const node of nodes) await stopNode(node);
+
+      // The same groups on one single server, for comparison: what is the cluster's, what is this process's load.
+      const lone = await startNode('127.0.0.1', undefined);
+      for (const { spec } of many) lone.server.registerGroup(spec);
+      const alone = await activateMany(many, settings.concurrency, () => [lone.endpoint]);
+      const a = summary(alone.times);
+      Object.assign(figures, { manySingleWallMs: alone.wallMs, manySingleP50: a.p50, manySingleP99: a.p99 });
+      say(`the same ${many.length} groups on one single server: all active after ${alone.wallMs.toFixed(0)} ms; per login p50 ${a.p50.toFixed(1)} ms, p99 ${a.p99.toFixed(1)} ms`);
+      await stopAll(alone.running);
+      await stopNode(lone);
+    } else {
+      for (const node of nodes) await stopNode(node);
     }
-    for (const node of nodes) await stopNode(node);
   } finally {
     await etcd.stop();
     await echo.close();

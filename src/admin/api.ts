@@ -45,7 +45,7 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     if (method !== 'GET') throw methodNotAllowed(method, path);
     if (ctx.cluster === undefined) throw new HttpError(404, 'NOT_A_CLUSTER', 'this commonserver is not a cluster node (no cluster: section)');
     const activations = [...ctx.cluster.activations()].sort(([a], [b]) => a.localeCompare(b)).map(([group, where]) => ({ group, ...where }));
-    return ok(res, 200, { node: ctx.cluster.node, leaseHeld: ctx.cluster.leaseHeld(), nodes: ctx.cluster.nodes(), activations });
+    return ok(res, 200, { node: ctx.cluster.node, prefix: ctx.cluster.prefix, leaseHeld: ctx.cluster.leaseHeld(), nodes: ctx.cluster.nodes(), activations });
   }
   if (path === '/api/events/recent') {
     if (method !== 'GET') throw methodNotAllowed(method, path);

@@ -22,6 +22,8 @@ export interface ClusterActivation {
  */
 export interface ClusterView {
   readonly node: string;
+  /** Where the cluster's keys live in etcd. */
+  readonly prefix: string;
   nodes(): ClusterNodeInfo[];
   activation(group: string): ClusterActivation | undefined;
   /** Every activation in the cluster, by group. */

@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Etcd3 } from 'etcd3';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { startClusterNodes, type ClusterNodeProcess } from '../helpers/cluster-nodes.js';
 import { groupYaml, makeConfigDir, randomSecret, type TestConfigDir, type TestGroup } from '../helpers/configs.js';
@@ -183,6 +184,35 @@ describe('a cluster of three commonservers on a three-member etcd', { skip: etcd
     assert.ok(back <= LEASE_TTL_MS + BACKOFF_BOUND_MS + LOAD_MARGIN_MS, `took ${back} ms`);
     // Until the dead node's lease expired, the others said where the group was held.
     await client.waitForLine(/GROUP_ACTIVE_ELSEWHERE: group "roaming" is active on node a/, { fromLine, timeoutMs: 1000 });
+  });
+
+  test('a lease revoked in etcd: its node drops the group at once, takes a new lease, and the group is back within a TTL', async () => {
+    const serving = await servingNode(nodes, publicPort, 5000);
+    const probe = probeNodes(nodes, publicPort);
+    const admin = new Etcd3({ hosts: etcd.endpoints });
+    try {
+      const prefix = (await serving.api('/api/cluster')).body.prefix as string;
+      const [record] = (await admin.get(`${prefix}/nodes/${serving.name}`).exec()).kvs;
+      assert.ok(record !== undefined && record.lease !== '0', 'the node record is attached to its lease');
+      const fromLine = serving.process.lines.length;
+      const revokedAt = Date.now();
+      await admin.leaseClient.leaseRevoke({ ID: record.lease });
+      await serving.process.waitForLine(/cluster: etcd lease lost \(etcd revoked the lease/, { fromLine, timeoutMs: LEASE_TTL_MS });
+      const droppedAfter = Date.now() - revokedAt;
+      await serving.process.waitForLine(/holds a new etcd lease/, { fromLine, timeoutMs: LEASE_TTL_MS + LOAD_MARGIN_MS });
+      const next = await servingNode(nodes, publicPort, LEASE_TTL_MS + LOAD_MARGIN_MS);
+      const back = Date.now() - revokedAt;
+      const { doubles } = await probe.stop();
+      console.log(`# lease of node ${serving.name} revoked: groups dropped after ${droppedAfter} ms; users served again through node ${next.name} after ${back} ms`);
+      assert.deepEqual(doubles, []);
+      // Seen by the watch, not by the keepalive watchdog (two thirds of the TTL).
+      assert.ok(droppedAfter < LEASE_TTL_MS / 2, `dropped ${droppedAfter} ms after the revocation`);
+      // Revocation frees the keys at once: nobody waits for an expiry, only for the client's backoff.
+      assert.ok(back < LEASE_TTL_MS + BACKOFF_BOUND_MS + LOAD_MARGIN_MS, `took ${back} ms`);
+    } finally {
+      admin.close();
+      await probe.stop();
+    }
   });
 
   test('a node cut off from etcd drops its groups before their lease could be taken elsewhere', async () => {

@@ -45,7 +45,9 @@ export function etcdAvailable(): boolean {
  * Debian `etcd-server` package's binary), each member's data in a throwaway directory.
  */
 export class EtcdCluster {
-  private readonly dataRoot = mkdtempSync(join(tmpdir(), 'ntp-etcd-'));
+  // In memory where there is /dev/shm: etcd fsyncs every write, and a shared disk's fsync
+  // latency would show in every registration and claim (and slow lease renewals).
+  private readonly dataRoot = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'ntp-etcd-'));
   private constructor(
     private readonly members: MemberState[],
     private readonly token: string,

@@ -82,7 +82,10 @@ export class ClusterNode {
   async announce(commonPort: number): Promise<void> {
     this.commonPort = commonPort;
     const state = this.lease.current;
-    if (state.held) await this.etcd.put(this.keys.node(this.options.config.node)).value(JSON.stringify(this.record())).lease(state.leaseId);
+    if (state.held) {
+      const put = await this.etcd.put(this.keys.node(this.options.config.node)).value(JSON.stringify(this.record())).lease(state.leaseId);
+      this.lease.recordWritten(put.header.revision);
+    }
     debug('announced %o', this.record());
   }
 

@@ -43,7 +43,7 @@ export class EtcdRegistry implements GroupRegistry {
 
   /** The watch keeps the server in step; a sync re-applies what the mirror holds (SIGHUP). */
   async sync(): Promise<void> {
-    for (const [name, value] of this.mirror.entries) await this.apply({ kind: 'put', name, value });
+    for (const [name, value] of this.mirror.entries) await this.apply({ kind: 'put', name, value, revision: '0' });
   }
 
   private async apply(change: MirrorChange): Promise<void> {
@@ -94,7 +94,7 @@ export class EtcdRegistry implements GroupRegistry {
       throw exists ? new RegistryError('GROUP_NOT_FOUND', `group "${spec.name}" is not registered`) : new RegistryError('GROUP_EXISTS', `name: group "${spec.name}" is already registered`, 'name');
     }
     // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
-    await this.apply({ kind: 'put', name: spec.name, value: stored });
+    await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });
     return this.options.server.readyGroup.get(spec.name) ?? spec;
   }
 

@@ -45,11 +45,17 @@ export class GroupClaims implements ActivationGate, ClusterView {
         options.onClaimLost(change.name);
       }
     });
-    this.nodeRecords = new PrefixMirror(options.etcd, options.keys.nodes);
+    this.nodeRecords = new PrefixMirror(options.etcd, options.keys.nodes, (change) => {
+      if (change.kind === 'delete' && change.name === this.node) options.lease.recordDeleted(change.revision);
+    });
   }
 
   get node(): string {
     return this.options.self().node;
+  }
+
+  get prefix(): string {
+    return this.options.keys.prefix;
   }
 
   /** etcd requests made for activations since start (for the traffic-per-login figure). */

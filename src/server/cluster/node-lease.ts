@@ -34,6 +34,8 @@ export class NodeLease {
   private readonly subscriptions = new Subscription();
   private keeping: Subscription | undefined;
   private closed = false;
+  /** The revision at which the current lease's node record was written. */
+  private recordRevision = 0n;
   readonly safeMs: number;
   readonly keepaliveEveryMs: number;
 
@@ -70,7 +72,8 @@ export class NodeLease {
     let id: string;
     try {
       id = await lease.grant();
-      await this.etcd.put(this.options.nodeKey).value(this.options.nodeValue()).lease(id);
+      const put = await this.etcd.put(this.options.nodeKey).value(this.options.nodeValue()).lease(id);
+      this.recordRevision = BigInt(put.header.revision);
     } catch (error) {
       lease.release();
       throw error;
@@ -139,6 +142,20 @@ export class NodeLease {
       void lease.revoke({ deadline: Date.now() + 1000 }).catch(() => undefined);
     }
     if (!this.closed) void this.start((why) => debug('no new lease yet: %s', why)).catch(() => undefined);
+  }
+
+  /**
+   * This node's record was deleted at `revision` (seen by the watch): if that is after the
+   * current lease wrote it, the lease is gone (revoked, or expired), and this is the
+   * quickest way to learn it; a keepalive on a revoked lease may simply go unanswered.
+   */
+  recordDeleted(revision: string): void {
+    if (this.current.held && BigInt(revision) > this.recordRevision) this.lose('etcd revoked the lease or let it expire (this node\'s record is gone)');
+  }
+
+  /** Notes a rewrite of this node's record under the current lease (a new common port announced). */
+  recordWritten(revision: string): void {
+    if (BigInt(revision) > this.recordRevision) this.recordRevision = BigInt(revision);
   }
 
   /** True while the lease is held and `id` is it. */

@@ -3,7 +3,8 @@ import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 
 const debug = createDebug('ntp:server:cluster:mirror');
 
-export type MirrorChange = { kind: 'put'; name: string; value: string } | { kind: 'delete'; name: string };
+/** A change of one key; `revision` is etcd's revision of the change (0 for the first read's puts). */
+export type MirrorChange = { kind: 'put'; name: string; value: string; revision: string } | { kind: 'delete'; name: string; revision: string };
 
 /**
  * A local copy of every key under one etcd prefix: read once, then kept in step by a watch
@@ -27,9 +28,9 @@ export class PrefixMirror {
     for (const kv of answer.kvs) {
       const name = this.nameOf(kv);
       seen.add(name);
-      await this.apply({ kind: 'put', name, value: kv.value.toString('utf8') });
+      await this.apply({ kind: 'put', name, value: kv.value.toString('utf8'), revision: kv.mod_revision });
     }
-    for (const name of [...this.entries.keys()]) if (!seen.has(name)) await this.apply({ kind: 'delete', name });
+    for (const name of [...this.entries.keys()]) if (!seen.has(name)) await this.apply({ kind: 'delete', name, revision: answer.header.revision });
     const next = (BigInt(answer.header.revision) + 1n).toString();
     this.watcher = await this.etcd.watch().prefix(this.prefix).startRevision(next).create();
     // Changes are applied one at a time, in etcd's order.
@@ -37,8 +38,8 @@ export class PrefixMirror {
     const enqueue = (change: MirrorChange): void => {
       queue = queue.then(() => this.apply(change)).catch((error: Error) => debug('applying %s failed: %s', change.name, error.message));
     };
-    this.watcher.on('put', (kv) => enqueue({ kind: 'put', name: this.nameOf(kv), value: kv.value.toString('utf8') }));
-    this.watcher.on('delete', (kv) => enqueue({ kind: 'delete', name: this.nameOf(kv) }));
+    this.watcher.on('put', (kv) => enqueue({ kind: 'put', name: this.nameOf(kv), value: kv.value.toString('utf8'), revision: kv.mod_revision }));
+    this.watcher.on('delete', (kv) => enqueue({ kind: 'delete', name: this.nameOf(kv), revision: kv.mod_revision }));
     this.watcher.on('disconnected', () => debug('watch of %s disconnected; etcd3 resumes it from the last revision seen', this.prefix));
     this.watcher.on('error', (error) => debug('watch of %s: %s', this.prefix, error.message));
   }
