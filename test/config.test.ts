@@ -161,6 +161,15 @@ describe('valid config fixtures', () => {
     assert.equal(loadServerConfig(join(valid, 'minimal-server.yaml')).cluster, undefined, 'no cluster: section, no cluster');
   });
 
+  test('a group file naming a cluster\'s nodes: servers with their own fingerprint or the file\'s', () => {
+    const spec = loadGroupFile(join(valid, 'cluster-groups', 'roaming.yaml'));
+    assert.deepEqual(spec.servers, [
+      { address: { host: 'a.tunnel.example', port: 7000 } },
+      { address: { host: '127.0.0.2', port: 7000 }, fingerprint: `sha256:${'22'.repeat(32)}` },
+    ]);
+    assert.equal(spec.serverFingerprint, `sha256:${'11'.repeat(32)}`);
+  });
+
   test('a minimal server file gets the defaults', () => {
     const config = loadServerConfig(join(valid, 'minimal-server.yaml'));
     assert.deepEqual(config.bind, { host: '::1', port: 0 });

@@ -55,6 +55,11 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     if (method !== 'POST') throw methodNotAllowed(method, path);
     const name = groupName(segments[3]!);
     const live = ctx.server.inUseGroup.get(name);
+    const elsewhere = live === undefined ? ctx.cluster?.activation(name) : undefined;
+    // A cluster node kicks only its own sessions: say which node to ask.
+    if (elsewhere !== undefined && elsewhere.node !== ctx.cluster?.node) {
+      throw new HttpError(409, 'GROUP_ACTIVE_ELSEWHERE', `group "${name}" is active on node ${elsewhere.node} (${elsewhere.advertise}); kick it through that node's admin API`);
+    }
     if (live === undefined) throw new HttpError(404, 'GROUP_NOT_IN_USE', `group "${name}" has no client connected`);
     live.deactivate('KICKED', 'disconnected by an administrator');
     return ok(res, 200, { kicked: name });

@@ -166,6 +166,10 @@ describe('a cluster of three commonservers on a three-member etcd', { skip: etcd
       const cluster = await node.api('/api/cluster');
       assert.deepEqual(cluster.body.nodes.map((n: { name: string }) => n.name), ['a', 'b', 'c']);
     }
+    // A node kicks only its own sessions, and says which node serves the group.
+    const kick = await nodes[1]!.api('/api/groups/roaming/kick', { method: 'POST' });
+    assert.equal(kick.status, 409, JSON.stringify(kick.body));
+    assert.equal(kick.body.error.code, 'GROUP_ACTIVE_ELSEWHERE');
     const metrics = await nodes[1]!.api('/metrics');
     assert.match(metrics.body as string, /ntp_cluster_groups_active\{serving_node="a",node="b"\} 1/);
   });
