@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,18 +53,20 @@ export class EtcdCluster {
   private constructor(
     private readonly members: MemberState[],
     private readonly token: string,
+    private readonly tls: EtcdTls | undefined,
   ) {}
 
-  static async start(size = 3): Promise<EtcdCluster> {
+  /** `tls`: clients reach etcd over TLS with this certificate and key (peers stay on loopback in the clear). */
+  static async start(size = 3, { tls }: { tls?: EtcdTls } = {}): Promise<EtcdCluster> {
     const ports = await freePorts(size * 2);
     const members: MemberState[] = Array.from({ length: size }, (_, i) => ({
       name: `m${i}`,
       clientPort: ports[2 * i]!,
       peerPort: ports[2 * i + 1]!,
-      endpoint: `http://127.0.0.1:${ports[2 * i]!}`,
+      endpoint: `${tls ? 'https' : 'http'}://127.0.0.1:${ports[2 * i]!}`,
       running: false,
     }));
-    const cluster = new EtcdCluster(members, `ntp-test-${process.pid}-${Date.now()}`);
+    const cluster = new EtcdCluster(members, `ntp-test-${process.pid}-${Date.now()}`, tls);
     for (const member of members) cluster.spawnMember(member, 'new');
     await cluster.waitHealthy();
     return cluster;
@@ -91,6 +95,7 @@ export class EtcdCluster {
       // Loopback: a short heartbeat makes elections (after a member is killed) take well under a second.
       '--heartbeat-interval', '50',
       '--election-timeout', '500',
+      ...(this.tls ? ['--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
       '--log-level', 'warn',
       '--logger', 'zap',
     ];
@@ -129,7 +134,7 @@ export class EtcdCluster {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const running = this.members.filter((member) => member.running);
-      const answers = await Promise.all(running.map((member) => health(member.endpoint)));
+      const answers = await Promise.all(running.map((member) => health(member.endpoint, this.tls)));
       if (running.length > 0 && answers.every((ok) => ok)) return;
       if (Date.now() > deadline) throw new Error(`etcd cluster not healthy within ${timeoutMs}ms (members up: ${running.map((m) => m.name).join(', ')})`);
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -142,12 +147,22 @@ export class EtcdCluster {
   }
 }
 
-async function health(endpoint: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-    const body = (await res.json()) as { health?: string };
-    return body.health === 'true';
-  } catch {
-    return false;
-  }
+export interface EtcdTls {
+  certFile: string;
+  keyFile: string;
+}
+
+/** etcd's /health says "true" (over TLS, trusting the member's own certificate). */
+function health(endpoint: string, tls: EtcdTls | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = (tls ? httpsGet : httpGet)(`${endpoint}/health`, { timeout: 1000, ...(tls ? { ca: readFileSync(tls.certFile) } : {}) }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve(/"health":\s*"true"/.test(text)));
+      res.on('error', () => resolve(false));
+    });
+    request.on('error', () => resolve(false));
+    request.on('timeout', () => request.destroy());
+  });
 }
