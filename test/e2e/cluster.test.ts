@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
@@ -136,7 +136,8 @@ describe('a cluster of three commonservers on a three-member etcd', { skip: etcd
     const dir = makeConfigDir([imported]);
     writeFileSync(join(dir.groupsDir, 'broken.yaml'), 'name: broken\napps: []\n');
     const fromLine = nodes[2]!.process.lines.length;
-    const run = processes.add(new CliProcess(COMMONSERVER_BIN, ['cluster', 'import', dir.groupsDir, '--config', nodes[0]!.configFile]));
+    // A relative DIR, as an operator types it (the CLI runs in this process's directory).
+    const run = processes.add(new CliProcess(COMMONSERVER_BIN, ['cluster', 'import', relative(process.cwd(), dir.groupsDir), '--config', nodes[0]!.configFile]));
     const { code } = await run.exited;
     assert.equal(code, 2, run.output);
     assert.match(run.output, /not imported: .*broken\.yaml.*secret/);

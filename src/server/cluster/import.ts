@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadGroupDirectory, type ClusterConfig } from '../../config/index.js';
 import { connectEtcd } from './etcd-client.js';
 import { ClusterKeys } from './keys.js';
@@ -24,7 +23,8 @@ export async function importGroupDirectory(config: ClusterConfig, dir: string): 
   const result: ImportResult = { imported: [], kept: [], refused: errors.map((error) => error.message) };
   try {
     for (const spec of groups) {
-      const text = readFileSync(spec.file.startsWith('/') ? spec.file : join(dir, spec.file), 'utf8');
+      // The file as written, read where the loader read it.
+      const text = readFileSync(spec.file, 'utf8');
       const key = keys.group(spec.name);
       const answer = await etcd.if(key, 'Create', '==', 0).then(etcd.put(key).value(text)).commit();
       (answer.succeeded ? result.imported : result.kept).push(spec.name);
