@@ -63,7 +63,7 @@ const INVALID_SERVERS: Record<string, Expected> = {
   'yaml-syntax.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 4 },
   'cluster-lease-ttl.yaml': { code: 'CONFIG_INVALID', field: 'cluster.leaseTtl', line: 6 },
   'cluster-no-node.yaml': { code: 'CONFIG_INVALID', field: 'cluster.node', line: 4 },
-  'cluster-etcd-url.yaml': { code: 'CONFIG_INVALID', field: 'cluster.etcd', line: 2 },
+  'cluster-etcd-url.yaml': { code: 'CONFIG_INVALID', field: 'cluster.etcd[0]', line: 2 },
 };
 
 function assertNamesItsPlace(error: ConfigError, file: string, expected: Expected): void {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminConfig, type AdminLimits } from '../config/index.js';
+import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminSettings, type AdminLimits } from '../config/index.js';
 import type { ClusterView, CommonServer, GroupRegistry } from '../server/index.js';
 import { handleApi } from './api.js';
 import { EventStreams } from './event-stream.js';
@@ -29,7 +29,7 @@ const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css)$/;
 
 export interface AdminServerOptions {
   server: CommonServer;
-  config: AdminConfig;
+  config: AdminSettings;
   /** Where group changes go: the server's groups directory, or etcd in a cluster. */
   registry: GroupRegistry;
   /** A cluster node: the API and dashboard show every node and where each group is active. */
@@ -179,7 +179,7 @@ function onClientError(error: Error & { code?: string }, socket: Duplex): void {
 }
 
 /** The limits set in `config`, without the keys left undefined (which would hide the defaults). */
-function definedOnly(config: AdminConfig): Partial<AdminLimits> {
+function definedOnly(config: AdminSettings): Partial<AdminLimits> {
   const limits: Partial<Record<keyof AdminLimits, number>> = {};
   for (const key of Object.keys(ADMIN_DEFAULT_LIMITS) as (keyof AdminLimits)[]) {
     const value = config[key];

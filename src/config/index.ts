@@ -12,3 +12,4 @@ export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
 export * from './cluster-config.js';
+export * from './json-schema.js';

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { groupNameProblem, isGroupName, loadGroupDirectory, sameGroupSpec, type GroupSpec, type YamlFile } from '../../config/index.js';
+import { groupNameProblem, isGroupName, loadGroupDirectory, sameGroupSpec, schemaComment, type GroupSpec, type YamlFile } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 import { RegistryError, validateGroupText, type GroupRegistry } from './registry.js';
@@ -122,7 +122,8 @@ export class DirectoryRegistry implements GroupRegistry {
 
   private async write(spec: GroupSpec, yaml: YamlFile): Promise<GroupSpec> {
     // The document as given, so that a `${VAR}` secret stays a reference and is never expanded to disk.
-    await writeFileAtomic(this.fileOf(spec.name), stringify(yaml.root()), this.options.hooks);
+    const file = this.fileOf(spec.name);
+    await writeFileAtomic(file, `${schemaComment('group', file)}\n${stringify(yaml.root())}`, this.options.hooks);
     await this.syncNow();
     return this.options.server.readyGroup.get(spec.name) ?? spec;
   }
