@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
+import { portKey, portLabel, udpAppOptions, udpAppShape } from './udp-app.js';
 import { formatHostPort, hostPort, port, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -30,7 +31,8 @@ const app = section({
   local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
   remotePort: port().meta({ description: 'The public port on the commonserver; 0 lets the server choose and report it' }),
   ...appAccessShape,
-});
+  ...udpAppShape,
+}).transform(({ type, udp, ...tcp }, ctx) => ({ ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) }));
 
 export type AppSpec = z.output<typeof app>;
 
@@ -116,15 +118,16 @@ export type GroupSpec = z.output<ReturnType<typeof groupFileSchema>>;
 
 function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
   const names = new Set<string>();
-  const ports = new Map<number, string>();
+  // Keyed by port and protocol: a TCP app and a UDP app may share a port number.
+  const ports = new Map<string, string>();
   apps.forEach((one, i) => {
     if (names.has(one.name)) ctx.addIssue({ code: 'custom', path: ['apps', i, 'name'], message: `duplicate app name "${one.name}"` });
     names.add(one.name);
-    const other = ports.get(one.remotePort);
+    const other = ports.get(portKey(one));
     if (one.remotePort !== 0 && other !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['apps', i, 'remotePort'], message: `port ${one.remotePort} is already used by app "${other}"` });
+      ctx.addIssue({ code: 'custom', path: ['apps', i, 'remotePort'], message: `port ${portLabel(one)} is already used by app "${other}"` });
     }
-    ports.set(one.remotePort, one.name);
+    ports.set(portKey(one), one.name);
   });
 }
 
@@ -142,5 +145,5 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
 }
 
 export function describeApps(spec: GroupSpec): string {
-  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}`).join(', ');
+  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}${one.type === 'udp' ? '/udp' : ''}`).join(', ');
 }

@@ -13,3 +13,4 @@ export * from './admin-config.js';
 export * from './watch.js';
 export * from './cluster-config.js';
 export * from './json-schema.js';
+export * from './udp-app.js';

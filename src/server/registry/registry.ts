@@ -1,4 +1,4 @@
-import { parseGroupFile, YamlFile, type GroupSpec } from '../../config/index.js';
+import { parseGroupFile, portKey, portLabel, YamlFile, type GroupSpec } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { portRefusal } from '../policy.js';
 
@@ -68,9 +68,9 @@ export function validateGroupText(text: string, { server, env, baseDir, expectNa
   for (const [other, otherSpec] of server.readyGroup) {
     if (other === spec.name) continue;
     for (const app of spec.apps) {
-      const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && candidate.remotePort === app.remotePort);
+      const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && portKey(candidate) === portKey(app));
       if (owner !== undefined) {
-        throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
+        throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${portLabel(app)} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
       }
     }
   }
