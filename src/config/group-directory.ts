@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
 import type { PoolsConfig } from './pool-config.js';
-import { fixedPoolPorts, portClaimant, poolProblem, withPoolPorts } from './pool-membership.js';
+import { joinPoolsOf, portClaimant } from './pool-membership.js';
 import { portKey, portLabel } from './udp-app.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -73,10 +73,9 @@ function joinPools(loaded: readonly Loaded[], registered: ReadonlyMap<string, Gr
   const accepted: Loaded[] = [];
   const errors: ConfigError[] = [];
   for (const entry of loaded) {
-    const fixed = fixedPoolPorts([...holders, ...accepted.map((other) => other.spec)], entry.spec.name);
-    const problem = poolProblem(entry.spec, pools, fixed);
-    if (problem !== undefined) errors.push(entry.yaml.error(problem.path, problem.message));
-    else accepted.push({ spec: withPoolPorts(entry.spec, pools, fixed), yaml: entry.yaml });
+    const joined = joinPoolsOf(entry.spec, pools, [...holders, ...accepted.map((other) => other.spec)]);
+    if (joined.problem !== undefined) errors.push(entry.yaml.error(joined.problem.path, joined.problem.message));
+    else accepted.push({ spec: joined.spec, yaml: entry.yaml });
   }
   return { loaded: accepted, errors };
 }

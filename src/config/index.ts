@@ -14,5 +14,6 @@ export * from './admin-config.js';
 export * from './watch.js';
 export * from './pool-config.js';
 export * from './pool-membership.js';
+export * from './cluster-config.js';
 export * from './json-schema.js';
 export * from './udp-app.js';

@@ -82,3 +82,13 @@ function portOf(pool: string, pools: PoolsConfig, fixed: ReadonlyMap<string, Poo
 export function portClaimant(group: string, app: { name: string; pool?: string }): string {
   return app.pool === undefined ? `${group}/${app.name}` : `pool ${app.pool}`;
 }
+
+/**
+ * `spec` checked against its pools and with their ports filled in, given the other registered
+ * groups (`registered`, resolved ports): the spec to register, or why it may not join.
+ */
+export function joinPoolsOf(spec: GroupSpec, pools: PoolsConfig, registered: Iterable<GroupSpec>): { spec: GroupSpec; problem?: undefined } | { problem: PoolProblem } {
+  const fixed = fixedPoolPorts(registered, spec.name);
+  const problem = poolProblem(spec, pools, fixed);
+  return problem === undefined ? { spec: withPoolPorts(spec, pools, fixed) } : { problem };
+}

@@ -8,4 +8,7 @@ export { BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
 export * from './app-pool.js';
 export * from './app-pools.js';
 export * from './member-picker.js';
+export * from './registry/index.js';
+export * from './activation-gate.js';
+export * from './cluster-view.js';
 export { UdpAppServer, UDP_DROP_REASONS, type UdpCounters, type UdpDropReason } from './udp-app-server.js';
