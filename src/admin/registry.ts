@@ -2,13 +2,13 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../config/index.js';
+import { formatPath, groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, publicClaims, sameGroupSpec, vhostProblem, YamlFile, type GroupSpec } from '../config/index.js';
 import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
 const debug = createDebug('ntp:admin:registry');
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME';
+export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'DOMAIN_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME';
 
 /** A registry change refused for a reason other than the file's own validity. */
 export class RegistryError extends Error {
@@ -59,7 +59,7 @@ export class GroupRegistry {
 
   private async syncNow(): Promise<void> {
     const { server } = this.options;
-    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup);
+    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup, server.vhost?.config);
     const stems = new Set(readdirSync(this.dir).filter((entry) => /\.ya?ml$/.test(entry)).map((entry) => entry.replace(/\.ya?ml$/, '')));
     const failed = new Set<string>();
     for (const error of errors) {
@@ -100,13 +100,18 @@ export class GroupRegistry {
       const refusal = portRefusal(policy, spec.name, app);
       if (refusal !== undefined) throw new RegistryError('POLICY', `apps[${index}].remotePort: ${refusal}`, `apps[${index}].remotePort`);
     });
+    const vhost = this.options.server.vhost?.config;
+    const problem = vhostProblem(spec, vhost);
+    if (problem !== undefined) throw new RegistryError('POLICY', `${formatPath(problem.path)}: ${problem.problem}`, formatPath(problem.path));
+    // A port or host name another group holds (several groups on one name come with pools).
+    const mine = publicClaims(spec, vhost);
     for (const [other, otherSpec] of this.options.server.readyGroup) {
       if (other === spec.name) continue;
-      for (const app of spec.apps) {
-        const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && candidate.remotePort === app.remotePort);
-        if (owner !== undefined) {
-          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
-        }
+      for (const claim of publicClaims(otherSpec, vhost)) {
+        const clash = mine.find((candidate) => candidate.key === claim.key);
+        if (clash === undefined) continue;
+        const field = clash.key.startsWith('port') ? `apps.${clash.app}.remotePort` : formatPath(clash.path);
+        throw new RegistryError(clash.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED', `${field}: ${clash.key} is already claimed by ${other}/${claim.app}`, field);
       }
     }
     return { spec, yaml };

@@ -1,6 +1,8 @@
 import { assertNever } from '../protocol/index.js';
 import type { ClientEvent } from '../client/index.js';
-import { seconds } from './output.js';
+import { bindingText, seconds } from './output.js';
+
+const serverPort = (port: number): string => `server port ${port}`;
 
 /** The stdout line for a client event, or undefined for events only `DEBUG=ntp:*` shows. */
 export function clientLine(group: string, event: ClientEvent): string | undefined {
@@ -8,9 +10,7 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     case 'connecting':
       return event.attempt === 1 ? `groupclient ${group} connecting to ${event.server}` : undefined;
     case 'login-accepted': {
-      const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}` : `${app.name} ✗ (${app.error})`))
-        .join(', ');
+      const table = event.apps.map((app) => bindingText(app, serverPort)).join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return `group ${group} active on ${event.server}: ${table}${warnings}`;
     }
@@ -25,7 +25,7 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       // The reason starts with the target's address.
       return `app ${event.app}: local app unreachable: ${event.reason}`;
     case 'apps-changed': {
-      const opened = event.opened.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}` : `${app.name} ✗ (${app.error})`));
+      const opened = event.opened.map((app) => bindingText(app, serverPort));
       const parts = [...(opened.length ? [`opened ${opened.join(', ')}`] : []), ...(event.closed.length ? [`closed ${event.closed.join(', ')}`] : [])];
       const unknown = event.unknown.length ? `\n    warning: not in this host's group file, users will be refused: ${event.unknown.join(', ')}` : '';
       return `group ${group} changed on the server: ${parts.join('; ')}${unknown}`;

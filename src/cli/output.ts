@@ -1,3 +1,4 @@
+import type { AppBinding } from '../protocol/index.js';
 /** One concise, human line on stdout per lifecycle event. Never pass a secret here. */
 export function say(text: string): void {
   process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`);
@@ -16,4 +17,10 @@ export function bytes(count: number): string {
   if (count < 1024 ** 2) return `${(count / 1024).toFixed(1)} KiB`;
   if (count < 1024 ** 3) return `${(count / 1024 ** 2).toFixed(1)} MiB`;
   return `${(count / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** An app of a LoginResp or AppsChanged in a lifecycle line: its port, and its names for a vhost app. */
+export function bindingText(app: AppBinding, port: (remotePort: number) => string): string {
+  if (app.state !== 'listening') return `${app.name} ✗ (${app.error})`;
+  return app.domains === undefined ? `${app.name} → ${port(app.remotePort)}` : `${app.name} → ${app.domains.join(', ')} on ${port(app.remotePort)}`;
 }

@@ -1,6 +1,6 @@
 import { assertNever } from '../protocol/index.js';
 import type { ServerEvent } from '../server/index.js';
-import { seconds } from './output.js';
+import { bindingText, seconds } from './output.js';
 
 /** The stdout line for a server event, or undefined for events only `DEBUG=ntp:*` shows. */
 export function serverLine(event: ServerEvent): string | undefined {
@@ -20,14 +20,14 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'login-rejected':
       return `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`;
     case 'group-activated': {
-      const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}` : `${app.name} ✗ (${app.error})`))
-        .join(', ');
+      const table = event.apps.map((app) => bindingText(app, (port) => `:${port}`)).join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`;
     }
     case 'app-failed':
       return `app ${event.group}/${event.app} failed: ${event.reason}`;
+    case 'vhost-listening':
+      return `${event.kind} vhost listening on ${event.address}`;
     case 'group-deactivated':
       return `group ${event.group} deactivated (${event.code}): ${event.reason}`;
     case 'bad-peer':
@@ -50,6 +50,7 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'work-conn-pooled':
     case 'conn-closed':
     case 'app-opened':
+    case 'vhost-refused':
     case 'traffic':
       return undefined;
     default:

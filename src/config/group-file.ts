@@ -3,14 +3,17 @@ import { APP_ACCESS_KEYS, parseAppAccess, parseServerTrust, SERVER_TRUST_KEYS, t
 import type { Secret } from './secret.js';
 import { parseSecret, readSecretFile } from './secret-source.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from './values.js';
+import { parseVhostApp, VHOST_APP_KEYS, type VhostAppSpec } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
 
 export interface AppSpec extends AppAccess {
   readonly name: string;
   /** Where the groupclient dials on its own host. The server never sends this. */
   readonly local: HostPort;
-  /** The public port on the commonserver; 0 lets the server choose and report it. */
+  /** The public port on the commonserver; 0 lets the server choose and report it (0 for vhost apps). */
   readonly remotePort: number;
+  /** Set for `type: http` and `type: https`: served on the server's vhost ports by name. */
+  readonly vhost?: VhostAppSpec;
 }
 
 export interface GroupSpec extends ServerTrust {
@@ -43,7 +46,7 @@ export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
 const GROUP_KEYS = ['name', 'secret', 'secretFile', 'apps', 'server', ...SERVER_TRUST_KEYS] as const;
-const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS] as const;
+const APP_KEYS = ['name', 'local', 'remotePort', ...APP_ACCESS_KEYS, ...VHOST_APP_KEYS] as const;
 export { MIN_SECRET_LENGTH, parseSecret } from './secret-source.js';
 
 export interface GroupFileOptions {
@@ -96,13 +99,14 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
     if (names.has(app.name)) throw yaml.error(['apps', i, 'name'], `duplicate app name "${app.name}"`);
     names.add(app.name);
     const local = yaml.expect(['apps', i, 'local'], parseHostPort(app.local));
-    const remotePort = yaml.expect(['apps', i, 'remotePort'], parsePort(app.remotePort));
+    const vhost = parseVhostApp(yaml, ['apps', i], app, env);
+    const remotePort = vhost === undefined ? yaml.expect(['apps', i, 'remotePort'], parsePort(app.remotePort)) : 0;
     const other = ports.get(remotePort);
     if (remotePort !== 0 && other !== undefined) {
       throw yaml.error(['apps', i, 'remotePort'], `port ${remotePort} is already used by app "${other}"`);
     }
     ports.set(remotePort, app.name);
-    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...parseAppAccess(yaml, ['apps', i], app) }));
+    apps.push(Object.freeze({ name: app.name, local: Object.freeze(local), remotePort, ...parseAppAccess(yaml, ['apps', i], app), ...(vhost === undefined ? {} : { vhost }) }));
   });
 
   const spec: GroupSpec = {

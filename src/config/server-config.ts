@@ -2,6 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { parseAdminSection, type AdminConfig } from './admin-config.js';
 import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
 import { parseDuration, parseHostPort, type HostPort } from './values.js';
+import { parseVhostSection, type VhostConfig } from './vhost-config.js';
 import { YamlFile } from './yaml-file.js';
 
 export interface ServerConfig extends SecurityConfig {
@@ -20,6 +21,8 @@ export interface ServerConfig extends SecurityConfig {
   readonly file?: string;
   /** The admin API and dashboard; off unless the file has an `admin:` section. */
   readonly admin?: AdminConfig;
+  /** HTTP and HTTPS virtual hosts; off unless the file has a `vhost:` section. */
+  readonly vhost?: VhostConfig;
 }
 
 export const SERVER_DEFAULTS = {
@@ -36,7 +39,7 @@ export const SERVER_DEFAULTS = {
 
 const MAX_WORK_CONN_POOL = 256;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', ...SECURITY_KEYS] as const;
+const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', 'vhost', ...SECURITY_KEYS] as const;
 
 export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
@@ -71,6 +74,7 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
 
   const security = parseSecurityConfig(yaml, root);
   const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
+  const vhost = root.vhost === undefined ? undefined : parseVhostSection(yaml, root.vhost);
   return Object.freeze({
     bind,
     groupsDir,
@@ -82,5 +86,6 @@ export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.
     ...security,
     file,
     ...(admin ? { admin } : {}),
+    ...(vhost ? { vhost } : {}),
   });
 }

@@ -32,6 +32,7 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   remotePort: { server: 'the app reopens on the new port (its connections close)' },
   allow: { server: 'applies to the next user' },
   maxConnections: { server: 'applies to the next user' },
+  vhost: { server: 'applies to the next request (domains are claimed or released now)' },
 };
 const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
 const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };
@@ -58,7 +59,8 @@ export function specChanges(before: GroupSpec, after: GroupSpec): SpecChange[] {
       continue;
     }
     for (const [field, effect] of Object.entries(APP_FIELDS) as [keyof typeof APP_FIELDS, FieldEffect][]) {
-      if (!sameValue(previous[field], app[field])) changes.push({ field: `apps.${app.name}.${field}`, effect });
+      const same = field === 'vhost' ? sameVhost(previous.vhost, app.vhost) : sameValue(previous[field], app[field]);
+      if (!same) changes.push({ field: `apps.${app.name}.${field}`, effect });
     }
   }
   for (const name of old.keys()) changes.push({ field: `apps.${name}`, effect: APP_REMOVED });
@@ -73,6 +75,14 @@ export function sameGroupSpec(a: GroupSpec, b: GroupSpec): boolean {
 /** One line per change as `side` applies it, for the log lines of a reload. */
 export function describeChanges(changes: readonly SpecChange[], side: keyof FieldEffect): string[] {
   return changes.flatMap(({ field, effect }) => (effect[side] === undefined ? [] : [`${field} ${effect[side]}`]));
+}
+
+/** The basic-auth password is a Secret (serialised as a mask): compared in private. */
+function sameVhost(a: AppSpec['vhost'], b: AppSpec['vhost']): boolean {
+  if (!sameValue(a, b)) return false;
+  const before = a?.basicAuth?.password;
+  const after = b?.basicAuth?.password;
+  return before === undefined || after === undefined || before.equals(after);
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

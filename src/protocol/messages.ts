@@ -23,6 +23,8 @@ export interface AppBinding {
   /** `listening` once the public port is bound; `failed` with a reason otherwise. */
   state: 'listening' | 'failed';
   error?: string;
+  /** A vhost app: the host names it answers to on `remotePort` (the server's vhost port). */
+  domains?: string[];
 }
 
 /** An app as the client's own group file declares it (local target never leaves the host). */

@@ -107,6 +107,7 @@ function appBinding(value: unknown, field: string): AppBinding {
     state: oneOf(obj, 'state', ['listening', 'failed'] as const),
   };
   if (obj.error !== undefined) binding.error = str(obj, 'error', 1024);
+  if (obj.domains !== undefined) binding.domains = list(obj, 'domains', (v, f) => stringValue(v, f, 253));
   return binding;
 }
 

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import type { AppSpec, GroupSpec, PolicyConfig } from '../config/index.js';
+import { appDomains, vhostAppProblem, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, resetSocket, WorkConnTracker, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
@@ -19,6 +19,7 @@ import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-r
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
 import { portRefusal } from './policy.js';
+import type { VhostServer } from '../vhost/index.js';
 import { WorkConnPool } from './work-conn-pool.js';
 
 const debug = createDebug('ntp:server:app-group');
@@ -53,6 +54,8 @@ export interface AppGroupOptions {
   workConnPool: number;
   /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
   bindRetry?: BindRetryPolicy;
+  /** The shared HTTP/HTTPS ports, when the server has them: vhost apps are routed there. */
+  vhost?: VhostServer;
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
@@ -178,7 +181,7 @@ export class AppGroup implements UserConnSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort) {
+      if (old !== undefined && old.remotePort === app.remotePort && (old.vhost === undefined) === (app.vhost === undefined)) {
         const server = this.appServers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -187,7 +190,8 @@ export class AppGroup implements UserConnSink {
         // Still waiting for its busy port: the retry binds the spec current by then.
         if (this.bindRetries.has(app.name)) continue;
       }
-      if (old !== undefined && this.closeApp(app.name, `its remotePort changed to ${app.remotePort}`)) closed.push(app.name);
+      const why = old?.remotePort === app.remotePort ? `its type changed to ${app.vhost?.type ?? 'tcp'}` : `its remotePort changed to ${app.remotePort}`;
+      if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
     for (const name of before.keys()) if (this.closeApp(name, 'removed from the registry')) closed.push(name);
@@ -204,6 +208,7 @@ export class AppGroup implements UserConnSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
+    this.options.vhost?.router.detach(this.name, name, server);
     server.close();
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
@@ -383,6 +388,7 @@ export class AppGroup implements UserConnSink {
   }
 
   private async openApp(app: AppSpec): Promise<AppBinding> {
+    if (app.vhost !== undefined) return this.openVhostApp(app);
     const refusal = portRefusal(this.options.policy ?? {}, this.name, app);
     if (refusal !== undefined) {
       this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason: refusal });
@@ -397,6 +403,28 @@ export class AppGroup implements UserConnSink {
     const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first in ${retryMs.firstMs}ms, then at most every ${retryMs.maxMs}ms)` : ''}`;
     this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason });
     return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason };
+  }
+
+  /**
+   * A vhost app opens no port: its AppServer is attached to the vhost router under the app's
+   * names, and holds the users routed to it like a port-based app holds its own.
+   */
+  private openVhostApp(app: AppSpec): AppBinding {
+    const vhost = this.options.vhost;
+    const index = this.currentSpec.apps.indexOf(app);
+    const refusal = vhostAppProblem(this.name, app, index, vhost?.config);
+    if (vhost === undefined || refusal !== undefined) {
+      const reason = refusal?.problem ?? 'this server has no vhost ports';
+      this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: 0, reason });
+      return { name: app.name, remotePort: 0, state: 'failed', error: reason };
+    }
+    const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
+    this.appServers.set(app.name, server);
+    vhost.router.attach(this.name, app.name, server);
+    const port = vhost.port(app.vhost!.type);
+    const domains = appDomains(app, index, vhost.config.subdomainHost).map(({ domain }) => domain);
+    this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port, domains });
+    return { name: app.name, remotePort: port, state: 'listening', domains };
   }
 
   /** Binds an app's public port: the port bound, or the bind error. */

@@ -12,7 +12,11 @@ export type ServerEvent =
   | { type: 'login-rejected'; group?: string; remote: string; code: LoginRejectCode; reason: string }
   | { type: 'group-activated'; group: string; clientId: string; remote: string; apps: AppBinding[]; warnings: string[] }
   | { type: 'app-failed'; group: string; app: string; port: number; reason: string }
-  | { type: 'app-opened'; group: string; app: string; port: number }
+  /** `domains` for a vhost app: the names it answers to on the shared vhost `port`. */
+  | { type: 'app-opened'; group: string; app: string; port: number; domains?: string[] }
+  | { type: 'vhost-listening'; kind: 'http' | 'https'; address: string }
+  /** An HTTPS user closed before it reached an app (unknown or offline name, no SNI, not TLS, too slow). */
+  | { type: 'vhost-refused'; kind: 'http' | 'https'; remote: string; reason: string }
   | { type: 'app-closed'; group: string; app: string; reason: string }
   | { type: 'heartbeat'; group: string; seq: number }
   | { type: 'heartbeat-timeout'; group: string; silentMs: number }
