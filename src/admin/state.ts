@@ -1,4 +1,5 @@
 import type { Subscription } from 'rxjs';
+import { appDomains } from '../config/index.js';
 import type { CommonServer, DeactivationCode, ServerEvent } from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
@@ -10,6 +11,9 @@ export interface AppView {
   /** The port actually bound while the group is in use, else null. */
   publicPort: number | null;
   state: 'listening' | 'failed' | 'idle';
+  /** `http` and `https` apps share the server's vhost port (`publicPort`) and answer to `domains`. */
+  type: 'tcp' | 'http' | 'https';
+  domains?: string[];
   liveConns: number;
   bytesIn: number;
   bytesOut: number;
@@ -90,14 +94,19 @@ export class AdminState {
     if (spec === undefined) return undefined;
     const live = this.server.inUseGroup.get(name);
     const departure = this.departures.get(name) ?? null;
-    const apps = spec.apps.map((app): AppView => {
+    const vhost = this.server.vhost;
+    const apps = spec.apps.map((app, index): AppView => {
       const appServer = live?.apps.get(app.name);
+      const type = app.vhost?.type ?? 'tcp';
+      const domains = appDomains(app, index, vhost?.config.subdomainHost).map(({ domain }) => domain);
       const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
       return {
         name: app.name,
         remotePort: app.remotePort,
-        publicPort: appServer?.port ?? null,
+        publicPort: appServer === undefined ? null : type === 'tcp' ? appServer.port : (vhost?.port(type) ?? null),
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
+        type,
+        ...(type === 'tcp' ? {} : { domains }),
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
       };

@@ -55,7 +55,7 @@ export function parseVhostApp(yaml: YamlFile, path: Path, app: Record<string, un
     return undefined;
   }
   if (app.remotePort !== undefined) {
-    throw yaml.error([...path, 'remotePort'], `a ${type} app is reached through the server's vhost port by name: remove remotePort`);
+    throw yaml.error([...path, 'remotePort'], `an ${type} app is reached through the server's vhost port by name: remove remotePort`);
   }
   const domains: string[] = [];
   if (app.domains !== undefined) {
@@ -72,7 +72,7 @@ export function parseVhostApp(yaml: YamlFile, path: Path, app: Record<string, un
     if (!SUBDOMAIN.test(subdomain)) throw yaml.error([...path, 'subdomain'], `expected one label of letters, digits and "-", got ${JSON.stringify(app.subdomain)}`);
   }
   if (domains.length === 0 && subdomain === undefined) {
-    throw yaml.error([...path, 'domains'], `a ${type} app needs domains: [name, ...] or subdomain: NAME`);
+    throw yaml.error([...path, 'domains'], `an ${type} app needs domains: [name, ...] or subdomain: NAME`);
   }
   if (type === 'https') {
     // The server never sees inside the TLS stream: it cannot route by path, rewrite or authenticate.

@@ -57,7 +57,7 @@ function renderGroups() {
       table.append(
         el('tr', { 'data-app': key, 'data-live-conns': String(app.liveConns), 'data-bytes-in': String(app.bytesIn), 'data-bytes-out': String(app.bytesOut) },
           el('td', { text: app.name }),
-          el('td', { class: 'num', text: app.publicPort ?? (app.remotePort || 'auto') }),
+          el('td', { class: 'num', text: app.domains ? `${app.type} ${app.domains.join(', ')} :${app.publicPort ?? '-'}` : app.publicPort ?? (app.remotePort || 'auto') }),
           el('td', { text: app.state }),
           el('td', { class: 'num live-conns', text: String(app.liveConns) }),
           el('td', { class: 'num bytes-in', text: formatBytes(app.bytesIn) }),
