@@ -37,6 +37,20 @@ export class ServerMetrics {
   });
   private readonly authFailures = new Counter({ name: 'ntp_auth_failures_total', help: 'Rejected logins', labelNames: ['code'], registers: [this.registry] });
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
+  private readonly vhostRoutes = new Gauge({
+    name: 'ntp_vhost_routes',
+    help: 'Host names routed to a live vhost app (1 per name)',
+    labelNames: ['group', 'app', 'domain'],
+    registers: [this.registry],
+  });
+  private readonly vhostRefused = new Counter({
+    name: 'ntp_vhost_refused_total',
+    help: 'Vhost users that reached no app: answered by the server (http, code = status) or closed (https)',
+    labelNames: ['kind', 'code'],
+    registers: [this.registry],
+  });
+  /** The names each live vhost app answers to, so that their series can be removed with it. */
+  private readonly routedNames = new Map<string, string[]>();
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
 
   constructor(server: CommonServer) {
@@ -76,12 +90,22 @@ export class ServerMetrics {
       case 'group-deactivated':
         this.active.delete(event.group);
         for (const key of this.listeningApps) if (key.startsWith(`${event.group}/`)) this.listeningApps.delete(key);
+        for (const key of this.routedNames.keys()) if (key.startsWith(`${event.group}/`)) this.unroute(key);
         break;
       case 'app-opened':
         this.listeningApps.add(`${event.group}/${event.app}`);
+        if (event.domains !== undefined) {
+          this.unroute(`${event.group}/${event.app}`);
+          this.routedNames.set(`${event.group}/${event.app}`, event.domains);
+          for (const domain of event.domains) this.vhostRoutes.set({ group: event.group, app: event.app, domain }, 1);
+        }
         break;
       case 'app-closed':
         this.listeningApps.delete(`${event.group}/${event.app}`);
+        this.unroute(`${event.group}/${event.app}`);
+        break;
+      case 'vhost-refused':
+        this.vhostRefused.inc({ kind: event.kind, code: event.code });
         break;
       case 'work-conn-joined':
         this.connections.inc({ group: event.group, app: event.app });
@@ -114,6 +138,12 @@ export class ServerMetrics {
         return;
     }
     this.updateGauges();
+  }
+
+  private unroute(key: string): void {
+    const [group, app] = key.split('/') as [string, string];
+    for (const domain of this.routedNames.get(key) ?? []) this.vhostRoutes.remove({ group, app, domain });
+    this.routedNames.delete(key);
   }
 
   private updateGauges(): void {

@@ -57,7 +57,7 @@ export class CommonServer {
     this.vhost =
       options.vhost === undefined
         ? undefined
-        : new VhostServer(options.vhost, { onRefused: (kind, remote, reason) => this.emit({ type: 'vhost-refused', kind, remote, reason }) });
+        : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>

@@ -42,6 +42,8 @@ type Phase = 'head' | 'body' | 'waiting' | 'upgraded' | 'closing';
 export interface HttpConnOptions {
   readonly router: VhostRouter;
   readonly headersTimeoutMs: number;
+  /** The vhost answered a request itself (404, 503, 401...): for events and metrics. */
+  readonly onRefused: (remote: string, status: number, reason: string) => void;
 }
 
 /**
@@ -96,7 +98,7 @@ export class HttpUserConn implements VirtualConnOwner {
     } catch (error) {
       if (!(error instanceof HeadError)) throw error;
       debug('bad request from %s: %s', this.socket.remoteAddress, error.message);
-      this.failExchange(error.status);
+      this.failExchange(error.status, error.message);
     }
   }
 
@@ -115,18 +117,18 @@ export class HttpUserConn implements VirtualConnOwner {
 
   private startExchange(head: RequestHead, request: BodyFramer): void {
     const host = hostOf(head);
-    if (host === undefined) return this.reply(400);
+    if (host === undefined) return this.reply(400, 'no valid Host');
     const route = this.options.router.resolve('http', host, pathOf(head.target));
-    if (route.kind === 'unknown') return this.reply(404);
-    if (route.kind === 'offline') return this.reply(503);
+    if (route.kind === 'unknown') return this.reply(404, `unknown name ${host}`);
+    if (route.kind === 'offline') return this.reply(503, `offline name ${host}`);
     const { target } = route;
     const vhost = target.spec.vhost!;
-    if (!target.admits(this.socket.remoteAddress)) return this.reply(403);
+    if (!target.admits(this.socket.remoteAddress)) return this.reply(403, `not in the allow list of ${target.label}`);
     if (vhost.basicAuth !== undefined && !authorized(head, vhost.basicAuth)) {
-      return this.reply(401, [`WWW-Authenticate: Basic realm="${host}", charset="UTF-8"`]);
+      return this.reply(401, `no valid credentials for ${host}`, [`WWW-Authenticate: Basic realm="${host}", charset="UTF-8"`]);
     }
     const backend = this.backendFor(target);
-    if (backend === undefined) return this.reply(503);
+    if (backend === undefined) return this.reply(503, `${target.label} refused the conn`);
     const connection = (token: string): boolean => hasToken(head.headers, 'connection', token);
     this.exchange = {
       backend,
@@ -173,7 +175,7 @@ export class HttpUserConn implements VirtualConnOwner {
     } catch (error) {
       if (!(error instanceof HeadError)) throw error;
       debug('bad response from %s: %s', exchange.backend.target.label, error.message);
-      this.failExchange(502);
+      this.failExchange(502, `bad response from ${exchange.backend.target.label}: ${error.message}`);
       done();
     }
   }
@@ -231,13 +233,13 @@ export class HttpUserConn implements VirtualConnOwner {
     }
     if (exchange.response?.untilClose === true) return this.onResponseDone(exchange);
     debug('%s closed its conn before its response was complete', exchange.backend.target.label);
-    this.failExchange(502);
+    this.failExchange(502, `${exchange.backend.target.label} closed its conn mid-response`);
   }
 
   onFault(conn: VirtualConn, error: Error): void {
     if (this.exchange?.backend.conn !== conn) return this.dropIdle(conn);
     debug('conn to %s failed: %s', this.exchange.backend.target.label, error.message);
-    this.failExchange(502);
+    this.failExchange(502, `the conn to ${this.exchange.backend.target.label} failed: ${error.message}`);
   }
 
   onWantMore(conn: VirtualConn): void {
@@ -284,30 +286,33 @@ export class HttpUserConn implements VirtualConnOwner {
   // --- Endings ---
 
   /** Our own answer (no app involved, or none reached yet), then a clean close. */
-  private reply(status: number, extra: readonly string[] = []): void {
-    debug('%d for %s', status, this.socket.remoteAddress);
+  private reply(status: number, reason: string, extra: readonly string[] = []): void {
+    debug('%d for %s: %s', status, this.socket.remoteAddress, reason);
+    this.options.onRefused(`${this.socket.remoteAddress}:${this.socket.remotePort}`, status, reason);
     this.phase = 'closing';
     this.headTimer?.unsubscribe();
     this.buffer = EMPTY;
     this.socket.resume();
     this.socket.end(errorPage(status, extra));
     this.finishIdle();
+    this.lingerAfterEnd();
   }
 
   /**
    * The exchange cannot go on: our own error page if the user has seen nothing of the
    * response yet, else a reset (a truncated answer must never look complete).
    */
-  private failExchange(status: number): void {
+  private failExchange(status: number, reason: string): void {
     const exchange = this.exchange;
     this.exchange = undefined;
     if (exchange !== undefined && !exchange.backend.conn.destroyed) exchange.backend.conn.destroy(new Error(`the exchange failed (${status})`));
     if (exchange?.answered === true || this.phase === 'upgraded') {
+      debug('reset %s: %s', this.socket.remoteAddress, reason);
       this.phase = 'closing';
       this.teardown();
       return;
     }
-    this.reply(status);
+    this.reply(status, reason);
   }
 
   /** Ends the user conn after the last response, and the app conns with it. */
@@ -318,6 +323,22 @@ export class HttpUserConn implements VirtualConnOwner {
     this.socket.end();
     backend.conn.finish();
     this.finishIdle();
+    this.lingerAfterEnd();
+  }
+
+  /**
+   * After our FIN, a user that never sends its own would hold the conn forever (half-open
+   * conns are allowed): once our last bytes are with the kernel, it gets headersTimeout more.
+   * A plain close then: the kernel still delivers what it holds.
+   */
+  private lingerAfterEnd(): void {
+    const socket = this.socket;
+    const { headersTimeoutMs } = this.options;
+    socket.once('finish', () => {
+      const linger = setTimeout(() => socket.destroy(), headersTimeoutMs);
+      linger.unref();
+      socket.once('close', () => clearTimeout(linger));
+    });
   }
 
   private finishIdle(): void {
@@ -379,7 +400,7 @@ export class HttpUserConn implements VirtualConnOwner {
         this.phase = 'closing';
         this.socket.end();
         this.finishIdle();
-      } else this.reply(408);
+      } else this.reply(408, `no complete request head within ${this.options.headersTimeoutMs}ms`);
     });
   }
 }

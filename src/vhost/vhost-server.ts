@@ -11,8 +11,11 @@ const debug = createDebug('ntp:server:vhost');
 
 /** What the vhost ports report; the CommonServer turns these into its events. */
 export interface VhostObserver {
-  /** An HTTPS user closed before routing: unknown name, no SNI, not TLS, too slow. */
-  onRefused(kind: VhostKind, remote: string, reason: string): void;
+  /**
+   * A user the vhost answered itself (HTTP: `code` is the status, 404, 503...) or closed
+   * before routing (HTTPS: unknown name, no SNI, not TLS, too slow; `code` says which).
+   */
+  onRefused(kind: VhostKind, remote: string, code: string, reason: string): void;
 }
 
 /**
@@ -24,12 +27,18 @@ export class VhostServer {
   readonly router: VhostRouter;
   private readonly listeners = new Map<VhostKind, Server>();
   private readonly conns = new Set<Socket>();
+  private readonly httpOptions;
 
   constructor(
     readonly config: VhostConfig,
     private readonly observer: VhostObserver,
   ) {
     this.router = new VhostRouter(config);
+    this.httpOptions = {
+      router: this.router,
+      headersTimeoutMs: config.headersTimeoutMs,
+      onRefused: (remote: string, status: number, reason: string) => observer.onRefused('http', remote, String(status), reason),
+    };
     if (config.http) this.listeners.set('http', this.createListener('http'));
     if (config.https) this.listeners.set('https', this.createListener('https'));
   }
@@ -45,7 +54,7 @@ export class VhostServer {
       this.conns.add(socket);
       socket.once('close', () => this.conns.delete(socket));
       socket.setKeepAlive(true, 30_000);
-      if (kind === 'http') new HttpUserConn(socket, { router: this.router, headersTimeoutMs: this.config.headersTimeoutMs });
+      if (kind === 'http') new HttpUserConn(socket, this.httpOptions);
       else this.routeTls(socket);
     });
     // Accept errors (EMFILE and the like) must not take the process down.
@@ -57,22 +66,22 @@ export class VhostServer {
   private routeTls(socket: Socket): void {
     let seen = Buffer.alloc(0);
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    const refuse = (reason: string): void => {
+    const refuse = (code: string, reason: string): void => {
       cleanup();
-      this.observer.onRefused('https', remote, reason);
+      this.observer.onRefused('https', remote, code, reason);
       resetSocket(socket);
     };
-    const deadline = timer(this.config.headersTimeoutMs).subscribe(() => refuse(`no ClientHello within ${this.config.headersTimeoutMs}ms`));
-    const onEnd = (): void => refuse('closed before its ClientHello');
+    const deadline = timer(this.config.headersTimeoutMs).subscribe(() => refuse('TIMEOUT', `no ClientHello within ${this.config.headersTimeoutMs}ms`));
+    const onEnd = (): void => refuse('CLOSED', 'closed before its ClientHello');
     const onData = (chunk: Buffer): void => {
       seen = Buffer.concat([seen, chunk]);
       const hello = readClientHello(seen);
       if (hello.kind === 'incomplete') return;
-      if (hello.kind === 'invalid') return refuse(hello.reason);
-      if (hello.serverName === undefined) return refuse('no server name (SNI) in its ClientHello');
+      if (hello.kind === 'invalid') return refuse('NOT_TLS', hello.reason);
+      if (hello.serverName === undefined) return refuse('NO_SNI', 'no server name (SNI) in its ClientHello');
       const route = this.router.resolve('https', hello.serverName);
-      if (route.kind !== 'live') return refuse(`${route.kind === 'unknown' ? 'unknown' : 'offline'} name ${hello.serverName}`);
-      if (!route.target.admits(socket.remoteAddress)) return refuse(`not in the allow list of ${hello.serverName}`);
+      if (route.kind !== 'live') return refuse(route.kind === 'unknown' ? 'UNKNOWN_NAME' : 'OFFLINE', `${route.kind} name ${hello.serverName}`);
+      if (!route.target.admits(socket.remoteAddress)) return refuse('FORBIDDEN', `not in the allow list of ${route.target.label}`);
       cleanup();
       socket.pause();
       // The relay reads the ClientHello again, as if it had never been read: the app's TLS
@@ -80,7 +89,7 @@ export class VhostServer {
       socket.unshift(seen);
       const refusal = route.target.connect(socket);
       if (refusal !== undefined) {
-        this.observer.onRefused('https', remote, refusal);
+        this.observer.onRefused('https', remote, 'REFUSED', refusal);
         resetSocket(socket);
       }
     };

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { traceServer } from '../../src/trace/index.js';
 import { loadGroupFile } from '../../src/config/index.js';
 import { startAdmin, type TestAdmin } from '../helpers/admin.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
@@ -48,6 +51,18 @@ describe('vhost apps in the admin API', () => {
     assert.deepEqual(app.domains, ['www.ok.test', 'alpha.tunnel.test']);
     assert.equal(app.publicPort, port);
     assert.equal(app.state, 'listening');
+  });
+
+  test('metrics and --trace name the vhost app with its names', async () => {
+    assert.equal((await rawGet(port, 'nobody.test')).status, 404);
+    const metrics = await admin.request('GET', '/metrics');
+    assert.match(metrics.body, /^ntp_vhost_routes\{group="alpha",app="web",domain="www\.ok\.test"\} 1$/m);
+    assert.match(metrics.body, /^ntp_vhost_routes\{group="alpha",app="web",domain="alpha\.tunnel\.test"\} 1$/m);
+    assert.match(metrics.body, /^ntp_vhost_refused_total\{kind="http",code="404"\} [1-9]/m);
+    const file = join(config.dir, 'trace.md');
+    const trace = traceServer(started.events, file);
+    await trace.close();
+    assert.match(readFileSync(file, 'utf8'), /appGroup ->> appServer: route www\.ok\.test, alpha\.tunnel\.test on the vhost port \d+ to alpha\/web/);
   });
 
   test('a name another group holds is 409 DOMAIN_CLAIMED, a name outside allowDomains 400, with the field', async () => {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadGroupFile } from '../../src/config/index.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
@@ -27,6 +29,8 @@ describe('HTTP virtual hosts', () => {
       apps.set(
         name,
         await startWebApp(name, (req, res) => {
+          if (req.url === '/flood') return flood(res), true;
+          if (req.url === '/held-upload') return holdUpload(req, res), true;
           if (name !== 'broken') return false;
           // Promises 1000 bytes, sends 10; the test kills it once the user has read them.
           res.socket!.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789');
@@ -36,7 +40,9 @@ describe('HTTP virtual hosts', () => {
         }),
       );
     }
-    config = makeConfigDir([], { extra: { vhost: { http: '127.0.0.1:0', subdomainHost: 'tunnel.test', headersTimeout: '600ms' } } });
+    // Heartbeats far above the test's default 1 s: a 2-core machine moving 100 MB through both
+    // ends in this one process can delay a ping past that.
+    config = makeConfigDir([], { heartbeatInterval: '1s', heartbeatTimeout: '15s', extra: { vhost: { http: '127.0.0.1:0', subdomainHost: 'tunnel.test', headersTimeout: '600ms' } } });
     const port$ = (name: string): number => apps.get(name)!.port;
     writeVhostGroup(config, 'alpha', randomSecret(), [
       { name: 'site', type: 'http', localPort: port$('site-a'), domains: ['a.test', '*.wild.test'] },
@@ -61,6 +67,35 @@ describe('HTTP virtual hosts', () => {
   });
 
   const seen = (body: Buffer): SeenRequest => JSON.parse(body.toString()) as SeenRequest;
+
+  /** Bytes the /flood app has handed to its socket; the app waits for 'drain' as it should. */
+  let flooded = 0;
+  const FLOOD_BYTES = 96 * 1024 * 1024;
+  function flood(res: import('node:http').ServerResponse): void {
+    flooded = 0;
+    res.writeHead(200, { 'content-length': FLOOD_BYTES });
+    const piece = pattern(64 * 1024);
+    const more = (): void => {
+      while (flooded < FLOOD_BYTES) {
+        flooded += piece.length;
+        if (!res.write(piece)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  }
+
+  /** The /held-upload app reads nothing until `releaseUpload`, then answers with what it got. */
+  let releaseUpload: (() => void) | undefined;
+  function holdUpload(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
+    req.pause();
+    releaseUpload = () => {
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      req.on('end', () => res.end(JSON.stringify({ bytes })));
+      req.resume();
+    };
+  }
 
   test('curl reaches apps of two groups on one port by name, with --resolve', { timeout: 15_000 }, async () => {
     const resolve = ['a.test', 'b.tunnel.test', 'x.wild.test'].flatMap((name) => ['--resolve', `${name}:${port}:127.0.0.1`]);
@@ -123,6 +158,59 @@ describe('HTTP virtual hosts', () => {
     const headEnd = raw.indexOf('\r\n\r\n');
     assert.match(raw.subarray(0, headEnd).toString(), /transfer-encoding: chunked/i);
     assert.deepEqual(dechunk(raw.subarray(headEnd + 4)), pattern(300000));
+  });
+
+  test('curl uploads with Expect: 100-continue (a 1xx relayed before the final answer)', { timeout: 20_000 }, async () => {
+    const file = join(config.dir, 'upload.bin');
+    const body = pattern(2 * 1024 * 1024 + 5);
+    writeFileSync(file, body);
+    const { code, stdout, stderr } = await curl(['--resolve', `a.test:${port}:127.0.0.1`, '-H', 'Expect: 100-continue', '--data-binary', `@${file}`, `http://a.test:${port}/up`]);
+    assert.equal(code, 0, stderr);
+    const answer = seen(stdout);
+    assert.equal(answer.headers.expect, '100-continue');
+    assert.equal(answer.bodySha256, createHash('sha256').update(body).digest('hex'));
+  });
+
+  test('pipelined requests for two hosts in one write are answered in order', { timeout: 10_000 }, async () => {
+    const socket = await connectTo(port);
+    socket.write('GET /one HTTP/1.1\r\nHost: b.tunnel.test\r\n\r\nGET /two HTTP/1.1\r\nHost: a.test\r\n\r\n');
+    const first = seen((await readResponse(socket)).body);
+    const second = seen((await readResponse(socket)).body);
+    socket.destroy();
+    assert.deepEqual([first.app, first.url, second.app, second.url], ['site-b', '/one', 'site-a', '/two']);
+  });
+
+  test('backpressure: a user that reads nothing stalls the app, and the answer then arrives whole', { timeout: 60_000 }, async () => {
+    const socket = await connectTo(port);
+    socket.pause();
+    socket.write('GET /flood HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+    const stalledAt = await quiescent(() => flooded);
+    assert.ok(stalledAt < 64 * 1024 * 1024, `the app wrote ${stalledAt} bytes to a user that read nothing`);
+    const reading = readAll(socket);
+    socket.resume();
+    const whole = await reading;
+    assert.equal(whole.length - whole.indexOf('\r\n\r\n') - 4, FLOOD_BYTES);
+  });
+
+  test('backpressure: an upload to an app that reads nothing stalls the user', { timeout: 60_000 }, async () => {
+    const socket = await connectTo(port);
+    const total = 96 * 1024 * 1024;
+    socket.write(`POST /held-upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: ${total}\r\n\r\n`);
+    let sent = 0;
+    const piece = pattern(64 * 1024);
+    const more = (): void => {
+      while (sent < total) {
+        sent += piece.length;
+        if (!socket.write(piece)) return void socket.once('drain', more);
+      }
+    };
+    more();
+    const stalledAt = await quiescent(() => sent);
+    assert.ok(stalledAt < 64 * 1024 * 1024, `the user got ${stalledAt} bytes out to an app that read nothing`);
+    releaseUpload!();
+    const answer = await readResponse(socket);
+    assert.deepEqual(JSON.parse(answer.body.toString()), { bytes: total });
+    socket.destroy();
   });
 
   test('an unknown name gets a plain 404 that names nothing behind the server', { timeout: 10_000 }, async () => {
@@ -196,6 +284,21 @@ describe('HTTP virtual hosts', () => {
     assert.equal((await rawGet(port, 'a.test')).status, 200, 'the other group keeps serving');
   });
 });
+
+/** The value of `count()` once it has stopped growing for 500 ms (a stalled stream). */
+function quiescent(count: () => number): Promise<number> {
+  return new Promise((resolve) => {
+    let last = -1;
+    const check = setInterval(() => {
+      const now = count();
+      if (now === last && now > 0) {
+        clearInterval(check);
+        resolve(now);
+      }
+      last = now;
+    }, 500);
+  });
+}
 
 /** The data of a chunked body (sizes, extensions and trailers dropped). */
 function dechunk(raw: Buffer): Buffer {
