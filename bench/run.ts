@@ -14,8 +14,9 @@ import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from '.
 import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
+import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
 
-const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow'] as const;
+const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow', 'http'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -27,6 +28,8 @@ const USAGE = `usage: npm run bench -- [options]
   --idle-conns N   simultaneous idle conns (default 10000, capped by the open-files limit)
   --seconds N      iperf3 duration per test (default 3)
   --slow-seconds N slow reader duration (default 20)
+  --http-conns N   keep-alive conns of the http figure (autocannon; default 32)
+  --http-seconds N duration per path of the http figure (default 5)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
   --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
   --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
@@ -44,6 +47,8 @@ async function main(): Promise<number> {
       'idle-conns': { type: 'string' },
       seconds: { type: 'string' },
       'slow-seconds': { type: 'string' },
+      'http-conns': { type: 'string' },
+      'http-seconds': { type: 'string' },
       pool: { type: 'string' },
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
@@ -69,6 +74,8 @@ async function main(): Promise<number> {
     redisRequests: quick ? 20_000 : 100_000,
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
+    httpConns: num(values['http-conns'], 32, 16),
+    httpSeconds: num(values['http-seconds'], 5, 2),
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
   const has = (figure: Figure): boolean => figures.includes(figure);
@@ -91,6 +98,7 @@ async function main(): Promise<number> {
     figures.set(metric, [...(figures.get(metric) ?? []), value]);
   };
   const unavailable = new Set<PathName>();
+  const httpRuns = new Map<HttpPath, HttpFigures[]>();
 
   const cert = paths.some((p) => p.endsWith('-tls')) ? await makeCert() : undefined;
   const apps: TestApp[] = [];
@@ -131,12 +139,13 @@ async function main(): Promise<number> {
       ...(settings.pool === undefined ? {} : { pool: settings.pool }),
       ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
     };
-    for (let run = 1; run <= settings.runs; run++) {
+    for (let run = 1; run <= settings.runs && figures.some((figure) => figure !== 'http'); run++) {
       for (const name of paths) {
         process.stdout.write(`run ${run}/${settings.runs} ${name}:`);
         for (const figure of figures) {
           if (unavailable.has(name)) break;
           if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if (figure === 'http') continue; // its own paths, below
           // Fresh processes per figure, so that no RSS figure inherits another one's heap.
           const path = await openPath(name, targets, pathOptions);
           if (path === undefined) {
@@ -153,6 +162,24 @@ async function main(): Promise<number> {
         process.stdout.write('\n');
       }
     }
+    // HTTP requests: direct, through an app's own TCP port, and by name through the vhost,
+    // all on one TLS tunnel (the default link) and one app process.
+    for (let run = 1; has('http') && run <= settings.runs; run++) {
+      process.stdout.write(`run ${run}/${settings.runs} http:`);
+      const http = await openHttpPaths();
+      try {
+        // Warm every path first (JIT, the pool's work conns), so that the first measured is not the coldest.
+        for (const path of HTTP_PATHS) await httpLoad(http.ports[path], settings.httpConns, 1);
+        for (const path of HTTP_PATHS) {
+          const figures = await httpLoad(http.ports[path], settings.httpConns, settings.httpSeconds);
+          httpRuns.set(path, [...(httpRuns.get(path) ?? []), figures]);
+          process.stdout.write(` ${path}`);
+        }
+      } finally {
+        await http.close();
+      }
+      process.stdout.write('\n');
+    }
   } finally {
     for (const app of apps) await app.close();
     for (const stop of stops) await stop();
@@ -163,7 +190,13 @@ async function main(): Promise<number> {
   const medians = Object.fromEntries(
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
-  printTable(paths, figuresByPath, unavailable);
+  if (figures.some((figure) => figure !== 'http')) printTable(paths, figuresByPath, unavailable);
+  const httpMedians: Partial<Record<HttpPath, HttpFigures>> = {};
+  for (const [path, runs] of httpRuns) {
+    const of = (key: keyof HttpFigures): number => median(runs.map((run) => run[key]));
+    httpMedians[path] = { requestsPerSecond: of('requestsPerSecond'), p50Ms: of('p50Ms'), p99Ms: of('p99Ms'), errors: of('errors') };
+  }
+  if (has('http')) printHttpTable(httpMedians, settings.httpConns, settings.httpSeconds);
   if (has('slow')) {
     console.log(
       `slow reader: the app offers ${settings.slowOfferedBytes / 2 ** 30} GiB; the user reads at ${settings.slowRate / 2 ** 20} MiB/s ` +
@@ -178,7 +211,7 @@ async function main(): Promise<number> {
     writeFileSync(
       out,
       JSON.stringify(
-        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw },
+        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, http: { medians: httpMedians, raw: Object.fromEntries(httpRuns) } },
         null,
         2,
       ),
@@ -186,6 +219,20 @@ async function main(): Promise<number> {
     console.log(`figures written to ${out}`);
   }
   return 0;
+}
+
+/** req/s and latency per HTTP path, with the ratios to the direct path and to the TCP path. */
+function printHttpTable(medians: Partial<Record<HttpPath, HttpFigures>>, conns: number, seconds: number): void {
+  const { direct, tcp } = medians;
+  console.log(`\nHTTP, autocannon, ${conns} keep-alive conns, ${seconds} s per path (medians):`);
+  console.log('| path | req/s | p50 (ms) | p99 (ms) | errors | req/s ÷ direct | req/s ÷ tcp |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const path of HTTP_PATHS) {
+    const row = medians[path];
+    if (row === undefined) continue;
+    const ratio = (base: HttpFigures | undefined): string => (base === undefined ? '' : `${(row.requestsPerSecond / base.requestsPerSecond).toFixed(2)}×`);
+    console.log(`| ${path} | ${Math.round(row.requestsPerSecond).toLocaleString('en')} | ${row.p50Ms} | ${row.p99Ms} | ${row.errors} | ${ratio(direct)} | ${ratio(tcp)} |`);
+  }
 }
 
 interface Settings {

@@ -187,7 +187,7 @@ export class HttpUserConn implements VirtualConnOwner {
     while (exchange.response === undefined) {
       exchange.responseHead = exchange.responseHead.length === 0 ? rest : Buffer.concat([exchange.responseHead, rest]);
       const end = headEnd(exchange.responseHead);
-      if (end === undefined) return Buffer.concat(out);
+      if (end === undefined) return joined(out);
       const headBytes = exchange.responseHead.subarray(0, end);
       rest = exchange.responseHead.subarray(end);
       exchange.responseHead = EMPTY;
@@ -197,7 +197,7 @@ export class HttpUserConn implements VirtualConnOwner {
         if (!exchange.upgrade) throw new HeadError(502, '101 without an Upgrade request');
         this.upgrade(exchange);
         out.push(rest);
-        return Buffer.concat(out);
+        return joined(out);
       }
       if (head.status >= 100 && head.status < 200) continue; // 100 Continue and the like: the final answer follows
       exchange.response = new BodyFramer(bodyLength(head.headers, { status: head.status, requestMethod: exchange.method }), 502);
@@ -208,7 +208,7 @@ export class HttpUserConn implements VirtualConnOwner {
     out.push(rest.subarray(0, taken));
     if (taken < rest.length) exchange.spoiled = true;
     if (exchange.response.done) process.nextTick(() => this.onResponseDone(exchange));
-    return Buffer.concat(out);
+    return joined(out);
   }
 
   private upgrade(exchange: Exchange): void {
@@ -403,6 +403,11 @@ export class HttpUserConn implements VirtualConnOwner {
       } else this.reply(408, `no complete request head within ${this.options.headersTimeoutMs}ms`);
     });
   }
+}
+
+/** One buffer of `parts`, copied only when there are several (a body chunk is passed as it came). */
+function joined(parts: Buffer[]): Buffer {
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
 /** The request's host name: absolute-form target first, else its one Host header. */
