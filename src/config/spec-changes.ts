@@ -32,7 +32,7 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   remotePort: { server: 'the app reopens on the new port (its connections close)' },
   allow: { server: 'applies to the next user' },
   maxConnections: { server: 'applies to the next user' },
-  vhost: { server: 'applies to the next request (domains are claimed or released now)' },
+  vhost: { server: 'applies to the next request; new names or type reopen the app (its conns close)' },
 };
 const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
 const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };

@@ -181,7 +181,7 @@ export class AppGroup implements UserConnSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort && (old.vhost === undefined) === (app.vhost === undefined)) {
+      if (old !== undefined && old.remotePort === app.remotePort && sameRouting(old, app)) {
         const server = this.appServers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -190,7 +190,7 @@ export class AppGroup implements UserConnSink {
         // Still waiting for its busy port: the retry binds the spec current by then.
         if (this.bindRetries.has(app.name)) continue;
       }
-      const why = old?.remotePort === app.remotePort ? `its type changed to ${app.vhost?.type ?? 'tcp'}` : `its remotePort changed to ${app.remotePort}`;
+      const why = old?.remotePort === app.remotePort ? 'its type or names changed' : `its remotePort changed to ${app.remotePort}`;
       if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
@@ -509,6 +509,17 @@ export class AppGroup implements UserConnSink {
     }
     return warnings;
   }
+}
+
+/**
+ * Whether an edited app is still reached the same way: a TCP app on its port, or a vhost app
+ * of the same type under the same names. Otherwise it reopens, so that the client, the
+ * metrics and the trace learn its new names (its conns close, as for a new remotePort).
+ */
+function sameRouting(before: AppSpec, after: AppSpec): boolean {
+  if (before.vhost === undefined || after.vhost === undefined) return before.vhost === after.vhost;
+  const names = (app: AppSpec): string => JSON.stringify([app.vhost!.type, app.vhost!.domains, app.vhost!.subdomain]);
+  return names(before) === names(after);
 }
 
 function describeBindError(error: NodeJS.ErrnoException, port: number): string {

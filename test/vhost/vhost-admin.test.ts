@@ -88,6 +88,11 @@ describe('vhost apps in the admin API', () => {
     assert.equal(edited.status, 200, JSON.stringify(edited.body));
     assert.equal((await rawGet(port, 'new.ok.test')).status, 200);
     assert.equal((await rawGet(port, 'www.ok.test')).status, 404);
+    // New names reopen the app: the listing and the metrics follow at once.
+    assert.deepEqual((await admin.request('GET', '/api/groups/alpha')).body.group.apps[0].domains, ['new.ok.test']);
+    const metrics = (await admin.request('GET', '/metrics')).body as string;
+    assert.match(metrics, /^ntp_vhost_routes\{group="alpha",app="web",domain="new\.ok\.test"\} 1$/m);
+    assert.doesNotMatch(metrics, /domain="www\.ok\.test"/);
     assert.equal((await admin.request('DELETE', '/api/groups/beta')).status, 200);
     assert.equal((await rawGet(port, 'beta.ok.test')).status, 404);
   });
