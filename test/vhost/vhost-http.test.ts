@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadGroupFile } from '../../src/config/index.js';
+import { unusedPort } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
 import { connectTo, readAll, readBytes, streamEnding, waitForEvent } from '../helpers/net.js';
@@ -49,6 +50,7 @@ describe('HTTP virtual hosts', () => {
       { name: 'api', type: 'http', localPort: port$('api-a'), domains: ['a.test'], locations: ['/api', '/api/v2'] },
       { name: 'secure', type: 'http', localPort: port$('secure-a'), domains: ['secure.test'], basicAuth: { user: 'ann', password: 'correct horse battery' } },
       { name: 'broken', type: 'http', localPort: port$('broken'), domains: ['broken.test'] },
+      { name: 'down', type: 'http', localPort: await unusedPort(), domains: ['down.test'] },
     ]);
     writeVhostGroup(config, 'beta', randomSecret(), [{ name: 'site', type: 'http', localPort: port$('site-b'), subdomain: 'b', hostHeaderRewrite: 'internal.b:8080' }]);
     writeVhostGroup(config, 'gamma', randomSecret(), [{ name: 'site', type: 'http', localPort: port$('site-b'), domains: ['offline.test'] }]);
@@ -272,6 +274,14 @@ describe('HTTP virtual hosts', () => {
     (await appConn).resetAndDestroy();
     const result = await ending;
     assert.equal(result.ending, 'reset', `ended by ${result.ending} after ${result.bytes} bytes`);
+  });
+
+  test('a local app that is down: 502 at once, and the conn to it is not kept', { timeout: 10_000 }, async () => {
+    const startedAt = Date.now();
+    const response = await rawGet(port, 'down.test');
+    assert.equal(response.status, 502);
+    assert.ok(Date.now() - startedAt < 1000, `answered after ${Date.now() - startedAt}ms`);
+    await waitForEvent(started.events, (event) => event.type === 'vhost-refused' && event.code === '502' && /alpha\/down/.test(event.reason), 'the 502 event');
   });
 
   test('the group going offline turns its names into 503 at once', { timeout: 15_000 }, async () => {
