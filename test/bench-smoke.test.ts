@@ -33,3 +33,21 @@ test('the bench measures connection setup through the tunnel (quickest mode)', {
   assert.ok(Number(tunnel!.replaceAll(',', '')) >= 0, cpu);
   assert.ok(output.split('\n').some((line) => line.startsWith('setup p50 ms, 2 ms apart')), output);
 });
+
+test('the bench measures HTTP requests direct, on the TCP path and through the vhost (quickest mode)', { timeout: 90_000 }, async () => {
+  const child = spawn(process.execPath, [benchBin, '--only', 'http', '--runs', '1', '--http-seconds', '1', '--http-conns', '4', '--no-json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 85_000);
+  const [code] = await once(child, 'exit');
+  clearTimeout(timer);
+  assert.equal(code, 0, output);
+  for (const path of ['direct', 'tcp', 'vhost']) {
+    const row = output.split('\n').find((line) => line.startsWith(`| ${path} |`));
+    assert.ok(row, `no ${path} row in:\n${output}`);
+    const [, , requests, , , errors] = row.split('|').map((cell) => cell.trim());
+    assert.ok(Number(requests!.replaceAll(',', '')) > 0, row);
+    assert.equal(errors, '0', row);
+  }
+});

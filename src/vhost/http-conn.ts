@@ -1,11 +1,11 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
-import { Secret, type VhostAppSpec } from '../config/index.js';
 import { resetSocket } from '../net/index.js';
 import { BodyFramer } from './body-framer.js';
 import { bodyLength, hasToken, headEnd, HeadError, headerValues, parseRequestHead, parseResponseHead, type RequestHead } from './http-head.js';
 import { errorPage } from './pages.js';
+import { authorized, clientIp, hostOf, pathOf, rewriteHead } from './request-rewrite.js';
 import type { VhostRouter, VhostTarget } from './router.js';
 import { VirtualConn, type VirtualConnOwner } from './virtual-conn.js';
 
@@ -408,66 +408,4 @@ export class HttpUserConn implements VirtualConnOwner {
 /** One buffer of `parts`, copied only when there are several (a body chunk is passed as it came). */
 function joined(parts: Buffer[]): Buffer {
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-}
-
-/** The request's host name: absolute-form target first, else its one Host header. */
-function hostOf(head: RequestHead): string | undefined {
-  const absolute = /^https?:\/\/([^/?#]+)/i.exec(head.target);
-  const hosts = headerValues(head.headers, 'host');
-  if (absolute === null && hosts.length !== 1) return undefined;
-  const authority = (absolute?.[1] ?? hosts[0]!).toLowerCase();
-  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+?)\.?(?::\d{1,5})?$/.exec(authority);
-  return match?.[1];
-}
-
-function pathOf(target: string): string {
-  if (target.startsWith('/')) return target;
-  const absolute = /^https?:\/\/[^/?#]+(\/[^?#]*)?/i.exec(target);
-  return absolute?.[1] ?? '/';
-}
-
-/** `Authorization: Basic ...` against the app's user and password, compared in constant time. */
-function authorized(head: RequestHead, auth: NonNullable<VhostAppSpec['basicAuth']>): boolean {
-  const values = headerValues(head.headers, 'authorization');
-  const match = values.length === 1 ? /^Basic +([A-Za-z0-9+/=]{1,4096})$/i.exec(values[0]!) : null;
-  if (match === null) return false;
-  const given = new Secret(Buffer.from(match[1]!, 'base64').toString('utf8'));
-  return given.equals(new Secret(`${auth.user}:${auth.password.reveal()}`));
-}
-
-/** The user's IP address, an IPv4 user on a dual-stack socket written as IPv4. */
-function clientIp(socket: Socket): string {
-  const address = socket.remoteAddress ?? '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
-
-/**
- * The head the app receives: the user's own lines, in order and as written, with the Host
- * rewritten if asked, the proxy's credentials removed, and the forwarding headers set by us
- * (a user cannot supply its own X-Real-IP; X-Forwarded-For keeps what came before).
- */
-function rewriteHead(head: RequestHead, vhost: VhostAppSpec, ip: string): Buffer {
-  const lines = [`${head.method} ${head.target} HTTP/1.${head.minor}`];
-  const forwardedFor: string[] = [];
-  for (const [name, value] of head.headers) {
-    switch (name.toLowerCase()) {
-      case 'host':
-        lines.push(vhost.hostHeaderRewrite === undefined ? `${name}: ${value}` : `Host: ${vhost.hostHeaderRewrite}`);
-        break;
-      case 'x-forwarded-for':
-        forwardedFor.push(value);
-        break;
-      case 'x-forwarded-proto':
-      case 'x-real-ip':
-        break;
-      case 'authorization':
-        if (vhost.basicAuth === undefined) lines.push(`${name}: ${value}`);
-        break;
-      default:
-        lines.push(`${name}: ${value}`);
-    }
-  }
-  forwardedFor.push(ip);
-  lines.push(`X-Forwarded-For: ${forwardedFor.join(', ')}`, 'X-Forwarded-Proto: http', `X-Real-IP: ${ip}`);
-  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
 }
