@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { formatPath, groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, publicClaims, sameGroupSpec, vhostProblem, YamlFile, type GroupSpec } from '../config/index.js';
+import { formatPath, groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, publicClaims, sameGroupSpec, schemaComment, vhostProblem, YamlFile, type GroupSpec } from '../config/index.js';
 import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
@@ -155,7 +155,8 @@ export class GroupRegistry {
 
   private async write(spec: GroupSpec, yaml: YamlFile): Promise<GroupSpec> {
     // The document as given, so that a `${VAR}` secret stays a reference and is never expanded to disk.
-    await writeFileAtomic(this.fileOf(spec.name), stringify(yaml.root()), this.options.hooks);
+    const file = this.fileOf(spec.name);
+    await writeFileAtomic(file, `${schemaComment('group', file)}\n${stringify(yaml.root())}`, this.options.hooks);
     await this.syncNow();
     return this.options.server.readyGroup.get(spec.name) ?? spec;
   }

@@ -11,6 +11,7 @@ export * from './group-security.js';
 export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
+export * from './json-schema.js';
 export * from './vhost-app.js';
 export * from './vhost-config.js';
 export * from './domain-claims.js';

@@ -1,8 +1,8 @@
-import { Secret } from './secret.js';
-import type { Parsed } from './values.js';
-import type { YamlFile } from './yaml-file.js';
-
-type Path = (string | number)[];
+import { z } from 'zod';
+import type { Secret } from './secret.js';
+import { secretValue } from './secret-source.js';
+import { section } from './sections.js';
+import { port, problem, type Parsed } from './values.js';
 
 /** How an app is reached: its own public port (`tcp`), or the server's shared vhost ports by name. */
 export type AppType = 'tcp' | 'http' | 'https';
@@ -27,107 +27,114 @@ export interface VhostAppSpec {
   readonly basicAuth?: BasicAuth;
 }
 
-export const VHOST_APP_KEYS = ['type', 'domains', 'subdomain', 'locations', 'hostHeaderRewrite', 'basicAuth'] as const;
-
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const HOSTNAME = new RegExp(`^(?:\\*\\.)?${LABEL}(?:\\.${LABEL})*$`);
 const SUBDOMAIN = new RegExp(`^${LABEL}$`);
+const DOMAIN_EXPECTED = 'expected a host name such as app.example.com or *.example.com';
 
 /** A host name as users type it: letters, digits and "-" per label, optionally `*.` in front. */
 export function parseDomain(value: unknown): Parsed<string> {
   const text = typeof value === 'string' ? value.trim().toLowerCase().replace(/\.$/, '') : undefined;
-  if (text === undefined || text.length > 253 || !HOSTNAME.test(text)) {
-    return { ok: false, problem: `expected a host name such as app.example.com or *.example.com, got ${JSON.stringify(value)}` };
-  }
+  if (text === undefined || text.length > 253 || !HOSTNAME.test(text)) return { ok: false, problem: `${DOMAIN_EXPECTED}, got ${JSON.stringify(value)}` };
   return { ok: true, value: text };
 }
 
+/** `parseDomain` as a schema: lower-cased, trailing dot dropped. */
+export const domainName = z
+  .string(problem(DOMAIN_EXPECTED))
+  .transform((value, ctx) => {
+    const parsed = parseDomain(value);
+    if (parsed.ok) return parsed.value;
+    ctx.addIssue({ code: 'custom', message: parsed.problem });
+    return z.NEVER;
+  })
+  .meta({ description: 'A host name (app.example.com) or a wildcard below one (*.example.com)' });
+
+const LOCATION_EXPECTED = problem('expected a path prefix starting with "/"');
+const USER_EXPECTED = problem('expected a user name without ":" or spaces');
+const HOST_HEADER_EXPECTED = 'expected a host name, optionally with :port';
+
+/** The fields of an app that only vhost apps may have, as written in a group file. */
+export function vhostAppShape(env: NodeJS.ProcessEnv) {
+  return {
+    type: z.enum(['tcp', 'http', 'https'], problem('expected tcp, http or https')).default('tcp').meta({ description: 'tcp: a public port of its own; http / https: the server\'s vhost ports, by name' }),
+    domains: z.array(domainName, problem('expected a list of host names')).optional().meta({ description: 'Host names the vhost app answers to' }),
+    subdomain: z
+      .string(problem('expected one label of letters, digits and "-"'))
+      .transform((value) => value.trim().toLowerCase())
+      .refine((value) => SUBDOMAIN.test(value), 'expected one label of letters, digits and "-"')
+      .optional()
+      .meta({ description: "Claims <subdomain>.<the server's subdomainHost>" }),
+    locations: z
+      .array(z.string(LOCATION_EXPECTED).regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]{0,1023}$/, LOCATION_EXPECTED), problem('expected a list of path prefixes such as ["/", "/api"]'))
+      .min(1, 'expected a list of path prefixes such as ["/", "/api"]')
+      .optional()
+      .meta({ description: 'http: path prefixes routed to this app (default ["/"]); the longest match wins' }),
+    hostHeaderRewrite: z
+      .string(problem(HOST_HEADER_EXPECTED))
+      .transform((value, ctx) => {
+        const text = value.trim().toLowerCase();
+        const match = /^([^:\s]+)(?::(\d{1,5}))?$/.exec(text);
+        const host = match ? parseDomain(match[1]) : undefined;
+        if (!match || !host?.ok || host.value.startsWith('*') || (match[2] !== undefined && Number(match[2]) > 65535)) {
+          ctx.addIssue({ code: 'custom', message: `${HOST_HEADER_EXPECTED}, got ${JSON.stringify(value)}` });
+          return z.NEVER;
+        }
+        return text;
+      })
+      .optional()
+      .meta({ description: 'http: the Host header the app sees instead of the user\'s' }),
+    basicAuth: section({
+      // A colon cannot be told apart from the separator of user:password in the header.
+      user: z.string(USER_EXPECTED).regex(/^[^:\s]{1,128}$/, USER_EXPECTED),
+      password: secretValue(env, 1),
+    })
+      .optional()
+      .meta({ description: 'http: the server asks every request for this user and password (${VAR} allowed)' }),
+  };
+}
+
+type VhostFields = z.output<z.ZodObject<ReturnType<typeof vhostAppShape>>>;
+
+const VHOST_ONLY = ['domains', 'subdomain', 'locations', 'hostHeaderRewrite', 'basicAuth'] as const;
+const HTTP_ONLY = ['locations', 'hostHeaderRewrite', 'basicAuth'] as const;
+
 /**
- * The vhost fields of one app, or undefined for a plain TCP app (which may not use them).
- * `remotePort` is refused on vhost apps: they share the server's vhost ports.
+ * An app's public side from its fields: `remotePort` for a TCP app, the vhost fields for an
+ * http or https app (which may not have a remotePort: they share the server's vhost ports).
+ * Issues are added at the app's own fields.
  */
-export function parseVhostApp(yaml: YamlFile, path: Path, app: Record<string, unknown>, env: NodeJS.ProcessEnv): VhostAppSpec | undefined {
-  const type = app.type ?? 'tcp';
-  if (type !== 'tcp' && type !== 'http' && type !== 'https') throw yaml.error([...path, 'type'], `expected tcp, http or https, got ${JSON.stringify(type)}`);
+export function appPublicSide(app: VhostFields & { remotePort?: number | undefined }, ctx: z.RefinementCtx): { remotePort: number; vhost?: VhostAppSpec } {
+  const { type } = app;
   if (type === 'tcp') {
-    const stray = VHOST_APP_KEYS.find((key) => key !== 'type' && app[key] !== undefined);
-    if (stray !== undefined) throw yaml.error([...path, stray], 'only apps of type http or https have this field (add type: http)');
-    return undefined;
+    const stray = VHOST_ONLY.find((key) => app[key] !== undefined);
+    if (stray !== undefined) ctx.addIssue({ code: 'custom', path: [stray], message: 'only apps of type http or https have this field (add type: http)' });
+    const checked = port().safeParse(app.remotePort);
+    if (!checked.success) ctx.addIssue({ code: 'custom', path: ['remotePort'], message: checked.error.issues[0]!.message });
+    return { remotePort: checked.success ? checked.data : 0 };
   }
-  if (app.remotePort !== undefined) {
-    throw yaml.error([...path, 'remotePort'], `an ${type} app is reached through the server's vhost port by name: remove remotePort`);
-  }
-  const domains: string[] = [];
-  if (app.domains !== undefined) {
-    if (!Array.isArray(app.domains)) throw yaml.error([...path, 'domains'], 'expected a list of host names');
-    app.domains.forEach((raw: unknown, i: number) => {
-      const domain = yaml.expect([...path, 'domains', i], parseDomain(raw));
-      if (domains.includes(domain)) throw yaml.error([...path, 'domains', i], `duplicate domain ${domain}`);
-      domains.push(domain);
-    });
-  }
-  let subdomain: string | undefined;
-  if (app.subdomain !== undefined) {
-    subdomain = typeof app.subdomain === 'string' ? app.subdomain.trim().toLowerCase() : '';
-    if (!SUBDOMAIN.test(subdomain)) throw yaml.error([...path, 'subdomain'], `expected one label of letters, digits and "-", got ${JSON.stringify(app.subdomain)}`);
-  }
-  if (domains.length === 0 && subdomain === undefined) {
-    throw yaml.error([...path, 'domains'], `an ${type} app needs domains: [name, ...] or subdomain: NAME`);
-  }
+  if (app.remotePort !== undefined) ctx.addIssue({ code: 'custom', path: ['remotePort'], message: `an ${type} app is reached through the server's vhost port by name: remove remotePort` });
+  const domains = app.domains ?? [];
+  domains.forEach((domain, i) => {
+    if (domains.indexOf(domain) !== i) ctx.addIssue({ code: 'custom', path: ['domains', i], message: `duplicate domain ${domain}` });
+  });
+  if (domains.length === 0 && app.subdomain === undefined) ctx.addIssue({ code: 'custom', path: ['domains'], message: `an ${type} app needs domains: [name, ...] or subdomain: NAME` });
   if (type === 'https') {
     // The server never sees inside the TLS stream: it cannot route by path, rewrite or authenticate.
-    const httpOnly = (['locations', 'hostHeaderRewrite', 'basicAuth'] as const).find((key) => app[key] !== undefined);
-    if (httpOnly !== undefined) throw yaml.error([...path, httpOnly], 'https apps are routed by TLS name only (the server does not decrypt them): only http apps have this field');
+    const httpOnly = HTTP_ONLY.find((key) => app[key] !== undefined);
+    if (httpOnly !== undefined) ctx.addIssue({ code: 'custom', path: [httpOnly], message: 'https apps are routed by TLS name only (the server does not decrypt them): only http apps have this field' });
   }
-  const locations = app.locations === undefined ? ['/'] : parseLocations(yaml, [...path, 'locations'], app.locations);
-  let hostHeaderRewrite: string | undefined;
-  if (app.hostHeaderRewrite !== undefined) {
-    const text = typeof app.hostHeaderRewrite === 'string' ? app.hostHeaderRewrite.trim().toLowerCase() : '';
-    const match = /^([^:\s]+)(?::(\d{1,5}))?$/.exec(text);
-    const host = match ? parseDomain(match[1]) : undefined;
-    if (!match || !host?.ok || host.value.startsWith('*') || (match[2] !== undefined && Number(match[2]) > 65535)) {
-      throw yaml.error([...path, 'hostHeaderRewrite'], `expected a host name, optionally with :port, got ${JSON.stringify(app.hostHeaderRewrite)}`);
-    }
-    hostHeaderRewrite = text;
-  }
-  return Object.freeze({
+  const locations = app.locations ?? ['/'];
+  locations.forEach((location, i) => {
+    if (locations.indexOf(location) !== i) ctx.addIssue({ code: 'custom', path: ['locations', i], message: `duplicate location ${location}` });
+  });
+  const vhost: VhostAppSpec = Object.freeze({
     type,
     domains: Object.freeze(domains),
-    ...(subdomain === undefined ? {} : { subdomain }),
+    ...(app.subdomain === undefined ? {} : { subdomain: app.subdomain }),
     locations: Object.freeze(locations),
-    ...(hostHeaderRewrite === undefined ? {} : { hostHeaderRewrite }),
-    ...(app.basicAuth === undefined ? {} : { basicAuth: parseBasicAuth(yaml, [...path, 'basicAuth'], app.basicAuth, env) }),
+    ...(app.hostHeaderRewrite === undefined ? {} : { hostHeaderRewrite: app.hostHeaderRewrite }),
+    ...(app.basicAuth === undefined ? {} : { basicAuth: Object.freeze({ user: app.basicAuth.user, password: app.basicAuth.password.secret }) }),
   });
-}
-
-function parseLocations(yaml: YamlFile, path: Path, value: unknown): string[] {
-  if (!Array.isArray(value) || value.length === 0) throw yaml.error(path, 'expected a list of path prefixes such as ["/", "/api"]');
-  const locations: string[] = [];
-  value.forEach((raw: unknown, i: number) => {
-    // Printable ASCII without spaces, "?" or "#": what can start a request target's path.
-    if (typeof raw !== 'string' || !/^\/[\x21-\x7e]{0,1023}$/.test(raw) || /[?#]/.test(raw)) {
-      throw yaml.error([...path, i], `expected a path prefix starting with "/", got ${JSON.stringify(raw)}`);
-    }
-    if (locations.includes(raw)) throw yaml.error([...path, i], `duplicate location ${raw}`);
-    locations.push(raw);
-  });
-  return locations;
-}
-
-function parseBasicAuth(yaml: YamlFile, path: Path, value: unknown, env: NodeJS.ProcessEnv): BasicAuth {
-  const auth = yaml.mapAt(path, value);
-  yaml.onlyKeys(path, auth, ['user', 'password']);
-  // A colon cannot be told apart from the separator of user:password in the header.
-  if (typeof auth.user !== 'string' || !/^[^:\s]{1,128}$/.test(auth.user)) {
-    throw yaml.error([...path, 'user'], 'expected a user name without ":" or spaces');
-  }
-  if (typeof auth.password !== 'string' || auth.password === '') {
-    throw yaml.error([...path, 'password'], 'expected a password (a literal, or ${VAR} to read it from the environment)');
-  }
-  const password = auth.password.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
-    const found = env[variable];
-    if (found === undefined || found === '') throw yaml.error([...path, 'password'], `environment variable ${variable} is not set`);
-    return found;
-  });
-  return Object.freeze({ user: auth.user, password: new Secret(password) });
+  return { remotePort: 0, vhost };
 }

@@ -1,6 +1,7 @@
-import { parseDomain } from './vhost-app.js';
-import { parseDuration, parseHostPort, type HostPort } from './values.js';
-import type { YamlFile } from './yaml-file.js';
+import { z } from 'zod';
+import { section } from './sections.js';
+import { domainName } from './vhost-app.js';
+import { duration, hostPort, problem, type HostPort } from './values.js';
 
 /** The server's virtual-host ports and the domain policy of its groups (`vhost:` in commonserver.yaml). */
 export interface VhostConfig {
@@ -21,35 +22,30 @@ export interface VhostConfig {
 
 export const VHOST_DEFAULTS = { headersTimeoutMs: 10_000 } as const;
 
-export function parseVhostSection(yaml: YamlFile, value: unknown): VhostConfig {
-  const section = yaml.mapAt(['vhost'], value);
-  yaml.onlyKeys(['vhost'], section, ['http', 'https', 'subdomainHost', 'allowDomains', 'headersTimeout']);
-  const port = (key: 'http' | 'https'): HostPort | undefined =>
-    section[key] === undefined ? undefined : yaml.expect(['vhost', key], parseHostPort(section[key], { allowPortZero: true }));
-  const http = port('http');
-  const https = port('https');
-  if (http === undefined && https === undefined) throw yaml.error(['vhost'], 'expected http: HOST:PORT and/or https: HOST:PORT');
-  let subdomainHost: string | undefined;
-  if (section.subdomainHost !== undefined) {
-    subdomainHost = yaml.expect(['vhost', 'subdomainHost'], parseDomain(section.subdomainHost));
-    if (subdomainHost.startsWith('*')) throw yaml.error(['vhost', 'subdomainHost'], 'expected a plain host name (subdomains are made below it)');
-  }
-  let allowDomains: Record<string, string[]> | undefined;
-  if (section.allowDomains !== undefined) {
-    const map = yaml.mapAt(['vhost', 'allowDomains'], section.allowDomains);
-    allowDomains = {};
-    for (const [group, patterns] of Object.entries(map)) {
-      if (!Array.isArray(patterns)) throw yaml.error(['vhost', 'allowDomains', group], 'expected a list of host names or *.patterns');
-      allowDomains[group] = patterns.map((pattern: unknown, i: number) => yaml.expect(['vhost', 'allowDomains', group, i], parseDomain(pattern)));
-    }
-  }
-  const headersTimeoutMs = section.headersTimeout === undefined ? VHOST_DEFAULTS.headersTimeoutMs : yaml.expect(['vhost', 'headersTimeout'], parseDuration(section.headersTimeout));
-  if (headersTimeoutMs < 100) throw yaml.error(['vhost', 'headersTimeout'], 'must be at least 100ms');
-  return Object.freeze({
-    ...(http ? { http } : {}),
-    ...(https ? { https } : {}),
-    ...(subdomainHost ? { subdomainHost } : {}),
-    ...(allowDomains ? { allowDomains: Object.freeze(allowDomains) } : {}),
-    headersTimeoutMs,
-  });
+/** The `vhost:` section of commonserver.yaml. */
+export function vhostSectionSchema() {
+  const patterns = z.array(domainName, problem('expected a list of host names or *.patterns'));
+  return section({
+    http: hostPort({ allowPortZero: true }).optional().meta({ description: 'The HTTP vhost port: apps of type http, routed by Host' }),
+    https: hostPort({ allowPortZero: true }).optional().meta({ description: 'The HTTPS vhost port: apps of type https, routed by TLS server name (not decrypted)' }),
+    subdomainHost: domainName.optional().meta({ description: 'subdomain: x in a group file claims x.<subdomainHost>' }),
+    allowDomains: z
+      .record(z.string(), patterns, problem('expected a mapping of group name (or "*") to host names'))
+      .optional()
+      .meta({ description: 'Which names each group (or "*", every group) may claim in domains:; unset: any free name' }),
+    headersTimeout: duration.default(VHOST_DEFAULTS.headersTimeoutMs).meta({ description: 'A request head must be complete within this (slowloris); idle keep-alive conns close after it' }),
+  })
+    .meta({ description: 'HTTP and HTTPS virtual hosts: web apps of every group on shared ports, by name' })
+    .transform(({ http, https, subdomainHost, allowDomains, headersTimeout }, ctx): VhostConfig => {
+      if (http === undefined && https === undefined) ctx.addIssue({ code: 'custom', path: [], message: 'expected http: HOST:PORT and/or https: HOST:PORT' });
+      if (subdomainHost?.startsWith('*') === true) ctx.addIssue({ code: 'custom', path: ['subdomainHost'], message: 'expected a plain host name (subdomains are made below it)' });
+      if (headersTimeout < 100) ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must be at least 100ms' });
+      return Object.freeze({
+        ...(http ? { http } : {}),
+        ...(https ? { https } : {}),
+        ...(subdomainHost ? { subdomainHost } : {}),
+        ...(allowDomains ? { allowDomains: Object.freeze(allowDomains) } : {}),
+        headersTimeoutMs: headersTimeout,
+      });
+    });
 }

@@ -2,4 +2,3 @@ export * from './messages.js';
 export * from './errors.js';
 export * from './codec.js';
 export * from './auth.js';
-export { validateMessage } from './validate.js';
