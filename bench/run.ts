@@ -15,8 +15,9 @@ import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './p
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
 import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
+import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow', 'http'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'http'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -27,6 +28,7 @@ const USAGE = `usage: npm run bench -- [options]
   --conns N        sequential conns for the setup figure (default 2000)
   --idle-conns N   simultaneous idle conns (default 10000, capped by the open-files limit)
   --seconds N      iperf3 duration per test (default 3)
+  --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
   --slow-seconds N slow reader duration (default 20)
   --http-conns N   keep-alive conns of the http figure (autocannon; default 32)
   --http-seconds N duration per path of the http figure (default 5)
@@ -46,6 +48,7 @@ async function main(): Promise<number> {
       conns: { type: 'string' },
       'idle-conns': { type: 'string' },
       seconds: { type: 'string' },
+      'udp-rates': { type: 'string' },
       'slow-seconds': { type: 'string' },
       'http-conns': { type: 'string' },
       'http-seconds': { type: 'string' },
@@ -74,13 +77,14 @@ async function main(): Promise<number> {
     redisRequests: quick ? 20_000 : 100_000,
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
+    udpRates: values['udp-rates']?.split(',').map((rate) => rate.trim()).filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
     httpConns: num(values['http-conns'], 32, 16),
     httpSeconds: num(values['http-seconds'], 5, 2),
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
   const has = (figure: Figure): boolean => figures.includes(figure);
   if (!checkTools([
-    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') },
+    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') },
     { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
     { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
     { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
@@ -98,6 +102,7 @@ async function main(): Promise<number> {
     figures.set(metric, [...(figures.get(metric) ?? []), value]);
   };
   const unavailable = new Set<PathName>();
+  const udpSamples: UdpSample[] = [];
   const httpRuns = new Map<HttpPath, HttpFigures[]>();
 
   const cert = paths.some((p) => p.endsWith('-tls')) ? await makeCert() : undefined;
@@ -105,7 +110,7 @@ async function main(): Promise<number> {
   const stops: Array<() => Promise<void> | void> = [];
   try {
     const targets: Record<string, number> = {};
-    if (has('throughput')) {
+    if (has('throughput') || has('udp')) {
       const port = await freePort();
       const server = startDaemon('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1']);
       stops.push(() => stopDaemon(server));
@@ -146,6 +151,19 @@ async function main(): Promise<number> {
           if (unavailable.has(name)) break;
           if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
           if (figure === 'http') continue; // its own paths, below
+          if (figure === 'udp') {
+            if (!UDP_PATHS.includes(name)) continue; // the bare relays carry TCP only
+            const path = await openUdpPath(name, targets.iperf!, pathOptions);
+            try {
+              for (const rate of settings.udpRates) {
+                for (const direction of ['up', 'down'] as const) udpSamples.push(await iperfUdp(path, rate, direction, settings.seconds));
+              }
+              process.stdout.write(' udp');
+            } finally {
+              await path.close();
+            }
+            continue;
+          }
           // Fresh processes per figure, so that no RSS figure inherits another one's heap.
           const path = await openPath(name, targets, pathOptions);
           if (path === undefined) {
@@ -190,7 +208,8 @@ async function main(): Promise<number> {
   const medians = Object.fromEntries(
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
-  if (figures.some((figure) => figure !== 'http')) printTable(paths, figuresByPath, unavailable);
+  if (figuresByPath.size > 0) printTable(paths, figuresByPath, unavailable);
+  if (has('udp')) printUdpTable(udpSamples, paths.filter((path) => UDP_PATHS.includes(path)), settings.udpRates);
   const httpMedians: Partial<Record<HttpPath, HttpFigures>> = {};
   for (const [path, runs] of httpRuns) {
     const of = (key: keyof HttpFigures): number => median(runs.map((run) => run[key]));
@@ -211,7 +230,18 @@ async function main(): Promise<number> {
     writeFileSync(
       out,
       JSON.stringify(
-        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, http: { medians: httpMedians, raw: Object.fromEntries(httpRuns) } },
+        {
+          date: new Date().toISOString(),
+          node: process.version,
+          cpus: cpus().length,
+          args: process.argv.slice(2),
+          settings,
+          unavailable: [...unavailable],
+          medians,
+          raw,
+          udp: udpSamples,
+          http: { medians: httpMedians, raw: Object.fromEntries(httpRuns) },
+        },
         null,
         2,
       ),

@@ -48,3 +48,15 @@ test('the bench measures HTTP requests direct, on the TCP path and through the v
     assert.equal(errors, '0', row);
   }
 });
+
+test('the bench measures UDP through the TLS tunnel against direct with iperf3 -u (quickest mode)', { timeout: 60_000 }, async () => {
+  const output = await runBench(['--only', 'udp', '--paths', 'direct,tunnel-tls', '--seconds', '1', '--udp-rates', '1M'], 55_000);
+  for (const direction of ['up', 'down']) {
+    const row = output.split('\n').find((line) => line.startsWith(`| 1M | ${direction} |`));
+    assert.ok(row, `no 1M ${direction} row in:\n${output}`);
+    // Both paths delivered datagrams: "loss % / jitter ms / received Mbit/s" per path.
+    const cells = row.split('|').slice(3, 5).map((cell) => cell.trim());
+    for (const cell of cells) assert.match(cell, /^\d+\.\d\d % \/ \d+\.\d{3} ms \/ [1-9]\d*$/, row);
+  }
+  assert.ok(output.split('\n').some((line) => line.startsWith('| ceiling (≤ 1 % loss) | up |')), output);
+});

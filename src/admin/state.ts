@@ -1,22 +1,25 @@
 import type { Subscription } from 'rxjs';
-import { appDomains } from '../config/index.js';
-import type { CommonServer, DeactivationCode, ServerEvent } from '../server/index.js';
+import { appDomains, type AppType } from '../config/index.js';
+import { UdpAppServer, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
 
 export interface AppView {
   name: string;
-  /** The port in the registry (0: chosen by the server). */
+  /** `http` and `https` apps share the server's vhost port (`publicPort`) and answer to `domains`. */
+  type: AppType;
+  domains?: string[];
+  /** The port in the registry (0: chosen by the server; 0 for a vhost app). */
   remotePort: number;
   /** The port actually bound while the group is in use, else null. */
   publicPort: number | null;
   state: 'listening' | 'failed' | 'idle';
-  /** `http` and `https` apps share the server's vhost port (`publicPort`) and answer to `domains`. */
-  type: 'tcp' | 'http' | 'https';
-  domains?: string[];
+  /** Live relayed conns; for a UDP app, its open sessions. */
   liveConns: number;
   bytesIn: number;
   bytesOut: number;
+  /** A UDP app's sessions, datagrams and drops by reason while it listens, else null. */
+  udp: UdpCounters | null;
 }
 
 export interface GroupView {
@@ -97,18 +100,20 @@ export class AdminState {
     const vhost = this.server.vhost;
     const apps = spec.apps.map((app, index): AppView => {
       const appServer = live?.apps.get(app.name);
-      const type = app.vhost?.type ?? 'tcp';
+      const type = app.type ?? 'tcp';
+      const vhostType = app.vhost?.type;
       const domains = appDomains(app, index, vhost?.config.subdomainHost).map(({ domain }) => domain);
       const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
       return {
         name: app.name,
-        remotePort: app.remotePort,
-        publicPort: appServer === undefined ? null : type === 'tcp' ? appServer.port : (vhost?.port(type) ?? null),
-        state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
         type,
-        ...(type === 'tcp' ? {} : { domains }),
+        ...(vhostType === undefined ? {} : { domains }),
+        remotePort: app.remotePort,
+        publicPort: appServer === undefined ? null : vhostType === undefined ? appServer.port : (vhost?.port(vhostType) ?? null),
+        state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
+        udp: appServer instanceof UdpAppServer ? appServer.counters() : null,
       };
     });
     return {

@@ -45,6 +45,8 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     case 'work-conn-requested':
     case 'work-conn-opened':
     case 'conn-closed':
+    case 'udp-session-opened':
+    case 'udp-session-closed':
       return undefined;
     default:
       return assertNever(event, 'client event');

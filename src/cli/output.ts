@@ -19,8 +19,9 @@ export function bytes(count: number): string {
   return `${(count / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-/** An app of a LoginResp or AppsChanged in a lifecycle line: its port, and its names for a vhost app. */
+/** An app of a LoginResp or AppsChanged in a lifecycle line: its port (`/udp` for a UDP app), and its names for a vhost app. */
 export function bindingText(app: AppBinding, port: (remotePort: number) => string): string {
   if (app.state !== 'listening') return `${app.name} ✗ (${app.error})`;
-  return app.domains === undefined ? `${app.name} → ${port(app.remotePort)}` : `${app.name} → ${app.domains.join(', ')} on ${port(app.remotePort)}`;
+  const where = `${port(app.remotePort)}${app.protocol === 'udp' ? '/udp' : ''}`;
+  return app.domains === undefined ? `${app.name} → ${where}` : `${app.name} → ${app.domains.join(', ')} on ${where}`;
 }

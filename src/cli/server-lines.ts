@@ -40,6 +40,9 @@ export function serverLine(event: ServerEvent): string | undefined {
       return `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`;
     case 'work-conn-failed':
       return `user of ${event.group}/${event.app} closed: ${event.reason}`;
+    // At most one line per app per traffic sample (1 s): a flood of datagrams is one line, not a flood.
+    case 'udp-dropped':
+      return `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`;
     // The group-deactivated line that follows carries the timeout: one line per event.
     case 'heartbeat-timeout':
     case 'client-connected':
@@ -52,6 +55,8 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'app-opened':
     case 'vhost-refused':
     case 'traffic':
+    case 'udp-session-opened':
+    case 'udp-session-closed':
       return undefined;
     default:
       return assertNever(event, 'server event');

@@ -1,4 +1,5 @@
 import type { AppSpec, GroupSpec } from './group-file.js';
+import { portLabel } from './udp-app.js';
 import type { VhostConfig } from './vhost-config.js';
 
 type Path = (string | number)[];
@@ -30,10 +31,13 @@ export function appDomains(app: AppSpec, index: number, subdomainHost: string | 
   return names;
 }
 
-/** Every port and host name a group holds on the public side. */
+/**
+ * Every port and host name a group holds on the public side. A port is keyed by its number and
+ * protocol (`port 6080`, `port 53/udp`): a TCP app and a UDP app may share a port number.
+ */
 export function publicClaims(spec: GroupSpec, vhost: VhostConfig | undefined): PublicClaim[] {
   return spec.apps.flatMap((app, index): PublicClaim[] => {
-    if (app.vhost === undefined) return app.remotePort === 0 ? [] : [{ key: `port ${app.remotePort}`, app: app.name, path: ['apps', index, 'remotePort'] }];
+    if (app.vhost === undefined) return app.remotePort === 0 ? [] : [{ key: `port ${portLabel(app)}`, app: app.name, path: ['apps', index, 'remotePort'] }];
     return appDomains(app, index, vhost?.subdomainHost).map(({ domain, path }) => ({ key: `domain ${domain}`, app: app.name, path }));
   });
 }

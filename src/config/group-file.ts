@@ -3,8 +3,10 @@ import { z } from 'zod';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
+import { appKind, appType } from './app-type.js';
+import { portKey, portLabel, udpAppShape } from './udp-app.js';
 import { formatHostPort, hostPort, port } from './values.js';
-import { appPublicSide, vhostAppShape } from './vhost-app.js';
+import { vhostAppShape } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -27,20 +29,22 @@ export { MIN_SECRET_LENGTH } from './secret-source.js';
 
 const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or "."';
 
-/** One app of a group file: a TCP app with its own public port, or a vhost app reached by name. */
+/** One app of a group file: a TCP or UDP app with its own public port, or a vhost app reached by name. */
 function appSchema(env: NodeJS.ProcessEnv) {
   return section({
     name: z.string(APP_NAME_EXPECTED).regex(NAME, APP_NAME_EXPECTED),
     local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
-    remotePort: port().optional().meta({ description: 'tcp apps: the public port on the commonserver; 0 lets the server choose and report it' }),
+    type: appType,
+    remotePort: port().optional().meta({ description: 'tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it' }),
     ...appAccessShape,
+    ...udpAppShape,
     ...vhostAppShape(env),
-  }).transform(({ name, local, allow, maxConnections, ...publicSide }, ctx) => ({
+  }).transform(({ name, local, allow, ...kind }, ctx) => ({
     name,
     local,
     ...(allow === undefined ? {} : { allow }),
-    ...(maxConnections === undefined ? {} : { maxConnections }),
-    ...appPublicSide(publicSide, ctx),
+    ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
+    ...appKind(kind, ctx),
   }));
 }
 
@@ -103,15 +107,16 @@ export type GroupSpec = z.output<ReturnType<typeof groupFileSchema>>;
 
 function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
   const names = new Set<string>();
-  const ports = new Map<number, string>();
+  // Keyed by port and protocol: a TCP app and a UDP app may share a port number.
+  const ports = new Map<string, string>();
   apps.forEach((one, i) => {
     if (names.has(one.name)) ctx.addIssue({ code: 'custom', path: ['apps', i, 'name'], message: `duplicate app name "${one.name}"` });
     names.add(one.name);
-    const other = ports.get(one.remotePort);
+    const other = ports.get(portKey(one));
     if (one.remotePort !== 0 && other !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['apps', i, 'remotePort'], message: `port ${one.remotePort} is already used by app "${other}"` });
+      ctx.addIssue({ code: 'custom', path: ['apps', i, 'remotePort'], message: `port ${portLabel(one)} is already used by app "${other}"` });
     }
-    ports.set(one.remotePort, one.name);
+    ports.set(portKey(one), one.name);
   });
 }
 
@@ -129,5 +134,5 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
 }
 
 export function describeApps(spec: GroupSpec): string {
-  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}`).join(', ');
+  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}${one.type === 'udp' ? '/udp' : ''}`).join(', ');
 }

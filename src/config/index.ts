@@ -12,6 +12,8 @@ export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
 export * from './json-schema.js';
+export * from './app-type.js';
+export * from './udp-app.js';
 export * from './vhost-app.js';
 export * from './vhost-config.js';
 export * from './domain-claims.js';

@@ -1,11 +1,9 @@
 import { z } from 'zod';
+import type { AppType } from './app-type.js';
 import type { Secret } from './secret.js';
 import { secretValue } from './secret-source.js';
 import { section } from './sections.js';
 import { port, problem, type Parsed } from './values.js';
-
-/** How an app is reached: its own public port (`tcp`), or the server's shared vhost ports by name. */
-export type AppType = 'tcp' | 'http' | 'https';
 
 /** Basic auth the server asks of every HTTP request before it reaches the app. */
 export interface BasicAuth {
@@ -54,10 +52,9 @@ const LOCATION_EXPECTED = problem('expected a path prefix starting with "/"');
 const USER_EXPECTED = problem('expected a user name without ":" or spaces');
 const HOST_HEADER_EXPECTED = 'expected a host name, optionally with :port';
 
-/** The fields of an app that only vhost apps may have, as written in a group file. */
+/** The fields of an app that only vhost apps may have, as written in a group file (their `type` is the app's, in app-type.ts). */
 export function vhostAppShape(env: NodeJS.ProcessEnv) {
   return {
-    type: z.enum(['tcp', 'http', 'https'], problem('expected tcp, http or https')).default('tcp').meta({ description: 'tcp: a public port of its own; http / https: the server\'s vhost ports, by name' }),
     domains: z.array(domainName, problem('expected a list of host names')).optional().meta({ description: 'Host names the vhost app answers to' }),
     subdomain: z
       .string(problem('expected one label of letters, digits and "-"'))
@@ -94,19 +91,19 @@ export function vhostAppShape(env: NodeJS.ProcessEnv) {
   };
 }
 
-type VhostFields = z.output<z.ZodObject<ReturnType<typeof vhostAppShape>>>;
+type VhostFields = z.output<z.ZodObject<ReturnType<typeof vhostAppShape>>> & { type: AppType };
 
 const VHOST_ONLY = ['domains', 'subdomain', 'locations', 'hostHeaderRewrite', 'basicAuth'] as const;
 const HTTP_ONLY = ['locations', 'hostHeaderRewrite', 'basicAuth'] as const;
 
 /**
- * An app's public side from its fields: `remotePort` for a TCP app, the vhost fields for an
- * http or https app (which may not have a remotePort: they share the server's vhost ports).
+ * An app's public side from its fields: `remotePort` for a TCP or UDP app, the vhost fields for
+ * an http or https app (which may not have a remotePort: they share the server's vhost ports).
  * Issues are added at the app's own fields.
  */
 export function appPublicSide(app: VhostFields & { remotePort?: number | undefined }, ctx: z.RefinementCtx): { remotePort: number; vhost?: VhostAppSpec } {
   const { type } = app;
-  if (type === 'tcp') {
+  if (type === 'tcp' || type === 'udp') {
     const stray = VHOST_ONLY.find((key) => app[key] !== undefined);
     if (stray !== undefined) ctx.addIssue({ code: 'custom', path: [stray], message: 'only apps of type http or https have this field (add type: http)' });
     const checked = port().safeParse(app.remotePort);

@@ -10,7 +10,9 @@ import { ProtocolError } from './errors.js';
  * then Ping/Pong both ways, ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
  * and Goodbye from either side before a deliberate close.
- * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes.
+ * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes, or,
+ * for a UDP app (`protocol: 'udp'` in ReqWorkConn / StartWorkConn), one user's datagrams, each
+ * in a frame of its own (`datagram-codec.ts`) until the session ends.
  * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
  * then the user's raw bytes. It is never half-closed: each side reports its end of the user's
  * stream as WorkConnEnd on the control conn, and once both are through (WorkConnIdle from the
@@ -37,6 +39,12 @@ const port = z.int().min(0).max(65535);
 /** No list on the wire is longer: a peer cannot make us walk a huge array. */
 const MAX_LIST = 1024;
 const list = <T extends z.ZodType>(item: T) => z.array(item).max(MAX_LIST);
+/**
+ * `udp` marks a message about a UDP app; absent, it is about TCP, as before UDP apps existed.
+ * Any other value is refused rather than taken for TCP.
+ */
+const protocolMark = z.literal('udp').optional();
+export type AppProtocolMark = 'udp';
 
 /** An app as the server publishes it after activation. */
 const appBinding = z.object({
@@ -45,13 +53,14 @@ const appBinding = z.object({
   /** `listening` once the public port is bound; `failed` with a reason otherwise. */
   state: z.enum(['listening', 'failed']),
   error: text.optional(),
+  protocol: protocolMark,
   /** A vhost app: the host names it answers to on `remotePort` (the server's vhost port). */
   domains: list(z.string().max(253)).optional(),
 });
 export type AppBinding = z.infer<typeof appBinding>;
 
 /** An app as the client's own group file declares it (local target never leaves the host). */
-const appDeclaration = z.object({ name: id, remotePort: port });
+const appDeclaration = z.object({ name: id, remotePort: port, protocol: protocolMark });
 export type AppDeclaration = z.infer<typeof appDeclaration>;
 
 const hello = z.object({
@@ -103,6 +112,8 @@ const reqWorkConn = z.object({
   app: id,
   /** One-time, unguessable; valid for exactly one held user connection of this session. */
   pairingId: id,
+  /** `udp`: the work conn carries one UDP session's datagrams; the client opens a local UDP socket. */
+  protocol: protocolMark,
 });
 
 const newWorkConn = z.object({
@@ -134,6 +145,8 @@ const startWorkConn = z.object({
   app: id,
   /** Names this user for WorkConnFailed and the logs; not a credential. */
   pairingId: id,
+  /** `udp`: datagram frames follow, for one UDP session (one user address). */
+  protocol: protocolMark,
 });
 
 /**

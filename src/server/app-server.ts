@@ -5,6 +5,7 @@ import { joinReusable, peerOf, resetSocket, type ReusableRelay, type WorkConnTra
 import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
+import { TrafficSampler } from './traffic-sampler.js';
 
 const debug = createDebug('ntp:server:app-server');
 
@@ -32,8 +33,7 @@ export class AppServer implements VhostTarget {
   port = 0;
   totalBytesIn = 0;
   totalBytesOut = 0;
-  private reportedIn = 0;
-  private reportedOut = 0;
+  private readonly traffic: TrafficSampler;
 
   constructor(
     readonly group: string,
@@ -45,6 +45,7 @@ export class AppServer implements VhostTarget {
   ) {
     this.currentSpec = spec;
     this.access = new AppAccessControl(spec);
+    this.traffic = new TrafficSampler(group, emit);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
     // Accept errors (EMFILE and the like) must not take the process down; the server keeps listening.
     this.server.on('error', (error) => debug('%s/%s accept error: %s', group, spec.name, error.message));
@@ -133,10 +134,7 @@ export class AppServer implements VhostTarget {
   /** Emits a `traffic` sample with the bytes since the previous one, if any moved. */
   sampleTraffic(): void {
     const { bytesIn, bytesOut } = this.bytesSoFar();
-    if (bytesIn === this.reportedIn && bytesOut === this.reportedOut) return;
-    this.emit({ type: 'traffic', group: this.group, app: this.name, bytesIn: bytesIn - this.reportedIn, bytesOut: bytesOut - this.reportedOut, liveConns: this.liveConns.size });
-    this.reportedIn = bytesIn;
-    this.reportedOut = bytesOut;
+    this.traffic.sample(this.name, bytesIn, bytesOut, this.liveConns.size);
   }
 
   /**

@@ -5,3 +5,4 @@ export * from './events.js';
 export * from './certificate.js';
 export { portRefusal } from './policy.js';
 export { BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
+export { UdpAppServer, UDP_DROP_REASONS, type UdpCounters, type UdpDropReason } from './udp-app-server.js';

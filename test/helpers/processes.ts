@@ -17,9 +17,12 @@ export class CliProcess {
   private readonly waiters = new Set<() => void>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  /** `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []) {
-    this.child = spawn(process.execPath, [...nodeArgs, bin, ...args], {
+  /**
+   * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). With
+   * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq).
+   */
+  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { program = false } = {}) {
+    this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -23,7 +23,11 @@ test('a vhost app with a bad field is refused naming the file, line and field', 
     ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test, "bad name"]\n', /web\.yaml:7: apps\[0\]\.domains\[1\]: expected a host name/],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: https\n    domains: [a.test]\n    locations: [/api]\n', /web\.yaml:8: apps\[0\]\.locations: https apps are routed by TLS name only/],
     ['  - name: web\n    local: 127.0.0.1:80\n    domains: [a.test]\n', /web\.yaml:6: apps\[0\]\.domains: only apps of type http or https have this field/],
-    ['  - name: web\n    local: 127.0.0.1:80\n    type: ftp\n', /web\.yaml:6: apps\[0\]\.type: expected tcp, http or https/],
+    ['  - name: web\n    local: 127.0.0.1:80\n    type: ftp\n', /web\.yaml:6: apps\[0\]\.type: expected tcp, udp, http or https/],
+    // One type per app: each kind's fields on another kind are refused at that field.
+    ['  - name: web\n    local: 127.0.0.1:53\n    type: udp\n    remotePort: 5353\n    domains: [a.test]\n', /web\.yaml:8: apps\[0\]\.domains: only apps of type http or https have this field/],
+    ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    udp: { maxSessions: 8 }\n', /web\.yaml:8: apps\[0\]\.udp: udp settings need type: udp/],
+    ['  - name: web\n    local: 127.0.0.1:53\n    type: udp\n', /web\.yaml:4: apps\[0\]\.remotePort: /],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: "a:b", password: x }\n', /web\.yaml:8: apps\[0\]\.basicAuth\.user: expected a user name without ":"/],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: ann, password: "${NTP_NO_SUCH_VAR}" }\n', /apps\[0\]\.basicAuth\.password: environment variable NTP_NO_SUCH_VAR is not set/],
   ];
