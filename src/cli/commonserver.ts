@@ -5,32 +5,36 @@ import { GroupRegistry } from '../admin/registry.js';
 import { ConfigError, loadServerConfig, permissionWarning, type ServerConfig } from '../config/index.js';
 import { CommonServer, loadServerTransport } from '../server/index.js';
 import { traceServer } from '../trace/index.js';
-import { fail, say } from './output.js';
-import { serverLine } from './server-lines.js';
+import { Logger, LOG_OPTIONS, LOG_USAGE, parseLogOptions } from './logger.js';
+import { serverEntry } from './server-lines.js';
 import { onStopSignals } from './stop-signals.js';
 
-const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
+const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE] [--log-level LEVEL] [--log-format FMT]
        commonserver init [--config FILE]
 
   --config FILE   server config (default: config/commonserver.yaml)
   --no-watch      do not watch the groups directory (SIGHUP still reloads it)
   --trace FILE    record the session as a Mermaid sequence diagram in FILE
+${LOG_USAGE}
   init            create the TLS key and self-signed certificate (if missing), print the
                   fingerprint for clients to pin, and exit
-  DEBUG=ntp:*     traces every event`;
+  DEBUG=ntp:*     traces every event (ntp:net:frames: each frame's type and size)`;
+
+/** Replaced once the command line is read: until then (and for a bad command line) plain text. */
+let logger = new Logger();
 
 /** Loads (or creates) the TLS material and says what clients need to know about it. */
 function prepareTransport(config: ServerConfig): ReturnType<typeof loadServerTransport> {
   const loaded = loadServerTransport(config.tls);
   if (config.tls.plaintext) {
-    say('warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
+    logger.warn('plaintext', 'warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
     return loaded;
   }
-  if (loaded.created) say(`TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`);
-  say(`TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`);
-  if (config.tls.clientCaFile) say(`mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`);
+  if (loaded.created) logger.info('certificate-created', `TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`, { certFile: config.tls.certFile, keyFile: config.tls.keyFile });
+  logger.info('tls-on', `TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`, { fingerprint: loaded.fingerprint });
+  if (config.tls.clientCaFile) logger.info('mutual-tls', `mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`, { clientCaFile: config.tls.clientCaFile });
   const warning = permissionWarning(config.tls.keyFile, 'the TLS private key');
-  if (warning) say(`warning: ${warning}`);
+  if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file: config.tls.keyFile });
   return loaded;
 }
 
@@ -41,22 +45,30 @@ async function main(): Promise<number> {
       'no-watch': { type: 'boolean', default: false },
       trace: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      ...LOG_OPTIONS,
     },
     allowPositionals: true,
     strict: true,
   });
   if (values.help) {
-    say(USAGE);
+    process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  const logOptions = parseLogOptions(values);
+  if (!logOptions.ok) {
+    logger.fatal('usage', `commonserver: ${logOptions.problem}\n\n${USAGE}`);
+    return 2;
+  }
+  logger = new Logger(logOptions.value);
   if (positionals.length > 1 || (positionals.length === 1 && positionals[0] !== 'init')) {
-    fail(`commonserver: unknown command ${JSON.stringify(positionals.join(' '))}\n\n${USAGE}`);
+    logger.fatal('usage', `commonserver: unknown command ${JSON.stringify(positionals.join(' '))}\n\n${USAGE}`);
     return 2;
   }
   const config = loadServerConfig(values.config!);
+  logger.level = logOptions.value.level ?? config.logLevel ?? 'info';
   if (positionals[0] === 'init') {
     if (config.tls.plaintext) {
-      fail(`commonserver: ${values.config} says plaintext: true; remove it to use TLS`);
+      logger.fatal('usage', `commonserver: ${values.config} says plaintext: true; remove it to use TLS`);
       return 2;
     }
     prepareTransport(config);
@@ -65,10 +77,7 @@ async function main(): Promise<number> {
   const { transport } = prepareTransport(config);
   const server = new CommonServer({ ...config, transport });
   const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);
-  server.events$.subscribe((event) => {
-    const line = serverLine(event);
-    if (line !== undefined) say(line);
-  });
+  server.events$.subscribe((event) => logger.log(serverEntry(event)));
   // Loaded only when asked for: the admin server brings prom-client and its own state.
   const admin =
     config.admin === undefined
@@ -78,28 +87,28 @@ async function main(): Promise<number> {
   // Ready for SIGHUP before anything is announced: its default action would end the process.
   const reload = new GroupsHotReload(registry, config.groupsDir, {
     watch: !values['no-watch'],
-    onError: (error) => say(`groups reload failed: ${error.message}`),
+    onError: (error) => logger.error('reload-failed', `groups reload failed: ${error.message}`),
   });
   process.on('SIGHUP', () => {
-    say('SIGHUP: reloading the groups directory');
+    logger.info('reload', 'SIGHUP: reloading the groups directory', { signal: 'SIGHUP' });
     reload.reload('SIGHUP');
   });
   await registry.sync();
-  if (server.readyGroup.size === 0) say(`warning: no group registered from ${config.groupsDir}`);
+  if (server.readyGroup.size === 0) logger.warn('no-groups', `warning: no group registered from ${config.groupsDir}`, { groupsDir: config.groupsDir });
   for (const spec of server.readyGroup.values()) {
     const warning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
-    if (warning) say(`warning: ${warning}`);
+    if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file: spec.file });
   }
   await server.listen();
   if (admin !== undefined) {
     await admin.listen();
-    say(`admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`);
+    logger.info('admin-listening', `admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`, { url: admin.url(), tokenRequired: config.admin?.token !== undefined });
   }
 
   // Live users are reset by server.close(); the bound covers whatever else lingers.
   await new Promise<void>((resolve) => {
-    onStopSignals((signal) => {
-      say(`${signal}: shutting down`);
+    onStopSignals(logger, (signal) => {
+      logger.info('stopping', `${signal}: shutting down`, { signal });
       reload.close();
       void Promise.all([server.close(), admin?.close()])
         .then(() => trace?.close())
@@ -112,8 +121,8 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) fail(`commonserver: config error: ${error.message}`);
-    else fail(`commonserver: ${(error as Error).message}`);
+    if (error instanceof ConfigError) logger.fatal('config-error', `commonserver: config error: ${error.message}`);
+    else logger.fatal('failed', `commonserver: ${(error as Error).message}`);
     process.exit(2);
   },
 );

@@ -4,11 +4,11 @@ import { parseArgs } from 'node:util';
 import { clientTransport, DEFAULT_MAX_POOLED_WORK_CONNS, GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
 import { filter, merge, Subject } from 'rxjs';
-import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
+import { ConfigError, formatHostPort, type GroupSpec, type LogLevel, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
 import { ServerTrustError } from '../net/index.js';
 import { traceClient } from '../trace/index.js';
-import { clientLine } from './client-lines.js';
-import { fail, say } from './output.js';
+import { clientEntry } from './client-lines.js';
+import { Logger, LOG_OPTIONS, LOG_USAGE, parseLogOptions } from './logger.js';
 import { onStopSignals } from './stop-signals.js';
 
 const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR]
@@ -25,7 +25,11 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
   --max-pooled-work-conns N  pooled work conns the server may make this client hold,
                      being opened or idle (default ${DEFAULT_MAX_POOLED_WORK_CONNS}); more asked for are not opened
-  DEBUG=ntp:*        traces every event`;
+${LOG_USAGE}
+  DEBUG=ntp:*        traces every event (ntp:net:frames: each frame's type and size)`;
+
+/** Replaced once the command line is read: until then (and for a bad command line) plain text. */
+let logger = new Logger();
 
 /**
  * Exit codes: 0 stopped on a signal, 2 bad usage or config, 3 rejected by the server, taken
@@ -45,28 +49,38 @@ async function main(): Promise<number> {
       trace: { type: 'string' },
       'max-pooled-work-conns': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      ...LOG_OPTIONS,
     },
     strict: true,
   });
   if (values.help) {
-    say(USAGE);
+    process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  const logOptions = parseLogOptions(values);
+  if (!logOptions.ok) {
+    logger.fatal('usage', `groupclient: ${logOptions.problem}\n\n${USAGE}`);
+    return 2;
+  }
+  logger = new Logger(logOptions.value);
+  // --log-level wins over the group file's logLevel:, now and at every reload.
+  const levelOf = (spec: GroupSpec): LogLevel => logOptions.value.level ?? spec.logLevel ?? 'info';
   if (values.group === undefined && values.config === undefined) {
-    fail(`groupclient: name a group with --group NAME (or a file with --config FILE)\n\n${USAGE}`);
+    logger.fatal('usage', `groupclient: name a group with --group NAME (or a file with --config FILE)\n\n${USAGE}`);
     return 2;
   }
   const file = values.config ?? join(values.groups!, `${values.group}.yaml`);
   const spec = loadGroupFile(file);
+  logger.level = levelOf(spec);
   if (values.group !== undefined && spec.name !== values.group) {
-    fail(`groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
+    logger.fatal('usage', `groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
     return 2;
   }
   let server = spec.server ?? { host: '127.0.0.1', port: 7000 };
   if (values.server !== undefined) {
     const parsed = parseHostPort(values.server);
     if (!parsed.ok) {
-      fail(`groupclient: --server: ${parsed.problem}`);
+      logger.fatal('usage', `groupclient: --server: ${parsed.problem}`);
       return 2;
     }
     server = parsed.value;
@@ -76,19 +90,19 @@ async function main(): Promise<number> {
   if (values['max-pooled-work-conns'] !== undefined) {
     const parsed = parseCount(values['max-pooled-work-conns'], { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT });
     if (!parsed.ok) {
-      fail(`groupclient: --max-pooled-work-conns: ${parsed.problem}`);
+      logger.fatal('usage', `groupclient: --max-pooled-work-conns: ${parsed.problem}`);
       return 2;
     }
     maxPooledWorkConns = parsed.value;
   }
 
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
-  if (warning) say(`warning: ${warning}`);
+  if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file });
   const transport = clientTransport(spec, {
     ...(values['server-fingerprint'] !== undefined ? { fingerprint: values['server-fingerprint'] } : {}),
     plaintext: values.plaintext!,
   });
-  if (transport.kind === 'plain') say('warning: plaintext: the connection to the commonserver is NOT encrypted');
+  if (transport.kind === 'plain') logger.warn('plaintext', 'warning: plaintext: the connection to the commonserver is NOT encrypted');
 
   const client = new GroupClient({
     spec,
@@ -99,13 +113,10 @@ async function main(): Promise<number> {
     maxPooledWorkConns,
   });
   const trace = values.trace === undefined ? undefined : traceClient(client.events$, spec, values.trace);
-  client.events$.subscribe((event) => {
-    const line = clientLine(spec.name, event);
-    if (line !== undefined) say(line);
-  });
+  client.events$.subscribe((event) => logger.log(clientEntry(spec.name, event)));
   // client.stop() resets every live relay: their users see a reset, never a clean end.
-  onStopSignals((signal) => {
-    say(`${signal}: disconnecting from ${formatHostPort(server)}`);
+  onStopSignals(logger, (signal) => {
+    logger.info('stopping', `${signal}: disconnecting from ${formatHostPort(server)}`, { signal });
     client.stop();
   });
 
@@ -114,9 +125,11 @@ async function main(): Promise<number> {
   process.on('SIGHUP', () => reloadRequests.next());
   const reloads = merge(reloadRequests, watchDirectory(dirname(file)).pipe(filter((names) => names.has(basename(file)) || names.has('')))).subscribe(() => {
     try {
-      client.updateSpec(loadGroupFile(file));
+      const reloaded = loadGroupFile(file);
+      logger.level = levelOf(reloaded);
+      client.updateSpec(reloaded);
     } catch (error) {
-      say(`group file not reloaded, the previous version stays: ${(error as Error).message}`);
+      logger.error('reload-failed', `group file not reloaded, the previous version stays: ${(error as Error).message}`);
     }
   });
   try {
@@ -133,7 +146,7 @@ async function serve(client: GroupClient): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof ServerTrustError) {
-      fail(`groupclient: cannot verify the commonserver: ${error.message}`);
+      logger.fatal('server-not-verified', `groupclient: cannot verify the commonserver: ${error.message}`);
       return 3;
     }
     // The reason is already on stdout (login-rejected and stopped lines): exit 3 says the rest.
@@ -145,8 +158,8 @@ async function serve(client: GroupClient): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) fail(`groupclient: config error: ${error.message}`);
-    else fail(`groupclient: ${(error as Error).message}`);
+    if (error instanceof ConfigError) logger.fatal('config-error', `groupclient: config error: ${error.message}`);
+    else logger.fatal('failed', `groupclient: ${(error as Error).message}`);
     process.exit(2);
   },
 );

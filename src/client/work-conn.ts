@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
-import { dialCommon, dialTcp, type ClientTransport } from '../net/index.js';
-import { encodeFrame, joinProof, type NewWorkConn } from '../protocol/index.js';
+import { dialCommon, dialTcp, writeFrame, type ClientTransport } from '../net/index.js';
+import { joinProof, type NewWorkConn } from '../protocol/index.js';
 
 export interface WorkConnRequest {
   server: HostPort;
@@ -84,7 +84,7 @@ export async function presentWorkConn(request: Omit<WorkConnRequest, 'app'>): Pr
     pairingId: request.pairingId,
     proof: joinProof(request.secret, request.sessionId, request.pairingId),
   };
-  workConn.write(encodeFrame(message));
+  writeFrame(workConn, message);
   return workConn;
 }
 

@@ -36,6 +36,8 @@ type KindFields = z.output<z.ZodObject<ReturnType<typeof vhostAppShape>>> & {
   remotePort?: number | undefined;
   udp?: Parameters<typeof udpAppOptions>[0]['udp'];
   maxConnections?: number | undefined;
+  /** The app's proxyProtocol and bandwidth, which only TCP apps may have. */
+  traffic: { proxyProtocol?: unknown; bandwidth?: unknown };
 };
 
 /**
@@ -43,7 +45,12 @@ type KindFields = z.output<z.ZodObject<ReturnType<typeof vhostAppShape>>> & {
  * `udp:` section; http: names, locations, rewrite and basic auth; https: names), and a field
  * of another kind is an issue at that field.
  */
-export function appKind({ type, udp, maxConnections, ...publicSide }: KindFields, ctx: z.RefinementCtx): AppKind {
+export function appKind({ type, udp, maxConnections, traffic, ...publicSide }: KindFields, ctx: z.RefinementCtx): AppKind {
+  // Both act on a TCP stream of the user's own (a header before its first byte, paused reads):
+  // a datagram relay has neither, and a vhost user's conn is shared by requests of several apps.
+  for (const field of ['proxyProtocol', 'bandwidth'] as const) {
+    if (type !== 'tcp' && traffic[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: ${type}` });
+  }
   const side = appPublicSide({ type, ...publicSide }, ctx);
   const udpSide = udpAppOptions({ type, udp, maxConnections }, ctx);
   return { ...(type === 'tcp' ? {} : { type }), ...side, ...udpSide };

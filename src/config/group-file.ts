@@ -1,11 +1,12 @@
 import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
+import { appTrafficShape } from './app-traffic.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
 import { appKind, appType } from './app-type.js';
 import { portKey, portLabel, udpAppShape } from './udp-app.js';
-import { formatHostPort, hostPort, port } from './values.js';
+import { formatHostPort, hostPort, logLevel, port } from './values.js';
 import { vhostAppShape } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -39,12 +40,15 @@ function appSchema(env: NodeJS.ProcessEnv) {
     ...appAccessShape,
     ...udpAppShape,
     ...vhostAppShape(env),
-  }).transform(({ name, local, allow, ...kind }, ctx) => ({
+    ...appTrafficShape,
+  }).transform(({ name, local, allow, proxyProtocol, bandwidth, ...kind }, ctx) => ({
     name,
     local,
     ...(allow === undefined ? {} : { allow }),
     ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
-    ...appKind(kind, ctx),
+    ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
+    ...(bandwidth === undefined ? {} : { bandwidth }),
+    ...appKind({ ...kind, traffic: { proxyProtocol, bandwidth } }, ctx),
   }));
 }
 
@@ -71,10 +75,11 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
     secretFile: secretFilePath.optional(),
     apps: z.array(appSchema(env), 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
+    logLevel: logLevel.optional(),
     ...serverTrustShape(dirname(file)),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps, server, logLevel: level, ...trust }, ctx) => {
       const stem = basename(file, extname(file));
       if (stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
@@ -99,6 +104,8 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
         ...serverTrust(trust, ctx),
         /** Client-side only: the commonserver to connect to, when not given on the command line. */
         ...(server === undefined ? {} : { server }),
+        /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */
+        ...(level === undefined ? {} : { logLevel: level }),
       });
     });
 }

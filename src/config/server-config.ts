@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { adminSectionSchema } from './admin-config.js';
 import { securityConfig, securityShape } from './security-config.js';
 import { section } from './sections.js';
-import { duration, hostPort, problem, wholeNumber } from './values.js';
+import { duration, hostPort, logLevel, problem, wholeNumber } from './values.js';
 import { vhostSectionSchema } from './vhost-config.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -49,10 +49,11 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
     // `admin:` with nothing under it turns the admin on with its defaults.
     admin: z.preprocess((value) => value ?? {}, adminSectionSchema(env)).optional(),
     vhost: vhostSectionSchema().optional(),
+    logLevel: logLevel.optional(),
     ...securityShape(base),
   })
     .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
-    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, vhost, ...security }, ctx) => {
+    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, vhost, logLevel: level, ...security }, ctx) => {
       if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
       if (heartbeat.timeout <= heartbeat.interval) {
         ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
@@ -73,6 +74,8 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
         ...(admin ? { admin } : {}),
         /** HTTP and HTTPS virtual hosts; off unless the file has a `vhost:` section. */
         ...(vhost ? { vhost } : {}),
+        /** What the commonserver prints (`--log-level` overrides it); info when unset. */
+        ...(level ? { logLevel: level } : {}),
       });
     });
 }

@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, createServer as createTlsServer, type SecureContext, type TLSSocket } from 'node:tls';
 import { formatHostPort, type HostPort } from '../config/index.js';
-import { peerOf } from './control-channel.js';
+import { peerOf } from './peer.js';
 import { formatFingerprint, ServerTrustError } from './tls.js';
 
 /**

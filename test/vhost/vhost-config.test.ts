@@ -28,6 +28,8 @@ test('a vhost app with a bad field is refused naming the file, line and field', 
     ['  - name: web\n    local: 127.0.0.1:53\n    type: udp\n    remotePort: 5353\n    domains: [a.test]\n', /web\.yaml:8: apps\[0\]\.domains: only apps of type http or https have this field/],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    udp: { maxSessions: 8 }\n', /web\.yaml:8: apps\[0\]\.udp: udp settings need type: udp/],
     ['  - name: web\n    local: 127.0.0.1:53\n    type: udp\n', /web\.yaml:4: apps\[0\]\.remotePort: /],
+    ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    proxyProtocol: v2\n', /web\.yaml:8: apps\[0\]\.proxyProtocol: proxyProtocol applies to TCP apps, not to type: http/],
+    ['  - name: web\n    local: 127.0.0.1:443\n    type: https\n    domains: [a.test]\n    bandwidth: { out: 1MB }\n', /web\.yaml:8: apps\[0\]\.bandwidth: bandwidth applies to TCP apps, not to type: https/],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: "a:b", password: x }\n', /web\.yaml:8: apps\[0\]\.basicAuth\.user: expected a user name without ":"/],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: ann, password: "${NTP_NO_SUCH_VAR}" }\n', /apps\[0\]\.basicAuth\.password: environment variable NTP_NO_SUCH_VAR is not set/],
   ];
