@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { clientTransport, DEFAULT_MAX_POOLED_WORK_CONNS, GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
 import { filter, merge, Subject } from 'rxjs';
-import { ConfigError, formatHostPort, type GroupSpec, type LogLevel, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
+import { ConfigError, formatHostPort, type GroupSpec, type HostPort, type LogLevel, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
 import { ServerTrustError } from '../net/index.js';
 import { traceClient } from '../trace/index.js';
 import { clientEntry } from './client-lines.js';
@@ -17,10 +17,12 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --group NAME       the group to serve; reads <groups>/<NAME>.yaml
   --groups DIR       directory of group files (default: config/groups)
   --config FILE      a group file, named directly
-  --server HOST:PORT the commonserver (default: the file's "server", else 127.0.0.1:7000)
+  --server HOST:PORT the commonserver (default: the file's "server"/"servers", else 127.0.0.1:7000);
+                     a cluster's nodes as a comma-separated list, tried in turn
   --client-id ID     this agent's stable id (default: derived from the host and group)
   --keep-retrying    keep retrying when the server rejects the login
-  --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it)
+  --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it);
+                     with several servers, one for all or one per server, comma-separated
   --plaintext        no TLS (only if the server says plaintext: true)
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
   --max-pooled-work-conns N  pooled work conns the server may make this client hold,
@@ -76,15 +78,24 @@ async function main(): Promise<number> {
     logger.fatal('usage', `groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
     return 2;
   }
-  let server = spec.server ?? { host: '127.0.0.1', port: 7000 };
+  let servers: { address: HostPort; fingerprint?: string }[] = spec.servers ? [...spec.servers] : [{ address: spec.server ?? { host: '127.0.0.1', port: 7000 } }];
   if (values.server !== undefined) {
-    const parsed = parseHostPort(values.server);
-    if (!parsed.ok) {
-      logger.fatal('usage', `groupclient: --server: ${parsed.problem}`);
-      return 2;
+    servers = [];
+    for (const item of values.server.split(',')) {
+      const parsed = parseHostPort(item);
+      if (!parsed.ok) {
+        logger.fatal('usage', `groupclient: --server: ${parsed.problem}`);
+        return 2;
+      }
+      servers.push({ address: parsed.value });
     }
-    server = parsed.value;
   }
+  const fingerprints = values['server-fingerprint']?.split(',');
+  if (fingerprints !== undefined && fingerprints.length !== 1 && fingerprints.length !== servers.length) {
+    logger.fatal('usage', `groupclient: --server-fingerprint: give one fingerprint for all servers, or one per server (${servers.length})`);
+    return 2;
+  }
+  const server = servers[0]!.address;
 
   let maxPooledWorkConns = DEFAULT_MAX_POOLED_WORK_CONNS;
   if (values['max-pooled-work-conns'] !== undefined) {
@@ -98,16 +109,18 @@ async function main(): Promise<number> {
 
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
   if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file });
-  const transport = clientTransport(spec, {
-    ...(values['server-fingerprint'] !== undefined ? { fingerprint: values['server-fingerprint'] } : {}),
-    plaintext: values.plaintext!,
+  const endpoints = servers.map(({ address, fingerprint }, i) => {
+    const pinned = fingerprints?.[fingerprints.length === 1 ? 0 : i] ?? fingerprint;
+    return { server: address, transport: clientTransport(spec, { ...(pinned !== undefined ? { fingerprint: pinned } : {}), plaintext: values.plaintext! }) };
   });
+  const transport = endpoints[0]!.transport;
   if (transport.kind === 'plain') logger.warn('plaintext', 'warning: plaintext: the connection to the commonserver is NOT encrypted');
 
   const client = new GroupClient({
     spec,
     server,
     transport,
+    ...(endpoints.length > 1 ? { servers: endpoints } : {}),
     clientId: values['client-id'] ?? defaultClientId(spec.name),
     keepRetrying: values['keep-retrying']!,
     maxPooledWorkConns,
@@ -116,7 +129,7 @@ async function main(): Promise<number> {
   client.events$.subscribe((event) => logger.log(clientEntry(spec.name, event)));
   // client.stop() resets every live relay: their users see a reset, never a clean end.
   onStopSignals(logger, (signal) => {
-    logger.info('stopping', `${signal}: disconnecting from ${formatHostPort(server)}`, { signal });
+    logger.info('stopping', `${signal}: disconnecting from ${servers.map(({ address }) => formatHostPort(address)).join(', ')}`, { signal });
     client.stop();
   });
 

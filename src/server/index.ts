@@ -5,4 +5,7 @@ export * from './events.js';
 export * from './certificate.js';
 export { portRefusal } from './policy.js';
 export { BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
+export * from './registry/index.js';
+export * from './activation-gate.js';
+export * from './cluster-view.js';
 export { UdpAppServer, UDP_DROP_REASONS, type UdpCounters, type UdpDropReason } from './udp-app-server.js';
