@@ -271,6 +271,8 @@ const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   'udp-session-opened': true,
   'udp-session-closed': true,
   'udp-dropped': true,
+  'vhost-listening': true,
+  'vhost-refused': true,
 };
 
 test('the dashboard listens to every server event type (an EventSource delivers only the named events it listens to)', () => {

@@ -45,6 +45,20 @@ export class ServerMetrics {
   });
   private readonly authFailures = new Counter({ name: 'ntp_auth_failures_total', help: 'Rejected logins', labelNames: ['code'], registers: [this.registry] });
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
+  private readonly vhostRoutes = new Gauge({
+    name: 'ntp_vhost_routes',
+    help: 'Host names routed to a live vhost app (1 per name)',
+    labelNames: ['group', 'app', 'domain'],
+    registers: [this.registry],
+  });
+  private readonly vhostRefused = new Counter({
+    name: 'ntp_vhost_refused_total',
+    help: 'Vhost users that reached no app: answered by the server (http, code = status) or closed (https)',
+    labelNames: ['kind', 'code'],
+    registers: [this.registry],
+  });
+  /** The names each live vhost app answers to, so that their series can be removed with it. */
+  private readonly routedNames = new Map<string, string[]>();
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
 
   constructor(
@@ -160,6 +174,7 @@ export class ServerMetrics {
   private onEvent(event: ServerEvent): void {
     switch (event.type) {
       case 'group-deregistered':
+        for (const key of this.routedNames.keys()) if (key.startsWith(`${event.group}/`)) this.unroute(key);
         return this.series.forget(event.group);
       case 'group-updated': {
         const spec = this.server.readyGroup.get(event.group);
@@ -170,6 +185,20 @@ export class ServerMetrics {
         return this.authFailures.inc({ code: event.code });
       case 'bad-peer':
         return this.badPeers.inc({ code: event.code });
+      case 'vhost-refused':
+        return this.vhostRefused.inc({ kind: event.kind, code: event.code });
+      // The names of a live vhost app: gone with the app, its group's session or the group.
+      case 'app-opened':
+        if (event.domains === undefined) return;
+        this.unroute(`${event.group}/${event.app}`);
+        this.routedNames.set(`${event.group}/${event.app}`, event.domains);
+        for (const domain of event.domains) this.vhostRoutes.set({ group: event.group, app: event.app, domain }, 1);
+        return;
+      case 'app-closed':
+        return this.unroute(`${event.group}/${event.app}`);
+      case 'group-deactivated':
+        for (const key of this.routedNames.keys()) if (key.startsWith(`${event.group}/`)) this.unroute(key);
+        return;
       default:
     }
     // A relay of a removed app or group may end after the removal: counting it would bring its series back.
@@ -206,5 +235,11 @@ export class ServerMetrics {
         return;
       default:
     }
+  }
+
+  private unroute(key: string): void {
+    const [group, app] = key.split('/') as [string, string];
+    for (const domain of this.routedNames.get(key) ?? []) this.vhostRoutes.remove({ group, app, domain });
+    this.routedNames.delete(key);
   }
 }

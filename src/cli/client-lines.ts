@@ -1,10 +1,10 @@
 import { assertNever, type AppBinding } from '../protocol/index.js';
 import type { ClientEvent } from '../client/index.js';
 import { eventEntry, type LogEntry } from './logger.js';
-import { bytes, seconds } from './output.js';
+import { bindingText, bytes, seconds } from './output.js';
 
 function appTable(apps: AppBinding[]): string[] {
-  return apps.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`));
+  return apps.map((app) => bindingText(app, (port) => `server port ${port}`));
 }
 
 /**

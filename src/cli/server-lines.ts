@@ -1,7 +1,7 @@
 import { assertNever } from '../protocol/index.js';
 import type { DeactivationCode, ServerEvent } from '../server/index.js';
 import { eventEntry, type LogEntry } from './logger.js';
-import { bytes, seconds } from './output.js';
+import { bindingText, bytes, seconds } from './output.js';
 
 /** Departures the operator did not ask for: the client vanished or misbehaved. */
 const UNPLANNED: ReadonlySet<DeactivationCode> = new Set(['CONNECTION_LOST', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR', 'SLOW_PEER']);
@@ -28,14 +28,14 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'login-rejected':
       return eventEntry(event, 'warn', `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`);
     case 'group-activated': {
-      const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`))
-        .join(', ');
+      const table = event.apps.map((app) => bindingText(app, (port) => `:${port}`)).join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return eventEntry(event, 'info', `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`);
     }
     case 'app-failed':
       return eventEntry(event, 'warn', `app ${event.group}/${event.app} failed: ${event.reason}`);
+    case 'vhost-listening':
+      return eventEntry(event, 'info', `${event.kind} vhost listening on ${event.address}`);
     case 'group-deactivated':
       return eventEntry(event, UNPLANNED.has(event.code) ? 'warn' : 'info', `group ${event.group} deactivated (${event.code}): ${event.reason}`);
     case 'bad-peer':
@@ -66,7 +66,9 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'client-connected':
       return eventEntry(event, 'debug', `client ${event.clientId} of group ${event.group} connected from ${event.remote}`);
     case 'app-opened':
-      return eventEntry(event, 'debug', `app ${event.group}/${event.app} listening on :${event.port}`);
+      return eventEntry(event, 'debug', `app ${event.group}/${event.app} listening on :${event.port}${event.domains ? ` for ${event.domains.join(', ')}` : ''}`);
+    case 'vhost-refused':
+      return eventEntry(event, 'debug', `${event.kind} vhost user ${event.remote} refused: ${event.code}: ${event.reason}`);
     case 'heartbeat-timeout':
       return eventEntry(event, 'debug', `group ${event.group}: no heartbeat for ${seconds(event.silentMs)}`);
     case 'user-conn-accepted':

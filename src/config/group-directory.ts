@@ -2,7 +2,8 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
-import { portKey, portLabel } from './udp-app.js';
+import { publicClaims, vhostProblem, type PublicClaim } from './domain-claims.js';
+import type { VhostConfig } from './vhost-config.js';
 import { YamlFile } from './yaml-file.js';
 
 export interface GroupDirectory {
@@ -20,13 +21,18 @@ interface Loaded {
  * Loads every `*.yaml` / `*.yml` in the registry directory. One bad file never stops the
  * others: it is reported with its reason and skipped.
  *
- * A public port claimed by two files goes to the group that holds it in `registered` (the
+ * A public port or vhost name claimed by two files goes to the group that holds it in `registered` (the
  * server's readyGroup) when that group still claims it, else to the first file in name order;
  * the other file is refused. Without the first rule, a newcomer whose name sorts first would
  * take the port in the registry (its app then failing to bind) and the holder's every later
  * edit would be refused as a conflict: the holder's file would be frozen.
  */
-export function loadGroupDirectory(dir: string, env: NodeJS.ProcessEnv = process.env, registered: ReadonlyMap<string, GroupSpec> = new Map()): GroupDirectory {
+export function loadGroupDirectory(
+  dir: string,
+  env: NodeJS.ProcessEnv = process.env,
+  registered: ReadonlyMap<string, GroupSpec> = new Map(),
+  vhost?: VhostConfig,
+): GroupDirectory {
   let entries: string[];
   try {
     entries = readdirSync(dir).filter((entry) => /\.ya?ml$/.test(entry)).sort();
@@ -47,54 +53,64 @@ export function loadGroupDirectory(dir: string, env: NodeJS.ProcessEnv = process
       errors.push(error instanceof ConfigError ? error : new ConfigError('CONFIG_INVALID', `${file}: ${(error as Error).message}`, file));
     }
   }
-  const refused = refuseClaimedPorts(loaded, registered, entries);
+  const refused = refuseClaims(loaded, registered, entries, vhost);
   errors.push(...refused.errors);
   errors.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
   return { groups: loaded.filter((entry) => !refused.names.has(entry.spec.name)).map((entry) => entry.spec), errors };
 }
 
 /**
- * Which loaded files lose a public port to another group. A refused file keeps its group's
- * last good version registered, so that version's ports stay reserved too: refusing one file
- * can make another lose, hence the loop until nothing changes.
+ * Which loaded files lose a public port or a host name to another group, or break the
+ * server's vhost policy. A refused file keeps its group's last good version registered, so
+ * that version's claims stay reserved too: refusing one file can make another lose, hence the
+ * loop until nothing changes. The pool exception (several groups serving one name) is not
+ * there yet: a name has one group.
  */
-function refuseClaimedPorts(loaded: readonly Loaded[], registered: ReadonlyMap<string, GroupSpec>, entries: readonly string[]): { names: Set<string>; errors: ConfigError[] } {
+function refuseClaims(loaded: readonly Loaded[], registered: ReadonlyMap<string, GroupSpec>, entries: readonly string[], vhost: VhostConfig | undefined): { names: Set<string>; errors: ConfigError[] } {
   const names = new Set<string>();
   const errors: ConfigError[] = [];
+  for (const { spec, yaml } of loaded) {
+    const problem = vhostProblem(spec, vhost);
+    if (problem === undefined) continue;
+    names.add(spec.name);
+    errors.push(yaml.error(problem.path, problem.problem));
+  }
   const stems = new Set(entries.map((entry) => entry.replace(/\.ya?ml$/, '')));
   for (;;) {
     // What each group will claim after this sync: its new file, or its last good version
-    // when its file was refused or is invalid (a deleted file frees its ports).
+    // when its file was refused or is invalid (a deleted file frees its claims).
     const claims = new Map<string, GroupSpec>();
     for (const [name, spec] of registered) if (stems.has(name)) claims.set(name, spec);
     for (const { spec } of loaded) if (!names.has(spec.name)) claims.set(spec.name, spec);
-    // Keyed by port and protocol ("53/udp"): a TCP app and a UDP app may share a port number.
     const owners = new Map<string, string>();
-    // Holders first: a port stays with the group that has it, as long as that group claims it.
+    // Holders first: a claim stays with the group that has it, as long as that group still makes it.
     for (const [name, spec] of registered) {
       const now = claims.get(name);
-      for (const app of spec.apps) if (app.remotePort !== 0 && now?.apps.some((mine) => portKey(mine) === portKey(app))) owners.set(portKey(app), ownerOf(now, portKey(app)));
+      if (now === undefined) continue;
+      const nowClaims = publicClaims(now, vhost);
+      for (const claim of publicClaims(spec, vhost)) {
+        const still = nowClaims.find((mine) => mine.key === claim.key);
+        if (still !== undefined) owners.set(claim.key, `${name}/${still.app}`);
+      }
     }
-    const loser = loaded.find(({ spec }) => {
-      if (names.has(spec.name)) return false;
-      return spec.apps.some((app) => {
-        const owner = owners.get(portKey(app));
-        if (app.remotePort === 0) return false;
-        if (owner === undefined || owner.startsWith(`${spec.name}/`)) {
-          owners.set(portKey(app), `${spec.name}/${app.name}`);
+    let lost: { entry: Loaded; claim: PublicClaim } | undefined;
+    for (const entry of loaded) {
+      if (names.has(entry.spec.name)) continue;
+      const claim = publicClaims(entry.spec, vhost).find((candidate) => {
+        const owner = owners.get(candidate.key);
+        if (owner === undefined || owner.startsWith(`${entry.spec.name}/`)) {
+          owners.set(candidate.key, `${entry.spec.name}/${candidate.app}`);
           return false;
         }
         return true;
       });
-    });
-    if (loser === undefined) return { names, errors };
-    names.add(loser.spec.name);
-    const index = loser.spec.apps.findIndex((app) => app.remotePort !== 0 && owners.has(portKey(app)) && !owners.get(portKey(app))!.startsWith(`${loser.spec.name}/`));
-    const app = loser.spec.apps[index]!;
-    errors.push(loser.yaml.error(['apps', index, 'remotePort'], `port ${portLabel(app)} is already claimed by ${owners.get(portKey(app))}`));
+      if (claim !== undefined) {
+        lost = { entry, claim };
+        break;
+      }
+    }
+    if (lost === undefined) return { names, errors };
+    names.add(lost.entry.spec.name);
+    errors.push(lost.entry.yaml.error(lost.claim.path, `${lost.claim.key} is already claimed by ${owners.get(lost.claim.key)}`));
   }
-}
-
-function ownerOf(spec: GroupSpec, key: string): string {
-  return `${spec.name}/${spec.apps.find((app) => portKey(app) === key)!.name}`;
 }

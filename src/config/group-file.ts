@@ -4,8 +4,10 @@ import { appTrafficShape } from './app-traffic.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
-import { portKey, portLabel, udpAppOptions, udpAppShape } from './udp-app.js';
+import { appKind, appType } from './app-type.js';
+import { portKey, portLabel, udpAppShape } from './udp-app.js';
 import { formatHostPort, hostPort, logLevel, port, type HostPort } from './values.js';
+import { vhostAppShape } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -27,22 +29,30 @@ export function groupNameProblem(name: string): string {
 export { MIN_SECRET_LENGTH } from './secret-source.js';
 
 const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or "."';
-const app = section({
-  name: z.string(APP_NAME_EXPECTED).regex(NAME, APP_NAME_EXPECTED),
-  local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
-  remotePort: port().meta({ description: 'The public port on the commonserver; 0 lets the server choose and report it' }),
-  ...appAccessShape,
-  ...udpAppShape,
-  ...appTrafficShape,
-}).transform(({ type, udp, ...tcp }, ctx) => {
-  // Both act on TCP streams (a header before the first byte, paused reads): a datagram relay has neither.
-  for (const field of ['proxyProtocol', 'bandwidth'] as const) {
-    if (type === 'udp' && tcp[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: udp` });
-  }
-  return { ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) };
-});
 
-export type AppSpec = z.output<typeof app>;
+/** One app of a group file: a TCP or UDP app with its own public port, or a vhost app reached by name. */
+function appSchema(env: NodeJS.ProcessEnv) {
+  return section({
+    name: z.string(APP_NAME_EXPECTED).regex(NAME, APP_NAME_EXPECTED),
+    local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
+    type: appType,
+    remotePort: port().optional().meta({ description: 'tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it' }),
+    ...appAccessShape,
+    ...udpAppShape,
+    ...vhostAppShape(env),
+    ...appTrafficShape,
+  }).transform(({ name, local, allow, proxyProtocol, bandwidth, ...kind }, ctx) => ({
+    name,
+    local,
+    ...(allow === undefined ? {} : { allow }),
+    ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
+    ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
+    ...(bandwidth === undefined ? {} : { bandwidth }),
+    ...appKind({ ...kind, traffic: { proxyProtocol, bandwidth } }, ctx),
+  }));
+}
+
+export type AppSpec = z.output<ReturnType<typeof appSchema>>;
 
 /** Where the file is and what it may refer to: the environment and relative paths. */
 export interface GroupFileContext {
@@ -80,7 +90,7 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
     name: z.string(groupName).regex(NAME, groupName),
     secret: secretValue(env).optional(),
     secretFile: secretFilePath.optional(),
-    apps: z.array(app, 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
+    apps: z.array(appSchema(env), 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
     logLevel: logLevel.optional(),
     servers: z

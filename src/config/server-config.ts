@@ -5,6 +5,7 @@ import { clusterSectionSchema } from './cluster-config.js';
 import { securityConfig, securityShape } from './security-config.js';
 import { section } from './sections.js';
 import { duration, hostPort, logLevel, problem, wholeNumber } from './values.js';
+import { vhostSectionSchema } from './vhost-config.js';
 import { YamlFile } from './yaml-file.js';
 
 export const SERVER_DEFAULTS = {
@@ -48,12 +49,13 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
       .meta({ description: "Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool" }),
     // `admin:` with nothing under it turns the admin on with its defaults.
     admin: z.preprocess((value) => value ?? {}, adminSectionSchema(env)).optional(),
+    vhost: vhostSectionSchema().optional(),
     logLevel: logLevel.optional(),
     cluster: clusterSectionSchema(base, env).optional(),
     ...securityShape(base),
   })
     .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
-    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, logLevel: level, cluster, ...security }, ctx) => {
+    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, vhost, logLevel: level, cluster, ...security }, ctx) => {
       if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
       if (heartbeat.timeout <= heartbeat.interval) {
         ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
@@ -72,6 +74,8 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
         file,
         /** The admin API and dashboard; off unless the file has an `admin:` section. */
         ...(admin ? { admin } : {}),
+        /** HTTP and HTTPS virtual hosts; off unless the file has a `vhost:` section. */
+        ...(vhost ? { vhost } : {}),
         /** What the commonserver prints (`--log-level` overrides it); info when unset. */
         ...(level ? { logLevel: level } : {}),
         /** One node of a cluster sharing its registry through etcd; off unless the file has a `cluster:` section. */

@@ -54,6 +54,8 @@ const appBinding = z.object({
   state: z.enum(['listening', 'failed']),
   error: text.optional(),
   protocol: protocolMark,
+  /** A vhost app: the host names it answers to on `remotePort` (the server's vhost port). */
+  domains: list(z.string().max(253)).optional(),
 });
 export type AppBinding = z.infer<typeof appBinding>;
 

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import { protocolMark, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
+import { appDomains, appProtocol, protocolMark, vhostAppProblem, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, resetSocket, WorkConnTracker, writeFrame, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
@@ -19,6 +19,7 @@ import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-r
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
 import { portRefusal } from './policy.js';
+import type { VhostServer } from '../vhost/index.js';
 import { UdpAppServer, type UdpSessionSink } from './udp-app-server.js';
 import { UdpSessions } from './udp-sessions.js';
 import type { UdpUserSession } from './udp-user-session.js';
@@ -59,6 +60,8 @@ export interface AppGroupOptions {
   workConnPool: number;
   /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
   bindRetry?: BindRetryPolicy;
+  /** The shared HTTP/HTTPS ports, when the server has them: vhost apps are routed there. */
+  vhost?: VhostServer;
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
@@ -192,7 +195,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort && old.type === app.type) {
+      if (old !== undefined && old.remotePort === app.remotePort && old.type === app.type && sameRouting(old, app)) {
         const server = this.appServers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -201,7 +204,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         // Still waiting for its busy port: the retry binds the spec current by then.
         if (this.bindRetries.has(app.name)) continue;
       }
-      const why = old?.type !== app.type ? `its type changed to ${app.type ?? 'tcp'}` : `its remotePort changed to ${app.remotePort}`;
+      const why =
+        old?.type !== app.type ? `its type changed to ${app.type ?? 'tcp'}` : old?.remotePort === app.remotePort ? 'its names changed' : `its remotePort changed to ${app.remotePort}`;
       if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
@@ -219,6 +223,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
+    if (server instanceof AppServer) this.options.vhost?.router.detach(this.name, name, server);
     server.close();
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
@@ -413,6 +418,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   }
 
   private async openApp(app: AppSpec): Promise<AppBinding> {
+    if (app.vhost !== undefined) return this.openVhostApp(app);
     const protocol = protocolMark(app);
     const refusal = portRefusal(this.options.policy ?? {}, this.name, app);
     if (refusal !== undefined) {
@@ -428,6 +434,28 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first in ${retryMs.firstMs}ms, then at most every ${retryMs.maxMs}ms)` : ''}`;
     this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason });
     return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason, ...protocol };
+  }
+
+  /**
+   * A vhost app opens no port: its AppServer is attached to the vhost router under the app's
+   * names, and holds the users routed to it like a port-based app holds its own.
+   */
+  private openVhostApp(app: AppSpec): AppBinding {
+    const vhost = this.options.vhost;
+    const index = this.currentSpec.apps.indexOf(app);
+    const refusal = vhostAppProblem(this.name, app, index, vhost?.config);
+    if (vhost === undefined || refusal !== undefined) {
+      const reason = refusal?.problem ?? 'this server has no vhost ports';
+      this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: 0, reason });
+      return { name: app.name, remotePort: 0, state: 'failed', error: reason };
+    }
+    const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
+    this.appServers.set(app.name, server);
+    vhost.router.attach(this.name, app.name, server);
+    const port = vhost.port(app.vhost!.type);
+    const domains = appDomains(app, index, vhost.config.subdomainHost).map(({ domain }) => domain);
+    this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port, domains });
+    return { name: app.name, remotePort: port, state: 'listening', domains };
   }
 
   /** Binds an app's public port: the port bound, or the bind error. */
@@ -509,7 +537,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
       } else if (mine.remotePort !== app.remotePort) {
         warnings.push(`app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`);
-      } else if ((mine.protocol ?? 'tcp') !== (app.type ?? 'tcp')) {
+      } else if ((mine.protocol ?? 'tcp') !== appProtocol(app)) {
         warnings.push(`app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`);
       }
       if (mine !== undefined && mine.proxyProtocol !== app.proxyProtocol) {
@@ -523,6 +551,17 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     }
     return warnings;
   }
+}
+
+/**
+ * Whether an edited app (of the same type) is still reached the same way: a TCP or UDP app on
+ * its port, or a vhost app under the same names. Otherwise it reopens, so that the client, the
+ * metrics and the trace learn its new names (its conns close, as for a new remotePort).
+ */
+function sameRouting(before: AppSpec, after: AppSpec): boolean {
+  if (before.vhost === undefined || after.vhost === undefined) return before.vhost === after.vhost;
+  const names = (app: AppSpec): string => JSON.stringify([app.vhost!.type, app.vhost!.domains, app.vhost!.subdomain]);
+  return names(before) === names(after);
 }
 
 function describeBindError(error: NodeJS.ErrnoException, port: number): string {

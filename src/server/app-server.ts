@@ -2,6 +2,7 @@ import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
 import { joinReusable, peerOf, resetSocket, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
+import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
@@ -21,7 +22,7 @@ export interface UserConnSink {
  * One app's public port. It holds each UserConn (paused, so nothing is read before a work
  * conn exists) and hands it to its AppGroup for pairing; once paired it relays the two.
  */
-export class AppServer {
+export class AppServer implements VhostTarget {
   private readonly server: Server;
   private readonly liveConns = new Set<Socket>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
@@ -60,6 +61,15 @@ export class AppServer {
 
   get spec(): AppSpec {
     return this.currentSpec;
+  }
+
+  get label(): string {
+    return `${this.group}/${this.name}`;
+  }
+
+  /** Vhost apps have no port of their own: their users come from the shared vhost ports. */
+  get isVhost(): boolean {
+    return this.currentSpec.vhost !== undefined;
   }
 
   /**
@@ -165,20 +175,41 @@ export class AppServer {
 
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('%s/%s user conn %s: %s', this.group, this.name, peerOf(userConn), error.message));
+    userConn.setKeepAlive(true, 30_000);
+    this.admit(userConn);
+  };
+
+  /** Whether `address` passes the app's `allow` list (the vhost asks before it routes). */
+  admits(address: string | undefined): boolean {
+    return this.access.refusal(address, 0) === undefined;
+  }
+
+  /**
+   * A user routed here by the vhost ports: an HTTPS user's socket, or the VirtualConn that
+   * carries an HTTP user's requests for this app. A VirtualConn offers the relay what it uses
+   * of a Socket (bytes counted, pause/resume, end, reset as a fault), so it is held and
+   * relayed like one.
+   */
+  connect(conn: Socket | VirtualConn): string | undefined {
+    return this.admit(conn as Socket);
+  }
+
+  /** Holds a user for its work conn, or closes it with why (the same checks for both kinds of app). */
+  private admit(userConn: Socket): string | undefined {
     // Refused at accept, before any byte either way: closed, as frp does (nothing was cut short).
     if (this.closed) {
       userConn.destroy();
-      return;
+      return 'the app is closed';
     }
     const refusal = this.access.refusal(userConn.remoteAddress, this.userConns.size) ?? this.pendingRefusal();
     if (refusal !== undefined) {
       userConn.destroy();
       this.emit({ type: 'user-conn-refused', group: this.group, app: this.name, remote: peerOf(userConn), reason: refusal });
-      return;
+      return refusal;
     }
     this.userConns.add(userConn);
     userConn.once('close', () => this.userConns.delete(userConn));
-    userConn.setKeepAlive(true, 30_000);
     this.sink.onUserConn(this, userConn);
-  };
+    return undefined;
+  }
 }

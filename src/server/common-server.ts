@@ -12,6 +12,7 @@ import { HandshakeGate } from './handshake-gate.js';
 import { LoginGuard } from './login-limiter.js';
 import { runLogin } from './login.js';
 import { groupRefusal } from './policy.js';
+import { VhostServer } from '../vhost/index.js';
 
 const debug = createDebug('ntp:server:common-server');
 
@@ -19,7 +20,7 @@ export type CommonServerOptions = Pick<
   ServerConfig,
   'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
 > &
-  Partial<Pick<ServerConfig, 'workConnPool'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'vhost'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -52,8 +53,14 @@ export class CommonServer {
   /** The secret each live session proved at its login: a registry edit that changes it ends the session. */
   private readonly loginSecrets = new WeakMap<AppGroup, Secret>();
   private closing = false;
+  /** The shared HTTP/HTTPS ports, when the config has a `vhost:` section. */
+  readonly vhost: VhostServer | undefined;
 
   constructor(private readonly options: CommonServerOptions) {
+    this.vhost =
+      options.vhost === undefined
+        ? undefined
+        : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
@@ -86,6 +93,7 @@ export class CommonServer {
 
   registerGroup(spec: GroupSpec): void {
     this.readyGroup.set(spec.name, spec);
+    this.vhost?.registryChanged(this.readyGroup.values());
     this.emit({ type: 'group-registered', group: spec.name, apps: spec.apps.length });
   }
 
@@ -97,6 +105,7 @@ export class CommonServer {
     const before = this.readyGroup.get(spec.name);
     if (before === undefined) return this.registerGroup(spec);
     this.readyGroup.set(spec.name, spec);
+    this.vhost?.registryChanged(this.readyGroup.values());
     this.emit({ type: 'group-updated', group: spec.name, apps: spec.apps.length, changes: describeChanges(specChanges(before, spec), 'server') });
     if (this.endSessionOfOldSecret(spec)) return;
     await this.inUseGroup.get(spec.name)?.updateSpec(spec);
@@ -123,6 +132,7 @@ export class CommonServer {
   /** Removes a group from the registry; a live client of it is disconnected. */
   deregisterGroup(name: string): void {
     if (!this.readyGroup.delete(name)) return;
+    this.vhost?.registryChanged(this.readyGroup.values());
     this.inUseGroup.get(name)?.deactivate('DEREGISTERED', 'the group was removed from the registry');
     this.emit({ type: 'group-deregistered', group: name });
   }
@@ -137,6 +147,13 @@ export class CommonServer {
     });
     const address = this.address();
     this.emit({ type: 'listening', address: formatHostPort({ host: address.address, port: address.port }) });
+    if (this.vhost !== undefined) {
+      const ports = await this.vhost.listen();
+      for (const kind of ['http', 'https'] as const) {
+        const port = ports[kind];
+        if (port !== undefined) this.emit({ type: 'vhost-listening', kind, address: formatHostPort({ host: this.options.vhost![kind]!.host, port }) });
+      }
+    }
     return address;
   }
 
@@ -153,7 +170,7 @@ export class CommonServer {
     }
     for (const socket of this.handshaking) socket.destroy();
     this.gate.destroyAll();
-    await new Promise<void>((resolve) => this.commonPort.close(() => resolve()));
+    await Promise.all([new Promise<void>((resolve) => this.commonPort.close(() => resolve())), this.vhost?.close()]);
     this.events.complete();
   }
 
@@ -302,6 +319,7 @@ export class CommonServer {
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
       ...(this.options.bindRetry === undefined ? {} : { bindRetry: this.options.bindRetry }),
+      ...(this.vhost === undefined ? {} : { vhost: this.vhost }),
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,

@@ -66,7 +66,13 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('CommonServer', 'Client', `LoginResp error ${event.code}: ${event.reason}`, { reply: true, lost: true });
     case 'app-opened':
       drawLogin(trace, event.group, loggingIn);
+      if (event.domains !== undefined) return trace.message('appGroup', 'appServer', `route ${event.domains.join(', ')} on the vhost port ${event.port} to ${event.group}/${event.app}`);
       return trace.message('appGroup', 'appServer', `listen ${event.group}/${event.app} on port ${event.port}`);
+    case 'vhost-listening':
+      trace.phase('Preparation');
+      return trace.message('CommonServer', 'CommonServer', `listen on the ${event.kind} vhost port ${event.address}`);
+    case 'vhost-refused':
+      return trace.note('CommonServer', `${event.kind} vhost closed ${event.remote}: ${event.reason}`);
     case 'app-failed':
       drawLogin(trace, event.group, loggingIn);
       return trace.message('appGroup', 'appServer', `${event.group}/${event.app} cannot listen on ${event.port}: ${event.reason}`, { lost: true });

@@ -17,9 +17,10 @@ export function artifactsFor(test: string): string {
 /** `skip` option for browser tests: false, or why they cannot run here. */
 export const skipWithoutChromium: false | string = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent: install Debian's chromium package to run the browser tests`;
 
-export async function launchChromium(): Promise<Browser> {
+/** `extra` flags go after ours (e.g. `--host-resolver-rules` to map test names to loopback). */
+export async function launchChromium(extra: string[] = []): Promise<Browser> {
   const { chromium } = await import('playwright-core');
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extra], headless: true });
 }
 
 export interface ImageStats {

@@ -188,10 +188,13 @@ export function startGroupClientProcess(options: GroupClientProcessOptions): Cli
   return new CliProcess(GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
 }
 
-/** Parses the client's "group X active ...: app → server port N, ..." line into app → port. */
+/**
+ * Parses the client's "group X active ...: app → server port N, ..." line into app → port (a
+ * vhost app, "web → a.example, b.example on server port N", gets the vhost port).
+ */
 export function parsePortTable(line: string): Map<string, number> {
   const ports = new Map<string, number>();
-  for (const match of line.matchAll(/(\S+) → (?:server port |:)(\d+)/g)) ports.set(match[1]!, Number(match[2]));
+  for (const match of line.matchAll(/(\S+) → (?:[^→]*? on )?(?:server port |:)(\d+)/g)) ports.set(match[1]!, Number(match[2]));
   return ports;
 }
 

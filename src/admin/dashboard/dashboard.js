@@ -10,7 +10,7 @@ import { clock, el, formatBytes } from './format.js';
 const EVENT_TYPES = ['listening', 'group-registered', 'group-registration-failed', 'group-deregistered', 'group-updated', 'client-connected', 'login-rejected',
   'group-activated', 'app-failed', 'app-opened', 'app-closed', 'heartbeat', 'heartbeat-timeout', 'user-conn-accepted', 'user-conn-refused',
   'work-conn-requested', 'work-conn-joined', 'work-conn-pooled', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer', 'login-throttled',
-  'udp-session-opened', 'udp-session-closed', 'udp-dropped'];
+  'udp-session-opened', 'udp-session-closed', 'udp-dropped', 'vhost-listening', 'vhost-refused'];
 /** Changes of these mean the group cards are stale. */
 const REFRESHING = new Set(['group-registered', 'group-deregistered', 'group-updated', 'group-activated', 'group-deactivated', 'app-opened', 'app-closed', 'app-failed', 'work-conn-joined', 'conn-closed', 'traffic',
   'udp-session-opened', 'udp-session-closed', 'udp-dropped']);
@@ -79,7 +79,7 @@ function groupCard(group) {
     card.append(el('section', { class: 'app', 'data-app': key, 'data-state': app.state },
       el('div', { class: 'app-head' },
         el('strong', { text: app.name }),
-        el('span', { class: 'port', text: app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'port chosen at activation' }),
+        el('span', { class: 'port', text: portText(app) }),
         el('span', { class: 'badge type', text: app.type }),
         stateBadge(app.state),
         el('span', { class: 'live-conns' }),
@@ -125,6 +125,12 @@ function droppedDetail(app) {
 }
 
 /** "in 4 MB/s · out 10 MB/s · PROXY v2", or "–" for an app with neither. */
+/** A vhost app is reached by its names on the server's vhost port; the others on a port of their own. */
+function portText(app) {
+  if (app.domains) return `${app.domains.join(', ')} on :${app.publicPort ?? '-'}`;
+  return app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'port chosen at activation';
+}
+
 function describeLimits(app) {
   const parts = [];
   if (app.bandwidth.in !== null) parts.push(`in ${formatBytes(app.bandwidth.in)}/s`);

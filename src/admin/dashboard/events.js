@@ -21,7 +21,8 @@ function fieldValue(key, value) {
   if (typeof value === 'number' && /^bytes/i.test(key)) return formatBytes(value);
   if (typeof value === 'number' && /Ms$/.test(key)) return formatDuration(value);
   if (key === 'apps' && Array.isArray(value)) {
-    return value.map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}` : `${app.name} ✗ ${app.error ?? ''}`)).join(', ');
+    const where = (app) => `${app.domains ? `${app.domains.join(', ')} on ` : ''}:${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}`;
+    return value.map((app) => (app.state === 'listening' ? `${app.name} → ${where(app)}` : `${app.name} ✗ ${app.error ?? ''}`)).join(', ');
   }
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }

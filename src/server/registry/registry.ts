@@ -1,8 +1,8 @@
-import { parseGroupFile, portKey, portLabel, YamlFile, type GroupSpec } from '../../config/index.js';
+import { formatPath, parseGroupFile, publicClaims, vhostProblem, YamlFile, type GroupSpec } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { portRefusal } from '../policy.js';
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME' | 'REGISTRY_UNAVAILABLE';
+export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'DOMAIN_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME' | 'REGISTRY_UNAVAILABLE';
 
 /** A registry change refused for a reason other than the group's own validity. */
 export class RegistryError extends Error {
@@ -49,7 +49,8 @@ export interface ValidateOptions {
 
 /**
  * Validates a group given as text exactly like a group file, then against the server's
- * policy and the ports other groups claim: nothing is stored that activation would refuse.
+ * policy (vhost's too) and the ports and host names other groups claim: nothing is stored that
+ * activation would refuse.
  */
 export function validateGroupText(text: string, { server, env, baseDir, expectName, source = 'request body' }: ValidateOptions): { spec: GroupSpec; yaml: YamlFile } {
   const yaml = YamlFile.parse(source, text);
@@ -65,13 +66,18 @@ export function validateGroupText(text: string, { server, env, baseDir, expectNa
     const refusal = portRefusal(policy, spec.name, app);
     if (refusal !== undefined) throw new RegistryError('POLICY', `apps[${index}].remotePort: ${refusal}`, `apps[${index}].remotePort`);
   });
+  const vhost = server.vhost?.config;
+  const problem = vhostProblem(spec, vhost);
+  if (problem !== undefined) throw new RegistryError('POLICY', `${formatPath(problem.path)}: ${problem.problem}`, formatPath(problem.path));
+  // A port (per protocol) or host name another group holds (several groups on one name come with pools).
+  const mine = publicClaims(spec, vhost);
   for (const [other, otherSpec] of server.readyGroup) {
     if (other === spec.name) continue;
-    for (const app of spec.apps) {
-      const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && portKey(candidate) === portKey(app));
-      if (owner !== undefined) {
-        throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${portLabel(app)} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
-      }
+    for (const claim of publicClaims(otherSpec, vhost)) {
+      const clash = mine.find((candidate) => candidate.key === claim.key);
+      if (clash === undefined) continue;
+      const field = clash.key.startsWith('port') ? `apps.${clash.app}.remotePort` : formatPath(clash.path);
+      throw new RegistryError(clash.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED', `${field}: ${clash.key} is already claimed by ${other}/${claim.app}`, field);
     }
   }
   return { spec, yaml };
