@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { clientTransport, DEFAULT_MAX_POOLED_WORK_CONNS, GroupClient, LoginRejectedError, TakenOverError } from '../client/index.js';
+import { clientTransport, DEFAULT_MAX_POOLED_WORK_CONNS, GroupClient, LoginRejectedError, ServerTrustError, TakenOverError } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
 import { filter, merge, Subject } from 'rxjs';
 import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
-import { ServerTrustError } from '../net/index.js';
 import { traceClient } from '../trace/index.js';
 import { clientLine } from './client-lines.js';
 import { fail, say } from './output.js';

@@ -2,4 +2,4 @@ export * from './group-client.js';
 export * from './client-session.js';
 export * from './errors.js';
 export * from './events.js';
-export * from './trust.js';
+export * from './tls.js';

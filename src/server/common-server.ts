@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
-import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
+import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import { AppGroup } from './app-group.js';
 import type { BindRetryPolicy } from './bind-retry.js';
@@ -11,6 +11,7 @@ import { HandshakeGate } from './handshake-gate.js';
 import { LoginGuard } from './login-limiter.js';
 import { runLogin } from './login.js';
 import { groupRefusal } from './policy.js';
+import { createCommonListener } from './tls.js';
 
 const debug = createDebug('ntp:server:common-server');
 
