@@ -1,67 +1,48 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
 import { GroupsHotReload } from '../admin/hot-reload.js';
 import { GroupRegistry } from '../admin/registry.js';
-import { ConfigError, loadServerConfig, permissionWarning, type ServerConfig } from '../config/index.js';
-import { CommonServer, loadServerTransport } from '../server/index.js';
+import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
+import { CommonServer } from '../server/index.js';
 import { traceServer } from '../trace/index.js';
+import { parseCommand, splitSubcommand } from './command-line.js';
 import { fail, say } from './output.js';
+import { DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
 import { serverLine } from './server-lines.js';
 import { onStopSignals } from './stop-signals.js';
 
 const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
-       commonserver init [--config FILE]
+       commonserver init DIR | init --config FILE
+       commonserver verify [--config FILE]
+       commonserver --version
 
-  --config FILE   server config (default: config/commonserver.yaml)
+  --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
   --no-watch      do not watch the groups directory (SIGHUP still reloads it)
   --trace FILE    record the session as a Mermaid sequence diagram in FILE
-  init            create the TLS key and self-signed certificate (if missing), print the
-                  fingerprint for clients to pin, and exit
-  DEBUG=ntp:*     traces every event`;
+  init            write a starter config, TLS certificate and sample group file into DIR
+                  (or create the TLS material of an existing config) and exit
+  verify          check the config, TLS material, group files and ports; start nothing
+  DEBUG=ntp:*     traces every event
 
-/** Loads (or creates) the TLS material and says what clients need to know about it. */
-function prepareTransport(config: ServerConfig): ReturnType<typeof loadServerTransport> {
-  const loaded = loadServerTransport(config.tls);
-  if (config.tls.plaintext) {
-    say('warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
-    return loaded;
-  }
-  if (loaded.created) say(`TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`);
-  say(`TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`);
-  if (config.tls.clientCaFile) say(`mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`);
-  const warning = permissionWarning(config.tls.keyFile, 'the TLS private key');
-  if (warning) say(`warning: ${warning}`);
-  return loaded;
-}
+  commonserver COMMAND --help   a command's own options`;
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    options: {
-      config: { type: 'string', default: 'config/commonserver.yaml' },
-      'no-watch': { type: 'boolean', default: false },
-      trace: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    say(USAGE);
-    return 0;
-  }
-  if (positionals.length > 1 || (positionals.length === 1 && positionals[0] !== 'init')) {
-    fail(`commonserver: unknown command ${JSON.stringify(positionals.join(' '))}\n\n${USAGE}`);
+  const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify']);
+  if (command === 'init') return initCommand(args);
+  if (command === 'verify') return verifyCommand(args);
+  const parsed = parseCommand(
+    'commonserver',
+    args,
+    { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, 'no-watch': { type: 'boolean', default: false }, trace: { type: 'string' } },
+    USAGE,
+    { maxPositionals: 1 },
+  );
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values, positionals } = parsed;
+  if (positionals.length > 0) {
+    fail(`commonserver: unknown command ${JSON.stringify(positionals[0])}\n\n${USAGE}`);
     return 2;
   }
   const config = loadServerConfig(values.config!);
-  if (positionals[0] === 'init') {
-    if (config.tls.plaintext) {
-      fail(`commonserver: ${values.config} says plaintext: true; remove it to use TLS`);
-      return 2;
-    }
-    prepareTransport(config);
-    return 0;
-  }
   const { transport } = prepareTransport(config);
   const server = new CommonServer({ ...config, transport });
   const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);

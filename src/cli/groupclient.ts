@@ -1,67 +1,118 @@
 #!/usr/bin/env node
-import { basename, dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { clientTransport, DEFAULT_MAX_POOLED_WORK_CONNS, GroupClient, LoginRejectedError, ServerTrustError, TakenOverError } from '../client/index.js';
+import { join } from 'node:path';
+import {
+  clientTransport,
+  DEFAULT_MAX_POOLED_WORK_CONNS,
+  DEFAULT_SERVER,
+  GroupClient,
+  GroupFileReload,
+  LoginRejectedError,
+  ServerTrustError,
+  TakenOverError,
+  verifyGroupClient,
+} from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
-import { filter, merge, Subject } from 'rxjs';
-import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning, watchDirectory } from '../config/index.js';
+import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning } from '../config/index.js';
 import { traceClient } from '../trace/index.js';
 import { clientLine } from './client-lines.js';
+import { parseCommand, splitSubcommand } from './command-line.js';
 import { fail, say } from './output.js';
 import { onStopSignals } from './stop-signals.js';
+import { reportFindings } from './verify-report.js';
+
+const DEFAULT_GROUPS_DIR = 'config/groups';
 
 const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR]
        groupclient --config FILE [--server HOST:PORT]
+       groupclient verify (the same options)
+       groupclient --version
 
   --group NAME       the group to serve; reads <groups>/<NAME>.yaml
-  --groups DIR       directory of group files (default: config/groups)
+  --groups DIR       directory of group files (default: ${DEFAULT_GROUPS_DIR})
   --config FILE      a group file, named directly
   --server HOST:PORT the commonserver (default: the file's "server", else 127.0.0.1:7000)
   --client-id ID     this agent's stable id (default: derived from the host and group)
   --keep-retrying    keep retrying when the server rejects the login
   --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it)
   --plaintext        no TLS (only if the server says plaintext: true)
+  --no-watch         do not watch the group file (SIGHUP still reloads it)
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
   --max-pooled-work-conns N  pooled work conns the server may make this client hold,
                      being opened or idle (default ${DEFAULT_MAX_POOLED_WORK_CONNS}); more asked for are not opened
-  DEBUG=ntp:*        traces every event`;
+  verify             check the group file, its secret, local targets and server settings;
+                     connect nowhere
+  DEBUG=ntp:*        traces every event
+
+  groupclient verify --help   its own options and exit codes`;
+
+const VERIFY_USAGE = `usage: groupclient verify --group NAME [--groups DIR] [--server HOST:PORT] ...
+       groupclient verify --config FILE ...
+
+  Checks without connecting anywhere: the group file (its secret present and long enough, a
+  secretFile private to its owner), its local targets, the server address, and how the
+  server's certificate will be verified. Takes the same options as running the client, so
+  that a command line can be checked as it is. Prints every check and every problem found.
+
+  exit 0: all good; 1: warnings only (it would run); 2: the configuration is invalid`;
+
+const RUN_OPTIONS = {
+  group: { type: 'string' },
+  groups: { type: 'string', default: DEFAULT_GROUPS_DIR },
+  config: { type: 'string' },
+  server: { type: 'string' },
+  'client-id': { type: 'string' },
+  'keep-retrying': { type: 'boolean', default: false },
+  'server-fingerprint': { type: 'string' },
+  plaintext: { type: 'boolean', default: false },
+  'no-watch': { type: 'boolean', default: false },
+  trace: { type: 'string' },
+  'max-pooled-work-conns': { type: 'string' },
+} as const;
+
+/** The group file the options name: `--config FILE`, else `<groups>/<group>.yaml`. */
+function groupFileOf(values: { group?: string; groups?: string; config?: string }, usage: string, name: string): string | undefined {
+  if (values.group === undefined && values.config === undefined) {
+    fail(`${name}: name a group with --group NAME (or a file with --config FILE)\n\n${usage}`);
+    return undefined;
+  }
+  return values.config ?? join(values.groups!, `${values.group}.yaml`);
+}
+
+function verifyCommand(argv: string[]): number {
+  const parsed = parseCommand('groupclient verify', argv, RUN_OPTIONS, VERIFY_USAGE);
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values } = parsed;
+  const file = groupFileOf(values, VERIFY_USAGE, 'groupclient verify');
+  if (file === undefined) return 2;
+  const findings = verifyGroupClient({
+    file,
+    ...(values.group !== undefined ? { group: values.group } : {}),
+    ...(values.server !== undefined ? { server: values.server } : {}),
+    ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
+    ...(values['max-pooled-work-conns'] !== undefined ? { maxPooledWorkConns: values['max-pooled-work-conns'] } : {}),
+    plaintext: values.plaintext!,
+  });
+  return reportFindings('groupclient verify', findings);
+}
 
 /**
  * Exit codes: 0 stopped on a signal, 2 bad usage or config, 3 rejected by the server, taken
  * over, or the server could not be verified (wrong fingerprint, untrusted certificate).
  */
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      group: { type: 'string' },
-      groups: { type: 'string', default: 'config/groups' },
-      config: { type: 'string' },
-      server: { type: 'string' },
-      'client-id': { type: 'string' },
-      'keep-retrying': { type: 'boolean', default: false },
-      'server-fingerprint': { type: 'string' },
-      plaintext: { type: 'boolean', default: false },
-      trace: { type: 'string' },
-      'max-pooled-work-conns': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    say(USAGE);
-    return 0;
-  }
-  if (values.group === undefined && values.config === undefined) {
-    fail(`groupclient: name a group with --group NAME (or a file with --config FILE)\n\n${USAGE}`);
-    return 2;
-  }
-  const file = values.config ?? join(values.groups!, `${values.group}.yaml`);
+  const { command, args } = splitSubcommand(process.argv.slice(2), ['verify']);
+  if (command === 'verify') return verifyCommand(args);
+  const parsed = parseCommand('groupclient', args, RUN_OPTIONS, USAGE);
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values } = parsed;
+  const file = groupFileOf(values, USAGE, 'groupclient');
+  if (file === undefined) return 2;
   const spec = loadGroupFile(file);
   if (values.group !== undefined && spec.name !== values.group) {
     fail(`groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
     return 2;
   }
-  let server = spec.server ?? { host: '127.0.0.1', port: 7000 };
+  let server = spec.server ?? DEFAULT_SERVER;
   if (values.server !== undefined) {
     const parsed = parseHostPort(values.server);
     if (!parsed.ok) {
@@ -109,19 +160,18 @@ async function main(): Promise<number> {
   });
 
   // Hot reload: an edited group file (or SIGHUP) changes local targets without dropping other apps.
-  const reloadRequests = new Subject<void>();
-  process.on('SIGHUP', () => reloadRequests.next());
-  const reloads = merge(reloadRequests, watchDirectory(dirname(file)).pipe(filter((names) => names.has(basename(file)) || names.has('')))).subscribe(() => {
-    try {
-      client.updateSpec(loadGroupFile(file));
-    } catch (error) {
-      say(`group file not reloaded, the previous version stays: ${(error as Error).message}`);
-    }
+  const reload = new GroupFileReload(client, file, {
+    watch: !values['no-watch'],
+    onError: (error) => say(`group file not reloaded, the previous version stays: ${error.message}`),
+  });
+  process.on('SIGHUP', () => {
+    say('SIGHUP: reloading the group file');
+    reload.reload('SIGHUP');
   });
   try {
     return await serve(client);
   } finally {
-    reloads.unsubscribe();
+    reload.close();
     await trace?.close();
   }
 }

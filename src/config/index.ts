@@ -11,3 +11,4 @@ export * from './group-security.js';
 export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
+export * from './findings.js';

@@ -17,10 +17,15 @@ export class CliProcess {
   private readonly waiters = new Set<() => void>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  /** `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []) {
-    this.child = spawn(process.execPath, [...nodeArgs, bin, ...args], {
+  /**
+   * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). `bin` is a
+   * script run by this node, or, with `{ executable: true }`, a program run as it is (an
+   * installed binary, found through its own `#!/usr/bin/env node` line).
+   */
+  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { cwd, executable = false }: { cwd?: string; executable?: boolean } = {}) {
+    this.child = spawn(executable ? bin : process.execPath, executable ? args : [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
+      ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log = logSink(bin.replace(/.*[\\/]/, '').replace(/\.js$/, ''));

@@ -1,0 +1,103 @@
+import { hostname } from 'node:os';
+import { loadServerConfig, parseHostPort, permissionWarning, type ServerConfig } from '../config/index.js';
+import { initServerDirectory, loadServerTransport, verifyServer } from '../server/index.js';
+import { parseCommand, print } from './command-line.js';
+import { fail, say } from './output.js';
+import { reportFindings } from './verify-report.js';
+
+export const DEFAULT_SERVER_CONFIG = 'config/commonserver.yaml';
+
+const INIT_USAGE = `usage: commonserver init DIR [--group NAME] [--public-host HOST] [--bind HOST:PORT]
+       commonserver init --config FILE
+
+  DIR                 write DIR/commonserver.yaml, DIR/tls/ (key and self-signed certificate)
+                      and DIR/groups/NAME.yaml (a sample group: secret generated, mode 600,
+                      the certificate's fingerprint pinned); print the groupclient line to run
+                      on the host. Refuses to overwrite any existing file.
+  --group NAME        the sample group's name (default: my-host)
+  --public-host HOST  the name or address hosts reach this server by (default: this host's name)
+  --bind HOST:PORT    the common port (default: 0.0.0.0:7000)
+  --config FILE       instead: create the TLS key and certificate of an existing config (if
+                      missing) and print the fingerprint for clients to pin`;
+
+const VERIFY_USAGE = `usage: commonserver verify [--config FILE]
+
+  Checks without starting anything: the server config, its TLS key and certificate, every
+  group file of its groups directory (secrets present and long enough, secretFile private to
+  its owner, ports allowed by allowPorts), and whether the common and admin ports can be
+  bound. Prints every check and every problem found.
+
+  --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
+
+  exit 0: all good; 1: warnings only (it would run); 2: the configuration is invalid`;
+
+/** Loads (or creates) the TLS material and says what clients need to know about it. */
+export function prepareTransport(config: ServerConfig): ReturnType<typeof loadServerTransport> {
+  const loaded = loadServerTransport(config.tls);
+  if (config.tls.plaintext) {
+    say('warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
+    return loaded;
+  }
+  if (loaded.created) say(`TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`);
+  say(`TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`);
+  if (config.tls.clientCaFile) say(`mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`);
+  const warning = permissionWarning(config.tls.keyFile, 'the TLS private key');
+  if (warning) say(`warning: ${warning}`);
+  return loaded;
+}
+
+/** `commonserver init`: a new directory from nothing, or the TLS material of an existing config. */
+export function initCommand(argv: string[]): number {
+  const parsed = parseCommand(
+    'commonserver init',
+    argv,
+    { config: { type: 'string' }, group: { type: 'string', default: 'my-host' }, 'public-host': { type: 'string' }, bind: { type: 'string', default: '0.0.0.0:7000' } },
+    INIT_USAGE,
+    { maxPositionals: 1 },
+  );
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values, positionals } = parsed;
+  const dir = positionals[0];
+  if ((dir === undefined) === (values.config === undefined)) {
+    fail(`commonserver init: name a new directory (init DIR) or an existing config (init --config FILE)\n\n${INIT_USAGE}`);
+    return 2;
+  }
+  if (dir === undefined) return initTls(values.config!);
+  const bind = parseHostPort(values.bind, { allowPortZero: true });
+  if (!bind.ok) {
+    fail(`commonserver init: --bind: ${bind.problem}`);
+    return 2;
+  }
+  const publicHost = values['public-host'] ?? hostname();
+  const created = initServerDirectory({ dir, group: values.group!, bind: bind.value, publicHost });
+  const groupFileName = `${values.group}.yaml`;
+  print(`wrote ${created.serverFile}
+wrote ${created.groupFile} (group ${values.group}: secret generated, mode 600)
+TLS certificate created: ${created.certFile}; fingerprint ${created.fingerprint} (pinned in the group file)
+
+Next:
+  1. edit the apps in ${created.groupFile} (local: the app on the host; remotePort: its public port)
+  2. start the server:
+       commonserver --config ${created.serverFile}
+  3. copy ${created.groupFile} to the host (mode 600: it holds the secret) and run there:
+       groupclient --config ${groupFileName}
+     (it connects to ${publicHost}:${bind.value.port}, the file's server: line; hosts must be able to reach it)`);
+  return 0;
+}
+
+function initTls(configFile: string): number {
+  const config = loadServerConfig(configFile);
+  if (config.tls.plaintext) {
+    fail(`commonserver: ${configFile} says plaintext: true; remove it to use TLS`);
+    return 2;
+  }
+  prepareTransport(config);
+  return 0;
+}
+
+/** `commonserver verify`: every check, every problem, nothing started. */
+export async function verifyCommand(argv: string[]): Promise<number> {
+  const parsed = parseCommand('commonserver verify', argv, { config: { type: 'string', default: DEFAULT_SERVER_CONFIG } }, VERIFY_USAGE);
+  if (parsed.exit !== undefined) return parsed.exit;
+  return reportFindings('commonserver verify', await verifyServer(parsed.values.config!));
+}
