@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { certificateFingerprint } from '../src/net/index.js';
 import { startEchoApp, unusedPort } from './helpers/apps.js';
 import { recordSecret } from './helpers/artifacts.js';
-import { canListenOn, echoRoundTrip, sha256 } from './helpers/net.js';
+import { echoRoundTrip, freePortIn, sha256 } from './helpers/net.js';
 import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN, ProcessSet, waitForGroupActive } from './helpers/processes.js';
 
 const BINS: Record<string, string> = { commonserver: COMMONSERVER_BIN, groupclient: GROUPCLIENT_BIN };
@@ -18,15 +18,6 @@ function printedCommand(lines: string[], label: RegExp): [string, string[]] {
   const [bin, ...args] = lines[at + 1]!.trim().split(/\s+/);
   assert.ok(bin !== undefined && bin in BINS, `not one of our commands: ${lines[at + 1]}`);
   return [BINS[bin]!, args];
-}
-
-/** A public port inside the starter config's allowPorts (6000-6999) that is free right now. */
-async function freePortInStarterRange(): Promise<number> {
-  for (let tries = 0; tries < 200; tries++) {
-    const port = 6000 + Math.floor(Math.random() * 1000);
-    if (await canListenOn(port)) return port;
-  }
-  throw new Error('no free port in 6000-6999');
 }
 
 test('commonserver init DIR writes a config, a certificate and a pinned group file whose printed commands run a real TLS tunnel; a second init refuses to overwrite', { timeout: 60_000 }, async () => {
@@ -54,7 +45,7 @@ test('commonserver init DIR writes a config, a certificate and a pinned group fi
   assert.ok(!init.output.includes(secret));
 
   // The sample app becomes a real one: the echo app, on a public port free right now.
-  const publicPort = await freePortInStarterRange();
+  const publicPort = await freePortIn(6000, 6999);
   text = text.replace('local: 127.0.0.1:22', `local: 127.0.0.1:${echo.port}`).replace('remotePort: 6022', `remotePort: ${publicPort}`);
   writeFileSync(groupFile, text);
   const hostDir = mkdtempSync(join(tmpdir(), 'ntp-init-host-'));
