@@ -19,10 +19,11 @@ test('failed logins from one address are slowed, then refused for a while, then 
       { name: 'target', secret, apps: [{ name: 'echo', localPort: echo.port }] },
       { name: 'bystander', secret: otherSecret, apps: [{ name: 'echo', localPort: echo.port }] },
     ],
-    // Hand-driven logins from chosen source addresses speak frames on plain TCP: this is about the limiter.
-    { heartbeatInterval: '1s', heartbeatTimeout: '20s', tls: false, extra: { loginLimit: LIMIT } },
+    // Hand-driven logins from chosen source addresses, over TLS as a real client speaks.
+    { heartbeatInterval: '1s', heartbeatTimeout: '20s', tls: true, extra: { loginLimit: LIMIT } },
   );
-  const { server, port, events } = await startServer(config);
+  const started = await startServer(config);
+  const { server, events } = started;
   after(async () => {
     await server.close();
     await echo.close();
@@ -30,12 +31,12 @@ test('failed logins from one address are slowed, then refused for a while, then 
   const attacker = '127.0.0.2';
 
   for (let attempt = 1; attempt <= 4; attempt++) {
-    const started = Date.now();
-    const { resp, channel } = await rawLogin(port, { group: 'target', clientId: 'guesser', secret: `wrong-guess-${attempt}-xxxxxxxx`, localAddress: attacker });
+    const attemptStarted = Date.now();
+    const { resp, channel } = await rawLogin(started, { group: 'target', clientId: 'guesser', secret: `wrong-guess-${attempt}-xxxxxxxx`, localAddress: attacker });
     channel.destroy();
     assert.equal(resp.error?.code, 'BAD_SECRET', `attempt ${attempt}`);
     // From the third attempt on, the server waits before it even sends the Challenge.
-    if (attempt > 2) assert.ok(Date.now() - started >= 300, `attempt ${attempt} was not slowed`);
+    if (attempt > 2) assert.ok(Date.now() - attemptStarted >= 300, `attempt ${attempt} was not slowed`);
   }
   const slowed = await waitForEvent(events, (e) => e.type === 'login-throttled' && e.state === 'slowed', 'slowed');
   assert.match(serverLine(slowed)!, /logins from 127\.0\.0\.2 slowed: 2 failed logins/);
@@ -44,20 +45,20 @@ test('failed logins from one address are slowed, then refused for a while, then 
   const blockedAt = Date.now();
 
   // Refused even with the right secret while the block lasts.
-  const refused = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+  const refused = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
   refused.channel.destroy();
   assert.equal(refused.resp.error?.code, 'RATE_LIMITED');
   assert.match(refused.resp.error!.reason, /too many failed logins from 127\.0\.0\.2/);
 
   // A correct client elsewhere is not affected.
-  const bystander = await rawLogin(port, { group: 'bystander', secret: otherSecret, localAddress: '127.0.0.1' });
+  const bystander = await rawLogin(started, { group: 'bystander', secret: otherSecret, localAddress: '127.0.0.1' });
   assert.ok(bystander.resp.sessionId, `bystander refused: ${JSON.stringify(bystander.resp.error)}`);
   bystander.channel.destroy();
 
   // Released once blockFor has passed: poll (bounded) until the right secret gets in again.
   let accepted;
   for (let tries = 0; tries < 40 && accepted === undefined; tries++) {
-    const attempt = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+    const attempt = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
     if (attempt.resp.sessionId) accepted = attempt;
     else {
       attempt.channel.destroy();
@@ -74,17 +75,17 @@ test('60 wrong logins at once from one address: each is counted before its proof
   const secret = randomSecret();
   const config = makeConfigDir([{ name: 'target', secret, apps: [{ name: 'echo', localPort: 1 }] }], {
     handshakeTimeout: '10s',
-    // Hand-driven logins speak frames on plain TCP: this is about the limiter, not the link.
-    tls: false,
+    tls: true,
     extra: { loginLimit: { window: '1m', slowAfter: 3, slowBy: '100ms', blockAfter: 10, blockFor: '5m' }, limits: { maxHandshakesPerSource: 200 } },
   });
-  const { server, port } = await startServer(config);
+  const started = await startServer(config);
+  const { server } = started;
   after(() => server.close());
   const attacker = '127.0.0.3';
 
   // Every Hello is sent before any Login: all 60 are in flight together.
   const hellos = await Promise.all(
-    Array.from({ length: 60 }, (_, i) => rawHello(port, { group: 'target', clientId: `guesser-${i}`, localAddress: attacker })),
+    Array.from({ length: 60 }, (_, i) => rawHello(started, { group: 'target', clientId: `guesser-${i}`, localAddress: attacker })),
   );
   const answers = await Promise.all(hellos.map((hello, i) => hello.login({ secret: `wrong-guess-${i}-xxxxxxxxxxxx` })));
   for (const { channel } of answers) channel.destroy();
@@ -96,12 +97,12 @@ test('60 wrong logins at once from one address: each is counted before its proof
 
   // The right secret from that address is refused too while the block lasts, without a check.
   const checked = server.loginProofsChecked;
-  const owner = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+  const owner = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
   owner.channel.destroy();
   assert.equal(owner.resp.error?.code, 'RATE_LIMITED');
   assert.equal(server.loginProofsChecked, checked);
   // Another address is unaffected.
-  const elsewhere = await rawLogin(port, { group: 'target', clientId: 'owner', secret, localAddress: '127.0.0.1' });
+  const elsewhere = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: '127.0.0.1' });
   assert.ok(elsewhere.resp.sessionId, JSON.stringify(elsewhere.resp.error));
   elsewhere.channel.destroy();
 });

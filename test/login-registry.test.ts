@@ -9,14 +9,14 @@ import { connectTo, echoRoundTrip, readBytes, streamEnding, waitForEvent } from 
 import { rawHello } from './helpers/raw-peer.js';
 
 // The login decides against the registry as it is when the Login arrives, not at Hello.
-// (Raw peers speak plain TCP: what is tested is the server's decision, not the link.)
 
 test('a group removed between Hello and Login is refused UNKNOWN_GROUP and never activated', { timeout: 15_000 }, async () => {
   const secret = randomSecret();
-  const config = makeConfigDir([{ name: 'fleeting', secret, apps: [{ name: 'echo', localPort: 1 }] }], { tls: false });
-  const { server, port, events } = await startServer(config);
+  const config = makeConfigDir([{ name: 'fleeting', secret, apps: [{ name: 'echo', localPort: 1 }] }], { tls: true });
+  const started = await startServer(config);
+  const { server, events } = started;
   after(() => server.close());
-  const hello = await rawHello(port, { group: 'fleeting' });
+  const hello = await rawHello(started, { group: 'fleeting' });
   server.deregisterGroup('fleeting');
   const { resp, channel } = await hello.login({ secret });
   channel.destroy();
@@ -31,11 +31,12 @@ test('a group removed between Hello and Login is refused UNKNOWN_GROUP and never
 test('a secret changed between Hello and Login: the old secret is refused, the new one logs in', { timeout: 15_000 }, async () => {
   const [oldSecret, newSecret] = [randomSecret(), randomSecret()];
   const group = (secret: string): TestGroup => ({ name: 'rotating', secret, apps: [{ name: 'echo', localPort: 1 }] });
-  const config = makeConfigDir([group(oldSecret)], { tls: false });
-  const { server, port } = await startServer(config);
+  const config = makeConfigDir([group(oldSecret)], { tls: true });
+  const started = await startServer(config);
+  const { server } = started;
   after(() => server.close());
-  const withOld = await rawHello(port, { group: 'rotating', clientId: 'old' });
-  const withNew = await rawHello(port, { group: 'rotating', clientId: 'new' });
+  const withOld = await rawHello(started, { group: 'rotating', clientId: 'old' });
+  const withNew = await rawHello(started, { group: 'rotating', clientId: 'new' });
   config.writeGroup(group(newSecret));
   await server.updateGroup(loadGroupFile(config.groupFile('rotating')));
 

@@ -49,24 +49,24 @@ test('maxAppsPerGroup and maxGroups refuse the login with the reason (POLICY)', 
       { name: 'one', secret: secrets.one, apps: [{ name: 'a', localPort: echo.port }] },
       { name: 'two', secret: secrets.two, apps: [{ name: 'a', localPort: echo.port }] },
     ],
-    // Hand-driven logins speak frames on plain TCP; the limits do not depend on the link.
-    { heartbeatInterval: '1s', heartbeatTimeout: '20s', tls: false, extra: { maxAppsPerGroup: 1, maxGroups: 1 } },
+    { heartbeatInterval: '1s', heartbeatTimeout: '20s', tls: true, extra: { maxAppsPerGroup: 1, maxGroups: 1 } },
   );
-  const { server, port } = await startServer(config);
+  const started = await startServer(config);
+  const { server } = started;
   after(() => server.close());
-  const big = await rawLogin(port, { group: 'big', secret: secrets.big });
+  const big = await rawLogin(started, { group: 'big', secret: secrets.big });
   assert.equal(big.resp.error?.code, 'POLICY');
   assert.equal(big.resp.error?.reason, 'group "big" has 2 apps; this server allows at most 1 per group');
   big.channel.destroy();
 
-  const one = await rawLogin(port, { group: 'one', secret: secrets.one });
+  const one = await rawLogin(started, { group: 'one', secret: secrets.one });
   assert.ok(one.resp.sessionId);
-  const two = await rawLogin(port, { group: 'two', secret: secrets.two });
+  const two = await rawLogin(started, { group: 'two', secret: secrets.two });
   assert.equal(two.resp.error?.code, 'POLICY');
   assert.match(two.resp.error!.reason, /at most 1 active group/);
   two.channel.destroy();
   // A takeover of the active group does not count as another group.
-  const again = await rawLogin(port, { group: 'one', clientId: 'raw-one', secret: secrets.one });
+  const again = await rawLogin(started, { group: 'one', clientId: 'raw-one', secret: secrets.one });
   assert.ok(again.resp.sessionId, JSON.stringify(again.resp.error));
   again.channel.destroy();
   one.channel.destroy();

@@ -7,11 +7,12 @@ import { loadGroupFile, loadServerConfig, type ConfigError } from '../src/config
 import { ControlChannel } from '../src/net/index.js';
 import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import type { ServerEvent } from '../src/server/index.js';
+import { WorkConnPool } from '../src/server/work-conn-pool.js';
 import { startApp, startBannerApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
 import { dialServer, LINKS, type Link } from './helpers/link.js';
-import { connectTo, echoRoundTrip, readAll, readBytes, sha256, streamEnding, waitForEvent, waitUntil } from './helpers/net.js';
+import { connectTo, echoRoundTrip, readAll, readBytes, sha256, socketPair, streamEnding, waitForEvent, waitUntil } from './helpers/net.js';
 
 /** A server with `workConnPool: pool` and a client for one app per local port, both in process, over `link`. */
 async function tunnelOf(link: Link, name: string, localPorts: number[], pool: number) {
@@ -259,4 +260,32 @@ for (const link of LINKS) describe(`work-conn pool over the ${link} link`, () =>
 test('workConnPool must be a whole number in range, named in the error', { timeout: 15_000 }, () => {
   const config = makeConfigDir([], { extra: { workConnPool: -1 } });
   assert.throws(() => loadServerConfig(config.serverFile), (error: ConfigError) => error.code === 'CONFIG_INVALID' && /workConnPool/.test(error.message));
+});
+
+test('the pool never holds more than its size: conns handed back first, replacements arriving after them are closed', { timeout: 15_000 }, async () => {
+  const asked: string[][] = [];
+  const pool = new WorkConnPool(2, 10_000, (ids) => asked.push(ids), () => {});
+  after(() => pool.destroy());
+  pool.topUp();
+  const firstIds = asked.shift()!;
+  assert.equal(firstIds.length, 2);
+  const pairs = await Promise.all([socketPair(), socketPair(), socketPair(), socketPair()]);
+  after(() => pairs.flat().forEach((socket) => socket.destroy()));
+  pool.add(firstIds[0]!, pairs[0]![0]);
+  pool.add(firstIds[1]!, pairs[1]![0]);
+  // Two users take both conns: replacements are asked for after this turn.
+  const taken = [pool.take()!, pool.take()!];
+  await waitUntil(() => asked.length === 1, 'the replacements to be asked for');
+  const replacementIds = asked.shift()!;
+  assert.equal(replacementIds.length, 2);
+  // Both users are through before the replacements arrive: the pool is full again...
+  pool.giveBack(taken[0]!, 'user-1');
+  pool.giveBack(taken[1]!, 'user-2');
+  assert.equal(pool.idleCount, 2);
+  // ...so the replacements are surplus: closed, not parked.
+  pool.add(replacementIds[0]!, pairs[2]![0]);
+  pool.add(replacementIds[1]!, pairs[3]![0]);
+  assert.equal(pool.idleCount, 2);
+  await Promise.all([pairs[2]![1], pairs[3]![1]].map((peer) => streamEnding(peer)));
+  assert.equal(pairs[2]![0].destroyed && pairs[3]![0].destroyed, true);
 });

@@ -54,11 +54,15 @@ export class WorkConnPool {
     return this.requested.has(pairingId);
   }
 
-  /** Puts a work conn that presented a requested id (and a valid proof) into the pool. */
+  /**
+   * Puts a work conn that presented a requested id (and a valid proof) into the pool; closes it
+   * when conns handed back by users filled the pool while it was on its way, so the client
+   * never holds more than `size` idle conns for this session.
+   */
   add(pairingId: string, workConn: Socket): void {
     this.requested.get(pairingId)?.unsubscribe();
     this.requested.delete(pairingId);
-    if (this.destroyed) {
+    if (this.destroyed || this.idle.size >= this.size) {
       workConn.destroy();
       return;
     }

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect, createServer, isIPv6, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { firstValueFrom, filter, timeout, type Observable } from 'rxjs';
 import { FrameDecoder, type Message } from '../../src/protocol/index.js';
@@ -221,6 +222,13 @@ export interface StreamEnding {
   bytes: number;
   data: Buffer;
   code?: string;
+  /**
+   * For a `fin`: the kernel's TCP state of the socket when Node read the end of stream
+   * (`CLOSE_WAIT`, `TIME_WAIT` ... after a real FIN), or `undefined` when the kernel no longer
+   * holds the connection: it was reset, and Linux read the reset as an end of stream because
+   * unread bytes were queued when it arrived.
+   */
+  kernelState?: string;
 }
 
 /**
@@ -234,10 +242,12 @@ export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
+    let kernelState: string | undefined;
+    const readKernelState = kernelTcpState(socket);
     const done = (ending: StreamEnding['ending'], code?: string): void => {
       socket.removeListener('data', onData);
       const data = Buffer.concat(chunks);
-      resolve({ ending, bytes, data, ...(code ? { code } : {}) });
+      resolve({ ending, bytes, data, ...(code ? { code } : {}), ...(ending === 'fin' ? { kernelState } : {}) });
     };
     const onData = (chunk: Buffer): void => {
       bytes += chunk.length;
@@ -245,6 +255,7 @@ export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise
     };
     socket.on('data', onData);
     socket.once('end', () => {
+      kernelState = readKernelState();
       done('fin');
       if (!keepOpen) socket.destroy();
     });
@@ -261,4 +272,44 @@ export async function freePortIn(from: number, to: number): Promise<number> {
     if (await canListenOn(port)) return port;
   }
   throw new Error(`no free port in ${from}-${to}`);
+}
+
+const TCP_STATES: Record<string, string> = {
+  '01': 'ESTABLISHED',
+  '02': 'SYN_SENT',
+  '03': 'SYN_RECV',
+  '04': 'FIN_WAIT1',
+  '05': 'FIN_WAIT2',
+  '06': 'TIME_WAIT',
+  '07': 'CLOSE',
+  '08': 'CLOSE_WAIT',
+  '09': 'LAST_ACK',
+  '0B': 'CLOSING',
+};
+
+/**
+ * A reader of the TCP state the kernel holds for this IPv4 loopback socket's connection, from
+ * /proc/net/tcp: `undefined` once the kernel dropped it (after a reset the connection leaves the
+ * table at once; after a FIN it stays in CLOSE_WAIT, TIME_WAIT ...). What Node reports cannot
+ * tell the two apart when a reset meets unread bytes. The addresses are taken now, while the
+ * socket is open: Node no longer knows them once it is destroyed.
+ */
+export function kernelTcpState(socket: Socket): () => string | undefined {
+  const { localAddress, localPort, remoteAddress, remotePort } = socket;
+  if (!localAddress || !localPort || !remoteAddress || !remotePort || isIPv6(localAddress)) return () => undefined;
+  const local = procAddress(localAddress, localPort);
+  const remote = procAddress(remoteAddress, remotePort);
+  return () => {
+    for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+      const [, from, to, state] = line.trim().split(/\s+/);
+      if (from === local && to === remote) return TCP_STATES[state ?? ''] ?? state;
+    }
+    return undefined;
+  };
+}
+
+/** `127.0.0.1`, 8080 → `0100007F:1F90`: the address as /proc/net/tcp prints it (host byte order). */
+function procAddress(address: string, port: number): string {
+  const octets = address.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0').toUpperCase());
+  return `${octets.reverse().join('')}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
 }
