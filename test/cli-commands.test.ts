@@ -49,6 +49,9 @@ test('a bad argument is refused with exit 2 and the command\'s usage on stderr',
   const unknownCommand = await run(COMMONSERVER_BIN, ['serve']);
   assert.equal(unknownCommand.code, 2);
   assert.match(unknownCommand.stderr.join('\n'), /unknown command "serve"/);
+  const both = await run(COMMONSERVER_BIN, ['init', 'somewhere', '--config', 'commonserver.yaml']);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr.join('\n'), /init DIR.*or an existing config.*not both/);
   const noGroup = await run(GROUPCLIENT_BIN, ['verify']);
   assert.equal(noGroup.code, 2);
   assert.match(noGroup.stderr.join('\n'), /name a group with --group NAME/);

@@ -11,7 +11,7 @@ import { serverLine } from './server-lines.js';
 import { onStopSignals } from './stop-signals.js';
 
 const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
-       commonserver init DIR | init --config FILE
+       commonserver init DIR | init [--config FILE]
        commonserver verify [--config FILE]
        commonserver --version
 

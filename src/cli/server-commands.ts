@@ -8,7 +8,7 @@ import { reportFindings } from './verify-report.js';
 export const DEFAULT_SERVER_CONFIG = 'config/commonserver.yaml';
 
 const INIT_USAGE = `usage: commonserver init DIR [--group NAME] [--public-host HOST] [--bind HOST:PORT]
-       commonserver init --config FILE
+       commonserver init [--config FILE]
 
   DIR                 write DIR/commonserver.yaml, DIR/tls/ (key and self-signed certificate)
                       and DIR/groups/NAME.yaml (a sample group: secret generated, mode 600,
@@ -17,8 +17,9 @@ const INIT_USAGE = `usage: commonserver init DIR [--group NAME] [--public-host H
   --group NAME        the sample group's name (default: my-host)
   --public-host HOST  the name or address hosts reach this server by (default: this host's name)
   --bind HOST:PORT    the common port (default: 0.0.0.0:7000)
-  --config FILE       instead: create the TLS key and certificate of an existing config (if
-                      missing) and print the fingerprint for clients to pin`;
+  --config FILE       without DIR: create the TLS key and certificate of an existing config
+                      (if missing) and print the fingerprint for clients to pin (default
+                      config: ${DEFAULT_SERVER_CONFIG})`;
 
 const VERIFY_USAGE = `usage: commonserver verify [--config FILE]
 
@@ -58,11 +59,11 @@ export function initCommand(argv: string[]): number {
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
   const dir = positionals[0];
-  if ((dir === undefined) === (values.config === undefined)) {
-    fail(`commonserver init: name a new directory (init DIR) or an existing config (init --config FILE)\n\n${INIT_USAGE}`);
+  if (dir !== undefined && values.config !== undefined) {
+    fail(`commonserver init: name a new directory (init DIR) or an existing config (init --config FILE), not both\n\n${INIT_USAGE}`);
     return 2;
   }
-  if (dir === undefined) return initTls(values.config!);
+  if (dir === undefined) return initTls(values.config ?? DEFAULT_SERVER_CONFIG);
   const bind = parseHostPort(values.bind, { allowPortZero: true });
   if (!bind.ok) {
     fail(`commonserver init: --bind: ${bind.problem}`);
