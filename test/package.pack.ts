@@ -43,7 +43,7 @@ test('npm pack from a clean clone holds what runs and nothing else; the installe
   ]) {
     assert.ok(files.includes(wanted), `${wanted} is missing from the package`);
   }
-  const unwanted = files.filter((file) => /^(dist\/(test|bench|chaos)\/|test\/|bench\/|chaos\/|\.ci\/|test-artifacts\/|node_modules\/|src\/(?!admin\/dashboard\/))/.test(file) || file.endsWith('.ts'));
+  const unwanted = files.filter((file) => /^(dist\/(test|bench|chaos)\/|test\/|bench\/|chaos\/|\.ci\/|test-artifacts\/|node_modules\/|src\/(?!admin\/dashboard\/))/.test(file) || file.endsWith('.ts') || file.endsWith('.map'));
   assert.deepEqual(unwanted, [], 'only what runs ships');
 
   const prefix = join(work, 'prefix');
