@@ -42,7 +42,8 @@ const run = spawnSync(
 const tap = readFileSync(results, 'utf8');
 const count = (what: string): number => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(tap)?.[1] ?? NaN);
 let passed = count('pass');
-let failed = count('fail');
+// A test cancelled (its promise left pending, its parent ended) did not pass: count it as failed.
+let failed = count('fail') + (count('cancelled') || 0);
 if (Number.isNaN(passed) || Number.isNaN(failed)) {
   console.log(`the test runner left no summary (exit ${run.status ?? run.signal})`);
   passed = 0;

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { catchHangups } from '../src/cli/hangups.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { echoRoundTrip } from './helpers/net.js';
@@ -132,4 +134,23 @@ test('systemctl reload (the units\' ExecReload: kill -HUP) re-reads the groups d
   await client.waitForLine(/group file not reloaded, the previous version stays: .*reload\.yaml:\d+: secret: too short/, { fromLine: brokenFrom });
   assert.equal((await echoRoundTrip(before.get('a')!, Buffer.from('still'))).toString(), 'still');
   assert.ok(server.running && client.running, 'SIGHUP never ends either process');
+});
+
+test('a SIGHUP that comes before the reload is wired up is kept for it, not fatal (systemd counts a SIGHUP death as clean and would not restart)', { timeout: 10_000 }, async () => {
+  // A signal listener does not keep the event loop alive while the signal is on its way.
+  const keepAlive = setInterval(() => {}, 1000);
+  after(() => clearInterval(keepAlive));
+  const hangups$ = catchHangups();
+  const delivered = once(process, 'SIGHUP');
+  process.kill(process.pid, 'SIGHUP');
+  await delivered;
+  // Wired only now, as the CLIs do once their config is loaded: the early signal is handed over.
+  let reloads = 0;
+  const subscription = hangups$.subscribe(() => reloads++);
+  assert.equal(reloads, 1);
+  const again = once(process, 'SIGHUP');
+  process.kill(process.pid, 'SIGHUP');
+  await again;
+  assert.equal(reloads, 2);
+  subscription.unsubscribe();
 });

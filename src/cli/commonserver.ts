@@ -5,6 +5,7 @@ import { ConfigError, loadServerConfig, permissionWarning } from '../config/inde
 import { CommonServer } from '../server/index.js';
 import { traceServer } from '../trace/index.js';
 import { parseCommand, splitSubcommand } from './command-line.js';
+import { catchHangups } from './hangups.js';
 import { fail, say } from './output.js';
 import { DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
 import { serverLine } from './server-lines.js';
@@ -26,6 +27,7 @@ const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
   commonserver COMMAND --help   a command's own options`;
 
 async function main(): Promise<number> {
+  const hangups$ = catchHangups();
   const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify']);
   if (command === 'init') return initCommand(args);
   if (command === 'verify') return verifyCommand(args);
@@ -61,7 +63,7 @@ async function main(): Promise<number> {
     watch: !values['no-watch'],
     onError: (error) => say(`groups reload failed: ${error.message}`),
   });
-  process.on('SIGHUP', () => {
+  hangups$.subscribe(() => {
     say('SIGHUP: reloading the groups directory');
     reload.reload('SIGHUP');
   });

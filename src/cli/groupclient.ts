@@ -16,6 +16,7 @@ import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT
 import { traceClient } from '../trace/index.js';
 import { clientLine } from './client-lines.js';
 import { parseCommand, splitSubcommand } from './command-line.js';
+import { catchHangups } from './hangups.js';
 import { fail, say } from './output.js';
 import { onStopSignals } from './stop-signals.js';
 import { reportFindings } from './verify-report.js';
@@ -100,6 +101,7 @@ function verifyCommand(argv: string[]): number {
  * over, or the server could not be verified (wrong fingerprint, untrusted certificate).
  */
 async function main(): Promise<number> {
+  const hangups$ = catchHangups();
   const { command, args } = splitSubcommand(process.argv.slice(2), ['verify']);
   if (command === 'verify') return verifyCommand(args);
   const parsed = parseCommand('groupclient', args, RUN_OPTIONS, USAGE);
@@ -164,7 +166,7 @@ async function main(): Promise<number> {
     watch: !values['no-watch'],
     onError: (error) => say(`group file not reloaded, the previous version stays: ${error.message}`),
   });
-  process.on('SIGHUP', () => {
+  hangups$.subscribe(() => {
     say('SIGHUP: reloading the group file');
     reload.reload('SIGHUP');
   });
