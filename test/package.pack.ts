@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { after, test } from 'node:test';
@@ -27,6 +27,12 @@ function run(command: string, args: string[], cwd: string): string {
 
 test('npm pack from a clean clone holds what runs and nothing else; the installed commonserver and groupclient carry a real TLS tunnel', { timeout: 600_000 }, async () => {
   const work = mkdtempSync(join(tmpdir(), 'ntp-pack-'));
+  const processes = new ProcessSet();
+  // The clone with its node_modules and the prefix weigh hundreds of MB: never left behind.
+  after(async () => {
+    await processes.stopAll();
+    rmSync(work, { recursive: true, force: true });
+  });
   const clone = join(work, 'clone');
   run('git', ['clone', '--quiet', '--no-hardlinks', repoRoot, clone], work);
   // The npm cache serves what it holds: offline-capable once the packages were fetched once.
@@ -54,12 +60,8 @@ test('npm pack from a clean clone holds what runs and nothing else; the installe
   assert.equal(run(installedGroupclient, ['--version'], work).trim(), `groupclient ${version}`);
   assert.ok(readFileSync(join(prefix, 'lib', 'node_modules', name, 'LICENSE'), 'utf8').startsWith('MIT License'));
 
-  const processes = new ProcessSet();
   const echo = await startEchoApp();
-  after(async () => {
-    await processes.stopAll();
-    await echo.close();
-  });
+  after(() => echo.close());
   const serverDir = join(work, 'server');
   const commonPort = await unusedPort();
   run(installedCommonserver, ['init', serverDir, '--group', 'packed', '--public-host', '127.0.0.1', '--bind', `127.0.0.1:${commonPort}`], work);
