@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeConfigDir, randomSecret } from '../test/helpers/configs.js';
+import { makeConfigDir, randomSecret, type TestAppEntry } from '../test/helpers/configs.js';
 import { CliProcess, parsePortTable, startCommonServerProcess, startGroupClientProcess } from '../test/helpers/processes.js';
 import { runTool, track } from './proc.js';
 
@@ -63,9 +63,14 @@ export async function openPath(name: PathName, targets: Record<string, number>, 
  * the client; TLS lets the server create its self-signed certificate in the throwaway config
  * directory on first start and has the client pin the fingerprint the server printed.
  */
-async function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: boolean): Promise<BenchPath> {
+function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: boolean): Promise<BenchPath> {
+  return openTunnelWith(name, Object.entries(targets).map(([app, localPort]) => ({ name: app, localPort })), options, tls);
+}
+
+/** The tunnel in front of `apps` as the group file lists them (UDP apps, fixed public ports). */
+export async function openTunnelWith(name: PathName, apps: TestAppEntry[], options: PathOptions, tls: boolean): Promise<BenchPath> {
   const config = makeConfigDir(
-    [{ name: 'bench', secret: randomSecret(), apps: Object.entries(targets).map(([app, localPort]) => ({ name: app, localPort })) }],
+    [{ name: 'bench', secret: randomSecret(), apps }],
     {
       heartbeatInterval: '5s',
       heartbeatTimeout: '20s',

@@ -14,8 +14,9 @@ import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from '.
 import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
+import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'setup', 'redis', 'idle', 'slow'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -26,6 +27,7 @@ const USAGE = `usage: npm run bench -- [options]
   --conns N        sequential conns for the setup figure (default 2000)
   --idle-conns N   simultaneous idle conns (default 10000, capped by the open-files limit)
   --seconds N      iperf3 duration per test (default 3)
+  --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
   --slow-seconds N slow reader duration (default 20)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
   --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
@@ -43,6 +45,7 @@ async function main(): Promise<number> {
       conns: { type: 'string' },
       'idle-conns': { type: 'string' },
       seconds: { type: 'string' },
+      'udp-rates': { type: 'string' },
       'slow-seconds': { type: 'string' },
       pool: { type: 'string' },
       out: { type: 'string' },
@@ -69,11 +72,12 @@ async function main(): Promise<number> {
     redisRequests: quick ? 20_000 : 100_000,
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
+    udpRates: values['udp-rates']?.split(',').map((rate) => rate.trim()).filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
   const has = (figure: Figure): boolean => figures.includes(figure);
   if (!checkTools([
-    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') },
+    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') },
     { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
     { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
     { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
@@ -91,13 +95,14 @@ async function main(): Promise<number> {
     figures.set(metric, [...(figures.get(metric) ?? []), value]);
   };
   const unavailable = new Set<PathName>();
+  const udpSamples: UdpSample[] = [];
 
   const cert = paths.some((p) => p.endsWith('-tls')) ? await makeCert() : undefined;
   const apps: TestApp[] = [];
   const stops: Array<() => Promise<void> | void> = [];
   try {
     const targets: Record<string, number> = {};
-    if (has('throughput')) {
+    if (has('throughput') || has('udp')) {
       const port = await freePort();
       const server = startDaemon('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1']);
       stops.push(() => stopDaemon(server));
@@ -137,6 +142,19 @@ async function main(): Promise<number> {
         for (const figure of figures) {
           if (unavailable.has(name)) break;
           if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if (figure === 'udp') {
+            if (!UDP_PATHS.includes(name)) continue; // the bare relays carry TCP only
+            const path = await openUdpPath(name, targets.iperf!, pathOptions);
+            try {
+              for (const rate of settings.udpRates) {
+                for (const direction of ['up', 'down'] as const) udpSamples.push(await iperfUdp(path, rate, direction, settings.seconds));
+              }
+              process.stdout.write(' udp');
+            } finally {
+              await path.close();
+            }
+            continue;
+          }
           // Fresh processes per figure, so that no RSS figure inherits another one's heap.
           const path = await openPath(name, targets, pathOptions);
           if (path === undefined) {
@@ -163,7 +181,8 @@ async function main(): Promise<number> {
   const medians = Object.fromEntries(
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
-  printTable(paths, figuresByPath, unavailable);
+  if (figuresByPath.size > 0) printTable(paths, figuresByPath, unavailable);
+  if (has('udp')) printUdpTable(udpSamples, paths.filter((path) => UDP_PATHS.includes(path)), settings.udpRates);
   if (has('slow')) {
     console.log(
       `slow reader: the app offers ${settings.slowOfferedBytes / 2 ** 30} GiB; the user reads at ${settings.slowRate / 2 ** 20} MiB/s ` +
@@ -178,7 +197,7 @@ async function main(): Promise<number> {
     writeFileSync(
       out,
       JSON.stringify(
-        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw },
+        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, udp: udpSamples },
         null,
         2,
       ),

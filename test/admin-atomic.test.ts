@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../src/admin/index.js';
-import { loadGroupDirectory } from '../src/config/index.js';
+import { loadGroupDirectory, schemaComment } from '../src/config/index.js';
 import { startAdmin } from './helpers/admin.js';
 import { groupYaml, makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startServer } from './helpers/in-process.js';
@@ -57,6 +57,8 @@ test('a failed rename through the API answers 500, keeps the old file and the re
   failNext = false;
   assert.equal((await api.request('PUT', '/api/groups/keep', change)).status, 200);
   assert.deepEqual(server.readyGroup.get('keep')?.apps.map((a) => a.name), ['other']);
+  // What the API writes is a group file an editor checks against the installed schema.
+  assert.equal(readFileSync(config.groupFile('keep'), 'utf8').split('\n')[0], schemaComment('group', config.groupFile('keep')));
 });
 
 test('writeFileAtomic replaces the content whole', { timeout: 10_000 }, async () => {

@@ -7,11 +7,9 @@ import { fileURLToPath } from 'node:url';
 
 const benchBin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bench', 'run.js');
 
-// The bench is not part of the suite; this runs its quickest slice so its code cannot rot.
-test('the bench measures connection setup through the tunnel (quickest mode)', { timeout: 60_000 }, async () => {
-  const child = spawn(process.execPath, [benchBin, '--only', 'setup', '--paths', 'direct,tunnel', '--runs', '1', '--conns', '20', '--no-json'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Runs the bench with `args`; its whole output, once it exited 0 (killed after 55 s). */
+async function runBench(args: string[]): Promise<string> {
+  const child = spawn(process.execPath, [benchBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -19,6 +17,12 @@ test('the bench measures connection setup through the tunnel (quickest mode)', {
   const [code] = await once(child, 'exit');
   clearTimeout(timer);
   assert.equal(code, 0, output);
+  return output;
+}
+
+// The bench is not part of the suite; this runs its quickest slice so its code cannot rot.
+test('the bench measures connection setup through the tunnel (quickest mode)', { timeout: 60_000 }, async () => {
+  const output = await runBench(['--only', 'setup', '--paths', 'direct,tunnel', '--runs', '1', '--conns', '20', '--no-json']);
   const row = output.split('\n').find((line) => line.startsWith('setup conns/s'));
   assert.ok(row, `no setup row in:\n${output}`);
   // Columns: direct, tunnel (no relay selected, so no ratio column).
@@ -32,4 +36,16 @@ test('the bench measures connection setup through the tunnel (quickest mode)', {
   assert.equal(direct, '-', cpu);
   assert.ok(Number(tunnel!.replaceAll(',', '')) >= 0, cpu);
   assert.ok(output.split('\n').some((line) => line.startsWith('setup p50 ms, 2 ms apart')), output);
+});
+
+test('the bench measures UDP through the TLS tunnel against direct with iperf3 -u (quickest mode)', { timeout: 60_000 }, async () => {
+  const output = await runBench(['--only', 'udp', '--paths', 'direct,tunnel-tls', '--runs', '1', '--seconds', '1', '--udp-rates', '1M', '--no-json']);
+  for (const direction of ['up', 'down']) {
+    const row = output.split('\n').find((line) => line.startsWith(`| 1M | ${direction} |`));
+    assert.ok(row, `no 1M ${direction} row in:\n${output}`);
+    // Both paths delivered datagrams: "loss % / jitter ms / received Mbit/s" per path.
+    const cells = row.split('|').slice(3, 5).map((cell) => cell.trim());
+    for (const cell of cells) assert.match(cell, /^\d+\.\d\d % \/ \d+\.\d{3} ms \/ [1-9]\d*$/, row);
+  }
+  assert.ok(output.split('\n').some((line) => line.startsWith('| ceiling (≤ 1 % loss) | up |')), output);
 });

@@ -80,6 +80,22 @@ describe('files the parser rejects stay with their own file', () => {
 });
 
 describe('a public port claimed by two files', () => {
+  test('is a port per protocol: a UDP app and a TCP app of two groups share its number; two UDP apps do not', () => {
+    const dir = tempDir();
+    writeGroup(dir, 'tcp-side', { secret: randomSecret(), apps: [app('dns-tcp', 7353)] });
+    writeGroup(dir, 'udp-side', { secret: randomSecret(), apps: [app('dns', 7353, { type: 'udp' })] });
+    const both = loadGroupDirectory(dir);
+    assert.deepEqual(both.errors, []);
+    assert.deepEqual(both.groups.map((g) => g.name), ['tcp-side', 'udp-side']);
+
+    writeGroup(dir, 'another-udp', { secret: randomSecret(), apps: [app('syslog', 7353, { type: 'udp' })] });
+    const third = loadGroupDirectory(dir, process.env, new Map(both.groups.map((spec) => [spec.name, spec])));
+    assert.deepEqual(third.groups.map((g) => g.name), ['tcp-side', 'udp-side']);
+    assert.equal(third.errors.length, 1);
+    assert.equal(third.errors[0]!.field, 'apps[0].remotePort');
+    assert.match(third.errors[0]!.message, /port 7353\/udp is already claimed by udp-side\/dns/);
+  });
+
   test('stays with the group that holds it, whatever the names sort as; the newcomer is refused', () => {
     const dir = tempDir();
     writeGroup(dir, 'zeta', { secret: randomSecret(), apps: [app('web', 7301)] });

@@ -10,6 +10,7 @@ import {
   loadGroupFile,
   loadServerConfig,
   SERVER_DEFAULTS,
+  UDP_DEFAULTS,
   type ConfigErrorCode,
 } from '../src/config/index.js';
 import { configError } from './helpers/config-errors.js';
@@ -50,6 +51,13 @@ const INVALID_GROUPS: Record<string, Expected> = {
   'duplicate-key.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 5 },
   'alias-bomb.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 6 },
   'secret-and-secret-file.yaml': { code: 'CONFIG_INVALID', field: 'secretFile', line: 3 },
+  'udp-bad-type.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].type', line: 6 },
+  'udp-settings-on-tcp.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].udp', line: 7 },
+  'udp-bad-idle-timeout.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].udp.idleTimeout', line: 10 },
+  'udp-datagram-too-large.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].udp.maxDatagramBytes', line: 9 },
+  'udp-max-connections.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].maxConnections', line: 8 },
+  'udp-duplicate-port.yaml': { code: 'CONFIG_INVALID', field: 'apps[2].remotePort', line: 6 },
+  'udp-unknown-setting.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].udp.timeout', line: 9 },
 };
 
 const INVALID_SERVERS: Record<string, Expected> = {
@@ -130,6 +138,20 @@ describe('valid config fixtures', () => {
     const spec = loadGroupFile(join(valid, 'groups', 'office-b.yaml'), ENV);
     assert.equal(spec.secret.reveal(), 'prefix-from-env-suffix');
     assert.deepEqual(spec.server, { host: 'commonserver.example.net', port: 7000 });
+  });
+
+  test('UDP apps: type udp with the defaults or its own udp settings, beside a TCP app on the same port number', () => {
+    const spec = loadGroupFile(join(valid, 'groups', 'office-udp.yaml'), ENV);
+    assert.deepEqual(
+      spec.apps.map((app) => [app.name, app.type ?? 'tcp', app.remotePort, app.udp]),
+      [
+        ['dns', 'udp', 5353, UDP_DEFAULTS],
+        ['dns-tcp', 'tcp', 5353, undefined],
+        ['wireguard', 'udp', 51820, { idleTimeoutMs: 180_000, maxSessions: 16, maxDatagramBytes: 1500 }],
+      ],
+    );
+    assert.deepEqual(spec.apps[2]!.allow, ['10.0.0.0/8']);
+    assert.deepEqual(UDP_DEFAULTS, { idleTimeoutMs: 60_000, maxSessions: 1024, maxDatagramBytes: 8192 });
   });
 
   test('a complete server file, with groups relative to it', () => {

@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { loadGroupFile } from '../src/config/index.js';
 import { startAdmin } from './helpers/admin.js';
 import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
+import { startUdpEchoApp, UdpUser } from './helpers/udp.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
@@ -21,12 +22,23 @@ test(
   { timeout: 90_000, skip: skipWithoutChromium },
   async () => {
     const echo = await startEchoApp();
-    const config = makeConfigDir([{ name: 'office', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
+    const udpEcho = await startUdpEchoApp();
+    const config = makeConfigDir([
+      {
+        name: 'office',
+        secret: randomSecret(),
+        apps: [
+          { name: 'echo', localPort: echo.port },
+          { name: 'dns', localPort: udpEcho.port, type: 'udp', udp: { maxDatagramBytes: 64 } },
+        ],
+      },
+    ]);
     const started = await startServer(config);
     const { server, events } = started;
     const api = await startAdmin(server, config, { token: TOKEN });
     const browser = await launchChromium();
     let user: Socket | undefined;
+    let udpUser: UdpUser | undefined;
     let stopClient = (): void => {};
     after(async () => {
       user?.destroy();
@@ -35,6 +47,8 @@ test(
       await api.admin.close();
       await server.close();
       await echo.close();
+      await udpUser?.close();
+      await udpEcho.close();
     });
     const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
     const pageErrors: string[] = [];
@@ -56,7 +70,7 @@ test(
     await page.waitForSelector('[data-group="office"][data-state="in-use"]', { timeout: 15_000 });
 
     // A user connects and keeps sending: live conns 1, bytes and the chart rise.
-    user = await connectTo(activated.apps[0]!.remotePort);
+    user = await connectTo(activated.apps.find((app) => app.name === 'echo')!.remotePort);
     const chunk = Buffer.alloc(16 * 1024, 0x61);
     let sent = 0;
     for (let i = 0; i < 8; i++) {
@@ -83,6 +97,15 @@ test(
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
     assert.ok(existsSync(join(ARTIFACTS, 'dashboard.png')));
+
+    // A UDP app is listed with its type, its sessions and its dropped datagrams.
+    const udpPort = activated.apps.find((app) => app.name === 'dns')!.remotePort;
+    udpUser = await UdpUser.open();
+    await udpUser.request(udpPort, 'one datagram');
+    await udpUser.send(udpPort, Buffer.alloc(65));
+    await page.waitForSelector('tr[data-app="office/dns"][data-type="udp"][data-live-conns="1"][data-dropped="1"]', { timeout: 15_000 });
+    assert.equal(await page.textContent('tr[data-app="office/dns"] td.type'), 'udp');
+    assert.equal(await page.textContent('tr[data-app="office/echo"] td.dropped'), '–');
 
     // The user leaves: the live count falls back to 0.
     user.destroy();

@@ -2,21 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder, MAX_FRAME_BYTES, MESSAGE_TYPES, ProtocolError, validateMessage, type Message } from '../src/protocol/index.js';
+import { chunked } from './helpers/chunks.js';
 
 const RUNS = 2000;
-
-/** Splits `bytes` at the given cut points (in any order, duplicates allowed). */
-function chunked(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const point of points) {
-    chunks.push(bytes.subarray(from, point));
-    from = point;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
-}
 
 /** Feeds chunks to a fresh decoder; returns the messages, or the ProtocolError it stopped on. */
 function decodeAll(chunks: Buffer[]): { messages: Message[]; error?: ProtocolError; maxBuffered: number } {

@@ -75,9 +75,9 @@ test('npm pack from a clean clone holds what runs and nothing else; the installe
   copyFileSync(groupFile, join(hostDir, 'packed.yaml'));
   assert.match(run(installedCommonserver, ['verify', '--config', join(serverDir, 'commonserver.yaml')], work), /0 problems, 0 warnings: ok/);
 
-  const server = processes.add(new CliProcess(installedCommonserver, ['--config', join(serverDir, 'commonserver.yaml')], env, [], { executable: true }));
+  const server = processes.add(new CliProcess(installedCommonserver, ['--config', join(serverDir, 'commonserver.yaml')], env, [], { program: true }));
   await serverLinkOf(server);
-  const client = processes.add(new CliProcess(installedGroupclient, ['--config', 'packed.yaml'], env, [], { executable: true, cwd: hostDir }));
+  const client = processes.add(new CliProcess(installedGroupclient, ['--config', 'packed.yaml'], env, [], { program: true, cwd: hostDir }));
   const ports = await waitForGroupActive(client, 'packed', { timeoutMs: 20_000 });
   assert.equal(ports.get('ssh'), publicPort);
   const payload = Buffer.from(`installed from the tarball ${Date.now()}`);
@@ -90,7 +90,7 @@ test('npm pack from a clean clone holds what runs and nothing else; the installe
 
   // A client that pins another certificate is refused and says so (exit 3), from the installed binary too.
   const wrongPin = processes.add(
-    new CliProcess(installedGroupclient, ['--config', 'packed.yaml', '--server-fingerprint', `sha256:${'0'.repeat(64)}`], env, [], { executable: true, cwd: hostDir }),
+    new CliProcess(installedGroupclient, ['--config', 'packed.yaml', '--server-fingerprint', `sha256:${'0'.repeat(64)}`], env, [], { program: true, cwd: hostDir }),
   );
   assert.equal((await wrongPin.exited).code, 3);
   assert.match(wrongPin.output, /fingerprint .* is pinned; refusing to talk/);

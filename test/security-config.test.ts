@@ -53,7 +53,7 @@ test('group file security fields: allow, maxConnections, serverFingerprint, plai
   assert.equal(spec.serverFingerprint, `sha256:${'ab'.repeat(32)}`);
   assert.deepEqual(spec.apps[0]!.allow, ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7']);
   assert.equal(spec.apps[0]!.maxConnections, 3);
-  rejects(groupFile('apps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0, allow: ["10.0.0.0/33"] }\n'), 'apps[0].allow', /addresses or CIDRs/);
+  rejects(groupFile('apps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0, allow: ["10.0.0.0/33"] }\n'), 'apps[0].allow[0]', /addresses or CIDRs/);
   rejects(groupFile('apps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0, maxConnections: -1 }\n'), 'apps[0].maxConnections', /at least 1/);
   rejects(groupFile('serverFingerprint: md5:abc\napps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0 }\n'), 'serverFingerprint', /sha256:/);
   rejects(groupFile(`plaintext: true\nserverFingerprint: sha256:${'ab'.repeat(32)}\napps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0 }\n`), 'plaintext', /contradicts/);

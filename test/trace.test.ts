@@ -5,6 +5,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ACTORS } from '../src/trace/index.js';
 import { startEchoApp } from './helpers/apps.js';
+import { startUdpEchoApp, UdpUser } from './helpers/udp.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { echoRoundTrip } from './helpers/net.js';
 import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
@@ -71,7 +72,10 @@ function inOrder(lines: string[], patterns: RegExp[]): void {
 
 test('--trace records a real session of both CLIs as Mermaid diagrams that follow the reference phases', { timeout: 40_000 }, async () => {
   const echo = await startEchoApp();
-  const config = makeConfigDir([{ name: 'traced', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
+  const udpEcho = await startUdpEchoApp();
+  const config = makeConfigDir([
+    { name: 'traced', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }, { name: 'dns', localPort: udpEcho.port, type: 'udp', udp: { idleTimeout: '300ms' } }] },
+  ]);
   const serverTrace = join(config.dir, 'server.mmd');
   const clientTrace = join(config.dir, 'client.mmd');
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', config.serverFile, '--trace', serverTrace]);
@@ -80,6 +84,7 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     await client.stop();
     await server.stop();
     await echo.close();
+    await udpEcho.close();
   });
   const active = await client.waitForLine(/group traced active on .*/);
   const publicPort = parsePortTable(active[0]).get('echo')!;
@@ -91,6 +96,12 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   assert.equal((await echoRoundTrip(publicPort, Buffer.from('hello through the tunnel'))).toString(), 'hello through the tunnel');
   await fileContains(serverTrace, /conn closed/);
   await fileContains(clientTrace, /conn closed/);
+  // A UDP user: one datagram and its reply, then the session closes when idle.
+  const udpUser = await UdpUser.open();
+  after(() => udpUser.close());
+  assert.match((await udpUser.request(parsePortTable(active[0]).get('dns')!, 'query')).toString(), /\|query$/);
+  await fileContains(serverTrace, /UDP session \S+ closed: idle/);
+  await fileContains(clientTrace, /UDP session closed: ended by the server/);
   await client.stop();
   await server.stop();
 
@@ -107,7 +118,7 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^CommonServer -x appGroup: activate traced: put it into inUseGroup$/,
     /^appGroup ->> appGroup: start watching heartbeats$/,
     /^appGroup ->> appServer: listen traced\/echo on port \d+$/,
-    /^CommonServer -->> Client: LoginResp \(echo :\d+\)$/,
+    /^CommonServer -->> Client: LoginResp \(echo :\d+, dns :\d+\)$/,
     /^Note over CommonServer, Client: heartbeat$/,
     /^loop heartbeat of traced$/,
     /^Client ->> CommonServer: Ping \d+$/,
@@ -121,6 +132,10 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^appServer ->> appServer: join the pooled work conn and the UserConn at once$/,
     /^appServer -->> User: bytes flow both ways$/,
     /^appServer -->> User: conn closed \(24 B in, 24 B out/,
+    /^User ->> appServer: datagram to traced\/dns from 127\.0\.0\.1:\d+: a new UDP session/,
+    /^appGroup ->> Client: StartWorkConn \(dns, pairing \S+, protocol udp\) on a pooled work conn$/,
+    /^appServer -->> User: datagrams both ways, one frame each on the session's work conn$/,
+    /^appServer --x User: UDP session 127\.0\.0\.1:\d+ closed: idle for 300ms \(1 datagrams in, 1 out\)$/,
     /^Client -x CommonServer: CLIENT_LEFT/,
   ]);
 
@@ -131,13 +146,13 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   const clientLines = checkMermaid(readFileSync(clientTrace, 'utf8'));
   inOrder(clientLines, [
     /^Note over CommonServer, Client: Preparation$/,
-    /^Client ->> Client: build the LocalApp objects \(echo\)$/,
+    /^Client ->> Client: build the LocalApp objects \(echo, dns\)$/,
     /^Note over CommonServer, Client: Initialisation$/,
     /^Client ->> CommonServer: connect the common conn/,
     /^Client ->> CommonServer: Hello \(group traced\)$/,
     /^CommonServer -->> Client: Challenge$/,
     /^Client ->> CommonServer: Login$/,
-    /^CommonServer -->> Client: LoginResp \(echo :\d+\)$/,
+    /^CommonServer -->> Client: LoginResp \(echo :\d+, dns :\d+\)$/,
     /^Client ->> Client: remember each app's public port$/,
     /^Note over CommonServer, Client: heartbeat$/,
     /^loop heartbeat$/,
@@ -150,6 +165,10 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^LocalApp -->> Client: localConn$/,
     /^Client ->> Client: join localConn and remoteConn$/,
     /^LocalApp -->> Client: conn closed/,
+    /^appGroup ->> Client: StartWorkConn \(dns, pairing \S+\) on a pooled work conn$/,
+    /^Client ->> LocalApp: open a local UDP socket for dns, connected to its target \(one per session\)$/,
+    /^Client ->> Client: relay datagrams between the local socket and the session's work conn, one frame each$/,
+    /^LocalApp -->> Client: UDP session closed: ended by the server \(1 datagrams in, 1 out, 0 dropped\)$/,
   ]);
 
   // For people: the diagrams of this run, next to the dashboard screenshot.

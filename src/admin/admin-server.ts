@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminConfig, type AdminLimits } from '../config/index.js';
+import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminSettings, type AdminLimits } from '../config/index.js';
 import type { CommonServer } from '../server/index.js';
 import { handleApi } from './api.js';
 import type { AtomicWriteHooks } from './atomic-write.js';
@@ -31,7 +31,7 @@ const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css)$/;
 
 export interface AdminServerOptions {
   server: CommonServer;
-  config: AdminConfig;
+  config: AdminSettings;
   groupsDir: string;
   env?: NodeJS.ProcessEnv;
   /** Test seam for the registry's atomic writes. */
@@ -181,7 +181,7 @@ function onClientError(error: Error & { code?: string }, socket: Duplex): void {
 }
 
 /** The limits set in `config`, without the keys left undefined (which would hide the defaults). */
-function definedOnly(config: AdminConfig): Partial<AdminLimits> {
+function definedOnly(config: AdminSettings): Partial<AdminLimits> {
   const limits: Partial<Record<keyof AdminLimits, number>> = {};
   for (const key of Object.keys(ADMIN_DEFAULT_LIMITS) as (keyof AdminLimits)[]) {
     const value = config[key];

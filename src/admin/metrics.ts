@@ -35,6 +35,14 @@ export class ServerMetrics {
     labelNames: ['group', 'how'],
     registers: [this.registry],
   });
+  private readonly udpSessions = new Gauge({ name: 'ntp_udp_sessions', help: 'Open sessions of UDP apps (one per user address)', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly udpSessionsTotal = new Counter({ name: 'ntp_udp_sessions_total', help: 'Sessions opened by UDP apps', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly udpDropped = new Counter({
+    name: 'ntp_udp_dropped_total',
+    help: 'Datagrams a UDP app dropped: oversize, sessionCap (new peers over maxSessions), notAllowed (outside allow), backlog (more queued than the path carries)',
+    labelNames: ['group', 'app', 'reason'],
+    registers: [this.registry],
+  });
   private readonly authFailures = new Counter({ name: 'ntp_auth_failures_total', help: 'Rejected logins', labelNames: ['code'], registers: [this.registry] });
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
@@ -106,6 +114,16 @@ export class ServerMetrics {
         break;
       case 'bad-peer':
         this.badPeers.inc({ code: event.code });
+        break;
+      case 'udp-session-opened':
+        this.udpSessions.inc({ group: event.group, app: event.app });
+        this.udpSessionsTotal.inc({ group: event.group, app: event.app });
+        break;
+      case 'udp-session-closed':
+        this.udpSessions.dec({ group: event.group, app: event.app });
+        break;
+      case 'udp-dropped':
+        for (const [reason, count] of Object.entries(event.dropped)) this.udpDropped.inc({ group: event.group, app: event.app, reason }, count);
         break;
       case 'work-conn-pooled':
         this.pooledWorkConns.inc({ group: event.group, how: event.reused ? 'reused' : 'new' });

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../config/index.js';
+import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, portKey, portLabel, sameGroupSpec, schemaComment, YamlFile, type GroupSpec } from '../config/index.js';
 import { portRefusal, type CommonServer } from '../server/index.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
 
@@ -103,9 +103,9 @@ export class GroupRegistry {
     for (const [other, otherSpec] of this.options.server.readyGroup) {
       if (other === spec.name) continue;
       for (const app of spec.apps) {
-        const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && candidate.remotePort === app.remotePort);
+        const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && portKey(candidate) === portKey(app));
         if (owner !== undefined) {
-          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${app.remotePort} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
+          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${portLabel(app)} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
         }
       }
     }
@@ -150,7 +150,8 @@ export class GroupRegistry {
 
   private async write(spec: GroupSpec, yaml: YamlFile): Promise<GroupSpec> {
     // The document as given, so that a `${VAR}` secret stays a reference and is never expanded to disk.
-    await writeFileAtomic(this.fileOf(spec.name), stringify(yaml.root()), this.options.hooks);
+    const file = this.fileOf(spec.name);
+    await writeFileAtomic(file, `${schemaComment('group', file)}\n${stringify(yaml.root())}`, this.options.hooks);
     await this.syncNow();
     return this.options.server.readyGroup.get(spec.name) ?? spec;
   }

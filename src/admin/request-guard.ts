@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { isLoopback, type AdminConfig } from '../config/index.js';
+import { isLoopback, type AdminSettings } from '../config/index.js';
 import { HttpError, type RequestTarget } from './http-util.js';
 
 /** The one route that may carry `?token=`: EventSource cannot send an Authorization header. */
@@ -31,7 +31,7 @@ export class RequestGuard {
 
   /** `port` is read per request: it is only known once the server listens (port 0 in tests). */
   constructor(
-    private readonly config: AdminConfig,
+    private readonly config: AdminSettings,
     private readonly port: () => number,
   ) {
     this.tokenDigest = config.token === undefined ? undefined : digest(config.token.reveal());

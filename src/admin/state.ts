@@ -1,18 +1,22 @@
 import type { Subscription } from 'rxjs';
-import type { CommonServer, DeactivationCode, ServerEvent } from '../server/index.js';
+import { UdpAppServer, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
 
 export interface AppView {
   name: string;
+  type: 'tcp' | 'udp';
   /** The port in the registry (0: chosen by the server). */
   remotePort: number;
   /** The port actually bound while the group is in use, else null. */
   publicPort: number | null;
   state: 'listening' | 'failed' | 'idle';
+  /** Live relayed conns; for a UDP app, its open sessions. */
   liveConns: number;
   bytesIn: number;
   bytesOut: number;
+  /** A UDP app's sessions, datagrams and drops by reason while it listens, else null. */
+  udp: UdpCounters | null;
 }
 
 export interface GroupView {
@@ -95,11 +99,13 @@ export class AdminState {
       const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
       return {
         name: app.name,
+        type: app.type ?? 'tcp',
         remotePort: app.remotePort,
         publicPort: appServer?.port ?? null,
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
+        udp: appServer instanceof UdpAppServer ? appServer.counters() : null,
       };
     });
     return {

@@ -9,7 +9,7 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       return event.attempt === 1 ? `groupclient ${group} connecting to ${event.server}` : undefined;
     case 'login-accepted': {
       const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}` : `${app.name} ✗ (${app.error})`))
+        .map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`))
         .join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return `group ${group} active on ${event.server}: ${table}${warnings}`;
@@ -25,7 +25,7 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
       // The reason starts with the target's address.
       return `app ${event.app}: local app unreachable: ${event.reason}`;
     case 'apps-changed': {
-      const opened = event.opened.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}` : `${app.name} ✗ (${app.error})`));
+      const opened = event.opened.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`));
       const parts = [...(opened.length ? [`opened ${opened.join(', ')}`] : []), ...(event.closed.length ? [`closed ${event.closed.join(', ')}`] : [])];
       const unknown = event.unknown.length ? `\n    warning: not in this host's group file, users will be refused: ${event.unknown.join(', ')}` : '';
       return `group ${group} changed on the server: ${parts.join('; ')}${unknown}`;
@@ -45,6 +45,8 @@ export function clientLine(group: string, event: ClientEvent): string | undefine
     case 'work-conn-requested':
     case 'work-conn-opened':
     case 'conn-closed':
+    case 'udp-session-opened':
+    case 'udp-session-closed':
       return undefined;
     default:
       return assertNever(event, 'client event');

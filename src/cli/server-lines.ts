@@ -21,7 +21,7 @@ export function serverLine(event: ServerEvent): string | undefined {
       return `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`;
     case 'group-activated': {
       const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}` : `${app.name} ✗ (${app.error})`))
+        .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`))
         .join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`;
@@ -40,6 +40,9 @@ export function serverLine(event: ServerEvent): string | undefined {
       return `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`;
     case 'work-conn-failed':
       return `user of ${event.group}/${event.app} closed: ${event.reason}`;
+    // At most one line per app per traffic sample (1 s): a flood of datagrams is one line, not a flood.
+    case 'udp-dropped':
+      return `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`;
     // The group-deactivated line that follows carries the timeout: one line per event.
     case 'heartbeat-timeout':
     case 'client-connected':
@@ -51,6 +54,8 @@ export function serverLine(event: ServerEvent): string | undefined {
     case 'conn-closed':
     case 'app-opened':
     case 'traffic':
+    case 'udp-session-opened':
+    case 'udp-session-closed':
       return undefined;
     default:
       return assertNever(event, 'server event');

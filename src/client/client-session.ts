@@ -6,6 +6,7 @@ import { heartbeatWatchdog, joinReusable, resetSocket, WorkConnTracker, type Cli
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
+import { ClientUdpSessions } from './udp-sessions.js';
 import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
@@ -54,6 +55,7 @@ export class ClientSession {
   private pooledOpening = 0;
   /** Pooled work conns asked for beyond `maxPooledWorkConns` this session, and not opened. */
   private pooledTrimmed = 0;
+  private readonly udpSessions: ClientUdpSessions;
   private done = false;
   private pingSeq = 0;
   private spec: GroupSpec;
@@ -64,6 +66,18 @@ export class ClientSession {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     this.spec = options.spec;
     this.loginSecret = options.spec.secret.reveal();
+    const { server, transport, sessionId, dialTimeoutMs } = options;
+    this.udpSessions = new ClientUdpSessions({
+      emit: options.emit,
+      send: (message) => options.channel.send(message),
+      dialTimeoutMs,
+      presentWorkConn: (pairingId) => presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs }),
+    });
+  }
+
+  /** UDP sessions open now (each a local socket and a work conn). */
+  get udpSessionCount(): number {
+    return this.udpSessions.size;
   }
 
   /** New local targets for the next work conns; relays already running are untouched. */
@@ -108,7 +122,8 @@ export class ClientSession {
         this.options.emit({ type: 'heartbeat', seq: message.seq });
         return;
       case 'ReqWorkConn':
-        void this.handleReqWorkConn(message);
+        if (message.protocol === 'udp') void this.udpSessions.serveRequested(this.appNamed(message.app), message.app, message.pairingId);
+        else void this.handleReqWorkConn(message);
         return;
       case 'ReqPooledWorkConns':
         return this.handleReqPooledWorkConns(message.pairingIds);
@@ -161,8 +176,8 @@ export class ClientSession {
     emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false });
     // Only targets from our own file: a server cannot steer us anywhere else.
     const app = spec.apps.find((candidate) => candidate.name === appName);
-    if (app === undefined) {
-      channel.send({ type: 'WorkConnFailed', pairingId, reason: `app "${appName}" is not in the client's group file` });
+    if (app === undefined || app.type === 'udp') {
+      channel.send({ type: 'WorkConnFailed', pairingId, reason: tcpRefusal(appName, app) });
       return;
     }
     const result = await openWorkConn({
@@ -210,6 +225,7 @@ export class ClientSession {
     const start = await awaitStartWorkConn(workConn);
     this.idlePooled.delete(workConn);
     if (start === undefined || this.done) return void workConn.destroy();
+    if (start.protocol === 'udp') return this.udpSessions.servePooled(this.appNamed(start.app), start.app, start.pairingId, workConn);
     // Returned, not awaited: no suspended frame per live relay (it adds up at 10,000 conns).
     return this.handleStartWorkConn(start, workConn);
   }
@@ -226,12 +242,17 @@ export class ClientSession {
       channel.send({ type: 'WorkConnFailed', pairingId, reason });
     };
     const app = spec.apps.find((candidate) => candidate.name === appName);
-    if (app === undefined) return fail(`app "${appName}" is not in the client's group file`);
+    if (app === undefined || app.type === 'udp') return fail(tcpRefusal(appName, app));
     const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
       emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
       fail(`local app unreachable: ${reason}`);
     });
     return this.relay(appName, pairingId, localConn, workConn, true);
+  }
+
+  /** An app of the group file as last reloaded (only our own targets are ever dialed). */
+  private appNamed(name: string): GroupSpec['apps'][number] | undefined {
+    return this.spec.apps.find((candidate) => candidate.name === name);
   }
 
   private onServerEnd(pairingId: string, bytes: number): void {
@@ -291,9 +312,14 @@ export class ClientSession {
     // The work conns belong to the session: its users are cut, and must see it as a reset.
     for (const relay of this.relays.values()) relay.reset(`the session ended: ${end.reason}`);
     this.relays.clear();
+    this.udpSessions.closeAll(`the session ended: ${end.reason}`);
     this.earlyEnds.clear();
     if (destroyChannel) this.options.channel.destroy();
     debug('session ended: %s', end.reason);
     this.resolveEnded(end);
   }
+}
+
+function tcpRefusal(appName: string, app: GroupSpec['apps'][number] | undefined): string {
+  return app === undefined ? `app "${appName}" is not in the client's group file` : `app "${appName}" is a UDP app in the client's group file, the server asked for TCP`;
 }

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { firstValueFrom, fromEvent, race, Subject, timer, type Observable } from 'rxjs';
-import { describeChanges, formatHostPort, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
+import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
 import { ControlChannel, type ClientTransport } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
@@ -204,7 +204,7 @@ export class GroupClient {
       channel.send({
         type: 'Login',
         proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
-        apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort })),
+        apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort, ...protocolMark(app) })),
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);

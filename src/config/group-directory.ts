@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
+import { portKey, portLabel } from './udp-app.js';
 import { YamlFile } from './yaml-file.js';
 
 export interface GroupDirectory {
@@ -67,19 +68,20 @@ function refuseClaimedPorts(loaded: readonly Loaded[], registered: ReadonlyMap<s
     const claims = new Map<string, GroupSpec>();
     for (const [name, spec] of registered) if (stems.has(name)) claims.set(name, spec);
     for (const { spec } of loaded) if (!names.has(spec.name)) claims.set(spec.name, spec);
-    const owners = new Map<number, string>();
+    // Keyed by port and protocol ("53/udp"): a TCP app and a UDP app may share a port number.
+    const owners = new Map<string, string>();
     // Holders first: a port stays with the group that has it, as long as that group claims it.
     for (const [name, spec] of registered) {
       const now = claims.get(name);
-      for (const app of spec.apps) if (app.remotePort !== 0 && now?.apps.some((mine) => mine.remotePort === app.remotePort)) owners.set(app.remotePort, ownerOf(now, app.remotePort));
+      for (const app of spec.apps) if (app.remotePort !== 0 && now?.apps.some((mine) => portKey(mine) === portKey(app))) owners.set(portKey(app), ownerOf(now, portKey(app)));
     }
     const loser = loaded.find(({ spec }) => {
       if (names.has(spec.name)) return false;
       return spec.apps.some((app) => {
-        const owner = owners.get(app.remotePort);
+        const owner = owners.get(portKey(app));
         if (app.remotePort === 0) return false;
         if (owner === undefined || owner.startsWith(`${spec.name}/`)) {
-          owners.set(app.remotePort, `${spec.name}/${app.name}`);
+          owners.set(portKey(app), `${spec.name}/${app.name}`);
           return false;
         }
         return true;
@@ -87,12 +89,12 @@ function refuseClaimedPorts(loaded: readonly Loaded[], registered: ReadonlyMap<s
     });
     if (loser === undefined) return { names, errors };
     names.add(loser.spec.name);
-    const index = loser.spec.apps.findIndex((app) => app.remotePort !== 0 && owners.has(app.remotePort) && !owners.get(app.remotePort)!.startsWith(`${loser.spec.name}/`));
-    const port = loser.spec.apps[index]!.remotePort;
-    errors.push(loser.yaml.error(['apps', index, 'remotePort'], `port ${port} is already claimed by ${owners.get(port)}`));
+    const index = loser.spec.apps.findIndex((app) => app.remotePort !== 0 && owners.has(portKey(app)) && !owners.get(portKey(app))!.startsWith(`${loser.spec.name}/`));
+    const app = loser.spec.apps[index]!;
+    errors.push(loser.yaml.error(['apps', index, 'remotePort'], `port ${portLabel(app)} is already claimed by ${owners.get(portKey(app))}`));
   }
 }
 
-function ownerOf(spec: GroupSpec, port: number): string {
-  return `${spec.name}/${spec.apps.find((app) => app.remotePort === port)!.name}`;
+function ownerOf(spec: GroupSpec, key: string): string {
+  return `${spec.name}/${spec.apps.find((app) => portKey(app) === key)!.name}`;
 }

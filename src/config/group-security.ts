@@ -1,89 +1,82 @@
 import { isIP } from 'node:net';
-import { dirname, resolve } from 'node:path';
-import type { Parsed } from './values.js';
-import type { YamlFile } from './yaml-file.js';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { problem, wholeNumber } from './values.js';
 
-/** Who may use an app's public port (server side). */
-export interface AppAccess {
-  /** CIDRs ("10.0.0.0/8", "2001:db8::/32", a bare address); others are closed at accept. */
-  readonly allow?: readonly string[];
-  /** UserConns of this app at once (held or relayed); more are closed at accept. */
-  readonly maxConnections?: number;
+/** A non-empty path, resolved against `baseDir` (the directory of the file that names it). */
+export function filePath(baseDir: string) {
+  const expected = problem('expected a file path');
+  return z
+    .string(expected)
+    .min(1, expected)
+    .transform((path) => resolve(baseDir, path));
 }
 
-/** How the groupclient verifies the commonserver (client side). */
+const CIDRS_EXPECTED = problem('expected a list of addresses or CIDRs such as ["10.0.0.0/8", "203.0.113.7"]');
+const cidr = z.string(CIDRS_EXPECTED).refine((text) => parseCidr(text) !== undefined, CIDRS_EXPECTED);
+
+/** Who may use an app's public port (server side); part of each app in a group file. */
+export const appAccessShape = {
+  allow: z
+    .union([cidr.transform((one) => [one]), z.array(cidr, CIDRS_EXPECTED)], CIDRS_EXPECTED)
+    .optional()
+    .meta({ description: 'CIDRs ("10.0.0.0/8", "2001:db8::/32") or bare addresses that may connect; others are closed at accept' }),
+  maxConnections: wholeNumber(1).optional().meta({ description: 'User connections of this app at once (held or relayed); more are closed at accept' }),
+};
+
+// Without flags: the pattern is also the JSON Schema's, which has none.
+const FINGERPRINT = /^\s*[Ss][Hh][Aa]256:((?:[0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2})\s*$/;
+const FINGERPRINT_EXPECTED = 'expected sha256: followed by 64 hex digits (as the commonserver prints it)';
+
+/** How the groupclient verifies the commonserver (client side); part of a group file. */
+export function serverTrustShape(baseDir: string) {
+  return {
+    serverFingerprint: z
+      .string(FINGERPRINT_EXPECTED)
+      .regex(FINGERPRINT, FINGERPRINT_EXPECTED)
+      .transform((text) => canonicalFingerprint(text)!)
+      .optional()
+      .meta({ description: "sha256: and 64 hex digits: the commonserver certificate's fingerprint, as `commonserver init` prints it" }),
+    serverCa: filePath(baseDir).optional().meta({ description: "A CA file that signs the server's certificate (relative to this file)" }),
+    plaintext: z.boolean(problem('expected true or false')).optional().meta({ description: 'No TLS at all: only against a commonserver with plaintext: true' }),
+    clientCert: filePath(baseDir).optional().meta({ description: "Mutual TLS: this client's certificate (with clientKey)" }),
+    clientKey: filePath(baseDir).optional().meta({ description: "Mutual TLS: this client's key (with clientCert)" }),
+  };
+}
+
+type TrustFields = z.output<z.ZodObject<ReturnType<typeof serverTrustShape>>>;
+
+/** How the groupclient verifies the commonserver, as the code reads it (absolute paths). */
 export interface ServerTrust {
   /** `sha256:...` of the server's certificate. */
   readonly serverFingerprint?: string;
-  /** Absolute path of a CA file that signs the server's certificate. */
   readonly serverCaFile?: string;
   /** Only when written explicitly: no TLS at all. */
   readonly plaintext?: boolean;
-  /** Mutual TLS: this client's certificate and key (absolute paths). */
   readonly clientCertFile?: string;
   readonly clientKeyFile?: string;
 }
 
-export const APP_ACCESS_KEYS = ['allow', 'maxConnections'] as const;
-export const SERVER_TRUST_KEYS = ['serverFingerprint', 'serverCa', 'plaintext', 'clientCert', 'clientKey'] as const;
-
-export function parseAppAccess(yaml: YamlFile, path: (string | number)[], app: Record<string, unknown>): AppAccess {
-  const access: { allow?: string[]; maxConnections?: number } = {};
-  if (app.allow !== undefined) access.allow = yaml.expect([...path, 'allow'], parseCidrList(app.allow));
-  if (app.maxConnections !== undefined) {
-    const max = app.maxConnections;
-    if (typeof max !== 'number' || !Number.isInteger(max) || max < 1) {
-      throw yaml.error([...path, 'maxConnections'], `expected a whole number of at least 1, got ${JSON.stringify(max)}`);
-    }
-    access.maxConnections = max;
+/** The trust fields checked against each other, or an issue at the field to change. */
+export function serverTrust(fields: TrustFields, ctx: z.RefinementCtx): ServerTrust {
+  if (fields.plaintext === true && (fields.serverFingerprint !== undefined || fields.serverCa !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['plaintext'], message: 'plaintext: true contradicts serverFingerprint / serverCa; keep one' });
   }
-  return access;
-}
-
-export function parseServerTrust(yaml: YamlFile, root: Record<string, unknown>): ServerTrust {
-  const trust: { -readonly [K in keyof ServerTrust]: ServerTrust[K] } = {};
-  const base = dirname(yaml.file);
-  const path = (key: string): string | undefined => {
-    const value = root[key];
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string' || value === '') throw yaml.error([key], 'expected a file path');
-    return resolve(base, value);
+  if ((fields.clientCert === undefined) !== (fields.clientKey === undefined)) {
+    ctx.addIssue({ code: 'custom', path: [fields.clientCert ? 'clientKey' : 'clientCert'], message: 'clientCert and clientKey go together' });
+  }
+  return {
+    ...(fields.serverFingerprint ? { serverFingerprint: fields.serverFingerprint } : {}),
+    ...(fields.plaintext ? { plaintext: true } : {}),
+    ...(fields.serverCa ? { serverCaFile: fields.serverCa } : {}),
+    ...(fields.clientCert && fields.clientKey ? { clientCertFile: fields.clientCert, clientKeyFile: fields.clientKey } : {}),
   };
-  if (root.serverFingerprint !== undefined) {
-    const fingerprint = typeof root.serverFingerprint === 'string' ? canonicalFingerprint(root.serverFingerprint) : undefined;
-    if (fingerprint === undefined) throw yaml.error(['serverFingerprint'], 'expected sha256: followed by 64 hex digits (as the commonserver prints it)');
-    trust.serverFingerprint = fingerprint;
-  }
-  if (root.plaintext !== undefined && typeof root.plaintext !== 'boolean') throw yaml.error(['plaintext'], 'expected true or false');
-  if (root.plaintext === true) {
-    if (root.serverFingerprint !== undefined || root.serverCa !== undefined) {
-      throw yaml.error(['plaintext'], 'plaintext: true contradicts serverFingerprint / serverCa; keep one');
-    }
-    trust.plaintext = true;
-  }
-  const ca = path('serverCa');
-  if (ca) trust.serverCaFile = ca;
-  const cert = path('clientCert');
-  const key = path('clientKey');
-  if ((cert === undefined) !== (key === undefined)) throw yaml.error([cert ? 'clientKey' : 'clientCert'], 'clientCert and clientKey go together');
-  if (cert && key) Object.assign(trust, { clientCertFile: cert, clientKeyFile: key });
-  return trust;
 }
 
 /** `sha256:` + 64 hex digits (colons between bytes allowed), lower-cased without colons. */
 export function canonicalFingerprint(text: string): string | undefined {
-  const match = /^sha256:((?:[0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2})$/i.exec(text.trim());
+  const match = FINGERPRINT.exec(text);
   return match ? `sha256:${match[1]!.replace(/:/g, '').toLowerCase()}` : undefined;
-}
-
-export function parseCidrList(value: unknown): Parsed<string[]> {
-  const items = Array.isArray(value) ? value : [value];
-  for (const item of items) {
-    if (typeof item !== 'string' || parseCidr(item) === undefined) {
-      return { ok: false, problem: `expected a list of addresses or CIDRs such as ["10.0.0.0/8", "203.0.113.7"], got ${JSON.stringify(item)}` };
-    }
-  }
-  return { ok: true, value: items as string[] };
 }
 
 export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {

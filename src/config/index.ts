@@ -11,4 +11,6 @@ export * from './group-security.js';
 export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
+export * from './json-schema.js';
+export * from './udp-app.js';
 export * from './findings.js';

@@ -1,6 +1,8 @@
-import { dirname, resolve } from 'node:path';
-import { parseDuration, type Parsed } from './values.js';
-import type { YamlFile } from './yaml-file.js';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { filePath } from './group-security.js';
+import { section } from './sections.js';
+import { duration, problem, wholeNumber } from './values.js';
 
 /** How the common port is spoken. TLS unless `plaintext: true` is written in the file. */
 export type TransportConfig =
@@ -19,130 +21,98 @@ export interface PortRange {
   readonly to: number;
 }
 
-/** What the registry's groups may ask for; checked at login and activation. */
-export interface PolicyConfig {
-  /** Public ports groups may bind; undefined = any. */
-  readonly allowPorts?: readonly PortRange[];
-  /** Groups active at once. */
-  readonly maxGroups?: number;
-  readonly maxAppsPerGroup?: number;
-}
-
-/** Failed logins per source address: slowed after `slowAfter`, refused after `blockAfter`. */
-export interface LoginLimitConfig {
-  readonly windowMs: number;
-  readonly slowAfter: number;
-  readonly slowByMs: number;
-  readonly blockAfter: number;
-  readonly blockForMs: number;
-}
-
-/** Caps on what a peer can make the server hold. */
-export interface LimitsConfig {
-  /** UserConns held per app while they wait for a work conn. */
-  readonly maxPendingUsersPerApp: number;
-  /** Connections on the common port that have not finished login or join yet. */
-  readonly maxHandshakes: number;
-  readonly maxHandshakesPerSource: number;
-  /**
-   * Bytes that may wait for a client that does not read its common conn: above a quarter of
-   * it, its frames are not read until they are out; above all of it, it is cut off (SLOW_PEER).
-   */
-  readonly maxControlQueueBytes?: number;
-}
-
-export interface SecurityConfig {
-  readonly tls: TransportConfig;
-  readonly policy: PolicyConfig;
-  readonly loginLimit: LoginLimitConfig;
-  readonly limits: LimitsConfig;
-}
-
-export const LOGIN_LIMIT_DEFAULTS: LoginLimitConfig = Object.freeze({ windowMs: 60_000, slowAfter: 3, slowByMs: 1000, blockAfter: 10, blockForMs: 300_000 });
-export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({ maxPendingUsersPerApp: 128, maxHandshakes: 1024, maxHandshakesPerSource: 64, maxControlQueueBytes: 4 * 1024 * 1024 });
+export const LOGIN_LIMIT_DEFAULTS = Object.freeze({ windowMs: 60_000, slowAfter: 3, slowByMs: 1000, blockAfter: 10, blockForMs: 300_000 });
+export const LIMITS_DEFAULTS = Object.freeze({ maxPendingUsersPerApp: 128, maxHandshakes: 1024, maxHandshakesPerSource: 64, maxControlQueueBytes: 4 * 1024 * 1024 });
 /** A burst of frames in one turn may pass a quarter of a smaller queue, and stop reading a good client. */
 const MIN_CONTROL_QUEUE_BYTES = 256 * 1024;
-export const SECURITY_KEYS = ['tls', 'plaintext', 'allowPorts', 'maxGroups', 'maxAppsPerGroup', 'loginLimit', 'limits'] as const;
+const DEFAULT_CERT = './tls/commonserver.crt';
+const DEFAULT_KEY = './tls/commonserver.key';
 
-/** Reads the security sections of commonserver.yaml (paths relative to the file). */
-export function parseSecurityConfig(yaml: YamlFile, root: Record<string, unknown>): SecurityConfig {
-  const base = dirname(yaml.file);
-  let transport: TransportConfig;
-  if (root.plaintext !== undefined && typeof root.plaintext !== 'boolean') throw yaml.error(['plaintext'], 'expected true or false');
-  if (root.plaintext === true) {
-    if (root.tls !== undefined) throw yaml.error(['plaintext'], 'plaintext: true and a tls section contradict each other; keep one');
-    transport = { plaintext: true };
-  } else {
-    const tls = yaml.mapAt(['tls'], root.tls ?? {});
-    yaml.onlyKeys(['tls'], tls, ['cert', 'key', 'clientCa']);
-    const path = (key: string, fallback?: string): string | undefined => {
-      const value = tls[key] ?? fallback;
-      if (value === undefined) return undefined;
-      if (typeof value !== 'string' || value === '') throw yaml.error(['tls', key], 'expected a file path');
-      return resolve(base, value);
-    };
-    const clientCaFile = path('clientCa');
-    transport = {
-      plaintext: false,
-      certFile: path('cert', './tls/commonserver.crt')!,
-      keyFile: path('key', './tls/commonserver.key')!,
-      ...(clientCaFile ? { clientCaFile } : {}),
-    };
-  }
+const PORT_RANGES_EXPECTED = problem('expected port ranges such as ["6000-6999", 7022]');
+const PORT_RANGE = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5}))?\s*$/;
+const portRange = z.union([z.int(PORT_RANGES_EXPECTED), z.string(PORT_RANGES_EXPECTED).regex(PORT_RANGE, PORT_RANGES_EXPECTED)], PORT_RANGES_EXPECTED).transform((item, ctx): PortRange => {
+  const match = typeof item === 'number' ? [String(item), String(item), String(item)] : PORT_RANGE.exec(item)!;
+  const from = Number(match[1]);
+  const to = Number(match[2] ?? match[1]);
+  if (!(from >= 1 && to <= 65535 && from <= to)) ctx.addIssue({ code: 'custom', message: PORT_RANGES_EXPECTED.error({ input: item }) });
+  return Object.freeze({ from, to });
+});
 
-  const policy: PolicyConfig = {
-    ...(root.allowPorts === undefined ? {} : { allowPorts: yaml.expect(['allowPorts'], parsePortRanges(root.allowPorts)) }),
-    ...(root.maxGroups === undefined ? {} : { maxGroups: yaml.expect(['maxGroups'], count(root.maxGroups)) }),
-    ...(root.maxAppsPerGroup === undefined ? {} : { maxAppsPerGroup: yaml.expect(['maxAppsPerGroup'], count(root.maxAppsPerGroup)) }),
+const loginLimit = section({
+  window: duration.default(LOGIN_LIMIT_DEFAULTS.windowMs),
+  slowAfter: wholeNumber(1).default(LOGIN_LIMIT_DEFAULTS.slowAfter),
+  slowBy: duration.default(LOGIN_LIMIT_DEFAULTS.slowByMs),
+  blockAfter: wholeNumber(1).default(LOGIN_LIMIT_DEFAULTS.blockAfter),
+  blockFor: duration.default(LOGIN_LIMIT_DEFAULTS.blockForMs),
+}).meta({ description: 'Failed logins per source address within window: slowed by slowBy after slowAfter, refused for blockFor after blockAfter' });
+
+const limits = section({
+  maxPendingUsersPerApp: wholeNumber(1).default(LIMITS_DEFAULTS.maxPendingUsersPerApp).meta({ description: 'User connections held per app while they wait for a work conn' }),
+  maxHandshakes: wholeNumber(1).default(LIMITS_DEFAULTS.maxHandshakes).meta({ description: 'Connections on the common port that have not logged in or joined yet' }),
+  maxHandshakesPerSource: wholeNumber(1).default(LIMITS_DEFAULTS.maxHandshakesPerSource),
+  maxControlQueueBytes: wholeNumber(MIN_CONTROL_QUEUE_BYTES, Number.MAX_SAFE_INTEGER, `expected a whole number of at least ${MIN_CONTROL_QUEUE_BYTES} (256 KiB)`)
+    .default(LIMITS_DEFAULTS.maxControlQueueBytes)
+    .meta({ description: 'Bytes that may wait for a peer that does not read its control conn: above a quarter it is not read, at the cap it is cut off (SLOW_PEER)' }),
+});
+
+/** The security fields of commonserver.yaml (paths relative to the file). */
+export function securityShape(baseDir: string) {
+  return {
+    tls: section({
+      cert: filePath(baseDir).optional().meta({ description: `Certificate file (default ${DEFAULT_CERT}; created with the key on first start)` }),
+      key: filePath(baseDir).optional().meta({ description: `Key file (default ${DEFAULT_KEY})` }),
+      clientCa: filePath(baseDir).optional().meta({ description: 'Mutual TLS: clients must present a certificate signed by this CA' }),
+    }).optional(),
+    plaintext: z.boolean(problem('expected true or false')).optional().meta({ description: 'No TLS on the common port (clients then need --plaintext)' }),
+    allowPorts: z
+      .union([portRange.transform((one) => [one]), z.array(portRange, PORT_RANGES_EXPECTED)], PORT_RANGES_EXPECTED)
+      .optional()
+      .meta({ description: 'Public ports groups may bind, e.g. ["6000-6999", 7022]; any when absent' }),
+    maxGroups: wholeNumber(1).optional().meta({ description: 'Groups active at once' }),
+    maxAppsPerGroup: wholeNumber(1).optional(),
+    loginLimit: loginLimit.prefault({}),
+    limits: limits.prefault({}),
   };
-
-  const limit = yaml.mapAt(['loginLimit'], root.loginLimit ?? {});
-  yaml.onlyKeys(['loginLimit'], limit, ['window', 'slowAfter', 'slowBy', 'blockAfter', 'blockFor']);
-  const d = LOGIN_LIMIT_DEFAULTS;
-  const loginLimit: LoginLimitConfig = {
-    windowMs: limit.window === undefined ? d.windowMs : yaml.expect(['loginLimit', 'window'], parseDuration(limit.window)),
-    slowAfter: limit.slowAfter === undefined ? d.slowAfter : yaml.expect(['loginLimit', 'slowAfter'], count(limit.slowAfter)),
-    slowByMs: limit.slowBy === undefined ? d.slowByMs : yaml.expect(['loginLimit', 'slowBy'], parseDuration(limit.slowBy)),
-    blockAfter: limit.blockAfter === undefined ? d.blockAfter : yaml.expect(['loginLimit', 'blockAfter'], count(limit.blockAfter)),
-    blockForMs: limit.blockFor === undefined ? d.blockForMs : yaml.expect(['loginLimit', 'blockFor'], parseDuration(limit.blockFor)),
-  };
-  if (loginLimit.blockAfter <= loginLimit.slowAfter) {
-    throw yaml.error(['loginLimit', 'blockAfter'], `must be larger than slowAfter (${loginLimit.slowAfter})`);
-  }
-
-  const caps = yaml.mapAt(['limits'], root.limits ?? {});
-  yaml.onlyKeys(['limits'], caps, Object.keys(LIMITS_DEFAULTS));
-  const limits = Object.fromEntries(
-    Object.entries(LIMITS_DEFAULTS).map(([key, fallback]) => [key, caps[key] === undefined ? fallback : yaml.expect(['limits', key], count(caps[key]))]),
-  ) as unknown as LimitsConfig;
-  if (limits.maxControlQueueBytes! < MIN_CONTROL_QUEUE_BYTES) {
-    throw yaml.error(['limits', 'maxControlQueueBytes'], `must be at least ${MIN_CONTROL_QUEUE_BYTES} (256 KiB)`);
-  }
-
-  return Object.freeze({ tls: Object.freeze(transport), policy: Object.freeze(policy), loginLimit: Object.freeze(loginLimit), limits: Object.freeze(limits) });
 }
 
-/** `["6000-6999", 7022]` or a single `"6000-6999"`. */
-export function parsePortRanges(value: unknown): Parsed<PortRange[]> {
-  const items = Array.isArray(value) ? value : [value];
-  const ranges: PortRange[] = [];
-  for (const item of items) {
-    const match = typeof item === 'number' ? [String(item), String(item), String(item)] : /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5}))?\s*$/.exec(String(item));
-    const from = match ? Number(match[1]) : NaN;
-    const to = match ? Number(match[2] ?? match[1]) : NaN;
-    if (!(from >= 1 && to <= 65535 && from <= to)) {
-      return { ok: false, problem: `expected port ranges such as ["6000-6999", 7022], got ${JSON.stringify(item)}` };
-    }
-    ranges.push(Object.freeze({ from, to }));
+type SecurityFields = z.output<z.ZodObject<ReturnType<typeof securityShape>>>;
+
+/** The security sections as the server reads them, checked against each other. */
+export function securityConfig(fields: SecurityFields, baseDir: string, ctx: z.RefinementCtx) {
+  if (fields.plaintext === true && fields.tls !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['plaintext'], message: 'plaintext: true and a tls section contradict each other; keep one' });
   }
-  return { ok: true, value: ranges };
+  const tls: TransportConfig =
+    fields.plaintext === true
+      ? { plaintext: true }
+      : {
+          plaintext: false,
+          certFile: fields.tls?.cert ?? resolve(baseDir, DEFAULT_CERT),
+          keyFile: fields.tls?.key ?? resolve(baseDir, DEFAULT_KEY),
+          ...(fields.tls?.clientCa ? { clientCaFile: fields.tls.clientCa } : {}),
+        };
+  const { window, slowAfter, slowBy, blockAfter, blockFor } = fields.loginLimit;
+  if (blockAfter <= slowAfter) ctx.addIssue({ code: 'custom', path: ['loginLimit', 'blockAfter'], message: `must be larger than slowAfter (${slowAfter})` });
+  return {
+    tls: Object.freeze(tls),
+    /** What the registry's groups may ask for; checked at login and activation. */
+    policy: Object.freeze({
+      ...(fields.allowPorts ? { allowPorts: Object.freeze(fields.allowPorts) as readonly PortRange[] } : {}),
+      ...(fields.maxGroups ? { maxGroups: fields.maxGroups } : {}),
+      ...(fields.maxAppsPerGroup ? { maxAppsPerGroup: fields.maxAppsPerGroup } : {}),
+    }),
+    /** Failed logins per source address: slowed after `slowAfter`, refused after `blockAfter`. */
+    loginLimit: Object.freeze({ windowMs: window, slowAfter, slowByMs: slowBy, blockAfter, blockForMs: blockFor }),
+    /** Caps on what a peer can make the server hold. */
+    limits: Object.freeze(fields.limits),
+  };
 }
+
+export type SecurityConfig = ReturnType<typeof securityConfig>;
+export type PolicyConfig = SecurityConfig['policy'];
+export type LoginLimitConfig = SecurityConfig['loginLimit'];
+export type LimitsConfig = SecurityConfig['limits'];
 
 export function formatPortRanges(ranges: readonly PortRange[]): string {
   return ranges.map(({ from, to }) => (from === to ? `${from}` : `${from}-${to}`)).join(', ');
-}
-
-function count(value: unknown): Parsed<number> {
-  if (typeof value === 'number' && Number.isInteger(value) && value >= 1) return { ok: true, value };
-  return { ok: false, problem: `expected a whole number of at least 1, got ${JSON.stringify(value)}` };
 }

@@ -1,26 +1,10 @@
 import { dirname, resolve } from 'node:path';
-import { parseAdminSection, type AdminConfig } from './admin-config.js';
-import { parseSecurityConfig, SECURITY_KEYS, type SecurityConfig } from './security-config.js';
-import { parseDuration, parseHostPort, type HostPort } from './values.js';
+import { z } from 'zod';
+import { adminSectionSchema } from './admin-config.js';
+import { securityConfig, securityShape } from './security-config.js';
+import { section } from './sections.js';
+import { duration, hostPort, problem, wholeNumber } from './values.js';
 import { YamlFile } from './yaml-file.js';
-
-export interface ServerConfig extends SecurityConfig {
-  /** The common port: control and work connections. */
-  readonly bind: HostPort;
-  /** Absolute path of the groups directory (the readyGroup registry). */
-  readonly groupsDir: string;
-  readonly heartbeatIntervalMs: number;
-  readonly heartbeatTimeoutMs: number;
-  /** How long a user conn waits for its work conn before it is closed. */
-  readonly pairingTimeoutMs: number;
-  /** How long a new conn on the common port may take to log in or join. */
-  readonly handshakeTimeoutMs: number;
-  /** Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool. */
-  readonly workConnPool: number;
-  readonly file?: string;
-  /** The admin API and dashboard; off unless the file has an `admin:` section. */
-  readonly admin?: AdminConfig;
-}
 
 export const SERVER_DEFAULTS = {
   heartbeatIntervalMs: 10_000,
@@ -36,51 +20,62 @@ export const SERVER_DEFAULTS = {
 
 const MAX_WORK_CONN_POOL = 256;
 
-const SERVER_KEYS = ['bind', 'groups', 'heartbeat', 'pairingTimeout', 'handshakeTimeout', 'workConnPool', 'admin', ...SECURITY_KEYS] as const;
+/** Where the file is and what it may refer to: the environment and relative paths. */
+export interface ServerConfigContext {
+  file: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** commonserver.yaml. Paths in it are relative to the file. */
+export function serverConfigSchema({ file, env }: ServerConfigContext) {
+  const base = dirname(file);
+  return section({
+    bind: hostPort({ allowPortZero: true }).prefault('0.0.0.0:7000').meta({ description: 'The common port: control and work connections' }),
+    groups: z
+      .string(problem('expected a directory path'))
+      .prefault('./groups')
+      .transform((dir) => resolve(base, dir))
+      .meta({ description: 'Directory of group files: the readyGroup registry' }),
+    heartbeat: section({
+      interval: duration.default(SERVER_DEFAULTS.heartbeatIntervalMs),
+      timeout: duration.default(SERVER_DEFAULTS.heartbeatTimeoutMs).meta({ description: 'A client silent this long loses its group' }),
+    }).prefault({}),
+    pairingTimeout: duration.default(SERVER_DEFAULTS.pairingTimeoutMs).meta({ description: 'How long a user conn waits for its work conn before it is closed' }),
+    handshakeTimeout: duration.default(SERVER_DEFAULTS.handshakeTimeoutMs).meta({ description: 'How long a new conn on the common port may take to log in or join' }),
+    workConnPool: wholeNumber(0, MAX_WORK_CONN_POOL, `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`)
+      .default(SERVER_DEFAULTS.workConnPool)
+      .meta({ description: "Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool" }),
+    // `admin:` with nothing under it turns the admin on with its defaults.
+    admin: z.preprocess((value) => value ?? {}, adminSectionSchema(env)).optional(),
+    ...securityShape(base),
+  })
+    .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
+    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, ...security }, ctx) => {
+      if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
+      if (heartbeat.timeout <= heartbeat.interval) {
+        ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
+      }
+      return Object.freeze({
+        /** The common port: control and work connections. */
+        bind,
+        /** Absolute path of the groups directory (the readyGroup registry). */
+        groupsDir: groups,
+        heartbeatIntervalMs: heartbeat.interval,
+        heartbeatTimeoutMs: heartbeat.timeout,
+        pairingTimeoutMs: pairingTimeout,
+        handshakeTimeoutMs: handshakeTimeout,
+        workConnPool,
+        ...securityConfig(security, base, ctx),
+        file,
+        /** The admin API and dashboard; off unless the file has an `admin:` section. */
+        ...(admin ? { admin } : {}),
+      });
+    });
+}
+
+export type ServerConfig = z.output<ReturnType<typeof serverConfigSchema>>;
 
 export function loadServerConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const yaml = YamlFile.read(file);
-  const root = yaml.mapAt([], yaml.root() ?? {});
-  yaml.onlyKeys([], root, SERVER_KEYS);
-
-  const bind = yaml.expect(['bind'], parseHostPort(root.bind ?? '0.0.0.0:7000', { allowPortZero: true }));
-  if (root.groups !== undefined && typeof root.groups !== 'string') {
-    throw yaml.error(['groups'], 'expected a directory path');
-  }
-  const groupsDir = resolve(dirname(file), (root.groups as string | undefined) ?? './groups');
-
-  let heartbeatIntervalMs: number = SERVER_DEFAULTS.heartbeatIntervalMs;
-  let heartbeatTimeoutMs: number = SERVER_DEFAULTS.heartbeatTimeoutMs;
-  if (root.heartbeat !== undefined) {
-    const heartbeat = yaml.mapAt(['heartbeat'], root.heartbeat);
-    yaml.onlyKeys(['heartbeat'], heartbeat, ['interval', 'timeout']);
-    if (heartbeat.interval !== undefined) heartbeatIntervalMs = yaml.expect(['heartbeat', 'interval'], parseDuration(heartbeat.interval));
-    if (heartbeat.timeout !== undefined) heartbeatTimeoutMs = yaml.expect(['heartbeat', 'timeout'], parseDuration(heartbeat.timeout));
-  }
-  if (heartbeatIntervalMs < 50) throw yaml.error(['heartbeat', 'interval'], 'must be at least 50ms');
-  if (heartbeatTimeoutMs <= heartbeatIntervalMs) {
-    throw yaml.error(['heartbeat', 'timeout'], `must be longer than the interval (${heartbeatIntervalMs}ms)`);
-  }
-  const pairingTimeoutMs = root.pairingTimeout === undefined ? SERVER_DEFAULTS.pairingTimeoutMs : yaml.expect(['pairingTimeout'], parseDuration(root.pairingTimeout));
-  const handshakeTimeoutMs = root.handshakeTimeout === undefined ? SERVER_DEFAULTS.handshakeTimeoutMs : yaml.expect(['handshakeTimeout'], parseDuration(root.handshakeTimeout));
-
-  const workConnPool = root.workConnPool ?? SERVER_DEFAULTS.workConnPool;
-  if (typeof workConnPool !== 'number' || !Number.isInteger(workConnPool) || workConnPool < 0 || workConnPool > MAX_WORK_CONN_POOL) {
-    throw yaml.error(['workConnPool'], `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`);
-  }
-
-  const security = parseSecurityConfig(yaml, root);
-  const admin = 'admin' in root ? parseAdminSection(yaml, root.admin, env) : undefined;
-  return Object.freeze({
-    bind,
-    groupsDir,
-    heartbeatIntervalMs,
-    heartbeatTimeoutMs,
-    pairingTimeoutMs,
-    handshakeTimeoutMs,
-    workConnPool,
-    ...security,
-    file,
-    ...(admin ? { admin } : {}),
-  });
+  return yaml.parse(serverConfigSchema({ file, env }), yaml.root() ?? {});
 }

@@ -30,6 +30,8 @@ const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'file' | '
 const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   local: { client: 'applies to the next user' },
   remotePort: { server: 'the app reopens on the new port (its connections close)' },
+  type: { server: 'the app reopens with the new protocol (its connections or sessions close)', client: 'applies to the next user' },
+  udp: { server: 'applies now (sessions beyond a lowered maxSessions keep running until idle)' },
   allow: { server: 'applies to the next user' },
   maxConnections: { server: 'applies to the next user' },
 };

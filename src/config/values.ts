@@ -1,25 +1,49 @@
-/** Parsers for the value syntaxes our YAML files share. Each returns a message on failure. */
+import { z } from 'zod';
+
+/**
+ * Schemas for the value syntaxes our YAML files share. Each parses the human form (`10s`,
+ * `host:port`) into what the code uses (milliseconds, `{ host, port }`) and, when it refuses a
+ * value, says what it expected and quotes what it got.
+ */
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
 
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+/** The same message for every way a value can be wrong (wrong type, pattern or range). */
+export function problem(expected: string): { error: (issue: { input?: unknown }) => string } {
+  return { error: (issue) => `${expected}, got ${JSON.stringify(issue.input)}` };
+}
 
-/** "10s", "500ms", "1.5m", "2h", or a bare number of milliseconds. */
-export function parseDuration(value: unknown): Parsed<number> {
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return { ok: true, value: Math.round(value) };
-  if (typeof value === 'string') {
-    const match = DURATION.exec(value.trim());
-    if (match) return { ok: true, value: Math.round(Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS]) };
-  }
-  return { ok: false, problem: `expected a duration such as 10s, 500ms or 1m, got ${JSON.stringify(value)}` };
+/** Runs a value schema outside a file (a command-line flag): its problem or its value. */
+function parseValue<T>(schema: z.ZodType<T>, value: unknown): Parsed<T> {
+  const result = schema.safeParse(value);
+  return result.success ? { ok: true, value: result.data } : { ok: false, problem: result.error.issues[0]!.message };
+}
+
+const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const DURATION_EXPECTED = problem('expected a duration such as 10s, 500ms or 1m');
+
+/** "10s", "500ms", "1.5m", "2h", or a bare number of milliseconds; parsed to milliseconds. */
+export const duration = z
+  .union([z.number(DURATION_EXPECTED).min(0, DURATION_EXPECTED).refine(Number.isFinite, DURATION_EXPECTED), z.string(DURATION_EXPECTED).regex(DURATION, DURATION_EXPECTED)], DURATION_EXPECTED)
+  .transform((value) => {
+    if (typeof value === 'number') return Math.round(value);
+    const [, amount, unit] = DURATION.exec(value)!;
+    return Math.round(Number(amount) * UNIT_MS[unit as keyof typeof UNIT_MS]);
+  })
+  .meta({ description: 'A duration: 10s, 500ms, 1.5m, 2h, or a number of milliseconds' });
+
+/** A whole number from `min` to `max`. */
+export function wholeNumber(min: number, max = Number.MAX_SAFE_INTEGER, expected = max === Number.MAX_SAFE_INTEGER ? `expected a whole number of at least ${min}` : `expected a whole number from ${min} to ${max}`) {
+  const message = problem(expected);
+  return z.int(message).min(min, message).max(max, message);
 }
 
 /** A whole number from `min` to `max`, as a number or a string of digits (a command-line value). */
 export function parseCount(value: unknown, { min, max }: { min: number; max: number }): Parsed<number> {
   const number = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
-  if (typeof number === 'number' && Number.isInteger(number) && number >= min && number <= max) return { ok: true, value: number };
-  return { ok: false, problem: `expected a whole number from ${min} to ${max}, got ${JSON.stringify(value)}` };
+  const parsed = parseValue(wholeNumber(min, max), number);
+  return parsed.ok ? parsed : { ok: false, problem: `expected a whole number from ${min} to ${max}, got ${JSON.stringify(value)}` };
 }
 
 /** The most pooled work conns a groupclient can be told to accept (each is a socket, TLS ~30 KB). */
@@ -30,22 +54,35 @@ export interface HostPort {
   port: number;
 }
 
-/** "host:port" or "[v6]:port". */
-export function parseHostPort(value: unknown, { allowPortZero = false } = {}): Parsed<HostPort> {
-  if (typeof value !== 'string') return { ok: false, problem: `expected "host:port", got ${JSON.stringify(value)}` };
-  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim());
-  if (!match) return { ok: false, problem: `expected "host:port", got ${JSON.stringify(value)}` };
-  const port = Number(match[3]);
-  const portCheck = parsePort(port, { allowZero: allowPortZero });
-  if (!portCheck.ok) return portCheck;
-  return { ok: true, value: { host: (match[1] ?? match[2])!, port } };
+export function port({ allowZero = true } = {}) {
+  const min = allowZero ? 0 : 1;
+  const message = problem(`expected a port number (${min}-65535)`);
+  return z.int(message).min(min, message).max(65535, message);
 }
 
-export function parsePort(value: unknown, { allowZero = true } = {}): Parsed<number> {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1) || value > 65535) {
-    return { ok: false, problem: `expected a port number (${allowZero ? 0 : 1}-65535), got ${JSON.stringify(value)}` };
-  }
-  return { ok: true, value };
+const HOST_PORT = /^\s*(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})\s*$/;
+
+/** "host:port" or "[v6]:port", parsed to `{ host, port }`. */
+export function hostPort({ allowPortZero = false } = {}) {
+  const expected = problem('expected "host:port"');
+  const portNumber = port({ allowZero: allowPortZero });
+  return z
+    .string(expected)
+    .regex(HOST_PORT, expected)
+    .transform((value, ctx): HostPort => {
+      const [, v6, name, digits] = HOST_PORT.exec(value)!;
+      const checked = portNumber.safeParse(Number(digits));
+      if (!checked.success) {
+        ctx.issues.push({ code: 'custom', input: value, message: checked.error.issues[0]!.message });
+        return z.NEVER;
+      }
+      return { host: (v6 ?? name)!, port: checked.data };
+    })
+    .meta({ description: allowPortZero ? 'host:port or [v6]:port (port 0: any free port)' : 'host:port or [v6]:port' });
+}
+
+export function parseHostPort(value: unknown, options: { allowPortZero?: boolean } = {}): Parsed<HostPort> {
+  return parseValue(hostPort(options), value);
 }
 
 export function formatHostPort({ host, port }: HostPort): string {

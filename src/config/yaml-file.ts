@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { ConfigError } from './errors.js';
-import type { Parsed } from './values.js';
+import type { z } from 'zod';
 
 type Path = (string | number)[];
 
@@ -84,26 +84,19 @@ export class YamlFile {
     return new ConfigError('CONFIG_INVALID', `${where}: ${field ? `${field}: ` : ''}${problem}`, this.file, field, line);
   }
 
-  /** Unwraps a Parsed value or throws a ConfigError at `path`. */
-  expect<T>(path: Path, parsed: Parsed<T>): T {
-    if (!parsed.ok) throw this.error(path, parsed.problem);
-    return parsed.value;
-  }
-
-  /** Rejects keys not in `allowed`, naming the first unknown one. */
-  onlyKeys(path: Path, value: Record<string, unknown>, allowed: readonly string[]): void {
-    for (const key of Object.keys(value)) {
-      if (!allowed.includes(key)) {
-        throw this.error([...path, key], `unknown field (expected one of: ${allowed.join(', ')})`);
-      }
-    }
-  }
-
-  mapAt(path: Path, value: unknown): Record<string, unknown> {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw this.error(path, 'expected a mapping');
-    }
-    return value as Record<string, unknown>;
+  /**
+   * Validates the document (or `value` at `path`) against `schema`: its output, or a
+   * ConfigError at the field of the first problem. An unknown key comes first, as it often
+   * explains the problems after it (a misspelt key leaves its field missing).
+   */
+  parse<Schema extends z.ZodType>(schema: Schema, value: unknown = this.data, path: Path = []): z.output<Schema> {
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    const issues = result.error.issues;
+    const issue = issues.find((one) => one.code === 'unrecognized_keys') ?? issues[0]!;
+    const at = [...path, ...issue.path.map((part) => (typeof part === 'number' ? part : String(part)))];
+    if (issue.code === 'unrecognized_keys') at.push(issue.keys[0]!);
+    throw this.error(at, issue.message);
   }
 }
 

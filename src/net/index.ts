@@ -6,3 +6,4 @@ export * from './fingerprint.js';
 export * from './transport.js';
 export * from './reset.js';
 export * from './work-conn-state.js';
+export * from './datagram-link.js';

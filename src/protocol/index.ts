@@ -2,4 +2,4 @@ export * from './messages.js';
 export * from './errors.js';
 export * from './codec.js';
 export * from './auth.js';
-export { validateMessage } from './validate.js';
+export * from './datagram-codec.js';

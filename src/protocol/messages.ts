@@ -1,136 +1,158 @@
+import { z } from 'zod';
+import { ProtocolError } from './errors.js';
+
 /**
- * Every message that crosses the common port, as one discriminated union.
+ * Every message that crosses the common port, one schema each, as one discriminated union.
+ * The TypeScript types, the codec's validation and the list of message types all come from
+ * the schemas below: there is no second list to keep in step.
  *
  * Control conn (client → server first):  Hello → Challenge → Login → LoginResp,
  * then Ping/Pong both ways, ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
  * and Goodbye from either side before a deliberate close.
- * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes.
+ * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes, or,
+ * for a UDP app (`protocol: 'udp'` in ReqWorkConn / StartWorkConn), one user's datagrams, each
+ * in a frame of its own (`datagram-codec.ts`) until the session ends.
  * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
  * then the user's raw bytes. It is never half-closed: each side reports its end of the user's
  * stream as WorkConnEnd on the control conn, and once both are through (WorkConnIdle from the
  * client) it waits for the next StartWorkConn.
  *
- * The diagram in `diagrams/sequence.md` names exactly these types; a test keeps both in step.
+ * Adding a message: write its schema as `z.object({ type: z.literal('X'), ... })` with bounded
+ * strings and lists (a peer controls every field), add it to `MESSAGE_SCHEMAS`, handle it in
+ * each role's `switch (msg.type)` (the compiler points at them), and draw it in
+ * `diagrams/sequence.md` (a test checks the diagram names exactly these types). Extra fields
+ * a peer sends are dropped, so an older peer ignores what a newer one adds.
  */
 
 export const PROTOCOL_VERSION = 1;
 
+/** Names and ids: group, app, client, session and pairing ids. */
+const id = z.string().max(128);
+/** HMAC proofs and nonces (hex or base64). */
+const token = z.string().max(256);
+/** Human-readable reasons and warnings. */
+const text = z.string().max(1024);
+/** Counters and sequence numbers: JSON numbers that stay exact. */
+const count = z.int().min(0);
+const port = z.int().min(0).max(65535);
+/** No list on the wire is longer: a peer cannot make us walk a huge array. */
+const MAX_LIST = 1024;
+const list = <T extends z.ZodType>(item: T) => z.array(item).max(MAX_LIST);
+/**
+ * `udp` marks a message about a UDP app; absent, it is about TCP, as before UDP apps existed.
+ * Any other value is refused rather than taken for TCP.
+ */
+const protocolMark = z.literal('udp').optional();
+export type AppProtocolMark = 'udp';
+
 /** An app as the server publishes it after activation. */
-export interface AppBinding {
-  name: string;
-  remotePort: number;
+const appBinding = z.object({
+  name: id,
+  remotePort: port,
   /** `listening` once the public port is bound; `failed` with a reason otherwise. */
-  state: 'listening' | 'failed';
-  error?: string;
-}
+  state: z.enum(['listening', 'failed']),
+  error: text.optional(),
+  protocol: protocolMark,
+});
+export type AppBinding = z.infer<typeof appBinding>;
 
 /** An app as the client's own group file declares it (local target never leaves the host). */
-export interface AppDeclaration {
-  name: string;
-  remotePort: number;
-}
+const appDeclaration = z.object({ name: id, remotePort: port, protocol: protocolMark });
+export type AppDeclaration = z.infer<typeof appDeclaration>;
 
-export interface Hello {
-  type: 'Hello';
-  version: number;
-  group: string;
+const hello = z.object({
+  type: z.literal('Hello'),
+  version: count,
+  group: id,
   /** Stable across restarts of the same agent: lets a restarted client take its group over. */
-  clientId: string;
-}
+  clientId: id,
+});
 
-export interface Challenge {
-  type: 'Challenge';
-  /** Server-issued, used once: the login proof is an HMAC over it. */
-  nonce: string;
-}
+/** Server-issued, used once: the login proof is an HMAC over `nonce`. */
+const challenge = z.object({ type: z.literal('Challenge'), nonce: token });
 
-export interface Login {
-  type: 'Login';
+const login = z.object({
+  type: z.literal('Login'),
   /** HMAC-SHA256(secret, "login" | nonce | group | clientId), hex. */
-  proof: string;
+  proof: token,
   /** What the client's group file says, so the server can report mismatches. */
-  apps: AppDeclaration[];
-}
+  apps: list(appDeclaration),
+});
 
-export type LoginRejectCode =
-  | 'UNKNOWN_GROUP'
-  | 'BAD_SECRET'
-  | 'GROUP_IN_USE'
-  | 'VERSION_MISMATCH'
-  | 'RATE_LIMITED'
-  | 'POLICY';
+const loginRejectCode = z.enum(['UNKNOWN_GROUP', 'BAD_SECRET', 'GROUP_IN_USE', 'VERSION_MISMATCH', 'RATE_LIMITED', 'POLICY']);
+export type LoginRejectCode = z.infer<typeof loginRejectCode>;
 
-export interface LoginResp {
-  type: 'LoginResp';
-  /** Absent when rejected. */
-  sessionId?: string;
-  heartbeatIntervalMs?: number;
-  heartbeatTimeoutMs?: number;
-  apps?: AppBinding[];
-  /** Differences between the server's registry and the client's group file, in words. */
-  warnings?: string[];
-  error?: { code: LoginRejectCode; reason: string };
-}
+/** Accepted: session, heartbeat and apps; rejected: only `error`. */
+const loginResp = z
+  .object({
+    type: z.literal('LoginResp'),
+    sessionId: id.optional(),
+    heartbeatIntervalMs: count.optional(),
+    heartbeatTimeoutMs: count.optional(),
+    apps: list(appBinding).optional(),
+    /** Differences between the server's registry and the client's group file, in words. */
+    warnings: list(text).optional(),
+    error: z.object({ code: loginRejectCode, reason: text }).optional(),
+  })
+  .superRefine((resp, ctx) => {
+    if (resp.error !== undefined) return;
+    for (const field of ['sessionId', 'heartbeatIntervalMs', 'heartbeatTimeoutMs', 'apps'] as const) {
+      if (resp[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: 'required when the login is accepted (no error)' });
+    }
+  });
 
-export interface Ping {
-  type: 'Ping';
-  seq: number;
-}
+const ping = z.object({ type: z.literal('Ping'), seq: count });
+const pong = z.object({ type: z.literal('Pong'), seq: count });
 
-export interface Pong {
-  type: 'Pong';
-  seq: number;
-}
-
-export interface ReqWorkConn {
-  type: 'ReqWorkConn';
-  app: string;
+const reqWorkConn = z.object({
+  type: z.literal('ReqWorkConn'),
+  app: id,
   /** One-time, unguessable; valid for exactly one held user connection of this session. */
-  pairingId: string;
-}
+  pairingId: id,
+  /** `udp`: the work conn carries one UDP session's datagrams; the client opens a local UDP socket. */
+  protocol: protocolMark,
+});
 
-export interface NewWorkConn {
-  type: 'NewWorkConn';
-  sessionId: string;
-  pairingId: string;
+const newWorkConn = z.object({
+  type: z.literal('NewWorkConn'),
+  sessionId: id,
+  pairingId: id,
   /** HMAC-SHA256(secret, "join" | sessionId | pairingId), hex: a pairing id alone is not enough. */
-  proof: string;
-}
+  proof: token,
+});
 
 /**
  * Server → client on the common conn: open one work conn per id now, for the pool. The client
  * dials only the server (never the local app: a server-speaks-first app must not be connected
  * before its user exists) and presents each id in NewWorkConn, like a ReqWorkConn's.
  */
-export interface ReqPooledWorkConns {
-  type: 'ReqPooledWorkConns';
+const reqPooledWorkConns = z.object({
+  type: z.literal('ReqPooledWorkConns'),
   /** One-time, unguessable, issued by the server; each binds one pooled work conn. */
-  pairingIds: string[];
-}
+  pairingIds: list(id),
+});
 
 /**
  * Server → client on an idle pooled work conn: a user of `app` was joined to this conn. The
  * client dials the local app and relays; if it cannot, it closes this conn (the user is closed
  * at once) and reports WorkConnFailed with `pairingId` on the common conn.
  */
-export interface StartWorkConn {
-  type: 'StartWorkConn';
-  app: string;
+const startWorkConn = z.object({
+  type: z.literal('StartWorkConn'),
+  app: id,
   /** Names this user for WorkConnFailed and the logs; not a credential. */
-  pairingId: string;
-}
+  pairingId: id,
+  /** `udp`: datagram frames follow, for one UDP session (one user address). */
+  protocol: protocolMark,
+});
 
 /**
  * Server → client on the common conn, after the registry changed a live group (a hot reload of
  * its file): the apps opened (with their public ports, or why they failed) and the apps closed.
  * The client only reports it: its local targets still come from its own group file.
  */
-export interface AppsChanged {
-  type: 'AppsChanged';
-  opened: AppBinding[];
-  closed: string[];
-}
+const appsChanged = z.object({ type: z.literal('AppsChanged'), opened: list(appBinding), closed: list(id) });
 
 /**
  * Either way on the common conn, for a user on a pooled work conn: the stream this side relays
@@ -138,83 +160,86 @@ export interface AppsChanged {
  * a FIN on the work conn, which would end it for good; the receiver ends its own socket once
  * exactly that many bytes have arrived, so no marker is needed inside the relayed bytes.
  */
-export interface WorkConnEnd {
-  type: 'WorkConnEnd';
-  pairingId: string;
-  bytes: number;
-}
+const workConnEnd = z.object({ type: z.literal('WorkConnEnd'), pairingId: id, bytes: count });
 
 /**
  * Client → server on the common conn: both ends of `pairingId`'s stream are through on the
  * client, and its work conn waits for a StartWorkConn again. The server puts it back in the
  * pool once its own side is through too.
  */
-export interface WorkConnIdle {
-  type: 'WorkConnIdle';
-  pairingId: string;
-}
+const workConnIdle = z.object({ type: z.literal('WorkConnIdle'), pairingId: id });
 
-export interface WorkConnFailed {
-  type: 'WorkConnFailed';
-  pairingId: string;
-  reason: string;
-}
+const workConnFailed = z.object({ type: z.literal('WorkConnFailed'), pairingId: id, reason: text });
 
 /**
  * `SLOW_PEER`: the peer stopped reading its control conn (too much queued for it, or nothing
  * taken for the heartbeat timeout). Such a peer cannot read a Goodbye either: it is reset, and
  * the code names the cause in the events of the side that cut it off.
  */
-export type GoodbyeCode = 'TAKEN_OVER' | 'SHUTDOWN' | 'HEARTBEAT_TIMEOUT' | 'PROTOCOL_ERROR' | 'KICKED' | 'DEREGISTERED' | 'SLOW_PEER' | 'SECRET_CHANGED';
+const goodbyeCode = z.enum(['TAKEN_OVER', 'SHUTDOWN', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR', 'KICKED', 'DEREGISTERED', 'SLOW_PEER', 'SECRET_CHANGED']);
+export type GoodbyeCode = z.infer<typeof goodbyeCode>;
 
-export interface Goodbye {
-  type: 'Goodbye';
-  code: GoodbyeCode;
-  reason: string;
+const goodbye = z.object({ type: z.literal('Goodbye'), code: goodbyeCode, reason: text });
+
+/** The one list of wire messages: the union, MESSAGE_TYPES and the diagram check read it. */
+const MESSAGE_SCHEMAS = [
+  hello,
+  challenge,
+  login,
+  loginResp,
+  ping,
+  pong,
+  reqWorkConn,
+  newWorkConn,
+  reqPooledWorkConns,
+  startWorkConn,
+  workConnEnd,
+  workConnIdle,
+  appsChanged,
+  workConnFailed,
+  goodbye,
+] as const;
+
+export const messageSchema = z.discriminatedUnion('type', MESSAGE_SCHEMAS);
+
+export type Message = z.infer<typeof messageSchema>;
+export type MessageType = Message['type'];
+type Of<T extends MessageType> = Extract<Message, { type: T }>;
+export type Hello = Of<'Hello'>;
+export type Challenge = Of<'Challenge'>;
+export type Login = Of<'Login'>;
+export type LoginResp = Of<'LoginResp'>;
+export type Ping = Of<'Ping'>;
+export type Pong = Of<'Pong'>;
+export type ReqWorkConn = Of<'ReqWorkConn'>;
+export type NewWorkConn = Of<'NewWorkConn'>;
+export type ReqPooledWorkConns = Of<'ReqPooledWorkConns'>;
+export type StartWorkConn = Of<'StartWorkConn'>;
+export type WorkConnEnd = Of<'WorkConnEnd'>;
+export type WorkConnIdle = Of<'WorkConnIdle'>;
+export type AppsChanged = Of<'AppsChanged'>;
+export type WorkConnFailed = Of<'WorkConnFailed'>;
+export type Goodbye = Of<'Goodbye'>;
+
+/** Every message type, in the order of MESSAGE_SCHEMAS (tests and the diagram check enumerate it). */
+export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze(MESSAGE_SCHEMAS.map((schema) => schema.shape.type.value));
+
+/**
+ * Narrows parsed JSON to a Message. Anything a peer sends is `unknown` until it passes here;
+ * extra fields are dropped, a missing or mistyped one is a BAD_MESSAGE naming the field.
+ */
+export function validateMessage(value: unknown): Message {
+  const result = messageSchema.safeParse(value);
+  if (result.success) return result.data;
+  throw new ProtocolError('BAD_MESSAGE', describeIssue(value, result.error.issues[0]!));
 }
 
-export type Message =
-  | Hello
-  | Challenge
-  | Login
-  | LoginResp
-  | Ping
-  | Pong
-  | ReqWorkConn
-  | NewWorkConn
-  | ReqPooledWorkConns
-  | StartWorkConn
-  | WorkConnEnd
-  | WorkConnIdle
-  | AppsChanged
-  | WorkConnFailed
-  | Goodbye;
-
-export type MessageType = Message['type'];
-
-/** Kept as a value so tests (and the diagram check) can enumerate the union. */
-export const MESSAGE_TYPES = [
-  'Hello',
-  'Challenge',
-  'Login',
-  'LoginResp',
-  'Ping',
-  'Pong',
-  'ReqWorkConn',
-  'NewWorkConn',
-  'ReqPooledWorkConns',
-  'StartWorkConn',
-  'WorkConnEnd',
-  'WorkConnIdle',
-  'AppsChanged',
-  'WorkConnFailed',
-  'Goodbye',
-] as const satisfies readonly MessageType[];
-
-// Compile-time check that MESSAGE_TYPES lists every member of the union.
-type Missing = Exclude<MessageType, (typeof MESSAGE_TYPES)[number]>;
-const everyTypeListed: Missing extends never ? true : Missing = true;
-void everyTypeListed;
+function describeIssue(value: unknown, issue: z.core.$ZodIssue): string {
+  const type = typeof value === 'object' && value !== null ? (value as { type?: unknown }).type : undefined;
+  if (issue.path.length === 1 && issue.path[0] === 'type') return `unknown message type ${JSON.stringify(type)?.slice(0, 40) ?? 'undefined'}`;
+  if (issue.path.length === 0) return `a message must be an object with a known type: ${issue.message}`;
+  return `${String(type)}.${issue.path.map(String).join('.')}: ${issue.message}`;
+}
 
 export function assertNever(value: never, what = 'value'): never {
   throw new Error(`unexpected ${what}: ${JSON.stringify(value)}`);

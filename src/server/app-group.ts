@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import type { AppSpec, GroupSpec, PolicyConfig } from '../config/index.js';
+import { protocolMark, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, resetSocket, WorkConnTracker, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
@@ -19,7 +19,13 @@ import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-r
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
 import { portRefusal } from './policy.js';
+import { UdpAppServer, type UdpSessionSink } from './udp-app-server.js';
+import { UdpSessions } from './udp-sessions.js';
+import type { UdpUserSession } from './udp-user-session.js';
 import { WorkConnPool } from './work-conn-pool.js';
+
+/** An app's public port: a TCP listener, or a UDP socket with its sessions. */
+export type PublicApp = AppServer | UdpAppServer;
 
 const debug = createDebug('ntp:server:app-group');
 
@@ -62,7 +68,7 @@ export interface AppGroupOptions {
  * An activated group: one client session, its heartbeat watch, and one AppServer per app.
  * Lives from a successful login until `deactivate`; a later login makes a new AppGroup.
  */
-export class AppGroup implements UserConnSink {
+export class AppGroup implements UserConnSink, UdpSessionSink {
   readonly name: string;
   readonly sessionId = randomId();
   readonly since = Date.now();
@@ -71,10 +77,11 @@ export class AppGroup implements UserConnSink {
   /** The client's IP address alone (its work conns come from there). */
   readonly clientSource: string | undefined;
   lastHeartbeatAt = Date.now();
-  private readonly appServers = new Map<string, AppServer>();
+  private readonly appServers = new Map<string, PublicApp>();
   private readonly pairings: Pairings;
   private readonly bindRetries: BindRetries;
   private readonly pool: WorkConnPool;
+  private readonly udpSessions: UdpSessions;
   /**
    * Users joined to a work conn (pooled or asked for), by pairing id, until their work conn is
    * back in the pool or gone: WorkConnEnd, WorkConnIdle and a late WorkConnFailed name one.
@@ -99,6 +106,13 @@ export class AppGroup implements UserConnSink {
       options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
       (idle, served) => options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
     );
+    this.udpSessions = new UdpSessions({
+      group: this.name,
+      pairingTimeoutMs: options.pairingTimeoutMs,
+      takePooled: () => this.pool.take(),
+      send: (message) => options.channel.send(message),
+      emit: options.emit,
+    });
   }
 
   /** Asks the client for the pool's work conns; call once the client has its LoginResp. */
@@ -120,7 +134,7 @@ export class AppGroup implements UserConnSink {
     return this.active;
   }
 
-  get apps(): ReadonlyMap<string, AppServer> {
+  get apps(): ReadonlyMap<string, PublicApp> {
     return this.appServers;
   }
 
@@ -178,7 +192,7 @@ export class AppGroup implements UserConnSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort) {
+      if (old !== undefined && old.remotePort === app.remotePort && old.type === app.type) {
         const server = this.appServers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -187,7 +201,8 @@ export class AppGroup implements UserConnSink {
         // Still waiting for its busy port: the retry binds the spec current by then.
         if (this.bindRetries.has(app.name)) continue;
       }
-      if (old !== undefined && this.closeApp(app.name, `its remotePort changed to ${app.remotePort}`)) closed.push(app.name);
+      const why = old?.type !== app.type ? `its type changed to ${app.type ?? 'tcp'}` : `its remotePort changed to ${app.remotePort}`;
+      if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
     for (const name of before.keys()) if (this.closeApp(name, 'removed from the registry')) closed.push(name);
@@ -247,6 +262,15 @@ export class AppGroup implements UserConnSink {
       default:
         return assertNever(message, 'message');
     }
+  }
+
+  onUdpSession(app: UdpAppServer, session: UdpUserSession): void {
+    if (!this.active) return session.close(false, 'the group is not active');
+    this.udpSessions.start(app, session);
+  }
+
+  onUdpSessionClosed(session: UdpUserSession): void {
+    this.udpSessions.forget(session.pairingId);
   }
 
   onUserConn(app: AppServer, userConn: Socket): void {
@@ -323,11 +347,16 @@ export class AppGroup implements UserConnSink {
    */
   acceptWorkConn(message: NewWorkConn, workConn: Socket): string | null {
     const forPool = this.pool.isRequested(message.pairingId);
-    const pending = forPool ? undefined : this.pairings.peek(message.pairingId);
-    if (!forPool && pending === undefined) return 'unknown, used or expired pairing id';
+    const forUdp = !forPool && this.udpSessions.isWaiting(message.pairingId);
+    const pending = forPool || forUdp ? undefined : this.pairings.peek(message.pairingId);
+    if (!forPool && !forUdp && pending === undefined) return 'unknown, used or expired pairing id';
     const expected = joinProof(this.loginSecret, this.sessionId, message.pairingId);
     // A bad proof does not consume the pairing: the real client may still arrive in time.
     if (!proofsMatch(expected, message.proof)) return 'bad join proof';
+    if (forUdp) {
+      this.udpSessions.join(message.pairingId, workConn, (app) => this.appServers.get(app.name) === app);
+      return null;
+    }
     if (pending === undefined) {
       this.pool.add(message.pairingId, workConn);
       return null;
@@ -370,6 +399,7 @@ export class AppGroup implements UserConnSink {
       } else use.relay.reset(`group deactivated: ${reason}`);
     }
     this.joined.clear();
+    this.udpSessions.closeAll(`group deactivated: ${reason}`);
     for (const app of this.appServers.values()) app.close();
     this.pool.destroy();
     for (const user of this.pairings.dropAll()) {
@@ -383,25 +413,29 @@ export class AppGroup implements UserConnSink {
   }
 
   private async openApp(app: AppSpec): Promise<AppBinding> {
+    const protocol = protocolMark(app);
     const refusal = portRefusal(this.options.policy ?? {}, this.name, app);
     if (refusal !== undefined) {
       this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason: refusal });
-      return { name: app.name, remotePort: app.remotePort, state: 'failed', error: refusal };
+      return { name: app.name, remotePort: app.remotePort, state: 'failed', error: refusal, ...protocol };
     }
     const bound = await this.bindApp(app);
-    if (typeof bound === 'number') return { name: app.name, remotePort: bound, state: 'listening' };
+    if (typeof bound === 'number') return { name: app.name, remotePort: bound, state: 'listening', ...protocol };
     // A busy port is often freed soon (a process restarting, another group's app closing).
     const retrying = bound.code === 'EADDRINUSE' && this.active;
     if (retrying) this.bindRetries.schedule(app.name);
     const retryMs = this.options.bindRetry ?? BIND_RETRY_DEFAULTS;
     const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first in ${retryMs.firstMs}ms, then at most every ${retryMs.maxMs}ms)` : ''}`;
     this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: app.remotePort, reason });
-    return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason };
+    return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason, ...protocol };
   }
 
   /** Binds an app's public port: the port bound, or the bind error. */
   private async bindApp(app: AppSpec): Promise<number | NodeJS.ErrnoException> {
-    const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
+    const server: PublicApp =
+      app.type === 'udp'
+        ? new UdpAppServer(this.name, app, this.options.bindHost, this, this.options.emit)
+        : new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
     this.appServers.set(app.name, server);
     try {
       const port = await server.listen();
@@ -428,7 +462,8 @@ export class AppGroup implements UserConnSink {
       this.options.emit({ type: 'app-failed', group: this.name, app: name, port: app.remotePort, reason: describeBindError(bound, app.remotePort) });
       return;
     }
-    if (this.active && this.appServers.has(name)) this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening' }], closed: [] });
+    const protocol = protocolMark(app);
+    if (this.active && this.appServers.has(name)) this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening', ...protocol }], closed: [] });
   };
 
   private handleWorkConnFailed(pairingId: string, reason: string): void {
@@ -445,6 +480,8 @@ export class AppGroup implements UserConnSink {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: pooled.app, pairingId, reason });
       return;
     }
+    const udpApp = this.udpSessions.failed(pairingId, reason);
+    if (udpApp !== undefined) return this.options.emit({ type: 'work-conn-failed', group: this.name, app: udpApp, pairingId, reason });
     const user = this.pairings.take(pairingId);
     if (user === undefined) return; // already expired or abandoned: nothing left to close
     resetSocket(user.userConn);
@@ -472,6 +509,8 @@ export class AppGroup implements UserConnSink {
         warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
       } else if (mine.remotePort !== app.remotePort) {
         warnings.push(`app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`);
+      } else if ((mine.protocol ?? 'tcp') !== (app.type ?? 'tcp')) {
+        warnings.push(`app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`);
       }
     }
     for (const name of declared.keys()) {

@@ -4,6 +4,7 @@ import type { AppSpec } from '../config/index.js';
 import { joinReusable, peerOf, resetSocket, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
+import { TrafficSampler } from './traffic-sampler.js';
 
 const debug = createDebug('ntp:server:app-server');
 
@@ -31,8 +32,7 @@ export class AppServer {
   port = 0;
   totalBytesIn = 0;
   totalBytesOut = 0;
-  private reportedIn = 0;
-  private reportedOut = 0;
+  private readonly traffic: TrafficSampler;
 
   constructor(
     readonly group: string,
@@ -44,6 +44,7 @@ export class AppServer {
   ) {
     this.currentSpec = spec;
     this.access = new AppAccessControl(spec);
+    this.traffic = new TrafficSampler(group, emit);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
     // Accept errors (EMFILE and the like) must not take the process down; the server keeps listening.
     this.server.on('error', (error) => debug('%s/%s accept error: %s', group, spec.name, error.message));
@@ -123,10 +124,7 @@ export class AppServer {
   /** Emits a `traffic` sample with the bytes since the previous one, if any moved. */
   sampleTraffic(): void {
     const { bytesIn, bytesOut } = this.bytesSoFar();
-    if (bytesIn === this.reportedIn && bytesOut === this.reportedOut) return;
-    this.emit({ type: 'traffic', group: this.group, app: this.name, bytesIn: bytesIn - this.reportedIn, bytesOut: bytesOut - this.reportedOut, liveConns: this.liveConns.size });
-    this.reportedIn = bytesIn;
-    this.reportedOut = bytesOut;
+    this.traffic.sample(this.name, bytesIn, bytesOut, this.liveConns.size);
   }
 
   /**

@@ -36,6 +36,23 @@ export type ServerEvent =
     }
   /** Bytes relayed for one app since its previous sample (live conns included). */
   | { type: 'traffic'; group: string; app: string; bytesIn: number; bytesOut: number; liveConns: number }
+  /** A UDP app saw a new user address: a session, with its own work conn, is opened for it. */
+  | { type: 'udp-session-opened'; group: string; app: string; peer: string; pairingId: string; pooled: boolean }
+  | {
+      type: 'udp-session-closed';
+      group: string;
+      app: string;
+      peer: string;
+      pairingId: string;
+      reason: string;
+      datagramsIn: number;
+      datagramsOut: number;
+      bytesIn: number;
+      bytesOut: number;
+      durationMs: number;
+    }
+  /** Datagrams a UDP app dropped since its previous sample, by reason (`oversize`, `sessionCap`, `notAllowed`, `backlog`). */
+  | { type: 'udp-dropped'; group: string; app: string; dropped: Partial<Record<'oversize' | 'sessionCap' | 'notAllowed' | 'backlog', number>> }
   | { type: 'group-deactivated'; group: string; code: DeactivationCode; reason: string }
   | { type: 'bad-peer'; remote: string; code: string; reason: string }
   /** A source address crossed a failed-login threshold (`forMs`: how long it is refused). */

@@ -5,5 +5,6 @@ export * from './events.js';
 export * from './tls.js';
 export { portRefusal } from './policy.js';
 export { BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
+export { UdpAppServer, UDP_DROP_REASONS, type UdpCounters, type UdpDropReason } from './udp-app-server.js';
 export * from './verify.js';
 export * from './init.js';

@@ -123,6 +123,16 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('appServer', 'User', `closed without a work conn: ${event.reason}`, { lost: true });
     case 'conn-closed':
       return trace.message('appServer', 'User', `conn closed (${event.bytesIn} B in, ${event.bytesOut} B out, ${event.durationMs}ms)`, { reply: true });
+    case 'udp-session-opened':
+      trace.phase('Proxying');
+      trace.message('User', 'appServer', `datagram to ${event.group}/${event.app} from ${event.peer}: a new UDP session (pairing ${event.pairingId})`);
+      if (!event.pooled) return trace.message('appServer', 'appGroup', 'ask for a work conn for the session');
+      trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}, protocol udp) on a pooled work conn`);
+      return trace.message('appServer', 'User', 'datagrams both ways, one frame each on the session\'s work conn', { reply: true });
+    case 'udp-session-closed':
+      return trace.message('appServer', 'User', `UDP session ${event.peer} closed: ${event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out)`, { reply: true, lost: true });
+    case 'udp-dropped':
+      return trace.note('appServer', `${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
     case 'traffic':
       return;
     case 'group-deactivated':

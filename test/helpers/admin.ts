@@ -2,7 +2,7 @@ import { get } from 'node:http';
 import { connect } from 'node:net';
 import { Observable } from 'rxjs';
 import { AdminServer, type AtomicWriteHooks } from '../../src/admin/index.js';
-import { Secret, type AdminConfig } from '../../src/config/index.js';
+import { Secret, type AdminSettings } from '../../src/config/index.js';
 import type { CommonServer } from '../../src/server/index.js';
 import type { TestConfigDir } from './configs.js';
 
@@ -18,7 +18,7 @@ export interface TestAdmin {
 export async function startAdmin(
   server: CommonServer,
   config: TestConfigDir,
-  options: { token?: string; writeHooks?: AtomicWriteHooks; admin?: Partial<AdminConfig>; maxEventQueueBytes?: number } = {},
+  options: { token?: string; writeHooks?: AtomicWriteHooks; admin?: Partial<AdminSettings>; maxEventQueueBytes?: number } = {},
 ): Promise<TestAdmin> {
   const admin = new AdminServer({
     server,

@@ -11,6 +11,11 @@ export interface TestAppEntry {
   localPort: number;
   /** 0 lets the server choose. */
   remotePort?: number;
+  /** A UDP app (`type: udp`), with its `udp:` settings if any. */
+  type?: 'udp';
+  udp?: { idleTimeout?: string; maxSessions?: number; maxDatagramBytes?: number };
+  /** CIDRs allowed to use the public port. */
+  allow?: string[];
 }
 
 export interface TestGroup {
@@ -64,7 +69,14 @@ export function groupYaml(group: TestGroup): string {
   return stringify({
     name: group.name,
     secret: group.secret,
-    apps: group.apps.map((app) => ({ name: app.name, local: `127.0.0.1:${app.localPort}`, remotePort: app.remotePort ?? 0 })),
+    apps: group.apps.map((app) => ({
+      name: app.name,
+      local: `127.0.0.1:${app.localPort}`,
+      remotePort: app.remotePort ?? 0,
+      ...(app.type === undefined ? {} : { type: app.type }),
+      ...(app.udp === undefined ? {} : { udp: app.udp }),
+      ...(app.allow === undefined ? {} : { allow: app.allow }),
+    })),
   });
 }
 

@@ -18,12 +18,12 @@ export class CliProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   /**
-   * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). `bin` is a
-   * script run by this node, or, with `{ executable: true }`, a program run as it is (an
-   * installed binary, found through its own `#!/usr/bin/env node` line).
+   * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). With
+   * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq; an
+   * installed binary, found through its own `#!/usr/bin/env node` line). `cwd`: where it runs.
    */
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { cwd, executable = false }: { cwd?: string; executable?: boolean } = {}) {
-    this.child = spawn(executable ? bin : process.execPath, executable ? args : [...nodeArgs, bin, ...args], {
+  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { program = false, cwd }: { program?: boolean; cwd?: string } = {}) {
+    this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
       ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -50,18 +50,20 @@ function renderGroups() {
         ? `left at ${time(group.lastDeactivation.at)}: ${group.lastDeactivation.code} (${group.lastDeactivation.reason})`
         : 'no client connected';
     card.append(el('div', { class: 'client', text: client }));
-    const table = el('table', {}, el('tr', {}, ...['app', 'public port', 'state', 'live conns', 'in', 'out', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
+    const table = el('table', {}, el('tr', {}, ...['app', 'type', 'public port', 'state', 'live conns / sessions', 'in', 'out', 'dropped', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
     for (const app of group.apps) {
       const key = `${group.name}/${app.name}`;
       const canvas = el('canvas', { class: 'chart', width: '220', height: '40', 'data-chart': key });
       table.append(
-        el('tr', { 'data-app': key, 'data-live-conns': String(app.liveConns), 'data-bytes-in': String(app.bytesIn), 'data-bytes-out': String(app.bytesOut) },
+        el('tr', { 'data-app': key, 'data-type': app.type, 'data-live-conns': String(app.liveConns), 'data-bytes-in': String(app.bytesIn), 'data-bytes-out': String(app.bytesOut), 'data-dropped': String(droppedTotal(app)) },
           el('td', { text: app.name }),
+          el('td', { class: 'type', text: app.type }),
           el('td', { class: 'num', text: app.publicPort ?? (app.remotePort || 'auto') }),
           el('td', { text: app.state }),
           el('td', { class: 'num live-conns', text: String(app.liveConns) }),
           el('td', { class: 'num bytes-in', text: formatBytes(app.bytesIn) }),
           el('td', { class: 'num bytes-out', text: formatBytes(app.bytesOut) }),
+          el('td', { class: 'num dropped', title: droppedDetail(app), text: app.udp ? String(droppedTotal(app)) : '–' }),
           el('td', {}, canvas)),
       );
     }
@@ -71,6 +73,16 @@ function renderGroups() {
   const inUse = groups.filter((g) => g.state === 'in-use').length;
   document.getElementById('summary').textContent = `${groups.length} group(s), ${inUse} in use`;
   drawCharts();
+}
+
+/** A UDP app's dropped datagrams, all reasons together (TCP apps drop nothing: 0). */
+function droppedTotal(app) {
+  return app.udp ? Object.values(app.udp.dropped).reduce((sum, count) => sum + count, 0) : 0;
+}
+
+/** The reasons, for the cell's tooltip: "oversize 2, sessionCap 0, ...". */
+function droppedDetail(app) {
+  return app.udp ? Object.entries(app.udp.dropped).map(([reason, count]) => `${reason} ${count}`).join(', ') : '';
 }
 
 function drawCharts() {
@@ -155,7 +167,8 @@ function connectStream() {
   };
   for (const type of ['listening', 'group-registered', 'group-registration-failed', 'group-deregistered', 'group-updated', 'client-connected', 'login-rejected',
     'group-activated', 'app-failed', 'app-opened', 'app-closed', 'heartbeat', 'heartbeat-timeout', 'user-conn-accepted', 'user-conn-refused',
-    'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer']) {
+    'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer',
+    'udp-session-opened', 'udp-session-closed', 'udp-dropped']) {
     source.addEventListener(type, onEvent);
   }
 }

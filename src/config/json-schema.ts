@@ -1,0 +1,41 @@
+import { dirname, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { groupFileSchema } from './group-file.js';
+import { serverConfigSchema } from './server-config.js';
+
+/**
+ * The JSON Schema of each file kind, generated from the same zod schemas that validate the
+ * files, so that an editor (yaml-language-server) completes and checks what the loader
+ * accepts. Input side: what a person writes (`10s`, `host:port`), not what the code reads.
+ * What needs the file system or the environment (a secret file's mode, `${VAR}` being set, a
+ * group name matching its file name) is checked only by the loader.
+ */
+export type ConfigKind = 'commonserver' | 'group';
+
+export const SCHEMA_FILES: Readonly<Record<ConfigKind, string>> = Object.freeze({
+  commonserver: 'commonserver.schema.json',
+  group: 'group.schema.json',
+});
+
+/** `schema/` at the package's top level (this module runs from dist/src/config/). */
+export const SCHEMA_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'schema');
+
+export function configJsonSchema(kind: ConfigKind): Record<string, unknown> {
+  // The context only feeds transforms, which the input-side JSON Schema does not run.
+  const schema = kind === 'commonserver' ? serverConfigSchema({ file: 'commonserver.yaml', env: {} }) : groupFileSchema({ file: 'group.yaml', env: {}, baseDir: '.' });
+  return toJsonSchema(schema);
+}
+
+export function toJsonSchema(schema: z.ZodType): Record<string, unknown> {
+  return z.toJSONSchema(schema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>;
+}
+
+/**
+ * The first line of a YAML file of `kind` written to `file`: where editors find its schema,
+ * relative to the file so that it holds wherever the package is installed.
+ */
+export function schemaComment(kind: ConfigKind, file: string): string {
+  const path = relative(dirname(file), join(SCHEMA_DIR, SCHEMA_FILES[kind])).split(sep).join('/');
+  return `# yaml-language-server: $schema=${path}`;
+}
