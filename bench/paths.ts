@@ -40,6 +40,8 @@ export interface PathOptions {
   pool?: number;
   /** Writes V8 CPU profiles of the tunnel's two processes here (`node --cpu-prof`). */
   cpuProfDir?: string;
+  /** The `bandwidth` (bytes per second, each way) of the target named `limited`. */
+  limitBytes?: number;
 }
 
 /** Opens `name` in front of `targets` (target name → local port); undefined if unavailable here. */
@@ -64,7 +66,12 @@ export async function openPath(name: PathName, targets: Record<string, number>, 
  * directory on first start and has the client pin the fingerprint the server printed.
  */
 function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: boolean): Promise<BenchPath> {
-  return openTunnelWith(name, Object.entries(targets).map(([app, localPort]) => ({ name: app, localPort })), options, tls);
+  const apps = Object.entries(targets).map(([app, localPort]) => ({
+    name: app,
+    localPort,
+    ...(app === 'limited' && options.limitBytes !== undefined ? { extra: { bandwidth: { in: options.limitBytes, out: options.limitBytes } } } : {}),
+  }));
+  return openTunnelWith(name, apps, options, tls);
 }
 
 /** The tunnel in front of `apps` as the group file lists them (UDP apps, fixed public ports). */

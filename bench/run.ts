@@ -16,7 +16,7 @@ import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, 
 import { printTable, type Figures } from './table.js';
 import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'limited'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -30,6 +30,7 @@ const USAGE = `usage: npm run bench -- [options]
   --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
   --slow-seconds N slow reader duration (default 20)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
+  --limit-mb N     the bandwidth of the tunnel's limited app, MB/s each way (limited figure; default 8)
   --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
   --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
 
@@ -48,6 +49,7 @@ async function main(): Promise<number> {
       'udp-rates': { type: 'string' },
       'slow-seconds': { type: 'string' },
       pool: { type: 'string' },
+      'limit-mb': { type: 'string' },
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       'no-json': { type: 'boolean', default: false },
@@ -73,11 +75,12 @@ async function main(): Promise<number> {
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
     udpRates: values['udp-rates']?.split(',').map((rate) => rate.trim()).filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
+    limitBytes: Number(values['limit-mb'] ?? 8) * 1024 * 1024,
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
   const has = (figure: Figure): boolean => figures.includes(figure);
   if (!checkTools([
-    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') },
+    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
     { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
     { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
     { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
@@ -102,11 +105,13 @@ async function main(): Promise<number> {
   const stops: Array<() => Promise<void> | void> = [];
   try {
     const targets: Record<string, number> = {};
-    if (has('throughput') || has('udp')) {
+    if (has('throughput') || has('udp') || has('limited')) {
       const port = await freePort();
       const server = startDaemon('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1']);
       stops.push(() => stopDaemon(server));
       targets.iperf = port;
+      // The same iperf3 server behind a second app of the tunnel, one with a bandwidth limit.
+      if (has('limited')) targets.limited = port;
     }
     if (has('redis')) {
       const port = await freePort();
@@ -135,6 +140,7 @@ async function main(): Promise<number> {
       ...(cert ? { certDir: cert.dir } : {}),
       ...(settings.pool === undefined ? {} : { pool: settings.pool }),
       ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+      limitBytes: settings.limitBytes,
     };
     for (let run = 1; run <= settings.runs; run++) {
       for (const name of paths) {
@@ -155,6 +161,7 @@ async function main(): Promise<number> {
             }
             continue;
           }
+          if (figure === 'limited' && !name.startsWith('tunnel')) continue; // only the tunnel has limits
           // Fresh processes per figure, so that no RSS figure inherits another one's heap.
           const path = await openPath(name, targets, pathOptions);
           if (path === undefined) {
@@ -215,6 +222,7 @@ interface Settings {
   redisRequests: number;
   slowOfferedBytes: number;
   slowRate: number;
+  limitBytes: number;
 }
 
 async function measure(figure: Figure, path: BenchPath, settings: Settings, add: (metric: string, value: number | undefined) => void): Promise<void> {
@@ -226,6 +234,14 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
       add('iperf 8 streams Gbit/s', eight.bitsPerSecond / 1e9);
       add('peak RSS 8 streams, server MB', eight.peakRss && eight.peakRss.server / 2 ** 20);
       add('peak RSS 8 streams, client MB', eight.peakRss && eight.peakRss.client / 2 ** 20);
+      return;
+    }
+    case 'limited': {
+      // What got through a limited app, as a fraction of its limit: each way, and 4 users sharing it.
+      const of = async (args: string[], streams = 1): Promise<number> => (await iperf(path.ports.limited!, streams, settings.seconds, undefined, args)).bitsPerSecond / 8 / settings.limitBytes;
+      add('limited app in, ÷ limit', await of([]));
+      add('limited app out (-R), ÷ limit', await of(['-R']));
+      add('limited app, 4 users, ÷ limit', await of([], 4));
       return;
     }
     case 'setup': {

@@ -10,15 +10,21 @@ export interface Pids {
 }
 
 /** iperf3 through `port`: received bits per second, and the peak RSS of the two processes meanwhile. */
-export async function iperf(port: number, streams: number, seconds: number, pids: Pids | undefined): Promise<{ bitsPerSecond: number; peakRss?: Pids }> {
+export async function iperf(port: number, streams: number, seconds: number, pids: Pids | undefined, extraArgs: string[] = [], busyRetries = 20): Promise<{ bitsPerSecond: number; peakRss?: Pids }> {
   const sampler = pids && sampleRss([pids.server, pids.client]);
   try {
     const out = await runTool(
       'iperf3',
-      ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-O', '1', '-P', String(streams), '-J'],
+      ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-O', '1', '-P', String(streams), '-J', ...extraArgs],
       (seconds + 20) * 1000,
     );
     const report = JSON.parse(out) as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
+    // The server may still be closing the previous test (its control conn went through a path
+    // just torn down): it refuses with "busy" for a moment.
+    if (report.error?.includes('busy') && busyRetries > 0) {
+      await sleep(500);
+      return await iperf(port, streams, seconds, pids, extraArgs, busyRetries - 1);
+    }
     if (report.error) throw new Error(`iperf3: ${report.error}`);
     const bitsPerSecond = report.end?.sum_received?.bits_per_second ?? Number.NaN;
     const peaks = sampler?.stop();

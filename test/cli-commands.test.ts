@@ -26,10 +26,10 @@ test('--version: both binaries print their name and the package version, exit 0'
 
 test('--help per command: its own usage on stdout, no timestamp, exit 0', { timeout: 30_000 }, async () => {
   const cases: [string, string[], RegExp][] = [
-    [COMMONSERVER_BIN, ['--help'], /--no-watch[\s\S]*verify/],
+    [COMMONSERVER_BIN, ['--help'], /--no-watch[\s\S]*--log-level LEVEL[\s\S]*--log-format FMT[\s\S]*init[\s\S]*verify/],
     [COMMONSERVER_BIN, ['init', '--help'], /--public-host HOST[\s\S]*Refuses to overwrite/],
     [COMMONSERVER_BIN, ['verify', '--help'], /exit 0: all good; 1: warnings only.*2: the configuration is invalid/],
-    [GROUPCLIENT_BIN, ['-h'], /--server-fingerprint[\s\S]*--no-watch/],
+    [GROUPCLIENT_BIN, ['-h'], /--server-fingerprint[\s\S]*--no-watch[\s\S]*--log-level LEVEL[\s\S]*--log-format FMT[\s\S]*verify/],
     [GROUPCLIENT_BIN, ['verify', '--help'], /connecting anywhere[\s\S]*exit 0: all good/],
   ];
   for (const [bin, args, own] of cases) {
@@ -52,6 +52,13 @@ test('a bad argument is refused with exit 2 and the command\'s usage on stderr',
   const both = await run(COMMONSERVER_BIN, ['init', 'somewhere', '--config', 'commonserver.yaml']);
   assert.equal(both.code, 2);
   assert.match(both.stderr.join('\n'), /init DIR.*or an existing config.*not both/);
+  // verify takes the log options of the command line it checks, and refuses bad ones as the run would.
+  const badFormat = await run(GROUPCLIENT_BIN, ['verify', '--config', 'any.yaml', '--log-format', 'xml']);
+  assert.equal(badFormat.code, 2);
+  assert.match(badFormat.stderr.join('\n'), /groupclient verify: --log-format: expected one of text, json, got "xml"/);
+  const badLevel = await run(COMMONSERVER_BIN, ['init', '--log-level', 'loud']);
+  assert.equal(badLevel.code, 2);
+  assert.match(badLevel.stderr.join('\n'), /commonserver init: --log-level: [\s\S]*usage: commonserver init/);
   const noGroup = await run(GROUPCLIENT_BIN, ['verify']);
   assert.equal(noGroup.code, 2);
   assert.match(noGroup.stderr.join('\n'), /name a group with --group NAME/);

@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { skip, type Observable } from 'rxjs';
 import { stringify } from 'yaml';
 import { GroupsHotReload } from '../src/admin/index.js';
-import { clientLine } from '../src/cli/client-lines.js';
+import { clientEntry } from '../src/cli/client-lines.js';
 import type { ClientEvent } from '../src/client/index.js';
 import { loadGroupFile } from '../src/config/index.js';
 import type { ServerEvent } from '../src/server/index.js';
@@ -201,7 +201,7 @@ test('a busy public port is retried with backoff; once bound the server says so 
   assert.equal(opened.port, busy);
   const told = await toldClient('apps-changed');
   assert.deepEqual(told.opened, [{ name: 'web', remotePort: busy, state: 'listening' }]);
-  assert.match(clientLine('retry', told) ?? '', new RegExp(`opened web → server port ${busy}`));
+  assert.match(clientEntry('retry', told)?.text ?? '', new RegExp(`opened web → server port ${busy}`));
   assert.equal((await echoRoundTrip(busy, Buffer.from('bound at last'))).toString(), 'bound at last');
 });
 

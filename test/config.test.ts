@@ -9,6 +9,7 @@ import {
   loadGroupDirectory,
   loadGroupFile,
   loadServerConfig,
+  parseByteRate,
   SERVER_DEFAULTS,
   UDP_DEFAULTS,
   type ConfigErrorCode,
@@ -58,6 +59,11 @@ const INVALID_GROUPS: Record<string, Expected> = {
   'udp-max-connections.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].maxConnections', line: 8 },
   'udp-duplicate-port.yaml': { code: 'CONFIG_INVALID', field: 'apps[2].remotePort', line: 6 },
   'udp-unknown-setting.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].udp.timeout', line: 9 },
+  'bad-proxy-protocol.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].proxyProtocol', line: 7 },
+  'bandwidth-in-bits.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].bandwidth.out', line: 9 },
+  'bandwidth-unknown-side.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].bandwidth.up', line: 4 },
+  'bandwidth-empty.yaml': { code: 'CONFIG_INVALID', field: 'apps[1].bandwidth', line: 10 },
+  'bandwidth-too-small.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].bandwidth.out', line: 7 },
 };
 
 const INVALID_SERVERS: Record<string, Expected> = {
@@ -132,6 +138,34 @@ describe('valid config fixtures', () => {
     );
     assert.equal(spec.server, undefined);
     assert.ok(Object.isFrozen(spec) && Object.isFrozen(spec.apps) && Object.isFrozen(spec.apps[0]));
+  });
+
+  test('proxyProtocol and bandwidth (bytes per second, KB and MB as powers of 1024, "/s" allowed)', () => {
+    const [ssh, web] = loadGroupFile(join(valid, 'groups', 'office-a.yaml'), ENV).apps;
+    assert.equal(web!.proxyProtocol, 'v2');
+    assert.deepEqual(web!.bandwidth, { in: 512 * 1024, out: 1.5 * 1024 * 1024 });
+    assert.equal(ssh!.proxyProtocol, undefined, 'no header unless asked for');
+    assert.equal(ssh!.bandwidth, undefined, 'unlimited unless limited');
+  });
+
+  test('a bandwidth rate: units, bounds, and bits refused with the conversion', () => {
+    const ok = (value: unknown): number => {
+      const parsed = parseByteRate(value);
+      assert.ok(parsed.ok, JSON.stringify(value));
+      return parsed.value;
+    };
+    assert.deepEqual(
+      ['2048', 4096, '1KB', '1KiB', '10MB', '10 MB/s', '10MiB', '1GB', '1.5GB', '700000B'].map(ok),
+      [2048, 4096, 1024, 1024, 10 * 1024 ** 2, 10 * 1024 ** 2, 10 * 1024 ** 2, 1024 ** 3, 1.5 * 1024 ** 3, 700_000],
+    );
+    for (const bad of ['100Mbps', '100Mb', '1Gbit', '8kb', '10Mbit/s']) {
+      const parsed = parseByteRate(bad);
+      assert.ok(!parsed.ok && parsed.problem.includes('not bits'), `${bad}: ${JSON.stringify(parsed)}`);
+    }
+    // The conversion is given, decimal as network rates are: 100 Mbit/s = 12,500,000 bytes/s.
+    const bits = parseByteRate('100Mbps');
+    assert.ok(!bits.ok && bits.problem.includes('12500000 bytes per second, about 11.9MB'), JSON.stringify(bits));
+    for (const bad of ['', 'fast', '-1MB', '1023', '0', '2048GB', null, true, '10 TB']) assert.equal(parseByteRate(bad).ok, false, JSON.stringify(bad));
   });
 
   test('${VAR} inside a literal, and a client-side server address', () => {

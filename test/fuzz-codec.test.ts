@@ -35,7 +35,15 @@ const validMessage: fc.Arbitrary<Message> = fc.oneof(
     apps: fc.array(fc.record({ name: text(32), remotePort: fc.integer({ min: 0, max: 65535 }) }), { maxLength: 5 }),
   }),
   fc.record({ type: fc.constantFrom('Ping' as const, 'Pong' as const), seq: fc.nat() }),
-  fc.record({ type: fc.constant('ReqWorkConn' as const), app: text(32), pairingId: text(32) }),
+  fc.record(
+    {
+      type: fc.constantFrom('ReqWorkConn' as const, 'StartWorkConn' as const),
+      app: text(32),
+      pairingId: text(32),
+      user: fc.record({ remoteAddress: text(64), remotePort: fc.integer({ min: 0, max: 65535 }), localAddress: text(64), localPort: fc.integer({ min: 0, max: 65535 }) }),
+    },
+    { requiredKeys: ['type', 'app', 'pairingId'] },
+  ),
   fc.record({ type: fc.constant('NewWorkConn' as const), sessionId: text(32), pairingId: text(32), proof: fc.hexaString({ maxLength: 64 }) }),
   fc.record({ type: fc.constant('WorkConnFailed' as const), pairingId: text(32), reason: text(200) }),
   fc.record({ type: fc.constant('WorkConnEnd' as const), pairingId: text(32), bytes: fc.maxSafeNat() }),

@@ -53,7 +53,7 @@ test('registry and client file disagree: warnings on both sides; an app the clie
   const echo = await startEchoApp();
   const secret = randomSecret();
   const config = makeConfigDir([
-    { name: 'drift', secret, apps: [{ name: 'shared', localPort: echo.port }, { name: 'server-only', localPort: echo.port }] },
+    { name: 'drift', secret, apps: [{ name: 'shared', localPort: echo.port, extra: { proxyProtocol: 'v1' } }, { name: 'server-only', localPort: echo.port }] },
   ]);
   // The host's own copy of the file: one app the server does not know, one it lacks.
   const clientSpec = parseGroupFile(
@@ -70,8 +70,10 @@ test('registry and client file disagree: warnings on both sides; an app the clie
 
   const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
   assert.ok(activated.type === 'group-activated');
-  assert.equal(activated.warnings.length, 2);
+  assert.equal(activated.warnings.length, 3);
   assert.ok(activated.warnings.some((w) => w.includes('"server-only"') && w.includes('missing from the client')));
+  // The client writes the header, so its own file decides; the drift is only reported.
+  assert.ok(activated.warnings.some((w) => w.includes('"shared"') && w.includes('proxyProtocol v1') && w.includes("the client's applies")));
   assert.ok(activated.warnings.some((w) => w.includes('"client-only"') && w.includes('not exposed')));
   const accepted = await waitForEvent(clientEvents, (e) => e.type === 'login-accepted', 'login accepted');
   assert.ok(accepted.type === 'login-accepted');

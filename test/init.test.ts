@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { certificateFingerprint } from '../src/net/index.js';
 import { startEchoApp, unusedPort } from './helpers/apps.js';
@@ -43,6 +43,11 @@ test('commonserver init DIR writes a config, a certificate and a pinned group fi
   assert.match(text, new RegExp(`^serverFingerprint: ${fingerprint}$`, 'm'), 'the fingerprint of the certificate init created');
   assert.match(text, new RegExp(`^server: 127\\.0\\.0\\.1:${commonPort}$`, 'm'));
   assert.ok(!init.output.includes(secret));
+  // Both files name the JSON Schema of their kind, for editors, by a path that resolves.
+  for (const [file, schema] of [[join(dir, 'commonserver.yaml'), 'commonserver.schema.json'], [groupFile, 'group.schema.json']] as const) {
+    const named = /^# yaml-language-server: \$schema=(\S+)$/m.exec(readFileSync(file, 'utf8'))?.[1];
+    assert.ok(named !== undefined && named.endsWith(`/${schema}`) && existsSync(resolve(dirname(file), named)), `${file}: schema comment ${named}`);
+  }
 
   // The sample app becomes a real one: the echo app, on a public port free right now.
   const publicPort = await freePortIn(6000, 6999);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { serverLine } from '../src/cli/server-lines.js';
+import { serverEntry } from '../src/cli/server-lines.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startServer } from './helpers/in-process.js';
@@ -39,9 +39,9 @@ test('failed logins from one address are slowed, then refused for a while, then 
     if (attempt > 2) assert.ok(Date.now() - attemptStarted >= 300, `attempt ${attempt} was not slowed`);
   }
   const slowed = await waitForEvent(events, (e) => e.type === 'login-throttled' && e.state === 'slowed', 'slowed');
-  assert.match(serverLine(slowed)!, /logins from 127\.0\.0\.2 slowed: 2 failed logins/);
+  assert.match(serverEntry(slowed)?.text ?? '', /logins from 127\.0\.0\.2 slowed: 2 failed logins/);
   const blocked = await waitForEvent(events, (e) => e.type === 'login-throttled' && e.state === 'blocked', 'blocked');
-  assert.match(serverLine(blocked)!, /login refused from 127\.0\.0\.2 for 1\.5s: 4 failed logins/);
+  assert.match(serverEntry(blocked)?.text ?? '', /login refused from 127\.0\.0\.2 for 1\.5s: 4 failed logins/);
   const blockedAt = Date.now();
 
   // Refused even with the right secret while the block lasts.

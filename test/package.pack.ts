@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startEchoApp, unusedPort } from './helpers/apps.js';
@@ -44,7 +44,8 @@ test('npm pack from a clean clone holds what runs and nothing else; the installe
   for (const wanted of [
     'package.json', 'README.md', 'LICENSE', 'SECURITY.md',
     'dist/src/cli/commonserver.js', 'dist/src/cli/groupclient.js', 'dist/src/server/common-server.js',
-    'src/admin/dashboard/index.html', 'config/commonserver.yaml', 'config/groups/office-a.yaml',
+    'src/admin/dashboard/index.html', 'src/admin/dashboard/chart.js', 'schema/commonserver.schema.json', 'schema/group.schema.json',
+    'config/commonserver.yaml', 'config/groups/office-a.yaml',
     'contrib/systemd/commonserver.service', 'contrib/systemd/groupclient@.service',
   ]) {
     assert.ok(files.includes(wanted), `${wanted} is missing from the package`);
@@ -68,6 +69,11 @@ test('npm pack from a clean clone holds what runs and nothing else; the installe
   const groupFile = join(serverDir, 'groups', 'packed.yaml');
   const publicPort = await freePortIn(6000, 6999);
   const text = readFileSync(groupFile, 'utf8');
+  // The files init writes name the installed package's JSON Schemas, for editors.
+  for (const file of [join(serverDir, 'commonserver.yaml'), groupFile]) {
+    const schema = /^# yaml-language-server: \$schema=(\S+)$/m.exec(readFileSync(file, 'utf8'))?.[1];
+    assert.ok(schema !== undefined && existsSync(resolve(dirname(file), schema)), `${file} names its JSON Schema (${schema})`);
+  }
   recordSecret(/^secret: (\S+)$/m.exec(text)![1]!);
   writeFileSync(groupFile, text.replace('local: 127.0.0.1:22', `local: 127.0.0.1:${echo.port}`).replace('remotePort: 6022', `remotePort: ${publicPort}`));
   appendFileSync(join(serverDir, 'commonserver.yaml'), 'admin:\n  bind: 127.0.0.1:0\n');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { filter, firstValueFrom, map, take, timeout, toArray } from 'rxjs';
 import type { ClientEvent } from '../src/client/index.js';
-import { clientLine } from '../src/cli/client-lines.js';
+import { clientEntry } from '../src/cli/client-lines.js';
 import { loadGroupFile } from '../src/config/index.js';
 import { unusedPort } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
@@ -66,7 +66,7 @@ test('sessions that die soon after login back off more each time; one that lived
     const announced = loss.event.type === 'session-lost' ? loss.event.retryInMs : 0;
     assert.ok(next.at - loss.at >= announced - 2, `announced ${announced}ms, reconnected after ${next.at - loss.at}ms`);
   }
-  assert.match(clientLine('flaky', losses[0]!.event)!, /group flaky lost: KICKED: .*; reconnecting in \d+ms$/);
+  assert.match(clientEntry('flaky', losses[0]!.event)?.text ?? '', /group flaky lost: KICKED: .*; reconnecting in \d+ms$/);
 
   // Now a session lives past stableSessionMs (its heartbeats show it) before it is dropped:
   // the next login is at once, and the one after a young death starts from the minimum again.
@@ -101,5 +101,5 @@ test('a server that is down: each connect-failed announces the delay the client 
     if (next === undefined) continue;
     assert.ok(next.at - entry.at >= entry.event.retryInMs - 2, `announced ${entry.event.retryInMs}ms, retried after ${next.at - entry.at}ms`);
   }
-  assert.match(clientLine('nowhere', failures[0]!)!, /retrying in \d+ms$/);
+  assert.match(clientEntry('nowhere', failures[0]!)?.text ?? '', /retrying in \d+ms$/);
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, watch } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, watch } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -8,8 +8,11 @@ import { startEchoApp } from './helpers/apps.js';
 import { startUdpEchoApp, UdpUser } from './helpers/udp.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { echoRoundTrip } from './helpers/net.js';
-import { ARTIFACTS, launchChromium, skipWithoutChromium } from './helpers/browser.js';
+import { artifactsFor, launchChromium, skipWithoutChromium } from './helpers/browser.js';
 import { CliProcess, COMMONSERVER_BIN, parsePortTable, serverLinkOf, startGroupClientProcess } from './helpers/processes.js';
+
+/** Where this file leaves the diagrams and their renderings for people to look at. */
+const ARTIFACTS = artifactsFor('trace');
 
 const MERMAID_JS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', 'mermaid', 'dist', 'mermaid.min.js');
 /** The diagrams of the real run below, for the rendering test. */
@@ -172,7 +175,6 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   ]);
 
   // For people: the diagrams of this run, next to the dashboard screenshot.
-  mkdirSync(ARTIFACTS, { recursive: true });
   copyFileSync(serverTrace, join(ARTIFACTS, 'trace-commonserver.mmd'));
   copyFileSync(clientTrace, join(ARTIFACTS, 'trace-groupclient.mmd'));
   diagrams.push({ name: 'commonserver', text: serverLines.join('\n') }, { name: 'groupclient', text: clientLines.join('\n') });

@@ -1,23 +1,23 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import type { CommonServer, ServerEvent } from '../server/index.js';
+import { GroupSeries } from './group-series.js';
 
 /**
- * The server's Prometheus metrics, derived only from `events$`: the relay code never calls a
- * metric. A registry per server (not prom-client's global one), so several servers can share
- * a process, as they do in tests.
+ * The server's Prometheus metrics. Counters are derived only from `events$` (the relay code
+ * never calls a metric); gauges are read from the server's own maps at each scrape, so they
+ * cannot drift from what is really open. A registry per server (not prom-client's global
+ * one), so several servers can share a process, as they do in tests.
+ *
+ * A group's series live as long as the group is registered: they survive its client's
+ * reconnects, and disappear when the group (or one of its apps) is removed from the
+ * registry, so a dashboard never shows a group that no longer exists.
  */
 export class ServerMetrics {
   readonly registry = new Registry();
   private readonly subscription: Subscription;
-  private readonly registered = new Set<string>();
-  private readonly active = new Set<string>();
-  private readonly listeningApps = new Set<string>();
+  private readonly series = new GroupSeries();
 
-  private readonly clientsConnected = new Gauge({ name: 'ntp_clients_connected', help: 'Groupclients logged in (one per group in inUseGroup)', registers: [this.registry] });
-  private readonly groups = new Gauge({ name: 'ntp_groups', help: 'Groups by state: registered (readyGroup) or active (inUseGroup)', labelNames: ['state'], registers: [this.registry] });
-  private readonly apps = new Gauge({ name: 'ntp_apps_listening', help: 'Apps whose public port is open', registers: [this.registry] });
-  private readonly connections = new Gauge({ name: 'ntp_connections', help: 'Live relayed user connections', labelNames: ['group', 'app'], registers: [this.registry] });
   private readonly connectionsTotal = new Counter({ name: 'ntp_connections_total', help: 'User connections paired with a work conn', labelNames: ['group', 'app'], registers: [this.registry] });
   private readonly bytesIn = new Counter({ name: 'ntp_bytes_in_total', help: 'Bytes from users towards the apps', labelNames: ['group', 'app'], registers: [this.registry] });
   private readonly bytesOut = new Counter({ name: 'ntp_bytes_out_total', help: 'Bytes from the apps towards users', labelNames: ['group', 'app'], registers: [this.registry] });
@@ -47,14 +47,11 @@ export class ServerMetrics {
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
 
-  constructor(server: CommonServer) {
-    // Start from the server's state (it may have registered groups already); events keep it current.
-    for (const name of server.readyGroup.keys()) this.registered.add(name);
-    for (const [name, group] of server.inUseGroup) {
-      this.active.add(name);
-      for (const app of group.apps.keys()) this.listeningApps.add(`${name}/${app}`);
-    }
-    this.updateGauges();
+  constructor(private readonly server: CommonServer) {
+    this.registerGauges();
+    // Process metrics (CPU, resident memory, open fds, heap, event loop lag, GC) with the
+    // names every Node.js dashboard already knows.
+    collectDefaultMetrics({ register: this.registry });
     this.subscription = server.events$.subscribe((event) => this.onEvent(event));
   }
 
@@ -70,74 +67,107 @@ export class ServerMetrics {
     return this.registry.contentType;
   }
 
-  private onEvent(event: ServerEvent): void {
-    switch (event.type) {
-      case 'group-registered':
-        this.registered.add(event.group);
-        break;
-      case 'group-deregistered':
-        this.registered.delete(event.group);
-        break;
-      case 'group-activated':
-        this.active.add(event.group);
-        break;
-      case 'group-deactivated':
-        this.active.delete(event.group);
-        for (const key of this.listeningApps) if (key.startsWith(`${event.group}/`)) this.listeningApps.delete(key);
-        break;
-      case 'app-opened':
-        this.listeningApps.add(`${event.group}/${event.app}`);
-        break;
-      case 'app-closed':
-        this.listeningApps.delete(`${event.group}/${event.app}`);
-        break;
-      case 'work-conn-joined':
-        this.connections.inc({ group: event.group, app: event.app });
-        this.connectionsTotal.inc({ group: event.group, app: event.app });
-        this.pairingSeconds.observe({ group: event.group }, event.waitedMs / 1000);
-        break;
-      case 'conn-closed':
-        this.connections.dec({ group: event.group, app: event.app });
-        break;
-      case 'traffic':
-        this.bytesIn.inc({ group: event.group, app: event.app }, event.bytesIn);
-        this.bytesOut.inc({ group: event.group, app: event.app }, event.bytesOut);
-        break;
-      case 'work-conn-failed':
-        this.pairingFailures.inc({ group: event.group, app: event.app });
-        break;
-      case 'login-rejected':
-        this.authFailures.inc({ code: event.code });
-        break;
-      case 'heartbeat-timeout':
-        this.heartbeatTimeouts.inc({ group: event.group });
-        break;
-      case 'bad-peer':
-        this.badPeers.inc({ code: event.code });
-        break;
-      case 'udp-session-opened':
-        this.udpSessions.inc({ group: event.group, app: event.app });
-        this.udpSessionsTotal.inc({ group: event.group, app: event.app });
-        break;
-      case 'udp-session-closed':
-        this.udpSessions.dec({ group: event.group, app: event.app });
-        break;
-      case 'udp-dropped':
-        for (const [reason, count] of Object.entries(event.dropped)) this.udpDropped.inc({ group: event.group, app: event.app, reason }, count);
-        break;
-      case 'work-conn-pooled':
-        this.pooledWorkConns.inc({ group: event.group, how: event.reused ? 'reused' : 'new' });
-        break;
-      default:
-        return;
-    }
-    this.updateGauges();
+  private registerGauges(): void {
+    const server = this.server;
+    const registers = [this.registry];
+    new Gauge({
+      name: 'ntp_clients_connected',
+      help: 'Groupclients logged in (one per group in inUseGroup)',
+      registers,
+      collect() {
+        this.set(server.inUseGroup.size);
+      },
+    });
+    new Gauge({
+      name: 'ntp_groups',
+      help: 'Groups by state: registered (readyGroup) or active (inUseGroup)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.set({ state: 'registered' }, server.readyGroup.size);
+        this.set({ state: 'active' }, server.inUseGroup.size);
+      },
+    });
+    new Gauge({
+      name: 'ntp_apps_listening',
+      help: 'Apps whose public port is open',
+      registers,
+      collect() {
+        let listening = 0;
+        for (const group of server.inUseGroup.values()) listening += group.apps.size;
+        this.set(listening);
+      },
+    });
+    new Gauge({
+      name: 'ntp_connections',
+      help: 'Live relayed user connections, per registered app',
+      labelNames: ['group', 'app'],
+      registers,
+      collect() {
+        // Rebuilt at each scrape from the registry: a removed app's series is gone with it.
+        this.reset();
+        for (const [name, spec] of server.readyGroup) {
+          const live = server.inUseGroup.get(name);
+          for (const app of spec.apps) this.set({ group: name, app: app.name }, live?.apps.get(app.name)?.liveConnCount ?? 0);
+        }
+      },
+    });
   }
 
-  private updateGauges(): void {
-    this.groups.set({ state: 'registered' }, this.registered.size);
-    this.groups.set({ state: 'active' }, this.active.size);
-    this.clientsConnected.set(this.active.size);
-    this.apps.set(this.listeningApps.size);
+  /** True while `group` (and `app`, if given) is in the registry: events of removed ones are late, and dropped. */
+  private registered(group: string, app?: string): boolean {
+    const spec = this.server.readyGroup.get(group);
+    return spec !== undefined && (app === undefined || spec.apps.some((entry) => entry.name === app));
+  }
+
+  private onEvent(event: ServerEvent): void {
+    switch (event.type) {
+      case 'group-deregistered':
+        return this.series.forget(event.group);
+      case 'group-updated': {
+        const spec = this.server.readyGroup.get(event.group);
+        if (spec !== undefined) this.series.forget(event.group, new Set(spec.apps.map((app) => app.name)));
+        return;
+      }
+      case 'login-rejected':
+        return this.authFailures.inc({ code: event.code });
+      case 'bad-peer':
+        return this.badPeers.inc({ code: event.code });
+      default:
+    }
+    // A relay of a removed app or group may end after the removal: counting it would bring its series back.
+    if (!('group' in event) || !this.registered(event.group, 'app' in event ? event.app : undefined)) return;
+    switch (event.type) {
+      case 'work-conn-joined': {
+        const app = { group: event.group, app: event.app };
+        this.series.count(this.connectionsTotal, app).inc();
+        this.series.count(this.pairingSeconds, { group: event.group }).observe(event.waitedMs / 1000);
+        return;
+      }
+      case 'traffic': {
+        const app = { group: event.group, app: event.app };
+        this.series.count(this.bytesIn, app).inc(event.bytesIn);
+        this.series.count(this.bytesOut, app).inc(event.bytesOut);
+        return;
+      }
+      case 'work-conn-failed':
+        return this.series.count(this.pairingFailures, { group: event.group, app: event.app }).inc();
+      case 'heartbeat-timeout':
+        return this.series.count(this.heartbeatTimeouts, { group: event.group }).inc();
+      case 'work-conn-pooled':
+        return this.series.count(this.pooledWorkConns, { group: event.group, how: event.reused ? 'reused' : 'new' }).inc();
+      case 'udp-session-opened': {
+        const app = { group: event.group, app: event.app };
+        this.series.count(this.udpSessions, app).inc();
+        this.series.count(this.udpSessionsTotal, app).inc();
+        return;
+      }
+      case 'udp-session-closed':
+        return this.series.count(this.udpSessions, { group: event.group, app: event.app }).dec();
+      case 'udp-dropped':
+        for (const [reason, count] of Object.entries(event.dropped)) this.series.count(this.udpDropped, { group: event.group, app: event.app, reason }).inc(count);
+        return;
+      default:
+    }
   }
 }

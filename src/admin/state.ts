@@ -17,6 +17,14 @@ export interface AppView {
   bytesOut: number;
   /** A UDP app's sessions, datagrams and drops by reason while it listens, else null. */
   udp: UdpCounters | null;
+  /** The header the groupclient writes to the local app, as the registry says (the client's file decides). */
+  proxyProtocol: 'v1' | 'v2' | null;
+  /**
+   * Bytes per second shared by all the app's users (null: unlimited): `in` users to app, `out`
+   * app to users. `throttled`: how often a user was paused by the limit since the port opened
+   * (null while the app is not listening).
+   */
+  bandwidth: { in: number | null; out: number | null; throttled: { in: number; out: number } | null };
 }
 
 export interface GroupView {
@@ -106,6 +114,12 @@ export class AdminState {
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
         udp: appServer instanceof UdpAppServer ? appServer.counters() : null,
+        proxyProtocol: app.proxyProtocol ?? null,
+        bandwidth: {
+          in: app.bandwidth?.in ?? null,
+          out: app.bandwidth?.out ?? null,
+          throttled: appServer === undefined || appServer instanceof UdpAppServer ? null : { in: appServer.bandwidth.in.throttledReads, out: appServer.bandwidth.out.throttledReads },
+        },
       };
     });
     return {

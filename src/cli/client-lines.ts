@@ -1,52 +1,68 @@
-import { assertNever } from '../protocol/index.js';
+import { assertNever, type AppBinding } from '../protocol/index.js';
 import type { ClientEvent } from '../client/index.js';
-import { seconds } from './output.js';
+import { eventEntry, type LogEntry } from './logger.js';
+import { bytes, seconds } from './output.js';
 
-/** The stdout line for a client event, or undefined for events only `DEBUG=ntp:*` shows. */
-export function clientLine(group: string, event: ClientEvent): string | undefined {
+function appTable(apps: AppBinding[]): string[] {
+  return apps.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`));
+}
+
+/**
+ * The log entry for a client event, or undefined for events only `DEBUG=ntp:*` shows.
+ * info: lifecycle; warn: trouble the client recovers from; error: it stops; debug: one
+ * line per user connection.
+ */
+export function clientEntry(group: string, event: ClientEvent): LogEntry | undefined {
   switch (event.type) {
     case 'connecting':
-      return event.attempt === 1 ? `groupclient ${group} connecting to ${event.server}` : undefined;
+      return eventEntry(event, event.attempt === 1 ? 'info' : 'debug', `groupclient ${group} connecting to ${event.server}`);
     case 'login-accepted': {
-      const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`))
-        .join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
-      return `group ${group} active on ${event.server}: ${table}${warnings}`;
+      return eventEntry(event, 'info', `group ${group} active on ${event.server}: ${appTable(event.apps).join(', ')}${warnings}`);
     }
     case 'login-rejected':
-      return `login rejected: ${event.code}: ${event.reason}${event.willRetry ? ' (retrying)' : ''}`;
+      return eventEntry(event, event.willRetry ? 'warn' : 'error', `login rejected: ${event.code}: ${event.reason}${event.willRetry ? ' (retrying)' : ''}`);
     case 'connect-failed':
       // The reason names the address when the dial itself failed.
-      return `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying in ${seconds(event.retryInMs)}`;
+      return eventEntry(event, 'warn', `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying in ${seconds(event.retryInMs)}`);
     case 'session-lost':
-      return `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting${event.retryInMs > 0 ? ` in ${seconds(event.retryInMs)}` : ''}`;
+      return eventEntry(event, 'warn', `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting${event.retryInMs > 0 ? ` in ${seconds(event.retryInMs)}` : ''}`);
     case 'local-dial-failed':
       // The reason starts with the target's address.
-      return `app ${event.app}: local app unreachable: ${event.reason}`;
+      return eventEntry(event, 'warn', `app ${event.app}: local app unreachable: ${event.reason}`);
     case 'apps-changed': {
-      const opened = event.opened.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`));
+      const opened = appTable(event.opened);
       const parts = [...(opened.length ? [`opened ${opened.join(', ')}`] : []), ...(event.closed.length ? [`closed ${event.closed.join(', ')}`] : [])];
       const unknown = event.unknown.length ? `\n    warning: not in this host's group file, users will be refused: ${event.unknown.join(', ')}` : '';
-      return `group ${group} changed on the server: ${parts.join('; ')}${unknown}`;
+      return eventEntry(event, 'info', `group ${group} changed on the server: ${parts.join('; ')}${unknown}`);
     }
     case 'spec-reloaded':
-      return `group file reloaded: ${event.apps.join(', ')}${event.changes?.length ? `\n    ${event.changes.join('\n    ')}` : ''}`;
+      return eventEntry(event, 'info', `group file reloaded: ${event.apps.join(', ')}${event.changes?.length ? `\n    ${event.changes.join('\n    ')}` : ''}`);
     case 'pool-trimmed':
       // One line per session: a server repeating the ask must not flood the log with it.
-      if (event.trimmedInSession !== event.asked - event.opened) return undefined;
-      return `the server asked for ${event.asked} pooled work conns; opened ${event.opened}, at most ${event.cap} may be opening or idle (--max-pooled-work-conns); further excess asks this session are counted in DEBUG=ntp:client:* only`;
+      return eventEntry(
+        event,
+        event.trimmedInSession === event.asked - event.opened ? 'warn' : 'debug',
+        `the server asked for ${event.asked} pooled work conns; opened ${event.opened}, at most ${event.cap} may be opening or idle (--max-pooled-work-conns); further excess asks this session are logged at debug level only`,
+      );
     case 'stopped':
-      return `groupclient ${group} stopped: ${event.reason}`;
-    // The session-lost line that follows carries the timeout: one line per event.
+      return eventEntry(event, 'info', `groupclient ${group} stopped: ${event.reason}`);
+    // The session-lost line that follows carries the timeout.
     case 'heartbeat-timeout':
-    case 'heartbeat':
+      return eventEntry(event, 'debug', `no answer from the server for ${seconds(event.silentMs)}`);
     case 'pool-requested':
+      return eventEntry(event, 'debug', `the server asked for ${event.count} pooled work conns`);
     case 'work-conn-requested':
+      return eventEntry(event, 'debug', `a user of ${event.app} ${event.pooled ? 'arrived on a pooled work conn' : 'asked for a work conn'}`);
     case 'work-conn-opened':
+      return eventEntry(event, 'debug', `work conn opened for ${event.app}${event.pooled ? ' (pooled)' : ''}`);
     case 'conn-closed':
+      return eventEntry(event, 'debug', `user of ${event.app} closed after ${seconds(event.durationMs)}: ${bytes(event.bytesIn)} in, ${bytes(event.bytesOut)} out${event.error ? ` (${event.error})` : ''}`);
     case 'udp-session-opened':
+      return eventEntry(event, 'debug', `udp session opened for ${event.app}${event.pooled ? ' (pooled work conn)' : ''}`);
     case 'udp-session-closed':
+      return eventEntry(event, 'debug', `udp session of ${event.app} closed (${event.reason}): ${event.datagramsIn} datagrams in, ${event.datagramsOut} out, ${event.dropped} dropped`);
+    case 'heartbeat':
       return undefined;
     default:
       return assertNever(event, 'client event');

@@ -1,6 +1,43 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { fail } from './output.js';
+import type { LogLevel } from '../config/index.js';
+import { Logger, parseLogOptions } from './logger.js';
+
+/**
+ * The logger of the command being run: plain text until the command line is read, then the
+ * one `commandLogger` made (so that a fatal error is written the way the user asked).
+ */
+let current = new Logger();
+
+export function currentLogger(): Logger {
+  return current;
+}
+
+export interface CommandLogger {
+  logger: Logger;
+  /** Sets the logger's level from a config file's `logLevel:`: `--log-level` wins, else `info`. */
+  follow(fileLevel: LogLevel | undefined): void;
+}
+
+/**
+ * `--log-level` and `--log-format` of a parsed command line: the command's logger, now also
+ * `currentLogger()`, or undefined after printing the problem with `usage` (exit 2).
+ */
+export function commandLogger(name: string, values: { 'log-level'?: string | undefined; 'log-format'?: string | undefined }, usage: string): CommandLogger | undefined {
+  const options = parseLogOptions(values);
+  if (!options.ok) {
+    current.fatal('usage', `${name}: ${options.problem}\n\n${usage}`);
+    return undefined;
+  }
+  const logger = new Logger(options.value);
+  current = logger;
+  return {
+    logger,
+    follow: (fileLevel) => {
+      logger.level = options.value.level ?? fileLevel ?? 'info';
+    },
+  };
+}
 
 /**
  * Writes a command's own output (usage, version, verify's report) as it is: unlike the
@@ -44,7 +81,7 @@ export function parseCommand<O extends Options>(name: string, argv: string[], op
   try {
     parsed = parseArgs({ args: argv, options: { ...options, ...STANDARD_OPTIONS }, allowPositionals: true, strict: true });
   } catch (error) {
-    fail(`${name}: ${(error as Error).message}\n\n${usage}`);
+    current.fatal('usage', `${name}: ${(error as Error).message}\n\n${usage}`);
     return { exit: 2 };
   }
   const standard = parsed.values as { help?: boolean; version?: boolean };
@@ -57,7 +94,7 @@ export function parseCommand<O extends Options>(name: string, argv: string[], op
     return { exit: 0 };
   }
   if (parsed.positionals.length > maxPositionals) {
-    fail(`${name}: unexpected argument ${JSON.stringify(parsed.positionals[maxPositionals])}\n\n${usage}`);
+    current.fatal('usage', `${name}: unexpected argument ${JSON.stringify(parsed.positionals[maxPositionals])}\n\n${usage}`);
     return { exit: 2 };
   }
   return { values: parsed.values as never, positionals: parsed.positionals };

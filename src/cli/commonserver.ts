@@ -4,14 +4,14 @@ import { GroupRegistry } from '../admin/registry.js';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer } from '../server/index.js';
 import { traceServer } from '../trace/index.js';
-import { parseCommand, splitSubcommand } from './command-line.js';
+import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
 import { catchHangups } from './hangups.js';
-import { fail, say } from './output.js';
+import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 import { DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
-import { serverLine } from './server-lines.js';
+import { serverEntry } from './server-lines.js';
 import { onStopSignals } from './stop-signals.js';
 
-const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
+const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE] [--log-level LEVEL] [--log-format FMT]
        commonserver init DIR | init [--config FILE]
        commonserver verify [--config FILE]
        commonserver --version
@@ -19,10 +19,11 @@ const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE]
   --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
   --no-watch      do not watch the groups directory (SIGHUP still reloads it)
   --trace FILE    record the session as a Mermaid sequence diagram in FILE
+${LOG_USAGE}
   init            write a starter config, TLS certificate and sample group file into DIR
                   (or create the TLS material of an existing config) and exit
   verify          check the config, TLS material, group files and ports; start nothing
-  DEBUG=ntp:*     traces every event
+  DEBUG=ntp:*     traces every event (ntp:net:frames: each frame's type and size)
 
   commonserver COMMAND --help   a command's own options`;
 
@@ -34,24 +35,30 @@ async function main(): Promise<number> {
   const parsed = parseCommand(
     'commonserver',
     args,
-    { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, 'no-watch': { type: 'boolean', default: false }, trace: { type: 'string' } },
+    {
+      config: { type: 'string', default: DEFAULT_SERVER_CONFIG },
+      'no-watch': { type: 'boolean', default: false },
+      trace: { type: 'string' },
+      ...LOG_OPTIONS,
+    },
     USAGE,
     { maxPositionals: 1 },
   );
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
+  const log = commandLogger('commonserver', values, USAGE);
+  if (log === undefined) return 2;
+  const { logger } = log;
   if (positionals.length > 0) {
-    fail(`commonserver: unknown command ${JSON.stringify(positionals[0])}\n\n${USAGE}`);
+    logger.fatal('usage', `commonserver: unknown command ${JSON.stringify(positionals[0])}\n\n${USAGE}`);
     return 2;
   }
   const config = loadServerConfig(values.config!);
-  const { transport } = prepareTransport(config);
+  log.follow(config.logLevel);
+  const { transport } = prepareTransport(config, logger);
   const server = new CommonServer({ ...config, transport });
   const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);
-  server.events$.subscribe((event) => {
-    const line = serverLine(event);
-    if (line !== undefined) say(line);
-  });
+  server.events$.subscribe((event) => logger.log(serverEntry(event)));
   // Loaded only when asked for: the admin server brings prom-client and its own state.
   const admin =
     config.admin === undefined
@@ -61,28 +68,28 @@ async function main(): Promise<number> {
   // Ready for SIGHUP before anything is announced: its default action would end the process.
   const reload = new GroupsHotReload(registry, config.groupsDir, {
     watch: !values['no-watch'],
-    onError: (error) => say(`groups reload failed: ${error.message}`),
+    onError: (error) => logger.error('reload-failed', `groups reload failed: ${error.message}`),
   });
   hangups$.subscribe(() => {
-    say('SIGHUP: reloading the groups directory');
+    logger.info('reload', 'SIGHUP: reloading the groups directory', { signal: 'SIGHUP' });
     reload.reload('SIGHUP');
   });
   await registry.sync();
-  if (server.readyGroup.size === 0) say(`warning: no group registered from ${config.groupsDir}`);
+  if (server.readyGroup.size === 0) logger.warn('no-groups', `warning: no group registered from ${config.groupsDir}`, { groupsDir: config.groupsDir });
   for (const spec of server.readyGroup.values()) {
     const warning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
-    if (warning) say(`warning: ${warning}`);
+    if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file: spec.file });
   }
   await server.listen();
   if (admin !== undefined) {
     await admin.listen();
-    say(`admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`);
+    logger.info('admin-listening', `admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`, { url: admin.url(), tokenRequired: config.admin?.token !== undefined });
   }
 
   // Live users are reset by server.close(); the bound covers whatever else lingers.
   await new Promise<void>((resolve) => {
-    onStopSignals((signal) => {
-      say(`${signal}: shutting down`);
+    onStopSignals(logger, (signal) => {
+      logger.info('stopping', `${signal}: shutting down`, { signal });
       reload.close();
       void Promise.all([server.close(), admin?.close()])
         .then(() => trace?.close())
@@ -95,8 +102,8 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) fail(`commonserver: config error: ${error.message}`);
-    else fail(`commonserver: ${(error as Error).message}`);
+    if (error instanceof ConfigError) currentLogger().fatal('config-error', `commonserver: config error: ${error.message}`);
+    else currentLogger().fatal('failed', `commonserver: ${(error as Error).message}`);
     process.exit(2);
   },
 );

@@ -14,17 +14,17 @@ import {
 import { defaultClientId } from '../client/client-id.js';
 import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning } from '../config/index.js';
 import { traceClient } from '../trace/index.js';
-import { clientLine } from './client-lines.js';
-import { parseCommand, splitSubcommand } from './command-line.js';
+import { clientEntry } from './client-lines.js';
+import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
 import { catchHangups } from './hangups.js';
-import { fail, say } from './output.js';
+import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 import { onStopSignals } from './stop-signals.js';
 import { reportFindings } from './verify-report.js';
 
 const DEFAULT_GROUPS_DIR = 'config/groups';
 
-const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR]
-       groupclient --config FILE [--server HOST:PORT]
+const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR] [--log-level LEVEL] [--log-format FMT]
+       groupclient --config FILE [--server HOST:PORT] [--log-level LEVEL] [--log-format FMT]
        groupclient verify (the same options)
        groupclient --version
 
@@ -40,9 +40,10 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
   --max-pooled-work-conns N  pooled work conns the server may make this client hold,
                      being opened or idle (default ${DEFAULT_MAX_POOLED_WORK_CONNS}); more asked for are not opened
+${LOG_USAGE}
   verify             check the group file, its secret, local targets and server settings;
                      connect nowhere
-  DEBUG=ntp:*        traces every event
+  DEBUG=ntp:*        traces every event (ntp:net:frames: each frame's type and size)
 
   groupclient verify --help   its own options and exit codes`;
 
@@ -51,8 +52,9 @@ const VERIFY_USAGE = `usage: groupclient verify --group NAME [--groups DIR] [--s
 
   Checks without connecting anywhere: the group file (its secret present and long enough, a
   secretFile private to its owner), its local targets, the server address, and how the
-  server's certificate will be verified. Takes the same options as running the client, so
-  that a command line can be checked as it is. Prints every check and every problem found.
+  server's certificate will be verified. Takes the same options as running the client
+  (--log-level and --log-format included), so that a command line can be checked as it is.
+  Prints every check and every problem found.
 
   exit 0: all good; 1: warnings only (it would run); 2: the configuration is invalid`;
 
@@ -68,12 +70,13 @@ const RUN_OPTIONS = {
   'no-watch': { type: 'boolean', default: false },
   trace: { type: 'string' },
   'max-pooled-work-conns': { type: 'string' },
+  ...LOG_OPTIONS,
 } as const;
 
 /** The group file the options name: `--config FILE`, else `<groups>/<group>.yaml`. */
 function groupFileOf(values: { group?: string; groups?: string; config?: string }, usage: string, name: string): string | undefined {
   if (values.group === undefined && values.config === undefined) {
-    fail(`${name}: name a group with --group NAME (or a file with --config FILE)\n\n${usage}`);
+    currentLogger().fatal('usage', `${name}: name a group with --group NAME (or a file with --config FILE)\n\n${usage}`);
     return undefined;
   }
   return values.config ?? join(values.groups!, `${values.group}.yaml`);
@@ -83,6 +86,7 @@ function verifyCommand(argv: string[]): number {
   const parsed = parseCommand('groupclient verify', argv, RUN_OPTIONS, VERIFY_USAGE);
   if (parsed.exit !== undefined) return parsed.exit;
   const { values } = parsed;
+  if (commandLogger('groupclient verify', values, VERIFY_USAGE) === undefined) return 2;
   const file = groupFileOf(values, VERIFY_USAGE, 'groupclient verify');
   if (file === undefined) return 2;
   const findings = verifyGroupClient({
@@ -107,18 +111,23 @@ async function main(): Promise<number> {
   const parsed = parseCommand('groupclient', args, RUN_OPTIONS, USAGE);
   if (parsed.exit !== undefined) return parsed.exit;
   const { values } = parsed;
+  const log = commandLogger('groupclient', values, USAGE);
+  if (log === undefined) return 2;
+  const { logger } = log;
   const file = groupFileOf(values, USAGE, 'groupclient');
   if (file === undefined) return 2;
   const spec = loadGroupFile(file);
+  // --log-level wins over the group file's logLevel:, now and at every reload.
+  log.follow(spec.logLevel);
   if (values.group !== undefined && spec.name !== values.group) {
-    fail(`groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
+    logger.fatal('usage', `groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
     return 2;
   }
   let server = spec.server ?? DEFAULT_SERVER;
   if (values.server !== undefined) {
     const parsed = parseHostPort(values.server);
     if (!parsed.ok) {
-      fail(`groupclient: --server: ${parsed.problem}`);
+      logger.fatal('usage', `groupclient: --server: ${parsed.problem}`);
       return 2;
     }
     server = parsed.value;
@@ -128,19 +137,19 @@ async function main(): Promise<number> {
   if (values['max-pooled-work-conns'] !== undefined) {
     const parsed = parseCount(values['max-pooled-work-conns'], { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT });
     if (!parsed.ok) {
-      fail(`groupclient: --max-pooled-work-conns: ${parsed.problem}`);
+      logger.fatal('usage', `groupclient: --max-pooled-work-conns: ${parsed.problem}`);
       return 2;
     }
     maxPooledWorkConns = parsed.value;
   }
 
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
-  if (warning) say(`warning: ${warning}`);
+  if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file });
   const transport = clientTransport(spec, {
     ...(values['server-fingerprint'] !== undefined ? { fingerprint: values['server-fingerprint'] } : {}),
     plaintext: values.plaintext!,
   });
-  if (transport.kind === 'plain') say('warning: plaintext: the connection to the commonserver is NOT encrypted');
+  if (transport.kind === 'plain') logger.warn('plaintext', 'warning: plaintext: the connection to the commonserver is NOT encrypted');
 
   const client = new GroupClient({
     spec,
@@ -151,23 +160,21 @@ async function main(): Promise<number> {
     maxPooledWorkConns,
   });
   const trace = values.trace === undefined ? undefined : traceClient(client.events$, spec, values.trace);
-  client.events$.subscribe((event) => {
-    const line = clientLine(spec.name, event);
-    if (line !== undefined) say(line);
-  });
+  client.events$.subscribe((event) => logger.log(clientEntry(spec.name, event)));
   // client.stop() resets every live relay: their users see a reset, never a clean end.
-  onStopSignals((signal) => {
-    say(`${signal}: disconnecting from ${formatHostPort(server)}`);
+  onStopSignals(logger, (signal) => {
+    logger.info('stopping', `${signal}: disconnecting from ${formatHostPort(server)}`, { signal });
     client.stop();
   });
 
   // Hot reload: an edited group file (or SIGHUP) changes local targets without dropping other apps.
   const reload = new GroupFileReload(client, file, {
     watch: !values['no-watch'],
-    onError: (error) => say(`group file not reloaded, the previous version stays: ${error.message}`),
+    onError: (error) => logger.error('reload-failed', `group file not reloaded, the previous version stays: ${error.message}`),
+    onLoaded: (reloaded) => log.follow(reloaded.logLevel),
   });
   hangups$.subscribe(() => {
-    say('SIGHUP: reloading the group file');
+    logger.info('reload', 'SIGHUP: reloading the group file', { signal: 'SIGHUP' });
     reload.reload('SIGHUP');
   });
   try {
@@ -184,7 +191,7 @@ async function serve(client: GroupClient): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof ServerTrustError) {
-      fail(`groupclient: cannot verify the commonserver: ${error.message}`);
+      currentLogger().fatal('server-not-verified', `groupclient: cannot verify the commonserver: ${error.message}`);
       return 3;
     }
     // The reason is already on stdout (login-rejected and stopped lines): exit 3 says the rest.
@@ -196,8 +203,8 @@ async function serve(client: GroupClient): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) fail(`groupclient: config error: ${error.message}`);
-    else fail(`groupclient: ${(error as Error).message}`);
+    if (error instanceof ConfigError) currentLogger().fatal('config-error', `groupclient: config error: ${error.message}`);
+    else currentLogger().fatal('failed', `groupclient: ${(error as Error).message}`);
     process.exit(2);
   },
 );

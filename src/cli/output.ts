@@ -1,12 +1,4 @@
-/** One concise, human line on stdout per lifecycle event. Never pass a secret here. */
-export function say(text: string): void {
-  process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`);
-}
-
-export function fail(text: string): void {
-  process.stderr.write(`${text}\n`);
-}
-
+/** How the CLIs' lines write durations and sizes. */
 export function seconds(ms: number): string {
   return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
 }

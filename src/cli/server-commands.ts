@@ -1,14 +1,14 @@
 import { hostname } from 'node:os';
 import { loadServerConfig, parseHostPort, permissionWarning, type ServerConfig } from '../config/index.js';
 import { initServerDirectory, loadServerTransport, verifyServer } from '../server/index.js';
-import { parseCommand, print } from './command-line.js';
-import { fail, say } from './output.js';
+import { commandLogger, parseCommand, print, type CommandLogger } from './command-line.js';
+import { LOG_OPTIONS, LOG_USAGE, type Logger } from './logger.js';
 import { reportFindings } from './verify-report.js';
 
 export const DEFAULT_SERVER_CONFIG = 'config/commonserver.yaml';
 
 const INIT_USAGE = `usage: commonserver init DIR [--group NAME] [--public-host HOST] [--bind HOST:PORT]
-       commonserver init [--config FILE]
+       commonserver init [--config FILE] [--log-level LEVEL] [--log-format FMT]
 
   DIR                 write DIR/commonserver.yaml, DIR/tls/ (key and self-signed certificate)
                       and DIR/groups/NAME.yaml (a sample group: secret generated, mode 600,
@@ -19,9 +19,10 @@ const INIT_USAGE = `usage: commonserver init DIR [--group NAME] [--public-host H
   --bind HOST:PORT    the common port (default: 0.0.0.0:7000)
   --config FILE       without DIR: create the TLS key and certificate of an existing config
                       (if missing) and print the fingerprint for clients to pin (default
-                      config: ${DEFAULT_SERVER_CONFIG})`;
+                      config: ${DEFAULT_SERVER_CONFIG})
+${LOG_USAGE}`;
 
-const VERIFY_USAGE = `usage: commonserver verify [--config FILE]
+const VERIFY_USAGE = `usage: commonserver verify [--config FILE] [--log-level LEVEL] [--log-format FMT]
 
   Checks without starting anything: the server config, its TLS key and certificate, every
   group file of its groups directory (secrets present and long enough, secretFile private to
@@ -29,21 +30,23 @@ const VERIFY_USAGE = `usage: commonserver verify [--config FILE]
   bound. Prints every check and every problem found.
 
   --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
+  --log-level, --log-format  accepted and checked, so that the server's own command line
+                  can be verified as it is; the report itself is plain text
 
   exit 0: all good; 1: warnings only (it would run); 2: the configuration is invalid`;
 
 /** Loads (or creates) the TLS material and says what clients need to know about it. */
-export function prepareTransport(config: ServerConfig): ReturnType<typeof loadServerTransport> {
+export function prepareTransport(config: ServerConfig, logger: Logger): ReturnType<typeof loadServerTransport> {
   const loaded = loadServerTransport(config.tls);
   if (config.tls.plaintext) {
-    say('warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
+    logger.warn('plaintext', 'warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
     return loaded;
   }
-  if (loaded.created) say(`TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`);
-  say(`TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`);
-  if (config.tls.clientCaFile) say(`mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`);
+  if (loaded.created) logger.info('certificate-created', `TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`, { certFile: config.tls.certFile, keyFile: config.tls.keyFile });
+  logger.info('tls-on', `TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`, { fingerprint: loaded.fingerprint });
+  if (config.tls.clientCaFile) logger.info('mutual-tls', `mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`, { clientCaFile: config.tls.clientCaFile });
   const warning = permissionWarning(config.tls.keyFile, 'the TLS private key');
-  if (warning) say(`warning: ${warning}`);
+  if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file: config.tls.keyFile });
   return loaded;
 }
 
@@ -52,21 +55,24 @@ export function initCommand(argv: string[]): number {
   const parsed = parseCommand(
     'commonserver init',
     argv,
-    { config: { type: 'string' }, group: { type: 'string', default: 'my-host' }, 'public-host': { type: 'string' }, bind: { type: 'string', default: '0.0.0.0:7000' } },
+    { config: { type: 'string' }, group: { type: 'string', default: 'my-host' }, 'public-host': { type: 'string' }, bind: { type: 'string', default: '0.0.0.0:7000' }, ...LOG_OPTIONS },
     INIT_USAGE,
     { maxPositionals: 1 },
   );
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
+  const log = commandLogger('commonserver init', values, INIT_USAGE);
+  if (log === undefined) return 2;
+  const { logger } = log;
   const dir = positionals[0];
   if (dir !== undefined && values.config !== undefined) {
-    fail(`commonserver init: name a new directory (init DIR) or an existing config (init --config FILE), not both\n\n${INIT_USAGE}`);
+    logger.fatal('usage', `commonserver init: name a new directory (init DIR) or an existing config (init --config FILE), not both\n\n${INIT_USAGE}`);
     return 2;
   }
-  if (dir === undefined) return initTls(values.config ?? DEFAULT_SERVER_CONFIG);
+  if (dir === undefined) return initTls(values.config ?? DEFAULT_SERVER_CONFIG, log);
   const bind = parseHostPort(values.bind, { allowPortZero: true });
   if (!bind.ok) {
-    fail(`commonserver init: --bind: ${bind.problem}`);
+    logger.fatal('usage', `commonserver init: --bind: ${bind.problem}`);
     return 2;
   }
   const publicHost = values['public-host'] ?? hostname();
@@ -86,19 +92,21 @@ Next:
   return 0;
 }
 
-function initTls(configFile: string): number {
+function initTls(configFile: string, { logger, follow }: CommandLogger): number {
   const config = loadServerConfig(configFile);
+  follow(config.logLevel);
   if (config.tls.plaintext) {
-    fail(`commonserver: ${configFile} says plaintext: true; remove it to use TLS`);
+    logger.fatal('usage', `commonserver: ${configFile} says plaintext: true; remove it to use TLS`);
     return 2;
   }
-  prepareTransport(config);
+  prepareTransport(config, logger);
   return 0;
 }
 
 /** `commonserver verify`: every check, every problem, nothing started. */
 export async function verifyCommand(argv: string[]): Promise<number> {
-  const parsed = parseCommand('commonserver verify', argv, { config: { type: 'string', default: DEFAULT_SERVER_CONFIG } }, VERIFY_USAGE);
+  const parsed = parseCommand('commonserver verify', argv, { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, ...LOG_OPTIONS }, VERIFY_USAGE);
   if (parsed.exit !== undefined) return parsed.exit;
+  if (commandLogger('commonserver verify', parsed.values, VERIFY_USAGE) === undefined) return 2;
   return reportFindings('commonserver verify', await verifyServer(parsed.values.config!));
 }

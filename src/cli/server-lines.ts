@@ -1,61 +1,91 @@
 import { assertNever } from '../protocol/index.js';
-import type { ServerEvent } from '../server/index.js';
-import { seconds } from './output.js';
+import type { DeactivationCode, ServerEvent } from '../server/index.js';
+import { eventEntry, type LogEntry } from './logger.js';
+import { bytes, seconds } from './output.js';
 
-/** The stdout line for a server event, or undefined for events only `DEBUG=ntp:*` shows. */
-export function serverLine(event: ServerEvent): string | undefined {
+/** Departures the operator did not ask for: the client vanished or misbehaved. */
+const UNPLANNED: ReadonlySet<DeactivationCode> = new Set(['CONNECTION_LOST', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR', 'SLOW_PEER']);
+
+/**
+ * The log entry for a server event, or undefined for events only `DEBUG=ntp:*` shows.
+ * info: lifecycle; warn: a peer or app in trouble; error: a file the operator must fix;
+ * debug: one line per user connection.
+ */
+export function serverEntry(event: ServerEvent): LogEntry | undefined {
   switch (event.type) {
     case 'listening':
-      return `commonserver listening on ${event.address}`;
+      return eventEntry(event, 'info', `commonserver listening on ${event.address}`);
     case 'group-registered':
-      return `group ${event.group} registered (${event.apps} app${event.apps === 1 ? '' : 's'})`;
+      return eventEntry(event, 'info', `group ${event.group} registered (${event.apps} app${event.apps === 1 ? '' : 's'})`);
     case 'group-registration-failed':
-      return `group file skipped: ${event.reason}`;
+      return eventEntry(event, 'error', `group file skipped: ${event.reason}`);
     case 'group-deregistered':
-      return `group ${event.group} deregistered`;
+      return eventEntry(event, 'info', `group ${event.group} deregistered`);
     case 'group-updated':
-      return `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})${event.changes?.length ? `: ${event.changes.join('; ')}` : ''}`;
+      return eventEntry(event, 'info', `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})${event.changes?.length ? `: ${event.changes.join('; ')}` : ''}`);
     case 'app-closed':
-      return `app ${event.group}/${event.app} closed: ${event.reason}`;
+      return eventEntry(event, 'info', `app ${event.group}/${event.app} closed: ${event.reason}`);
     case 'login-rejected':
-      return `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`;
+      return eventEntry(event, 'warn', `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`);
     case 'group-activated': {
       const table = event.apps
         .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`))
         .join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
-      return `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`;
+      return eventEntry(event, 'info', `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`);
     }
     case 'app-failed':
-      return `app ${event.group}/${event.app} failed: ${event.reason}`;
+      return eventEntry(event, 'warn', `app ${event.group}/${event.app} failed: ${event.reason}`);
     case 'group-deactivated':
-      return `group ${event.group} deactivated (${event.code}): ${event.reason}`;
+      return eventEntry(event, UNPLANNED.has(event.code) ? 'warn' : 'info', `group ${event.group} deactivated (${event.code}): ${event.reason}`);
     case 'bad-peer':
-      return `closed ${event.remote}: ${event.code}: ${event.reason}`;
+      return eventEntry(event, 'warn', `closed ${event.remote}: ${event.code}: ${event.reason}`);
     case 'login-throttled':
-      return event.state === 'blocked'
-        ? `login refused from ${event.remote} for ${seconds(event.forMs ?? 0)}: ${event.failures} failed logins`
-        : `logins from ${event.remote} slowed: ${event.failures} failed logins`;
+      return eventEntry(
+        event,
+        'warn',
+        event.state === 'blocked'
+          ? `login refused from ${event.remote} for ${seconds(event.forMs ?? 0)}: ${event.failures} failed logins`
+          : `logins from ${event.remote} slowed: ${event.failures} failed logins`,
+      );
     case 'user-conn-refused':
-      return `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`;
+      return eventEntry(event, 'info', `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`);
     case 'work-conn-failed':
-      return `user of ${event.group}/${event.app} closed: ${event.reason}`;
+      return eventEntry(event, 'warn', `user of ${event.group}/${event.app} closed: ${event.reason}`);
     // At most one line per app per traffic sample (1 s): a flood of datagrams is one line, not a flood.
     case 'udp-dropped':
-      return `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`;
-    // The group-deactivated line that follows carries the timeout: one line per event.
-    case 'heartbeat-timeout':
-    case 'client-connected':
-    case 'heartbeat':
-    case 'user-conn-accepted':
-    case 'work-conn-requested':
-    case 'work-conn-joined':
-    case 'work-conn-pooled':
-    case 'conn-closed':
-    case 'app-opened':
-    case 'traffic':
+      return eventEntry(event, 'warn', `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
     case 'udp-session-opened':
+      return eventEntry(event, 'debug', `udp session of ${event.peer} on ${event.group}/${event.app} opened`);
     case 'udp-session-closed':
+      return eventEntry(
+        event,
+        'debug',
+        `udp session of ${event.peer} on ${event.group}/${event.app} closed after ${seconds(event.durationMs)} (${event.reason}): ${event.datagramsIn} datagrams in (${bytes(event.bytesIn)}), ${event.datagramsOut} out (${bytes(event.bytesOut)})`,
+      );
+    case 'client-connected':
+      return eventEntry(event, 'debug', `client ${event.clientId} of group ${event.group} connected from ${event.remote}`);
+    case 'app-opened':
+      return eventEntry(event, 'debug', `app ${event.group}/${event.app} listening on :${event.port}`);
+    case 'heartbeat-timeout':
+      return eventEntry(event, 'debug', `group ${event.group}: no heartbeat for ${seconds(event.silentMs)}`);
+    case 'user-conn-accepted':
+      return eventEntry(event, 'debug', `user ${event.remote} of ${event.group}/${event.app} accepted`);
+    case 'work-conn-requested':
+      return eventEntry(event, 'debug', `work conn asked for a user of ${event.group}/${event.app}`);
+    case 'work-conn-joined':
+      return eventEntry(event, 'debug', `user of ${event.group}/${event.app} joined a ${event.pooled ? 'pooled' : 'new'} work conn after ${seconds(event.waitedMs)}`);
+    case 'work-conn-pooled':
+      return eventEntry(event, 'debug', `group ${event.group}: work conn ${event.reused ? 'back' : 'added'} in the pool (${event.idle} idle)`);
+    case 'conn-closed':
+      return eventEntry(
+        event,
+        'debug',
+        `user of ${event.group}/${event.app} closed after ${seconds(event.durationMs)}: ${bytes(event.bytesIn)} in, ${bytes(event.bytesOut)} out${event.error ? ` (${event.error})` : ''}`,
+      );
+    // Periodic: a line each would drown the rest (DEBUG=ntp:* and the admin API have them).
+    case 'heartbeat':
+    case 'traffic':
       return undefined;
     default:
       return assertNever(event, 'server event');

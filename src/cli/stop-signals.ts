@@ -1,6 +1,7 @@
 import { constants } from 'node:os';
 import { fromEvent, map, merge, timer } from 'rxjs';
-import { say, seconds } from './output.js';
+import type { Logger } from './logger.js';
+import { seconds } from './output.js';
 
 export type StopSignal = 'SIGINT' | 'SIGTERM';
 
@@ -15,17 +16,17 @@ export const STOP_BOUND_MS = 4000;
  * resets live conns and lets the caller exit 0 once done) and arms a bound after which the
  * process exits 0 anyway; a second signal exits at once with the shell's 128 + its number.
  */
-export function onStopSignals(stop: (signal: StopSignal) => void, boundMs = STOP_BOUND_MS): void {
+export function onStopSignals(logger: Logger, stop: (signal: StopSignal) => void, boundMs = STOP_BOUND_MS): void {
   let first: StopSignal | undefined;
   const signals: StopSignal[] = ['SIGINT', 'SIGTERM'];
   merge(...signals.map((name) => fromEvent(process, name).pipe(map(() => name)))).subscribe((signal) => {
     if (first !== undefined) {
-      say(`${signal} again: exiting at once`);
+      logger.warn('stop-forced', `${signal} again: exiting at once`, { signal });
       process.exit(128 + constants.signals[signal]);
     }
     first = signal;
     timer(boundMs).subscribe(() => {
-      say(`${signal}: not stopped within ${seconds(boundMs)}; exiting anyway`);
+      logger.warn('stop-overdue', `${signal}: not stopped within ${seconds(boundMs)}; exiting anyway`, { signal, boundMs });
       process.exit(0);
     });
     stop(signal);

@@ -1,12 +1,13 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
-import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
+import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
 import { heartbeatWatchdog, joinReusable, resetSocket, WorkConnTracker, type ClientTransport, type ControlChannel, type ReusableRelay } from '../net/index.js';
-import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn } from '../protocol/index.js';
+import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn, type UserAddress } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
 import { ClientUdpSessions } from './udp-sessions.js';
+import { proxyHeader } from './proxy-header.js';
 import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
@@ -170,7 +171,7 @@ export class ClientSession {
     });
   }
 
-  private async handleReqWorkConn({ app: appName, pairingId }: ReqWorkConn): Promise<void> {
+  private async handleReqWorkConn({ app: appName, pairingId, user }: ReqWorkConn): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec;
     emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false });
@@ -196,7 +197,7 @@ export class ClientSession {
       channel.send({ type: 'WorkConnFailed', pairingId, reason: `${result.stage === 'local' ? 'local app' : 'work conn'} unreachable: ${result.reason}` });
       return;
     }
-    await this.relay(appName, pairingId, result.localConn, result.workConn, false);
+    await this.relay(app, pairingId, result.localConn, result.workConn, false, user);
   }
 
   /**
@@ -230,7 +231,7 @@ export class ClientSession {
     return this.handleStartWorkConn(start, workConn);
   }
 
-  private async handleStartWorkConn({ app: appName, pairingId }: StartWorkConn, workConn: Socket): Promise<void> {
+  private async handleStartWorkConn({ app: appName, pairingId, user }: StartWorkConn, workConn: Socket): Promise<void> {
     const { channel, emit } = this.options;
     const spec = this.spec; // the group file as last reloaded, not as it was at login
     emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: true });
@@ -247,7 +248,7 @@ export class ClientSession {
       emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
       fail(`local app unreachable: ${reason}`);
     });
-    return this.relay(appName, pairingId, localConn, workConn, true);
+    return this.relay(app, pairingId, localConn, workConn, true, user);
   }
 
   /** An app of the group file as last reloaded (only our own targets are ever dialed). */
@@ -263,8 +264,14 @@ export class ClientSession {
     this.earlyEnds.set(pairingId, bytes);
   }
 
-  private async relay(appName: string, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean): Promise<void> {
+  /**
+   * Relays one user between its local app conn and its work conn. An app with `proxyProtocol`
+   * gets the header first, from the user's address the server sent: the app reads it before
+   * any byte of the user's, and an app that speaks first has not been read from yet.
+   */
+  private async relay(app: AppSpec, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean, user: UserAddress | undefined): Promise<void> {
     const { emit, channel } = this.options;
+    const appName = app.name;
     emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
     const started = Date.now();
     if (this.done) {
@@ -273,7 +280,9 @@ export class ClientSession {
     }
     // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
     const tracker = new WorkConnTracker();
-    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }));
+    const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
+    if (outerPreamble !== undefined) debug('%s: PROXY %s header for %s', appName, app.proxyProtocol, user === undefined ? 'a user the server did not name' : `${user.remoteAddress} port ${user.remotePort}`);
+    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }), outerPreamble === undefined ? {} : { outerPreamble });
     this.relays.set(pairingId, relay);
     const early = this.earlyEnds.get(pairingId);
     if (early !== undefined) {

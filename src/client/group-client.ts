@@ -204,7 +204,7 @@ export class GroupClient {
       channel.send({
         type: 'Login',
         proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
-        apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort, ...protocolMark(app) })),
+        apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort, ...protocolMark(app), ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}) })),
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);

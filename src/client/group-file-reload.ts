@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { basename, dirname } from 'node:path';
 import { EMPTY, filter, map, merge, Subject, type Subscription } from 'rxjs';
-import { loadGroupFile, watchDirectory } from '../config/index.js';
+import { loadGroupFile, watchDirectory, type GroupSpec } from '../config/index.js';
 import type { GroupClient } from './group-client.js';
 
 const debug = createDebug('ntp:client:group-file-reload');
@@ -12,6 +12,8 @@ export interface GroupFileReloadOptions {
   debounceMs?: number;
   /** A file that no longer loads: the client keeps the version it has. */
   onError?: (error: Error) => void;
+  /** Each version that loads, just before the client takes it (for what the caller applies itself, such as `logLevel:`). */
+  onLoaded?: (spec: GroupSpec) => void;
 }
 
 /**
@@ -23,7 +25,7 @@ export class GroupFileReload {
   private readonly requests = new Subject<string>();
   private readonly subscription: Subscription;
 
-  constructor(client: GroupClient, file: string, { watch = true, debounceMs, onError }: GroupFileReloadOptions = {}) {
+  constructor(client: GroupClient, file: string, { watch = true, debounceMs, onError, onLoaded }: GroupFileReloadOptions = {}) {
     // The directory, not the file: editors that write a new file and rename it over the old
     // one would otherwise leave a watch on a file that no longer exists.
     const edits$ = (watch ? watchDirectory(dirname(file), debounceMs) : EMPTY).pipe(
@@ -33,7 +35,9 @@ export class GroupFileReload {
     this.subscription = merge(edits$, this.requests).subscribe((why) => {
       debug('re-reading %s (%s)', file, why);
       try {
-        client.updateSpec(loadGroupFile(file));
+        const spec = loadGroupFile(file);
+        onLoaded?.(spec);
+        client.updateSpec(spec);
       } catch (error) {
         onError?.(error as Error);
       }

@@ -1,8 +1,8 @@
 import { connect, type Socket } from 'node:net';
 import { formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
-import { dialTcp, type ClientTransport } from '../net/index.js';
+import { dialTcp, writeFrame, type ClientTransport } from '../net/index.js';
 import { dialCommon } from './tls.js';
-import { encodeFrame, joinProof, type NewWorkConn } from '../protocol/index.js';
+import { joinProof, type NewWorkConn } from '../protocol/index.js';
 
 export interface WorkConnRequest {
   server: HostPort;
@@ -85,7 +85,7 @@ export async function presentWorkConn(request: Omit<WorkConnRequest, 'app'>): Pr
     pairingId: request.pairingId,
     proof: joinProof(request.secret, request.sessionId, request.pairingId),
   };
-  workConn.write(encodeFrame(message));
+  writeFrame(workConn, message);
   return workConn;
 }
 

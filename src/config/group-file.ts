@@ -1,10 +1,11 @@
 import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
+import { appTrafficShape } from './app-traffic.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
 import { portKey, portLabel, udpAppOptions, udpAppShape } from './udp-app.js';
-import { formatHostPort, hostPort, port } from './values.js';
+import { formatHostPort, hostPort, logLevel, port } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -32,7 +33,14 @@ const app = section({
   remotePort: port().meta({ description: 'The public port on the commonserver; 0 lets the server choose and report it' }),
   ...appAccessShape,
   ...udpAppShape,
-}).transform(({ type, udp, ...tcp }, ctx) => ({ ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) }));
+  ...appTrafficShape,
+}).transform(({ type, udp, ...tcp }, ctx) => {
+  // Both act on TCP streams (a header before the first byte, paused reads): a datagram relay has neither.
+  for (const field of ['proxyProtocol', 'bandwidth'] as const) {
+    if (type === 'udp' && tcp[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: udp` });
+  }
+  return { ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) };
+});
 
 export type AppSpec = z.output<typeof app>;
 
@@ -57,10 +65,11 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
     secretFile: secretFilePath.optional(),
     apps: z.array(app, 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
+    logLevel: logLevel.optional(),
     ...serverTrustShape(dirname(file)),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps, server, logLevel: level, ...trust }, ctx) => {
       const stem = basename(file, extname(file));
       if (stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
@@ -85,6 +94,8 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
         ...serverTrust(trust, ctx),
         /** Client-side only: the commonserver to connect to, when not given on the command line. */
         ...(server === undefined ? {} : { server }),
+        /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */
+        ...(level === undefined ? {} : { logLevel: level }),
       });
     });
 }

@@ -8,6 +8,7 @@ export * from './spec-changes.js';
 export { MAX_ALIAS_COUNT, MAX_CONFIG_BYTES, YamlFile } from './yaml-file.js';
 export * from './security-config.js';
 export * from './group-security.js';
+export * from './app-traffic.js';
 export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';

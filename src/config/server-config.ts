@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { adminSectionSchema } from './admin-config.js';
 import { securityConfig, securityShape } from './security-config.js';
 import { section } from './sections.js';
-import { duration, hostPort, problem, wholeNumber } from './values.js';
+import { duration, hostPort, logLevel, problem, wholeNumber } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
 export const SERVER_DEFAULTS = {
@@ -47,10 +47,11 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
       .meta({ description: "Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool" }),
     // `admin:` with nothing under it turns the admin on with its defaults.
     admin: z.preprocess((value) => value ?? {}, adminSectionSchema(env)).optional(),
+    logLevel: logLevel.optional(),
     ...securityShape(base),
   })
     .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
-    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, ...security }, ctx) => {
+    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, logLevel: level, ...security }, ctx) => {
       if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
       if (heartbeat.timeout <= heartbeat.interval) {
         ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
@@ -69,6 +70,8 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
         file,
         /** The admin API and dashboard; off unless the file has an `admin:` section. */
         ...(admin ? { admin } : {}),
+        /** What the commonserver prints (`--log-level` overrides it); info when unset. */
+        ...(level ? { logLevel: level } : {}),
       });
     });
 }

@@ -19,6 +19,7 @@ const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'file' | '
   secret: { server: 'changed: the session that logged in with the old one ends now', client: 'applies at the next login' },
   secretFile: { server: 'is read from the new path (a changed secret ends the session)', client: 'applies at the next login' },
   server: AT_CLIENT_RESTART,
+  logLevel: { client: 'applies now (unless --log-level is given)' },
   serverFingerprint: AT_CLIENT_RESTART,
   serverCaFile: AT_CLIENT_RESTART,
   plaintext: AT_CLIENT_RESTART,
@@ -34,6 +35,10 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   udp: { server: 'applies now (sessions beyond a lowered maxSessions keep running until idle)' },
   allow: { server: 'applies to the next user' },
   maxConnections: { server: 'applies to the next user' },
+  // The header describes the local app's expectations: only the client, which dials it, reads it.
+  proxyProtocol: { client: 'applies to the next user' },
+  // One bucket per app shapes every user at once, so a new rate cannot wait for new users.
+  bandwidth: { server: 'applies now, to live and new users' },
 };
 const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
 const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };

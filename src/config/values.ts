@@ -88,3 +88,17 @@ export function parseHostPort(value: unknown, options: { allowPortZero?: boolean
 export function formatHostPort({ host, port }: HostPort): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/** How much the CLIs print: each level includes the ones before it. */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `logLevel:` in a config file. */
+export const logLevel = z
+  .enum(LOG_LEVELS, problem(`expected one of ${LOG_LEVELS.join(', ')}`))
+  .meta({ description: 'What the CLI prints: error, warn, info (the default) or debug (a line per user connection); --log-level overrides it' });
+
+/** `--log-level` on a command line. */
+export function parseLogLevel(value: unknown): Parsed<LogLevel> {
+  return parseValue(logLevel, value);
+}

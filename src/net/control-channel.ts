@@ -1,8 +1,10 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { firstValueFrom, tap, type Observable } from 'rxjs';
-import { encodeFrame, ProtocolError, type GoodbyeCode, type Message } from '../protocol/index.js';
+import { ProtocolError, type GoodbyeCode, type Message } from '../protocol/index.js';
 import { FrameReader } from './frame-reader.js';
+import { writeFrame } from './frame-trace.js';
+import { peerOf } from './peer.js';
 import { resetSocket } from './reset.js';
 
 const debug = createDebug('ntp:net:control-channel');
@@ -68,7 +70,7 @@ export class ControlChannel {
       this.socket.cork();
       setImmediate(this.flush);
     }
-    this.socket.write(encodeFrame(message));
+    writeFrame(this.socket, message);
     if (this.socket.writableLength > this.highWaterBytes) this.onQueueHigh();
   }
 
@@ -157,10 +159,4 @@ export class ControlChannel {
     if (this.corked) this.flush();
     this.socket.destroy();
   }
-}
-
-export function peerOf(socket: Socket): string {
-  const { remoteAddress, remotePort } = socket;
-  if (remoteAddress === undefined) return 'unknown peer';
-  return remoteAddress.includes(':') ? `[${remoteAddress}]:${remotePort}` : `${remoteAddress}:${remotePort}`;
 }

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { Subject, type Observable } from 'rxjs';
 import { FrameDecoder, ProtocolError, type Message } from '../protocol/index.js';
+import { traceFrameIn } from './frame-trace.js';
 
 /**
  * Frames emitted for one peer before the reader lets the event loop turn: libuv reads up to
@@ -104,6 +105,7 @@ export class FrameReader {
         if (budget-- === 0) return this.yieldTurn();
         const message = this.decoder.next();
         if (message === undefined) return;
+        traceFrameIn(this.socket, message, this.decoder.lastFrameBytes);
         this.messages.next(message);
       }
     } catch (error) {

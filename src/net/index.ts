@@ -1,5 +1,7 @@
 export * from './control-channel.js';
 export * from './frame-reader.js';
+export * from './frame-trace.js';
+export * from './peer.js';
 export * from './heartbeat.js';
 export * from './join-conns.js';
 export * from './fingerprint.js';
@@ -7,3 +9,4 @@ export * from './transport.js';
 export * from './reset.js';
 export * from './work-conn-state.js';
 export * from './datagram-link.js';
+export * from './token-bucket.js';

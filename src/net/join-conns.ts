@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { resetSocket } from './reset.js';
+import type { ThrottledReader, TokenBucket } from './token-bucket.js';
 import type { WorkConnTracker } from './work-conn-state.js';
 
 export interface RelayResult {
@@ -26,6 +27,19 @@ export interface ReusableRelay {
   peerEnded(bytes: number): void;
   /** Tears the relay down as a fault: both sockets are reset. Idempotent. */
   reset(reason: string): void;
+}
+
+/** What a relay does besides moving bytes: a header first, a rate per direction. */
+export interface RelayOptions {
+  /**
+   * Written to `outer` before any relayed byte (a PROXY protocol header for the local app).
+   * Not counted in `bytesOut`, nor in the byte count the far end's WorkConnEnd is checked against.
+   */
+  outerPreamble?: Uint8Array;
+  /** Shapes what is read from `outer` (shared with other relays of the same app). */
+  outerLimit?: TokenBucket;
+  /** Shapes what is read from `inner`. */
+  innerLimit?: TokenBucket;
 }
 
 /**
@@ -59,10 +73,10 @@ export function joinConns(outer: Socket, inner: Socket): Promise<RelayResult> {
  * are through, the work conn is handed back (`released`). Anything else (an error, a reset, a
  * bare FIN on the work conn, which only a crash or a dropped conn can send) resets both.
  */
-export function joinReusable(outer: Socket, inner: Socket, tracker: WorkConnTracker, onOuterEnd: (bytes: number) => void): ReusableRelay {
+export function joinReusable(outer: Socket, inner: Socket, tracker: WorkConnTracker, onOuterEnd: (bytes: number) => void, options: RelayOptions = {}): ReusableRelay {
   let state!: RelayState;
   const done = new Promise<RelayResult>((resolve) => {
-    state = new RelayState(outer, inner, resolve, { tracker, onOuterEnd });
+    state = new RelayState(outer, inner, resolve, { tracker, onOuterEnd }, options);
     start(state);
   });
   return { done, peerEnded: (bytes) => state.peerEnded(bytes), reset: (reason) => state.fail(new Error(reason)) };
@@ -84,6 +98,11 @@ class RelayState {
   private settled = false;
   /** Reusable: the far end's byte count, once it said its stream ended. */
   private expected = -1;
+  /** Bytes written to `outer` that are not relayed bytes (the preamble). */
+  readonly outerExtra: number;
+  /** Set only when that side is shaped. */
+  readonly outerThrottle: SideThrottle | undefined;
+  readonly innerThrottle: SideThrottle | undefined;
 
   constructor(
     readonly outer: Socket,
@@ -91,8 +110,29 @@ class RelayState {
     private readonly resolve: (result: RelayResult) => void,
     /** Set for a work conn's relay: its state machine and where its outer end is reported. */
     readonly reuse: Reuse | undefined,
+    readonly options: RelayOptions = {},
   ) {
     reuse?.tracker.fire({ type: 'start' });
+    this.outerExtra = options.outerPreamble?.length ?? 0;
+    this.outerThrottle = options.outerLimit && new SideThrottle(this, outer, options.outerLimit);
+    this.innerThrottle = options.innerLimit && new SideThrottle(this, inner, options.innerLimit);
+  }
+
+  /** Relayed bytes written to `outer` so far (queued ones included, as Node counts them). */
+  get outerWritten(): number | undefined {
+    const written = this.outer.bytesWritten;
+    return written === undefined ? undefined : written - this.outerExtra;
+  }
+
+  throttleOf(socket: Socket): SideThrottle | undefined {
+    return socket === this.outer ? this.outerThrottle : this.innerThrottle;
+  }
+
+  /** Whether `source` may be read again: not held by its destination, its bucket, or its end. */
+  mayRead(source: Socket): boolean {
+    if (this.settled || this.throttleOf(source)?.paused === true || this.peerOf(source).writableNeedDrain) return false;
+    // A work conn whose far end is through stays paused: it has no reader of ours any more.
+    return !(source === this.inner && this.reuse?.tracker.state.received === 'ended');
   }
 
   peerOf(socket: Socket): Socket {
@@ -100,9 +140,8 @@ class RelayState {
   }
 
   resumePeerOf(socket: Socket): void {
-    // A work conn whose far end is through stays paused: it has no reader of ours any more.
-    if (socket === this.outer && this.reuse?.tracker.state.received === 'ended') return;
-    this.peerOf(socket).resume();
+    const source = this.peerOf(socket);
+    if (this.mayRead(source)) source.resume();
   }
 
   fail(error: Error): void {
@@ -136,7 +175,7 @@ class RelayState {
 
   /** Whether the far end's stream is through; ends the outer socket when it is. */
   checkDelivered(): boolean {
-    const written = this.outer.bytesWritten;
+    const written = this.outerWritten;
     if (this.reuse === undefined || written === undefined || written < this.expected) return false;
     this.inner.off('data', watchForPeerEnd);
     if (written > this.expected) {
@@ -144,6 +183,7 @@ class RelayState {
       return true;
     }
     this.inner.off('data', forward);
+    this.innerThrottle?.forget();
     this.inner.pause();
     if (this.reuse.tracker.fire({ type: 'peer-ended' }).phase === 'reset') {
       this.fail(new Error(this.reuse.tracker.state.reason));
@@ -196,9 +236,11 @@ class RelayState {
   private finish(released: boolean): void {
     if (this.settled) return;
     this.settled = true;
+    this.outerThrottle?.forget();
+    this.innerThrottle?.forget();
     this.resolve({
       bytesIn: this.outer.bytesRead,
-      bytesOut: this.outer.bytesWritten ?? 0,
+      bytesOut: Math.max(0, this.outerWritten ?? 0),
       ...(this.firstError ? { error: this.firstError } : {}),
       ...(released ? { released } : {}),
     });
@@ -224,6 +266,8 @@ function start(state: RelayState): void {
     socket.on('drain', resumePeer);
     socket.on('end', endPeer);
   }
+  // Queued in the socket before the first relayed byte (a socket still connecting keeps the order).
+  if (state.options.outerPreamble !== undefined) outer.write(state.options.outerPreamble);
   outer.resume();
   inner.resume();
   // A side whose FIN was already read before the join (a local app that answered and closed
@@ -243,7 +287,40 @@ function ignore(): void {}
 
 function forward(this: RelaySocket, chunk: Buffer): void {
   const state = this[RELAY];
-  if (state !== undefined && !state.peerOf(this).write(chunk)) this.pause();
+  if (state === undefined) return;
+  if (!state.peerOf(this).write(chunk)) this.pause();
+  // Charged after forwarding: the chunk is already read, holding it back would only buffer it.
+  state.throttleOf(this)?.charge(chunk.length);
+}
+
+/**
+ * One shaped side of a relay: pauses its socket when the app's bucket runs dry and resumes it
+ * when the bucket says, unless the destination still holds it up (then 'drain' resumes it).
+ */
+class SideThrottle implements ThrottledReader {
+  paused = false;
+
+  constructor(
+    private readonly state: RelayState,
+    private readonly socket: Socket,
+    private readonly bucket: TokenBucket,
+  ) {}
+
+  charge(bytes: number): void {
+    if (this.bucket.take(bytes, this)) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  resumeAfterThrottle(): void {
+    this.paused = false;
+    if (this.state.mayRead(this.socket)) this.socket.resume();
+  }
+
+  forget(): void {
+    this.paused = false;
+    this.bucket.forget(this);
+  }
 }
 
 /** The peer's writes were held up by this socket; they may go on. */

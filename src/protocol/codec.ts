@@ -38,6 +38,9 @@ export class FrameDecoder {
     this.buffered += chunk.length;
   }
 
+  /** The wire length (header included) of the frame `next()` returned last. */
+  lastFrameBytes = 0;
+
   /** Bytes buffered but not yet decoded. */
   get bufferedBytes(): number {
     return this.buffered;
@@ -66,6 +69,7 @@ export class FrameDecoder {
     if (length === 0) throw new ProtocolError('BAD_MESSAGE', 'empty frame');
     if (this.buffered < FRAME_HEADER_BYTES + length) return undefined;
     const frame = this.consume(FRAME_HEADER_BYTES + length);
+    this.lastFrameBytes = frame.length;
     let parsed: unknown;
     try {
       parsed = JSON.parse(frame.toString('utf8', FRAME_HEADER_BYTES));

@@ -58,7 +58,13 @@ const appBinding = z.object({
 export type AppBinding = z.infer<typeof appBinding>;
 
 /** An app as the client's own group file declares it (local target never leaves the host). */
-const appDeclaration = z.object({ name: id, remotePort: port, protocol: protocolMark });
+const appDeclaration = z.object({
+  name: id,
+  remotePort: port,
+  protocol: protocolMark,
+  /** The header the client writes to this local app, if any (it decides; the server only compares). */
+  proxyProtocol: z.enum(['v1', 'v2']).optional(),
+});
 export type AppDeclaration = z.infer<typeof appDeclaration>;
 
 const hello = z.object({
@@ -105,6 +111,15 @@ const loginResp = z
 const ping = z.object({ type: z.literal('Ping'), seq: count });
 const pong = z.object({ type: z.literal('Pong'), seq: count });
 
+/**
+ * A user conn's two ends as the server's socket sees them: the user's address and port, and the
+ * public address and port it reached. The client writes them in a PROXY protocol header when the
+ * app asks for one; it never dials them. Only the shape is checked here: the client puts nothing
+ * but an IP address in a header.
+ */
+const userAddress = z.object({ remoteAddress: z.string().max(64), remotePort: port, localAddress: z.string().max(64), localPort: port });
+export type UserAddress = z.infer<typeof userAddress>;
+
 const reqWorkConn = z.object({
   type: z.literal('ReqWorkConn'),
   app: id,
@@ -112,6 +127,8 @@ const reqWorkConn = z.object({
   pairingId: id,
   /** `udp`: the work conn carries one UDP session's datagrams; the client opens a local UDP socket. */
   protocol: protocolMark,
+  /** Absent when the server no longer knew it (the user's socket closed as it was accepted). */
+  user: userAddress.optional(),
 });
 
 const newWorkConn = z.object({
@@ -145,6 +162,8 @@ const startWorkConn = z.object({
   pairingId: id,
   /** `udp`: datagram frames follow, for one UDP session (one user address). */
   protocol: protocolMark,
+  /** As in ReqWorkConn. */
+  user: userAddress.optional(),
 });
 
 /**

@@ -2,10 +2,9 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
 import { protocolMark, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
-import { heartbeatWatchdog, resetSocket, WorkConnTracker, type ControlChannel } from '../net/index.js';
+import { heartbeatWatchdog, resetSocket, WorkConnTracker, writeFrame, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
-  encodeFrame,
   joinProof,
   proofsMatch,
   randomId,
@@ -13,6 +12,7 @@ import {
   type AppDeclaration,
   type Message,
   type NewWorkConn,
+  type UserAddress,
 } from '../protocol/index.js';
 import { AppServer, type RelayHandle, type UserConnSink } from './app-server.js';
 import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
@@ -283,7 +283,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     if (pooled !== undefined) return this.startOnPooled(app, userConn, remote, pooled);
     const pending = this.pairings.hold(app, userConn);
     this.options.emit({ type: 'user-conn-accepted', group: this.name, app: app.name, remote, pairingId: pending.pairingId });
-    this.options.channel.send({ type: 'ReqWorkConn', app: app.name, pairingId: pending.pairingId });
+    this.options.channel.send({ type: 'ReqWorkConn', app: app.name, pairingId: pending.pairingId, ...userAddressOf(userConn) });
     this.options.emit({ type: 'work-conn-requested', group: this.name, app: app.name, pairingId: pending.pairingId });
   }
 
@@ -300,7 +300,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     // then both leave in one write, one TLS record, one wakeup of the client. An app that
     // speaks first loses only that turn of the loop.
     workConn.cork();
-    workConn.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId }));
+    writeFrame(workConn, { type: 'StartWorkConn', app: app.name, pairingId, ...userAddressOf(userConn) });
     setImmediate(uncorkAfterNextPoll, workConn);
     this.options.emit({ type: 'work-conn-joined', group: this.name, app: app.name, pairingId, waitedMs: 0, pooled: true });
     this.join(app, userConn, workConn, pairingId);
@@ -512,6 +512,9 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       } else if ((mine.protocol ?? 'tcp') !== (app.type ?? 'tcp')) {
         warnings.push(`app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`);
       }
+      if (mine !== undefined && mine.proxyProtocol !== app.proxyProtocol) {
+        warnings.push(`app "${app.name}": the server's registry says proxyProtocol ${app.proxyProtocol ?? 'none'}, the client's file says ${mine.proxyProtocol ?? 'none'}; the client's applies (it writes the header)`);
+      }
     }
     for (const name of declared.keys()) {
       if (!this.currentSpec.apps.some((app) => app.name === name)) {
@@ -533,6 +536,16 @@ function describeBindError(error: NodeJS.ErrnoException, port: number): string {
     default:
       return `cannot listen on port ${port}: ${error.message}`;
   }
+}
+
+/**
+ * The user's address and the public address it reached, for the client's PROXY protocol header.
+ * Sent for every app: the header is the local app's business, so the client's file decides.
+ */
+function userAddressOf(userConn: Socket): { user?: UserAddress } {
+  const { remoteAddress, remotePort, localAddress, localPort } = userConn;
+  if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return {};
+  return { user: { remoteAddress, remotePort, localAddress, localPort } };
 }
 
 function uncorkAfterNextPoll(socket: Socket): void {

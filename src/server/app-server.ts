@@ -2,6 +2,7 @@ import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
 import { joinReusable, peerOf, resetSocket, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
+import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
 import { TrafficSampler } from './traffic-sampler.js';
@@ -26,6 +27,8 @@ export class AppServer {
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
   private readonly userConns = new Set<Socket>();
   private access: AppAccessControl;
+  /** Shared by every relay of this app, so that a reload's new rates reach live users too. */
+  readonly bandwidth: AppBandwidth;
   private currentSpec: AppSpec;
   private closed = false;
   /** The port actually bound (differs from the spec when remotePort is 0). */
@@ -45,6 +48,7 @@ export class AppServer {
     this.currentSpec = spec;
     this.access = new AppAccessControl(spec);
     this.traffic = new TrafficSampler(group, emit);
+    this.bandwidth = new AppBandwidth(spec.bandwidth);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
     // Accept errors (EMFILE and the like) must not take the process down; the server keeps listening.
     this.server.on('error', (error) => debug('%s/%s accept error: %s', group, spec.name, error.message));
@@ -60,11 +64,12 @@ export class AppServer {
 
   /**
    * An edited app with the same public port: its `allow` and `maxConnections` apply from the
-   * next UserConn on; conns already accepted keep flowing.
+   * next UserConn on; conns already accepted keep flowing, at the new `bandwidth` from now on.
    */
   applySpec(spec: AppSpec): void {
     this.currentSpec = spec;
     this.access = new AppAccessControl(spec);
+    this.bandwidth.apply(spec.bandwidth);
   }
 
   get liveConnCount(): number {
@@ -102,6 +107,7 @@ export class AppServer {
       if (this.server.listening) this.server.close();
     }
     for (const conn of this.userConns) resetSocket(conn);
+    this.bandwidth.close();
   }
 
   /** A held UserConn costs memory until its work conn comes: their number is capped. */
@@ -135,7 +141,7 @@ export class AppServer {
   relay(userConn: Socket, workConn: Socket, pairingId: string, tracker: WorkConnTracker, onUserEnd: (bytes: number) => void): RelayHandle {
     const started = Date.now();
     this.liveConns.add(userConn);
-    const handle = joinReusable(userConn, workConn, tracker, onUserEnd);
+    const handle = joinReusable(userConn, workConn, tracker, onUserEnd, this.bandwidth.relayOptions());
     const done = handle.done.then((result) => {
       this.liveConns.delete(userConn);
       this.totalBytesIn += result.bytesIn;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, formatHostPort, GROUP_NAME_RULE, isGroupName, type HostPort } from '../config/index.js';
+import { ConfigError, formatHostPort, GROUP_NAME_RULE, isGroupName, schemaComment, type HostPort } from '../config/index.js';
 import { loadServerTransport } from './tls.js';
 
 export interface InitOptions {
@@ -49,15 +49,17 @@ export function initServerDirectory(options: InitOptions): InitResult {
   // The certificate first: openssl is what is most likely to fail, and then nothing is written.
   const { fingerprint } = loadServerTransport({ plaintext: false, certFile, keyFile });
   // `wx`: fails rather than overwrites, should a file appear after the check above.
-  writeFileSync(serverFile, starterServerConfig(options.bind), { flag: 'wx', mode: 0o644 });
-  writeFileSync(groupFile, sampleGroupFile(options, fingerprint!), { flag: 'wx', mode: 0o600 });
+  writeFileSync(serverFile, starterServerConfig(serverFile, options.bind), { flag: 'wx', mode: 0o644 });
+  writeFileSync(groupFile, sampleGroupFile(groupFile, options, fingerprint!), { flag: 'wx', mode: 0o600 });
   // The umask may have taken bits off, never added: make the mode exactly what is promised.
   chmodSync(groupFile, 0o600);
   return { serverFile, groupFile, certFile, fingerprint: fingerprint! };
 }
 
-function starterServerConfig(bind: HostPort): string {
-  return `# The commonserver: one public common port for every group's control and work connections.
+/** Each file starts with the schema comment, so that editors complete and check it as the other config files. */
+function starterServerConfig(file: string, bind: HostPort): string {
+  return `${schemaComment('commonserver', file)}
+# The commonserver: one public common port for every group's control and work connections.
 # Check it with: commonserver verify --config <this file>
 bind: ${formatHostPort(bind)}    # the common port
 groups: ./groups            # one file per host group (relative to this file); watched, and reloaded on SIGHUP
@@ -72,6 +74,9 @@ tls:
 allowPorts: ["6000-6999"]
 maxAppsPerGroup: 16
 
+# Lines printed: error | warn | info | debug (--log-level overrides it).
+# logLevel: info
+
 # The admin API, dashboard and Prometheus metrics. Off unless this section exists.
 # admin:
 #   bind: 127.0.0.1:7500
@@ -79,8 +84,9 @@ maxAppsPerGroup: 16
 `;
 }
 
-function sampleGroupFile(options: InitOptions, fingerprint: string): string {
-  return `# Group ${options.group}: the same file serves the commonserver (its groups directory) and the
+function sampleGroupFile(file: string, options: InitOptions, fingerprint: string): string {
+  return `${schemaComment('group', file)}
+# Group ${options.group}: the same file serves the commonserver (its groups directory) and the
 # groupclient on the host. It holds the group's secret: keep it mode 600 on both machines.
 name: ${options.group}
 secret: ${generateSecret()}

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
-import { encodeFrame, type Message } from '../protocol/index.js';
+import { writeFrame } from '../net/index.js';
+import type { Message } from '../protocol/index.js';
 import type { UdpAppServer } from './udp-app-server.js';
 import type { UdpUserSession } from './udp-user-session.js';
 import type { EmitServerEvent } from './events.js';
@@ -40,7 +41,7 @@ export class UdpSessions {
     const pooled = this.options.takePooled();
     emit({ type: 'udp-session-opened', group, app: app.name, peer: session.peer, pairingId: session.pairingId, pooled: pooled !== undefined });
     if (pooled !== undefined) {
-      pooled.write(encodeFrame({ type: 'StartWorkConn', app: app.name, pairingId: session.pairingId, protocol: 'udp' }));
+      writeFrame(pooled, { type: 'StartWorkConn', app: app.name, pairingId: session.pairingId, protocol: 'udp' });
       return session.attach(pooled);
     }
     entry.deadline = timer(this.options.pairingTimeoutMs).subscribe(() => {

@@ -16,6 +16,8 @@ export interface TestAppEntry {
   udp?: { idleTimeout?: string; maxSessions?: number; maxDatagramBytes?: number };
   /** CIDRs allowed to use the public port. */
   allow?: string[];
+  /** More app fields, as written in the group file (`proxyProtocol`, `bandwidth`...). */
+  extra?: Record<string, unknown>;
 }
 
 export interface TestGroup {
@@ -76,6 +78,7 @@ export function groupYaml(group: TestGroup): string {
       ...(app.type === undefined ? {} : { type: app.type }),
       ...(app.udp === undefined ? {} : { udp: app.udp }),
       ...(app.allow === undefined ? {} : { allow: app.allow }),
+      ...app.extra,
     })),
   });
 }

@@ -1,10 +1,154 @@
-import { execFile } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { logSink } from './artifacts.js';
 import { canListenOn } from './net.js';
 import { CliProcess } from './processes.js';
 import { unusedUdpPort } from './udp.js';
+
+/**
+ * Real programs from Debian behind the tunnel (`.ci/run` installs them and stops if one is
+ * missing, so in CI these tests never skip). Elsewhere a test skips with this message.
+ */
+export const NGINX = '/usr/sbin/nginx';
+export const IPERF3 = '/usr/bin/iperf3';
+export function skipWithout(program: string, pkg: string): false | string {
+  return existsSync(program) ? false : `${program} is absent: install Debian's ${pkg} package to run this test`;
+}
+
+/** A child process of the test, stopped (and reaped) by `stop`. */
+export interface ChildProgram {
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+function startChild(bin: string, args: string[], name: string): ChildProgram {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = logSink(name);
+  log(`$ ${bin} ${args.join(' ')}`);
+  child.stdout!.on('data', (chunk: Buffer) => log(chunk.toString().trimEnd()));
+  child.stderr!.on('data', (chunk: Buffer) => log(chunk.toString().trimEnd()));
+  const exited = once(child, 'exit');
+  return {
+    child,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Resolves once `port` on `host` accepts a connection; rejects after `timeoutMs` or if `child` exits. */
+async function acceptsConnections(host: string, port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the program exited (${child.exitCode}) before listening on ${host}:${port}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host, port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs}ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+export interface Nginx extends ChildProgram {
+  /** The access log's lines so far: `$proxy_protocol_addr $proxy_protocol_port $server_port`. */
+  accessLog(): string[];
+}
+
+/**
+ * Debian's nginx as this test's own child (no daemon, no master), everything in a temp dir:
+ * one `listen 127.0.0.1:PORT proxy_protocol` server per port, each answering any request with
+ * the address and port the PROXY protocol header named, and logging them.
+ */
+export async function startNginx(ports: readonly number[]): Promise<Nginx> {
+  const dir = mkdtempSync(join(tmpdir(), 'ntp-nginx-'));
+  mkdirSync(join(dir, 'temp'));
+  const servers = ports.map(
+    (port) => `  server {
+    listen 127.0.0.1:${port} proxy_protocol;
+    location / { return 200 "$proxy_protocol_addr $proxy_protocol_port\\n"; }
+  }`,
+  );
+  const config = join(dir, 'nginx.conf');
+  writeFileSync(
+    config,
+    `error_log ${dir}/error.log info;
+pid ${dir}/nginx.pid;
+events { worker_connections 64; }
+http {
+  log_format proxied '$proxy_protocol_addr $proxy_protocol_port $server_port';
+  access_log ${dir}/access.log proxied;
+${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${dir}/temp/${kind};`).join('\n')}
+${servers.join('\n')}
+}
+`,
+  );
+  const program = startChild(NGINX, ['-p', dir, '-e', `${dir}/error.log`, '-c', config, '-g', 'daemon off; master_process off;'], 'nginx');
+  for (const port of ports) await acceptsConnections('127.0.0.1', port, program.child);
+  const logFile = join(dir, 'access.log');
+  return { ...program, accessLog: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter((line) => line !== '') : []) };
+}
+
+/** `iperf3 -s` on 127.0.0.1:PORT, as a local app behind the tunnel. */
+export async function startIperf3Server(port: number): Promise<ChildProgram> {
+  const program = startChild(IPERF3, ['-s', '-B', '127.0.0.1', '-p', String(port)], 'iperf3-server');
+  await acceptsConnections('127.0.0.1', port, program.child);
+  return program;
+}
+
+/** What the receiving end of an iperf3 run measured, in bytes per second. */
+export interface Iperf3Result {
+  receivedBytesPerSecond: number;
+  /** Per parallel stream (users), as the receiver counted them. */
+  streams: number[];
+}
+
+/**
+ * `iperf3 -c 127.0.0.1 -p PORT -J` (with `args` such as -t, -R, -P); resolves with the receiver's
+ * figures. An iperf3 server still closing the previous test refuses with "busy" for a moment:
+ * asked again a bounded number of times.
+ */
+export async function runIperf3Client(port: number, args: string[]): Promise<Iperf3Result> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runIperf3Once(port, args);
+    } catch (error) {
+      if (!(error as Error).message.includes('busy') || attempt >= 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+function runIperf3Once(port: number, args: string[]): Promise<Iperf3Result> {
+  const all = ['-c', '127.0.0.1', '-p', String(port), '-J', ...args];
+  const log = logSink('iperf3-client');
+  log(`$ ${IPERF3} ${all.join(' ')}`);
+  return new Promise((resolve, reject) => {
+    execFile(IPERF3, all, { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => {
+      log(stdout);
+      if (error) return reject(new Error(`iperf3 failed: ${error.message}\n${stdout.slice(0, 2000)}`));
+      const report = JSON.parse(stdout) as {
+        error?: string;
+        end: { sum_received: { bits_per_second: number }; streams: { receiver: { bits_per_second: number } }[] };
+      };
+      if (report.error !== undefined) return reject(new Error(`iperf3: ${report.error}`));
+      resolve({
+        receivedBytesPerSecond: report.end.sum_received.bits_per_second / 8,
+        streams: report.end.streams.map((stream) => stream.receiver.bits_per_second / 8),
+      });
+    });
+  });
+}
 
 /** Debian programs the UDP tests run behind the tunnel (`.ci/run` installs them). */
 export const DNSMASQ = ['/usr/sbin/dnsmasq', '/usr/bin/dnsmasq'].find((path) => existsSync(path));

@@ -1,78 +1,113 @@
 // The commonserver dashboard: state from /api/groups, live updates from /api/events (SSE).
-// No build step and no outside host: plain modules, canvas drawn by hand.
-const token = new URLSearchParams(location.hash.slice(1)).get('token');
-const headers = token ? { authorization: `Bearer ${token}` } : {};
-const CHART_SECONDS = 60;
-const MAX_LOG = 100;
+// No build step and nothing from another host: plain modules, the charts drawn in SVG.
+import { adoptTokenFromFragment, api, ApiError, eventStreamUrl, setToken, token } from './api.js';
+import { CHART_SECONDS, createChart, drawChart } from './chart.js';
+import { EventLog, USER_CONNECTIONS } from './events.js';
+import { openTokenPrompt, setUpGroupForm, setUpTokenPrompt } from './forms.js';
+import { clock, el, formatBytes } from './format.js';
 
-/** group/app → Map(second → bytes) for the traffic charts. */
+/** Every ServerEvent type: an EventSource hands over only the named events it listens to. */
+const EVENT_TYPES = ['listening', 'group-registered', 'group-registration-failed', 'group-deregistered', 'group-updated', 'client-connected', 'login-rejected',
+  'group-activated', 'app-failed', 'app-opened', 'app-closed', 'heartbeat', 'heartbeat-timeout', 'user-conn-accepted', 'user-conn-refused',
+  'work-conn-requested', 'work-conn-joined', 'work-conn-pooled', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer', 'login-throttled',
+  'udp-session-opened', 'udp-session-closed', 'udp-dropped'];
+/** Changes of these mean the group cards are stale. */
+const REFRESHING = new Set(['group-registered', 'group-deregistered', 'group-updated', 'group-activated', 'group-deactivated', 'app-opened', 'app-closed', 'app-failed', 'work-conn-joined', 'conn-closed', 'traffic',
+  'udp-session-opened', 'udp-session-closed', 'udp-dropped']);
+
+/** group/app → Map(epoch second → { in, out } bytes) for the traffic charts. */
 const traffic = new Map();
+const log = new EventLog();
+/** group → the outcome of the last action on it, shown on its card. */
+const actionStatus = new Map();
 let groups = [];
+/** group → its card and the state it shows: a card is rebuilt only when its group changed. */
+const cards = new Map();
+/** group/app → its chart: kept across rebuilds, so a chart is never replaced while drawn or looked at. */
+const charts = new Map();
+let source = null;
 let refreshTimer = null;
+let renderTimer = null;
 
-async function api(path) {
-  const res = await fetch(path, { headers });
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
-  return res.json();
+function recordTraffic(event) {
+  const key = `${event.group}/${event.app}`;
+  const second = Math.floor(Date.parse(event.at) / 1000);
+  const series = traffic.get(key) ?? new Map();
+  const bytes = series.get(second) ?? { in: 0, out: 0 };
+  bytes.in += event.bytesIn;
+  bytes.out += event.bytesOut;
+  series.set(second, bytes);
+  for (const s of series.keys()) if (s <= second - CHART_SECONDS) series.delete(s);
+  traffic.set(key, series);
 }
 
-function formatBytes(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === 'text') node.textContent = value;
-    else node.setAttribute(key, value);
+function take(event) {
+  if (event.type === 'traffic') recordTraffic(event);
+  if (log.add(event)) scheduleEventsRender();
+  if (REFRESHING.has(event.type)) scheduleRefresh();
+  if (event.type === 'group-deregistered') {
+    for (const key of traffic.keys()) if (key.startsWith(`${event.group}/`)) traffic.delete(key);
   }
-  for (const child of children) node.append(child);
-  return node;
 }
 
-function time(iso) {
-  return iso ? new Date(iso).toLocaleTimeString() : '–';
+function stateBadge(state) {
+  return el('span', { class: 'badge state', 'data-state': state, text: state });
 }
 
-function renderGroups() {
-  const root = document.getElementById('groups');
-  root.replaceChildren();
-  if (groups.length === 0) root.append(el('p', { class: 'muted', text: 'no group registered' }));
-  for (const group of groups) {
-    const card = el('div', { class: 'group', 'data-group': group.name, 'data-state': group.state });
-    card.append(el('h3', {}, el('span', { text: group.name }), el('span', { class: 'badge state', 'data-state': group.state, text: group.state })));
-    const client = group.client
-      ? `client ${group.client.id} from ${group.client.address}, connected since ${time(group.client.connectedSince)}, last heartbeat ${time(group.client.lastHeartbeat)}`
-      : group.lastDeactivation
-        ? `left at ${time(group.lastDeactivation.at)}: ${group.lastDeactivation.code} (${group.lastDeactivation.reason})`
-        : 'no client connected';
-    card.append(el('div', { class: 'client', text: client }));
-    const table = el('table', {}, el('tr', {}, ...['app', 'type', 'public port', 'state', 'live conns / sessions', 'in', 'out', 'dropped', 'traffic (60 s)'].map((h) => el('th', { text: h }))));
-    for (const app of group.apps) {
-      const key = `${group.name}/${app.name}`;
-      const canvas = el('canvas', { class: 'chart', width: '220', height: '40', 'data-chart': key });
-      table.append(
-        el('tr', { 'data-app': key, 'data-type': app.type, 'data-live-conns': String(app.liveConns), 'data-bytes-in': String(app.bytesIn), 'data-bytes-out': String(app.bytesOut), 'data-dropped': String(droppedTotal(app)) },
-          el('td', { text: app.name }),
-          el('td', { class: 'type', text: app.type }),
-          el('td', { class: 'num', text: app.publicPort ?? (app.remotePort || 'auto') }),
-          el('td', { text: app.state }),
-          el('td', { class: 'num live-conns', text: String(app.liveConns) }),
-          el('td', { class: 'num bytes-in', text: formatBytes(app.bytesIn) }),
-          el('td', { class: 'num bytes-out', text: formatBytes(app.bytesOut) }),
-          el('td', { class: 'num dropped', title: droppedDetail(app), text: app.udp ? String(droppedTotal(app)) : '–' }),
-          el('td', {}, canvas)),
-      );
+function clientText(group) {
+  if (group.client) return `client ${group.client.id} from ${group.client.address}, connected since ${clock(group.client.connectedSince)}, last heartbeat ${clock(group.client.lastHeartbeat)}`;
+  if (group.lastDeactivation) return `left at ${clock(group.lastDeactivation.at)}: ${group.lastDeactivation.code} (${group.lastDeactivation.reason})`;
+  return 'no client connected';
+}
+
+function groupCard(group) {
+  const card = el('article', { class: 'group', 'data-group': group.name, 'data-state': group.state });
+  const kick = el('button', { type: 'button', class: 'kick', 'data-action': 'kick', disabled: group.state !== 'in-use', title: 'disconnect its client (it may log in again)', text: 'kick' });
+  const remove = el('button', { type: 'button', class: 'remove danger', 'data-action': 'remove', title: 'remove the group from the registry', text: 'remove' });
+  kick.addEventListener('click', () => void kickGroup(group.name));
+  remove.addEventListener('click', () => void removeGroup(group.name));
+  card.append(el('header', {}, el('h3', { text: group.name }), stateBadge(group.state), el('span', { class: 'spacer' }), kick, remove));
+  card.append(el('p', { class: 'client' }));
+  const status = actionStatus.get(group.name);
+  if (status) card.append(el('p', { class: `action-status ${status.ok ? 'ok' : 'bad'}`, role: 'status', text: status.text }));
+  for (const app of group.apps) {
+    const key = `${group.name}/${app.name}`;
+    card.append(el('section', { class: 'app', 'data-app': key, 'data-state': app.state },
+      el('div', { class: 'app-head' },
+        el('strong', { text: app.name }),
+        el('span', { class: 'port', text: app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'port chosen at activation' }),
+        el('span', { class: 'badge type', text: app.type }),
+        stateBadge(app.state),
+        el('span', { class: 'live-conns' }),
+        app.type === 'udp' ? el('span', { class: 'dropped' }) : null,
+        describeLimits(app) === '–' ? null : el('span', { class: 'limits', text: describeLimits(app) }),
+        el('span', { class: 'totals' })),
+      chartFor(key)));
+  }
+  updateCard(card, group);
+  return card;
+}
+
+/** What changes every second (heartbeats, traffic): written in place, so buttons stay put under the pointer. */
+function updateCard(card, group) {
+  card.querySelector('.client').textContent = clientText(group);
+  for (const app of group.apps) {
+    const section = card.querySelector(`.app[data-app="${CSS.escape(`${group.name}/${app.name}`)}"]`);
+    section.dataset.liveConns = String(app.liveConns);
+    section.dataset.type = app.type;
+    section.dataset.dropped = String(droppedTotal(app));
+    section.dataset.bytesIn = String(app.bytesIn);
+    section.dataset.bytesOut = String(app.bytesOut);
+    // A UDP app's live conns are its open sessions (one per user address).
+    const unit = app.type === 'udp' ? 'session' : 'live conn';
+    section.querySelector('.live-conns').textContent = `${app.liveConns} ${unit}${app.liveConns === 1 ? '' : 's'}`;
+    const dropped = section.querySelector('.dropped');
+    if (dropped) {
+      dropped.textContent = `${droppedTotal(app)} dropped`;
+      dropped.title = droppedDetail(app);
     }
-    card.append(table);
-    root.append(card);
+    section.querySelector('.totals').textContent = `in ${formatBytes(app.bytesIn)} · out ${formatBytes(app.bytesOut)}`;
   }
-  const inUse = groups.filter((g) => g.state === 'in-use').length;
-  document.getElementById('summary').textContent = `${groups.length} group(s), ${inUse} in use`;
-  drawCharts();
 }
 
 /** A UDP app's dropped datagrams, all reasons together (TCP apps drop nothing: 0). */
@@ -80,113 +115,194 @@ function droppedTotal(app) {
   return app.udp ? Object.values(app.udp.dropped).reduce((sum, count) => sum + count, 0) : 0;
 }
 
-/** The reasons, for the cell's tooltip: "oversize 2, sessionCap 0, ...". */
+/** The reasons, for the count's tooltip: "oversize 2, sessionCap 0, ...". */
 function droppedDetail(app) {
   return app.udp ? Object.entries(app.udp.dropped).map(([reason, count]) => `${reason} ${count}`).join(', ') : '';
 }
 
+/** "in 4 MB/s · out 10 MB/s · PROXY v2", or "–" for an app with neither. */
+function describeLimits(app) {
+  const parts = [];
+  if (app.bandwidth.in !== null) parts.push(`in ${formatBytes(app.bandwidth.in)}/s`);
+  if (app.bandwidth.out !== null) parts.push(`out ${formatBytes(app.bandwidth.out)}/s`);
+  if (app.proxyProtocol !== null) parts.push(`PROXY ${app.proxyProtocol}`);
+  return parts.length === 0 ? '–' : parts.join(' · ');
+}
+
+function chartFor(key) {
+  let chart = charts.get(key);
+  if (chart === undefined) charts.set(key, (chart = createChart(key)));
+  return chart;
+}
+
+/** The card of `group`: rebuilt when its shape changed (state, apps, ports, an action's outcome), else updated. */
+function cardFor(group) {
+  const shape = JSON.stringify([group.state, group.client?.id, group.apps.map((app) => [app.name, app.type, app.state, app.publicPort, app.remotePort, describeLimits(app)]), actionStatus.get(group.name)]);
+  const cached = cards.get(group.name);
+  if (cached?.shape === shape) {
+    updateCard(cached.card, group);
+    return cached.card;
+  }
+  const card = groupCard(group);
+  cards.set(group.name, { shape, card });
+  return card;
+}
+
+function renderGroups() {
+  const root = document.getElementById('groups');
+  const names = new Set(groups.map((group) => group.name));
+  for (const name of cards.keys()) if (!names.has(name)) cards.delete(name);
+  for (const key of charts.keys()) if (!names.has(key.slice(0, key.indexOf('/')))) charts.delete(key);
+  const shown = groups.map(cardFor);
+  // Moving a node, even to where it was, drops its focus: the list changes only when it must.
+  if (shown.length !== root.children.length || shown.some((card, i) => root.children[i] !== card)) root.replaceChildren(...shown);
+  if (groups.length === 0) root.append(el('p', { class: 'muted', text: 'no group registered' }));
+  const inUse = groups.filter((g) => g.state === 'in-use').length;
+  document.getElementById('summary').textContent = `${groups.length} group${groups.length === 1 ? '' : 's'}, ${inUse} in use`;
+  drawCharts();
+}
+
 function drawCharts() {
   const now = Math.floor(Date.now() / 1000);
-  for (const canvas of document.querySelectorAll('canvas[data-chart]')) {
-    const series = traffic.get(canvas.dataset.chart) ?? new Map();
-    const values = [];
-    for (let s = now - CHART_SECONDS + 1; s <= now; s++) values.push(series.get(s) ?? 0);
-    const max = Math.max(1, ...values);
-    const ctx = canvas.getContext('2d');
-    const { width, height } = canvas;
-    ctx.clearRect(0, 0, width, height);
-    ctx.strokeStyle = '#2a3441';
-    ctx.strokeRect(0.5, 0.5, width - 1, height - 1);
-    ctx.fillStyle = 'rgba(88, 166, 255, 0.35)';
-    ctx.strokeStyle = '#58a6ff';
-    ctx.beginPath();
-    ctx.moveTo(0, height);
-    values.forEach((value, i) => ctx.lineTo((i / (CHART_SECONDS - 1)) * width, height - (value / max) * (height - 4)));
-    ctx.lineTo(width, height);
-    ctx.closePath();
-    ctx.fill();
-    ctx.stroke();
-    const peak = Math.max(0, ...values);
-    canvas.title = `peak ${formatBytes(peak)}/s`;
-    canvas.dataset.peak = String(peak);
-  }
+  for (const svg of document.querySelectorAll('svg[data-chart]')) drawChart(svg, traffic.get(svg.dataset.chart), now);
 }
 
-function recordTraffic(event) {
-  const key = `${event.group}/${event.app}`;
-  const second = Math.floor(Date.parse(event.at) / 1000);
-  const series = traffic.get(key) ?? new Map();
-  series.set(second, (series.get(second) ?? 0) + event.bytesIn + event.bytesOut);
-  for (const s of series.keys()) if (s < second - CHART_SECONDS) series.delete(s);
-  traffic.set(key, series);
+function fillSelect(select, values, label, current) {
+  const options = [el('option', { value: '', text: `every ${label}` }), ...values.map((value) => el('option', { value, text: value === USER_CONNECTIONS ? 'user connections (counted)' : value }))];
+  if (current && !values.includes(current)) options.push(el('option', { value: current, text: current }));
+  select.replaceChildren(...options);
+  select.value = current;
 }
 
-function describe(event) {
-  const { type, at, ...rest } = event;
-  return Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ');
+function renderEvents() {
+  const choices = log.choices();
+  fillSelect(document.getElementById('filter-group'), choices.groups, 'group', log.filters.group);
+  fillSelect(document.getElementById('filter-app'), choices.apps, 'app', log.filters.app);
+  fillSelect(document.getElementById('filter-type'), choices.types, 'type', log.filters.type);
+  log.render(document.getElementById('events'));
 }
 
-function logEvent(event) {
-  const list = document.getElementById('events');
-  list.prepend(el('li', {}, el('span', { class: 'muted', text: `${time(event.at)} ` }), el('span', { class: 'type', text: event.type }), ` ${describe(event)}`));
-  while (list.children.length > MAX_LOG) list.lastElementChild.remove();
+function scheduleEventsRender() {
+  if (renderTimer !== null) return;
+  renderTimer = setTimeout(() => {
+    renderTimer = null;
+    renderEvents();
+  }, 200);
 }
 
 /** Coalesces the refreshes a burst of events asks for. */
 function scheduleRefresh() {
   if (refreshTimer !== null) return;
-  refreshTimer = setTimeout(async () => {
+  refreshTimer = setTimeout(() => {
     refreshTimer = null;
-    try {
-      groups = (await api('/api/groups')).groups;
-      renderGroups();
-    } catch (error) {
-      console.error(error);
-    }
+    void refreshGroups();
   }, 250);
 }
 
+async function refreshGroups() {
+  try {
+    groups = (await api('GET', '/api/groups')).groups;
+    setBanner('');
+    renderGroups();
+  } catch (error) {
+    failed(error, 'cannot load the groups');
+  }
+}
+
+/** Says what went wrong; a refused token brings the prompt up. */
+function failed(error, what) {
+  const message = `${what}: ${error.message}`;
+  setBanner(message);
+  if (error instanceof ApiError && error.status === 401) openTokenPrompt(token() ? 'the server refused this token' : 'this server needs its admin token', { automatic: true });
+  return message;
+}
+
+function setBanner(text) {
+  const banner = document.getElementById('banner');
+  banner.textContent = text;
+  banner.hidden = text === '';
+}
+
+/** Runs an action on a group and shows its outcome on the group's card. */
+async function act(name, verb, done, request) {
+  try {
+    await request();
+    actionStatus.set(name, { ok: true, text: `${done} at ${clock(Date.now())}` });
+  } catch (error) {
+    actionStatus.set(name, { ok: false, text: failed(error, `${verb} refused`) });
+  }
+  renderGroups();
+  scheduleRefresh();
+}
+
+function kickGroup(name) {
+  return act(name, 'kick', 'kicked: its client was told KICKED', () => api('POST', `/api/groups/${encodeURIComponent(name)}/kick`));
+}
+
+function removeGroup(name) {
+  if (!confirm(`Remove group ${name}? Its file is deleted and its client disconnected.`)) return Promise.resolve();
+  return act(name, 'remove', 'removed', () => api('DELETE', `/api/groups/${encodeURIComponent(name)}`));
+}
+
 function connectStream() {
+  source?.close();
   const status = document.getElementById('stream-status');
-  const source = new EventSource(`/api/events${token ? `?token=${encodeURIComponent(token)}` : ''}`);
+  source = new EventSource(eventStreamUrl());
   source.onopen = () => {
     status.dataset.state = 'live';
     status.textContent = 'live';
     scheduleRefresh();
   };
+  const stream = source;
   source.onerror = () => {
     status.dataset.state = 'down';
     status.textContent = 'stream lost, retrying…';
+    // A refused stream (401) is not retried by the browser itself.
+    if (stream.readyState === EventSource.CLOSED && stream === source) setTimeout(() => stream === source && connectStream(), 3000);
   };
-  source.onmessage = () => {};
-  const onEvent = (message) => {
-    const event = JSON.parse(message.data);
-    if (event.type === 'traffic') recordTraffic(event);
-    if (event.type !== 'heartbeat') logEvent(event);
-    scheduleRefresh();
-  };
-  for (const type of ['listening', 'group-registered', 'group-registration-failed', 'group-deregistered', 'group-updated', 'client-connected', 'login-rejected',
-    'group-activated', 'app-failed', 'app-opened', 'app-closed', 'heartbeat', 'heartbeat-timeout', 'user-conn-accepted', 'user-conn-refused',
-    'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer',
-    'udp-session-opened', 'udp-session-closed', 'udp-dropped']) {
-    source.addEventListener(type, onEvent);
-  }
+  const onEvent = (message) => take(JSON.parse(message.data));
+  for (const type of EVENT_TYPES) source.addEventListener(type, onEvent);
 }
 
+/** (Re)loads everything with the current token. */
 async function start() {
   try {
-    const recent = (await api('/api/events/recent')).events;
-    for (const event of recent) {
-      if (event.type === 'traffic') recordTraffic(event);
-      if (event.type !== 'heartbeat') logEvent(event);
-    }
-    groups = (await api('/api/groups')).groups;
-    renderGroups();
+    const recent = (await api('GET', '/api/events/recent')).events;
+    log.items.length = 0;
+    log.folds.clear();
+    for (const event of recent) take(event);
+    renderEvents();
   } catch (error) {
-    document.getElementById('groups').replaceChildren(el('p', { class: 'muted', text: `cannot load: ${error.message}${token ? '' : ' (open the dashboard as /#token=TOKEN if the server has one)'}` }));
+    failed(error, 'cannot load the events');
   }
+  await refreshGroups();
   connectStream();
-  setInterval(drawCharts, 1000);
 }
 
-start();
+function setUpFilters() {
+  for (const [id, key] of [['filter-group', 'group'], ['filter-app', 'app'], ['filter-type', 'type']]) {
+    document.getElementById(id).addEventListener('change', (event) => {
+      log.filters[key] = event.target.value;
+      if (key === 'group') log.filters.app = '';
+      renderEvents();
+    });
+  }
+  document.getElementById('show-pairing-ids').addEventListener('change', (event) => {
+    log.showPairingIds = event.target.checked;
+    renderEvents();
+  });
+}
+
+adoptTokenFromFragment();
+setUpFilters();
+setUpTokenPrompt((value) => {
+  setToken(value);
+  void start();
+});
+setUpGroupForm(async (body) => {
+  const answer = await api('POST', '/api/groups', body);
+  scheduleRefresh();
+  return answer;
+}, failed);
+setInterval(drawCharts, 1000);
+void start();
