@@ -16,7 +16,7 @@ import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, 
 import { printTable, type Figures } from './table.js';
 import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'limited'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'limited', 'login'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -31,6 +31,9 @@ const USAGE = `usage: npm run bench -- [options]
   --slow-seconds N slow reader duration (default 20)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
   --limit-mb N     the bandwidth of the tunnel's limited app, MB/s each way (limited figure; default 8)
+  --logins N       login figure: sequential logins on a single server and on a cluster node (default 200)
+  --groups N       login figure: groups activated at once across three cluster nodes (default 1000; 0 skips)
+  --concurrency N  login figure: clients logging in at the same time among those groups (default 50)
   --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
   --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
 
@@ -50,6 +53,9 @@ async function main(): Promise<number> {
       'slow-seconds': { type: 'string' },
       pool: { type: 'string' },
       'limit-mb': { type: 'string' },
+      logins: { type: 'string' },
+      groups: { type: 'string' },
+      concurrency: { type: 'string' },
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       'no-json': { type: 'boolean', default: false },
@@ -78,12 +84,14 @@ async function main(): Promise<number> {
     limitBytes: Number(values['limit-mb'] ?? 8) * 1024 * 1024,
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
+  const loginSettings = { logins: num(values.logins, 200, 30), groups: num(values.groups, 1000, 100), concurrency: num(values.concurrency, 50, 20) };
   const has = (figure: Figure): boolean => figures.includes(figure);
   if (!checkTools([
     { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
     { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
     { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
     { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
+    { bin: 'etcd', pkg: 'etcd-server', needed: has('login') },
   ])) return 1;
   if (has('idle') && settings.idleConns > idleLimit()) {
     console.log(`note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`);
@@ -148,6 +156,7 @@ async function main(): Promise<number> {
         for (const figure of figures) {
           if (unavailable.has(name)) break;
           if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if (figure === 'login') continue; // its own setups (single, cluster), measured once below
           if (figure === 'udp') {
             if (!UDP_PATHS.includes(name)) continue; // the bare relays carry TCP only
             const path = await openUdpPath(name, targets.iperf!, pathOptions);
@@ -185,6 +194,9 @@ async function main(): Promise<number> {
     killAll();
   }
 
+  // Logins are not a path's figure: a single server against cluster nodes on a real etcd.
+  const login = has('login') ? await (await import('./login.js')).loginBench(loginSettings) : undefined;
+
   const medians = Object.fromEntries(
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
@@ -204,7 +216,7 @@ async function main(): Promise<number> {
     writeFileSync(
       out,
       JSON.stringify(
-        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, udp: udpSamples },
+        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, udp: udpSamples, ...(login ? { login } : {}) },
         null,
         2,
       ),

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../src/admin/index.js';
+import { writeFileAtomic } from '../src/server/index.js';
 import { loadGroupDirectory, schemaComment } from '../src/config/index.js';
 import { startAdmin } from './helpers/admin.js';
 import { groupYaml, makeConfigDir, randomSecret } from './helpers/configs.js';

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { loadGroupFile, Secret, SERVER_DEFAULTS } from '../src/config/index.js';
 import { startEchoApp } from './helpers/apps.js';
-import { GroupsHotReload } from '../src/admin/index.js';
+import { GroupsHotReload } from '../src/server/index.js';
 import { parsePrometheus, sampleValue, startAdmin, type PromSample, type TestAdmin } from './helpers/admin.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { skip } from 'rxjs';
-import { GroupRegistry, GroupsHotReload } from '../src/admin/index.js';
+import { DirectoryRegistry, GroupsHotReload } from '../src/server/index.js';
 import { loadGroupFile } from '../src/config/index.js';
 import { startAdmin } from './helpers/admin.js';
 import { startApp } from './helpers/apps.js';
@@ -87,7 +87,7 @@ test('a reloaded bandwidth applies to a user already downloading: slower, faster
   const config = makeConfigDir([group({ out: '1MB' })]);
   const started = await startServer(config);
   const { server, events } = started;
-  const registry = new GroupRegistry({ server, groupsDir: config.groupsDir });
+  const registry = new DirectoryRegistry({ server, groupsDir: config.groupsDir });
   const reload = new GroupsHotReload(registry, config.groupsDir, { debounceMs: 50 });
   const { client } = startClient(loadGroupFile(config.groupFile('reload-bw')), started);
   const api = await startAdmin(server, config);

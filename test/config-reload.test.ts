@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { skip, type Observable } from 'rxjs';
 import { stringify } from 'yaml';
-import { GroupsHotReload } from '../src/admin/index.js';
+import { GroupsHotReload } from '../src/server/index.js';
 import { clientEntry } from '../src/cli/client-lines.js';
 import type { ClientEvent } from '../src/client/index.js';
 import { loadGroupFile } from '../src/config/index.js';

@@ -52,6 +52,7 @@ const INVALID_GROUPS: Record<string, Expected> = {
   'duplicate-key.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 5 },
   'alias-bomb.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 6 },
   'secret-and-secret-file.yaml': { code: 'CONFIG_INVALID', field: 'secretFile', line: 3 },
+  'servers-bad-fingerprint.yaml': { code: 'CONFIG_INVALID', field: 'servers[1].fingerprint', line: 5 },
   'udp-bad-type.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].type', line: 6 },
   'udp-settings-on-tcp.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].udp', line: 7 },
   'udp-bad-idle-timeout.yaml': { code: 'CONFIG_INVALID', field: 'apps[0].udp.idleTimeout', line: 10 },
@@ -74,6 +75,9 @@ const INVALID_SERVERS: Record<string, Expected> = {
   'bind-port-out-of-range.yaml': { code: 'CONFIG_INVALID', field: 'bind', line: 1 },
   'bad-pairing-timeout.yaml': { code: 'CONFIG_INVALID', field: 'pairingTimeout', line: 2 },
   'yaml-syntax.yaml': { code: 'CONFIG_PARSE', field: undefined, line: 4 },
+  'cluster-lease-ttl.yaml': { code: 'CONFIG_INVALID', field: 'cluster.leaseTtl', line: 6 },
+  'cluster-no-node.yaml': { code: 'CONFIG_INVALID', field: 'cluster.node', line: 4 },
+  'cluster-etcd-url.yaml': { code: 'CONFIG_INVALID', field: 'cluster.etcd[0]', line: 2 },
 };
 
 function assertNamesItsPlace(error: ConfigError, file: string, expected: Expected): void {
@@ -196,6 +200,30 @@ describe('valid config fixtures', () => {
     assert.equal(config.heartbeatTimeoutMs, 1500);
     assert.equal(config.pairingTimeoutMs, 2000);
     assert.equal(config.handshakeTimeoutMs, 250, 'a bare number is milliseconds');
+  });
+
+  test('a cluster node: etcd endpoints, node, advertise, prefix, lease and a password from the environment', () => {
+    const password = 'etcd-password-from-env';
+    const config = loadServerConfig(join(valid, 'cluster-node.yaml'), { NTP_FIXTURE_ETCD_PASSWORD: password });
+    const cluster = config.cluster!;
+    assert.deepEqual(cluster.etcd, ['http://10.0.0.5:2379', 'https://10.0.0.6:2379']);
+    assert.equal(cluster.node, 'node-b');
+    assert.equal(cluster.advertise, 'b.tunnel.example');
+    assert.equal(cluster.prefix, '/ntp/prod');
+    assert.equal(cluster.leaseTtlMs, 6000);
+    assert.equal(cluster.auth?.user, 'ntp');
+    assert.equal(cluster.auth?.password.reveal(), password);
+    assert.equal(JSON.stringify(config).includes(password), false, 'the etcd password never shows when the config is serialised');
+    assert.equal(loadServerConfig(join(valid, 'minimal-server.yaml')).cluster, undefined, 'no cluster: section, no cluster');
+  });
+
+  test('a group file naming a cluster\'s nodes: servers with their own fingerprint or the file\'s', () => {
+    const spec = loadGroupFile(join(valid, 'cluster-groups', 'roaming.yaml'));
+    assert.deepEqual(spec.servers, [
+      { address: { host: 'a.tunnel.example', port: 7000 } },
+      { address: { host: '127.0.0.2', port: 7000 }, fingerprint: `sha256:${'22'.repeat(32)}` },
+    ]);
+    assert.equal(spec.serverFingerprint, `sha256:${'11'.repeat(32)}`);
   });
 
   test('a minimal server file gets the defaults', () => {

@@ -147,6 +147,15 @@ test('a message lowercased or hidden in an unreadable arrow is caught', () => {
   assert.ok(checkDiagram(unreadable, MESSAGE_TYPES).problems.some((p) => p.includes('an arrow the check cannot read')));
 });
 
+test('the cluster diagram names only wire messages of the codec on its capitalised arrows', () => {
+  const cluster = readFileSync(join(repoRoot, 'diagrams', 'cluster.md'), 'utf8');
+  const { messages, problems } = checkDiagram(cluster, MESSAGE_TYPES);
+  // It draws the login and the goodbye, not every message: only "appears on no arrow" may be missing.
+  // Its participants are nodes and etcd, not the reference diagram's six.
+  assert.deepEqual(problems.filter((problem) => !problem.includes('appears on no arrow') && !problem.includes('is not one of the participants')), []);
+  for (const type of ['Hello', 'Challenge', 'Login', 'LoginResp', 'Goodbye']) assert.ok(messages.has(type), `${type} is drawn`);
+});
+
 /** Every TypeScript source under src/, concatenated (for "does this name still exist"). */
 function sourceText(): string {
   const root = join(repoRoot, 'src');

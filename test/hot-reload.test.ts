@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { skip } from 'rxjs';
-import { GroupRegistry, GroupsHotReload } from '../src/admin/index.js';
+import { DirectoryRegistry, GroupsHotReload } from '../src/server/index.js';
 import { loadGroupFile } from '../src/config/index.js';
 import type { ServerEvent } from '../src/server/index.js';
 import { startEchoApp } from './helpers/apps.js';
@@ -81,7 +81,7 @@ test('hot reload: apps added, changed and removed, other groups added and remove
   const config = makeConfigDir([group([{ name: 'stream', localPort: streamApp.port }], secret)]);
   const started = await startServer(config);
   const { server, events } = started;
-  const registry = new GroupRegistry({ server, groupsDir: config.groupsDir });
+  const registry = new DirectoryRegistry({ server, groupsDir: config.groupsDir });
   const reload = new GroupsHotReload(registry, config.groupsDir, { debounceMs: 50 });
   const file = config.groupFile('hot');
   const { client, events: clientEvents } = startClient(loadGroupFile(file), started);

@@ -19,6 +19,22 @@ import { rawLogin, rawWorkConn, type RawSession } from './helpers/raw-client.js'
 const PAIRING_TIMEOUT_MS = 400;
 const secret = randomSecret();
 
+/** A server whose one app's client is played by hand (the on-demand path: the pool has its own tests). */
+async function manualServer(link: Link, pairingTimeoutMs: number): Promise<{ started: StartedServer; session: RawSession; appPort: number }> {
+  // The local target is never dialed here: the test is the client.
+  const config = makeConfigDir([{ name: 'manual', secret, apps: [{ name: 'app', localPort: await unusedPort() }] }], {
+    pairingTimeout: `${pairingTimeoutMs}ms`,
+    // The raw client sends no pings: keep the session alive for the whole file.
+    heartbeatInterval: '5s',
+    heartbeatTimeout: '60s',
+    workConnPool: 0,
+    tls: link === 'tls',
+  });
+  const started = await startServer(config);
+  const session = await rawLogin(started, 'manual', secret, { apps: [{ name: 'app', remotePort: 0 }] });
+  return { started, session, appPort: session.resp.apps![0]!.remotePort };
+}
+
 /** The on-demand relay path over TLS (the default link) and over plaintext. */
 function pairingOver(link: Link): void {
   let server: CommonServer;
@@ -29,20 +45,8 @@ function pairingOver(link: Link): void {
   const sockets: Socket[] = [];
 
   before(async () => {
-    // The local target is never dialed here: the test is the client.
-    // The client is played by hand and answers ReqWorkConn: the on-demand path (the pool has its own tests).
-    const config = makeConfigDir([{ name: 'manual', secret, apps: [{ name: 'app', localPort: await unusedPort() }] }], {
-      pairingTimeout: `${PAIRING_TIMEOUT_MS}ms`,
-      // The raw client sends no pings: keep the session alive for the whole file.
-      heartbeatInterval: '5s',
-      heartbeatTimeout: '60s',
-      workConnPool: 0,
-      tls: link === 'tls',
-    });
-    started = await startServer(config);
+    ({ started, session, appPort } = await manualServer(link, PAIRING_TIMEOUT_MS));
     ({ server, events } = started);
-    session = await rawLogin(started, 'manual', secret, { apps: [{ name: 'app', remotePort: 0 }] });
-    appPort = session.resp.apps![0]!.remotePort;
   });
 
   after(async () => {
@@ -161,12 +165,40 @@ function pairingOver(link: Link): void {
     const late = await workConn(pairingId);
     assert.equal((await badPeerOn(late)).type, 'bad-peer');
   });
+}
+
+/**
+ * Many users at once, with a pairing deadline (10 s) that only a hang could miss: twenty TLS
+ * handshakes on a loaded machine may well take longer than the deadline tests' 400 ms.
+ */
+function manyUsersOver(link: Link): void {
+  let manual: Awaited<ReturnType<typeof manualServer>>;
+  const sockets: Socket[] = [];
+  before(async () => {
+    manual = await manualServer(link, 10_000);
+  });
+  after(async () => {
+    for (const socket of sockets) socket.destroy();
+    manual?.session.channel.destroy();
+    await manual?.started.server.close();
+  });
+  async function user(): Promise<Socket> {
+    const socket = await connectTo(manual.appPort);
+    socket.on('error', () => {});
+    sockets.push(socket);
+    return socket;
+  }
+  async function workConn(pairingId: string): Promise<Socket> {
+    const socket = await rawWorkConn(manual.started, manual.session, pairingId, secret);
+    sockets.push(socket);
+    return socket;
+  }
 
   test('many users of one app at once each get their own pairing and their own bytes', { timeout: 15_000 }, async () => {
     const USERS = 20;
     const users = await Promise.all(Array.from({ length: USERS }, () => user()));
     const pairingIds = new Set<string>();
-    for (let i = 0; i < USERS; i++) pairingIds.add((await session.channel.next('ReqWorkConn')).pairingId);
+    for (let i = 0; i < USERS; i++) pairingIds.add((await manual.session.channel.next('ReqWorkConn')).pairingId);
     assert.equal(pairingIds.size, USERS, 'every user got a distinct pairing id');
     // Answer every request at once, as the real client does: one after the other, the last
     // user's deadline would run out behind nineteen TLS handshakes on a loaded machine.
@@ -175,8 +207,8 @@ function pairingOver(link: Link): void {
     // Each user's FIN arrives as a count; the echo is as long, so the client's end says the same.
     const answerEnds = (async () => {
       for (let i = 0; i < USERS; i++) {
-        const end = await session.channel.next('WorkConnEnd');
-        session.channel.send({ type: 'WorkConnEnd', pairingId: end.pairingId, bytes: end.bytes });
+        const end = await manual.session.channel.next('WorkConnEnd');
+        manual.session.channel.send({ type: 'WorkConnEnd', pairingId: end.pairingId, bytes: end.bytes });
       }
     })();
     await Promise.all(
@@ -192,3 +224,4 @@ function pairingOver(link: Link): void {
 }
 
 for (const link of LINKS) describe(`pairing a UserConn with a work conn over the ${link} link`, () => pairingOver(link));
+for (const link of LINKS) describe(`many users paired at once over the ${link} link`, () => manyUsersOver(link));

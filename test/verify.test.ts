@@ -96,6 +96,16 @@ test('groupclient verify: the run command\'s options checked as given; every pro
   assert.ok(good.oks.some((line) => line === 'server: 127.0.0.1:7000 (--server)'));
   assert.ok(good.oks.some((line) => line === `TLS: pins the server's certificate sha256:${'ab'.repeat(32)}`));
 
+  // A cluster's nodes: each one's pin is checked, and a count of pins that fits neither is a problem.
+  const nodes = ['--group', 'host', '--groups', config.groupsDir, '--server', '127.0.0.1:7000,127.0.0.2:7000'];
+  const cluster = await verify(GROUPCLIENT_BIN, [...nodes, '--server-fingerprint', `sha256:${'ab'.repeat(32)},sha256:${'cd'.repeat(32)}`]);
+  assert.equal(cluster.code, 0, JSON.stringify(cluster, null, 1));
+  assert.ok(cluster.oks.includes('server: 127.0.0.1:7000, 127.0.0.2:7000 (--server)'));
+  assert.ok(cluster.oks.includes(`TLS to 127.0.0.2:7000: pins the server's certificate sha256:${'cd'.repeat(32)}`));
+  const miscounted = await verify(GROUPCLIENT_BIN, [...nodes, '--server-fingerprint', `sha256:${'ab'.repeat(32)},sha256:${'cd'.repeat(32)},sha256:${'ef'.repeat(32)}`]);
+  assert.equal(miscounted.code, 2);
+  assert.ok(miscounted.problems.some((line) => /--server-fingerprint: give one fingerprint for all servers, or one per server \(2\)/.test(line)), miscounted.problems.join('\n'));
+
   // No pin and no CA: it runs, but a self-signed server would be refused.
   const unpinned = await verify(GROUPCLIENT_BIN, ['--group', 'host', '--groups', config.groupsDir]);
   assert.equal(unpinned.code, 1);

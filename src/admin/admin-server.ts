@@ -6,13 +6,11 @@ import type { Duplex } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminSettings, type AdminLimits } from '../config/index.js';
-import type { CommonServer } from '../server/index.js';
+import type { ClusterView, CommonServer, GroupRegistry } from '../server/index.js';
 import { handleApi } from './api.js';
-import type { AtomicWriteHooks } from './atomic-write.js';
 import { EventStreams } from './event-stream.js';
 import { HttpError, parseRequestTarget, sendError, type RequestTarget } from './http-util.js';
 import { ServerMetrics } from './metrics.js';
-import { GroupRegistry } from './registry.js';
 import { EVENTS_PATH, RequestGuard } from './request-guard.js';
 import { AdminState } from './state.js';
 
@@ -32,10 +30,10 @@ const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css)$/;
 export interface AdminServerOptions {
   server: CommonServer;
   config: AdminSettings;
-  groupsDir: string;
-  env?: NodeJS.ProcessEnv;
-  /** Test seam for the registry's atomic writes. */
-  writeHooks?: AtomicWriteHooks;
+  /** Where group changes go: the server's groups directory, or etcd in a cluster. */
+  registry: GroupRegistry;
+  /** A cluster node: the API and dashboard show every node and where each group is active. */
+  cluster?: ClusterView;
   /** Bytes an event stream subscriber may have queued before it is dropped (default 1 MiB). */
   maxEventQueueBytes?: number;
 }
@@ -54,9 +52,9 @@ export class AdminServer {
   private refusedConnections = 0;
 
   constructor(private readonly options: AdminServerOptions) {
-    this.registry = new GroupRegistry({ server: options.server, groupsDir: options.groupsDir, ...(options.env ? { env: options.env } : {}), ...(options.writeHooks ? { hooks: options.writeHooks } : {}) });
-    this.state = new AdminState(options.server);
-    this.metrics = new ServerMetrics(options.server);
+    this.registry = options.registry;
+    this.state = new AdminState(options.server, options.cluster);
+    this.metrics = new ServerMetrics(options.server, options.cluster);
     this.eventStreams = new EventStreams(options.server.events$, options.maxEventQueueBytes);
     this.guard = new RequestGuard(options.config, () => (this.http.address() as AddressInfo).port);
     const limits: AdminLimits = { ...ADMIN_DEFAULT_LIMITS, ...definedOnly(options.config) };
@@ -120,7 +118,7 @@ export class AdminServer {
         this.guard.authorize(req, target);
         if (path === '/metrics') return await this.serveMetrics(req, res);
         if (path === EVENTS_PATH) return this.serveEvents(req, res);
-        if (await handleApi({ server: this.options.server, registry: this.registry, state: this.state }, req, res, target)) return;
+        if (await handleApi({ server: this.options.server, registry: this.registry, state: this.state, ...(this.options.cluster ? { cluster: this.options.cluster } : {}) }, req, res, target)) return;
         throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
       }
       await this.serveDashboard(req, res, target);

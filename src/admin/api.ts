@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConfigError, groupNameProblem, isGroupName } from '../config/index.js';
-import type { CommonServer } from '../server/index.js';
+import { RegistryError, type ClusterView, type CommonServer, type GroupRegistry } from '../server/index.js';
 import { HttpError, readBody, sendJson, type RequestTarget } from './http-util.js';
-import { GroupRegistry, RegistryError } from './registry.js';
 import type { AdminState } from './state.js';
 
 export interface ApiContext {
   server: CommonServer;
   registry: GroupRegistry;
   state: AdminState;
+  cluster?: ClusterView;
 }
 
 
@@ -25,6 +25,7 @@ export interface ApiContext {
  *   DELETE /api/groups/:name         remove a group (its client is disconnected)
  *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
  *   GET    /api/events/recent        the last events, oldest first
+ *   GET    /api/cluster              a cluster node: every node, and which node serves each group
  */
 export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<boolean> {
   const method = req.method ?? 'GET';
@@ -40,6 +41,12 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     const names = path === '/api/readyGroup' ? [...ctx.server.readyGroup.keys()] : [...ctx.server.inUseGroup.keys()];
     return ok(res, 200, { groups: names.sort().map((name) => ctx.state.group(name)).filter((group) => group !== undefined) });
   }
+  if (path === '/api/cluster') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (ctx.cluster === undefined) throw new HttpError(404, 'NOT_A_CLUSTER', 'this commonserver is not a cluster node (no cluster: section)');
+    const activations = [...ctx.cluster.activations()].sort(([a], [b]) => a.localeCompare(b)).map(([group, where]) => ({ group, ...where }));
+    return ok(res, 200, { node: ctx.cluster.node, prefix: ctx.cluster.prefix, leaseHeld: ctx.cluster.leaseHeld(), nodes: ctx.cluster.nodes(), activations });
+  }
   if (path === '/api/events/recent') {
     if (method !== 'GET') throw methodNotAllowed(method, path);
     return ok(res, 200, { events: ctx.state.recentEvents() });
@@ -48,6 +55,11 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     if (method !== 'POST') throw methodNotAllowed(method, path);
     const name = groupName(segments[3]!);
     const live = ctx.server.inUseGroup.get(name);
+    const elsewhere = live === undefined ? ctx.cluster?.activation(name) : undefined;
+    // A cluster node kicks only its own sessions: say which node to ask.
+    if (elsewhere !== undefined && elsewhere.node !== ctx.cluster?.node) {
+      throw new HttpError(409, 'GROUP_ACTIVE_ELSEWHERE', `group "${name}" is active on node ${elsewhere.node} (${elsewhere.advertise}); kick it through that node's admin API`);
+    }
     if (live === undefined) throw new HttpError(404, 'GROUP_NOT_IN_USE', `group "${name}" has no client connected`);
     live.deactivate('KICKED', 'disconnected by an administrator');
     return ok(res, 200, { kicked: name });
@@ -100,7 +112,8 @@ async function mutate(ctx: ApiContext, change: () => Promise<unknown>): Promise<
     if (error instanceof HttpError) throw error;
     if (error instanceof ConfigError) throw new HttpError(400, error.code, error.message, error.field);
     if (error instanceof RegistryError) {
-      const status = error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' || error.code === 'INVALID_GROUP_NAME' ? 400 : 409;
+      const status =
+        error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'REGISTRY_UNAVAILABLE' ? 503 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' || error.code === 'INVALID_GROUP_NAME' ? 400 : 409;
       throw new HttpError(status, error.code, error.message, error.field);
     }
     throw new HttpError(500, 'REGISTRY_WRITE_FAILED', `the registry was not changed: ${(error as Error).message}`);

@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
-import type { CommonServer, ServerEvent } from '../server/index.js';
+import type { ClusterView, CommonServer, ServerEvent } from '../server/index.js';
 import { GroupSeries } from './group-series.js';
 
 /**
@@ -47,7 +47,11 @@ export class ServerMetrics {
   private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
   private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
 
-  constructor(private readonly server: CommonServer) {
+  constructor(
+    private readonly server: CommonServer,
+    cluster?: ClusterView,
+  ) {
+    if (cluster !== undefined) this.addClusterMetrics(cluster);
     this.registerGauges();
     // Process metrics (CPU, resident memory, open fds, heap, event loop lag, GC) with the
     // names every Node.js dashboard already knows.
@@ -57,6 +61,39 @@ export class ServerMetrics {
 
   close(): void {
     this.subscription.unsubscribe();
+  }
+
+  /** A cluster node labels every series with its name and adds what it sees of the cluster. */
+  private addClusterMetrics(cluster: ClusterView): void {
+    this.registry.setDefaultLabels({ node: cluster.node });
+    new Gauge({
+      name: 'ntp_cluster_lease_held',
+      help: 'Whether this node holds its etcd lease (1) or not (0: it serves no group and refuses logins)',
+      registers: [this.registry],
+      collect() {
+        this.set(cluster.leaseHeld() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'ntp_cluster_nodes',
+      help: 'Nodes with a live lease in etcd',
+      registers: [this.registry],
+      collect() {
+        this.set(cluster.nodes().length);
+      },
+    });
+    new Gauge({
+      name: 'ntp_cluster_groups_active',
+      help: 'Groups active in the cluster, by the node serving them (as etcd says)',
+      labelNames: ['serving_node'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const activation of cluster.activations().values()) counts.set(activation.node, (counts.get(activation.node) ?? 0) + 1);
+        for (const [node, count] of counts) this.set({ serving_node: node }, count);
+      },
+    });
   }
 
   text(): Promise<string> {

@@ -1,5 +1,5 @@
 import type { Subscription } from 'rxjs';
-import { UdpAppServer, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
+import { UdpAppServer, type ClusterView, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
 
@@ -36,6 +36,8 @@ export interface GroupView {
   bytesIn: number;
   bytesOut: number;
   lastDeactivation: { code: DeactivationCode; reason: string; at: string } | null;
+  /** In a cluster: the node serving the group (this one or another) and where it is reached; null when inactive or single. */
+  node: { name: string; advertise: string; commonPort: number; self: boolean } | null;
 }
 
 /** Departures that mean the client vanished rather than left on purpose. */
@@ -54,7 +56,10 @@ export class AdminState {
   private readonly recent: TimedEvent[] = [];
   private readonly subscription: Subscription;
 
-  constructor(private readonly server: CommonServer) {
+  constructor(
+    private readonly server: CommonServer,
+    private readonly cluster?: ClusterView,
+  ) {
     this.subscription = server.events$.subscribe((event) => this.onEvent(event));
   }
 
@@ -102,6 +107,8 @@ export class AdminState {
     if (spec === undefined) return undefined;
     const live = this.server.inUseGroup.get(name);
     const departure = this.departures.get(name) ?? null;
+    const activation = this.cluster?.activation(name);
+    const elsewhere = live === undefined && activation !== undefined && activation.node !== this.cluster?.node;
     const apps = spec.apps.map((app): AppView => {
       const appServer = live?.apps.get(app.name);
       const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
@@ -124,7 +131,7 @@ export class AdminState {
     });
     return {
       name,
-      state: live !== undefined ? 'in-use' : departure !== null && LOST.has(departure.code) ? 'lost' : 'ready',
+      state: live !== undefined || elsewhere ? 'in-use' : departure !== null && LOST.has(departure.code) ? 'lost' : 'ready',
       apps,
       client:
         live === undefined
@@ -139,6 +146,7 @@ export class AdminState {
       bytesIn: apps.reduce((sum, app) => sum + app.bytesIn, 0),
       bytesOut: apps.reduce((sum, app) => sum + app.bytesOut, 0),
       lastDeactivation: departure,
+      node: activation === undefined ? null : { name: activation.node, advertise: activation.advertise, commonPort: activation.commonPort, self: activation.node === this.cluster?.node },
     };
   }
 }

@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 import { join } from 'node:path';
 import {
-  clientTransport,
+  clientEndpoints,
   DEFAULT_MAX_POOLED_WORK_CONNS,
-  DEFAULT_SERVER,
   GroupClient,
   GroupFileReload,
   LoginRejectedError,
@@ -12,7 +11,7 @@ import {
   verifyGroupClient,
 } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
-import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, parseHostPort, permissionWarning } from '../config/index.js';
+import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, permissionWarning } from '../config/index.js';
 import { traceClient } from '../trace/index.js';
 import { clientEntry } from './client-lines.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
@@ -31,10 +30,12 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --group NAME       the group to serve; reads <groups>/<NAME>.yaml
   --groups DIR       directory of group files (default: ${DEFAULT_GROUPS_DIR})
   --config FILE      a group file, named directly
-  --server HOST:PORT the commonserver (default: the file's "server", else 127.0.0.1:7000)
+  --server HOST:PORT the commonserver (default: the file's "server"/"servers", else 127.0.0.1:7000);
+                     a cluster's nodes as a comma-separated list, tried in turn
   --client-id ID     this agent's stable id (default: derived from the host and group)
   --keep-retrying    keep retrying when the server rejects the login
-  --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it)
+  --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it);
+                     with several servers, one for all or one per server, comma-separated
   --plaintext        no TLS (only if the server says plaintext: true)
   --no-watch         do not watch the group file (SIGHUP still reloads it)
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
@@ -123,15 +124,17 @@ async function main(): Promise<number> {
     logger.fatal('usage', `groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
     return 2;
   }
-  let server = spec.server ?? DEFAULT_SERVER;
-  if (values.server !== undefined) {
-    const parsed = parseHostPort(values.server);
-    if (!parsed.ok) {
-      logger.fatal('usage', `groupclient: --server: ${parsed.problem}`);
-      return 2;
-    }
-    server = parsed.value;
+  const endpoints = clientEndpoints(spec, {
+    ...(values.server !== undefined ? { server: values.server } : {}),
+    ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
+    plaintext: values.plaintext!,
+  });
+  if (!endpoints.ok) {
+    logger.fatal('usage', `groupclient: ${endpoints.problem}`);
+    return 2;
   }
+  const servers = endpoints.value;
+  const { server, transport } = servers[0]!;
 
   let maxPooledWorkConns = DEFAULT_MAX_POOLED_WORK_CONNS;
   if (values['max-pooled-work-conns'] !== undefined) {
@@ -145,16 +148,13 @@ async function main(): Promise<number> {
 
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
   if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file });
-  const transport = clientTransport(spec, {
-    ...(values['server-fingerprint'] !== undefined ? { fingerprint: values['server-fingerprint'] } : {}),
-    plaintext: values.plaintext!,
-  });
   if (transport.kind === 'plain') logger.warn('plaintext', 'warning: plaintext: the connection to the commonserver is NOT encrypted');
 
   const client = new GroupClient({
     spec,
     server,
     transport,
+    ...(servers.length > 1 ? { servers } : {}),
     clientId: values['client-id'] ?? defaultClientId(spec.name),
     keepRetrying: values['keep-retrying']!,
     maxPooledWorkConns,
@@ -163,7 +163,7 @@ async function main(): Promise<number> {
   client.events$.subscribe((event) => logger.log(clientEntry(spec.name, event)));
   // client.stop() resets every live relay: their users see a reset, never a clean end.
   onStopSignals(logger, (signal) => {
-    logger.info('stopping', `${signal}: disconnecting from ${formatHostPort(server)}`, { signal });
+    logger.info('stopping', `${signal}: disconnecting from ${servers.map((endpoint) => formatHostPort(endpoint.server)).join(', ')}`, { signal });
     client.stop();
   });
 

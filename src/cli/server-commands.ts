@@ -110,3 +110,39 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   if (commandLogger('commonserver verify', parsed.values, VERIFY_USAGE) === undefined) return 2;
   return reportFindings('commonserver verify', await verifyServer(parsed.values.config!));
 }
+
+const CLUSTER_USAGE = `usage: commonserver cluster import DIR [--config FILE] [--log-level LEVEL] [--log-format FMT]
+
+  import DIR      store every group file of DIR in the cluster's etcd (groups already there
+                  are kept); the config's cluster: section says where etcd is
+  --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
+${LOG_USAGE}
+
+  exit 0: every file imported or kept; 2: a file was refused, or a bad command line or config`;
+
+/** `commonserver cluster import DIR`: a groups directory stored once in the cluster's etcd. */
+export async function clusterCommand(argv: string[]): Promise<number> {
+  const parsed = parseCommand('commonserver cluster', argv, { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, ...LOG_OPTIONS }, CLUSTER_USAGE, { maxPositionals: 2 });
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values, positionals } = parsed;
+  const log = commandLogger('commonserver cluster', values, CLUSTER_USAGE);
+  if (log === undefined) return 2;
+  const { logger } = log;
+  const [action, dir] = positionals;
+  if (action !== 'import' || dir === undefined) {
+    logger.fatal('usage', `commonserver: unknown command ${JSON.stringify(['cluster', ...positionals].join(' '))}\n\n${CLUSTER_USAGE}`);
+    return 2;
+  }
+  const config = loadServerConfig(values.config!);
+  log.follow(config.logLevel);
+  if (config.cluster === undefined) {
+    logger.fatal('usage', `commonserver: ${values.config} has no cluster: section; cluster import needs to know where etcd is`);
+    return 2;
+  }
+  // Loaded only here: a single server never loads etcd's client.
+  const { importGroupDirectory } = await import('../server/cluster/index.js');
+  const result = await importGroupDirectory(config.cluster, dir);
+  for (const problem of result.refused) logger.error('import-refused', `not imported: ${problem}`);
+  logger.info('imported', `imported ${result.imported.length} group(s) into etcd ${config.cluster.prefix}/groups/${result.kept.length ? `; ${result.kept.length} already there, kept: ${result.kept.join(', ')}` : ''}`);
+  return result.refused.length > 0 ? 2 : 0;
+}

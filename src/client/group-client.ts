@@ -17,9 +17,21 @@ export interface ReconnectPolicy {
   factor: number;
 }
 
+/** One commonserver to log in on, and how to verify it (a cluster node has its own certificate). */
+export interface ServerEndpoint {
+  server: HostPort;
+  transport: ClientTransport;
+}
+
 export interface GroupClientOptions {
   spec: GroupSpec;
   server: HostPort;
+  /**
+   * Several commonservers of one cluster, tried in turn: a node that is down, or that answers
+   * GROUP_ACTIVE_ELSEWHERE or NODE_UNAVAILABLE, sends the client on to the next at once; a
+   * backoff pause comes only after a whole round failed. Replaces `server` and `transport`.
+   */
+  servers?: ServerEndpoint[];
   /**
    * How to reach the common port. Default: TLS verified against the system's CAs; pin a
    * fingerprint or give a CA for a self-signed server, or ask for plaintext explicitly.
@@ -63,12 +75,22 @@ export class GroupClient {
   private session: ClientSession | undefined;
   private readonly reconnect: ReconnectPolicy;
   private readonly dialTimeoutMs: number;
-  private readonly transport: ClientTransport;
+  private readonly endpoints: ServerEndpoint[];
+  /** The endpoint tried next; it stays the same while sessions on it succeed. */
+  private current = 0;
 
   constructor(private options: GroupClientOptions) {
     this.reconnect = { ...RECONNECT_DEFAULTS, ...options.reconnect };
     this.dialTimeoutMs = options.dialTimeoutMs ?? 10_000;
-    this.transport = options.transport ?? { kind: 'tls' };
+    this.endpoints = options.servers?.length ? [...options.servers] : [{ server: options.server, transport: options.transport ?? { kind: 'tls' } }];
+  }
+
+  private get endpoint(): ServerEndpoint {
+    return this.endpoints[this.current]!;
+  }
+
+  private get transport(): ClientTransport {
+    return this.endpoint.transport;
   }
 
   private readonly emit = (event: ClientEvent): void => {
@@ -84,23 +106,31 @@ export class GroupClient {
    */
   async run(): Promise<void> {
     const { signal } = this.stopController;
-    const server = formatHostPort(this.options.server);
     // Failed attempts and sessions that died young, in a row: what the next delay grows with.
     let failures = 0;
     let attempt = 0;
+    // Servers that failed in a row: a round of them all failing is one failure for the backoff.
+    let failedInRound = 0;
     try {
       while (!signal.aborted) {
         let session: ClientSession;
+        const server = formatHostPort(this.endpoint.server);
         try {
           session = await this.login(++attempt);
         } catch (error) {
           if (signal.aborted) break;
           if (this.isFatal(error)) throw error;
-          const retryInMs = this.backoffMs(++failures);
+          // Several servers: the next one at once, and a pause only once each was tried.
+          this.current = (this.current + 1) % this.endpoints.length;
+          failedInRound += 1;
+          const roundDone = failedInRound >= this.endpoints.length;
+          if (roundDone) failedInRound = 0;
+          const retryInMs = roundDone ? this.backoffMs(++failures) : 0;
           this.emit({ type: 'connect-failed', server, attempt, reason: (error as Error).message, retryInMs });
           await this.pause(retryInMs);
           continue;
         }
+        failedInRound = 0;
         attempt = 0;
         this.session = session;
         const loggedInAt = Date.now();
@@ -152,6 +182,8 @@ export class GroupClient {
 
   /** A refused login is retried when it is temporary, or when the user asked to keep retrying. */
   private retries(code: LoginRejectCode): boolean {
+    // A cluster node that cannot take the group now: another node can, or this one later.
+    if (code === 'GROUP_ACTIVE_ELSEWHERE' || code === 'NODE_UNAVAILABLE') return true;
     return code === 'RATE_LIMITED' || this.options.keepRetrying === true;
   }
 
@@ -178,7 +210,8 @@ export class GroupClient {
 
   /** One attempt: connect, Hello, Challenge, Login, LoginResp. Resolves with a live session. */
   private async login(attempt: number): Promise<ClientSession> {
-    const { spec, server, clientId } = this.options;
+    const { spec, clientId } = this.options;
+    const { server } = this.endpoint;
     this.emit({ type: 'connecting', server: formatHostPort(server), attempt });
     const socket = await this.dialUnlessStopped(server);
     socket.setNoDelay(true);

@@ -5,3 +5,4 @@ export * from './events.js';
 export * from './tls.js';
 export * from './verify.js';
 export * from './group-file-reload.js';
+export * from './endpoints.js';

@@ -7,9 +7,8 @@ import {
   parseCount,
   parseHostPort,
   permissionWarning,
-  type HostPort,
 } from '../config/index.js';
-import { clientTransport } from './tls.js';
+import { clientEndpoints } from './endpoints.js';
 
 /** What `groupclient verify` is given: the run command's own options, unparsed. */
 export interface ClientVerifyOptions {
@@ -22,8 +21,6 @@ export interface ClientVerifyOptions {
   plaintext?: boolean;
   maxPooledWorkConns?: string;
 }
-
-export const DEFAULT_SERVER: HostPort = Object.freeze({ host: '127.0.0.1', port: 7000 });
 
 /**
  * `groupclient verify`: checks the group file (secret present, long enough, a secretFile
@@ -46,28 +43,34 @@ export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.Proc
     }
   }
 
-  if (options.server !== undefined) {
-    const parsed = parseHostPort(options.server);
-    if (parsed.ok) findings.ok('server', `${formatHostPort(parsed.value)} (--server)`);
-    else findings.problem('server', `--server: ${parsed.problem}`);
-  } else if (spec?.server !== undefined) {
-    findings.ok('server', `${formatHostPort(spec.server)} (the file's server:)`);
-  } else if (spec !== undefined) {
-    findings.ok('server', `${formatHostPort(DEFAULT_SERVER)} (the default: give --server or server: in the file)`);
-  }
-
   if (spec !== undefined) {
-    const transport = findings.attempt('TLS', () =>
-      clientTransport(spec, {
-        ...(options.serverFingerprint !== undefined ? { fingerprint: options.serverFingerprint } : {}),
-        plaintext: options.plaintext === true,
-      }),
-    );
-    if (transport?.kind === 'plain') findings.warning('TLS', 'plaintext: the link to the commonserver is not encrypted');
-    else if (transport?.fingerprint !== undefined) findings.ok('TLS', `pins the server's certificate ${transport.fingerprint}`);
-    else if (transport?.ca !== undefined) findings.ok('TLS', `trusts ${spec.serverCaFile} for the server's certificate`);
-    else if (transport !== undefined) {
-      findings.warning('TLS', "no serverFingerprint or serverCa: the server's certificate is checked against the system's CAs, and a self-signed commonserver is refused (pin the fingerprint commonserver init prints)");
+    const trust = { ...(options.serverFingerprint !== undefined ? { serverFingerprint: options.serverFingerprint } : {}), plaintext: options.plaintext === true };
+    let endpoints = findings.attempt('TLS', () => clientEndpoints(spec, { ...(options.server !== undefined ? { server: options.server } : {}), ...trust }));
+    const serverProblem = endpoints?.ok === false && endpoints.problem.startsWith('--server:') ? endpoints.problem : undefined;
+    const badServer = serverProblem !== undefined;
+    if (badServer) {
+      findings.problem('server', serverProblem);
+      // How the servers would be trusted is still checked, against the file's own.
+      endpoints = findings.attempt('TLS', () => clientEndpoints(spec, trust));
+    }
+    if (endpoints?.ok === false) findings.problem('TLS', endpoints.problem);
+    else if (endpoints !== undefined) {
+      const from = options.server !== undefined ? '--server' : spec.servers !== undefined ? "the file's servers:" : spec.server !== undefined ? "the file's server:" : 'the default: give --server or server: in the file';
+      if (!badServer) findings.ok('server', `${endpoints.value.map(({ server }) => formatHostPort(server)).join(', ')} (${from})`);
+      for (const { server, transport } of endpoints.value) {
+        const which = endpoints.value.length > 1 ? `TLS to ${formatHostPort(server)}` : 'TLS';
+        if (transport.kind === 'plain') findings.warning(which, 'plaintext: the link to the commonserver is not encrypted');
+        else if (transport.fingerprint !== undefined) findings.ok(which, `pins the server's certificate ${transport.fingerprint}`);
+        else if (transport.ca !== undefined) findings.ok(which, `trusts ${spec.serverCaFile} for the server's certificate`);
+        else {
+          findings.warning(which, "no serverFingerprint or serverCa: the server's certificate is checked against the system's CAs, and a self-signed commonserver is refused (pin the fingerprint commonserver init prints)");
+        }
+      }
+    }
+  } else if (options.server !== undefined) {
+    for (const item of options.server.split(',')) {
+      const parsed = parseHostPort(item);
+      if (!parsed.ok) findings.problem('server', `--server: ${parsed.problem}`);
     }
   }
 

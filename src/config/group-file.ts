@@ -5,7 +5,7 @@ import { appAccessShape, serverTrust, serverTrustShape } from './group-security.
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
 import { portKey, portLabel, udpAppOptions, udpAppShape } from './udp-app.js';
-import { formatHostPort, hostPort, logLevel, port } from './values.js';
+import { formatHostPort, hostPort, logLevel, port, type HostPort } from './values.js';
 import { YamlFile } from './yaml-file.js';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -53,6 +53,23 @@ export interface GroupFileContext {
   baseDir: string;
 }
 
+/** A cluster node in a group file's `servers:` list. */
+export interface ClusterServer {
+  readonly address: HostPort;
+  /** This node's certificate; else the file's serverFingerprint / serverCa. */
+  readonly fingerprint?: string;
+}
+
+const SERVERS_EXPECTED = 'expected a list of "host:port" (or { address, fingerprint }) of the cluster\'s nodes';
+
+/** `"a:7000"` or `{ address: "b:7000", fingerprint: "sha256:..." }` (a bare string is its address). */
+const clusterServer = z.preprocess(
+  (value) => (typeof value === 'string' ? { address: value } : value),
+  section({ address: hostPort(), fingerprint: serverTrustShape('.').serverFingerprint }).transform(
+    ({ address, fingerprint }): ClusterServer => (fingerprint === undefined ? { address } : { address, fingerprint }),
+  ),
+);
+
 /**
  * One group file (`<groups>/<name>.yaml`). The same file serves both ends: the server takes the
  * name, secret and public ports; the client takes the secret and local targets.
@@ -66,10 +83,16 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
     apps: z.array(app, 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
     logLevel: logLevel.optional(),
+    servers: z
+      .array(clusterServer, SERVERS_EXPECTED)
+      .min(1, SERVERS_EXPECTED)
+      .optional()
+      .meta({ description: "Client side: a cluster's nodes, tried in turn, each with its own pinned certificate if given" }),
     ...serverTrustShape(dirname(file)),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, logLevel: level, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, ...trust }, ctx) => {
+      if (server !== undefined && servers !== undefined) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
       const stem = basename(file, extname(file));
       if (stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
@@ -96,6 +119,8 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
         ...(server === undefined ? {} : { server }),
         /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */
         ...(level === undefined ? {} : { logLevel: level }),
+        /** Client-side only: the nodes of a cluster, tried in turn. */
+        ...(servers === undefined ? {} : { servers: Object.freeze(servers) as readonly ClusterServer[] }),
       });
     });
 }

@@ -12,6 +12,7 @@ export * from './app-traffic.js';
 export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
+export * from './cluster-config.js';
 export * from './json-schema.js';
 export * from './udp-app.js';
 export * from './findings.js';

@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { adminSectionSchema } from './admin-config.js';
+import { clusterSectionSchema } from './cluster-config.js';
 import { securityConfig, securityShape } from './security-config.js';
 import { section } from './sections.js';
 import { duration, hostPort, logLevel, problem, wholeNumber } from './values.js';
@@ -48,10 +49,11 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
     // `admin:` with nothing under it turns the admin on with its defaults.
     admin: z.preprocess((value) => value ?? {}, adminSectionSchema(env)).optional(),
     logLevel: logLevel.optional(),
+    cluster: clusterSectionSchema(base, env).optional(),
     ...securityShape(base),
   })
     .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
-    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, logLevel: level, ...security }, ctx) => {
+    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, logLevel: level, cluster, ...security }, ctx) => {
       if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
       if (heartbeat.timeout <= heartbeat.interval) {
         ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
@@ -72,6 +74,8 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
         ...(admin ? { admin } : {}),
         /** What the commonserver prints (`--log-level` overrides it); info when unset. */
         ...(level ? { logLevel: level } : {}),
+        /** One node of a cluster sharing its registry through etcd; off unless the file has a `cluster:` section. */
+        ...(cluster ? { cluster } : {}),
       });
     });
 }

@@ -20,6 +20,7 @@ const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'file' | '
   secretFile: { server: 'is read from the new path (a changed secret ends the session)', client: 'applies at the next login' },
   server: AT_CLIENT_RESTART,
   logLevel: { client: 'applies now (unless --log-level is given)' },
+  servers: AT_CLIENT_RESTART,
   serverFingerprint: AT_CLIENT_RESTART,
   serverCaFile: AT_CLIENT_RESTART,
   plaintext: AT_CLIENT_RESTART,

@@ -86,7 +86,12 @@ const login = z.object({
   apps: list(appDeclaration),
 });
 
-const loginRejectCode = z.enum(['UNKNOWN_GROUP', 'BAD_SECRET', 'GROUP_IN_USE', 'VERSION_MISMATCH', 'RATE_LIMITED', 'POLICY']);
+/**
+ * Cluster nodes add two: GROUP_ACTIVE_ELSEWHERE (the group is active on another node, the
+ * reason names it) and NODE_UNAVAILABLE (this node holds no etcd lease now); a client with
+ * several servers tries the next one at once.
+ */
+const loginRejectCode = z.enum(['UNKNOWN_GROUP', 'BAD_SECRET', 'GROUP_IN_USE', 'VERSION_MISMATCH', 'RATE_LIMITED', 'POLICY', 'GROUP_ACTIVE_ELSEWHERE', 'NODE_UNAVAILABLE']);
 export type LoginRejectCode = z.infer<typeof loginRejectCode>;
 
 /** Accepted: session, heartbeat and apps; rejected: only `error`. */
@@ -195,7 +200,7 @@ const workConnFailed = z.object({ type: z.literal('WorkConnFailed'), pairingId: 
  * taken for the heartbeat timeout). Such a peer cannot read a Goodbye either: it is reset, and
  * the code names the cause in the events of the side that cut it off.
  */
-const goodbyeCode = z.enum(['TAKEN_OVER', 'SHUTDOWN', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR', 'KICKED', 'DEREGISTERED', 'SLOW_PEER', 'SECRET_CHANGED']);
+const goodbyeCode = z.enum(['TAKEN_OVER', 'SHUTDOWN', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR', 'KICKED', 'DEREGISTERED', 'SLOW_PEER', 'SECRET_CHANGED', 'LEASE_LOST']);
 export type GoodbyeCode = z.infer<typeof goodbyeCode>;
 
 const goodbye = z.object({ type: z.literal('Goodbye'), code: goodbyeCode, reason: text });

@@ -3,7 +3,8 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
 import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
-import { ProtocolError, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
+import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
+import type { ActivationGate } from './activation-gate.js';
 import { AppGroup } from './app-group.js';
 import type { BindRetryPolicy } from './bind-retry.js';
 import type { ServerEvent } from './events.js';
@@ -27,6 +28,8 @@ export type CommonServerOptions = Pick<
     trafficSampleMs?: number;
     /** How a busy public port is tried again (default 1 s doubling to 30 s). */
     bindRetry?: BindRetryPolicy;
+    /** A cluster node's claim on each group in etcd; a single server activates on its own. */
+    activationGate?: ActivationGate;
   };
 
 /**
@@ -272,6 +275,17 @@ export class CommonServer {
       channel.destroy();
       return;
     }
+    const gate = this.options.activationGate;
+    if (gate !== undefined && live === undefined) {
+      const claim = await gate.claim(hello.group, { clientId: hello.clientId, clientAddress: channel.peer });
+      if (!claim.granted) return this.refuseLogin(channel, hello, claim.code, claim.reason);
+      // Gone while etcd answered (or another session of this node won meanwhile): let the claim go.
+      if (this.closing || !channel.open || this.inUseGroup.has(hello.group)) {
+        if (!this.inUseGroup.has(hello.group)) gate.release(hello.group);
+        channel.destroy();
+        return;
+      }
+    }
     // Same client id: the old session may look alive but its path can be silently dead.
     // The new, authenticated session wins at once and gets the ports.
     this.inUseGroup.get(hello.group)?.deactivate('TAKEN_OVER', `taken over by a new session of the same client from ${channel.peer}`);
@@ -319,8 +333,19 @@ export class CommonServer {
   private readonly onGroupDeactivated = (group: AppGroup): void => {
     this.sessions.delete(group.sessionId);
     // A takeover may already have put the new session in place.
-    if (this.inUseGroup.get(group.name) === group) this.inUseGroup.delete(group.name);
+    if (this.inUseGroup.get(group.name) === group) {
+      this.inUseGroup.delete(group.name);
+      this.options.activationGate?.release(group.name);
+    }
   };
+
+  /**
+   * Ends every live session at once (their users reset): a cluster node that lost its etcd
+   * lease must stop serving before another node may take its groups.
+   */
+  deactivateAll(code: GoodbyeCode, reason: string): void {
+    for (const group of [...this.inUseGroup.values()]) group.deactivate(code, reason);
+  }
 
   private onWorkConn(message: NewWorkConn, workConn: Socket, peer: string): void {
     const group = this.sessions.get(message.sessionId);

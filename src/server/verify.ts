@@ -33,9 +33,15 @@ export async function verifyServer(file: string, env: NodeJS.ProcessEnv = proces
     findings.ok('server config', `${file}: common port ${formatHostPort(config.bind)}, groups ${config.groupsDir}${config.admin ? `, admin ${formatHostPort(config.admin.bind)}` : ''}`);
     checkTls(findings, config);
   }
-  // An invalid server config still names its groups directory most of the time: check it too.
-  const groupsDir = config?.groupsDir ?? groupsDirNamedBy(file);
-  if (groupsDir !== undefined) checkGroups(findings, groupsDir, config, env);
+  if (config?.cluster !== undefined) {
+    // A cluster node reads its groups from etcd, which verify does not contact.
+    const { node, etcd, prefix } = config.cluster;
+    findings.ok('cluster', `node ${node}; the registry is etcd ${etcd.join(',')} (prefix ${prefix}), not checked here, and the groups directory is not read`);
+  } else {
+    // An invalid server config still names its groups directory most of the time: check it too.
+    const groupsDir = config?.groupsDir ?? groupsDirNamedBy(file);
+    if (groupsDir !== undefined) checkGroups(findings, groupsDir, config, env);
+  }
   if (config !== undefined) {
     await checkBindable(findings, 'common port', config.bind);
     if (config.admin) await checkBindable(findings, 'admin port', config.admin.bind);

@@ -29,8 +29,9 @@ before(async () => {
       ],
     });
   }
-  // The pairing deadline is generous: 300 pairings at once on a loaded machine must not expire.
-  const config = makeConfigDir(groups, { pairingTimeout: '15s' });
+  // The pairing deadline and the heartbeat are generous: 300 pairings at once on a loaded
+  // machine must not expire, and a second without a Pong there is load, not a lost client.
+  const config = makeConfigDir(groups, { pairingTimeout: '15s', heartbeatInterval: '1s', heartbeatTimeout: '10s' });
   const server = await startCommonServerProcess(config.serverFile);
   processes.add(server.process);
   const clients = groups.map((group) =>

@@ -1,9 +1,9 @@
 import { get } from 'node:http';
 import { connect } from 'node:net';
 import { Observable } from 'rxjs';
-import { AdminServer, type AtomicWriteHooks } from '../../src/admin/index.js';
+import { AdminServer } from '../../src/admin/index.js';
 import { Secret, type AdminSettings } from '../../src/config/index.js';
-import type { CommonServer } from '../../src/server/index.js';
+import { DirectoryRegistry, type AtomicWriteHooks, type CommonServer } from '../../src/server/index.js';
 import type { TestConfigDir } from './configs.js';
 
 export interface TestAdmin {
@@ -22,9 +22,8 @@ export async function startAdmin(
 ): Promise<TestAdmin> {
   const admin = new AdminServer({
     server,
-    groupsDir: config.groupsDir,
+    registry: new DirectoryRegistry({ server, groupsDir: config.groupsDir, ...(options.writeHooks ? { hooks: options.writeHooks } : {}) }),
     config: { bind: { host: '127.0.0.1', port: 0 }, ...(options.token ? { token: new Secret(options.token) } : {}), ...options.admin },
-    ...(options.writeHooks ? { writeHooks: options.writeHooks } : {}),
     ...(options.maxEventQueueBytes === undefined ? {} : { maxEventQueueBytes: options.maxEventQueueBytes }),
   });
   await admin.listen();

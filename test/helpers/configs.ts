@@ -32,6 +32,8 @@ export interface TestServerSettings {
   pairingTimeout?: string;
   handshakeTimeout?: string;
   bindPort?: number;
+  /** The common port's (and so the public ports') address; another 127.x address keeps nodes of one test apart. */
+  bindHost?: string;
   /**
    * The common port's link. Unset or `true`: TLS, the default link (clients pin the
    * fingerprint startServer / startCommonServerProcess return); `{ clientCa }` adds mutual
@@ -93,7 +95,7 @@ export function makeConfigDir(groups: TestGroup[], settings: TestServerSettings 
   writeFileSync(
     serverFile,
     stringify({
-      bind: `127.0.0.1:${settings.bindPort ?? 0}`,
+      bind: `${settings.bindHost ?? '127.0.0.1'}:${settings.bindPort ?? 0}`,
       groups: './groups',
       heartbeat: { interval: settings.heartbeatInterval ?? '200ms', timeout: settings.heartbeatTimeout ?? '1s' },
       pairingTimeout: settings.pairingTimeout ?? '3s',

@@ -28,6 +28,8 @@ const charts = new Map();
 let source = null;
 let refreshTimer = null;
 let renderTimer = null;
+let clusterPoll = null;
+const CLUSTER_POLL_MS = 5000;
 
 function recordTraffic(event) {
   const key = `${event.group}/${event.app}`;
@@ -68,6 +70,8 @@ function groupCard(group) {
   remove.addEventListener('click', () => void removeGroup(group.name));
   card.append(el('header', {}, el('h3', { text: group.name }), stateBadge(group.state), el('span', { class: 'spacer' }), kick, remove));
   card.append(el('p', { class: 'client' }));
+  // A cluster node: which node serves the group, this one or another (whose events do not reach this page).
+  if (group.node) card.append(el('p', { class: 'node', 'data-node': group.node.name, text: `served by node ${group.node.name}${group.node.self ? ' (this node)' : ''} at ${group.node.advertise}:${group.node.commonPort}` }));
   const status = actionStatus.get(group.name);
   if (status) card.append(el('p', { class: `action-status ${status.ok ? 'ok' : 'bad'}`, role: 'status', text: status.text }));
   for (const app of group.apps) {
@@ -137,7 +141,7 @@ function chartFor(key) {
 
 /** The card of `group`: rebuilt when its shape changed (state, apps, ports, an action's outcome), else updated. */
 function cardFor(group) {
-  const shape = JSON.stringify([group.state, group.client?.id, group.apps.map((app) => [app.name, app.type, app.state, app.publicPort, app.remotePort, describeLimits(app)]), actionStatus.get(group.name)]);
+  const shape = JSON.stringify([group.state, group.client?.id, group.node?.name, group.apps.map((app) => [app.name, app.type, app.state, app.publicPort, app.remotePort, describeLimits(app)]), actionStatus.get(group.name)]);
   const cached = cards.get(group.name);
   if (cached?.shape === shape) {
     updateCard(cached.card, group);
@@ -160,6 +164,8 @@ function renderGroups() {
   const inUse = groups.filter((g) => g.state === 'in-use').length;
   document.getElementById('summary').textContent = `${groups.length} group${groups.length === 1 ? '' : 's'}, ${inUse} in use`;
   drawCharts();
+  // Another node's activations send no event here: a cluster's page also looks again every few seconds.
+  if (groups.some((group) => group.node) && clusterPoll === null) clusterPoll = setInterval(scheduleRefresh, CLUSTER_POLL_MS);
 }
 
 function drawCharts() {

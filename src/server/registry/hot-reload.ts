@@ -1,9 +1,9 @@
 import createDebug from 'debug';
 import { concatMap, EMPTY, filter, merge, Subject, type Subscription } from 'rxjs';
-import { watchDirectory } from '../config/index.js';
+import { watchDirectory } from '../../config/index.js';
 import type { GroupRegistry } from './registry.js';
 
-const debug = createDebug('ntp:admin:hot-reload');
+const debug = createDebug('ntp:server:registry:hot-reload');
 
 /**
  * Keeps the server's registry in step with its groups directory: every burst of file changes

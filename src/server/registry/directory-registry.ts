@@ -2,27 +2,14 @@ import createDebug from 'debug';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { groupNameProblem, isGroupName, loadGroupDirectory, parseGroupFile, portKey, portLabel, sameGroupSpec, schemaComment, YamlFile, type GroupSpec } from '../config/index.js';
-import { portRefusal, type CommonServer } from '../server/index.js';
+import { groupNameProblem, isGroupName, loadGroupDirectory, sameGroupSpec, schemaComment, type GroupSpec, type YamlFile } from '../../config/index.js';
+import type { CommonServer } from '../common-server.js';
 import { removeFileDurably, writeFileAtomic, type AtomicWriteHooks } from './atomic-write.js';
+import { RegistryError, validateGroupText, type GroupRegistry } from './registry.js';
 
-const debug = createDebug('ntp:admin:registry');
+const debug = createDebug('ntp:server:registry:directory');
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME';
-
-/** A registry change refused for a reason other than the file's own validity. */
-export class RegistryError extends Error {
-  override readonly name = 'RegistryError';
-  constructor(
-    readonly code: RegistryErrorCode,
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-  }
-}
-
-export interface RegistryOptions {
+export interface DirectoryRegistryOptions {
   server: CommonServer;
   groupsDir: string;
   env?: NodeJS.ProcessEnv;
@@ -30,20 +17,25 @@ export interface RegistryOptions {
 }
 
 /**
- * The groups directory as the source of truth for the server's readyGroup. `sync()` makes the
- * server match the directory (used by hot reload, SIGHUP and after every API write); the API
- * writes go through the same validation as the YAML files and land atomically.
+ * The groups directory as the source of truth for the server's readyGroup (a single server's
+ * registry). `sync()` makes the server match the directory (used by hot reload, SIGHUP and
+ * after every API write); the API writes go through the same validation as the YAML files
+ * and land atomically.
  */
-export class GroupRegistry {
+export class DirectoryRegistry implements GroupRegistry {
   private readonly dir: string;
   private readonly env: NodeJS.ProcessEnv;
   private queue: Promise<unknown> = Promise.resolve();
   /** Last reported problem per file, so that an unchanged bad file is not reported on every sync. */
   private readonly reported = new Map<string, string>();
 
-  constructor(private readonly options: RegistryOptions) {
+  constructor(private readonly options: DirectoryRegistryOptions) {
     this.dir = resolve(options.groupsDir);
     this.env = options.env ?? process.env;
+  }
+
+  get source(): string {
+    return this.dir;
   }
 
   /** Runs one registry operation at a time: the watcher and the API never interleave. */
@@ -85,31 +77,8 @@ export class GroupRegistry {
 
   /** Validates a group given as YAML or JSON text (JSON is YAML), exactly like a group file. */
   validate(text: string, { expectName }: { expectName?: string } = {}): { spec: GroupSpec; yaml: YamlFile } {
-    const yaml = YamlFile.parse('request body', text);
     // A relative secretFile is read where the file will be written.
-    const spec = parseGroupFile(yaml, this.env, { baseDir: this.dir });
-    if (expectName !== undefined && spec.name !== expectName) {
-      throw new RegistryError('NAME_MISMATCH', `request body: name: "${spec.name}" does not match the group in the URL ("${expectName}")`, 'name');
-    }
-    // The server's policy, so that nothing is written that activation would refuse.
-    const { policy } = this.options.server;
-    if (policy.maxAppsPerGroup !== undefined && spec.apps.length > policy.maxAppsPerGroup) {
-      throw new RegistryError('POLICY', `apps: ${spec.apps.length} apps; this server allows at most ${policy.maxAppsPerGroup} per group`, 'apps');
-    }
-    spec.apps.forEach((app, index) => {
-      const refusal = portRefusal(policy, spec.name, app);
-      if (refusal !== undefined) throw new RegistryError('POLICY', `apps[${index}].remotePort: ${refusal}`, `apps[${index}].remotePort`);
-    });
-    for (const [other, otherSpec] of this.options.server.readyGroup) {
-      if (other === spec.name) continue;
-      for (const app of spec.apps) {
-        const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && portKey(candidate) === portKey(app));
-        if (owner !== undefined) {
-          throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${portLabel(app)} is already claimed by ${other}/${owner.name}`, `apps.${app.name}.remotePort`);
-        }
-      }
-    }
-    return { spec, yaml };
+    return validateGroupText(text, { server: this.options.server, env: this.env, baseDir: this.dir, ...(expectName === undefined ? {} : { expectName }) });
   }
 
   /** The file of a group; a name outside the loader's rule never becomes a path (it could hold "../"). */
@@ -147,6 +116,9 @@ export class GroupRegistry {
       await this.syncNow();
     });
   }
+
+  /** Nothing to release: the directory watch is the hot reload's. */
+  async close(): Promise<void> {}
 
   private async write(spec: GroupSpec, yaml: YamlFile): Promise<GroupSpec> {
     // The document as given, so that a `${VAR}` secret stays a reference and is never expanded to disk.

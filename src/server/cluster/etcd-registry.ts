@@ -1,0 +1,122 @@
+import createDebug from 'debug';
+import type { Etcd3 } from 'etcd3';
+import { stringify } from 'yaml';
+import { ConfigError, groupNameProblem, isGroupName, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../../config/index.js';
+import type { CommonServer } from '../common-server.js';
+import { RegistryError, validateGroupText, type GroupRegistry } from '../registry/index.js';
+import type { ClusterKeys } from './keys.js';
+import { PrefixMirror, type MirrorChange } from './prefix-mirror.js';
+
+const debug = createDebug('ntp:server:cluster:registry');
+
+export interface EtcdRegistryOptions {
+  etcd: Etcd3;
+  keys: ClusterKeys;
+  server: CommonServer;
+  env?: NodeJS.ProcessEnv;
+  /** Where a relative `secretFile:` is read on this node (its config directory). */
+  baseDir: string;
+}
+
+/**
+ * readyGroup in etcd: each group's file text under `PREFIX/groups/NAME`. Every node mirrors
+ * the prefix and applies each change the way the directory's hot reload applies a file;
+ * admin API writes on any node are validated here, then land in etcd in a transaction.
+ */
+export class EtcdRegistry implements GroupRegistry {
+  private readonly mirror: PrefixMirror;
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(private readonly options: EtcdRegistryOptions) {
+    this.env = options.env ?? process.env;
+    this.mirror = new PrefixMirror(options.etcd, options.keys.groups, (change) => this.apply(change));
+  }
+
+  get source(): string {
+    return `etcd ${this.options.keys.groups}`;
+  }
+
+  /** Reads every group and starts the watch. */
+  start(): Promise<void> {
+    return this.mirror.start();
+  }
+
+  /** The watch keeps the server in step; a sync re-applies what the mirror holds (SIGHUP). */
+  async sync(): Promise<void> {
+    for (const [name, value] of this.mirror.entries) await this.apply({ kind: 'put', name, value, revision: '0' });
+  }
+
+  private async apply(change: MirrorChange): Promise<void> {
+    const { server } = this.options;
+    if (change.kind === 'delete') return server.deregisterGroup(change.name);
+    let spec: GroupSpec;
+    try {
+      spec = this.parse(change.name, change.value);
+    } catch (error) {
+      // As with a bad file: reported, and the last good version stays.
+      server.reportRegistrationFailure(this.where(change.name), error instanceof Error ? error.message : String(error));
+      return;
+    }
+    const current = server.readyGroup.get(spec.name);
+    if (current === undefined) server.registerGroup(spec);
+    else if (!sameGroupSpec(current, spec)) await server.updateGroup(spec);
+    debug('applied %s', change.name);
+  }
+
+  private where(name: string): string {
+    return `etcd:${this.options.keys.group(name)}`;
+  }
+
+  private parse(name: string, text: string): GroupSpec {
+    const yaml = YamlFile.parse(this.where(name), text);
+    const spec = parseGroupFile(yaml, this.env, { baseDir: this.options.baseDir });
+    if (spec.name !== name) throw yaml.error(['name'], `group "${spec.name}" is stored under the key of "${name}"`);
+    return spec;
+  }
+
+  create(text: string): Promise<GroupSpec> {
+    return this.write(text, undefined);
+  }
+
+  replace(name: string, text: string): Promise<GroupSpec> {
+    return this.write(text, name);
+  }
+
+  private async write(text: string, expectName: string | undefined): Promise<GroupSpec> {
+    const { spec, yaml } = validateGroupText(text, { server: this.options.server, env: this.env, baseDir: this.options.baseDir, ...(expectName === undefined ? {} : { expectName }) });
+    const { etcd, keys } = this.options;
+    const key = keys.group(spec.name);
+    // The document as given, so that a `${VAR}` secret stays a reference in etcd too.
+    const stored = stringify(yaml.root());
+    const exists = expectName !== undefined;
+    const committed = await this.etcdCall(() => etcd.if(key, 'Create', exists ? '>' : '==', 0).then(etcd.put(key).value(stored)).commit());
+    if (!committed.succeeded) {
+      throw exists ? new RegistryError('GROUP_NOT_FOUND', `group "${spec.name}" is not registered`) : new RegistryError('GROUP_EXISTS', `name: group "${spec.name}" is already registered`, 'name');
+    }
+    // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
+    await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });
+    return this.options.server.readyGroup.get(spec.name) ?? spec;
+  }
+
+  async remove(name: string): Promise<void> {
+    if (!isGroupName(name)) throw new RegistryError('INVALID_GROUP_NAME', groupNameProblem(name), 'name');
+    const { etcd, keys } = this.options;
+    const key = keys.group(name);
+    const committed = await this.etcdCall(() => etcd.if(key, 'Create', '>', 0).then(etcd.delete().key(key)).commit());
+    if (!committed.succeeded) throw new RegistryError('GROUP_NOT_FOUND', `group "${name}" is not registered`);
+    this.options.server.deregisterGroup(name);
+  }
+
+  private async etcdCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof ConfigError || error instanceof RegistryError) throw error;
+      throw new RegistryError('REGISTRY_UNAVAILABLE', `etcd did not answer; the registry was not changed (${(error as Error).message})`);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.mirror.close();
+  }
+}

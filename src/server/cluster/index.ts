@@ -1,0 +1,3 @@
+export * from './cluster-node.js';
+export * from './import.js';
+export * from './keys.js';

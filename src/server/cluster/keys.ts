@@ -1,0 +1,54 @@
+/**
+ * The cluster's keys in etcd, all under the configured prefix:
+ *
+ *   PREFIX/groups/NAME   the group file's text (readyGroup): YAML as the admin API or
+ *                        `cluster import` stored it, a `${VAR}` secret still a reference
+ *   PREFIX/active/NAME   the node serving the group (inUseGroup), attached to its lease
+ *   PREFIX/nodes/NODE    a live node and its advertised address, attached to its lease
+ */
+export class ClusterKeys {
+  constructor(readonly prefix: string) {}
+
+  get groups(): string {
+    return `${this.prefix}/groups/`;
+  }
+  get active(): string {
+    return `${this.prefix}/active/`;
+  }
+  get nodes(): string {
+    return `${this.prefix}/nodes/`;
+  }
+  group(name: string): string {
+    return this.groups + name;
+  }
+  activation(name: string): string {
+    return this.active + name;
+  }
+  node(name: string): string {
+    return this.nodes + name;
+  }
+}
+
+/** The record of `PREFIX/nodes/NODE`. */
+export interface NodeRecord {
+  node: string;
+  advertise: string;
+  commonPort: number;
+}
+
+/** The record of `PREFIX/active/NAME`. */
+export interface ActivationRecord extends NodeRecord {
+  clientId: string;
+  since: string;
+}
+
+/** A record read back from etcd; anything malformed is treated as absent. */
+export function parseRecord<T extends NodeRecord>(text: string | undefined): T | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<T>;
+    return typeof value.node === 'string' && typeof value.advertise === 'string' && typeof value.commonPort === 'number' ? (value as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
