@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { ControlChannel, dialCommon } from '../src/net/index.js';
+import { dialCommon } from '../src/client/index.js';
+import { ControlChannel } from '../src/net/index.js';
 import { encodeFrame, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import { withDeadline } from './deadline.js';
 

@@ -126,21 +126,34 @@ test('a bad logLevel or --log-format is refused with exit 2, naming the file, li
   assert.match(format.output, /--log-format: expected one of text, json, got "xml"/);
 });
 
-test('a groupclient applies an edited logLevel: at once: per-user lines appear after the file says debug', { timeout: 30_000 }, async () => {
+/**
+ * A groupclient at info serving an echo app; its group file then says `logLevel: debug` and
+ * `reload` makes it read the file (nothing: the watch does): per-user lines appear only after.
+ */
+async function debugAfterReload(name: string, extraArgs: string[], reload: (client: CliProcess) => void): Promise<void> {
   const echo = await startEchoApp();
   after(() => echo.close());
-  const group = { name: 'relevel', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] };
+  const group = { name, secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] };
   const config = makeConfigDir([group]);
   const started = await startCommonServerProcess(config.serverFile);
   processes.add(started.process);
-  const client = processes.add(startGroupClientProcess({ server: started, groupsDir: config.groupsDir, group: 'relevel' }));
-  const port = (await waitForGroupActive(client, 'relevel')).get('echo')!;
+  const client = processes.add(startGroupClientProcess({ server: started, groupsDir: config.groupsDir, group: name, extraArgs }));
+  const port = (await waitForGroupActive(client, name)).get('echo')!;
   // At info, a user leaves no line on the client.
   await echoRoundTrip(port, Buffer.from('before'));
   const quiet = client.lines.length;
-  writeFileSync(config.groupFile('relevel'), `${groupYaml(group)}logLevel: debug\n`);
+  writeFileSync(config.groupFile(name), `${groupYaml(group)}logLevel: debug\n`);
+  reload(client);
   await client.waitForLine(/logLevel applies now/, { fromLine: quiet });
   assert.ok(!client.lines.slice(0, quiet).some((line) => /user of echo closed/.test(line)), 'no per-user line at info');
   await echoRoundTrip(port, Buffer.from('after'));
   await client.waitForLine(/user of echo closed after \S+: 5 B in, 5 B out/, { fromLine: quiet });
-});
+}
+
+test('a groupclient applies an edited logLevel: at once: per-user lines appear after the file says debug', { timeout: 30_000 }, () =>
+  debugAfterReload('relevel', [], () => {}),
+);
+
+test('a groupclient with --no-watch applies an edited logLevel: on SIGHUP (what systemctl reload sends)', { timeout: 30_000 }, () =>
+  debugAfterReload('hup-level', ['--no-watch'], (client) => client.kill('SIGHUP')),
+);

@@ -2,11 +2,12 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { firstValueFrom, fromEvent, race, Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
-import { ControlChannel, dialCommon, ServerTrustError, type ClientTransport } from '../net/index.js';
+import { ControlChannel, type ClientTransport } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
-import { LoginRejectedError, TakenOverError } from './errors.js';
+import { LoginRejectedError, ServerTrustError, TakenOverError } from './errors.js';
 import type { ClientEvent } from './events.js';
+import { dialCommon } from './tls.js';
 
 const debug = createDebug('ntp:client:group-client');
 

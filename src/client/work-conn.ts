@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
-import { dialCommon, dialTcp, writeFrame, type ClientTransport } from '../net/index.js';
+import { dialTcp, writeFrame, type ClientTransport } from '../net/index.js';
+import { dialCommon } from './tls.js';
 import { joinProof, type NewWorkConn } from '../protocol/index.js';
 
 export interface WorkConnRequest {

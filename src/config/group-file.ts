@@ -168,3 +168,9 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
 export function describeApps(spec: GroupSpec): string {
   return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}${one.type === 'udp' ? '/udp' : ''}`).join(', ');
 }
+
+/** Where a group's secret is read from, in words (never the secret itself). */
+export function describeSecretSource(spec: GroupSpec): string {
+  if (spec.secretFile !== undefined) return `secret read from ${spec.secretFile} (private to its owner)`;
+  return spec.secretInFile ? 'secret written in the file' : 'secret from the environment';
+}

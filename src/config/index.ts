@@ -19,3 +19,4 @@ export * from './udp-app.js';
 export * from './vhost-app.js';
 export * from './vhost-config.js';
 export * from './domain-claims.js';
+export * from './findings.js';

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
-import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
+import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './activation-gate.js';
 import { AppGroup } from './app-group.js';
@@ -13,6 +13,7 @@ import { LoginGuard } from './login-limiter.js';
 import { runLogin } from './login.js';
 import { groupRefusal } from './policy.js';
 import { VhostServer } from '../vhost/index.js';
+import { createCommonListener } from './tls.js';
 
 const debug = createDebug('ntp:server:common-server');
 

@@ -4,9 +4,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ControlChannel, createCommonListener } from '../../src/net/index.js';
+import { ControlChannel } from '../../src/net/index.js';
 import { encodeFrame, randomId } from '../../src/protocol/index.js';
-import { loadServerTransport } from '../../src/server/index.js';
+import { createCommonListener, loadServerTransport } from '../../src/server/index.js';
 
 /** What the fake server does with a client once it has accepted its login. */
 export type HostileBehaviour = (channel: ControlChannel) => void;

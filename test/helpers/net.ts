@@ -265,6 +265,15 @@ export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise
 }
 
 
+/** A port in `from`..`to` that 127.0.0.1 can bind right now (for configs that restrict ports). */
+export async function freePortIn(from: number, to: number): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = from + Math.floor(Math.random() * (to - from + 1));
+    if (await canListenOn(port)) return port;
+  }
+  throw new Error(`no free port in ${from}-${to}`);
+}
+
 const TCP_STATES: Record<string, string> = {
   '01': 'ESTABLISHED',
   '02': 'SYN_SENT',

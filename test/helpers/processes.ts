@@ -19,11 +19,13 @@ export class CliProcess {
 
   /**
    * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). With
-   * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq).
+   * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq; an
+   * installed binary, found through its own `#!/usr/bin/env node` line). `cwd`: where it runs.
    */
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { program = false } = {}) {
+  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { program = false, cwd }: { program?: boolean; cwd?: string } = {}) {
     this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
+      ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log = logSink(bin.replace(/.*[\\/]/, '').replace(/\.js$/, ''));
