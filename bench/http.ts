@@ -35,7 +35,13 @@ export async function openHttpPaths(): Promise<{ ports: Record<HttpPath, number>
     app.once('exit', () => reject(new Error('the bench web app exited')));
   });
   const config = makeConfigDir([], { heartbeatInterval: '5s', heartbeatTimeout: '20s', certificate: 'on-start', extra: { vhost: { http: '127.0.0.1:0' } } });
-  writeVhostGroup(config, 'bench', randomSecret(), [{ name: 'web', type: 'http', localPort: appPort, domains: ['web.bench.test'] }], [{ name: 'tcp', localPort: appPort }]);
+  writeVhostGroup(
+    config,
+    'bench',
+    randomSecret(),
+    [{ name: 'web', type: 'http', localPort: appPort, domains: ['web.bench.test'] }],
+    [{ name: 'tcp', localPort: appPort }],
+  );
   const processes: CliProcess[] = [];
   const close = async (): Promise<void> => {
     await Promise.all(processes.map((p) => p.stop()));
@@ -59,9 +65,30 @@ export async function openHttpPaths(): Promise<{ ports: Record<HttpPath, number>
 export async function httpLoad(port: number, connections: number, seconds: number): Promise<HttpFigures> {
   const out = await runTool(
     process.execPath,
-    [autocannonBin, '--json', '--connections', String(connections), '--duration', String(seconds), '--headers', 'host=web.bench.test', `http://127.0.0.1:${port}/`],
+    [
+      autocannonBin,
+      '--json',
+      '--connections',
+      String(connections),
+      '--duration',
+      String(seconds),
+      '--headers',
+      'host=web.bench.test',
+      `http://127.0.0.1:${port}/`,
+    ],
     (seconds + 30) * 1000,
   );
-  const result = JSON.parse(out.slice(out.indexOf('{'))) as { requests: { average: number }; latency: { p50: number; p99: number }; errors: number; non2xx: number; timeouts: number };
-  return { requestsPerSecond: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, errors: result.errors + result.non2xx + result.timeouts };
+  const result = JSON.parse(out.slice(out.indexOf('{'))) as {
+    requests: { average: number };
+    latency: { p50: number; p99: number };
+    errors: number;
+    non2xx: number;
+    timeouts: number;
+  };
+  return {
+    requestsPerSecond: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors: result.errors + result.non2xx + result.timeouts,
+  };
 }

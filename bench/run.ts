@@ -85,7 +85,11 @@ async function main(): Promise<number> {
     redisRequests: quick ? 20_000 : 100_000,
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
-    udpRates: values['udp-rates']?.split(',').map((rate) => rate.trim()).filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
+    udpRates:
+      values['udp-rates']
+        ?.split(',')
+        .map((rate) => rate.trim())
+        .filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
     limitBytes: Number(values['limit-mb'] ?? 8) * 1024 * 1024,
     httpConns: num(values['http-conns'], 32, 16),
     httpSeconds: num(values['http-seconds'], 5, 2),
@@ -93,15 +97,20 @@ async function main(): Promise<number> {
   };
   const loginSettings = { logins: num(values.logins, 200, 30), groups: num(values.groups, 1000, 100), concurrency: num(values.concurrency, 50, 20) };
   const has = (figure: Figure): boolean => figures.includes(figure);
-  if (!checkTools([
-    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
-    { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
-    { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
-    { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
-    { bin: 'etcd', pkg: 'etcd-server', needed: has('login') },
-  ])) return 1;
+  if (
+    !checkTools([
+      { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
+      { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
+      { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
+      { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
+      { bin: 'etcd', pkg: 'etcd-server', needed: has('login') },
+    ])
+  )
+    return 1;
   if (has('idle') && settings.idleConns > idleLimit()) {
-    console.log(`note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`);
+    console.log(
+      `note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`,
+    );
     settings.idleConns = idleLimit();
   }
 
@@ -228,7 +237,12 @@ async function main(): Promise<number> {
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
   if (figuresByPath.size > 0) printTable(paths, figuresByPath, unavailable);
-  if (has('udp')) printUdpTable(udpSamples, paths.filter((path) => UDP_PATHS.includes(path)), settings.udpRates);
+  if (has('udp'))
+    printUdpTable(
+      udpSamples,
+      paths.filter((path) => UDP_PATHS.includes(path)),
+      settings.udpRates,
+    );
   const httpMedians: Partial<Record<HttpPath, HttpFigures>> = {};
   for (const [path, runs] of httpRuns) {
     const of = (key: keyof HttpFigures): number => median(runs.map((run) => run[key]));
@@ -281,7 +295,9 @@ function printHttpTable(medians: Partial<Record<HttpPath, HttpFigures>>, conns: 
     const row = medians[path];
     if (row === undefined) continue;
     const ratio = (base: HttpFigures | undefined): string => (base === undefined ? '' : `${(row.requestsPerSecond / base.requestsPerSecond).toFixed(2)}×`);
-    console.log(`| ${path} | ${Math.round(row.requestsPerSecond).toLocaleString('en')} | ${row.p50Ms} | ${row.p99Ms} | ${row.errors} | ${ratio(direct)} | ${ratio(tcp)} |`);
+    console.log(
+      `| ${path} | ${Math.round(row.requestsPerSecond).toLocaleString('en')} | ${row.p50Ms} | ${row.p99Ms} | ${row.errors} | ${ratio(direct)} | ${ratio(tcp)} |`,
+    );
   }
 }
 
@@ -309,7 +325,8 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
     }
     case 'limited': {
       // What got through a limited app, as a fraction of its limit: each way, and 4 users sharing it.
-      const of = async (args: string[], streams = 1): Promise<number> => (await iperf(path.ports.limited!, streams, settings.seconds, undefined, args)).bitsPerSecond / 8 / settings.limitBytes;
+      const of = async (args: string[], streams = 1): Promise<number> =>
+        (await iperf(path.ports.limited!, streams, settings.seconds, undefined, args)).bitsPerSecond / 8 / settings.limitBytes;
       add('limited app in, ÷ limit', await of([]));
       add('limited app out (-R), ÷ limit', await of(['-R']));
       add('limited app, 4 users, ÷ limit', await of([], 4));
@@ -363,7 +380,10 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
 
 function pickList<T extends string>(value: string | undefined, all: readonly T[], what: string): T[] {
   if (value === undefined) return [...all];
-  const picked = value.split(',').map((item) => item.trim()).filter(Boolean);
+  const picked = value
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
   for (const item of picked) if (!(all as readonly string[]).includes(item)) throw new Error(`unknown ${what} "${item}" (one of ${all.join(', ')})`);
   return picked as T[];
 }

@@ -55,7 +55,11 @@ async function floodPings(socket: Socket, ms: number): Promise<{ frames: number;
     }
     const waiting = new AbortController();
     const quiet = (): void => {};
-    await Promise.race([once(socket, 'drain', { signal: waiting.signal }).catch(quiet), closed, sleep(end - Date.now(), undefined, { signal: waiting.signal }).catch(quiet)]);
+    await Promise.race([
+      once(socket, 'drain', { signal: waiting.signal }).catch(quiet),
+      closed,
+      sleep(end - Date.now(), undefined, { signal: waiting.signal }).catch(quiet),
+    ]);
     waiting.abort();
   }
   socket.destroy();

@@ -35,7 +35,10 @@ test('the bench measures connection setup through the tunnel (quickest mode)', {
   const [direct, tunnel] = cpu.replace('setup CPU µs/conn, client', '').trim().split(/\s+/);
   assert.equal(direct, '-', cpu);
   assert.ok(Number(tunnel!.replaceAll(',', '')) >= 0, cpu);
-  assert.ok(output.split('\n').some((line) => line.startsWith('setup p50 ms, 2 ms apart')), output);
+  assert.ok(
+    output.split('\n').some((line) => line.startsWith('setup p50 ms, 2 ms apart')),
+    output,
+  );
 });
 
 test('the bench measures HTTP requests direct, on the TCP path and through the vhost (quickest mode)', { timeout: 90_000 }, async () => {
@@ -55,8 +58,14 @@ test('the bench measures UDP through the TLS tunnel against direct with iperf3 -
     const row = output.split('\n').find((line) => line.startsWith(`| 1M | ${direction} |`));
     assert.ok(row, `no 1M ${direction} row in:\n${output}`);
     // Both paths delivered datagrams: "loss % / jitter ms / received Mbit/s" per path.
-    const cells = row.split('|').slice(3, 5).map((cell) => cell.trim());
+    const cells = row
+      .split('|')
+      .slice(3, 5)
+      .map((cell) => cell.trim());
     for (const cell of cells) assert.match(cell, /^\d+\.\d\d % \/ \d+\.\d{3} ms \/ [1-9]\d*$/, row);
   }
-  assert.ok(output.split('\n').some((line) => line.startsWith('| ceiling (≤ 1 % loss) | up |')), output);
+  assert.ok(
+    output.split('\n').some((line) => line.startsWith('| ceiling (≤ 1 % loss) | up |')),
+    output,
+  );
 });

@@ -17,7 +17,10 @@ async function run(bin: string, args: string[]): Promise<{ code: number | null; 
 }
 
 test('--version: both binaries print their name and the package version, exit 0', { timeout: 20_000 }, async () => {
-  for (const [bin, name] of [[COMMONSERVER_BIN, 'commonserver'], [GROUPCLIENT_BIN, 'groupclient']] as const) {
+  for (const [bin, name] of [
+    [COMMONSERVER_BIN, 'commonserver'],
+    [GROUPCLIENT_BIN, 'groupclient'],
+  ] as const) {
     const result = await run(bin, ['--version']);
     assert.equal(result.code, 0);
     assert.deepEqual(result.stdout, [`${name} ${version}`]);
@@ -42,7 +45,7 @@ test('--help per command: its own usage on stdout, no timestamp, exit 0', { time
   }
 });
 
-test('a bad argument is refused with exit 2 and the command\'s usage on stderr', { timeout: 20_000 }, async () => {
+test("a bad argument is refused with exit 2 and the command's usage on stderr", { timeout: 20_000 }, async () => {
   const unknownOption = await run(COMMONSERVER_BIN, ['verify', '--no-such-option']);
   assert.equal(unknownOption.code, 2);
   assert.match(unknownOption.stderr.join('\n'), /commonserver verify: Unknown option '--no-such-option'[\s\S]*usage: commonserver verify/);

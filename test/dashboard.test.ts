@@ -102,7 +102,11 @@ test(
     joins.unsubscribe();
     await page.waitForSelector('.app[data-app="office/echo"][data-live-conns="1"]', WAIT);
     const chart = 'svg[data-chart="office/echo"]';
-    await page.waitForFunction(`Number(document.querySelector('${chart}')?.dataset.peakIn) > 0 && Number(document.querySelector('${chart}')?.dataset.peakOut) > 0`, undefined, WAIT);
+    await page.waitForFunction(
+      `Number(document.querySelector('${chart}')?.dataset.peakIn) > 0 && Number(document.querySelector('${chart}')?.dataset.peakOut) > 0`,
+      undefined,
+      WAIT,
+    );
     // Two lines, one per direction, that leave the baseline; a clock time axis; a rate unit.
     for (const series of ['in', 'out']) {
       const ys = ((await page.locator(`${chart} polyline.${series}`).getAttribute('points')) ?? '').split(' ').map((point) => Number(point.split(',')[1]));
@@ -122,7 +126,11 @@ test(
     assert.match((await page.locator('.app[data-app="office/echo"] .totals').textContent()) ?? '', /in \d+(\.\d+)? (KiB|MiB) · out \d+(\.\d+)? (KiB|MiB)/);
 
     const fold = page.locator('#events li[data-kind="fold"][data-group="office"][data-app="echo"]').first();
-    await page.waitForFunction(`[...document.querySelectorAll('#events li[data-kind="fold"][data-app="echo"]')].reduce((n, li) => n + Number(li.dataset.users), 0) >= 6`, undefined, WAIT);
+    await page.waitForFunction(
+      `[...document.querySelectorAll('#events li[data-kind="fold"][data-app="echo"]')].reduce((n, li) => n + Number(li.dataset.users), 0) >= 6`,
+      undefined,
+      WAIT,
+    );
     assert.match((await fold.textContent()) ?? '', /\d+ user connections/);
     assert.equal(await page.locator('#events li[data-type="conn-closed"], #events li[data-type="work-conn-joined"]').count(), 0, 'no line per connection');
     assert.ok(joined.length >= 6);
@@ -149,7 +157,10 @@ test(
     assert.deepEqual([...new Set(await shown.evaluateAll((items) => items.map((item) => item.getAttribute('data-group'))))], ['branch']);
     await page.selectOption('#filter-group', 'office');
     await page.selectOption('#filter-app', 'echo');
-    assert.deepEqual([...new Set(await shown.evaluateAll((items) => items.map((item) => `${item.getAttribute('data-group')}/${item.getAttribute('data-app')}`)))], ['office/echo']);
+    assert.deepEqual(
+      [...new Set(await shown.evaluateAll((items) => items.map((item) => `${item.getAttribute('data-group')}/${item.getAttribute('data-app')}`)))],
+      ['office/echo'],
+    );
     await page.selectOption('#filter-group', '');
     await page.selectOption('#filter-type', 'group-activated');
     assert.deepEqual((await shown.evaluateAll((items) => items.map((item) => item.getAttribute('data-group')))).sort(), ['branch', 'office']);
@@ -214,7 +225,7 @@ test(
     const secret = await page.inputValue('#group-form [name="secret"]');
     const direct = await api.request('POST', '/api/groups', { name: 'added', secret, apps: [{ name: 'svc', local: 'localhost-without-port', remotePort: 0 }] });
     assert.equal(direct.status, 400);
-    assert.equal(await localError.textContent(), direct.body.error.message, 'the message is the API\'s own');
+    assert.equal(await localError.textContent(), direct.body.error.message, "the message is the API's own");
     await page.fill('#group-form [name="apps[0].local"]', '127.0.0.1:9');
     await page.click('#group-form-submit');
     await page.waitForSelector('.group[data-group="added"][data-state="ready"]', WAIT);

@@ -65,7 +65,14 @@ test('the units: reload by SIGHUP, sandboxed, CAP_NET_BIND_SERVICE on the server
   for (const unit of [server, client]) {
     assert.equal(one(unit, 'ExecReload'), '/bin/kill -HUP $MAINPID');
     assert.equal(one(unit, 'Restart'), 'on-failure');
-    for (const [key, value] of Object.entries({ DynamicUser: 'yes', ProtectSystem: 'strict', ProtectHome: 'yes', PrivateTmp: 'yes', NoNewPrivileges: 'yes', SystemCallFilter: '@system-service' })) {
+    for (const [key, value] of Object.entries({
+      DynamicUser: 'yes',
+      ProtectSystem: 'strict',
+      ProtectHome: 'yes',
+      PrivateTmp: 'yes',
+      NoNewPrivileges: 'yes',
+      SystemCallFilter: '@system-service',
+    })) {
       assert.equal(one(unit, key), value, key);
     }
     assert.match(one(unit, 'RestrictAddressFamilies') ?? '', /^AF_INET AF_INET6 AF_UNIX$/);
@@ -92,65 +99,80 @@ test('the units: reload by SIGHUP, sandboxed, CAP_NET_BIND_SERVICE on the server
   assert.equal(String(code), prevent);
 });
 
-test('systemctl reload (the units\' ExecReload: kill -HUP) re-reads the groups directory on the server and the group file on the client; a bad file keeps the running version', { timeout: 60_000 }, async () => {
-  const processes = new ProcessSet();
-  const first = await startEchoApp();
-  const second = await startEchoApp();
-  after(async () => {
-    await processes.stopAll();
-    await first.close();
-    await second.close();
-  });
-  const secret = randomSecret();
-  // The server's registry and the host's own copy, in two directories: as on two machines.
-  const serverSide = makeConfigDir([{ name: 'reload', secret, apps: [{ name: 'a', localPort: first.port }] }]);
-  const hostSide = makeConfigDir([{ name: 'reload', secret, apps: [{ name: 'a', localPort: first.port }] }]);
-  // --no-watch on both: only the signal can make them reload.
-  const server = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', serverSide.serverFile, '--no-watch']));
-  const link = await serverLinkOf(server);
-  const client = processes.add(startGroupClientProcess({ groupsDir: hostSide.groupsDir, group: 'reload', server: link, extraArgs: ['--no-watch'] }));
-  const before = await waitForGroupActive(client, 'reload');
-  assert.equal((await echoRoundTrip(before.get('a')!, Buffer.from('before'))).toString(), 'before');
+test(
+  "systemctl reload (the units' ExecReload: kill -HUP) re-reads the groups directory on the server and the group file on the client; a bad file keeps the running version",
+  { timeout: 60_000 },
+  async () => {
+    const processes = new ProcessSet();
+    const first = await startEchoApp();
+    const second = await startEchoApp();
+    after(async () => {
+      await processes.stopAll();
+      await first.close();
+      await second.close();
+    });
+    const secret = randomSecret();
+    // The server's registry and the host's own copy, in two directories: as on two machines.
+    const serverSide = makeConfigDir([{ name: 'reload', secret, apps: [{ name: 'a', localPort: first.port }] }]);
+    const hostSide = makeConfigDir([{ name: 'reload', secret, apps: [{ name: 'a', localPort: first.port }] }]);
+    // --no-watch on both: only the signal can make them reload.
+    const server = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', serverSide.serverFile, '--no-watch']));
+    const link = await serverLinkOf(server);
+    const client = processes.add(startGroupClientProcess({ groupsDir: hostSide.groupsDir, group: 'reload', server: link, extraArgs: ['--no-watch'] }));
+    const before = await waitForGroupActive(client, 'reload');
+    assert.equal((await echoRoundTrip(before.get('a')!, Buffer.from('before'))).toString(), 'before');
 
-  const execReload = (pid: number): Promise<unknown> => promisify(execFile)('/bin/kill', ['-HUP', String(pid)]);
-  const added = { name: 'reload', secret, apps: [{ name: 'a', localPort: first.port }, { name: 'b', localPort: second.port }] };
-  const serverFrom = server.lines.length;
-  const clientFrom = client.lines.length;
-  serverSide.writeGroup(added);
-  hostSide.writeGroup(added);
-  await execReload(client.pid);
-  await client.waitForLine(/SIGHUP: reloading the group file/, { fromLine: clientFrom });
-  await client.waitForLine(/group file reloaded: a, b/, { fromLine: clientFrom });
-  await execReload(server.pid);
-  await server.waitForLine(/group reload updated \(2 apps\)/, { fromLine: serverFrom });
-  const opened = await client.waitForLine(/group reload changed on the server: opened b → server port (\d+)/, { fromLine: clientFrom });
-  // The new app answers through the new local target, which the client learnt from its file.
-  assert.equal((await echoRoundTrip(Number(opened[1]), Buffer.from('to b'))).toString(), 'to b');
+    const execReload = (pid: number): Promise<unknown> => promisify(execFile)('/bin/kill', ['-HUP', String(pid)]);
+    const added = {
+      name: 'reload',
+      secret,
+      apps: [
+        { name: 'a', localPort: first.port },
+        { name: 'b', localPort: second.port },
+      ],
+    };
+    const serverFrom = server.lines.length;
+    const clientFrom = client.lines.length;
+    serverSide.writeGroup(added);
+    hostSide.writeGroup(added);
+    await execReload(client.pid);
+    await client.waitForLine(/SIGHUP: reloading the group file/, { fromLine: clientFrom });
+    await client.waitForLine(/group file reloaded: a, b/, { fromLine: clientFrom });
+    await execReload(server.pid);
+    await server.waitForLine(/group reload updated \(2 apps\)/, { fromLine: serverFrom });
+    const opened = await client.waitForLine(/group reload changed on the server: opened b → server port (\d+)/, { fromLine: clientFrom });
+    // The new app answers through the new local target, which the client learnt from its file.
+    assert.equal((await echoRoundTrip(Number(opened[1]), Buffer.from('to b'))).toString(), 'to b');
 
-  // A broken file on reload: reported, the running version stays, traffic still flows.
-  const brokenFrom = client.lines.length;
-  writeFileSync(hostSide.groupFile('reload'), 'name: reload\nsecret: short\n');
-  await execReload(client.pid);
-  await client.waitForLine(/group file not reloaded, the previous version stays: .*reload\.yaml:\d+: secret: too short/, { fromLine: brokenFrom });
-  assert.equal((await echoRoundTrip(before.get('a')!, Buffer.from('still'))).toString(), 'still');
-  assert.ok(server.running && client.running, 'SIGHUP never ends either process');
-});
+    // A broken file on reload: reported, the running version stays, traffic still flows.
+    const brokenFrom = client.lines.length;
+    writeFileSync(hostSide.groupFile('reload'), 'name: reload\nsecret: short\n');
+    await execReload(client.pid);
+    await client.waitForLine(/group file not reloaded, the previous version stays: .*reload\.yaml:\d+: secret: too short/, { fromLine: brokenFrom });
+    assert.equal((await echoRoundTrip(before.get('a')!, Buffer.from('still'))).toString(), 'still');
+    assert.ok(server.running && client.running, 'SIGHUP never ends either process');
+  },
+);
 
-test('a SIGHUP that comes before the reload is wired up is kept for it, not fatal (systemd counts a SIGHUP death as clean and would not restart)', { timeout: 10_000 }, async () => {
-  // A signal listener does not keep the event loop alive while the signal is on its way.
-  const keepAlive = setInterval(() => {}, 1000);
-  after(() => clearInterval(keepAlive));
-  const hangups$ = catchHangups();
-  const delivered = once(process, 'SIGHUP');
-  process.kill(process.pid, 'SIGHUP');
-  await delivered;
-  // Wired only now, as the CLIs do once their config is loaded: the early signal is handed over.
-  let reloads = 0;
-  const subscription = hangups$.subscribe(() => reloads++);
-  assert.equal(reloads, 1);
-  const again = once(process, 'SIGHUP');
-  process.kill(process.pid, 'SIGHUP');
-  await again;
-  assert.equal(reloads, 2);
-  subscription.unsubscribe();
-});
+test(
+  'a SIGHUP that comes before the reload is wired up is kept for it, not fatal (systemd counts a SIGHUP death as clean and would not restart)',
+  { timeout: 10_000 },
+  async () => {
+    // A signal listener does not keep the event loop alive while the signal is on its way.
+    const keepAlive = setInterval(() => {}, 1000);
+    after(() => clearInterval(keepAlive));
+    const hangups$ = catchHangups();
+    const delivered = once(process, 'SIGHUP');
+    process.kill(process.pid, 'SIGHUP');
+    await delivered;
+    // Wired only now, as the CLIs do once their config is loaded: the early signal is handed over.
+    let reloads = 0;
+    const subscription = hangups$.subscribe(() => reloads++);
+    assert.equal(reloads, 1);
+    const again = once(process, 'SIGHUP');
+    process.kill(process.pid, 'SIGHUP');
+    await again;
+    assert.equal(reloads, 2);
+    subscription.unsubscribe();
+  },
+);

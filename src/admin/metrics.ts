@@ -18,9 +18,24 @@ export class ServerMetrics {
   private readonly subscription: Subscription;
   private readonly series = new GroupSeries();
 
-  private readonly connectionsTotal = new Counter({ name: 'ntp_connections_total', help: 'User connections paired with a work conn', labelNames: ['group', 'app'], registers: [this.registry] });
-  private readonly bytesIn = new Counter({ name: 'ntp_bytes_in_total', help: 'Bytes from users towards the apps', labelNames: ['group', 'app'], registers: [this.registry] });
-  private readonly bytesOut = new Counter({ name: 'ntp_bytes_out_total', help: 'Bytes from the apps towards users', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly connectionsTotal = new Counter({
+    name: 'ntp_connections_total',
+    help: 'User connections paired with a work conn',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
+  private readonly bytesIn = new Counter({
+    name: 'ntp_bytes_in_total',
+    help: 'Bytes from users towards the apps',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
+  private readonly bytesOut = new Counter({
+    name: 'ntp_bytes_out_total',
+    help: 'Bytes from the apps towards users',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
   private readonly pairingSeconds = new Histogram({
     name: 'ntp_pairing_seconds',
     help: 'Time from a user connection to its joined work conn',
@@ -28,15 +43,30 @@ export class ServerMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  private readonly pairingFailures = new Counter({ name: 'ntp_pairing_failures_total', help: 'User connections closed without a work conn', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly pairingFailures = new Counter({
+    name: 'ntp_pairing_failures_total',
+    help: 'User connections closed without a work conn',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
   private readonly pooledWorkConns = new Counter({
     name: 'ntp_work_conns_pooled_total',
     help: 'Work conns put in a pool: newly opened, or reused (handed back after a user)',
     labelNames: ['group', 'how'],
     registers: [this.registry],
   });
-  private readonly udpSessions = new Gauge({ name: 'ntp_udp_sessions', help: 'Open sessions of UDP apps (one per user address)', labelNames: ['group', 'app'], registers: [this.registry] });
-  private readonly udpSessionsTotal = new Counter({ name: 'ntp_udp_sessions_total', help: 'Sessions opened by UDP apps', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly udpSessions = new Gauge({
+    name: 'ntp_udp_sessions',
+    help: 'Open sessions of UDP apps (one per user address)',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
+  private readonly udpSessionsTotal = new Counter({
+    name: 'ntp_udp_sessions_total',
+    help: 'Sessions opened by UDP apps',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
   private readonly udpDropped = new Counter({
     name: 'ntp_udp_dropped_total',
     help: 'Datagrams a UDP app dropped: oversize, sessionCap (new peers over maxSessions), notAllowed (outside allow), backlog (more queued than the path carries)',
@@ -44,7 +74,12 @@ export class ServerMetrics {
     registers: [this.registry],
   });
   private readonly authFailures = new Counter({ name: 'ntp_auth_failures_total', help: 'Rejected logins', labelNames: ['code'], registers: [this.registry] });
-  private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
+  private readonly heartbeatTimeouts = new Counter({
+    name: 'ntp_heartbeat_timeouts_total',
+    help: 'Sessions ended by a heartbeat timeout',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
   private readonly vhostRoutes = new Gauge({
     name: 'ntp_vhost_routes',
     help: 'Host names routed to a live vhost app (1 per name)',
@@ -59,7 +94,12 @@ export class ServerMetrics {
   });
   /** The names each live vhost app answers to, so that their series can be removed with it. */
   private readonly routedNames = new Map<string, string[]>();
-  private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
+  private readonly badPeers = new Counter({
+    name: 'ntp_bad_peers_total',
+    help: 'Connections closed for a protocol or handshake fault',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
 
   constructor(
     private readonly server: CommonServer,
@@ -231,7 +271,8 @@ export class ServerMetrics {
       case 'udp-session-closed':
         return this.series.count(this.udpSessions, { group: event.group, app: event.app }).dec();
       case 'udp-dropped':
-        for (const [reason, count] of Object.entries(event.dropped)) this.series.count(this.udpDropped, { group: event.group, app: event.app, reason }).inc(count);
+        for (const [reason, count] of Object.entries(event.dropped))
+          this.series.count(this.udpDropped, { group: event.group, app: event.app, reason }).inc(count);
         return;
       default:
     }

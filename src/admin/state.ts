@@ -133,7 +133,10 @@ export class AdminState {
         bandwidth: {
           in: app.bandwidth?.in ?? null,
           out: app.bandwidth?.out ?? null,
-          throttled: appServer === undefined || appServer instanceof UdpAppServer ? null : { in: appServer.bandwidth.in.throttledReads, out: appServer.bandwidth.out.throttledReads },
+          throttled:
+            appServer === undefined || appServer instanceof UdpAppServer
+              ? null
+              : { in: appServer.bandwidth.in.throttledReads, out: appServer.bandwidth.out.throttledReads },
         },
       };
     });
@@ -154,7 +157,10 @@ export class AdminState {
       bytesIn: apps.reduce((sum, app) => sum + app.bytesIn, 0),
       bytesOut: apps.reduce((sum, app) => sum + app.bytesOut, 0),
       lastDeactivation: departure,
-      node: activation === undefined ? null : { name: activation.node, advertise: activation.advertise, commonPort: activation.commonPort, self: activation.node === this.cluster?.node },
+      node:
+        activation === undefined
+          ? null
+          : { name: activation.node, advertise: activation.advertise, commonPort: activation.commonPort, self: activation.node === this.cluster?.node },
     };
   }
 }

@@ -23,7 +23,11 @@ export interface CommandLogger {
  * `--log-level` and `--log-format` of a parsed command line: the command's logger, now also
  * `currentLogger()`, or undefined after printing the problem with `usage` (exit 2).
  */
-export function commandLogger(name: string, values: { 'log-level'?: string | undefined; 'log-format'?: string | undefined }, usage: string): CommandLogger | undefined {
+export function commandLogger(
+  name: string,
+  values: { 'log-level'?: string | undefined; 'log-format'?: string | undefined },
+  usage: string,
+): CommandLogger | undefined {
   const options = parseLogOptions(values);
   if (!options.ok) {
     current.fatal('usage', `${name}: ${options.problem}\n\n${usage}`);
@@ -70,7 +74,11 @@ const STANDARD_OPTIONS = {
 
 export type Parsed<O extends Options> =
   | { exit: number }
-  | { exit?: undefined; values: ReturnType<typeof parseArgs<{ options: O & typeof STANDARD_OPTIONS; allowPositionals: true; strict: true }>>['values']; positionals: string[] };
+  | {
+      exit?: undefined;
+      values: ReturnType<typeof parseArgs<{ options: O & typeof STANDARD_OPTIONS; allowPositionals: true; strict: true }>>['values'];
+      positionals: string[];
+    };
 
 /**
  * Parses one (sub)command's arguments. `--help` prints `usage` and `--version` the version

@@ -62,11 +62,22 @@ async function main(): Promise<number> {
   /** The cluster node's own lifecycle lines (lease, etcd, registry). */
   const clusterLine = (text: string): void => logger.info('cluster', text);
   // Loaded only for a cluster: a single server never loads etcd's client.
-  const cluster = config.cluster === undefined ? undefined : new (await import('../server/cluster/index.js')).ClusterNode({ config: config.cluster, baseDir: dirname(config.file ?? values.config!), say: clusterLine });
+  const cluster =
+    config.cluster === undefined
+      ? undefined
+      : new (await import('../server/cluster/index.js')).ClusterNode({
+          config: config.cluster,
+          baseDir: dirname(config.file ?? values.config!),
+          say: clusterLine,
+        });
   if (cluster !== undefined) {
-    clusterLine(`cluster: node ${config.cluster!.node} joining etcd ${config.cluster!.etcd.join(',')} (prefix ${config.cluster!.prefix}, lease ${config.cluster!.leaseTtlMs / 1000}s)`);
+    clusterLine(
+      `cluster: node ${config.cluster!.node} joining etcd ${config.cluster!.etcd.join(',')} (prefix ${config.cluster!.prefix}, lease ${config.cluster!.leaseTtlMs / 1000}s)`,
+    );
     await cluster.join((reason) => logger.warn('cluster', `cluster: no etcd lease yet (${reason}); retrying`));
-    clusterLine(`cluster: the registry is etcd ${config.cluster!.prefix}/groups/ (the groups directory is not read; store it once with: commonserver cluster import DIR)`);
+    clusterLine(
+      `cluster: the registry is etcd ${config.cluster!.prefix}/groups/ (the groups directory is not read; store it once with: commonserver cluster import DIR)`,
+    );
   }
   const server = new CommonServer({ ...config, transport, ...(cluster ? { activationGate: cluster.claims } : {}) });
   const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);
@@ -74,7 +85,9 @@ async function main(): Promise<number> {
   const registry = cluster !== undefined ? await cluster.attach(server) : new DirectoryRegistry({ server, groupsDir: config.groupsDir });
   // Loaded only when asked for: the admin server brings prom-client and its own state.
   const admin =
-    config.admin === undefined ? undefined : new (await import('../admin/admin-server.js')).AdminServer({ server, config: config.admin, registry, ...(cluster ? { cluster: cluster.claims } : {}) });
+    config.admin === undefined
+      ? undefined
+      : new (await import('../admin/admin-server.js')).AdminServer({ server, config: config.admin, registry, ...(cluster ? { cluster: cluster.claims } : {}) });
   // Ready for SIGHUP before anything is announced: its default action would end the process.
   // A cluster's registry follows etcd's watch instead of a directory.
   const reload =
@@ -99,7 +112,10 @@ async function main(): Promise<number> {
   await cluster?.announce(port);
   if (admin !== undefined) {
     await admin.listen();
-    logger.info('admin-listening', `admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`, { url: admin.url(), tokenRequired: config.admin?.token !== undefined });
+    logger.info('admin-listening', `admin listening on ${admin.url()}${config.admin?.token ? ' (token required)' : ''}`, {
+      url: admin.url(),
+      tokenRequired: config.admin?.token !== undefined,
+    });
   }
 
   // Live users are reset by server.close(); the bound covers whatever else lingers.

@@ -42,9 +42,16 @@ export function prepareTransport(config: ServerConfig, logger: Logger): ReturnTy
     logger.warn('plaintext', 'warning: plaintext: true — the common port is NOT encrypted; secrets stay off the wire, but traffic and app names do not');
     return loaded;
   }
-  if (loaded.created) logger.info('certificate-created', `TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`, { certFile: config.tls.certFile, keyFile: config.tls.keyFile });
-  logger.info('tls-on', `TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`, { fingerprint: loaded.fingerprint });
-  if (config.tls.clientCaFile) logger.info('mutual-tls', `mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`, { clientCaFile: config.tls.clientCaFile });
+  if (loaded.created)
+    logger.info('certificate-created', `TLS certificate created: ${config.tls.certFile} (key ${config.tls.keyFile})`, {
+      certFile: config.tls.certFile,
+      keyFile: config.tls.keyFile,
+    });
+  logger.info('tls-on', `TLS on; certificate fingerprint ${loaded.fingerprint} (clients: serverFingerprint: ${loaded.fingerprint})`, {
+    fingerprint: loaded.fingerprint,
+  });
+  if (config.tls.clientCaFile)
+    logger.info('mutual-tls', `mutual TLS: clients need a certificate from ${config.tls.clientCaFile}`, { clientCaFile: config.tls.clientCaFile });
   const warning = permissionWarning(config.tls.keyFile, 'the TLS private key');
   if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file: config.tls.keyFile });
   return loaded;
@@ -55,7 +62,13 @@ export function initCommand(argv: string[]): number {
   const parsed = parseCommand(
     'commonserver init',
     argv,
-    { config: { type: 'string' }, group: { type: 'string', default: 'my-host' }, 'public-host': { type: 'string' }, bind: { type: 'string', default: '0.0.0.0:7000' }, ...LOG_OPTIONS },
+    {
+      config: { type: 'string' },
+      group: { type: 'string', default: 'my-host' },
+      'public-host': { type: 'string' },
+      bind: { type: 'string', default: '0.0.0.0:7000' },
+      ...LOG_OPTIONS,
+    },
     INIT_USAGE,
     { maxPositionals: 1 },
   );
@@ -122,7 +135,9 @@ ${LOG_USAGE}
 
 /** `commonserver cluster import DIR`: a groups directory stored once in the cluster's etcd. */
 export async function clusterCommand(argv: string[]): Promise<number> {
-  const parsed = parseCommand('commonserver cluster', argv, { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, ...LOG_OPTIONS }, CLUSTER_USAGE, { maxPositionals: 2 });
+  const parsed = parseCommand('commonserver cluster', argv, { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, ...LOG_OPTIONS }, CLUSTER_USAGE, {
+    maxPositionals: 2,
+  });
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
   const log = commandLogger('commonserver cluster', values, CLUSTER_USAGE);
@@ -143,6 +158,9 @@ export async function clusterCommand(argv: string[]): Promise<number> {
   const { importGroupDirectory } = await import('../server/cluster/index.js');
   const result = await importGroupDirectory(config.cluster, dir);
   for (const problem of result.refused) logger.error('import-refused', `not imported: ${problem}`);
-  logger.info('imported', `imported ${result.imported.length} group(s) into etcd ${config.cluster.prefix}/groups/${result.kept.length ? `; ${result.kept.length} already there, kept: ${result.kept.join(', ')}` : ''}`);
+  logger.info(
+    'imported',
+    `imported ${result.imported.length} group(s) into etcd ${config.cluster.prefix}/groups/${result.kept.length ? `; ${result.kept.length} already there, kept: ${result.kept.join(', ')}` : ''}`,
+  );
   return result.refused.length > 0 ? 2 : 0;
 }

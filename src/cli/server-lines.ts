@@ -22,7 +22,11 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'group-deregistered':
       return eventEntry(event, 'info', `group ${event.group} deregistered`);
     case 'group-updated':
-      return eventEntry(event, 'info', `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})${event.changes?.length ? `: ${event.changes.join('; ')}` : ''}`);
+      return eventEntry(
+        event,
+        'info',
+        `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})${event.changes?.length ? `: ${event.changes.join('; ')}` : ''}`,
+      );
     case 'app-closed':
       return eventEntry(event, 'info', `app ${event.group}/${event.app} closed: ${event.reason}`);
     case 'login-rejected':
@@ -54,7 +58,13 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
       return eventEntry(event, 'warn', `user of ${event.group}/${event.app} closed: ${event.reason}`);
     // At most one line per app per traffic sample (1 s): a flood of datagrams is one line, not a flood.
     case 'udp-dropped':
-      return eventEntry(event, 'warn', `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
+      return eventEntry(
+        event,
+        'warn',
+        `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped)
+          .map(([reason, count]) => `${count} ${reason}`)
+          .join(', ')}`,
+      );
     case 'udp-session-opened':
       return eventEntry(event, 'debug', `udp session of ${event.peer} on ${event.group}/${event.app} opened`);
     case 'udp-session-closed':
@@ -66,7 +76,11 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'client-connected':
       return eventEntry(event, 'debug', `client ${event.clientId} of group ${event.group} connected from ${event.remote}`);
     case 'app-opened':
-      return eventEntry(event, 'debug', `app ${event.group}/${event.app} listening on :${event.port}${event.domains ? ` for ${event.domains.join(', ')}` : ''}`);
+      return eventEntry(
+        event,
+        'debug',
+        `app ${event.group}/${event.app} listening on :${event.port}${event.domains ? ` for ${event.domains.join(', ')}` : ''}`,
+      );
     case 'vhost-refused':
       return eventEntry(event, 'debug', `${event.kind} vhost user ${event.remote} refused: ${event.code}: ${event.reason}`);
     case 'heartbeat-timeout':
@@ -76,7 +90,11 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'work-conn-requested':
       return eventEntry(event, 'debug', `work conn asked for a user of ${event.group}/${event.app}`);
     case 'work-conn-joined':
-      return eventEntry(event, 'debug', `user of ${event.group}/${event.app} joined a ${event.pooled ? 'pooled' : 'new'} work conn after ${seconds(event.waitedMs)}`);
+      return eventEntry(
+        event,
+        'debug',
+        `user of ${event.group}/${event.app} joined a ${event.pooled ? 'pooled' : 'new'} work conn after ${seconds(event.waitedMs)}`,
+      );
     case 'work-conn-pooled':
       return eventEntry(event, 'debug', `group ${event.group}: work conn ${event.reused ? 'back' : 'added'} in the pool (${event.idle} idle)`);
     case 'conn-closed':

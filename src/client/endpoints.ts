@@ -37,7 +37,10 @@ export function clientEndpoints(spec: GroupSpec, options: EndpointOptions): Pars
     ok: true,
     value: servers.map(({ address, fingerprint }, i) => {
       const pinned = fingerprints?.[fingerprints.length === 1 ? 0 : i] ?? fingerprint;
-      return { server: address, transport: clientTransport(spec, { ...(pinned !== undefined ? { fingerprint: pinned } : {}), plaintext: options.plaintext === true }) };
+      return {
+        server: address,
+        transport: clientTransport(spec, { ...(pinned !== undefined ? { fingerprint: pinned } : {}), plaintext: options.plaintext === true }),
+      };
     }),
   };
 }

@@ -237,7 +237,12 @@ export class GroupClient {
       channel.send({
         type: 'Login',
         proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
-        apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort, ...protocolMark(app), ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}) })),
+        apps: spec.apps.map((app) => ({
+          name: app.name,
+          remotePort: app.remotePort,
+          ...protocolMark(app),
+          ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}),
+        })),
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);
@@ -275,7 +280,10 @@ export class GroupClient {
     const stopped = firstValueFrom(fromEvent(signal, 'abort'));
     const first = await Promise.race([dial, stopped]);
     if (!signal.aborted) return first as Socket;
-    void dial.then((late) => late.destroy(), () => {});
+    void dial.then(
+      (late) => late.destroy(),
+      () => {},
+    );
     throw new Error('stopped while dialing the server');
   }
 

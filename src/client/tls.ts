@@ -49,7 +49,12 @@ function read(spec: GroupSpec, file: string, field: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new ConfigError('CONFIG_READ', `${spec.file}: ${field}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, spec.file, field);
+    throw new ConfigError(
+      'CONFIG_READ',
+      `${spec.file}: ${field}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      spec.file,
+      field,
+    );
   }
 }
 

@@ -44,7 +44,10 @@ export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.Proc
   }
 
   if (spec !== undefined) {
-    const trust = { ...(options.serverFingerprint !== undefined ? { serverFingerprint: options.serverFingerprint } : {}), plaintext: options.plaintext === true };
+    const trust = {
+      ...(options.serverFingerprint !== undefined ? { serverFingerprint: options.serverFingerprint } : {}),
+      plaintext: options.plaintext === true,
+    };
     let endpoints = findings.attempt('TLS', () => clientEndpoints(spec, { ...(options.server !== undefined ? { server: options.server } : {}), ...trust }));
     const serverProblem = endpoints?.ok === false && endpoints.problem.startsWith('--server:') ? endpoints.problem : undefined;
     const badServer = serverProblem !== undefined;
@@ -55,7 +58,14 @@ export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.Proc
     }
     if (endpoints?.ok === false) findings.problem('TLS', endpoints.problem);
     else if (endpoints !== undefined) {
-      const from = options.server !== undefined ? '--server' : spec.servers !== undefined ? "the file's servers:" : spec.server !== undefined ? "the file's server:" : 'the default: give --server or server: in the file';
+      const from =
+        options.server !== undefined
+          ? '--server'
+          : spec.servers !== undefined
+            ? "the file's servers:"
+            : spec.server !== undefined
+              ? "the file's server:"
+              : 'the default: give --server or server: in the file';
       if (!badServer) findings.ok('server', `${endpoints.value.map(({ server }) => formatHostPort(server)).join(', ')} (${from})`);
       for (const { server, transport } of endpoints.value) {
         const which = endpoints.value.length > 1 ? `TLS to ${formatHostPort(server)}` : 'TLS';
@@ -63,7 +73,10 @@ export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.Proc
         else if (transport.fingerprint !== undefined) findings.ok(which, `pins the server's certificate ${transport.fingerprint}`);
         else if (transport.ca !== undefined) findings.ok(which, `trusts ${spec.serverCaFile} for the server's certificate`);
         else {
-          findings.warning(which, "no serverFingerprint or serverCa: the server's certificate is checked against the system's CAs, and a self-signed commonserver is refused (pin the fingerprint commonserver init prints)");
+          findings.warning(
+            which,
+            "no serverFingerprint or serverCa: the server's certificate is checked against the system's CAs, and a self-signed commonserver is refused (pin the fingerprint commonserver init prints)",
+          );
         }
       }
     }

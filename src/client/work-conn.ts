@@ -14,9 +14,7 @@ export interface WorkConnRequest {
   dialTimeoutMs: number;
 }
 
-export type WorkConnResult =
-  | { ok: true; localConn: Socket; workConn: Socket }
-  | { ok: false; stage: 'local' | 'server'; reason: string };
+export type WorkConnResult = { ok: true; localConn: Socket; workConn: Socket } | { ok: false; stage: 'local' | 'server'; reason: string };
 
 /**
  * Dials the app's local target first (so a dead app is reported at once, without opening

@@ -12,12 +12,10 @@ export const APP_TYPES = ['tcp', 'udp', 'http', 'https'] as const;
 export type AppType = (typeof APP_TYPES)[number];
 
 /** An app's `type` as written in a group file. */
-export const appType = z
-  .enum(APP_TYPES, problem('expected tcp, udp, http or https'))
-  .default('tcp')
-  .meta({
-    description: "tcp (the default): a public port of its own; udp: datagrams, one session and one local socket per user address; http / https: the server's vhost ports, by name",
-  });
+export const appType = z.enum(APP_TYPES, problem('expected tcp, udp, http or https')).default('tcp').meta({
+  description:
+    "tcp (the default): a public port of its own; udp: datagrams, one session and one local socket per user address; http / https: the server's vhost ports, by name",
+});
 
 /** What an app's type decides, as the code reads it. */
 export interface AppKind {
@@ -49,7 +47,8 @@ export function appKind({ type, udp, maxConnections, traffic, ...publicSide }: K
   // Both act on a TCP stream of the user's own (a header before its first byte, paused reads):
   // a datagram relay has neither, and a vhost user's conn is shared by requests of several apps.
   for (const field of ['proxyProtocol', 'bandwidth'] as const) {
-    if (type !== 'tcp' && traffic[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: ${type}` });
+    if (type !== 'tcp' && traffic[field] !== undefined)
+      ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: ${type}` });
   }
   const side = appPublicSide({ type, ...publicSide }, ctx);
   const udpSide = udpAppOptions({ type, udp, maxConnections }, ctx);

@@ -84,7 +84,10 @@ export function vhostAppProblem(group: string, app: AppSpec, index: number, vhos
   const patterns = [...(vhost.allowDomains[group] ?? []), ...(vhost.allowDomains['*'] ?? [])];
   for (const [i, domain] of app.vhost.domains.entries()) {
     if (!patterns.some((pattern) => domainMatches(pattern, domain))) {
-      return { path: ['apps', index, 'domains', i], problem: `group "${group}" may not claim ${domain} (vhost.allowDomains: ${patterns.length === 0 ? 'none for this group' : patterns.join(', ')})` };
+      return {
+        path: ['apps', index, 'domains', i],
+        problem: `group "${group}" may not claim ${domain} (vhost.allowDomains: ${patterns.length === 0 ? 'none for this group' : patterns.join(', ')})`,
+      };
     }
   }
   return undefined;

@@ -35,7 +35,9 @@ export function loadGroupDirectory(
 ): GroupDirectory {
   let entries: string[];
   try {
-    entries = readdirSync(dir).filter((entry) => /\.ya?ml$/.test(entry)).sort();
+    entries = readdirSync(dir)
+      .filter((entry) => /\.ya?ml$/.test(entry))
+      .sort();
   } catch (error) {
     throw new ConfigError('CONFIG_READ', `${dir}: cannot read the groups directory: ${(error as Error).message}`, dir);
   }
@@ -66,7 +68,12 @@ export function loadGroupDirectory(
  * loop until nothing changes. The pool exception (several groups serving one name) is not
  * there yet: a name has one group.
  */
-function refuseClaims(loaded: readonly Loaded[], registered: ReadonlyMap<string, GroupSpec>, entries: readonly string[], vhost: VhostConfig | undefined): { names: Set<string>; errors: ConfigError[] } {
+function refuseClaims(
+  loaded: readonly Loaded[],
+  registered: ReadonlyMap<string, GroupSpec>,
+  entries: readonly string[],
+  vhost: VhostConfig | undefined,
+): { names: Set<string>; errors: ConfigError[] } {
   const names = new Set<string>();
   const errors: ConfigError[] = [];
   for (const { spec, yaml } of loaded) {

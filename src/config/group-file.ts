@@ -6,7 +6,7 @@ import { secretFilePath, secretFromFile, secretValue } from './secret-source.js'
 import { section } from './sections.js';
 import { appKind, appType } from './app-type.js';
 import { portKey, portLabel, udpAppShape } from './udp-app.js';
-import { formatHostPort, hostPort, logLevel, port, type HostPort } from './values.js';
+import { hostPort, logLevel, port, type HostPort } from './values.js';
 import { vhostAppShape } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -26,7 +26,6 @@ export function isGroupName(name: string): boolean {
 export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
-export { MIN_SECRET_LENGTH } from './secret-source.js';
 
 const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or "."';
 
@@ -75,8 +74,8 @@ const SERVERS_EXPECTED = 'expected a list of "host:port" (or { address, fingerpr
 /** `"a:7000"` or `{ address: "b:7000", fingerprint: "sha256:..." }` (a bare string is its address). */
 const clusterServer = z.preprocess(
   (value) => (typeof value === 'string' ? { address: value } : value),
-  section({ address: hostPort(), fingerprint: serverTrustShape('.').serverFingerprint }).transform(
-    ({ address, fingerprint }): ClusterServer => (fingerprint === undefined ? { address } : { address, fingerprint }),
+  section({ address: hostPort(), fingerprint: serverTrustShape('.').serverFingerprint }).transform(({ address, fingerprint }): ClusterServer =>
+    fingerprint === undefined ? { address } : { address, fingerprint },
   ),
 );
 
@@ -102,16 +101,22 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
     .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, ...trust }, ctx) => {
-      if (server !== undefined && servers !== undefined) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
+      if (server !== undefined && servers !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
       const stem = basename(file, extname(file));
       if (stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
       }
-      if (secret !== undefined && secretFile !== undefined) ctx.addIssue({ code: 'custom', path: ['secretFile'], message: 'secret and secretFile are alternatives: keep one' });
+      if (secret !== undefined && secretFile !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['secretFile'], message: 'secret and secretFile are alternatives: keep one' });
       const fromFile = secretFile === undefined || secret !== undefined ? undefined : secretFromFile(secretFile, baseDir, ctx, ['secretFile']);
       const source = fromFile ?? secret;
       if (source === undefined && secretFile === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['secret'], message: 'expected secret: (a literal, or ${VAR} to read it from the environment) or secretFile: PATH' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['secret'],
+          message: 'expected secret: (a literal, or ${VAR} to read it from the environment) or secretFile: PATH',
+        });
       }
       checkAppsDiffer(apps, ctx);
       return Object.freeze({
@@ -163,10 +168,6 @@ export function loadGroupFile(file: string, env: NodeJS.ProcessEnv = process.env
 
 export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.env, { baseDir = dirname(yaml.file) }: GroupFileOptions = {}): GroupSpec {
   return yaml.parse(groupFileSchema({ file: yaml.file, env, baseDir }));
-}
-
-export function describeApps(spec: GroupSpec): string {
-  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}${one.type === 'udp' ? '/udp' : ''}`).join(', ');
 }
 
 /** Where a group's secret is read from, in words (never the secret itself). */

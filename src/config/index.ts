@@ -5,7 +5,7 @@ export * from './group-file.js';
 export * from './server-config.js';
 export * from './group-directory.js';
 export * from './spec-changes.js';
-export { formatPath, MAX_ALIAS_COUNT, MAX_CONFIG_BYTES, YamlFile } from './yaml-file.js';
+export { formatPath, MAX_CONFIG_BYTES, YamlFile } from './yaml-file.js';
 export * from './security-config.js';
 export * from './group-security.js';
 export * from './app-traffic.js';

@@ -76,7 +76,10 @@ function readSecretFile(file: string): { ok: true; value: string } | { ok: false
     const stat = fstatSync(fd);
     if (!stat.isFile()) return { ok: false, problem: `${file} is not a regular file` };
     if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) {
-      return { ok: false, problem: `${file} has mode ${(stat.mode & 0o777).toString(8)}: a secret file must be readable by its owner only (chmod 600 ${file})` };
+      return {
+        ok: false,
+        problem: `${file} has mode ${(stat.mode & 0o777).toString(8)}: a secret file must be readable by its owner only (chmod 600 ${file})`,
+      };
     }
     if (stat.size > MAX_SECRET_FILE_BYTES) return { ok: false, problem: `${file} is larger than ${MAX_SECRET_FILE_BYTES} bytes: not a secret file` };
     const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES);

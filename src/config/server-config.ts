@@ -42,8 +42,12 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
       interval: duration.default(SERVER_DEFAULTS.heartbeatIntervalMs),
       timeout: duration.default(SERVER_DEFAULTS.heartbeatTimeoutMs).meta({ description: 'A client silent this long loses its group' }),
     }).prefault({}),
-    pairingTimeout: duration.default(SERVER_DEFAULTS.pairingTimeoutMs).meta({ description: 'How long a user conn waits for its work conn before it is closed' }),
-    handshakeTimeout: duration.default(SERVER_DEFAULTS.handshakeTimeoutMs).meta({ description: 'How long a new conn on the common port may take to log in or join' }),
+    pairingTimeout: duration
+      .default(SERVER_DEFAULTS.pairingTimeoutMs)
+      .meta({ description: 'How long a user conn waits for its work conn before it is closed' }),
+    handshakeTimeout: duration
+      .default(SERVER_DEFAULTS.handshakeTimeoutMs)
+      .meta({ description: 'How long a new conn on the common port may take to log in or join' }),
     workConnPool: wholeNumber(0, MAX_WORK_CONN_POOL, `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`)
       .default(SERVER_DEFAULTS.workConnPool)
       .meta({ description: "Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool" }),

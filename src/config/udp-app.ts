@@ -39,7 +39,9 @@ export const UDP_DEFAULTS: UdpSettings = Object.freeze({
 export const udpAppShape = {
   udp: section({
     idleTimeout: duration.optional().meta({ description: 'A session with no datagram either way for this long is closed (default 60s)' }),
-    maxSessions: wholeNumber(1, 65_536).optional().meta({ description: 'Sessions (user addresses) at once; datagrams from new ones beyond it are dropped (default 1024)' }),
+    maxSessions: wholeNumber(1, 65_536)
+      .optional()
+      .meta({ description: 'Sessions (user addresses) at once; datagrams from new ones beyond it are dropped (default 1024)' }),
     maxDatagramBytes: wholeNumber(1, MAX_UDP_PAYLOAD_BYTES).optional().meta({ description: 'Larger datagrams are dropped, either way (default 8192)' }),
   })
     .optional()
@@ -57,7 +59,8 @@ export function udpAppOptions({ type, udp, maxConnections }: UdpAppFields, ctx: 
     if (udp !== undefined) ctx.addIssue({ code: 'custom', path: ['udp'], message: 'udp settings need type: udp' });
     return {};
   }
-  if (maxConnections !== undefined) ctx.addIssue({ code: 'custom', path: ['maxConnections'], message: 'a UDP app has sessions, not connections: use udp.maxSessions' });
+  if (maxConnections !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['maxConnections'], message: 'a UDP app has sessions, not connections: use udp.maxSessions' });
   const idleTimeoutMs = udp?.idleTimeout ?? UDP_DEFAULTS.idleTimeoutMs;
   if (idleTimeoutMs < 100) ctx.addIssue({ code: 'custom', path: ['udp', 'idleTimeout'], message: `expected at least 100ms, got ${idleTimeoutMs}ms` });
   return {

@@ -63,7 +63,10 @@ export function vhostAppShape(env: NodeJS.ProcessEnv) {
       .optional()
       .meta({ description: "Claims <subdomain>.<the server's subdomainHost>" }),
     locations: z
-      .array(z.string(LOCATION_EXPECTED).regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]{0,1023}$/, LOCATION_EXPECTED), problem('expected a list of path prefixes such as ["/", "/api"]'))
+      .array(
+        z.string(LOCATION_EXPECTED).regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]{0,1023}$/, LOCATION_EXPECTED),
+        problem('expected a list of path prefixes such as ["/", "/api"]'),
+      )
       .min(1, 'expected a list of path prefixes such as ["/", "/api"]')
       .optional()
       .meta({ description: 'http: path prefixes routed to this app (default ["/"]); the longest match wins' }),
@@ -80,7 +83,7 @@ export function vhostAppShape(env: NodeJS.ProcessEnv) {
         return text;
       })
       .optional()
-      .meta({ description: 'http: the Host header the app sees instead of the user\'s' }),
+      .meta({ description: "http: the Host header the app sees instead of the user's" }),
     basicAuth: section({
       // A colon cannot be told apart from the separator of user:password in the header.
       user: z.string(USER_EXPECTED).regex(/^[^:\s]{1,128}$/, USER_EXPECTED),
@@ -110,16 +113,23 @@ export function appPublicSide(app: VhostFields & { remotePort?: number | undefin
     if (!checked.success) ctx.addIssue({ code: 'custom', path: ['remotePort'], message: checked.error.issues[0]!.message });
     return { remotePort: checked.success ? checked.data : 0 };
   }
-  if (app.remotePort !== undefined) ctx.addIssue({ code: 'custom', path: ['remotePort'], message: `an ${type} app is reached through the server's vhost port by name: remove remotePort` });
+  if (app.remotePort !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['remotePort'], message: `an ${type} app is reached through the server's vhost port by name: remove remotePort` });
   const domains = app.domains ?? [];
   domains.forEach((domain, i) => {
     if (domains.indexOf(domain) !== i) ctx.addIssue({ code: 'custom', path: ['domains', i], message: `duplicate domain ${domain}` });
   });
-  if (domains.length === 0 && app.subdomain === undefined) ctx.addIssue({ code: 'custom', path: ['domains'], message: `an ${type} app needs domains: [name, ...] or subdomain: NAME` });
+  if (domains.length === 0 && app.subdomain === undefined)
+    ctx.addIssue({ code: 'custom', path: ['domains'], message: `an ${type} app needs domains: [name, ...] or subdomain: NAME` });
   if (type === 'https') {
     // The server never sees inside the TLS stream: it cannot route by path, rewrite or authenticate.
     const httpOnly = HTTP_ONLY.find((key) => app[key] !== undefined);
-    if (httpOnly !== undefined) ctx.addIssue({ code: 'custom', path: [httpOnly], message: 'https apps are routed by TLS name only (the server does not decrypt them): only http apps have this field' });
+    if (httpOnly !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: [httpOnly],
+        message: 'https apps are routed by TLS name only (the server does not decrypt them): only http apps have this field',
+      });
   }
   const locations = app.locations ?? ['/'];
   locations.forEach((location, i) => {

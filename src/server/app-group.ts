@@ -105,9 +105,12 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     this.clientSource = options.channel.socket.remoteAddress;
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
     this.bindRetries = new BindRetries(this.name, this.retryBind, options.bindRetry);
-    this.pool = new WorkConnPool(options.workConnPool, options.pairingTimeoutMs, (pairingIds) =>
-      options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
-      (idle, served) => options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
+    this.pool = new WorkConnPool(
+      options.workConnPool,
+      options.pairingTimeoutMs,
+      (pairingIds) => options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
+      (idle, served) =>
+        options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
     );
     this.udpSessions = new UdpSessions({
       group: this.name,
@@ -122,7 +125,6 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   fillPool(): void {
     this.pool.topUp();
   }
-
 
   /** This group's slice of the server's event stream. */
   get events$(): Observable<ServerEvent> {
@@ -205,7 +207,11 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         if (this.bindRetries.has(app.name)) continue;
       }
       const why =
-        old?.type !== app.type ? `its type changed to ${app.type ?? 'tcp'}` : old?.remotePort === app.remotePort ? 'its names changed' : `its remotePort changed to ${app.remotePort}`;
+        old?.type !== app.type
+          ? `its type changed to ${app.type ?? 'tcp'}`
+          : old?.remotePort === app.remotePort
+            ? 'its names changed'
+            : `its remotePort changed to ${app.remotePort}`;
       if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
@@ -371,7 +377,13 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       // The app was removed (hot reload) while this user waited: it is not served any more.
       resetSocket(pending.userConn);
       resetSocket(workConn);
-      this.options.emit({ type: 'work-conn-failed', group: this.name, app: pending.app.name, pairingId: pending.pairingId, reason: 'the app was removed from the registry' });
+      this.options.emit({
+        type: 'work-conn-failed',
+        group: this.name,
+        app: pending.app.name,
+        pairingId: pending.pairingId,
+        reason: 'the app was removed from the registry',
+      });
       return null;
     }
     this.options.emit({
@@ -491,7 +503,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       return;
     }
     const protocol = protocolMark(app);
-    if (this.active && this.appServers.has(name)) this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening', ...protocol }], closed: [] });
+    if (this.active && this.appServers.has(name))
+      this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening', ...protocol }], closed: [] });
   };
 
   private handleWorkConnFailed(pairingId: string, reason: string): void {
@@ -536,12 +549,18 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       if (mine === undefined) {
         warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
       } else if (mine.remotePort !== app.remotePort) {
-        warnings.push(`app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`);
+        warnings.push(
+          `app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`,
+        );
       } else if ((mine.protocol ?? 'tcp') !== appProtocol(app)) {
-        warnings.push(`app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`);
+        warnings.push(
+          `app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`,
+        );
       }
       if (mine !== undefined && mine.proxyProtocol !== app.proxyProtocol) {
-        warnings.push(`app "${app.name}": the server's registry says proxyProtocol ${app.proxyProtocol ?? 'none'}, the client's file says ${mine.proxyProtocol ?? 'none'}; the client's applies (it writes the header)`);
+        warnings.push(
+          `app "${app.name}": the server's registry says proxyProtocol ${app.proxyProtocol ?? 'none'}, the client's file says ${mine.proxyProtocol ?? 'none'}; the client's applies (it writes the header)`,
+        );
       }
     }
     for (const name of declared.keys()) {

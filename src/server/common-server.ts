@@ -1,7 +1,19 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
+import {
+  describeChanges,
+  formatHostPort,
+  LIMITS_DEFAULTS,
+  LOGIN_LIMIT_DEFAULTS,
+  SERVER_DEFAULTS,
+  specChanges,
+  type GroupSpec,
+  type PolicyConfig,
+  type Secret,
+  type SecurityConfig,
+  type ServerConfig,
+} from '../config/index.js';
 import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './activation-gate.js';
@@ -17,10 +29,7 @@ import { createCommonListener } from './tls.js';
 
 const debug = createDebug('ntp:server:common-server');
 
-export type CommonServerOptions = Pick<
-  ServerConfig,
-  'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
-> &
+export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
   Partial<Pick<ServerConfig, 'workConnPool' | 'vhost'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */

@@ -35,7 +35,12 @@ export function loadServerTransport(config: TransportConfig, { create = true } =
     createSelfSigned(certFile, keyFile);
     created = true;
   } else if (haveCert !== haveKey) {
-    throw new ConfigError('CONFIG_READ', `tls: ${haveCert ? keyFile : certFile} is missing (the other file exists; refusing to replace it)`, haveCert ? keyFile : certFile, haveCert ? 'tls.key' : 'tls.cert');
+    throw new ConfigError(
+      'CONFIG_READ',
+      `tls: ${haveCert ? keyFile : certFile} is missing (the other file exists; refusing to replace it)`,
+      haveCert ? keyFile : certFile,
+      haveCert ? 'tls.key' : 'tls.cert',
+    );
   }
   const cert = readOrThrow(certFile, 'tls.cert');
   const key = readOrThrow(keyFile, 'tls.key');
@@ -63,8 +68,25 @@ export function createSelfSigned(certFile: string, keyFile: string): void {
   try {
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650',
-        '-subj', '/CN=commonserver', '-addext', `subjectAltName=${names.join(',')}`, '-keyout', keyFile, '-out', certFile],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '3650',
+        '-subj',
+        '/CN=commonserver',
+        '-addext',
+        `subjectAltName=${names.join(',')}`,
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 },
     );
   } catch (error) {

@@ -30,7 +30,10 @@ export async function verifyServer(file: string, env: NodeJS.ProcessEnv = proces
   const findings = new Findings();
   const config = findings.attempt('server config', () => loadServerConfig(file, env));
   if (config !== undefined) {
-    findings.ok('server config', `${file}: common port ${formatHostPort(config.bind)}, groups ${config.groupsDir}${config.admin ? `, admin ${formatHostPort(config.admin.bind)}` : ''}`);
+    findings.ok(
+      'server config',
+      `${file}: common port ${formatHostPort(config.bind)}, groups ${config.groupsDir}${config.admin ? `, admin ${formatHostPort(config.admin.bind)}` : ''}`,
+    );
     checkTls(findings, config);
   }
   if (config?.cluster !== undefined) {
@@ -56,7 +59,10 @@ function checkTls(findings: Findings, config: ServerConfig): void {
     return;
   }
   if (!existsSync(tls.certFile) && !existsSync(tls.keyFile)) {
-    findings.warning('TLS', `${tls.certFile} and its key do not exist yet: they are created at first start (or now by commonserver init --config ${config.file}); clients pin the fingerprint it prints`);
+    findings.warning(
+      'TLS',
+      `${tls.certFile} and its key do not exist yet: they are created at first start (or now by commonserver init --config ${config.file}); clients pin the fingerprint it prints`,
+    );
     return;
   }
   const loaded = findings.attempt('TLS', () => loadServerTransport(tls, { create: false }));
@@ -122,7 +128,11 @@ async function checkBindable(findings: Findings, subject: string, address: HostP
   });
   if (code === undefined) findings.ok(subject, `${where} can be bound`);
   else if (code === 'EADDRINUSE') findings.warning(subject, `${where} is in use now (EADDRINUSE): another process holds it (a commonserver already running?)`);
-  else if (code === 'EACCES') findings.warning(subject, `${where} cannot be bound by this user (EACCES): ports below 1024 need root or CAP_NET_BIND_SERVICE (the systemd unit grants it)`);
+  else if (code === 'EACCES')
+    findings.warning(
+      subject,
+      `${where} cannot be bound by this user (EACCES): ports below 1024 need root or CAP_NET_BIND_SERVICE (the systemd unit grants it)`,
+    );
   else findings.problem(subject, `${where} cannot be bound: ${code}${code === 'EADDRNOTAVAIL' ? ' (no interface of this host has that address)' : ''}`);
 }
 

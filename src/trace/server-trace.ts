@@ -66,7 +66,8 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('CommonServer', 'Client', `LoginResp error ${event.code}: ${event.reason}`, { reply: true, lost: true });
     case 'app-opened':
       drawLogin(trace, event.group, loggingIn);
-      if (event.domains !== undefined) return trace.message('appGroup', 'appServer', `route ${event.domains.join(', ')} on the vhost port ${event.port} to ${event.group}/${event.app}`);
+      if (event.domains !== undefined)
+        return trace.message('appGroup', 'appServer', `route ${event.domains.join(', ')} on the vhost port ${event.port} to ${event.group}/${event.app}`);
       return trace.message('appGroup', 'appServer', `listen ${event.group}/${event.app} on port ${event.port}`);
     case 'vhost-listening':
       trace.phase('Preparation');
@@ -134,15 +135,26 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       trace.message('User', 'appServer', `datagram to ${event.group}/${event.app} from ${event.peer}: a new UDP session (pairing ${event.pairingId})`);
       if (!event.pooled) return trace.message('appServer', 'appGroup', 'ask for a work conn for the session');
       trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}, protocol udp) on a pooled work conn`);
-      return trace.message('appServer', 'User', 'datagrams both ways, one frame each on the session\'s work conn', { reply: true });
+      return trace.message('appServer', 'User', "datagrams both ways, one frame each on the session's work conn", { reply: true });
     case 'udp-session-closed':
-      return trace.message('appServer', 'User', `UDP session ${event.peer} closed: ${event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out)`, { reply: true, lost: true });
+      return trace.message(
+        'appServer',
+        'User',
+        `UDP session ${event.peer} closed: ${event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out)`,
+        { reply: true, lost: true },
+      );
     case 'udp-dropped':
-      return trace.note('appServer', `${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
+      return trace.note(
+        'appServer',
+        `${event.group}/${event.app} dropped ${Object.entries(event.dropped)
+          .map(([reason, count]) => `${count} ${reason}`)
+          .join(', ')}`,
+      );
     case 'traffic':
       return;
     case 'group-deactivated':
-      if (event.code === 'CLIENT_LEFT' || event.code === 'CONNECTION_LOST') trace.message('Client', 'CommonServer', `${event.code}: ${event.reason}`, { lost: true });
+      if (event.code === 'CLIENT_LEFT' || event.code === 'CONNECTION_LOST')
+        trace.message('Client', 'CommonServer', `${event.code}: ${event.reason}`, { lost: true });
       else trace.message('CommonServer', 'Client', `Goodbye ${event.code}: ${event.reason}`, { lost: true });
       return trace.message('CommonServer', 'CommonServer', `take ${event.group} out of inUseGroup`);
     case 'bad-peer':

@@ -17,9 +17,7 @@ const HOST_NAME = 0x00;
 const MAX_RECORD = 16384;
 
 export type ClientHelloResult =
-  | { readonly kind: 'incomplete' }
-  | { readonly kind: 'hello'; readonly serverName: string | undefined }
-  | { readonly kind: 'invalid'; readonly reason: string };
+  { readonly kind: 'incomplete' } | { readonly kind: 'hello'; readonly serverName: string | undefined } | { readonly kind: 'invalid'; readonly reason: string };
 
 const INCOMPLETE: ClientHelloResult = { kind: 'incomplete' };
 

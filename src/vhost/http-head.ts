@@ -108,7 +108,9 @@ export function hasToken(headers: readonly Header[], name: string, token: string
 export function bodyLength(headers: readonly Header[], kind: 'request' | { status: number; requestMethod: string }): BodyLength {
   const bad = kind === 'request' ? 400 : 502;
   if (kind !== 'request' && (kind.requestMethod === 'HEAD' || kind.status < 200 || kind.status === 204 || kind.status === 304)) return { kind: 'none' };
-  const encodings = headerValues(headers, 'transfer-encoding').flatMap((value) => value.split(',').map((item) => item.trim().toLowerCase())).filter((item) => item !== '');
+  const encodings = headerValues(headers, 'transfer-encoding')
+    .flatMap((value) => value.split(',').map((item) => item.trim().toLowerCase()))
+    .filter((item) => item !== '');
   const lengths = headerValues(headers, 'content-length').flatMap((value) => value.split(',').map((item) => item.trim()));
   if (encodings.length > 0) {
     if (lengths.length > 0) throw new HeadError(bad, 'both Transfer-Encoding and Content-Length');

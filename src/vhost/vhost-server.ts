@@ -127,6 +127,8 @@ export class VhostServer {
 
   async close(): Promise<void> {
     for (const socket of this.conns) resetSocket(socket);
-    await Promise.all([...this.listeners.values()].map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))));
+    await Promise.all(
+      [...this.listeners.values()].map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))),
+    );
   }
 }

@@ -84,7 +84,12 @@ export function waitForEvent<E>(events$: Observable<E>, predicate: (event: E) =>
   return firstValueFrom(
     events$.pipe(
       filter(predicate),
-      timeout({ first: timeoutMs, with: () => { throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`); } }),
+      timeout({
+        first: timeoutMs,
+        with: () => {
+          throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+        },
+      }),
     ),
   );
 }
@@ -263,7 +268,6 @@ export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise
     socket.once('close', () => done('error', 'CLOSED_WITHOUT_END'));
   });
 }
-
 
 /** A port in `from`..`to` that 127.0.0.1 can bind right now (for configs that restrict ports). */
 export async function freePortIn(from: number, to: number): Promise<number> {

@@ -22,7 +22,13 @@ export class CliProcess {
    * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq; an
    * installed binary, found through its own `#!/usr/bin/env node` line). `cwd`: where it runs.
    */
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { program = false, cwd }: { program?: boolean; cwd?: string } = {}) {
+  constructor(
+    bin: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+    nodeArgs: string[] = [],
+    { program = false, cwd }: { program?: boolean; cwd?: string } = {},
+  ) {
     this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
       ...(cwd !== undefined ? { cwd } : {}),
@@ -142,7 +148,11 @@ export class ProcessSet {
  * Starts `commonserver --config FILE` and waits until it listens; returns it with its port
  * and, when TLS is on, the certificate fingerprint it printed.
  */
-export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<{ process: CliProcess } & ServerLink> {
+export async function startCommonServerProcess(
+  configFile: string,
+  env: NodeJS.ProcessEnv = {},
+  nodeArgs: string[] = [],
+): Promise<{ process: CliProcess } & ServerLink> {
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env, nodeArgs);
   return { process: server, ...(await serverLinkOf(server)) };
 }
@@ -204,11 +214,7 @@ export function parsePortTable(line: string): Map<string, number> {
  * Waits for the groupclient's "group NAME active on ..." line (at or after stdout line
  * `fromLine`) and returns its app → public port table.
  */
-export async function waitForGroupActive(
-  client: CliProcess,
-  group: string,
-  { timeoutMs = 10_000, fromLine = 0 } = {},
-): Promise<Map<string, number>> {
+export async function waitForGroupActive(client: CliProcess, group: string, { timeoutMs = 10_000, fromLine = 0 } = {}): Promise<Map<string, number>> {
   const match = await client.waitForLine(new RegExp(`group ${group} active on .*`), { timeoutMs, fromLine });
   return parsePortTable(match[0]);
 }

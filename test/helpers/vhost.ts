@@ -21,7 +21,13 @@ export interface VhostAppEntry {
 }
 
 /** Writes a group file whose apps are vhost apps (and optionally plain TCP apps). */
-export function writeVhostGroup(config: TestConfigDir, name: string, secret: string, apps: VhostAppEntry[], tcp: { name: string; localPort: number }[] = []): string {
+export function writeVhostGroup(
+  config: TestConfigDir,
+  name: string,
+  secret: string,
+  apps: VhostAppEntry[],
+  tcp: { name: string; localPort: number }[] = [],
+): string {
   const file = join(config.groupsDir, `${name}.yaml`);
   writeFileSync(
     file,
@@ -51,7 +57,10 @@ export interface SeenRequest {
  * A local web app that answers every request with what it saw (as JSON), after reading the
  * whole body; `/big/N` answers N bytes of a repeating pattern, chunked.
  */
-export async function startWebApp(app: string, handler?: (req: IncomingMessage, res: import('node:http').ServerResponse) => boolean): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+export async function startWebApp(
+  app: string,
+  handler?: (req: IncomingMessage, res: import('node:http').ServerResponse) => boolean,
+): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (handler?.(req, res) === true) return;
     const hash = createHash('sha256');
@@ -112,7 +121,9 @@ export function readResponse(socket: Socket): Promise<RawResponse> {
       if (end < 0) return;
       const lines = buffer.subarray(0, end).toString('latin1').split('\r\n');
       const status = Number(lines[0]!.split(' ')[1]);
-      const headers = new Map(lines.slice(1).map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()] as [string, string]));
+      const headers = new Map(
+        lines.slice(1).map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()] as [string, string]),
+      );
       const length = Number(headers.get('content-length') ?? NaN);
       if (Number.isNaN(length)) return finish(new Error(`no Content-Length in ${lines[0]}`));
       if (buffer.length < end + 4 + length) return;

@@ -58,7 +58,10 @@ test('arbitrary and mutated bytes never throw and never yield a name that is not
     const result = readClientHello(data);
     if (result.kind === 'hello' && result.serverName !== undefined) assert.match(result.serverName, /^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/);
   };
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 2048 }), (bytes) => check(Buffer.from(bytes))), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 2048 }), (bytes) => check(Buffer.from(bytes))),
+    { numRuns: 2000 },
+  );
   fc.assert(
     fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), (flips) => {
       const copy = Buffer.from(hello);

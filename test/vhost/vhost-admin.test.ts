@@ -84,7 +84,11 @@ describe('vhost apps in the admin API', () => {
 
   test('an edit that moves a name applies to the next request; a removed group frees its names', async () => {
     const secret = loadGroupFile(config.groupFile('alpha')).secret.reveal();
-    const edited = await admin.request('PUT', '/api/groups/alpha', { name: 'alpha', secret, apps: [{ name: 'web', local: `127.0.0.1:${web.port}`, type: 'http', domains: ['new.ok.test'] }] });
+    const edited = await admin.request('PUT', '/api/groups/alpha', {
+      name: 'alpha',
+      secret,
+      apps: [{ name: 'web', local: `127.0.0.1:${web.port}`, type: 'http', domains: ['new.ok.test'] }],
+    });
     assert.equal(edited.status, 200, JSON.stringify(edited.body));
     assert.equal((await rawGet(port, 'new.ok.test')).status, 200);
     assert.equal((await rawGet(port, 'www.ok.test')).status, 404);
@@ -97,4 +101,3 @@ describe('vhost apps in the admin API', () => {
     assert.equal((await rawGet(port, 'beta.ok.test')).status, 404);
   });
 });
-

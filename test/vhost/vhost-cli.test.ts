@@ -71,7 +71,15 @@ describe('the commonserver and groupclient binaries with an HTTP vhost', () => {
     const ending = await rest;
     assert.equal(ending.ending, 'reset', `ended by ${ending.ending} after ${ending.bytes} more bytes`);
     await server.waitForLine(/group web deactivated/);
-    const offline = await curl(['--resolve', `site.test:${port}:127.0.0.1`, '--write-out', '%{http_code}', '--output', '/dev/null', `http://site.test:${port}/`]);
+    const offline = await curl([
+      '--resolve',
+      `site.test:${port}:127.0.0.1`,
+      '--write-out',
+      '%{http_code}',
+      '--output',
+      '/dev/null',
+      `http://site.test:${port}/`,
+    ]);
     assert.equal(offline.stdout.toString(), '503');
   });
 });

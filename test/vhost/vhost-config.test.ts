@@ -18,20 +18,47 @@ function groupFile(dir: string, name: string, apps: string): string {
 test('a vhost app with a bad field is refused naming the file, line and field', () => {
   const { groupsDir } = makeConfigDir([]);
   const cases: [string, RegExp][] = [
-    ['  - { name: web, local: 127.0.0.1:80, type: http, domains: [a.test], remotePort: 80 }\n', /web\.yaml:4: apps\[0\]\.remotePort: an http app is reached through the server's vhost port by name/],
+    [
+      '  - { name: web, local: 127.0.0.1:80, type: http, domains: [a.test], remotePort: 80 }\n',
+      /web\.yaml:4: apps\[0\]\.remotePort: an http app is reached through the server's vhost port by name/,
+    ],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n', /web\.yaml:4: apps\[0\]\.domains: an http app needs domains/],
-    ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test, "bad name"]\n', /web\.yaml:7: apps\[0\]\.domains\[1\]: expected a host name/],
-    ['  - name: web\n    local: 127.0.0.1:80\n    type: https\n    domains: [a.test]\n    locations: [/api]\n', /web\.yaml:8: apps\[0\]\.locations: https apps are routed by TLS name only/],
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test, "bad name"]\n',
+      /web\.yaml:7: apps\[0\]\.domains\[1\]: expected a host name/,
+    ],
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: https\n    domains: [a.test]\n    locations: [/api]\n',
+      /web\.yaml:8: apps\[0\]\.locations: https apps are routed by TLS name only/,
+    ],
     ['  - name: web\n    local: 127.0.0.1:80\n    domains: [a.test]\n', /web\.yaml:6: apps\[0\]\.domains: only apps of type http or https have this field/],
     ['  - name: web\n    local: 127.0.0.1:80\n    type: ftp\n', /web\.yaml:6: apps\[0\]\.type: expected tcp, udp, http or https/],
     // One type per app: each kind's fields on another kind are refused at that field.
-    ['  - name: web\n    local: 127.0.0.1:53\n    type: udp\n    remotePort: 5353\n    domains: [a.test]\n', /web\.yaml:8: apps\[0\]\.domains: only apps of type http or https have this field/],
-    ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    udp: { maxSessions: 8 }\n', /web\.yaml:8: apps\[0\]\.udp: udp settings need type: udp/],
+    [
+      '  - name: web\n    local: 127.0.0.1:53\n    type: udp\n    remotePort: 5353\n    domains: [a.test]\n',
+      /web\.yaml:8: apps\[0\]\.domains: only apps of type http or https have this field/,
+    ],
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    udp: { maxSessions: 8 }\n',
+      /web\.yaml:8: apps\[0\]\.udp: udp settings need type: udp/,
+    ],
     ['  - name: web\n    local: 127.0.0.1:53\n    type: udp\n', /web\.yaml:4: apps\[0\]\.remotePort: /],
-    ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    proxyProtocol: v2\n', /web\.yaml:8: apps\[0\]\.proxyProtocol: proxyProtocol applies to TCP apps, not to type: http/],
-    ['  - name: web\n    local: 127.0.0.1:443\n    type: https\n    domains: [a.test]\n    bandwidth: { out: 1MB }\n', /web\.yaml:8: apps\[0\]\.bandwidth: bandwidth applies to TCP apps, not to type: https/],
-    ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: "a:b", password: x }\n', /web\.yaml:8: apps\[0\]\.basicAuth\.user: expected a user name without ":"/],
-    ['  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: ann, password: "${NTP_NO_SUCH_VAR}" }\n', /apps\[0\]\.basicAuth\.password: environment variable NTP_NO_SUCH_VAR is not set/],
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    proxyProtocol: v2\n',
+      /web\.yaml:8: apps\[0\]\.proxyProtocol: proxyProtocol applies to TCP apps, not to type: http/,
+    ],
+    [
+      '  - name: web\n    local: 127.0.0.1:443\n    type: https\n    domains: [a.test]\n    bandwidth: { out: 1MB }\n',
+      /web\.yaml:8: apps\[0\]\.bandwidth: bandwidth applies to TCP apps, not to type: https/,
+    ],
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: "a:b", password: x }\n',
+      /web\.yaml:8: apps\[0\]\.basicAuth\.user: expected a user name without ":"/,
+    ],
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: ann, password: "${NTP_NO_SUCH_VAR}" }\n',
+      /apps\[0\]\.basicAuth\.password: environment variable NTP_NO_SUCH_VAR is not set/,
+    ],
   ];
   for (const [apps, expected] of cases) {
     const error = configError(() => loadGroupFile(groupFile(groupsDir, 'web', apps), {}));
@@ -55,21 +82,36 @@ test('the vhost section of commonserver.yaml is checked field by field', () => {
     assert.match(error.message, /commonserver\.yaml:\d+: /, 'names the file and line');
   }
   const good = loadServerConfig(makeConfigDir([], { extra: { vhost: VHOST } }).serverFile);
-  assert.deepEqual(good.vhost, { http: { host: '127.0.0.1', port: 0 }, https: { host: '127.0.0.1', port: 0 }, subdomainHost: 'tunnel.test', headersTimeoutMs: 10_000 });
+  assert.deepEqual(good.vhost, {
+    http: { host: '127.0.0.1', port: 0 },
+    https: { host: '127.0.0.1', port: 0 },
+    subdomainHost: 'tunnel.test',
+    headersTimeoutMs: 10_000,
+  });
 });
 
 test('no two groups the same name: the holder keeps it, the newcomer is refused at its field', () => {
   const { groupsDir } = makeConfigDir([]);
   groupFile(groupsDir, 'alpha', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [shared.test] }\n');
-  groupFile(groupsDir, 'beta', '  - { name: site, local: 127.0.0.1:80, type: http, subdomain: b }\n  - { name: web, local: 127.0.0.1:81, type: https, domains: [other.test, shared.test] }\n');
+  groupFile(
+    groupsDir,
+    'beta',
+    '  - { name: site, local: 127.0.0.1:80, type: http, subdomain: b }\n  - { name: web, local: 127.0.0.1:81, type: https, domains: [other.test, shared.test] }\n',
+  );
   const vhost = loadServerConfig(makeConfigDir([], { extra: { vhost: VHOST } }).serverFile).vhost;
   const first = loadGroupDirectory(groupsDir, {}, new Map(), vhost);
-  assert.deepEqual(first.groups.map((group) => group.name), ['alpha']);
+  assert.deepEqual(
+    first.groups.map((group) => group.name),
+    ['alpha'],
+  );
   assert.match(first.errors[0]!.message, /beta\.yaml:5: apps\[1\]\.domains\[1\]: domain shared\.test is already claimed by alpha\/web/);
   // The holder keeps its name even when the newcomer's file sorts first.
   const registered = new Map([['beta', loadGroupFile(join(groupsDir, 'beta.yaml'), {})]]);
   const held = loadGroupDirectory(groupsDir, {}, registered, vhost);
-  assert.deepEqual(held.groups.map((group) => group.name), ['beta']);
+  assert.deepEqual(
+    held.groups.map((group) => group.name),
+    ['beta'],
+  );
   assert.match(held.errors[0]!.message, /alpha\.yaml:4: apps\[0\]\.domains\[0\]: domain shared\.test is already claimed by beta\/web/);
 });
 
@@ -81,7 +123,10 @@ test('the server policy: allowDomains, subdomainHost, and a vhost port for the a
   const vhost = loadServerConfig(makeConfigDir([], { extra: { vhost: policy } }).serverFile).vhost;
   const loaded = loadGroupDirectory(groupsDir, {}, new Map(), vhost);
   assert.deepEqual(loaded.groups, []);
-  assert.match(loaded.errors[0]!.message, /alpha\.yaml:4: apps\[0\]\.domains\[1\]: group "alpha" may not claim evil\.test \(vhost\.allowDomains: \*\.example\.test, \*\.shared\.test\)/);
+  assert.match(
+    loaded.errors[0]!.message,
+    /alpha\.yaml:4: apps\[0\]\.domains\[1\]: group "alpha" may not claim evil\.test \(vhost\.allowDomains: \*\.example\.test, \*\.shared\.test\)/,
+  );
   assert.match(loaded.errors[1]!.message, /beta\.yaml:4: apps\[0\]\.subdomain: this server has no subdomainHost/);
   const httpsOnly = loadServerConfig(makeConfigDir([], { extra: { vhost: { https: '127.0.0.1:0' } } }).serverFile).vhost;
   const noPort = loadGroupDirectory(groupsDir, {}, new Map(), httpsOnly);

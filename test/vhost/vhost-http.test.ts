@@ -30,8 +30,8 @@ describe('HTTP virtual hosts', () => {
       apps.set(
         name,
         await startWebApp(name, (req, res) => {
-          if (req.url === '/flood') return flood(res), true;
-          if (req.url === '/held-upload') return holdUpload(req, res), true;
+          if (req.url === '/flood') return (flood(res), true);
+          if (req.url === '/held-upload') return (holdUpload(req, res), true);
           if (name !== 'broken') return false;
           // Promises 1000 bytes, sends 10; the test kills it once the user has read them.
           res.socket!.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789');
@@ -43,7 +43,11 @@ describe('HTTP virtual hosts', () => {
     }
     // Heartbeats far above the test's default 1 s: a 2-core machine moving 100 MB through both
     // ends in this one process can delay a ping past that.
-    config = makeConfigDir([], { heartbeatInterval: '1s', heartbeatTimeout: '15s', extra: { vhost: { http: '127.0.0.1:0', subdomainHost: 'tunnel.test', headersTimeout: '600ms' } } });
+    config = makeConfigDir([], {
+      heartbeatInterval: '1s',
+      heartbeatTimeout: '15s',
+      extra: { vhost: { http: '127.0.0.1:0', subdomainHost: 'tunnel.test', headersTimeout: '600ms' } },
+    });
     const port$ = (name: string): number => apps.get(name)!.port;
     writeVhostGroup(config, 'alpha', randomSecret(), [
       { name: 'site', type: 'http', localPort: port$('site-a'), domains: ['a.test', '*.wild.test'] },
@@ -52,7 +56,9 @@ describe('HTTP virtual hosts', () => {
       { name: 'broken', type: 'http', localPort: port$('broken'), domains: ['broken.test'] },
       { name: 'down', type: 'http', localPort: await unusedPort(), domains: ['down.test'] },
     ]);
-    writeVhostGroup(config, 'beta', randomSecret(), [{ name: 'site', type: 'http', localPort: port$('site-b'), subdomain: 'b', hostHeaderRewrite: 'internal.b:8080' }]);
+    writeVhostGroup(config, 'beta', randomSecret(), [
+      { name: 'site', type: 'http', localPort: port$('site-b'), subdomain: 'b', hostHeaderRewrite: 'internal.b:8080' },
+    ]);
     writeVhostGroup(config, 'gamma', randomSecret(), [{ name: 'site', type: 'http', localPort: port$('site-b'), domains: ['offline.test'] }]);
     started = await startServer(config);
     port = started.server.vhost!.port('http');
@@ -101,10 +107,20 @@ describe('HTTP virtual hosts', () => {
 
   test('curl reaches apps of two groups on one port by name, with --resolve', { timeout: 15_000 }, async () => {
     const resolve = ['a.test', 'b.tunnel.test', 'x.wild.test'].flatMap((name) => ['--resolve', `${name}:${port}:127.0.0.1`]);
-    const urls = [`http://a.test:${port}/index`, `http://b.tunnel.test:${port}/b`, `http://a.test:${port}/api/v2/users`, `http://x.wild.test:${port}/w`, `http://a.test:${port}/apis`];
+    const urls = [
+      `http://a.test:${port}/index`,
+      `http://b.tunnel.test:${port}/b`,
+      `http://a.test:${port}/api/v2/users`,
+      `http://x.wild.test:${port}/w`,
+      `http://a.test:${port}/apis`,
+    ];
     const { code, stdout, stderr } = await curl([...resolve, '--write-out', '\n', ...urls]);
     assert.equal(code, 0, stderr);
-    const answers = stdout.toString().trim().split('\n').map((line) => JSON.parse(line) as SeenRequest);
+    const answers = stdout
+      .toString()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as SeenRequest);
     assert.deepEqual(
       answers.map((answer) => [answer.app, answer.url]),
       [
@@ -128,7 +144,10 @@ describe('HTTP virtual hosts', () => {
     }
     assert.ok(!socket.destroyed && !socket.readableEnded, 'the same user conn served every request');
     socket.destroy();
-    assert.deepEqual(answers.map((answer) => answer.app), ['site-a', 'site-b', 'site-a', 'site-a', 'site-b']);
+    assert.deepEqual(
+      answers.map((answer) => answer.app),
+      ['site-a', 'site-b', 'site-a', 'site-a', 'site-b'],
+    );
     const first = answers[0]!.headers;
     assert.equal(first['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'what came before is kept, the user address appended');
     assert.equal(first['x-real-ip'], '127.0.0.1', 'a user cannot choose its X-Real-IP');
@@ -166,7 +185,15 @@ describe('HTTP virtual hosts', () => {
     const file = join(config.dir, 'upload.bin');
     const body = pattern(2 * 1024 * 1024 + 5);
     writeFileSync(file, body);
-    const { code, stdout, stderr } = await curl(['--resolve', `a.test:${port}:127.0.0.1`, '-H', 'Expect: 100-continue', '--data-binary', `@${file}`, `http://a.test:${port}/up`]);
+    const { code, stdout, stderr } = await curl([
+      '--resolve',
+      `a.test:${port}:127.0.0.1`,
+      '-H',
+      'Expect: 100-continue',
+      '--data-binary',
+      `@${file}`,
+      `http://a.test:${port}/up`,
+    ]);
     assert.equal(code, 0, stderr);
     const answer = seen(stdout);
     assert.equal(answer.headers.expect, '100-continue');
@@ -219,7 +246,8 @@ describe('HTTP virtual hosts', () => {
     const response = await rawGet(port, 'nobody.test');
     assert.equal(response.status, 404);
     const page = response.body.toString();
-    for (const internal of ['alpha', 'beta', 'gamma', 'site', '127.0.0.1', String(apps.get('site-a')!.port)]) assert.ok(!page.includes(internal), `404 page mentions ${internal}`);
+    for (const internal of ['alpha', 'beta', 'gamma', 'site', '127.0.0.1', String(apps.get('site-a')!.port)])
+      assert.ok(!page.includes(internal), `404 page mentions ${internal}`);
     assert.equal((await rawGet(port, 'a.test', '/', [], undefined)).status, 200);
   });
 

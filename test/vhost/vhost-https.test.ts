@@ -17,7 +17,27 @@ function makeCertificate(name: string): { cert: string; key: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ntp-vhost-cert-'));
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      `subjectAltName=DNS:${name}`,
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }
 
@@ -55,7 +75,14 @@ describe('HTTPS virtual hosts (SNI, TLS not terminated)', () => {
   });
 
   test('curl reaches the app by SNI and verifies the private host certificate', { timeout: 15_000 }, async () => {
-    const { code, stdout, stderr } = await curl(['--cacert', certificate.cert, '--resolve', `shop.test:${port}:127.0.0.1`, `https://shop.test:${port}/cart`, `https://shop.test:${port}/pay`]);
+    const { code, stdout, stderr } = await curl([
+      '--cacert',
+      certificate.cert,
+      '--resolve',
+      `shop.test:${port}:127.0.0.1`,
+      `https://shop.test:${port}/cart`,
+      `https://shop.test:${port}/pay`,
+    ]);
     assert.equal(code, 0, stderr);
     assert.equal(stdout.toString(), 'private shop answering /cart over TLSSocketprivate shop answering /pay over TLSSocket');
   });

@@ -52,7 +52,11 @@ export class DirectoryRegistry implements GroupRegistry {
   private async syncNow(): Promise<void> {
     const { server } = this.options;
     const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup, server.vhost?.config);
-    const stems = new Set(readdirSync(this.dir).filter((entry) => /\.ya?ml$/.test(entry)).map((entry) => entry.replace(/\.ya?ml$/, '')));
+    const stems = new Set(
+      readdirSync(this.dir)
+        .filter((entry) => /\.ya?ml$/.test(entry))
+        .map((entry) => entry.replace(/\.ya?ml$/, '')),
+    );
     const failed = new Set<string>();
     for (const error of errors) {
       failed.add(error.file);

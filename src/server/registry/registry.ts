@@ -2,7 +2,8 @@ import { formatPath, parseGroupFile, publicClaims, vhostProblem, YamlFile, type 
 import type { CommonServer } from '../common-server.js';
 import { portRefusal } from '../policy.js';
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'DOMAIN_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME' | 'REGISTRY_UNAVAILABLE';
+export type RegistryErrorCode =
+  'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'DOMAIN_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME' | 'REGISTRY_UNAVAILABLE';
 
 /** A registry change refused for a reason other than the group's own validity. */
 export class RegistryError extends Error {
@@ -52,7 +53,10 @@ export interface ValidateOptions {
  * policy (vhost's too) and the ports and host names other groups claim: nothing is stored that
  * activation would refuse.
  */
-export function validateGroupText(text: string, { server, env, baseDir, expectName, source = 'request body' }: ValidateOptions): { spec: GroupSpec; yaml: YamlFile } {
+export function validateGroupText(
+  text: string,
+  { server, env, baseDir, expectName, source = 'request body' }: ValidateOptions,
+): { spec: GroupSpec; yaml: YamlFile } {
   const yaml = YamlFile.parse(source, text);
   const spec = parseGroupFile(yaml, env, { baseDir });
   if (expectName !== undefined && spec.name !== expectName) {
@@ -77,7 +81,11 @@ export function validateGroupText(text: string, { server, env, baseDir, expectNa
       const clash = mine.find((candidate) => candidate.key === claim.key);
       if (clash === undefined) continue;
       const field = clash.key.startsWith('port') ? `apps.${clash.app}.remotePort` : formatPath(clash.path);
-      throw new RegistryError(clash.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED', `${field}: ${clash.key} is already claimed by ${other}/${claim.app}`, field);
+      throw new RegistryError(
+        clash.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED',
+        `${field}: ${clash.key} is already claimed by ${other}/${claim.app}`,
+        field,
+      );
     }
   }
   return { spec, yaml };
