@@ -173,7 +173,11 @@ export function parsePrometheus(text: string): { samples: PromSample[]; types: M
       }
       if (consumed !== match[2].length) throw new Error(`line ${i + 1}: bad labels ${JSON.stringify(match[2])}`);
     }
-    samples.push({ name: match[1]!, labels, value: /nan/i.test(match[3]!) ? NaN : /inf/i.test(match[3]!) ? (match[3]!.startsWith('-') ? -Infinity : Infinity) : Number(match[3]) });
+    samples.push({
+      name: match[1]!,
+      labels,
+      value: /nan/i.test(match[3]!) ? NaN : /inf/i.test(match[3]!) ? (match[3]!.startsWith('-') ? -Infinity : Infinity) : Number(match[3]),
+    });
   });
   return { samples, types };
 }
