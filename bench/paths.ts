@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeConfigDir, randomSecret, type TestAppEntry } from '../test/helpers/configs.js';
 import { CliProcess, parsePortTable, startCommonServerProcess, startGroupClientProcess } from '../test/helpers/processes.js';
-import { runTool, track } from './proc.js';
+import { createSelfSigned } from '../src/server/index.js';
+import { track } from './proc.js';
 
 export type PathName = 'direct' | 'relay' | 'relay-tls' | 'tunnel' | 'tunnel-tls';
 export const PATH_NAMES: readonly PathName[] = ['direct', 'relay', 'relay-tls', 'tunnel', 'tunnel-tls'];
@@ -22,30 +23,10 @@ export interface BenchPath {
 
 const relayBin = join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js');
 
-/** A throwaway self-signed certificate for the TLS hop (the system openssl). */
+/** A throwaway self-signed certificate for the TLS hop: the one the commonserver would make itself. */
 export async function makeCert(): Promise<{ dir: string; remove(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'ntp-bench-cert-'));
-  await runTool(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ],
-    15_000,
-  );
+  createSelfSigned(join(dir, 'cert.pem'), join(dir, 'key.pem'));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
