@@ -26,9 +26,7 @@ function splice(a: Socket, b: Socket): void {
 
 function onConn(inbound: Socket): void {
   const outbound =
-    mode === 'tls-out'
-      ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername: 'localhost' })
-      : connect({ host: '127.0.0.1', port });
+    mode === 'tls-out' ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername: 'localhost' }) : connect({ host: '127.0.0.1', port });
   splice(inbound, outbound);
 }
 

@@ -44,7 +44,12 @@ async function startNode(bindHost: string, clusterSection: Record<string, unknow
   const registry = cluster === undefined ? undefined : await cluster.attach(server);
   const { port } = await server.listen();
   await cluster?.announce(port);
-  return { server, ...(cluster ? { cluster } : {}), ...(registry ? { registry } : {}), endpoint: { server: { host: bindHost, port }, transport: { kind: 'tls', fingerprint: fingerprint! } } };
+  return {
+    server,
+    ...(cluster ? { cluster } : {}),
+    ...(registry ? { registry } : {}),
+    endpoint: { server: { host: bindHost, port }, transport: { kind: 'tls', fingerprint: fingerprint! } },
+  };
 }
 
 async function stopNode(node: Node): Promise<void> {
@@ -54,7 +59,14 @@ async function stopNode(node: Node): Promise<void> {
 
 /** One login: from run() to LoginResp accepted, in ms; the client keeps running. */
 async function loginOnce(spec: GroupSpec, servers: ServerEndpoint[]): Promise<{ ms: number; client: GroupClient; done: Promise<void> }> {
-  const client = new GroupClient({ spec, server: servers[0]!.server, transport: servers[0]!.transport, servers, clientId: `bench-${spec.name}`, maxPooledWorkConns: 0 });
+  const client = new GroupClient({
+    spec,
+    server: servers[0]!.server,
+    transport: servers[0]!.transport,
+    servers,
+    clientId: `bench-${spec.name}`,
+    maxPooledWorkConns: 0,
+  });
   const accepted = firstValueFrom(client.events$.pipe(filter((event) => event.type === 'login-accepted')));
   const started = performance.now();
   const done = client.run();
@@ -92,7 +104,11 @@ async function sequentialLogins(node: Node, groups: { spec: GroupSpec }[]): Prom
 type Running = { client: GroupClient; done: Promise<void> }[];
 
 /** Logs every group in, `concurrency` clients at a time; the clients keep running. */
-async function activateMany(groups: { spec: GroupSpec }[], concurrency: number, serversFor: (i: number) => ServerEndpoint[]): Promise<{ wallMs: number; times: number[]; running: Running }> {
+async function activateMany(
+  groups: { spec: GroupSpec }[],
+  concurrency: number,
+  serversFor: (i: number) => ServerEndpoint[],
+): Promise<{ wallMs: number; times: number[]; running: Running }> {
   const started = performance.now();
   const times: number[] = [];
   const running: Running = [];
@@ -133,7 +149,13 @@ export async function loginBench(settings: LoginBenchSettings, say: (line: strin
   const echo = await startEchoApp();
   const etcd = await EtcdCluster.start(3);
   const prefix = `/ntp-bench-${process.pid}`;
-  const clusterSection = (node: string, host: string): Record<string, unknown> => ({ etcd: etcd.endpoints, node, advertise: host, prefix, leaseTtl: LEASE_TTL });
+  const clusterSection = (node: string, host: string): Record<string, unknown> => ({
+    etcd: etcd.endpoints,
+    node,
+    advertise: host,
+    prefix,
+    leaseTtl: LEASE_TTL,
+  });
   try {
     // Single server against one cluster node, the same groups, one login at a time.
     const single = await startNode('127.0.0.1', undefined);
@@ -142,7 +164,11 @@ export async function loginBench(settings: LoginBenchSettings, say: (line: strin
     const singleTimes = await sequentialLogins(single, singleGroups);
     await stopNode(single);
 
-    const nodes = [await startNode('127.0.0.1', clusterSection('a', '127.0.0.1')), await startNode('127.0.0.2', clusterSection('b', '127.0.0.2')), await startNode('127.0.0.3', clusterSection('c', '127.0.0.3'))];
+    const nodes = [
+      await startNode('127.0.0.1', clusterSection('a', '127.0.0.1')),
+      await startNode('127.0.0.2', clusterSection('b', '127.0.0.2')),
+      await startNode('127.0.0.3', clusterSection('c', '127.0.0.3')),
+    ];
     const clusterGroups = groupsFor(settings.logins, echo.port, 'cluster');
     const registry = nodes[0]!.registry!;
     for (const { yaml } of clusterGroups) await registry.create(yaml);
@@ -151,7 +177,9 @@ export async function loginBench(settings: LoginBenchSettings, say: (line: strin
     const s = summary(singleTimes);
     const c = summary(clusterTimes);
     Object.assign(figures, { singleP50: s.p50, singleP99: s.p99, clusterP50: c.p50, clusterP99: c.p99 });
-    say(`login to active, ${settings.logins} logins one after another (ms): single p50 ${s.p50.toFixed(2)} p99 ${s.p99.toFixed(2)} | cluster node p50 ${c.p50.toFixed(2)} p99 ${c.p99.toFixed(2)} (${(c.p50 / s.p50).toFixed(2)}× at p50)`);
+    say(
+      `login to active, ${settings.logins} logins one after another (ms): single p50 ${s.p50.toFixed(2)} p99 ${s.p99.toFixed(2)} | cluster node p50 ${c.p50.toFixed(2)} p99 ${c.p99.toFixed(2)} (${(c.p50 / s.p50).toFixed(2)}× at p50)`,
+    );
 
     if (settings.groups > 0) {
       const many = groupsFor(settings.groups, echo.port, 'many');
@@ -167,10 +195,22 @@ export async function loginBench(settings: LoginBenchSettings, say: (line: strin
       const m = summary(times);
       const bytesPerLogin = (after.bytesIn + after.bytesOut - before.bytesIn - before.bytesOut) / many.length;
       const callsPerLogin = (after.calls - before.calls) / many.length;
-      Object.assign(figures, { manyGroups: many.length, manyWallMs: wallMs, manyP50: m.p50, manyP99: m.p99, etcdBytesPerLogin: bytesPerLogin, etcdCallsPerLogin: callsPerLogin, registerMs });
+      Object.assign(figures, {
+        manyGroups: many.length,
+        manyWallMs: wallMs,
+        manyP50: m.p50,
+        manyP99: m.p99,
+        etcdBytesPerLogin: bytesPerLogin,
+        etcdCallsPerLogin: callsPerLogin,
+        registerMs,
+      });
       say(`${many.length} groups registered through node a's registry, on every node after ${registerMs.toFixed(0)} ms`);
-      say(`${many.length} groups activated across three nodes (${settings.concurrency} clients at a time): all active after ${wallMs.toFixed(0)} ms; per login p50 ${m.p50.toFixed(1)} ms, p99 ${m.p99.toFixed(1)} ms, max ${m.max.toFixed(1)} ms; groups per node ${perNode.join(' / ')}`);
-      say(`etcd traffic per login (all members, keepalives and watch events of the window included): ${callsPerLogin.toFixed(2)} gRPC calls, ${(bytesPerLogin / 1024).toFixed(2)} KiB`);
+      say(
+        `${many.length} groups activated across three nodes (${settings.concurrency} clients at a time): all active after ${wallMs.toFixed(0)} ms; per login p50 ${m.p50.toFixed(1)} ms, p99 ${m.p99.toFixed(1)} ms, max ${m.max.toFixed(1)} ms; groups per node ${perNode.join(' / ')}`,
+      );
+      say(
+        `etcd traffic per login (all members, keepalives and watch events of the window included): ${callsPerLogin.toFixed(2)} gRPC calls, ${(bytesPerLogin / 1024).toFixed(2)} KiB`,
+      );
       await stopAll(running);
       for (const node of nodes) await stopNode(node);
 
@@ -180,7 +220,9 @@ export async function loginBench(settings: LoginBenchSettings, say: (line: strin
       const alone = await activateMany(many, settings.concurrency, () => [lone.endpoint]);
       const a = summary(alone.times);
       Object.assign(figures, { manySingleWallMs: alone.wallMs, manySingleP50: a.p50, manySingleP99: a.p99 });
-      say(`the same ${many.length} groups on one single server: all active after ${alone.wallMs.toFixed(0)} ms; per login p50 ${a.p50.toFixed(1)} ms, p99 ${a.p99.toFixed(1)} ms`);
+      say(
+        `the same ${many.length} groups on one single server: all active after ${alone.wallMs.toFixed(0)} ms; per login p50 ${a.p50.toFixed(1)} ms, p99 ${a.p99.toFixed(1)} ms`,
+      );
       await stopAll(alone.running);
       await stopNode(lone);
     } else {

@@ -11,7 +11,14 @@ const HOT: Message[] = [
   { type: 'WorkConnEnd', pairingId: PAIRING, bytes: 1_234_567 },
   { type: 'WorkConnIdle', pairingId: PAIRING },
   { type: 'Ping', seq: 42 },
-  { type: 'LoginResp', sessionId: PAIRING, heartbeatIntervalMs: 10_000, heartbeatTimeoutMs: 30_000, apps: [{ name: 'web', remotePort: 6080, state: 'listening' }], warnings: [] },
+  {
+    type: 'LoginResp',
+    sessionId: PAIRING,
+    heartbeatIntervalMs: 10_000,
+    heartbeatTimeoutMs: 30_000,
+    apps: [{ name: 'web', remotePort: 6080, state: 'listening' }],
+    warnings: [],
+  },
 ];
 const ITERATIONS = Number(process.argv[2] ?? 500_000);
 const ROUNDS = 7;

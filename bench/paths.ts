@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeConfigDir, randomSecret, type TestAppEntry } from '../test/helpers/configs.js';
 import { CliProcess, parsePortTable, startCommonServerProcess, startGroupClientProcess } from '../test/helpers/processes.js';
-import { runTool, track } from './proc.js';
+import { createSelfSigned } from '../src/server/index.js';
+import { track } from './proc.js';
 
 export type PathName = 'direct' | 'relay' | 'relay-tls' | 'tunnel' | 'tunnel-tls';
 export const PATH_NAMES: readonly PathName[] = ['direct', 'relay', 'relay-tls', 'tunnel', 'tunnel-tls'];
@@ -22,15 +23,10 @@ export interface BenchPath {
 
 const relayBin = join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js');
 
-/** A throwaway self-signed certificate for the TLS hop (the system openssl). */
+/** A throwaway self-signed certificate for the TLS hop: the one the commonserver would make itself. */
 export async function makeCert(): Promise<{ dir: string; remove(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'ntp-bench-cert-'));
-  await runTool(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
-    15_000,
-  );
+  createSelfSigned(join(dir, 'cert.pem'), join(dir, 'key.pem'));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -76,21 +72,18 @@ function openTunnel(name: PathName, targets: Record<string, number>, options: Pa
 
 /** The tunnel in front of `apps` as the group file lists them (UDP apps, fixed public ports). */
 export async function openTunnelWith(name: PathName, apps: TestAppEntry[], options: PathOptions, tls: boolean): Promise<BenchPath> {
-  const config = makeConfigDir(
-    [{ name: 'bench', secret: randomSecret(), apps }],
-    {
-      heartbeatInterval: '5s',
-      heartbeatTimeout: '20s',
-      pairingTimeout: '10s',
-      handshakeTimeout: '5s',
-      tls,
-      certificate: 'on-start',
-      ...(options.pool === undefined ? {} : { workConnPool: options.pool }),
-      // One source opens users 200 at a time (idle figure): the default caps, sized against
-      // floods, would refuse them (and the client's work conns to match) with a reset.
-      extra: { limits: { maxPendingUsersPerApp: 1000, maxHandshakes: 4096, maxHandshakesPerSource: 1000 } },
-    },
-  );
+  const config = makeConfigDir([{ name: 'bench', secret: randomSecret(), apps }], {
+    heartbeatInterval: '5s',
+    heartbeatTimeout: '20s',
+    pairingTimeout: '10s',
+    handshakeTimeout: '5s',
+    tls,
+    certificate: 'on-start',
+    ...(options.pool === undefined ? {} : { workConnPool: options.pool }),
+    // One source opens users 200 at a time (idle figure): the default caps, sized against
+    // floods, would refuse them (and the client's work conns to match) with a reset.
+    extra: { limits: { maxPendingUsersPerApp: 1000, maxHandshakes: 4096, maxHandshakesPerSource: 1000 } },
+  });
   const processes: CliProcess[] = [];
   const close = async (): Promise<void> => {
     await Promise.all(processes.map((p) => p.stop()));

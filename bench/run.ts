@@ -14,9 +14,10 @@ import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from '.
 import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
+import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
 import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'limited', 'login'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'limited', 'login', 'http'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -29,6 +30,8 @@ const USAGE = `usage: npm run bench -- [options]
   --seconds N      iperf3 duration per test (default 3)
   --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
   --slow-seconds N slow reader duration (default 20)
+  --http-conns N   keep-alive conns of the http figure (autocannon; default 32)
+  --http-seconds N duration per path of the http figure (default 5)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
   --limit-mb N     the bandwidth of the tunnel's limited app, MB/s each way (limited figure; default 8)
   --logins N       login figure: sequential logins on a single server and on a cluster node (default 200)
@@ -51,6 +54,8 @@ async function main(): Promise<number> {
       seconds: { type: 'string' },
       'udp-rates': { type: 'string' },
       'slow-seconds': { type: 'string' },
+      'http-conns': { type: 'string' },
+      'http-seconds': { type: 'string' },
       pool: { type: 'string' },
       'limit-mb': { type: 'string' },
       logins: { type: 'string' },
@@ -80,21 +85,32 @@ async function main(): Promise<number> {
     redisRequests: quick ? 20_000 : 100_000,
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
-    udpRates: values['udp-rates']?.split(',').map((rate) => rate.trim()).filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
+    udpRates:
+      values['udp-rates']
+        ?.split(',')
+        .map((rate) => rate.trim())
+        .filter(Boolean) ?? (quick ? ['10M', '100M', '500M'] : DEFAULT_UDP_RATES),
     limitBytes: Number(values['limit-mb'] ?? 8) * 1024 * 1024,
+    httpConns: num(values['http-conns'], 32, 16),
+    httpSeconds: num(values['http-seconds'], 5, 2),
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
   const loginSettings = { logins: num(values.logins, 200, 30), groups: num(values.groups, 1000, 100), concurrency: num(values.concurrency, 50, 20) };
   const has = (figure: Figure): boolean => figures.includes(figure);
-  if (!checkTools([
-    { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
-    { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
-    { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
-    { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
-    { bin: 'etcd', pkg: 'etcd-server', needed: has('login') },
-  ])) return 1;
+  if (
+    !checkTools([
+      { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
+      { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
+      { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
+      { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
+      { bin: 'etcd', pkg: 'etcd-server', needed: has('login') },
+    ])
+  )
+    return 1;
   if (has('idle') && settings.idleConns > idleLimit()) {
-    console.log(`note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`);
+    console.log(
+      `note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`,
+    );
     settings.idleConns = idleLimit();
   }
 
@@ -107,6 +123,7 @@ async function main(): Promise<number> {
   };
   const unavailable = new Set<PathName>();
   const udpSamples: UdpSample[] = [];
+  const httpRuns = new Map<HttpPath, HttpFigures[]>();
 
   const cert = paths.some((p) => p.endsWith('-tls')) ? await makeCert() : undefined;
   const apps: TestApp[] = [];
@@ -150,12 +167,13 @@ async function main(): Promise<number> {
       ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
       limitBytes: settings.limitBytes,
     };
-    for (let run = 1; run <= settings.runs; run++) {
+    for (let run = 1; run <= settings.runs && figures.some((figure) => figure !== 'http' && figure !== 'login'); run++) {
       for (const name of paths) {
         process.stdout.write(`run ${run}/${settings.runs} ${name}:`);
         for (const figure of figures) {
           if (unavailable.has(name)) break;
           if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if (figure === 'http') continue; // its own paths, below
           if (figure === 'login') continue; // its own setups (single, cluster), measured once below
           if (figure === 'udp') {
             if (!UDP_PATHS.includes(name)) continue; // the bare relays carry TCP only
@@ -187,6 +205,24 @@ async function main(): Promise<number> {
         process.stdout.write('\n');
       }
     }
+    // HTTP requests: direct, through an app's own TCP port, and by name through the vhost,
+    // all on one TLS tunnel (the default link) and one app process.
+    for (let run = 1; has('http') && run <= settings.runs; run++) {
+      process.stdout.write(`run ${run}/${settings.runs} http:`);
+      const http = await openHttpPaths();
+      try {
+        // Warm every path first (JIT, the pool's work conns), so that the first measured is not the coldest.
+        for (const path of HTTP_PATHS) await httpLoad(http.ports[path], settings.httpConns, 1);
+        for (const path of HTTP_PATHS) {
+          const figures = await httpLoad(http.ports[path], settings.httpConns, settings.httpSeconds);
+          httpRuns.set(path, [...(httpRuns.get(path) ?? []), figures]);
+          process.stdout.write(` ${path}`);
+        }
+      } finally {
+        await http.close();
+      }
+      process.stdout.write('\n');
+    }
   } finally {
     for (const app of apps) await app.close();
     for (const stop of stops) await stop();
@@ -201,7 +237,18 @@ async function main(): Promise<number> {
     [...figuresByPath].map(([path, figures]) => [path, Object.fromEntries([...figures].map(([metric, values]) => [metric, median(values)]))]),
   );
   if (figuresByPath.size > 0) printTable(paths, figuresByPath, unavailable);
-  if (has('udp')) printUdpTable(udpSamples, paths.filter((path) => UDP_PATHS.includes(path)), settings.udpRates);
+  if (has('udp'))
+    printUdpTable(
+      udpSamples,
+      paths.filter((path) => UDP_PATHS.includes(path)),
+      settings.udpRates,
+    );
+  const httpMedians: Partial<Record<HttpPath, HttpFigures>> = {};
+  for (const [path, runs] of httpRuns) {
+    const of = (key: keyof HttpFigures): number => median(runs.map((run) => run[key]));
+    httpMedians[path] = { requestsPerSecond: of('requestsPerSecond'), p50Ms: of('p50Ms'), p99Ms: of('p99Ms'), errors: of('errors') };
+  }
+  if (has('http')) printHttpTable(httpMedians, settings.httpConns, settings.httpSeconds);
   if (has('slow')) {
     console.log(
       `slow reader: the app offers ${settings.slowOfferedBytes / 2 ** 30} GiB; the user reads at ${settings.slowRate / 2 ** 20} MiB/s ` +
@@ -216,7 +263,19 @@ async function main(): Promise<number> {
     writeFileSync(
       out,
       JSON.stringify(
-        { date: new Date().toISOString(), node: process.version, cpus: cpus().length, args: process.argv.slice(2), settings, unavailable: [...unavailable], medians, raw, udp: udpSamples, ...(login ? { login } : {}) },
+        {
+          date: new Date().toISOString(),
+          node: process.version,
+          cpus: cpus().length,
+          args: process.argv.slice(2),
+          settings,
+          unavailable: [...unavailable],
+          medians,
+          raw,
+          udp: udpSamples,
+          http: { medians: httpMedians, raw: Object.fromEntries(httpRuns) },
+          ...(login ? { login } : {}),
+        },
         null,
         2,
       ),
@@ -224,6 +283,22 @@ async function main(): Promise<number> {
     console.log(`figures written to ${out}`);
   }
   return 0;
+}
+
+/** req/s and latency per HTTP path, with the ratios to the direct path and to the TCP path. */
+function printHttpTable(medians: Partial<Record<HttpPath, HttpFigures>>, conns: number, seconds: number): void {
+  const { direct, tcp } = medians;
+  console.log(`\nHTTP, autocannon, ${conns} keep-alive conns, ${seconds} s per path (medians):`);
+  console.log('| path | req/s | p50 (ms) | p99 (ms) | errors | req/s ÷ direct | req/s ÷ tcp |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const path of HTTP_PATHS) {
+    const row = medians[path];
+    if (row === undefined) continue;
+    const ratio = (base: HttpFigures | undefined): string => (base === undefined ? '' : `${(row.requestsPerSecond / base.requestsPerSecond).toFixed(2)}×`);
+    console.log(
+      `| ${path} | ${Math.round(row.requestsPerSecond).toLocaleString('en')} | ${row.p50Ms} | ${row.p99Ms} | ${row.errors} | ${ratio(direct)} | ${ratio(tcp)} |`,
+    );
+  }
 }
 
 interface Settings {
@@ -250,7 +325,8 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
     }
     case 'limited': {
       // What got through a limited app, as a fraction of its limit: each way, and 4 users sharing it.
-      const of = async (args: string[], streams = 1): Promise<number> => (await iperf(path.ports.limited!, streams, settings.seconds, undefined, args)).bitsPerSecond / 8 / settings.limitBytes;
+      const of = async (args: string[], streams = 1): Promise<number> =>
+        (await iperf(path.ports.limited!, streams, settings.seconds, undefined, args)).bitsPerSecond / 8 / settings.limitBytes;
       add('limited app in, ÷ limit', await of([]));
       add('limited app out (-R), ÷ limit', await of(['-R']));
       add('limited app, 4 users, ÷ limit', await of([], 4));
@@ -304,7 +380,10 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
 
 function pickList<T extends string>(value: string | undefined, all: readonly T[], what: string): T[] {
   if (value === undefined) return [...all];
-  const picked = value.split(',').map((item) => item.trim()).filter(Boolean);
+  const picked = value
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
   for (const item of picked) if (!(all as readonly string[]).includes(item)) throw new Error(`unknown ${what} "${item}" (one of ${all.join(', ')})`);
   return picked as T[];
 }

@@ -35,8 +35,20 @@ export function printTable(paths: readonly PathName[], byPath: Map<PathName, Fig
   const width = Math.max(6, ...metrics.map((m) => m.length));
   const cellWidth = columns.map((c) => Math.max(c.title.length, ...metrics.map((m) => c.cell(m).length)));
   const line = (first: string, cells: string[]): string => [first.padEnd(width), ...cells.map((c, i) => c.padStart(cellWidth[i]!))].join('  ');
-  console.log('\n' + line('median', columns.map((c) => c.title)));
-  for (const metric of metrics) console.log(line(metric, columns.map((c) => c.cell(metric))));
+  console.log(
+    '\n' +
+      line(
+        'median',
+        columns.map((c) => c.title),
+      ),
+  );
+  for (const metric of metrics)
+    console.log(
+      line(
+        metric,
+        columns.map((c) => c.cell(metric)),
+      ),
+    );
   console.log('');
 }
 

@@ -51,17 +51,37 @@ export async function openUdpPath(name: PathName, iperfPort: number, options: Pa
 
 export async function iperfUdp(path: BenchPath, rate: string, direction: 'up' | 'down', seconds: number): Promise<UdpSample> {
   const port = path.ports.iperf!;
-  const args = ['-c', '127.0.0.1', '-p', String(port), '-u', '-b', rate, '-l', String(DATAGRAM_BYTES), '-w', SOCKET_BUFFER, '-t', String(seconds), '-J', ...(direction === 'down' ? ['-R'] : [])];
+  const args = [
+    '-c',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-u',
+    '-b',
+    rate,
+    '-l',
+    String(DATAGRAM_BYTES),
+    '-w',
+    SOCKET_BUFFER,
+    '-t',
+    String(seconds),
+    '-J',
+    ...(direction === 'down' ? ['-R'] : []),
+  ];
   const pids = path.pids('iperf');
   // iperf3 -s serves one test at a time and takes a moment to be ready for the next one
   // (after the start-up probe, or the previous test): a refused control conn is tried again.
   for (let attempt = 1; ; attempt++) {
     const cpuBefore = pids && { server: cpuMs(pids.server), client: cpuMs(pids.client) };
     const out = await runTool('iperf3', args, (seconds + 20) * 1000).catch((error: Error) => JSON.stringify({ error: error.message }));
-    const report = JSON.parse(out) as { end?: { sum?: { lost_percent?: number; jitter_ms?: number; packets?: number }; sum_received?: { bits_per_second?: number } }; error?: string };
+    const report = JSON.parse(out) as {
+      end?: { sum?: { lost_percent?: number; jitter_ms?: number; packets?: number }; sum_received?: { bits_per_second?: number } };
+      error?: string;
+    };
     if (report.error && attempt < 3 && /control message|busy|reset by peer|refused/i.test(report.error)) continue;
     const base = { path: path.name, rate, direction };
-    if (report.error) return { ...base, lossPercent: Number.NaN, jitterMs: Number.NaN, receivedMbps: Number.NaN, datagrams: 0, failed: report.error.split('\n')[0]! };
+    if (report.error)
+      return { ...base, lossPercent: Number.NaN, jitterMs: Number.NaN, receivedMbps: Number.NaN, datagrams: 0, failed: report.error.split('\n')[0]! };
     const datagrams = report.end?.sum?.packets ?? Number.NaN;
     const perDatagram = (before: number, pid: number): number => ((cpuMs(pid) - before) * 1000) / datagrams;
     return {
@@ -70,7 +90,9 @@ export async function iperfUdp(path: BenchPath, rate: string, direction: 'up' | 
       jitterMs: report.end?.sum?.jitter_ms ?? Number.NaN,
       receivedMbps: (report.end?.sum_received?.bits_per_second ?? Number.NaN) / 1e6,
       datagrams,
-      ...(pids && cpuBefore ? { cpuUsPerDatagram: { server: perDatagram(cpuBefore.server, pids.server), client: perDatagram(cpuBefore.client, pids.client) } } : {}),
+      ...(pids && cpuBefore
+        ? { cpuUsPerDatagram: { server: perDatagram(cpuBefore.server, pids.server), client: perDatagram(cpuBefore.client, pids.client) } }
+        : {}),
     };
   }
 }
@@ -101,13 +123,21 @@ export function printUdpTable(samples: UdpSample[], paths: readonly PathName[], 
   console.log(`\nUDP, iperf3 -u -l ${DATAGRAM_BYTES}: loss / jitter / received Mbit/s (medians); up = user → app, down = app → user (-R)`);
   console.log(`| offered | direction | ${paths.join(' | ')} |`);
   console.log(`| --- | --- | ${paths.map(() => '---').join(' | ')} |`);
-  for (const rate of rates) for (const direction of ['up', 'down'] as const) console.log(`| ${rate} | ${direction} | ${paths.map((path) => cell(path, rate, direction)).join(' | ')} |`);
+  for (const rate of rates)
+    for (const direction of ['up', 'down'] as const)
+      console.log(`| ${rate} | ${direction} | ${paths.map((path) => cell(path, rate, direction)).join(' | ')} |`);
   for (const direction of ['up', 'down'] as const) {
     const ceilings = paths.map((path) => {
       const mine = samples.filter((s) => s.path === path && s.direction === direction);
       // A rate counts when its median run stays under the ceiling.
-      const medians = rates.map((rate) => ({ rate, lossPercent: median(mine.filter((s) => s.rate === rate && s.failed === undefined).map((s) => s.lossPercent)) }));
-      return ceiling(medians.filter((s) => !Number.isNaN(s.lossPercent)), rates);
+      const medians = rates.map((rate) => ({
+        rate,
+        lossPercent: median(mine.filter((s) => s.rate === rate && s.failed === undefined).map((s) => s.lossPercent)),
+      }));
+      return ceiling(
+        medians.filter((s) => !Number.isNaN(s.lossPercent)),
+        rates,
+      );
     });
     console.log(`| ceiling (≤ ${LOSS_CEILING_PERCENT} % loss) | ${direction} | ${ceilings.join(' | ')} |`);
   }
@@ -120,5 +150,6 @@ export function printUdpTable(samples: UdpSample[], paths: readonly PathName[], 
     });
     console.log(`| CPU µs per datagram, server / client | ${direction} | ${cpu.join(' | ')} |`);
   }
-  for (const sample of samples.filter((s) => s.failed !== undefined)) console.log(`failed: ${sample.path} ${sample.rate} ${sample.direction}: ${sample.failed}`);
+  for (const sample of samples.filter((s) => s.failed !== undefined))
+    console.log(`failed: ${sample.path} ${sample.rate} ${sample.direction}: ${sample.failed}`);
 }

@@ -10,7 +10,14 @@ export interface Pids {
 }
 
 /** iperf3 through `port`: received bits per second, and the peak RSS of the two processes meanwhile. */
-export async function iperf(port: number, streams: number, seconds: number, pids: Pids | undefined, extraArgs: string[] = [], busyRetries = 20): Promise<{ bitsPerSecond: number; peakRss?: Pids }> {
+export async function iperf(
+  port: number,
+  streams: number,
+  seconds: number,
+  pids: Pids | undefined,
+  extraArgs: string[] = [],
+  busyRetries = 20,
+): Promise<{ bitsPerSecond: number; peakRss?: Pids }> {
   const sampler = pids && sampleRss([pids.server, pids.client]);
   try {
     const out = await runTool(
@@ -87,7 +94,11 @@ export async function connSetup(port: number, count: number, pauseMs = 0): Promi
 
 /** redis-benchmark through `port`: requests per second for PING, SET and GET. */
 export async function redisBench(port: number, requests: number): Promise<Record<'ping' | 'set' | 'get', number>> {
-  const out = await runTool('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'ping,set,get', '-n', String(requests), '-c', '50', '--csv'], 120_000);
+  const out = await runTool(
+    'redis-benchmark',
+    ['-h', '127.0.0.1', '-p', String(port), '-t', 'ping,set,get', '-n', String(requests), '-c', '50', '--csv'],
+    120_000,
+  );
   const rps = new Map<string, number>();
   for (const line of out.split('\n')) {
     const cells = line.split(',').map((cell) => cell.replaceAll('"', ''));
@@ -128,9 +139,7 @@ export async function idleConns(port: number, count: number, pids: Pids): Promis
   try {
     const batch = 200;
     for (let i = 0; i < count; i += batch) {
-      const opened = await Promise.all(
-        Array.from({ length: Math.min(batch, count - i) }, () => echoedConn(port, 20_000).then(({ socket }) => socket)),
-      );
+      const opened = await Promise.all(Array.from({ length: Math.min(batch, count - i) }, () => echoedConn(port, 20_000).then(({ socket }) => socket)));
       sockets.push(...opened);
     }
     await sleep(1000);

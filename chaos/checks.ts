@@ -83,13 +83,19 @@ export function printResults(results: Results): void {
   });
   const header = ['scenario', 'figure', 'value', 'bound', 'result', ''];
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]): string => cells.map((cell, i) => (i === 2 || i === 3 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, i) => (i === 2 || i === 3 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   console.log('\n' + line(header));
   for (const row of rows) console.log(line(row));
   notes.forEach((note, i) => console.log(`[${i + 1}] ${note}`));
   for (const error of results.errors) console.log(`ERROR ${error.scenario}: ${error.message}`);
   const asserted = results.checks.filter((check) => check.pass !== undefined);
-  console.log(`\n${asserted.length - results.failed.length} of ${asserted.length} bounds held, ${results.failed.length} broken, ${results.errors.length} scenario errors`);
+  console.log(
+    `\n${asserted.length - results.failed.length} of ${asserted.length} bounds held, ${results.failed.length} broken, ${results.errors.length} scenario errors`,
+  );
 }
 
 function format(n: number): string {

@@ -79,7 +79,13 @@ export async function cycles(results: Results, scenario: string, count: number):
         return window.reduce((sum, rss) => sum + rss, 0) / window.length;
       };
 
-      results.figure(scenario, `cycles (${ends.aborted} aborted)`, done, '', `${WORKERS} users at once; every fifth one resets right after connecting, after sending or after the echo`);
+      results.figure(
+        scenario,
+        `cycles (${ends.aborted} aborted)`,
+        done,
+        '',
+        `${WORKERS} users at once; every fifth one resets right after connecting, after sending or after the echo`,
+      );
       results.figure(scenario, 'cycles per second', done / seconds, '/s');
       results.atMost(scenario, 'normal cycles that failed', ends.failed, 0, '', 'a failed cycle: no exact echo, or no clean close, within 10 s');
       for (const side of ['server', 'client'] as const) {
@@ -89,8 +95,16 @@ export async function cycles(results: Results, scenario: string, count: number):
         results.figure(scenario, `${name} RSS peak`, Math.max(...samples.map((sample) => sample[side])) / 2 ** 20, 'MB');
         const growth = (meanRss(side, 0.9, 1.01) - meanRss(side, 0.4, 0.5)) / 2 ** 20;
         const figure = `${name} RSS growth, 40–50 % → last 10 %`;
-        if (count >= RSS_ASSERT_MIN_CYCLES) results.atMost(scenario, figure, growth, RSS_GROWTH_BOUND_MB, 'MB', 'mean RSS over each window of cycles, sampled every 100 ms');
-        else results.figure(scenario, figure, growth, 'MB', `not asserted below ${RSS_ASSERT_MIN_CYCLES.toLocaleString('en-US')} cycles: the heap is still warming up`);
+        if (count >= RSS_ASSERT_MIN_CYCLES)
+          results.atMost(scenario, figure, growth, RSS_GROWTH_BOUND_MB, 'MB', 'mean RSS over each window of cycles, sampled every 100 ms');
+        else
+          results.figure(
+            scenario,
+            figure,
+            growth,
+            'MB',
+            `not asserted below ${RSS_ASSERT_MIN_CYCLES.toLocaleString('en-US')} cycles: the heap is still warming up`,
+          );
       }
     } finally {
       await tunnel.close();

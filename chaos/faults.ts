@@ -19,15 +19,20 @@ export const EXIT_BOUND_MS = 5000;
 /** How long users get to end after a process fault before they count as left open. */
 const PROCESS_SETTLE_MS = 10_000;
 
-const KERNEL_FIN =
-  'not asserted: the killed process runs no code, so the kernel closes its sockets, with a FIN when nothing was left unread';
+const KERNEL_FIN = 'not asserted: the killed process runs no code, so the kernel closes its sockets, with a FIN when nothing was left unread';
 
 /**
  * Scenarios 1 and 5: bulk users through the tunnel, then one of its processes gets `signal`
  * mid-transfer. A user must end complete or reset, never with a clean FIN short of its bytes;
  * so must an upload at the local app (where the victim is not the process facing it).
  */
-export async function processFault(results: Results, scenario: string, victim: 'server' | 'client', signal: 'SIGKILL' | 'SIGTERM', settings: TransferSettings): Promise<void> {
+export async function processFault(
+  results: Results,
+  scenario: string,
+  victim: 'server' | 'client',
+  signal: 'SIGKILL' | 'SIGTERM',
+  settings: TransferSettings,
+): Promise<void> {
   let exitMs = Number.NaN;
   const killVictim = async (tunnel: Tunnel): Promise<void> => {
     const cli = victim === 'server' ? tunnel.server : tunnel.client;
@@ -39,14 +44,22 @@ export async function processFault(results: Results, scenario: string, victim: '
   };
   await transferFault({}, settings, PROCESS_SETTLE_MS, killVictim, async (app, run) => {
     await waitUntil(() => app.openUploads === 0, 3000);
-    reportUsers(results, scenario, run, settings, {
-      // A process killed with -9 faces the users (server) or the local app (client) only
-      // through the kernel: those are the kernel's FINs, not the code's.
-      userFinAsserted: !(signal === 'SIGKILL' && victim === 'server'),
-      appFinAsserted: !(signal === 'SIGKILL' && victim === 'client'),
-      settleMs: PROCESS_SETTLE_MS,
-    }, app);
-    if (signal === 'SIGTERM') results.atMost(scenario, `${victim === 'server' ? 'commonserver' : 'groupclient'} exit after SIGTERM`, exitMs / 1000, EXIT_BOUND_MS / 1000, 's');
+    reportUsers(
+      results,
+      scenario,
+      run,
+      settings,
+      {
+        // A process killed with -9 faces the users (server) or the local app (client) only
+        // through the kernel: those are the kernel's FINs, not the code's.
+        userFinAsserted: !(signal === 'SIGKILL' && victim === 'server'),
+        appFinAsserted: !(signal === 'SIGKILL' && victim === 'client'),
+        settleMs: PROCESS_SETTLE_MS,
+      },
+      app,
+    );
+    if (signal === 'SIGTERM')
+      results.atMost(scenario, `${victim === 'server' ? 'commonserver' : 'groupclient'} exit after SIGTERM`, exitMs / 1000, EXIT_BOUND_MS / 1000, 's');
   });
 }
 
@@ -58,15 +71,32 @@ export async function blackhole(results: Results, scenario: string, settings: Tr
   const heartbeat = { heartbeatInterval: '500ms', heartbeatTimeout: '2s' };
   const boundMs = 2000 + 2000;
   const settleMs = boundMs + 3000;
-  await transferFault({ ...heartbeat, faultRelay: true }, settings, settleMs, (tunnel) => tunnel.relay!.blackhole(), async (app, run) => {
-    await waitUntil(() => app.openConns === 0, 3000);
-    const after = run.users.filter((user) => user.atMs >= run.faultAtMs && user.outcome !== 'complete');
-    results.atMost(scenario, 'slowest user end after the blackhole', Math.max(0, ...after.map((user) => user.atMs - run.faultAtMs)) / 1000, boundMs / 1000, 's',
-      `heartbeat ${heartbeat.heartbeatInterval} / ${heartbeat.heartbeatTimeout}; bound = timeout + 2 s`);
-    reportUsers(results, scenario, run, settings, { userFinAsserted: true, appFinAsserted: true, settleMs }, app);
-    results.figure(scenario, 'local app: last conn closed after the blackhole', app.openConns === 0 ? (app.lastCloseMs - run.faultAtMs) / 1000 : Number.NaN, 's',
-      'NaN: conns still open at the local app 3 s after the users ended');
-  });
+  await transferFault(
+    { ...heartbeat, faultRelay: true },
+    settings,
+    settleMs,
+    (tunnel) => tunnel.relay!.blackhole(),
+    async (app, run) => {
+      await waitUntil(() => app.openConns === 0, 3000);
+      const after = run.users.filter((user) => user.atMs >= run.faultAtMs && user.outcome !== 'complete');
+      results.atMost(
+        scenario,
+        'slowest user end after the blackhole',
+        Math.max(0, ...after.map((user) => user.atMs - run.faultAtMs)) / 1000,
+        boundMs / 1000,
+        's',
+        `heartbeat ${heartbeat.heartbeatInterval} / ${heartbeat.heartbeatTimeout}; bound = timeout + 2 s`,
+      );
+      reportUsers(results, scenario, run, settings, { userFinAsserted: true, appFinAsserted: true, settleMs }, app);
+      results.figure(
+        scenario,
+        'local app: last conn closed after the blackhole',
+        app.openConns === 0 ? (app.lastCloseMs - run.faultAtMs) / 1000 : Number.NaN,
+        's',
+        'NaN: conns still open at the local app 3 s after the users ended',
+      );
+    },
+  );
 }
 
 /** Bulk users through a fresh tunnel, `fault` injected a quarter of the way, then `report`. */
@@ -111,7 +141,14 @@ function reportUsers(
   const uploads = countOutcomes(run.users.filter((user) => user.kind === 'U'));
   const split = (outcome: Outcome): void => results.detail(`uploads ${uploads[outcome]}, downloads ${counts[outcome] - uploads[outcome]}`);
   const mb = settings.bytes / 2 ** 20;
-  results.atLeast(scenario, `users mid-transfer at the fault (of ${settings.users} × ${mb} MB)`, run.activeAtFault, 1, '', 'below 1: the transfers ended before the fault, which then proved nothing');
+  results.atLeast(
+    scenario,
+    `users mid-transfer at the fault (of ${settings.users} × ${mb} MB)`,
+    run.activeAtFault,
+    1,
+    '',
+    'below 1: the transfers ended before the fault, which then proved nothing',
+  );
   if (options.userFinAsserted) results.atMost(scenario, 'users: clean EOF, bytes missing', counts['short-eof'], 0, '');
   else results.figure(scenario, 'users: clean EOF, bytes missing', counts['short-eof'], '', KERNEL_FIN);
   split('short-eof');
@@ -127,7 +164,14 @@ function reportUsers(
   const sinkEnds = (end: SinkEnd): number => app.sinkEnds.filter((record) => record.end === end).length;
   if (options.appFinAsserted) results.atMost(scenario, 'local app: uploads ended by a clean FIN, bytes missing', sinkEnds('fin-short'), 0, '');
   else results.figure(scenario, 'local app: uploads ended by a clean FIN, bytes missing', sinkEnds('fin-short'), '', KERNEL_FIN);
-  results.atLeast(scenario, 'local app: uploads under way at the fault', run.uploadsAtFault, 1, '', 'below 1: the transfers ended before the fault, which then proved nothing');
+  results.atLeast(
+    scenario,
+    'local app: uploads under way at the fault',
+    run.uploadsAtFault,
+    1,
+    '',
+    'below 1: the transfers ended before the fault, which then proved nothing',
+  );
   results.figure(scenario, 'local app: uploads reset', sinkEnds('reset'), '');
   results.figure(scenario, 'local app: uploads ended by another error', sinkEnds('error'), '');
   results.atMost(scenario, 'local app: uploads still open', app.openUploads, 0, '');

@@ -44,8 +44,20 @@ export async function pingFlood(results: Results, scenario: string, seconds: num
         tunnel.client.lines.slice(linesBefore.client).filter((line) => line.includes(`group ${CHAOS_GROUP} lost`)).length +
         tunnel.server.lines.slice(linesBefore.server).filter((line) => line.includes(`group ${CHAOS_GROUP} deactivated`)).length;
 
-      results.figure(scenario, 'flood: Pings written', flood.frames, '', `${seconds} s, the flooder never reads; heartbeat of the other group ${HEARTBEAT.heartbeatInterval} / ${HEARTBEAT.heartbeatTimeout}`);
-      results.figure(scenario, 'flood: conn closed by the server after', flood.closedAfterMs / 1000, 's', 'NaN: the server kept the flooder connected to the end');
+      results.figure(
+        scenario,
+        'flood: Pings written',
+        flood.frames,
+        '',
+        `${seconds} s, the flooder never reads; heartbeat of the other group ${HEARTBEAT.heartbeatInterval} / ${HEARTBEAT.heartbeatTimeout}`,
+      );
+      results.figure(
+        scenario,
+        'flood: conn closed by the server after',
+        flood.closedAfterMs / 1000,
+        's',
+        'NaN: the server kept the flooder connected to the end',
+      );
       results.figure(scenario, 'commonserver RSS at rest', rest / 2 ** 20, 'MB');
       results.atMost(scenario, 'commonserver RSS peak', peak! / 2 ** 20, 300, 'MB');
       results.figure(scenario, 'other group: echo p99 before the flood', before.p99Ms, 'ms');

@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { ControlChannel, dialCommon } from '../src/net/index.js';
+import { dialCommon } from '../src/client/index.js';
+import { ControlChannel } from '../src/net/index.js';
 import { encodeFrame, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import { withDeadline } from './deadline.js';
 
@@ -54,7 +55,11 @@ async function floodPings(socket: Socket, ms: number): Promise<{ frames: number;
     }
     const waiting = new AbortController();
     const quiet = (): void => {};
-    await Promise.race([once(socket, 'drain', { signal: waiting.signal }).catch(quiet), closed, sleep(end - Date.now(), undefined, { signal: waiting.signal }).catch(quiet)]);
+    await Promise.race([
+      once(socket, 'drain', { signal: waiting.signal }).catch(quiet),
+      closed,
+      sleep(end - Date.now(), undefined, { signal: waiting.signal }).catch(quiet),
+    ]);
     waiting.abort();
   }
   socket.destroy();

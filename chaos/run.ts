@@ -62,7 +62,8 @@ async function main(): Promise<number> {
     return n;
   };
   const only = values.only === undefined ? [...SCENARIOS] : values.only.split(',').map((name) => name.trim());
-  for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) throw new UsageError(`unknown scenario "${name}" (one of ${SCENARIOS.join(', ')})`);
+  for (const name of only)
+    if (!(SCENARIOS as readonly string[]).includes(name)) throw new UsageError(`unknown scenario "${name}" (one of ${SCENARIOS.join(', ')})`);
   const bulk = {
     users: Math.round(num(values.users, 50, 10)),
     bytes: Math.round(num(values.mb, 10, 4) * 2 ** 20),
@@ -80,13 +81,38 @@ async function main(): Promise<number> {
 
   const results = new Results();
   const steps: Array<{ scenario: Scenario; name: string; deadlineMs: number; run(): Promise<void> }> = [
-    { scenario: 'kill', name: '1a kill -9 groupclient', deadlineMs: 90_000, run: () => processFault(results, '1a kill -9 groupclient', 'client', 'SIGKILL', settings.bulk) },
-    { scenario: 'kill', name: '1b kill -9 commonserver', deadlineMs: 90_000, run: () => processFault(results, '1b kill -9 commonserver', 'server', 'SIGKILL', settings.bulk) },
+    {
+      scenario: 'kill',
+      name: '1a kill -9 groupclient',
+      deadlineMs: 90_000,
+      run: () => processFault(results, '1a kill -9 groupclient', 'client', 'SIGKILL', settings.bulk),
+    },
+    {
+      scenario: 'kill',
+      name: '1b kill -9 commonserver',
+      deadlineMs: 90_000,
+      run: () => processFault(results, '1b kill -9 commonserver', 'server', 'SIGKILL', settings.bulk),
+    },
     { scenario: 'cycles', name: '2 short cycles', deadlineMs: 60_000 + settings.cycles * 20, run: () => cycles(results, '2 short cycles', settings.cycles) },
     { scenario: 'blackhole', name: '3 blackhole', deadlineMs: 90_000, run: () => blackhole(results, '3 blackhole', settings.blackhole) },
-    { scenario: 'flood', name: '4 ping flood', deadlineMs: 40_000 + settings.floodSeconds * 1000, run: () => pingFlood(results, '4 ping flood', settings.floodSeconds) },
-    { scenario: 'sigterm', name: '5a SIGTERM commonserver', deadlineMs: 90_000, run: () => processFault(results, '5a SIGTERM commonserver', 'server', 'SIGTERM', settings.sigterm) },
-    { scenario: 'sigterm', name: '5b SIGTERM groupclient', deadlineMs: 90_000, run: () => processFault(results, '5b SIGTERM groupclient', 'client', 'SIGTERM', settings.sigterm) },
+    {
+      scenario: 'flood',
+      name: '4 ping flood',
+      deadlineMs: 40_000 + settings.floodSeconds * 1000,
+      run: () => pingFlood(results, '4 ping flood', settings.floodSeconds),
+    },
+    {
+      scenario: 'sigterm',
+      name: '5a SIGTERM commonserver',
+      deadlineMs: 90_000,
+      run: () => processFault(results, '5a SIGTERM commonserver', 'server', 'SIGTERM', settings.sigterm),
+    },
+    {
+      scenario: 'sigterm',
+      name: '5b SIGTERM groupclient',
+      deadlineMs: 90_000,
+      run: () => processFault(results, '5b SIGTERM groupclient', 'client', 'SIGTERM', settings.sigterm),
+    },
   ];
   const started = Date.now();
   // The machine's load sets the latency figures as much as the code does: say what it was.
@@ -110,7 +136,16 @@ async function main(): Promise<number> {
   if (!values['no-json']) {
     const out = values.out ?? join(resultsDir, 'latest.json');
     mkdirSync(dirname(out), { recursive: true });
-    const record = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, loadAverage: { before: loadBefore, after: loadavg()[0] }, args: process.argv.slice(2), settings, checks: results.checks, errors: results.errors };
+    const record = {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: cpus().length,
+      loadAverage: { before: loadBefore, after: loadavg()[0] },
+      args: process.argv.slice(2),
+      settings,
+      checks: results.checks,
+      errors: results.errors,
+    };
     writeFileSync(out, JSON.stringify(record, null, 2));
     console.log(`results written to ${out}`);
   }

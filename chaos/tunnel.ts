@@ -47,19 +47,16 @@ export async function openTunnel(options: TunnelOptions): Promise<Tunnel> {
     secrets.set(name, secret);
     return { name, secret, apps: Object.entries(apps).map(([app, localPort]) => ({ name: app, localPort })) };
   };
-  const config = makeConfigDir(
-    [group(CHAOS_GROUP, options.apps), ...Object.entries(options.otherGroups ?? {}).map(([name, apps]) => group(name, apps))],
-    {
-      heartbeatInterval: options.heartbeatInterval ?? '2s',
-      heartbeatTimeout: options.heartbeatTimeout ?? '10s',
-      pairingTimeout: '10s',
-      handshakeTimeout: '5s',
-      tls: true,
-      // Dozens of users at once from one address: the default caps, sized against floods,
-      // would refuse some of them with a reset and blur the figures.
-      extra: { limits: { maxPendingUsersPerApp: 1000, maxHandshakes: 4096, maxHandshakesPerSource: 1000 } },
-    },
-  );
+  const config = makeConfigDir([group(CHAOS_GROUP, options.apps), ...Object.entries(options.otherGroups ?? {}).map(([name, apps]) => group(name, apps))], {
+    heartbeatInterval: options.heartbeatInterval ?? '2s',
+    heartbeatTimeout: options.heartbeatTimeout ?? '10s',
+    pairingTimeout: '10s',
+    handshakeTimeout: '5s',
+    tls: true,
+    // Dozens of users at once from one address: the default caps, sized against floods,
+    // would refuse some of them with a reset and blur the figures.
+    extra: { limits: { maxPendingUsersPerApp: 1000, maxHandshakes: 4096, maxHandshakesPerSource: 1000 } },
+  });
   const processes: CliProcess[] = [];
   let relay: FaultRelay | undefined;
   const close = async (): Promise<void> => {

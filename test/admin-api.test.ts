@@ -53,7 +53,10 @@ describe('admin API', { timeout: 30_000 }, () => {
   test('GET /api/groups shows a registered group as ready, then in use with its client and ports', async () => {
     const ready = await api.request('GET', '/api/groups');
     assert.equal(ready.status, 200);
-    assert.deepEqual(ready.body.groups.map((g: { name: string; state: string }) => [g.name, g.state]), [['alpha', 'ready']]);
+    assert.deepEqual(
+      ready.body.groups.map((g: { name: string; state: string }) => [g.name, g.state]),
+      [['alpha', 'ready']],
+    );
     assert.equal(ready.body.groups[0].client, null);
     assert.equal(JSON.stringify(ready.body).includes('test-secret'), false, 'no secret in the API');
 
@@ -79,8 +82,14 @@ describe('admin API', { timeout: 30_000 }, () => {
     assert.equal(body.group.apps[0].bytesIn, 1000);
     assert.equal(body.group.apps[0].bytesOut, 1000);
 
-    assert.deepEqual((await api.request('GET', '/api/inUseGroup')).body.groups.map((g: { name: string }) => g.name), ['alpha']);
-    assert.deepEqual((await api.request('GET', '/api/readyGroup')).body.groups.map((g: { name: string }) => g.name), ['alpha']);
+    assert.deepEqual(
+      (await api.request('GET', '/api/inUseGroup')).body.groups.map((g: { name: string }) => g.name),
+      ['alpha'],
+    );
+    assert.deepEqual(
+      (await api.request('GET', '/api/readyGroup')).body.groups.map((g: { name: string }) => g.name),
+      ['alpha'],
+    );
     const missing = await api.request('GET', '/api/groups/nobody');
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'GROUP_NOT_FOUND');
@@ -88,7 +97,12 @@ describe('admin API', { timeout: 30_000 }, () => {
 
   test('POST registers a group: validated like the YAML, written to <name>.yaml (0600), registered at once', async () => {
     const port = await unusedPort();
-    const created = await api.request('POST', '/api/groups', { name: 'beta', secret: '${BETA_SECRET}', apps: [{ name: 'web', local: '127.0.0.1:8080', remotePort: port }] }, {});
+    const created = await api.request(
+      'POST',
+      '/api/groups',
+      { name: 'beta', secret: '${BETA_SECRET}', apps: [{ name: 'web', local: '127.0.0.1:8080', remotePort: port }] },
+      {},
+    );
     // ${BETA_SECRET} is not set in this process: refused, with the field named.
     assert.equal(created.status, 400);
     assert.equal(created.body.error.code, 'CONFIG_INVALID');
@@ -105,12 +119,20 @@ describe('admin API', { timeout: 30_000 }, () => {
     assert.equal(statSync(config.groupFile('beta')).mode & 0o777, 0o600);
     assert.equal(loadGroupFile(config.groupFile('beta')).secret.reveal(), secret);
 
-    const duplicate = await api.request('POST', '/api/groups', { name: 'alpha', secret: randomSecret(), apps: [{ name: 'x', local: '127.0.0.1:1', remotePort: 0 }] });
+    const duplicate = await api.request('POST', '/api/groups', {
+      name: 'alpha',
+      secret: randomSecret(),
+      apps: [{ name: 'x', local: '127.0.0.1:1', remotePort: 0 }],
+    });
     assert.equal(duplicate.status, 409);
     assert.equal(duplicate.body.error.code, 'GROUP_EXISTS');
     assert.match(duplicate.body.error.message, /group "alpha" is already registered/);
 
-    const claimed = await api.request('POST', '/api/groups', { name: 'gamma', secret: randomSecret(), apps: [{ name: 'db', local: '127.0.0.1:5432', remotePort: port }] });
+    const claimed = await api.request('POST', '/api/groups', {
+      name: 'gamma',
+      secret: randomSecret(),
+      apps: [{ name: 'db', local: '127.0.0.1:5432', remotePort: port }],
+    });
     assert.equal(claimed.status, 409);
     assert.equal(claimed.body.error.code, 'PORT_CLAIMED');
     assert.equal(claimed.body.error.field, 'apps.db.remotePort');
@@ -143,15 +165,36 @@ describe('admin API', { timeout: 30_000 }, () => {
   });
 
   test('PUT replaces a group file; DELETE removes it; wrong names and methods are refused', async () => {
-    const updated = await api.request('PUT', '/api/groups/beta', { name: 'beta', secret: randomSecret(), apps: [{ name: 'web', local: '127.0.0.1:8081', remotePort: 0 }, { name: 'ssh', local: '127.0.0.1:22', remotePort: 0 }] });
+    const updated = await api.request('PUT', '/api/groups/beta', {
+      name: 'beta',
+      secret: randomSecret(),
+      apps: [
+        { name: 'web', local: '127.0.0.1:8081', remotePort: 0 },
+        { name: 'ssh', local: '127.0.0.1:22', remotePort: 0 },
+      ],
+    });
     assert.equal(updated.status, 200, JSON.stringify(updated.body));
-    assert.deepEqual(updated.body.group.apps.map((a: { name: string }) => a.name), ['web', 'ssh']);
-    assert.deepEqual(server.readyGroup.get('beta')?.apps.map((a) => a.local.port), [8081, 22]);
+    assert.deepEqual(
+      updated.body.group.apps.map((a: { name: string }) => a.name),
+      ['web', 'ssh'],
+    );
+    assert.deepEqual(
+      server.readyGroup.get('beta')?.apps.map((a) => a.local.port),
+      [8081, 22],
+    );
 
-    const mismatch = await api.request('PUT', '/api/groups/beta', { name: 'alpha', secret: randomSecret(), apps: [{ name: 'x', local: '127.0.0.1:1', remotePort: 0 }] });
+    const mismatch = await api.request('PUT', '/api/groups/beta', {
+      name: 'alpha',
+      secret: randomSecret(),
+      apps: [{ name: 'x', local: '127.0.0.1:1', remotePort: 0 }],
+    });
     assert.equal(mismatch.status, 400);
     assert.equal(mismatch.body.error.code, 'NAME_MISMATCH');
-    const absent = await api.request('PUT', '/api/groups/nobody', { name: 'nobody', secret: randomSecret(), apps: [{ name: 'x', local: '127.0.0.1:1', remotePort: 0 }] });
+    const absent = await api.request('PUT', '/api/groups/nobody', {
+      name: 'nobody',
+      secret: randomSecret(),
+      apps: [{ name: 'x', local: '127.0.0.1:1', remotePort: 0 }],
+    });
     assert.equal(absent.status, 404);
 
     const removed = await api.request('DELETE', '/api/groups/beta');
@@ -169,13 +212,31 @@ describe('admin API', { timeout: 30_000 }, () => {
     const stream = new ReplaySubject<SseMessage>();
     const connection = sse(`${api.url}/api/events?token=${TOKEN}`).subscribe(stream);
     after(() => connection.unsubscribe());
-    await firstValueFrom(stream.pipe(filter((m) => m.event === 'open'), timeout(10_000)));
+    await firstValueFrom(
+      stream.pipe(
+        filter((m) => m.event === 'open'),
+        timeout(10_000),
+      ),
+    );
     const file = groupYaml({ name: 'epsilon', secret: randomSecret(), apps: [{ name: 'x', localPort: 1 }] });
     assert.equal((await api.request('POST', '/api/groups', undefined, { raw: file })).status, 201, 'YAML bodies are accepted too');
     assert.equal((await api.request('DELETE', '/api/groups/epsilon')).status, 200);
-    const messages = await firstValueFrom(stream.pipe(filter((m) => m.event === 'group-registered' || m.event === 'group-deregistered'), take(2), toArray(), timeout(10_000)));
+    const messages = await firstValueFrom(
+      stream.pipe(
+        filter((m) => m.event === 'group-registered' || m.event === 'group-deregistered'),
+        take(2),
+        toArray(),
+        timeout(10_000),
+      ),
+    );
     connection.unsubscribe();
-    assert.deepEqual(messages.map((m) => [m.event, m.data.group]), [['group-registered', 'epsilon'], ['group-deregistered', 'epsilon']]);
+    assert.deepEqual(
+      messages.map((m) => [m.event, m.data.group]),
+      [
+        ['group-registered', 'epsilon'],
+        ['group-deregistered', 'epsilon'],
+      ],
+    );
     assert.ok(Date.parse(messages[0]!.data.at) > 0);
 
     const recent = await api.request('GET', '/api/events/recent');
@@ -184,7 +245,7 @@ describe('admin API', { timeout: 30_000 }, () => {
     assert.equal(unauthorised.status, 401);
   });
 
-  test('kick disconnects the group\'s client with Goodbye KICKED', async () => {
+  test("kick disconnects the group's client with Goodbye KICKED", async () => {
     const absent = await api.request('POST', '/api/groups/nobody/kick');
     assert.equal(absent.status, 404);
     assert.equal(absent.body.error.code, 'GROUP_NOT_IN_USE');
@@ -199,7 +260,10 @@ describe('admin API', { timeout: 30_000 }, () => {
 describe('admin config', () => {
   test('refuses a non-loopback admin bind without a token; reads ${VAR} tokens and masks them', () => {
     const open = makeConfigDir([], { extra: { admin: { bind: '0.0.0.0:0' } } });
-    assert.throws(() => loadServerConfig(open.serverFile), (error: ConfigError) => error.code === 'CONFIG_INVALID' && error.field === 'admin.token' && /not a loopback address/.test(error.message));
+    assert.throws(
+      () => loadServerConfig(open.serverFile),
+      (error: ConfigError) => error.code === 'CONFIG_INVALID' && error.field === 'admin.token' && /not a loopback address/.test(error.message),
+    );
     const withToken = makeConfigDir([], { extra: { admin: { bind: '0.0.0.0:0', token: '${NTP_ADMIN_TOKEN}' } } });
     const config = loadServerConfig(withToken.serverFile, { NTP_ADMIN_TOKEN: TOKEN });
     assert.equal(config.admin?.token?.reveal(), TOKEN);
@@ -222,7 +286,14 @@ describe('admin API under a server policy', { timeout: 20_000 }, () => {
       await server.close();
     });
 
-    const outside = groupYaml({ name: 'wide', secret: randomSecret(), apps: [{ name: 'in', localPort: 1, remotePort: 20001 }, { name: 'out', localPort: 2, remotePort: 30000 }] });
+    const outside = groupYaml({
+      name: 'wide',
+      secret: randomSecret(),
+      apps: [
+        { name: 'in', localPort: 1, remotePort: 20001 },
+        { name: 'out', localPort: 2, remotePort: 30000 },
+      ],
+    });
     const refused = await api.request('POST', '/api/groups', undefined, { raw: outside });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error.code, 'POLICY', refused.body.error.message);

@@ -17,15 +17,23 @@ test('a process killed between write and rename leaves the old group file intact
   const config = makeConfigDir([{ name: 'keep', secret: randomSecret(), apps: [{ name: 'web', localPort: 8080 }] }]);
   const file = config.groupFile('keep');
   const before = readFileSync(file, 'utf8');
-  const child = spawn(process.execPath, [CRASH_WRITE, file, groupYaml({ name: 'keep', secret: randomSecret(), apps: [{ name: 'other', localPort: 9090 }] })], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [CRASH_WRITE, file, groupYaml({ name: 'keep', secret: randomSecret(), apps: [{ name: 'other', localPort: 9090 }] })], {
+    stdio: 'ignore',
+  });
   const [code, signal] = await once(child, 'exit');
   assert.equal(signal, 'SIGKILL', `the writer must die mid-write (exit code ${code})`);
   assert.equal(readFileSync(file, 'utf8'), before);
   // The crash leaves its temp file behind, and the registry loader does not take it for a group.
   assert.equal(readdirSync(config.groupsDir).filter((name) => name.endsWith('.tmp')).length, 1);
   const loaded = loadGroupDirectory(config.groupsDir);
-  assert.deepEqual(loaded.groups.map((g) => g.name), ['keep']);
-  assert.deepEqual(loaded.groups[0]!.apps.map((a) => a.name), ['web']);
+  assert.deepEqual(
+    loaded.groups.map((g) => g.name),
+    ['keep'],
+  );
+  assert.deepEqual(
+    loaded.groups[0]!.apps.map((a) => a.name),
+    ['web'],
+  );
   assert.deepEqual(loaded.errors, []);
 });
 
@@ -52,11 +60,17 @@ test('a failed rename through the API answers 500, keeps the old file and the re
   assert.match(failed.body.error.message, /the registry was not changed: EIO: injected failure before rename/);
   assert.equal(readFileSync(config.groupFile('keep'), 'utf8'), before);
   assert.deepEqual(readdirSync(config.groupsDir), ['keep.yaml'], 'the temp file is cleaned up');
-  assert.deepEqual(server.readyGroup.get('keep')?.apps.map((a) => a.name), ['web']);
+  assert.deepEqual(
+    server.readyGroup.get('keep')?.apps.map((a) => a.name),
+    ['web'],
+  );
 
   failNext = false;
   assert.equal((await api.request('PUT', '/api/groups/keep', change)).status, 200);
-  assert.deepEqual(server.readyGroup.get('keep')?.apps.map((a) => a.name), ['other']);
+  assert.deepEqual(
+    server.readyGroup.get('keep')?.apps.map((a) => a.name),
+    ['other'],
+  );
   // What the API writes is a group file an editor checks against the installed schema.
   assert.equal(readFileSync(config.groupFile('keep'), 'utf8').split('\n')[0], schemaComment('group', config.groupFile('keep')));
 });

@@ -63,7 +63,19 @@ describe('admin API guards (loopback, no token)', { timeout: 60_000 }, () => {
 
   test('traversal names on GET, PUT, DELETE and kick answer 400 and leave every file and the live group intact', async () => {
     const before = snapshot(config.dir);
-    const names = ['..%2Fcommonserver', '..%2Fvictim', '%2e%2e', '%2E%2E%2Fcommonserver', '..%5Cvictim', 'a%2Fb', 'alpha%00', '%00', '.hidden', 'a'.repeat(65), 'b'.repeat(4000)];
+    const names = [
+      '..%2Fcommonserver',
+      '..%2Fvictim',
+      '%2e%2e',
+      '%2E%2E%2Fcommonserver',
+      '..%5Cvictim',
+      'a%2Fb',
+      'alpha%00',
+      '%00',
+      '.hidden',
+      'a'.repeat(65),
+      'b'.repeat(4000),
+    ];
     for (const name of names) {
       const decoded = decodeURIComponent(name);
       const answers = [
@@ -87,7 +99,12 @@ describe('admin API guards (loopback, no token)', { timeout: 60_000 }, () => {
     for (const target of ['/api/groups/../commonserver', '/api/groups/../../victim/kick', '/api/groups/alpha/../../commonserver']) {
       assert.equal((await rawHttp(port, { method: 'DELETE', target })).status, 404, target);
     }
-    const posted = await rawHttp(port, { method: 'POST', target: '/api/groups', headers: { 'content-type': 'application/json' }, body: groupBody('../victim') });
+    const posted = await rawHttp(port, {
+      method: 'POST',
+      target: '/api/groups',
+      headers: { 'content-type': 'application/json' },
+      body: groupBody('../victim'),
+    });
     assert.equal(posted.status, 400);
     assert.equal(JSON.parse(posted.body).error.field, 'name');
 
@@ -110,12 +127,24 @@ describe('admin API guards (loopback, no token)', { timeout: 60_000 }, () => {
   });
 
   test('a Host that is not the admin address is refused (DNS rebinding); the loopback names pass', async () => {
-    for (const host of ['attacker.example', `attacker.example:${port}`, `127.0.0.1.nip.io:${port}`, `127.0.0.1:${port === 1 ? 2 : 1}`, `localhost.attacker.example:${port}`]) {
+    for (const host of [
+      'attacker.example',
+      `attacker.example:${port}`,
+      `127.0.0.1.nip.io:${port}`,
+      `127.0.0.1:${port === 1 ? 2 : 1}`,
+      `localhost.attacker.example:${port}`,
+    ]) {
       const read = await rawHttp(port, { target: '/api/groups', host });
       assert.equal(read.status, 421, host);
       assert.equal(JSON.parse(read.body).error.code, 'HOST_NOT_ALLOWED');
       assert.equal((await rawHttp(port, { target: '/', host })).status, 421, `${host}: the dashboard too`);
-      const write = await rawHttp(port, { method: 'POST', target: '/api/groups', host, headers: { 'content-type': 'application/json' }, body: groupBody('rebound') });
+      const write = await rawHttp(port, {
+        method: 'POST',
+        target: '/api/groups',
+        host,
+        headers: { 'content-type': 'application/json' },
+        body: groupBody('rebound'),
+      });
       assert.equal(write.status, 421, host);
     }
     assert.notEqual((await rawHttp(port, { target: '/api/groups', host: null })).status, 200, 'no Host at all');
@@ -195,7 +224,13 @@ describe('admin token', { timeout: 30_000 }, () => {
       await server.close();
     });
     const port = Number(new URL(api.url).port);
-    for (const [method, target] of [['GET', '/api/groups'], ['GET', '/metrics'], ['GET', '/api/events/recent'], ['DELETE', '/api/groups/alpha'], ['POST', '/api/groups/alpha/kick']] as const) {
+    for (const [method, target] of [
+      ['GET', '/api/groups'],
+      ['GET', '/metrics'],
+      ['GET', '/api/events/recent'],
+      ['DELETE', '/api/groups/alpha'],
+      ['POST', '/api/groups/alpha/kick'],
+    ] as const) {
       const answer = await rawHttp(port, { method, target: `${target}?token=${TOKEN}` });
       assert.equal(answer.status, 401, `${method} ${target}`);
       assert.match(JSON.parse(answer.body).error.message, /\?token= is accepted on \/api\/events only/);
@@ -204,7 +239,12 @@ describe('admin token', { timeout: 30_000 }, () => {
     assert.equal((await api.request('GET', '/api/groups')).status, 200, 'the header works');
 
     const stream = sse(`${api.url}/api/events?token=${TOKEN}`);
-    const opened = await firstValueFrom(stream.pipe(filter((m) => m.event === 'open'), timeout(10_000)));
+    const opened = await firstValueFrom(
+      stream.pipe(
+        filter((m) => m.event === 'open'),
+        timeout(10_000),
+      ),
+    );
     assert.equal(opened.event, 'open');
     await assert.rejects(firstValueFrom(sse(`${api.url}/api/events?token=wrong-${TOKEN}`).pipe(timeout(10_000))), /HTTP 401/);
   });

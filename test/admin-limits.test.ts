@@ -50,16 +50,19 @@ describe('admin limits', { timeout: 120_000 }, () => {
     const port = Number(new URL(api.url).port);
     const reader = new ReplaySubject<SseMessage>();
     const readerConnection = sse(`${api.url}/api/events`).subscribe(reader);
-    const stalled = await Promise.all(
-      Array.from({ length: 8 }, () => stalledConnection(port, `GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)),
-    );
+    const stalled = await Promise.all(Array.from({ length: 8 }, () => stalledConnection(port, `GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)));
     after(async () => {
       readerConnection.unsubscribe();
       for (const { socket } of stalled) socket.destroy();
       await api.admin.close();
       await server.close();
     });
-    await firstValueFrom(reader.pipe(filter((m) => m.event === 'open'), timeout(10_000)));
+    await firstValueFrom(
+      reader.pipe(
+        filter((m) => m.event === 'open'),
+        timeout(10_000),
+      ),
+    );
     await waitUntil(() => api.admin.eventStreams.stats().subscribers === 9, 'nine subscribers', 10_000);
 
     // Large events, a few per turn of the event loop so that the reading subscriber keeps up.
@@ -92,7 +95,12 @@ describe('admin limits', { timeout: 120_000 }, () => {
     }
 
     server.reportRegistrationFailure('after-the-drops.yaml', 'still streaming');
-    const last = await firstValueFrom(reader.pipe(filter((m) => m.event === 'group-registration-failed' && m.data.file === 'after-the-drops.yaml'), timeout(20_000)));
+    const last = await firstValueFrom(
+      reader.pipe(
+        filter((m) => m.event === 'group-registration-failed' && m.data.file === 'after-the-drops.yaml'),
+        timeout(20_000),
+      ),
+    );
     assert.equal(last.data.reason, 'still streaming');
   });
 
@@ -156,17 +164,32 @@ describe('admin limits', { timeout: 120_000 }, () => {
 describe('admin config limits', () => {
   const load = (admin: Record<string, unknown>) => loadServerConfig(makeConfigDir([], { extra: { admin } }).serverFile);
   const refusedAt = (admin: Record<string, unknown>, field: string, message: RegExp): void => {
-    assert.throws(() => load(admin), (error: ConfigError) => error.code === 'CONFIG_INVALID' && error.field === field && message.test(error.message), field);
+    assert.throws(
+      () => load(admin),
+      (error: ConfigError) => error.code === 'CONFIG_INVALID' && error.field === field && message.test(error.message),
+      field,
+    );
   };
 
   test('defaults apply; allowedHosts, maxConnections and the timeouts are validated with the field named', () => {
     const defaults = load({}).admin!;
     assert.deepEqual(
-      { maxConnections: defaults.maxConnections, headersTimeoutMs: defaults.headersTimeoutMs, requestTimeoutMs: defaults.requestTimeoutMs, keepAliveTimeoutMs: defaults.keepAliveTimeoutMs },
+      {
+        maxConnections: defaults.maxConnections,
+        headersTimeoutMs: defaults.headersTimeoutMs,
+        requestTimeoutMs: defaults.requestTimeoutMs,
+        keepAliveTimeoutMs: defaults.keepAliveTimeoutMs,
+      },
       ADMIN_DEFAULT_LIMITS,
     );
     assert.deepEqual(defaults.allowedHosts, []);
-    const set = load({ allowedHosts: ['Admin.Example.com', 'proxy.example.com:8443', '[::1]:9000'], maxConnections: 8, headersTimeout: '2s', requestTimeout: '5s', keepAliveTimeout: '1s' }).admin!;
+    const set = load({
+      allowedHosts: ['Admin.Example.com', 'proxy.example.com:8443', '[::1]:9000'],
+      maxConnections: 8,
+      headersTimeout: '2s',
+      requestTimeout: '5s',
+      keepAliveTimeout: '1s',
+    }).admin!;
     assert.deepEqual(set.allowedHosts, ['admin.example.com', 'proxy.example.com:8443', '[::1]:9000']);
     assert.deepEqual([set.maxConnections, set.headersTimeoutMs, set.requestTimeoutMs, set.keepAliveTimeoutMs], [8, 2000, 5000, 1000]);
 

@@ -12,7 +12,14 @@ import { echoRoundTrip, waitForEvent } from './helpers/net.js';
 test('/metrics parses as Prometheus text and its counters match the traffic sent', { timeout: 30_000 }, async () => {
   const echo = await startEchoApp();
   const config = makeConfigDir([
-    { name: 'metered', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }, { name: 'idle', localPort: echo.port }] },
+    {
+      name: 'metered',
+      secret: randomSecret(),
+      apps: [
+        { name: 'echo', localPort: echo.port },
+        { name: 'idle', localPort: echo.port },
+      ],
+    },
   ]);
   const started = await startServer(config);
   const { server, events } = started;
@@ -88,59 +95,73 @@ function labelValues(samples: PromSample[], label: string): string[] {
   return [...new Set(samples.filter((s) => s.name.startsWith('ntp_') && s.labels[label] !== undefined).map((s) => s.labels[label]!))].sort();
 }
 
-test('series of a removed app (hot reload) and of a removed group (admin API) disappear from /metrics; the other series stay', { timeout: 30_000 }, async () => {
-  const echo = await startEchoApp();
-  const secret = randomSecret();
-  const both = { name: 'shrinking', secret, apps: [{ name: 'kept', localPort: echo.port }, { name: 'dropped', localPort: echo.port }] };
-  const config = makeConfigDir([both, { name: 'bystander', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
-  const started = await startServer(config);
-  const { server, events } = started;
-  const api = await startAdmin(server, config);
-  const reload = new GroupsHotReload(api.admin.registry, config.groupsDir, { watch: false });
-  const { client } = startClient(loadGroupFile(config.groupFile('shrinking')), started);
-  after(async () => {
-    client.stop();
-    reload.close();
-    await api.admin.close();
-    await server.close();
-    await echo.close();
-  });
-  const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
-  assert.equal(activated.type, 'group-activated');
-  let closed = 0;
-  for (const app of activated.apps) assert.equal((await echoRoundTrip(app.remotePort, randomBytes(5000))).length, 5000);
-  await waitForEvent(events, (e) => e.type === 'conn-closed' && ++closed === 2, 'both users closed');
+test(
+  'series of a removed app (hot reload) and of a removed group (admin API) disappear from /metrics; the other series stay',
+  { timeout: 30_000 },
+  async () => {
+    const echo = await startEchoApp();
+    const secret = randomSecret();
+    const both = {
+      name: 'shrinking',
+      secret,
+      apps: [
+        { name: 'kept', localPort: echo.port },
+        { name: 'dropped', localPort: echo.port },
+      ],
+    };
+    const config = makeConfigDir([both, { name: 'bystander', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }]);
+    const started = await startServer(config);
+    const { server, events } = started;
+    const api = await startAdmin(server, config);
+    const reload = new GroupsHotReload(api.admin.registry, config.groupsDir, { watch: false });
+    const { client } = startClient(loadGroupFile(config.groupFile('shrinking')), started);
+    after(async () => {
+      client.stop();
+      reload.close();
+      await api.admin.close();
+      await server.close();
+      await echo.close();
+    });
+    const activated = await waitForEvent(events, (e) => e.type === 'group-activated', 'activation');
+    assert.equal(activated.type, 'group-activated');
+    let closed = 0;
+    for (const app of activated.apps) assert.equal((await echoRoundTrip(app.remotePort, randomBytes(5000))).length, 5000);
+    await waitForEvent(events, (e) => e.type === 'conn-closed' && ++closed === 2, 'both users closed');
 
-  const before = (await scrape(api)).samples;
-  for (const app of ['kept', 'dropped']) {
-    const labels = { group: 'shrinking', app };
-    assert.equal(sampleValue(before, 'ntp_bytes_in_total', labels), 5000, app);
-    assert.equal(sampleValue(before, 'ntp_connections_total', labels), 1, app);
-    assert.equal(sampleValue(before, 'ntp_connections', labels), 0, app);
-  }
-  assert.deepEqual(labelValues(before, 'group'), ['bystander', 'shrinking']);
+    const before = (await scrape(api)).samples;
+    for (const app of ['kept', 'dropped']) {
+      const labels = { group: 'shrinking', app };
+      assert.equal(sampleValue(before, 'ntp_bytes_in_total', labels), 5000, app);
+      assert.equal(sampleValue(before, 'ntp_connections_total', labels), 1, app);
+      assert.equal(sampleValue(before, 'ntp_connections', labels), 0, app);
+    }
+    assert.deepEqual(labelValues(before, 'group'), ['bystander', 'shrinking']);
 
-  // Hot reload: the file loses one app.
-  config.writeGroup({ ...both, apps: [both.apps[0]!] });
-  reload.reload('test');
-  await waitForEvent(events, (e) => e.type === 'group-updated' && e.apps === 1, 'the group updated');
-  const shrunk = (await scrape(api)).samples;
-  assert.deepEqual(labelValues(shrunk, 'app'), ['echo', 'kept'], 'no series of the removed app');
-  assert.equal(sampleValue(shrunk, 'ntp_bytes_in_total', { group: 'shrinking', app: 'kept' }), 5000, 'the kept app keeps its counts');
-  assert.ok(sampleValue(shrunk, 'ntp_work_conns_pooled_total', { group: 'shrinking', how: 'new' })! > 0, 'group series stay');
+    // Hot reload: the file loses one app.
+    config.writeGroup({ ...both, apps: [both.apps[0]!] });
+    reload.reload('test');
+    await waitForEvent(events, (e) => e.type === 'group-updated' && e.apps === 1, 'the group updated');
+    const shrunk = (await scrape(api)).samples;
+    assert.deepEqual(labelValues(shrunk, 'app'), ['echo', 'kept'], 'no series of the removed app');
+    assert.equal(sampleValue(shrunk, 'ntp_bytes_in_total', { group: 'shrinking', app: 'kept' }), 5000, 'the kept app keeps its counts');
+    assert.ok(sampleValue(shrunk, 'ntp_work_conns_pooled_total', { group: 'shrinking', how: 'new' })! > 0, 'group series stay');
 
-  // Admin API: the whole group goes.
-  assert.equal((await api.request('DELETE', '/api/groups/shrinking')).status, 200);
-  await waitForEvent(events, (e) => e.type === 'group-deregistered', 'the group removed');
-  const { samples: gone, types } = await scrape(api);
-  assert.deepEqual(labelValues(gone, 'group'), ['bystander'], 'no series of the removed group');
-  assert.equal(sampleValue(gone, 'ntp_connections', { group: 'bystander', app: 'echo' }), 0);
-  assert.equal(sampleValue(gone, 'ntp_groups', { state: 'registered' }), 1);
+    // Admin API: the whole group goes.
+    assert.equal((await api.request('DELETE', '/api/groups/shrinking')).status, 200);
+    await waitForEvent(events, (e) => e.type === 'group-deregistered', 'the group removed');
+    const { samples: gone, types } = await scrape(api);
+    assert.deepEqual(labelValues(gone, 'group'), ['bystander'], 'no series of the removed group');
+    assert.equal(sampleValue(gone, 'ntp_connections', { group: 'bystander', app: 'echo' }), 0);
+    assert.equal(sampleValue(gone, 'ntp_groups', { state: 'registered' }), 1);
 
-  // Process metrics, under the names Node.js dashboards expect.
-  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
-    assert.ok(types.has(name), `${name} is exported`);
-    assert.ok(gone.some((s) => s.name === name), `${name} has a sample`);
-  }
-  assert.ok(sampleValue(gone, 'process_resident_memory_bytes')! > 1024 * 1024, 'the resident memory is real');
-});
+    // Process metrics, under the names Node.js dashboards expect.
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
+      assert.ok(types.has(name), `${name} is exported`);
+      assert.ok(
+        gone.some((s) => s.name === name),
+        `${name} has a sample`,
+      );
+    }
+    assert.ok(sampleValue(gone, 'process_resident_memory_bytes')! > 1024 * 1024, 'the resident memory is real');
+  },
+);

@@ -61,7 +61,10 @@ function download(socket: Socket) {
  */
 function assertNotAbove(window: Window, limit: number, what: string): void {
   const bound = limit * window.seconds + 0.25 * limit + 2 * 64 * 1024;
-  assert.ok(window.bytes <= bound, `${what}: ${window.bytes} bytes in ${window.seconds.toFixed(3)} s, more than the ${limit} B/s bucket lets through (${Math.round(bound)})`);
+  assert.ok(
+    window.bytes <= bound,
+    `${what}: ${window.bytes} bytes in ${window.seconds.toFixed(3)} s, more than the ${limit} B/s bucket lets through (${Math.round(bound)})`,
+  );
 }
 
 /** A local app that sends for ever, as fast as the tunnel takes it (backpressure honoured). */
@@ -110,7 +113,11 @@ test('a reloaded bandwidth applies to a user already downloading: slower, faster
   events.subscribe(() => seen++);
   const setLimit = async (bandwidth: Record<string, string> | undefined): Promise<void> => {
     // `events` replays from the start: only an update after this edit counts.
-    const updated = waitForEvent(events.pipe(skip(seen)), (e) => e.type === 'group-updated' && (e.changes ?? []).some((change) => change.includes('bandwidth')), 'the reload');
+    const updated = waitForEvent(
+      events.pipe(skip(seen)),
+      (e) => e.type === 'group-updated' && (e.changes ?? []).some((change) => change.includes('bandwidth')),
+      'the reload',
+    );
     writeFileSync(config.groupFile('reload-bw'), groupYaml(group(bandwidth)));
     await updated;
   };
@@ -119,7 +126,10 @@ test('a reloaded bandwidth applies to a user already downloading: slower, faster
   const atOne = await flow.measure(1 * MB);
   const limited = await appView();
   assert.deepEqual([limited.bandwidth.in, limited.bandwidth.out], [null, MB], 'the admin API shows the limit, in bytes per second');
-  assert.ok(limited.bandwidth.throttled!.out > 0 && limited.bandwidth.throttled!.in === 0, `the admin API shows the limit is hit: ${JSON.stringify(limited.bandwidth)}`);
+  assert.ok(
+    limited.bandwidth.throttled!.out > 0 && limited.bandwidth.throttled!.in === 0,
+    `the admin API shows the limit is hit: ${JSON.stringify(limited.bandwidth)}`,
+  );
   await setLimit({ out: '4MB' });
   await flow.settle(256 * 1024);
   const atFour = await flow.measure(4 * MB);
@@ -144,7 +154,9 @@ test('a reloaded bandwidth applies to a user already downloading: slower, faster
 
 test('a throttled user that is reset mid-download leaves the whole limit to the user still there', { timeout: 60_000 }, async (t) => {
   const source = await startEndlessSource();
-  const config = makeConfigDir([{ name: 'shared-bw', secret: randomSecret(), apps: [{ name: 'download', localPort: source.port, extra: { bandwidth: { out: '2MB' } } }] }]);
+  const config = makeConfigDir([
+    { name: 'shared-bw', secret: randomSecret(), apps: [{ name: 'download', localPort: source.port, extra: { bandwidth: { out: '2MB' } } }] },
+  ]);
   const started = await startServer(config);
   const { server, events } = started;
   const { client } = startClient(loadGroupFile(config.groupFile('shared-bw')), started);
@@ -165,11 +177,13 @@ test('a throttled user that is reset mid-download leaves the whole limit to the 
   const shared = await staying.measure(MB);
   const leavingShare = leaving.received - leavingBefore;
   users[0]!.resetAndDestroy();
-  const closed = await waitForEvent(events, (e) => e.type === 'conn-closed' && e.error !== undefined, 'the reset user\'s conn closed');
+  const closed = await waitForEvent(events, (e) => e.type === 'conn-closed' && e.error !== undefined, "the reset user's conn closed");
   assert.equal(closed.type, 'conn-closed');
   await staying.settle(256 * 1024);
   const alone = await staying.measure(2 * MB);
-  t.diagnostic(`MB/s of a 2MB limit: shared ${(shared.rate / MB).toFixed(2)} (the other user meanwhile: ${(leavingShare / MB).toFixed(2)} MB in ${shared.seconds.toFixed(2)} s), alone ${(alone.rate / MB).toFixed(2)}`);
+  t.diagnostic(
+    `MB/s of a 2MB limit: shared ${(shared.rate / MB).toFixed(2)} (the other user meanwhile: ${(leavingShare / MB).toFixed(2)} MB in ${shared.seconds.toFixed(2)} s), alone ${(alone.rate / MB).toFixed(2)}`,
+  );
   // Sharing: the two users' bytes in the same window are about even, and together within the bucket.
   const share = shared.bytes / (shared.bytes + leavingShare);
   assert.ok(share > 0.35 && share < 0.65, `two users of one limit: one got ${(share * 100).toFixed(0)} % of it`);

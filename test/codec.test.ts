@@ -17,7 +17,14 @@ import {
 const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   Hello: { type: 'Hello', version: PROTOCOL_VERSION, group: 'office-a', clientId: 'client-1' },
   Challenge: { type: 'Challenge', nonce: 'bm9uY2Utbm9uY2Utbm9uY2U' },
-  Login: { type: 'Login', proof: 'ab'.repeat(32), apps: [{ name: 'ssh', remotePort: 6022 }, { name: 'web', remotePort: 0 }] },
+  Login: {
+    type: 'Login',
+    proof: 'ab'.repeat(32),
+    apps: [
+      { name: 'ssh', remotePort: 6022 },
+      { name: 'web', remotePort: 0 },
+    ],
+  },
   LoginResp: {
     type: 'LoginResp',
     sessionId: 'session-1',
@@ -33,7 +40,12 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   Pong: { type: 'Pong', seq: 7 },
   ReqWorkConn: { type: 'ReqWorkConn', app: 'ssh', pairingId: 'pairing-1' },
   ReqPooledWorkConns: { type: 'ReqPooledWorkConns', pairingIds: ['pool-1', 'pool-2', 'pool-3'] },
-  StartWorkConn: { type: 'StartWorkConn', app: 'ssh', pairingId: 'pool-1', user: { remoteAddress: '2001:db8::7', remotePort: 51000, localAddress: '::1', localPort: 6022 } },
+  StartWorkConn: {
+    type: 'StartWorkConn',
+    app: 'ssh',
+    pairingId: 'pool-1',
+    user: { remoteAddress: '2001:db8::7', remotePort: 51000, localAddress: '::1', localPort: 6022 },
+  },
   WorkConnEnd: { type: 'WorkConnEnd', pairingId: 'pool-1', bytes: 4_294_967_297 },
   WorkConnIdle: { type: 'WorkConnIdle', pairingId: 'pool-1' },
   AppsChanged: {
@@ -150,7 +162,11 @@ describe('FrameDecoder fed raw bytes', () => {
   });
 
   test('encodeFrame refuses to build a frame over the limit', () => {
-    const message: Message = { type: 'Login', proof: 'ab', apps: Array.from({ length: 3000 }, (_, i) => ({ name: `app-${i}-padding-padding`, remotePort: 1 })) };
+    const message: Message = {
+      type: 'Login',
+      proof: 'ab',
+      apps: Array.from({ length: 3000 }, (_, i) => ({ name: `app-${i}-padding-padding`, remotePort: 1 })),
+    };
     assertProtocolError(() => encodeFrame(message), 'FRAME_TOO_LARGE');
   });
 

@@ -81,11 +81,7 @@ type Verdict = { type: 'bad-peer' | 'login-rejected'; code: string };
 
 /** The first bad-peer or login-rejected event about this connection. */
 async function verdictOn(remote: string): Promise<Verdict> {
-  const event = await waitForEvent(
-    events,
-    (e) => (e.type === 'bad-peer' || e.type === 'login-rejected') && e.remote === remote,
-    `a verdict on ${remote}`,
-  );
+  const event = await waitForEvent(events, (e) => (e.type === 'bad-peer' || e.type === 'login-rejected') && e.remote === remote, `a verdict on ${remote}`);
   assert.ok(event.type === 'bad-peer' || event.type === 'login-rejected');
   return { type: event.type, code: event.code };
 }
@@ -297,7 +293,10 @@ describe('bad peers on the common port', () => {
     // Left half-open, the conn would only be closed by the handshake deadline, which reports it.
     const seen: ServerEvent[] = [];
     events.subscribe((event) => seen.push(event)).unsubscribe();
-    assert.deepEqual(seen.filter((e) => 'remote' in e && e.remote === remote), []);
+    assert.deepEqual(
+      seen.filter((e) => 'remote' in e && e.remote === remote),
+      [],
+    );
     await traffic.nextRound();
   });
 
@@ -313,7 +312,10 @@ describe('bad peers on the common port', () => {
     }
     const seen: ServerEvent[] = [];
     events.subscribe((event) => seen.push(event)).unsubscribe();
-    assert.deepEqual(seen.filter((e) => e.type === 'group-deactivated' || e.type === 'heartbeat-timeout'), []);
+    assert.deepEqual(
+      seen.filter((e) => e.type === 'group-deactivated' || e.type === 'heartbeat-timeout'),
+      [],
+    );
     // Exactly one verdict per bad connection, none about the real clients or the probe.
     const verdicts = seen.filter((e) => e.type === 'bad-peer' || e.type === 'login-rejected');
     assert.equal(verdicts.length, CASES.length, verdicts.map((e) => JSON.stringify(e)).join('\n'));

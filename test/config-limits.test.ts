@@ -41,7 +41,10 @@ describe('files the parser rejects stay with their own file', () => {
     copyFileSync(bomb, join(dir, 'alias-bomb.yaml'));
     writeGroup(dir, 'good', { secret: randomSecret(), apps: [app('a', 0)] });
     const { groups, errors } = loadGroupDirectory(dir);
-    assert.deepEqual(groups.map((g) => g.name), ['good']);
+    assert.deepEqual(
+      groups.map((g) => g.name),
+      ['good'],
+    );
     assert.equal(errors.length, 1);
     assert.equal(errors[0]!.code, 'CONFIG_PARSE');
     assert.equal(errors[0]!.file, join(dir, 'alias-bomb.yaml'));
@@ -50,7 +53,10 @@ describe('files the parser rejects stay with their own file', () => {
 
   test('a few aliases are still fine', () => {
     const spec = parseGroupFile(
-      YamlFile.parse('aliases.yaml', `name: aliases\nsecret: ${randomSecret()}\napps:\n  - &web { name: web, local: "127.0.0.1:1", remotePort: 0, allow: &lan ["10.0.0.0/8"] }\n  - { name: ssh, local: "127.0.0.1:2", remotePort: 0, allow: *lan }\n`),
+      YamlFile.parse(
+        'aliases.yaml',
+        `name: aliases\nsecret: ${randomSecret()}\napps:\n  - &web { name: web, local: "127.0.0.1:1", remotePort: 0, allow: &lan ["10.0.0.0/8"] }\n  - { name: ssh, local: "127.0.0.1:2", remotePort: 0, allow: *lan }\n`,
+      ),
     );
     assert.deepEqual(spec.apps[1]!.allow, ['10.0.0.0/8']);
   });
@@ -71,11 +77,17 @@ describe('files the parser rejects stay with their own file', () => {
     mkdirSync(join(dir, 'folder.yaml'));
     writeGroup(dir, 'good', { secret: randomSecret(), apps: [app('a', 0)] });
     const { groups, errors } = loadGroupDirectory(dir);
-    assert.deepEqual(groups.map((g) => g.name), ['good']);
-    assert.deepEqual(errors.map((e) => [e.code, e.file]), [
-      ['CONFIG_READ', join(dir, 'fifo.yaml')],
-      ['CONFIG_READ', join(dir, 'folder.yaml')],
-    ]);
+    assert.deepEqual(
+      groups.map((g) => g.name),
+      ['good'],
+    );
+    assert.deepEqual(
+      errors.map((e) => [e.code, e.file]),
+      [
+        ['CONFIG_READ', join(dir, 'fifo.yaml')],
+        ['CONFIG_READ', join(dir, 'folder.yaml')],
+      ],
+    );
   });
 });
 
@@ -86,11 +98,17 @@ describe('a public port claimed by two files', () => {
     writeGroup(dir, 'udp-side', { secret: randomSecret(), apps: [app('dns', 7353, { type: 'udp' })] });
     const both = loadGroupDirectory(dir);
     assert.deepEqual(both.errors, []);
-    assert.deepEqual(both.groups.map((g) => g.name), ['tcp-side', 'udp-side']);
+    assert.deepEqual(
+      both.groups.map((g) => g.name),
+      ['tcp-side', 'udp-side'],
+    );
 
     writeGroup(dir, 'another-udp', { secret: randomSecret(), apps: [app('syslog', 7353, { type: 'udp' })] });
     const third = loadGroupDirectory(dir, process.env, new Map(both.groups.map((spec) => [spec.name, spec])));
-    assert.deepEqual(third.groups.map((g) => g.name), ['tcp-side', 'udp-side']);
+    assert.deepEqual(
+      third.groups.map((g) => g.name),
+      ['tcp-side', 'udp-side'],
+    );
     assert.equal(third.errors.length, 1);
     assert.equal(third.errors[0]!.field, 'apps[0].remotePort');
     assert.match(third.errors[0]!.message, /port 7353\/udp is already claimed by udp-side\/dns/);
@@ -108,7 +126,11 @@ describe('a public port claimed by two files', () => {
     writeGroup(dir, 'alpha', { secret: randomSecret(), apps: [app('web', 7301)] });
     writeGroup(dir, 'zeta', { secret: randomSecret(), apps: [app('web', 7301), app('extra', 7303)] });
     const second = loadGroupDirectory(dir, process.env, registered);
-    assert.deepEqual(second.groups.map((g) => g.name), ['zeta'], 'zeta’s edit applies');
+    assert.deepEqual(
+      second.groups.map((g) => g.name),
+      ['zeta'],
+      'zeta’s edit applies',
+    );
     assert.equal(second.groups[0]!.apps.length, 2);
     assert.equal(second.errors.length, 1);
     assert.equal(second.errors[0]!.file, join(dir, 'alpha.yaml'));
@@ -119,7 +141,10 @@ describe('a public port claimed by two files', () => {
     writeGroup(dir, 'zeta', { secret: randomSecret(), apps: [app('extra', 7303)] });
     const third = loadGroupDirectory(dir, process.env, new Map(second.groups.map((spec) => [spec.name, spec])));
     assert.deepEqual(third.errors, []);
-    assert.deepEqual(third.groups.map((g) => g.name), ['alpha', 'zeta']);
+    assert.deepEqual(
+      third.groups.map((g) => g.name),
+      ['alpha', 'zeta'],
+    );
   });
 
   test('a group whose file became invalid keeps its ports reserved for its last good version', () => {
@@ -130,7 +155,10 @@ describe('a public port claimed by two files', () => {
     writeGroup(dir, 'newcomer', { secret: randomSecret(), apps: [app('web', 7311)] });
     const { groups, errors } = loadGroupDirectory(dir, process.env, registered);
     assert.deepEqual(groups, []);
-    assert.deepEqual(errors.map((e) => e.file), [join(dir, 'holder.yaml'), join(dir, 'newcomer.yaml')]);
+    assert.deepEqual(
+      errors.map((e) => e.file),
+      [join(dir, 'holder.yaml'), join(dir, 'newcomer.yaml')],
+    );
     assert.match(errors[1]!.message, /claimed by holder\/web/);
   });
 });

@@ -25,7 +25,9 @@ function next<E extends { type: string }>(events: Observable<E>) {
   events.subscribe(() => seen++).unsubscribe();
   const from = seen;
   return <T extends E['type']>(type: T, match: (e: Extract<E, { type: T }>) => boolean = () => true, timeoutMs = 10_000): Promise<Extract<E, { type: T }>> =>
-    waitForEvent<E>(events.pipe(skip(from)), (e) => e.type === type && match(e as Extract<E, { type: T }>), type, timeoutMs) as Promise<Extract<E, { type: T }>>;
+    waitForEvent<E>(events.pipe(skip(from)), (e) => e.type === type && match(e as Extract<E, { type: T }>), type, timeoutMs) as Promise<
+      Extract<E, { type: T }>
+    >;
 }
 
 interface AppEntry {
@@ -127,12 +129,20 @@ test('a reload applies allow and maxConnections to the next user (file edit and 
 
   // The admin API's PUT applies it the same way (it used to answer 200 and change nothing live).
   wait = next(events);
-  const put = await admin.request('PUT', '/api/groups/guarded', { name: 'guarded', secret, apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, remotePort: 0, allow: ['127.0.0.1/32'] }] });
+  const put = await admin.request('PUT', '/api/groups/guarded', {
+    name: 'guarded',
+    secret,
+    apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, remotePort: 0, allow: ['127.0.0.1/32'] }],
+  });
   assert.equal(put.status, 200, JSON.stringify(put.body));
   await wait('group-updated', (e) => e.group === 'guarded');
   assert.equal((await echoRoundTrip(port, Buffer.from('allowed again'))).toString(), 'allowed again');
   wait = next(events);
-  const put2 = await admin.request('PUT', '/api/groups/guarded', { name: 'guarded', secret, apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, remotePort: 0, allow: ['192.0.2.1'] }] });
+  const put2 = await admin.request('PUT', '/api/groups/guarded', {
+    name: 'guarded',
+    secret,
+    apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, remotePort: 0, allow: ['192.0.2.1'] }],
+  });
   assert.equal(put2.status, 200);
   await wait('group-updated', (e) => e.group === 'guarded');
   wait = next(events);
@@ -238,7 +248,10 @@ test('retrying stops when the app is removed or its group deactivates', { timeou
   // A negative check needs some time: ten of the first retry delays, five of the longest.
   await delay(1000);
   const reopened = log.slice(from).filter((e): e is Of<'app-opened'> => e.type === 'app-opened');
-  assert.deepEqual(reopened.map((e) => e.app), []);
+  assert.deepEqual(
+    reopened.map((e) => e.app),
+    [],
+  );
   assert.equal(await canListenOn(removed.port), true, 'the removed app did not take its port');
   assert.equal(await canListenOn(deactivated.port), true, 'the deactivated group did not take its port');
 });

@@ -101,7 +101,11 @@ describe('invalid config fixtures', () => {
     for (const [name, expected] of Object.entries(table)) {
       test(`invalid/${dir}/${name} → ${expected.field ?? 'syntax'} at line ${expected.line}`, () => {
         const file = join(invalid, dir, name);
-        assertNamesItsPlace(configError(() => load(file)), file, expected);
+        assertNamesItsPlace(
+          configError(() => load(file)),
+          file,
+          expected,
+        );
       });
     }
   }
@@ -158,10 +162,18 @@ describe('valid config fixtures', () => {
       assert.ok(parsed.ok, JSON.stringify(value));
       return parsed.value;
     };
-    assert.deepEqual(
-      ['2048', 4096, '1KB', '1KiB', '10MB', '10 MB/s', '10MiB', '1GB', '1.5GB', '700000B'].map(ok),
-      [2048, 4096, 1024, 1024, 10 * 1024 ** 2, 10 * 1024 ** 2, 10 * 1024 ** 2, 1024 ** 3, 1.5 * 1024 ** 3, 700_000],
-    );
+    assert.deepEqual(['2048', 4096, '1KB', '1KiB', '10MB', '10 MB/s', '10MiB', '1GB', '1.5GB', '700000B'].map(ok), [
+      2048,
+      4096,
+      1024,
+      1024,
+      10 * 1024 ** 2,
+      10 * 1024 ** 2,
+      10 * 1024 ** 2,
+      1024 ** 3,
+      1.5 * 1024 ** 3,
+      700_000,
+    ]);
     for (const bad of ['100Mbps', '100Mb', '1Gbit', '8kb', '10Mbit/s']) {
       const parsed = parseByteRate(bad);
       assert.ok(!parsed.ok && parsed.problem.includes('not bits'), `${bad}: ${JSON.stringify(parsed)}`);
@@ -217,7 +229,7 @@ describe('valid config fixtures', () => {
     assert.equal(loadServerConfig(join(valid, 'minimal-server.yaml')).cluster, undefined, 'no cluster: section, no cluster');
   });
 
-  test('a group file naming a cluster\'s nodes: servers with their own fingerprint or the file\'s', () => {
+  test("a group file naming a cluster's nodes: servers with their own fingerprint or the file's", () => {
     const spec = loadGroupFile(join(valid, 'cluster-groups', 'roaming.yaml'));
     assert.deepEqual(spec.servers, [
       { address: { host: 'a.tunnel.example', port: 7000 } },
@@ -242,7 +254,10 @@ describe('loadGroupDirectory', () => {
 
   test('keeps the good files and reports each bad one with its field and line', () => {
     const { groups, errors } = loadGroupDirectory(dir, ENV);
-    assert.deepEqual(groups.map((g) => g.name), ['alpha', 'beta']);
+    assert.deepEqual(
+      groups.map((g) => g.name),
+      ['alpha', 'beta'],
+    );
     assert.deepEqual(
       errors.map((e) => [e.file, e.field, e.line]),
       [

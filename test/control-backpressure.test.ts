@@ -112,7 +112,10 @@ test('frames arriving together are emitted at most FRAMES_PER_TURN per turn of t
   );
   peer.write(pingBatch(total));
   await all;
-  assert.equal(batches.reduce((sum, n) => sum + n, 0), total);
+  assert.equal(
+    batches.reduce((sum, n) => sum + n, 0),
+    total,
+  );
   assert.ok(Math.max(...batches) <= FRAMES_PER_TURN, `batches per turn: ${batches.join(', ')}`);
   // Frames did arrive more than a turn's worth at a time (else this test proves nothing).
   assert.ok(batches.includes(FRAMES_PER_TURN), `batches per turn: ${batches.join(', ')}`);

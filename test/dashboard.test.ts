@@ -102,7 +102,11 @@ test(
     joins.unsubscribe();
     await page.waitForSelector('.app[data-app="office/echo"][data-live-conns="1"]', WAIT);
     const chart = 'svg[data-chart="office/echo"]';
-    await page.waitForFunction(`Number(document.querySelector('${chart}')?.dataset.peakIn) > 0 && Number(document.querySelector('${chart}')?.dataset.peakOut) > 0`, undefined, WAIT);
+    await page.waitForFunction(
+      `Number(document.querySelector('${chart}')?.dataset.peakIn) > 0 && Number(document.querySelector('${chart}')?.dataset.peakOut) > 0`,
+      undefined,
+      WAIT,
+    );
     // Two lines, one per direction, that leave the baseline; a clock time axis; a rate unit.
     for (const series of ['in', 'out']) {
       const ys = ((await page.locator(`${chart} polyline.${series}`).getAttribute('points')) ?? '').split(' ').map((point) => Number(point.split(',')[1]));
@@ -122,7 +126,11 @@ test(
     assert.match((await page.locator('.app[data-app="office/echo"] .totals').textContent()) ?? '', /in \d+(\.\d+)? (KiB|MiB) · out \d+(\.\d+)? (KiB|MiB)/);
 
     const fold = page.locator('#events li[data-kind="fold"][data-group="office"][data-app="echo"]').first();
-    await page.waitForFunction(`[...document.querySelectorAll('#events li[data-kind="fold"][data-app="echo"]')].reduce((n, li) => n + Number(li.dataset.users), 0) >= 6`, undefined, WAIT);
+    await page.waitForFunction(
+      `[...document.querySelectorAll('#events li[data-kind="fold"][data-app="echo"]')].reduce((n, li) => n + Number(li.dataset.users), 0) >= 6`,
+      undefined,
+      WAIT,
+    );
     assert.match((await fold.textContent()) ?? '', /\d+ user connections/);
     assert.equal(await page.locator('#events li[data-type="conn-closed"], #events li[data-type="work-conn-joined"]').count(), 0, 'no line per connection');
     assert.ok(joined.length >= 6);
@@ -149,7 +157,10 @@ test(
     assert.deepEqual([...new Set(await shown.evaluateAll((items) => items.map((item) => item.getAttribute('data-group'))))], ['branch']);
     await page.selectOption('#filter-group', 'office');
     await page.selectOption('#filter-app', 'echo');
-    assert.deepEqual([...new Set(await shown.evaluateAll((items) => items.map((item) => `${item.getAttribute('data-group')}/${item.getAttribute('data-app')}`)))], ['office/echo']);
+    assert.deepEqual(
+      [...new Set(await shown.evaluateAll((items) => items.map((item) => `${item.getAttribute('data-group')}/${item.getAttribute('data-app')}`)))],
+      ['office/echo'],
+    );
     await page.selectOption('#filter-group', '');
     await page.selectOption('#filter-type', 'group-activated');
     assert.deepEqual((await shown.evaluateAll((items) => items.map((item) => item.getAttribute('data-group')))).sort(), ['branch', 'office']);
@@ -214,7 +225,7 @@ test(
     const secret = await page.inputValue('#group-form [name="secret"]');
     const direct = await api.request('POST', '/api/groups', { name: 'added', secret, apps: [{ name: 'svc', local: 'localhost-without-port', remotePort: 0 }] });
     assert.equal(direct.status, 400);
-    assert.equal(await localError.textContent(), direct.body.error.message, 'the message is the API\'s own');
+    assert.equal(await localError.textContent(), direct.body.error.message, "the message is the API's own");
     await page.fill('#group-form [name="apps[0].local"]', '127.0.0.1:9');
     await page.click('#group-form-submit');
     await page.waitForSelector('.group[data-group="added"][data-state="ready"]', WAIT);
@@ -242,38 +253,46 @@ test(
   },
 );
 
-test(
-  "the dashboard's pool table shows each member's health as its checks report it",
-  { timeout: 60_000, skip: skipWithoutChromium },
-  async () => {
-    const app = await startEchoApp();
-    const config = makeConfigDir([
-      { name: 'office', secret: randomSecret(), apps: [{ name: 'web', localPort: app.port, pool: 'web', remotePort: await unusedPort(), healthCheck: { interval: '200ms', timeout: '200ms', failures: 1, successes: 1 } }] },
-    ]);
-    const started = await startServer(config);
-    const api = await startAdmin(started.server, config, { token: TOKEN });
-    const browser = await launchChromium();
-    const { client } = startClient(loadGroupFile(config.groupFile('office')), started);
-    after(async () => {
-      await browser.close();
-      client.stop();
-      await api.admin.close();
-      await started.server.close();
-      await app.close();
-    });
-    const opened = await waitForEvent(started.events, (e) => e.type === 'pool-opened', 'the pool opening');
-    const page = await browser.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    await page.goto(`${api.url}/#token=${TOKEN}`);
-    await page.waitForSelector('tr[data-member="web/office"][data-health="healthy"]', { timeout: 15_000 });
-    assert.match((await page.textContent('[data-pool="web"] h3')) ?? '', new RegExp(`web :${(opened as { port: number }).port}`));
+test("the dashboard's pool table shows each member's health as its checks report it", { timeout: 60_000, skip: skipWithoutChromium }, async () => {
+  const app = await startEchoApp();
+  const config = makeConfigDir([
+    {
+      name: 'office',
+      secret: randomSecret(),
+      apps: [
+        {
+          name: 'web',
+          localPort: app.port,
+          pool: 'web',
+          remotePort: await unusedPort(),
+          healthCheck: { interval: '200ms', timeout: '200ms', failures: 1, successes: 1 },
+        },
+      ],
+    },
+  ]);
+  const started = await startServer(config);
+  const api = await startAdmin(started.server, config, { token: TOKEN });
+  const browser = await launchChromium();
+  const { client } = startClient(loadGroupFile(config.groupFile('office')), started);
+  after(async () => {
+    await browser.close();
+    client.stop();
+    await api.admin.close();
+    await started.server.close();
     await app.close();
-    await page.waitForSelector('tr[data-member="web/office"][data-health="unhealthy"]', { timeout: 15_000 });
-    assert.match((await page.textContent('tr[data-member="web/office"]')) ?? '', /ECONNREFUSED/);
-    assert.deepEqual(pageErrors, []);
-  },
-);
+  });
+  const opened = await waitForEvent(started.events, (e) => e.type === 'pool-opened', 'the pool opening');
+  const page = await browser.newPage();
+  const pageErrors: string[] = [];
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  await page.goto(`${api.url}/#token=${TOKEN}`);
+  await page.waitForSelector('tr[data-member="web/office"][data-health="healthy"]', { timeout: 15_000 });
+  assert.match((await page.textContent('[data-pool="web"] h3')) ?? '', new RegExp(`web :${(opened as { port: number }).port}`));
+  await app.close();
+  await page.waitForSelector('tr[data-member="web/office"][data-health="unhealthy"]', { timeout: 15_000 });
+  assert.match((await page.textContent('tr[data-member="web/office"]')) ?? '', /ECONNREFUSED/);
+  assert.deepEqual(pageErrors, []);
+});
 
 /** Every server event type; a new one fails to compile here until it is listed. */
 const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
@@ -311,11 +330,16 @@ const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   'pool-member-health': true,
   'pool-user-routed': true,
   'pool-user-refused': true,
+  'vhost-listening': true,
+  'vhost-refused': true,
 };
 
 test('the dashboard listens to every server event type (an EventSource delivers only the named events it listens to)', () => {
   const source = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'admin', 'dashboard', 'dashboard.js'), 'utf8');
-  const list = /const EVENT_TYPES = \[([^\]]*)\]/.exec(source)?.[1] ?? '';
-  const listed = [...list.matchAll(/'([a-z-]+)'/g)].map((match) => match[1]!);
+  const listText = (name: string): string => new RegExp(`const ${name} = \\[([^\\]]*)\\]`).exec(source)?.[1] ?? '';
+  const names = (text: string): string[] => [...text.matchAll(/'([a-z-]+)'/g)].map((match) => match[1]!);
+  const list = listText('EVENT_TYPES');
+  // The pool events are one list of their own, spread into EVENT_TYPES.
+  const listed = [...names(list), ...(list.includes('...POOL_EVENT_TYPES') ? names(listText('POOL_EVENT_TYPES')) : [])];
   assert.deepEqual([...listed].sort(), Object.keys(SERVER_EVENT_TYPES).sort());
 });

@@ -19,17 +19,16 @@ function decodeAll(chunks: Buffer[]): { datagrams: Buffer[]; maxHeld: number } {
 
 test('datagrams survive any split of the stream: never merged, never split, order kept', () => {
   fc.assert(
-    fc.property(
-      fc.array(fc.uint8Array({ minLength: 0, maxLength: 3000 }), { maxLength: 20 }),
-      fc.array(fc.nat(), { maxLength: 30 }),
-      (payloads, cuts) => {
-        const stream = Buffer.concat(payloads.map((payload) => encodeDatagram(payload)));
-        const { datagrams, maxHeld } = decodeAll(chunked(stream, cuts));
-        assert.deepEqual(datagrams.map((d) => d.toString('hex')), payloads.map((p) => Buffer.from(p).toString('hex')));
-        // At most one frame is ever held, header included.
-        assert.ok(maxHeld <= DATAGRAM_HEADER_BYTES + Math.max(0, ...payloads.map((p) => p.length)));
-      },
-    ),
+    fc.property(fc.array(fc.uint8Array({ minLength: 0, maxLength: 3000 }), { maxLength: 20 }), fc.array(fc.nat(), { maxLength: 30 }), (payloads, cuts) => {
+      const stream = Buffer.concat(payloads.map((payload) => encodeDatagram(payload)));
+      const { datagrams, maxHeld } = decodeAll(chunked(stream, cuts));
+      assert.deepEqual(
+        datagrams.map((d) => d.toString('hex')),
+        payloads.map((p) => Buffer.from(p).toString('hex')),
+      );
+      // At most one frame is ever held, header included.
+      assert.ok(maxHeld <= DATAGRAM_HEADER_BYTES + Math.max(0, ...payloads.map((p) => p.length)));
+    }),
     { numRuns: 1000 },
   );
 });
@@ -45,13 +44,31 @@ test('the largest UDP payload frames and decodes byte by byte; a larger one cann
 
 test('an empty datagram is a frame of its own (UDP allows it)', () => {
   const stream = Buffer.concat([encodeDatagram(Buffer.alloc(0)), encodeDatagram(Buffer.from('x')), encodeDatagram(Buffer.alloc(0))]);
-  assert.deepEqual(decodeAll([stream]).datagrams.map((d) => d.toString()), ['', 'x', '']);
+  assert.deepEqual(
+    decodeAll([stream]).datagrams.map((d) => d.toString()),
+    ['', 'x', ''],
+  );
 });
 
 test('protocol: udp is the only protocol mark a message may carry', () => {
-  assert.deepEqual(validateMessage({ type: 'StartWorkConn', app: 'dns', pairingId: 'p', protocol: 'udp' }), { type: 'StartWorkConn', app: 'dns', pairingId: 'p', protocol: 'udp' });
+  assert.deepEqual(validateMessage({ type: 'StartWorkConn', app: 'dns', pairingId: 'p', protocol: 'udp' }), {
+    type: 'StartWorkConn',
+    app: 'dns',
+    pairingId: 'p',
+    protocol: 'udp',
+  });
   assert.deepEqual(validateMessage({ type: 'ReqWorkConn', app: 'dns', pairingId: 'p' }), { type: 'ReqWorkConn', app: 'dns', pairingId: 'p' });
   // Not silently taken for TCP: an unknown protocol is a bad message.
   assert.throws(() => validateMessage({ type: 'ReqWorkConn', app: 'dns', pairingId: 'p', protocol: 'sctp' }), { code: 'BAD_MESSAGE' });
-  assert.throws(() => validateMessage({ type: 'LoginResp', sessionId: 's', heartbeatIntervalMs: 1, heartbeatTimeoutMs: 2, apps: [{ name: 'a', remotePort: 1, state: 'listening', protocol: 'tcp' }] }), { code: 'BAD_MESSAGE' });
+  assert.throws(
+    () =>
+      validateMessage({
+        type: 'LoginResp',
+        sessionId: 's',
+        heartbeatIntervalMs: 1,
+        heartbeatTimeoutMs: 2,
+        apps: [{ name: 'a', remotePort: 1, state: 'listening', protocol: 'tcp' }],
+      }),
+    { code: 'BAD_MESSAGE' },
+  );
 });

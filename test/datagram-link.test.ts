@@ -44,7 +44,7 @@ test('a far end that stops reading: datagrams are dropped once the backlog is fu
   assert.deepEqual(closed, []);
 });
 
-test('the far end\'s FIN is reported as end, a reset as error, once each', { timeout: 10_000 }, async () => {
+test("the far end's FIN is reported as end, a reset as error, once each", { timeout: 10_000 }, async () => {
   const [a, b] = await socketPair();
   const ends: string[] = [];
   new DatagramLink(a, { onDatagram: () => {}, onClosed: (how) => ends.push(how) });

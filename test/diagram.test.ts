@@ -101,9 +101,15 @@ test('the diagram keeps the original actors and phases', () => {
   const declared = body.map((line) => /^\s*participant\s+(\w+)/.exec(line)?.[1]).filter((name) => name !== undefined);
   assert.deepEqual(declared, PARTICIPANTS);
   for (const phase of PHASES) {
-    assert.ok(body.some((line) => /^\s*Note over .*:\s*(.*)$/.exec(line)?.[1] === phase), `phase note "${phase}" missing`);
+    assert.ok(
+      body.some((line) => /^\s*Note over .*:\s*(.*)$/.exec(line)?.[1] === phase),
+      `phase note "${phase}" missing`,
+    );
   }
-  assert.ok(body.some((line) => /^\s*loop\b/.test(line)), 'the heartbeat loop is missing');
+  assert.ok(
+    body.some((line) => /^\s*loop\b/.test(line)),
+    'the heartbeat loop is missing',
+  );
 });
 
 test('the diagram names messages in the direction the protocol sends them', () => {
@@ -125,15 +131,27 @@ test('a message renamed in the diagram fails the check twice', () => {
   const renamed = diagram.replace('Client ->> CommonServer: Ping {seq}', 'Client ->> CommonServer: Heartbeat {seq}');
   assert.notEqual(renamed, diagram);
   const { problems } = checkDiagram(renamed, MESSAGE_TYPES);
-  assert.ok(problems.some((p) => p.includes('"Heartbeat" is not a message type')), problems.join('\n'));
-  assert.ok(problems.some((p) => p.includes('message type Ping of the codec appears on no arrow')), problems.join('\n'));
+  assert.ok(
+    problems.some((p) => p.includes('"Heartbeat" is not a message type')),
+    problems.join('\n'),
+  );
+  assert.ok(
+    problems.some((p) => p.includes('message type Ping of the codec appears on no arrow')),
+    problems.join('\n'),
+  );
 });
 
 test('a message renamed in the codec fails the check twice', () => {
   const types = MESSAGE_TYPES.map((type) => (type === 'WorkConnFailed' ? 'WorkConnError' : type));
   const { problems } = checkDiagram(diagram, types);
-  assert.ok(problems.some((p) => p.includes('"WorkConnFailed" is not a message type')), problems.join('\n'));
-  assert.ok(problems.some((p) => p.includes('message type WorkConnError of the codec appears on no arrow')), problems.join('\n'));
+  assert.ok(
+    problems.some((p) => p.includes('"WorkConnFailed" is not a message type')),
+    problems.join('\n'),
+  );
+  assert.ok(
+    problems.some((p) => p.includes('message type WorkConnError of the codec appears on no arrow')),
+    problems.join('\n'),
+  );
 });
 
 test('a message lowercased or hidden in an unreadable arrow is caught', () => {
@@ -152,7 +170,10 @@ test('the cluster diagram names only wire messages of the codec on its capitalis
   const { messages, problems } = checkDiagram(cluster, MESSAGE_TYPES);
   // It draws the login and the goodbye, not every message: only "appears on no arrow" may be missing.
   // Its participants are nodes and etcd, not the reference diagram's six.
-  assert.deepEqual(problems.filter((problem) => !problem.includes('appears on no arrow') && !problem.includes('is not one of the participants')), []);
+  assert.deepEqual(
+    problems.filter((problem) => !problem.includes('appears on no arrow') && !problem.includes('is not one of the participants')),
+    [],
+  );
   for (const type of ['Hello', 'Challenge', 'Login', 'LoginResp', 'Goodbye']) assert.ok(messages.has(type), `${type} is drawn`);
 });
 
@@ -176,7 +197,10 @@ test('the glossary points at files and names that exist in the code', () => {
         continue;
       }
       // `Name`, `Name.member`, `name()`, or a union member like `bad-peer`.
-      for (const word of ref!.replace(/[(){}:,<>]/g, ' ').split(/[\s.]+/).filter((w) => /^[A-Za-z][\w-]*$/.test(w))) {
+      for (const word of ref!
+        .replace(/[(){}:,<>]/g, ' ')
+        .split(/[\s.]+/)
+        .filter((w) => /^[A-Za-z][\w-]*$/.test(w))) {
         assert.ok(new RegExp(`\\b${word}\\b`).test(source), `glossary: "${word}" (from \`${ref}\`) is not in src/`);
       }
     }

@@ -91,7 +91,9 @@ test(
 
     const p50 = percentile(latenciesMs, 50);
     const p99 = percentile(latenciesMs, 99);
-    t.diagnostic(`flood: ${floods} logins, ${cutOff} cut off; server RSS max ${rss.maxMb.toFixed(0)} MB; other group's echo: ${latenciesMs.length} round trips, p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
+    t.diagnostic(
+      `flood: ${floods} logins, ${cutOff} cut off; server RSS max ${rss.maxMb.toFixed(0)} MB; other group's echo: ${latenciesMs.length} round trips, p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`,
+    );
     assert.ok(cutOff >= 1, `the flooder was cut off (${cutOff} of ${floods} logins)`);
     await server.waitForLine(/closed \S+: SLOW_PEER: the client read none of the \d+ bytes queued for it/);
     await server.waitForLine(/group flood deactivated \(SLOW_PEER\)/);

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder, MAX_FRAME_BYTES, MESSAGE_TYPES, ProtocolError, validateMessage, type Message } from '../src/protocol/index.js';
+import {
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  MAX_FRAME_BYTES,
+  MESSAGE_TYPES,
+  ProtocolError,
+  validateMessage,
+  type Message,
+} from '../src/protocol/index.js';
 import { chunked } from './helpers/chunks.js';
 
 const RUNS = 2000;
@@ -40,7 +49,12 @@ const validMessage: fc.Arbitrary<Message> = fc.oneof(
       type: fc.constantFrom('ReqWorkConn' as const, 'StartWorkConn' as const),
       app: text(32),
       pairingId: text(32),
-      user: fc.record({ remoteAddress: text(64), remotePort: fc.integer({ min: 0, max: 65535 }), localAddress: text(64), localPort: fc.integer({ min: 0, max: 65535 }) }),
+      user: fc.record({
+        remoteAddress: text(64),
+        remotePort: fc.integer({ min: 0, max: 65535 }),
+        localAddress: text(64),
+        localPort: fc.integer({ min: 0, max: 65535 }),
+      }),
     },
     { requiredKeys: ['type', 'app', 'pairingId'] },
   ),
@@ -60,7 +74,10 @@ test('fuzz: valid frames split at arbitrary points decode to exactly what was se
       const wire = Buffer.concat(messages.map((message) => encodeFrame(message)));
       const { messages: decoded, error } = decodeAll(chunked(wire, cuts));
       assert.equal(error, undefined);
-      assert.deepEqual(decoded, messages.map((message) => validateMessage(JSON.parse(JSON.stringify(message)))));
+      assert.deepEqual(
+        decoded,
+        messages.map((message) => validateMessage(JSON.parse(JSON.stringify(message)))),
+      );
     }),
     { numRuns: RUNS },
   );
@@ -103,9 +120,9 @@ test('fuzz: arbitrary bytes never crash the decoder and never make it buffer pas
 test('fuzz: validateMessage turns any JSON value into a Message or a BAD_MESSAGE, nothing else', { timeout: 60_000 }, () => {
   let accepted = 0;
   let rejected = 0;
-  const nearlyValid = fc.tuple(validMessage, fc.constantFrom(...MESSAGE_TYPES, 'Nope', ''), fc.dictionary(text(12), fc.jsonValue(), { maxKeys: 4 })).map(
-    ([message, type, extra]) => ({ ...message, ...extra, type }) as unknown,
-  );
+  const nearlyValid = fc
+    .tuple(validMessage, fc.constantFrom(...MESSAGE_TYPES, 'Nope', ''), fc.dictionary(text(12), fc.jsonValue(), { maxKeys: 4 }))
+    .map(([message, type, extra]) => ({ ...message, ...extra, type }) as unknown);
   fc.assert(
     fc.property(fc.oneof(fc.jsonValue(), nearlyValid, fc.anything()), (value) => {
       let message: Message;

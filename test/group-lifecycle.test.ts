@@ -53,11 +53,28 @@ test('registry and client file disagree: warnings on both sides; an app the clie
   const echo = await startEchoApp();
   const secret = randomSecret();
   const config = makeConfigDir([
-    { name: 'drift', secret, apps: [{ name: 'shared', localPort: echo.port, extra: { proxyProtocol: 'v1' } }, { name: 'server-only', localPort: echo.port }] },
+    {
+      name: 'drift',
+      secret,
+      apps: [
+        { name: 'shared', localPort: echo.port, extra: { proxyProtocol: 'v1' } },
+        { name: 'server-only', localPort: echo.port },
+      ],
+    },
   ]);
   // The host's own copy of the file: one app the server does not know, one it lacks.
   const clientSpec = parseGroupFile(
-    YamlFile.parse('drift.yaml', groupYaml({ name: 'drift', secret, apps: [{ name: 'shared', localPort: echo.port }, { name: 'client-only', localPort: echo.port }] })),
+    YamlFile.parse(
+      'drift.yaml',
+      groupYaml({
+        name: 'drift',
+        secret,
+        apps: [
+          { name: 'shared', localPort: echo.port },
+          { name: 'client-only', localPort: echo.port },
+        ],
+      }),
+    ),
   );
   const started = await startServer(config);
   const { server, events } = started;

@@ -91,7 +91,11 @@ function badPeers(count: number): BadPeer[] {
     () => ({ kind: 'bad JSON', bytes: rawFrame('{"type":"Hello",'), end: false }),
     () => ({ kind: 'unknown type', bytes: rawFrame('{"type":"Gimme"}'), end: false }),
     () => ({ kind: 'Ping first', bytes: frame({ type: 'Ping', seq: 1 }), end: false }),
-    () => ({ kind: 'LoginResp first', bytes: frame({ type: 'LoginResp', sessionId: 'x', heartbeatIntervalMs: 1, heartbeatTimeoutMs: 2, apps: [] }), end: false }),
+    () => ({
+      kind: 'LoginResp first',
+      bytes: frame({ type: 'LoginResp', sessionId: 'x', heartbeatIntervalMs: 1, heartbeatTimeoutMs: 2, apps: [] }),
+      end: false,
+    }),
     () => ({ kind: 'Hello then Ping', bytes: Buffer.concat([hello, frame({ type: 'Ping', seq: 1 })]), end: false }),
     () => ({ kind: 'forged join', bytes: frame({ type: 'NewWorkConn', sessionId: 'guess', pairingId: 'guess', proof: '00' }), end: false }),
     () => ({ kind: 'half-open, silent', bytes: Buffer.alloc(0), end: false }),
@@ -193,7 +197,7 @@ async function liveFuzz({ tls, total: TOTAL, flood: FLOOD }: { tls: boolean; tot
   );
 }
 
-test("the per-source handshake cap spares the address of a logged-in client (its work-conn bursts)", { timeout: 30_000 }, async () => {
+test('the per-source handshake cap spares the address of a logged-in client (its work-conn bursts)', { timeout: 30_000 }, async () => {
   const echo = await startEchoApp();
   const secret = randomSecret();
   const config = makeConfigDir([{ name: 'burst', secret, apps: [{ name: 'echo', localPort: echo.port }] }], {
@@ -222,13 +226,18 @@ test("the per-source handshake cap spares the address of a logged-in client (its
       timeout(10_000),
     ),
   );
-  assert.ok(capped.every((e) => e.type === 'bad-peer' && e.remote.startsWith('127.0.0.8:')), JSON.stringify(capped));
+  assert.ok(
+    capped.every((e) => e.type === 'bad-peer' && e.remote.startsWith('127.0.0.8:')),
+    JSON.stringify(capped),
+  );
   // All ten from the client's address are in (and nobody else was refused).
   await waitUntil(() => server.pendingHandshakes === 15, 'ten client-address conns and five stranger conns pending');
   let refusedTotal = 0;
-  events.subscribe((e) => {
-    if (e.type === 'bad-peer' && e.code === 'TOO_MANY_HANDSHAKES') refusedTotal++;
-  }).unsubscribe();
+  events
+    .subscribe((e) => {
+      if (e.type === 'bad-peer' && e.code === 'TOO_MANY_HANDSHAKES') refusedTotal++;
+    })
+    .unsubscribe();
   assert.equal(refusedTotal, 5);
   for (const socket of [...fromClient, ...fromStranger]) socket.destroy();
   session.channel.destroy();

@@ -54,7 +54,8 @@ describe('joinConns on real sockets', () => {
 
       const { bytesIn, bytesOut, error } = await relay.result;
       assert.equal(error, undefined);
-      const [fromA, fromB] = first === 'A' ? [`${first} says hello and ends`, `a late answer from ${second}`] : [`a late answer from ${second}`, `${first} says hello and ends`];
+      const [fromA, fromB] =
+        first === 'A' ? [`${first} says hello and ends`, `a late answer from ${second}`] : [`a late answer from ${second}`, `${first} says hello and ends`];
       assert.deepEqual([bytesIn, bytesOut], [fromA.length, fromB.length], 'bytesIn counts what A sent, bytesOut what A received');
       await Promise.all([closed(relay.outer), closed(relay.inner)]);
     });
@@ -191,11 +192,7 @@ describe('joinConns backpressure', () => {
       assert.ok(maxBuffered < RELAY_BUFFER_LIMIT, `the relay buffered up to ${maxBuffered} bytes`);
       assert.ok(maxWriterBuffered < RELAY_BUFFER_LIMIT, `the writer buffered up to ${maxWriterBuffered} bytes`);
       assert.equal(result.error, undefined);
-      assert.deepEqual(
-        [result.bytesIn, result.bytesOut],
-        direction === 'A → B' ? [TOTAL, 0] : [0, TOTAL],
-        'byte counts match what was sent',
-      );
+      assert.deepEqual([result.bytesIn, result.bytesOut], direction === 'A → B' ? [TOTAL, 0] : [0, TOTAL], 'byte counts match what was sent');
     });
   }
 });
@@ -204,7 +201,15 @@ describe('joinConns backpressure', () => {
  * joinReusable: A ⇄ outer ══ inner ⇄ B, where inner is a pooled work conn. B stands for the far
  * relay: its end arrives as a byte count (peerEnded) and never as a FIN on inner.
  */
-async function makeReusable(): Promise<{ a: Socket; outer: Socket; inner: Socket; b: Socket; relay: ReusableRelay; outerEnd: Promise<number>; tracker: WorkConnTracker }> {
+async function makeReusable(): Promise<{
+  a: Socket;
+  outer: Socket;
+  inner: Socket;
+  b: Socket;
+  relay: ReusableRelay;
+  outerEnd: Promise<number>;
+  tracker: WorkConnTracker;
+}> {
   const [a, outer] = await socketPair();
   const [inner, b] = await socketPair();
   opened.push(a, outer, inner, b);

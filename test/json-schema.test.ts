@@ -21,11 +21,18 @@ function readSchema(file: string): Record<string, unknown> {
 /** A real JSON Schema validator over the files the build wrote, as an editor would use them. */
 function validatorFor(kind: ConfigKind): (text: string) => string[] {
   const validate = new Ajv2020({ allErrors: true, strict: true }).compile(readSchema(SCHEMA_FILES[kind]));
-  return (text) => (validate(parse(text)) ? [] : (validate.errors ?? []).map((error) => `${error.instancePath} ${error.message ?? ''} ${JSON.stringify(error.params)}`));
+  return (text) =>
+    validate(parse(text)) ? [] : (validate.errors ?? []).map((error) => `${error.instancePath} ${error.message ?? ''} ${JSON.stringify(error.params)}`);
 }
 
-const yamlIn = (dir: string): string[] => readdirSync(dir).filter((name) => /\.ya?ml$/.test(name)).map((name) => join(dir, name));
-const SHIPPED: [ConfigKind, string][] = [['commonserver', join(root, 'config', 'commonserver.yaml')], ...yamlIn(join(root, 'config', 'groups')).map((file): [ConfigKind, string] => ['group', file])];
+const yamlIn = (dir: string): string[] =>
+  readdirSync(dir)
+    .filter((name) => /\.ya?ml$/.test(name))
+    .map((name) => join(dir, name));
+const SHIPPED: [ConfigKind, string][] = [
+  ['commonserver', join(root, 'config', 'commonserver.yaml')],
+  ...yamlIn(join(root, 'config', 'groups')).map((file): [ConfigKind, string] => ['group', file]),
+];
 
 describe('JSON Schema files', () => {
   test('the build wrote schema/ from the current zod schemas', () => {
@@ -46,7 +53,8 @@ describe('JSON Schema files', () => {
   test('valid fixtures pass; fixtures the schema can judge alone fail it, as they fail the loader', () => {
     const server = validatorFor('commonserver');
     const group = validatorFor('group');
-    for (const file of [join(fixtures, 'valid', 'commonserver.yaml'), join(fixtures, 'valid', 'minimal-server.yaml')]) assert.deepEqual(server(readFileSync(file, 'utf8')), [], file);
+    for (const file of [join(fixtures, 'valid', 'commonserver.yaml'), join(fixtures, 'valid', 'minimal-server.yaml')])
+      assert.deepEqual(server(readFileSync(file, 'utf8')), [], file);
     for (const file of yamlIn(join(fixtures, 'valid', 'groups'))) assert.deepEqual(group(readFileSync(file, 'utf8')), [], file);
     // Type, pattern, range and unknown keys: the rest (file names, environment, cross-field rules) only the loader knows.
     for (const name of ['unknown-key.yaml', 'bad-duration.yaml', 'bad-bind.yaml', 'bad-pairing-timeout.yaml']) {
@@ -68,13 +76,18 @@ describe('JSON Schema files', () => {
     for (const message of samples) assert.ok(validate(JSON.parse(encodeFrame(message).subarray(4).toString())), JSON.stringify(validate.errors));
     assert.equal(validate({ type: 'Nope' }), false);
     assert.equal(validate({ type: 'WorkConnEnd', pairingId: 'p-1', bytes: -1 }), false);
-    const listed = ((readSchema('messages.schema.json').oneOf ?? readSchema('messages.schema.json').anyOf) as { properties: { type: { const: string } } }[]).map((one) => one.properties.type.const);
+    const listed = (
+      (readSchema('messages.schema.json').oneOf ?? readSchema('messages.schema.json').anyOf) as { properties: { type: { const: string } } }[]
+    ).map((one) => one.properties.type.const);
     assert.deepEqual(listed, [...MESSAGE_TYPES]);
   });
 
   test('schemaComment points a written file at the installed schema, wherever the file is', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ntp-schema-'));
-    for (const [kind, file] of [['group', join(dir, 'groups', 'x.yaml')], ['commonserver', join(dir, 'commonserver.yaml')]] as const) {
+    for (const [kind, file] of [
+      ['group', join(dir, 'groups', 'x.yaml')],
+      ['commonserver', join(dir, 'commonserver.yaml')],
+    ] as const) {
       const named = SCHEMA_LINE.exec(`${schemaComment(kind, file)}\n`)?.[1];
       assert.ok(named);
       const target = resolve(dirname(file), named);

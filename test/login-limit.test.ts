@@ -32,7 +32,12 @@ test('failed logins from one address are slowed, then refused for a while, then 
 
   for (let attempt = 1; attempt <= 4; attempt++) {
     const attemptStarted = Date.now();
-    const { resp, channel } = await rawLogin(started, { group: 'target', clientId: 'guesser', secret: `wrong-guess-${attempt}-xxxxxxxx`, localAddress: attacker });
+    const { resp, channel } = await rawLogin(started, {
+      group: 'target',
+      clientId: 'guesser',
+      secret: `wrong-guess-${attempt}-xxxxxxxx`,
+      localAddress: attacker,
+    });
     channel.destroy();
     assert.equal(resp.error?.code, 'BAD_SECRET', `attempt ${attempt}`);
     // From the third attempt on, the server waits before it even sends the Challenge.
@@ -71,38 +76,45 @@ test('failed logins from one address are slowed, then refused for a while, then 
   accepted.channel.destroy();
 });
 
-test('60 wrong logins at once from one address: each is counted before its proof is checked, so at most blockAfter proofs are', { timeout: 30_000 }, async () => {
-  const secret = randomSecret();
-  const config = makeConfigDir([{ name: 'target', secret, apps: [{ name: 'echo', localPort: 1 }] }], {
-    handshakeTimeout: '10s',
-    tls: true,
-    extra: { loginLimit: { window: '1m', slowAfter: 3, slowBy: '100ms', blockAfter: 10, blockFor: '5m' }, limits: { maxHandshakesPerSource: 200 } },
-  });
-  const started = await startServer(config);
-  const { server } = started;
-  after(() => server.close());
-  const attacker = '127.0.0.3';
+test(
+  '60 wrong logins at once from one address: each is counted before its proof is checked, so at most blockAfter proofs are',
+  { timeout: 30_000 },
+  async () => {
+    const secret = randomSecret();
+    const config = makeConfigDir([{ name: 'target', secret, apps: [{ name: 'echo', localPort: 1 }] }], {
+      handshakeTimeout: '10s',
+      tls: true,
+      extra: { loginLimit: { window: '1m', slowAfter: 3, slowBy: '100ms', blockAfter: 10, blockFor: '5m' }, limits: { maxHandshakesPerSource: 200 } },
+    });
+    const started = await startServer(config);
+    const { server } = started;
+    after(() => server.close());
+    const attacker = '127.0.0.3';
 
-  // Every Hello is sent before any Login: all 60 are in flight together.
-  const hellos = await Promise.all(
-    Array.from({ length: 60 }, (_, i) => rawHello(started, { group: 'target', clientId: `guesser-${i}`, localAddress: attacker })),
-  );
-  const answers = await Promise.all(hellos.map((hello, i) => hello.login({ secret: `wrong-guess-${i}-xxxxxxxxxxxx` })));
-  for (const { channel } of answers) channel.destroy();
-  const codes = answers.map(({ resp }) => resp.error?.code);
-  assert.ok(server.loginProofsChecked <= 10, `${server.loginProofsChecked} proofs checked against blockAfter 10`);
-  assert.equal(codes.filter((code) => code === 'BAD_SECRET').length, server.loginProofsChecked);
-  assert.equal(codes.filter((code) => code === 'RATE_LIMITED').length, 60 - server.loginProofsChecked);
-  assert.ok(codes.every((code) => code === 'BAD_SECRET' || code === 'RATE_LIMITED'), codes.join(' '));
+    // Every Hello is sent before any Login: all 60 are in flight together.
+    const hellos = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => rawHello(started, { group: 'target', clientId: `guesser-${i}`, localAddress: attacker })),
+    );
+    const answers = await Promise.all(hellos.map((hello, i) => hello.login({ secret: `wrong-guess-${i}-xxxxxxxxxxxx` })));
+    for (const { channel } of answers) channel.destroy();
+    const codes = answers.map(({ resp }) => resp.error?.code);
+    assert.ok(server.loginProofsChecked <= 10, `${server.loginProofsChecked} proofs checked against blockAfter 10`);
+    assert.equal(codes.filter((code) => code === 'BAD_SECRET').length, server.loginProofsChecked);
+    assert.equal(codes.filter((code) => code === 'RATE_LIMITED').length, 60 - server.loginProofsChecked);
+    assert.ok(
+      codes.every((code) => code === 'BAD_SECRET' || code === 'RATE_LIMITED'),
+      codes.join(' '),
+    );
 
-  // The right secret from that address is refused too while the block lasts, without a check.
-  const checked = server.loginProofsChecked;
-  const owner = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
-  owner.channel.destroy();
-  assert.equal(owner.resp.error?.code, 'RATE_LIMITED');
-  assert.equal(server.loginProofsChecked, checked);
-  // Another address is unaffected.
-  const elsewhere = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: '127.0.0.1' });
-  assert.ok(elsewhere.resp.sessionId, JSON.stringify(elsewhere.resp.error));
-  elsewhere.channel.destroy();
-});
+    // The right secret from that address is refused too while the block lasts, without a check.
+    const checked = server.loginProofsChecked;
+    const owner = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+    owner.channel.destroy();
+    assert.equal(owner.resp.error?.code, 'RATE_LIMITED');
+    assert.equal(server.loginProofsChecked, checked);
+    // Another address is unaffected.
+    const elsewhere = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: '127.0.0.1' });
+    assert.ok(elsewhere.resp.sessionId, JSON.stringify(elsewhere.resp.error));
+    elsewhere.channel.destroy();
+  },
+);

@@ -59,7 +59,13 @@ test('LoginLimiter: memory is bounded however many addresses fail', () => {
 });
 
 test('AppAccessControl: CIDRs of both families, IPv4-mapped users, and the connection cap', () => {
-  const access = new AppAccessControl({ name: 'a', local: { host: '127.0.0.1', port: 1 }, remotePort: 0, allow: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7'], maxConnections: 2 });
+  const access = new AppAccessControl({
+    name: 'a',
+    local: { host: '127.0.0.1', port: 1 },
+    remotePort: 0,
+    allow: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7'],
+    maxConnections: 2,
+  });
   assert.equal(access.refusal('10.1.2.3', 0), undefined);
   assert.equal(access.refusal('::ffff:10.1.2.3', 0), undefined);
   assert.equal(access.refusal('2001:db8::1', 0), undefined);

@@ -51,52 +51,61 @@ test('a secret changed between Hello and Login: the old secret is refused, the n
 
 // A leaked secret: whoever holds it keeps the group until the secret changes, then loses it
 // (and its users) at once, and the real client with the new secret gets in.
-test('a new secret ends the session that logged in with the old one at once, its users reset; the new secret logs in; an edit that keeps the secret keeps the session', { timeout: 30_000 }, async () => {
-  const echo = await startEchoApp();
-  const [leaked, fresh] = [randomSecret(), randomSecret()];
-  const group = (secret: string, apps: TestGroup['apps'] = [{ name: 'echo', localPort: echo.port }]): TestGroup => ({ name: 'vault', secret, apps });
-  const config = makeConfigDir([group(leaked)], { tls: true, heartbeatInterval: '1s', heartbeatTimeout: '20s' });
-  const { server, port, events, fingerprint } = await startServer(config);
-  const transport = { kind: 'tls' as const, fingerprint: fingerprint! };
-  const leakedSpec = loadGroupFile(config.groupFile('vault'));
-  const intruder = startClient(leakedSpec, port, { clientId: 'intruder', transport });
-  after(async () => {
-    intruder.client.stop();
-    await server.close();
-    await echo.close();
-  });
-  const activated = await waitForEvent(events, (e) => e.type === 'group-activated' && e.clientId === 'intruder', 'the intruder activated');
-  assert.ok(activated.type === 'group-activated');
-  const sessionId = server.inUseGroup.get('vault')!.sessionId;
+test(
+  'a new secret ends the session that logged in with the old one at once, its users reset; the new secret logs in; an edit that keeps the secret keeps the session',
+  { timeout: 30_000 },
+  async () => {
+    const echo = await startEchoApp();
+    const [leaked, fresh] = [randomSecret(), randomSecret()];
+    const group = (secret: string, apps: TestGroup['apps'] = [{ name: 'echo', localPort: echo.port }]): TestGroup => ({ name: 'vault', secret, apps });
+    const config = makeConfigDir([group(leaked)], { tls: true, heartbeatInterval: '1s', heartbeatTimeout: '20s' });
+    const { server, port, events, fingerprint } = await startServer(config);
+    const transport = { kind: 'tls' as const, fingerprint: fingerprint! };
+    const leakedSpec = loadGroupFile(config.groupFile('vault'));
+    const intruder = startClient(leakedSpec, port, { clientId: 'intruder', transport });
+    after(async () => {
+      intruder.client.stop();
+      await server.close();
+      await echo.close();
+    });
+    const activated = await waitForEvent(events, (e) => e.type === 'group-activated' && e.clientId === 'intruder', 'the intruder activated');
+    assert.ok(activated.type === 'group-activated');
+    const sessionId = server.inUseGroup.get('vault')!.sessionId;
 
-  // An edit that keeps the secret (a new app) keeps the session and its users.
-  const user = await connectTo(activated.apps[0]!.remotePort);
-  user.write('ping');
-  assert.equal((await readBytes(user, 4)).toString(), 'ping');
-  config.writeGroup(group(leaked, [{ name: 'echo', localPort: echo.port }, { name: 'extra', localPort: echo.port }]));
-  await server.updateGroup(loadGroupFile(config.groupFile('vault')));
-  assert.equal(server.inUseGroup.get('vault')?.sessionId, sessionId, 'same secret: same session');
-  user.write('pong');
-  assert.equal((await readBytes(user, 4)).toString(), 'pong');
+    // An edit that keeps the secret (a new app) keeps the session and its users.
+    const user = await connectTo(activated.apps[0]!.remotePort);
+    user.write('ping');
+    assert.equal((await readBytes(user, 4)).toString(), 'ping');
+    config.writeGroup(
+      group(leaked, [
+        { name: 'echo', localPort: echo.port },
+        { name: 'extra', localPort: echo.port },
+      ]),
+    );
+    await server.updateGroup(loadGroupFile(config.groupFile('vault')));
+    assert.equal(server.inUseGroup.get('vault')?.sessionId, sessionId, 'same secret: same session');
+    user.write('pong');
+    assert.equal((await readBytes(user, 4)).toString(), 'pong');
 
-  // The secret changes: the intruder's session ends at once and its user is reset.
-  const ended = streamEnding(user).then((end) => end.ending);
-  config.writeGroup(group(fresh));
-  await server.updateGroup(loadGroupFile(config.groupFile('vault')));
-  const gone = await waitForEvent(events, (e) => e.type === 'group-deactivated' && e.group === 'vault', 'the intruder deactivated');
-  assert.equal(gone.type === 'group-deactivated' && gone.code, 'SECRET_CHANGED');
-  assert.equal(server.inUseGroup.has('vault'), false);
-  assert.equal(await ended, 'reset', 'the user of the ended session sees a reset, not a FIN');
-  // The intruder tries again with what it has and is refused for good.
-  await assert.rejects(intruder.done, (error: unknown) => error instanceof LoginRejectedError && error.code === 'BAD_SECRET');
+    // The secret changes: the intruder's session ends at once and its user is reset.
+    const ended = streamEnding(user).then((end) => end.ending);
+    config.writeGroup(group(fresh));
+    await server.updateGroup(loadGroupFile(config.groupFile('vault')));
+    const gone = await waitForEvent(events, (e) => e.type === 'group-deactivated' && e.group === 'vault', 'the intruder deactivated');
+    assert.equal(gone.type === 'group-deactivated' && gone.code, 'SECRET_CHANGED');
+    assert.equal(server.inUseGroup.has('vault'), false);
+    assert.equal(await ended, 'reset', 'the user of the ended session sees a reset, not a FIN');
+    // The intruder tries again with what it has and is refused for good.
+    await assert.rejects(intruder.done, (error: unknown) => error instanceof LoginRejectedError && error.code === 'BAD_SECRET');
 
-  const owner = startClient(loadGroupFile(config.groupFile('vault')), port, { clientId: 'owner', transport });
-  after(() => owner.client.stop());
-  const back = await waitForEvent(events, (e) => e.type === 'group-activated' && e.clientId === 'owner', 'the owner activated');
-  assert.ok(back.type === 'group-activated');
-  const payload = Buffer.from('served by the owner');
-  assert.deepEqual(await echoRoundTrip(back.apps[0]!.remotePort, payload), payload);
-});
+    const owner = startClient(loadGroupFile(config.groupFile('vault')), port, { clientId: 'owner', transport });
+    after(() => owner.client.stop());
+    const back = await waitForEvent(events, (e) => e.type === 'group-activated' && e.clientId === 'owner', 'the owner activated');
+    assert.ok(back.type === 'group-activated');
+    const payload = Buffer.from('served by the owner');
+    assert.deepEqual(await echoRoundTrip(back.apps[0]!.remotePort, payload), payload);
+  },
+);
 
 test('removing a group ends its session at once and resets its users', { timeout: 20_000 }, async () => {
   const echo = await startEchoApp();

@@ -20,7 +20,17 @@ test('allowPorts: an app outside the ranges fails with a reason naming group, ap
   const inside = await unusedPort();
   const outside = await unusedPort();
   const config = makeConfigDir(
-    [{ name: 'ports', secret: randomSecret(), apps: [{ name: 'ok', localPort: echo.port, remotePort: inside }, { name: 'nope', localPort: echo.port, remotePort: outside }, { name: 'any', localPort: echo.port, remotePort: 0 }] }],
+    [
+      {
+        name: 'ports',
+        secret: randomSecret(),
+        apps: [
+          { name: 'ok', localPort: echo.port, remotePort: inside },
+          { name: 'nope', localPort: echo.port, remotePort: outside },
+          { name: 'any', localPort: echo.port, remotePort: 0 },
+        ],
+      },
+    ],
     { extra: { allowPorts: [`${inside}`] } },
   );
   const started = await startServer(config);
@@ -45,7 +55,14 @@ test('maxAppsPerGroup and maxGroups refuse the login with the reason (POLICY)', 
   const secrets = { big: randomSecret(), one: randomSecret(), two: randomSecret() };
   const config = makeConfigDir(
     [
-      { name: 'big', secret: secrets.big, apps: [{ name: 'a', localPort: echo.port }, { name: 'b', localPort: echo.port }] },
+      {
+        name: 'big',
+        secret: secrets.big,
+        apps: [
+          { name: 'a', localPort: echo.port },
+          { name: 'b', localPort: echo.port },
+        ],
+      },
       { name: 'one', secret: secrets.one, apps: [{ name: 'a', localPort: echo.port }] },
       { name: 'two', secret: secrets.two, apps: [{ name: 'a', localPort: echo.port }] },
     ],
@@ -79,7 +96,11 @@ test('allow: users outside the CIDR list are closed at accept; maxConnections ca
   const spec = loadGroupFile(config.groupFile('guarded'));
   writeFileSync(
     config.groupFile('guarded'),
-    stringify({ name: 'guarded', secret: spec.secret.reveal(), apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, remotePort: 0, allow: ['127.0.0.2/31'], maxConnections: 1 }] }),
+    stringify({
+      name: 'guarded',
+      secret: spec.secret.reveal(),
+      apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, remotePort: 0, allow: ['127.0.0.2/31'], maxConnections: 1 }],
+    }),
   );
   const started = await startServer(config);
   const { server, events } = started;

@@ -26,21 +26,34 @@ function writeGroup(config: TestConfigDir, name: string, apps: App[]): string {
   return file;
 }
 
-const web = (port?: number, extra: App = {}): App => ({ name: 'web', local: '127.0.0.1:8080', pool: 'web', ...(port === undefined ? {} : { remotePort: port }), ...extra });
+const web = (port?: number, extra: App = {}): App => ({
+  name: 'web',
+  local: '127.0.0.1:8080',
+  pool: 'web',
+  ...(port === undefined ? {} : { remotePort: port }),
+  ...extra,
+});
 
 /** The directory's one error (it must have exactly one) and the groups it accepted. */
 function loadWithOneError(config: TestConfigDir, pools: PoolsConfig = {}) {
-  const { groups, errors } = loadGroupDirectory(config.groupsDir, {}, new Map(), pools);
+  const { groups, errors } = loadGroupDirectory(config.groupsDir, {}, new Map(), { pools });
   assert.equal(errors.length, 1, errors.map((e) => e.message).join('\n'));
   return { error: errors[0]!, accepted: groups.map((g) => g.name) };
 }
 
 describe('pool membership in the groups directory', () => {
-  test('members may share a port; one that leaves remotePort out gets the pool\'s', () => {
+  test("members may share a port; one that leaves remotePort out gets the pool's", () => {
     const config = groupsDir({ a: [web(6080)], b: [web()], c: [web(6080)] });
-    const { groups, errors } = loadGroupDirectory(config.groupsDir, {}, new Map(), {});
+    const { groups, errors } = loadGroupDirectory(config.groupsDir, {}, new Map());
     assert.deepEqual(errors, []);
-    assert.deepEqual(groups.map((g) => [g.name, g.apps[0]!.remotePort]), [['a', 6080], ['b', 6080], ['c', 6080]]);
+    assert.deepEqual(
+      groups.map((g) => [g.name, g.apps[0]!.remotePort]),
+      [
+        ['a', 6080],
+        ['b', 6080],
+        ['c', 6080],
+      ],
+    );
   });
 
   test('a member on another port is refused, naming both groups and files, its line and field', () => {
@@ -85,26 +98,37 @@ test('the shipped config examples load, with office-a and office-b in pool web o
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'config');
   const server = loadServerConfig(join(root, 'commonserver.yaml'));
   const env = { OFFICE_A_SECRET: 'office-a-secret-of-the-example', OFFICE_B_SECRET: 'office-b-secret-of-the-example' };
-  const { groups, errors } = loadGroupDirectory(server.groupsDir, env, new Map(), server.pools);
+  const { groups, errors } = loadGroupDirectory(server.groupsDir, env, new Map(), server);
   assert.deepEqual(errors, []);
   const web = groups.map((group) => group.apps.find((app) => app.pool === 'web'));
-  assert.deepEqual(web.map((app) => app?.remotePort), [6080, 6080]);
+  assert.deepEqual(
+    web.map((app) => app?.remotePort),
+    [6080, 6080],
+  );
   assert.equal(web[0]?.healthCheck?.type, 'http');
 });
 
 describe('pool and healthCheck fields in a group file', () => {
   const cases: [string, App, RegExp][] = [
-    ['a health check without a pool', { name: 'x', local: '127.0.0.1:1', remotePort: 1, healthCheck: {} }, /apps\[0\]\.healthCheck: a health check decides which member of a pool gets users/],
+    [
+      'a health check without a pool',
+      { name: 'x', local: '127.0.0.1:1', remotePort: 1, healthCheck: {} },
+      /apps\[0\]\.healthCheck: a health check decides which member of a pool gets users/,
+    ],
     ['an unknown check type', web(6080, { healthCheck: { type: 'udp' } }), /apps\[0\]\.healthCheck\.type: expected tcp or http, got "udp"/],
     ['a path on a tcp check', web(6080, { healthCheck: { path: '/health' } }), /apps\[0\]\.healthCheck\.path: a path needs type: http/],
     ['a path without its slash', web(6080, { healthCheck: { type: 'http', path: 'health' } }), /healthCheck\.path: expected a URL path starting with "\/"/],
-    ['a timeout longer than the interval', web(6080, { healthCheck: { interval: '1s', timeout: '2s' } }), /healthCheck\.timeout: must be from 1ms to the interval \(1000ms\)/],
+    [
+      'a timeout longer than the interval',
+      web(6080, { healthCheck: { interval: '1s', timeout: '2s' } }),
+      /healthCheck\.timeout: must be from 1ms to the interval \(1000ms\)/,
+    ],
     ['an interval too short', web(6080, { healthCheck: { interval: '10ms', timeout: '5ms' } }), /healthCheck\.interval: must be at least 100ms/],
     ['zero failures', web(6080, { healthCheck: { failures: 0 } }), /healthCheck\.failures: expected a whole number from 1 to 100, got 0/],
     ['an unknown key', web(6080, { healthCheck: { retries: 3 } }), /healthCheck\.retries: unknown field/],
     ['a bad pool name', { ...web(6080), pool: 'a/b' }, /apps\[0\]\.pool: expected a pool name/],
     ['two apps of one group in one pool', web(6080), /apps\[1\]\.pool: app "web" of this group is already in pool "web"/],
-    ['a UDP app in a pool', web(6080, { type: 'udp' }), /apps\[0\]\.pool: pool applies to TCP apps, not to type: udp/],
+    ['a UDP app in a pool', web(6080, { type: 'udp' }), /apps\[0\]\.pool: pool applies to tcp, http and https apps, not to type: udp/],
   ];
   for (const [what, app, expected] of cases) {
     test(what, () => {
@@ -120,7 +144,9 @@ describe('pool and healthCheck fields in a group file', () => {
 
   test('defaults: a pooled app without healthCheck gets a TCP check; http defaults to path /', () => {
     const config = makeConfigDir([]);
-    const spec = loadGroupFile(writeGroup(config, 'g', [web(6080), { ...web(6081, { healthCheck: { type: 'http', interval: '2s' } }), name: 'api', pool: 'api' }]));
+    const spec = loadGroupFile(
+      writeGroup(config, 'g', [web(6080), { ...web(6081, { healthCheck: { type: 'http', interval: '2s' } }), name: 'api', pool: 'api' }]),
+    );
     assert.deepEqual(spec.apps[0]!.healthCheck, HEALTH_CHECK_DEFAULTS);
     assert.deepEqual(spec.apps[1]!.healthCheck, { type: 'http', path: '/', intervalMs: 2000, timeoutMs: 2000, failures: 3, successes: 2 });
   });
@@ -174,7 +200,17 @@ describe('pool policy through the admin API and hot reload', () => {
     assert.equal(joined.body.group.apps[0].pool, 'web');
 
     // An edit by hand that moves b out of the policy: reported, b keeps its last good version.
-    writeFileSync(join(config.groupsDir, 'b.yaml'), stringify({ name: 'b', secret: randomSecret(), apps: [{ ...web(), pool: 'web', name: 'web' }, { name: 'x', local: '127.0.0.1:1', pool: 'web', remotePort: 6080 }] }));
+    writeFileSync(
+      join(config.groupsDir, 'b.yaml'),
+      stringify({
+        name: 'b',
+        secret: randomSecret(),
+        apps: [
+          { ...web(), pool: 'web', name: 'web' },
+          { name: 'x', local: '127.0.0.1:1', pool: 'web', remotePort: 6080 },
+        ],
+      }),
+    );
     writeGroup(config, 'c', [web()]);
     await api.admin.registry.sync();
     const failure = await waitForEvent(started.events, (e) => e.type === 'group-registration-failed' && e.file.endsWith('c.yaml'), 'c refused on reload');

@@ -162,9 +162,20 @@ describe("a pool following its members' health", () => {
     z = await memberApp('z');
     const config = makeConfigDir(
       [
-        { name: 'x', secret: randomSecret(), apps: [{ name: 'web', localPort: x.port, pool: 'web', remotePort: poolPort, healthCheck: { ...check, type: 'http', path: '/health' } }] },
+        {
+          name: 'x',
+          secret: randomSecret(),
+          apps: [{ name: 'web', localPort: x.port, pool: 'web', remotePort: poolPort, healthCheck: { ...check, type: 'http', path: '/health' } }],
+        },
         { name: 'y', secret: randomSecret(), apps: [{ name: 'web', localPort: y.port, pool: 'web', healthCheck: check }] },
-        { name: 'z', secret: randomSecret(), apps: [{ name: 'web', localPort: z.port, pool: 'web' }, { name: 'other', localPort: await unusedPort(), remotePort: await unusedPort() }] },
+        {
+          name: 'z',
+          secret: randomSecret(),
+          apps: [
+            { name: 'web', localPort: z.port, pool: 'web' },
+            { name: 'other', localPort: await unusedPort(), remotePort: await unusedPort() },
+          ],
+        },
       ],
       { pairingTimeout: '10s' },
     );
@@ -188,7 +199,14 @@ describe("a pool following its members' health", () => {
     const after = fromNow(started.events);
     x.healthy = false;
     const down = await waitForEvent(after, (e) => e.type === 'pool-member-health' && e.group === 'x', 'x unhealthy', 10_000);
-    assert.deepEqual(down, { type: 'pool-member-health', pool: 'web', group: 'x', app: 'web', healthy: false, reason: `127.0.0.1:${x.port}: GET /health answered HTTP 503` });
+    assert.deepEqual(down, {
+      type: 'pool-member-health',
+      pool: 'web',
+      group: 'x',
+      app: 'web',
+      healthy: false,
+      reason: `127.0.0.1:${x.port}: GET /health answered HTTP 503`,
+    });
     const during: string[] = [];
     for (let i = 0; i < 10; i++) during.push(await memberOf(poolPort));
     assert.deepEqual(new Set(during), new Set(['y']), 'x, still serving but unhealthy, gets nobody');
@@ -201,19 +219,32 @@ describe("a pool following its members' health", () => {
     assert.deepEqual([...again].sort(), ['x', 'y']);
     // --trace draws the same story: members joining, users routed, the reports.
     const drawn = readFileSync(traceFile, 'utf8');
-    for (const step of ['x/web joins pool web', 'routed to y', 'Client ->> appGroup: HealthReport (web unhealthy: 127.0.0.1', 'HealthReport (web healthy: check passed)']) {
+    for (const step of [
+      'x/web joins pool web',
+      'routed to y',
+      'Client ->> appGroup: HealthReport (web unhealthy: 127.0.0.1',
+      'HealthReport (web healthy: check passed)',
+    ]) {
       assert.ok(drawn.includes(step), `the trace shows "${step}"`);
     }
   });
 
   test('a user arriving when no member is healthy is reset at once, not held until the pairing deadline', { timeout: 20_000 }, async () => {
     const events = fromNow(started.events);
-    const bothDown = Promise.all(['x', 'y'].map((name) => waitForEvent(events, (e) => e.type === 'pool-member-health' && e.group === name && !e.healthy, `${name} unhealthy`, 10_000)));
+    const bothDown = Promise.all(
+      ['x', 'y'].map((name) => waitForEvent(events, (e) => e.type === 'pool-member-health' && e.group === name && !e.healthy, `${name} unhealthy`, 10_000)),
+    );
     x.healthy = false;
     y.server.close();
     y.server.closeAllConnections();
     await bothDown;
-    assert.ok(started.server.pools.get('web')!.view().members.every((m) => !m.healthy), 'both members unhealthy');
+    assert.ok(
+      started.server.pools
+        .get('web')!
+        .view()
+        .members.every((m) => !m.healthy),
+      'both members unhealthy',
+    );
     const connectedAt = Date.now();
     // The reset may come before or after the connect completes here: either way it is the first thing the user sees.
     const outcome = await new Promise<string>((resolve) => {
@@ -235,7 +266,9 @@ describe("a pool following its members' health", () => {
     // Its own file also pools "other" (the registry does not), with a check that fails at once.
     const zFile: GroupSpec = {
       ...zSpec,
-      apps: zSpec.apps.map((app) => (app.name === 'other' ? { ...app, pool: 'web', healthCheck: { type: 'tcp', intervalMs: 100, timeoutMs: 100, failures: 1, successes: 1 } } : app)),
+      apps: zSpec.apps.map((app) =>
+        app.name === 'other' ? { ...app, pool: 'web', healthCheck: { type: 'tcp', intervalMs: 100, timeoutMs: 100, failures: 1, successes: 1 } } : app,
+      ),
     };
     const zClient = startClient(zFile, started);
     clients.push(zClient);
@@ -244,11 +277,16 @@ describe("a pool following its members' health", () => {
     // Frames are handled in order: a Pong after the report means the server has read it.
     await waitForEvent(fromNow(zClient.events), (e) => e.type === 'heartbeat', 'a heartbeat after the report');
     const seenHealth: unknown[] = [];
-    started.events.subscribe((e) => {
-      if (e.type === 'pool-member-health' && e.group === 'z') seenHealth.push(e);
-    }).unsubscribe();
+    started.events
+      .subscribe((e) => {
+        if (e.type === 'pool-member-health' && e.group === 'z') seenHealth.push(e);
+      })
+      .unsubscribe();
     assert.deepEqual(seenHealth, []);
-    const zMember = started.server.pools.get('web')!.view().members.find((m) => m.group === 'z');
+    const zMember = started.server.pools
+      .get('web')!
+      .view()
+      .members.find((m) => m.group === 'z');
     assert.equal(zMember?.app, 'web');
     assert.equal(zMember?.healthy, true, "a report on another app does not touch z's member");
     assert.equal(started.server.inUseGroup.get('z')?.isActive, true);
@@ -271,7 +309,11 @@ describe('a user a member fails before anything was read is retried once on anot
     q = await startBannerApp('q\n');
     const config = makeConfigDir(
       [
-        { name: 'p', secret: randomSecret(), apps: [{ name: 'web', localPort: await unusedPort(), pool: 'web', remotePort: poolPort, healthCheck: { interval: '10s', failures: 3 } }] },
+        {
+          name: 'p',
+          secret: randomSecret(),
+          apps: [{ name: 'web', localPort: await unusedPort(), pool: 'web', remotePort: poolPort, healthCheck: { interval: '10s', failures: 3 } }],
+        },
         { name: 'q', secret: randomSecret(), apps: [{ name: 'web', localPort: q.port, pool: 'web', healthCheck: { interval: '10s', failures: 3 } }] },
       ],
       { workConnPool: 0 },
@@ -297,7 +339,14 @@ describe('a user a member fails before anything was read is retried once on anot
       socket.destroy();
     }
     assert.equal(retries.length, 4, 'round robin sent every other user to p, each retried on q');
-    assert.equal(started.server.pools.get('web')!.view().members.every((m) => m.healthy), true, "p's checks have not failed yet");
+    assert.equal(
+      started.server.pools
+        .get('web')!
+        .view()
+        .members.every((m) => m.healthy),
+      true,
+      "p's checks have not failed yet",
+    );
 
     await q.close();
     const socket = await connectTo(poolPort);

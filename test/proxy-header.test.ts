@@ -70,16 +70,27 @@ describe('PROXY protocol header', () => {
         const spell = (address: string): string => (mapped ? `::ffff:${address}` : address);
         const address = user(spell(source), sourcePort, spell(destination), destinationPort);
         const v1 = V1ProxyProtocol.parse(proxyHeader('v1', address).toString('ascii'));
-        assert.deepEqual([v1.inetProtocol, v1.source.ipAddress, v1.source.port, v1.destination.ipAddress, v1.destination.port], ['TCP4', source, sourcePort, destination, destinationPort]);
+        assert.deepEqual(
+          [v1.inetProtocol, v1.source.ipAddress, v1.source.port, v1.destination.ipAddress, v1.destination.port],
+          ['TCP4', source, sourcePort, destination, destinationPort],
+        );
         const v2 = V2ProxyProtocol.parse(proxyHeader('v2', address));
-        const parsed = v2.proxyAddress as unknown as { sourceAddress: { address: number[] }; destinationAddress: { address: number[] }; sourcePort: number; destinationPort: number };
-        assert.deepEqual([textOf(parsed.sourceAddress.address), parsed.sourcePort, textOf(parsed.destinationAddress.address), parsed.destinationPort], [source, sourcePort, destination, destinationPort]);
+        const parsed = v2.proxyAddress as unknown as {
+          sourceAddress: { address: number[] };
+          destinationAddress: { address: number[] };
+          sourcePort: number;
+          destinationPort: number;
+        };
+        assert.deepEqual(
+          [textOf(parsed.sourceAddress.address), parsed.sourcePort, textOf(parsed.destinationAddress.address), parsed.destinationPort],
+          [source, sourcePort, destination, destinationPort],
+        );
       }),
       { numRuns: 2000 },
     );
   });
 
-  test('fuzz: every IPv6 pair (compressed, with IPv4 tails) round-trips, v2 checked by Node\'s address parser', () => {
+  test("fuzz: every IPv6 pair (compressed, with IPv4 tails) round-trips, v2 checked by Node's address parser", () => {
     const v6 = fc.ipV6().filter((address) => !/^::ffff:\d/i.test(address));
     fc.assert(
       fc.property(v6, port, v6, port, (source, sourcePort, destination, destinationPort) => {
@@ -91,7 +102,12 @@ describe('PROXY protocol header', () => {
         const header = proxyHeader('v2', address);
         assert.equal(header[13], 0x21, 'AF_INET6, STREAM');
         const v2 = V2ProxyProtocol.parse(header);
-        const parsed = v2.proxyAddress as unknown as { sourceAddress: { address: number[] }; destinationAddress: { address: number[] }; sourcePort: number; destinationPort: number };
+        const parsed = v2.proxyAddress as unknown as {
+          sourceAddress: { address: number[] };
+          destinationAddress: { address: number[] };
+          sourcePort: number;
+          destinationPort: number;
+        };
         assert.ok(sameIPv6(textOf(parsed.sourceAddress.address), source), `${source} became ${textOf(parsed.sourceAddress.address)}`);
         assert.ok(sameIPv6(textOf(parsed.destinationAddress.address), destination), `${destination} became ${textOf(parsed.destinationAddress.address)}`);
         assert.deepEqual([parsed.sourcePort, parsed.destinationPort], [sourcePort, destinationPort]);

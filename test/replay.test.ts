@@ -13,7 +13,12 @@ async function setup(name: string) {
   // Raw peers send no pings: a long heartbeat timeout keeps their sessions up meanwhile.
   // The client is played by hand and answers ReqWorkConn: the on-demand path (the pool has its own tests).
   // Plaintext: the attacker replays frames captured off the wire, which TLS would hide from it.
-  const config = makeConfigDir([{ name, secret, apps: [{ name: 'echo', localPort: echo.port }] }], { heartbeatInterval: '1s', heartbeatTimeout: '20s', workConnPool: 0, tls: false });
+  const config = makeConfigDir([{ name, secret, apps: [{ name: 'echo', localPort: echo.port }] }], {
+    heartbeatInterval: '1s',
+    heartbeatTimeout: '20s',
+    workConnPool: 0,
+    tls: false,
+  });
   const started = await startServer(config);
   after(async () => {
     await started.server.close();

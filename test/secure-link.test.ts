@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { loadGroupFile, type GroupSpec } from '../src/config/index.js';
-import { PLAINTEXT, ServerTrustError, type ClientTransport } from '../src/net/index.js';
+import { ServerTrustError } from '../src/client/index.js';
+import { PLAINTEXT, type ClientTransport } from '../src/net/index.js';
 import { createSelfSigned } from '../src/server/index.js';
 import { startApp, startBannerApp, startEchoApp, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
@@ -119,7 +120,10 @@ test('TLS: backpressure holds end to end while the local app does not read', { t
 test('TLS: a client pinning another fingerprint refuses to talk, and says why', { timeout: 15_000 }, async () => {
   const { events, port, spec } = await tlsSetup('tls-wrong-pin');
   const { done, events: clientEvents } = startClient(spec, port, { transport: { kind: 'tls', fingerprint: OTHER_FINGERPRINT } });
-  const error = await done.then(() => undefined, (caught: unknown) => caught);
+  const error = await done.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
   assert.ok(error instanceof ServerTrustError, `expected ServerTrustError, got ${String(error)}`);
   assert.equal(error.code, 'TLS_FINGERPRINT_MISMATCH');
   assert.match(error.message, /refusing to talk/);
@@ -133,7 +137,10 @@ test('TLS: a client pinning another fingerprint refuses to talk, and says why', 
 test('TLS: an unpinned client without a CA for the self-signed cert fails hard; with serverCa it logs in', { timeout: 15_000 }, async () => {
   const { port, spec, config } = await tlsSetup('tls-ca');
   const untrusted = startClient(spec, port, { transport: { kind: 'tls' } });
-  const error = await untrusted.done.then(() => undefined, (caught: unknown) => caught);
+  const error = await untrusted.done.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
   assert.ok(error instanceof ServerTrustError);
   assert.equal(error.code, 'TLS_UNTRUSTED');
 
@@ -145,12 +152,18 @@ test('TLS: an unpinned client without a CA for the self-signed cert fails hard; 
 });
 
 test('TLS with serverCa still checks the name: an address the certificate does not carry is refused', { timeout: 15_000 }, async () => {
-  const config = makeConfigDir([{ name: 'tls-name', secret: randomSecret(), apps: [{ name: 'app', localPort: 1 }] }], { tls: true, extra: { bind: '127.0.0.2:0' } });
+  const config = makeConfigDir([{ name: 'tls-name', secret: randomSecret(), apps: [{ name: 'app', localPort: 1 }] }], {
+    tls: true,
+    extra: { bind: '127.0.0.2:0' },
+  });
   const { server, port } = await startServer(config);
   after(() => server.close());
   const ca = readFileSync(join(config.dir, 'tls', 'commonserver.crt'));
   const { done } = startClient(loadGroupFile(config.groupFile('tls-name')), port, { server: { host: '127.0.0.2', port }, transport: { kind: 'tls', ca } });
-  const error = await done.then(() => undefined, (caught: unknown) => caught);
+  const error = await done.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
   assert.ok(error instanceof ServerTrustError, String(error));
   assert.match(error.message, /ERR_TLS_CERT_ALTNAME_INVALID/);
 });
@@ -184,7 +197,10 @@ test('mutual TLS: the server refuses a client without a certificate from its cli
 
 test('CLI: commonserver creates its certificate and prints the fingerprint; pinned groupclient works, wrong pin exits 3', { timeout: 30_000 }, async () => {
   const echo = await startEchoApp();
-  const config = makeConfigDir([{ name: 'cli-tls', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }], { tls: true, certificate: 'on-start' });
+  const config = makeConfigDir([{ name: 'cli-tls', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }], {
+    tls: true,
+    certificate: 'on-start',
+  });
   const { process: server, port, fingerprint } = await startCommonServerProcess(config.serverFile);
   after(async () => {
     await server.stop();

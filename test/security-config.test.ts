@@ -35,7 +35,10 @@ test('server security config: defaults are TLS with files beside the config, lim
   assert.ok(!config.tls.plaintext && config.tls.certFile.endsWith(join('tls', 'commonserver.crt')));
   assert.equal(config.loginLimit.blockAfter, 10);
   assert.equal(config.limits.maxPendingUsersPerApp, 128);
-  assert.deepEqual(serverConfig('allowPorts: ["6000-6010", 7022]\n')().policy.allowPorts, [{ from: 6000, to: 6010 }, { from: 7022, to: 7022 }]);
+  assert.deepEqual(serverConfig('allowPorts: ["6000-6010", 7022]\n')().policy.allowPorts, [
+    { from: 6000, to: 6010 },
+    { from: 7022, to: 7022 },
+  ]);
 });
 
 test('server security config: bad values name their field', () => {
@@ -49,14 +52,20 @@ test('server security config: bad values name their field', () => {
 });
 
 test('group file security fields: allow, maxConnections, serverFingerprint, plaintext', () => {
-  const spec = groupFile(`serverFingerprint: SHA256:${'AB:'.repeat(31)}AB\napps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0, allow: ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"], maxConnections: 3 }\n`)();
+  const spec = groupFile(
+    `serverFingerprint: SHA256:${'AB:'.repeat(31)}AB\napps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0, allow: ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"], maxConnections: 3 }\n`,
+  )();
   assert.equal(spec.serverFingerprint, `sha256:${'ab'.repeat(32)}`);
   assert.deepEqual(spec.apps[0]!.allow, ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7']);
   assert.equal(spec.apps[0]!.maxConnections, 3);
   rejects(groupFile('apps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0, allow: ["10.0.0.0/33"] }\n'), 'apps[0].allow[0]', /addresses or CIDRs/);
   rejects(groupFile('apps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0, maxConnections: -1 }\n'), 'apps[0].maxConnections', /at least 1/);
   rejects(groupFile('serverFingerprint: md5:abc\napps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0 }\n'), 'serverFingerprint', /sha256:/);
-  rejects(groupFile(`plaintext: true\nserverFingerprint: sha256:${'ab'.repeat(32)}\napps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0 }\n`), 'plaintext', /contradicts/);
+  rejects(
+    groupFile(`plaintext: true\nserverFingerprint: sha256:${'ab'.repeat(32)}\napps:\n  - { name: a, local: 127.0.0.1:1, remotePort: 0 }\n`),
+    'plaintext',
+    /contradicts/,
+  );
 });
 
 test('a group file with a literal secret readable by others gets a warning line; a private one does not', { timeout: 15_000 }, async () => {
@@ -77,7 +86,7 @@ test('the shipped config: TLS on, and every shipped app allowed by its policy', 
   const config = loadServerConfig(join(shipped, 'commonserver.yaml'));
   assert.equal(config.tls.plaintext, false);
   const env = { OFFICE_A_SECRET: 'a'.repeat(24), OFFICE_B_SECRET: 'b'.repeat(24) };
-  const registry = loadGroupDirectory(config.groupsDir, env, new Map(), config.pools);
+  const registry = loadGroupDirectory(config.groupsDir, env, new Map(), config);
   assert.deepEqual(registry.errors, []);
   assert.ok(registry.groups.length > 0);
   for (const group of registry.groups) {
@@ -105,5 +114,8 @@ test('client trust from the group file: CA, client certificate, pin override, ex
   assert.deepEqual(clientTransport(bare), { kind: 'tls' }, 'nothing said means TLS with the system CAs');
   assert.deepEqual(clientTransport(bare, { plaintext: true }), { kind: 'plain' });
   writeFileSync(file, `name: g\nsecret: ${'s'.repeat(20)}\nserverCa: missing.crt\n${apps}`);
-  assert.throws(() => clientTransport(parseGroupFile(YamlFile.read(file))), (error: unknown) => error instanceof ConfigError && error.field === 'serverCa');
+  assert.throws(
+    () => clientTransport(parseGroupFile(YamlFile.read(file))),
+    (error: unknown) => error instanceof ConfigError && error.field === 'serverCa',
+  );
 });

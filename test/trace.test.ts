@@ -54,7 +54,10 @@ const MERMAID_LINE = new RegExp(
 function checkMermaid(text: string): string[] {
   const lines = text.trimEnd().split('\n');
   for (const line of lines) assert.match(line, MERMAID_LINE, `not a Mermaid sequence line: ${line}`);
-  assert.deepEqual(lines.filter((l) => l.startsWith('participant ')).map((l) => l.slice('participant '.length)), [...ACTORS]);
+  assert.deepEqual(
+    lines.filter((l) => l.startsWith('participant ')).map((l) => l.slice('participant '.length)),
+    [...ACTORS],
+  );
   assert.equal(lines.filter((l) => l.startsWith('loop ')).length, lines.filter((l) => l === 'end').length);
   for (const line of lines) {
     const arrow = /^(\w+) [-x>]+ (\w+):/.exec(line);
@@ -77,12 +80,24 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   const echo = await startEchoApp();
   const udpEcho = await startUdpEchoApp();
   const config = makeConfigDir([
-    { name: 'traced', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }, { name: 'dns', localPort: udpEcho.port, type: 'udp', udp: { idleTimeout: '300ms' } }] },
+    {
+      name: 'traced',
+      secret: randomSecret(),
+      apps: [
+        { name: 'echo', localPort: echo.port },
+        { name: 'dns', localPort: udpEcho.port, type: 'udp', udp: { idleTimeout: '300ms' } },
+      ],
+    },
   ]);
   const serverTrace = join(config.dir, 'server.mmd');
   const clientTrace = join(config.dir, 'client.mmd');
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', config.serverFile, '--trace', serverTrace]);
-  const client = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'traced', server: await serverLinkOf(server), extraArgs: ['--trace', clientTrace] });
+  const client = startGroupClientProcess({
+    groupsDir: config.groupsDir,
+    group: 'traced',
+    server: await serverLinkOf(server),
+    extraArgs: ['--trace', clientTrace],
+  });
   after(async () => {
     await client.stop();
     await server.stop();
@@ -143,7 +158,10 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   ]);
 
   // Filled right after LoginResp, possibly interleaved with the first heartbeats.
-  assert.ok(serverLines.some((line) => /^appGroup ->> Client: ReqPooledWorkConns \(traced\)$/.test(line)), 'the pool fill is drawn');
+  assert.ok(
+    serverLines.some((line) => /^appGroup ->> Client: ReqPooledWorkConns \(traced\)$/.test(line)),
+    'the pool fill is drawn',
+  );
   assert.ok(!serverLines.some((line) => line.includes('ReqWorkConn (echo')), 'a pooled user is not drawn as ReqWorkConn');
 
   const clientLines = checkMermaid(readFileSync(clientTrace, 'utf8'));
@@ -180,27 +198,31 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   diagrams.push({ name: 'commonserver', text: serverLines.join('\n') }, { name: 'groupclient', text: clientLines.join('\n') });
 });
 
-test('Mermaid itself renders both diagrams of the real run (in headless chromium, from node_modules)', { timeout: 60_000, skip: skipWithoutChromium }, async () => {
-  assert.equal(diagrams.length, 2, 'the recording test ran first');
-  const browser = await launchChromium();
-  after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  await page.setContent('<!doctype html><html><body style="background:#fff"><div id="out"></div></body></html>');
-  await page.addScriptTag({ path: MERMAID_JS });
-  for (const { name, text } of diagrams) {
-    // mermaid.render throws on any syntax error: this is the real parser, not our regexes.
-    const rendered = await page.evaluate(async (source) => {
-      const g = globalThis as unknown as {
-        mermaid: { initialize(o: object): void; render(id: string, text: string): Promise<{ svg: string }> };
-        document: { getElementById(id: string): { innerHTML: string } };
-      };
-      g.mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
-      const { svg } = await g.mermaid.render(`diagram${Math.random().toString(36).slice(2)}`, source);
-      g.document.getElementById('out').innerHTML = svg;
-      return svg;
-    }, text);
-    for (const actor of ACTORS) assert.ok(rendered.includes(`>${actor}<`), `${name}: actor ${actor} drawn`);
-    assert.ok(rendered.includes('NewWorkConn'), `${name}: wire messages drawn`);
-    await page.screenshot({ path: join(ARTIFACTS, `trace-${name}.png`), fullPage: true });
-  }
-});
+test(
+  'Mermaid itself renders both diagrams of the real run (in headless chromium, from node_modules)',
+  { timeout: 60_000, skip: skipWithoutChromium },
+  async () => {
+    assert.equal(diagrams.length, 2, 'the recording test ran first');
+    const browser = await launchChromium();
+    after(() => browser.close());
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.setContent('<!doctype html><html><body style="background:#fff"><div id="out"></div></body></html>');
+    await page.addScriptTag({ path: MERMAID_JS });
+    for (const { name, text } of diagrams) {
+      // mermaid.render throws on any syntax error: this is the real parser, not our regexes.
+      const rendered = await page.evaluate(async (source) => {
+        const g = globalThis as unknown as {
+          mermaid: { initialize(o: object): void; render(id: string, text: string): Promise<{ svg: string }> };
+          document: { getElementById(id: string): { innerHTML: string } };
+        };
+        g.mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
+        const { svg } = await g.mermaid.render(`diagram${Math.random().toString(36).slice(2)}`, source);
+        g.document.getElementById('out').innerHTML = svg;
+        return svg;
+      }, text);
+      for (const actor of ACTORS) assert.ok(rendered.includes(`>${actor}<`), `${name}: actor ${actor} drawn`);
+      assert.ok(rendered.includes('NewWorkConn'), `${name}: wire messages drawn`);
+      await page.screenshot({ path: join(ARTIFACTS, `trace-${name}.png`), fullPage: true });
+    }
+  },
+);

@@ -62,7 +62,8 @@ test('admin API and /metrics: a UDP app with its sessions, datagrams and drops b
   await waitForEvent(
     started.events,
     (e) => {
-      if (e.type === 'udp-dropped') for (const [reason, count] of Object.entries(e.dropped)) dropped.set(`${e.app}/${reason}`, (dropped.get(`${e.app}/${reason}`) ?? 0) + count);
+      if (e.type === 'udp-dropped')
+        for (const [reason, count] of Object.entries(e.dropped)) dropped.set(`${e.app}/${reason}`, (dropped.get(`${e.app}/${reason}`) ?? 0) + count);
       return dropped.get('echo/sessionCap') === 1 && dropped.get('echo/oversize') === 1 && dropped.get('fenced/notAllowed') === 1;
     },
     'the three drops sampled',
@@ -75,8 +76,20 @@ test('admin API and /metrics: a UDP app with its sessions, datagrams and drops b
   assert.equal(echoView.state, 'listening');
   assert.equal(echoView.publicPort, echoPort);
   assert.equal(echoView.liveConns, 2, 'two sessions');
-  assert.deepEqual(echoView.udp, { sessions: 2, sessionsTotal: 2, datagramsIn: 2, datagramsOut: 2, dropped: { oversize: 1, sessionCap: 1, notAllowed: 0, backlog: 0 } });
-  assert.deepEqual(apps.get('fenced')!.udp, { sessions: 0, sessionsTotal: 0, datagramsIn: 0, datagramsOut: 0, dropped: { oversize: 0, sessionCap: 0, notAllowed: 1, backlog: 0 } });
+  assert.deepEqual(echoView.udp, {
+    sessions: 2,
+    sessionsTotal: 2,
+    datagramsIn: 2,
+    datagramsOut: 2,
+    dropped: { oversize: 1, sessionCap: 1, notAllowed: 0, backlog: 0 },
+  });
+  assert.deepEqual(apps.get('fenced')!.udp, {
+    sessions: 0,
+    sessionsTotal: 0,
+    datagramsIn: 0,
+    datagramsOut: 0,
+    dropped: { oversize: 0, sessionCap: 0, notAllowed: 1, backlog: 0 },
+  });
   assert.equal(apps.get('outside')!.state, 'failed');
   assert.equal(apps.get('outside')!.udp, null);
 
@@ -108,7 +121,16 @@ test('admin API and /metrics: a UDP app with its sessions, datagrams and drops b
 test('maxAppsPerGroup counts UDP apps like TCP ones', { timeout: 15_000 }, async () => {
   const echo = await startUdpEchoApp();
   const config = makeConfigDir(
-    [{ name: 'crowded', secret: randomSecret(), apps: [{ name: 'tcp', localPort: echo.port }, { name: 'udp', localPort: echo.port, type: 'udp' }] }],
+    [
+      {
+        name: 'crowded',
+        secret: randomSecret(),
+        apps: [
+          { name: 'tcp', localPort: echo.port },
+          { name: 'udp', localPort: echo.port, type: 'udp' },
+        ],
+      },
+    ],
     { extra: { maxAppsPerGroup: 1 } },
   );
   const started = await startServer(config);

@@ -188,7 +188,8 @@ describe('work conns over real sockets, driven by generated commands', () => {
   test('nothing truncated looks clean; a conn goes back to the pool only after two clean ends; nothing leaks', { timeout: 240_000 }, async () => {
     const seen: ServerEvent[] = [];
     const subscription = events.subscribe((e) => seen.push(e));
-    const since = (from: number, type: ServerEvent['type']): ServerEvent[] => seen.slice(from).filter((e) => e.type === type && 'group' in e && e.group === GROUP);
+    const since = (from: number, type: ServerEvent['type']): ServerEvent[] =>
+      seen.slice(from).filter((e) => e.type === type && 'group' in e && e.group === GROUP);
     let runs = 0;
     try {
       await fc.assert(
@@ -209,8 +210,8 @@ describe('work conns over real sockets, driven by generated commands', () => {
           await fc.asyncModelRun(() => ({ model, real: { user, app, server } }), commands);
           // A flow still open is ended in order: then it must arrive whole.
           if (live(model)) {
-            if (!model.userFin) (model.userFin = true), user.end();
-            if (!model.appFin) (model.appFin = true), app.end();
+            if (!model.userFin) ((model.userFin = true), user.end());
+            if (!model.appFin) ((model.appFin = true), app.end());
           }
           const script = commands.toString();
           const [userSaw, appSaw] = (await withDeadline(Promise.all([atUser, atApp]), 10_000, `both ends after ${script}`)).map(asTheKernelSawIt);
@@ -256,7 +257,8 @@ describe('work conns over real sockets, driven by generated commands', () => {
           if (live(model)) assert.ok(closed.type === 'conn-closed' && closed.error === undefined, `${JSON.stringify(closed)} after ${script}`);
           // Back to the pool only after two clean ends (a clean one may also be closed, when the
           // pool filled up meanwhile); a conn cut mid-stream never.
-          const reused = (): number => since(from, 'work-conn-pooled').filter((e) => e.type === 'work-conn-pooled' && e.servedPairingId === accepted.pairingId).length;
+          const reused = (): number =>
+            since(from, 'work-conn-pooled').filter((e) => e.type === 'work-conn-pooled' && e.servedPairingId === accepted.pairingId).length;
           if (!bothEnded) {
             await new Promise((resolve) => setTimeout(resolve, 20));
             assert.equal(reused(), 0, `a conn cut mid-stream went back to the pool (${script})`);
@@ -271,7 +273,10 @@ describe('work conns over real sockets, driven by generated commands', () => {
     }
     assert.ok(runs >= 10, `only ${runs} runs in the time limit`);
     console.log(`# ${runs} runs; ${resetsReadAsEof} resets that Linux read as an end of stream (told apart by the kernel's TCP table)`);
-    assert.ok(seen.some((e) => e.type === 'work-conn-pooled' && e.reused), 'clean runs handed their work conns back to the pool');
+    assert.ok(
+      seen.some((e) => e.type === 'work-conn-pooled' && e.reused),
+      'clean runs handed their work conns back to the pool',
+    );
   });
 });
 
@@ -291,7 +296,10 @@ function asTheKernelSawIt(saw: StreamEnding): StreamEnding {
 async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no end within ${ms}ms: ${what}`)), ms)))]);
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no end within ${ms}ms: ${what}`)), ms))),
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -118,7 +118,15 @@ export class AdminServer {
         this.guard.authorize(req, target);
         if (path === '/metrics') return await this.serveMetrics(req, res);
         if (path === EVENTS_PATH) return this.serveEvents(req, res);
-        if (await handleApi({ server: this.options.server, registry: this.registry, state: this.state, ...(this.options.cluster ? { cluster: this.options.cluster } : {}) }, req, res, target)) return;
+        if (
+          await handleApi(
+            { server: this.options.server, registry: this.registry, state: this.state, ...(this.options.cluster ? { cluster: this.options.cluster } : {}) },
+            req,
+            res,
+            target,
+          )
+        )
+          return;
         throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
       }
       await this.serveDashboard(req, res, target);
@@ -171,7 +179,12 @@ function onClientError(error: Error & { code?: string }, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  const status =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? '408 Request Timeout'
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? '431 Request Header Fields Too Large'
+        : '400 Bad Request';
   debug('admin request refused by the HTTP parser: %s (%s)', status, error.code);
   // As Node's own handler does: the answer goes out with the socket's last write.
   socket.write(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);

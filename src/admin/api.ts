@@ -11,7 +11,6 @@ export interface ApiContext {
   cluster?: ClusterView;
 }
 
-
 /**
  * The JSON routes under /api (SSE is the admin server's). Returns false for a path it does
  * not know, so the caller answers 404.
@@ -40,7 +39,12 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
   if (path === '/api/readyGroup' || path === '/api/inUseGroup') {
     if (method !== 'GET') throw methodNotAllowed(method, path);
     const names = path === '/api/readyGroup' ? [...ctx.server.readyGroup.keys()] : [...ctx.server.inUseGroup.keys()];
-    return ok(res, 200, { groups: names.sort().map((name) => ctx.state.group(name)).filter((group) => group !== undefined) });
+    return ok(res, 200, {
+      groups: names
+        .sort()
+        .map((name) => ctx.state.group(name))
+        .filter((group) => group !== undefined),
+    });
   }
   if (path === '/api/pools') {
     if (method !== 'GET') throw methodNotAllowed(method, path);
@@ -63,7 +67,11 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     const elsewhere = live === undefined ? ctx.cluster?.activation(name) : undefined;
     // A cluster node kicks only its own sessions: say which node to ask.
     if (elsewhere !== undefined && elsewhere.node !== ctx.cluster?.node) {
-      throw new HttpError(409, 'GROUP_ACTIVE_ELSEWHERE', `group "${name}" is active on node ${elsewhere.node} (${elsewhere.advertise}); kick it through that node's admin API`);
+      throw new HttpError(
+        409,
+        'GROUP_ACTIVE_ELSEWHERE',
+        `group "${name}" is active on node ${elsewhere.node} (${elsewhere.advertise}); kick it through that node's admin API`,
+      );
     }
     if (live === undefined) throw new HttpError(404, 'GROUP_NOT_IN_USE', `group "${name}" has no client connected`);
     live.deactivate('KICKED', 'disconnected by an administrator');
@@ -118,7 +126,13 @@ async function mutate(ctx: ApiContext, change: () => Promise<unknown>): Promise<
     if (error instanceof ConfigError) throw new HttpError(400, error.code, error.message, error.field);
     if (error instanceof RegistryError) {
       const status =
-        error.code === 'GROUP_NOT_FOUND' ? 404 : error.code === 'REGISTRY_UNAVAILABLE' ? 503 : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' || error.code === 'INVALID_GROUP_NAME' ? 400 : 409;
+        error.code === 'GROUP_NOT_FOUND'
+          ? 404
+          : error.code === 'REGISTRY_UNAVAILABLE'
+            ? 503
+            : error.code === 'NAME_MISMATCH' || error.code === 'POLICY' || error.code === 'INVALID_GROUP_NAME'
+              ? 400
+              : 409;
       throw new HttpError(status, error.code, error.message, error.field);
     }
     throw new HttpError(500, 'REGISTRY_WRITE_FAILED', `the registry was not changed: ${(error as Error).message}`);

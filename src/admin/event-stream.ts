@@ -74,7 +74,14 @@ export class EventStreams {
     if (queued <= this.maxQueuedBytes) return;
     this.dropped += 1;
     const socket: Socket | null = res.socket;
-    debug('event stream subscriber %s:%s dropped: %d bytes queued (bound %d); %d dropped so far', socket?.remoteAddress, socket?.remotePort, queued, this.maxQueuedBytes, this.dropped);
+    debug(
+      'event stream subscriber %s:%s dropped: %d bytes queued (bound %d); %d dropped so far',
+      socket?.remoteAddress,
+      socket?.remotePort,
+      queued,
+      this.maxQueuedBytes,
+      this.dropped,
+    );
     this.open.get(res)?.unsubscribe();
     this.open.delete(res);
     // Not a clean end: the subscriber missed events and must be able to tell.

@@ -21,9 +21,24 @@ export class ServerMetrics {
   private readonly refusedPools = new Set<string>();
   private readonly memberPools = new Set<string>();
 
-  private readonly connectionsTotal = new Counter({ name: 'ntp_connections_total', help: 'User connections paired with a work conn', labelNames: ['group', 'app'], registers: [this.registry] });
-  private readonly bytesIn = new Counter({ name: 'ntp_bytes_in_total', help: 'Bytes from users towards the apps', labelNames: ['group', 'app'], registers: [this.registry] });
-  private readonly bytesOut = new Counter({ name: 'ntp_bytes_out_total', help: 'Bytes from the apps towards users', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly connectionsTotal = new Counter({
+    name: 'ntp_connections_total',
+    help: 'User connections paired with a work conn',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
+  private readonly bytesIn = new Counter({
+    name: 'ntp_bytes_in_total',
+    help: 'Bytes from users towards the apps',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
+  private readonly bytesOut = new Counter({
+    name: 'ntp_bytes_out_total',
+    help: 'Bytes from the apps towards users',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
   private readonly pairingSeconds = new Histogram({
     name: 'ntp_pairing_seconds',
     help: 'Time from a user connection to its joined work conn',
@@ -31,15 +46,30 @@ export class ServerMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  private readonly pairingFailures = new Counter({ name: 'ntp_pairing_failures_total', help: 'User connections closed without a work conn', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly pairingFailures = new Counter({
+    name: 'ntp_pairing_failures_total',
+    help: 'User connections closed without a work conn',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
   private readonly pooledWorkConns = new Counter({
     name: 'ntp_work_conns_pooled_total',
     help: 'Work conns put in a pool: newly opened, or reused (handed back after a user)',
     labelNames: ['group', 'how'],
     registers: [this.registry],
   });
-  private readonly udpSessions = new Gauge({ name: 'ntp_udp_sessions', help: 'Open sessions of UDP apps (one per user address)', labelNames: ['group', 'app'], registers: [this.registry] });
-  private readonly udpSessionsTotal = new Counter({ name: 'ntp_udp_sessions_total', help: 'Sessions opened by UDP apps', labelNames: ['group', 'app'], registers: [this.registry] });
+  private readonly udpSessions = new Gauge({
+    name: 'ntp_udp_sessions',
+    help: 'Open sessions of UDP apps (one per user address)',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
+  private readonly udpSessionsTotal = new Counter({
+    name: 'ntp_udp_sessions_total',
+    help: 'Sessions opened by UDP apps',
+    labelNames: ['group', 'app'],
+    registers: [this.registry],
+  });
   private readonly udpDropped = new Counter({
     name: 'ntp_udp_dropped_total',
     help: 'Datagrams a UDP app dropped: oversize, sessionCap (new peers over maxSessions), notAllowed (outside allow), backlog (more queued than the path carries)',
@@ -47,10 +77,44 @@ export class ServerMetrics {
     registers: [this.registry],
   });
   private readonly authFailures = new Counter({ name: 'ntp_auth_failures_total', help: 'Rejected logins', labelNames: ['code'], registers: [this.registry] });
-  private readonly heartbeatTimeouts = new Counter({ name: 'ntp_heartbeat_timeouts_total', help: 'Sessions ended by a heartbeat timeout', labelNames: ['group'], registers: [this.registry] });
-  private readonly badPeers = new Counter({ name: 'ntp_bad_peers_total', help: 'Connections closed for a protocol or handshake fault', labelNames: ['code'], registers: [this.registry] });
-  private readonly poolUsers = new Counter({ name: 'ntp_pool_users_total', help: 'Users routed to each pool member', labelNames: ['pool', 'group'], registers: [this.registry] });
-  private readonly poolRefused = new Counter({ name: 'ntp_pool_users_refused_total', help: 'Users of a pool reset at once: no live, healthy member', labelNames: ['pool'], registers: [this.registry] });
+  private readonly heartbeatTimeouts = new Counter({
+    name: 'ntp_heartbeat_timeouts_total',
+    help: 'Sessions ended by a heartbeat timeout',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+  private readonly vhostRoutes = new Gauge({
+    name: 'ntp_vhost_routes',
+    help: 'Host names routed to a live vhost app (1 per name)',
+    labelNames: ['group', 'app', 'domain'],
+    registers: [this.registry],
+  });
+  private readonly vhostRefused = new Counter({
+    name: 'ntp_vhost_refused_total',
+    help: 'Vhost users that reached no app: answered by the server (http, code = status) or closed (https)',
+    labelNames: ['kind', 'code'],
+    registers: [this.registry],
+  });
+  /** The names each live vhost app answers to, so that their series can be removed with it. */
+  private readonly routedNames = new Map<string, string[]>();
+  private readonly badPeers = new Counter({
+    name: 'ntp_bad_peers_total',
+    help: 'Connections closed for a protocol or handshake fault',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  private readonly poolUsers = new Counter({
+    name: 'ntp_pool_users_total',
+    help: 'Users routed to each pool member',
+    labelNames: ['pool', 'group'],
+    registers: [this.registry],
+  });
+  private readonly poolRefused = new Counter({
+    name: 'ntp_pool_users_refused_total',
+    help: 'Users of a pool reset at once: no live, healthy member',
+    labelNames: ['pool'],
+    registers: [this.registry],
+  });
 
   constructor(
     private readonly server: CommonServer,
@@ -235,6 +299,7 @@ export class ServerMetrics {
     switch (event.type) {
       case 'group-deregistered':
         this.forgetPools(event.group);
+        for (const key of this.routedNames.keys()) if (key.startsWith(`${event.group}/`)) this.unroute(key);
         return this.series.forget(event.group);
       case 'group-updated': {
         const spec = this.server.readyGroup.get(event.group);
@@ -249,6 +314,20 @@ export class ServerMetrics {
         return this.authFailures.inc({ code: event.code });
       case 'bad-peer':
         return this.badPeers.inc({ code: event.code });
+      case 'vhost-refused':
+        return this.vhostRefused.inc({ kind: event.kind, code: event.code });
+      // The names of a live vhost app: gone with the app, its group's session or the group.
+      case 'app-opened':
+        if (event.domains === undefined) return;
+        this.unroute(`${event.group}/${event.app}`);
+        this.routedNames.set(`${event.group}/${event.app}`, event.domains);
+        for (const domain of event.domains) this.vhostRoutes.set({ group: event.group, app: event.app, domain }, 1);
+        return;
+      case 'app-closed':
+        return this.unroute(`${event.group}/${event.app}`);
+      case 'group-deactivated':
+        for (const key of this.routedNames.keys()) if (key.startsWith(`${event.group}/`)) this.unroute(key);
+        return;
       default:
     }
     // A relay of a removed app or group may end after the removal: counting it would bring its series back.
@@ -284,9 +363,16 @@ export class ServerMetrics {
       case 'udp-session-closed':
         return this.series.count(this.udpSessions, { group: event.group, app: event.app }).dec();
       case 'udp-dropped':
-        for (const [reason, count] of Object.entries(event.dropped)) this.series.count(this.udpDropped, { group: event.group, app: event.app, reason }).inc(count);
+        for (const [reason, count] of Object.entries(event.dropped))
+          this.series.count(this.udpDropped, { group: event.group, app: event.app, reason }).inc(count);
         return;
       default:
     }
+  }
+
+  private unroute(key: string): void {
+    const [group, app] = key.split('/') as [string, string];
+    for (const domain of this.routedNames.get(key) ?? []) this.vhostRoutes.remove({ group, app, domain });
+    this.routedNames.delete(key);
   }
 }

@@ -42,16 +42,28 @@ export class RequestGuard {
   check(req: IncomingMessage): void {
     const host = (req.headers.host ?? '').toLowerCase();
     if (!this.isAllowedHost(host)) {
-      throw new HttpError(421, 'HOST_NOT_ALLOWED', `Host ${JSON.stringify(host.slice(0, 200))} is not this admin server's address; add it to admin.allowedHosts if it should be`);
+      throw new HttpError(
+        421,
+        'HOST_NOT_ALLOWED',
+        `Host ${JSON.stringify(host.slice(0, 200))} is not this admin server's address; add it to admin.allowedHosts if it should be`,
+      );
     }
     if (SAFE_METHODS.has(req.method ?? 'GET')) return;
     const origin = req.headers.origin;
     if (origin !== undefined && origin !== `http://${host}` && origin !== `https://${host}`) {
-      throw new HttpError(403, 'ORIGIN_NOT_ALLOWED', `a ${req.method} from origin ${JSON.stringify(origin.slice(0, 200))} is refused: only the admin's own pages may change state`);
+      throw new HttpError(
+        403,
+        'ORIGIN_NOT_ALLOWED',
+        `a ${req.method} from origin ${JSON.stringify(origin.slice(0, 200))} is refused: only the admin's own pages may change state`,
+      );
     }
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (FORM_CONTENT_TYPES.has(type)) {
-      throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `content-type ${type} is refused on ${req.method}: send the group as application/json or application/yaml`);
+      throw new HttpError(
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        `content-type ${type} is refused on ${req.method}: send the group as application/json or application/yaml`,
+      );
     }
   }
 

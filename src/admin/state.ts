@@ -1,14 +1,17 @@
 import type { Subscription } from 'rxjs';
+import { appDomains, type AppType } from '../config/index.js';
 import { UdpAppServer, type ClusterView, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
 
 export interface AppView {
   name: string;
-  type: 'tcp' | 'udp';
+  /** `http` and `https` apps share the server's vhost port (`publicPort`) and answer to `domains`. */
+  type: AppType;
+  domains?: string[];
   /** The shared pool this app is a member of (see GET /api/pools). */
   pool?: string;
-  /** The port in the registry (0: chosen by the server). */
+  /** The port in the registry (0: chosen by the server; 0 for a vhost app). */
   remotePort: number;
   /** The port actually bound while the group is in use, else null. */
   publicPort: number | null;
@@ -111,15 +114,20 @@ export class AdminState {
     const departure = this.departures.get(name) ?? null;
     const activation = this.cluster?.activation(name);
     const elsewhere = live === undefined && activation !== undefined && activation.node !== this.cluster?.node;
-    const apps = spec.apps.map((app): AppView => {
+    const vhost = this.server.vhost;
+    const apps = spec.apps.map((app, index): AppView => {
       const appServer = live?.apps.get(app.name);
+      const type = app.type ?? 'tcp';
+      const vhostType = app.vhost?.type;
+      const domains = appDomains(app, index, vhost?.config.subdomainHost).map(({ domain }) => domain);
       const totals = this.traffic.get(`${name}/${app.name}`) ?? { bytesIn: 0, bytesOut: 0 };
       return {
         name: app.name,
-        type: app.type ?? 'tcp',
+        type,
+        ...(vhostType === undefined ? {} : { domains }),
         ...(app.pool === undefined ? {} : { pool: app.pool }),
         remotePort: app.remotePort,
-        publicPort: appServer?.port ?? null,
+        publicPort: appServer === undefined ? null : vhostType === undefined ? appServer.port : (vhost?.port(vhostType) ?? null),
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
@@ -128,7 +136,10 @@ export class AdminState {
         bandwidth: {
           in: app.bandwidth?.in ?? null,
           out: app.bandwidth?.out ?? null,
-          throttled: appServer === undefined || appServer instanceof UdpAppServer ? null : { in: appServer.bandwidth.in.throttledReads, out: appServer.bandwidth.out.throttledReads },
+          throttled:
+            appServer === undefined || appServer instanceof UdpAppServer
+              ? null
+              : { in: appServer.bandwidth.in.throttledReads, out: appServer.bandwidth.out.throttledReads },
         },
       };
     });
@@ -149,7 +160,10 @@ export class AdminState {
       bytesIn: apps.reduce((sum, app) => sum + app.bytesIn, 0),
       bytesOut: apps.reduce((sum, app) => sum + app.bytesOut, 0),
       lastDeactivation: departure,
-      node: activation === undefined ? null : { name: activation.node, advertise: activation.advertise, commonPort: activation.commonPort, self: activation.node === this.cluster?.node },
+      node:
+        activation === undefined
+          ? null
+          : { name: activation.node, advertise: activation.advertise, commonPort: activation.commonPort, self: activation.node === this.cluster?.node },
     };
   }
 }

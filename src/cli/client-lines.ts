@@ -1,10 +1,10 @@
 import { assertNever, type AppBinding } from '../protocol/index.js';
 import type { ClientEvent } from '../client/index.js';
 import { eventEntry, type LogEntry } from './logger.js';
-import { bytes, seconds } from './output.js';
+import { bindingText, bytes, seconds } from './output.js';
 
 function appTable(apps: AppBinding[]): string[] {
-  return apps.map((app) => (app.state === 'listening' ? `${app.name} → server port ${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`));
+  return apps.map((app) => bindingText(app, (port) => `server port ${port}`));
 }
 
 /**
@@ -26,7 +26,11 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
       // The reason names the address when the dial itself failed.
       return eventEntry(event, 'warn', `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying in ${seconds(event.retryInMs)}`);
     case 'session-lost':
-      return eventEntry(event, 'warn', `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting${event.retryInMs > 0 ? ` in ${seconds(event.retryInMs)}` : ''}`);
+      return eventEntry(
+        event,
+        'warn',
+        `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting${event.retryInMs > 0 ? ` in ${seconds(event.retryInMs)}` : ''}`,
+      );
     case 'local-dial-failed':
       // The reason starts with the target's address.
       return eventEntry(event, 'warn', `app ${event.app}: local app unreachable: ${event.reason}`);
@@ -48,7 +52,11 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
     case 'stopped':
       return eventEntry(event, 'info', `groupclient ${group} stopped: ${event.reason}`);
     case 'health-changed':
-      return eventEntry(event, event.healthy ? 'info' : 'warn', `app ${event.app}: ${event.healthy ? 'healthy again' : 'unhealthy'} (${event.reason}); told the server`);
+      return eventEntry(
+        event,
+        event.healthy ? 'info' : 'warn',
+        `app ${event.app}: ${event.healthy ? 'healthy again' : 'unhealthy'} (${event.reason}); told the server`,
+      );
     // The session-lost line that follows carries the timeout.
     case 'heartbeat-timeout':
       return eventEntry(event, 'debug', `no answer from the server for ${seconds(event.silentMs)}`);
@@ -59,11 +67,19 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
     case 'work-conn-opened':
       return eventEntry(event, 'debug', `work conn opened for ${event.app}${event.pooled ? ' (pooled)' : ''}`);
     case 'conn-closed':
-      return eventEntry(event, 'debug', `user of ${event.app} closed after ${seconds(event.durationMs)}: ${bytes(event.bytesIn)} in, ${bytes(event.bytesOut)} out${event.error ? ` (${event.error})` : ''}`);
+      return eventEntry(
+        event,
+        'debug',
+        `user of ${event.app} closed after ${seconds(event.durationMs)}: ${bytes(event.bytesIn)} in, ${bytes(event.bytesOut)} out${event.error ? ` (${event.error})` : ''}`,
+      );
     case 'udp-session-opened':
       return eventEntry(event, 'debug', `udp session opened for ${event.app}${event.pooled ? ' (pooled work conn)' : ''}`);
     case 'udp-session-closed':
-      return eventEntry(event, 'debug', `udp session of ${event.app} closed (${event.reason}): ${event.datagramsIn} datagrams in, ${event.datagramsOut} out, ${event.dropped} dropped`);
+      return eventEntry(
+        event,
+        'debug',
+        `udp session of ${event.app} closed (${event.reason}): ${event.datagramsIn} datagrams in, ${event.datagramsOut} out, ${event.dropped} dropped`,
+      );
     case 'heartbeat':
       return undefined;
     default:

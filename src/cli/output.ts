@@ -1,3 +1,5 @@
+import type { AppBinding } from '../protocol/index.js';
+
 /** How the CLIs' lines write durations and sizes. */
 export function seconds(ms: number): string {
   return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
@@ -8,4 +10,11 @@ export function bytes(count: number): string {
   if (count < 1024 ** 2) return `${(count / 1024).toFixed(1)} KiB`;
   if (count < 1024 ** 3) return `${(count / 1024 ** 2).toFixed(1)} MiB`;
   return `${(count / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** An app of a LoginResp or AppsChanged in a lifecycle line: its port (`/udp` for a UDP app), and its names for a vhost app. */
+export function bindingText(app: AppBinding, port: (remotePort: number) => string): string {
+  if (app.state !== 'listening') return `${app.name} ✗ (${app.error})`;
+  const where = `${port(app.remotePort)}${app.protocol === 'udp' ? '/udp' : ''}`;
+  return app.domains === undefined ? `${app.name} → ${where}` : `${app.name} → ${app.domains.join(', ')} on ${where}`;
 }

@@ -1,7 +1,7 @@
 import { assertNever } from '../protocol/index.js';
 import type { DeactivationCode, ServerEvent } from '../server/index.js';
 import { eventEntry, type LogEntry } from './logger.js';
-import { bytes, seconds } from './output.js';
+import { bindingText, bytes, seconds } from './output.js';
 
 /** Departures the operator did not ask for: the client vanished or misbehaved. */
 const UNPLANNED: ReadonlySet<DeactivationCode> = new Set(['CONNECTION_LOST', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR', 'SLOW_PEER']);
@@ -22,20 +22,24 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'group-deregistered':
       return eventEntry(event, 'info', `group ${event.group} deregistered`);
     case 'group-updated':
-      return eventEntry(event, 'info', `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})${event.changes?.length ? `: ${event.changes.join('; ')}` : ''}`);
+      return eventEntry(
+        event,
+        'info',
+        `group ${event.group} updated (${event.apps} app${event.apps === 1 ? '' : 's'})${event.changes?.length ? `: ${event.changes.join('; ')}` : ''}`,
+      );
     case 'app-closed':
       return eventEntry(event, 'info', `app ${event.group}/${event.app} closed: ${event.reason}`);
     case 'login-rejected':
       return eventEntry(event, 'warn', `login rejected from ${event.remote}${event.group ? ` for group ${event.group}` : ''}: ${event.code}: ${event.reason}`);
     case 'group-activated': {
-      const table = event.apps
-        .map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}` : `${app.name} ✗ (${app.error})`))
-        .join(', ');
+      const table = event.apps.map((app) => bindingText(app, (port) => `:${port}`)).join(', ');
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return eventEntry(event, 'info', `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`);
     }
     case 'app-failed':
       return eventEntry(event, 'warn', `app ${event.group}/${event.app} failed: ${event.reason}`);
+    case 'vhost-listening':
+      return eventEntry(event, 'info', `${event.kind} vhost listening on ${event.address}`);
     case 'group-deactivated':
       return eventEntry(event, UNPLANNED.has(event.code) ? 'warn' : 'info', `group ${event.group} deactivated (${event.code}): ${event.reason}`);
     case 'bad-peer':
@@ -54,7 +58,13 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
       return eventEntry(event, 'warn', `user of ${event.group}/${event.app} closed: ${event.reason}`);
     // At most one line per app per traffic sample (1 s): a flood of datagrams is one line, not a flood.
     case 'udp-dropped':
-      return eventEntry(event, 'warn', `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
+      return eventEntry(
+        event,
+        'warn',
+        `udp app ${event.group}/${event.app} dropped ${Object.entries(event.dropped)
+          .map(([reason, count]) => `${count} ${reason}`)
+          .join(', ')}`,
+      );
     case 'udp-session-opened':
       return eventEntry(event, 'debug', `udp session of ${event.peer} on ${event.group}/${event.app} opened`);
     case 'udp-session-closed':
@@ -64,7 +74,7 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
         `udp session of ${event.peer} on ${event.group}/${event.app} closed after ${seconds(event.durationMs)} (${event.reason}): ${event.datagramsIn} datagrams in (${bytes(event.bytesIn)}), ${event.datagramsOut} out (${bytes(event.bytesOut)})`,
       );
     case 'pool-opened':
-      return eventEntry(event, 'info', `pool ${event.pool} open on :${event.port} (${event.balance})`);
+      return eventEntry(event, 'info', `pool ${event.pool} open ${event.port === 0 ? 'on the vhost ports' : `on :${event.port}`} (${event.balance})`);
     case 'pool-closed':
       return eventEntry(event, 'info', `pool ${event.pool} closed: ${event.reason}`);
     case 'pool-member-joined':
@@ -84,11 +94,21 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'pool-user-routed':
       return event.retriedFrom === undefined
         ? eventEntry(event, 'debug', `user ${event.remote} of pool ${event.pool} routed to ${event.group}/${event.app}`)
-        : eventEntry(event, 'warn', `user ${event.remote} of pool ${event.pool} retried on ${event.group}/${event.app}: ${event.retriedFrom} could not serve it (${event.reason})`);
+        : eventEntry(
+            event,
+            'warn',
+            `user ${event.remote} of pool ${event.pool} retried on ${event.group}/${event.app}: ${event.retriedFrom} could not serve it (${event.reason})`,
+          );
     case 'client-connected':
       return eventEntry(event, 'debug', `client ${event.clientId} of group ${event.group} connected from ${event.remote}`);
     case 'app-opened':
-      return eventEntry(event, 'debug', `app ${event.group}/${event.app} listening on :${event.port}`);
+      return eventEntry(
+        event,
+        'debug',
+        `app ${event.group}/${event.app} listening on :${event.port}${event.domains ? ` for ${event.domains.join(', ')}` : ''}`,
+      );
+    case 'vhost-refused':
+      return eventEntry(event, 'debug', `${event.kind} vhost user ${event.remote} refused: ${event.code}: ${event.reason}`);
     case 'heartbeat-timeout':
       return eventEntry(event, 'debug', `group ${event.group}: no heartbeat for ${seconds(event.silentMs)}`);
     case 'user-conn-accepted':
@@ -96,7 +116,11 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'work-conn-requested':
       return eventEntry(event, 'debug', `work conn asked for a user of ${event.group}/${event.app}`);
     case 'work-conn-joined':
-      return eventEntry(event, 'debug', `user of ${event.group}/${event.app} joined a ${event.pooled ? 'pooled' : 'new'} work conn after ${seconds(event.waitedMs)}`);
+      return eventEntry(
+        event,
+        'debug',
+        `user of ${event.group}/${event.app} joined a ${event.pooled ? 'pooled' : 'new'} work conn after ${seconds(event.waitedMs)}`,
+      );
     case 'work-conn-pooled':
       return eventEntry(event, 'debug', `group ${event.group}: work conn ${event.reused ? 'back' : 'added'} in the pool (${event.idle} idle)`);
     case 'conn-closed':

@@ -119,7 +119,8 @@ export class ClientSession {
       channel.messages$.pipe(heartbeatWatchdog(heartbeatTimeoutMs)).subscribe((silentMs) => {
         // Silent because we stopped reading a server that reads nothing of ours.
         const stalled = channel.stalledBytes;
-        if (stalled !== undefined) return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${silentMs}ms` });
+        if (stalled !== undefined)
+          return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${silentMs}ms` });
         this.options.emit({ type: 'heartbeat-timeout', silentMs });
         this.end({ reason: `no heartbeat from the server for ${silentMs}ms` });
       }),
@@ -151,7 +152,12 @@ export class ClientSession {
       case 'WorkConnEnd':
         return this.onServerEnd(message.pairingId, message.bytes);
       case 'AppsChanged':
-        this.options.emit({ type: 'apps-changed', opened: message.opened, closed: message.closed, unknown: message.opened.filter((app) => !this.spec.apps.some((mine) => mine.name === app.name)).map((app) => app.name) });
+        this.options.emit({
+          type: 'apps-changed',
+          opened: message.opened,
+          closed: message.closed,
+          unknown: message.opened.filter((app) => !this.spec.apps.some((mine) => mine.name === app.name)).map((app) => app.name),
+        });
         return;
       case 'Goodbye':
         return this.end({ code: message.code, reason: message.reason });
@@ -302,8 +308,20 @@ export class ClientSession {
     // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
     const tracker = new WorkConnTracker();
     const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
-    if (outerPreamble !== undefined) debug('%s: PROXY %s header for %s', appName, app.proxyProtocol, user === undefined ? 'a user the server did not name' : `${user.remoteAddress} port ${user.remotePort}`);
-    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }), outerPreamble === undefined ? {} : { outerPreamble });
+    if (outerPreamble !== undefined)
+      debug(
+        '%s: PROXY %s header for %s',
+        appName,
+        app.proxyProtocol,
+        user === undefined ? 'a user the server did not name' : `${user.remoteAddress} port ${user.remotePort}`,
+      );
+    const relay = joinReusable(
+      localConn,
+      workConn,
+      tracker,
+      (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }),
+      outerPreamble === undefined ? {} : { outerPreamble },
+    );
     this.relays.set(pairingId, relay);
     const early = this.earlyEnds.get(pairingId);
     if (early !== undefined) {
@@ -352,5 +370,7 @@ export class ClientSession {
 }
 
 function tcpRefusal(appName: string, app: GroupSpec['apps'][number] | undefined): string {
-  return app === undefined ? `app "${appName}" is not in the client's group file` : `app "${appName}" is a UDP app in the client's group file, the server asked for TCP`;
+  return app === undefined
+    ? `app "${appName}" is not in the client's group file`
+    : `app "${appName}" is a UDP app in the client's group file, the server asked for TCP`;
 }

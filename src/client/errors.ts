@@ -16,3 +16,19 @@ export class TakenOverError extends Error {
   override readonly name = 'TakenOverError';
   readonly code = 'TAKEN_OVER';
 }
+
+export type TrustErrorCode = 'TLS_FINGERPRINT_MISMATCH' | 'TLS_UNTRUSTED';
+
+/**
+ * The server could not be verified. Never retried and never downgraded to plaintext: either
+ * this is the wrong server, or its certificate changed and a person has to look.
+ */
+export class ServerTrustError extends Error {
+  override readonly name = 'ServerTrustError';
+  constructor(
+    readonly code: TrustErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -35,5 +35,4 @@ export type ClientEvent =
   /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */
   | { type: 'apps-changed'; opened: AppBinding[]; closed: string[]; unknown: string[] };
 
-export type ClientEventType = ClientEvent['type'];
 export type EmitClientEvent = (event: ClientEvent) => void;

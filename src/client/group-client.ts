@@ -2,11 +2,12 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { firstValueFrom, fromEvent, race, Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
-import { ControlChannel, dialCommon, ServerTrustError, type ClientTransport } from '../net/index.js';
+import { ControlChannel, type ClientTransport } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
-import { LoginRejectedError, TakenOverError } from './errors.js';
+import { LoginRejectedError, ServerTrustError, TakenOverError } from './errors.js';
 import type { ClientEvent } from './events.js';
+import { dialCommon } from './tls.js';
 
 const debug = createDebug('ntp:client:group-client');
 
@@ -236,7 +237,12 @@ export class GroupClient {
       channel.send({
         type: 'Login',
         proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
-        apps: spec.apps.map((app) => ({ name: app.name, remotePort: app.remotePort, ...protocolMark(app), ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}) })),
+        apps: spec.apps.map((app) => ({
+          name: app.name,
+          remotePort: app.remotePort,
+          ...protocolMark(app),
+          ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}),
+        })),
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);
@@ -274,7 +280,10 @@ export class GroupClient {
     const stopped = firstValueFrom(fromEvent(signal, 'abort'));
     const first = await Promise.race([dial, stopped]);
     if (!signal.aborted) return first as Socket;
-    void dial.then((late) => late.destroy(), () => {});
+    void dial.then(
+      (late) => late.destroy(),
+      () => {},
+    );
     throw new Error('stopped while dialing the server');
   }
 

@@ -100,7 +100,13 @@ export function checkOnce(target: HostPort, check: HealthCheckSpec, proxyProtoco
       socket.write(proxyHeader(proxyProtocol!, undefined));
       return socket;
     };
-    const options = { host: target.host, port: target.port, path: check.path ?? '/', method: 'GET', headers: { 'user-agent': 'groupclient-health-check', connection: 'close' } } as const;
+    const options = {
+      host: target.host,
+      port: target.port,
+      path: check.path ?? '/',
+      method: 'GET',
+      headers: { 'user-agent': 'groupclient-health-check', connection: 'close' },
+    } as const;
     // Without an agent: a fresh conn per check (an agent would also ignore createConnection).
     const req = request(proxyProtocol === undefined ? { ...options, agent: false } : { ...options, createConnection: withHeader }, (res) => {
       res.resume();

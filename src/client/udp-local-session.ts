@@ -6,7 +6,6 @@ import { createUdpSocket, DatagramLink, MAX_QUEUED_DATAGRAM_SENDS } from '../net
 
 const debug = createDebug('ntp:client:udp-local-session');
 
-
 export interface UdpSessionOutcome {
   /** `end`: the server closed the session (idle, app removed); otherwise why it was torn down. */
   reason: string;

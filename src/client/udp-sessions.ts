@@ -77,7 +77,9 @@ export class ClientUdpSessions {
     const { emit, send, dialTimeoutMs } = this.options;
     emit({ type: 'work-conn-requested', app: app.name, pairingId, pooled: beforeReport !== undefined });
     try {
-      return await UdpLocalSession.open(app, dialTimeoutMs, (reason) => emit({ type: 'local-dial-failed', app: app.name, target: `${app.local.host}:${app.local.port}/udp`, reason }));
+      return await UdpLocalSession.open(app, dialTimeoutMs, (reason) =>
+        emit({ type: 'local-dial-failed', app: app.name, target: `${app.local.host}:${app.local.port}/udp`, reason }),
+      );
     } catch (error) {
       const reason = (error as Error).message;
       emit({ type: 'local-dial-failed', app: app.name, target: `${app.local.host}:${app.local.port}/udp`, reason });

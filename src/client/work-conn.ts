@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
-import { dialCommon, dialTcp, writeFrame, type ClientTransport } from '../net/index.js';
+import { dialTcp, writeFrame, type ClientTransport } from '../net/index.js';
+import { dialCommon } from './tls.js';
 import { joinProof, type NewWorkConn } from '../protocol/index.js';
 
 export interface WorkConnRequest {
@@ -13,9 +14,7 @@ export interface WorkConnRequest {
   dialTimeoutMs: number;
 }
 
-export type WorkConnResult =
-  | { ok: true; localConn: Socket; workConn: Socket }
-  | { ok: false; stage: 'local' | 'server'; reason: string };
+export type WorkConnResult = { ok: true; localConn: Socket; workConn: Socket } | { ok: false; stage: 'local' | 'server'; reason: string };
 
 /**
  * Dials the app's local target first (so a dead app is reported at once, without opening

@@ -56,7 +56,9 @@ export function adminSectionSchema(env: NodeJS.ProcessEnv) {
       .array(allowedHost, 'expected a list of host names (e.g. [admin.example.com, "admin.example.com:8443"])')
       .default([])
       .meta({ description: 'Names the admin may be reached by besides its bind address (a reverse proxy): lowercase name (any port) or name:port' }),
-    maxConnections: wholeNumber(1, MAX_ADMIN_CONNECTIONS, `expected a whole number of connections from 1 to ${MAX_ADMIN_CONNECTIONS}`).default(ADMIN_DEFAULT_LIMITS.maxConnections),
+    maxConnections: wholeNumber(1, MAX_ADMIN_CONNECTIONS, `expected a whole number of connections from 1 to ${MAX_ADMIN_CONNECTIONS}`).default(
+      ADMIN_DEFAULT_LIMITS.maxConnections,
+    ),
     headersTimeout: timeout.default(ADMIN_DEFAULT_LIMITS.headersTimeoutMs),
     requestTimeout: timeout.optional().meta({ description: `Default ${ADMIN_DEFAULT_LIMITS.requestTimeoutMs}ms, and never shorter than headersTimeout` }),
     keepAliveTimeout: timeout.default(ADMIN_DEFAULT_LIMITS.keepAliveTimeoutMs),
@@ -64,11 +66,19 @@ export function adminSectionSchema(env: NodeJS.ProcessEnv) {
     .meta({ description: 'The admin API, dashboard and Prometheus metrics; off unless this section exists' })
     .transform(({ bind, token, allowedHosts, maxConnections, headersTimeout, requestTimeout, keepAliveTimeout }, ctx) => {
       if (token === undefined && !isLoopback(bind.host)) {
-        ctx.addIssue({ code: 'custom', path: ['token'], message: `required when admin.bind (${bind.host}) is not a loopback address: anyone who can reach it could change the registry` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['token'],
+          message: `required when admin.bind (${bind.host}) is not a loopback address: anyone who can reach it could change the registry`,
+        });
       }
       const requestTimeoutMs = requestTimeout ?? Math.max(ADMIN_DEFAULT_LIMITS.requestTimeoutMs, headersTimeout);
       if (headersTimeout > requestTimeoutMs) {
-        ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: `must not be longer than admin.requestTimeout (${requestTimeoutMs}ms): the headers are part of the request` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['headersTimeout'],
+          message: `must not be longer than admin.requestTimeout (${requestTimeoutMs}ms): the headers are part of the request`,
+        });
       }
       return Object.freeze({
         bind: Object.freeze(bind),

@@ -22,7 +22,10 @@ const RATE_RANGE = 'expected a rate from 1KB to 1024GB per second';
 
 const byteRate = z
   // Each branch bounded, so that the JSON Schema says anyOf (editors) and not a bare type list.
-  .union([z.number(problem(RATE_EXPECTED)).min(MIN_BANDWIDTH, problem(RATE_RANGE)), z.string(problem(RATE_EXPECTED)).min(1, problem(RATE_EXPECTED))], problem(RATE_EXPECTED))
+  .union(
+    [z.number(problem(RATE_EXPECTED)).min(MIN_BANDWIDTH, problem(RATE_RANGE)), z.string(problem(RATE_EXPECTED)).min(1, problem(RATE_EXPECTED))],
+    problem(RATE_EXPECTED),
+  )
   .transform((value, ctx) => {
     const parsed = parseByteRate(value);
     if (parsed.ok) return parsed.value;
@@ -37,7 +40,9 @@ const bandwidth = section({
   out: byteRate.optional().meta({ description: 'App to users, for all users of the app together' }),
 })
   .refine((limit) => limit.in !== undefined || limit.out !== undefined, BANDWIDTH_EMPTY)
-  .transform((limit): BandwidthLimit => Object.freeze({ ...(limit.in === undefined ? {} : { in: limit.in }), ...(limit.out === undefined ? {} : { out: limit.out }) }));
+  .transform((limit): BandwidthLimit =>
+    Object.freeze({ ...(limit.in === undefined ? {} : { in: limit.in }), ...(limit.out === undefined ? {} : { out: limit.out }) }),
+  );
 
 const PROXY_EXPECTED = problem('expected v1 or v2 (the PROXY protocol version the local app reads)');
 
@@ -51,7 +56,7 @@ export const appTrafficShape = {
     .enum(['v1', 'v2'], PROXY_EXPECTED)
     .optional()
     .meta({ description: 'The groupclient writes a PROXY protocol header (v1 text, v2 binary) naming the real user before the first byte' }),
-  bandwidth: bandwidth.optional().meta({ description: 'Bytes per second for all the app\'s users together: in = users to app, out = app to users' }),
+  bandwidth: bandwidth.optional().meta({ description: "Bytes per second for all the app's users together: in = users to app, out = app to users" }),
 };
 
 const RATE = /^(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?(?:\/s)?$/;
@@ -76,13 +81,20 @@ export function parseByteRate(value: unknown): Parsed<number> {
   const bits = text === undefined ? null : BITS.exec(text);
   if (bits) {
     const bytes = (Number(bits[1]) * BIT_PREFIX[bits[2]!.toLowerCase()]!) / 8;
-    return { ok: false, problem: `bandwidth is in bytes per second (B, KB, MB, GB), not bits: ${JSON.stringify(value)} would be ${Math.round(bytes)} bytes per second, about ${describeBytes(bytes)}` };
+    return {
+      ok: false,
+      problem: `bandwidth is in bytes per second (B, KB, MB, GB), not bits: ${JSON.stringify(value)} would be ${Math.round(bytes)} bytes per second, about ${describeBytes(bytes)}`,
+    };
   }
   return { ok: false, problem: `${RATE_EXPECTED}, got ${JSON.stringify(value)}` };
 }
 
 function describeBytes(bytes: number): string {
-  for (const [unit, size] of [['GB', 1024 ** 3], ['MB', 1024 ** 2], ['KB', 1024]] as const) {
+  for (const [unit, size] of [
+    ['GB', 1024 ** 3],
+    ['MB', 1024 ** 2],
+    ['KB', 1024],
+  ] as const) {
     if (bytes >= size) return `${Number((bytes / size).toFixed(1))}${unit}`;
   }
   return `${Math.round(bytes)}B`;

@@ -19,32 +19,38 @@ const endpoint = z
 
 /** A file named relative to commonserver.yaml, read now (a missing file names its field). */
 function fileContent(base: string) {
-  return z.string(problem('expected a file path')).min(1, problem('expected a file path')).transform((path, ctx) => {
-    try {
-      return readFileSync(resolve(base, path));
-    } catch (error) {
-      ctx.addIssue({ code: 'custom', message: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` });
-      return z.NEVER;
-    }
-  });
+  return z
+    .string(problem('expected a file path'))
+    .min(1, problem('expected a file path'))
+    .transform((path, ctx) => {
+      try {
+        return readFileSync(resolve(base, path));
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` });
+        return z.NEVER;
+      }
+    });
 }
 
 /** The etcd password, a literal or `${VAR}`; etcd sets its own rules for it, so no length rule here. */
 function etcdPassword(env: NodeJS.ProcessEnv) {
   const expected = 'expected a password (a literal, or ${VAR} to read it from the environment)';
-  return z.string(problem(expected)).min(1, problem(expected)).transform((raw, ctx) => {
-    let unset: string | undefined;
-    const value = raw.replace(VARIABLE, (_, variable: string) => {
-      const found = env[variable];
-      if (found === undefined || found === '') unset ??= variable;
-      return found ?? '';
+  return z
+    .string(problem(expected))
+    .min(1, problem(expected))
+    .transform((raw, ctx) => {
+      let unset: string | undefined;
+      const value = raw.replace(VARIABLE, (_, variable: string) => {
+        const found = env[variable];
+        if (found === undefined || found === '') unset ??= variable;
+        return found ?? '';
+      });
+      if (unset !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `environment variable ${unset} is not set` });
+        return z.NEVER;
+      }
+      return new Secret(value);
     });
-    if (unset !== undefined) {
-      ctx.addIssue({ code: 'custom', message: `environment variable ${unset} is not set` });
-      return z.NEVER;
-    }
-    return new Secret(value);
-  });
 }
 
 /**
@@ -84,8 +90,10 @@ export function clusterSectionSchema(base: string, env: NodeJS.ProcessEnv) {
   })
     .meta({ description: 'One node of a cluster sharing its registry through etcd; off unless this section exists' })
     .transform(({ etcd, node, advertise, prefix, leaseTtl, tls, user, password }, ctx) => {
-      if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined)) ctx.addIssue({ code: 'custom', path: ['tls', tls.cert ? 'key' : 'cert'], message: 'cert and key go together' });
-      if ((user === undefined) !== (password === undefined)) ctx.addIssue({ code: 'custom', path: [user === undefined ? 'user' : 'password'], message: 'user and password go together' });
+      if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined))
+        ctx.addIssue({ code: 'custom', path: ['tls', tls.cert ? 'key' : 'cert'], message: 'cert and key go together' });
+      if ((user === undefined) !== (password === undefined))
+        ctx.addIssue({ code: 'custom', path: [user === undefined ? 'user' : 'password'], message: 'user and password go together' });
       return Object.freeze({
         etcd: Object.freeze(etcd) as readonly string[],
         node,

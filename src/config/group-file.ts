@@ -2,11 +2,13 @@ import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
 import { appTrafficShape } from './app-traffic.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
-import { HEALTH_CHECK_DEFAULTS, healthCheckSchema, poolName, type HealthCheckSpec } from './pool-config.js';
+import { healthCheckSchema, poolMembership, poolName } from './pool-config.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
-import { portKey, portLabel, udpAppOptions, udpAppShape } from './udp-app.js';
-import { formatHostPort, hostPort, logLevel, port, type HostPort } from './values.js';
+import { appKind, appType } from './app-type.js';
+import { portKey, portLabel, udpAppShape } from './udp-app.js';
+import { hostPort, logLevel, port, type HostPort } from './values.js';
+import { vhostAppShape } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -25,36 +27,46 @@ export function isGroupName(name: string): boolean {
 export function groupNameProblem(name: string): string {
   return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
 }
-export { MIN_SECRET_LENGTH } from './secret-source.js';
 
 const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or "."';
-const app = section({
-  name: z.string(APP_NAME_EXPECTED).regex(NAME, APP_NAME_EXPECTED),
-  local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
-  remotePort: port()
-    .optional()
-    .meta({ description: "The public port on the commonserver; 0 lets the server choose and report it. A pooled app may leave it out: the pool's port" }),
-  pool: poolName.optional(),
-  healthCheck: healthCheckSchema.optional(),
-  ...appAccessShape,
-  ...udpAppShape,
-  ...appTrafficShape,
-}).transform(({ type, udp, ...tcp }, ctx) => {
-  // Both act on TCP streams (a header before the first byte, paused reads): a datagram relay has neither.
-  for (const field of ['proxyProtocol', 'bandwidth'] as const) {
-    if (type === 'udp' && tcp[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} applies to TCP apps, not to type: udp` });
-  }
-  // A pool routes each user's connection to one member: UDP sessions are not routed through pools.
-  if (type === 'udp' && tcp.pool !== undefined) ctx.addIssue({ code: 'custom', path: ['pool'], message: 'pool applies to TCP apps, not to type: udp (a pool spreads TCP connections over its members)' });
-  return { ...tcp, ...udpAppOptions({ type, udp, maxConnections: tcp.maxConnections }, ctx) };
-});
 
-type AppFields = z.output<typeof app>;
+/** One app of a group file: a TCP or UDP app with its own public port, or a vhost app reached by name. */
+function appSchema(env: NodeJS.ProcessEnv) {
+  return section({
+    name: z.string(APP_NAME_EXPECTED).regex(NAME, APP_NAME_EXPECTED),
+    local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
+    type: appType,
+    remotePort: port().optional().meta({
+      description:
+        "tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it. A pooled app may leave it out: the pool's port",
+    }),
+    pool: poolName.optional(),
+    healthCheck: healthCheckSchema.optional(),
+    ...appAccessShape,
+    ...udpAppShape,
+    ...vhostAppShape(env),
+    ...appTrafficShape,
+  }).transform(({ name, local, allow, proxyProtocol, bandwidth, pool, healthCheck, ...kind }, ctx) => ({
+    name,
+    local,
+    ...(allow === undefined ? {} : { allow }),
+    ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
+    ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
+    ...(bandwidth === undefined ? {} : { bandwidth }),
+    // A pooled tcp app may leave its port to the pool (0 here: filled in when the server registers it).
+    ...appKind(
+      { ...kind, remotePort: kind.remotePort ?? (pool === undefined || kind.type !== 'tcp' ? undefined : 0), traffic: { proxyProtocol, bandwidth } },
+      ctx,
+    ),
+    ...poolMembership({ type: kind.type, pool, healthCheck }, ctx),
+  }));
+}
+
 /**
- * One app. For a pooled app, `remotePort` is the pool's port once the server's registry loaded
- * it (0 until then), and `healthCheck` is always set (a TCP check by default).
+ * One app. For a pooled tcp app, `remotePort` is the pool's port once the server's registry
+ * loaded it (0 until then), and `healthCheck` is always set on a pooled app (a TCP check by default).
  */
-export type AppSpec = Readonly<Omit<AppFields, 'remotePort' | 'healthCheck'> & { remotePort: number; healthCheck?: HealthCheckSpec }>;
+export type AppSpec = z.output<ReturnType<typeof appSchema>>;
 
 /** Where the file is and what it may refer to: the environment and relative paths. */
 export interface GroupFileContext {
@@ -77,8 +89,8 @@ const SERVERS_EXPECTED = 'expected a list of "host:port" (or { address, fingerpr
 /** `"a:7000"` or `{ address: "b:7000", fingerprint: "sha256:..." }` (a bare string is its address). */
 const clusterServer = z.preprocess(
   (value) => (typeof value === 'string' ? { address: value } : value),
-  section({ address: hostPort(), fingerprint: serverTrustShape('.').serverFingerprint }).transform(
-    ({ address, fingerprint }): ClusterServer => (fingerprint === undefined ? { address } : { address, fingerprint }),
+  section({ address: hostPort(), fingerprint: serverTrustShape('.').serverFingerprint }).transform(({ address, fingerprint }): ClusterServer =>
+    fingerprint === undefined ? { address } : { address, fingerprint },
   ),
 );
 
@@ -92,7 +104,7 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
     name: z.string(groupName).regex(NAME, groupName),
     secret: secretValue(env).optional(),
     secretFile: secretFilePath.optional(),
-    apps: z.array(app, 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
+    apps: z.array(appSchema(env), 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
     logLevel: logLevel.optional(),
     servers: z
@@ -104,24 +116,29 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
     .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, ...trust }, ctx) => {
-      if (server !== undefined && servers !== undefined) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
+      if (server !== undefined && servers !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
       const stem = basename(file, extname(file));
       if (stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
       }
-      if (secret !== undefined && secretFile !== undefined) ctx.addIssue({ code: 'custom', path: ['secretFile'], message: 'secret and secretFile are alternatives: keep one' });
+      if (secret !== undefined && secretFile !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['secretFile'], message: 'secret and secretFile are alternatives: keep one' });
       const fromFile = secretFile === undefined || secret !== undefined ? undefined : secretFromFile(secretFile, baseDir, ctx, ['secretFile']);
       const source = fromFile ?? secret;
       if (source === undefined && secretFile === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['secret'], message: 'expected secret: (a literal, or ${VAR} to read it from the environment) or secretFile: PATH' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['secret'],
+          message: 'expected secret: (a literal, or ${VAR} to read it from the environment) or secretFile: PATH',
+        });
       }
-      const specs = apps.map((one, i) => appSpec(one, i, ctx));
-      checkAppsDiffer(specs, ctx);
+      checkAppsDiffer(apps, ctx);
       return Object.freeze({
         name,
         // No source means an issue was added above: zod discards this result.
         secret: source?.secret ?? z.NEVER,
-        apps: Object.freeze(specs),
+        apps: Object.freeze(apps.map((one) => Object.freeze({ ...one, local: Object.freeze(one.local) }))),
         file,
         /** The secret is written in the file itself (not `${VAR}`): the file must stay private. */
         secretInFile: source?.literal ?? false,
@@ -140,20 +157,6 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
 
 export type GroupSpec = z.output<ReturnType<typeof groupFileSchema>>;
 
-/** An app as the code uses it: a pooled one may leave its port to the pool and gets a health check. */
-function appSpec({ remotePort, healthCheck, ...one }: AppFields, i: number, ctx: z.RefinementCtx): AppSpec {
-  if (remotePort === undefined && one.pool === undefined) ctx.addIssue({ code: 'custom', path: ['apps', i, 'remotePort'], message: 'expected a port number (0-65535), got undefined' });
-  if (healthCheck !== undefined && one.pool === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['apps', i, 'healthCheck'], message: 'a health check decides which member of a pool gets users: add pool: NAME, or remove it' });
-  }
-  return Object.freeze({
-    ...one,
-    local: Object.freeze(one.local),
-    remotePort: remotePort ?? 0,
-    ...(one.pool === undefined ? {} : { healthCheck: healthCheck ?? HEALTH_CHECK_DEFAULTS }),
-  });
-}
-
 function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
   const names = new Set<string>();
   // Keyed by port and protocol: a TCP app and a UDP app may share a port number.
@@ -161,7 +164,12 @@ function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
   const pools = new Map<string, string>();
   apps.forEach((one, i) => {
     const sharing = one.pool === undefined ? undefined : pools.get(one.pool);
-    if (sharing !== undefined) ctx.addIssue({ code: 'custom', path: ['apps', i, 'pool'], message: `app "${sharing}" of this group is already in pool "${one.pool}" (one app per group and pool)` });
+    if (sharing !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apps', i, 'pool'],
+        message: `app "${sharing}" of this group is already in pool "${one.pool}" (one app per group and pool)`,
+      });
     if (one.pool !== undefined) pools.set(one.pool, one.name);
     if (names.has(one.name)) ctx.addIssue({ code: 'custom', path: ['apps', i, 'name'], message: `duplicate app name "${one.name}"` });
     names.add(one.name);
@@ -186,6 +194,8 @@ export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.
   return yaml.parse(groupFileSchema({ file: yaml.file, env, baseDir }));
 }
 
-export function describeApps(spec: GroupSpec): string {
-  return spec.apps.map((one) => `${one.name} ${formatHostPort(one.local)}${one.type === 'udp' ? '/udp' : ''}`).join(', ');
+/** Where a group's secret is read from, in words (never the secret itself). */
+export function describeSecretSource(spec: GroupSpec): string {
+  if (spec.secretFile !== undefined) return `secret read from ${spec.secretFile} (private to its owner)`;
+  return spec.secretInFile ? 'secret written in the file' : 'secret from the environment';
 }

@@ -23,7 +23,8 @@ export const SCHEMA_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '.
 
 export function configJsonSchema(kind: ConfigKind): Record<string, unknown> {
   // The context only feeds transforms, which the input-side JSON Schema does not run.
-  const schema = kind === 'commonserver' ? serverConfigSchema({ file: 'commonserver.yaml', env: {} }) : groupFileSchema({ file: 'group.yaml', env: {}, baseDir: '.' });
+  const schema =
+    kind === 'commonserver' ? serverConfigSchema({ file: 'commonserver.yaml', env: {} }) : groupFileSchema({ file: 'group.yaml', env: {}, baseDir: '.' });
   return toJsonSchema(schema);
 }
 

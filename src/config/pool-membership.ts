@@ -1,32 +1,41 @@
-import type { GroupSpec } from './group-file.js';
+import type { AppType } from './app-type.js';
+import type { AppSpec, GroupSpec } from './group-file.js';
 import type { PoolsConfig } from './pool-config.js';
 
-/** Where a pool's public port was fixed, in words for error messages. */
-export interface PoolPort {
+/**
+ * What a pool's first registered member fixed: its type, and its public port (tcp) or its
+ * vhost fields (http, https), with who fixed them, in words for error messages.
+ */
+export interface PoolShape {
+  readonly type: AppType;
+  /** tcp pools: the public port (0 for a vhost pool). */
   readonly port: number;
+  /** vhost pools: the first member's app, whose names, locations, rewrite and auth every member repeats. */
+  readonly vhostApp?: AppSpec;
   readonly by: string;
 }
 
-/** Why a group's file may not join a pool: the server's policy, or a port its pool members disagree on. */
+/** Why a group's file may not join a pool: the server's policy, or what its pool members disagree on. */
 export interface PoolProblem {
   readonly code: 'POLICY' | 'POOL_CONFLICT';
-  /** `[ 'apps', index, 'pool' | 'remotePort' ]`, for the file's line and the API's field. */
-  readonly path: ['apps', number, 'pool' | 'remotePort'];
+  /** `[ 'apps', index, field ]`, for the file's line and the API's field. */
+  readonly path: ['apps', number, 'pool' | 'remotePort' | 'type' | 'domains'];
   readonly message: string;
 }
 
 /**
- * The ports already fixed by registered members of each pool (`specs` carry resolved ports),
- * the first member found per pool: that is the registrant that fixed it.
+ * What registered members of each pool fixed (`specs` carry resolved ports), from the first
+ * member found per pool: that is the registrant that fixed it.
  */
-export function fixedPoolPorts(specs: Iterable<GroupSpec>, except: string): Map<string, PoolPort> {
-  const fixed = new Map<string, PoolPort>();
+function fixedPools(specs: Iterable<GroupSpec>, except: string): Map<string, PoolShape> {
+  const fixed = new Map<string, PoolShape>();
   for (const spec of specs) {
     if (spec.name === except) continue;
     for (const app of spec.apps) {
-      if (app.pool !== undefined && app.remotePort !== 0 && !fixed.has(app.pool)) {
-        fixed.set(app.pool, { port: app.remotePort, by: `group ${spec.name} (${spec.file})` });
-      }
+      if (app.pool === undefined || fixed.has(app.pool)) continue;
+      const by = `group ${spec.name} (${spec.file})`;
+      if (app.vhost !== undefined) fixed.set(app.pool, { type: app.vhost.type, port: 0, vhostApp: app, by });
+      else if (app.remotePort !== 0) fixed.set(app.pool, { type: 'tcp', port: app.remotePort, by });
     }
   }
   return fixed;
@@ -34,9 +43,12 @@ export function fixedPoolPorts(specs: Iterable<GroupSpec>, except: string): Map<
 
 /**
  * The first reason `spec` may not join the pools its apps name, or undefined. The server config
- * fixes a pool's port when it says one; otherwise the first registered member did (`fixed`).
+ * fixes a pool's port when it says one; otherwise the first registered member did (`fixed`),
+ * with the pool's type, and for a vhost pool its names: every member of a vhost pool answers
+ * to the same names, locations, Host rewrite and basic auth, since the pool (not one member)
+ * is what a request for them reaches.
  */
-export function poolProblem(spec: GroupSpec, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolPort>): PoolProblem | undefined {
+function poolProblem(spec: GroupSpec, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolShape>): PoolProblem | undefined {
   for (const [index, app] of spec.apps.entries()) {
     if (app.pool === undefined) continue;
     const config = pools[app.pool];
@@ -47,48 +59,95 @@ export function poolProblem(spec: GroupSpec, pools: PoolsConfig, fixed: Readonly
         message: `group "${spec.name}" may not join pool "${app.pool}": the server's pools.${app.pool}.groups allows only ${config.groups.join(', ')}`,
       };
     }
-    const port = portOf(app.pool, pools, fixed);
-    if (port === undefined && app.remotePort === 0) {
+    const type = app.vhost?.type ?? 'tcp';
+    if (type !== 'tcp' && config?.remotePort !== undefined) {
       return {
         code: 'POOL_CONFLICT',
-        path: ['apps', index, 'remotePort'],
-        message: `pool "${app.pool}" has no public port yet: give remotePort here (the first member fixes it) or pools.${app.pool}.remotePort in the server config`,
+        path: ['apps', index, 'type'],
+        message: `pool "${app.pool}" has a public port (pools.${app.pool}.remotePort in the server config): a ${type} app reached by name cannot join it`,
       };
     }
-    if (port !== undefined && app.remotePort !== 0 && app.remotePort !== port.port) {
+    const shape = fixed.get(app.pool);
+    if (shape !== undefined && shape.type !== type) {
       return {
         code: 'POOL_CONFLICT',
-        path: ['apps', index, 'remotePort'],
-        message: `pool "${app.pool}" is on port ${port.port} (fixed by ${port.by}), this file says ${app.remotePort}: members must agree (or leave remotePort out)`,
+        path: ['apps', index, 'type'],
+        message: `pool "${app.pool}" serves ${shape.type} apps (fixed by ${shape.by}), this app is ${type}: members must agree`,
       };
     }
+    const problem = type === 'tcp' ? portProblem(app, index, pools, fixed) : vhostProblem(app, index, shape);
+    if (problem !== undefined) return problem;
   }
   return undefined;
 }
 
-/** `spec` with each pooled app's remotePort set to its pool's port (call after `poolProblem` found none). */
-export function withPoolPorts(spec: GroupSpec, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolPort>): GroupSpec {
-  if (!spec.apps.some((app) => app.pool !== undefined && app.remotePort === 0)) return spec;
-  const apps = spec.apps.map((app) => (app.pool === undefined || app.remotePort !== 0 ? app : Object.freeze({ ...app, remotePort: portOf(app.pool, pools, fixed)!.port })));
+function portProblem(app: AppSpec, index: number, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolShape>): PoolProblem | undefined {
+  const pool = app.pool!;
+  const port = portOf(pool, pools, fixed);
+  if (port === undefined && app.remotePort === 0) {
+    return {
+      code: 'POOL_CONFLICT',
+      path: ['apps', index, 'remotePort'],
+      message: `pool "${pool}" has no public port yet: give remotePort here (the first member fixes it) or pools.${pool}.remotePort in the server config`,
+    };
+  }
+  if (port !== undefined && app.remotePort !== 0 && app.remotePort !== port.port) {
+    return {
+      code: 'POOL_CONFLICT',
+      path: ['apps', index, 'remotePort'],
+      message: `pool "${pool}" is on port ${port.port} (fixed by ${port.by}), this file says ${app.remotePort}: members must agree (or leave remotePort out)`,
+    };
+  }
+  return undefined;
+}
+
+function vhostProblem(app: AppSpec, index: number, shape: PoolShape | undefined): PoolProblem | undefined {
+  if (shape?.vhostApp === undefined || vhostIdentity(shape.vhostApp) === vhostIdentity(app)) return undefined;
+  return {
+    code: 'POOL_CONFLICT',
+    path: ['apps', index, 'domains'],
+    message: `pool "${app.pool}" answers to ${describeNames(shape.vhostApp)} (fixed by ${shape.by}): every member needs the same domains, subdomain, locations, hostHeaderRewrite and basicAuth`,
+  };
+}
+
+/** What every member of a vhost pool must repeat, as one comparable string (the password only as equal or not, never printed). */
+function vhostIdentity(app: AppSpec): string {
+  const vhost = app.vhost!;
+  const auth = vhost.basicAuth === undefined ? undefined : [vhost.basicAuth.user, vhost.basicAuth.password.reveal()];
+  return JSON.stringify([vhost.type, [...vhost.domains].sort(), vhost.subdomain, [...vhost.locations].sort(), vhost.hostHeaderRewrite, auth]);
+}
+
+function describeNames(app: AppSpec): string {
+  const vhost = app.vhost!;
+  const names = [...vhost.domains, ...(vhost.subdomain === undefined ? [] : [`subdomain ${vhost.subdomain}`])];
+  return `${names.join(', ')}${vhost.type === 'http' ? ` (locations ${vhost.locations.join(', ')})` : ''}`;
+}
+
+/** `spec` with each pooled tcp app's remotePort set to its pool's port (call after `poolProblem` found none). */
+function withPoolPorts(spec: GroupSpec, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolShape>): GroupSpec {
+  const unfixed = (app: AppSpec): boolean => app.pool !== undefined && app.vhost === undefined && app.remotePort === 0;
+  if (!spec.apps.some(unfixed)) return spec;
+  const apps = spec.apps.map((app) => (unfixed(app) ? Object.freeze({ ...app, remotePort: portOf(app.pool!, pools, fixed)!.port }) : app));
   return Object.freeze({ ...spec, apps: Object.freeze(apps) });
 }
 
-function portOf(pool: string, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolPort>): PoolPort | undefined {
+function portOf(pool: string, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolShape>): { port: number; by: string } | undefined {
   const configured = pools[pool]?.remotePort;
-  return configured !== undefined ? { port: configured, by: `pools.${pool}.remotePort in the server config` } : fixed.get(pool);
-}
-
-/** Who claims a public port: a pool's members share it, any other app holds it alone. */
-export function portClaimant(group: string, app: { name: string; pool?: string }): string {
-  return app.pool === undefined ? `${group}/${app.name}` : `pool ${app.pool}`;
+  if (configured !== undefined) return { port: configured, by: `pools.${pool}.remotePort in the server config` };
+  const shape = fixed.get(pool);
+  return shape === undefined || shape.port === 0 ? undefined : shape;
 }
 
 /**
  * `spec` checked against its pools and with their ports filled in, given the other registered
  * groups (`registered`, resolved ports): the spec to register, or why it may not join.
  */
-export function joinPoolsOf(spec: GroupSpec, pools: PoolsConfig, registered: Iterable<GroupSpec>): { spec: GroupSpec; problem?: undefined } | { problem: PoolProblem } {
-  const fixed = fixedPoolPorts(registered, spec.name);
+export function joinPoolsOf(
+  spec: GroupSpec,
+  pools: PoolsConfig,
+  registered: Iterable<GroupSpec>,
+): { spec: GroupSpec; problem?: undefined } | { problem: PoolProblem } {
+  const fixed = fixedPools(registered, spec.name);
   const problem = poolProblem(spec, pools, fixed);
   return problem === undefined ? { spec: withPoolPorts(spec, pools, fixed) } : { problem };
 }

@@ -17,8 +17,12 @@ export interface SecretValue {
   readonly literal: boolean;
 }
 
-/** `${VAR}` anywhere in the value is replaced from `env`; a missing or empty VAR is an issue. */
-export function secretValue(env: NodeJS.ProcessEnv) {
+/**
+ * `${VAR}` anywhere in the value is replaced from `env`; a missing or empty VAR is an issue.
+ * `minLength`: group secrets and tokens need MIN_SECRET_LENGTH; a basic-auth password is what
+ * its users can type.
+ */
+export function secretValue(env: NodeJS.ProcessEnv, minLength = MIN_SECRET_LENGTH) {
   return z
     .string(SECRET_EXPECTED)
     .min(1, SECRET_EXPECTED)
@@ -29,14 +33,14 @@ export function secretValue(env: NodeJS.ProcessEnv) {
         if (found === undefined || found === '') unset ??= variable;
         return found ?? '';
       });
-      const problem = unset !== undefined ? `environment variable ${unset} is not set` : tooShort(value, '');
+      const problem = unset !== undefined ? `environment variable ${unset} is not set` : tooShort(value, '', minLength);
       if (problem !== undefined) {
         ctx.addIssue({ code: 'custom', message: problem });
         return z.NEVER;
       }
       return { secret: new Secret(value), literal: !raw.includes('${') };
     })
-    .meta({ description: `A literal of ${MIN_SECRET_LENGTH}+ characters, or \${VAR} to read it from the environment` });
+    .meta({ description: `A literal of ${minLength}+ characters, or \${VAR} to read it from the environment` });
 }
 
 const SECRET_FILE_EXPECTED = 'expected the path of a file holding the secret';
@@ -72,7 +76,10 @@ function readSecretFile(file: string): { ok: true; value: string } | { ok: false
     const stat = fstatSync(fd);
     if (!stat.isFile()) return { ok: false, problem: `${file} is not a regular file` };
     if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) {
-      return { ok: false, problem: `${file} has mode ${(stat.mode & 0o777).toString(8)}: a secret file must be readable by its owner only (chmod 600 ${file})` };
+      return {
+        ok: false,
+        problem: `${file} has mode ${(stat.mode & 0o777).toString(8)}: a secret file must be readable by its owner only (chmod 600 ${file})`,
+      };
     }
     if (stat.size > MAX_SECRET_FILE_BYTES) return { ok: false, problem: `${file} is larger than ${MAX_SECRET_FILE_BYTES} bytes: not a secret file` };
     const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES);
@@ -87,6 +94,6 @@ function readSecretFile(file: string): { ok: true; value: string } | { ok: false
   }
 }
 
-function tooShort(value: string, where: string): string | undefined {
-  return value.length < MIN_SECRET_LENGTH ? `too short${where}: use at least ${MIN_SECRET_LENGTH} characters` : undefined;
+function tooShort(value: string, where: string, minLength = MIN_SECRET_LENGTH): string | undefined {
+  return value.length < minLength ? `too short${where}: use at least ${minLength} characters` : undefined;
 }

@@ -8,6 +8,7 @@ import { z } from 'zod';
 export function section<Shape extends z.core.$ZodLooseShape>(shape: Shape) {
   const allowed = Object.keys(shape).join(', ');
   return z.strictObject(shape, {
-    error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown field (expected one of: ${allowed})` : issue.code === 'invalid_type' ? 'expected a mapping' : undefined),
+    error: (issue) =>
+      issue.code === 'unrecognized_keys' ? `unknown field (expected one of: ${allowed})` : issue.code === 'invalid_type' ? 'expected a mapping' : undefined,
   });
 }

@@ -22,7 +22,12 @@ export interface PortRange {
 }
 
 export const LOGIN_LIMIT_DEFAULTS = Object.freeze({ windowMs: 60_000, slowAfter: 3, slowByMs: 1000, blockAfter: 10, blockForMs: 300_000 });
-export const LIMITS_DEFAULTS = Object.freeze({ maxPendingUsersPerApp: 128, maxHandshakes: 1024, maxHandshakesPerSource: 64, maxControlQueueBytes: 4 * 1024 * 1024 });
+export const LIMITS_DEFAULTS = Object.freeze({
+  maxPendingUsersPerApp: 128,
+  maxHandshakes: 1024,
+  maxHandshakesPerSource: 64,
+  maxControlQueueBytes: 4 * 1024 * 1024,
+});
 /** A burst of frames in one turn may pass a quarter of a smaller queue, and stop reading a good client. */
 const MIN_CONTROL_QUEUE_BYTES = 256 * 1024;
 const DEFAULT_CERT = './tls/commonserver.crt';
@@ -30,13 +35,15 @@ const DEFAULT_KEY = './tls/commonserver.key';
 
 const PORT_RANGES_EXPECTED = problem('expected port ranges such as ["6000-6999", 7022]');
 const PORT_RANGE = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5}))?\s*$/;
-const portRange = z.union([z.int(PORT_RANGES_EXPECTED), z.string(PORT_RANGES_EXPECTED).regex(PORT_RANGE, PORT_RANGES_EXPECTED)], PORT_RANGES_EXPECTED).transform((item, ctx): PortRange => {
-  const match = typeof item === 'number' ? [String(item), String(item), String(item)] : PORT_RANGE.exec(item)!;
-  const from = Number(match[1]);
-  const to = Number(match[2] ?? match[1]);
-  if (!(from >= 1 && to <= 65535 && from <= to)) ctx.addIssue({ code: 'custom', message: PORT_RANGES_EXPECTED.error({ input: item }) });
-  return Object.freeze({ from, to });
-});
+const portRange = z
+  .union([z.int(PORT_RANGES_EXPECTED), z.string(PORT_RANGES_EXPECTED).regex(PORT_RANGE, PORT_RANGES_EXPECTED)], PORT_RANGES_EXPECTED)
+  .transform((item, ctx): PortRange => {
+    const match = typeof item === 'number' ? [String(item), String(item), String(item)] : PORT_RANGE.exec(item)!;
+    const from = Number(match[1]);
+    const to = Number(match[2] ?? match[1]);
+    if (!(from >= 1 && to <= 65535 && from <= to)) ctx.addIssue({ code: 'custom', message: PORT_RANGES_EXPECTED.error({ input: item }) });
+    return Object.freeze({ from, to });
+  });
 
 const loginLimit = section({
   window: duration.default(LOGIN_LIMIT_DEFAULTS.windowMs),
@@ -47,20 +54,34 @@ const loginLimit = section({
 }).meta({ description: 'Failed logins per source address within window: slowed by slowBy after slowAfter, refused for blockFor after blockAfter' });
 
 const limits = section({
-  maxPendingUsersPerApp: wholeNumber(1).default(LIMITS_DEFAULTS.maxPendingUsersPerApp).meta({ description: 'User connections held per app while they wait for a work conn' }),
-  maxHandshakes: wholeNumber(1).default(LIMITS_DEFAULTS.maxHandshakes).meta({ description: 'Connections on the common port that have not logged in or joined yet' }),
+  maxPendingUsersPerApp: wholeNumber(1)
+    .default(LIMITS_DEFAULTS.maxPendingUsersPerApp)
+    .meta({ description: 'User connections held per app while they wait for a work conn' }),
+  maxHandshakes: wholeNumber(1)
+    .default(LIMITS_DEFAULTS.maxHandshakes)
+    .meta({ description: 'Connections on the common port that have not logged in or joined yet' }),
   maxHandshakesPerSource: wholeNumber(1).default(LIMITS_DEFAULTS.maxHandshakesPerSource),
-  maxControlQueueBytes: wholeNumber(MIN_CONTROL_QUEUE_BYTES, Number.MAX_SAFE_INTEGER, `expected a whole number of at least ${MIN_CONTROL_QUEUE_BYTES} (256 KiB)`)
+  maxControlQueueBytes: wholeNumber(
+    MIN_CONTROL_QUEUE_BYTES,
+    Number.MAX_SAFE_INTEGER,
+    `expected a whole number of at least ${MIN_CONTROL_QUEUE_BYTES} (256 KiB)`,
+  )
     .default(LIMITS_DEFAULTS.maxControlQueueBytes)
-    .meta({ description: 'Bytes that may wait for a peer that does not read its control conn: above a quarter it is not read, at the cap it is cut off (SLOW_PEER)' }),
+    .meta({
+      description: 'Bytes that may wait for a peer that does not read its control conn: above a quarter it is not read, at the cap it is cut off (SLOW_PEER)',
+    }),
 });
 
 /** The security fields of commonserver.yaml (paths relative to the file). */
 export function securityShape(baseDir: string) {
   return {
     tls: section({
-      cert: filePath(baseDir).optional().meta({ description: `Certificate file (default ${DEFAULT_CERT}; created with the key on first start)` }),
-      key: filePath(baseDir).optional().meta({ description: `Key file (default ${DEFAULT_KEY})` }),
+      cert: filePath(baseDir)
+        .optional()
+        .meta({ description: `Certificate file (default ${DEFAULT_CERT}; created with the key on first start)` }),
+      key: filePath(baseDir)
+        .optional()
+        .meta({ description: `Key file (default ${DEFAULT_KEY})` }),
       clientCa: filePath(baseDir).optional().meta({ description: 'Mutual TLS: clients must present a certificate signed by this CA' }),
     }).optional(),
     plaintext: z.boolean(problem('expected true or false')).optional().meta({ description: 'No TLS on the common port (clients then need --plaintext)' }),

@@ -39,6 +39,7 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   pool: { server: 'the app leaves its old pool and joins the new one (its connections close)' },
   // The client restarts that app's checks from the state it last reported.
   healthCheck: { client: 'applies from the next check' },
+  vhost: { server: 'applies to the next request; new names or type reopen the app (its conns close)' },
   // The header describes the local app's expectations: only the client, which dials it, reads it.
   proxyProtocol: { client: 'applies to the next user' },
   // One bucket per app shapes every user at once, so a new rate cannot wait for new users.
@@ -69,7 +70,8 @@ export function specChanges(before: GroupSpec, after: GroupSpec): SpecChange[] {
       continue;
     }
     for (const [field, effect] of Object.entries(APP_FIELDS) as [keyof typeof APP_FIELDS, FieldEffect][]) {
-      if (!sameValue(previous[field], app[field])) changes.push({ field: `apps.${app.name}.${field}`, effect });
+      const same = field === 'vhost' ? sameVhost(previous.vhost, app.vhost) : sameValue(previous[field], app[field]);
+      if (!same) changes.push({ field: `apps.${app.name}.${field}`, effect });
     }
   }
   for (const name of old.keys()) changes.push({ field: `apps.${name}`, effect: APP_REMOVED });
@@ -84,6 +86,14 @@ export function sameGroupSpec(a: GroupSpec, b: GroupSpec): boolean {
 /** One line per change as `side` applies it, for the log lines of a reload. */
 export function describeChanges(changes: readonly SpecChange[], side: keyof FieldEffect): string[] {
   return changes.flatMap(({ field, effect }) => (effect[side] === undefined ? [] : [`${field} ${effect[side]}`]));
+}
+
+/** The basic-auth password is a Secret (serialised as a mask): compared in private. */
+function sameVhost(a: AppSpec['vhost'], b: AppSpec['vhost']): boolean {
+  if (!sameValue(a, b)) return false;
+  const before = a?.basicAuth?.password;
+  const after = b?.basicAuth?.password;
+  return before === undefined || after === undefined || before.equals(after);
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import type { AppType } from './app-type.js';
 import { section } from './sections.js';
-import { duration, problem, wholeNumber } from './values.js';
+import { duration, wholeNumber } from './values.js';
 
 /**
  * What a UDP app adds to an app of a group file (`type: udp`, and an optional `udp:` section).
@@ -9,9 +10,9 @@ import { duration, problem, wholeNumber } from './values.js';
  */
 export interface UdpAppOptions {
   /** `udp`: datagrams, one session per user address. Absent: a TCP app (the default). */
-  readonly type?: 'udp';
+  readonly type?: Exclude<AppType, 'tcp'> | undefined;
   /** Present exactly when `type` is `udp`, with every default applied. */
-  readonly udp?: UdpSettings;
+  readonly udp?: UdpSettings | undefined;
 }
 
 export interface UdpSettings {
@@ -34,39 +35,35 @@ export const UDP_DEFAULTS: UdpSettings = Object.freeze({
   maxDatagramBytes: 8192,
 });
 
-const APP_TYPE_EXPECTED = problem('expected tcp or udp');
-
-/** What a group file's app may add to be a UDP app: `type: udp` and its optional `udp:` section. */
+/** The `udp:` section a UDP app may add (its `type: udp` is the app's type, in app-type.ts). */
 export const udpAppShape = {
-  type: z
-    .enum(['tcp', 'udp'], APP_TYPE_EXPECTED)
-    .optional()
-    .meta({ description: 'tcp (the default) or udp: datagrams, one session and one local socket per user address' }),
   udp: section({
     idleTimeout: duration.optional().meta({ description: 'A session with no datagram either way for this long is closed (default 60s)' }),
-    maxSessions: wholeNumber(1, 65_536).optional().meta({ description: 'Sessions (user addresses) at once; datagrams from new ones beyond it are dropped (default 1024)' }),
+    maxSessions: wholeNumber(1, 65_536)
+      .optional()
+      .meta({ description: 'Sessions (user addresses) at once; datagrams from new ones beyond it are dropped (default 1024)' }),
     maxDatagramBytes: wholeNumber(1, MAX_UDP_PAYLOAD_BYTES).optional().meta({ description: 'Larger datagrams are dropped, either way (default 8192)' }),
   })
     .optional()
     .meta({ description: 'UDP settings (type: udp only)' }),
 };
 
-type UdpAppFields = z.output<z.ZodObject<typeof udpAppShape>> & { maxConnections?: number | undefined };
+type UdpAppFields = z.output<z.ZodObject<typeof udpAppShape>> & { type: AppType; maxConnections?: number | undefined };
 
 /**
- * An app's `type` and `udp` as the code reads them: nothing for TCP, `type: 'udp'` with every
- * default applied for UDP. Contradictions are issues at the field to change.
+ * A UDP app's `udp` as the code reads it: nothing for another type, every default applied for
+ * UDP. Contradictions are issues at the field to change.
  */
-export function udpAppOptions({ type, udp, maxConnections }: UdpAppFields, ctx: z.RefinementCtx): UdpAppOptions {
+export function udpAppOptions({ type, udp, maxConnections }: UdpAppFields, ctx: z.RefinementCtx): { udp?: UdpSettings } {
   if (type !== 'udp') {
     if (udp !== undefined) ctx.addIssue({ code: 'custom', path: ['udp'], message: 'udp settings need type: udp' });
     return {};
   }
-  if (maxConnections !== undefined) ctx.addIssue({ code: 'custom', path: ['maxConnections'], message: 'a UDP app has sessions, not connections: use udp.maxSessions' });
+  if (maxConnections !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['maxConnections'], message: 'a UDP app has sessions, not connections: use udp.maxSessions' });
   const idleTimeoutMs = udp?.idleTimeout ?? UDP_DEFAULTS.idleTimeoutMs;
   if (idleTimeoutMs < 100) ctx.addIssue({ code: 'custom', path: ['udp', 'idleTimeout'], message: `expected at least 100ms, got ${idleTimeoutMs}ms` });
   return {
-    type: 'udp',
     udp: Object.freeze({
       idleTimeoutMs,
       maxSessions: udp?.maxSessions ?? UDP_DEFAULTS.maxSessions,
@@ -77,7 +74,8 @@ export function udpAppOptions({ type, udp, maxConnections }: UdpAppFields, ctx: 
 
 /** `tcp` or `udp`: the protocol half of a public port's identity. */
 export function appProtocol(app: UdpAppOptions): 'tcp' | 'udp' {
-  return app.type ?? 'tcp';
+  // http and https apps are TCP underneath (their user conns and work conns are streams).
+  return app.type === 'udp' ? 'udp' : 'tcp';
 }
 
 /**

@@ -25,7 +25,13 @@ const DURATION_EXPECTED = problem('expected a duration such as 10s, 500ms or 1m'
 
 /** "10s", "500ms", "1.5m", "2h", or a bare number of milliseconds; parsed to milliseconds. */
 export const duration = z
-  .union([z.number(DURATION_EXPECTED).min(0, DURATION_EXPECTED).refine(Number.isFinite, DURATION_EXPECTED), z.string(DURATION_EXPECTED).regex(DURATION, DURATION_EXPECTED)], DURATION_EXPECTED)
+  .union(
+    [
+      z.number(DURATION_EXPECTED).min(0, DURATION_EXPECTED).refine(Number.isFinite, DURATION_EXPECTED),
+      z.string(DURATION_EXPECTED).regex(DURATION, DURATION_EXPECTED),
+    ],
+    DURATION_EXPECTED,
+  )
   .transform((value) => {
     if (typeof value === 'number') return Math.round(value);
     const [, amount, unit] = DURATION.exec(value)!;
@@ -34,7 +40,11 @@ export const duration = z
   .meta({ description: 'A duration: 10s, 500ms, 1.5m, 2h, or a number of milliseconds' });
 
 /** A whole number from `min` to `max`. */
-export function wholeNumber(min: number, max = Number.MAX_SAFE_INTEGER, expected = max === Number.MAX_SAFE_INTEGER ? `expected a whole number of at least ${min}` : `expected a whole number from ${min} to ${max}`) {
+export function wholeNumber(
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+  expected = max === Number.MAX_SAFE_INTEGER ? `expected a whole number of at least ${min}` : `expected a whole number from ${min} to ${max}`,
+) {
   const message = problem(expected);
   return z.int(message).min(min, message).max(max, message);
 }

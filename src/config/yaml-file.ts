@@ -55,7 +55,13 @@ export class YamlFile {
       if (error instanceof ReferenceError) {
         const line = firstAliasLine(doc!, lines);
         const where = line === undefined ? file : `${file}:${line}`;
-        throw new ConfigError('CONFIG_PARSE', `${where}: its aliases expand to more than ${MAX_ALIAS_COUNT} nodes: refused (a "billion laughs" file)`, file, undefined, line);
+        throw new ConfigError(
+          'CONFIG_PARSE',
+          `${where}: its aliases expand to more than ${MAX_ALIAS_COUNT} nodes: refused (a "billion laughs" file)`,
+          file,
+          undefined,
+          line,
+        );
       }
       throw new ConfigError('CONFIG_PARSE', `${file}: cannot be parsed: ${(error as Error).message}`, file);
     }
@@ -126,7 +132,8 @@ function readBounded(file: string): string {
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
     const stat = fstatSync(fd);
     if (!stat.isFile()) throw new ConfigError('CONFIG_READ', `${file}: not a regular file`, file);
-    if (stat.size > MAX_CONFIG_BYTES) throw new ConfigError('CONFIG_READ', `${file}: ${stat.size} bytes, larger than ${MAX_CONFIG_BYTES}: not a config file`, file);
+    if (stat.size > MAX_CONFIG_BYTES)
+      throw new ConfigError('CONFIG_READ', `${file}: ${stat.size} bytes, larger than ${MAX_CONFIG_BYTES}: not a config file`, file);
     // One byte past the limit tells a file that grew since fstat from one that did not.
     const buffer = Buffer.alloc(MAX_CONFIG_BYTES + 1);
     let length = 0;

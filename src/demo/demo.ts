@@ -15,7 +15,12 @@ import { bannerApp, echoApp, httpApp, type SampleApp } from './sample-apps.js';
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli');
 const children: ChildProcess[] = [];
 
-function start(label: string, script: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; line(pattern: RegExp): Promise<RegExpMatchArray> } {
+function start(
+  label: string,
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { child: ChildProcess; line(pattern: RegExp): Promise<RegExpMatchArray> } {
   const child = spawn(process.execPath, [join(cli, script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   const seen: string[] = [];
@@ -126,7 +131,12 @@ async function main(): Promise<void> {
   const commonPort = (await server.line(/listening on \S+:(\d+)/))[1]!;
   const publicPorts = new Map<string, Map<string, number>>();
   for (const group of Object.keys(groups)) {
-    const client = start(group, 'groupclient.js', ['--group', group, '--groups', join(workDir, 'groups'), '--server', `127.0.0.1:${commonPort}`, '--server-fingerprint', fingerprint], env);
+    const client = start(
+      group,
+      'groupclient.js',
+      ['--group', group, '--groups', join(workDir, 'groups'), '--server', `127.0.0.1:${commonPort}`, '--server-fingerprint', fingerprint],
+      env,
+    );
     const active = (await client.line(/active on .*/))[0];
     publicPorts.set(group, new Map([...active.matchAll(/(\S+) → server port (\d+)/g)].map((m) => [m[1]!, Number(m[2])])));
   }
@@ -144,7 +154,9 @@ async function main(): Promise<void> {
       console.log(`  ${group}/${app.name.padEnd(6)} 127.0.0.1:${port}  ${app.describe.padEnd(16)} → ${JSON.stringify(probe)}`);
     }
   }
-  console.log(`\nAll apps answered, over TLS pinned to ${fingerprint.slice(0, 23)}….\nTry one yourself, e.g. \`nc 127.0.0.1 ${publicPorts.get('office-a')!.get('ssh')}\`. Ctrl-C stops the demo.`);
+  console.log(
+    `\nAll apps answered, over TLS pinned to ${fingerprint.slice(0, 23)}….\nTry one yourself, e.g. \`nc 127.0.0.1 ${publicPorts.get('office-a')!.get('ssh')}\`. Ctrl-C stops the demo.`,
+  );
 }
 
 function httpBody(port: number): Promise<string> {

@@ -4,7 +4,7 @@ export * from './frame-trace.js';
 export * from './peer.js';
 export * from './heartbeat.js';
 export * from './join-conns.js';
-export * from './tls.js';
+export * from './fingerprint.js';
 export * from './transport.js';
 export * from './reset.js';
 export * from './work-conn-state.js';

@@ -73,7 +73,13 @@ export function joinConns(outer: Socket, inner: Socket): Promise<RelayResult> {
  * are through, the work conn is handed back (`released`). Anything else (an error, a reset, a
  * bare FIN on the work conn, which only a crash or a dropped conn can send) resets both.
  */
-export function joinReusable(outer: Socket, inner: Socket, tracker: WorkConnTracker, onOuterEnd: (bytes: number) => void, options: RelayOptions = {}): ReusableRelay {
+export function joinReusable(
+  outer: Socket,
+  inner: Socket,
+  tracker: WorkConnTracker,
+  onOuterEnd: (bytes: number) => void,
+  options: RelayOptions = {},
+): ReusableRelay {
   let state!: RelayState;
   const done = new Promise<RelayResult>((resolve) => {
     state = new RelayState(outer, inner, resolve, { tracker, onOuterEnd }, options);
@@ -249,7 +255,12 @@ class RelayState {
 
 function start(state: RelayState): void {
   const { outer, inner } = state;
-  const refused = outer.destroyed || inner.destroyed ? 'a side closed before the relay began' : state.reuse?.tracker.state.phase === 'reset' ? state.reuse.tracker.state.reason : undefined;
+  const refused =
+    outer.destroyed || inner.destroyed
+      ? 'a side closed before the relay began'
+      : state.reuse?.tracker.state.phase === 'reset'
+        ? state.reuse.tracker.state.reason
+        : undefined;
   if (refused !== undefined) {
     state.fail(new Error(refused));
     state.onClose(outer);

@@ -1,7 +1,6 @@
 import { ProtocolError } from './errors.js';
 import { validateMessage, type Message } from './messages.js';
 
-
 /**
  * Wire format: a 4-byte big-endian length, then that many bytes of UTF-8 JSON.
  * The only module that touches frame bytes.

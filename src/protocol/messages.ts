@@ -45,7 +45,6 @@ const list = <T extends z.ZodType>(item: T) => z.array(item).max(MAX_LIST);
  * Any other value is refused rather than taken for TCP.
  */
 const protocolMark = z.literal('udp').optional();
-export type AppProtocolMark = 'udp';
 
 /** An app as the server publishes it after activation. */
 const appBinding = z.object({
@@ -55,6 +54,8 @@ const appBinding = z.object({
   state: z.enum(['listening', 'failed']),
   error: text.optional(),
   protocol: protocolMark,
+  /** A vhost app: the host names it answers to on `remotePort` (the server's vhost port). */
+  domains: list(z.string().max(253)).optional(),
 });
 export type AppBinding = z.infer<typeof appBinding>;
 
@@ -92,7 +93,16 @@ const login = z.object({
  * reason names it) and NODE_UNAVAILABLE (this node holds no etcd lease now); a client with
  * several servers tries the next one at once.
  */
-const loginRejectCode = z.enum(['UNKNOWN_GROUP', 'BAD_SECRET', 'GROUP_IN_USE', 'VERSION_MISMATCH', 'RATE_LIMITED', 'POLICY', 'GROUP_ACTIVE_ELSEWHERE', 'NODE_UNAVAILABLE']);
+const loginRejectCode = z.enum([
+  'UNKNOWN_GROUP',
+  'BAD_SECRET',
+  'GROUP_IN_USE',
+  'VERSION_MISMATCH',
+  'RATE_LIMITED',
+  'POLICY',
+  'GROUP_ACTIVE_ELSEWHERE',
+  'NODE_UNAVAILABLE',
+]);
 export type LoginRejectCode = z.infer<typeof loginRejectCode>;
 
 /** Accepted: session, heartbeat and apps; rejected: only `error`. */
@@ -209,7 +219,17 @@ const healthReport = z.object({ type: z.literal('HealthReport'), app: id, health
  * taken for the heartbeat timeout). Such a peer cannot read a Goodbye either: it is reset, and
  * the code names the cause in the events of the side that cut it off.
  */
-const goodbyeCode = z.enum(['TAKEN_OVER', 'SHUTDOWN', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR', 'KICKED', 'DEREGISTERED', 'SLOW_PEER', 'SECRET_CHANGED', 'LEASE_LOST']);
+const goodbyeCode = z.enum([
+  'TAKEN_OVER',
+  'SHUTDOWN',
+  'HEARTBEAT_TIMEOUT',
+  'PROTOCOL_ERROR',
+  'KICKED',
+  'DEREGISTERED',
+  'SLOW_PEER',
+  'SECRET_CHANGED',
+  'LEASE_LOST',
+]);
 export type GoodbyeCode = z.infer<typeof goodbyeCode>;
 
 const goodbye = z.object({ type: z.literal('Goodbye'), code: goodbyeCode, reason: text });
@@ -240,21 +260,12 @@ export type Message = z.infer<typeof messageSchema>;
 export type MessageType = Message['type'];
 type Of<T extends MessageType> = Extract<Message, { type: T }>;
 export type Hello = Of<'Hello'>;
-export type Challenge = Of<'Challenge'>;
 export type Login = Of<'Login'>;
 export type LoginResp = Of<'LoginResp'>;
-export type Ping = Of<'Ping'>;
-export type Pong = Of<'Pong'>;
 export type ReqWorkConn = Of<'ReqWorkConn'>;
 export type NewWorkConn = Of<'NewWorkConn'>;
-export type ReqPooledWorkConns = Of<'ReqPooledWorkConns'>;
 export type StartWorkConn = Of<'StartWorkConn'>;
-export type WorkConnEnd = Of<'WorkConnEnd'>;
-export type WorkConnIdle = Of<'WorkConnIdle'>;
-export type AppsChanged = Of<'AppsChanged'>;
-export type WorkConnFailed = Of<'WorkConnFailed'>;
 export type HealthReport = Of<'HealthReport'>;
-export type Goodbye = Of<'Goodbye'>;
 
 /** Every message type, in the order of MESSAGE_SCHEMAS (tests and the diagram check enumerate it). */
 export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze(MESSAGE_SCHEMAS.map((schema) => schema.shape.type.value));

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import { protocolMark, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
+import { appDomains, appProtocol, protocolMark, vhostAppProblem, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
 import { heartbeatWatchdog, resetSocket, WorkConnTracker, writeFrame, type ControlChannel } from '../net/index.js';
 import {
   assertNever,
@@ -21,6 +21,7 @@ import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-r
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
 import { portRefusal } from './policy.js';
+import type { VhostServer } from '../vhost/index.js';
 import { UdpAppServer, type UdpSessionSink } from './udp-app-server.js';
 import { UdpSessions } from './udp-sessions.js';
 import type { UdpUserSession } from './udp-user-session.js';
@@ -63,6 +64,8 @@ export interface AppGroupOptions {
   workConnPool: number;
   /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
   bindRetry?: BindRetryPolicy;
+  /** The shared HTTP/HTTPS ports, when the server has them: vhost apps are routed there. */
+  vhost?: VhostServer;
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
@@ -106,9 +109,12 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     this.clientSource = options.channel.socket.remoteAddress;
     this.pairings = new Pairings(options.pairingTimeoutMs, this.onPairingExpired);
     this.bindRetries = new BindRetries(this.name, this.retryBind, options.bindRetry);
-    this.pool = new WorkConnPool(options.workConnPool, options.pairingTimeoutMs, (pairingIds) =>
-      options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
-      (idle, served) => options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
+    this.pool = new WorkConnPool(
+      options.workConnPool,
+      options.pairingTimeoutMs,
+      (pairingIds) => options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
+      (idle, served) =>
+        options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
     );
     this.udpSessions = new UdpSessions({
       group: this.name,
@@ -123,7 +129,6 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   fillPool(): void {
     this.pool.topUp();
   }
-
 
   /** This group's slice of the server's event stream. */
   get events$(): Observable<ServerEvent> {
@@ -196,7 +201,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort && old.pool === app.pool && old.type === app.type) {
+      if (old !== undefined && old.remotePort === app.remotePort && old.pool === app.pool && old.type === app.type && sameRouting(old, app)) {
         const server = this.appServers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -206,7 +211,13 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         if (this.bindRetries.has(app.name)) continue;
       }
       const why =
-        old?.pool !== app.pool ? `its pool changed to ${app.pool ?? 'none'}` : old?.type !== app.type ? `its type changed to ${app.type ?? 'tcp'}` : `its remotePort changed to ${app.remotePort}`;
+        old?.pool !== app.pool
+          ? `its pool changed to ${app.pool ?? 'none'}`
+          : old?.type !== app.type
+            ? `its type changed to ${app.type ?? 'tcp'}`
+            : old?.remotePort === app.remotePort
+              ? 'its names changed'
+              : `its remotePort changed to ${app.remotePort}`;
       if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
@@ -224,6 +235,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
+    if (server instanceof AppServer) this.options.vhost?.router.detach(server);
     server.close(reason);
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
@@ -373,7 +385,13 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       // The app was removed (hot reload) while this user waited: it is not served any more.
       resetSocket(pending.userConn);
       resetSocket(workConn);
-      this.options.emit({ type: 'work-conn-failed', group: this.name, app: pending.app.name, pairingId: pending.pairingId, reason: 'the app was removed from the registry' });
+      this.options.emit({
+        type: 'work-conn-failed',
+        group: this.name,
+        app: pending.app.name,
+        pairingId: pending.pairingId,
+        reason: 'the app was removed from the registry',
+      });
       return null;
     }
     this.options.emit({
@@ -420,6 +438,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   }
 
   private async openApp(app: AppSpec): Promise<AppBinding> {
+    if (app.vhost !== undefined) return this.openVhostApp(app);
     const protocol = protocolMark(app);
     const refusal = portRefusal(this.options.policy ?? {}, this.name, app);
     if (refusal !== undefined) {
@@ -437,6 +456,37 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason, ...protocol };
   }
 
+  /**
+   * A vhost app opens no port: its AppServer is attached to the vhost router under the app's
+   * names, and holds the users routed to it like a port-based app holds its own.
+   */
+  private openVhostApp(app: AppSpec): AppBinding {
+    const vhost = this.options.vhost;
+    const index = this.currentSpec.apps.indexOf(app);
+    const refusal = vhostAppProblem(this.name, app, index, vhost?.config);
+    if (vhost === undefined || refusal !== undefined) {
+      const reason = refusal?.problem ?? 'this server has no vhost ports';
+      this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: 0, reason });
+      return { name: app.name, remotePort: 0, state: 'failed', error: reason };
+    }
+    const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
+    if (app.pool === undefined) vhost.router.attach(server);
+    else {
+      try {
+        this.options.pools.joinVhost(app.pool, this.name, server);
+      } catch (error) {
+        const reason = (error as Error).message;
+        this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: 0, reason });
+        return { name: app.name, remotePort: 0, state: 'failed', error: reason };
+      }
+    }
+    this.appServers.set(app.name, server);
+    const port = vhost.port(app.vhost!.type);
+    const domains = appDomains(app, index, vhost.config.subdomainHost).map(({ domain }) => domain);
+    this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port, domains });
+    return { name: app.name, remotePort: port, state: 'listening', domains };
+  }
+
   /** Binds an app's public port: the port bound, or the bind error. */
   private async bindApp(app: AppSpec): Promise<number | NodeJS.ErrnoException> {
     const server: PublicApp =
@@ -445,8 +495,11 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         : new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
     this.appServers.set(app.name, server);
     try {
-      // Pools are TCP only (the group file refuses pool: on a UDP app).
-      const port = app.pool === undefined || !(server instanceof AppServer) ? await server.listen() : await this.options.pools.join(app.pool, app.remotePort, this.name, server);
+      // A UDP app is never pooled (the group file refuses pool: on it); vhost pools open in openVhostApp.
+      const port =
+        app.pool === undefined || !(server instanceof AppServer)
+          ? await server.listen()
+          : await this.options.pools.join(app.pool, app.remotePort, this.name, server);
       // The client may have gone (or the app been removed) while we were binding.
       if (!this.active || this.appServers.get(app.name) !== server) server.close();
       else this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port });
@@ -471,7 +524,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       return;
     }
     const protocol = protocolMark(app);
-    if (this.active && this.appServers.has(name)) this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening', ...protocol }], closed: [] });
+    if (this.active && this.appServers.has(name))
+      this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening', ...protocol }], closed: [] });
   };
 
   /**
@@ -534,12 +588,18 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       if (mine === undefined) {
         warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
       } else if (mine.remotePort !== app.remotePort && !(app.pool !== undefined && mine.remotePort === 0)) {
-        warnings.push(`app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`);
-      } else if ((mine.protocol ?? 'tcp') !== (app.type ?? 'tcp')) {
-        warnings.push(`app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`);
+        warnings.push(
+          `app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`,
+        );
+      } else if ((mine.protocol ?? 'tcp') !== appProtocol(app)) {
+        warnings.push(
+          `app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`,
+        );
       }
       if (mine !== undefined && mine.proxyProtocol !== app.proxyProtocol) {
-        warnings.push(`app "${app.name}": the server's registry says proxyProtocol ${app.proxyProtocol ?? 'none'}, the client's file says ${mine.proxyProtocol ?? 'none'}; the client's applies (it writes the header)`);
+        warnings.push(
+          `app "${app.name}": the server's registry says proxyProtocol ${app.proxyProtocol ?? 'none'}, the client's file says ${mine.proxyProtocol ?? 'none'}; the client's applies (it writes the header)`,
+        );
       }
     }
     for (const name of declared.keys()) {
@@ -549,6 +609,17 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     }
     return warnings;
   }
+}
+
+/**
+ * Whether an edited app (of the same type) is still reached the same way: a TCP or UDP app on
+ * its port, or a vhost app under the same names. Otherwise it reopens, so that the client, the
+ * metrics and the trace learn its new names (its conns close, as for a new remotePort).
+ */
+function sameRouting(before: AppSpec, after: AppSpec): boolean {
+  if (before.vhost === undefined || after.vhost === undefined) return before.vhost === after.vhost;
+  const names = (app: AppSpec): string => JSON.stringify([app.vhost!.type, app.vhost!.domains, app.vhost!.subdomain]);
+  return names(before) === names(after);
 }
 
 function describeBindError(error: NodeJS.ErrnoException, port: number): string {

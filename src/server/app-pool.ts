@@ -1,7 +1,8 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Balance } from '../config/index.js';
+import type { AppSpec, Balance } from '../config/index.js';
 import { peerOf, resetSocket } from '../net/index.js';
+import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import type { AppServer } from './app-server.js';
 import type { EmitServerEvent } from './events.js';
 import { MemberPicker } from './member-picker.js';
@@ -22,26 +23,33 @@ export interface PoolMember {
 /** A pool as the admin API and dashboard show it. */
 export interface PoolView {
   name: string;
+  /** The pool's public port; 0 for a vhost pool (its users come by name on the vhost ports). */
   port: number;
+  /** A vhost pool's names (its first member's, which every member shares); absent for a port pool. */
+  domains?: string[];
   balance: Balance;
   /** Users reset at once because no member could take them. */
   usersRefused: number;
   members: { group: string; app: string; healthy: boolean; reason: string; liveConns: number; openConns: number; usersRouted: number }[];
 }
 
+/** A user conn a pool may route: a socket of its own, or an HTTP user's VirtualConn to the pool's names. */
+type PoolUser = Socket | VirtualConn;
+
 /**
- * A shared pool's public port: several groups' AppServers (its members) serve it. Each user is
- * routed to one live, healthy member (MemberPicker), and is then that member's UserConn like
- * any other: paired with its group's work conn, counted in its metrics. A user no member can
- * take is reset at once: holding it until the pairing deadline would only make it wait to fail.
+ * A shared pool: several groups' AppServers (its members) serve one public port, or one set of
+ * names on the vhost ports. Each user is routed to one live, healthy member (MemberPicker), and
+ * is then that member's UserConn like any other: paired with its group's work conn, counted in
+ * its metrics. A user no member can take is reset (or answered 503 on the vhost) at once:
+ * holding it until the pairing deadline would only make it wait to fail.
  */
-export class AppPool {
-  private readonly server: Server;
+export class AppPool implements VhostTarget {
+  private server: Server | undefined;
   private readonly members: PoolMember[] = [];
   private readonly picker: MemberPicker;
   private usersRefused = 0;
   /** Users already retried once: a second failure resets them. */
-  private readonly retried = new WeakSet<Socket>();
+  private readonly retried = new WeakSet<PoolUser>();
   port = 0;
 
   constructor(
@@ -50,20 +58,35 @@ export class AppPool {
     private readonly emit: EmitServerEvent,
   ) {
     this.picker = new MemberPicker(balance);
-    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
-    this.server.on('error', (error) => debug('pool %s accept error: %s', name, error.message));
   }
 
   get size(): number {
     return this.members.length;
   }
 
+  /** `pool NAME`: what the vhost router attaches this pool under. */
+  get label(): string {
+    return `pool ${this.name}`;
+  }
+
+  /**
+   * The app as the vhost reads it for a request (auth, rewrite, locations): the first member's,
+   * which every member agrees with (the registry refuses a member whose vhost fields differ).
+   */
+  get spec(): AppSpec {
+    return this.members[0]!.app.spec;
+  }
+
+  /** Opens the pool's public port (a vhost pool has none: the vhost ports route to it by name). */
   listen(host: string, port: number): Promise<number> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, this.onUserConn);
+    server.on('error', (error) => debug('pool %s accept error: %s', this.name, error.message));
+    this.server = server;
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, exclusive: true }, () => {
-        this.server.off('error', reject);
-        this.port = (this.server.address() as AddressInfo).port;
+      server.once('error', reject);
+      server.listen({ host, port, exclusive: true }, () => {
+        server.off('error', reject);
+        this.port = (server.address() as AddressInfo).port;
         resolve(this.port);
       });
     });
@@ -96,13 +119,15 @@ export class AppPool {
   }
 
   close(): void {
-    if (this.server.listening) this.server.close();
+    if (this.server?.listening === true) this.server.close();
   }
 
   view(): PoolView {
+    const vhost = this.members[0]?.app.spec.vhost;
     return {
       name: this.name,
       port: this.port,
+      ...(vhost === undefined ? {} : { domains: [...vhost.domains, ...(vhost.subdomain === undefined ? [] : [`${vhost.subdomain}.*`])] }),
       balance: this.balance,
       usersRefused: this.usersRefused,
       members: this.members.map((member) => ({
@@ -122,7 +147,7 @@ export class AppPool {
    * local dial or the work conn): tried once on another live, healthy member. Safe because no
    * byte of it reached any app. False when it was retried already or no other member takes it.
    */
-  reroute(userConn: Socket, from: AppServer, reason: string): boolean {
+  reroute(userConn: PoolUser, from: AppServer, reason: string): boolean {
     if (this.retried.has(userConn) || userConn.destroyed) return false;
     const failed = this.members.find((member) => member.app === from);
     const member = this.pick(userConn, (candidate) => candidate !== failed, false).member;
@@ -134,28 +159,35 @@ export class AppPool {
 
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('pool %s user conn %s: %s', this.name, peerOf(userConn), error.message));
-    this.routeUser(userConn);
+    userConn.setKeepAlive(true, 30_000);
+    const refusal = this.connect(userConn);
+    if (refusal !== undefined) resetSocket(userConn);
   };
 
   /**
-   * Routes one user (paused, nothing read, an 'error' listener on it) to a live, healthy member,
-   * or resets it. Public so that another front (a virtual host's route) can hand its users
-   * to a pool as this pool's own port does.
+   * Routes one user (paused, nothing read, an 'error' listener on it) to a live, healthy member:
+   * undefined once a member holds it, else why none could (the caller resets it, or the vhost
+   * answers 503). The pool's own port and the vhost routes of its names both come here.
    */
-  routeUser(userConn: Socket): void {
+  connect(userConn: PoolUser): string | undefined {
     const { member, refusal } = this.pick(userConn, () => true, true);
     if (member === undefined) {
       this.usersRefused += 1;
       const reason = refusal ?? (this.members.length === 0 ? 'the pool has no member' : `none of its ${this.members.length} members is healthy`);
-      resetSocket(userConn);
-      this.emit({ type: 'pool-user-refused', pool: this.name, remote: peerOf(userConn), reason });
-      return;
+      this.emit({ type: 'pool-user-refused', pool: this.name, remote: peerOf(userConn as Socket), reason });
+      return reason;
     }
     this.route(userConn, member);
+    return undefined;
+  }
+
+  /** Whether any member's `allow` list lets `address` in (each member still checks its own when picked). */
+  admits(address: string | undefined): boolean {
+    return this.members.some((member) => member.app.admits(address));
   }
 
   /** The member for this user among the healthy ones `allowed` keeps, or the first refusal met. */
-  private pick(userConn: Socket, allowed: (member: PoolMember) => boolean, advance: boolean): { member?: PoolMember; refusal?: string } {
+  private pick(userConn: PoolUser, allowed: (member: PoolMember) => boolean, advance: boolean): { member?: PoolMember; refusal?: string } {
     let refusal: string | undefined;
     const picked = this.picker.pick(
       this.members.map((candidate) => ({ candidate, openConns: candidate.app.openConnCount })),
@@ -170,9 +202,16 @@ export class AppPool {
     return picked === undefined ? (refusal === undefined ? {} : { refusal }) : { member: picked.candidate };
   }
 
-  private route(userConn: Socket, member: PoolMember, retry?: { group: string; reason: string }): void {
+  private route(userConn: PoolUser, member: PoolMember, retry?: { group: string; reason: string }): void {
     member.usersRouted += 1;
-    this.emit({ type: 'pool-user-routed', pool: this.name, group: member.group, app: member.app.name, remote: peerOf(userConn), ...(retry ? { retriedFrom: retry.group, reason: retry.reason } : {}) });
-    member.app.acceptUserConn(userConn);
+    this.emit({
+      type: 'pool-user-routed',
+      pool: this.name,
+      group: member.group,
+      app: member.app.name,
+      remote: peerOf(userConn as Socket),
+      ...(retry ? { retriedFrom: retry.group, reason: retry.reason } : {}),
+    });
+    member.app.connect(userConn);
   }
 }

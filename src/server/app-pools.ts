@@ -3,12 +3,14 @@ import type { PoolsConfig } from '../config/index.js';
 import { AppPool, type PoolView } from './app-pool.js';
 import type { AppServer } from './app-server.js';
 import type { EmitServerEvent } from './events.js';
+import type { VhostRouter } from '../vhost/index.js';
 
 const debug = createDebug('ntp:server:app-pools');
 
 /**
- * Every open pool of a commonserver, by name. A pool's public port opens when its first member
- * joins and closes when its last one leaves: it stays open while any member is active.
+ * Every open pool of a commonserver, by name. A pool's public port (or, for a vhost pool, its
+ * route on the vhost ports) opens when its first member joins and closes when its last one
+ * leaves: it stays open while any member is active.
  */
 export class AppPools {
   private readonly pools = new Map<string, AppPool>();
@@ -19,6 +21,8 @@ export class AppPools {
     private readonly bindHost: string,
     private readonly config: PoolsConfig,
     private readonly emit: EmitServerEvent,
+    /** The vhost ports' router, when the server has them: vhost pools are attached to it. */
+    private readonly router?: VhostRouter,
   ) {}
 
   /**
@@ -30,9 +34,33 @@ export class AppPools {
     if (port !== 0 && pool.port !== port) {
       throw Object.assign(new Error(`pool "${name}" is open on port ${pool.port}, not ${port}`), { code: 'EPOOLPORT' });
     }
+    this.addMember(pool, group, app);
+    return pool.port;
+  }
+
+  /**
+   * Adds a vhost app (http or https) of `group` to pool `name`, opening the pool if needed: the
+   * pool's names then lead to the pool, which picks a member for each user conn. The registry
+   * made every member agree on the names, so the pool's routes are its first member's.
+   */
+  joinVhost(name: string, group: string, app: AppServer): void {
+    let pool = this.pools.get(name);
+    if (pool !== undefined && pool.port !== 0) {
+      throw Object.assign(new Error(`pool "${name}" is open on port ${pool.port}, not on the vhost ports`), { code: 'EPOOLPORT' });
+    }
+    if (pool === undefined) {
+      const balance = this.config[name]?.balance ?? 'round_robin';
+      pool = new AppPool(name, balance, this.emit);
+      this.pools.set(name, pool);
+      this.emit({ type: 'pool-opened', pool: name, port: 0, balance });
+    }
+    this.addMember(pool, group, app);
+    this.router?.attach(pool);
+  }
+
+  private addMember(pool: AppPool, group: string, app: AppServer): void {
     pool.add(group, app);
     app.poolMembership = { leave: (reason) => this.leave(pool, app, reason), reroute: (userConn, reason) => pool.reroute(userConn, app, reason) };
-    return pool.port;
   }
 
   /** Records a member's health as its client reported it; false if it is not a member of that pool. */
@@ -51,6 +79,7 @@ export class AppPools {
   private leave(pool: AppPool, app: AppServer, reason: string): void {
     if (!pool.remove(app, reason) || pool.size > 0 || this.pools.get(pool.name) !== pool) return;
     this.pools.delete(pool.name);
+    this.router?.detach(pool);
     pool.close();
     debug('pool %s closed: its last member left', pool.name);
     this.emit({ type: 'pool-closed', pool: pool.name, reason: `its last member left (${reason})` });

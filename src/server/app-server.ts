@@ -2,6 +2,7 @@ import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
 import { joinReusable, peerOf, resetSocket, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
+import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from './events.js';
 import { AppAccessControl } from './policy.js';
@@ -20,16 +21,16 @@ export interface UserConnSink {
 /**
  * One app's public port. It holds each UserConn (paused, so nothing is read before a work
  * conn exists) and hands it to its AppGroup for pairing; once paired it relays the two.
- * A pooled app does not listen itself: its pool's port hands it the users routed to it
- * (`acceptUserConn`), and `close` takes it out of the pool.
+ * A pooled app does not listen itself: its pool hands it the users routed to it (`connect`),
+ * and `close` takes it out of the pool.
  */
-export class AppServer {
+export class AppServer implements VhostTarget {
   private readonly server: Server;
   /**
    * Set while this app is a member of a pool: leaving it is part of closing; `reroute` offers a
    * user this member failed to another member (false if none takes it).
    */
-  poolMembership: { leave(reason: string): void; reroute(userConn: Socket, reason: string): boolean } | undefined;
+  poolMembership: { leave(reason: string): void; reroute(userConn: Socket | VirtualConn, reason: string): boolean } | undefined;
   private readonly liveConns = new Set<Socket>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
   private readonly userConns = new Set<Socket>();
@@ -67,6 +68,15 @@ export class AppServer {
 
   get spec(): AppSpec {
     return this.currentSpec;
+  }
+
+  get label(): string {
+    return `${this.group}/${this.name}`;
+  }
+
+  /** Vhost apps have no port of their own: their users come from the shared vhost ports. */
+  get isVhost(): boolean {
+    return this.currentSpec.vhost !== undefined;
   }
 
   /**
@@ -184,9 +194,10 @@ export class AppServer {
    * Offers a UserConn this app could not serve, and of which nothing was read, to another member
    * of its pool. True when one took it: it is no longer this app's.
    */
-  handOver(userConn: Socket, reason: string): boolean {
+  handOver(userConn: Socket | VirtualConn, reason: string): boolean {
     if (this.poolMembership?.reroute(userConn, reason) !== true) return false;
-    this.userConns.delete(userConn);
+    // Held as a Socket like any user (see `connect`).
+    this.userConns.delete(userConn as Socket);
     return true;
   }
 
@@ -198,25 +209,41 @@ export class AppServer {
 
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('%s/%s user conn %s: %s', this.group, this.name, peerOf(userConn), error.message));
-    this.acceptUserConn(userConn);
+    userConn.setKeepAlive(true, 30_000);
+    this.admit(userConn);
   };
 
-  /** A UserConn on this app's port, or routed here by its pool (which gave it its 'error' listener). */
-  acceptUserConn(userConn: Socket): void {
+  /** Whether `address` passes the app's `allow` list (the vhost asks before it routes). */
+  admits(address: string | undefined): boolean {
+    return this.access.refusal(address, 0) === undefined;
+  }
+
+  /**
+   * A user routed here by the vhost ports or by this app's pool: a user's own socket, or the
+   * VirtualConn that carries an HTTP user's requests for this app. A VirtualConn offers the relay what it uses
+   * of a Socket (bytes counted, pause/resume, end, reset as a fault), so it is held and
+   * relayed like one.
+   */
+  connect(conn: Socket | VirtualConn): string | undefined {
+    return this.admit(conn as Socket);
+  }
+
+  /** Holds a user for its work conn, or closes it with why (the same checks for every kind of app). */
+  private admit(userConn: Socket): string | undefined {
     // Refused at accept, before any byte either way: closed, as frp does (nothing was cut short).
     if (this.closed) {
       userConn.destroy();
-      return;
+      return 'the app is closed';
     }
     const refusal = this.refusalFor(userConn.remoteAddress);
     if (refusal !== undefined) {
       userConn.destroy();
       this.emit({ type: 'user-conn-refused', group: this.group, app: this.name, remote: peerOf(userConn), reason: refusal });
-      return;
+      return refusal;
     }
     this.userConns.add(userConn);
     userConn.once('close', () => this.userConns.delete(userConn));
-    userConn.setKeepAlive(true, 30_000);
     this.sink.onUserConn(this, userConn);
+    return undefined;
   }
 }

@@ -1,8 +1,21 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Subject, timer, type Observable } from 'rxjs';
-import { describeChanges, formatHostPort, LIMITS_DEFAULTS, LOGIN_LIMIT_DEFAULTS, SERVER_DEFAULTS, specChanges, type GroupSpec, type PolicyConfig, type PoolsConfig, type Secret, type SecurityConfig, type ServerConfig } from '../config/index.js';
-import { ControlChannel, createCommonListener, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
+import {
+  describeChanges,
+  formatHostPort,
+  LIMITS_DEFAULTS,
+  LOGIN_LIMIT_DEFAULTS,
+  SERVER_DEFAULTS,
+  specChanges,
+  type GroupSpec,
+  type PolicyConfig,
+  type PoolsConfig,
+  type Secret,
+  type SecurityConfig,
+  type ServerConfig,
+} from '../config/index.js';
+import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './activation-gate.js';
 import { AppGroup } from './app-group.js';
@@ -13,14 +26,13 @@ import { HandshakeGate } from './handshake-gate.js';
 import { LoginGuard } from './login-limiter.js';
 import { runLogin } from './login.js';
 import { groupRefusal } from './policy.js';
+import { VhostServer } from '../vhost/index.js';
+import { createCommonListener } from './tls.js';
 
 const debug = createDebug('ntp:server:common-server');
 
-export type CommonServerOptions = Pick<
-  ServerConfig,
-  'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'
-> &
-  Partial<Pick<ServerConfig, 'workConnPool' | 'pools'>> &
+export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'pools' | 'vhost'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -53,11 +65,18 @@ export class CommonServer {
   /** The secret each live session proved at its login: a registry edit that changes it ends the session. */
   private readonly loginSecrets = new WeakMap<AppGroup, Secret>();
   private closing = false;
-  /** Shared pools: public ports served by several groups' apps. */
+  /** The shared HTTP/HTTPS ports, when the config has a `vhost:` section. */
+  readonly vhost: VhostServer | undefined;
+
+  /** Shared pools: public ports (or vhost names) served by several groups' apps. */
   readonly pools: AppPools;
 
   constructor(private readonly options: CommonServerOptions) {
-    this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit);
+    this.vhost =
+      options.vhost === undefined
+        ? undefined
+        : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
+    this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
@@ -95,6 +114,7 @@ export class CommonServer {
 
   registerGroup(spec: GroupSpec): void {
     this.readyGroup.set(spec.name, spec);
+    this.vhost?.registryChanged(this.readyGroup.values());
     this.emit({ type: 'group-registered', group: spec.name, apps: spec.apps.length });
   }
 
@@ -106,6 +126,7 @@ export class CommonServer {
     const before = this.readyGroup.get(spec.name);
     if (before === undefined) return this.registerGroup(spec);
     this.readyGroup.set(spec.name, spec);
+    this.vhost?.registryChanged(this.readyGroup.values());
     this.emit({ type: 'group-updated', group: spec.name, apps: spec.apps.length, changes: describeChanges(specChanges(before, spec), 'server') });
     if (this.endSessionOfOldSecret(spec)) return;
     await this.inUseGroup.get(spec.name)?.updateSpec(spec);
@@ -132,6 +153,7 @@ export class CommonServer {
   /** Removes a group from the registry; a live client of it is disconnected. */
   deregisterGroup(name: string): void {
     if (!this.readyGroup.delete(name)) return;
+    this.vhost?.registryChanged(this.readyGroup.values());
     this.inUseGroup.get(name)?.deactivate('DEREGISTERED', 'the group was removed from the registry');
     this.emit({ type: 'group-deregistered', group: name });
   }
@@ -146,6 +168,13 @@ export class CommonServer {
     });
     const address = this.address();
     this.emit({ type: 'listening', address: formatHostPort({ host: address.address, port: address.port }) });
+    if (this.vhost !== undefined) {
+      const ports = await this.vhost.listen();
+      for (const kind of ['http', 'https'] as const) {
+        const port = ports[kind];
+        if (port !== undefined) this.emit({ type: 'vhost-listening', kind, address: formatHostPort({ host: this.options.vhost![kind]!.host, port }) });
+      }
+    }
     return address;
   }
 
@@ -162,7 +191,7 @@ export class CommonServer {
     }
     for (const socket of this.handshaking) socket.destroy();
     this.gate.destroyAll();
-    await new Promise<void>((resolve) => this.commonPort.close(() => resolve()));
+    await Promise.all([new Promise<void>((resolve) => this.commonPort.close(() => resolve())), this.vhost?.close()]);
     this.events.complete();
   }
 
@@ -312,6 +341,7 @@ export class CommonServer {
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
       ...(this.options.bindRetry === undefined ? {} : { bindRetry: this.options.bindRetry }),
+      ...(this.vhost === undefined ? {} : { vhost: this.vhost }),
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,

@@ -13,7 +13,15 @@ export type ServerEvent =
   | { type: 'login-rejected'; group?: string; remote: string; code: LoginRejectCode; reason: string }
   | { type: 'group-activated'; group: string; clientId: string; remote: string; apps: AppBinding[]; warnings: string[] }
   | { type: 'app-failed'; group: string; app: string; port: number; reason: string }
-  | { type: 'app-opened'; group: string; app: string; port: number }
+  /** `domains` for a vhost app: the names it answers to on the shared vhost `port`. */
+  | { type: 'app-opened'; group: string; app: string; port: number; domains?: string[] }
+  | { type: 'vhost-listening'; kind: 'http' | 'https'; address: string }
+  /**
+   * A vhost user that reached no app: HTTP answered by the server itself (`code` the status:
+   * 404 unknown name, 503 offline, 401, 408, 431...), HTTPS closed before routing (`code`
+   * UNKNOWN_NAME, OFFLINE, NO_SNI, NOT_TLS, TIMEOUT...).
+   */
+  | { type: 'vhost-refused'; kind: 'http' | 'https'; remote: string; code: string; reason: string }
   | { type: 'app-closed'; group: string; app: string; reason: string }
   | { type: 'heartbeat'; group: string; seq: number }
   | { type: 'heartbeat-timeout'; group: string; silentMs: number }
@@ -55,7 +63,7 @@ export type ServerEvent =
   /** Datagrams a UDP app dropped since its previous sample, by reason (`oversize`, `sessionCap`, `notAllowed`, `backlog`). */
   | { type: 'udp-dropped'; group: string; app: string; dropped: Partial<Record<'oversize' | 'sessionCap' | 'notAllowed' | 'backlog', number>> }
   | { type: 'group-deactivated'; group: string; code: DeactivationCode; reason: string }
-  /** A shared pool's public port opened (its first member joined) or closed (its last one left). */
+  /** A shared pool opened (its first member joined; port 0: a vhost pool, reached by name) or closed (its last one left). */
   | { type: 'pool-opened'; pool: string; port: number; balance: Balance }
   | { type: 'pool-closed'; pool: string; reason: string }
   | { type: 'pool-member-joined'; pool: string; group: string; app: string }

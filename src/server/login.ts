@@ -1,14 +1,6 @@
 import type { GroupSpec } from '../config/index.js';
 import type { ControlChannel } from '../net/index.js';
-import {
-  loginProof,
-  proofsMatch,
-  PROTOCOL_VERSION,
-  randomId,
-  type Hello,
-  type Login,
-  type LoginRejectCode,
-} from '../protocol/index.js';
+import { loginProof, proofsMatch, PROTOCOL_VERSION, randomId, type Hello, type Login, type LoginRejectCode } from '../protocol/index.js';
 
 export interface LiveGroupInfo {
   clientId: string;
@@ -23,9 +15,7 @@ export interface LoginRegistry {
   onProofChecked?: () => void;
 }
 
-export type LoginOutcome =
-  | { accepted: true; spec: GroupSpec; login: Login; takeover: boolean }
-  | { accepted: false; code: LoginRejectCode; reason: string };
+export type LoginOutcome = { accepted: true; spec: GroupSpec; login: Login; takeover: boolean } | { accepted: false; code: LoginRejectCode; reason: string };
 
 /**
  * Challenge–response login on a common conn whose first frame was Hello. The secret never
@@ -68,4 +58,3 @@ export async function runLogin(channel: ControlChannel, hello: Hello, registry: 
 function reject(code: LoginRejectCode, reason: string): LoginOutcome {
   return { accepted: false, code, reason };
 }
-

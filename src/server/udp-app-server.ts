@@ -14,7 +14,6 @@ const debug = createDebug('ntp:server:udp-app-server');
 export type UdpDropReason = 'oversize' | 'sessionCap' | 'notAllowed' | 'backlog';
 export const UDP_DROP_REASONS: readonly UdpDropReason[] = ['oversize', 'sessionCap', 'notAllowed', 'backlog'];
 
-
 export interface UdpCounters {
   sessions: number;
   sessionsTotal: number;

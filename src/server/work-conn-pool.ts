@@ -44,7 +44,10 @@ export class WorkConnPool {
     for (let i = 0; i < missing; i++) {
       const id = randomId();
       // An id the client never used is dropped; the next take or user asks again.
-      this.requested.set(id, timer(this.timeoutMs).subscribe(() => this.requested.delete(id)));
+      this.requested.set(
+        id,
+        timer(this.timeoutMs).subscribe(() => this.requested.delete(id)),
+      );
       ids.push(id);
     }
     this.request(ids);

@@ -75,7 +75,12 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
         if (!event.pooled) trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
         return trace.message('Client', 'Client', "relay datagrams between the local socket and the session's work conn, one frame each");
       case 'udp-session-closed':
-        return trace.message('LocalApp', 'Client', `UDP session closed: ${event.reason === 'end' ? 'ended by the server' : event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out, ${event.dropped} dropped)`, { reply: true });
+        return trace.message(
+          'LocalApp',
+          'Client',
+          `UDP session closed: ${event.reason === 'end' ? 'ended by the server' : event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out, ${event.dropped} dropped)`,
+          { reply: true },
+        );
       case 'spec-reloaded':
         return trace.message('Client', 'Client', `reload the group file (${event.apps.join(', ')})`);
       case 'session-lost':
@@ -83,7 +88,11 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
       case 'stopped':
         return trace.message('Client', 'CommonServer', `Goodbye: ${event.reason}`, { lost: true });
       case 'apps-changed':
-        return trace.message('CommonServer', 'Client', `AppsChanged (opened ${event.opened.map((app) => app.name).join(', ') || 'none'}, closed ${event.closed.join(', ') || 'none'})`);
+        return trace.message(
+          'CommonServer',
+          'Client',
+          `AppsChanged (opened ${event.opened.map((app) => app.name).join(', ') || 'none'}, closed ${event.closed.join(', ') || 'none'})`,
+        );
       default:
         return assertNever(event, 'client event');
     }

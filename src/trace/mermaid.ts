@@ -9,7 +9,10 @@ export type Phase = 'Preparation' | 'Initialisation' | 'heartbeat' | 'Proxying';
 
 /** Mermaid message text may not hold `;`, `#` (entity syntax) or a line break. */
 export function label(text: string): string {
-  return text.replace(/[;#\r\n]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return text
+    .replace(/[;#\r\n]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 /**

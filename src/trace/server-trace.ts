@@ -66,7 +66,14 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('CommonServer', 'Client', `LoginResp error ${event.code}: ${event.reason}`, { reply: true, lost: true });
     case 'app-opened':
       drawLogin(trace, event.group, loggingIn);
+      if (event.domains !== undefined)
+        return trace.message('appGroup', 'appServer', `route ${event.domains.join(', ')} on the vhost port ${event.port} to ${event.group}/${event.app}`);
       return trace.message('appGroup', 'appServer', `listen ${event.group}/${event.app} on port ${event.port}`);
+    case 'vhost-listening':
+      trace.phase('Preparation');
+      return trace.message('CommonServer', 'CommonServer', `listen on the ${event.kind} vhost port ${event.address}`);
+    case 'vhost-refused':
+      return trace.note('CommonServer', `${event.kind} vhost closed ${event.remote}: ${event.reason}`);
     case 'app-failed':
       drawLogin(trace, event.group, loggingIn);
       return trace.message('appGroup', 'appServer', `${event.group}/${event.app} cannot listen on ${event.port}: ${event.reason}`, { lost: true });
@@ -128,19 +135,34 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       trace.message('User', 'appServer', `datagram to ${event.group}/${event.app} from ${event.peer}: a new UDP session (pairing ${event.pairingId})`);
       if (!event.pooled) return trace.message('appServer', 'appGroup', 'ask for a work conn for the session');
       trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}, protocol udp) on a pooled work conn`);
-      return trace.message('appServer', 'User', 'datagrams both ways, one frame each on the session\'s work conn', { reply: true });
+      return trace.message('appServer', 'User', "datagrams both ways, one frame each on the session's work conn", { reply: true });
     case 'udp-session-closed':
-      return trace.message('appServer', 'User', `UDP session ${event.peer} closed: ${event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out)`, { reply: true, lost: true });
+      return trace.message(
+        'appServer',
+        'User',
+        `UDP session ${event.peer} closed: ${event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out)`,
+        { reply: true, lost: true },
+      );
     case 'udp-dropped':
-      return trace.note('appServer', `${event.group}/${event.app} dropped ${Object.entries(event.dropped).map(([reason, count]) => `${count} ${reason}`).join(', ')}`);
+      return trace.note(
+        'appServer',
+        `${event.group}/${event.app} dropped ${Object.entries(event.dropped)
+          .map(([reason, count]) => `${count} ${reason}`)
+          .join(', ')}`,
+      );
     case 'traffic':
       return;
     case 'group-deactivated':
-      if (event.code === 'CLIENT_LEFT' || event.code === 'CONNECTION_LOST') trace.message('Client', 'CommonServer', `${event.code}: ${event.reason}`, { lost: true });
+      if (event.code === 'CLIENT_LEFT' || event.code === 'CONNECTION_LOST')
+        trace.message('Client', 'CommonServer', `${event.code}: ${event.reason}`, { lost: true });
       else trace.message('CommonServer', 'Client', `Goodbye ${event.code}: ${event.reason}`, { lost: true });
       return trace.message('CommonServer', 'CommonServer', `take ${event.group} out of inUseGroup`);
     case 'pool-opened':
-      return trace.message('appServer', 'appServer', `pool ${event.pool}: listen on :${event.port} (${event.balance}), shared by its members`);
+      return trace.message(
+        'appServer',
+        'appServer',
+        `pool ${event.pool}: ${event.port === 0 ? 'routed by name on the vhost ports' : `listen on :${event.port}`} (${event.balance}), shared by its members`,
+      );
     case 'pool-closed':
       return trace.message('appServer', 'appServer', `pool ${event.pool} closed: ${event.reason}`);
     case 'pool-member-joined':
@@ -151,7 +173,8 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('Client', 'appGroup', `HealthReport (${event.app} ${event.healthy ? 'healthy' : 'unhealthy'}: ${event.reason})`);
     case 'pool-user-routed':
       trace.phase('Proxying');
-      if (event.retriedFrom !== undefined) return trace.message('appServer', 'appServer', `${event.retriedFrom} could not serve the user (${event.reason ?? ''}): retried on ${event.group}`);
+      if (event.retriedFrom !== undefined)
+        return trace.message('appServer', 'appServer', `${event.retriedFrom} could not serve the user (${event.reason ?? ''}): retried on ${event.group}`);
       return trace.message('User', 'appServer', `connect to pool ${event.pool} from ${event.remote}: routed to ${event.group}`);
     case 'pool-user-refused':
       return trace.message('appServer', 'User', `reset: pool ${event.pool} ${event.reason}`, { lost: true });

@@ -50,14 +50,20 @@ describe('bandwidth limits, measured by iperf3 through the tunnel', { skip, time
     await Promise.all(iperfServers.map((server) => server.stop()));
   });
 
-  for (const [direction, args] of [['in (user to app)', []], ['out (app to user, -R)', ['-R']]] as const) {
+  for (const [direction, args] of [
+    ['in (user to app)', []],
+    ['out (app to user, -R)', ['-R']],
+  ] as const) {
     test(`${direction}: the limited app lands within 10 % of its limit, the unlimited one beside it stays far above`, async () => {
       const [limited, unlimited] = await Promise.all([
         runIperf3Client(ports.get('limited')!, [...RUN, ...args]),
         runIperf3Client(ports.get('unlimited')!, [...RUN, ...args]),
       ]);
       assertNearLimit(limited.receivedBytesPerSecond, 'limited app');
-      assert.ok(unlimited.receivedBytesPerSecond > 3 * LIMIT, `unlimited app: ${(unlimited.receivedBytesPerSecond / 1024 / 1024).toFixed(1)} MB/s, not above 3x the other app's limit`);
+      assert.ok(
+        unlimited.receivedBytesPerSecond > 3 * LIMIT,
+        `unlimited app: ${(unlimited.receivedBytesPerSecond / 1024 / 1024).toFixed(1)} MB/s, not above 3x the other app's limit`,
+      );
     });
   }
 
@@ -66,7 +72,10 @@ describe('bandwidth limits, measured by iperf3 through the tunnel', { skip, time
     assertNearLimit(result.receivedBytesPerSecond, 'two users together');
     assert.equal(result.streams.length, 2);
     for (const stream of result.streams) {
-      assert.ok(stream > 0.35 * result.receivedBytesPerSecond, `one user got ${(stream / 1024 / 1024).toFixed(2)} of ${(result.receivedBytesPerSecond / 1024 / 1024).toFixed(2)} MB/s`);
+      assert.ok(
+        stream > 0.35 * result.receivedBytesPerSecond,
+        `one user got ${(stream / 1024 / 1024).toFixed(2)} of ${(result.receivedBytesPerSecond / 1024 / 1024).toFixed(2)} MB/s`,
+      );
     }
   });
 });

@@ -27,7 +27,10 @@ function bulkAndHalfClose(link: Link): void {
     const sink = await startApp((socket) => {
       const result = hashUntilEnd(socket);
       sinkResults.push(result);
-      void result.then(({ bytes, sha256 }) => socket.end(`${bytes} ${sha256}`), () => socket.destroy());
+      void result.then(
+        ({ bytes, sha256 }) => socket.end(`${bytes} ${sha256}`),
+        () => socket.destroy(),
+      );
     });
     // Replies only once it has seen the user's FIN: proves the FIN arrived and the way back still flows.
     const userEndsFirst = await startApp((socket) => {

@@ -48,10 +48,11 @@ function clientKilled(link: Link): void {
   before(async () => {
     echo = await startEchoApp();
     publicPort = await unusedPort();
-    config = makeConfigDir(
-      [{ name: 'phoenix', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: publicPort }] }],
-      { heartbeatInterval: '200ms', heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms`, tls: link === 'tls' },
-    );
+    config = makeConfigDir([{ name: 'phoenix', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: publicPort }] }], {
+      heartbeatInterval: '200ms',
+      heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms`,
+      tls: link === 'tls',
+    });
     const started = await startCommonServerProcess(config.serverFile);
     server = processes.add(started.process);
     serverLink = started;

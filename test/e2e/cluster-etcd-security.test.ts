@@ -31,78 +31,96 @@ async function nodeRegistersAGroup(configFile: string, env: NodeJS.ProcessEnv = 
   const res = await fetch(`${adminUrl}/api/groups`, {
     method: 'POST',
     headers: { 'content-type': 'application/yaml' },
-    body: groupYaml({ name: `guarded-${Math.random().toString(36).slice(2, 8)}`, secret: randomSecret(), apps: [{ name: 'echo', localPort: 9, remotePort: 0 }] }),
+    body: groupYaml({
+      name: `guarded-${Math.random().toString(36).slice(2, 8)}`,
+      secret: randomSecret(),
+      apps: [{ name: 'echo', localPort: 9, remotePort: 0 }],
+    }),
   });
   assert.equal(res.status, 201, await res.text());
   return started.process;
 }
 
-describe('a cluster node on an etcd with authentication', { skip: etcdAvailable() ? false : 'etcd is not installed (apt-get install etcd-server)', timeout: 60_000 }, () => {
-  const processes = new ProcessSet();
-  let etcd: EtcdCluster;
-  const password = randomSecret();
+describe(
+  'a cluster node on an etcd with authentication',
+  { skip: etcdAvailable() ? false : 'etcd is not installed (apt-get install etcd-server)', timeout: 60_000 },
+  () => {
+    const processes = new ProcessSet();
+    let etcd: EtcdCluster;
+    const password = randomSecret();
 
-  before(async () => {
-    etcd = await EtcdCluster.start(1);
-    // What SECURITY.md recommends: a user whose role may read and write the cluster's prefix, nothing else.
-    const admin = new Etcd3({ hosts: etcd.endpoints });
-    try {
-      await admin.user('root').create(randomSecret());
-      await admin.role('root').create();
-      await admin.user('root').addRole('root');
-      await admin.role('ntp').create();
-      await admin.role('ntp').grant({ permission: 'Readwrite', range: Range.prefix(`${PREFIX}/`) });
-      await admin.user('ntp').create(password);
-      await admin.user('ntp').addRole('ntp');
-      await admin.auth.authEnable();
-    } finally {
-      admin.close();
-    }
-  });
+    before(async () => {
+      etcd = await EtcdCluster.start(1);
+      // What SECURITY.md recommends: a user whose role may read and write the cluster's prefix, nothing else.
+      const admin = new Etcd3({ hosts: etcd.endpoints });
+      try {
+        await admin.user('root').create(randomSecret());
+        await admin.role('root').create();
+        await admin.user('root').addRole('root');
+        await admin.role('ntp').create();
+        await admin.role('ntp').grant({ permission: 'Readwrite', range: Range.prefix(`${PREFIX}/`) });
+        await admin.user('ntp').create(password);
+        await admin.user('ntp').addRole('ntp');
+        await admin.auth.authEnable();
+      } finally {
+        admin.close();
+      }
+    });
 
-  after(async () => {
-    await processes.stopAll();
-    await etcd?.stop();
-  });
+    after(async () => {
+      await processes.stopAll();
+      await etcd?.stop();
+    });
 
-  test('with the right password the node joins, and a group registered through it is stored; the password is never printed', async () => {
-    const node = processes.add(await nodeRegistersAGroup(nodeConfig(etcd, AUTH), { NTP_TEST_ETCD_PASSWORD: password }));
-    assert.equal(node.output.includes(password), false);
-  });
+    test('with the right password the node joins, and a group registered through it is stored; the password is never printed', async () => {
+      const node = processes.add(await nodeRegistersAGroup(nodeConfig(etcd, AUTH), { NTP_TEST_ETCD_PASSWORD: password }));
+      assert.equal(node.output.includes(password), false);
+    });
 
-  test('with a wrong password the node says so and keeps retrying, serving nothing', async () => {
-    const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, AUTH)], { NTP_TEST_ETCD_PASSWORD: `${password}-wrong` }));
-    await node.waitForLine(/cluster: no etcd lease yet \(.*(authentication failed|invalid user ID or password)/i, { timeoutMs: 15_000 });
-    assert.equal(node.lines.some((line) => line.includes('commonserver listening')), false);
-    assert.equal(node.output.includes(password), false);
-    await node.stop();
-  });
-});
+    test('with a wrong password the node says so and keeps retrying, serving nothing', async () => {
+      const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, AUTH)], { NTP_TEST_ETCD_PASSWORD: `${password}-wrong` }));
+      await node.waitForLine(/cluster: no etcd lease yet \(.*(authentication failed|invalid user ID or password)/i, { timeoutMs: 15_000 });
+      assert.equal(
+        node.lines.some((line) => line.includes('commonserver listening')),
+        false,
+      );
+      assert.equal(node.output.includes(password), false);
+      await node.stop();
+    });
+  },
+);
 
-describe('a cluster node on an etcd that speaks TLS', { skip: etcdAvailable() ? false : 'etcd is not installed (apt-get install etcd-server)', timeout: 60_000 }, () => {
-  const processes = new ProcessSet();
-  let etcd: EtcdCluster;
-  const dir = mkdtempSync(join(tmpdir(), 'ntp-etcd-tls-'));
-  const tls = { certFile: join(dir, 'etcd.crt'), keyFile: join(dir, 'etcd.key') };
+describe(
+  'a cluster node on an etcd that speaks TLS',
+  { skip: etcdAvailable() ? false : 'etcd is not installed (apt-get install etcd-server)', timeout: 60_000 },
+  () => {
+    const processes = new ProcessSet();
+    let etcd: EtcdCluster;
+    const dir = mkdtempSync(join(tmpdir(), 'ntp-etcd-tls-'));
+    const tls = { certFile: join(dir, 'etcd.crt'), keyFile: join(dir, 'etcd.key') };
 
-  before(async () => {
-    createSelfSigned(tls.certFile, tls.keyFile);
-    etcd = await EtcdCluster.start(1, { tls });
-  });
+    before(async () => {
+      createSelfSigned(tls.certFile, tls.keyFile);
+      etcd = await EtcdCluster.start(1, { tls });
+    });
 
-  after(async () => {
-    await processes.stopAll();
-    await etcd?.stop();
-  });
+    after(async () => {
+      await processes.stopAll();
+      await etcd?.stop();
+    });
 
-  test('trusting etcd\'s certificate (cluster.tls.ca), the node joins and registers a group', async () => {
-    processes.add(await nodeRegistersAGroup(nodeConfig(etcd, { tls: { ca: tls.certFile } })));
-  });
+    test("trusting etcd's certificate (cluster.tls.ca), the node joins and registers a group", async () => {
+      processes.add(await nodeRegistersAGroup(nodeConfig(etcd, { tls: { ca: tls.certFile } })));
+    });
 
-  test('without the CA the node does not trust etcd: it says why and serves nothing', async () => {
-    const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, {})]));
-    await node.waitForLine(/cluster: no etcd lease yet \(.*self-signed certificate/, { timeoutMs: 15_000 });
-    assert.equal(node.lines.some((line) => line.includes('commonserver listening')), false);
-    await node.stop();
-  });
-});
+    test('without the CA the node does not trust etcd: it says why and serves nothing', async () => {
+      const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, {})]));
+      await node.waitForLine(/cluster: no etcd lease yet \(.*self-signed certificate/, { timeoutMs: 15_000 });
+      assert.equal(
+        node.lines.some((line) => line.includes('commonserver listening')),
+        false,
+      );
+      await node.stop();
+    });
+  },
+);

@@ -34,9 +34,7 @@ before(async () => {
   const config = makeConfigDir(groups, { pairingTimeout: '15s', heartbeatInterval: '1s', heartbeatTimeout: '10s' });
   const server = await startCommonServerProcess(config.serverFile);
   processes.add(server.process);
-  const clients = groups.map((group) =>
-    processes.add(startGroupClientProcess({ group: group.name, groupsDir: config.groupsDir, server })),
-  );
+  const clients = groups.map((group) => processes.add(startGroupClientProcess({ group: group.name, groupsDir: config.groupsDir, server })));
   for (const [index, group] of groups.entries()) ports.set(group.name, await waitForGroupActive(clients[index]!, group.name));
 });
 
@@ -68,7 +66,10 @@ test('300 concurrent users over 2 groups × 3 apps each get exactly their own by
   const failures = results.filter((result) => result.status === 'rejected');
   assert.equal(failures.length, 0, `${failures.length} users failed, first: ${String((failures[0] as PromiseRejectedResult | undefined)?.reason)}`);
   // Each user became exactly one LocalAppConn on its own app: no pairing went to the wrong app.
-  assert.deepEqual(apps.map((app) => app.accepted), apps.map(() => USERS_PER_APP));
+  assert.deepEqual(
+    apps.map((app) => app.accepted),
+    apps.map(() => USERS_PER_APP),
+  );
 });
 
 test('a server-speaks-first app: the user reads the banner without sending a byte', { timeout: 10_000 }, async () => {

@@ -16,7 +16,10 @@ test('npm run demo: TLS by default, a round trip through all six apps, clean exi
   assert.ok(!demo.output.includes('plaintext'), `the demo mentions plaintext:\n${demo.output}`);
   const probes = demo.lines.filter((line) => /^ {2}office-[ab]\/\S+ +127\.0\.0\.1:\d+ /.test(line));
   assert.equal(probes.length, 6, demo.output);
-  assert.ok(probes.some((line) => line.includes('"SSH-2.0-DemoServer"')), 'the server-speaks-first app answered');
+  assert.ok(
+    probes.some((line) => line.includes('"SSH-2.0-DemoServer"')),
+    'the server-speaks-first app answered',
+  );
 
   demo.kill('SIGINT');
   const { code } = await demo.exited;

@@ -21,7 +21,16 @@ function localAppDown(link: Link): void {
     // The pairing deadline is far above the bound under test, so only the client's prompt
     // WorkConnFailed can close the user in time.
     const config = makeConfigDir(
-      [{ name: 'half-down', secret: randomSecret(), apps: [{ name: 'down', localPort: deadPort }, { name: 'up', localPort: echo.port }] }],
+      [
+        {
+          name: 'half-down',
+          secret: randomSecret(),
+          apps: [
+            { name: 'down', localPort: deadPort },
+            { name: 'up', localPort: echo.port },
+          ],
+        },
+      ],
       { pairingTimeout: '10s', tls: link === 'tls' },
     );
     const started = await startCommonServerProcess(config.serverFile);

@@ -73,7 +73,9 @@ test('a second client for a live group exits 3 with GROUP_IN_USE naming where an
 test('another client with --keep-retrying gets the group once the silent owner times out', { timeout: 25_000 }, async () => {
   const relay = await startFaultRelay(serverLink.port);
   relays.push(relay);
-  const owner = processes.add(startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, server: { ...serverLink, port: relay.port }, clientId: 'first' }));
+  const owner = processes.add(
+    startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, server: { ...serverLink, port: relay.port }, clientId: 'first' }),
+  );
   await waitForGroupActive(owner, 'contested');
   const standby = processes.add(
     startGroupClientProcess({ group: 'contested', groupsDir: config.groupsDir, server: serverLink, clientId: 'standby', extraArgs: ['--keep-retrying'] }),
@@ -92,10 +94,10 @@ test('another client with --keep-retrying gets the group once the silent owner t
 test('the same client restarted takes its group over at once, on the same port', { timeout: 20_000 }, async () => {
   // A heartbeat timeout far beyond this test's own timeout: passing proves takeover, not expiry.
   const remotePort = await unusedPort();
-  const slow = makeConfigDir(
-    [{ name: 'roaming', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort }] }],
-    { heartbeatInterval: '1s', heartbeatTimeout: '30s' },
-  );
+  const slow = makeConfigDir([{ name: 'roaming', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort }] }], {
+    heartbeatInterval: '1s',
+    heartbeatTimeout: '30s',
+  });
   const slowServer = await startCommonServerProcess(slow.serverFile);
   processes.add(slowServer.process);
   // The first agent reaches the server through a relay that will turn into a dead path.

@@ -114,31 +114,35 @@ describe('pools: users spread over three groups', () => {
     for (const user of [...held, next, after]) user.socket.destroy();
   });
 
-  test('a member whose client stops leaves at once and reads unhealthy; the pool closes with its last member; a removed group takes its series along', { timeout: 30_000 }, async () => {
-    clients.get('c')!.client.stop();
-    await waitForEvent(started.events, (e) => e.type === 'pool-member-left' && e.pool === 'web' && e.group === 'c', 'c leaving pool web');
-    const seen = new Set<string>();
-    for (let i = 0; i < 12; i++) {
-      const { member, socket } = await visit(webPort);
-      seen.add(member);
-      socket.destroy();
-    }
-    assert.deepEqual([...seen].sort(), ['a', 'b'], 'no user goes to a member that left');
-    // As every group's series: they live while the group is registered, across its client's absences.
-    const text = await metrics.text();
-    assert.match(text, /^ntp_pool_member_healthy\{pool="web",group="c"\} 0$/m, 'a member whose client is away gets no users');
-    assert.match(text, /^ntp_pool_member_connections\{pool="web",group="c"\} 0$/m);
-    assert.match(text, /^ntp_pool_users_total\{pool="web",group="c"\} \d+$/m, 'its count survives its absence');
-    assert.match(text, /^ntp_pool_members\{pool="web",health="healthy"\} 2$/m);
-    assert.match(text, /^ntp_pool_members\{pool="web",health="unhealthy"\} 1$/m);
-    clients.get('a')!.client.stop();
-    clients.get('b')!.client.stop();
-    await waitForEvent(started.events, (e) => e.type === 'pool-closed' && e.pool === 'web', 'pool web closing');
-    assert.equal(started.server.pools.get('web'), undefined);
-    assert.match(await metrics.text(), /^ntp_pool_members\{pool="web",health="healthy"\} 0$/m, 'a closed pool its groups still name reads empty');
-    started.server.deregisterGroup('c');
-    assert.doesNotMatch(await metrics.text(), /^ntp_pool_\w+\{[^}]*group="c"/m, 'no pool series of a removed group');
-    for (const name of ['a', 'b']) started.server.deregisterGroup(name);
-    assert.doesNotMatch(await metrics.text(), /^ntp_pool_\w+\{pool="(web|db)"/m, 'no series of a pool no registered group names');
-  });
+  test(
+    'a member whose client stops leaves at once and reads unhealthy; the pool closes with its last member; a removed group takes its series along',
+    { timeout: 30_000 },
+    async () => {
+      clients.get('c')!.client.stop();
+      await waitForEvent(started.events, (e) => e.type === 'pool-member-left' && e.pool === 'web' && e.group === 'c', 'c leaving pool web');
+      const seen = new Set<string>();
+      for (let i = 0; i < 12; i++) {
+        const { member, socket } = await visit(webPort);
+        seen.add(member);
+        socket.destroy();
+      }
+      assert.deepEqual([...seen].sort(), ['a', 'b'], 'no user goes to a member that left');
+      // As every group's series: they live while the group is registered, across its client's absences.
+      const text = await metrics.text();
+      assert.match(text, /^ntp_pool_member_healthy\{pool="web",group="c"\} 0$/m, 'a member whose client is away gets no users');
+      assert.match(text, /^ntp_pool_member_connections\{pool="web",group="c"\} 0$/m);
+      assert.match(text, /^ntp_pool_users_total\{pool="web",group="c"\} \d+$/m, 'its count survives its absence');
+      assert.match(text, /^ntp_pool_members\{pool="web",health="healthy"\} 2$/m);
+      assert.match(text, /^ntp_pool_members\{pool="web",health="unhealthy"\} 1$/m);
+      clients.get('a')!.client.stop();
+      clients.get('b')!.client.stop();
+      await waitForEvent(started.events, (e) => e.type === 'pool-closed' && e.pool === 'web', 'pool web closing');
+      assert.equal(started.server.pools.get('web'), undefined);
+      assert.match(await metrics.text(), /^ntp_pool_members\{pool="web",health="healthy"\} 0$/m, 'a closed pool its groups still name reads empty');
+      started.server.deregisterGroup('c');
+      assert.doesNotMatch(await metrics.text(), /^ntp_pool_\w+\{[^}]*group="c"/m, 'no pool series of a removed group');
+      for (const name of ['a', 'b']) started.server.deregisterGroup(name);
+      assert.doesNotMatch(await metrics.text(), /^ntp_pool_\w+\{pool="(web|db)"/m, 'no series of a pool no registered group names');
+    },
+  );
 });

@@ -33,7 +33,10 @@ class LoadClient {
   private running = true;
   private readonly lanes: Promise<void>[] = [];
 
-  constructor(private readonly port: number, workers: number) {
+  constructor(
+    private readonly port: number,
+    workers: number,
+  ) {
     for (let i = 0; i < workers; i++) this.lanes.push(this.lane());
   }
 
@@ -119,7 +122,11 @@ describe('pool failover with real processes', () => {
     poolPort = await unusedPort();
     for (const name of MEMBERS) apps.set(name, await startBannerApp(`member ${name}\n`));
     config = makeConfigDir(
-      MEMBERS.map((name) => ({ name, secret: randomSecret(), apps: [{ name: 'web', localPort: apps.get(name)!.port, pool: 'web', healthCheck: { ...CHECK } }] })),
+      MEMBERS.map((name) => ({
+        name,
+        secret: randomSecret(),
+        apps: [{ name: 'web', localPort: apps.get(name)!.port, pool: 'web', healthCheck: { ...CHECK } }],
+      })),
       // A killed client is seen by its closed conn, not by heartbeats: a long timeout keeps a busy
       // machine from dropping a live member.
       { heartbeatInterval: '500ms', heartbeatTimeout: '5s', extra: { pools: { web: { remotePort: poolPort } } } },
@@ -139,12 +146,16 @@ describe('pool failover with real processes', () => {
     await Promise.all([...apps.values()].map((app) => app.close()));
   });
 
-  test('kill -9 a client, stop another one\'s app: no failed user outside the fault windows; both come back', { timeout: 180_000 }, async (t) => {
+  test("kill -9 a client, stop another one's app: no failed user outside the fault windows; both come back", { timeout: 180_000 }, async (t) => {
     const load = new LoadClient(poolPort, 3);
     const windows: { from: number; to: number; what: string }[] = [];
     try {
       await load.successes(30);
-      for (const name of MEMBERS) assert.ok(load.records.some((r) => r.member === name), `member ${name} served users before the faults`);
+      for (const name of MEMBERS)
+        assert.ok(
+          load.records.some((r) => r.member === name),
+          `member ${name} served users before the faults`,
+        );
 
       // Fault 1: kill -9 client b. Its session's conns close with the process: it leaves at once.
       let fromLine = server.lines.length;
@@ -181,7 +192,13 @@ describe('pool failover with real processes', () => {
     const failed = load.records.filter((r) => r.error !== undefined);
     const outside = failed.filter((r) => !inWindow(r));
     const perMember = Object.fromEntries(MEMBERS.map((name) => [name, load.records.filter((r) => r.member === name).length]));
-    t.diagnostic(`${load.records.length} users, ${failed.length} failed inside the fault windows (${windows.map((w) => `${w.what}: ${w.to - w.from}ms`).join('; ')}), per member ${JSON.stringify(perMember)}`);
-    assert.deepEqual(outside.map((r) => `${new Date(r.start).toISOString()}: ${r.error}`), [], 'no user fails outside the fault windows');
+    t.diagnostic(
+      `${load.records.length} users, ${failed.length} failed inside the fault windows (${windows.map((w) => `${w.what}: ${w.to - w.from}ms`).join('; ')}), per member ${JSON.stringify(perMember)}`,
+    );
+    assert.deepEqual(
+      outside.map((r) => `${new Date(r.start).toISOString()}: ${r.error}`),
+      [],
+      'no user fails outside the fault windows',
+    );
   });
 });

@@ -53,7 +53,11 @@ describe('pooled apps keep their per-app fields: the user address for the app (P
     for (const name of MEMBERS) {
       const app = await startHeaderApp(name);
       apps.push(app);
-      groups.push({ name, secret: randomSecret(), apps: [{ name: 'web', localPort: app.port, pool: 'web', extra: { proxyProtocol: 'v1', bandwidth: { out: '64KB' } } }] });
+      groups.push({
+        name,
+        secret: randomSecret(),
+        apps: [{ name: 'web', localPort: app.port, pool: 'web', extra: { proxyProtocol: 'v1', bandwidth: { out: '64KB' } } }],
+      });
     }
     const config = makeConfigDir(groups, { heartbeatInterval: '500ms', heartbeatTimeout: '5s', extra: { pools: { web: { remotePort: port } } } });
     started = await startServer(config);
@@ -81,6 +85,9 @@ describe('pooled apps keep their per-app fields: the user address for the app (P
       assert.ok(ms >= least, `${BODY} bytes at ${RATE} B/s took ${ms} ms (at least ${Math.round(least)} expected)`);
     }
     const views = started.server.pools.views().find((pool) => pool.name === 'web')!.members;
-    assert.deepEqual(views.map((member) => member.usersRouted), [1, 1]);
+    assert.deepEqual(
+      views.map((member) => member.usersRouted),
+      [1, 1],
+    );
   });
 });

@@ -78,7 +78,10 @@ function throughNginx(pool: 'pooled' | 'on-demand'): void {
     await banner?.close();
   });
 
-  for (const [app, version] of [['web-v1', 'v1'], ['web-v2', 'v2']] as const) {
+  for (const [app, version] of [
+    ['web-v1', 'v1'],
+    ['web-v2', 'v2'],
+  ] as const) {
     test(`${version}: nginx sees the user's own address and port (127.0.0.2), not the tunnel's`, async () => {
       const { answer, user } = await askNginx('127.0.0.1', ports.get(app)!, '127.0.0.2');
       assert.equal(answer, `127.0.0.2 ${user.port}`);
@@ -96,7 +99,7 @@ function throughNginx(pool: 'pooled' | 'on-demand'): void {
     assert.deepEqual(answers, [true, true, true]);
   });
 
-  test('an app that speaks first gets the header before the user\'s bytes; its banner reaches the user unasked', async () => {
+  test("an app that speaks first gets the header before the user's bytes; its banner reaches the user unasked", async () => {
     const before = received.length;
     const user = await connectFrom('127.0.0.1', ports.get('smtp')!, '127.0.0.5');
     const userPort = user.localPort; // read now: a closed socket forgets it
@@ -109,7 +112,7 @@ function throughNginx(pool: 'pooled' | 'on-demand'): void {
     const address = header.proxyAddress as unknown as { sourceAddress: { address: number[] }; sourcePort: number };
     assert.deepEqual([address.sourceAddress.address.join('.'), address.sourcePort], ['127.0.0.5', userPort]);
     const headerBytes = 16 + 12;
-    assert.equal(data.subarray(headerBytes).toString(), 'EHLO user.example\r\n', 'the user\'s bytes follow the header, untouched');
+    assert.equal(data.subarray(headerBytes).toString(), 'EHLO user.example\r\n', "the user's bytes follow the header, untouched");
     assert.equal(reply, `got ${data.length}`);
   });
 
@@ -178,7 +181,7 @@ describe('PROXY protocol for an IPv6 user', { skip, timeout: 60_000 }, () => {
     await banner?.close();
   });
 
-  test('v2: nginx reads the user\'s IPv6 address and port', async () => {
+  test("v2: nginx reads the user's IPv6 address and port", async () => {
     const { answer, user } = await askNginx('::1', ports.get('web')!, '::1');
     assert.equal(answer, `::1 ${user.port}`);
   });

@@ -14,10 +14,16 @@ after(() => processes.stopAll());
 async function tunnel(name: string): Promise<{ server: CliProcess; client: CliProcess; port: number }> {
   const echo = await startEchoApp();
   after(() => echo.close());
-  const config = makeConfigDir([{ name, secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }], { tls: true, heartbeatInterval: '1s', heartbeatTimeout: '10s' });
+  const config = makeConfigDir([{ name, secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] }], {
+    tls: true,
+    heartbeatInterval: '1s',
+    heartbeatTimeout: '10s',
+  });
   const started = await startCommonServerProcess(config.serverFile);
   const server = processes.add(started.process);
-  const client = processes.add(startGroupClientProcess({ group: name, groupsDir: config.groupsDir, serverPort: started.port, link: { fingerprint: started.fingerprint! } }));
+  const client = processes.add(
+    startGroupClientProcess({ group: name, groupsDir: config.groupsDir, serverPort: started.port, link: { fingerprint: started.fingerprint! } }),
+  );
   const ports = await waitForGroupActive(client, name);
   return { server, client, port: ports.get('echo')! };
 }

@@ -124,8 +124,14 @@ describe('UDP apps over the TLS link', () => {
     assert.equal(new Set(seen).size, 50, 'the app saw 50 distinct peers');
     watch.unsubscribe();
     // More users at once than the pool (16) holds: both ways to a work conn were taken.
-    assert.ok(sessions.some((session) => session.pooled), 'some sessions on pooled work conns');
-    assert.ok(sessions.some((session) => !session.pooled), 'some sessions on work conns asked for (ReqWorkConn)');
+    assert.ok(
+      sessions.some((session) => session.pooled),
+      'some sessions on pooled work conns',
+    );
+    assert.ok(
+      sessions.some((session) => !session.pooled),
+      'some sessions on work conns asked for (ReqWorkConn)',
+    );
     assert.equal(udpApp('echo').counters().sessionsTotal - totalBefore, 50, 'one session per user');
   });
 
@@ -142,7 +148,11 @@ describe('UDP apps over the TLS link', () => {
     assert.equal(event.type, 'udp-session-closed');
     assert.match(event.reason, /idle/);
     // The client's side of it: its local socket closed because the server ended the session.
-    const clientClosed = await waitForEvent(client.events, (e) => e.type === 'udp-session-closed' && e.pairingId === event.pairingId, 'the client to close its local socket');
+    const clientClosed = await waitForEvent(
+      client.events,
+      (e) => e.type === 'udp-session-closed' && e.pairingId === event.pairingId,
+      'the client to close its local socket',
+    );
     assert.equal(clientClosed.type === 'udp-session-closed' && clientClosed.reason, 'end');
     const second = seenAs(await u.request(ports.get('echo')!, 'after idle')).peer;
     assert.notEqual(second, first, 'a new session, on a new local socket');
@@ -185,7 +195,11 @@ describe('UDP apps over the TLS link', () => {
 
   test('a local UDP app that is down: reported by the client, and served once it is up (same session)', { timeout: 20_000 }, async () => {
     const u = await user();
-    const reported = waitForEvent(client.events, (event) => event.type === 'local-dial-failed' && event.app === 'late', 'the client to report the app unreachable');
+    const reported = waitForEvent(
+      client.events,
+      (event) => event.type === 'local-dial-failed' && event.app === 'late',
+      'the client to report the app unreachable',
+    );
     await u.send(ports.get('late')!, 'anyone?');
     const event = await reported;
     assert.match(event.type === 'local-dial-failed' ? event.reason : '', /ECONNREFUSED/);
@@ -197,33 +211,40 @@ describe('UDP apps over the TLS link', () => {
 });
 
 describe('a UDP app the two group files disagree on', () => {
-  test('TCP in the client\'s own file: the server is warned at login, each session is refused with the reason, no local socket opened', { timeout: 20_000 }, async () => {
-    const app = await startUdpEchoApp();
-    const mixed = makeConfigDir([{ name: 'mixed', secret: randomSecret(), apps: [{ name: 'svc', localPort: app.port, type: 'udp' }] }]);
-    const server = await startServer(mixed);
-    // The client's copy of the file says TCP for the same app.
-    const clientSpec = loadGroupFile(mixed.groupFile('mixed'));
-    const mine = startClient({ ...clientSpec, apps: clientSpec.apps.map(({ type: _type, udp: _udp, ...tcp }) => tcp) }, server);
-    const u = await user();
-    try {
-      const activated = await waitForEvent(server.events, (event) => event.type === 'group-activated', 'activation');
-      assert.equal(activated.type, 'group-activated');
-      assert.ok(activated.type === 'group-activated' && activated.warnings.some((w) => /registry says type udp, the client's file says tcp/.test(w)), JSON.stringify(activated));
-      const port = activated.type === 'group-activated' ? activated.apps[0]!.remotePort : 0;
-      const failed = waitForEvent(server.events, (event) => event.type === 'work-conn-failed', 'the session refused');
-      await u.send(port, 'hello?');
-      const event = await failed;
-      assert.match(event.type === 'work-conn-failed' ? event.reason : '', /is a TCP app in the client's group file, the server asked for UDP/);
-      await waitForEvent(server.events, (e) => e.type === 'udp-session-closed', 'the session closed on the server');
-      assert.equal(app.datagrams, 0, 'nothing reached the app');
-      assert.equal(u.queued, 0);
-    } finally {
-      await mine.client.stop('test over');
-      await mine.done;
-      await server.server.close();
-      await app.close();
-    }
-  });
+  test(
+    "TCP in the client's own file: the server is warned at login, each session is refused with the reason, no local socket opened",
+    { timeout: 20_000 },
+    async () => {
+      const app = await startUdpEchoApp();
+      const mixed = makeConfigDir([{ name: 'mixed', secret: randomSecret(), apps: [{ name: 'svc', localPort: app.port, type: 'udp' }] }]);
+      const server = await startServer(mixed);
+      // The client's copy of the file says TCP for the same app.
+      const clientSpec = loadGroupFile(mixed.groupFile('mixed'));
+      const mine = startClient({ ...clientSpec, apps: clientSpec.apps.map(({ type: _type, udp: _udp, ...tcp }) => tcp) }, server);
+      const u = await user();
+      try {
+        const activated = await waitForEvent(server.events, (event) => event.type === 'group-activated', 'activation');
+        assert.equal(activated.type, 'group-activated');
+        assert.ok(
+          activated.type === 'group-activated' && activated.warnings.some((w) => /registry says type udp, the client's file says tcp/.test(w)),
+          JSON.stringify(activated),
+        );
+        const port = activated.type === 'group-activated' ? activated.apps[0]!.remotePort : 0;
+        const failed = waitForEvent(server.events, (event) => event.type === 'work-conn-failed', 'the session refused');
+        await u.send(port, 'hello?');
+        const event = await failed;
+        assert.match(event.type === 'work-conn-failed' ? event.reason : '', /is a TCP app in the client's group file, the server asked for UDP/);
+        await waitForEvent(server.events, (e) => e.type === 'udp-session-closed', 'the session closed on the server');
+        assert.equal(app.datagrams, 0, 'nothing reached the app');
+        assert.equal(u.queued, 0);
+      } finally {
+        await mine.client.stop('test over');
+        await mine.done;
+        await server.server.close();
+        await app.close();
+      }
+    },
+  );
 });
 
 describe('a UDP port already taken on the server', () => {
@@ -232,7 +253,14 @@ describe('a UDP port already taken on the server', () => {
     const squatter = await UdpUser.open(); // holds the public port
     const taken = squatter.port;
     const busy = makeConfigDir([
-      { name: 'busy', secret: randomSecret(), apps: [{ name: 'held', localPort: app.port, remotePort: taken, type: 'udp' }, { name: 'free', localPort: app.port, type: 'udp' }] },
+      {
+        name: 'busy',
+        secret: randomSecret(),
+        apps: [
+          { name: 'held', localPort: app.port, remotePort: taken, type: 'udp' },
+          { name: 'free', localPort: app.port, type: 'udp' },
+        ],
+      },
     ]);
     const server = await startServer(busy, { bindRetry: { firstMs: 100, maxMs: 200 } });
     const mine = startClient(loadGroupFile(busy.groupFile('busy')), server);
@@ -244,7 +272,11 @@ describe('a UDP port already taken on the server', () => {
       assert.match(bindings.get('held')!.error!, new RegExp(`port ${taken} is already in use; retrying`));
       // The other UDP app of the group serves meanwhile.
       assert.match((await u.request(bindings.get('free')!.remotePort, 'meanwhile')).toString(), /\|meanwhile$/);
-      const opened = waitForEvent(mine.events, (event) => event.type === 'apps-changed' && event.opened.some((binding) => binding.name === 'held'), 'the retried bind reported');
+      const opened = waitForEvent(
+        mine.events,
+        (event) => event.type === 'apps-changed' && event.opened.some((binding) => binding.name === 'held'),
+        'the retried bind reported',
+      );
       await squatter.close();
       await opened;
       assert.match((await u.request(taken, 'at last')).toString(), /\|at last$/);

@@ -28,14 +28,11 @@ const secret = randomSecret();
 const users: UdpUser[] = [];
 
 function apps(extra: TestAppEntry[] = []): TestAppEntry[] {
-  return [
-    { name: 'dns', localPort: dnsPort, remotePort: publicPort, type: 'udp' },
-    { name: 'dns-tcp', localPort: dnsPort, remotePort: publicPort },
-    ...extra,
-  ];
+  return [{ name: 'dns', localPort: dnsPort, remotePort: publicPort, type: 'udp' }, { name: 'dns-tcp', localPort: dnsPort, remotePort: publicPort }, ...extra];
 }
 
-const startClient = (): CliProcess => processes.add(startGroupClientProcess({ group: GROUP, groupsDir: config.groupsDir, server: serverLink, clientId: 'resolver-agent' }));
+const startClient = (): CliProcess =>
+  processes.add(startGroupClientProcess({ group: GROUP, groupsDir: config.groupsDir, server: serverLink, clientId: 'resolver-agent' }));
 
 /** Whether this process can bind `port` for UDP on loopback (nobody holds it). */
 async function canBindUdp(port: number): Promise<boolean> {
@@ -123,4 +120,3 @@ describe('DNS through a UDP app (dnsmasq and dig)', { skip: skipWithoutDns }, ()
     await assertResolves();
   });
 });
-

@@ -36,7 +36,10 @@ export async function startAdmin(
       const useToken = token === undefined ? options.token : token;
       const res = await fetch(`${url}${path}`, {
         method,
-        headers: { ...(useToken ? { authorization: `Bearer ${useToken}` } : {}), ...(body !== undefined || raw !== undefined ? { 'content-type': 'application/json' } : {}) },
+        headers: {
+          ...(useToken ? { authorization: `Bearer ${useToken}` } : {}),
+          ...(body !== undefined || raw !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
         ...(raw !== undefined ? { body: raw } : body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
       const text = await res.text();
@@ -62,7 +65,16 @@ export interface RawAnswer {
  * One HTTP/1.1 request written byte for byte on a fresh loopback connection (any request
  * target, any Host, headers fetch() would refuse to send), read until the server closes.
  */
-export function rawHttp(port: number, { method = 'GET', target, host = `127.0.0.1:${port}`, headers = {}, body }: { method?: string; target: string; host?: string | null; headers?: Record<string, string>; body?: string }): Promise<RawAnswer> {
+export function rawHttp(
+  port: number,
+  {
+    method = 'GET',
+    target,
+    host = `127.0.0.1:${port}`,
+    headers = {},
+    body,
+  }: { method?: string; target: string; host?: string | null; headers?: Record<string, string>; body?: string },
+): Promise<RawAnswer> {
   const lines = [`${method} ${target} HTTP/1.1`, ...(host === null ? [] : [`Host: ${host}`]), 'Connection: close'];
   for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
   if (body !== undefined) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
@@ -135,7 +147,9 @@ export function parsePrometheus(text: string): { samples: PromSample[]; types: M
   const samples: PromSample[] = [];
   const types = new Map<string, string>();
   const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
-  const sampleLine = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (-?(?:[0-9.eE+-]+|NaN|\\+Inf|-Inf))(?: -?\\d+)?$`);
+  // Values as Prometheus reads them (Go's ParseFloat): NaN and Inf in any case. prom-client
+  // prints an event-loop lag with no sample yet as "Nan".
+  const sampleLine = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (-?(?:[0-9.eE+-]+|[Nn][Aa][Nn]|[+-]?[Ii][Nn][Ff]))(?: -?\\d+)?$`);
   const label = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/gy;
   text.split('\n').forEach((line, i) => {
     if (line === '') return;
@@ -159,7 +173,11 @@ export function parsePrometheus(text: string): { samples: PromSample[]; types: M
       }
       if (consumed !== match[2].length) throw new Error(`line ${i + 1}: bad labels ${JSON.stringify(match[2])}`);
     }
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+    samples.push({
+      name: match[1]!,
+      labels,
+      value: /nan/i.test(match[3]!) ? NaN : /inf/i.test(match[3]!) ? (match[3]!.startsWith('-') ? -Infinity : Infinity) : Number(match[3]),
+    });
   });
   return { samples, types };
 }

@@ -35,7 +35,10 @@ async function listen(server: Server, sockets: Set<Socket>, port = 0): Promise<T
 /** Echoes every byte; a FIN from the peer is answered with a FIN once the echo is flushed. */
 export function startEchoApp(): Promise<TestApp> {
   const sockets = new Set<Socket>();
-  return listen(createServer({ allowHalfOpen: true }, (socket) => socket.pipe(socket)), sockets);
+  return listen(
+    createServer({ allowHalfOpen: true }, (socket) => socket.pipe(socket)),
+    sockets,
+  );
 }
 
 /**

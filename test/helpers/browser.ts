@@ -5,7 +5,15 @@ import { ARTIFACTS_DIR } from './artifacts.js';
 
 /** Debian's chromium package, never a downloaded browser. */
 export const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 
 /** A test's own folder for files people look at (screenshots), under the suite's artifacts. */
 export function artifactsFor(test: string): string {
@@ -15,11 +23,14 @@ export function artifactsFor(test: string): string {
 }
 
 /** `skip` option for browser tests: false, or why they cannot run here. */
-export const skipWithoutChromium: false | string = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent: install Debian's chromium package to run the browser tests`;
+export const skipWithoutChromium: false | string = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} is absent: install Debian's chromium package to run the browser tests`;
 
-export async function launchChromium(): Promise<Browser> {
+/** `extra` flags go after ours (e.g. `--host-resolver-rules` to map test names to loopback). */
+export async function launchChromium(extra: string[] = []): Promise<Browser> {
   const { chromium } = await import('playwright-core');
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extra], headless: true });
 }
 
 export interface ImageStats {
@@ -35,7 +46,12 @@ export async function imageStats(browser: Browser, png: Buffer): Promise<ImageSt
   try {
     return await page.evaluate(async (base64) => {
       // Runs in the page: DOM globals reached through globalThis, this file has no DOM types.
-      type Canvas = { getContext(kind: '2d'): { drawImage(image: unknown, x: number, y: number): void; getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
+      type Canvas = {
+        getContext(kind: '2d'): {
+          drawImage(image: unknown, x: number, y: number): void;
+          getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+        };
+      };
       const g = globalThis as unknown as {
         createImageBitmap(blob: unknown): Promise<{ width: number; height: number }>;
         Blob: new (parts: unknown[], options: { type: string }) => unknown;

@@ -33,7 +33,11 @@ export interface ClusterNodesOptions {
  * Starts `count` commonserver processes as nodes "a", "b", "c"... on 127.0.0.1, 127.0.0.2...,
  * each with an admin API and the cluster section pointing at `etcd` through relays of its own.
  */
-export async function startClusterNodes(etcd: EtcdCluster, processes: ProcessSet, { count, leaseTtl, prefix = `/ntp-${randomBytes(4).toString('hex')}` }: ClusterNodesOptions): Promise<ClusterNodeProcess[]> {
+export async function startClusterNodes(
+  etcd: EtcdCluster,
+  processes: ProcessSet,
+  { count, leaseTtl, prefix = `/ntp-${randomBytes(4).toString('hex')}` }: ClusterNodesOptions,
+): Promise<ClusterNodeProcess[]> {
   const nodes: ClusterNodeProcess[] = [];
   for (let i = 0; i < count; i++) {
     const name = String.fromCharCode(97 + i);

@@ -102,7 +102,9 @@ export function makeConfigDir(groups: TestGroup[], settings: TestServerSettings 
     stringify({
       bind: `${settings.bindHost ?? '127.0.0.1'}:${settings.bindPort ?? 0}`,
       groups: './groups',
-      heartbeat: { interval: settings.heartbeatInterval ?? '200ms', timeout: settings.heartbeatTimeout ?? '1s' },
+      // Generous by default: a test run shares two cores, and a second without a Pong there is load,
+      // not a lost client. Tests about heartbeat loss set their own.
+      heartbeat: { interval: settings.heartbeatInterval ?? '500ms', timeout: settings.heartbeatTimeout ?? '5s' },
       pairingTimeout: settings.pairingTimeout ?? '3s',
       handshakeTimeout: settings.handshakeTimeout ?? '2s',
       ...(tls === false ? { plaintext: true } : { tls: typeof tls === 'object' ? { clientCa: tls.clientCa } : {} }),

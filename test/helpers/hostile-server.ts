@@ -4,9 +4,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ControlChannel, createCommonListener } from '../../src/net/index.js';
+import { ControlChannel } from '../../src/net/index.js';
 import { encodeFrame, randomId } from '../../src/protocol/index.js';
-import { loadServerTransport } from '../../src/server/index.js';
+import { createCommonListener, loadServerTransport } from '../../src/server/index.js';
 
 /** What the fake server does with a client once it has accepted its login. */
 export type HostileBehaviour = (channel: ControlChannel) => void;
@@ -26,10 +26,7 @@ export interface HostileServer {
  * A commonserver played by the test over TLS: it accepts any Login (it does not check the
  * proof: the client under test is the subject, not the server) and then behaves as told.
  */
-export async function startHostileServer(
-  behaviour: HostileBehaviour,
-  { heartbeatIntervalMs = 500, heartbeatTimeoutMs = 2000 } = {},
-): Promise<HostileServer> {
+export async function startHostileServer(behaviour: HostileBehaviour, { heartbeatIntervalMs = 500, heartbeatTimeoutMs = 2000 } = {}): Promise<HostileServer> {
   const dir = mkdtempSync(join(tmpdir(), 'ntp-hostile-'));
   const { transport, fingerprint } = loadServerTransport({ plaintext: false, certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key') });
   const sockets = new Set<Socket>();
@@ -90,7 +87,14 @@ export async function floodPings(socket: Socket, until = Number.POSITIVE_INFINIT
   const timeUp = Number.isFinite(until) ? sleep(Math.max(0, until - Date.now()), undefined, { ref: false }) : new Promise<void>(() => {});
   while (!socket.destroyed && Date.now() < until) {
     if (!socket.write(batch)) {
-      const drained = await Promise.race([once(socket, 'drain').then(() => true, () => false), closed.then(() => false), timeUp.then(() => false)]);
+      const drained = await Promise.race([
+        once(socket, 'drain').then(
+          () => true,
+          () => false,
+        ),
+        closed.then(() => false),
+        timeUp.then(() => false),
+      ]);
       if (!drained) return;
     }
   }

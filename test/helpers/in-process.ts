@@ -34,7 +34,7 @@ export async function startServer(config: TestConfigDir, overrides: Partial<Comm
   server.events$.subscribe((event) => log(JSON.stringify(event)));
   server.events$.subscribe(events);
   // As the CLI loads them: pooled apps get their pool's port, conflicts are refused.
-  const { groups, errors } = loadGroupDirectory(config.groupsDir, process.env, new Map(), serverConfig.pools);
+  const { groups, errors } = loadGroupDirectory(config.groupsDir, process.env, new Map(), serverConfig);
   if (errors.length > 0) throw errors[0]!;
   for (const spec of groups) server.registerGroup(spec);
   const { port } = await server.listen();

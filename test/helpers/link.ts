@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import { dialCommon, PLAINTEXT, type ClientTransport } from '../../src/net/index.js';
+import { dialCommon } from '../../src/client/index.js';
+import { PLAINTEXT, type ClientTransport } from '../../src/net/index.js';
 
 /**
  * The two links a common port can speak. TLS with a pinned fingerprint is the default;

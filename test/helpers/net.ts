@@ -84,7 +84,12 @@ export function waitForEvent<E>(events$: Observable<E>, predicate: (event: E) =>
   return firstValueFrom(
     events$.pipe(
       filter(predicate),
-      timeout({ first: timeoutMs, with: () => { throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`); } }),
+      timeout({
+        first: timeoutMs,
+        with: () => {
+          throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+        },
+      }),
     ),
   );
 }
@@ -264,6 +269,14 @@ export function streamEnding(socket: Socket, { keepOpen = false } = {}): Promise
   });
 }
 
+/** A port in `from`..`to` that 127.0.0.1 can bind right now (for configs that restrict ports). */
+export async function freePortIn(from: number, to: number): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = from + Math.floor(Math.random() * (to - from + 1));
+    if (await canListenOn(port)) return port;
+  }
+  throw new Error(`no free port in ${from}-${to}`);
+}
 
 const TCP_STATES: Record<string, string> = {
   '01': 'ESTABLISHED',

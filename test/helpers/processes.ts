@@ -19,11 +19,19 @@ export class CliProcess {
 
   /**
    * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). With
-   * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq).
+   * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq; an
+   * installed binary, found through its own `#!/usr/bin/env node` line). `cwd`: where it runs.
    */
-  constructor(bin: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], { program = false } = {}) {
+  constructor(
+    bin: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+    nodeArgs: string[] = [],
+    { program = false, cwd }: { program?: boolean; cwd?: string } = {},
+  ) {
     this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
+      ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log = logSink(bin.replace(/.*[\\/]/, '').replace(/\.js$/, ''));
@@ -140,7 +148,11 @@ export class ProcessSet {
  * Starts `commonserver --config FILE` and waits until it listens; returns it with its port
  * and, when TLS is on, the certificate fingerprint it printed.
  */
-export async function startCommonServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<{ process: CliProcess } & ServerLink> {
+export async function startCommonServerProcess(
+  configFile: string,
+  env: NodeJS.ProcessEnv = {},
+  nodeArgs: string[] = [],
+): Promise<{ process: CliProcess } & ServerLink> {
   const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env, nodeArgs);
   return { process: server, ...(await serverLinkOf(server)) };
 }
@@ -188,10 +200,13 @@ export function startGroupClientProcess(options: GroupClientProcessOptions): Cli
   return new CliProcess(GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
 }
 
-/** Parses the client's "group X active ...: app → server port N, ..." line into app → port. */
+/**
+ * Parses the client's "group X active ...: app → server port N, ..." line into app → port (a
+ * vhost app, "web → a.example, b.example on server port N", gets the vhost port).
+ */
 export function parsePortTable(line: string): Map<string, number> {
   const ports = new Map<string, number>();
-  for (const match of line.matchAll(/(\S+) → (?:server port |:)(\d+)/g)) ports.set(match[1]!, Number(match[2]));
+  for (const match of line.matchAll(/(\S+) → (?:[^→]*? on )?(?:server port |:)(\d+)/g)) ports.set(match[1]!, Number(match[2]));
   return ports;
 }
 
@@ -199,11 +214,7 @@ export function parsePortTable(line: string): Map<string, number> {
  * Waits for the groupclient's "group NAME active on ..." line (at or after stdout line
  * `fromLine`) and returns its app → public port table.
  */
-export async function waitForGroupActive(
-  client: CliProcess,
-  group: string,
-  { timeoutMs = 10_000, fromLine = 0 } = {},
-): Promise<Map<string, number>> {
+export async function waitForGroupActive(client: CliProcess, group: string, { timeoutMs = 10_000, fromLine = 0 } = {}): Promise<Map<string, number>> {
   const match = await client.waitForLine(new RegExp(`group ${group} active on .*`), { timeoutMs, fromLine });
   return parsePortTable(match[0]);
 }

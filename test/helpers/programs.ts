@@ -96,7 +96,15 @@ ${servers.join('\n')}
   const program = startChild(NGINX, ['-p', dir, '-e', `${dir}/error.log`, '-c', config, '-g', 'daemon off; master_process off;'], 'nginx');
   for (const port of ports) await acceptsConnections('127.0.0.1', port, program.child);
   const logFile = join(dir, 'access.log');
-  return { ...program, accessLog: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter((line) => line !== '') : []) };
+  return {
+    ...program,
+    accessLog: () =>
+      existsSync(logFile)
+        ? readFileSync(logFile, 'utf8')
+            .split('\n')
+            .filter((line) => line !== '')
+        : [],
+  };
 }
 
 /** `iperf3 -s` on 127.0.0.1:PORT, as a local app behind the tunnel. */
@@ -155,7 +163,9 @@ export const DNSMASQ = ['/usr/sbin/dnsmasq', '/usr/bin/dnsmasq'].find((path) => 
 export const DIG = ['/usr/bin/dig'].find((path) => existsSync(path));
 
 export const skipWithoutDns: false | string =
-  DNSMASQ !== undefined && DIG !== undefined ? false : 'dnsmasq or dig is absent: install the Debian packages dnsmasq-base and bind9-dnsutils to run the DNS tests';
+  DNSMASQ !== undefined && DIG !== undefined
+    ? false
+    : 'dnsmasq or dig is absent: install the Debian packages dnsmasq-base and bind9-dnsutils to run the DNS tests';
 
 /**
  * Starts dnsmasq as this test's own child: no daemon, no DHCP, no resolv.conf, no /etc/hosts,
@@ -198,7 +208,11 @@ export async function portFreeForBoth(): Promise<number> {
 }
 
 /** What `dig +short` printed, or the failure (dig exits 9 when no server answered). */
-export function dig(port: number, name: string, { tcp = false, timeoutS = 2 } = {}): Promise<{ ok: true; answer: string } | { ok: false; code: number | string; output: string }> {
+export function dig(
+  port: number,
+  name: string,
+  { tcp = false, timeoutS = 2 } = {},
+): Promise<{ ok: true; answer: string } | { ok: false; code: number | string; output: string }> {
   const args = ['@127.0.0.1', '-p', String(port), name, 'A', '+short', `+time=${timeoutS}`, '+tries=1', ...(tcp ? ['+tcp'] : ['+notcp'])];
   return new Promise((resolve) => {
     execFile(DIG!, args, { timeout: (timeoutS + 5) * 1000 }, (error, stdout, stderr) => {

@@ -37,7 +37,13 @@ export interface RawLogin {
 /** Hello → Challenge → Login (proof from `secret`, or `proof` verbatim) → LoginResp. */
 export async function rawLogin(
   port: RawTarget,
-  { group, clientId = `raw-${group}`, secret, proof, localAddress }: { group: string; clientId?: string; secret?: string; proof?: string; localAddress?: string },
+  {
+    group,
+    clientId = `raw-${group}`,
+    secret,
+    proof,
+    localAddress,
+  }: { group: string; clientId?: string; secret?: string; proof?: string; localAddress?: string },
 ): Promise<RawLogin> {
   const hello = await rawHello(port, { group, clientId, ...(localAddress === undefined ? {} : { localAddress }) });
   return hello.login(proof === undefined ? { secret: secret ?? 'not-the-secret-at-all' } : { proof });
@@ -51,7 +57,10 @@ export interface RawHello {
 }
 
 /** Hello → Challenge only: the Login is sent later, when the test says (to change things in between). */
-export async function rawHello(port: RawTarget, { group, clientId = `raw-${group}`, localAddress }: { group: string; clientId?: string; localAddress?: string }): Promise<RawHello> {
+export async function rawHello(
+  port: RawTarget,
+  { group, clientId = `raw-${group}`, localAddress }: { group: string; clientId?: string; localAddress?: string },
+): Promise<RawHello> {
   const channel = new ControlChannel(await connectFrom(port, localAddress));
   const challenge = channel.next('Challenge');
   channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group, clientId });

@@ -15,8 +15,21 @@ export interface SecretScan {
  * secret index, so the report cannot leak them again.
  */
 export function scanForSecrets(secretsFile: string, logsDir: string, extraFiles: string[] = []): SecretScan {
-  const secrets = existsSync(secretsFile) ? [...new Set(readFileSync(secretsFile, 'utf8').split('\n').filter((line) => line.length > 0))] : [];
-  const logs = existsSync(logsDir) ? readdirSync(logsDir).filter((file) => file.endsWith('.log')).sort().map((file) => join(logsDir, file)) : [];
+  const secrets = existsSync(secretsFile)
+    ? [
+        ...new Set(
+          readFileSync(secretsFile, 'utf8')
+            .split('\n')
+            .filter((line) => line.length > 0),
+        ),
+      ]
+    : [];
+  const logs = existsSync(logsDir)
+    ? readdirSync(logsDir)
+        .filter((file) => file.endsWith('.log'))
+        .sort()
+        .map((file) => join(logsDir, file))
+    : [];
   const files = [...logs, ...extraFiles.filter((file) => existsSync(file))];
   const scan: SecretScan = { secrets: secrets.length, files: files.length, lines: 0, leaks: [] };
   for (const file of files) {

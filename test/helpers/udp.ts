@@ -59,7 +59,9 @@ export class UdpUser {
   }
 
   send(port: number, payload: Buffer | string): Promise<void> {
-    return new Promise((resolve, reject) => this.socket.send(typeof payload === 'string' ? Buffer.from(payload) : payload, port, '127.0.0.1', (error) => (error ? reject(error) : resolve())));
+    return new Promise((resolve, reject) =>
+      this.socket.send(typeof payload === 'string' ? Buffer.from(payload) : payload, port, '127.0.0.1', (error) => (error ? reject(error) : resolve())),
+    );
   }
 
   /** The next reply; rejects after `timeoutMs` (a failure guard: a reply normally comes in milliseconds). */

@@ -7,16 +7,67 @@ import { openTokenPrompt, setUpGroupForm, setUpTokenPrompt } from './forms.js';
 import { clock, el, formatBytes } from './format.js';
 import { renderPools } from './pools.js';
 
+/** Every change of a pool: the pools panel and the group cards both show it. */
+const POOL_EVENT_TYPES = [
+  'pool-opened',
+  'pool-closed',
+  'pool-member-joined',
+  'pool-member-left',
+  'pool-member-health',
+  'pool-user-routed',
+  'pool-user-refused',
+];
 /** Every ServerEvent type: an EventSource hands over only the named events it listens to. */
-const EVENT_TYPES = ['listening', 'group-registered', 'group-registration-failed', 'group-deregistered', 'group-updated', 'client-connected', 'login-rejected',
-  'group-activated', 'app-failed', 'app-opened', 'app-closed', 'heartbeat', 'heartbeat-timeout', 'user-conn-accepted', 'user-conn-refused',
-  'work-conn-requested', 'work-conn-joined', 'work-conn-pooled', 'work-conn-failed', 'conn-closed', 'traffic', 'group-deactivated', 'bad-peer', 'login-throttled',
-  'udp-session-opened', 'udp-session-closed', 'udp-dropped',
-  'pool-opened', 'pool-closed', 'pool-member-joined', 'pool-member-left', 'pool-member-health', 'pool-user-routed', 'pool-user-refused'];
+const EVENT_TYPES = [
+  'listening',
+  'group-registered',
+  'group-registration-failed',
+  'group-deregistered',
+  'group-updated',
+  'client-connected',
+  'login-rejected',
+  'group-activated',
+  'app-failed',
+  'app-opened',
+  'app-closed',
+  'heartbeat',
+  'heartbeat-timeout',
+  'user-conn-accepted',
+  'user-conn-refused',
+  'work-conn-requested',
+  'work-conn-joined',
+  'work-conn-pooled',
+  'work-conn-failed',
+  'conn-closed',
+  'traffic',
+  'group-deactivated',
+  'bad-peer',
+  'login-throttled',
+  'udp-session-opened',
+  'udp-session-closed',
+  'udp-dropped',
+  'vhost-listening',
+  'vhost-refused',
+  ...POOL_EVENT_TYPES,
+];
 /** Changes of these mean the group cards are stale. */
-const REFRESHING = new Set(['group-registered', 'group-deregistered', 'group-updated', 'group-activated', 'group-deactivated', 'app-opened', 'app-closed', 'app-failed', 'work-conn-joined', 'conn-closed', 'traffic',
-  'udp-session-opened', 'udp-session-closed', 'udp-dropped',
-  'pool-opened', 'pool-closed', 'pool-member-joined', 'pool-member-left', 'pool-member-health', 'pool-user-routed', 'pool-user-refused']);
+const REFRESHING = new Set([
+  'group-registered',
+  'group-deregistered',
+  'group-updated',
+  'group-activated',
+  'group-deactivated',
+  'app-opened',
+  'app-closed',
+  'app-failed',
+  'work-conn-joined',
+  'conn-closed',
+  'traffic',
+  'udp-session-opened',
+  'udp-session-closed',
+  'udp-dropped',
+  ...POOL_EVENT_TYPES,
+]);
 
 /** group/app → Map(epoch second → { in, out } bytes) for the traffic charts. */
 const traffic = new Map();
@@ -61,36 +112,59 @@ function stateBadge(state) {
 }
 
 function clientText(group) {
-  if (group.client) return `client ${group.client.id} from ${group.client.address}, connected since ${clock(group.client.connectedSince)}, last heartbeat ${clock(group.client.lastHeartbeat)}`;
+  if (group.client)
+    return `client ${group.client.id} from ${group.client.address}, connected since ${clock(group.client.connectedSince)}, last heartbeat ${clock(group.client.lastHeartbeat)}`;
   if (group.lastDeactivation) return `left at ${clock(group.lastDeactivation.at)}: ${group.lastDeactivation.code} (${group.lastDeactivation.reason})`;
   return 'no client connected';
 }
 
 function groupCard(group) {
   const card = el('article', { class: 'group', 'data-group': group.name, 'data-state': group.state });
-  const kick = el('button', { type: 'button', class: 'kick', 'data-action': 'kick', disabled: group.state !== 'in-use', title: 'disconnect its client (it may log in again)', text: 'kick' });
+  const kick = el('button', {
+    type: 'button',
+    class: 'kick',
+    'data-action': 'kick',
+    disabled: group.state !== 'in-use',
+    title: 'disconnect its client (it may log in again)',
+    text: 'kick',
+  });
   const remove = el('button', { type: 'button', class: 'remove danger', 'data-action': 'remove', title: 'remove the group from the registry', text: 'remove' });
   kick.addEventListener('click', () => void kickGroup(group.name));
   remove.addEventListener('click', () => void removeGroup(group.name));
   card.append(el('header', {}, el('h3', { text: group.name }), stateBadge(group.state), el('span', { class: 'spacer' }), kick, remove));
   card.append(el('p', { class: 'client' }));
   // A cluster node: which node serves the group, this one or another (whose events do not reach this page).
-  if (group.node) card.append(el('p', { class: 'node', 'data-node': group.node.name, text: `served by node ${group.node.name}${group.node.self ? ' (this node)' : ''} at ${group.node.advertise}:${group.node.commonPort}` }));
+  if (group.node)
+    card.append(
+      el('p', {
+        class: 'node',
+        'data-node': group.node.name,
+        text: `served by node ${group.node.name}${group.node.self ? ' (this node)' : ''} at ${group.node.advertise}:${group.node.commonPort}`,
+      }),
+    );
   const status = actionStatus.get(group.name);
   if (status) card.append(el('p', { class: `action-status ${status.ok ? 'ok' : 'bad'}`, role: 'status', text: status.text }));
   for (const app of group.apps) {
     const key = `${group.name}/${app.name}`;
-    card.append(el('section', { class: 'app', 'data-app': key, 'data-state': app.state },
-      el('div', { class: 'app-head' },
-        el('strong', { text: app.name }),
-        el('span', { class: 'port', text: app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'port chosen at activation' }),
-        el('span', { class: 'badge type', text: app.type }),
-        stateBadge(app.state),
-        el('span', { class: 'live-conns' }),
-        app.type === 'udp' ? el('span', { class: 'dropped' }) : null,
-        describeLimits(app) === '–' ? null : el('span', { class: 'limits', text: describeLimits(app) }),
-        el('span', { class: 'totals' })),
-      chartFor(key)));
+    card.append(
+      el(
+        'section',
+        { class: 'app', 'data-app': key, 'data-state': app.state },
+        el(
+          'div',
+          { class: 'app-head' },
+          el('strong', { text: app.name }),
+          el('span', { class: 'port', text: portText(app) }),
+          el('span', { class: 'badge type', text: app.type }),
+          stateBadge(app.state),
+          el('span', { class: 'live-conns' }),
+          app.type === 'udp' ? el('span', { class: 'dropped' }) : null,
+          describeLimits(app) === '–' ? null : el('span', { class: 'limits', text: describeLimits(app) }),
+          el('span', { class: 'totals' }),
+        ),
+        chartFor(key),
+      ),
+    );
   }
   updateCard(card, group);
   return card;
@@ -125,10 +199,20 @@ function droppedTotal(app) {
 
 /** The reasons, for the count's tooltip: "oversize 2, sessionCap 0, ...". */
 function droppedDetail(app) {
-  return app.udp ? Object.entries(app.udp.dropped).map(([reason, count]) => `${reason} ${count}`).join(', ') : '';
+  return app.udp
+    ? Object.entries(app.udp.dropped)
+        .map(([reason, count]) => `${reason} ${count}`)
+        .join(', ')
+    : '';
 }
 
 /** "in 4 MB/s · out 10 MB/s · PROXY v2", or "–" for an app with neither. */
+/** A vhost app is reached by its names on the server's vhost port; the others on a port of their own. */
+function portText(app) {
+  if (app.domains) return `${app.domains.join(', ')} on :${app.publicPort ?? '-'}`;
+  return app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'port chosen at activation';
+}
+
 function describeLimits(app) {
   const parts = [];
   if (app.bandwidth.in !== null) parts.push(`in ${formatBytes(app.bandwidth.in)}/s`);
@@ -145,7 +229,13 @@ function chartFor(key) {
 
 /** The card of `group`: rebuilt when its shape changed (state, apps, ports, an action's outcome), else updated. */
 function cardFor(group) {
-  const shape = JSON.stringify([group.state, group.client?.id, group.node?.name, group.apps.map((app) => [app.name, app.type, app.state, app.publicPort, app.remotePort, describeLimits(app)]), actionStatus.get(group.name)]);
+  const shape = JSON.stringify([
+    group.state,
+    group.client?.id,
+    group.node?.name,
+    group.apps.map((app) => [app.name, app.type, app.state, app.publicPort, app.remotePort, describeLimits(app)]),
+    actionStatus.get(group.name),
+  ]);
   const cached = cards.get(group.name);
   if (cached?.shape === shape) {
     updateCard(cached.card, group);
@@ -178,7 +268,10 @@ function drawCharts() {
 }
 
 function fillSelect(select, values, label, current) {
-  const options = [el('option', { value: '', text: `every ${label}` }), ...values.map((value) => el('option', { value, text: value === USER_CONNECTIONS ? 'user connections (counted)' : value }))];
+  const options = [
+    el('option', { value: '', text: `every ${label}` }),
+    ...values.map((value) => el('option', { value, text: value === USER_CONNECTIONS ? 'user connections (counted)' : value })),
+  ];
   if (current && !values.includes(current)) options.push(el('option', { value: current, text: current }));
   select.replaceChildren(...options);
   select.value = current;
@@ -225,7 +318,8 @@ async function refreshGroups() {
 function failed(error, what) {
   const message = `${what}: ${error.message}`;
   setBanner(message);
-  if (error instanceof ApiError && error.status === 401) openTokenPrompt(token() ? 'the server refused this token' : 'this server needs its admin token', { automatic: true });
+  if (error instanceof ApiError && error.status === 401)
+    openTokenPrompt(token() ? 'the server refused this token' : 'this server needs its admin token', { automatic: true });
   return message;
 }
 
@@ -292,7 +386,11 @@ async function start() {
 }
 
 function setUpFilters() {
-  for (const [id, key] of [['filter-group', 'group'], ['filter-app', 'app'], ['filter-type', 'type']]) {
+  for (const [id, key] of [
+    ['filter-group', 'group'],
+    ['filter-app', 'app'],
+    ['filter-type', 'type'],
+  ]) {
     document.getElementById(id).addEventListener('change', (event) => {
       log.filters[key] = event.target.value;
       if (key === 'group') log.filters.app = '';

@@ -3,7 +3,17 @@
 import { clock, el, formatBytes, formatDuration } from './format.js';
 
 /** One line each would drown the rest when users come and go: counted per app and minute. */
-const PER_CONNECTION = new Set(['user-conn-accepted', 'user-conn-refused', 'work-conn-requested', 'work-conn-joined', 'work-conn-failed', 'conn-closed', 'udp-session-opened', 'udp-session-closed', 'pool-user-routed']);
+const PER_CONNECTION = new Set([
+  'user-conn-accepted',
+  'user-conn-refused',
+  'work-conn-requested',
+  'work-conn-joined',
+  'work-conn-failed',
+  'conn-closed',
+  'udp-session-opened',
+  'udp-session-closed',
+  'pool-user-routed',
+]);
 /** Periodic samples and pool bookkeeping: the charts and counters show them. */
 const HIDDEN = new Set(['heartbeat', 'traffic', 'work-conn-pooled']);
 const PAIRING_FIELDS = new Set(['pairingId', 'servedPairingId']);
@@ -21,7 +31,8 @@ function fieldValue(key, value) {
   if (typeof value === 'number' && /^bytes/i.test(key)) return formatBytes(value);
   if (typeof value === 'number' && /Ms$/.test(key)) return formatDuration(value);
   if (key === 'apps' && Array.isArray(value)) {
-    return value.map((app) => (app.state === 'listening' ? `${app.name} → :${app.remotePort}` : `${app.name} ✗ ${app.error ?? ''}`)).join(', ');
+    const where = (app) => `${app.domains ? `${app.domains.join(', ')} on ` : ''}:${app.remotePort}${app.protocol === 'udp' ? '/udp' : ''}`;
+    return value.map((app) => (app.state === 'listening' ? `${app.name} → ${where(app)}` : `${app.name} ✗ ${app.error ?? ''}`)).join(', ');
   }
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }
@@ -52,7 +63,23 @@ export class EventLog {
     const key = `${event.group}/${event.app}@${minute}`;
     let fold = this.folds.get(key);
     if (fold === undefined) {
-      fold = { kind: 'fold', type: USER_CONNECTIONS, key, group: event.group, app: event.app, minute, at: event.at, users: 0, closed: 0, bytesIn: 0, bytesOut: 0, errors: 0, refused: 0, failed: 0, pairingIds: [] };
+      fold = {
+        kind: 'fold',
+        type: USER_CONNECTIONS,
+        key,
+        group: event.group,
+        app: event.app,
+        minute,
+        at: event.at,
+        users: 0,
+        closed: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+        errors: 0,
+        refused: 0,
+        failed: 0,
+        pairingIds: [],
+      };
       this.folds.set(key, fold);
       this.items.push(fold);
     }
@@ -115,11 +142,14 @@ export class EventLog {
       .filter(([key, value]) => (this.showPairingIds || !PAIRING_FIELDS.has(key)) && !(Array.isArray(value) && value.length === 0))
       .map(([key, value]) => `${key}: ${fieldValue(key, value)}`)
       .join(' · ');
-    return el('li', { 'data-kind': 'event', 'data-type': type, 'data-group': group, 'data-app': app },
+    return el(
+      'li',
+      { 'data-kind': 'event', 'data-type': type, 'data-group': group, 'data-app': app },
       el('span', { class: 'muted', text: `${clock(at)} ` }),
       el('span', { class: 'type', text: type }),
       ` ${where}`,
-      el('span', { class: 'fields', text: fields }));
+      el('span', { class: 'fields', text: fields }),
+    );
   }
 
   foldRow(fold) {
@@ -129,11 +159,14 @@ export class EventLog {
     if (fold.refused > 0) parts.push(`${fold.refused} refused`);
     if (fold.failed > 0) parts.push(`${fold.failed} without a work conn`);
     const from = fold.minute * 60_000;
-    const row = el('li', { 'data-kind': 'fold', 'data-type': USER_CONNECTIONS, 'data-group': fold.group, 'data-app': fold.app, 'data-users': String(fold.users) },
+    const row = el(
+      'li',
+      { 'data-kind': 'fold', 'data-type': USER_CONNECTIONS, 'data-group': fold.group, 'data-app': fold.app, 'data-users': String(fold.users) },
       el('span', { class: 'muted', text: `${clock(from).slice(0, 5)}–${clock(from + 60_000).slice(0, 5)} ` }),
       el('span', { class: 'type', text: 'users' }),
       ` ${fold.group}/${fold.app} `,
-      el('span', { class: 'fields', text: parts.join(' · ') }));
+      el('span', { class: 'fields', text: parts.join(' · ') }),
+    );
     if (this.showPairingIds && fold.pairingIds.length > 0) row.append(el('div', { class: 'pairing-ids', text: `pairing ids: ${fold.pairingIds.join(', ')}` }));
     return row;
   }

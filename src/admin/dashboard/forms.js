@@ -42,25 +42,39 @@ export function setUpTokenPrompt(onToken) {
     onToken(null);
   });
   document.getElementById('token-close').addEventListener('click', close);
-  document.getElementById('token-button').addEventListener('click', () =>
-    openTokenPrompt(token() ? 'a token is set for this tab; enter another to replace it' : 'no token set; the server may not need one'));
+  document
+    .getElementById('token-button')
+    .addEventListener('click', () =>
+      openTokenPrompt(token() ? 'a token is set for this tab; enter another to replace it' : 'no token set; the server may not need one'),
+    );
 }
 
 /** 32 random characters: a secret well past the 16 the server requires. */
 function generateSecret() {
   const bytes = crypto.getRandomValues(new Uint8Array(24));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_');
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_');
 }
 
 function appRow(index) {
   const field = (name, attrs) => {
     const path = `apps[${index}].${name}`;
-    return el('label', { class: 'field' }, el('span', { text: name }), el('input', { name: path, 'data-field': path, ...attrs }), el('span', { class: 'field-error', 'data-error-for': path }));
+    return el(
+      'label',
+      { class: 'field' },
+      el('span', { text: name }),
+      el('input', { name: path, 'data-field': path, ...attrs }),
+      el('span', { class: 'field-error', 'data-error-for': path }),
+    );
   };
-  const row = el('div', { class: 'app-row', 'data-index': index },
+  const row = el(
+    'div',
+    { class: 'app-row', 'data-index': index },
     field('name', { placeholder: 'ssh', autocomplete: 'off' }),
     field('local', { placeholder: '127.0.0.1:22', autocomplete: 'off' }),
-    field('remotePort', { placeholder: '0: chosen by the server', inputmode: 'numeric', autocomplete: 'off' }));
+    field('remotePort', { placeholder: '0: chosen by the server', inputmode: 'numeric', autocomplete: 'off' }),
+  );
   return row;
 }
 

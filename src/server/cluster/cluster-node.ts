@@ -38,7 +38,13 @@ export class ClusterNode {
     this.etcd = connectEtcd(config);
     this.keys = new ClusterKeys(config.prefix);
     this.lease = new NodeLease(this.etcd, { ttlMs: config.leaseTtlMs, nodeKey: this.keys.node(config.node), nodeValue: () => JSON.stringify(this.record()) });
-    this.claims = new GroupClaims({ etcd: this.etcd, keys: this.keys, lease: this.lease, self: () => this.record(), onClaimLost: (group) => this.server?.inUseGroup.get(group)?.deactivate('LEASE_LOST', `node ${config.node} no longer holds group ${group} in etcd`) });
+    this.claims = new GroupClaims({
+      etcd: this.etcd,
+      keys: this.keys,
+      lease: this.lease,
+      self: () => this.record(),
+      onClaimLost: (group) => this.server?.inUseGroup.get(group)?.deactivate('LEASE_LOST', `node ${config.node} no longer holds group ${group} in etcd`),
+    });
   }
 
   private server: CommonServer | undefined;
@@ -64,7 +70,8 @@ export class ClusterNode {
         const live = server.inUseGroup.size;
         this.claims.forgetAll();
         server.deactivateAll('LEASE_LOST', `node ${this.options.config.node} lost its etcd lease (${state.reason}); log in on another node`);
-        if (state.reason !== 'the node is shutting down') say(`cluster: etcd lease lost (${state.reason}); dropped ${live} group(s), refusing logins until a new lease is held`);
+        if (state.reason !== 'the node is shutting down')
+          say(`cluster: etcd lease lost (${state.reason}); dropped ${live} group(s), refusing logins until a new lease is held`);
       }
     });
     this.registry = new EtcdRegistry({ etcd: this.etcd, keys: this.keys, server, baseDir: this.options.baseDir });

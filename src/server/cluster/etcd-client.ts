@@ -12,7 +12,10 @@ export function connectEtcd(config: ClusterConfig): Etcd3 {
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + ETCD_CALL_DEADLINE_MS }),
   };
   if (config.tls?.ca !== undefined) {
-    options.credentials = { rootCertificate: config.tls.ca, ...(config.tls.cert && config.tls.key ? { certChain: config.tls.cert, privateKey: config.tls.key } : {}) };
+    options.credentials = {
+      rootCertificate: config.tls.ca,
+      ...(config.tls.cert && config.tls.key ? { certChain: config.tls.cert, privateKey: config.tls.key } : {}),
+    };
   }
   if (config.auth !== undefined) options.auth = { username: config.auth.user, password: config.auth.password.reveal() };
   return new Etcd3(options);

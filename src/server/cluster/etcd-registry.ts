@@ -86,15 +86,27 @@ export class EtcdRegistry implements GroupRegistry {
   }
 
   private async write(text: string, expectName: string | undefined): Promise<GroupSpec> {
-    const { spec, yaml } = validateGroupText(text, { server: this.options.server, env: this.env, baseDir: this.options.baseDir, ...(expectName === undefined ? {} : { expectName }) });
+    const { spec, yaml } = validateGroupText(text, {
+      server: this.options.server,
+      env: this.env,
+      baseDir: this.options.baseDir,
+      ...(expectName === undefined ? {} : { expectName }),
+    });
     const { etcd, keys } = this.options;
     const key = keys.group(spec.name);
     // The document as given, so that a `${VAR}` secret stays a reference in etcd too.
     const stored = stringify(yaml.root());
     const exists = expectName !== undefined;
-    const committed = await this.etcdCall(() => etcd.if(key, 'Create', exists ? '>' : '==', 0).then(etcd.put(key).value(stored)).commit());
+    const committed = await this.etcdCall(() =>
+      etcd
+        .if(key, 'Create', exists ? '>' : '==', 0)
+        .then(etcd.put(key).value(stored))
+        .commit(),
+    );
     if (!committed.succeeded) {
-      throw exists ? new RegistryError('GROUP_NOT_FOUND', `group "${spec.name}" is not registered`) : new RegistryError('GROUP_EXISTS', `name: group "${spec.name}" is already registered`, 'name');
+      throw exists
+        ? new RegistryError('GROUP_NOT_FOUND', `group "${spec.name}" is not registered`)
+        : new RegistryError('GROUP_EXISTS', `name: group "${spec.name}" is already registered`, 'name');
     }
     // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
     await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });

@@ -86,13 +86,18 @@ export class GroupClaims implements ActivationGate, ClusterView {
       this.etcdTraffic.requests += 1;
       let answer;
       try {
-        answer = await etcd.if(key, 'Create', '==', 0).then(etcd.put(key).value(JSON.stringify(record)).lease(state.leaseId)).else(etcd.get(key)).commit();
+        answer = await etcd
+          .if(key, 'Create', '==', 0)
+          .then(etcd.put(key).value(JSON.stringify(record)).lease(state.leaseId))
+          .else(etcd.get(key))
+          .commit();
       } catch (error) {
         return { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} could not reach etcd (${(error as Error).message}); try another node` };
       }
       if (answer.succeeded) {
         // The lease may have been given up while etcd answered: the key then dies with it.
-        if (!this.options.lease.holds(state.leaseId)) return { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} lost its etcd lease during the login; try another node` };
+        if (!this.options.lease.holds(state.leaseId))
+          return { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} lost its etcd lease during the login; try another node` };
         this.held.set(group, state.leaseId);
         return { granted: true };
       }
@@ -140,7 +145,9 @@ export class GroupClaims implements ActivationGate, ClusterView {
 
   activation(group: string): ClusterActivation | undefined {
     const record = parseRecord<ActivationRecord>(this.active.entries.get(group));
-    return record === undefined ? undefined : { node: record.node, advertise: record.advertise, commonPort: record.commonPort, clientId: record.clientId, since: record.since };
+    return record === undefined
+      ? undefined
+      : { node: record.node, advertise: record.advertise, commonPort: record.commonPort, clientId: record.clientId, since: record.since };
   }
 
   activations(): Map<string, ClusterActivation> {

@@ -150,7 +150,7 @@ export class NodeLease {
    * quickest way to learn it; a keepalive on a revoked lease may simply go unanswered.
    */
   recordDeleted(revision: string): void {
-    if (this.current.held && BigInt(revision) > this.recordRevision) this.lose('etcd revoked the lease or let it expire (this node\'s record is gone)');
+    if (this.current.held && BigInt(revision) > this.recordRevision) this.lose("etcd revoked the lease or let it expire (this node's record is gone)");
   }
 
   /** Notes a rewrite of this node's record under the current lease (a new common port announced). */

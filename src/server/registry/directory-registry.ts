@@ -51,8 +51,12 @@ export class DirectoryRegistry implements GroupRegistry {
 
   private async syncNow(): Promise<void> {
     const { server } = this.options;
-    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup, server.poolsConfig);
-    const stems = new Set(readdirSync(this.dir).filter((entry) => /\.ya?ml$/.test(entry)).map((entry) => entry.replace(/\.ya?ml$/, '')));
+    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup, { vhost: server.vhost?.config, pools: server.poolsConfig });
+    const stems = new Set(
+      readdirSync(this.dir)
+        .filter((entry) => /\.ya?ml$/.test(entry))
+        .map((entry) => entry.replace(/\.ya?ml$/, '')),
+    );
     const failed = new Set<string>();
     for (const error of errors) {
       failed.add(error.file);

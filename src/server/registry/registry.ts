@@ -1,8 +1,17 @@
-import { formatPath, joinPoolsOf, parseGroupFile, portClaimant, portKey, portLabel, YamlFile, type GroupSpec } from '../../config/index.js';
+import { claimClash, formatPath, joinPoolsOf, parseGroupFile, publicClaims, vhostProblem, YamlFile, type GroupSpec } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { portRefusal } from '../policy.js';
 
-export type RegistryErrorCode = 'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'POOL_CONFLICT' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME' | 'REGISTRY_UNAVAILABLE';
+export type RegistryErrorCode =
+  | 'GROUP_EXISTS'
+  | 'GROUP_NOT_FOUND'
+  | 'PORT_CLAIMED'
+  | 'DOMAIN_CLAIMED'
+  | 'POOL_CONFLICT'
+  | 'NAME_MISMATCH'
+  | 'POLICY'
+  | 'INVALID_GROUP_NAME'
+  | 'REGISTRY_UNAVAILABLE';
 
 /** A registry change refused for a reason other than the group's own validity. */
 export class RegistryError extends Error {
@@ -49,9 +58,13 @@ export interface ValidateOptions {
 
 /**
  * Validates a group given as text exactly like a group file, then against the server's
- * policy and the ports other groups claim: nothing is stored that activation would refuse.
+ * policy (vhost's too) and the ports and host names other groups claim: nothing is stored that
+ * activation would refuse.
  */
-export function validateGroupText(text: string, { server, env, baseDir, expectName, source = 'request body' }: ValidateOptions): { spec: GroupSpec; yaml: YamlFile } {
+export function validateGroupText(
+  text: string,
+  { server, env, baseDir, expectName, source = 'request body' }: ValidateOptions,
+): { spec: GroupSpec; yaml: YamlFile } {
   const yaml = YamlFile.parse(source, text);
   const parsed = parseGroupFile(yaml, env, { baseDir });
   if (expectName !== undefined && parsed.name !== expectName) {
@@ -72,14 +85,23 @@ export function validateGroupText(text: string, { server, env, baseDir, expectNa
     const refusal = portRefusal(policy, spec.name, app);
     if (refusal !== undefined) throw new RegistryError('POLICY', `apps[${index}].remotePort: ${refusal}`, `apps[${index}].remotePort`);
   });
+  const vhost = server.vhost?.config;
+  const problem = vhostProblem(spec, vhost);
+  if (problem !== undefined) throw new RegistryError('POLICY', `${formatPath(problem.path)}: ${problem.problem}`, formatPath(problem.path));
+  // A port (per protocol) or host name another group holds (several groups on one name come with pools).
+  const mine = publicClaims(spec, vhost);
   for (const [other, otherSpec] of server.readyGroup) {
     if (other === spec.name) continue;
-    for (const app of spec.apps) {
-      const owner = otherSpec.apps.find((candidate) => candidate.remotePort !== 0 && portKey(candidate) === portKey(app));
-      // Members of one pool share its port: that is what a pool is.
-      if (owner !== undefined && portClaimant(other, owner) !== portClaimant(spec.name, app)) {
-        throw new RegistryError('PORT_CLAIMED', `apps.${app.name}.remotePort: port ${portLabel(app)} is already claimed by ${portClaimant(other, owner)}`, `apps.${app.name}.remotePort`);
-      }
+    // Members of one pool share its port or names: that is what a pool is.
+    const clash = claimClash(mine, publicClaims(otherSpec, vhost));
+    if (clash !== undefined) {
+      const { claim } = clash;
+      const field = claim.key.startsWith('port') ? `apps.${claim.app}.remotePort` : formatPath(claim.path);
+      throw new RegistryError(
+        claim.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED',
+        `${field}: ${claim.key} is already claimed by ${clash.owner}`,
+        field,
+      );
     }
   }
   return { spec, yaml };

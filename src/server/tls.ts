@@ -1,9 +1,16 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { ConfigError, type TransportConfig } from '../config/index.js';
-import { certificateFingerprint, type ServerTransport } from '../net/index.js';
+import { certificateFingerprint, peerOf, type ServerTransport } from '../net/index.js';
+
+/*
+ * The server's side of TLS, in one place: the key and certificate (read, or created on first
+ * start), and the common port's listener that speaks TLS with them.
+ */
 
 export interface LoadedTransport {
   transport: ServerTransport;
@@ -28,7 +35,12 @@ export function loadServerTransport(config: TransportConfig, { create = true } =
     createSelfSigned(certFile, keyFile);
     created = true;
   } else if (haveCert !== haveKey) {
-    throw new ConfigError('CONFIG_READ', `tls: ${haveCert ? keyFile : certFile} is missing (the other file exists; refusing to replace it)`, haveCert ? keyFile : certFile, haveCert ? 'tls.key' : 'tls.cert');
+    throw new ConfigError(
+      'CONFIG_READ',
+      `tls: ${haveCert ? keyFile : certFile} is missing (the other file exists; refusing to replace it)`,
+      haveCert ? keyFile : certFile,
+      haveCert ? 'tls.key' : 'tls.cert',
+    );
   }
   const cert = readOrThrow(certFile, 'tls.cert');
   const key = readOrThrow(keyFile, 'tls.key');
@@ -56,8 +68,25 @@ export function createSelfSigned(certFile: string, keyFile: string): void {
   try {
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650',
-        '-subj', '/CN=commonserver', '-addext', `subjectAltName=${names.join(',')}`, '-keyout', keyFile, '-out', certFile],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '3650',
+        '-subj',
+        '/CN=commonserver',
+        '-addext',
+        `subjectAltName=${names.join(',')}`,
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 },
     );
   } catch (error) {
@@ -73,4 +102,36 @@ function readOrThrow(file: string, field: string): Buffer {
   } catch (error) {
     throw new ConfigError('CONFIG_READ', `${file}: cannot read (${field}): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, file, field);
   }
+}
+
+/**
+ * The common port's listener. `onConn` gets each connection once it is usable: at accept for
+ * plain TCP, after the handshake for TLS (a handshake that fails or stalls past
+ * `handshakeTimeoutMs` is reported through `onHandshakeError` and never reaches `onConn`).
+ */
+export function createCommonListener(
+  transport: ServerTransport,
+  handshakeTimeoutMs: number,
+  onConn: (socket: Socket) => void,
+  onHandshakeError: (remote: string, error: Error) => void,
+): Server {
+  if (transport.kind === 'plain') return createServer({ allowHalfOpen: true }, onConn);
+  const server = createTlsServer(
+    {
+      cert: transport.cert,
+      key: transport.key,
+      allowHalfOpen: true,
+      handshakeTimeout: handshakeTimeoutMs,
+      minVersion: 'TLSv1.2',
+      ...(transport.clientCa ? { ca: transport.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+    },
+    onConn,
+  );
+  server.on('tlsClientError', (error, socket) => {
+    onHandshakeError(peerOf(socket), error);
+    // Node reports a handshake timeout but leaves a half-open socket (allowHalfOpen) standing:
+    // without this, a silent peer would hold its slot forever.
+    socket.destroy();
+  });
+  return server;
 }

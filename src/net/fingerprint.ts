@@ -12,19 +12,3 @@ export function formatFingerprint(hex: string): string {
 export function certificateFingerprint(pem: string | Buffer): string {
   return formatFingerprint(new X509Certificate(pem).fingerprint256);
 }
-
-export type TrustErrorCode = 'TLS_FINGERPRINT_MISMATCH' | 'TLS_UNTRUSTED';
-
-/**
- * The server could not be verified. Never retried and never downgraded to plaintext: either
- * this is the wrong server, or its certificate changed and a person has to look.
- */
-export class ServerTrustError extends Error {
-  override readonly name = 'ServerTrustError';
-  constructor(
-    readonly code: TrustErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}

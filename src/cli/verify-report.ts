@@ -1,0 +1,26 @@
+import type { Findings } from '../config/index.js';
+import { print } from './command-line.js';
+
+/** `verify`'s exit codes: nothing to say, warnings only, or at least one problem. */
+export const VERIFY_EXIT = { ok: 0, warnings: 1, invalid: 2 } as const;
+
+const LABEL = { ok: 'ok     ', warning: 'warning', problem: 'problem' } as const;
+
+/** Prints every finding, one per line, and a closing verdict; returns the exit code. */
+export function reportFindings(name: string, findings: Findings): number {
+  for (const { level, subject, detail } of findings.all) print(`${LABEL[level]}  ${subject}: ${detail}`);
+  const problems = findings.count('problem');
+  const warnings = findings.count('warning');
+  const plural = (count: number, word: string): string => `${count} ${word}${count === 1 ? '' : 's'}`;
+  const tally = `${plural(findings.all.length, 'check')}, ${plural(problems, 'problem')}, ${plural(warnings, 'warning')}`;
+  if (problems > 0) {
+    print(`${name}: ${tally}: the configuration is invalid (exit ${VERIFY_EXIT.invalid})`);
+    return VERIFY_EXIT.invalid;
+  }
+  if (warnings > 0) {
+    print(`${name}: ${tally}: it would run; look at the warnings (exit ${VERIFY_EXIT.warnings})`);
+    return VERIFY_EXIT.warnings;
+  }
+  print(`${name}: ${tally}: ok`);
+  return VERIFY_EXIT.ok;
+}

@@ -1,0 +1,56 @@
+import createDebug from 'debug';
+import { basename, dirname } from 'node:path';
+import { EMPTY, filter, map, merge, Subject, type Subscription } from 'rxjs';
+import { loadGroupFile, watchDirectory, type GroupSpec } from '../config/index.js';
+import type { GroupClient } from './group-client.js';
+
+const debug = createDebug('ntp:client:group-file-reload');
+
+export interface GroupFileReloadOptions {
+  /** Watch the file's directory; without it only `reload()` (SIGHUP) re-reads the file. */
+  watch?: boolean;
+  debounceMs?: number;
+  /** A file that no longer loads: the client keeps the version it has. */
+  onError?: (error: Error) => void;
+  /** Each version that loads, just before the client takes it (for what the caller applies itself, such as `logLevel:`). */
+  onLoaded?: (spec: GroupSpec) => void;
+}
+
+/**
+ * Keeps a running client in step with its own group file: every burst of edits (debounced)
+ * and every `reload()` re-reads it and hands it to `client.updateSpec`, which applies new
+ * local targets to new connections while running ones keep flowing.
+ */
+export class GroupFileReload {
+  private readonly requests = new Subject<string>();
+  private readonly subscription: Subscription;
+
+  constructor(client: GroupClient, file: string, { watch = true, debounceMs, onError, onLoaded }: GroupFileReloadOptions = {}) {
+    // The directory, not the file: editors that write a new file and rename it over the old
+    // one would otherwise leave a watch on a file that no longer exists.
+    const edits$ = (watch ? watchDirectory(dirname(file), debounceMs) : EMPTY).pipe(
+      filter((names) => names.has(basename(file)) || names.has('')),
+      map(() => 'file changed'),
+    );
+    this.subscription = merge(edits$, this.requests).subscribe((why) => {
+      debug('re-reading %s (%s)', file, why);
+      try {
+        const spec = loadGroupFile(file);
+        onLoaded?.(spec);
+        client.updateSpec(spec);
+      } catch (error) {
+        onError?.(error as Error);
+      }
+    });
+  }
+
+  /** Re-reads the file now (SIGHUP). */
+  reload(why = 'reload requested'): void {
+    this.requests.next(why);
+  }
+
+  close(): void {
+    this.subscription.unsubscribe();
+    this.requests.complete();
+  }
+}

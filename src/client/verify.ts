@@ -1,0 +1,95 @@
+import {
+  describeSecretSource,
+  Findings,
+  formatHostPort,
+  loadGroupFile,
+  MAX_POOLED_WORK_CONNS_LIMIT,
+  parseCount,
+  parseHostPort,
+  permissionWarning,
+} from '../config/index.js';
+import { clientEndpoints } from './endpoints.js';
+
+/** What `groupclient verify` is given: the run command's own options, unparsed. */
+export interface ClientVerifyOptions {
+  /** The group file (`--config`, or `<groups>/<group>.yaml`). */
+  file: string;
+  /** `--group`: the name the file must define. */
+  group?: string;
+  server?: string;
+  serverFingerprint?: string;
+  plaintext?: boolean;
+  maxPooledWorkConns?: string;
+}
+
+/**
+ * `groupclient verify`: checks the group file (secret present, long enough, a secretFile
+ * private to its owner), its local targets, the server address and how the server will be
+ * verified, without connecting anywhere. Every finding is collected.
+ */
+export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.ProcessEnv = process.env): Findings {
+  const findings = new Findings();
+  const spec = findings.attempt('group file', () => loadGroupFile(options.file, env));
+  if (spec !== undefined) {
+    if (options.group !== undefined && spec.name !== options.group) {
+      findings.problem('group file', `${options.file} defines group "${spec.name}", not "${options.group}"`);
+    } else {
+      findings.ok('group file', `${options.file}: group ${spec.name}, ${describeSecretSource(spec)}`);
+    }
+    const secretWarning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
+    if (secretWarning) findings.warning('group file', secretWarning);
+    for (const app of spec.apps) {
+      findings.ok(`app ${app.name}`, `dials ${formatHostPort(app.local)}; public port ${app.remotePort === 0 ? 'chosen by the server' : app.remotePort}`);
+    }
+  }
+
+  if (spec !== undefined) {
+    const trust = {
+      ...(options.serverFingerprint !== undefined ? { serverFingerprint: options.serverFingerprint } : {}),
+      plaintext: options.plaintext === true,
+    };
+    let endpoints = findings.attempt('TLS', () => clientEndpoints(spec, { ...(options.server !== undefined ? { server: options.server } : {}), ...trust }));
+    const serverProblem = endpoints?.ok === false && endpoints.problem.startsWith('--server:') ? endpoints.problem : undefined;
+    const badServer = serverProblem !== undefined;
+    if (badServer) {
+      findings.problem('server', serverProblem);
+      // How the servers would be trusted is still checked, against the file's own.
+      endpoints = findings.attempt('TLS', () => clientEndpoints(spec, trust));
+    }
+    if (endpoints?.ok === false) findings.problem('TLS', endpoints.problem);
+    else if (endpoints !== undefined) {
+      const from =
+        options.server !== undefined
+          ? '--server'
+          : spec.servers !== undefined
+            ? "the file's servers:"
+            : spec.server !== undefined
+              ? "the file's server:"
+              : 'the default: give --server or server: in the file';
+      if (!badServer) findings.ok('server', `${endpoints.value.map(({ server }) => formatHostPort(server)).join(', ')} (${from})`);
+      for (const { server, transport } of endpoints.value) {
+        const which = endpoints.value.length > 1 ? `TLS to ${formatHostPort(server)}` : 'TLS';
+        if (transport.kind === 'plain') findings.warning(which, 'plaintext: the link to the commonserver is not encrypted');
+        else if (transport.fingerprint !== undefined) findings.ok(which, `pins the server's certificate ${transport.fingerprint}`);
+        else if (transport.ca !== undefined) findings.ok(which, `trusts ${spec.serverCaFile} for the server's certificate`);
+        else {
+          findings.warning(
+            which,
+            "no serverFingerprint or serverCa: the server's certificate is checked against the system's CAs, and a self-signed commonserver is refused (pin the fingerprint commonserver init prints)",
+          );
+        }
+      }
+    }
+  } else if (options.server !== undefined) {
+    for (const item of options.server.split(',')) {
+      const parsed = parseHostPort(item);
+      if (!parsed.ok) findings.problem('server', `--server: ${parsed.problem}`);
+    }
+  }
+
+  if (options.maxPooledWorkConns !== undefined) {
+    const parsed = parseCount(options.maxPooledWorkConns, { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT });
+    if (!parsed.ok) findings.problem('--max-pooled-work-conns', parsed.problem);
+  }
+  return findings;
+}

@@ -1,0 +1,127 @@
+/**
+ * A strict, bounded reader of HTTP/1.x message heads. Only what routing and framing need is
+ * interpreted; the bytes themselves are relayed as they came (requests get headers added).
+ * Anything ambiguous (a bare LF, a folded line, two Content-Lengths that differ, a
+ * Transfer-Encoding beside a Content-Length) is refused: ambiguity between us and the app is
+ * how requests are smuggled past a proxy.
+ */
+
+/** Heads past this get 431 (requests) or fail the conn (responses). */
+export const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_HEADERS = 256;
+
+export type Header = readonly [name: string, value: string];
+
+export interface RequestHead {
+  readonly method: string;
+  readonly target: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  readonly minor: 0 | 1;
+  readonly headers: readonly Header[];
+}
+
+export interface ResponseHead {
+  readonly status: number;
+  readonly minor: 0 | 1;
+  readonly headers: readonly Header[];
+}
+
+/** How the body after a head is delimited. */
+export type BodyLength = { kind: 'none' } | { kind: 'length'; bytes: number } | { kind: 'chunked' } | { kind: 'until-close' };
+
+export class HeadError extends Error {
+  override readonly name = 'HeadError';
+  constructor(
+    readonly status: 400 | 431 | 501 | 502,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const CRLF_CRLF = Buffer.from('\r\n\r\n');
+
+/**
+ * Where the head in `buffer` ends (the index just past its blank line), undefined while it is
+ * incomplete; throws 431 once the head is longer than `max`, so that a slow sender cannot
+ * make us hold more than that.
+ */
+export function headEnd(buffer: Buffer, max = MAX_HEAD_BYTES): number | undefined {
+  const at = buffer.indexOf(CRLF_CRLF);
+  if (at >= 0 && at + 4 <= max) return at + 4;
+  if (at >= 0 || buffer.length > max) throw new HeadError(431, `head longer than ${max} bytes`);
+  return undefined;
+}
+
+export function parseRequestHead(head: Buffer): RequestHead {
+  const [line, headers] = splitHead(head, 400);
+  const match = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e\x80-\xff]+) HTTP\/1\.([01])$/.exec(line);
+  if (!match) throw new HeadError(400, 'malformed request line');
+  return { method: match[1]!, target: match[2]!, minor: match[3] === '1' ? 1 : 0, headers };
+}
+
+export function parseResponseHead(head: Buffer): ResponseHead {
+  const [line, headers] = splitHead(head, 502);
+  const match = /^HTTP\/1\.([01]) (\d{3})(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(line);
+  if (!match) throw new HeadError(502, 'malformed status line from the app');
+  return { status: Number(match[2]), minor: match[1] === '1' ? 1 : 0, headers };
+}
+
+function splitHead(head: Buffer, status: 400 | 502): [string, Header[]] {
+  // latin1 maps each byte to one char: lengths and offsets stay those of the bytes.
+  const lines = head.toString('latin1').slice(0, -4).split('\r\n');
+  const first = lines.shift() ?? '';
+  if (lines.length > MAX_HEADERS) throw new HeadError(431, `more than ${MAX_HEADERS} header lines`);
+  const headers: Header[] = [];
+  for (const line of lines) {
+    if (line.includes('\n') || line.includes('\r')) throw new HeadError(status, 'bare CR or LF in the head');
+    const colon = line.indexOf(':');
+    const name = colon > 0 ? line.slice(0, colon) : '';
+    // A space before the colon, or a folded line (starting with whitespace), is refused (RFC 9112 5.1, 5.2).
+    if (!TOKEN.test(name)) throw new HeadError(status, `malformed header line`);
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (!FIELD_VALUE.test(value)) throw new HeadError(status, `bad character in header ${name}`);
+    headers.push([name, value]);
+  }
+  if (first.includes('\n')) throw new HeadError(status, 'bare LF in the head');
+  return [first, headers];
+}
+
+/** Every value of header `name` (case-insensitive). */
+export function headerValues(headers: readonly Header[], name: string): string[] {
+  const lower = name.toLowerCase();
+  return headers.filter(([key]) => key.toLowerCase() === lower).map(([, value]) => value);
+}
+
+/** Whether a comma-separated header (Connection, Upgrade...) lists `token`. */
+export function hasToken(headers: readonly Header[], name: string, token: string): boolean {
+  return headerValues(headers, name).some((value) => value.split(',').some((item) => item.trim().toLowerCase() === token));
+}
+
+/**
+ * The body framing of a message (RFC 9112 6.3). Requests without Content-Length or chunked
+ * coding have no body; responses to HEAD, 1xx, 204 and 304 have none; other responses
+ * without framing run until the app closes.
+ */
+export function bodyLength(headers: readonly Header[], kind: 'request' | { status: number; requestMethod: string }): BodyLength {
+  const bad = kind === 'request' ? 400 : 502;
+  if (kind !== 'request' && (kind.requestMethod === 'HEAD' || kind.status < 200 || kind.status === 204 || kind.status === 304)) return { kind: 'none' };
+  const encodings = headerValues(headers, 'transfer-encoding')
+    .flatMap((value) => value.split(',').map((item) => item.trim().toLowerCase()))
+    .filter((item) => item !== '');
+  const lengths = headerValues(headers, 'content-length').flatMap((value) => value.split(',').map((item) => item.trim()));
+  if (encodings.length > 0) {
+    if (lengths.length > 0) throw new HeadError(bad, 'both Transfer-Encoding and Content-Length');
+    if (encodings[encodings.length - 1] === 'chunked' && encodings.indexOf('chunked') === encodings.length - 1) return { kind: 'chunked' };
+    if (kind === 'request') throw new HeadError(501, `unsupported Transfer-Encoding ${encodings.join(', ')}`);
+    return { kind: 'until-close' };
+  }
+  if (lengths.length > 0) {
+    if (!lengths.every((value) => /^\d{1,15}$/.test(value)) || new Set(lengths.map(Number)).size !== 1) throw new HeadError(bad, 'invalid Content-Length');
+    const bytes = Number(lengths[0]);
+    return bytes === 0 ? { kind: 'none' } : { kind: 'length', bytes };
+  }
+  return kind === 'request' ? { kind: 'none' } : { kind: 'until-close' };
+}
