@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { AppSpec, Balance } from '../config/index.js';
+import { appDomains, type AppSpec, type Balance } from '../config/index.js';
 import { peerOf, resetSocket } from '../net/index.js';
 import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import type { AppServer } from './app-server.js';
@@ -122,12 +122,13 @@ export class AppPool implements VhostTarget {
     if (this.server?.listening === true) this.server.close();
   }
 
-  view(): PoolView {
-    const vhost = this.members[0]?.app.spec.vhost;
+  /** The pool as the admin API shows it; `subdomainHost` completes a vhost pool's `subdomain`. */
+  view(subdomainHost?: string): PoolView {
+    const first = this.members[0]?.app.spec;
     return {
       name: this.name,
       port: this.port,
-      ...(vhost === undefined ? {} : { domains: [...vhost.domains, ...(vhost.subdomain === undefined ? [] : [`${vhost.subdomain}.*`])] }),
+      ...(first?.vhost === undefined ? {} : { domains: appDomains(first, 0, subdomainHost).map(({ domain }) => domain) }),
       balance: this.balance,
       usersRefused: this.usersRefused,
       members: this.members.map((member) => ({

@@ -69,7 +69,7 @@ export class AppPools {
   }
 
   views(): PoolView[] {
-    return [...this.pools.values()].map((pool) => pool.view()).sort((a, b) => (a.name < b.name ? -1 : 1));
+    return [...this.pools.values()].map((pool) => pool.view(this.router?.config.subdomainHost)).sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   get(name: string): AppPool | undefined {

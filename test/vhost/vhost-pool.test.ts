@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { loadGroupFile } from '../../src/config/index.js';
@@ -9,13 +11,14 @@ import { startAdmin, type TestAdmin } from '../helpers/admin.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
 import { waitForEvent } from '../helpers/net.js';
-import { startWebApp, type SeenRequest } from '../helpers/vhost.js';
+import { makeCertificate, startWebApp, type SeenRequest } from '../helpers/vhost.js';
 
 type WebApp = Awaited<ReturnType<typeof startWebApp>>;
 
 const MEMBERS = ['a', 'b'] as const;
 // Generous for a live app on a loaded 2-core machine: a slow answer must not read as a dead app.
-const CHECK = { type: 'http', path: '/healthz', interval: '500ms', timeout: '500ms', failures: 2, successes: 1 };
+const CHECK_TIMING = { interval: '500ms', timeout: '500ms', failures: 2, successes: 1 };
+const CHECK = { type: 'http', path: '/healthz', ...CHECK_TIMING };
 /** Failure guard for waits on a loaded machine; never a measured bound. */
 const GUARD_MS = 20_000;
 
@@ -49,6 +52,16 @@ async function members(port: number, count: number): Promise<string[]> {
   return answered;
 }
 
+/** A client per member group, each started once the previous one joined the pool. */
+async function startMembers(config: TestConfigDir, started: StartedServer): Promise<StartedClient[]> {
+  const clients: StartedClient[] = [];
+  for (const member of MEMBERS) {
+    clients.push(startClient(loadGroupFile(config.groupFile(member)), started));
+    await waitForEvent(started.events, (e) => e.type === 'pool-member-joined' && e.group === member, `${member} joined`, GUARD_MS);
+  }
+  return clients;
+}
+
 const healthOf = (group: string, healthy: boolean) => (event: ServerEvent) =>
   event.type === 'pool-member-health' && event.group === group && event.healthy === healthy;
 
@@ -72,10 +85,7 @@ describe('a pool of web apps behind the HTTP vhost', () => {
     }
     started = await startServer(config);
     port = started.server.vhost!.port('http');
-    for (const member of MEMBERS) {
-      clients.push(startClient(loadGroupFile(config.groupFile(member)), started));
-      await waitForEvent(started.events, (e) => e.type === 'pool-member-joined' && e.group === member, `${member} joined`, GUARD_MS);
-    }
+    clients.push(...(await startMembers(config, started)));
   });
 
   after(async () => {
@@ -171,5 +181,66 @@ describe('a pool of web apps behind the HTTP vhost', () => {
       assert.equal(started.server.readyGroup.has('d'), false);
       assert.equal(started.server.readyGroup.has('c'), true);
     });
+  });
+});
+
+/**
+ * A pool of two groups' HTTPS apps: the server routes each TLS conn by its SNI to the pool,
+ * which hands it, still encrypted, to one member; the user verifies the members' own
+ * certificate (both hosts hold the same one for the name, as a real pool's would).
+ */
+describe('a pool of HTTPS apps routed by SNI', () => {
+  let started: StartedServer;
+  let port = 0;
+  let certificate: { cert: string; key: string };
+  const apps: HttpsServer[] = [];
+  const clients: StartedClient[] = [];
+
+  before(async () => {
+    certificate = makeCertificate('shop.test');
+    const tls = { cert: readFileSync(certificate.cert), key: readFileSync(certificate.key) };
+    const config = makeConfigDir([], { heartbeatInterval: '500ms', heartbeatTimeout: '10s', extra: { vhost: { https: '127.0.0.1:0' } } });
+    for (const member of MEMBERS) {
+      const app = createHttpsServer(tls, (_req, res) => res.end(`shop member ${member}`));
+      await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+      apps.push(app);
+      const local = `127.0.0.1:${(app.address() as AddressInfo).port}`;
+      const shop = { name: 'shop', local, type: 'https', domains: ['shop.test'], pool: 'shop', healthCheck: { type: 'tcp', ...CHECK_TIMING } };
+      writeFileSync(config.groupFile(member), stringify({ name: member, secret: randomSecret(), apps: [shop] }));
+    }
+    started = await startServer(config);
+    port = started.server.vhost!.port('https');
+    clients.push(...(await startMembers(config, started)));
+  });
+
+  after(async () => {
+    for (const { client } of clients) await client.stop();
+    await started.server.close();
+    for (const app of apps) {
+      app.closeAllConnections();
+      await new Promise<void>((resolve) => app.close(() => resolve()));
+    }
+  });
+
+  /** One HTTPS GET on a fresh TLS conn to shop.test, its certificate checked against the members' own. */
+  function getShop(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port, servername: 'shop.test', ca: readFileSync(certificate.cert), agent: false, path: '/' }, (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.once('end', () => resolve(body));
+        res.once('error', reject);
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  }
+
+  test('TLS conns are spread over both members, each verified end to end', { timeout: GUARD_MS }, async () => {
+    const answered: string[] = [];
+    for (let i = 0; i < 10; i++) answered.push(await getShop());
+    const count = (member: string): number => answered.filter((body) => body === `shop member ${member}`).length;
+    assert.ok(count('a') >= 3 && count('b') >= 3, `a ${count('a')}, b ${count('b')} of 10: ${answered.join(', ')}`);
+    assert.equal(count('a') + count('b'), 10);
   });
 });
