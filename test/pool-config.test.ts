@@ -129,6 +129,11 @@ describe('pool and healthCheck fields in a group file', () => {
     ['a bad pool name', { ...web(6080), pool: 'a/b' }, /apps\[0\]\.pool: expected a pool name/],
     ['two apps of one group in one pool', web(6080), /apps\[1\]\.pool: app "web" of this group is already in pool "web"/],
     ['a UDP app in a pool', web(6080, { type: 'udp' }), /apps\[0\]\.pool: pool applies to tcp, http and https apps, not to type: udp/],
+    [
+      'an http check of an https app',
+      { ...web(undefined, { type: 'https', domains: ['shop.test'], healthCheck: { type: 'http' } }) },
+      /apps\[0\]\.healthCheck\.type: an https app is checked with type: tcp/,
+    ],
   ];
   for (const [what, app, expected] of cases) {
     test(what, () => {

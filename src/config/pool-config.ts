@@ -117,5 +117,13 @@ export function poolMembership(
       message: 'pool applies to tcp, http and https apps, not to type: udp (a pool spreads connections over its members)',
     });
   }
+  // The check speaks plain HTTP; an https app's local server expects a TLS handshake and would fail every one.
+  if (type === 'https' && healthCheck?.type === 'http') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['healthCheck', 'type'],
+      message: 'an https app is checked with type: tcp (an http check speaks plain HTTP, not TLS)',
+    });
+  }
   return pool === undefined ? {} : { pool, healthCheck: healthCheck ?? HEALTH_CHECK_DEFAULTS };
 }

@@ -32,7 +32,8 @@ export class AppPools {
   async join(name: string, port: number, group: string, app: AppServer): Promise<number> {
     const pool = this.pools.get(name) ?? (await this.open(name, port));
     if (port !== 0 && pool.port !== port) {
-      throw Object.assign(new Error(`pool "${name}" is open on port ${pool.port}, not ${port}`), { code: 'EPOOLPORT' });
+      const where = pool.port === 0 ? 'routed by name on the vhost ports (a pool of web apps)' : `open on port ${pool.port}`;
+      throw Object.assign(new Error(`pool "${name}" is ${where}, not on port ${port}`), { code: 'EPOOLPORT' });
     }
     this.addMember(pool, group, app);
     return pool.port;
@@ -45,8 +46,13 @@ export class AppPools {
    */
   joinVhost(name: string, group: string, app: AppServer): void {
     let pool = this.pools.get(name);
-    if (pool !== undefined && pool.port !== 0) {
-      throw Object.assign(new Error(`pool "${name}" is open on port ${pool.port}, not on the vhost ports`), { code: 'EPOOLPORT' });
+    // A tcp pool of that name opening (or open): the pool changed its type in the registry and
+    // its old members have not all left yet. This app fails to open (app-failed says why) until
+    // its group's next activation or edit.
+    if (this.binding.has(name) || (pool !== undefined && pool.port !== 0)) {
+      throw Object.assign(new Error(`pool "${name}" is a tcp pool (port ${pool?.port ?? 'being bound'}): a vhost app cannot join it now`), {
+        code: 'EPOOLPORT',
+      });
     }
     if (pool === undefined) {
       const balance = this.config[name]?.balance ?? 'round_robin';
