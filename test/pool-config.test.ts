@@ -163,6 +163,8 @@ describe('pools in commonserver.yaml', () => {
     ['a bad group name', { web: { groups: ['ok', '../x'] } }, /pools\.web\.groups\[1\]: expected a group name/],
     ['port 0', { web: { remotePort: 0 } }, /pools\.web\.remotePort: expected a port number \(1-65535\)/],
     ['an unknown key', { web: { port: 6080 } }, /pools\.web\.port: unknown field/],
+    ['a port and names', { web: { remotePort: 6080, domains: ['a.test'] } }, /pools\.web\.domains: a pool has a public port \(tcp apps\) or names/],
+    ['a bad name', { web: { domains: ['bad name'] } }, /pools\.web\.domains\[0\]: expected a host name/],
   ];
   for (const [what, pools, expected] of cases) {
     test(what, () => {

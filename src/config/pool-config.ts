@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isGroupName } from './group-file.js';
 import { section } from './sections.js';
 import { duration, port, problem, wholeNumber } from './values.js';
+import { domainName } from './vhost-app.js';
 
 /** How a pool spreads its users over its live, healthy members. */
 export type Balance = 'round_robin' | 'least_conn';
@@ -77,13 +78,22 @@ const poolSchema = section({
     .min(1, problem('expected a list of group names'))
     .optional()
     .meta({ description: 'The only groups that may join; unset: any registered group' }),
-}).transform(({ remotePort, balance, groups }) =>
-  Object.freeze({
+  domains: z
+    .array(domainName, problem('expected a list of host names'))
+    .min(1, problem('expected a list of host names'))
+    .optional()
+    .meta({ description: "A pool of http or https apps: the names every member's domains must be; unset: the first registered member's" }),
+}).transform(({ remotePort, balance, groups, domains }, ctx) => {
+  if (remotePort !== undefined && domains !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['domains'], message: 'a pool has a public port (tcp apps) or names (http, https apps), not both' });
+  }
+  return Object.freeze({
     balance,
     ...(remotePort === undefined ? {} : { remotePort }),
     ...(groups === undefined ? {} : { groups: Object.freeze(groups) as readonly string[] }),
-  }),
-);
+    ...(domains === undefined ? {} : { domains: Object.freeze([...new Set(domains)]) as readonly string[] }),
+  });
+});
 
 export type PoolConfig = z.output<typeof poolSchema>;
 export type PoolsConfig = Readonly<Record<string, PoolConfig>>;
@@ -95,7 +105,7 @@ export const poolsSchema = z
     z.preprocess((value) => value ?? {}, poolSchema),
   )
   .transform((pools): PoolsConfig => Object.freeze(pools))
-  .meta({ description: 'Shared pools: public ports served by several groups (apps with pool: NAME)' });
+  .meta({ description: 'Shared pools: public ports or vhost names served by several groups (apps with pool: NAME)' });
 
 /**
  * An app's `pool` and `healthCheck` as the code reads them: a pooled app always has a check (a

@@ -43,7 +43,7 @@ function fixedPools(specs: Iterable<GroupSpec>, except: string): Map<string, Poo
 
 /**
  * The first reason `spec` may not join the pools its apps name, or undefined. The server config
- * fixes a pool's port when it says one; otherwise the first registered member did (`fixed`),
+ * fixes a pool's port or names when it says them; otherwise the first registered member did (`fixed`),
  * with the pool's type, and for a vhost pool its names: every member of a vhost pool answers
  * to the same names, locations, Host rewrite and basic auth, since the pool (not one member)
  * is what a request for them reaches.
@@ -67,6 +67,8 @@ function poolProblem(spec: GroupSpec, pools: PoolsConfig, fixed: ReadonlyMap<str
         message: `pool "${app.pool}" has a public port (pools.${app.pool}.remotePort in the server config): a ${type} app reached by name cannot join it`,
       };
     }
+    const named = configuredNames(app, index, type, pools);
+    if (named !== undefined) return named;
     const shape = fixed.get(app.pool);
     if (shape !== undefined && shape.type !== type) {
       return {
@@ -79,6 +81,24 @@ function poolProblem(spec: GroupSpec, pools: PoolsConfig, fixed: ReadonlyMap<str
     if (problem !== undefined) return problem;
   }
   return undefined;
+}
+
+/** The problem with `app` against `pools.NAME.domains` in the server config, if it says any. */
+function configuredNames(app: AppSpec, index: number, type: AppType, pools: PoolsConfig): PoolProblem | undefined {
+  const pool = app.pool!;
+  const names = pools[pool]?.domains;
+  if (names === undefined) return undefined;
+  const where = `pools.${pool}.domains in the server config`;
+  if (type === 'tcp') {
+    return { code: 'POOL_CONFLICT', path: ['apps', index, 'type'], message: `pool "${pool}" answers to names (${where}): a tcp app cannot join it` };
+  }
+  const mine = new Set(app.vhost!.domains);
+  if (mine.size === names.length && names.every((name) => mine.has(name))) return undefined;
+  return {
+    code: 'POOL_CONFLICT',
+    path: ['apps', index, 'domains'],
+    message: `pool "${pool}" answers to ${names.join(', ')} (${where}): every member's domains must be those`,
+  };
 }
 
 function portProblem(app: AppSpec, index: number, pools: PoolsConfig, fixed: ReadonlyMap<string, PoolShape>): PoolProblem | undefined {

@@ -163,6 +163,25 @@ test('a name is shared by several groups only through one pool, whose members ag
   assert.match(portPool.errors[0]!.message, /a\.yaml:4: apps\[0\]\.type: pool "web" has a public port \(pools\.web\.remotePort in the server config\)/);
 });
 
+test("the server config may fix a vhost pool's names: members must have exactly those", () => {
+  const { groupsDir } = makeConfigDir([]);
+  groupFile(groupsDir, 'a', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [one.test], pool: web }\n');
+  groupFile(groupsDir, 'b', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [two.test, one.test], pool: web }\n');
+  groupFile(groupsDir, 'c', '  - { name: web, local: 127.0.0.1:80, remotePort: 6080, pool: web }\n');
+  groupFile(groupsDir, 'd', '  - { name: web, local: 127.0.0.1:80, type: https, domains: [one.test, two.test], pool: web }\n');
+  const server = loadServerConfig(makeConfigDir([], { extra: { vhost: VHOST, pools: { web: { domains: ['one.test', 'two.test'] } } } }).serverFile);
+  const loaded = loadGroupDirectory(groupsDir, {}, new Map(), server);
+  assert.deepEqual(
+    loaded.groups.map((group) => group.name),
+    ['b'],
+  );
+  const errors = loaded.errors.map((error) => error.message);
+  assert.match(errors[0]!, /a\.yaml:4: apps\[0\]\.domains: pool "web" answers to one\.test, two\.test \(pools\.web\.domains in the server config\)/);
+  assert.match(errors[1]!, /c\.yaml:4: apps\[0\]\.type: pool "web" answers to names \(pools\.web\.domains in the server config\): a tcp app cannot join it/);
+  // The config fixes the names; the first member (b) still fixes the kind.
+  assert.match(errors[2]!, /d\.yaml:4: apps\[0\]\.type: pool "web" serves http apps \(fixed by group b/);
+});
+
 test('a pooled UDP app is refused at its pool field', () => {
   const { groupsDir } = makeConfigDir([]);
   const file = groupFile(groupsDir, 'u', '  - { name: dns, local: 127.0.0.1:53, type: udp, remotePort: 5353, pool: dns }\n');
