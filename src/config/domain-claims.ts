@@ -72,16 +72,28 @@ export function domainMatches(pattern: string, name: string): boolean {
 /**
  * What the server's vhost policy refuses in one group, first problem only: a vhost app on a
  * server without that vhost port, a subdomain without `subdomainHost`, a name outside
- * `allowDomains`, or two apps of the group on the same name and location. Checked when the
- * directory loads, by the admin API, and at activation.
+ * `allowDomains`, two apps of the group on the same name and location, or a pool's name shared
+ * with an app outside that pool. Checked when the directory loads, by the admin API, and at
+ * activation.
  */
 export function vhostProblem(spec: GroupSpec, vhost: VhostConfig | undefined): ClaimProblem | undefined {
   const routes = new Map<string, string>();
+  const claimants = new Map<string, string>();
   for (const [index, app] of spec.apps.entries()) {
     const problem = vhostAppProblem(spec.name, app, index, vhost);
     if (problem !== undefined) return problem;
     if (app.vhost === undefined) continue;
+    const claimant = publicClaimant(spec.name, app);
     for (const { domain, path } of appDomains(app, index, vhost?.subdomainHost)) {
+      // A pool's name leads to the pool as a whole: no app outside it may take a location of it.
+      const other = claimants.get(domain) ?? claimant;
+      if (other !== claimant && (other.startsWith('pool ') || claimant.startsWith('pool '))) {
+        return {
+          path,
+          problem: `${domain} is already served by ${other.startsWith('pool ') ? other : `app "${other.slice(spec.name.length + 1)}"`} in this group: a pool's names are its own`,
+        };
+      }
+      claimants.set(domain, claimant);
       for (const location of app.vhost.type === 'http' ? app.vhost.locations : ['']) {
         const key = `${app.vhost.type} ${domain} ${location}`;
         const other = routes.get(key);

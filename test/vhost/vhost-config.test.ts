@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { loadGroupDirectory, loadGroupFile, loadServerConfig } from '../../src/config/index.js';
 import { configError } from '../helpers/config-errors.js';
@@ -158,6 +158,14 @@ test('a name is shared by several groups only through one pool, whose members ag
   assert.match(errors[3]!, /f\.yaml:4: apps\[0\]\.type: pool "web" serves http apps \(fixed by group a .*\), this app is https/);
   assert.match(errors[4]!, /g\.yaml:4: apps\[0\]\.type: pool "web" serves http apps/);
   assert.match(errors[5]!, /h\.yaml:4: apps\[0\]\.domains: pool "web" answers to pool\.test/);
+  // Within one group too, a pool's name is the pool's: no location of it for an app outside.
+  const mixed = groupFile(
+    makeConfigDir([]).groupsDir,
+    'm',
+    `${pooled()}  - { name: admin, local: 127.0.0.1:81, type: http, domains: [pool.test], locations: [/admin] }\n`,
+  );
+  const own = loadGroupDirectory(dirname(mixed), {}, new Map(), { vhost });
+  assert.match(own.errors[0]!.message, /m\.yaml:5: apps\[1\]\.domains\[0\]: pool\.test is already served by pool web in this group/);
   // A server that fixes the pool's port makes it a tcp pool: a web app cannot join it.
   const portPool = loadGroupDirectory(groupsDir, {}, new Map(), { vhost, pools: { web: { balance: 'round_robin', remotePort: 6080 } } });
   assert.match(portPool.errors[0]!.message, /a\.yaml:4: apps\[0\]\.type: pool "web" has a public port \(pools\.web\.remotePort in the server config\)/);
