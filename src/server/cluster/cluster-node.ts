@@ -74,7 +74,13 @@ export class ClusterNode {
           say(`cluster: etcd lease lost (${state.reason}); dropped ${live} group(s), refusing logins until a new lease is held`);
       }
     });
-    this.registry = new EtcdRegistry({ etcd: this.etcd, keys: this.keys, server, baseDir: this.options.baseDir });
+    this.registry = new EtcdRegistry({
+      etcd: this.etcd,
+      keys: this.keys,
+      server,
+      baseDir: this.options.baseDir,
+      onResync: (why, groups) => say(`cluster: the registry watch broke (${why}); read ${groups} group(s) from etcd again and applied the differences`),
+    });
     await this.registry.start();
     await this.claims.start();
     return this.registry;

@@ -3,7 +3,15 @@ import type { CommonServer } from '../common-server.js';
 import { portRefusal } from '../policy.js';
 
 export type RegistryErrorCode =
-  'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'DOMAIN_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME' | 'REGISTRY_UNAVAILABLE';
+  | 'GROUP_EXISTS'
+  | 'GROUP_NOT_FOUND'
+  | 'PORT_CLAIMED'
+  | 'DOMAIN_CLAIMED'
+  | 'NAME_MISMATCH'
+  | 'POLICY'
+  | 'INVALID_GROUP_NAME'
+  | 'REGISTRY_UNAVAILABLE'
+  | 'REGISTRY_BUSY';
 
 /** A registry change refused for a reason other than the group's own validity. */
 export class RegistryError extends Error {
