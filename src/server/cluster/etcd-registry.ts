@@ -114,6 +114,7 @@ export class EtcdRegistry implements GroupRegistry {
       if (committed.succeeded) {
         // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
         await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });
+        this.mirror.noteOwnWrite(validatedAt, BigInt(committed.header.revision));
         return this.options.server.readyGroup.get(spec.name) ?? spec;
       }
       const [own, changed] = committed.responses.map((response) => response.response_range.kvs);

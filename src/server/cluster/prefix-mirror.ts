@@ -61,6 +61,17 @@ export class PrefixMirror {
     );
   }
 
+  /**
+   * This node's own write committed at `revision`, in a transaction that checked no key of the
+   * prefix was written after `validatedAt` (so that write is the only one in between), and was
+   * applied by the caller: the copy counts as up to date at `revision`, and the next write
+   * through this node need not wait for the watch's echo. (A key deleted in between does not
+   * fail that check; until its event comes, validation sees it still: a refusal, never a clash.)
+   */
+  noteOwnWrite(validatedAt: bigint, revision: bigint): void {
+    if (this.applied.value >= validatedAt) this.advance(revision);
+  }
+
   /** Reads the whole prefix, brings the copy in step with it, and watches from the revision after. */
   private async load(): Promise<number> {
     const answer = await this.etcd.getAll().prefix(this.prefix).exec();
