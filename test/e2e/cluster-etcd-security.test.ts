@@ -115,7 +115,9 @@ describe(
 
     test('without the CA the node does not trust etcd: it says why and serves nothing', async () => {
       const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, {})]));
-      await node.waitForLine(/cluster: no etcd lease yet \(.*self-signed certificate/, { timeoutMs: 15_000 });
+      await node.waitForLine(/cluster: no etcd lease yet \(.*self-signed certificate.*; this node does not trust etcd's certificate: set cluster\.tls\.ca/, {
+        timeoutMs: 15_000,
+      });
       assert.equal(
         node.lines.some((line) => line.includes('commonserver listening')),
         false,
@@ -151,13 +153,21 @@ describe(
       processes.add(await nodeRegistersAGroup(nodeConfig(etcd, { tls: { ca: server.certFile, cert: client.certFile, key: client.keyFile } })));
     });
 
-    for (const [what, tls] of [
-      ['without a client certificate', { ca: server.certFile }],
-      ['with a certificate etcd does not trust', { ca: server.certFile, cert: stranger.certFile, key: stranger.keyFile }],
+    for (const [what, tls, says] of [
+      [
+        'without a client certificate',
+        { ca: server.certFile },
+        /bad certificate.*; etcd asks for a client certificate: set cluster\.tls\.cert and cluster\.tls\.key/,
+      ],
+      [
+        'with a certificate etcd does not trust',
+        { ca: server.certFile, cert: stranger.certFile, key: stranger.keyFile },
+        /bad certificate.*; etcd refused this node's client certificate/,
+      ],
     ] as const) {
       test(`${what}, etcd refuses the node: it says so, keeps retrying and serves nothing`, async () => {
         const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, { tls })]));
-        await node.waitForLine(/cluster: no etcd lease yet \(.*bad certificate/, { timeoutMs: 15_000 });
+        await node.waitForLine(new RegExp(`cluster: no etcd lease yet \\(.*${says.source}`), { timeoutMs: 15_000 });
         assert.equal(
           node.lines.some((line) => line.includes('commonserver listening')),
           false,
