@@ -1,10 +1,11 @@
 import createDebug from 'debug';
-import { Range, type Etcd3, type ITxnResponse } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { stringify } from 'yaml';
 import { ConfigError, groupNameProblem, isGroupName, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { RegistryError, validateGroupText, type GroupRegistry } from '../registry/index.js';
 import { ETCD_CALL_DEADLINE_MS } from './etcd-client.js';
+import { putGroupIfUnchangedSince } from './guarded-put.js';
 import type { ClusterKeys } from './keys.js';
 import { PrefixMirror, type MirrorChange } from './prefix-mirror.js';
 
@@ -110,7 +111,9 @@ export class EtcdRegistry implements GroupRegistry {
       });
       // The document as given, so that a `${VAR}` secret stays a reference in etcd too.
       const stored = stringify(yaml.root());
-      const committed = await this.etcdCall(() => this.putIfUnchangedSince(spec.name, stored, exists, validatedAt));
+      const committed = await this.etcdCall(() =>
+        putGroupIfUnchangedSince(this.options.etcd, this.options.keys, { name: spec.name, text: stored, exists, checkedAt: validatedAt }),
+      );
       if (committed.succeeded) {
         // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
         await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });
@@ -135,31 +138,6 @@ export class EtcdRegistry implements GroupRegistry {
         throw new RegistryError('REGISTRY_UNAVAILABLE', `this node's copy of the registry lags behind etcd; group "${spec.name}" was not changed`);
       }
     }
-  }
-
-  /**
-   * One transaction: the group's key exists (a replace) or not (a create), and no key under
-   * the groups prefix was written after `validatedAt`; then the put. Otherwise it reads the
-   * group's key and the keys written since, for the caller to tell why.
-   */
-  private putIfUnchangedSince(name: string, stored: string, exists: boolean, validatedAt: bigint): Promise<ITxnResponse> {
-    const key = Buffer.from(this.options.keys.group(name));
-    const groups = Range.prefix(this.options.keys.groups);
-    const since = (validatedAt + 1n).toString();
-    return this.options.etcd.kv.txn(
-      {
-        compare: [
-          { key, target: 'Create', result: exists ? 'Greater' : 'Equal', create_revision: 0 },
-          { key: groups.start, range_end: groups.end, target: 'Mod', result: 'Less', mod_revision: since },
-        ],
-        success: [{ request_put: { key, value: Buffer.from(stored) } }],
-        failure: [
-          { request_range: { key, keys_only: true } },
-          { request_range: { key: groups.start, range_end: groups.end, min_mod_revision: since, keys_only: true } },
-        ],
-      },
-      { deadline: Date.now() + ETCD_CALL_DEADLINE_MS },
-    );
   }
 
   async remove(name: string): Promise<void> {
