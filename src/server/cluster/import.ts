@@ -1,6 +1,17 @@
 import type { Etcd3 } from 'etcd3';
 import { readFileSync } from 'node:fs';
-import { formatPath, loadGroupDirectory, parseGroupFile, publicClaims, YamlFile, type ClusterConfig, type VhostConfig } from '../../config/index.js';
+import {
+  claimClash,
+  formatPath,
+  loadGroupDirectory,
+  parseGroupFile,
+  publicClaims,
+  YamlFile,
+  type ClusterConfig,
+  type PublicClaim,
+  type PublicSide,
+  type VhostConfig,
+} from '../../config/index.js';
 import { connectEtcd } from './etcd-client.js';
 import { putGroupIfUnchangedSince } from './guarded-put.js';
 import { ClusterKeys } from './keys.js';
@@ -31,8 +42,9 @@ const ANY_VARIABLE: NodeJS.ProcessEnv = new Proxy({}, { get: (_, name) => (typeo
  * etcd claims. Each put commits only if no group was written in etcd after the read it was
  * checked against (a node's admin API may write meanwhile); if one was, etcd is read again.
  */
-export async function importGroupDirectory(config: ClusterConfig, dir: string, vhost?: VhostConfig): Promise<ImportResult> {
-  const { groups, errors } = loadGroupDirectory(dir, process.env, new Map(), vhost);
+export async function importGroupDirectory(config: ClusterConfig, dir: string, side: PublicSide = {}): Promise<ImportResult> {
+  const { vhost } = side;
+  const { groups, errors } = loadGroupDirectory(dir, process.env, new Map(), side);
   const etcd = connectEtcd(config);
   const keys = new ClusterKeys(config.prefix);
   const result: ImportResult = { imported: [], kept: [], refused: errors.map((error) => error.message), unchecked: [] };
@@ -49,9 +61,11 @@ export async function importGroupDirectory(config: ClusterConfig, dir: string, v
           result.kept.push(spec.name);
           continue;
         }
-        const clash = publicClaims(spec, vhost).find((claim) => stored.owners.has(claim.key));
+        const mine = publicClaims(spec, vhost);
+        // Members of one pool share its port or names: claimClash lets them.
+        const clash = stored.claims.map((theirs) => claimClash(mine, theirs)).find((found) => found !== undefined);
         if (clash !== undefined) {
-          result.refused.push(`${spec.file}: ${formatPath(clash.path)}: ${clash.key} is already claimed by ${stored.owners.get(clash.key)} (in etcd)`);
+          result.refused.push(`${spec.file}: ${formatPath(clash.claim.path)}: ${clash.claim.key} is already claimed by ${clash.owner} (in etcd)`);
           continue;
         }
         // The file as written, read where the loader read it.
@@ -63,7 +77,7 @@ export async function importGroupDirectory(config: ClusterConfig, dir: string, v
         // Our own put is the only write since `checkedAt`: the next one is checked against it too.
         checkedAt = BigInt(answer.header.revision);
         result.imported.push(spec.name);
-        for (const claim of publicClaims(spec, vhost)) stored.owners.set(claim.key, `${spec.name}/${claim.app}`);
+        stored.claims.push(mine);
         stored.names.add(spec.name);
       }
       pending = left;
@@ -77,20 +91,20 @@ export async function importGroupDirectory(config: ClusterConfig, dir: string, v
 interface StoredClaims {
   revision: bigint;
   names: Set<string>;
-  /** Claim key (`port tcp/7001`, `domain a.example`) → `group/app` holding it. */
-  owners: Map<string, string>;
+  /** The public claims of each group in etcd. */
+  claims: PublicClaim[][];
   unchecked: string[];
 }
 
 async function readClaims(etcd: Etcd3, keys: ClusterKeys, vhost: VhostConfig | undefined): Promise<StoredClaims> {
   const answer = await etcd.getAll().prefix(keys.groups).exec();
-  const stored: StoredClaims = { revision: BigInt(answer.header.revision), names: new Set(), owners: new Map(), unchecked: [] };
+  const stored: StoredClaims = { revision: BigInt(answer.header.revision), names: new Set(), claims: [], unchecked: [] };
   for (const kv of answer.kvs) {
     const name = kv.key.toString('utf8').slice(keys.groups.length);
     stored.names.add(name);
     try {
       const spec = parseGroupFile(YamlFile.parse(`etcd:${keys.group(name)}`, kv.value.toString('utf8')), ANY_VARIABLE);
-      for (const claim of publicClaims(spec, vhost)) stored.owners.set(claim.key, `${name}/${claim.app}`);
+      stored.claims.push(publicClaims(spec, vhost));
     } catch (error) {
       stored.unchecked.push(`${name} (${(error as Error).message})`);
     }
