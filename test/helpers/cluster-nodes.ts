@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { makeConfigDir } from './configs.js';
+import { connect } from 'node:net';
+import { makeConfigDir, type TestServerSettings } from './configs.js';
 import type { EtcdCluster } from './etcd-cluster.js';
 import { startFaultRelay, type FaultRelay } from './fault-relay.js';
 import { ProcessSet, startCommonServerProcess, type CliProcess } from './processes.js';
@@ -36,6 +37,8 @@ export interface ClusterNodesOptions {
   env?: NodeJS.ProcessEnv;
   /** Each node makes its own certificate at start (default: one shared by every test server). */
   ownCertificates?: boolean;
+  /** Heartbeat and handshake settings of every node (the test defaults otherwise). */
+  server?: Pick<TestServerSettings, 'heartbeatInterval' | 'heartbeatTimeout' | 'handshakeTimeout'>;
 }
 
 /**
@@ -45,7 +48,7 @@ export interface ClusterNodesOptions {
 export async function startClusterNodes(
   etcd: EtcdCluster,
   processes: ProcessSet,
-  { count, leaseTtl, prefix = `/ntp-${randomBytes(4).toString('hex')}`, first = 0, env = {}, ownCertificates = false }: ClusterNodesOptions,
+  { count, leaseTtl, prefix = `/ntp-${randomBytes(4).toString('hex')}`, first = 0, env = {}, ownCertificates = false, server = {} }: ClusterNodesOptions,
 ): Promise<ClusterNodeProcess[]> {
   const nodes: ClusterNodeProcess[] = [];
   for (let i = first; i < first + count; i++) {
@@ -53,6 +56,7 @@ export async function startClusterNodes(
     const host = `127.0.0.${i + 1}`;
     const etcdRelays = await Promise.all(etcd.endpoints.map((endpoint) => startFaultRelay(Number(new URL(endpoint).port))));
     const config = makeConfigDir([], {
+      ...server,
       bindHost: host,
       ...(ownCertificates ? { certificate: 'on-start' as const } : {}),
       extra: {
@@ -93,4 +97,30 @@ export async function startClusterNodes(
     });
   }
   return nodes;
+}
+
+/** Whether `host:port` accepts a TCP connection now (a listening public port = a node accepting users). */
+export function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (result: boolean): void => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.setTimeout(1000, () => done(false));
+  });
+}
+
+/** Sends a line through `host:port` and resolves with what the echo app sent back. */
+export function echoThrough(host: string, port: number, payload: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('connect', () => socket.end(payload));
+    socket.once('error', reject);
+    socket.once('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
 }
