@@ -127,5 +127,29 @@ describe(
       );
       assert.equal(await echoThrough(b.host, publicPort, 'still b'), 'still b');
     });
+
+    test('the serving node honours a takeover request only for the client id of its live session', async () => {
+      const fromLineOfB = b.process.lines.length;
+      const admin = new Etcd3({ hosts: etcd.endpoints });
+      const request = (node: string, clientId: string): string =>
+        JSON.stringify({ node, advertise: '127.0.0.9', commonPort: 1, clientId, since: new Date().toISOString() });
+      try {
+        // Written in this order, seen by node b in this order: the first must change nothing.
+        await admin.put(`${prefix}/takeover/roaming`).value(request('x', 'another-agent'));
+        await admin.put(`${prefix}/takeover/roaming`).value(request('y', CLIENT_ID));
+        await b.process.waitForLine(/group roaming deactivated \(TAKEN_OVER\): taken over by a new session of the same client on node y/, {
+          fromLine: fromLineOfB,
+          timeoutMs: 5000,
+        });
+        assert.equal(
+          b.process.lines.slice(fromLineOfB).some((line) => line.includes('on node x')),
+          false,
+          'a request for another client id ended the session',
+        );
+      } finally {
+        await admin.delete().prefix(`${prefix}/takeover/`);
+        admin.close();
+      }
+    });
   },
 );
