@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { unusedPort } from '../helpers/apps.js';
-import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
-import { startFaultRelay, type FaultRelay } from '../helpers/fault-relay.js';
-import { LINKS, type Link, type ServerLink } from '../helpers/link.js';
-import { CliProcess, ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
+import { makeConfigDir, randomSecret } from '../helpers/configs.js';
+import { LINKS, type Link } from '../helpers/link.js';
+import { waitForGroupActive } from '../helpers/processes.js';
+import { RelayedPair } from '../helpers/relayed-pair.js';
 import { canBindUdp, expectUdpRefused, startUdpEchoApp, unusedUdpPort, UdpUser, type UdpTestApp } from '../helpers/udp.js';
 
 const GROUP = 'datagrams';
@@ -20,16 +20,9 @@ const MARGIN_MS = 4000;
  * once the other side is back.
  */
 function silentPathUdp(link: Link): void {
-  const processes = new ProcessSet();
-  const relays: FaultRelay[] = [];
   const users: UdpUser[] = [];
   let echo: UdpTestApp;
-  let config: TestConfigDir;
-  let serverLink: ServerLink;
-  let server: CliProcess;
-  let client: CliProcess;
-  /** Fixed, so that a restarted server listens where the relay forwards to. */
-  let commonPort = 0;
+  let pair: RelayedPair;
   /** The app's fixed public port: freed on deactivation, the same again after a restart. */
   let publicPort = 0;
 
@@ -48,41 +41,26 @@ function silentPathUdp(link: Link): void {
     return reply.slice(0, bar);
   }
 
-  async function startServer(): Promise<void> {
-    const started = await startCommonServerProcess(config.serverFile);
-    assert.equal(started.port, commonPort);
-    server = processes.add(started.process);
-    serverLink = started;
-  }
-
-  /** A groupclient reaching the server through a fresh relay, active on the app's fixed port. */
-  async function startClientViaRelay(): Promise<FaultRelay> {
-    const relay = await startFaultRelay(commonPort);
-    relays.push(relay);
-    client = processes.add(
-      startGroupClientProcess({ group: GROUP, groupsDir: config.groupsDir, server: { ...serverLink, port: relay.port }, extraArgs: ['--log-level', 'debug'] }),
-    );
-    assert.equal((await waitForGroupActive(client, GROUP)).get('echo'), publicPort);
-    return relay;
-  }
-
   before(async () => {
     echo = await startUdpEchoApp();
-    commonPort = await unusedPort();
+    const commonPort = await unusedPort();
     publicPort = await unusedUdpPort();
-    config = makeConfigDir([{ name: GROUP, secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: publicPort, type: 'udp' }] }], {
-      bindPort: commonPort,
-      heartbeatInterval: '200ms',
-      heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms`,
-      tls: link === 'tls',
-      extra: { logLevel: 'debug' },
-    });
-    await startServer();
+    const config = makeConfigDir(
+      [{ name: GROUP, secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: publicPort, type: 'udp' }] }],
+      {
+        bindPort: commonPort,
+        heartbeatInterval: '200ms',
+        heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms`,
+        tls: link === 'tls',
+        extra: { logLevel: 'debug' },
+      },
+    );
+    pair = new RelayedPair(config, commonPort, GROUP);
+    await pair.startServer();
   });
 
   after(async () => {
-    await processes.stopAll();
-    await Promise.all(relays.map((relay) => relay.close()));
+    await pair.close();
     await Promise.all(users.map((u) => u.close()));
     await echo.close();
   });
@@ -91,17 +69,12 @@ function silentPathUdp(link: Link): void {
     "the client's path goes silent and the client is killed: the group is deactivated by heartbeat, its UDP port closed and freed; a restarted client serves there again",
     { timeout: 30_000 },
     async () => {
-      const relay = await startClientViaRelay();
+      assert.equal((await pair.startClientViaRelay()).get('echo'), publicPort);
+      const { server } = pair;
       const u = await user();
       await assertServes(u);
 
-      const fromLine = server.lines.length;
-      relay.blackhole();
-      await client.killHard();
-      await server.waitForLine(/group datagrams deactivated \(HEARTBEAT_TIMEOUT\): no heartbeat for \d+ms/, {
-        fromLine,
-        timeoutMs: HEARTBEAT_TIMEOUT_MS + MARGIN_MS,
-      });
+      const fromLine = await pair.killClientBehindDeadPath(HEARTBEAT_TIMEOUT_MS + MARGIN_MS);
       // The user's session went with the group (printed before the deactivation line).
       await server.waitForLine(new RegExp(`udp session of 127\\.0\\.0\\.1:${u.port} on ${GROUP}/echo closed`), { fromLine, timeoutMs: 1000 });
       // Nobody holds the public port: the kernel answers a datagram there with ICMP port
@@ -110,7 +83,7 @@ function silentPathUdp(link: Link): void {
       assert.equal(await canBindUdp(publicPort), true, `UDP port ${publicPort} cannot be bound again`);
 
       // A healthy path again: the restarted client is given the same port, and the same user is served.
-      await startClientViaRelay();
+      assert.equal((await pair.startClientViaRelay()).get('echo'), publicPort);
       await assertServes(u);
     },
   );
@@ -120,25 +93,19 @@ function silentPathUdp(link: Link): void {
     { timeout: 40_000 },
     async () => {
       // The client of the previous test, through a relay that still carries everything.
-      const relay = relays.at(-1)!;
+      const { relay, client } = pair;
       const u = await user();
       const localSocket = await assertServes(u);
       const localPort = Number(localSocket.split(':')[1]);
 
-      const fromLine = client.lines.length;
-      relay.blackhole();
-      await server.killHard();
-      await client.waitForLine(/group datagrams lost: no heartbeat from the server for \d+ms; reconnecting/, {
-        fromLine,
-        timeoutMs: HEARTBEAT_TIMEOUT_MS + MARGIN_MS,
-      });
+      const fromLine = await pair.killServerBehindDeadPath(HEARTBEAT_TIMEOUT_MS + MARGIN_MS);
       await client.waitForLine(/udp session of echo closed \(the session ended: no heartbeat from the server/, { fromLine, timeoutMs: 1000 });
       // The local socket the app answered is gone: a datagram the app sends there is refused,
       // and the port is free.
       await expectUdpRefused(localPort);
       assert.equal(await canBindUdp(localPort), true, `the client's local UDP socket ${localSocket} is still bound`);
 
-      await startServer();
+      await pair.startServer();
       relay.heal();
       // The client's backoff (capped) decides when it tries again: a generous deadline.
       assert.equal((await waitForGroupActive(client, GROUP, { fromLine, timeoutMs: 25_000 })).get('echo'), publicPort);
