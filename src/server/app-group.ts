@@ -229,10 +229,18 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
-    if (server instanceof AppServer) this.options.vhost?.router.detach(this.name, name, server);
-    server.close();
+    this.shutApp(name, server);
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
+  }
+
+  /**
+   * Closes an app's public port and resets its users; a vhost app is detached from the router
+   * first, so that its names are answered as offline at once instead of routed to a closed app.
+   */
+  private shutApp(name: string, server: PublicApp): void {
+    if (server instanceof AppServer) this.options.vhost?.router.detach(this.name, name, server);
+    server.close();
   }
 
   /** The one place control messages from the client are dispatched. */
@@ -417,7 +425,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     }
     this.joined.clear();
     this.udpSessions.closeAll(`group deactivated: ${reason}`);
-    for (const app of this.appServers.values()) app.close();
+    for (const [name, server] of this.appServers) this.shutApp(name, server);
     this.pool.destroy();
     for (const user of this.pairings.dropAll()) {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
