@@ -51,6 +51,12 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
       );
     case 'stopped':
       return eventEntry(event, 'info', `groupclient ${group} stopped: ${event.reason}`);
+    case 'health-changed':
+      return eventEntry(
+        event,
+        event.healthy ? 'info' : 'warn',
+        `app ${event.app}: ${event.healthy ? 'healthy again' : 'unhealthy'} (${event.reason}); told the server`,
+      );
     // The session-lost line that follows carries the timeout.
     case 'heartbeat-timeout':
       return eventEntry(event, 'debug', `no answer from the server for ${seconds(event.silentMs)}`);

@@ -30,6 +30,8 @@ export type ClientEvent =
   /** `changes`: each changed field the client uses, and when it applies. */
   | { type: 'spec-reloaded'; apps: string[]; changes?: string[] }
   | { type: 'stopped'; reason: string }
+  /** A pooled app's health checks crossed a threshold: reported to the server (HealthReport). */
+  | { type: 'health-changed'; app: string; healthy: boolean; reason: string }
   /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */
   | { type: 'apps-changed'; opened: AppBinding[]; closed: string[]; unknown: string[] };
 

@@ -58,11 +58,13 @@ export interface SeenRequest {
 
 /**
  * A local web app that answers every request with what it saw (as JSON), after reading the
- * whole body; `/big/N` answers N bytes of a repeating pattern, chunked.
+ * whole body; `/big/N` answers N bytes of a repeating pattern, chunked. `port` 0 (the default)
+ * lets the system choose; a given one brings a stopped app back where it was.
  */
 export async function startWebApp(
   app: string,
   handler?: (req: IncomingMessage, res: import('node:http').ServerResponse) => boolean,
+  port = 0,
 ): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (handler?.(req, res) === true) return;
@@ -86,7 +88,7 @@ export async function startWebApp(
     });
   });
   server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     server,
     port: (server.address() as AddressInfo).port,

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Etcd3 } from 'etcd3';
 import { stringify } from 'yaml';
-import { ConfigError, groupNameProblem, isGroupName, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../../config/index.js';
+import { ConfigError, groupNameProblem, isGroupName, joinPoolsOf, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { RegistryError, validateGroupText, type GroupRegistry } from '../registry/index.js';
 import type { ClusterKeys } from './keys.js';
@@ -71,7 +71,10 @@ export class EtcdRegistry implements GroupRegistry {
     const yaml = YamlFile.parse(this.where(name), text);
     const spec = parseGroupFile(yaml, this.env, { baseDir: this.options.baseDir });
     if (spec.name !== name) throw yaml.error(['name'], `group "${spec.name}" is stored under the key of "${name}"`);
-    return spec;
+    // Its pools, as the directory loader checks them: this node's pools config, the ports members fixed.
+    const joined = joinPoolsOf(spec, this.options.server.poolsConfig, this.options.server.readyGroup.values());
+    if (joined.problem !== undefined) throw yaml.error(joined.problem.path, joined.problem.message);
+    return joined.spec;
   }
 
   create(text: string): Promise<GroupSpec> {
