@@ -8,7 +8,7 @@ import { resetSocket } from '../src/net/index.js';
 import type { CommonServer, ServerEvent } from '../src/server/index.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, kernelTcpState, streamEnding, type StreamEnding } from './helpers/net.js';
+import { connectTo, kernelTcpState, streamEnding, withDeadline, type StreamEnding } from './helpers/net.js';
 
 /**
  * The work conn's state machine driven over real sockets: a user and a local app on the two
@@ -341,18 +341,6 @@ function asTheKernelSawIt(saw: StreamEnding, finReceivedBeforeOwn: boolean): Str
   if (saw.ending !== 'fin' || saw.kernelState !== undefined || finReceivedBeforeOwn) return saw;
   resetsReadAsEof++;
   return { ...saw, ending: 'reset', code: 'RESET_READ_AS_EOF' };
-}
-
-async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no end within ${ms}ms: ${what}`)), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function waitFor(predicate: () => boolean | number, what: string, timeoutMs = 5000): Promise<void> {

@@ -235,10 +235,18 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
-    if (server instanceof AppServer) this.options.vhost?.router.detach(server);
-    server.close(reason);
+    this.shutApp(server, reason);
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
+  }
+
+  /**
+   * Closes an app's public port and resets its users; a vhost app is detached from the router
+   * first, so that its names are answered as offline at once instead of routed to a closed app.
+   */
+  private shutApp(server: PublicApp, reason: string): void {
+    if (server instanceof AppServer) this.options.vhost?.router.detach(server);
+    server.close(reason);
   }
 
   /** The one place control messages from the client are dispatched. */
@@ -425,7 +433,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     }
     this.joined.clear();
     this.udpSessions.closeAll(`group deactivated: ${reason}`);
-    for (const app of this.appServers.values()) app.close(`group deactivated: ${reason}`);
+    for (const server of this.appServers.values()) this.shutApp(server, `group deactivated: ${reason}`);
     this.pool.destroy();
     for (const user of this.pairings.dropAll()) {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
