@@ -12,13 +12,13 @@ import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
 import { BASELINE_PATH_NAMES, makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
 import { checkTools, cpuMs, missingTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
-import { connChurn, connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
+import { connChurn, connSetup, idleConns, restingRss, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
 import { judgeTargets, printTargets } from './targets.js';
 import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
 import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'udp', 'setup', 'churn', 'redis', 'idle', 'slow', 'limited', 'login', 'http'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'churn', 'redis', 'rest', 'idle', 'slow', 'limited', 'login', 'http'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -28,6 +28,7 @@ const USAGE = `usage: npm run bench -- [options]
   --quick          one short run of everything (runs 1, fewer conns, shorter tests)
   --conns N        sequential conns for the setup figure (default 2000)
   --churn-conns N  conns for each churn row: 50 and 200 users at once, a new conn per request (default 4000)
+  --rest-seconds N rest figure: RSS this long after the tunnel is up, before any user (default 10)
   --idle-conns N   simultaneous idle conns (default 10000, capped by the open-files limit)
   --seconds N      iperf3 duration per test (default 3)
   --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
@@ -55,6 +56,7 @@ async function main(): Promise<number> {
       quick: { type: 'boolean', default: false },
       conns: { type: 'string' },
       'churn-conns': { type: 'string' },
+      'rest-seconds': { type: 'string' },
       'idle-conns': { type: 'string' },
       seconds: { type: 'string' },
       'udp-rates': { type: 'string' },
@@ -91,6 +93,7 @@ async function main(): Promise<number> {
     runs: num(values.runs, 3, 1),
     conns: num(values.conns, 2000, 200),
     churnConns: num(values['churn-conns'], 4000, 600),
+    restSeconds: num(values['rest-seconds'], 10, 2),
     idleConns: num(values['idle-conns'], 10_000, 1000),
     seconds: num(values.seconds, 3, 1),
     slowSeconds: num(values['slow-seconds'], 20, 5),
@@ -163,7 +166,7 @@ async function main(): Promise<number> {
       apps.push(echo);
       targets.echo = echo.port;
     }
-    if (has('idle')) {
+    if (has('idle') || has('rest')) {
       const echo = await startEchoProcess();
       stops.push(echo.stop);
       targets.idle = echo.port;
@@ -187,7 +190,7 @@ async function main(): Promise<number> {
         process.stdout.write(`run ${run}/${settings.runs} ${name}:`);
         for (const figure of measured) {
           if (unavailable.has(name)) break;
-          if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if ((figure === 'idle' || figure === 'rest' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
           if (figure === 'http') continue; // its own paths, below
           if (figure === 'login') continue; // its own setups (single, cluster), measured once below
           if (figure === 'udp') {
@@ -324,6 +327,7 @@ function printHttpTable(medians: Partial<Record<HttpPath, HttpFigures>>, conns: 
 interface Settings {
   conns: number;
   churnConns: number;
+  restSeconds: number;
   idleConns: number;
   seconds: number;
   slowSeconds: number;
@@ -385,11 +389,15 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
       add('redis GET req/s', rps.get);
       return;
     }
+    case 'rest': {
+      // What each process holds after login, before any user: the floor under every RSS figure.
+      const rest = await restingRss(settings.restSeconds, path.pids('idle')!);
+      add('RSS at rest, server MB', rest.server / 2 ** 20);
+      add('RSS at rest, client MB', rest.client / 2 ** 20);
+      return;
+    }
     case 'idle': {
       const idle = await idleConns(path.ports.idle!, settings.idleConns, path.pids('idle')!);
-      // What each process holds before any user: the floor under every RSS figure.
-      add('RSS at rest, server MB', idle.rssBefore.server / 2 ** 20);
-      add('RSS at rest, client MB', idle.rssBefore.client / 2 ** 20);
       add('idle conns', idle.conns);
       add('idle bytes/conn, server', idle.bytesPerConn.server);
       add('idle bytes/conn, client', idle.bytesPerConn.client);

@@ -213,6 +213,12 @@ export async function slowReader(port: number, offeredBytes: number, bytesPerSec
   };
 }
 
+/** The RSS of both processes `seconds` after the path came up, no user having come yet. */
+export async function restingRss(seconds: number, pids: Pids): Promise<Pids> {
+  await sleep(seconds * 1000);
+  return { server: rssBytes(pids.server), client: rssBytes(pids.client) };
+}
+
 /**
  * `users` users at once, each opening a new conn per request (one byte, its echo, close), until
  * `total` requests are done: what `redis-benchmark -c 50 -k 0` does, with nothing to install.
