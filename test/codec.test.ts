@@ -59,6 +59,7 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   NewWorkConn: { type: 'NewWorkConn', sessionId: 'session-1', pairingId: 'pairing-1', proof: 'cd'.repeat(32) },
   // Non-ASCII on purpose: splitting the frame at every byte also splits a multi-byte character.
   WorkConnFailed: { type: 'WorkConnFailed', pairingId: 'pairing-1', reason: 'local app unreachable: café ☕ ECONNREFUSED' },
+  HealthReport: { type: 'HealthReport', app: 'web', healthy: false, reason: '127.0.0.1:8080: ECONNREFUSED' },
   Goodbye: { type: 'Goodbye', code: 'SHUTDOWN', reason: 'the groupclient is stopping' },
 };
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { loadGroupFile } from '../src/config/index.js';
 import type { ServerEvent, ServerEventType } from '../src/server/index.js';
 import { startAdmin } from './helpers/admin.js';
-import { startApp, startEchoApp } from './helpers/apps.js';
+import { startApp, startEchoApp, unusedPort } from './helpers/apps.js';
 import { startUdpEchoApp, UdpUser } from './helpers/udp.js';
 import { artifactsFor, imageStats, launchChromium, skipWithoutChromium } from './helpers/browser.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
@@ -253,6 +253,47 @@ test(
   },
 );
 
+test("the dashboard's pool table shows each member's health as its checks report it", { timeout: 60_000, skip: skipWithoutChromium }, async () => {
+  const app = await startEchoApp();
+  const config = makeConfigDir([
+    {
+      name: 'office',
+      secret: randomSecret(),
+      apps: [
+        {
+          name: 'web',
+          localPort: app.port,
+          pool: 'web',
+          remotePort: await unusedPort(),
+          healthCheck: { interval: '200ms', timeout: '200ms', failures: 1, successes: 1 },
+        },
+      ],
+    },
+  ]);
+  const started = await startServer(config);
+  const api = await startAdmin(started.server, config, { token: TOKEN });
+  const browser = await launchChromium();
+  const { client } = startClient(loadGroupFile(config.groupFile('office')), started);
+  after(async () => {
+    await browser.close();
+    client.stop();
+    await api.admin.close();
+    await started.server.close();
+    await app.close();
+  });
+  const opened = await waitForEvent(started.events, (e) => e.type === 'pool-opened', 'the pool opening');
+  const page = await browser.newPage();
+  const pageErrors: string[] = [];
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  await page.goto(`${api.url}/#token=${TOKEN}`);
+  await page.waitForSelector('tr[data-member="web/office"][data-health="healthy"]', { timeout: 15_000 });
+  assert.match((await page.textContent('[data-pool="web"] h3')) ?? '', new RegExp(`web :${(opened as { port: number }).port}`));
+  await app.close();
+  await page.waitForSelector('tr[data-member="web/office"][data-health="unhealthy"]', { timeout: 15_000 });
+  assert.match((await page.textContent('tr[data-member="web/office"]')) ?? '', /ECONNREFUSED/);
+  assert.deepEqual(pageErrors, []);
+});
+
 /** Every server event type; a new one fails to compile here until it is listed. */
 const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   listening: true,
@@ -282,13 +323,23 @@ const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   'udp-session-opened': true,
   'udp-session-closed': true,
   'udp-dropped': true,
+  'pool-opened': true,
+  'pool-closed': true,
+  'pool-member-joined': true,
+  'pool-member-left': true,
+  'pool-member-health': true,
+  'pool-user-routed': true,
+  'pool-user-refused': true,
   'vhost-listening': true,
   'vhost-refused': true,
 };
 
 test('the dashboard listens to every server event type (an EventSource delivers only the named events it listens to)', () => {
   const source = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'admin', 'dashboard', 'dashboard.js'), 'utf8');
-  const list = /const EVENT_TYPES = \[([^\]]*)\]/.exec(source)?.[1] ?? '';
-  const listed = [...list.matchAll(/'([a-z-]+)'/g)].map((match) => match[1]!);
+  const listText = (name: string): string => new RegExp(`const ${name} = \\[([^\\]]*)\\]`).exec(source)?.[1] ?? '';
+  const names = (text: string): string[] => [...text.matchAll(/'([a-z-]+)'/g)].map((match) => match[1]!);
+  const list = listText('EVENT_TYPES');
+  // The pool events are one list of their own, spread into EVENT_TYPES.
+  const listed = [...names(list), ...(list.includes('...POOL_EVENT_TYPES') ? names(listText('POOL_EVENT_TYPES')) : [])];
   assert.deepEqual([...listed].sort(), Object.keys(SERVER_EVENT_TYPES).sort());
 });

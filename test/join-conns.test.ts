@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { joinConns, joinReusable, WorkConnTracker, type RelayResult, type ReusableRelay } from '../src/net/index.js';
-import { readAll, readBytes, socketPair, streamEnding } from './helpers/net.js';
+import { kernelTcpState, readAll, readBytes, socketPair, streamEnding, waitUntil } from './helpers/net.js';
 
 /**
  * A ⇄ outer ══joinConns══ inner ⇄ B, all real loopback sockets. A and B are the two far
@@ -285,6 +285,26 @@ describe('joinReusable on real sockets', () => {
     assert.equal((await atB).ending, 'reset');
     assert.equal(tracker.state.phase, 'reset');
     await closed(inner);
+  });
+
+  test('a reset Linux reads as an end of stream (it met unread bytes) is still passed on as a reset', { timeout: 10_000 }, async () => {
+    const [a, outer] = await socketPair();
+    const [inner, b] = await socketPair();
+    opened.push(a, outer, inner, b);
+    b.on('error', () => {});
+    // A's last bytes and its reset are in outer's kernel before the relay reads anything.
+    const outerState = kernelTcpState(outer);
+    a.on('error', () => {});
+    a.write('x');
+    a.resetAndDestroy();
+    await waitUntil(() => outerState() === undefined, 'the reset to reach the kernel');
+    let reportedEnd: number | undefined;
+    const tracker = new WorkConnTracker();
+    const relay = joinReusable(outer, inner, tracker, (bytes) => (reportedEnd = bytes));
+    const result = await relay.done;
+    assert.equal(reportedEnd, undefined, 'the reset was reported to the far end as a clean end');
+    assert.match(result.error?.message ?? '', /ECONNRESET/);
+    assert.equal(tracker.state.phase, 'reset');
   });
 
   test('a forced teardown (session over) resets both far ends, mid-stream', { timeout: 10_000 }, async () => {

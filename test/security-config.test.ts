@@ -86,7 +86,7 @@ test('the shipped config: TLS on, and every shipped app allowed by its policy', 
   const config = loadServerConfig(join(shipped, 'commonserver.yaml'));
   assert.equal(config.tls.plaintext, false);
   const env = { OFFICE_A_SECRET: 'a'.repeat(24), OFFICE_B_SECRET: 'b'.repeat(24) };
-  const registry = loadGroupDirectory(config.groupsDir, env);
+  const registry = loadGroupDirectory(config.groupsDir, env, new Map(), config);
   assert.deepEqual(registry.errors, []);
   assert.ok(registry.groups.length > 0);
   for (const group of registry.groups) {

@@ -24,6 +24,7 @@ export interface ApiContext {
  *   DELETE /api/groups/:name         remove a group (its client is disconnected)
  *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
  *   GET    /api/events/recent        the last events, oldest first
+ *   GET    /api/pools                every open pool: port (or a vhost pool's domains), balance, members with health and conns
  *   GET    /api/cluster              a cluster node: every node, and which node serves each group
  */
 export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<boolean> {
@@ -44,6 +45,10 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
         .map((name) => ctx.state.group(name))
         .filter((group) => group !== undefined),
     });
+  }
+  if (path === '/api/pools') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    return ok(res, 200, { pools: ctx.server.pools.views() });
   }
   if (path === '/api/cluster') {
     if (method !== 'GET') throw methodNotAllowed(method, path);

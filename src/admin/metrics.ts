@@ -17,6 +17,9 @@ export class ServerMetrics {
   readonly registry = new Registry();
   private readonly subscription: Subscription;
   private readonly series = new GroupSeries();
+  /** Pools with a refused-users series, and [pool, group] pairs with a routed-users series: removed with them. */
+  private readonly refusedPools = new Set<string>();
+  private readonly memberPools = new Set<string>();
 
   private readonly connectionsTotal = new Counter({
     name: 'ntp_connections_total',
@@ -98,6 +101,18 @@ export class ServerMetrics {
     name: 'ntp_bad_peers_total',
     help: 'Connections closed for a protocol or handshake fault',
     labelNames: ['code'],
+    registers: [this.registry],
+  });
+  private readonly poolUsers = new Counter({
+    name: 'ntp_pool_users_total',
+    help: 'Users routed to each pool member',
+    labelNames: ['pool', 'group'],
+    registers: [this.registry],
+  });
+  private readonly poolRefused = new Counter({
+    name: 'ntp_pool_users_refused_total',
+    help: 'Users of a pool reset at once: no live, healthy member',
+    labelNames: ['pool'],
     registers: [this.registry],
   });
 
@@ -203,6 +218,51 @@ export class ServerMetrics {
         }
       },
     });
+    // Pools, like the series above: one per registered pooled app (and per pool its apps name),
+    // read at each scrape; a member whose client is away reads unhealthy with no conns.
+    const members = (): { pool: string; group: string; live: { healthy: boolean; liveConns: number } | undefined }[] => {
+      const open = new Map(server.pools.views().map((pool) => [pool.name, new Map(pool.members.map((member) => [member.group, member]))]));
+      return [...server.readyGroup].flatMap(([group, spec]) =>
+        spec.apps.flatMap((app) => (app.pool === undefined ? [] : [{ pool: app.pool, group, live: open.get(app.pool)?.get(group) }])),
+      );
+    };
+    new Gauge({
+      name: 'ntp_pool_members',
+      help: 'Members of each pool, by health: healthy (gets users) or unhealthy (failing its checks, or its client away)',
+      labelNames: ['pool', 'health'],
+      registers,
+      collect() {
+        this.reset();
+        const counts = new Map<string, { healthy: number; unhealthy: number }>();
+        for (const { pool, live } of members()) {
+          const count = counts.get(pool) ?? { healthy: 0, unhealthy: 0 };
+          counts.set(pool, count);
+          if (live?.healthy === true) count.healthy += 1;
+          else count.unhealthy += 1;
+        }
+        for (const [pool, count] of counts) for (const health of ['healthy', 'unhealthy'] as const) this.set({ pool, health }, count[health]);
+      },
+    });
+    new Gauge({
+      name: 'ntp_pool_member_healthy',
+      help: '1 while a pool member is live and passes its health checks, 0 while it gets no new users',
+      labelNames: ['pool', 'group'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { pool, group, live } of members()) this.set({ pool, group }, live?.healthy === true ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'ntp_pool_member_connections',
+      help: 'Live relayed user connections per pool member',
+      labelNames: ['pool', 'group'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { pool, group, live } of members()) this.set({ pool, group }, live?.liveConns ?? 0);
+      },
+    });
   }
 
   /** True while `group` (and `app`, if given) is in the registry: events of removed ones are late, and dropped. */
@@ -211,16 +271,45 @@ export class ServerMetrics {
     return spec !== undefined && (app === undefined || spec.apps.some((entry) => entry.name === app));
   }
 
+  /** The pools some registered group's apps name: a pool's series live as long as it is named. */
+  private namedPools(): Set<string> {
+    const pools = new Set<string>();
+    for (const spec of this.server.readyGroup.values()) for (const app of spec.apps) if (app.pool !== undefined) pools.add(app.pool);
+    return pools;
+  }
+
+  /** Drops the series of pools no registered group names any more, and a group's in pools it left. */
+  private forgetPools(group: string): void {
+    const named = this.namedPools();
+    for (const pool of [...this.refusedPools]) {
+      if (named.has(pool)) continue;
+      this.poolRefused.remove({ pool });
+      this.refusedPools.delete(pool);
+    }
+    const mine = new Set(this.server.readyGroup.get(group)?.apps.flatMap((app) => (app.pool === undefined ? [] : [app.pool])));
+    for (const key of [...this.memberPools]) {
+      const [pool, of] = JSON.parse(key) as [string, string];
+      if (of !== group || mine.has(pool)) continue;
+      this.poolUsers.remove({ pool, group });
+      this.memberPools.delete(key);
+    }
+  }
+
   private onEvent(event: ServerEvent): void {
     switch (event.type) {
       case 'group-deregistered':
+        this.forgetPools(event.group);
         for (const key of this.routedNames.keys()) if (key.startsWith(`${event.group}/`)) this.unroute(key);
         return this.series.forget(event.group);
       case 'group-updated': {
         const spec = this.server.readyGroup.get(event.group);
         if (spec !== undefined) this.series.forget(event.group, new Set(spec.apps.map((app) => app.name)));
-        return;
+        return this.forgetPools(event.group);
       }
+      case 'pool-user-refused':
+        if (!this.namedPools().has(event.pool)) return;
+        this.refusedPools.add(event.pool);
+        return this.poolRefused.inc({ pool: event.pool });
       case 'login-rejected':
         return this.authFailures.inc({ code: event.code });
       case 'bad-peer':
@@ -268,6 +357,9 @@ export class ServerMetrics {
         this.series.count(this.udpSessionsTotal, app).inc();
         return;
       }
+      case 'pool-user-routed':
+        this.memberPools.add(JSON.stringify([event.pool, event.group]));
+        return this.poolUsers.inc({ pool: event.pool, group: event.group });
       case 'udp-session-closed':
         return this.series.count(this.udpSessions, { group: event.group, app: event.app }).dec();
       case 'udp-dropped':

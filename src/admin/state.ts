@@ -9,6 +9,8 @@ export interface AppView {
   /** `http` and `https` apps share the server's vhost port (`publicPort`) and answer to `domains`. */
   type: AppType;
   domains?: string[];
+  /** The shared pool this app is a member of (see GET /api/pools). */
+  pool?: string;
   /** The port in the registry (0: chosen by the server; 0 for a vhost app). */
   remotePort: number;
   /** The port actually bound while the group is in use, else null. */
@@ -123,6 +125,7 @@ export class AdminState {
         name: app.name,
         type,
         ...(vhostType === undefined ? {} : { domains }),
+        ...(app.pool === undefined ? {} : { pool: app.pool }),
         remotePort: app.remotePort,
         publicPort: appServer === undefined ? null : vhostType === undefined ? appServer.port : (vhost?.port(vhostType) ?? null),
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',

@@ -73,6 +73,32 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
         'debug',
         `udp session of ${event.peer} on ${event.group}/${event.app} closed after ${seconds(event.durationMs)} (${event.reason}): ${event.datagramsIn} datagrams in (${bytes(event.bytesIn)}), ${event.datagramsOut} out (${bytes(event.bytesOut)})`,
       );
+    case 'pool-opened':
+      return eventEntry(event, 'info', `pool ${event.pool} open ${event.port === 0 ? 'on the vhost ports' : `on :${event.port}`} (${event.balance})`);
+    case 'pool-closed':
+      return eventEntry(event, 'info', `pool ${event.pool} closed: ${event.reason}`);
+    case 'pool-member-joined':
+      return eventEntry(event, 'info', `pool ${event.pool}: ${event.group}/${event.app} joined`);
+    // The group-deactivated line beside it says whether its client vanished.
+    case 'pool-member-left':
+      return eventEntry(event, 'info', `pool ${event.pool}: ${event.group}/${event.app} left: ${event.reason}`);
+    case 'pool-member-health':
+      return eventEntry(
+        event,
+        event.healthy ? 'info' : 'warn',
+        `pool ${event.pool}: ${event.group}/${event.app} ${event.healthy ? 'healthy again, gets users' : 'unhealthy, gets no new users'}: ${event.reason}`,
+      );
+    // Per user, like user-conn-refused: no member could take it.
+    case 'pool-user-refused':
+      return eventEntry(event, 'info', `user ${event.remote} of pool ${event.pool} reset: ${event.reason}`);
+    case 'pool-user-routed':
+      return event.retriedFrom === undefined
+        ? eventEntry(event, 'debug', `user ${event.remote} of pool ${event.pool} routed to ${event.group}/${event.app}`)
+        : eventEntry(
+            event,
+            'warn',
+            `user ${event.remote} of pool ${event.pool} retried on ${event.group}/${event.app}: ${event.retriedFrom} could not serve it (${event.reason})`,
+          );
     case 'client-connected':
       return eventEntry(event, 'debug', `client ${event.clientId} of group ${event.group} connected from ${event.remote}`);
     case 'app-opened':

@@ -5,6 +5,7 @@ import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../
 import { heartbeatWatchdog, joinReusable, resetSocket, WorkConnTracker, type ClientTransport, type ControlChannel, type ReusableRelay } from '../net/index.js';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn, type UserAddress } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
+import { healthChanges } from './health-checks.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
 import { ClientUdpSessions } from './udp-sessions.js';
 import { proxyHeader } from './proxy-header.js';
@@ -60,6 +61,10 @@ export class ClientSession {
   private done = false;
   private pingSeq = 0;
   private spec: GroupSpec;
+  /** Health checks of the pooled apps, restarted when the group file is reloaded. */
+  private healthChecks: Subscription | undefined;
+  /** What the server was last told about each pooled app (a session starts healthy on both ends). */
+  private readonly reportedHealth = new Map<string, boolean>();
   // Join proofs use the secret this session logged in with; a new secret applies at the next login.
   private readonly loginSecret: string;
 
@@ -84,6 +89,20 @@ export class ClientSession {
   /** New local targets for the next work conns; relays already running are untouched. */
   updateSpec(spec: GroupSpec): void {
     this.spec = spec;
+    if (!this.done) this.startHealthChecks();
+  }
+
+  /**
+   * Checks each pooled app of our own file and reports every change to the server. Restarted
+   * from the states last reported, so a reload neither repeats nor loses a verdict.
+   */
+  private startHealthChecks(): void {
+    this.healthChecks?.unsubscribe();
+    this.healthChecks = healthChanges(this.spec.apps, (app) => this.reportedHealth.get(app) ?? true).subscribe(({ app, healthy, reason }) => {
+      this.reportedHealth.set(app, healthy);
+      this.options.emit({ type: 'health-changed', app, healthy, reason });
+      this.options.channel.send({ type: 'HealthReport', app, healthy, reason });
+    });
   }
 
   /** Subscribes for the session's messages, then lets the frames held since LoginResp through. */
@@ -107,6 +126,7 @@ export class ClientSession {
       }),
     );
     channel.release();
+    this.startHealthChecks();
   }
 
   /** Leaves: a Goodbye to the server; every live relay is reset (see `end`). */
@@ -149,6 +169,7 @@ export class ClientSession {
       case 'StartWorkConn':
       case 'WorkConnFailed':
       case 'WorkConnIdle':
+      case 'HealthReport':
         return this.end({ reason: `protocol error: the server sent ${message.type} on an active session` });
       default:
         return assertNever(message, 'message');
@@ -335,6 +356,7 @@ export class ClientSession {
     if (this.done) return;
     this.done = true;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
+    this.healthChecks?.unsubscribe();
     for (const workConn of this.idlePooled) workConn.destroy();
     // The work conns belong to the session: its users are cut, and must see it as a reset.
     for (const relay of this.relays.values()) relay.reset(`the session ended: ${end.reason}`);

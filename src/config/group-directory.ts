@@ -2,9 +2,19 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
+import type { PoolsConfig } from './pool-config.js';
+import { joinPoolsOf } from './pool-membership.js';
 import { publicClaims, vhostProblem, type PublicClaim } from './domain-claims.js';
 import type { VhostConfig } from './vhost-config.js';
 import { YamlFile } from './yaml-file.js';
+
+/** What of the server config decides which public ports and names a group may have. */
+export interface PublicSide {
+  /** The vhost ports and their policy: without them, no vhost app is accepted. */
+  readonly vhost?: VhostConfig | undefined;
+  /** Pools the server config fixes (port, balance, who may join). */
+  readonly pools?: PoolsConfig | undefined;
+}
 
 export interface GroupDirectory {
   groups: GroupSpec[];
@@ -31,7 +41,7 @@ export function loadGroupDirectory(
   dir: string,
   env: NodeJS.ProcessEnv = process.env,
   registered: ReadonlyMap<string, GroupSpec> = new Map(),
-  vhost?: VhostConfig,
+  { vhost, pools = {} }: PublicSide = {},
 ): GroupDirectory {
   let entries: string[];
   try {
@@ -55,18 +65,43 @@ export function loadGroupDirectory(
       errors.push(error instanceof ConfigError ? error : new ConfigError('CONFIG_INVALID', `${file}: ${(error as Error).message}`, file));
     }
   }
-  const refused = refuseClaims(loaded, registered, entries, vhost);
+  const pooled = joinPools(loaded, registered, entries, pools);
+  errors.push(...pooled.errors);
+  const refused = refuseClaims(pooled.loaded, registered, entries, vhost);
   errors.push(...refused.errors);
   errors.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-  return { groups: loaded.filter((entry) => !refused.names.has(entry.spec.name)).map((entry) => entry.spec), errors };
+  return { groups: pooled.loaded.filter((entry) => !refused.names.has(entry.spec.name)).map((entry) => entry.spec), errors };
+}
+
+/**
+ * Checks each file's pools against the server's policy and the port the pool already has, and
+ * fills in the pool's port where a member left it out. A pool's port is fixed by the server
+ * config, else by its registered members (the holders), else by the first file in name order.
+ */
+function joinPools(
+  loaded: readonly Loaded[],
+  registered: ReadonlyMap<string, GroupSpec>,
+  entries: readonly string[],
+  pools: PoolsConfig,
+): { loaded: Loaded[]; errors: ConfigError[] } {
+  const stems = new Set(entries.map((entry) => entry.replace(/\.ya?ml$/, '')));
+  const holders = [...registered.values()].filter((spec) => stems.has(spec.name));
+  const accepted: Loaded[] = [];
+  const errors: ConfigError[] = [];
+  for (const entry of loaded) {
+    const joined = joinPoolsOf(entry.spec, pools, [...holders, ...accepted.map((other) => other.spec)]);
+    if (joined.problem !== undefined) errors.push(entry.yaml.error(joined.problem.path, joined.problem.message));
+    else accepted.push({ spec: joined.spec, yaml: entry.yaml });
+  }
+  return { loaded: accepted, errors };
 }
 
 /**
  * Which loaded files lose a public port or a host name to another group, or break the
  * server's vhost policy. A refused file keeps its group's last good version registered, so
  * that version's claims stay reserved too: refusing one file can make another lose, hence the
- * loop until nothing changes. The pool exception (several groups serving one name) is not
- * there yet: a name has one group.
+ * loop until nothing changes. The members of one pool share its port or names (they claim
+ * as the pool); no other two groups share one.
  */
 function refuseClaims(
   loaded: readonly Loaded[],
@@ -97,7 +132,7 @@ function refuseClaims(
       const nowClaims = publicClaims(now, vhost);
       for (const claim of publicClaims(spec, vhost)) {
         const still = nowClaims.find((mine) => mine.key === claim.key);
-        if (still !== undefined) owners.set(claim.key, `${name}/${still.app}`);
+        if (still !== undefined) owners.set(claim.key, still.claimant);
       }
     }
     let lost: { entry: Loaded; claim: PublicClaim } | undefined;
@@ -105,8 +140,8 @@ function refuseClaims(
       if (names.has(entry.spec.name)) continue;
       const claim = publicClaims(entry.spec, vhost).find((candidate) => {
         const owner = owners.get(candidate.key);
-        if (owner === undefined || owner.startsWith(`${entry.spec.name}/`)) {
-          owners.set(candidate.key, `${entry.spec.name}/${candidate.app}`);
+        if (owner === undefined || owner === candidate.claimant || owner.startsWith(`${entry.spec.name}/`)) {
+          owners.set(candidate.key, candidate.claimant);
           return false;
         }
         return true;

@@ -2,6 +2,7 @@ import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
 import { appTrafficShape } from './app-traffic.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
+import { healthCheckSchema, poolMembership, poolName } from './pool-config.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
 import { appKind, appType } from './app-type.js';
@@ -35,22 +36,36 @@ function appSchema(env: NodeJS.ProcessEnv) {
     name: z.string(APP_NAME_EXPECTED).regex(NAME, APP_NAME_EXPECTED),
     local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
     type: appType,
-    remotePort: port().optional().meta({ description: 'tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it' }),
+    remotePort: port().optional().meta({
+      description:
+        "tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it. A pooled app may leave it out: the pool's port",
+    }),
+    pool: poolName.optional(),
+    healthCheck: healthCheckSchema.optional(),
     ...appAccessShape,
     ...udpAppShape,
     ...vhostAppShape(env),
     ...appTrafficShape,
-  }).transform(({ name, local, allow, proxyProtocol, bandwidth, ...kind }, ctx) => ({
+  }).transform(({ name, local, allow, proxyProtocol, bandwidth, pool, healthCheck, ...kind }, ctx) => ({
     name,
     local,
     ...(allow === undefined ? {} : { allow }),
     ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
     ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
     ...(bandwidth === undefined ? {} : { bandwidth }),
-    ...appKind({ ...kind, traffic: { proxyProtocol, bandwidth } }, ctx),
+    // A pooled tcp app may leave its port to the pool (0 here: filled in when the server registers it).
+    ...appKind(
+      { ...kind, remotePort: kind.remotePort ?? (pool === undefined || kind.type !== 'tcp' ? undefined : 0), traffic: { proxyProtocol, bandwidth } },
+      ctx,
+    ),
+    ...poolMembership({ type: kind.type, pool, healthCheck }, ctx),
   }));
 }
 
+/**
+ * One app. For a pooled tcp app, `remotePort` is the pool's port once the server's registry
+ * loaded it (0 until then), and `healthCheck` is always set on a pooled app (a TCP check by default).
+ */
 export type AppSpec = z.output<ReturnType<typeof appSchema>>;
 
 /** Where the file is and what it may refer to: the environment and relative paths. */
@@ -146,7 +161,16 @@ function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
   const names = new Set<string>();
   // Keyed by port and protocol: a TCP app and a UDP app may share a port number.
   const ports = new Map<string, string>();
+  const pools = new Map<string, string>();
   apps.forEach((one, i) => {
+    const sharing = one.pool === undefined ? undefined : pools.get(one.pool);
+    if (sharing !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apps', i, 'pool'],
+        message: `app "${sharing}" of this group is already in pool "${one.pool}" (one app per group and pool)`,
+      });
+    if (one.pool !== undefined) pools.set(one.pool, one.name);
     if (names.has(one.name)) ctx.addIssue({ code: 'custom', path: ['apps', i, 'name'], message: `duplicate app name "${one.name}"` });
     names.add(one.name);
     const other = ports.get(portKey(one));

@@ -12,6 +12,8 @@ export * from './app-traffic.js';
 export * from './permissions.js';
 export * from './admin-config.js';
 export * from './watch.js';
+export * from './pool-config.js';
+export * from './pool-membership.js';
 export * from './cluster-config.js';
 export * from './json-schema.js';
 export * from './app-type.js';

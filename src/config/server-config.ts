@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { adminSectionSchema } from './admin-config.js';
+import { poolsSchema } from './pool-config.js';
 import { clusterSectionSchema } from './cluster-config.js';
 import { securityConfig, securityShape } from './security-config.js';
 import { section } from './sections.js';
@@ -51,6 +52,7 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
     workConnPool: wholeNumber(0, MAX_WORK_CONN_POOL, `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`)
       .default(SERVER_DEFAULTS.workConnPool)
       .meta({ description: "Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool" }),
+    pools: poolsSchema.default({}),
     // `admin:` with nothing under it turns the admin on with its defaults.
     admin: z.preprocess((value) => value ?? {}, adminSectionSchema(env)).optional(),
     vhost: vhostSectionSchema().optional(),
@@ -59,33 +61,37 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
     ...securityShape(base),
   })
     .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
-    .transform(({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, admin, vhost, logLevel: level, cluster, ...security }, ctx) => {
-      if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
-      if (heartbeat.timeout <= heartbeat.interval) {
-        ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
-      }
-      return Object.freeze({
-        /** The common port: control and work connections. */
-        bind,
-        /** Absolute path of the groups directory (the readyGroup registry). */
-        groupsDir: groups,
-        heartbeatIntervalMs: heartbeat.interval,
-        heartbeatTimeoutMs: heartbeat.timeout,
-        pairingTimeoutMs: pairingTimeout,
-        handshakeTimeoutMs: handshakeTimeout,
-        workConnPool,
-        ...securityConfig(security, base, ctx),
-        file,
-        /** The admin API and dashboard; off unless the file has an `admin:` section. */
-        ...(admin ? { admin } : {}),
-        /** HTTP and HTTPS virtual hosts; off unless the file has a `vhost:` section. */
-        ...(vhost ? { vhost } : {}),
-        /** What the commonserver prints (`--log-level` overrides it); info when unset. */
-        ...(level ? { logLevel: level } : {}),
-        /** One node of a cluster sharing its registry through etcd; off unless the file has a `cluster:` section. */
-        ...(cluster ? { cluster } : {}),
-      });
-    });
+    .transform(
+      ({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, pools, admin, vhost, logLevel: level, cluster, ...security }, ctx) => {
+        if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
+        if (heartbeat.timeout <= heartbeat.interval) {
+          ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
+        }
+        return Object.freeze({
+          /** The common port: control and work connections. */
+          bind,
+          /** Absolute path of the groups directory (the readyGroup registry). */
+          groupsDir: groups,
+          heartbeatIntervalMs: heartbeat.interval,
+          heartbeatTimeoutMs: heartbeat.timeout,
+          pairingTimeoutMs: pairingTimeout,
+          handshakeTimeoutMs: handshakeTimeout,
+          workConnPool,
+          /** Shared pools: their public port, how users are spread, who may join (`pools.NAME`). */
+          pools,
+          ...securityConfig(security, base, ctx),
+          file,
+          /** The admin API and dashboard; off unless the file has an `admin:` section. */
+          ...(admin ? { admin } : {}),
+          /** HTTP and HTTPS virtual hosts; off unless the file has a `vhost:` section. */
+          ...(vhost ? { vhost } : {}),
+          /** What the commonserver prints (`--log-level` overrides it); info when unset. */
+          ...(level ? { logLevel: level } : {}),
+          /** One node of a cluster sharing its registry through etcd; off unless the file has a `cluster:` section. */
+          ...(cluster ? { cluster } : {}),
+        });
+      },
+    );
 }
 
 export type ServerConfig = z.output<ReturnType<typeof serverConfigSchema>>;

@@ -36,6 +36,9 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   udp: { server: 'applies now (sessions beyond a lowered maxSessions keep running until idle)' },
   allow: { server: 'applies to the next user' },
   maxConnections: { server: 'applies to the next user' },
+  pool: { server: 'the app leaves its old pool and joins the new one (its connections close)' },
+  // The client restarts that app's checks from the state it last reported.
+  healthCheck: { client: 'applies from the next check' },
   vhost: { server: 'applies to the next request; new names or type reopen the app (its conns close)' },
   // The header describes the local app's expectations: only the client, which dials it, reads it.
   proxyProtocol: { client: 'applies to the next user' },

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { resetSocket } from './reset.js';
 import type { ThrottledReader, TokenBucket } from './token-bucket.js';
 import type { WorkConnTracker } from './work-conn-state.js';
@@ -159,13 +159,29 @@ class RelayState {
   }
 
   onEnd(socket: Socket): void {
-    if (this.reuse === undefined) {
-      this.peerOf(socket).end();
-      return;
-    }
-    if (socket === this.inner) {
+    if (this.reuse !== undefined && socket === this.inner) {
       // Ends travel as WorkConnEnd: a FIN on the work conn itself is a crash or a dropped conn.
       this.fail(new Error('the work conn ended without its WorkConnEnd (the far end crashed or dropped it)'));
+      return;
+    }
+    // Linux reads a reset that meets unread bytes as an end of stream. The reset leaves its
+    // error pending on the socket: an empty write meets it (and 'error' fails the relay), where
+    // after a real FIN it succeeds. Only then is the end passed on as one. A socket we already
+    // ended cannot be written, and behind queued bytes the answer could wait on a reader that
+    // waits for this end: those ends are taken as they read (a reset then fails the queued write).
+    if (isPlainSocket(socket) && !socket.writableEnded && socket.writableLength === 0) {
+      socket.write(EMPTY, (error) => {
+        if (error === null || error === undefined) this.passOnEnd(socket);
+      });
+      return;
+    }
+    this.passOnEnd(socket);
+  }
+
+  private passOnEnd(socket: Socket): void {
+    if (this.settled) return;
+    if (this.reuse === undefined) {
+      this.peerOf(socket).end();
       return;
     }
     if (this.reuse.tracker.fire({ type: 'outer-ended' }).phase === 'reset') return this.fail(new Error(this.reuse.tracker.state.reason));
@@ -292,6 +308,13 @@ function endIfJoined(socket: RelaySocket): void {
 }
 
 function ignore(): void {}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A TCP socket of its own (not a TLS socket, not a vhost's VirtualConn): one the kernel can reset. */
+function isPlainSocket(socket: Socket): boolean {
+  return socket instanceof Socket && (socket as Socket & { encrypted?: boolean }).encrypted !== true;
+}
 
 // One set of listeners for every relay (`this` is the socket that fired): no closures per conn.
 // A socket's record may be gone (a released work conn): then the event is not the relay's.

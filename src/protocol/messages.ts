@@ -9,6 +9,7 @@ import { ProtocolError } from './errors.js';
  * Control conn (client → server first):  Hello → Challenge → Login → LoginResp,
  * then Ping/Pong both ways, ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
+ * HealthReport from the client when a pooled app's health changes,
  * and Goodbye from either side before a deliberate close.
  * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes, or,
  * for a UDP app (`protocol: 'udp'` in ReqWorkConn / StartWorkConn), one user's datagrams, each
@@ -206,6 +207,14 @@ const workConnIdle = z.object({ type: z.literal('WorkConnIdle'), pairingId: id }
 const workConnFailed = z.object({ type: z.literal('WorkConnFailed'), pairingId: id, reason: text });
 
 /**
+ * Client → server on the common conn: a pooled app's local target passed (`healthy`) or failed
+ * its health checks the number of times in a row its group file asks for. Sent on each change;
+ * a new session starts healthy. The server takes it only for apps of this group that are
+ * pooled in its own registry. `reason`: the last check's outcome in words.
+ */
+const healthReport = z.object({ type: z.literal('HealthReport'), app: id, healthy: z.boolean(), reason: text });
+
+/**
  * `SLOW_PEER`: the peer stopped reading its control conn (too much queued for it, or nothing
  * taken for the heartbeat timeout). Such a peer cannot read a Goodbye either: it is reset, and
  * the code names the cause in the events of the side that cut it off.
@@ -241,6 +250,7 @@ const MESSAGE_SCHEMAS = [
   workConnIdle,
   appsChanged,
   workConnFailed,
+  healthReport,
   goodbye,
 ] as const;
 
@@ -255,6 +265,7 @@ export type LoginResp = Of<'LoginResp'>;
 export type ReqWorkConn = Of<'ReqWorkConn'>;
 export type NewWorkConn = Of<'NewWorkConn'>;
 export type StartWorkConn = Of<'StartWorkConn'>;
+export type HealthReport = Of<'HealthReport'>;
 
 /** Every message type, in the order of MESSAGE_SCHEMAS (tests and the diagram check enumerate it). */
 export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze(MESSAGE_SCHEMAS.map((schema) => schema.shape.type.value));

@@ -10,10 +10,12 @@ import {
   randomId,
   type AppBinding,
   type AppDeclaration,
+  type HealthReport,
   type Message,
   type NewWorkConn,
   type UserAddress,
 } from '../protocol/index.js';
+import type { AppPools } from './app-pools.js';
 import { AppServer, type RelayHandle, type UserConnSink } from './app-server.js';
 import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
@@ -49,6 +51,8 @@ export interface AppGroupOptions {
   /** The apps the client's own group file declares (for mismatch warnings only). */
   declaredApps: readonly AppDeclaration[];
   bindHost: string;
+  /** The server's shared pools: pooled apps join one instead of binding a port of their own. */
+  pools: AppPools;
   heartbeatTimeoutMs: number;
   pairingTimeoutMs: number;
   policy?: PolicyConfig;
@@ -197,7 +201,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     for (const app of spec.apps) {
       const old = before.get(app.name);
       before.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort && old.type === app.type && sameRouting(old, app)) {
+      if (old !== undefined && old.remotePort === app.remotePort && old.pool === app.pool && old.type === app.type && sameRouting(old, app)) {
         const server = this.appServers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -207,11 +211,13 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         if (this.bindRetries.has(app.name)) continue;
       }
       const why =
-        old?.type !== app.type
-          ? `its type changed to ${app.type ?? 'tcp'}`
-          : old?.remotePort === app.remotePort
-            ? 'its names changed'
-            : `its remotePort changed to ${app.remotePort}`;
+        old?.pool !== app.pool
+          ? `its pool changed to ${app.pool ?? 'none'}`
+          : old?.type !== app.type
+            ? `its type changed to ${app.type ?? 'tcp'}`
+            : old?.remotePort === app.remotePort
+              ? 'its names changed'
+              : `its remotePort changed to ${app.remotePort}`;
       if (old !== undefined && this.closeApp(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
@@ -229,8 +235,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     const server = this.appServers.get(name);
     if (server === undefined) return false;
     this.appServers.delete(name);
-    if (server instanceof AppServer) this.options.vhost?.router.detach(this.name, name, server);
-    server.close();
+    if (server instanceof AppServer) this.options.vhost?.router.detach(server);
+    server.close(reason);
     this.options.emit({ type: 'app-closed', group: this.name, app: name, reason });
     return true;
   }
@@ -252,6 +258,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         return this.handleWorkConnEnd(message.pairingId, message.bytes);
       case 'WorkConnIdle':
         return this.handleWorkConnIdle(message.pairingId);
+      case 'HealthReport':
+        return this.handleHealthReport(message);
       case 'Goodbye':
         return this.deactivate('CLIENT_LEFT', `client said goodbye: ${message.reason}`);
       case 'Hello':
@@ -417,7 +425,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     }
     this.joined.clear();
     this.udpSessions.closeAll(`group deactivated: ${reason}`);
-    for (const app of this.appServers.values()) app.close();
+    for (const app of this.appServers.values()) app.close(`group deactivated: ${reason}`);
     this.pool.destroy();
     for (const user of this.pairings.dropAll()) {
       this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId: user.pairingId, reason: `group deactivated: ${reason}` });
@@ -462,8 +470,17 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       return { name: app.name, remotePort: 0, state: 'failed', error: reason };
     }
     const server = new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
+    if (app.pool === undefined) vhost.router.attach(server);
+    else {
+      try {
+        this.options.pools.joinVhost(app.pool, this.name, server);
+      } catch (error) {
+        const reason = (error as Error).message;
+        this.options.emit({ type: 'app-failed', group: this.name, app: app.name, port: 0, reason });
+        return { name: app.name, remotePort: 0, state: 'failed', error: reason };
+      }
+    }
     this.appServers.set(app.name, server);
-    vhost.router.attach(this.name, app.name, server);
     const port = vhost.port(app.vhost!.type);
     const domains = appDomains(app, index, vhost.config.subdomainHost).map(({ domain }) => domain);
     this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port, domains });
@@ -478,7 +495,11 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         : new AppServer(this.name, app, this.options.bindHost, this, this.options.emit, this.options.maxPendingUsersPerApp);
     this.appServers.set(app.name, server);
     try {
-      const port = await server.listen();
+      // A UDP app is never pooled (the group file refuses pool: on it); vhost pools open in openVhostApp.
+      const port =
+        app.pool === undefined || !(server instanceof AppServer)
+          ? await server.listen()
+          : await this.options.pools.join(app.pool, app.remotePort, this.name, server);
       // The client may have gone (or the app been removed) while we were binding.
       if (!this.active || this.appServers.get(app.name) !== server) server.close();
       else this.options.emit({ type: 'app-opened', group: this.name, app: app.name, port });
@@ -507,6 +528,22 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       this.options.channel.send({ type: 'AppsChanged', opened: [{ name, remotePort: bound, state: 'listening', ...protocol }], closed: [] });
   };
 
+  /**
+   * A client's word on one of its pooled apps. It can only ever touch this group's own members
+   * (the pool is looked up from this group's registry entry, the member by this group's name).
+   * A report on an app that is not pooled here is ignored, not a fault: the client's group file
+   * and the server's registry may differ (both sides were warned at login).
+   */
+  private handleHealthReport({ app: name, healthy, reason }: HealthReport): void {
+    const pool = this.currentSpec.apps.find((app) => app.name === name)?.pool;
+    const member = this.appServers.get(name);
+    if (pool === undefined || !(member instanceof AppServer) || member.poolMembership === undefined) {
+      debug('%s: HealthReport for "%s" ignored: not a pooled app of this group with an open pool', this.name, name.slice(0, 128));
+      return;
+    }
+    this.options.pools.setHealth(pool, this.name, healthy, reason);
+  }
+
   private handleWorkConnFailed(pairingId: string, reason: string): void {
     const pooled = this.joined.get(pairingId);
     if (pooled !== undefined) {
@@ -525,6 +562,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     if (udpApp !== undefined) return this.options.emit({ type: 'work-conn-failed', group: this.name, app: udpApp, pairingId, reason });
     const user = this.pairings.take(pairingId);
     if (user === undefined) return; // already expired or abandoned: nothing left to close
+    // Held, so nothing of it was read: another member of its pool may serve it instead.
+    if (user.app.handOver(user.userConn, reason)) return;
     resetSocket(user.userConn);
     this.options.emit({ type: 'work-conn-failed', group: this.name, app: user.app.name, pairingId, reason });
   }
@@ -548,7 +587,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       const mine = declared.get(app.name);
       if (mine === undefined) {
         warnings.push(`app "${app.name}" is registered on the server but missing from the client's group file: its users will be refused`);
-      } else if (mine.remotePort !== app.remotePort) {
+      } else if (mine.remotePort !== app.remotePort && !(app.pool !== undefined && mine.remotePort === 0)) {
         warnings.push(
           `app "${app.name}": the server's registry says remotePort ${app.remotePort}, the client's file says ${mine.remotePort}; the server's applies`,
         );

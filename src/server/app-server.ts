@@ -21,9 +21,16 @@ export interface UserConnSink {
 /**
  * One app's public port. It holds each UserConn (paused, so nothing is read before a work
  * conn exists) and hands it to its AppGroup for pairing; once paired it relays the two.
+ * A pooled app does not listen itself: its pool hands it the users routed to it (`connect`),
+ * and `close` takes it out of the pool.
  */
 export class AppServer implements VhostTarget {
   private readonly server: Server;
+  /**
+   * Set while this app is a member of a pool: leaving it is part of closing; `reroute` offers a
+   * user this member failed to another member (false if none takes it).
+   */
+  poolMembership: { leave(reason: string): void; reroute(userConn: Socket | VirtualConn, reason: string): boolean } | undefined;
   private readonly liveConns = new Set<Socket>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
   private readonly userConns = new Set<Socket>();
@@ -86,6 +93,11 @@ export class AppServer implements VhostTarget {
     return this.liveConns.size;
   }
 
+  /** UserConns accepted and not closed: waiting for a work conn or relayed. */
+  get openConnCount(): number {
+    return this.userConns.size;
+  }
+
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
@@ -111,10 +123,12 @@ export class AppServer implements VhostTarget {
    * Stops accepting and resets every UserConn still open, held or relayed: a forced end must
    * never look like a complete answer to the user. Idempotent.
    */
-  close(): void {
+  close(reason = 'closed'): void {
     if (!this.closed) {
       this.closed = true;
       if (this.server.listening) this.server.close();
+      this.poolMembership?.leave(reason);
+      this.poolMembership = undefined;
     }
     for (const conn of this.userConns) resetSocket(conn);
     this.bandwidth.close();
@@ -154,6 +168,9 @@ export class AppServer implements VhostTarget {
     const handle = joinReusable(userConn, workConn, tracker, onUserEnd, this.bandwidth.relayOptions());
     const done = handle.done.then((result) => {
       this.liveConns.delete(userConn);
+      // Its streams are through: it no longer counts as open (least_conn compares this), even
+      // if its socket is still flushing its last bytes.
+      this.userConns.delete(userConn);
       this.totalBytesIn += result.bytesIn;
       this.totalBytesOut += result.bytesOut;
       // The last sample before conn-closed makes the traffic totals exact.
@@ -173,6 +190,23 @@ export class AppServer implements VhostTarget {
     return { done, peerEnded: handle.peerEnded, reset: handle.reset };
   }
 
+  /**
+   * Offers a UserConn this app could not serve, and of which nothing was read, to another member
+   * of its pool. True when one took it: it is no longer this app's.
+   */
+  handOver(userConn: Socket | VirtualConn, reason: string): boolean {
+    if (this.poolMembership?.reroute(userConn, reason) !== true) return false;
+    // Held as a Socket like any user (see `connect`).
+    this.userConns.delete(userConn as Socket);
+    return true;
+  }
+
+  /** Why this app would refuse a user from `remoteAddress` now (its allow list, its caps), or undefined. */
+  refusalFor(remoteAddress: string | undefined): string | undefined {
+    if (this.closed) return 'the app is closed';
+    return this.access.refusal(remoteAddress, this.userConns.size) ?? this.pendingRefusal();
+  }
+
   private readonly onUserConn = (userConn: Socket): void => {
     userConn.on('error', (error) => debug('%s/%s user conn %s: %s', this.group, this.name, peerOf(userConn), error.message));
     userConn.setKeepAlive(true, 30_000);
@@ -185,8 +219,8 @@ export class AppServer implements VhostTarget {
   }
 
   /**
-   * A user routed here by the vhost ports: an HTTPS user's socket, or the VirtualConn that
-   * carries an HTTP user's requests for this app. A VirtualConn offers the relay what it uses
+   * A user routed here by the vhost ports or by this app's pool: a user's own socket, or the
+   * VirtualConn that carries an HTTP user's requests for this app. A VirtualConn offers the relay what it uses
    * of a Socket (bytes counted, pause/resume, end, reset as a fault), so it is held and
    * relayed like one.
    */
@@ -194,14 +228,14 @@ export class AppServer implements VhostTarget {
     return this.admit(conn as Socket);
   }
 
-  /** Holds a user for its work conn, or closes it with why (the same checks for both kinds of app). */
+  /** Holds a user for its work conn, or closes it with why (the same checks for every kind of app). */
   private admit(userConn: Socket): string | undefined {
     // Refused at accept, before any byte either way: closed, as frp does (nothing was cut short).
     if (this.closed) {
       userConn.destroy();
       return 'the app is closed';
     }
-    const refusal = this.access.refusal(userConn.remoteAddress, this.userConns.size) ?? this.pendingRefusal();
+    const refusal = this.refusalFor(userConn.remoteAddress);
     if (refusal !== undefined) {
       userConn.destroy();
       this.emit({ type: 'user-conn-refused', group: this.group, app: this.name, remote: peerOf(userConn), reason: refusal });

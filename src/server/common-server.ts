@@ -10,6 +10,7 @@ import {
   specChanges,
   type GroupSpec,
   type PolicyConfig,
+  type PoolsConfig,
   type Secret,
   type SecurityConfig,
   type ServerConfig,
@@ -18,6 +19,7 @@ import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } 
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './activation-gate.js';
 import { AppGroup } from './app-group.js';
+import { AppPools } from './app-pools.js';
 import type { BindRetryPolicy } from './bind-retry.js';
 import type { ServerEvent } from './events.js';
 import { HandshakeGate } from './handshake-gate.js';
@@ -30,7 +32,7 @@ import { createCommonListener } from './tls.js';
 const debug = createDebug('ntp:server:common-server');
 
 export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
-  Partial<Pick<ServerConfig, 'workConnPool' | 'vhost'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'pools' | 'vhost'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -66,11 +68,15 @@ export class CommonServer {
   /** The shared HTTP/HTTPS ports, when the config has a `vhost:` section. */
   readonly vhost: VhostServer | undefined;
 
+  /** Shared pools: public ports (or vhost names) served by several groups' apps. */
+  readonly pools: AppPools;
+
   constructor(private readonly options: CommonServerOptions) {
     this.vhost =
       options.vhost === undefined
         ? undefined
         : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
+    this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
@@ -94,6 +100,11 @@ export class CommonServer {
   /** Login proofs checked against a secret since start (bounded per source by `loginLimit`). */
   get loginProofsChecked(): number {
     return this.loginGuard.proofsChecked;
+  }
+
+  /** The server config's `pools` (ports, balance, who may join): the registry checks group files against it. */
+  get poolsConfig(): PoolsConfig {
+    return this.options.pools ?? {};
   }
 
   /** What groups may ask for (allowPorts, maxAppsPerGroup...): the admin API checks it too. */
@@ -322,6 +333,7 @@ export class CommonServer {
       clientId: hello.clientId,
       declaredApps: outcome.login.apps,
       bindHost: this.options.bind.host,
+      pools: this.pools,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
       policy: this.policy,

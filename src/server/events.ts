@@ -1,3 +1,4 @@
+import type { Balance } from '../config/index.js';
 import type { AppBinding, GoodbyeCode, LoginRejectCode } from '../protocol/index.js';
 
 /** What happens on a commonserver, in the vocabulary of the sequence diagram. */
@@ -62,6 +63,17 @@ export type ServerEvent =
   /** Datagrams a UDP app dropped since its previous sample, by reason (`oversize`, `sessionCap`, `notAllowed`, `backlog`). */
   | { type: 'udp-dropped'; group: string; app: string; dropped: Partial<Record<'oversize' | 'sessionCap' | 'notAllowed' | 'backlog', number>> }
   | { type: 'group-deactivated'; group: string; code: DeactivationCode; reason: string }
+  /** A shared pool opened (its first member joined; port 0: a vhost pool, reached by name) or closed (its last one left). */
+  | { type: 'pool-opened'; pool: string; port: number; balance: Balance }
+  | { type: 'pool-closed'; pool: string; reason: string }
+  | { type: 'pool-member-joined'; pool: string; group: string; app: string }
+  | { type: 'pool-member-left'; pool: string; group: string; app: string; reason: string }
+  /** A member's health changed, as its client's HealthReport said. */
+  | { type: 'pool-member-health'; pool: string; group: string; app: string; healthy: boolean; reason: string }
+  /** `retriedFrom`: the member that failed this user first (`reason`), before any byte of it was read. */
+  | { type: 'pool-user-routed'; pool: string; group: string; app: string; remote: string; retriedFrom?: string; reason?: string }
+  /** A user of the pool's port reset at once: no live, healthy member could take it. */
+  | { type: 'pool-user-refused'; pool: string; remote: string; reason: string }
   | { type: 'bad-peer'; remote: string; code: string; reason: string }
   /** A source address crossed a failed-login threshold (`forMs`: how long it is refused). */
   | { type: 'login-throttled'; remote: string; state: 'slowed' | 'blocked'; failures: number; forMs?: number };

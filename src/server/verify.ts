@@ -84,7 +84,7 @@ function checkTls(findings: Findings, config: ServerConfig): void {
 }
 
 function checkGroups(findings: Findings, groupsDir: string, config: ServerConfig | undefined, env: NodeJS.ProcessEnv): void {
-  const loaded = findings.attempt('groups', () => loadGroupDirectory(groupsDir, env));
+  const loaded = findings.attempt('groups', () => loadGroupDirectory(groupsDir, env, new Map(), config));
   if (loaded === undefined) return;
   for (const error of loaded.errors) findings.problem('group file', error.message);
   if (loaded.groups.length === 0 && loaded.errors.length === 0) findings.warning('groups', `no group file in ${groupsDir}: no host can log in`);

@@ -54,6 +54,9 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
       case 'local-dial-failed':
         trace.message('Client', 'LocalApp', `dial ${event.target}: ${event.reason}`, { lost: true });
         return trace.message('Client', 'CommonServer', 'WorkConnFailed');
+      case 'health-changed':
+        trace.message('Client', 'LocalApp', `health check of ${event.app}: ${event.reason}`);
+        return trace.message('Client', 'appGroup', `HealthReport (${event.app} ${event.healthy ? 'healthy' : 'unhealthy'})`);
       case 'pool-requested':
         trace.message('appGroup', 'Client', `ReqPooledWorkConns (${event.count} ids)`);
         return trace.message('Client', 'CommonServer', `NewWorkConn × ${event.count} (pooled: idle until users come)`);

@@ -157,6 +157,27 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
         trace.message('Client', 'CommonServer', `${event.code}: ${event.reason}`, { lost: true });
       else trace.message('CommonServer', 'Client', `Goodbye ${event.code}: ${event.reason}`, { lost: true });
       return trace.message('CommonServer', 'CommonServer', `take ${event.group} out of inUseGroup`);
+    case 'pool-opened':
+      return trace.message(
+        'appServer',
+        'appServer',
+        `pool ${event.pool}: ${event.port === 0 ? 'routed by name on the vhost ports' : `listen on :${event.port}`} (${event.balance}), shared by its members`,
+      );
+    case 'pool-closed':
+      return trace.message('appServer', 'appServer', `pool ${event.pool} closed: ${event.reason}`);
+    case 'pool-member-joined':
+      return trace.message('appGroup', 'appServer', `${event.group}/${event.app} joins pool ${event.pool}`);
+    case 'pool-member-left':
+      return trace.message('appGroup', 'appServer', `${event.group}/${event.app} leaves pool ${event.pool}: ${event.reason}`, { lost: true });
+    case 'pool-member-health':
+      return trace.message('Client', 'appGroup', `HealthReport (${event.app} ${event.healthy ? 'healthy' : 'unhealthy'}: ${event.reason})`);
+    case 'pool-user-routed':
+      trace.phase('Proxying');
+      if (event.retriedFrom !== undefined)
+        return trace.message('appServer', 'appServer', `${event.retriedFrom} could not serve the user (${event.reason ?? ''}): retried on ${event.group}`);
+      return trace.message('User', 'appServer', `connect to pool ${event.pool} from ${event.remote}: routed to ${event.group}`);
+    case 'pool-user-refused':
+      return trace.message('appServer', 'User', `reset: pool ${event.pool} ${event.reason}`, { lost: true });
     case 'bad-peer':
       return trace.note('CommonServer', `closed ${event.remote}: ${event.code}: ${event.reason}`);
     case 'login-throttled':

@@ -3,11 +3,11 @@ import type { Socket } from 'node:net';
 import type { VirtualConn } from './virtual-conn.js';
 
 /**
- * Where a routed user goes: something that gives it a conn to the app. Today one live
- * AppServer of one group; an app served by several hosts plugs in here by choosing a member.
+ * Where a routed user goes: something that gives it a conn to the app. One live AppServer of
+ * one group, or a pool that chooses one of its members' AppServers for each user conn.
  */
 export interface VhostTarget {
-  /** `group/app`, for logs and events. */
+  /** `group/app` (or `pool NAME`), for logs and events; the key it is attached under. */
   readonly label: string;
   /** The app's current spec: auth, rewrites and locations apply from the next request. */
   readonly spec: AppSpec;
@@ -31,8 +31,8 @@ export type Route =
 
 interface Entry {
   readonly location: string;
-  readonly group: string;
-  readonly app: string;
+  /** `group/app`, or `pool NAME` for a pooled app: the label of the target it leads to. */
+  readonly label: string;
 }
 
 /**
@@ -48,7 +48,8 @@ export class VhostRouter {
 
   /**
    * Rebuilds the table from the registry. Claims were checked when the registry was loaded;
-   * groups registered by other paths still cannot share a name: the first one keeps it.
+   * groups registered by other paths still cannot share a name: the first one keeps it. The
+   * members of a pool share its names: they lead to the pool, which picks a member per conn.
    */
   rebuild(groups: Iterable<GroupSpec>): void {
     const table = new Map<string, Entry[]>();
@@ -56,13 +57,16 @@ export class VhostRouter {
     for (const spec of groups) {
       for (const [index, app] of spec.apps.entries()) {
         if (app.vhost === undefined) continue;
+        const claimant = app.pool === undefined ? spec.name : `pool ${app.pool}`;
         for (const { domain } of appDomains(app, index, this.config.subdomainHost)) {
           const key = `${app.vhost.type} ${domain}`;
           const owner = holder.get(domain);
-          if (owner !== undefined && owner !== spec.name) continue;
-          holder.set(domain, spec.name);
+          // A second member of the same pool adds nothing: the pool's entries are there already.
+          if (owner !== undefined && (owner !== claimant || app.pool !== undefined)) continue;
+          holder.set(domain, claimant);
           const entries = table.get(key) ?? [];
-          for (const location of app.vhost.type === 'http' ? app.vhost.locations : ['/']) entries.push({ location, group: spec.name, app: app.name });
+          const label = app.pool === undefined ? `${spec.name}/${app.name}` : claimant;
+          for (const location of app.vhost.type === 'http' ? app.vhost.locations : ['/']) entries.push({ location, label });
           // Longest prefix first: the first match is the route.
           entries.sort((a, b) => b.location.length - a.location.length);
           table.set(key, entries);
@@ -72,12 +76,13 @@ export class VhostRouter {
     this.table = table;
   }
 
-  attach(group: string, app: string, target: VhostTarget): void {
-    this.live.set(`${group}/${app}`, target);
+  /** Routes the names that lead to `target.label` to it (an AppServer, or a pool of them). */
+  attach(target: VhostTarget): void {
+    this.live.set(target.label, target);
   }
 
-  detach(group: string, app: string, target: VhostTarget): void {
-    if (this.live.get(`${group}/${app}`) === target) this.live.delete(`${group}/${app}`);
+  detach(target: VhostTarget): void {
+    if (this.live.get(target.label) === target) this.live.delete(target.label);
   }
 
   /** The route for a host name (lower case, no port) and, for HTTP, a request path. */
@@ -85,9 +90,8 @@ export class VhostRouter {
     const entries = this.entriesFor(kind, host);
     const entry = entries?.find((candidate) => path.startsWith(candidate.location));
     if (entry === undefined) return { kind: 'unknown' };
-    const label = `${entry.group}/${entry.app}`;
-    const target = this.live.get(label);
-    return target === undefined ? { kind: 'offline', label } : { kind: 'live', target };
+    const target = this.live.get(entry.label);
+    return target === undefined ? { kind: 'offline', label: entry.label } : { kind: 'live', target };
   }
 
   /** Exact name first, then the nearest `*.` parent. */

@@ -139,10 +139,12 @@ describe(
       assert.equal(again.body.error.code, 'GROUP_EXISTS');
     });
 
-    test('commonserver cluster import DIR stores a groups directory in etcd; a bad file is named and skipped', async () => {
+    test('commonserver cluster import DIR stores a groups directory in etcd; a bad file, or a group on a port a group in etcd holds, is named and skipped', async () => {
       const imported: TestGroup = { name: 'imported', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: 0 }] };
       const dir = makeConfigDir([imported]);
       writeFileSync(join(dir.groupsDir, 'broken.yaml'), 'name: broken\napps: []\n');
+      // The public port of "roaming", registered in etcd by the first test: refused, naming it.
+      dir.writeGroup({ name: 'clashing', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: publicPort }] });
       const fromLine = nodes[2]!.process.lines.length;
       // A relative DIR, as an operator types it (the CLI runs in this process's directory).
       const run = processes.add(
@@ -151,6 +153,10 @@ describe(
       const { code } = await run.exited;
       assert.equal(code, 2, run.output);
       assert.match(run.output, /not imported: .*broken\.yaml:\d+: /);
+      assert.match(
+        run.output,
+        new RegExp(`not imported: .*clashing\\.yaml: apps\\[0\\]\\.remotePort: port ${publicPort} is already claimed by roaming/echo \\(in etcd\\)`),
+      );
       assert.match(run.output, /imported 1 group\(s\)/);
       await nodes[2]!.process.waitForLine(/group imported registered/, { fromLine, timeoutMs: 5000 });
       // A second import keeps what etcd holds.

@@ -8,7 +8,7 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-async function listen(server: Server, sockets: Set<Socket>): Promise<TestApp> {
+async function listen(server: Server, sockets: Set<Socket>, port = 0): Promise<TestApp> {
   const app: TestApp = {
     port: 0,
     accepted: 0,
@@ -24,7 +24,10 @@ async function listen(server: Server, sockets: Set<Socket>): Promise<TestApp> {
     socket.on('error', () => {});
     socket.once('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
   app.port = (server.address() as AddressInfo).port;
   return app;
 }
@@ -38,8 +41,11 @@ export function startEchoApp(): Promise<TestApp> {
   );
 }
 
-/** Server-speaks-first: writes `banner` on connect before reading anything, then echoes. */
-export function startBannerApp(banner: string): Promise<TestApp> {
+/**
+ * Server-speaks-first: writes `banner` on connect before reading anything, then echoes. `port`
+ * (default: chosen by the OS) lets a test restart an app where it was.
+ */
+export function startBannerApp(banner: string, port = 0): Promise<TestApp> {
   const sockets = new Set<Socket>();
   return listen(
     createServer({ allowHalfOpen: true }, (socket) => {
@@ -47,6 +53,7 @@ export function startBannerApp(banner: string): Promise<TestApp> {
       socket.pipe(socket);
     }),
     sockets,
+    port,
   );
 }
 

@@ -18,6 +18,9 @@ export interface ClusterNodeProcess {
   /** This node reaches each etcd member through its own relay: `cutOff()` black-holes them all. */
   etcdRelays: FaultRelay[];
   cutOffFromEtcd(): void;
+  /** Resets every connection of this node to etcd and refuses new ones until `reconnectToEtcd()`. */
+  disconnectFromEtcd(): void;
+  reconnectToEtcd(): void;
   /** `GET path` on its admin API, parsed as JSON. */
   api(path: string, init?: { method?: string; body?: string }): Promise<{ status: number; body: any }>;
 }
@@ -27,6 +30,12 @@ export interface ClusterNodesOptions {
   leaseTtl: string;
   /** Every test gets its own prefix: nothing is shared with another cluster on the same etcd. */
   prefix?: string;
+  /** The first node's index: 1 names it "b" on 127.0.0.2 (a node added beside others). */
+  first?: number;
+  /** Each node's environment (a `${VAR}` secret in etcd is read from it). */
+  env?: NodeJS.ProcessEnv;
+  /** Each node makes its own certificate at start (default: one shared by every test server). */
+  ownCertificates?: boolean;
 }
 
 /**
@@ -36,21 +45,22 @@ export interface ClusterNodesOptions {
 export async function startClusterNodes(
   etcd: EtcdCluster,
   processes: ProcessSet,
-  { count, leaseTtl, prefix = `/ntp-${randomBytes(4).toString('hex')}` }: ClusterNodesOptions,
+  { count, leaseTtl, prefix = `/ntp-${randomBytes(4).toString('hex')}`, first = 0, env = {}, ownCertificates = false }: ClusterNodesOptions,
 ): Promise<ClusterNodeProcess[]> {
   const nodes: ClusterNodeProcess[] = [];
-  for (let i = 0; i < count; i++) {
+  for (let i = first; i < first + count; i++) {
     const name = String.fromCharCode(97 + i);
     const host = `127.0.0.${i + 1}`;
     const etcdRelays = await Promise.all(etcd.endpoints.map((endpoint) => startFaultRelay(Number(new URL(endpoint).port))));
     const config = makeConfigDir([], {
       bindHost: host,
+      ...(ownCertificates ? { certificate: 'on-start' as const } : {}),
       extra: {
         admin: { bind: '127.0.0.1:0' },
         cluster: { etcd: etcdRelays.map((relay) => `http://127.0.0.1:${relay.port}`), node: name, advertise: host, prefix, leaseTtl },
       },
     });
-    const started = await startCommonServerProcess(config.serverFile);
+    const started = await startCommonServerProcess(config.serverFile, env);
     processes.add(started.process);
     const adminMatch = await started.process.waitForLine(/admin listening on (http:\/\/\S+)/);
     const adminUrl = adminMatch[1]!;
@@ -64,6 +74,8 @@ export async function startClusterNodes(
       adminUrl,
       etcdRelays,
       cutOffFromEtcd: () => etcdRelays.forEach((relay) => relay.blackhole()),
+      disconnectFromEtcd: () => etcdRelays.forEach((relay) => relay.reset()),
+      reconnectToEtcd: () => etcdRelays.forEach((relay) => relay.heal()),
       async api(path, init = {}) {
         const res = await fetch(`${adminUrl}${path}`, {
           method: init.method ?? 'GET',

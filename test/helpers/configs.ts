@@ -9,8 +9,11 @@ export interface TestAppEntry {
   name: string;
   /** The local app's port on 127.0.0.1. */
   localPort: number;
-  /** 0 lets the server choose. */
+  /** 0 lets the server choose; for a pooled app, unset leaves it to the pool. */
   remotePort?: number;
+  /** A shared pool to join (`pool:`), with its health check as the group file writes it. */
+  pool?: string;
+  healthCheck?: Record<string, unknown>;
   /** A UDP app (`type: udp`), with its `udp:` settings if any. */
   type?: 'udp';
   udp?: { idleTimeout?: string; maxSessions?: number; maxDatagramBytes?: number };
@@ -76,7 +79,9 @@ export function groupYaml(group: TestGroup): string {
     apps: group.apps.map((app) => ({
       name: app.name,
       local: `127.0.0.1:${app.localPort}`,
-      remotePort: app.remotePort ?? 0,
+      ...(app.pool !== undefined && app.remotePort === undefined ? {} : { remotePort: app.remotePort ?? 0 }),
+      ...(app.pool === undefined ? {} : { pool: app.pool }),
+      ...(app.healthCheck === undefined ? {} : { healthCheck: app.healthCheck }),
       ...(app.type === undefined ? {} : { type: app.type }),
       ...(app.udp === undefined ? {} : { udp: app.udp }),
       ...(app.allow === undefined ? {} : { allow: app.allow }),

@@ -1,6 +1,6 @@
 import { ReplaySubject } from 'rxjs';
 import { GroupClient, type ClientEvent, type GroupClientOptions } from '../../src/client/index.js';
-import { loadGroupFile, loadServerConfig, type GroupSpec } from '../../src/config/index.js';
+import { loadGroupDirectory, loadServerConfig, type GroupSpec } from '../../src/config/index.js';
 import type { ClientTransport } from '../../src/net/index.js';
 import { CommonServer, loadServerTransport, type CommonServerOptions, type ServerEvent } from '../../src/server/index.js';
 import { logSink } from './artifacts.js';
@@ -33,16 +33,12 @@ export async function startServer(config: TestConfigDir, overrides: Partial<Comm
   const log = logSink('in-process-server');
   server.events$.subscribe((event) => log(JSON.stringify(event)));
   server.events$.subscribe(events);
-  for (const name of await groupNames(config)) server.registerGroup(loadGroupFile(config.groupFile(name)));
+  // As the CLI loads them: pooled apps get their pool's port, conflicts are refused.
+  const { groups, errors } = loadGroupDirectory(config.groupsDir, process.env, new Map(), serverConfig);
+  if (errors.length > 0) throw errors[0]!;
+  for (const spec of groups) server.registerGroup(spec);
   const { port } = await server.listen();
   return { server, port, events, ...(fingerprint ? { fingerprint } : {}) };
-}
-
-async function groupNames(config: TestConfigDir): Promise<string[]> {
-  const { readdirSync } = await import('node:fs');
-  return readdirSync(config.groupsDir)
-    .filter((file) => file.endsWith('.yaml'))
-    .map((file) => file.slice(0, -'.yaml'.length));
 }
 
 /**

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { TestConfigDir } from './configs.js';
@@ -55,11 +56,13 @@ export interface SeenRequest {
 
 /**
  * A local web app that answers every request with what it saw (as JSON), after reading the
- * whole body; `/big/N` answers N bytes of a repeating pattern, chunked.
+ * whole body; `/big/N` answers N bytes of a repeating pattern, chunked. `port` 0 (the default)
+ * lets the system choose; a given one brings a stopped app back where it was.
  */
 export async function startWebApp(
   app: string,
   handler?: (req: IncomingMessage, res: import('node:http').ServerResponse) => boolean,
+  port = 0,
 ): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (handler?.(req, res) === true) return;
@@ -83,7 +86,7 @@ export async function startWebApp(
     });
   });
   server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     server,
     port: (server.address() as AddressInfo).port,
@@ -167,4 +170,33 @@ export function curl(args: string[]): Promise<{ code: number; stdout: Buffer; st
     child.once('error', reject);
     child.once('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr }));
   });
+}
+
+/** A key and certificate for `name`, made by Debian's openssl, as a private host would have. */
+export function makeCertificate(name: string): { cert: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'ntp-vhost-cert-'));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      `subjectAltName=DNS:${name}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
 }

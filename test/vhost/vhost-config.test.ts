@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { loadGroupDirectory, loadGroupFile, loadServerConfig } from '../../src/config/index.js';
 import { configError } from '../helpers/config-errors.js';
@@ -99,7 +99,7 @@ test('no two groups the same name: the holder keeps it, the newcomer is refused 
     '  - { name: site, local: 127.0.0.1:80, type: http, subdomain: b }\n  - { name: web, local: 127.0.0.1:81, type: https, domains: [other.test, shared.test] }\n',
   );
   const vhost = loadServerConfig(makeConfigDir([], { extra: { vhost: VHOST } }).serverFile).vhost;
-  const first = loadGroupDirectory(groupsDir, {}, new Map(), vhost);
+  const first = loadGroupDirectory(groupsDir, {}, new Map(), { vhost });
   assert.deepEqual(
     first.groups.map((group) => group.name),
     ['alpha'],
@@ -107,7 +107,7 @@ test('no two groups the same name: the holder keeps it, the newcomer is refused 
   assert.match(first.errors[0]!.message, /beta\.yaml:5: apps\[1\]\.domains\[1\]: domain shared\.test is already claimed by alpha\/web/);
   // The holder keeps its name even when the newcomer's file sorts first.
   const registered = new Map([['beta', loadGroupFile(join(groupsDir, 'beta.yaml'), {})]]);
-  const held = loadGroupDirectory(groupsDir, {}, registered, vhost);
+  const held = loadGroupDirectory(groupsDir, {}, registered, { vhost });
   assert.deepEqual(
     held.groups.map((group) => group.name),
     ['beta'],
@@ -121,7 +121,7 @@ test('the server policy: allowDomains, subdomainHost, and a vhost port for the a
   groupFile(groupsDir, 'beta', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [x.shared.test], subdomain: b }\n');
   const policy = { http: '127.0.0.1:0', allowDomains: { alpha: ['*.example.test'], '*': ['*.shared.test'] } };
   const vhost = loadServerConfig(makeConfigDir([], { extra: { vhost: policy } }).serverFile).vhost;
-  const loaded = loadGroupDirectory(groupsDir, {}, new Map(), vhost);
+  const loaded = loadGroupDirectory(groupsDir, {}, new Map(), { vhost });
   assert.deepEqual(loaded.groups, []);
   assert.match(
     loaded.errors[0]!.message,
@@ -129,6 +129,70 @@ test('the server policy: allowDomains, subdomainHost, and a vhost port for the a
   );
   assert.match(loaded.errors[1]!.message, /beta\.yaml:4: apps\[0\]\.subdomain: this server has no subdomainHost/);
   const httpsOnly = loadServerConfig(makeConfigDir([], { extra: { vhost: { https: '127.0.0.1:0' } } }).serverFile).vhost;
-  const noPort = loadGroupDirectory(groupsDir, {}, new Map(), httpsOnly);
+  const noPort = loadGroupDirectory(groupsDir, {}, new Map(), { vhost: httpsOnly });
   assert.match(noPort.errors[0]!.message, /alpha\.yaml:4: apps\[0\]\.type: this server has no http vhost port/);
+});
+
+test('a name is shared by several groups only through one pool, whose members agree on it', () => {
+  const { groupsDir } = makeConfigDir([]);
+  const pooled = (extra = '') => `  - { name: web, local: 127.0.0.1:80, type: http, domains: [pool.test], pool: web${extra} }\n`;
+  groupFile(groupsDir, 'a', pooled());
+  groupFile(groupsDir, 'b', pooled());
+  groupFile(groupsDir, 'c', '  - { name: site, local: 127.0.0.1:80, type: http, domains: [pool.test] }\n');
+  groupFile(groupsDir, 'd', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [pool.test], pool: other }\n');
+  groupFile(groupsDir, 'e', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [pool.test, more.test], pool: web }\n');
+  groupFile(groupsDir, 'f', '  - { name: web, local: 127.0.0.1:80, type: https, domains: [pool.test], pool: web }\n');
+  groupFile(groupsDir, 'g', '  - { name: web, local: 127.0.0.1:80, remotePort: 6080, pool: web }\n');
+  groupFile(groupsDir, 'h', pooled(', locations: [/api]'));
+  const vhost = loadServerConfig(makeConfigDir([], { extra: { vhost: VHOST } }).serverFile).vhost;
+  const loaded = loadGroupDirectory(groupsDir, {}, new Map(), { vhost });
+  assert.deepEqual(
+    loaded.groups.map((group) => group.name),
+    ['a', 'b'],
+  );
+  const errors = loaded.errors.map((error) => error.message);
+  assert.equal(errors.length, 6, errors.join('\n'));
+  assert.match(errors[0]!, /c\.yaml:4: apps\[0\]\.domains\[0\]: domain pool\.test is already claimed by pool web/);
+  assert.match(errors[1]!, /d\.yaml:4: apps\[0\]\.domains\[0\]: domain pool\.test is already claimed by pool web/);
+  assert.match(errors[2]!, /e\.yaml:4: apps\[0\]\.domains: pool "web" answers to pool\.test \(locations \/\) \(fixed by group a/);
+  assert.match(errors[3]!, /f\.yaml:4: apps\[0\]\.type: pool "web" serves http apps \(fixed by group a .*\), this app is https/);
+  assert.match(errors[4]!, /g\.yaml:4: apps\[0\]\.type: pool "web" serves http apps/);
+  assert.match(errors[5]!, /h\.yaml:4: apps\[0\]\.domains: pool "web" answers to pool\.test/);
+  // Within one group too, a pool's name is the pool's: no location of it for an app outside.
+  const mixed = groupFile(
+    makeConfigDir([]).groupsDir,
+    'm',
+    `${pooled()}  - { name: admin, local: 127.0.0.1:81, type: http, domains: [pool.test], locations: [/admin] }\n`,
+  );
+  const own = loadGroupDirectory(dirname(mixed), {}, new Map(), { vhost });
+  assert.match(own.errors[0]!.message, /m\.yaml:5: apps\[1\]\.domains\[0\]: pool\.test is already served by pool web in this group/);
+  // A server that fixes the pool's port makes it a tcp pool: a web app cannot join it.
+  const portPool = loadGroupDirectory(groupsDir, {}, new Map(), { vhost, pools: { web: { balance: 'round_robin', remotePort: 6080 } } });
+  assert.match(portPool.errors[0]!.message, /a\.yaml:4: apps\[0\]\.type: pool "web" has a public port \(pools\.web\.remotePort in the server config\)/);
+});
+
+test("the server config may fix a vhost pool's names: members must have exactly those", () => {
+  const { groupsDir } = makeConfigDir([]);
+  groupFile(groupsDir, 'a', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [one.test], pool: web }\n');
+  groupFile(groupsDir, 'b', '  - { name: web, local: 127.0.0.1:80, type: http, domains: [two.test, one.test], pool: web }\n');
+  groupFile(groupsDir, 'c', '  - { name: web, local: 127.0.0.1:80, remotePort: 6080, pool: web }\n');
+  groupFile(groupsDir, 'd', '  - { name: web, local: 127.0.0.1:80, type: https, domains: [one.test, two.test], pool: web }\n');
+  const server = loadServerConfig(makeConfigDir([], { extra: { vhost: VHOST, pools: { web: { domains: ['one.test', 'two.test'] } } } }).serverFile);
+  const loaded = loadGroupDirectory(groupsDir, {}, new Map(), server);
+  assert.deepEqual(
+    loaded.groups.map((group) => group.name),
+    ['b'],
+  );
+  const errors = loaded.errors.map((error) => error.message);
+  assert.match(errors[0]!, /a\.yaml:4: apps\[0\]\.domains: pool "web" answers to one\.test, two\.test \(pools\.web\.domains in the server config\)/);
+  assert.match(errors[1]!, /c\.yaml:4: apps\[0\]\.type: pool "web" answers to names \(pools\.web\.domains in the server config\): a tcp app cannot join it/);
+  // The config fixes the names; the first member (b) still fixes the kind.
+  assert.match(errors[2]!, /d\.yaml:4: apps\[0\]\.type: pool "web" serves http apps \(fixed by group b/);
+});
+
+test('a pooled UDP app is refused at its pool field', () => {
+  const { groupsDir } = makeConfigDir([]);
+  const file = groupFile(groupsDir, 'u', '  - { name: dns, local: 127.0.0.1:53, type: udp, remotePort: 5353, pool: dns }\n');
+  const error = configError(() => loadGroupFile(file, {}));
+  assert.match(error.message, /u\.yaml:4: apps\[0\]\.pool: pool applies to tcp, http and https apps, not to type: udp/);
 });

@@ -1,45 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadGroupFile } from '../../src/config/index.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
 import { waitForEvent } from '../helpers/net.js';
-import { curl, writeVhostGroup } from '../helpers/vhost.js';
-
-/** A key and certificate for `name`, made by Debian's openssl, as a private host would have. */
-function makeCertificate(name: string): { cert: string; key: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'ntp-vhost-cert-'));
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${name}`,
-      '-addext',
-      `subjectAltName=DNS:${name}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
+import { curl, makeCertificate, writeVhostGroup } from '../helpers/vhost.js';
 
 /**
  * The HTTPS vhost: routed by the ClientHello's server name, TLS passed through untouched, so

@@ -5,7 +5,18 @@ import { CHART_SECONDS, createChart, drawChart } from './chart.js';
 import { EventLog, USER_CONNECTIONS } from './events.js';
 import { openTokenPrompt, setUpGroupForm, setUpTokenPrompt } from './forms.js';
 import { clock, el, formatBytes } from './format.js';
+import { renderPools } from './pools.js';
 
+/** Every change of a pool: the pools panel and the group cards both show it. */
+const POOL_EVENT_TYPES = [
+  'pool-opened',
+  'pool-closed',
+  'pool-member-joined',
+  'pool-member-left',
+  'pool-member-health',
+  'pool-user-routed',
+  'pool-user-refused',
+];
 /** Every ServerEvent type: an EventSource hands over only the named events it listens to. */
 const EVENT_TYPES = [
   'listening',
@@ -37,6 +48,7 @@ const EVENT_TYPES = [
   'udp-dropped',
   'vhost-listening',
   'vhost-refused',
+  ...POOL_EVENT_TYPES,
 ];
 /** Changes of these mean the group cards are stale. */
 const REFRESHING = new Set([
@@ -54,6 +66,7 @@ const REFRESHING = new Set([
   'udp-session-opened',
   'udp-session-closed',
   'udp-dropped',
+  ...POOL_EVENT_TYPES,
 ]);
 
 /** group/app → Map(epoch second → { in, out } bytes) for the traffic charts. */
@@ -62,6 +75,7 @@ const log = new EventLog();
 /** group → the outcome of the last action on it, shown on its card. */
 const actionStatus = new Map();
 let groups = [];
+let pools = [];
 /** group → its card and the state it shows: a card is rebuilt only when its group changed. */
 const cards = new Map();
 /** group/app → its chart: kept across rebuilds, so a chart is never replaced while drawn or looked at. */
@@ -293,6 +307,8 @@ async function refreshGroups() {
     groups = (await api('GET', '/api/groups')).groups;
     setBanner('');
     renderGroups();
+    pools = (await api('GET', '/api/pools')).pools;
+    renderPools(document.getElementById('pools'), pools);
   } catch (error) {
     failed(error, 'cannot load the groups');
   }

@@ -12,6 +12,7 @@ const PER_CONNECTION = new Set([
   'conn-closed',
   'udp-session-opened',
   'udp-session-closed',
+  'pool-user-routed',
 ]);
 /** Periodic samples and pool bookkeeping: the charts and counters show them. */
 const HIDDEN = new Set(['heartbeat', 'traffic', 'work-conn-pooled']);

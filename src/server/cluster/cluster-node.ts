@@ -3,7 +3,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Subscription } from 'rxjs';
 import type { ClusterConfig } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
-import { connectEtcd } from './etcd-client.js';
+import { connectEtcd, explainEtcdFailure } from './etcd-client.js';
 import { EtcdRegistry } from './etcd-registry.js';
 import { GroupClaims } from './group-claims.js';
 import { ClusterKeys, type NodeRecord } from './keys.js';
@@ -74,7 +74,13 @@ export class ClusterNode {
           say(`cluster: etcd lease lost (${state.reason}); dropped ${live} group(s), refusing logins until a new lease is held`);
       }
     });
-    this.registry = new EtcdRegistry({ etcd: this.etcd, keys: this.keys, server, baseDir: this.options.baseDir });
+    this.registry = new EtcdRegistry({
+      etcd: this.etcd,
+      keys: this.keys,
+      server,
+      baseDir: this.options.baseDir,
+      onResync: (why, groups) => say(`cluster: the registry watch broke (${why}); read ${groups} group(s) from etcd again and applied the differences`),
+    });
     await this.registry.start();
     await this.claims.start();
     return this.registry;
@@ -82,7 +88,7 @@ export class ClusterNode {
 
   /** Grants the first lease (retrying while etcd does not answer). */
   async join(onRetry?: (reason: string) => void): Promise<void> {
-    await this.lease.start(onRetry);
+    await this.lease.start(onRetry && ((reason) => onRetry(explainEtcdFailure(reason, this.options.config))));
   }
 
   /** Publishes the common port this node listens on (its record in `PREFIX/nodes/`). */

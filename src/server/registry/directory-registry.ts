@@ -51,7 +51,7 @@ export class DirectoryRegistry implements GroupRegistry {
 
   private async syncNow(): Promise<void> {
     const { server } = this.options;
-    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup, server.vhost?.config);
+    const { groups, errors } = loadGroupDirectory(this.dir, this.env, server.readyGroup, { vhost: server.vhost?.config, pools: server.poolsConfig });
     const stems = new Set(
       readdirSync(this.dir)
         .filter((entry) => /\.ya?ml$/.test(entry))

@@ -1,9 +1,18 @@
-import { formatPath, parseGroupFile, publicClaims, vhostProblem, YamlFile, type GroupSpec } from '../../config/index.js';
+import { claimClash, formatPath, joinPoolsOf, parseGroupFile, publicClaims, vhostProblem, YamlFile, type GroupSpec } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { portRefusal } from '../policy.js';
 
 export type RegistryErrorCode =
-  'GROUP_EXISTS' | 'GROUP_NOT_FOUND' | 'PORT_CLAIMED' | 'DOMAIN_CLAIMED' | 'NAME_MISMATCH' | 'POLICY' | 'INVALID_GROUP_NAME' | 'REGISTRY_UNAVAILABLE';
+  | 'GROUP_EXISTS'
+  | 'GROUP_NOT_FOUND'
+  | 'PORT_CLAIMED'
+  | 'DOMAIN_CLAIMED'
+  | 'POOL_CONFLICT'
+  | 'NAME_MISMATCH'
+  | 'POLICY'
+  | 'INVALID_GROUP_NAME'
+  | 'REGISTRY_UNAVAILABLE'
+  | 'REGISTRY_BUSY';
 
 /** A registry change refused for a reason other than the group's own validity. */
 export class RegistryError extends Error {
@@ -58,11 +67,18 @@ export function validateGroupText(
   { server, env, baseDir, expectName, source = 'request body' }: ValidateOptions,
 ): { spec: GroupSpec; yaml: YamlFile } {
   const yaml = YamlFile.parse(source, text);
-  const spec = parseGroupFile(yaml, env, { baseDir });
-  if (expectName !== undefined && spec.name !== expectName) {
-    throw new RegistryError('NAME_MISMATCH', `${source}: name: "${spec.name}" does not match the group in the URL ("${expectName}")`, 'name');
+  const parsed = parseGroupFile(yaml, env, { baseDir });
+  if (expectName !== undefined && parsed.name !== expectName) {
+    throw new RegistryError('NAME_MISMATCH', `${source}: name: "${parsed.name}" does not match the group in the URL ("${expectName}")`, 'name');
   }
-  const { policy } = server;
+  // Its pools: who may join them (the server's policy) and the port their members agreed on.
+  const { policy, poolsConfig, readyGroup } = server;
+  const joined = joinPoolsOf(parsed, poolsConfig, readyGroup.values());
+  if (joined.problem !== undefined) {
+    const field = formatPath(joined.problem.path);
+    throw new RegistryError(joined.problem.code, `${source}: ${field}: ${joined.problem.message}`, field);
+  }
+  const { spec } = joined;
   if (policy.maxAppsPerGroup !== undefined && spec.apps.length > policy.maxAppsPerGroup) {
     throw new RegistryError('POLICY', `apps: ${spec.apps.length} apps; this server allows at most ${policy.maxAppsPerGroup} per group`, 'apps');
   }
@@ -77,13 +93,14 @@ export function validateGroupText(
   const mine = publicClaims(spec, vhost);
   for (const [other, otherSpec] of server.readyGroup) {
     if (other === spec.name) continue;
-    for (const claim of publicClaims(otherSpec, vhost)) {
-      const clash = mine.find((candidate) => candidate.key === claim.key);
-      if (clash === undefined) continue;
-      const field = clash.key.startsWith('port') ? `apps.${clash.app}.remotePort` : formatPath(clash.path);
+    // Members of one pool share its port or names: that is what a pool is.
+    const clash = claimClash(mine, publicClaims(otherSpec, vhost));
+    if (clash !== undefined) {
+      const { claim } = clash;
+      const field = claim.key.startsWith('port') ? `apps.${claim.app}.remotePort` : formatPath(claim.path);
       throw new RegistryError(
-        clash.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED',
-        `${field}: ${clash.key} is already claimed by ${other}/${claim.app}`,
+        claim.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED',
+        `${field}: ${claim.key} is already claimed by ${clash.owner}`,
         field,
       );
     }
