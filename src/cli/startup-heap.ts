@@ -17,12 +17,7 @@ import { setFlagsFromString } from 'node:v8';
  */
 setFlagsFromString('--semi-space-growth-factor=1');
 
-/**
- * The first user has come: the young generation may grow again. By 8 at its next growth, not
- * V8's default 2: from 1 or 2 MB, doubling under bulk traffic took more than a GiB relayed to
- * reach the 16 MB a process used to start with, and the tunnel's iperf3 throughput with 8
- * streams was lower meanwhile (two bench runs); one step of 8 gets there at once.
- */
+/** The first user has come: the young generation may grow again, as V8 sizes it for traffic. */
 export function endStartup(): void {
-  setFlagsFromString('--semi-space-growth-factor=8');
+  setFlagsFromString('--semi-space-growth-factor=2');
 }
