@@ -1,5 +1,217 @@
 #!/usr/bin/env node
-// The V8 flag first, the command's modules after it: see startup-heap.ts.
-import './startup-heap.js';
+import { join } from 'node:path';
+import {
+  clientEndpoints,
+  ClusterRefusedError,
+  DEFAULT_MAX_POOLED_WORK_CONNS,
+  GroupClient,
+  GroupFileReload,
+  LoginRejectedError,
+  ServerTrustError,
+  TakenOverError,
+  verifyGroupClient,
+} from '../client/index.js';
+import { defaultClientId } from '../client/client-id.js';
+import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, permissionWarning } from '../config/index.js';
+import { clientEntry } from './client-lines.js';
+import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
+import { catchHangups } from './hangups.js';
+import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
+import { onStopSignals } from './stop-signals.js';
+import { reportFindings } from './verify-report.js';
 
-await import('./groupclient-main.js');
+const DEFAULT_GROUPS_DIR = 'config/groups';
+
+const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR] [--log-level LEVEL] [--log-format FMT]
+       groupclient --config FILE [--server HOST:PORT] [--log-level LEVEL] [--log-format FMT]
+       groupclient verify (the same options)
+       groupclient --version
+
+  --group NAME       the group to serve; reads <groups>/<NAME>.yaml
+  --groups DIR       directory of group files (default: ${DEFAULT_GROUPS_DIR})
+  --config FILE      a group file, named directly
+  --server HOST:PORT the commonserver (default: the file's "server"/"servers", else 127.0.0.1:7000);
+                     a cluster's nodes as a comma-separated list, tried in turn (a node
+                     that refuses for itself or fails verification is skipped; the client
+                     stops when every node of a round refused for the same reason)
+  --client-id ID     this agent's stable id (default: derived from the host and group)
+  --keep-retrying    keep retrying when the server (every node) rejects the login
+  --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it);
+                     with several servers, one for all or one per server, comma-separated
+  --plaintext        no TLS (only if the server says plaintext: true)
+  --no-watch         do not watch the group file (SIGHUP still reloads it)
+  --trace FILE       record the session as a Mermaid sequence diagram in FILE
+  --max-pooled-work-conns N  pooled work conns the server may make this client hold,
+                     being opened or idle (default ${DEFAULT_MAX_POOLED_WORK_CONNS}); more asked for are not opened
+${LOG_USAGE}
+  verify             check the group file, its secret, local targets and server settings;
+                     connect nowhere
+  DEBUG=ntp:*        traces every event (ntp:net:frames: each frame's type and size)
+
+  groupclient verify --help   its own options and exit codes`;
+
+const VERIFY_USAGE = `usage: groupclient verify --group NAME [--groups DIR] [--server HOST:PORT] ...
+       groupclient verify --config FILE ...
+
+  Checks without connecting anywhere: the group file (its secret present and long enough, a
+  secretFile private to its owner), its local targets, the server address, and how the
+  server's certificate will be verified. Takes the same options as running the client
+  (--log-level and --log-format included), so that a command line can be checked as it is.
+  Prints every check and every problem found.
+
+  exit 0: all good; 1: warnings only (it would run); 2: the configuration is invalid`;
+
+const RUN_OPTIONS = {
+  group: { type: 'string' },
+  groups: { type: 'string', default: DEFAULT_GROUPS_DIR },
+  config: { type: 'string' },
+  server: { type: 'string' },
+  'client-id': { type: 'string' },
+  'keep-retrying': { type: 'boolean', default: false },
+  'server-fingerprint': { type: 'string' },
+  plaintext: { type: 'boolean', default: false },
+  'no-watch': { type: 'boolean', default: false },
+  trace: { type: 'string' },
+  'max-pooled-work-conns': { type: 'string' },
+  ...LOG_OPTIONS,
+} as const;
+
+/** The group file the options name: `--config FILE`, else `<groups>/<group>.yaml`. */
+function groupFileOf(values: { group?: string; groups?: string; config?: string }, usage: string, name: string): string | undefined {
+  if (values.group === undefined && values.config === undefined) {
+    currentLogger().fatal('usage', `${name}: name a group with --group NAME (or a file with --config FILE)\n\n${usage}`);
+    return undefined;
+  }
+  return values.config ?? join(values.groups!, `${values.group}.yaml`);
+}
+
+function verifyCommand(argv: string[]): number {
+  const parsed = parseCommand('groupclient verify', argv, RUN_OPTIONS, VERIFY_USAGE);
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values } = parsed;
+  if (commandLogger('groupclient verify', values, VERIFY_USAGE) === undefined) return 2;
+  const file = groupFileOf(values, VERIFY_USAGE, 'groupclient verify');
+  if (file === undefined) return 2;
+  const findings = verifyGroupClient({
+    file,
+    ...(values.group !== undefined ? { group: values.group } : {}),
+    ...(values.server !== undefined ? { server: values.server } : {}),
+    ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
+    ...(values['max-pooled-work-conns'] !== undefined ? { maxPooledWorkConns: values['max-pooled-work-conns'] } : {}),
+    plaintext: values.plaintext!,
+  });
+  return reportFindings('groupclient verify', findings);
+}
+
+/**
+ * Exit codes: 0 stopped on a signal, 2 bad usage or config, 3 rejected by the server, taken
+ * over, or the server could not be verified (wrong fingerprint, untrusted certificate).
+ */
+async function main(): Promise<number> {
+  const hangups$ = catchHangups();
+  const { command, args } = splitSubcommand(process.argv.slice(2), ['verify']);
+  if (command === 'verify') return verifyCommand(args);
+  const parsed = parseCommand('groupclient', args, RUN_OPTIONS, USAGE);
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values } = parsed;
+  const log = commandLogger('groupclient', values, USAGE);
+  if (log === undefined) return 2;
+  const { logger } = log;
+  const file = groupFileOf(values, USAGE, 'groupclient');
+  if (file === undefined) return 2;
+  const spec = loadGroupFile(file);
+  // --log-level wins over the group file's logLevel:, now and at every reload.
+  log.follow(spec.logLevel);
+  if (values.group !== undefined && spec.name !== values.group) {
+    logger.fatal('usage', `groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
+    return 2;
+  }
+  const endpoints = clientEndpoints(spec, {
+    ...(values.server !== undefined ? { server: values.server } : {}),
+    ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
+    plaintext: values.plaintext!,
+  });
+  if (!endpoints.ok) {
+    logger.fatal('usage', `groupclient: ${endpoints.problem}`);
+    return 2;
+  }
+  const servers = endpoints.value;
+  const { server, transport } = servers[0]!;
+
+  let maxPooledWorkConns = DEFAULT_MAX_POOLED_WORK_CONNS;
+  if (values['max-pooled-work-conns'] !== undefined) {
+    const parsed = parseCount(values['max-pooled-work-conns'], { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT });
+    if (!parsed.ok) {
+      logger.fatal('usage', `groupclient: --max-pooled-work-conns: ${parsed.problem}`);
+      return 2;
+    }
+    maxPooledWorkConns = parsed.value;
+  }
+
+  const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
+  if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file });
+  if (transport.kind === 'plain') logger.warn('plaintext', 'warning: plaintext: the connection to the commonserver is NOT encrypted');
+
+  const client = new GroupClient({
+    spec,
+    server,
+    transport,
+    ...(servers.length > 1 ? { servers } : {}),
+    clientId: values['client-id'] ?? defaultClientId(spec.name),
+    keepRetrying: values['keep-retrying']!,
+    maxPooledWorkConns,
+  });
+  // Loaded only with --trace, as the admin server only when configured: memory at rest.
+  const trace = values.trace === undefined ? undefined : (await import('../trace/index.js')).traceClient(client.events$, spec, values.trace);
+  client.events$.subscribe((event) => logger.log(clientEntry(spec.name, event)));
+  // client.stop() resets every live relay: their users see a reset, never a clean end.
+  onStopSignals(logger, (signal) => {
+    logger.info('stopping', `${signal}: disconnecting from ${servers.map((endpoint) => formatHostPort(endpoint.server)).join(', ')}`, { signal });
+    client.stop();
+  });
+
+  // Hot reload: an edited group file (or SIGHUP) changes local targets without dropping other apps.
+  const reload = new GroupFileReload(client, file, {
+    watch: !values['no-watch'],
+    onError: (error) => logger.error('reload-failed', `group file not reloaded, the previous version stays: ${error.message}`),
+    onLoaded: (reloaded) => log.follow(reloaded.logLevel),
+  });
+  hangups$.subscribe(() => {
+    logger.info('reload', 'SIGHUP: reloading the group file', { signal: 'SIGHUP' });
+    reload.reload('SIGHUP');
+  });
+  try {
+    return await serve(client);
+  } finally {
+    reload.close();
+    await trace?.close();
+  }
+}
+
+async function serve(client: GroupClient): Promise<number> {
+  try {
+    await client.run();
+    return 0;
+  } catch (error) {
+    if (error instanceof ServerTrustError) {
+      currentLogger().fatal('server-not-verified', `groupclient: cannot verify the commonserver: ${error.message}`);
+      return 3;
+    }
+    if (error instanceof ClusterRefusedError) {
+      currentLogger().fatal('cluster-refused', `groupclient: ${error.message}`);
+      return 3;
+    }
+    // The reason is already on stdout (login-rejected and stopped lines): exit 3 says the rest.
+    if (error instanceof LoginRejectedError || error instanceof TakenOverError) return 3;
+    throw error;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) currentLogger().fatal('config-error', `groupclient: config error: ${error.message}`);
+    else currentLogger().fatal('failed', `groupclient: ${(error as Error).message}`);
+    process.exit(2);
+  },
+);
