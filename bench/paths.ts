@@ -8,8 +8,10 @@ import { CliProcess, parsePortTable, startCommonServerProcess, startGroupClientP
 import { createSelfSigned } from '../src/server/index.js';
 import { track } from './proc.js';
 
-export type PathName = 'direct' | 'relay' | 'relay-tls' | 'tunnel' | 'tunnel-tls';
+export type PathName = 'direct' | 'relay' | 'relay-tls' | 'tunnel' | 'tunnel-tls' | 'tunnel-base' | 'tunnel-tls-base';
 export const PATH_NAMES: readonly PathName[] = ['direct', 'relay', 'relay-tls', 'tunnel', 'tunnel-tls'];
+/** The tunnel paths run from another build (`--baseline DIR`): an A/B within one run. */
+export const BASELINE_PATH_NAMES: readonly PathName[] = ['tunnel-base', 'tunnel-tls-base'];
 
 /** How a user reaches the apps: a public port per target, and the two processes in between. */
 export interface BenchPath {
@@ -36,6 +38,8 @@ export interface PathOptions {
   pool?: number;
   /** Writes V8 CPU profiles of the tunnel's two processes here (`node --cpu-prof`). */
   cpuProfDir?: string;
+  /** Another build's root (the folder holding its `dist/`), for the `-base` paths. */
+  baselineRoot?: string;
   /** The `bandwidth` (bytes per second, each way) of the target named `limited`. */
   limitBytes?: number;
 }
@@ -53,6 +57,13 @@ export async function openPath(name: PathName, targets: Record<string, number>, 
       return openTunnel(name, targets, options, false);
     case 'tunnel-tls':
       return openTunnel(name, targets, options, true);
+    case 'tunnel-base':
+    case 'tunnel-tls-base': {
+      if (options.baselineRoot === undefined) throw new Error(`${name} needs --baseline`);
+      const dist = join(options.baselineRoot, 'dist', 'src', 'cli');
+      const bins = { server: join(dist, 'commonserver.js'), client: join(dist, 'groupclient.js') };
+      return openTunnel(name, targets, options, name === 'tunnel-tls-base', bins);
+    }
   }
 }
 
@@ -61,17 +72,29 @@ export async function openPath(name: PathName, targets: Record<string, number>, 
  * the client; TLS lets the server create its self-signed certificate in the throwaway config
  * directory on first start and has the client pin the fingerprint the server printed.
  */
-function openTunnel(name: PathName, targets: Record<string, number>, options: PathOptions, tls: boolean): Promise<BenchPath> {
+function openTunnel(
+  name: PathName,
+  targets: Record<string, number>,
+  options: PathOptions,
+  tls: boolean,
+  bins?: { server: string; client: string },
+): Promise<BenchPath> {
   const apps = Object.entries(targets).map(([app, localPort]) => ({
     name: app,
     localPort,
     ...(app === 'limited' && options.limitBytes !== undefined ? { extra: { bandwidth: { in: options.limitBytes, out: options.limitBytes } } } : {}),
   }));
-  return openTunnelWith(name, apps, options, tls);
+  return openTunnelWith(name, apps, options, tls, bins);
 }
 
-/** The tunnel in front of `apps` as the group file lists them (UDP apps, fixed public ports). */
-export async function openTunnelWith(name: PathName, apps: TestAppEntry[], options: PathOptions, tls: boolean): Promise<BenchPath> {
+/** The tunnel in front of `apps` as the group file lists them (UDP apps, fixed public ports); `bins`: another build's CLIs. */
+export async function openTunnelWith(
+  name: PathName,
+  apps: TestAppEntry[],
+  options: PathOptions,
+  tls: boolean,
+  bins?: { server: string; client: string },
+): Promise<BenchPath> {
   const config = makeConfigDir([{ name: 'bench', secret: randomSecret(), apps }], {
     heartbeatInterval: '5s',
     heartbeatTimeout: '20s',
@@ -91,11 +114,17 @@ export async function openTunnelWith(name: PathName, apps: TestAppEntry[], optio
   };
   try {
     const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
-    const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs);
+    const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs, bins?.server);
     processes.push(server.process);
     if (tls && server.fingerprint === undefined) throw new Error('commonserver printed no certificate fingerprint with TLS on');
     const link = tls ? { fingerprint: server.fingerprint! } : ('plaintext' as const);
-    const client = startGroupClientProcess({ configFile: config.groupFile('bench'), serverPort: server.port, link, nodeArgs });
+    const client = startGroupClientProcess({
+      configFile: config.groupFile('bench'),
+      serverPort: server.port,
+      link,
+      nodeArgs,
+      ...(bins ? { bin: bins.client } : {}),
+    });
     processes.push(client);
     const ports = parsePortTable((await client.waitForLine(/group bench active/)).input!);
     const pids = { server: server.process.pid, client: client.pid };

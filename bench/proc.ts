@@ -98,15 +98,17 @@ export interface Tool {
 
 /** Names every missing tool and how to install it; returns false if any is missing. */
 export function checkTools(tools: Tool[]): boolean {
-  const missing = tools.filter((tool) => tool.needed && spawnSync('sh', ['-c', `command -v ${tool.bin}`]).status !== 0);
-  if (missing.length === 0) return true;
-  const pkgs = [...new Set(missing.map((tool) => tool.pkg))].join(' ');
-  process.stderr.write(
-    `bench: missing ${missing.map((tool) => tool.bin).join(', ')}.\n` +
-      `Install them (Debian): apt-get install -y ${pkgs}\n` +
-      `or run only the figures that need none: --only setup,idle,slow\n`,
-  );
-  return false;
+  return missingTools(tools.filter((tool) => tool.needed)).length === 0;
+}
+
+/** The tools not on PATH, each named on stderr with the Debian package that installs it. */
+export function missingTools<T extends Omit<Tool, 'needed'>>(tools: readonly T[]): T[] {
+  const missing = tools.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool.bin}`]).status !== 0);
+  if (missing.length > 0) {
+    const pkgs = [...new Set(missing.map((tool) => tool.pkg))].join(' ');
+    process.stderr.write(`bench: missing ${missing.map((tool) => tool.bin).join(', ')}; install them (Debian): apt-get install -y ${pkgs}\n`);
+  }
+  return missing;
 }
 
 export function median(values: number[]): number {

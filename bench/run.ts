@@ -10,14 +10,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
-import { makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
-import { checkTools, cpuMs, killAll, median, startDaemon, stopDaemon } from './proc.js';
-import { connSetup, idleConns, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
+import { BASELINE_PATH_NAMES, makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
+import { checkTools, cpuMs, missingTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
+import { connChurn, connSetup, idleConns, restingRss, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
 import { printTable, type Figures } from './table.js';
+import { judgeTargets, printTargets } from './targets.js';
 import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
 import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'udp', 'setup', 'redis', 'idle', 'slow', 'limited', 'login', 'http'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'churn', 'redis', 'rest', 'idle', 'slow', 'limited', 'login', 'http'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -26,10 +27,14 @@ const USAGE = `usage: npm run bench -- [options]
   --runs N         runs per figure; medians are reported (default 3)
   --quick          one short run of everything (runs 1, fewer conns, shorter tests)
   --conns N        sequential conns for the setup figure (default 2000)
+  --churn-conns N  conns for each churn row: 50 and 200 users at once, a new conn per request (default 4000)
+  --rest-seconds N rest figure: RSS this long after the tunnel is up, before any user (default 10)
   --idle-conns N   simultaneous idle conns (default 10000, capped by the open-files limit)
   --seconds N      iperf3 duration per test (default 3)
   --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
   --slow-seconds N slow reader duration (default 20)
+  --baseline DIR   also run the tunnel from another build (DIR holds its dist/ and node_modules/) as
+                   tunnel-base and tunnel-tls-base, in the same run: an A/B of a change
   --http-conns N   keep-alive conns of the http figure (autocannon; default 32)
   --http-seconds N duration per path of the http figure (default 5)
   --pool N         the tunnel's work-conn pool size (default: the commonserver's default)
@@ -50,6 +55,8 @@ async function main(): Promise<number> {
       runs: { type: 'string' },
       quick: { type: 'boolean', default: false },
       conns: { type: 'string' },
+      'churn-conns': { type: 'string' },
+      'rest-seconds': { type: 'string' },
       'idle-conns': { type: 'string' },
       seconds: { type: 'string' },
       'udp-rates': { type: 'string' },
@@ -57,6 +64,7 @@ async function main(): Promise<number> {
       'http-conns': { type: 'string' },
       'http-seconds': { type: 'string' },
       pool: { type: 'string' },
+      baseline: { type: 'string' },
       'limit-mb': { type: 'string' },
       logins: { type: 'string' },
       groups: { type: 'string' },
@@ -74,11 +82,18 @@ async function main(): Promise<number> {
   }
   const quick = values.quick!;
   const figures = pickList(values.only, FIGURES, 'figure');
-  const paths = pickList(values.paths, PATH_NAMES, 'path');
+  const paths = pickList(values.paths, [...PATH_NAMES, ...BASELINE_PATH_NAMES], 'path');
+  if (values.baseline !== undefined) {
+    // Each tunnel path selected is run from the baseline build too.
+    const wanted = BASELINE_PATH_NAMES.filter((name) => paths.includes(name.replace('-base', '') as PathName) && !paths.includes(name));
+    paths.push(...wanted);
+  }
   const num = (value: string | undefined, normal: number, short: number): number => (value === undefined ? (quick ? short : normal) : Number(value));
   const settings = {
     runs: num(values.runs, 3, 1),
     conns: num(values.conns, 2000, 200),
+    churnConns: num(values['churn-conns'], 4000, 600),
+    restSeconds: num(values['rest-seconds'], 10, 2),
     idleConns: num(values['idle-conns'], 10_000, 1000),
     seconds: num(values.seconds, 3, 1),
     slowSeconds: num(values['slow-seconds'], 20, 5),
@@ -96,17 +111,19 @@ async function main(): Promise<number> {
     ...(values.pool === undefined ? {} : { pool: Number(values.pool) }),
   };
   const loginSettings = { logins: num(values.logins, 200, 30), groups: num(values.groups, 1000, 100), concurrency: num(values.concurrency, 50, 20) };
-  const has = (figure: Figure): boolean => figures.includes(figure);
-  if (
-    !checkTools([
-      { bin: 'iperf3', pkg: 'iperf3', needed: has('throughput') || has('udp') || has('limited') },
-      { bin: 'redis-server', pkg: 'redis-server', needed: has('redis') },
-      { bin: 'redis-benchmark', pkg: 'redis-tools', needed: has('redis') },
-      { bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) },
-      { bin: 'etcd', pkg: 'etcd-server', needed: has('login') },
-    ])
-  )
-    return 1;
+  const tools = [
+    { bin: 'iperf3', pkg: 'iperf3', figures: ['throughput', 'udp', 'limited'] },
+    { bin: 'redis-server', pkg: 'redis-server', figures: ['redis'] },
+    { bin: 'redis-benchmark', pkg: 'redis-tools', figures: ['redis'] },
+    { bin: 'etcd', pkg: 'etcd-server', figures: ['login'] },
+  ] as const;
+  // A figure whose program is missing is skipped with a line that says so; the others run.
+  const skipped = new Set<Figure>(
+    missingTools(tools.filter((tool) => tool.figures.some((figure) => figures.includes(figure)))).flatMap((tool) => tool.figures),
+  );
+  const has = (figure: Figure): boolean => figures.includes(figure) && !skipped.has(figure);
+  if (!checkTools([{ bin: 'openssl', pkg: 'openssl', needed: paths.some((p) => p.endsWith('-tls')) }])) return 1;
+  const measured = figures.filter(has);
   if (has('idle') && settings.idleConns > idleLimit()) {
     console.log(
       `note: idle conns reduced from ${settings.idleConns} to ${idleLimit()}: the open-files hard limit is ${hardLimit()} and a relay process holds two descriptors per conn`,
@@ -144,12 +161,12 @@ async function main(): Promise<number> {
       stops.push(() => stopDaemon(server));
       targets.redis = port;
     }
-    if (has('setup')) {
+    if (has('setup') || has('churn')) {
       const echo = await startEchoApp();
       apps.push(echo);
       targets.echo = echo.port;
     }
-    if (has('idle')) {
+    if (has('idle') || has('rest')) {
       const echo = await startEchoProcess();
       stops.push(echo.stop);
       targets.idle = echo.port;
@@ -165,14 +182,15 @@ async function main(): Promise<number> {
       ...(cert ? { certDir: cert.dir } : {}),
       ...(settings.pool === undefined ? {} : { pool: settings.pool }),
       ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+      ...(values.baseline === undefined ? {} : { baselineRoot: values.baseline }),
       limitBytes: settings.limitBytes,
     };
     for (let run = 1; run <= settings.runs && figures.some((figure) => figure !== 'http' && figure !== 'login'); run++) {
       for (const name of paths) {
         process.stdout.write(`run ${run}/${settings.runs} ${name}:`);
-        for (const figure of figures) {
+        for (const figure of measured) {
           if (unavailable.has(name)) break;
-          if ((figure === 'idle' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if ((figure === 'idle' || figure === 'rest' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
           if (figure === 'http') continue; // its own paths, below
           if (figure === 'login') continue; // its own setups (single, cluster), measured once below
           if (figure === 'udp') {
@@ -249,6 +267,9 @@ async function main(): Promise<number> {
     httpMedians[path] = { requestsPerSecond: of('requestsPerSecond'), p50Ms: of('p50Ms'), p99Ms: of('p99Ms'), errors: of('errors') };
   }
   if (has('http')) printHttpTable(httpMedians, settings.httpConns, settings.httpSeconds);
+  const targets = judgeTargets(figuresByPath);
+  printTargets(targets);
+  for (const figure of skipped) console.log(`${figure}: skipped, a program it needs is missing (see above)`);
   if (has('slow')) {
     console.log(
       `slow reader: the app offers ${settings.slowOfferedBytes / 2 ** 30} GiB; the user reads at ${settings.slowRate / 2 ** 20} MiB/s ` +
@@ -270,7 +291,9 @@ async function main(): Promise<number> {
           args: process.argv.slice(2),
           settings,
           unavailable: [...unavailable],
+          skipped: [...skipped],
           medians,
+          targets,
           raw,
           udp: udpSamples,
           http: { medians: httpMedians, raw: Object.fromEntries(httpRuns) },
@@ -303,6 +326,8 @@ function printHttpTable(medians: Partial<Record<HttpPath, HttpFigures>>, conns: 
 
 interface Settings {
   conns: number;
+  churnConns: number;
+  restSeconds: number;
   idleConns: number;
   seconds: number;
   slowSeconds: number;
@@ -349,6 +374,14 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
       add('setup p50 ms, 2 ms apart', paced.p50Ms);
       return;
     }
+    case 'churn': {
+      for (const users of [50, 200]) {
+        const churn = await connChurn(path.ports.echo!, users, settings.churnConns);
+        add(`churn ${users} users conns/s`, churn.connsPerSecond);
+        add(`churn ${users} users p99 ms`, churn.p99Ms);
+      }
+      return;
+    }
     case 'redis': {
       const rps = await redisBench(path.ports.redis!, settings.redisRequests);
       add('redis PING req/s', rps.ping);
@@ -356,11 +389,15 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
       add('redis GET req/s', rps.get);
       return;
     }
+    case 'rest': {
+      // What each process holds after login, before any user: the floor under every RSS figure.
+      const rest = await restingRss(settings.restSeconds, path.pids('idle')!);
+      add('RSS at rest, server MB', rest.server / 2 ** 20);
+      add('RSS at rest, client MB', rest.client / 2 ** 20);
+      return;
+    }
     case 'idle': {
       const idle = await idleConns(path.ports.idle!, settings.idleConns, path.pids('idle')!);
-      // What each process holds before any user: the floor under every RSS figure.
-      add('RSS at rest, server MB', idle.rssBefore.server / 2 ** 20);
-      add('RSS at rest, client MB', idle.rssBefore.client / 2 ** 20);
       add('idle conns', idle.conns);
       add('idle bytes/conn, server', idle.bytesPerConn.server);
       add('idle bytes/conn, client', idle.bytesPerConn.client);

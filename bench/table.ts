@@ -13,6 +13,9 @@ const RATIOS: Array<[PathName, PathName]> = [
   ['tunnel', 'relay'],
   ['tunnel-tls', 'relay-tls'],
   ['tunnel-tls', 'relay'],
+  ['tunnel-tls', 'tunnel'],
+  ['tunnel-base', 'tunnel'],
+  ['tunnel-tls-base', 'tunnel-tls'],
 ];
 
 /** Prints medians per path, and each tunnel's ratio against its bare relay of the same run. */

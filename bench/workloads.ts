@@ -212,3 +212,33 @@ export async function slowReader(port: number, offeredBytes: number, bytesPerSec
     rssGrowth: { server: peaks[0]! - before.server, client: peaks[1]! - before.client },
   };
 }
+
+/** The RSS of both processes `seconds` after the path came up, no user having come yet. */
+export async function restingRss(seconds: number, pids: Pids): Promise<Pids> {
+  await sleep(seconds * 1000);
+  return { server: rssBytes(pids.server), client: rssBytes(pids.client) };
+}
+
+/**
+ * `users` users at once, each opening a new conn per request (one byte, its echo, close), until
+ * `total` requests are done: what `redis-benchmark -c 50 -k 0` does, with nothing to install.
+ * When users arrive faster than one at a time, the tunnel's warm pool runs dry and the rate
+ * shows what a further work conn costs.
+ */
+export async function connChurn(port: number, users: number, total: number): Promise<SetupFigures> {
+  const latencies: number[] = [];
+  let started = 0;
+  const user = async (): Promise<void> => {
+    while (started < total) {
+      started++;
+      const { socket, ms } = await echoedConn(port, 20_000);
+      socket.destroy();
+      latencies.push(ms);
+    }
+  };
+  const begin = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: users }, user));
+  const totalS = Number(process.hrtime.bigint() - begin) / 1e9;
+  latencies.sort((a, b) => a - b);
+  return { connsPerSecond: total / totalS, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+}

@@ -2,7 +2,6 @@
 import { dirname } from 'node:path';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer, DirectoryRegistry, GroupsHotReload } from '../server/index.js';
-import { traceServer } from '../trace/index.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
@@ -81,7 +80,8 @@ async function main(): Promise<number> {
     );
   }
   const server = new CommonServer({ ...config, transport, ...(cluster ? { activationGate: cluster.claims } : {}) });
-  const trace = values.trace === undefined ? undefined : traceServer(server.events$, values.trace);
+  // Loaded only with --trace, as the admin server only when configured: memory at rest.
+  const trace = values.trace === undefined ? undefined : (await import('../trace/index.js')).traceServer(server.events$, values.trace);
   server.events$.subscribe((event) => logger.log(serverEntry(event)));
   const registry = cluster !== undefined ? await cluster.attach(server) : new DirectoryRegistry({ server, groupsDir: config.groupsDir });
   // Loaded only when asked for: the admin server brings prom-client and its own state.

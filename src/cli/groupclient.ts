@@ -13,7 +13,6 @@ import {
 } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
 import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, permissionWarning } from '../config/index.js';
-import { traceClient } from '../trace/index.js';
 import { clientEntry } from './client-lines.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
 import { catchHangups } from './hangups.js';
@@ -162,7 +161,8 @@ async function main(): Promise<number> {
     keepRetrying: values['keep-retrying']!,
     maxPooledWorkConns,
   });
-  const trace = values.trace === undefined ? undefined : traceClient(client.events$, spec, values.trace);
+  // Loaded only with --trace, as the admin server only when configured: memory at rest.
+  const trace = values.trace === undefined ? undefined : (await import('../trace/index.js')).traceClient(client.events$, spec, values.trace);
   client.events$.subscribe((event) => logger.log(clientEntry(spec.name, event)));
   // client.stop() resets every live relay: their users see a reset, never a clean end.
   onStopSignals(logger, (signal) => {

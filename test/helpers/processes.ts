@@ -152,8 +152,9 @@ export async function startCommonServerProcess(
   configFile: string,
   env: NodeJS.ProcessEnv = {},
   nodeArgs: string[] = [],
+  bin = COMMONSERVER_BIN,
 ): Promise<{ process: CliProcess } & ServerLink> {
-  const server = new CliProcess(COMMONSERVER_BIN, ['--config', configFile], env, nodeArgs);
+  const server = new CliProcess(bin, ['--config', configFile], env, nodeArgs);
   return { process: server, ...(await serverLinkOf(server)) };
 }
 
@@ -175,6 +176,8 @@ interface GroupClientProcessCommon {
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
   nodeArgs?: string[];
+  /** Another build's groupclient (the bench's baseline); default: this build's. */
+  bin?: string;
 }
 
 /**
@@ -197,7 +200,7 @@ export function startGroupClientProcess(options: GroupClientProcessOptions): Cli
   else if (options.link === 'plaintext') args.push('--plaintext');
   else if (options.link !== 'file') args.push('--server-fingerprint', options.link.fingerprint);
   args.push(...(options.extraArgs ?? []));
-  return new CliProcess(GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
+  return new CliProcess(options.bin ?? GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
 }
 
 /**
