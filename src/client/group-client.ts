@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { firstValueFrom, fromEvent, race, Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
 import { ControlChannel, type ClientTransport } from '../net/index.js';
-import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
+import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { LoginRejectedError, ServerTrustError, TakenOverError } from './errors.js';
 import type { ClientEvent } from './events.js';
@@ -237,12 +237,7 @@ export class GroupClient {
       channel.send({
         type: 'Login',
         proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
-        apps: spec.apps.map((app) => ({
-          name: app.name,
-          remotePort: app.remotePort,
-          ...protocolMark(app),
-          ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}),
-        })),
+        apps: declaredApps(spec),
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);
@@ -292,4 +287,14 @@ export class GroupClient {
     this.emit({ type: 'login-rejected', code, reason, willRetry: this.retries(code) });
     return new LoginRejectedError(code, reason);
   }
+}
+
+/** The apps of the client's own group file as its Login declares them (local targets stay here). */
+export function declaredApps(spec: GroupSpec): AppDeclaration[] {
+  return spec.apps.map((app) => ({
+    name: app.name,
+    remotePort: app.remotePort,
+    ...protocolMark(app),
+    ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}),
+  }));
 }
