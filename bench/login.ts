@@ -38,7 +38,8 @@ async function startNode(bindHost: string, clusterSection: Record<string, unknow
   const dir = makeConfigDir([], { bindHost, workConnPool: 0, ...(clusterSection ? { extra: { cluster: clusterSection } } : {}) });
   const config = loadServerConfig(dir.serverFile);
   const { transport, fingerprint } = loadServerTransport(config.tls);
-  const cluster = config.cluster === undefined ? undefined : new ClusterNode({ config: config.cluster, baseDir: dir.dir });
+  const cluster =
+    config.cluster === undefined ? undefined : new ClusterNode({ config: config.cluster, baseDir: dir.dir, handshakeTimeoutMs: config.handshakeTimeoutMs });
   await cluster?.join();
   const server = new CommonServer({ ...config, transport, ...(cluster ? { activationGate: cluster.claims } : {}) });
   const registry = cluster === undefined ? undefined : await cluster.attach(server);

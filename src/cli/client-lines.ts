@@ -21,10 +21,18 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
       return eventEntry(event, 'info', `group ${group} active on ${event.server}: ${appTable(event.apps).join(', ')}${warnings}`);
     }
     case 'login-rejected':
-      return eventEntry(event, event.willRetry ? 'warn' : 'error', `login rejected: ${event.code}: ${event.reason}${event.willRetry ? ' (retrying)' : ''}`);
+      return eventEntry(
+        event,
+        event.willRetry ? 'warn' : 'error',
+        `login rejected: ${event.code}: ${event.reason}${event.tryingNext ? ` (by ${event.server}; trying the next server)` : event.willRetry ? ' (retrying)' : ''}`,
+      );
     case 'connect-failed':
       // The reason names the address when the dial itself failed.
-      return eventEntry(event, 'warn', `connection to the server failed (attempt ${event.attempt}): ${event.reason}; retrying in ${seconds(event.retryInMs)}`);
+      return eventEntry(
+        event,
+        'warn',
+        `connection to the server failed (attempt ${event.attempt}): ${event.reason}; ${event.next !== undefined ? `trying ${event.next} next` : `retrying in ${seconds(event.retryInMs)}`}`,
+      );
     case 'session-lost':
       return eventEntry(
         event,

@@ -69,6 +69,7 @@ async function main(): Promise<number> {
           config: config.cluster,
           baseDir: dirname(config.file ?? values.config!),
           say: clusterLine,
+          handshakeTimeoutMs: config.handshakeTimeoutMs,
         });
   if (cluster !== undefined) {
     clusterLine(

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import {
   clientEndpoints,
+  ClusterRefusedError,
   DEFAULT_MAX_POOLED_WORK_CONNS,
   GroupClient,
   GroupFileReload,
@@ -31,9 +32,11 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --groups DIR       directory of group files (default: ${DEFAULT_GROUPS_DIR})
   --config FILE      a group file, named directly
   --server HOST:PORT the commonserver (default: the file's "server"/"servers", else 127.0.0.1:7000);
-                     a cluster's nodes as a comma-separated list, tried in turn
+                     a cluster's nodes as a comma-separated list, tried in turn (a node
+                     that refuses for itself or fails verification is skipped; the client
+                     stops when every node of a round refused for the same reason)
   --client-id ID     this agent's stable id (default: derived from the host and group)
-  --keep-retrying    keep retrying when the server rejects the login
+  --keep-retrying    keep retrying when the server (every node) rejects the login
   --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it);
                      with several servers, one for all or one per server, comma-separated
   --plaintext        no TLS (only if the server says plaintext: true)
@@ -192,6 +195,10 @@ async function serve(client: GroupClient): Promise<number> {
   } catch (error) {
     if (error instanceof ServerTrustError) {
       currentLogger().fatal('server-not-verified', `groupclient: cannot verify the commonserver: ${error.message}`);
+      return 3;
+    }
+    if (error instanceof ClusterRefusedError) {
+      currentLogger().fatal('cluster-refused', `groupclient: ${error.message}`);
       return 3;
     }
     // The reason is already on stdout (login-rejected and stopped lines): exit 3 says the rest.

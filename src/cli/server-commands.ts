@@ -156,8 +156,9 @@ export async function clusterCommand(argv: string[]): Promise<number> {
   }
   // Loaded only here: a single server never loads etcd's client.
   const { importGroupDirectory } = await import('../server/cluster/index.js');
-  const result = await importGroupDirectory(config.cluster, dir);
+  const result = await importGroupDirectory(config.cluster, dir, { vhost: config.vhost, pools: config.pools });
   for (const problem of result.refused) logger.error('import-refused', `not imported: ${problem}`);
+  for (const group of result.unchecked) logger.warn('import-unchecked', `not checked against group ${group}`);
   logger.info(
     'imported',
     `imported ${result.imported.length} group(s) into etcd ${config.cluster.prefix}/groups/${result.kept.length ? `; ${result.kept.length} already there, kept: ${result.kept.join(', ')}` : ''}`,

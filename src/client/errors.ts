@@ -32,3 +32,27 @@ export class ServerTrustError extends Error {
     super(message);
   }
 }
+
+/** A refusal for good by one server of a cluster: its own certificate, or its own view of the login. */
+export interface ServerRefusal {
+  server: string;
+  code: LoginRejectCode | TrustErrorCode;
+  reason: string;
+}
+
+/**
+ * Every server of a cluster refused, in one round, for the same reason no retry can change
+ * (each a refusal for good: the same BAD_SECRET, UNKNOWN_GROUP, certificate mismatch...).
+ * The message names each server and what it said.
+ */
+export class ClusterRefusedError extends Error {
+  override readonly name = 'ClusterRefusedError';
+  constructor(
+    readonly code: ServerRefusal['code'],
+    readonly refusals: ServerRefusal[],
+  ) {
+    // A trust error's reason starts with the server already.
+    const each = refusals.map(({ server, reason }) => (reason.startsWith(`${server}: `) ? reason : `${server}: ${reason}`));
+    super(`every server refused (${code}): ${each.join('; ')}`);
+  }
+}

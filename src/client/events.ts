@@ -4,8 +4,10 @@ import type { AppBinding, GoodbyeCode, LoginRejectCode } from '../protocol/index
 export type ClientEvent =
   | { type: 'connecting'; server: string; attempt: number }
   | { type: 'login-accepted'; server: string; apps: AppBinding[]; warnings: string[] }
-  | { type: 'login-rejected'; code: LoginRejectCode; reason: string; willRetry: boolean }
-  | { type: 'connect-failed'; server: string; attempt: number; reason: string; retryInMs: number }
+  /** `tryingNext`: a cluster's server refused for itself only (its view, its config): the next server is tried at once. */
+  | { type: 'login-rejected'; server: string; code: LoginRejectCode; reason: string; willRetry: boolean; tryingNext?: boolean }
+  /** `next`: another server of the cluster, tried at once (no backoff: the round is not over). */
+  | { type: 'connect-failed'; server: string; attempt: number; reason: string; retryInMs: number; next?: string }
   /** `retryInMs`: the delay before the next login (0: at once, the session had lived a while). */
   | { type: 'session-lost'; code?: GoodbyeCode; reason: string; retryInMs: number }
   /** The server answered a Ping. */

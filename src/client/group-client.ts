@@ -5,7 +5,7 @@ import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupS
 import { ControlChannel, type ClientTransport } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
-import { LoginRejectedError, ServerTrustError, TakenOverError } from './errors.js';
+import { ClusterRefusedError, LoginRejectedError, ServerTrustError, TakenOverError, type ServerRefusal } from './errors.js';
 import type { ClientEvent } from './events.js';
 import { dialCommon } from './tls.js';
 
@@ -27,9 +27,11 @@ export interface GroupClientOptions {
   spec: GroupSpec;
   server: HostPort;
   /**
-   * Several commonservers of one cluster, tried in turn: a node that is down, or that answers
-   * GROUP_ACTIVE_ELSEWHERE or NODE_UNAVAILABLE, sends the client on to the next at once; a
-   * backoff pause comes only after a whole round failed. Replaces `server` and `transport`.
+   * Several commonservers of one cluster, tried in turn: a node that is down, that answers
+   * GROUP_ACTIVE_ELSEWHERE or NODE_UNAVAILABLE, that refuses for itself only (a refusal in
+   * NODE_OWN_REFUSALS) or that cannot be verified sends the client on to the next at once; a
+   * backoff pause comes only after a whole round failed, and the client stops only when every
+   * node of a round refused for good for the same reason. Replaces `server` and `transport`.
    */
   servers?: ServerEndpoint[];
   /**
@@ -59,6 +61,14 @@ export interface GroupClientOptions {
 
 /** Four times the server's default pool (16): room for its batches and conns coming back. */
 export const DEFAULT_MAX_POOLED_WORK_CONNS = 64;
+
+/**
+ * Refusals that speak of the node that gave them: its view of the registry (a node that has
+ * not seen the group yet, or is misconfigured: another prefix, another `${VAR}` secret), its
+ * protocol version (a rolling upgrade) or its policy. In a cluster another node may answer
+ * otherwise. GROUP_IN_USE is not one: it speaks of the group, held by another client.
+ */
+const NODE_OWN_REFUSALS: ReadonlySet<LoginRejectCode> = new Set(['UNKNOWN_GROUP', 'BAD_SECRET', 'VERSION_MISMATCH', 'POLICY']);
 
 export const RECONNECT_DEFAULTS: ReconnectPolicy = { minDelayMs: 500, maxDelayMs: 20_000, factor: 2 };
 const STABLE_SESSION_MS = 10_000;
@@ -111,6 +121,8 @@ export class GroupClient {
     let attempt = 0;
     // Servers that failed in a row: a round of them all failing is one failure for the backoff.
     let failedInRound = 0;
+    // What each server of this round refused for good, when it did.
+    let refusals = new Map<string, ServerRefusal>();
     try {
       while (!signal.aborted) {
         let session: ClientSession;
@@ -120,17 +132,26 @@ export class GroupClient {
         } catch (error) {
           if (signal.aborted) break;
           if (this.isFatal(error)) throw error;
+          const refusal = this.nodeRefusal(server, error);
+          if (refusal !== undefined) refusals.set(server, refusal);
           // Several servers: the next one at once, and a pause only once each was tried.
           this.current = (this.current + 1) % this.endpoints.length;
           failedInRound += 1;
           const roundDone = failedInRound >= this.endpoints.length;
-          if (roundDone) failedInRound = 0;
+          if (roundDone) {
+            failedInRound = 0;
+            const verdict = unanimous(refusals, this.endpoints.length);
+            refusals = new Map();
+            if (verdict !== undefined) throw verdict;
+          }
           const retryInMs = roundDone ? this.backoffMs(++failures) : 0;
-          this.emit({ type: 'connect-failed', server, attempt, reason: (error as Error).message, retryInMs });
+          const next = roundDone ? undefined : formatHostPort(this.endpoint.server);
+          this.emit({ type: 'connect-failed', server, attempt, reason: (error as Error).message, retryInMs, ...(next !== undefined ? { next } : {}) });
           await this.pause(retryInMs);
           continue;
         }
         failedInRound = 0;
+        refusals = new Map();
         attempt = 0;
         this.session = session;
         const loggedInAt = Date.now();
@@ -151,7 +172,12 @@ export class GroupClient {
         return;
       }
       // A rejection's reason was just printed with its login-rejected event: name only the code.
-      const reason = error instanceof LoginRejectedError ? `login rejected (${error.code})` : (error as Error).message;
+      const reason =
+        error instanceof LoginRejectedError
+          ? `login rejected (${error.code})`
+          : error instanceof ClusterRefusedError
+            ? `every server refused (${error.code})`
+            : (error as Error).message;
       this.emit({ type: 'stopped', reason });
       throw error;
     } finally {
@@ -174,10 +200,23 @@ export class GroupClient {
     await firstValueFrom(race(timer(ms), fromEvent(this.stopController.signal, 'abort')));
   }
 
-  /** Errors no retry can fix: they end `run()`. */
+  /** Errors no retry and no other server can fix: they end `run()` at once. */
   private isFatal(error: unknown): boolean {
+    if (this.endpoints.length > 1 && (error instanceof ServerTrustError || (error instanceof LoginRejectedError && NODE_OWN_REFUSALS.has(error.code)))) {
+      return false;
+    }
     if (error instanceof ServerTrustError) return true;
     return error instanceof LoginRejectedError && !this.retries(error.code);
+  }
+
+  /**
+   * What a cluster's server refused for good, for itself only: a certificate that does not
+   * verify (nothing of the login was sent to it), or a login refusal it alone may give.
+   */
+  private nodeRefusal(server: string, error: unknown): ServerRefusal | undefined {
+    if (error instanceof ServerTrustError) return { server, code: error.code, reason: error.message };
+    if (error instanceof LoginRejectedError && !this.retries(error.code)) return { server, code: error.code, reason: error.reason };
+    return undefined;
   }
 
   /** A refused login is retried when it is temporary, or when the user asked to keep retrying. */
@@ -284,9 +323,19 @@ export class GroupClient {
 
   /** What to throw for a refused login (`run` decides whether it is retried). */
   private rejection({ code, reason }: { code: LoginRejectCode; reason: string }): Error {
-    this.emit({ type: 'login-rejected', code, reason, willRetry: this.retries(code) });
+    const tryingNext = this.endpoints.length > 1 && (NODE_OWN_REFUSALS.has(code) || code === 'GROUP_ACTIVE_ELSEWHERE' || code === 'NODE_UNAVAILABLE');
+    const server = formatHostPort(this.endpoint.server);
+    this.emit({ type: 'login-rejected', server, code, reason, willRetry: tryingNext || this.retries(code), ...(tryingNext ? { tryingNext } : {}) });
     return new LoginRejectedError(code, reason);
   }
+}
+
+/** Every server of the round refused for good, and all for one reason: the error that ends the run. */
+function unanimous(refusals: Map<string, ServerRefusal>, servers: number): ClusterRefusedError | undefined {
+  const all = [...refusals.values()];
+  const code = all[0]?.code;
+  if (code === undefined || all.length < servers || all.some((refusal) => refusal.code !== code)) return undefined;
+  return new ClusterRefusedError(code, all);
 }
 
 /** The apps of the client's own group file as its Login declares them (local targets stay here). */

@@ -104,7 +104,7 @@ export class PublicApps {
   /** The session ended: no more retries, every app closed with its conns. */
   closeAll(reason: string): void {
     this.bindRetries.cancelAll();
-    for (const app of this.servers.values()) app.close(reason);
+    for (const server of this.servers.values()) this.shut(server, reason);
   }
 
   /** Closes an app's public port and its conns; false if it had none open. */
@@ -113,10 +113,18 @@ export class PublicApps {
     const server = this.servers.get(name);
     if (server === undefined) return false;
     this.servers.delete(name);
-    if (server instanceof AppServer) this.options.vhost?.router.detach(server);
-    server.close(reason);
+    this.shut(server, reason);
     this.options.emit({ type: 'app-closed', group: this.options.group, app: name, reason });
     return true;
+  }
+
+  /**
+   * Closes an app's public port and resets its users; a vhost app is detached from the router
+   * first, so that its names are answered as offline at once instead of routed to a closed app.
+   */
+  private shut(server: PublicApp, reason: string): void {
+    if (server instanceof AppServer) this.options.vhost?.router.detach(server);
+    server.close(reason);
   }
 
   private async open(app: AppSpec): Promise<AppBinding> {

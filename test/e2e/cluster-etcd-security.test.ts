@@ -115,12 +115,65 @@ describe(
 
     test('without the CA the node does not trust etcd: it says why and serves nothing', async () => {
       const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, {})]));
-      await node.waitForLine(/cluster: no etcd lease yet \(.*self-signed certificate/, { timeoutMs: 15_000 });
+      await node.waitForLine(/cluster: no etcd lease yet \(.*self-signed certificate.*; this node does not trust etcd's certificate: set cluster\.tls\.ca/, {
+        timeoutMs: 15_000,
+      });
       assert.equal(
         node.lines.some((line) => line.includes('commonserver listening')),
         false,
       );
       await node.stop();
     });
+  },
+);
+
+describe(
+  'a cluster node on an etcd that checks client certificates',
+  { skip: etcdAvailable() ? false : 'etcd is not installed (apt-get install etcd-server)', timeout: 60_000 },
+  () => {
+    const processes = new ProcessSet();
+    let etcd: EtcdCluster;
+    const dir = mkdtempSync(join(tmpdir(), 'ntp-etcd-mtls-'));
+    const server = { certFile: join(dir, 'etcd.crt'), keyFile: join(dir, 'etcd.key') };
+    // A self-signed certificate is its own CA: etcd trusts exactly this client.
+    const client = { certFile: join(dir, 'node.crt'), keyFile: join(dir, 'node.key') };
+    const stranger = { certFile: join(dir, 'stranger.crt'), keyFile: join(dir, 'stranger.key') };
+
+    before(async () => {
+      for (const pair of [server, client, stranger]) createSelfSigned(pair.certFile, pair.keyFile);
+      etcd = await EtcdCluster.start(1, { tls: { ...server, clients: { caFile: client.certFile, ...client } } });
+    });
+
+    after(async () => {
+      await processes.stopAll();
+      await etcd?.stop();
+    });
+
+    test('with a client certificate etcd trusts (cluster.tls.cert and key), the node joins and registers a group', async () => {
+      processes.add(await nodeRegistersAGroup(nodeConfig(etcd, { tls: { ca: server.certFile, cert: client.certFile, key: client.keyFile } })));
+    });
+
+    for (const [what, tls, says] of [
+      [
+        'without a client certificate',
+        { ca: server.certFile },
+        /bad certificate.*; etcd asks for a client certificate: set cluster\.tls\.cert and cluster\.tls\.key/,
+      ],
+      [
+        'with a certificate etcd does not trust',
+        { ca: server.certFile, cert: stranger.certFile, key: stranger.keyFile },
+        /bad certificate.*; etcd refused this node's client certificate/,
+      ],
+    ] as const) {
+      test(`${what}, etcd refuses the node: it says so, keeps retrying and serves nothing`, async () => {
+        const node = processes.add(new CliProcess(COMMONSERVER_BIN, ['--config', nodeConfig(etcd, { tls })]));
+        await node.waitForLine(new RegExp(`cluster: no etcd lease yet \\(.*${says.source}`), { timeoutMs: 15_000 });
+        assert.equal(
+          node.lines.some((line) => line.includes('commonserver listening')),
+          false,
+        );
+        await node.stop();
+      });
+    }
   },
 );

@@ -1,12 +1,11 @@
 import { RECONNECT_DEFAULTS } from '../../src/client/group-client.js';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
-import { startClusterNodes, type ClusterNodeProcess } from '../helpers/cluster-nodes.js';
+import { accepts, echoThrough, startClusterNodes, type ClusterNodeProcess } from '../helpers/cluster-nodes.js';
 import { groupYaml, makeConfigDir, randomSecret, type TestConfigDir, type TestGroup } from '../helpers/configs.js';
 import { etcdAvailable, EtcdCluster } from '../helpers/etcd-cluster.js';
 import { CliProcess, COMMONSERVER_BIN, ProcessSet, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
@@ -21,32 +20,6 @@ const LEASE_TTL_MS = 3000;
 const BACKOFF_BOUND_MS = RECONNECT_DEFAULTS.maxDelayMs;
 /** Slack for a machine shared with other builds. */
 const LOAD_MARGIN_MS = 3000;
-
-/** Whether `host:port` accepts a TCP connection now (a listening public port = a node accepting users). */
-function accepts(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (result: boolean): void => {
-      socket.destroy();
-      resolve(result);
-    };
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-    socket.setTimeout(1000, () => done(false));
-  });
-}
-
-/** Sends a line through `host:port` and resolves with what the echo app sent back. */
-function echoThrough(host: string, port: number, payload: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
-    const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.once('connect', () => socket.end(payload));
-    socket.once('error', reject);
-    socket.once('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-  });
-}
 
 /**
  * Probes every node's public port for the group, round after round, until stopped: records
@@ -139,10 +112,12 @@ describe(
       assert.equal(again.body.error.code, 'GROUP_EXISTS');
     });
 
-    test('commonserver cluster import DIR stores a groups directory in etcd; a bad file is named and skipped', async () => {
+    test('commonserver cluster import DIR stores a groups directory in etcd; a bad file, or a group on a port a group in etcd holds, is named and skipped', async () => {
       const imported: TestGroup = { name: 'imported', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: 0 }] };
       const dir = makeConfigDir([imported]);
       writeFileSync(join(dir.groupsDir, 'broken.yaml'), 'name: broken\napps: []\n');
+      // The public port of "roaming", registered in etcd by the first test: refused, naming it.
+      dir.writeGroup({ name: 'clashing', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port, remotePort: publicPort }] });
       const fromLine = nodes[2]!.process.lines.length;
       // A relative DIR, as an operator types it (the CLI runs in this process's directory).
       const run = processes.add(
@@ -151,6 +126,10 @@ describe(
       const { code } = await run.exited;
       assert.equal(code, 2, run.output);
       assert.match(run.output, /not imported: .*broken\.yaml:\d+: /);
+      assert.match(
+        run.output,
+        new RegExp(`not imported: .*clashing\\.yaml: apps\\[0\\]\\.remotePort: port ${publicPort} is already claimed by roaming/echo \\(in etcd\\)`),
+      );
       assert.match(run.output, /imported 1 group\(s\)/);
       await nodes[2]!.process.waitForLine(/group imported registered/, { fromLine, timeoutMs: 5000 });
       // A second import keeps what etcd holds.
@@ -210,6 +189,15 @@ describe(
       assert.ok(back <= LEASE_TTL_MS + BACKOFF_BOUND_MS + LOAD_MARGIN_MS, `took ${back} ms`);
       // Until the dead node's lease expired, the others said where the group was held.
       await client.waitForLine(/GROUP_ACTIVE_ELSEWHERE: group "roaming" is active on node a/, { fromLine, timeoutMs: 1000 });
+      // The same client asked the dead node to let go; nobody answered, and no request is left behind.
+      assert.match(client.output, /that node did not let its session of this client go within \d+ms/);
+      const admin = new Etcd3({ hosts: etcd.endpoints });
+      try {
+        const prefix = (await next.api('/api/cluster')).body.prefix as string;
+        assert.deepEqual(await admin.getAll().prefix(`${prefix}/takeover/`).keys(), []);
+      } finally {
+        admin.close();
+      }
     });
 
     test('a lease revoked in etcd: its node drops the group at once, takes a new lease, and the group is back within a TTL plus the client backoff', async () => {

@@ -107,6 +107,7 @@ export class EtcdCluster {
       '--election-timeout',
       '500',
       ...(this.tls ? ['--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
+      ...(this.tls?.clients ? ['--client-cert-auth', '--trusted-ca-file', this.tls.clients.caFile] : []),
       '--log-level',
       'warn',
       '--logger',
@@ -163,12 +164,22 @@ export class EtcdCluster {
 export interface EtcdTls {
   certFile: string;
   keyFile: string;
+  /**
+   * etcd accepts only clients with a certificate signed by `caFile` (`--client-cert-auth`);
+   * `certFile`/`keyFile`: one such client, for the health checks.
+   */
+  clients?: { caFile: string; certFile: string; keyFile: string };
 }
 
 /** etcd's /health says "true" (over TLS, trusting the member's own certificate). */
 function health(endpoint: string, tls: EtcdTls | undefined): Promise<boolean> {
   return new Promise((resolve) => {
-    const request = (tls ? httpsGet : httpGet)(`${endpoint}/health`, { timeout: 1000, ...(tls ? { ca: readFileSync(tls.certFile) } : {}) }, (res) => {
+    const options = {
+      timeout: 1000,
+      ...(tls ? { ca: readFileSync(tls.certFile) } : {}),
+      ...(tls?.clients ? { cert: readFileSync(tls.clients.certFile), key: readFileSync(tls.clients.keyFile) } : {}),
+    };
+    const request = (tls ? httpsGet : httpGet)(`${endpoint}/health`, options, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (text += chunk));

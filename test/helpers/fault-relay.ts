@@ -12,6 +12,11 @@ export interface FaultRelay {
    * a path that vanished). New connections are refused until `heal()`.
    */
   blackhole(): void;
+  /**
+   * Every connection open through the relay is reset on both sides (a peer that crashed, a
+   * path that broke loudly), and new connections are refused until `heal()`.
+   */
+  reset(): void;
   /** New connections are relayed again; the blackholed ones stay dead. */
   heal(): void;
   close(): Promise<void>;
@@ -61,6 +66,15 @@ export async function startFaultRelay(targetPort: number): Promise<FaultRelay> {
         pair.near.pause();
         pair.far.pause();
       }
+    },
+    reset() {
+      refusing = true;
+      for (const pair of pairs) {
+        pair.dead = true;
+        pair.near.resetAndDestroy();
+        pair.far.resetAndDestroy();
+      }
+      pairs.clear();
     },
     heal() {
       refusing = false;

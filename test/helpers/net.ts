@@ -317,3 +317,25 @@ function procAddress(address: string, port: number): string {
   const octets = address.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0').toUpperCase());
   return `${octets.reverse().join('')}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
 }
+
+/** `promise`, or a failure naming `what` if it has not settled within `ms` (a guard against a hang, not a timing assert). */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`nothing within ${ms}ms: ${what}`)), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Whether the far end reset the connection, as the kernel saw it: an ECONNRESET (or EPIPE), or
+ * an end of stream that the kernel no longer holds (Linux reads a reset that meets unread bytes
+ * as an end of stream; after a real FIN the connection stays in its table).
+ */
+export function endedByReset(saw: StreamEnding): boolean {
+  return saw.ending === 'reset' || (saw.ending === 'fin' && saw.kernelState === undefined);
+}

@@ -114,3 +114,48 @@ function closeUdp(socket: UdpSocket): Promise<void> {
     }
   });
 }
+
+/** Whether this process can bind UDP 127.0.0.1:port right now (nobody holds it any more). */
+export async function canBindUdp(port: number): Promise<boolean> {
+  const socket = createSocket('udp4');
+  const bound = await new Promise<boolean>((resolve) => {
+    socket.once('error', () => resolve(false));
+    socket.bind({ port, address: '127.0.0.1', exclusive: true }, () => resolve(true));
+  });
+  await closeUdp(socket);
+  return bound;
+}
+
+/**
+ * Resolves once a UDP socket connected to 127.0.0.1:port is told that nobody holds the port:
+ * the kernel answers a datagram there with an ICMP port unreachable, which a connected socket
+ * reads as ECONNREFUSED (an unconnected one, like UdpUser's, is never told). A datagram is sent
+ * every 100 ms until then; rejects on a reply or on any other error, or after `timeoutMs`.
+ */
+export async function expectUdpRefused(port: number, timeoutMs = 3000): Promise<void> {
+  const socket = createSocket('udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.connect(port, '127.0.0.1', () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      const probe = setInterval(() => socket.send('anyone there?'), 100);
+      const timer = setTimeout(() => finish(new Error(`UDP port ${port}: no ICMP port unreachable within ${timeoutMs}ms`)), timeoutMs);
+      const finish = (error?: Error): void => {
+        clearInterval(probe);
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      };
+      socket.on('error', (error: NodeJS.ErrnoException) => finish(error.code === 'ECONNREFUSED' ? undefined : error));
+      socket.once('message', (reply) => finish(new Error(`UDP port ${port} answered: ${reply.toString()}`)));
+      socket.send('anyone there?');
+    });
+  } finally {
+    await closeUdp(socket);
+  }
+}

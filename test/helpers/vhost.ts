@@ -1,10 +1,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { stringify } from 'yaml';
 import type { TestConfigDir } from './configs.js';
 import { connectTo } from './net.js';
@@ -199,4 +201,81 @@ export function makeCertificate(name: string): { cert: string; key: string } {
     { stdio: 'ignore' },
   );
   return { cert, key };
+}
+
+/** One request a trickle app received, and the app's end of the conn that carried it. */
+export interface TrickleRequest {
+  path: string;
+  socket: Socket;
+}
+
+/** A local web app whose conns a test can watch end, a reset told apart from a FIN. */
+export interface TrickleApp {
+  port: number;
+  /** The next request whose path starts with `path` (ask before the request is sent). */
+  nextRequest(path: string): Promise<TrickleRequest>;
+  close(): Promise<void>;
+}
+
+/** What `/stream` promises: far more than a test ever waits for. */
+const TRICKLE_PROMISED_BYTES = 1_000_000_000;
+
+/**
+ * A web app on raw sockets (plain TCP, or TLS with `certificate`), so that the test holds the
+ * app's own end of each conn: `/stream` promises a huge body and sends 1 KiB of it every 50 ms
+ * for as long as the conn lives (a user mid-answer); `/wait` never answers (a user waiting for
+ * its first byte); anything else gets a short `ok`, keep-alive.
+ */
+export async function startTrickleApp(certificate?: { cert: string; key: string }): Promise<TrickleApp> {
+  const requests = new EventEmitter();
+  const sockets = new Set<Socket>();
+  const onConn = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => sockets.delete(socket));
+    let pending = '';
+    const onData = (chunk: Buffer): void => {
+      pending += chunk.toString('latin1');
+      for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
+        const path = pending.split(' ')[1] ?? '/';
+        pending = pending.slice(end + 4);
+        if (path.startsWith('/stream')) {
+          socket.off('data', onData);
+          trickle(socket);
+        } else if (!path.startsWith('/wait')) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+        requests.emit('request', { path, socket });
+      }
+    };
+    socket.on('data', onData);
+  };
+  const server = certificate
+    ? createTlsServer({ cert: readFileSync(certificate.cert), key: readFileSync(certificate.key), allowHalfOpen: true }, onConn)
+    : createTcpServer({ allowHalfOpen: true }, onConn);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    nextRequest: (path) =>
+      new Promise((resolve) => {
+        const onRequest = (request: TrickleRequest): void => {
+          if (!request.path.startsWith(path)) return;
+          requests.off('request', onRequest);
+          resolve(request);
+        };
+        requests.on('request', onRequest);
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function trickle(socket: Socket): void {
+  socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${TRICKLE_PROMISED_BYTES}\r\n\r\n`);
+  const piece = pattern(1024);
+  const timer = setInterval(() => {
+    if (socket.writable) socket.write(piece);
+  }, 50);
+  socket.once('close', () => clearInterval(timer));
 }

@@ -3,10 +3,10 @@ import type { Etcd3 } from 'etcd3';
 import type { Subscription } from 'rxjs';
 import type { ClusterConfig } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
-import { connectEtcd } from './etcd-client.js';
+import { connectEtcd, explainEtcdFailure } from './etcd-client.js';
 import { EtcdRegistry } from './etcd-registry.js';
-import { GroupClaims } from './group-claims.js';
-import { ClusterKeys, type NodeRecord } from './keys.js';
+import { GroupClaims, takeoverWaitFor } from './group-claims.js';
+import { ClusterKeys, type NodeRecord, type TakeoverRecord } from './keys.js';
 import { NodeLease } from './node-lease.js';
 
 const debug = createDebug('ntp:server:cluster:node');
@@ -17,6 +17,8 @@ export interface ClusterNodeOptions {
   baseDir: string;
   /** A line for the operator (lease lost, regained). */
   say?: (line: string) => void;
+  /** The server's login deadline: a login waiting for another node to let its client's group go must end within it. */
+  handshakeTimeoutMs: number;
 }
 
 /**
@@ -44,10 +46,23 @@ export class ClusterNode {
       lease: this.lease,
       self: () => this.record(),
       onClaimLost: (group) => this.server?.inUseGroup.get(group)?.deactivate('LEASE_LOST', `node ${config.node} no longer holds group ${group} in etcd`),
+      onTakeoverAsked: (group, request) => this.letGo(group, request),
+      takeoverWaitMs: takeoverWaitFor(options.handshakeTimeoutMs),
     });
   }
 
   private server: CommonServer | undefined;
+
+  /**
+   * Another node checked a login of the client whose session serves `group` here: the same
+   * rule as a takeover on one server (the new authenticated session of the same client wins).
+   * Its users reset; the release that follows frees the key for the asking node.
+   */
+  private letGo(group: string, request: TakeoverRecord): void {
+    const live = this.server?.inUseGroup.get(group);
+    if (live === undefined || live.clientId !== request.clientId) return;
+    live.deactivate('TAKEN_OVER', `taken over by a new session of the same client on node ${request.node} (${request.advertise}:${request.commonPort})`);
+  }
 
   private record(): NodeRecord {
     return { node: this.options.config.node, advertise: this.options.config.advertise, commonPort: this.commonPort };
@@ -74,7 +89,13 @@ export class ClusterNode {
           say(`cluster: etcd lease lost (${state.reason}); dropped ${live} group(s), refusing logins until a new lease is held`);
       }
     });
-    this.registry = new EtcdRegistry({ etcd: this.etcd, keys: this.keys, server, baseDir: this.options.baseDir });
+    this.registry = new EtcdRegistry({
+      etcd: this.etcd,
+      keys: this.keys,
+      server,
+      baseDir: this.options.baseDir,
+      onResync: (why, groups) => say(`cluster: the registry watch broke (${why}); read ${groups} group(s) from etcd again and applied the differences`),
+    });
     await this.registry.start();
     await this.claims.start();
     return this.registry;
@@ -82,7 +103,7 @@ export class ClusterNode {
 
   /** Grants the first lease (retrying while etcd does not answer). */
   async join(onRetry?: (reason: string) => void): Promise<void> {
-    await this.lease.start(onRetry);
+    await this.lease.start(onRetry && ((reason) => onRetry(explainEtcdFailure(reason, this.options.config))));
   }
 
   /** Publishes the common port this node listens on (its record in `PREFIX/nodes/`). */

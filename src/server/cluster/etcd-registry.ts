@@ -4,10 +4,18 @@ import { stringify } from 'yaml';
 import { ConfigError, groupNameProblem, isGroupName, joinPoolsOf, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { RegistryError, validateGroupText, type GroupRegistry } from '../registry/index.js';
+import { ETCD_CALL_DEADLINE_MS } from './etcd-client.js';
+import { putGroupIfUnchangedSince } from './guarded-put.js';
 import type { ClusterKeys } from './keys.js';
 import { PrefixMirror, type MirrorChange } from './prefix-mirror.js';
 
 const debug = createDebug('ntp:server:cluster:registry');
+
+/**
+ * Validations a write may redo when other writes keep landing between its validation and its
+ * transaction; past them the registry is busy, and the caller may try again.
+ */
+const MAX_WRITE_ATTEMPTS = 5;
 
 export interface EtcdRegistryOptions {
   etcd: Etcd3;
@@ -16,6 +24,8 @@ export interface EtcdRegistryOptions {
   env?: NodeJS.ProcessEnv;
   /** Where a relative `secretFile:` is read on this node (its config directory). */
   baseDir: string;
+  /** The watch of the registry broke and etcd was read again (a line for the operator). */
+  onResync?: (why: string, groups: number) => void;
 }
 
 /**
@@ -29,7 +39,7 @@ export class EtcdRegistry implements GroupRegistry {
 
   constructor(private readonly options: EtcdRegistryOptions) {
     this.env = options.env ?? process.env;
-    this.mirror = new PrefixMirror(options.etcd, options.keys.groups, (change) => this.apply(change));
+    this.mirror = new PrefixMirror(options.etcd, options.keys.groups, (change) => this.apply(change), options.onResync);
   }
 
   get source(): string {
@@ -85,32 +95,52 @@ export class EtcdRegistry implements GroupRegistry {
     return this.write(text, name);
   }
 
+  /**
+   * Validation sees this node's copy of the registry, as of the revision the copy has reached;
+   * the transaction then commits only if no group changed in etcd after that revision. Two
+   * nodes writing groups that claim one port (or host name) at once both validate, but only
+   * the first transaction commits; the other validates again once its copy holds the winner,
+   * and is refused naming it (409 PORT_CLAIMED / DOMAIN_CLAIMED).
+   */
   private async write(text: string, expectName: string | undefined): Promise<GroupSpec> {
-    const { spec, yaml } = validateGroupText(text, {
-      server: this.options.server,
-      env: this.env,
-      baseDir: this.options.baseDir,
-      ...(expectName === undefined ? {} : { expectName }),
-    });
-    const { etcd, keys } = this.options;
-    const key = keys.group(spec.name);
-    // The document as given, so that a `${VAR}` secret stays a reference in etcd too.
-    const stored = stringify(yaml.root());
     const exists = expectName !== undefined;
-    const committed = await this.etcdCall(() =>
-      etcd
-        .if(key, 'Create', exists ? '>' : '==', 0)
-        .then(etcd.put(key).value(stored))
-        .commit(),
-    );
-    if (!committed.succeeded) {
-      throw exists
-        ? new RegistryError('GROUP_NOT_FOUND', `group "${spec.name}" is not registered`)
-        : new RegistryError('GROUP_EXISTS', `name: group "${spec.name}" is already registered`, 'name');
+    for (let attempt = 1; ; attempt++) {
+      const validatedAt = this.mirror.revision;
+      const { spec, yaml } = validateGroupText(text, {
+        server: this.options.server,
+        env: this.env,
+        baseDir: this.options.baseDir,
+        ...(expectName === undefined ? {} : { expectName }),
+      });
+      // The document as given, so that a `${VAR}` secret stays a reference in etcd too.
+      const stored = stringify(yaml.root());
+      const committed = await this.etcdCall(() =>
+        putGroupIfUnchangedSince(this.options.etcd, this.options.keys, { name: spec.name, text: stored, exists, checkedAt: validatedAt }),
+      );
+      if (committed.succeeded) {
+        // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
+        await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });
+        this.mirror.noteOwnWrite(validatedAt, BigInt(committed.header.revision));
+        return this.options.server.readyGroup.get(spec.name) ?? spec;
+      }
+      const [own, changed] = committed.responses.map((response) => response.response_range.kvs);
+      if ((own?.length ?? 0) > 0 !== exists) {
+        throw exists
+          ? new RegistryError('GROUP_NOT_FOUND', `group "${spec.name}" is not registered`)
+          : new RegistryError('GROUP_EXISTS', `name: group "${spec.name}" is already registered`, 'name');
+      }
+      const changedAt = (changed ?? []).reduce((latest, kv) => (BigInt(kv.mod_revision) > latest ? BigInt(kv.mod_revision) : latest), validatedAt);
+      debug('write of %s: the registry changed after revision %s (up to %s); validating again', spec.name, validatedAt, changedAt);
+      if (attempt >= MAX_WRITE_ATTEMPTS) {
+        throw new RegistryError(
+          'REGISTRY_BUSY',
+          `other writes kept changing the registry while group "${spec.name}" was validated; nothing was changed, try again`,
+        );
+      }
+      if (!(await this.mirror.whenApplied(changedAt, ETCD_CALL_DEADLINE_MS))) {
+        throw new RegistryError('REGISTRY_UNAVAILABLE', `this node's copy of the registry lags behind etcd; group "${spec.name}" was not changed`);
+      }
     }
-    // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
-    await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });
-    return this.options.server.readyGroup.get(spec.name) ?? spec;
   }
 
   async remove(name: string): Promise<void> {

@@ -2,10 +2,11 @@ import createDebug from 'debug';
 import type { Etcd3 } from 'etcd3';
 import type { ActivationGate, Claim } from '../activation-gate.js';
 import type { ClusterActivation, ClusterNodeInfo, ClusterView } from '../cluster-view.js';
-import type { ClusterKeys, ActivationRecord, NodeRecord } from './keys.js';
+import { filter, firstValueFrom, map, race, Subject, timer } from 'rxjs';
+import type { ClusterKeys, ActivationRecord, NodeRecord, TakeoverRecord } from './keys.js';
 import { parseRecord } from './keys.js';
 import type { NodeLease } from './node-lease.js';
-import { PrefixMirror } from './prefix-mirror.js';
+import { PrefixMirror, type MirrorChange } from './prefix-mirror.js';
 
 const debug = createDebug('ntp:server:cluster:claims');
 
@@ -16,7 +17,32 @@ export interface GroupClaimsOptions {
   self: () => NodeRecord;
   /** A group this node serves whose key now names another node, or is gone: stop serving it. */
   onClaimLost: (group: string) => void;
+  /**
+   * Another node authenticated a login of `request.clientId` for a group this node holds, and
+   * asks for it: end the session if it is that client's (its release frees the key).
+   */
+  onTakeoverAsked: (group: string, request: TakeoverRecord) => void;
+  /** How long a login waits for the node serving its client's old session to let the group go. */
+  takeoverWaitMs: number;
 }
+
+/** The longest a login waits for another node to let its client's old session go. */
+const TAKEOVER_WAIT_MAX_MS = 3000;
+
+/**
+ * How long a login may wait for a takeover: the whole login must end within the handshake
+ * deadline, so the wait takes at most 60% of it (the rest is the proof, two etcd round trips
+ * and the LoginResp).
+ */
+export function takeoverWaitFor(handshakeTimeoutMs: number): number {
+  return Math.min(TAKEOVER_WAIT_MAX_MS, Math.floor(handshakeTimeoutMs * 0.6));
+}
+
+/**
+ * One create-if-absent attempt: decided, or the key names another holder (read at `readAt`;
+ * `unanswered` when that holder was asked for a takeover and did not let go in time).
+ */
+type Attempt = { claim: Claim } | { holder: ActivationRecord | undefined; readAt: bigint; unanswered?: true };
 
 /**
  * inUseGroup in etcd: a node activates a group only after creating `PREFIX/active/NAME` in
@@ -27,6 +53,10 @@ export interface GroupClaimsOptions {
 export class GroupClaims implements ActivationGate, ClusterView {
   private readonly active: PrefixMirror;
   private readonly nodeRecords: PrefixMirror;
+  /** Takeover requests of other nodes, for the groups this node holds. */
+  private readonly takeoverRequests: PrefixMirror;
+  /** Every change of an active key, once the mirror applied it (a takeover waits on these). */
+  private readonly activeChanges = new Subject<MirrorChange>();
   /** Claims and releases of one group run one after another. */
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Groups this node holds (with the lease that holds them). */
@@ -35,19 +65,31 @@ export class GroupClaims implements ActivationGate, ClusterView {
 
   constructor(private readonly options: GroupClaimsOptions) {
     this.active = new PrefixMirror(options.etcd, options.keys.active, (change) => {
-      const leaseId = this.held.get(change.name);
-      if (leaseId === undefined) return;
-      const record = change.kind === 'put' ? parseRecord<ActivationRecord>(change.value) : undefined;
-      // Someone removed our key (an operator, or a lease that expired behind our back): we no longer hold it.
-      if (record === undefined || record.node !== this.node) {
-        debug('claim on %s lost in etcd', change.name);
-        this.held.delete(change.name);
-        options.onClaimLost(change.name);
-      }
+      this.onActiveChange(change);
+      this.activeChanges.next(change);
+    });
+    this.takeoverRequests = new PrefixMirror(options.etcd, options.keys.takeovers, (change) => {
+      if (change.kind !== 'put' || !this.held.has(change.name)) return;
+      const request = parseRecord<TakeoverRecord>(change.value);
+      if (request === undefined || request.node === this.node || typeof request.clientId !== 'string') return;
+      debug('node %s asks for %s (client %s)', request.node, change.name, request.clientId);
+      options.onTakeoverAsked(change.name, request);
     });
     this.nodeRecords = new PrefixMirror(options.etcd, options.keys.nodes, (change) => {
       if (change.kind === 'delete' && change.name === this.node) options.lease.recordDeleted(change.revision);
     });
+  }
+
+  private onActiveChange(change: MirrorChange): void {
+    const leaseId = this.held.get(change.name);
+    if (leaseId === undefined) return;
+    const record = change.kind === 'put' ? parseRecord<ActivationRecord>(change.value) : undefined;
+    // Someone removed our key (an operator, or a lease that expired behind our back): we no longer hold it.
+    if (record === undefined || record.node !== this.node) {
+      debug('claim on %s lost in etcd', change.name);
+      this.held.delete(change.name);
+      this.options.onClaimLost(change.name);
+    }
   }
 
   get node(): string {
@@ -64,7 +106,7 @@ export class GroupClaims implements ActivationGate, ClusterView {
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.active.start(), this.nodeRecords.start()]);
+    await Promise.all([this.active.start(), this.nodeRecords.start(), this.takeoverRequests.start()]);
   }
 
   private serial<T>(group: string, task: () => Promise<T>): Promise<T> {
@@ -79,42 +121,105 @@ export class GroupClaims implements ActivationGate, ClusterView {
     return this.serial(group, async () => {
       const state = this.options.lease.current;
       if (!state.held) return { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} holds no etcd lease (${state.reason}); try another node` };
-      const { etcd, keys } = this.options;
-      const key = keys.activation(group);
-      const record: ActivationRecord = { ...this.options.self(), clientId: info.clientId, since: new Date().toISOString() };
-      this.etcdTraffic.claims += 1;
-      this.etcdTraffic.requests += 1;
-      let answer;
-      try {
-        answer = await etcd
-          .if(key, 'Create', '==', 0)
-          .then(etcd.put(key).value(JSON.stringify(record)).lease(state.leaseId))
-          .else(etcd.get(key))
-          .commit();
-      } catch (error) {
-        return { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} could not reach etcd (${(error as Error).message}); try another node` };
-      }
-      if (answer.succeeded) {
-        // The lease may have been given up while etcd answered: the key then dies with it.
-        if (!this.options.lease.holds(state.leaseId))
-          return { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} lost its etcd lease during the login; try another node` };
-        this.held.set(group, state.leaseId);
-        return { granted: true };
-      }
-      const kv = answer.responses[0]?.response_range.kvs[0];
-      const holder = parseRecord<ActivationRecord>(kv?.value.toString('utf8'));
-      // Our own key (a release that failed to reach etcd): still ours.
-      if (holder?.node === this.node && kv?.lease === state.leaseId) {
-        this.held.set(group, state.leaseId);
-        return { granted: true };
-      }
+      let attempt = await this.create(group, info.clientId, state.leaseId);
+      if ('holder' in attempt && this.mayTakeOver(attempt.holder, info.clientId))
+        attempt = await this.takeOver(group, info.clientId, state.leaseId, attempt.holder, attempt.readAt);
+      if ('claim' in attempt) return attempt.claim;
+      const { holder, unanswered } = attempt;
       const where = holder === undefined ? 'another node' : `node ${holder.node} (${holder.advertise}:${holder.commonPort}) since ${holder.since}`;
+      const notLetGo = unanswered ? `; that node did not let its session of this client go within ${this.options.takeoverWaitMs}ms` : '';
       return {
         granted: false,
         code: 'GROUP_ACTIVE_ELSEWHERE',
-        reason: `group "${group}" is active on ${where}; it becomes free when its client leaves or that node's etcd lease ends (within ${this.options.lease.safeMs * 1.5}ms of losing etcd)`,
+        reason: `group "${group}" is active on ${where}${notLetGo}; it becomes free when its client leaves or that node's etcd lease ends (within ${this.options.lease.safeMs * 1.5}ms of losing etcd)`,
       };
     });
+  }
+
+  private unreachable(error: Error): Claim {
+    return { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} could not reach etcd (${error.message}); try another node` };
+  }
+
+  /** Only the same client may end its own session on another node, as on a single server. */
+  private mayTakeOver(holder: ActivationRecord | undefined, clientId: string): holder is ActivationRecord {
+    return holder !== undefined && holder.node !== this.node && holder.clientId === clientId && this.options.takeoverWaitMs > 0;
+  }
+
+  /** Creates `PREFIX/active/NAME` for this node if it does not exist. */
+  private async create(group: string, clientId: string, leaseId: string): Promise<Attempt> {
+    const { etcd, keys } = this.options;
+    const key = keys.activation(group);
+    const record: ActivationRecord = { ...this.options.self(), clientId, since: new Date().toISOString() };
+    this.etcdTraffic.claims += 1;
+    this.etcdTraffic.requests += 1;
+    let answer;
+    try {
+      answer = await etcd
+        .if(key, 'Create', '==', 0)
+        .then(etcd.put(key).value(JSON.stringify(record)).lease(leaseId))
+        .else(etcd.get(key))
+        .commit();
+    } catch (error) {
+      return { claim: this.unreachable(error as Error) };
+    }
+    if (answer.succeeded) {
+      // The lease may have been given up while etcd answered: the key then dies with it.
+      if (!this.options.lease.holds(leaseId))
+        return { claim: { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} lost its etcd lease during the login; try another node` } };
+      this.held.set(group, leaseId);
+      return { claim: { granted: true } };
+    }
+    const kv = answer.responses[0]?.response_range.kvs[0];
+    const holder = parseRecord<ActivationRecord>(kv?.value.toString('utf8'));
+    // Our own key (a release that failed to reach etcd): still ours.
+    if (holder?.node === this.node && kv?.lease === leaseId) {
+      this.held.set(group, leaseId);
+      return { claim: { granted: true } };
+    }
+    return { holder, readAt: BigInt(answer.header.revision) };
+  }
+
+  /**
+   * The group is held by another node for this same client (its old session, on a path that
+   * may be silently dead): asks that node through `PREFIX/takeover/NAME` to end it, waits up
+   * to takeoverWaitMs for the active key to change, then tries to create it once more. The
+   * request is removed on every path (and would die with this node's lease besides).
+   */
+  private async takeOver(group: string, clientId: string, leaseId: string, holder: ActivationRecord, readAt: bigint): Promise<Attempt> {
+    const { etcd, keys } = this.options;
+    const key = keys.takeover(group);
+    // Listening before asking: the answer may come before the put returns.
+    const changed = firstValueFrom(
+      race(
+        this.activeChanges.pipe(
+          filter((change) => change.name === group && BigInt(change.revision) > readAt),
+          map(() => true),
+        ),
+        timer(this.options.takeoverWaitMs).pipe(map(() => false)),
+      ),
+      { defaultValue: false },
+    );
+    const request: TakeoverRecord = { ...this.options.self(), clientId, since: new Date().toISOString() };
+    try {
+      this.etcdTraffic.requests += 1;
+      await etcd.put(key).value(JSON.stringify(request)).lease(leaseId);
+      debug('asked node %s to let %s go (client %s)', holder.node, group, clientId);
+      // A change applied before the listener above was in place.
+      const now = parseRecord<ActivationRecord>(this.active.entries.get(group));
+      const alreadyChanged = this.active.revision > readAt && (now === undefined || now.node !== holder.node || now.since !== holder.since);
+      if (!alreadyChanged && !(await changed)) return { holder, readAt, unanswered: true };
+      return await this.create(group, clientId, leaseId);
+    } catch (error) {
+      return { claim: this.unreachable(error as Error) };
+    } finally {
+      this.etcdTraffic.requests += 1;
+      // Only our own request: another node may have asked since.
+      await etcd
+        .if(key, 'Lease', '==', leaseId)
+        .then(etcd.delete().key(key))
+        .commit()
+        .catch((error: Error) => debug('takeover request for %s not removed (the lease will): %s', group, error.message));
+    }
   }
 
   release(group: string): void {
@@ -164,6 +269,7 @@ export class GroupClaims implements ActivationGate, ClusterView {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.active.close(), this.nodeRecords.close()]);
+    await Promise.all([this.active.close(), this.nodeRecords.close(), this.takeoverRequests.close()]);
+    this.activeChanges.complete();
   }
 }

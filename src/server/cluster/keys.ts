@@ -5,6 +5,8 @@
  *                        `cluster import` stored it, a `${VAR}` secret still a reference
  *   PREFIX/active/NAME   the node serving the group (inUseGroup), attached to its lease
  *   PREFIX/nodes/NODE    a live node and its advertised address, attached to its lease
+ *   PREFIX/takeover/NAME a node's request that the node serving NAME let it go to a new
+ *                        session of the same client, attached to the asking node's lease
  */
 export class ClusterKeys {
   constructor(readonly prefix: string) {}
@@ -18,6 +20,9 @@ export class ClusterKeys {
   get nodes(): string {
     return `${this.prefix}/nodes/`;
   }
+  get takeovers(): string {
+    return `${this.prefix}/takeover/`;
+  }
   group(name: string): string {
     return this.groups + name;
   }
@@ -26,6 +31,9 @@ export class ClusterKeys {
   }
   node(name: string): string {
     return this.nodes + name;
+  }
+  takeover(name: string): string {
+    return this.takeovers + name;
   }
 }
 
@@ -41,6 +49,13 @@ export interface ActivationRecord extends NodeRecord {
   clientId: string;
   since: string;
 }
+
+/**
+ * The record of `PREFIX/takeover/NAME`: the asking node, the client id whose login it has
+ * authenticated, and when it asked. Shaped as an activation record: it is the activation
+ * the asking node is waiting to write.
+ */
+export type TakeoverRecord = ActivationRecord;
 
 /** A record read back from etcd; anything malformed is treated as absent. */
 export function parseRecord<T extends NodeRecord>(text: string | undefined): T | undefined {

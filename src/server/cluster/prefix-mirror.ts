@@ -1,47 +1,146 @@
 import createDebug from 'debug';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import { BehaviorSubject, filter, firstValueFrom, map, race, timer } from 'rxjs';
 
 const debug = createDebug('ntp:server:cluster:mirror');
 
-/** A change of one key; `revision` is etcd's revision of the change (0 for the first read's puts). */
+/** A change of one key; `revision` is etcd's revision of the change (for a re-read, of the key's last write or of the read). */
 export type MirrorChange = { kind: 'put'; name: string; value: string; revision: string } | { kind: 'delete'; name: string; revision: string };
+
+/** Waits between attempts to re-read the prefix while etcd does not answer. */
+const RESYNC_DELAY_MS = { first: 250, max: 5_000 } as const;
 
 /**
  * A local copy of every key under one etcd prefix: read once, then kept in step by a watch
  * that starts right after the revision read, so that no change falls between the two.
- * `onChange` sees every change, the first read included.
+ * `onChange` sees every change, the first read included, one at a time in etcd's order.
+ *
+ * A watch that breaks is not resumed: the prefix is read again and compared with the copy
+ * (adds, changes and removals applied), and a new watch starts after that read. etcd
+ * cancels a watch whose revision it has compacted away, and etcd3 would resume a broken
+ * one from the revision of its reconnection rather than of the last change delivered: a
+ * re-read is right in every case, and costs one range read per break.
  */
 export class PrefixMirror {
   readonly entries = new Map<string, string>();
   private watcher: Watcher | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** The revision up to which every change of the prefix is applied. */
+  private readonly applied = new BehaviorSubject<bigint>(0n);
+  private closed = false;
 
   constructor(
     private readonly etcd: Etcd3,
     private readonly prefix: string,
     private readonly onChange: (change: MirrorChange) => void | Promise<void> = () => undefined,
+    /** Told once a broken watch was replaced by a re-read (why it broke, keys read). */
+    private readonly onResync: (why: string, keys: number) => void = () => undefined,
   ) {}
 
   /** Reads the prefix and starts the watch; returns once both are in place. */
   async start(): Promise<void> {
+    await this.load();
+  }
+
+  /** Every change of the prefix up to this revision is applied (and was validated against, for a write). */
+  get revision(): bigint {
+    return this.applied.value;
+  }
+
+  /** Resolves true once every change up to `revision` is applied, false after `timeoutMs`. */
+  whenApplied(revision: bigint, timeoutMs: number): Promise<boolean> {
+    return firstValueFrom(
+      race(
+        this.applied.pipe(
+          filter((applied) => applied >= revision),
+          map(() => true),
+        ),
+        timer(timeoutMs).pipe(map(() => false)),
+      ),
+      { defaultValue: false },
+    );
+  }
+
+  /**
+   * This node's own write committed at `revision`, in a transaction that checked no key of the
+   * prefix was written after `validatedAt` (so that write is the only one in between), and was
+   * applied by the caller: the copy counts as up to date at `revision`, and the next write
+   * through this node need not wait for the watch's echo. (A key deleted in between does not
+   * fail that check; until its event comes, validation sees it still: a refusal, never a clash.)
+   */
+  noteOwnWrite(validatedAt: bigint, revision: bigint): void {
+    if (this.applied.value >= validatedAt) this.advance(revision);
+  }
+
+  /** Reads the whole prefix, brings the copy in step with it, and watches from the revision after. */
+  private async load(): Promise<number> {
     const answer = await this.etcd.getAll().prefix(this.prefix).exec();
-    const seen = new Set<string>();
-    for (const kv of answer.kvs) {
-      const name = this.nameOf(kv);
-      seen.add(name);
-      await this.apply({ kind: 'put', name, value: kv.value.toString('utf8'), revision: kv.mod_revision });
+    const readAt = BigInt(answer.header.revision);
+    await this.enqueue(() => this.reconcile(answer.kvs, readAt));
+    const watcher = await this.etcd
+      .watch()
+      .prefix(this.prefix)
+      .startRevision((readAt + 1n).toString())
+      .create();
+    if (this.closed) {
+      await watcher.cancel().catch(() => undefined);
+      return answer.kvs.length;
     }
-    for (const name of [...this.entries.keys()]) if (!seen.has(name)) await this.apply({ kind: 'delete', name, revision: answer.header.revision });
-    const next = (BigInt(answer.header.revision) + 1n).toString();
-    this.watcher = await this.etcd.watch().prefix(this.prefix).startRevision(next).create();
-    // Changes are applied one at a time, in etcd's order.
-    let queue: Promise<unknown> = Promise.resolve();
-    const enqueue = (change: MirrorChange): void => {
-      queue = queue.then(() => this.apply(change)).catch((error: Error) => debug('applying %s failed: %s', change.name, error.message));
-    };
-    this.watcher.on('put', (kv) => enqueue({ kind: 'put', name: this.nameOf(kv), value: kv.value.toString('utf8'), revision: kv.mod_revision }));
-    this.watcher.on('delete', (kv) => enqueue({ kind: 'delete', name: this.nameOf(kv), revision: kv.mod_revision }));
-    this.watcher.on('disconnected', () => debug('watch of %s disconnected; etcd3 resumes it from the last revision seen', this.prefix));
-    this.watcher.on('error', (error) => debug('watch of %s: %s', this.prefix, error.message));
+    this.watcher = watcher;
+    // Events a replaced watch still delivers are dropped: the re-read covers them.
+    watcher.on('put', (kv) => {
+      if (this.watcher === watcher)
+        void this.enqueue(() => this.apply({ kind: 'put', name: this.nameOf(kv), value: kv.value.toString('utf8'), revision: kv.mod_revision }));
+    });
+    watcher.on('delete', (kv) => {
+      if (this.watcher === watcher) void this.enqueue(() => this.apply({ kind: 'delete', name: this.nameOf(kv), revision: kv.mod_revision }));
+    });
+    watcher.on('disconnected', (error) => this.watchBroke(watcher, `the watch lost its etcd connection (${error.message})`));
+    // etcd cancels a watch whose start revision it compacted (compact_revision set), or one it refuses.
+    watcher.on('error', (error) => this.watchBroke(watcher, `etcd cancelled the watch, its revision compacted or refused (${error.message})`));
+    return answer.kvs.length;
+  }
+
+  /** Changes are applied one at a time, in etcd's order; a failure is logged and the next goes on. */
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(task).catch((error: Error) => debug('applying a change of %s failed: %s', this.prefix, error.message));
+    this.queue = run;
+    return run;
+  }
+
+  /** Applies what differs between the copy and a full read at `readAt`. */
+  private async reconcile(kvs: IKeyValue[], readAt: bigint): Promise<void> {
+    const seen = new Set<string>();
+    for (const kv of kvs) {
+      const name = this.nameOf(kv);
+      const value = kv.value.toString('utf8');
+      seen.add(name);
+      if (this.entries.get(name) !== value) await this.apply({ kind: 'put', name, value, revision: kv.mod_revision });
+    }
+    for (const name of [...this.entries.keys()]) if (!seen.has(name)) await this.apply({ kind: 'delete', name, revision: readAt.toString() });
+    if (readAt > this.applied.value) this.applied.next(readAt);
+  }
+
+  private watchBroke(watcher: Watcher, why: string): void {
+    if (this.watcher !== watcher || this.closed) return;
+    this.watcher = undefined;
+    debug('watch of %s broke: %s; reading the prefix again', this.prefix, why);
+    void watcher.cancel().catch(() => undefined);
+    void this.resync(why);
+  }
+
+  /** Re-reads until etcd answers (or the mirror is closed). */
+  private async resync(why: string): Promise<void> {
+    for (let delayMs: number = RESYNC_DELAY_MS.first; !this.closed; delayMs = Math.min(delayMs * 2, RESYNC_DELAY_MS.max)) {
+      try {
+        const keys = await this.load();
+        if (!this.closed) this.onResync(why, keys);
+        return;
+      } catch (error) {
+        debug('re-reading %s failed: %s; again in %dms', this.prefix, (error as Error).message, delayMs);
+        await firstValueFrom(timer(delayMs));
+      }
+    }
   }
 
   private nameOf(kv: IKeyValue): string {
@@ -49,12 +148,24 @@ export class PrefixMirror {
   }
 
   private async apply(change: MirrorChange): Promise<void> {
-    if (change.kind === 'put') this.entries.set(change.name, change.value);
-    else if (!this.entries.delete(change.name)) return;
-    await this.onChange(change);
+    try {
+      if (change.kind === 'put') this.entries.set(change.name, change.value);
+      else if (!this.entries.delete(change.name)) return;
+      await this.onChange(change);
+    } finally {
+      this.advance(BigInt(change.revision));
+    }
+  }
+
+  private advance(revision: bigint): void {
+    if (revision > this.applied.value) this.applied.next(revision);
   }
 
   async close(): Promise<void> {
-    await this.watcher?.cancel().catch(() => undefined);
+    this.closed = true;
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    await watcher?.cancel().catch(() => undefined);
+    this.applied.complete();
   }
 }

@@ -11,7 +11,8 @@ export type RegistryErrorCode =
   | 'NAME_MISMATCH'
   | 'POLICY'
   | 'INVALID_GROUP_NAME'
-  | 'REGISTRY_UNAVAILABLE';
+  | 'REGISTRY_UNAVAILABLE'
+  | 'REGISTRY_BUSY';
 
 /** A registry change refused for a reason other than the group's own validity. */
 export class RegistryError extends Error {
