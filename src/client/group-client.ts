@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { firstValueFrom, fromEvent, race, Subject, timer, type Observable } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
 import { ControlChannel, type ClientTransport } from '../net/index.js';
-import { loginProof, PROTOCOL_VERSION, ProtocolError, type LoginRejectCode } from '../protocol/index.js';
+import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { ClusterRefusedError, LoginRejectedError, ServerTrustError, TakenOverError, type ServerRefusal } from './errors.js';
 import type { ClientEvent } from './events.js';
@@ -276,12 +276,7 @@ export class GroupClient {
       channel.send({
         type: 'Login',
         proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
-        apps: spec.apps.map((app) => ({
-          name: app.name,
-          remotePort: app.remotePort,
-          ...protocolMark(app),
-          ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}),
-        })),
+        apps: declaredApps(spec),
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);
@@ -341,4 +336,14 @@ function unanimous(refusals: Map<string, ServerRefusal>, servers: number): Clust
   const code = all[0]?.code;
   if (code === undefined || all.length < servers || all.some((refusal) => refusal.code !== code)) return undefined;
   return new ClusterRefusedError(code, all);
+}
+
+/** The apps of the client's own group file as its Login declares them (local targets stay here). */
+export function declaredApps(spec: GroupSpec): AppDeclaration[] {
+  return spec.apps.map((app) => ({
+    name: app.name,
+    remotePort: app.remotePort,
+    ...protocolMark(app),
+    ...(app.proxyProtocol ? { proxyProtocol: app.proxyProtocol } : {}),
+  }));
 }
