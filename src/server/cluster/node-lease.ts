@@ -102,7 +102,9 @@ export class NodeLease {
           exhaustMap(async () => {
             const sentAt = performance.now();
             try {
-              const answer = await lease.keepaliveOnce({ deadline: Date.now() + this.safeMs });
+              // A call stuck on a member that just died must not use up the whole safe window:
+              // it gives way to the next one, which the client sends to another member.
+              const answer = await lease.keepaliveOnce({ deadline: Date.now() + Math.min(this.safeMs, 2 * this.keepaliveEveryMs) });
               return { sentAt, ttl: Number(answer.TTL), error: undefined };
             } catch (error) {
               return { sentAt, ttl: undefined, error: error as Error };
