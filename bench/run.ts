@@ -82,7 +82,10 @@ async function main(): Promise<number> {
   }
   const quick = values.quick!;
   const figures = pickList(values.only, FIGURES, 'figure');
-  const paths = pickList(values.paths, [...PATH_NAMES, ...BASELINE_PATH_NAMES], 'path');
+  // The baseline's paths come with --baseline (below): by default only this build's run.
+  const paths = pickList(values.paths, [...PATH_NAMES, ...BASELINE_PATH_NAMES], 'path', PATH_NAMES);
+  const orphan = paths.find((path) => BASELINE_PATH_NAMES.includes(path));
+  if (orphan !== undefined && values.baseline === undefined) throw new Error(`path ${orphan} needs --baseline DIR (another build to compare with)`);
   if (values.baseline !== undefined) {
     // Each tunnel path selected is run from the baseline build too.
     const wanted = BASELINE_PATH_NAMES.filter((name) => paths.includes(name.replace('-base', '') as PathName) && !paths.includes(name));
@@ -415,8 +418,8 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
   }
 }
 
-function pickList<T extends string>(value: string | undefined, all: readonly T[], what: string): T[] {
-  if (value === undefined) return [...all];
+function pickList<T extends string>(value: string | undefined, all: readonly T[], what: string, byDefault: readonly T[] = all): T[] {
+  if (value === undefined) return [...byDefault];
   const picked = value
     .split(',')
     .map((item) => item.trim())

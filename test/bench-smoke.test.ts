@@ -69,3 +69,18 @@ test('the bench measures UDP through the TLS tunnel against direct with iperf3 -
     output,
   );
 });
+
+test('without --baseline the bench runs every path of this build and none of a baseline; naming one is refused at once', { timeout: 60_000 }, async () => {
+  const output = await runBench(['--only', 'setup', '--conns', '10'], 55_000);
+  const header = output.split('\n').find((line) => line.startsWith('median'));
+  assert.ok(header, `no table in:\n${output}`);
+  for (const path of ['direct', 'relay', 'relay-tls', 'tunnel', 'tunnel-tls']) assert.ok(header.split(/\s+/).includes(path), header);
+  assert.doesNotMatch(output, /-base/);
+  const refused = spawn(process.execPath, [benchBin, '--only', 'setup', '--paths', 'tunnel-base', '--no-json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let said = '';
+  refused.stderr.on('data', (chunk: Buffer) => (said += chunk.toString()));
+  refused.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+  const [code] = await once(refused, 'exit');
+  assert.notEqual(code, 0);
+  assert.match(said, /tunnel-base needs --baseline/);
+});
