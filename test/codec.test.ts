@@ -40,6 +40,7 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   Pong: { type: 'Pong', seq: 7 },
   ReqWorkConn: { type: 'ReqWorkConn', app: 'ssh', pairingId: 'pairing-1' },
   ReqPooledWorkConns: { type: 'ReqPooledWorkConns', pairingIds: ['pool-1', 'pool-2', 'pool-3'] },
+  ReqMuxConn: { type: 'ReqMuxConn', pairingId: 'mux-1' },
   StartWorkConn: {
     type: 'StartWorkConn',
     app: 'ssh',

@@ -316,7 +316,8 @@ describe('a user a member fails before anything was read is retried once on anot
         },
         { name: 'q', secret: randomSecret(), apps: [{ name: 'web', localPort: q.port, pool: 'web', healthCheck: { interval: '10s', failures: 3 } }] },
       ],
-      { workConnPool: 0 },
+      // Users are held (and so can be retried) only without mux and without pooled work conns.
+      { workConnPool: 0, extra: { mux: false } },
     );
     started = await startServer(config);
     clients.push(...(await startMembers(config, started, ['p', 'q'])));

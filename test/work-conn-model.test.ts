@@ -159,6 +159,8 @@ describe('work conns over real sockets, driven by generated commands', () => {
     const config = makeConfigDir([{ name: GROUP, secret: randomSecret(), apps: [{ name: 'app', localPort }] }], {
       tls: true,
       workConnPool: POOL,
+      // The model is the pooled work conn's state machine: without mux (test/e2e/mux.test.ts covers the mux conn).
+      extra: { mux: false },
       pairingTimeout: '5s',
       heartbeatInterval: '1s',
       heartbeatTimeout: '20s',

@@ -19,7 +19,8 @@ async function tunnelOf(link: Link, name: string, localPorts: number[], pool: nu
   const config = makeConfigDir([{ name, secret: randomSecret(), apps: localPorts.map((localPort, i) => ({ name: `app${i}`, localPort })) }], {
     pairingTimeout: '10s',
     tls: link === 'tls',
-    extra: { workConnPool: pool },
+    // The pooled work conns are what is tested: without mux (the default carries users on a mux conn).
+    extra: { workConnPool: pool, mux: false },
   });
   const started = await startServer(config);
   const { server, events } = started;

@@ -2,7 +2,18 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
 import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
-import { heartbeatWatchdog, joinReusable, resetSocket, WorkConnTracker, type ClientTransport, type ControlChannel, type ReusableRelay } from '../net/index.js';
+import {
+  heartbeatWatchdog,
+  joinConns,
+  joinReusable,
+  MuxSession,
+  resetSocket,
+  WorkConnTracker,
+  type ClientTransport,
+  type ControlChannel,
+  type MuxStream,
+  type ReusableRelay,
+} from '../net/index.js';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn, type UserAddress } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { healthChanges } from './health-checks.js';
@@ -46,6 +57,8 @@ export class ClientSession {
   private readonly subscriptions: Subscription[] = [];
   /** Live relays by pairing id: the server's WorkConnEnd names one; the session's end resets them all. */
   private readonly relays = new Map<string, ReusableRelay>();
+  /** The session's mux conn, once the server asked for it and it is up. */
+  private mux: MuxSession | undefined;
   /** Pooled work conns waiting for their StartWorkConn. */
   private readonly idlePooled = new Set<Socket>();
   /**
@@ -149,6 +162,8 @@ export class ClientSession {
         return;
       case 'ReqPooledWorkConns':
         return this.handleReqPooledWorkConns(message.pairingIds);
+      case 'ReqMuxConn':
+        return void this.openMuxConn(message.pairingId);
       case 'WorkConnEnd':
         return this.onServerEnd(message.pairingId, message.bytes);
       case 'AppsChanged':
@@ -232,17 +247,9 @@ export class ClientSession {
    * then, so an app that speaks first (or times idle conns out) sees no conn without a user.
    */
   private async openPooledWorkConn(pairingId: string): Promise<void> {
-    const { server, transport, sessionId, dialTimeoutMs } = this.options;
-    let workConn: Socket;
-    try {
-      workConn = await presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs });
-    } catch (error) {
-      // The server forgets the id after its pairing timeout and asks again when needed.
-      debug('pooled work conn not opened: %s', (error as Error).message);
-      return;
-    } finally {
-      this.pooledOpening--;
-    }
+    const workConn = await this.presentOrSkip(pairingId, 'pooled work conn');
+    this.pooledOpening--;
+    if (workConn === undefined) return;
     if (this.done) return void workConn.destroy();
     return this.awaitUser(workConn);
   }
@@ -276,6 +283,67 @@ export class ClientSession {
       fail(`local app unreachable: ${reason}`);
     });
     return this.relay(app, pairingId, localConn, workConn, true, user);
+  }
+
+  /**
+   * Opens the session's mux conn, which replaces any earlier one (the server asks again only
+   * when it lost it). Its streams are users: each is served like a pooled work conn's user.
+   * A mux conn that closes only resets its own streams: the server asks for a new one, or ends
+   * the session on the control conn.
+   */
+  private async openMuxConn(pairingId: string): Promise<void> {
+    const conn = await this.presentOrSkip(pairingId, 'mux conn');
+    if (conn === undefined) return;
+    if (this.done) return void conn.destroy();
+    this.mux?.destroy('replaced by a new mux conn');
+    const mux = new MuxSession(conn, 'acceptor', {
+      onStream: (stream, start) => this.serveMuxStream(stream, start),
+      onClosed: (reason, error) => {
+        if (this.mux === mux) this.mux = undefined;
+        debug('mux conn closed: %s', reason);
+        if (error !== undefined && !this.done) this.end({ reason: `protocol error from the server on the mux conn: ${error.message}` });
+      },
+    });
+    this.mux = mux;
+  }
+
+  /**
+   * A conn to the server presenting `pairingId`, or undefined when it could not be opened: the
+   * server forgets the id after its pairing timeout and asks again when it needs one.
+   */
+  private async presentOrSkip(pairingId: string, what: string): Promise<Socket | undefined> {
+    const { server, transport, sessionId, dialTimeoutMs } = this.options;
+    try {
+      return await presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs });
+    } catch (error) {
+      debug('%s not opened: %s', what, (error as Error).message);
+      return undefined;
+    }
+  }
+
+  /** A user on a stream of the mux conn: the local app is dialed, then the two are relayed. */
+  private serveMuxStream(stream: MuxStream, { app: appName, pairingId, user, protocol }: StartWorkConn): void {
+    const { emit } = this.options;
+    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: true });
+    const app = this.appNamed(appName);
+    if (app === undefined || app.type === 'udp' || protocol === 'udp') return void stream.resetAndDestroy(tcpRefusal(appName, app));
+    const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
+      emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
+      stream.resetAndDestroy(`local app unreachable: ${reason}`);
+    });
+    emit({ type: 'work-conn-opened', app: appName, pairingId, pooled: true });
+    const started = Date.now();
+    const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
+    void joinConns(localConn, stream as unknown as Socket, outerPreamble === undefined ? {} : { outerPreamble }).then((outcome) =>
+      emit({
+        type: 'conn-closed',
+        app: appName,
+        bytesIn: outcome.bytesIn,
+        bytesOut: outcome.bytesOut,
+        durationMs: Date.now() - started,
+        ...(outcome.error ? { error: outcome.error.message } : {}),
+      }),
+    );
   }
 
   /** An app of the group file as last reloaded (only our own targets are ever dialed). */
@@ -358,6 +426,7 @@ export class ClientSession {
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     this.healthChecks?.unsubscribe();
     for (const workConn of this.idlePooled) workConn.destroy();
+    this.mux?.destroy(`the session ended: ${end.reason}`);
     // The work conns belong to the session: its users are cut, and must see it as a reset.
     for (const relay of this.relays.values()) relay.reset(`the session ended: ${end.reason}`);
     this.relays.clear();

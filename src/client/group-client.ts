@@ -277,6 +277,8 @@ export class GroupClient {
         type: 'Login',
         proof: loginProof(spec.secret.reveal(), first.nonce, spec.name, clientId),
         apps: declaredApps(spec),
+        // Always offered: the server's config decides (LoginResp.mux, then ReqMuxConn).
+        mux: true,
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);

@@ -19,6 +19,7 @@ export const SERVER_DEFAULTS = {
   // bench's setup p50 with TLS went from ~2.6x the bare relay to ~1.2-1.5x. About 1 MB of
   // idle TLS work conns per group on each end.
   workConnPool: 16,
+  mux: true,
 } as const;
 
 const MAX_WORK_CONN_POOL = 256;
@@ -52,6 +53,10 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
     workConnPool: wholeNumber(0, MAX_WORK_CONN_POOL, `expected a whole number of work conns from 0 (no pool) to ${MAX_WORK_CONN_POOL}`)
       .default(SERVER_DEFAULTS.workConnPool)
       .meta({ description: "Work conns each client keeps open ahead of users (frp's poolCount); 0 disables the pool" }),
+    mux: z.boolean(problem('expected true or false')).default(SERVER_DEFAULTS.mux).meta({
+      description:
+        "Carry each group's TCP users as streams of one work conn (frp's tcpMux), when its client offers it; false: a work conn per user at a time, from the pool",
+    }),
     pools: poolsSchema.default({}),
     // `admin:` with nothing under it turns the admin on with its defaults.
     admin: z.preprocess((value) => value ?? {}, adminSectionSchema(env)).optional(),
@@ -62,7 +67,7 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
   })
     .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
     .transform(
-      ({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, pools, admin, vhost, logLevel: level, cluster, ...security }, ctx) => {
+      ({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, mux, pools, admin, vhost, logLevel: level, cluster, ...security }, ctx) => {
         if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
         if (heartbeat.timeout <= heartbeat.interval) {
           ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
@@ -77,6 +82,8 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
           pairingTimeoutMs: pairingTimeout,
           handshakeTimeoutMs: handshakeTimeout,
           workConnPool,
+          /** TCP users on streams of one mux conn per session, when the client offers it. */
+          mux,
           /** Shared pools: their public port, how users are spread, who may join (`pools.NAME`). */
           pools,
           ...securityConfig(security, base, ctx),

@@ -59,8 +59,8 @@ export interface RelayOptions {
  * state, in each process (10,000 conns: 34 MB). The listeners below are shared by every relay;
  * each socket points at one small record of its relay.
  */
-export function joinConns(outer: Socket, inner: Socket): Promise<RelayResult> {
-  return new Promise((resolve) => start(new RelayState(outer, inner, resolve, undefined)));
+export function joinConns(outer: Socket, inner: Socket, options: RelayOptions = {}): Promise<RelayResult> {
+  return new Promise((resolve) => start(new RelayState(outer, inner, resolve, undefined, options)));
 }
 
 /**

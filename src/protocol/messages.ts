@@ -86,6 +86,8 @@ const login = z.object({
   proof: token,
   /** What the client's group file says, so the server can report mismatches. */
   apps: list(appDeclaration),
+  /** The client can carry its TCP users as streams of one mux conn (ReqMuxConn); absent: it cannot. */
+  mux: z.boolean().optional(),
 });
 
 /**
@@ -115,6 +117,8 @@ const loginResp = z
     apps: list(appBinding).optional(),
     /** Differences between the server's registry and the client's group file, in words. */
     warnings: list(text).optional(),
+    /** Both ends carry TCP users on a mux conn: the server sends ReqMuxConn next. */
+    mux: z.boolean().optional(),
     error: z.object({ code: loginRejectCode, reason: text }).optional(),
   })
   .superRefine((resp, ctx) => {
@@ -165,6 +169,13 @@ const reqPooledWorkConns = z.object({
   /** One-time, unguessable, issued by the server; each binds one pooled work conn. */
   pairingIds: list(id),
 });
+
+/**
+ * Server → client on the common conn, once after LoginResp {mux: true}: open the session's mux
+ * conn now and present `pairingId` in its NewWorkConn. After that frame the conn carries mux
+ * frames (`mux-codec.ts`): each TCP user is a stream opened by the server with a StartWorkConn.
+ */
+const reqMuxConn = z.object({ type: z.literal('ReqMuxConn'), pairingId: id });
 
 /**
  * Server → client on an idle pooled work conn: a user of `app` was joined to this conn. The
@@ -245,6 +256,7 @@ const MESSAGE_SCHEMAS = [
   reqWorkConn,
   newWorkConn,
   reqPooledWorkConns,
+  reqMuxConn,
   startWorkConn,
   workConnEnd,
   workConnIdle,

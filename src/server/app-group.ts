@@ -13,6 +13,7 @@ import {
   type HealthReport,
   type Message,
   type NewWorkConn,
+  type StartWorkConn,
 } from '../protocol/index.js';
 import type { AppPools } from './app-pools.js';
 import { AppServer, type UserConnSink } from './app-server.js';
@@ -24,6 +25,7 @@ import type { VhostServer } from '../vhost/index.js';
 import type { UdpAppServer, UdpSessionSink } from './udp-app-server.js';
 import { UdpSessions } from './udp-sessions.js';
 import type { UdpUserSession } from './udp-user-session.js';
+import { ServerMuxLink } from './mux-link.js';
 import { UserRelays } from './user-relays.js';
 import { WorkConnPool } from './work-conn-pool.js';
 
@@ -48,6 +50,8 @@ export interface AppGroupOptions {
   trafficSampleMs?: number;
   /** Work conns kept ready for this session; 0 disables the pool. */
   workConnPool: number;
+  /** Both ends agreed (server config `mux`, the client's Login) to carry TCP users on a mux conn. */
+  mux?: boolean;
   /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
   bindRetry?: BindRetryPolicy;
   /** The shared HTTP/HTTPS ports, when the server has them: vhost apps are routed there. */
@@ -74,6 +78,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   lastHeartbeatAt = Date.now();
   private readonly publicApps: PublicApps;
   private readonly pool: WorkConnPool;
+  private readonly muxLink: ServerMuxLink | undefined;
   private readonly userRelays: UserRelays;
   private readonly udpSessions: UdpSessions;
   private readonly subscriptions: Subscription[] = [];
@@ -105,8 +110,21 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       isActive,
       currentApps: () => this.currentSpec.apps,
     });
+    this.muxLink = options.mux
+      ? new ServerMuxLink({
+          group: this.name,
+          pairingTimeoutMs: options.pairingTimeoutMs,
+          send,
+          onProtocolError: (error) => {
+            this.options.emit({ type: 'bad-peer', remote: this.clientAddress, code: error.code, reason: `mux conn: ${error.message}` });
+            this.deactivate('PROTOCOL_ERROR', `protocol error on the mux conn: ${error.message}`);
+          },
+        })
+      : undefined;
+    // With a mux conn, TCP users need no pooled work conns: the pool is kept for UDP sessions.
+    const poolSize = options.mux && !options.spec.apps.some((app) => app.type === 'udp') ? 0 : options.workConnPool;
     this.pool = new WorkConnPool(
-      options.workConnPool,
+      poolSize,
       options.pairingTimeoutMs,
       (pairingIds) => options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
       (idle, served) =>
@@ -120,6 +138,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       emit: options.emit,
       isActive,
       isCurrent: (app) => this.publicApps.isCurrent(app),
+      ...(this.muxLink === undefined ? {} : { openMuxStream: (start: StartWorkConn) => this.muxLink?.open(start) }),
     });
     this.udpSessions = new UdpSessions({
       group: this.name,
@@ -132,6 +151,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
 
   /** Asks the client for the pool's work conns; call once the client has its LoginResp. */
   fillPool(): void {
+    this.muxLink?.request();
     this.pool.topUp();
   }
 
@@ -232,6 +252,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       case 'ReqWorkConn':
       case 'NewWorkConn':
       case 'ReqPooledWorkConns':
+      case 'ReqMuxConn':
       case 'StartWorkConn':
       case 'AppsChanged':
         this.options.emit({
@@ -268,6 +289,12 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
    * was refused (the caller closes the work conn and reports the peer).
    */
   acceptWorkConn(message: NewWorkConn, workConn: Socket): string | null {
+    if (this.muxLink?.isRequested(message.pairingId) === true) {
+      // A bad proof does not consume the pairing: the real client may still arrive in time.
+      if (!proofsMatch(joinProof(this.loginSecret, this.sessionId, message.pairingId), message.proof)) return 'bad join proof';
+      this.muxLink.accept(workConn);
+      return null;
+    }
     const forPool = this.pool.isRequested(message.pairingId);
     const forUdp = !forPool && this.udpSessions.isWaiting(message.pairingId);
     const pending = forPool || forUdp ? undefined : this.userRelays.heldUser(message.pairingId);
@@ -296,6 +323,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     const ended = `group deactivated: ${reason}`;
     // Relays first: closing the apps would reset their users without saying why.
+    this.muxLink?.stop(ended);
     this.userRelays.resetJoined(ended);
     this.udpSessions.closeAll(ended);
     this.publicApps.closeAll(ended);

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
-import { joinReusable, peerOf, resetSocket, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
+import { joinConns, joinReusable, peerOf, resetSocket, type MuxStream, type RelayResult, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
 import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from './events.js';
@@ -163,10 +163,27 @@ export class AppServer implements VhostTarget {
    * `onUserEnd` instead of being sent on it, and `done` says whether it was released.
    */
   relay(userConn: Socket, workConn: Socket, pairingId: string, tracker: WorkConnTracker, onUserEnd: (bytes: number) => void): RelayHandle {
-    const started = Date.now();
-    this.liveConns.add(userConn);
+    const started = this.relayStarted(userConn);
     const handle = joinReusable(userConn, workConn, tracker, onUserEnd, this.bandwidth.relayOptions());
-    const done = handle.done.then((result) => {
+    return { done: this.relayDone(userConn, pairingId, started, handle.done), peerEnded: handle.peerEnded, reset: handle.reset };
+  }
+
+  /**
+   * Relays a UserConn on its own stream of the session's mux conn: the stream carries the ends
+   * itself (FIN, RST), so nothing is reported beside it. Resolves once both are done.
+   */
+  relayStream(userConn: Socket, stream: MuxStream, pairingId: string): Promise<RelayResult> {
+    const started = this.relayStarted(userConn);
+    return this.relayDone(userConn, pairingId, started, joinConns(userConn, stream as unknown as Socket, this.bandwidth.relayOptions()));
+  }
+
+  private relayStarted(userConn: Socket): number {
+    this.liveConns.add(userConn);
+    return Date.now();
+  }
+
+  private relayDone(userConn: Socket, pairingId: string, started: number, relayed: Promise<RelayResult>): Promise<RelayResult> {
+    return relayed.then((result) => {
       this.liveConns.delete(userConn);
       // Its streams are through: it no longer counts as open (least_conn compares this), even
       // if its socket is still flushing its last bytes.
@@ -187,7 +204,6 @@ export class AppServer implements VhostTarget {
       });
       return result;
     });
-    return { done, peerEnded: handle.peerEnded, reset: handle.reset };
   }
 
   /**

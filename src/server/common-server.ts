@@ -32,7 +32,7 @@ import { createCommonListener } from './tls.js';
 const debug = createDebug('ntp:server:common-server');
 
 export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
-  Partial<Pick<ServerConfig, 'workConnPool' | 'pools' | 'vhost'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -327,6 +327,7 @@ export class CommonServer {
     // The new, authenticated session wins at once and gets the ports.
     this.inUseGroup.get(hello.group)?.deactivate('TAKEN_OVER', `taken over by a new session of the same client from ${channel.peer}`);
 
+    const mux = (this.options.mux ?? SERVER_DEFAULTS.mux) && outcome.login.mux === true;
     const group = new AppGroup({
       spec: outcome.spec,
       channel,
@@ -340,6 +341,7 @@ export class CommonServer {
       maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
+      mux,
       ...(this.options.bindRetry === undefined ? {} : { bindRetry: this.options.bindRetry }),
       ...(this.vhost === undefined ? {} : { vhost: this.vhost }),
       emit: this.emit,
@@ -358,6 +360,7 @@ export class CommonServer {
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       apps,
       warnings,
+      ...(mux ? { mux } : {}),
     });
     group.fillPool();
     this.emit({ type: 'group-activated', group: group.name, clientId: group.clientId, remote: channel.peer, apps, warnings });

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
-import { resetSocket, WorkConnTracker, writeFrame } from '../net/index.js';
-import { randomId, type Message, type UserAddress } from '../protocol/index.js';
+import { MuxResetError, resetSocket, WorkConnTracker, writeFrame, type MuxStream } from '../net/index.js';
+import { randomId, type Message, type StartWorkConn, type UserAddress } from '../protocol/index.js';
 import type { AppServer, RelayHandle } from './app-server.js';
 import type { EmitServerEvent } from './events.js';
 import { Pairings, type PendingUser } from './pairings.js';
@@ -29,6 +29,8 @@ export interface UserRelaysOptions {
   isActive: () => boolean;
   /** Whether `app` is still open under its name (a reload may have removed or reopened it). */
   isCurrent: (app: AppServer) => boolean;
+  /** A stream of the session's mux conn for a user, or undefined when there is none (no mux, or not up yet). */
+  openMuxStream?: (start: StartWorkConn) => MuxStream | undefined;
 }
 
 /**
@@ -55,6 +57,7 @@ export class UserRelays {
   start(app: AppServer, userConn: Socket): void {
     const { group, emit } = this.options;
     const remote = `${userConn.remoteAddress}:${userConn.remotePort}`;
+    if (this.options.openMuxStream !== undefined && this.startOnMux(app, userConn, remote, this.options.openMuxStream)) return;
     const pooled = this.options.pool.take();
     if (pooled !== undefined) return this.startOnPooled(app, userConn, remote, pooled);
     const pending = this.pairings.hold(app, userConn);
@@ -170,6 +173,24 @@ export class UserRelays {
     setImmediate(uncorkAfterNextPoll, workConn);
     emit({ type: 'work-conn-joined', group, app: app.name, pairingId, waitedMs: 0, pooled: true });
     this.join(app, userConn, workConn, pairingId);
+  }
+
+  /**
+   * Relays a user on a new stream of the session's mux conn, if it has one: the client dials the
+   * app when the stream's OPEN arrives, and resets the stream (naming why) if it cannot, which
+   * resets the user. Nothing to track beside the relay: the stream carries its own ends.
+   */
+  private startOnMux(app: AppServer, userConn: Socket, remote: string, openMuxStream: (start: StartWorkConn) => MuxStream | undefined): boolean {
+    const { group, emit } = this.options;
+    const pairingId = randomId();
+    const stream = openMuxStream({ type: 'StartWorkConn', app: app.name, pairingId, ...userAddressOf(userConn) });
+    if (stream === undefined) return false;
+    emit({ type: 'user-conn-accepted', group, app: app.name, remote, pairingId });
+    emit({ type: 'work-conn-joined', group, app: app.name, pairingId, waitedMs: 0, pooled: true });
+    void app.relayStream(userConn, stream, pairingId).then(({ error }) => {
+      if (error instanceof MuxResetError && error.byPeer) emit({ type: 'work-conn-failed', group, app: app.name, pairingId, reason: error.message });
+    });
+    return true;
   }
 
   /** Relays a user on a work conn, tracked until the conn is idle again (or gone). */

@@ -1,0 +1,98 @@
+import createDebug from 'debug';
+import type { Socket } from 'node:net';
+import { timer, type Subscription } from 'rxjs';
+import { MuxSession, type MuxStream } from '../net/index.js';
+import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../protocol/index.js';
+
+const debug = createDebug('ntp:server:mux-link');
+
+/** A lost mux conn is asked for again after this long (users meanwhile get work conns of their own). */
+const MUX_RETRY_MS = 1000;
+
+export interface ServerMuxLinkOptions {
+  group: string;
+  pairingTimeoutMs: number;
+  send: (message: Message) => void;
+  /** The client broke the mux conn's frame format: the session is over. */
+  onProtocolError: (error: ProtocolError) => void;
+}
+
+/**
+ * The server's end of one session's mux conn: asks the client for it (ReqMuxConn), takes it
+ * when it arrives with the pairing id it was given, opens a stream per TCP user on it, and asks
+ * again when it is lost. While there is none (just after login, or after a loss), `open`
+ * returns undefined and the caller serves the user on a work conn of its own, as without mux.
+ */
+export class ServerMuxLink {
+  private session: MuxSession | undefined;
+  /** The id the next mux conn must present, while it is on its way. */
+  private requested: { pairingId: string; deadline: Subscription } | undefined;
+  private retry: Subscription | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: ServerMuxLinkOptions) {}
+
+  get streamCount(): number {
+    return this.session?.streamCount ?? 0;
+  }
+
+  /** Asks the client for the mux conn (once it has its LoginResp). */
+  request(): void {
+    if (this.stopped || this.session !== undefined || this.requested !== undefined) return;
+    const pairingId = randomId();
+    const deadline = timer(this.options.pairingTimeoutMs).subscribe(() => {
+      // The client did not come: asked again later, users go on without it meanwhile.
+      this.requested = undefined;
+      this.scheduleRetry();
+    });
+    this.requested = { pairingId, deadline };
+    this.options.send({ type: 'ReqMuxConn', pairingId });
+  }
+
+  isRequested(pairingId: string): boolean {
+    return this.requested?.pairingId === pairingId;
+  }
+
+  /** The mux conn asked for arrived (its proof already checked). */
+  accept(conn: Socket): void {
+    this.requested?.deadline.unsubscribe();
+    this.requested = undefined;
+    if (this.stopped) return void conn.destroy();
+    const session = new MuxSession(conn, 'opener', {
+      onClosed: (reason, error) => {
+        if (this.session === session) this.session = undefined;
+        if (this.stopped) return;
+        if (error !== undefined) return this.options.onProtocolError(error);
+        debug('%s: mux conn lost (%s); asking again', this.options.group, reason);
+        this.scheduleRetry();
+      },
+    });
+    this.session = session;
+    debug('%s: mux conn up', this.options.group);
+  }
+
+  /** A stream for a user, or undefined while there is no mux conn. */
+  open(start: StartWorkConn): MuxStream | undefined {
+    const session = this.session;
+    if (session === undefined || session.isClosed) return undefined;
+    return session.open(start);
+  }
+
+  /** The session ended: every stream reset, the conn closed, nothing asked for again. */
+  stop(reason: string): void {
+    this.stopped = true;
+    this.requested?.deadline.unsubscribe();
+    this.requested = undefined;
+    this.retry?.unsubscribe();
+    this.session?.destroy(reason);
+    this.session = undefined;
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped || this.retry !== undefined) return;
+    this.retry = timer(MUX_RETRY_MS).subscribe(() => {
+      this.retry = undefined;
+      this.request();
+    });
+  }
+}
