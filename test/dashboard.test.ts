@@ -314,6 +314,7 @@ const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   'work-conn-requested': true,
   'work-conn-joined': true,
   'work-conn-pooled': true,
+  'mux-conn': true,
   'work-conn-failed': true,
   'conn-closed': true,
   traffic: true,

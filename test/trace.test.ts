@@ -109,7 +109,8 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   // Heartbeats first, as in the reference diagram; then a user.
   await fileContains(serverTrace, /Pong/);
   await fileContains(clientTrace, /Pong/);
-  // The default path: a pooled work conn is ready before the user comes.
+  // The default path: the mux conn is up before the user comes (and, for the UDP app, a pooled work conn).
+  await fileContains(serverTrace, /NewWorkConn \(the mux conn/);
   await fileContains(serverTrace, /NewWorkConn \(pooled/);
   assert.equal((await echoRoundTrip(publicPort, Buffer.from('hello through the tunnel'))).toString(), 'hello through the tunnel');
   await fileContains(serverTrace, /conn closed/);
@@ -146,8 +147,8 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^User ->> appServer: connect to traced\/echo/,
     /^appServer ->> appServer: hold the UserConn/,
     /^appServer ->> appGroup: ask for a work conn$/,
-    /^appGroup ->> Client: StartWorkConn \(echo, pairing \S+\) on a pooled work conn$/,
-    /^appServer ->> appServer: join the pooled work conn and the UserConn at once$/,
+    /^appGroup ->> Client: OPEN stream \(StartWorkConn echo, pairing \S+\) on the mux conn$/,
+    /^appServer ->> appServer: relay the UserConn on the stream at once$/,
     /^appServer -->> User: bytes flow both ways$/,
     /^appServer -->> User: conn closed \(24 B in, 24 B out/,
     /^User ->> appServer: datagram to traced\/dns from 127\.0\.0\.1:\d+: a new UDP session/,
@@ -162,7 +163,11 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     serverLines.some((line) => /^appGroup ->> Client: ReqPooledWorkConns \(traced\)$/.test(line)),
     'the pool fill is drawn',
   );
-  assert.ok(!serverLines.some((line) => line.includes('ReqWorkConn (echo')), 'a pooled user is not drawn as ReqWorkConn');
+  assert.ok(
+    serverLines.some((line) => /^appGroup ->> Client: ReqMuxConn \(traced\)$/.test(line)),
+    'the mux conn is drawn',
+  );
+  assert.ok(!serverLines.some((line) => line.includes('ReqWorkConn (echo')), 'a user on the mux conn is not drawn as ReqWorkConn');
 
   const clientLines = checkMermaid(readFileSync(clientTrace, 'utf8'));
   inOrder(clientLines, [
@@ -180,7 +185,7 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^Client ->> CommonServer: Ping \d+$/,
     /^end$/,
     /^Note over User, LocalApp: Proxying$/,
-    /^appGroup ->> Client: StartWorkConn \(echo, pairing \S+\) on a pooled work conn$/,
+    /^appGroup ->> Client: OPEN stream \(StartWorkConn echo, pairing \S+\) on the mux conn$/,
     /^Client ->> Client: look up app echo$/,
     /^Client ->> LocalApp: dial the local app echo$/,
     /^LocalApp -->> Client: localConn$/,

@@ -71,9 +71,13 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
     case 'pool-requested':
       return eventEntry(event, 'debug', `the server asked for ${event.count} pooled work conns`);
     case 'work-conn-requested':
-      return eventEntry(event, 'debug', `a user of ${event.app} ${event.pooled ? 'arrived on a pooled work conn' : 'asked for a work conn'}`);
+      return eventEntry(
+        event,
+        'debug',
+        `a user of ${event.app} ${event.mux ? 'arrived on a stream of the mux conn' : event.pooled ? 'arrived on a pooled work conn' : 'asked for a work conn'}`,
+      );
     case 'work-conn-opened':
-      return eventEntry(event, 'debug', `work conn opened for ${event.app}${event.pooled ? ' (pooled)' : ''}`);
+      return eventEntry(event, 'debug', `${event.mux ? 'stream' : 'work conn'} opened for ${event.app}${event.pooled ? ' (pooled)' : ''}`);
     case 'conn-closed':
       return eventEntry(
         event,

@@ -119,8 +119,14 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
       return eventEntry(
         event,
         'debug',
-        `user of ${event.group}/${event.app} joined a ${event.pooled ? 'pooled' : 'new'} work conn after ${seconds(event.waitedMs)}`,
+        event.mux
+          ? `user of ${event.group}/${event.app} on a new stream of the mux conn`
+          : `user of ${event.group}/${event.app} joined a ${event.pooled ? 'pooled' : 'new'} work conn after ${seconds(event.waitedMs)}`,
       );
+    case 'mux-conn':
+      return event.state === 'up'
+        ? eventEntry(event, 'debug', `group ${event.group}: mux conn up`)
+        : eventEntry(event, 'info', `group ${event.group}: mux conn lost (${event.reason ?? 'closed'}), its users reset; asking for a new one`);
     case 'work-conn-pooled':
       return eventEntry(event, 'debug', `group ${event.group}: work conn ${event.reused ? 'back' : 'added'} in the pool (${event.idle} idle)`);
     case 'conn-closed':

@@ -324,14 +324,14 @@ export class ClientSession {
   /** A user on a stream of the mux conn: the local app is dialed, then the two are relayed. */
   private serveMuxStream(stream: MuxStream, { app: appName, pairingId, user, protocol }: StartWorkConn): void {
     const { emit } = this.options;
-    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: true });
+    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false, mux: true });
     const app = this.appNamed(appName);
     if (app === undefined || app.type === 'udp' || protocol === 'udp') return void stream.resetAndDestroy(tcpRefusal(appName, app));
     const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
       emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
       stream.resetAndDestroy(`local app unreachable: ${reason}`);
     });
-    emit({ type: 'work-conn-opened', app: appName, pairingId, pooled: true });
+    emit({ type: 'work-conn-opened', app: appName, pairingId, pooled: false, mux: true });
     const started = Date.now();
     const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
     void joinConns(localConn, stream as unknown as Socket, outerPreamble === undefined ? {} : { outerPreamble }).then((outcome) =>

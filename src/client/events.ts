@@ -13,8 +13,8 @@ export type ClientEvent =
   /** The server answered a Ping. */
   | { type: 'heartbeat'; seq: number }
   | { type: 'heartbeat-timeout'; silentMs: number }
-  /** `pooled`: StartWorkConn on a pooled work conn; otherwise ReqWorkConn on the common conn. */
-  | { type: 'work-conn-requested'; app: string; pairingId: string; pooled: boolean }
+  /** `mux`: a stream opened on the mux conn; `pooled`: StartWorkConn on a pooled work conn; otherwise ReqWorkConn on the common conn. */
+  | { type: 'work-conn-requested'; app: string; pairingId: string; pooled: boolean; mux?: boolean }
   | { type: 'local-dial-failed'; app: string; target: string; reason: string }
   /** The server asked for `count` pooled work conns, opened now and idle until users come. */
   | { type: 'pool-requested'; count: number }
@@ -23,7 +23,7 @@ export type ClientEvent =
    * being opened or idle): the rest were not opened. `trimmedInSession` counts them all.
    */
   | { type: 'pool-trimmed'; asked: number; opened: number; cap: number; trimmedInSession: number }
-  | { type: 'work-conn-opened'; app: string; pairingId: string; pooled: boolean }
+  | { type: 'work-conn-opened'; app: string; pairingId: string; pooled: boolean; mux?: boolean }
   | { type: 'conn-closed'; app: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
   /** A UDP session got its local socket and work conn. */
   | { type: 'udp-session-opened'; app: string; pairingId: string; pooled: boolean }

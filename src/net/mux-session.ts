@@ -26,6 +26,12 @@ const debug = createDebug('ntp:net:mux');
 export const MUX_STREAM_WINDOW = 1024 * 1024;
 /** Credit goes back once this much was taken: one WINDOW frame per 512 KiB relayed. */
 const WINDOW_UPDATE_AT = MUX_STREAM_WINDOW / 2;
+/**
+ * Bytes the mux conn may hold queued in this process before a stream's write waits for it to
+ * drain: enough to keep a fast stream's pipeline full (a write completes at once), small enough
+ * that a slow path holds the senders back instead of this process's memory growing.
+ */
+const MUX_CONN_BACKLOG_BYTES = 1024 * 1024;
 /** DATA payloads up to this size are copied behind their header (one buffer); bigger ones are written as two. */
 const COPY_DATA_BELOW = 16 * 1024;
 
@@ -124,9 +130,9 @@ export class MuxSession {
     return payload === undefined ? !this.conn.writableNeedDrain : this.conn.write(payload);
   }
 
-  /** @internal Runs `resume` once the conn took what is queued (at once if nothing waits). */
+  /** @internal Runs `resume` at once while the conn's backlog is small, else once it drained. */
   afterDrain(resume: () => void): void {
-    if (!this.conn.writableNeedDrain || this.closed) return resume();
+    if (this.conn.writableLength < MUX_CONN_BACKLOG_BYTES || !this.conn.writableNeedDrain || this.closed) return resume();
     this.drainWaiters.push(resume);
   }
 
@@ -319,8 +325,8 @@ export class MuxStream extends Duplex {
       this.bytesWritten += size;
       rest = rest.subarray(size);
     }
-    // The conn is shared: a stream's write completes once the conn can take more, so that a fast
-    // sender is held back by the conn's own backpressure, not queued in this process.
+    // The conn is shared: past its backlog, a stream's write completes only once the conn drained,
+    // so that a fast sender is held back by the conn's own backpressure, not queued in this process.
     this.session.afterDrain(() => callback());
   }
 

@@ -115,6 +115,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
           group: this.name,
           pairingTimeoutMs: options.pairingTimeoutMs,
           send,
+          emit: options.emit,
           onProtocolError: (error) => {
             this.options.emit({ type: 'bad-peer', remote: this.clientAddress, code: error.code, reason: `mux conn: ${error.message}` });
             this.deactivate('PROTOCOL_ERROR', `protocol error on the mux conn: ${error.message}`);

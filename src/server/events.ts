@@ -28,7 +28,10 @@ export type ServerEvent =
   | { type: 'user-conn-accepted'; group: string; app: string; remote: string; pairingId: string }
   | { type: 'user-conn-refused'; group: string; app: string; remote: string; reason: string }
   | { type: 'work-conn-requested'; group: string; app: string; pairingId: string }
-  | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number; pooled?: boolean }
+  /** `mux`: on a new stream of the session's mux conn; `pooled`: on an idle pooled work conn. */
+  | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number; pooled?: boolean; mux?: boolean }
+  /** The session's mux conn came up, or was lost (its streams reset; asked for again). */
+  | { type: 'mux-conn'; group: string; state: 'up' | 'lost'; reason?: string }
   /** `reused`: a conn handed back after its user (WorkConnIdle), not a new one. */
   /** `servedPairingId`: a conn back from a user (reused), the pairing it served last. */
   | { type: 'work-conn-pooled'; group: string; idle: number; reused?: boolean; servedPairingId?: string }

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
 import { MuxSession, type MuxStream } from '../net/index.js';
 import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../protocol/index.js';
+import type { EmitServerEvent } from './events.js';
 
 const debug = createDebug('ntp:server:mux-link');
 
@@ -15,6 +16,7 @@ export interface ServerMuxLinkOptions {
   send: (message: Message) => void;
   /** The client broke the mux conn's frame format: the session is over. */
   onProtocolError: (error: ProtocolError) => void;
+  emit: EmitServerEvent;
 }
 
 /**
@@ -64,11 +66,12 @@ export class ServerMuxLink {
         if (this.stopped) return;
         if (error !== undefined) return this.options.onProtocolError(error);
         debug('%s: mux conn lost (%s); asking again', this.options.group, reason);
+        this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'lost', reason });
         this.scheduleRetry();
       },
     });
     this.session = session;
-    debug('%s: mux conn up', this.options.group);
+    this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'up' });
   }
 
   /** A stream for a user, or undefined while there is no mux conn. */

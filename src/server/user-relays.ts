@@ -186,7 +186,7 @@ export class UserRelays {
     const stream = openMuxStream({ type: 'StartWorkConn', app: app.name, pairingId, ...userAddressOf(userConn) });
     if (stream === undefined) return false;
     emit({ type: 'user-conn-accepted', group, app: app.name, remote, pairingId });
-    emit({ type: 'work-conn-joined', group, app: app.name, pairingId, waitedMs: 0, pooled: true });
+    emit({ type: 'work-conn-joined', group, app: app.name, pairingId, waitedMs: 0, mux: true });
     void app.relayStream(userConn, stream, pairingId).then(({ error }) => {
       if (error instanceof MuxResetError && error.byPeer) emit({ type: 'work-conn-failed', group, app: app.name, pairingId, reason: error.message });
     });

@@ -48,7 +48,8 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
         return trace.message('Client', 'Client', `no heartbeat from the server for ${event.silentMs}ms`, { lost: true });
       case 'work-conn-requested':
         trace.phase('Proxying');
-        if (event.pooled) trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}) on a pooled work conn`);
+        if (event.mux) trace.message('appGroup', 'Client', `OPEN stream (StartWorkConn ${event.app}, pairing ${event.pairingId}) on the mux conn`);
+        else if (event.pooled) trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}) on a pooled work conn`);
         else trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
         return trace.message('Client', 'Client', `look up app ${event.app}`);
       case 'local-dial-failed':
@@ -65,8 +66,8 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
       case 'work-conn-opened':
         trace.message('Client', 'LocalApp', `dial the local app ${event.app}`);
         trace.message('LocalApp', 'Client', 'localConn', { reply: true });
-        // A pooled work conn presented its NewWorkConn when the pool was filled.
-        if (!event.pooled) trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
+        // A pooled work conn presented its NewWorkConn when the pool was filled, the mux conn when it was asked for.
+        if (!event.pooled && event.mux !== true) trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
         return trace.message('Client', 'Client', 'join localConn and remoteConn');
       case 'conn-closed':
         return trace.message('LocalApp', 'Client', `conn closed (${event.bytesIn} B in, ${event.bytesOut} B out, ${event.durationMs}ms)`, { reply: true });

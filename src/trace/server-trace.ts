@@ -107,8 +107,15 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('appServer', 'User', `refused: ${event.reason}`, { lost: true });
     case 'work-conn-requested':
       return trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
+    case 'mux-conn':
+      if (event.state === 'lost') return trace.message('appGroup', 'appGroup', `mux conn lost: ${event.reason ?? 'closed'}`, { lost: true });
+      trace.message('appGroup', 'Client', `ReqMuxConn (${event.group})`);
+      return trace.message('Client', 'CommonServer', 'NewWorkConn (the mux conn: every TCP user a stream of it)');
     case 'work-conn-joined':
-      if (event.pooled) {
+      if (event.mux) {
+        trace.message('appGroup', 'Client', `OPEN stream (StartWorkConn ${event.app}, pairing ${event.pairingId}) on the mux conn`);
+        trace.message('appServer', 'appServer', 'relay the UserConn on the stream at once');
+      } else if (event.pooled) {
         // A work conn the client opened ahead of time: no round trip to the client host.
         trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}) on a pooled work conn`);
         trace.message('appServer', 'appServer', 'join the pooled work conn and the UserConn at once');

@@ -15,6 +15,27 @@ function connsToCommonPort(port: number): number {
   return out.split('\n').filter((line) => line.trim() !== '').length;
 }
 
+/**
+ * Kills (ss -K, a reset as the kernel sends it) the client's conn to the common port that has
+ * received the most bytes: the mux conn, while a user downloads. Undefined when the kernel
+ * cannot kill sockets (no CONFIG_INET_DIAG_DESTROY, or no privilege).
+ */
+function killBusiestConnTo(port: number): string | undefined {
+  const out = execFileSync('ss', ['-Htni', 'state', 'established', `( dport = :${port} )`], { encoding: 'utf8' });
+  const conns = [...out.matchAll(/127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:\d+[\s\S]*?bytes_received:(\d+)/g)].map((match) => ({
+    localPort: Number(match[1]),
+    received: Number(match[2]),
+  }));
+  const busiest = conns.sort((a, b) => b.received - a.received)[0];
+  if (busiest === undefined) return undefined;
+  try {
+    execFileSync('ss', ['-K', 'state', 'established', `( sport = :${busiest.localPort} and dport = :${port} )`], { stdio: 'ignore' });
+  } catch {
+    // ss reports an error for the peer it did not own; what counts is whether the conn is gone.
+  }
+  return connsToCommonPort(port) < conns.length ? `127.0.0.1:${busiest.localPort}` : undefined;
+}
+
 interface Tunnel {
   processes: ProcessSet;
   server: CliProcess;
@@ -180,6 +201,35 @@ function muxSuite(link: Link): void {
         await sink.close();
       }
     });
+
+    test(
+      'the mux conn lost while the control conn lives: its users are reset, a new one is asked for, and users are served again',
+      { timeout: 30_000 },
+      async (t) => {
+        const lost = await startTunnel(link, [
+          { name: 'flood', localPort: flood.port },
+          { name: 'echo', localPort: echo.port },
+        ]);
+        try {
+          await waitUntil(() => connsToCommonPort(lost.link.port) === 2, 'the control conn and the mux conn', 10_000);
+          const users = await Promise.all(Array.from({ length: 3 }, () => connectTo(lost.ports.get('flood')!)));
+          const endings = users.map((user) => streamEnding(user));
+          await Promise.all(users.map((user) => waitUntil(() => user.bytesRead > 0, 'the first bytes')));
+          const fromLine = lost.server.lines.length;
+          if (killBusiestConnTo(lost.link.port) === undefined) return t.skip('this kernel cannot kill a socket (ss -K)');
+          for (const ending of await withDeadline(Promise.all(endings), 10_000, 'the users seeing the end')) {
+            assert.ok(endedByReset(ending), `a user saw ${ending.ending} after ${ending.bytes} bytes instead of a reset`);
+          }
+          await lost.server.waitForLine(/group muxed: mux conn lost/, { fromLine, timeoutMs: 5000 });
+          await waitUntil(() => connsToCommonPort(lost.link.port) === 2, 'a new mux conn beside the control conn', 10_000);
+          const payload = randomBytes(64 * 1024);
+          assert.equal(sha256(await echoRoundTrip(lost.ports.get('echo')!, payload)), sha256(payload));
+          assert.ok(!lost.server.lines.slice(fromLine).some((line) => /deactivated/.test(line)), 'the group was deactivated');
+        } finally {
+          await lost.processes.stopAll();
+        }
+      },
+    );
 
     test("with mux: false in the server's config, users are served on pooled work conns as before", { timeout: 30_000 }, async () => {
       const pooled = await startTunnel(link, [{ name: 'echo', localPort: echo.port }], { mux: false, workConnPool: 4 });

@@ -37,6 +37,7 @@ const EVENT_TYPES = [
   'work-conn-requested',
   'work-conn-joined',
   'work-conn-pooled',
+  'mux-conn',
   'work-conn-failed',
   'conn-closed',
   'traffic',
