@@ -3,10 +3,10 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { after, test } from 'node:test';
 import { randomId } from '../src/protocol/index.js';
-import { startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
+import { startApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestGroup } from './helpers/configs.js';
 import { floodPings, startHostileServer, type HostileServer } from './helpers/hostile-server.js';
-import { echoRoundTrip, waitUntil } from './helpers/net.js';
+import { echoRoundTrip, endedByReset, streamEnding, waitUntil, withDeadline, type StreamEnding } from './helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from './helpers/processes.js';
 import { rawLogin } from './helpers/raw-client.js';
 
@@ -149,6 +149,50 @@ test('a server asking for 20,000 pooled work conns gets at most the cap (64 by d
   assert.equal(hostile.workConns, 64);
   assert.equal((client.output.match(/pooled work conns/g) ?? []).length, 1, 'one line for the session, not one per ask');
 });
+
+test('a server repeating ReqMuxConn 5,000 times makes the client open one mux conn at a time, not 5,000 at once', { timeout: 40_000 }, async () => {
+  let pingsSeen = 0;
+  const hostile = await startHostileServer((channel) => {
+    for (let ask = 0; ask < 5000; ask++) channel.send({ type: 'ReqMuxConn', pairingId: randomId() });
+    channel.messages$.subscribe((message) => {
+      if (message.type === 'Ping') pingsSeen++;
+    });
+    channel.release();
+  });
+  hostiles.push(hostile);
+  await hostileClient(hostile);
+  await waitUntil(() => hostile.workConns >= 1, 'the first mux conn', 20_000);
+  // Two more heartbeats: the client is alive, and time for any further dial to show up.
+  const pingsThen = pingsSeen;
+  await waitUntil(() => pingsSeen >= pingsThen + 2, 'two more Pings', 10_000);
+  // The 5,000 asks arrive within a few turns of the loop: only those that find no dial under
+  // way are followed (without the guard, every one of them is dialed at once).
+  assert.ok(hostile.workConns < 50, `${hostile.workConns} mux conns were dialed`);
+});
+
+test(
+  'a work conn that cannot reach the server after its app was dialed resets the app conn: the app never sees a clean, empty conn',
+  { timeout: 30_000 },
+  async () => {
+    // Watched from the accept on: the reset may come before the test's next turn.
+    const endings: Array<Promise<StreamEnding>> = [];
+    const app = await startApp((socket) => endings.push(streamEnding(socket)));
+    apps.push(app);
+    const hostile = await startHostileServer((channel) => {
+      hostile.stopListening();
+      channel.send({ type: 'ReqWorkConn', app: 'app', pairingId: randomId() });
+      channel.release();
+    });
+    hostiles.push(hostile);
+    const config = makeConfigDir([{ name: 'victim', secret: randomSecret(), apps: [{ name: 'app', localPort: app.port }] }]);
+    processes.add(
+      startGroupClientProcess({ groupsDir: config.groupsDir, group: 'victim', serverPort: hostile.port, link: { fingerprint: hostile.fingerprint } }),
+    );
+    await waitUntil(() => endings.length >= 1, 'the client dialing the app', 20_000);
+    const ending = await withDeadline(endings[0]!, 10_000, 'the app conn ending');
+    assert.ok(endedByReset(ending), `the app saw ${ending.ending} (kernel state ${ending.kernelState ?? 'gone'}) instead of a reset`);
+  },
+);
 
 test('groupclient --max-pooled-work-conns: a value that is not a count is refused by name', { timeout: 20_000 }, async () => {
   const hostile = await startHostileServer(() => {});

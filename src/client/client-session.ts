@@ -59,6 +59,7 @@ export class ClientSession {
   private readonly relays = new Map<string, ReusableRelay>();
   /** The session's mux conn, once the server asked for it and it is up. */
   private mux: MuxSession | undefined;
+  private muxOpening = false;
   /** Pooled work conns waiting for their StartWorkConn. */
   private readonly idlePooled = new Set<Socket>();
   /**
@@ -292,7 +293,11 @@ export class ClientSession {
    * the session on the control conn.
    */
   private async openMuxConn(pairingId: string): Promise<void> {
+    // One at a time: a server repeating ReqMuxConn cannot make this host dial without bound.
+    if (this.muxOpening) return void debug('ReqMuxConn ignored: a mux conn is being opened');
+    this.muxOpening = true;
     const conn = await this.presentOrSkip(pairingId, 'mux conn');
+    this.muxOpening = false;
     if (conn === undefined) return;
     if (this.done) return void conn.destroy();
     this.mux?.destroy('replaced by a new mux conn');

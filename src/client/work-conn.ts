@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
-import { dialTcp, writeFrame, type ClientTransport } from '../net/index.js';
+import { dialTcp, resetSocket, writeFrame, type ClientTransport } from '../net/index.js';
 import { dialCommon } from './tls.js';
 import { joinProof, type NewWorkConn } from '../protocol/index.js';
 
@@ -33,7 +33,8 @@ export async function openWorkConn(request: WorkConnRequest): Promise<WorkConnRe
   try {
     return { ok: true, localConn, workConn: await presentWorkConn(request) };
   } catch (error) {
-    localConn.destroy();
+    // A reset: the app must not take a conn its user never reached for a complete, empty one.
+    resetSocket(localConn);
     return { ok: false, stage: 'server', reason: (error as Error).message };
   }
 }

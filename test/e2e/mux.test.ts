@@ -16,24 +16,19 @@ function connsToCommonPort(port: number): number {
 }
 
 /**
- * Kills (ss -K, a reset as the kernel sends it) the client's conn to the common port that has
- * received the most bytes: the mux conn, while a user downloads. Undefined when the kernel
- * cannot kill sockets (no CONFIG_INET_DIAG_DESTROY, or no privilege).
+ * Kills (ss -K: a reset, as the kernel sends one) every conn from the client to the common
+ * port except its control conn (`controlPort`, its local port as the server's activation line
+ * names it): the mux conn. False when the kernel cannot kill sockets (no
+ * CONFIG_INET_DIAG_DESTROY, or no privilege).
  */
-function killBusiestConnTo(port: number): string | undefined {
-  const out = execFileSync('ss', ['-Htni', 'state', 'established', `( dport = :${port} )`], { encoding: 'utf8' });
-  const conns = [...out.matchAll(/127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:\d+[\s\S]*?bytes_received:(\d+)/g)].map((match) => ({
-    localPort: Number(match[1]),
-    received: Number(match[2]),
-  }));
-  const busiest = conns.sort((a, b) => b.received - a.received)[0];
-  if (busiest === undefined) return undefined;
+function killAllButControlConn(port: number, controlPort: number): boolean {
+  const before = connsToCommonPort(port);
   try {
-    execFileSync('ss', ['-K', 'state', 'established', `( sport = :${busiest.localPort} and dport = :${port} )`], { stdio: 'ignore' });
+    execFileSync('ss', ['-K', 'state', 'established', `( dport = :${port} and not sport = :${controlPort} )`], { stdio: 'ignore' });
   } catch {
     // ss reports an error for the peer it did not own; what counts is whether the conn is gone.
   }
-  return connsToCommonPort(port) < conns.length ? `127.0.0.1:${busiest.localPort}` : undefined;
+  return connsToCommonPort(port) < before;
 }
 
 interface Tunnel {
@@ -140,6 +135,7 @@ function muxSuite(link: Link): void {
       const app = await startApp((socket) => appConns.push(socket));
       const resetTunnel = await startTunnel(link, [{ name: 'app', localPort: app.port }]);
       try {
+        await waitUntil(() => connsToCommonPort(resetTunnel.link.port) === 2, 'the mux conn', 10_000);
         const user = await connectTo(resetTunnel.ports.get('app')!);
         user.on('error', () => {});
         user.write('hello');
@@ -167,6 +163,7 @@ function muxSuite(link: Link): void {
     test('kill -9 of the client resets every user mid-answer; none sees a clean end', { timeout: 30_000 }, async () => {
       const killed = await startTunnel(link, [{ name: 'flood', localPort: flood.port }]);
       try {
+        await waitUntil(() => connsToCommonPort(killed.link.port) === 2, 'the mux conn', 10_000);
         const users = await Promise.all(Array.from({ length: 5 }, () => connectTo(killed.ports.get('flood')!)));
         const endings = users.map((user) => streamEnding(user));
         await Promise.all(users.map((user) => waitUntil(() => user.bytesRead > 0, 'the first bytes')));
@@ -187,6 +184,7 @@ function muxSuite(link: Link): void {
       });
       const killed = await startTunnel(link, [{ name: 'sink', localPort: sink.port }]);
       try {
+        await waitUntil(() => connsToCommonPort(killed.link.port) === 2, 'the mux conn', 10_000);
         const users = await Promise.all(Array.from({ length: 5 }, () => connectTo(killed.ports.get('sink')!)));
         for (const user of users) user.on('error', () => {});
         await waitUntil(() => appConns.length === 5, 'the app conns');
@@ -194,7 +192,10 @@ function muxSuite(link: Link): void {
         for (const user of users) user.write('some bytes the app reads');
         await killed.server.killHard();
         for (const ending of await withDeadline(Promise.all(endings), 10_000, 'the app conns seeing the end')) {
-          assert.ok(endedByReset(ending), `an app conn saw ${ending.ending} (${ending.code ?? ''}) instead of a reset`);
+          assert.ok(
+            endedByReset(ending),
+            `an app conn saw ${ending.ending} (${ending.code ?? ''}, kernel state ${ending.kernelState ?? 'gone'}) after ${ending.bytes} bytes instead of a reset; the client said:\n${killed.client.lines.slice(-8).join('\n')}`,
+          );
         }
       } finally {
         await killed.processes.stopAll();
@@ -216,7 +217,9 @@ function muxSuite(link: Link): void {
           const endings = users.map((user) => streamEnding(user));
           await Promise.all(users.map((user) => waitUntil(() => user.bytesRead > 0, 'the first bytes')));
           const fromLine = lost.server.lines.length;
-          if (killBusiestConnTo(lost.link.port) === undefined) return t.skip('this kernel cannot kill a socket (ss -K)');
+          const controlPort = Number(/group muxed activated from 127\.0\.0\.1:(\d+)/.exec(lost.server.lines.join('\n'))?.[1]);
+          assert.ok(controlPort > 0, 'the server named the control conn');
+          if (!killAllButControlConn(lost.link.port, controlPort)) return t.skip('this kernel cannot kill a socket (ss -K)');
           for (const ending of await withDeadline(Promise.all(endings), 10_000, 'the users seeing the end')) {
             assert.ok(endedByReset(ending), `a user saw ${ending.ending} after ${ending.bytes} bytes instead of a reset`);
           }

@@ -19,6 +19,8 @@ export interface HostileServer {
   logins: number;
   /** Work conns that presented a NewWorkConn so far (kept open, never used). */
   workConns: number;
+  /** Refuses new conns from now on (the ones open stay): a work conn the client dials fails. */
+  stopListening(): void;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ export async function startHostileServer(behaviour: HostileBehaviour, { heartbea
     fingerprint: fingerprint!,
     logins: 0,
     workConns: 0,
+    stopListening: () => void listener.close(),
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy();
