@@ -49,6 +49,8 @@ export class MuxResetError extends Error {
     message: string,
     /** Said by the far end (its RST), not concluded here. */
     readonly byPeer: boolean,
+    /** The far end's own words, for an RST (the message adds who said them). */
+    readonly peerReason?: string,
   ) {
     super(message);
   }
@@ -264,7 +266,7 @@ export class MuxStream extends Duplex {
   /** @internal */
   receiveReset(reason: string): void {
     this.silenced = true;
-    this.destroy(new MuxResetError(`reset by the far end: ${reason}`, true));
+    this.destroy(new MuxResetError(`reset by the far end: ${reason}`, true, reason));
   }
 
   /** @internal */

@@ -188,7 +188,9 @@ export class UserRelays {
     emit({ type: 'user-conn-accepted', group, app: app.name, remote, pairingId });
     emit({ type: 'work-conn-joined', group, app: app.name, pairingId, waitedMs: 0, mux: true });
     void app.relayStream(userConn, stream, pairingId).then(({ error }) => {
-      if (error instanceof MuxResetError && error.byPeer) emit({ type: 'work-conn-failed', group, app: app.name, pairingId, reason: error.message });
+      // The client's own words, as its WorkConnFailed gives them on a work conn ("local app unreachable: ...").
+      if (error instanceof MuxResetError && error.byPeer)
+        emit({ type: 'work-conn-failed', group, app: app.name, pairingId, reason: error.peerReason ?? error.message });
     });
     return true;
   }

@@ -72,8 +72,13 @@ describe(
     test('two groups registered at once through two nodes on one public port: exactly one wins, every round', async () => {
       const [a, b] = nodes;
       const wins = { a: 0, b: 0 };
+      // Each round's groups stay registered (nothing listens on their port): a later round must
+      // not draw the same free port, or both of its writes meet the earlier round's claim.
+      const used = new Set<number>();
       for (let round = 0; round < RACE_ROUNDS; round++) {
-        const port = await unusedPort();
+        let port = await unusedPort();
+        while (used.has(port)) port = await unusedPort();
+        used.add(port);
         const viaA = tcpGroup(`race-${round}-a`, port);
         const viaB = tcpGroup(`race-${round}-b`, port);
         const [fromA, fromB] = await Promise.all([

@@ -234,6 +234,22 @@ function muxSuite(link: Link): void {
       },
     );
 
+    test('a local app that is down: its user is reset at once, and both sides name the cause', { timeout: 30_000 }, async () => {
+      const deadPort = await unusedPort();
+      const down = await startTunnel(link, [{ name: 'down', localPort: deadPort }]);
+      try {
+        await waitUntil(() => connsToCommonPort(down.link.port) === 2, 'the mux conn', 10_000);
+        const user = await connectTo(down.ports.get('down')!);
+        const ending = await withDeadline(streamEnding(user), 5000, 'the user seeing the end');
+        assert.equal(ending.ending, 'reset');
+        assert.equal(ending.bytes, 0);
+        await down.client.waitForLine(new RegExp(`down: local app unreachable: 127\\.0\\.0\\.1:${deadPort}: ECONNREFUSED`));
+        await down.server.waitForLine(/user of muxed\/down closed: local app unreachable/);
+      } finally {
+        await down.processes.stopAll();
+      }
+    });
+
     test("with mux: false in the server's config, users are served on pooled work conns as before", { timeout: 30_000 }, async () => {
       const pooled = await startTunnel(link, [{ name: 'echo', localPort: echo.port }], { mux: false, workConnPool: 4 });
       try {
