@@ -7,6 +7,19 @@ import { groupYaml, randomSecret, type TestGroup } from '../helpers/configs.js';
 import { etcdAvailable, EtcdCluster } from '../helpers/etcd-cluster.js';
 import { ProcessSet } from '../helpers/processes.js';
 
+/**
+ * A port free on this host that no earlier call returned: groups registered by earlier tests
+ * stay registered while nothing listens on their ports, so the OS may hand one out again, and
+ * a write naming it would meet that group's claim instead of the race under test.
+ */
+const handedOut = new Set<number>();
+async function freshPort(): Promise<number> {
+  let port = await unusedPort();
+  while (handedOut.has(port)) port = await unusedPort();
+  handedOut.add(port);
+  return port;
+}
+
 /** Generous: a node cut off from etcd for a moment should not lose its lease on a loaded machine. */
 const LEASE_TTL = '6s';
 const RACE_ROUNDS = 25;
@@ -72,13 +85,8 @@ describe(
     test('two groups registered at once through two nodes on one public port: exactly one wins, every round', async () => {
       const [a, b] = nodes;
       const wins = { a: 0, b: 0 };
-      // Each round's groups stay registered (nothing listens on their port): a later round must
-      // not draw the same free port, or both of its writes meet the earlier round's claim.
-      const used = new Set<number>();
       for (let round = 0; round < RACE_ROUNDS; round++) {
-        let port = await unusedPort();
-        while (used.has(port)) port = await unusedPort();
-        used.add(port);
+        const port = await freshPort();
         const viaA = tcpGroup(`race-${round}-a`, port);
         const viaB = tcpGroup(`race-${round}-b`, port);
         const [fromA, fromB] = await Promise.all([
@@ -101,12 +109,12 @@ describe(
 
     test('two groups moved at once through two nodes onto one public port: exactly one wins, every round', async () => {
       const [a, b] = nodes;
-      const first = tcpGroup('mover-1', await unusedPort());
-      const second = tcpGroup('mover-2', await unusedPort());
+      const first = tcpGroup('mover-1', await freshPort());
+      const second = tcpGroup('mover-2', await freshPort());
       assert.equal((await a!.api('/api/groups', { method: 'POST', body: groupYaml(first) })).status, 201);
       assert.equal((await b!.api('/api/groups', { method: 'POST', body: groupYaml(second) })).status, 201);
       for (let round = 0; round < RACE_ROUNDS / 5; round++) {
-        const port = await unusedPort();
+        const port = await freshPort();
         // Each node must know both groups before the race, or a replace could fail for another reason.
         for (const node of nodes) await waitForGroups(node, (groups) => groups.has(first.name) && groups.has(second.name));
         const [fromA, fromB] = await Promise.all([
@@ -122,14 +130,14 @@ describe(
 
     test("a node whose watch fell behind etcd's compaction re-reads the registry and converges", async () => {
       const [a, b] = nodes;
-      const changing = tcpGroup('changing', await unusedPort());
-      const doomed = tcpGroup('doomed', await unusedPort());
+      const changing = tcpGroup('changing', await freshPort());
+      const doomed = tcpGroup('doomed', await freshPort());
       for (const group of [changing, doomed]) assert.equal((await a!.api('/api/groups', { method: 'POST', body: groupYaml(group) })).status, 201);
       await waitForGroups(b!, (groups) => groups.has('changing') && groups.has('doomed'));
 
       b!.disconnectFromEtcd();
-      const late = tcpGroup('late', await unusedPort());
-      const movedTo = await unusedPort();
+      const late = tcpGroup('late', await freshPort());
+      const movedTo = await freshPort();
       assert.equal((await a!.api('/api/groups', { method: 'POST', body: groupYaml(late) })).status, 201);
       assert.equal(
         (await a!.api('/api/groups/changing', { method: 'PUT', body: groupYaml({ ...changing, apps: [{ ...changing.apps[0]!, remotePort: movedTo }] }) }))
@@ -149,7 +157,7 @@ describe(
       await waitForGroups(b!, (groups) => groups.has('late') && !groups.has('doomed') && groups.get('changing')?.apps[0]?.remotePort === movedTo);
 
       // And the watch runs again: a change made after the re-read reaches b too.
-      const after = tcpGroup('after-compaction', await unusedPort());
+      const after = tcpGroup('after-compaction', await freshPort());
       assert.equal((await a!.api('/api/groups', { method: 'POST', body: groupYaml(after) })).status, 201);
       await waitForGroups(b!, (groups) => groups.has('after-compaction'), 10_000);
     });
@@ -160,7 +168,7 @@ describe(
       for (let member = 0; member < 3; member++) {
         await etcd.kill(member);
         await etcd.waitHealthy();
-        const group = tcpGroup(`without-m${member}`, await unusedPort());
+        const group = tcpGroup(`without-m${member}`, await freshPort());
         // The etcd client stops calling a member for 5 s after it failed; when that leaves no
         // member for a moment, the write is refused with 503 and nothing changed: retried, as
         // the API asks of its callers.
