@@ -12,6 +12,8 @@ import {
   type ClientTransport,
   type ControlChannel,
   type MuxStream,
+  type RelayOptions,
+  type RelayResult,
   type ReusableRelay,
 } from '../net/index.js';
 import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn, type UserAddress } from '../protocol/index.js';
@@ -338,17 +340,18 @@ export class ClientSession {
     });
     emit({ type: 'work-conn-opened', app: appName, pairingId, pooled: false, mux: true });
     const started = Date.now();
-    const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
-    void joinConns(localConn, stream as unknown as Socket, outerPreamble === undefined ? {} : { outerPreamble }).then((outcome) =>
-      emit({
-        type: 'conn-closed',
-        app: appName,
-        bytesIn: outcome.bytesIn,
-        bytesOut: outcome.bytesOut,
-        durationMs: Date.now() - started,
-        ...(outcome.error ? { error: outcome.error.message } : {}),
-      }),
-    );
+    void joinConns(localConn, stream as unknown as Socket, relayOptionsFor(app, user)).then((outcome) => this.emitClosed(appName, started, outcome));
+  }
+
+  private emitClosed(app: string, started: number, outcome: RelayResult): void {
+    this.options.emit({
+      type: 'conn-closed',
+      app,
+      bytesIn: outcome.bytesIn,
+      bytesOut: outcome.bytesOut,
+      durationMs: Date.now() - started,
+      ...(outcome.error ? { error: outcome.error.message } : {}),
+    });
   }
 
   /** An app of the group file as last reloaded (only our own targets are ever dialed). */
@@ -380,21 +383,7 @@ export class ClientSession {
     }
     // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
     const tracker = new WorkConnTracker();
-    const outerPreamble = app.proxyProtocol === undefined ? undefined : proxyHeader(app.proxyProtocol, user);
-    if (outerPreamble !== undefined)
-      debug(
-        '%s: PROXY %s header for %s',
-        appName,
-        app.proxyProtocol,
-        user === undefined ? 'a user the server did not name' : `${user.remoteAddress} port ${user.remotePort}`,
-      );
-    const relay = joinReusable(
-      localConn,
-      workConn,
-      tracker,
-      (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }),
-      outerPreamble === undefined ? {} : { outerPreamble },
-    );
+    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }), relayOptionsFor(app, user));
     this.relays.set(pairingId, relay);
     const early = this.earlyEnds.get(pairingId);
     if (early !== undefined) {
@@ -403,14 +392,7 @@ export class ClientSession {
     }
     const outcome = await relay.done;
     this.relays.delete(pairingId);
-    emit({
-      type: 'conn-closed',
-      app: appName,
-      bytesIn: outcome.bytesIn,
-      bytesOut: outcome.bytesOut,
-      durationMs: Date.now() - started,
-      ...(outcome.error ? { error: outcome.error.message } : {}),
-    });
+    this.emitClosed(appName, started, outcome);
     if (!outcome.released) {
       // The work conn's reset tells the server too, unless it came before the server read the
       // join: then only this says that the user waiting for the conn is to be reset now.
@@ -441,6 +423,22 @@ export class ClientSession {
     debug('session ended: %s', end.reason);
     this.resolveEnded(end);
   }
+}
+
+/**
+ * What the relay of a local app conn writes first: a PROXY protocol header from the user's
+ * address the server sent, for an app that asks for one (the app reads it before any byte of
+ * the user's, and an app that speaks first has not been read from yet).
+ */
+function relayOptionsFor(app: AppSpec, user: UserAddress | undefined): RelayOptions {
+  if (app.proxyProtocol === undefined) return {};
+  debug(
+    '%s: PROXY %s header for %s',
+    app.name,
+    app.proxyProtocol,
+    user === undefined ? 'a user the server did not name' : `${user.remoteAddress} port ${user.remotePort}`,
+  );
+  return { outerPreamble: proxyHeader(app.proxyProtocol, user) };
 }
 
 function tcpRefusal(appName: string, app: GroupSpec['apps'][number] | undefined): string {

@@ -329,7 +329,7 @@ export class MuxStream extends Duplex {
     }
     // The conn is shared: past its backlog, a stream's write completes only once the conn drained,
     // so that a fast sender is held back by the conn's own backpressure, not queued in this process.
-    this.session.afterDrain(() => callback());
+    this.session.afterDrain(callback);
   }
 
   /** Credits back what the reader took, in halves of the window. */

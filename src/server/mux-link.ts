@@ -34,10 +34,6 @@ export class ServerMuxLink {
 
   constructor(private readonly options: ServerMuxLinkOptions) {}
 
-  get streamCount(): number {
-    return this.session?.streamCount ?? 0;
-  }
-
   /** Asks the client for the mux conn (once it has its LoginResp). */
   request(): void {
     if (this.stopped || this.session !== undefined || this.requested !== undefined) return;
