@@ -139,7 +139,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       emit: options.emit,
       isActive,
       isCurrent: (app) => this.publicApps.isCurrent(app),
-      ...(this.muxLink === undefined ? {} : { openMuxStream: (start: StartWorkConn) => this.muxLink?.open(start) }),
+      openMuxStream: (start: StartWorkConn) => this.muxLink?.open(start),
     });
     this.udpSessions = new UdpSessions({
       group: this.name,
@@ -290,19 +290,18 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
    * was refused (the caller closes the work conn and reports the peer).
    */
   acceptWorkConn(message: NewWorkConn, workConn: Socket): string | null {
-    if (this.muxLink?.isRequested(message.pairingId) === true) {
-      // A bad proof does not consume the pairing: the real client may still arrive in time.
-      if (!proofsMatch(joinProof(this.loginSecret, this.sessionId, message.pairingId), message.proof)) return 'bad join proof';
-      this.muxLink.accept(workConn);
-      return null;
-    }
-    const forPool = this.pool.isRequested(message.pairingId);
-    const forUdp = !forPool && this.udpSessions.isWaiting(message.pairingId);
-    const pending = forPool || forUdp ? undefined : this.userRelays.heldUser(message.pairingId);
-    if (!forPool && !forUdp && pending === undefined) return 'unknown, used or expired pairing id';
+    const forMux = this.muxLink?.isRequested(message.pairingId) === true;
+    const forPool = !forMux && this.pool.isRequested(message.pairingId);
+    const forUdp = !forMux && !forPool && this.udpSessions.isWaiting(message.pairingId);
+    const pending = forMux || forPool || forUdp ? undefined : this.userRelays.heldUser(message.pairingId);
+    if (!forMux && !forPool && !forUdp && pending === undefined) return 'unknown, used or expired pairing id';
     const expected = joinProof(this.loginSecret, this.sessionId, message.pairingId);
     // A bad proof does not consume the pairing: the real client may still arrive in time.
     if (!proofsMatch(expected, message.proof)) return 'bad join proof';
+    if (forMux) {
+      this.muxLink?.accept(workConn);
+      return null;
+    }
     if (forUdp) {
       this.udpSessions.join(message.pairingId, workConn, (app) => this.publicApps.isCurrent(app));
       return null;

@@ -30,7 +30,7 @@ export interface UserRelaysOptions {
   /** Whether `app` is still open under its name (a reload may have removed or reopened it). */
   isCurrent: (app: AppServer) => boolean;
   /** A stream of the session's mux conn for a user, or undefined when there is none (no mux, or not up yet). */
-  openMuxStream?: (start: StartWorkConn) => MuxStream | undefined;
+  openMuxStream: (start: StartWorkConn) => MuxStream | undefined;
 }
 
 /**
@@ -57,9 +57,11 @@ export class UserRelays {
   start(app: AppServer, userConn: Socket): void {
     const { group, emit } = this.options;
     const remote = `${userConn.remoteAddress}:${userConn.remotePort}`;
-    if (this.options.openMuxStream !== undefined && this.startOnMux(app, userConn, remote, this.options.openMuxStream)) return;
+    // One id for the user, whichever way it is served (a held user gets its pairing's own).
+    const pairingId = randomId();
+    if (this.startOnMux(app, userConn, remote, pairingId)) return;
     const pooled = this.options.pool.take();
-    if (pooled !== undefined) return this.startOnPooled(app, userConn, remote, pooled);
+    if (pooled !== undefined) return this.startOnPooled(app, userConn, remote, pooled, pairingId);
     const pending = this.pairings.hold(app, userConn);
     emit({ type: 'user-conn-accepted', group, app: app.name, remote, pairingId: pending.pairingId });
     this.options.send({ type: 'ReqWorkConn', app: app.name, pairingId: pending.pairingId, ...userAddressOf(userConn) });
@@ -160,9 +162,8 @@ export class UserRelays {
    * StartWorkConn straight away: the client reads nothing past that frame until it has
    * dialed the app, and if it cannot, it resets the conn, which closes the user.
    */
-  private startOnPooled(app: AppServer, userConn: Socket, remote: string, workConn: Socket): void {
+  private startOnPooled(app: AppServer, userConn: Socket, remote: string, workConn: Socket, pairingId: string): void {
     const { group, emit } = this.options;
-    const pairingId = randomId();
     emit({ type: 'user-conn-accepted', group, app: app.name, remote, pairingId });
     // The frame waits for the user's first bytes when they are already in the kernel (a client
     // usually writes as soon as it connects): they are read in the loop's next poll phase, and
@@ -180,9 +181,8 @@ export class UserRelays {
    * app when the stream's OPEN arrives, and resets the stream (naming why) if it cannot, which
    * resets the user. Nothing to track beside the relay: the stream carries its own ends.
    */
-  private startOnMux(app: AppServer, userConn: Socket, remote: string, openMuxStream: (start: StartWorkConn) => MuxStream | undefined): boolean {
-    const { group, emit } = this.options;
-    const pairingId = randomId();
+  private startOnMux(app: AppServer, userConn: Socket, remote: string, pairingId: string): boolean {
+    const { group, emit, openMuxStream } = this.options;
     const stream = openMuxStream({ type: 'StartWorkConn', app: app.name, pairingId, ...userAddressOf(userConn) });
     if (stream === undefined) return false;
     emit({ type: 'user-conn-accepted', group, app: app.name, remote, pairingId });
