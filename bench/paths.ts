@@ -20,6 +20,11 @@ export interface BenchPath {
   ports: Record<string, number>;
   /** The "server side" and "client side" processes carrying `target` (none for direct). */
   pids(target: string): { server: number; client: number } | undefined;
+  /**
+   * Full garbage collections (V8's mark-compacts) each of those processes has run so far, when
+   * the path was opened with `traceGc`; undefined otherwise.
+   */
+  fullGcs(target: string): { server: number; client: number } | undefined;
   close(): Promise<void>;
 }
 
@@ -42,17 +47,22 @@ export interface PathOptions {
   baselineRoot?: string;
   /** The `bandwidth` (bytes per second, each way) of the target named `limited`. */
   limitBytes?: number;
+  /** Starts the processes with `--trace-gc`, so that `fullGcs` can count their mark-compacts. */
+  traceGc?: boolean;
 }
+
+/** A line `--trace-gc` prints for a full collection (young ones say Scavenge). */
+const FULL_GC_LINE = /Mark-Compact/;
 
 /** Opens `name` in front of `targets` (target name → local port); undefined if unavailable here. */
 export async function openPath(name: PathName, targets: Record<string, number>, options: PathOptions): Promise<BenchPath | undefined> {
   switch (name) {
     case 'direct':
-      return { name, ports: { ...targets }, pids: () => undefined, close: async () => {} };
+      return { name, ports: { ...targets }, pids: () => undefined, fullGcs: () => undefined, close: async () => {} };
     case 'relay':
-      return openRelay(name, targets, 'plain', 'plain');
+      return openRelay(name, targets, options, 'plain', 'plain');
     case 'relay-tls':
-      return openRelay(name, targets, 'tls-out', 'tls-in', options.certDir);
+      return openRelay(name, targets, options, 'tls-out', 'tls-in');
     case 'tunnel':
       return openTunnel(name, targets, options, false);
     case 'tunnel-tls':
@@ -113,7 +123,10 @@ export async function openTunnelWith(
     rmSync(config.dir, { recursive: true, force: true });
   };
   try {
-    const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
+    const nodeArgs = [
+      ...(options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`]),
+      ...(options.traceGc ? ['--trace-gc'] : []),
+    ];
     const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs, bins?.server);
     processes.push(server.process);
     if (tls && server.fingerprint === undefined) throw new Error('commonserver printed no certificate fingerprint with TLS on');
@@ -128,43 +141,70 @@ export async function openTunnelWith(
     processes.push(client);
     const ports = parsePortTable((await client.waitForLine(/group bench active/)).input!);
     const pids = { server: server.process.pid, client: client.pid };
-    return { name, ports: Object.fromEntries(ports), pids: () => pids, close };
+    const fullGcsOf = (process: CliProcess): number => process.lines.filter((line) => FULL_GC_LINE.test(line)).length;
+    const fullGcs = options.traceGc ? () => ({ server: fullGcsOf(server.process), client: fullGcsOf(client) }) : () => undefined;
+    return { name, ports: Object.fromEntries(ports), pids: () => pids, fullGcs, close };
   } catch (error) {
     await close();
     throw error;
   }
 }
 
-async function startRelay(mode: string, target: number, certDir = ''): Promise<{ port: number; pid: number; stop(): void }> {
-  const child = track(spawn(process.execPath, [relayBin, mode, String(target), certDir], { stdio: ['ignore', 'pipe', 'inherit'] }));
+interface Relay {
+  port: number;
+  pid: number;
+  fullGcs(): number;
+  stop(): void;
+}
+
+async function startRelay(mode: string, target: number, options: PathOptions): Promise<Relay> {
+  const args = [...(options.traceGc ? ['--trace-gc'] : []), relayBin, mode, String(target), options.certDir ?? ''];
+  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  let out = '';
+  let fullGcs = 0;
   const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
     const timer = setTimeout(() => reject(new Error('bare relay did not start within 5s')), 5000);
     child.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
-      const match = out.match(/listening (\d+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
+      // Whole lines only: a trace line may arrive split across chunks.
+      const end = out.lastIndexOf('\n');
+      for (const line of out.slice(0, end + 1).split('\n')) {
+        if (FULL_GC_LINE.test(line)) fullGcs++;
+        const match = /^listening (\d+)/.exec(line);
+        if (match) {
+          clearTimeout(timer);
+          resolve(Number(match[1]));
+        }
       }
+      out = out.slice(end + 1);
     });
     child.once('exit', () => reject(new Error('bare relay exited')));
   });
-  return { port, pid: child.pid!, stop: () => child.kill('SIGKILL') };
+  return { port, pid: child.pid!, fullGcs: () => fullGcs, stop: () => child.kill('SIGKILL') };
 }
 
-async function openRelay(name: PathName, targets: Record<string, number>, outMode: string, inMode: string, certDir?: string): Promise<BenchPath> {
+async function openRelay(name: PathName, targets: Record<string, number>, options: PathOptions, outMode: string, inMode: string): Promise<BenchPath> {
   const stops: Array<() => void> = [];
   const ports: Record<string, number> = {};
-  const pids: Record<string, { server: number; client: number }> = {};
+  const hops: Record<string, { server: Relay; client: Relay }> = {};
   for (const [target, port] of Object.entries(targets)) {
     // Second hop first: it plays the groupclient (dials the app), the first plays the commonserver.
-    const inner = await startRelay(inMode, port, certDir);
+    const inner = await startRelay(inMode, port, options);
     stops.push(inner.stop);
-    const outer = await startRelay(outMode, inner.port, certDir);
+    const outer = await startRelay(outMode, inner.port, options);
     stops.push(outer.stop);
     ports[target] = outer.port;
-    pids[target] = { server: outer.pid, client: inner.pid };
+    hops[target] = { server: outer, client: inner };
   }
-  return { name, ports, pids: (target) => pids[target], close: async () => stops.forEach((stop) => stop()) };
+  const of = <T>(target: string, pick: (relay: Relay) => T): { server: T; client: T } | undefined => {
+    const hop = hops[target];
+    return hop && { server: pick(hop.server), client: pick(hop.client) };
+  };
+  return {
+    name,
+    ports,
+    pids: (target) => of(target, (relay) => relay.pid),
+    fullGcs: (target) => (options.traceGc ? of(target, (relay) => relay.fullGcs()) : undefined),
+    close: async () => stops.forEach((stop) => stop()),
+  };
 }

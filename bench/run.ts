@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
 import { BASELINE_PATH_NAMES, makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
 import { checkTools, cpuMs, missingTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
-import { connChurn, connSetup, idleConns, restingRss, iperf, redisBench, slowReader, startEchoProcess, startSourceApp } from './workloads.js';
+import { connChurn, connSetup, idleConns, restingRss, iperf, redisBench, slowReader, startEchoProcess, startSourceApp, type Pids } from './workloads.js';
 import { printTable, type Figures } from './table.js';
 import { judgeTargets, printTargets } from './targets.js';
 import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
@@ -211,7 +211,7 @@ async function main(): Promise<number> {
           }
           if (figure === 'limited' && !name.startsWith('tunnel')) continue; // only the tunnel has limits
           // Fresh processes per figure, so that no RSS figure inherits another one's heap.
-          const path = await openPath(name, targets, pathOptions);
+          const path = await openPath(name, targets, { ...pathOptions, traceGc: figure === 'throughput' });
           if (path === undefined) {
             unavailable.add(name);
             break;
@@ -343,9 +343,25 @@ interface Settings {
 async function measure(figure: Figure, path: BenchPath, settings: Settings, add: (metric: string, value: number | undefined) => void): Promise<void> {
   switch (figure) {
     case 'throughput': {
-      const one = await iperf(path.ports.iperf!, 1, settings.seconds, undefined);
+      // Beside Gbit/s, what carrying the bytes cost: CPU-seconds per GB (both processes) and the
+      // full GCs each ran. On two shared cores both are far steadier than throughput.
+      const costOf = async (streams: number, pids: Pids | undefined): Promise<Awaited<ReturnType<typeof iperf>>> => {
+        const carriers = path.pids('iperf');
+        const cpuBefore = carriers && cpuMs(carriers.server) + cpuMs(carriers.client);
+        const gcsBefore = path.fullGcs('iperf');
+        const run = await iperf(path.ports.iperf!, streams, settings.seconds, pids);
+        const label = streams === 1 ? '1 stream' : `${streams} streams`;
+        if (carriers && cpuBefore !== undefined) {
+          const cpuSeconds = (cpuMs(carriers.server) + cpuMs(carriers.client) - cpuBefore) / 1000;
+          add(`iperf ${label} CPU s/GB`, cpuSeconds / (run.bytes / 1e9));
+        }
+        const gcsAfter = path.fullGcs('iperf');
+        if (gcsBefore && gcsAfter) add(`iperf ${label} full GCs/process`, Math.max(gcsAfter.server - gcsBefore.server, gcsAfter.client - gcsBefore.client));
+        return run;
+      };
+      const one = await costOf(1, undefined);
       add('iperf 1 stream Gbit/s', one.bitsPerSecond / 1e9);
-      const eight = await iperf(path.ports.iperf!, 8, settings.seconds, path.pids('iperf'));
+      const eight = await costOf(8, path.pids('iperf'));
       add('iperf 8 streams Gbit/s', eight.bitsPerSecond / 1e9);
       add('peak RSS 8 streams, server MB', eight.peakRss && eight.peakRss.server / 2 ** 20);
       add('peak RSS 8 streams, client MB', eight.peakRss && eight.peakRss.client / 2 ** 20);

@@ -38,7 +38,7 @@ export interface UdpSample {
 
 /** The path's UDP port for iperf3 (also its TCP port for the control conn). */
 export async function openUdpPath(name: PathName, iperfPort: number, options: PathOptions): Promise<BenchPath> {
-  if (name === 'direct') return { name, ports: { iperf: iperfPort }, pids: () => undefined, close: async () => {} };
+  if (name === 'direct') return { name, ports: { iperf: iperfPort }, pids: () => undefined, fullGcs: () => undefined, close: async () => {} };
   // One number free for both protocols.
   const port = await portFreeForBoth();
   const apps = [

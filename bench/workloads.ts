@@ -17,7 +17,7 @@ export async function iperf(
   pids: Pids | undefined,
   extraArgs: string[] = [],
   busyRetries = 20,
-): Promise<{ bitsPerSecond: number; peakRss?: Pids }> {
+): Promise<{ bitsPerSecond: number; bytes: number; peakRss?: Pids }> {
   const sampler = pids && sampleRss([pids.server, pids.client]);
   try {
     const out = await runTool(
@@ -25,7 +25,7 @@ export async function iperf(
       ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-O', '1', '-P', String(streams), '-J', ...extraArgs],
       (seconds + 20) * 1000,
     );
-    const report = JSON.parse(out) as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
+    const report = JSON.parse(out) as { end?: { sum_received?: { bits_per_second?: number; bytes?: number } }; error?: string };
     // The server may still be closing the previous test (its control conn went through a path
     // just torn down): it refuses with "busy" for a moment.
     if (report.error?.includes('busy') && busyRetries > 0) {
@@ -34,8 +34,9 @@ export async function iperf(
     }
     if (report.error) throw new Error(`iperf3: ${report.error}`);
     const bitsPerSecond = report.end?.sum_received?.bits_per_second ?? Number.NaN;
+    const bytes = report.end?.sum_received?.bytes ?? Number.NaN;
     const peaks = sampler?.stop();
-    return { bitsPerSecond, ...(peaks ? { peakRss: { server: peaks[0]!, client: peaks[1]! } } : {}) };
+    return { bitsPerSecond, bytes, ...(peaks ? { peakRss: { server: peaks[0]!, client: peaks[1]! } } : {}) };
   } finally {
     sampler?.stop();
   }
