@@ -15,6 +15,7 @@ import { checkTools, cpuMs, missingTools, killAll, median, startDaemon, stopDaem
 import { connChurn, connSetup, idleConns, restingRss, iperf, redisBench, slowReader, startEchoProcess, startSourceApp, type Pids } from './workloads.js';
 import { printTable, type Figures } from './table.js';
 import { judgeTargets, printTargets } from './targets.js';
+import { compareWithReference, gaugeFigures, printCheck, readReference, writeReference } from './check.js';
 import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
 import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
@@ -43,9 +44,16 @@ const USAGE = `usage: npm run bench -- [options]
   --groups N       login figure: groups activated at once across three cluster nodes (default 1000; 0 skips)
   --concurrency N  login figure: clients logging in at the same time among those groups (default 50)
   --cpu-prof DIR   write CPU profiles of the tunnel's processes to DIR (summarise: node dist/bench/profile-summary.js FILE)
-  --out FILE       JSON output (default bench/results/latest.json); --no-json to skip`;
+  --out FILE       JSON output (default bench/results/latest.json); --no-json to skip
+  --check          regression gate: compare CPU-seconds per GB, full GCs (throughput figure) and the
+                   setup ratio (setup figure) with the reference; exit 1 if one is more than
+                   --tolerance worse
+  --save-reference write this run's gauges as the reference (commit it with the table it comes from)
+  --reference FILE the reference file (default bench/reference.json)
+  --tolerance F    how much worse a gauge may be before --check fails (default 0.15)`;
 
-const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results');
+const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
+const resultsDir = join(benchDir, 'results');
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -72,6 +80,10 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       'no-json': { type: 'boolean', default: false },
+      check: { type: 'boolean', default: false },
+      'save-reference': { type: 'boolean', default: false },
+      reference: { type: 'string' },
+      tolerance: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -81,6 +93,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const quick = values.quick!;
+  const referenceFile = values.reference ?? join(benchDir, 'reference.json');
+  const tolerance = Number(values.tolerance ?? 0.15);
+  if (!(tolerance >= 0)) throw new Error(`--tolerance must be a number of at least 0 (got ${values.tolerance})`);
+  // Read before anything runs: a missing reference should not cost a whole bench first.
+  const reference = values.check ? readReference(referenceFile) : undefined;
   const figures = pickList(values.only, FIGURES, 'figure');
   // The baseline's paths come with --baseline (below): by default only this build's run.
   const paths = pickList(values.paths, [...PATH_NAMES, ...BASELINE_PATH_NAMES], 'path', PATH_NAMES);
@@ -272,6 +289,19 @@ async function main(): Promise<number> {
   if (has('http')) printHttpTable(httpMedians, settings.httpConns, settings.httpSeconds);
   const targets = judgeTargets(figuresByPath);
   printTargets(targets);
+  const gauges = gaugeFigures(figuresByPath);
+  let checkFailed = false;
+  if (reference !== undefined) {
+    const rows = compareWithReference(gauges, reference, tolerance);
+    if (rows.length === 0)
+      throw new Error(`bench --check: this run measured none of the gauges of ${referenceFile} (measure throughput and setup on the relay and tunnel paths)`);
+    printCheck(rows, tolerance, referenceFile);
+    checkFailed = rows.some((row) => !row.ok);
+  }
+  if (values['save-reference']) {
+    writeReference(referenceFile, gauges, process.argv.slice(2));
+    console.log(`reference written to ${referenceFile}`);
+  }
   for (const figure of skipped) console.log(`${figure}: skipped, a program it needs is missing (see above)`);
   if (has('slow')) {
     console.log(
@@ -308,7 +338,7 @@ async function main(): Promise<number> {
     );
     console.log(`figures written to ${out}`);
   }
-  return 0;
+  return checkFailed ? 1 : 0;
 }
 
 /** req/s and latency per HTTP path, with the ratios to the direct path and to the TCP path. */
