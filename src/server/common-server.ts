@@ -10,6 +10,8 @@ import {
   specChanges,
   type GroupSpec,
   type PolicyConfig,
+  publicPolicyOf,
+  type PublicPolicy,
   type PoolsConfig,
   type Secret,
   type SecurityConfig,
@@ -32,7 +34,7 @@ import { createCommonListener } from './tls.js';
 const debug = createDebug('ntp:server:common-server');
 
 export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
-  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost' | 'admin'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -67,6 +69,8 @@ export class CommonServer {
   private closing = false;
   /** The shared HTTP/HTTPS ports, when the config has a `vhost:` section. */
   readonly vhost: VhostServer | undefined;
+  /** What the server allows on the public side of each app: activation and the admin API judge by it. */
+  readonly publicPolicy: PublicPolicy;
 
   /** Shared pools: public ports (or vhost names) served by several groups' apps. */
   readonly pools: AppPools;
@@ -77,6 +81,7 @@ export class CommonServer {
         ? undefined
         : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
     this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
+    this.publicPolicy = publicPolicyOf(options);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
@@ -337,7 +342,7 @@ export class CommonServer {
       pools: this.pools,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
-      policy: this.policy,
+      publicPolicy: this.publicPolicy,
       maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
