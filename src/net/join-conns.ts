@@ -1,6 +1,7 @@
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { resetSocket } from './reset.js';
-import type { ThrottledReader, TokenBucket } from './token-bucket.js';
+import { probeForReset, SideThrottle } from './side-throttle.js';
+import type { TokenBucket } from './token-bucket.js';
 import type { WorkConnTracker } from './work-conn-state.js';
 
 export interface RelayResult {
@@ -136,7 +137,7 @@ class RelayState {
 
   /** Whether `source` may be read again: not held by its destination, its bucket, or its end. */
   mayRead(source: Socket): boolean {
-    if (this.settled || this.throttleOf(source)?.paused === true || this.peerOf(source).writableNeedDrain) return false;
+    if (this.settled || this.throttleOf(source)?.holding === true || this.peerOf(source).writableNeedDrain) return false;
     // A work conn whose far end is through stays paused: it has no reader of ours any more.
     return !(source === this.inner && this.reuse?.tracker.state.received === 'ended');
   }
@@ -150,9 +151,25 @@ class RelayState {
     if (this.mayRead(source)) source.resume();
   }
 
+  /** Writes bytes read from `source` (and paid for, if shaped) to its peer; backpressure pauses `source`. */
+  pass(source: Socket, chunk: Buffer): void {
+    if (!this.peerOf(source).write(chunk)) source.pause();
+  }
+
+  /** Bytes `source`'s bucket held back went on: the far end's stream may be through now, or the source readable again. */
+  passedHeld(source: Socket, throttle: SideThrottle): void {
+    if (source === this.inner && this.expected >= 0 && this.checkDelivered()) return;
+    if (throttle.holding) return;
+    if (throttle.takeHeldEnd()) this.onEnd(source);
+    else if (this.mayRead(source)) source.resume();
+  }
+
   fail(error: Error): void {
     if (this.settled) return;
     this.firstError ??= error;
+    // Its claims on the buckets go now, not when the sockets have closed.
+    this.outerThrottle?.forget();
+    this.innerThrottle?.forget();
     this.reuse?.tracker.fire({ type: 'fault', reason: error.message });
     resetSocket(this.outer);
     resetSocket(this.inner);
@@ -164,18 +181,16 @@ class RelayState {
       this.fail(new Error('the work conn ended without its WorkConnEnd (the far end crashed or dropped it)'));
       return;
     }
-    // Linux reads a reset that meets unread bytes as an end of stream. The reset leaves its
-    // error pending on the socket: an empty write meets it (and 'error' fails the relay), where
-    // after a real FIN it succeeds. Only then is the end passed on as one. A socket we already
-    // ended cannot be written, and behind queued bytes the answer could wait on a reader that
-    // waits for this end: those ends are taken as they read (a reset then fails the queued write).
-    if (isPlainSocket(socket) && !socket.writableEnded && socket.writableLength === 0) {
-      socket.write(EMPTY, (error) => {
-        if (error === null || error === undefined) this.passOnEnd(socket);
-      });
-      return;
-    }
-    this.passOnEnd(socket);
+    // A stream emits 'end' once its last byte was read, paused or not: the bytes its bucket
+    // still holds back go first (`passedHeld` passes the end on after them).
+    if (this.throttleOf(socket)?.holdEnd() === true) return;
+    // Linux reads a reset that meets unread bytes as an end of stream: only an end the probe
+    // finds no reset behind is passed on as one (a reset fails the relay through 'error'). Where
+    // it cannot probe, the end is taken as read (a reset then fails the queued write).
+    const probing = probeForReset(socket, (reset) => {
+      if (!reset) this.passOnEnd(socket);
+    });
+    if (!probing) this.passOnEnd(socket);
   }
 
   private passOnEnd(socket: Socket): void {
@@ -309,52 +324,14 @@ function endIfJoined(socket: RelaySocket): void {
 
 function ignore(): void {}
 
-const EMPTY = Buffer.alloc(0);
-
-/** A TCP socket of its own (not a TLS socket, not a vhost's VirtualConn): one the kernel can reset. */
-function isPlainSocket(socket: Socket): boolean {
-  return socket instanceof Socket && (socket as Socket & { encrypted?: boolean }).encrypted !== true;
-}
-
 // One set of listeners for every relay (`this` is the socket that fired): no closures per conn.
 // A socket's record may be gone (a released work conn): then the event is not the relay's.
 
 function forward(this: RelaySocket, chunk: Buffer): void {
   const state = this[RELAY];
   if (state === undefined) return;
-  if (!state.peerOf(this).write(chunk)) this.pause();
-  // Charged after forwarding: the chunk is already read, holding it back would only buffer it.
-  state.throttleOf(this)?.charge(chunk.length);
-}
-
-/**
- * One shaped side of a relay: pauses its socket when the app's bucket runs dry and resumes it
- * when the bucket says, unless the destination still holds it up (then 'drain' resumes it).
- */
-class SideThrottle implements ThrottledReader {
-  paused = false;
-
-  constructor(
-    private readonly state: RelayState,
-    private readonly socket: Socket,
-    private readonly bucket: TokenBucket,
-  ) {}
-
-  charge(bytes: number): void {
-    if (this.bucket.take(bytes, this)) return;
-    this.paused = true;
-    this.socket.pause();
-  }
-
-  resumeAfterThrottle(): void {
-    this.paused = false;
-    if (this.state.mayRead(this.socket)) this.socket.resume();
-  }
-
-  forget(): void {
-    this.paused = false;
-    this.bucket.forget(this);
-  }
+  const throttle = state.throttleOf(this);
+  if (throttle === undefined || throttle.admit(chunk)) state.pass(this, chunk);
 }
 
 /** The peer's writes were held up by this socket; they may go on. */
