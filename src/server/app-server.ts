@@ -1,7 +1,18 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
-import { joinConns, joinReusable, peerOf, resetSocket, type MuxStream, type RelayResult, type ReusableRelay, type WorkConnTracker } from '../net/index.js';
+import {
+  joinConns,
+  joinReusable,
+  peerOf,
+  resetSocket,
+  type ByteMeter,
+  type MuxStream,
+  type RelayOptions,
+  type RelayResult,
+  type ReusableRelay,
+  type WorkConnTracker,
+} from '../net/index.js';
 import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from './events.js';
@@ -41,8 +52,11 @@ export class AppServer implements VhostTarget {
   private closed = false;
   /** The port actually bound (differs from the spec when remotePort is 0). */
   port = 0;
-  totalBytesIn = 0;
-  totalBytesOut = 0;
+  /**
+   * Bytes relayed by this app, live: every relay adds to it as its bytes move (the ones still
+   * flowing included), so it only grows, and a conn that ends takes nothing back.
+   */
+  readonly relayed: ByteMeter = { bytesIn: 0, bytesOut: 0 };
   private readonly traffic: TrafficSampler;
 
   constructor(
@@ -142,19 +156,17 @@ export class AppServer implements VhostTarget {
 
   /** Bytes relayed so far by this AppServer, counting the live conns' progress too. */
   bytesSoFar(): { bytesIn: number; bytesOut: number } {
-    let bytesIn = this.totalBytesIn;
-    let bytesOut = this.totalBytesOut;
-    for (const conn of this.liveConns) {
-      bytesIn += conn.bytesRead;
-      bytesOut += conn.bytesWritten;
-    }
-    return { bytesIn, bytesOut };
+    return { ...this.relayed };
   }
 
   /** Emits a `traffic` sample with the bytes since the previous one, if any moved. */
   sampleTraffic(): void {
-    const { bytesIn, bytesOut } = this.bytesSoFar();
-    this.traffic.sample(this.name, bytesIn, bytesOut, this.liveConns.size);
+    this.traffic.sample(this.name, this.relayed.bytesIn, this.relayed.bytesOut, this.liveConns.size);
+  }
+
+  /** Every relay of this app: shaped by its bandwidth, counted into its totals. */
+  private relayOptions(): RelayOptions {
+    return { ...this.bandwidth.relayOptions(), meter: this.relayed };
   }
 
   /**
@@ -164,7 +176,7 @@ export class AppServer implements VhostTarget {
    */
   relay(userConn: Socket, workConn: Socket, pairingId: string, tracker: WorkConnTracker, onUserEnd: (bytes: number) => void): RelayHandle {
     const started = this.relayStarted(userConn);
-    const handle = joinReusable(userConn, workConn, tracker, onUserEnd, this.bandwidth.relayOptions());
+    const handle = joinReusable(userConn, workConn, tracker, onUserEnd, this.relayOptions());
     return { done: this.relayDone(userConn, pairingId, started, handle.done), peerEnded: handle.peerEnded, reset: handle.reset };
   }
 
@@ -174,7 +186,7 @@ export class AppServer implements VhostTarget {
    */
   relayStream(userConn: Socket, stream: MuxStream, pairingId: string): Promise<RelayResult> {
     const started = this.relayStarted(userConn);
-    return this.relayDone(userConn, pairingId, started, joinConns(userConn, stream as unknown as Socket, this.bandwidth.relayOptions()));
+    return this.relayDone(userConn, pairingId, started, joinConns(userConn, stream as unknown as Socket, this.relayOptions()));
   }
 
   private relayStarted(userConn: Socket): number {
@@ -188,8 +200,6 @@ export class AppServer implements VhostTarget {
       // Its streams are through: it no longer counts as open (least_conn compares this), even
       // if its socket is still flushing its last bytes.
       this.userConns.delete(userConn);
-      this.totalBytesIn += result.bytesIn;
-      this.totalBytesOut += result.bytesOut;
       // The last sample before conn-closed makes the traffic totals exact.
       this.sampleTraffic();
       this.emit({

@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { Subject, timer, type Observable } from 'rxjs';
+import { Subject, timer, type Observable, type Subscription } from 'rxjs';
 import {
   describeChanges,
   formatHostPort,
@@ -17,7 +17,7 @@ import {
   type SecurityConfig,
   type ServerConfig,
 } from '../config/index.js';
-import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
+import { ControlChannel, FrameReader, InternalErrors, observe, peerOf, PLAINTEXT, type Observed, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './activation-gate.js';
 import { AppGroup } from './app-group.js';
@@ -54,12 +54,14 @@ export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatInterval
  * - `readyGroup`: every group registered (from the groups directory).
  * - `inUseGroup`: the groups whose client is logged in, as activated AppGroups.
  */
-export class CommonServer {
+export class CommonServer implements Observed<ServerEvent> {
   readonly readyGroup = new Map<string, GroupSpec>();
   readonly inUseGroup = new Map<string, AppGroup>();
   private readonly sessions = new Map<string, AppGroup>();
   private readonly events = new Subject<ServerEvent>();
   readonly events$: Observable<ServerEvent> = this.events.asObservable();
+  /** Failures of the observers of `events$` (metrics, admin state, lines, traces), counted by observer. */
+  readonly internalErrors = new InternalErrors();
   private readonly commonPort: Server;
   private readonly handshaking = new Set<Socket>();
   private readonly gate: HandshakeGate;
@@ -101,6 +103,11 @@ export class CommonServer {
     debug('%o', event);
     this.events.next(event);
   };
+
+  /** Subscribes an observer of `events$` that can fail without ending the process (see `observe`). */
+  observe(where: string, handler: (event: ServerEvent) => void, onComplete?: () => void): Subscription {
+    return observe(this.events$, where, handler, this.internalErrors.report, onComplete);
+  }
 
   /** Login proofs checked against a secret since start (bounded per source by `loginLimit`). */
   get loginProofsChecked(): number {
