@@ -85,7 +85,7 @@ export class HttpUserConn implements VirtualConnOwner {
   private pump(): void {
     try {
       if (this.phase === 'head') {
-        const end = headEnd(this.buffer);
+        const end = headEnd(this.buffer, 400);
         if (end === undefined) return;
         const head = parseRequestHead(this.buffer.subarray(0, end));
         const length = bodyLength(head.headers, 'request');
@@ -186,7 +186,7 @@ export class HttpUserConn implements VirtualConnOwner {
     let rest = chunk;
     while (exchange.response === undefined) {
       exchange.responseHead = exchange.responseHead.length === 0 ? rest : Buffer.concat([exchange.responseHead, rest]);
-      const end = headEnd(exchange.responseHead);
+      const end = headEnd(exchange.responseHead, 502);
       if (end === undefined) return joined(out);
       const headBytes = exchange.responseHead.subarray(0, end);
       rest = exchange.responseHead.subarray(end);
