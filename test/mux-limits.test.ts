@@ -4,8 +4,18 @@ import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { MUX_INITIAL_WINDOW, MUX_STREAM_WINDOW, MuxSession, minMuxBudgetBytes, type MuxLimits, type MuxStream } from '../src/net/index.js';
-import { encodeMuxFrame, encodeMuxOpen, encodeMuxReset, encodeMuxWindow, MuxDecoder, MuxFrameType, type StartWorkConn } from '../src/protocol/index.js';
+import { MuxSession, minMuxBudgetBytes, type MuxLimits, type MuxStream } from '../src/net/index.js';
+import {
+  MUX_INITIAL_WINDOW,
+  MUX_STREAM_WINDOW,
+  encodeMuxFrame,
+  encodeMuxOpen,
+  encodeMuxReset,
+  encodeMuxWindow,
+  MuxDecoder,
+  MuxFrameType,
+  type StartWorkConn,
+} from '../src/protocol/index.js';
 import { socketPair, waitUntil } from './helpers/net.js';
 
 setFlagsFromString('--expose-gc');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
-import { MUX_INITIAL_WINDOW, MUX_STREAM_WINDOW, MuxResetError, MuxSession, type MuxStream } from '../src/net/index.js';
+import { MuxResetError, MuxSession, type MuxStream } from '../src/net/index.js';
 import {
   encodeMuxFrame,
   encodeMuxHeader,
@@ -11,6 +11,8 @@ import {
   encodeMuxWindow,
   MuxDecoder,
   MuxFrameType,
+  MUX_INITIAL_WINDOW,
+  MUX_STREAM_WINDOW,
   type ProtocolError,
   type StartWorkConn,
 } from '../src/protocol/index.js';

@@ -10,6 +10,8 @@ import {
   encodeMuxWindow,
   MAX_MUX_DATA_BYTES,
   MAX_MUX_STREAM_ID,
+  MUX_INITIAL_WINDOW,
+  MUX_STREAM_WINDOW,
   MuxDecoder,
   MuxFrameType,
   ProtocolError,
@@ -18,19 +20,6 @@ import {
 } from '../protocol/index.js';
 
 const debug = createDebug('ntp:net:mux');
-
-/**
- * What each side may send on a new stream before the receiver grants more: 128 KiB. It is all a
- * stream whose reader never reads (a slow user, a stalled app) holds at the receiver.
- */
-export const MUX_INITIAL_WINDOW = 128 * 1024;
-/**
- * The most a receiver may let a stream have outstanding: 1 MiB. A stream's window doubles from
- * the initial one each time its reader took half of it, while the session's budget has room, so
- * that a fast stream is not held to a round trip per 128 KiB (yamux, under frp's tcpMux, grows
- * from 256 KiB the same way); one whose reader stops keeps what it had grown to.
- */
-export const MUX_STREAM_WINDOW = 1024 * 1024;
 
 /** What one mux conn may cost this process: the receiving side's bounds, chosen by each end for itself. */
 export interface MuxLimits {
@@ -48,6 +37,11 @@ export const MUX_LIMITS_DEFAULTS: MuxLimits = Object.freeze({ maxStreams: 256, b
 /** The smallest budget that leaves every stream up to `maxStreams` its initial window. */
 export function minMuxBudgetBytes(maxStreams: number): number {
   return maxStreams * MUX_INITIAL_WINDOW;
+}
+
+/** Limits for `maxStreams`, with the default budget or, for more streams than it fits, the smallest that fits them. */
+export function muxLimitsFor(maxStreams: number): MuxLimits {
+  return Object.freeze({ maxStreams, budgetBytes: Math.max(MUX_LIMITS_DEFAULTS.budgetBytes, minMuxBudgetBytes(maxStreams)) });
 }
 
 /**
