@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
-import { MuxSession, type MuxStream } from '../net/index.js';
+import { MuxSession, type MuxLimits, type MuxStream } from '../net/index.js';
 import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../protocol/index.js';
 import type { EmitServerEvent } from './events.js';
 
@@ -13,6 +13,8 @@ const MUX_RETRY_MS = 1000;
 export interface ServerMuxLinkOptions {
   group: string;
   pairingTimeoutMs: number;
+  /** Streams and unread bytes the mux conn may hold (`limits.maxMuxStreams`, `limits.muxBudgetBytes`). */
+  limits: MuxLimits;
   send: (message: Message) => void;
   /** The client broke the mux conn's frame format: the session is over. */
   onProtocolError: (error: ProtocolError) => void;
@@ -56,16 +58,21 @@ export class ServerMuxLink {
     this.requested?.deadline.unsubscribe();
     this.requested = undefined;
     if (this.stopped) return void conn.destroy();
-    const session = new MuxSession(conn, 'opener', {
-      onClosed: (reason, error) => {
-        if (this.session === session) this.session = undefined;
-        if (this.stopped) return;
-        if (error !== undefined) return this.options.onProtocolError(error);
-        debug('%s: mux conn lost (%s); asking again', this.options.group, reason);
-        this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'lost', reason });
-        this.scheduleRetry();
+    const session = new MuxSession(
+      conn,
+      'opener',
+      {
+        onClosed: (reason, error) => {
+          if (this.session === session) this.session = undefined;
+          if (this.stopped) return;
+          if (error !== undefined) return this.options.onProtocolError(error);
+          debug('%s: mux conn lost (%s); asking again', this.options.group, reason);
+          this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'lost', reason });
+          this.scheduleRetry();
+        },
       },
-    });
+      this.options.limits,
+    );
     this.session = session;
     this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'up' });
   }
