@@ -385,9 +385,22 @@ export class MuxStream extends Duplex {
 
   override _read(): void {
     this.deliver();
-    // `read()` asks for more before it takes its chunk out of the buffer: what it took is seen
-    // (and credited) once it returned. Without this, a reader that emptied the stream while no
-    // more bytes came would never be asked for again, nor credit the far end.
+    this.queueCredit();
+  }
+
+  /**
+   * Every chunk the reader takes out of the buffer is credited (batched per tick). `_read` alone
+   * is not enough: `read()` asks for more before it takes its chunk out, and once `_read` pushed
+   * nothing it is not asked again until a push; a reader paused mid-buffer (a bandwidth limit)
+   * that later emptied it would leave the far end without credit, both ends waiting.
+   */
+  override read(size?: number): ReturnType<Duplex['read']> {
+    const chunk: unknown = super.read(size);
+    if (chunk !== null) this.queueCredit();
+    return chunk;
+  }
+
+  private queueCredit(): void {
     if (this.creditQueued) return;
     this.creditQueued = true;
     process.nextTick(this.creditAfterRead);
