@@ -125,10 +125,6 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       }
       return trace.message('appServer', 'User', 'bytes flow both ways', { reply: true });
     case 'work-conn-pooled':
-      if (event.reused) {
-        trace.message('Client', 'appGroup', 'WorkConnEnd, WorkConnIdle (both ends through)');
-        return trace.message('appGroup', 'appGroup', `the work conn is back in the pool (${event.idle} idle)`);
-      }
       // The pool fills one conn at a time: draw the first, as the reference diagram does.
       if (event.idle !== 1) return;
       trace.message('appGroup', 'Client', `ReqPooledWorkConns (${event.group})`);
