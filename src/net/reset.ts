@@ -12,7 +12,8 @@ const awaitingShutdown = new WeakSet<Socket>();
  *   now would close a conn the kernel may already have set up, with a FIN).
  *   A socket whose FIN is on its way is reset once the FIN is out (see below).
  * - A TLS socket (a control or work conn, whose peer is our own server or client): the TCP
- *   socket beneath it is reset, then the TLS socket destroyed. Node cannot reset a TLSSocket
+ *   socket beneath it is reset (unless the TLS socket was ended already), then the TLS socket
+ *   destroyed. Node cannot reset a TLSSocket
  *   (`resetAndDestroy()` throws ERR_INVALID_HANDLE_TYPE), and a destroyed one reaches its peer
  *   as a clean end of stream (Node reads a TCP FIN without TLS close_notify as one): a
  *   single-use work conn's far end would pass it on to its user as a FIN.
@@ -38,9 +39,12 @@ export function resetSocket(socket: Socket | ResettableConn): void {
     return;
   }
   if (!plain) {
-    // `_parent`: the TCP socket a TLSSocket was built on (Node sets it on both sides).
+    // `_parent`: the TCP socket a TLSSocket was built on (Node sets it on both sides). Not once
+    // the TLS socket was ended: its shutdown is then in flight on that TCP handle, and a reset
+    // beside it leaves the handle open and libuv's loop spinning. That direction ended whole,
+    // and the far end's next write meets the closed conn.
     const tcp = (socket as Socket & { _parent?: unknown })._parent;
-    if (tcp instanceof Socket && !tcp.destroyed) resetTcp(tcp);
+    if (tcp instanceof Socket && !tcp.destroyed && !socket.writableEnded) resetTcp(tcp);
   } else {
     try {
       socket.resetAndDestroy();
