@@ -180,7 +180,7 @@ describe("a pool following its members' health", () => {
       { pairingTimeout: '10s' },
     );
     started = await startServer(config);
-    trace = traceServer(started.server.events$, traceFile);
+    trace = traceServer(started.server.events$, traceFile, started.server.internalErrors.report);
     clients.push(...(await startMembers(config, started, ['x', 'y'])));
   });
 

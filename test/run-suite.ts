@@ -27,7 +27,7 @@ mkdirSync(ARTIFACTS_DIR, { recursive: true });
  * Files that measure a rate against a bound (iperf3 through a bandwidth limit, ±10 %): run after
  * the others, one at a time, so that another file's load does not starve the measured processes.
  */
-const RUN_ALONE = new Set(['bandwidth.test.js', 'bandwidth-reload.test.js']);
+const RUN_ALONE = new Set(['bandwidth.test.js', 'bandwidth-reload.test.js', 'bandwidth-short-conns.test.js']);
 const files = process.argv.length > 2 ? process.argv.slice(2) : testFiles(testRoot);
 const alone = files.filter((file) => RUN_ALONE.has(basename(file)));
 const phases = [

@@ -3,10 +3,9 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, loadGroupDirectory, loadServerConfig, parseGroupFile, YamlFile } from '../src/config/index.js';
+import { appPublicRefusal, ConfigError, loadGroupDirectory, loadServerConfig, parseGroupFile, publicPolicyOf, YamlFile } from '../src/config/index.js';
 import { clientTransport } from '../src/client/index.js';
 import { createSelfSigned } from '../src/server/index.js';
-import { portRefusal } from '../src/server/policy.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startCommonServerProcess } from './helpers/processes.js';
 
@@ -91,7 +90,7 @@ test('the shipped config: TLS on, and every shipped app allowed by its policy', 
   assert.ok(registry.groups.length > 0);
   for (const group of registry.groups) {
     assert.ok(group.apps.length <= config.policy.maxAppsPerGroup!);
-    for (const app of group.apps) assert.equal(portRefusal(config.policy, group.name, app), undefined);
+    group.apps.forEach((app, index) => assert.equal(appPublicRefusal(publicPolicyOf(config), group.name, app, index), undefined));
   }
 });
 

@@ -55,7 +55,7 @@ export class AdminServer {
     this.registry = options.registry;
     this.state = new AdminState(options.server, options.cluster);
     this.metrics = new ServerMetrics(options.server, options.cluster);
-    this.eventStreams = new EventStreams(options.server.events$, options.maxEventQueueBytes);
+    this.eventStreams = new EventStreams(options.server, options.maxEventQueueBytes);
     this.guard = new RequestGuard(options.config, () => (this.http.address() as AddressInfo).port);
     const limits: AdminLimits = { ...ADMIN_DEFAULT_LIMITS, ...definedOnly(options.config) };
     this.http = createServer({

@@ -1,9 +1,10 @@
 import createDebug from 'debug';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { interval, map, merge, type Observable, type Subscription } from 'rxjs';
+import { interval, type Subscription } from 'rxjs';
+import { observe } from '../net/observe.js';
 import { resetSocket } from '../net/reset.js';
-import type { ServerEvent } from '../server/index.js';
+import type { CommonServer } from '../server/index.js';
 
 const debug = createDebug('ntp:admin:event-stream');
 
@@ -32,7 +33,8 @@ export class EventStreams {
   private peakQueuedBytes = 0;
 
   constructor(
-    private readonly events$: Observable<ServerEvent>,
+    /** Whose events are streamed, and where a failure to stream one is counted. */
+    private readonly server: Pick<CommonServer, 'observe' | 'internalErrors'>,
     private readonly maxQueuedBytes = EVENT_STREAM_MAX_QUEUED_BYTES,
   ) {}
 
@@ -44,11 +46,12 @@ export class EventStreams {
   serve(res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
     res.write(': connected\n\n');
-    const messages$ = merge(
-      this.events$.pipe(map((event) => `event: ${event.type}\ndata: ${JSON.stringify({ ...event, at: new Date().toISOString() })}\n\n`)),
-      interval(KEEPALIVE_MS).pipe(map(() => ': keepalive\n\n')),
+    const subscription = this.server.observe(
+      'event-stream',
+      (event) => this.send(res, `event: ${event.type}\ndata: ${JSON.stringify({ ...event, at: new Date().toISOString() })}\n\n`),
+      () => res.end(),
     );
-    const subscription = messages$.subscribe({ next: (text) => this.send(res, text), complete: () => res.end() });
+    subscription.add(observe(interval(KEEPALIVE_MS), 'event-stream', () => this.send(res, ': keepalive\n\n'), this.server.internalErrors.report));
     this.open.set(res, subscription);
     res.once('close', () => {
       subscription.unsubscribe();

@@ -125,7 +125,7 @@ export class ServerMetrics {
     // Process metrics (CPU, resident memory, open fds, heap, event loop lag, GC) with the
     // names every Node.js dashboard already knows.
     collectDefaultMetrics({ register: this.registry });
-    this.subscription = server.events$.subscribe((event) => this.onEvent(event));
+    this.subscription = server.observe('metrics', (event) => this.onEvent(event));
   }
 
   close(): void {
@@ -176,6 +176,17 @@ export class ServerMetrics {
   private registerGauges(): void {
     const server = this.server;
     const registers = [this.registry];
+    // Read from the server at each scrape, not from events$: it counts this class's own failures too.
+    new Counter({
+      name: 'ntp_internal_errors_total',
+      help: 'Exceptions caught in an observer of the server events (where: metrics, admin-state, event-stream, lines, trace); the server kept serving',
+      labelNames: ['where'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [where, count] of server.internalErrors.byWhere()) this.inc({ where }, count);
+      },
+    });
     new Gauge({
       name: 'ntp_clients_connected',
       help: 'Groupclients logged in (one per group in inUseGroup)',

@@ -65,7 +65,7 @@ export class AdminState {
     private readonly server: CommonServer,
     private readonly cluster?: ClusterView,
   ) {
-    this.subscription = server.events$.subscribe((event) => this.onEvent(event));
+    this.subscription = server.observe('admin-state', (event) => this.onEvent(event));
   }
 
   close(): void {

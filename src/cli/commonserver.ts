@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer, DirectoryRegistry, GroupsHotReload } from '../server/index.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
+import { logInternalError } from './internal-error-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 import { clusterCommand, DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
@@ -81,8 +82,10 @@ async function main(): Promise<number> {
   }
   const server = new CommonServer({ ...config, transport, ...(cluster ? { activationGate: cluster.claims } : {}) });
   // Loaded only with --trace, as the admin server only when configured: memory at rest.
-  const trace = values.trace === undefined ? undefined : (await import('../trace/index.js')).traceServer(server.events$, values.trace);
-  server.events$.subscribe((event) => logger.log(serverEntry(event)));
+  server.internalErrors.logTo(logInternalError(logger, 'ntp_internal_errors_total'));
+  const trace =
+    values.trace === undefined ? undefined : (await import('../trace/index.js')).traceServer(server.events$, values.trace, server.internalErrors.report);
+  server.observe('lines', (event) => logger.log(serverEntry(event)));
   const registry = cluster !== undefined ? await cluster.attach(server) : new DirectoryRegistry({ server, groupsDir: config.groupsDir });
   // Loaded only when asked for: the admin server brings prom-client and its own state.
   const admin =

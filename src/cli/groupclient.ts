@@ -15,6 +15,7 @@ import { defaultClientId } from '../client/client-id.js';
 import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, permissionWarning } from '../config/index.js';
 import { clientEntry } from './client-lines.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
+import { logInternalError } from './internal-error-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 import { onStopSignals } from './stop-signals.js';
@@ -162,8 +163,10 @@ async function main(): Promise<number> {
     maxPooledWorkConns,
   });
   // Loaded only with --trace, as the admin server only when configured: memory at rest.
-  const trace = values.trace === undefined ? undefined : (await import('../trace/index.js')).traceClient(client.events$, spec, values.trace);
-  client.events$.subscribe((event) => logger.log(clientEntry(spec.name, event)));
+  client.internalErrors.logTo(logInternalError(logger));
+  const trace =
+    values.trace === undefined ? undefined : (await import('../trace/index.js')).traceClient(client.events$, spec, values.trace, client.internalErrors.report);
+  client.observe('lines', (event) => logger.log(clientEntry(spec.name, event)));
   // client.stop() resets every live relay: their users see a reset, never a clean end.
   onStopSignals(logger, (signal) => {
     logger.info('stopping', `${signal}: disconnecting from ${servers.map((endpoint) => formatHostPort(endpoint.server)).join(', ')}`, { signal });

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { loadServerConfig, parseHostPort, permissionWarning, type ServerConfig } from '../config/index.js';
+import { loadServerConfig, parseHostPort, permissionWarning, publicPolicyOf, type ServerConfig } from '../config/index.js';
 import { initServerDirectory, loadServerTransport, verifyServer } from '../server/index.js';
 import { commandLogger, parseCommand, print, type CommandLogger } from './command-line.js';
 import { LOG_OPTIONS, LOG_USAGE, type Logger } from './logger.js';
@@ -156,7 +156,7 @@ export async function clusterCommand(argv: string[]): Promise<number> {
   }
   // Loaded only here: a single server never loads etcd's client.
   const { importGroupDirectory } = await import('../server/cluster/index.js');
-  const result = await importGroupDirectory(config.cluster, dir, { vhost: config.vhost, pools: config.pools });
+  const result = await importGroupDirectory(config.cluster, dir, { vhost: config.vhost, pools: config.pools }, publicPolicyOf(config));
   for (const problem of result.refused) logger.error('import-refused', `not imported: ${problem}`);
   for (const group of result.unchecked) logger.warn('import-unchecked', `not checked against group ${group}`);
   logger.info(

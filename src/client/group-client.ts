@@ -1,8 +1,8 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { firstValueFrom, fromEvent, race, Subject, timer, type Observable } from 'rxjs';
+import { firstValueFrom, fromEvent, race, Subject, timer, type Observable, type Subscription } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
-import { ControlChannel, type ClientTransport } from '../net/index.js';
+import { ControlChannel, InternalErrors, observe, type ClientTransport, type Observed } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { ClusterRefusedError, LoginRejectedError, ServerTrustError, TakenOverError, type ServerRefusal } from './errors.js';
@@ -78,9 +78,11 @@ const STABLE_SESSION_MS = 10_000;
  * session is lost logs in again with capped exponential backoff and jitter, forever. The
  * backoff starts afresh only after a session that lived `stableSessionMs`.
  */
-export class GroupClient {
+export class GroupClient implements Observed<ClientEvent> {
   private readonly events = new Subject<ClientEvent>();
   readonly events$: Observable<ClientEvent> = this.events.asObservable();
+  /** Failures of the observers of `events$` (lines, trace), counted by observer. */
+  readonly internalErrors = new InternalErrors();
   private readonly stopController = new AbortController();
   private session: ClientSession | undefined;
   private readonly reconnect: ReconnectPolicy;
@@ -93,6 +95,11 @@ export class GroupClient {
     this.reconnect = { ...RECONNECT_DEFAULTS, ...options.reconnect };
     this.dialTimeoutMs = options.dialTimeoutMs ?? 10_000;
     this.endpoints = options.servers?.length ? [...options.servers] : [{ server: options.server, transport: options.transport ?? { kind: 'tls' } }];
+  }
+
+  /** Subscribes an observer of `events$` that can fail without ending the process (see `observe`). */
+  observe(where: string, handler: (event: ClientEvent) => void, onComplete?: () => void): Subscription {
+    return observe(this.events$, where, handler, this.internalErrors.report, onComplete);
   }
 
   private get endpoint(): ServerEndpoint {

@@ -95,7 +95,8 @@ export function vhostProblem(spec: GroupSpec, vhost: VhostConfig | undefined): C
       }
       claimants.set(domain, claimant);
       for (const location of app.vhost.type === 'http' ? app.vhost.locations : ['']) {
-        const key = `${app.vhost.type} ${domain} ${location}`;
+        // Locations match without regard to case (src/vhost/request-path.ts): /Admin and /admin are one claim.
+        const key = `${app.vhost.type} ${domain} ${location.toLowerCase()}`;
         const other = routes.get(key);
         if (other !== undefined) return { path, problem: `${domain}${location} is already routed to app "${other}" of this group` };
         routes.set(key, app.name);

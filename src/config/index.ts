@@ -21,4 +21,5 @@ export * from './udp-app.js';
 export * from './vhost-app.js';
 export * from './vhost-config.js';
 export * from './domain-claims.js';
+export * from './public-policy.js';
 export * from './findings.js';

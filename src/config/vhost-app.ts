@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { normalisePath, PathError } from '../vhost/request-path.js';
 import type { AppType } from './app-type.js';
 import type { Secret } from './secret.js';
 import { secretValue } from './secret-source.js';
@@ -64,7 +65,10 @@ export function vhostAppShape(env: NodeJS.ProcessEnv) {
       .meta({ description: "Claims <subdomain>.<the server's subdomainHost>" }),
     locations: z
       .array(
-        z.string(LOCATION_EXPECTED).regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]{0,1023}$/, LOCATION_EXPECTED),
+        z
+          .string(LOCATION_EXPECTED)
+          .regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]{0,1023}$/, LOCATION_EXPECTED)
+          .superRefine(inNormalForm),
         problem('expected a list of path prefixes such as ["/", "/api"]'),
       )
       .min(1, 'expected a list of path prefixes such as ["/", "/api"]')
@@ -92,6 +96,20 @@ export function vhostAppShape(env: NodeJS.ProcessEnv) {
       .optional()
       .meta({ description: 'http: the server asks every request for this user and password (${VAR} allowed)' }),
   };
+}
+
+/**
+ * Requests are matched on their path in normal form (src/vhost/request-path.ts): a location
+ * written otherwise would never match what it seems to, so it is refused with the form to write.
+ */
+function inNormalForm(location: string, ctx: z.RefinementCtx): void {
+  try {
+    const normal = normalisePath(location);
+    if (normal !== location) ctx.addIssue({ code: 'custom', message: `expected a path prefix in normal form: write ${JSON.stringify(normal)}` });
+  } catch (error) {
+    if (!(error instanceof PathError)) throw error;
+    ctx.addIssue({ code: 'custom', message: `expected a path prefix requests can match, not one with ${error.message}` });
+  }
 }
 
 type VhostFields = z.output<z.ZodObject<ReturnType<typeof vhostAppShape>>> & { type: AppType };

@@ -10,3 +10,4 @@ export * from './reset.js';
 export * from './datagram-link.js';
 export * from './token-bucket.js';
 export * from './mux-session.js';
+export * from './observe.js';

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import type { GroupSpec, PolicyConfig } from '../config/index.js';
+import type { GroupSpec, PublicPolicy } from '../config/index.js';
 import { heartbeatWatchdog, type ControlChannel, type MuxStream } from '../net/index.js';
 import {
   assertNever,
@@ -44,7 +44,8 @@ export interface AppGroupOptions {
   pools: AppPools;
   heartbeatTimeoutMs: number;
   pairingTimeoutMs: number;
-  policy?: PolicyConfig;
+  /** What the server allows on the public side (allowPorts, its own ports, the vhost policy). */
+  publicPolicy: PublicPolicy;
   /** UserConns one app may hold while they wait for work conns. */
   maxPendingUsersPerApp?: number;
   /** How often each app reports its `traffic` (default 1000 ms). */
@@ -103,7 +104,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       group: this.name,
       bindHost: options.bindHost,
       pools: options.pools,
-      policy: options.policy,
+      publicPolicy: options.publicPolicy,
       maxPendingUsersPerApp: options.maxPendingUsersPerApp,
       bindRetry: options.bindRetry,
       vhost: options.vhost,

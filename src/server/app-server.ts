@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
-import { peerOf, resetSocket, type RelayResult } from '../net/index.js';
+import { peerOf, resetSocket, type ByteMeter, type RelayOptions } from '../net/index.js';
 import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from './events.js';
@@ -44,8 +44,11 @@ export class AppServer implements VhostTarget {
   private closed = false;
   /** The port actually bound (differs from the spec when remotePort is 0). */
   port = 0;
-  totalBytesIn = 0;
-  totalBytesOut = 0;
+  /**
+   * Bytes relayed by this app, live: every relay adds to it as its bytes move (the ones still
+   * flowing included), so it only grows, and a conn that ends takes nothing back.
+   */
+  readonly relayed: ByteMeter = { bytesIn: 0, bytesOut: 0 };
   private readonly traffic: TrafficSampler;
 
   constructor(
@@ -145,19 +148,17 @@ export class AppServer implements VhostTarget {
 
   /** Bytes relayed so far by this AppServer, counting the live conns' progress too. */
   bytesSoFar(): { bytesIn: number; bytesOut: number } {
-    let bytesIn = this.totalBytesIn;
-    let bytesOut = this.totalBytesOut;
-    for (const conn of this.liveConns) {
-      bytesIn += conn.bytesRead;
-      bytesOut += conn.bytesWritten;
-    }
-    return { bytesIn, bytesOut };
+    return { ...this.relayed };
   }
 
   /** Emits a `traffic` sample with the bytes since the previous one, if any moved. */
   sampleTraffic(): void {
-    const { bytesIn, bytesOut } = this.bytesSoFar();
-    this.traffic.sample(this.name, bytesIn, bytesOut, this.liveConns.size);
+    this.traffic.sample(this.name, this.relayed.bytesIn, this.relayed.bytesOut, this.liveConns.size);
+  }
+
+  /** Every relay of this app: shaped by its bandwidth, counted into its totals as the bytes move. */
+  relayOptions(): RelayOptions {
+    return { ...this.bandwidth.relayOptions(), meter: this.relayed };
   }
 
   /** A UserConn's relay began: its bytes count in this app's traffic from now on. */
@@ -165,14 +166,12 @@ export class AppServer implements VhostTarget {
     this.liveConns.add(userConn);
   }
 
-  /** A UserConn's relay is over: its bytes join the app's totals, and a last sample makes them exact. */
-  relayEnded(userConn: UserConn, result: RelayResult): void {
+  /** A UserConn's relay is over (its bytes are in `relayed` already): a last sample makes the totals exact. */
+  relayEnded(userConn: UserConn): void {
     this.liveConns.delete(userConn);
     // Its streams are through: it no longer counts as open (least_conn compares this), even
     // if its socket is still flushing its last bytes.
     this.userConns.delete(userConn);
-    this.totalBytesIn += result.bytesIn;
-    this.totalBytesOut += result.bytesOut;
     this.sampleTraffic();
   }
 

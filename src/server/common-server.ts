@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { Subject, timer, type Observable } from 'rxjs';
+import { Subject, timer, type Observable, type Subscription } from 'rxjs';
 import {
   describeChanges,
   formatHostPort,
@@ -10,12 +10,14 @@ import {
   specChanges,
   type GroupSpec,
   type PolicyConfig,
+  publicPolicyOf,
+  type PublicPolicy,
   type PoolsConfig,
   type Secret,
   type SecurityConfig,
   type ServerConfig,
 } from '../config/index.js';
-import { ControlChannel, FrameReader, peerOf, PLAINTEXT, type ServerTransport } from '../net/index.js';
+import { ControlChannel, FrameReader, InternalErrors, observe, peerOf, PLAINTEXT, type Observed, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './activation-gate.js';
 import { AppGroup } from './app-group.js';
@@ -32,7 +34,7 @@ import { createCommonListener } from './tls.js';
 const debug = createDebug('ntp:server:common-server');
 
 export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
-  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost' | 'admin'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -52,12 +54,14 @@ export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatInterval
  * - `readyGroup`: every group registered (from the groups directory).
  * - `inUseGroup`: the groups whose client is logged in, as activated AppGroups.
  */
-export class CommonServer {
+export class CommonServer implements Observed<ServerEvent> {
   readonly readyGroup = new Map<string, GroupSpec>();
   readonly inUseGroup = new Map<string, AppGroup>();
   private readonly sessions = new Map<string, AppGroup>();
   private readonly events = new Subject<ServerEvent>();
   readonly events$: Observable<ServerEvent> = this.events.asObservable();
+  /** Failures of the observers of `events$` (metrics, admin state, lines, traces), counted by observer. */
+  readonly internalErrors = new InternalErrors();
   private readonly commonPort: Server;
   private readonly handshaking = new Set<Socket>();
   private readonly gate: HandshakeGate;
@@ -67,6 +71,8 @@ export class CommonServer {
   private closing = false;
   /** The shared HTTP/HTTPS ports, when the config has a `vhost:` section. */
   readonly vhost: VhostServer | undefined;
+  /** What the server allows on the public side of each app: activation and the admin API judge by it. */
+  readonly publicPolicy: PublicPolicy;
 
   /** Shared pools: public ports (or vhost names) served by several groups' apps. */
   readonly pools: AppPools;
@@ -77,6 +83,7 @@ export class CommonServer {
         ? undefined
         : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
     this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
+    this.publicPolicy = publicPolicyOf(options);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
     this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
@@ -96,6 +103,11 @@ export class CommonServer {
     debug('%o', event);
     this.events.next(event);
   };
+
+  /** Subscribes an observer of `events$` that can fail without ending the process (see `observe`). */
+  observe(where: string, handler: (event: ServerEvent) => void, onComplete?: () => void): Subscription {
+    return observe(this.events$, where, handler, this.internalErrors.report, onComplete);
+  }
 
   /** Login proofs checked against a secret since start (bounded per source by `loginLimit`). */
   get loginProofsChecked(): number {
@@ -337,7 +349,7 @@ export class CommonServer {
       pools: this.pools,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
-      policy: this.policy,
+      publicPolicy: this.publicPolicy,
       maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,

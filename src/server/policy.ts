@@ -1,5 +1,5 @@
 import { BlockList, isIPv4 } from 'node:net';
-import { formatPortRanges, parseCidr, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
+import { parseCidr, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
 
 /**
  * Server-side policy from commonserver.yaml and the group files. The registry is the
@@ -16,19 +16,6 @@ export function groupRefusal(policy: PolicyConfig, spec: GroupSpec, activeGroups
     return `this server allows at most ${policy.maxGroups} active group${policy.maxGroups === 1 ? '' : 's'}, and that many are active`;
   }
   return undefined;
-}
-
-/**
- * Why an app may not bind its public port, or undefined. With allowPorts set, remotePort 0
- * is refused too: the OS would choose a port outside the ranges.
- */
-export function portRefusal(policy: PolicyConfig, group: string, app: AppSpec): string | undefined {
-  const ranges = policy.allowPorts;
-  if (ranges === undefined) return undefined;
-  const allowed = ranges.some(({ from, to }) => app.remotePort >= from && app.remotePort <= to);
-  if (allowed) return undefined;
-  const what = app.remotePort === 0 ? 'remotePort 0 (any port)' : `port ${app.remotePort}`;
-  return `${group}/${app.name}: ${what} is outside allowPorts (${formatPortRanges(ranges)})`;
 }
 
 /** An app's `allow` list and `maxConnections`, checked for each UserConn at accept. */

@@ -1,11 +1,10 @@
-import { appDomains, protocolMark, vhostAppProblem, type AppSpec, type PolicyConfig } from '../config/index.js';
+import { appDomains, appPublicRefusal, protocolMark, type AppSpec, type PublicPolicy } from '../config/index.js';
 import type { AppBinding, Message } from '../protocol/index.js';
 import type { VhostServer } from '../vhost/index.js';
 import type { AppPools } from './app-pools.js';
 import { AppServer, type UserConnSink } from './app-server.js';
 import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
 import type { EmitServerEvent } from './events.js';
-import { portRefusal } from './policy.js';
 import { UdpAppServer, type UdpSessionSink } from './udp-app-server.js';
 
 /** An app's public port: a TCP listener, or a UDP socket with its sessions. */
@@ -16,7 +15,8 @@ export interface PublicAppsOptions {
   bindHost: string;
   /** The server's shared pools: pooled apps join one instead of binding a port of their own. */
   pools: AppPools;
-  policy?: PolicyConfig;
+  /** What the server allows on the public side: every app is judged by it before it opens. */
+  publicPolicy: PublicPolicy;
   /** UserConns one app may hold while they wait for work conns. */
   maxPendingUsersPerApp?: number;
   /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
@@ -128,10 +128,10 @@ export class PublicApps {
   }
 
   private async open(app: AppSpec): Promise<AppBinding> {
-    if (app.vhost !== undefined) return this.openVhostApp(app);
     const { group, emit } = this.options;
+    const refusal = appPublicRefusal(this.options.publicPolicy, group, app, this.options.currentApps().indexOf(app))?.problem;
+    if (app.vhost !== undefined) return this.openVhostApp(app, refusal);
     const protocol = protocolMark(app);
-    const refusal = portRefusal(this.options.policy ?? {}, group, app);
     if (refusal !== undefined) {
       emit({ type: 'app-failed', group, app: app.name, port: app.remotePort, reason: refusal });
       return { name: app.name, remotePort: app.remotePort, state: 'failed', error: refusal, ...protocol };
@@ -151,12 +151,10 @@ export class PublicApps {
    * A vhost app opens no port: its AppServer is attached to the vhost router under the app's
    * names, and holds the users routed to it like a port-based app holds its own.
    */
-  private openVhostApp(app: AppSpec): AppBinding {
+  private openVhostApp(app: AppSpec, refusal: string | undefined): AppBinding {
     const { group, emit, vhost } = this.options;
-    const index = this.options.currentApps().indexOf(app);
-    const refusal = vhostAppProblem(group, app, index, vhost?.config);
     if (vhost === undefined || refusal !== undefined) {
-      const reason = refusal?.problem ?? 'this server has no vhost ports';
+      const reason = refusal ?? 'this server has no vhost ports';
       emit({ type: 'app-failed', group, app: app.name, port: 0, reason });
       return { name: app.name, remotePort: 0, state: 'failed', error: reason };
     }
@@ -173,7 +171,8 @@ export class PublicApps {
     }
     this.servers.set(app.name, server);
     const port = vhost.port(app.vhost!.type);
-    const domains = appDomains(app, index, vhost.config.subdomainHost).map(({ domain }) => domain);
+    // Only the names: the fields that name them matter to error messages, not here.
+    const domains = appDomains(app, 0, vhost.config.subdomainHost).map(({ domain }) => domain);
     emit({ type: 'app-opened', group, app: app.name, port, domains });
     return { name: app.name, remotePort: port, state: 'listening', domains };
   }

@@ -56,8 +56,8 @@ export async function serveUser(context: UserSessionContext, app: AppServer, use
 
   const started = Date.now();
   app.relayStarted(userConn);
-  const result = await joinConns(userConn, channel.conn, app.bandwidth.relayOptions());
-  app.relayEnded(userConn, result);
+  const result = await joinConns(userConn, channel.conn, app.relayOptions());
+  app.relayEnded(userConn);
   const { bytesIn, bytesOut, error } = result;
   emit({
     type: 'conn-closed',

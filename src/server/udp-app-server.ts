@@ -145,10 +145,17 @@ export class UdpAppServer implements UdpSessionOwner {
     if (Object.keys(since).length > 0) this.emit({ type: 'udp-dropped', group: this.group, app: this.name, dropped: since });
   }
 
-  sendToUser(session: UdpUserSession, payload: Buffer): void {
-    if (payload.length > this.settings.maxDatagramBytes) return this.dropped('oversize');
-    if (this.closed || this.socket.getSendQueueCount() >= MAX_QUEUED_DATAGRAM_SENDS) return this.dropped('backlog');
+  /** False when the datagram was dropped (too big, or the socket's queue is full): it is not out. */
+  sendToUser(session: UdpUserSession, payload: Buffer): boolean {
+    if (payload.length > this.settings.maxDatagramBytes) return this.drop('oversize');
+    if (this.closed || this.socket.getSendQueueCount() >= MAX_QUEUED_DATAGRAM_SENDS) return this.drop('backlog');
     this.socket.send(payload, session.port, session.address);
+    return true;
+  }
+
+  private drop(reason: UdpDropReason): false {
+    this.dropped(reason);
+    return false;
   }
 
   dropped(reason: UdpDropReason): void {

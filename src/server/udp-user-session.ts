@@ -7,7 +7,8 @@ const MAX_PENDING_BYTES = 256 * 1024;
 
 /** What a session needs from its UDP app: a way back to the user, and where to count. */
 export interface UdpSessionOwner {
-  sendToUser(session: UdpUserSession, payload: Buffer): void;
+  /** False when the datagram was dropped. */
+  sendToUser(session: UdpUserSession, payload: Buffer): boolean;
   dropped(reason: 'backlog'): void;
   sessionClosed(session: UdpUserSession, reason: string): void;
 }
@@ -70,8 +71,8 @@ export class UdpUserSession {
     this.link = new DatagramLink(workConn, {
       onDatagram: (payload) => {
         this.lastActivityAt = Date.now();
-        this.count(payload, 'out');
-        this.owner.sendToUser(this, payload);
+        // Counted once handed to the UDP socket: a datagram dropped on the way is not out.
+        if (this.owner.sendToUser(this, payload)) this.count(payload, 'out');
       },
       onClosed: (how, reason) => this.end(how === 'end' ? 'the client ended the session' : `the work conn failed: ${reason}`),
     });

@@ -4,18 +4,23 @@ import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import {
+  appDomains,
+  appPublicRefusal,
   describeSecretSource,
   Findings,
   formatHostPort,
   loadGroupDirectory,
   loadServerConfig,
   permissionWarning,
+  portLabel,
+  publicPolicyOf,
   YamlFile,
+  type AppSpec,
   type GroupSpec,
   type HostPort,
   type ServerConfig,
 } from '../config/index.js';
-import { groupRefusal, portRefusal } from './policy.js';
+import { groupRefusal } from './policy.js';
 import { loadServerTransport } from './tls.js';
 
 /** A certificate that ends sooner than this is worth a warning: clients pin it. */
@@ -93,7 +98,8 @@ function checkGroups(findings: Findings, groupsDir: string, config: ServerConfig
     const before = findings.count('problem');
     if (config !== undefined) checkPolicy(findings, subject, spec, config);
     if (findings.count('problem') === before) {
-      findings.ok(subject, `${spec.file}: ${describeSecretSource(spec)}; ${spec.apps.map((app) => `${app.name} → :${app.remotePort}`).join(', ')}`);
+      const apps = spec.apps.map((app) => describePublicSide(app, config?.vhost?.subdomainHost)).join(', ');
+      findings.ok(subject, `${spec.file}: ${describeSecretSource(spec)}; ${apps}`);
     }
     const secretWarning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
     if (secretWarning) findings.warning(subject, secretWarning);
@@ -104,14 +110,19 @@ function checkPolicy(findings: Findings, subject: string, spec: GroupSpec, confi
   // Whether other groups are active is only known at login: only the group's own size is checked.
   const refusal = groupRefusal({ ...config.policy, maxGroups: undefined }, spec, 0, false);
   if (refusal) findings.problem(subject, `${spec.file}: ${refusal}`);
-  const taken = new Map<number, string>([[config.bind.port, 'the common port']]);
-  if (config.admin) taken.set(config.admin.bind.port, 'the admin port');
-  for (const app of spec.apps) {
-    const outside = portRefusal(config.policy, spec.name, app);
-    if (outside) findings.problem(subject, `${spec.file}: ${outside}`);
-    const clash = app.remotePort === 0 ? undefined : taken.get(app.remotePort);
-    if (clash) findings.problem(subject, `${spec.file}: ${spec.name}/${app.name}: port ${app.remotePort} is ${clash} of this server`);
-  }
+  const policy = publicPolicyOf(config);
+  spec.apps.forEach((app, index) => {
+    const refused = appPublicRefusal(policy, spec.name, app, index);
+    if (refused) findings.problem(subject, `${spec.file}: ${refused.problem}`);
+  });
+}
+
+/** `web → :6080`, `dns → :53/udp`, `wiki → http wiki.example.com` (a vhost app has no port of its own). */
+function describePublicSide(app: AppSpec, subdomainHost: string | undefined): string {
+  if (app.vhost === undefined) return `${app.name} → :${portLabel(app)}`;
+  return `${app.name} → ${app.vhost.type} ${appDomains(app, 0, subdomainHost)
+    .map(({ domain }) => domain)
+    .join(' ')}`;
 }
 
 /** Binds `address` for a moment and lets it go: the one way to know the server could. */

@@ -1,14 +1,16 @@
 import { assertNever } from '../protocol/index.js';
 import type { Observable, Subscription } from 'rxjs';
+import { observe, type ObserverFailure } from '../net/index.js';
 import type { ClientEvent } from '../client/index.js';
 import type { GroupSpec } from '../config/index.js';
 import { MermaidTrace } from './mermaid.js';
 
 /**
  * Draws a groupclient's real session as the reference sequence diagram, from the client's
- * side: its wire messages with the server and its dials to the LocalApps.
+ * side: its wire messages with the server and its dials to the LocalApps. What the drawing
+ * throws goes to `onFailure` (the client's InternalErrors): a trace never ends the process.
  */
-export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, file: string): { close(): Promise<void> } {
+export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, file: string, onFailure: ObserverFailure): { close(): Promise<void> } {
   const trace = new MermaidTrace(file);
   let heartbeats = 0;
   const flushHeartbeats = (): void => {
@@ -17,7 +19,8 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
   };
   trace.phase('Preparation');
   trace.message('Client', 'Client', `build the LocalApp objects (${spec.apps.map((app) => app.name).join(', ')})`);
-  const subscription: Subscription = events$.subscribe((event) => {
+  const subscription: Subscription = observe(events$, 'trace', (event) => drawClientEvent(event), onFailure);
+  function drawClientEvent(event: ClientEvent): void {
     if (event.type !== 'heartbeat') flushHeartbeats();
     switch (event.type) {
       case 'connecting':
@@ -97,7 +100,7 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
       default:
         return assertNever(event, 'client event');
     }
-  });
+  }
   return {
     close: () => {
       subscription.unsubscribe();

@@ -1,4 +1,5 @@
 import type { Observable, Subscription } from 'rxjs';
+import { observe, type ObserverFailure } from '../net/index.js';
 import { assertNever } from '../protocol/index.js';
 import type { ServerEvent } from '../server/index.js';
 import { MermaidTrace } from './mermaid.js';
@@ -6,9 +7,10 @@ import { MermaidTrace } from './mermaid.js';
 /**
  * Draws a commonserver's real session as the reference sequence diagram: each ServerEvent
  * becomes the step it stands for, with the wire message names. Heartbeats are drawn once per
- * session as a loop and counted afterwards, so a long run stays readable.
+ * session as a loop and counted afterwards, so a long run stays readable. What the drawing
+ * throws goes to `onFailure` (the server's InternalErrors): a trace never ends the process.
  */
-export function traceServer(events$: Observable<ServerEvent>, file: string): { close(): Promise<void> } {
+export function traceServer(events$: Observable<ServerEvent>, file: string, onFailure: ObserverFailure): { close(): Promise<void> } {
   const trace = new MermaidTrace(file);
   const heartbeats = new Map<string, number>();
   const loggingIn = new Set<string>();
@@ -18,10 +20,15 @@ export function traceServer(events$: Observable<ServerEvent>, file: string): { c
       heartbeats.set(group, 1);
     }
   };
-  const subscription: Subscription = events$.subscribe((event) => {
-    if (event.type !== 'heartbeat' && event.type !== 'traffic') flushHeartbeats();
-    drawServerEvent(trace, event, heartbeats, loggingIn);
-  });
+  const subscription: Subscription = observe(
+    events$,
+    'trace',
+    (event) => {
+      if (event.type !== 'heartbeat' && event.type !== 'traffic') flushHeartbeats();
+      drawServerEvent(trace, event, heartbeats, loggingIn);
+    },
+    onFailure,
+  );
   return {
     close: () => {
       subscription.unsubscribe();

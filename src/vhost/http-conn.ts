@@ -5,7 +5,8 @@ import { resetSocket } from '../net/index.js';
 import { BodyFramer } from './body-framer.js';
 import { bodyLength, hasToken, headEnd, HeadError, headerValues, parseRequestHead, parseResponseHead, type RequestHead } from './http-head.js';
 import { errorPage } from './pages.js';
-import { authorized, clientIp, hostOf, pathOf, rewriteHead } from './request-rewrite.js';
+import { authorized, clientIp, rewriteHead } from './request-rewrite.js';
+import { requestTarget } from './request-target.js';
 import type { VhostRouter, VhostTarget } from './router.js';
 import { VirtualConn, type VirtualConnOwner } from './virtual-conn.js';
 
@@ -85,7 +86,7 @@ export class HttpUserConn implements VirtualConnOwner {
   private pump(): void {
     try {
       if (this.phase === 'head') {
-        const end = headEnd(this.buffer);
+        const end = headEnd(this.buffer, 400);
         if (end === undefined) return;
         const head = parseRequestHead(this.buffer.subarray(0, end));
         const length = bodyLength(head.headers, 'request');
@@ -116,9 +117,10 @@ export class HttpUserConn implements VirtualConnOwner {
   }
 
   private startExchange(head: RequestHead, request: BodyFramer): void {
-    const host = hostOf(head);
-    if (host === undefined) return this.reply(400, 'no valid Host');
-    const route = this.options.router.resolve('http', host, pathOf(head.target));
+    const requested = requestTarget(head);
+    const { host } = requested;
+    const route = this.options.router.resolve('http', host, requested.path);
+    if (route.kind === 'ambiguous') return this.reply(400, `a path of ${host} that apps may read under another location`);
     if (route.kind === 'unknown') return this.reply(404, `unknown name ${host}`);
     if (route.kind === 'offline') return this.reply(503, `offline name ${host}`);
     const { target } = route;
@@ -142,7 +144,7 @@ export class HttpUserConn implements VirtualConnOwner {
       spoiled: false,
     };
     this.phase = 'body';
-    backend.conn.send(rewriteHead(head, vhost, clientIp(this.socket)));
+    backend.conn.send(rewriteHead(head, requested, vhost, { ip: clientIp(this.socket), vhostPort: this.socket.localPort }));
   }
 
   /** The user's conn to this app from a previous request, or a new one (undefined if refused). */
@@ -186,7 +188,7 @@ export class HttpUserConn implements VirtualConnOwner {
     let rest = chunk;
     while (exchange.response === undefined) {
       exchange.responseHead = exchange.responseHead.length === 0 ? rest : Buffer.concat([exchange.responseHead, rest]);
-      const end = headEnd(exchange.responseHead);
+      const end = headEnd(exchange.responseHead, 502);
       if (end === undefined) return joined(out);
       const headBytes = exchange.responseHead.subarray(0, end);
       rest = exchange.responseHead.subarray(end);

@@ -46,13 +46,27 @@ const CRLF_CRLF = Buffer.from('\r\n\r\n');
 /**
  * Where the head in `buffer` ends (the index just past its blank line), undefined while it is
  * incomplete; throws 431 once the head is longer than `max`, so that a slow sender cannot
- * make us hold more than that.
+ * make us hold more than that, and `bad` (400 for requests, 502 for responses) at the first
+ * bare LF or bare CR: a head written with bare LFs never has the CRLF CRLF that ends it, and
+ * waiting for one would hold the sender until the deadline instead of answering it.
  */
-export function headEnd(buffer: Buffer, max = MAX_HEAD_BYTES): number | undefined {
+export function headEnd(buffer: Buffer, bad: 400 | 502, max = MAX_HEAD_BYTES): number | undefined {
   const at = buffer.indexOf(CRLF_CRLF);
-  if (at >= 0 && at + 4 <= max) return at + 4;
-  if (at >= 0 || buffer.length > max) throw new HeadError(431, `head longer than ${max} bytes`);
+  const end = at < 0 ? undefined : at + 4;
+  checkLineEnds(buffer.subarray(0, Math.min(end ?? buffer.length, max)), bad);
+  if (end !== undefined && end <= max) return end;
+  if (end !== undefined || buffer.length > max) throw new HeadError(431, `head longer than ${max} bytes`);
   return undefined;
+}
+
+/** Every LF in `head` follows a CR and every CR is followed by an LF (a CR at its very end may still get its LF). */
+function checkLineEnds(head: Buffer, bad: 400 | 502): void {
+  for (let at = head.indexOf(0x0a); at >= 0; at = head.indexOf(0x0a, at + 1)) {
+    if (at === 0 || head[at - 1] !== 0x0d) throw new HeadError(bad, 'bare LF in the head');
+  }
+  for (let at = head.indexOf(0x0d); at >= 0 && at < head.length - 1; at = head.indexOf(0x0d, at + 1)) {
+    if (head[at + 1] !== 0x0a) throw new HeadError(bad, 'bare CR in the head');
+  }
 }
 
 export function parseRequestHead(head: Buffer): RequestHead {

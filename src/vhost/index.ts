@@ -4,3 +4,4 @@ export * from './vhost-server.js';
 export * from './client-hello.js';
 export * from './http-head.js';
 export * from './body-framer.js';
+export * from './request-path.js';

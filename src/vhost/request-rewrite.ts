@@ -1,24 +1,9 @@
 import type { Socket } from 'node:net';
 import { Secret, type VhostAppSpec } from '../config/index.js';
 import { headerValues, type RequestHead } from './http-head.js';
+import type { RequestTarget } from './request-target.js';
 
-/** What the HTTP vhost reads from a request to route it, and the head it sends the app instead. */
-
-/** The request's host name: absolute-form target first, else its one Host header. */
-export function hostOf(head: RequestHead): string | undefined {
-  const absolute = /^https?:\/\/([^/?#]+)/i.exec(head.target);
-  const hosts = headerValues(head.headers, 'host');
-  if (absolute === null && hosts.length !== 1) return undefined;
-  const authority = (absolute?.[1] ?? hosts[0]!).toLowerCase();
-  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+?)\.?(?::\d{1,5})?$/.exec(authority);
-  return match?.[1];
-}
-
-export function pathOf(target: string): string {
-  if (target.startsWith('/')) return target;
-  const absolute = /^https?:\/\/[^/?#]+(\/[^?#]*)?/i.exec(target);
-  return absolute?.[1] ?? '/';
-}
+/** What the HTTP vhost checks of a request, and the head it sends the app instead. */
 
 /** `Authorization: Basic ...` against the app's user and password, compared in constant time. */
 export function authorized(head: RequestHead, auth: NonNullable<VhostAppSpec['basicAuth']>): boolean {
@@ -35,33 +20,44 @@ export function clientIp(socket: Socket): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
+/** Where the user came from and which vhost port it reached, as the forwarding headers say it. */
+export interface UserAddress {
+  readonly ip: string;
+  readonly vhostPort: number | undefined;
+}
+
 /**
- * The head the app receives: the user's own lines, in order and as written, with the Host
- * rewritten if asked, the proxy's credentials removed, and the forwarding headers set by us
- * (a user cannot supply its own X-Real-IP; X-Forwarded-For keeps what came before).
+ * Headers that say what the proxy saw (the user's address, the name and port it asked for, the
+ * URL it requested): an app that sits behind a proxy believes them, so only we may write them.
+ * Names are compared with `_` read as `-`, as CGI-style apps (PHP, WSGI) merge the two.
  */
-export function rewriteHead(head: RequestHead, vhost: VhostAppSpec, ip: string): Buffer {
-  const lines = [`${head.method} ${head.target} HTTP/1.${head.minor}`];
+function isProxyHeader(key: string): boolean {
+  return key === 'host' || key === 'forwarded' || key === 'x-real-ip' || key === 'x-original-url' || key === 'x-rewrite-url' || key.startsWith('x-forwarded-');
+}
+
+/**
+ * The head the app receives: the request-target as routed (origin-form, path in normal form),
+ * the Host of that target (or the app's rewrite), the user's other lines in order and as
+ * written without the proxy's credentials, and the forwarding headers set by us.
+ * X-Forwarded-For keeps what came before, with the user's address appended; every other
+ * forwarding header a user wrote is dropped.
+ */
+export function rewriteHead(head: RequestHead, target: RequestTarget, vhost: VhostAppSpec, user: UserAddress): Buffer {
+  const lines = [`${head.method} ${target.forward} HTTP/1.${head.minor}`, `Host: ${vhost.hostHeaderRewrite ?? target.authority}`];
   const forwardedFor: string[] = [];
   for (const [name, value] of head.headers) {
-    switch (name.toLowerCase()) {
-      case 'host':
-        lines.push(vhost.hostHeaderRewrite === undefined ? `${name}: ${value}` : `Host: ${vhost.hostHeaderRewrite}`);
-        break;
-      case 'x-forwarded-for':
-        forwardedFor.push(value);
-        break;
-      case 'x-forwarded-proto':
-      case 'x-real-ip':
-        break;
-      case 'authorization':
-        if (vhost.basicAuth === undefined) lines.push(`${name}: ${value}`);
-        break;
-      default:
-        lines.push(`${name}: ${value}`);
-    }
+    const key = name.toLowerCase().replaceAll('_', '-');
+    if (key === 'x-forwarded-for') forwardedFor.push(value);
+    else if (key === 'authorization' && vhost.basicAuth !== undefined) continue;
+    else if (!isProxyHeader(key)) lines.push(`${name}: ${value}`);
   }
-  forwardedFor.push(ip);
-  lines.push(`X-Forwarded-For: ${forwardedFor.join(', ')}`, 'X-Forwarded-Proto: http', `X-Real-IP: ${ip}`);
+  forwardedFor.push(user.ip);
+  lines.push(
+    `X-Forwarded-For: ${forwardedFor.join(', ')}`,
+    `X-Forwarded-Host: ${target.authority}`,
+    ...(user.vhostPort === undefined ? [] : [`X-Forwarded-Port: ${user.vhostPort}`]),
+    'X-Forwarded-Proto: http',
+    `X-Real-IP: ${user.ip}`,
+  );
   return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
 }

@@ -1,5 +1,6 @@
 import { appDomains, type AppSpec, type GroupSpec, type VhostConfig } from '../config/index.js';
 import type { Socket } from 'node:net';
+import { locationCover, pathWithoutParams } from './request-path.js';
 import type { VirtualConn } from './virtual-conn.js';
 
 /**
@@ -25,11 +26,17 @@ export type VhostKind = 'http' | 'https';
 /** What a name (and path) leads to. */
 export type Route =
   | { readonly kind: 'unknown' }
+  /**
+   * An HTTP path that apps may read under two locations of different apps (with and without
+   * its `;` parameters): routing either way could pass the other one's checks. Answered 400.
+   */
+  | { readonly kind: 'ambiguous' }
   /** A registered app whose group has no live client (or whose app failed): answered at once. */
   | { readonly kind: 'offline'; readonly label: string }
   | { readonly kind: 'live'; readonly target: VhostTarget };
 
 interface Entry {
+  /** A path prefix in normal form (request-path.ts; the config refuses any other). */
   readonly location: string;
   /** `group/app`, or `pool NAME` for a pooled app: the label of the target it leads to. */
   readonly label: string;
@@ -67,8 +74,6 @@ export class VhostRouter {
           const entries = table.get(key) ?? [];
           const label = app.pool === undefined ? `${spec.name}/${app.name}` : claimant;
           for (const location of app.vhost.type === 'http' ? app.vhost.locations : ['/']) entries.push({ location, label });
-          // Longest prefix first: the first match is the route.
-          entries.sort((a, b) => b.location.length - a.location.length);
           table.set(key, entries);
         }
       }
@@ -85,10 +90,15 @@ export class VhostRouter {
     if (this.live.get(target.label) === target) this.live.delete(target.label);
   }
 
-  /** The route for a host name (lower case, no port) and, for HTTP, a request path. */
+  /**
+   * The route for a host name (lower case, no port) and, for HTTP, a request path in normal
+   * form (`normalisePath`): the location that covers it best (`locationCover`), the same one
+   * whether the app keeps the path's `;` parameters or drops them.
+   */
   resolve(kind: VhostKind, host: string, path = '/'): Route {
-    const entries = this.entriesFor(kind, host);
-    const entry = entries?.find((candidate) => path.startsWith(candidate.location));
+    const entries = this.entriesFor(kind, host) ?? [];
+    const entry = bestCover(entries, path);
+    if (bestCover(entries, pathWithoutParams(path))?.label !== entry?.label) return { kind: 'ambiguous' };
     if (entry === undefined) return { kind: 'unknown' };
     const target = this.live.get(entry.label);
     return target === undefined ? { kind: 'offline', label: entry.label } : { kind: 'live', target };
@@ -104,4 +114,15 @@ export class VhostRouter {
     }
     return undefined;
   }
+}
+
+/** The entry whose location covers `path` best; on a tie, the first one (the first claim). */
+function bestCover(entries: readonly Entry[], path: string): Entry | undefined {
+  let best: Entry | undefined;
+  let bestLength = -1;
+  for (const entry of entries) {
+    const cover = locationCover(entry.location, path);
+    if (cover > bestLength) [best, bestLength] = [entry, cover];
+  }
+  return best;
 }

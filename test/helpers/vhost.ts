@@ -174,6 +174,17 @@ export function curl(args: string[]): Promise<{ code: number; stdout: Buffer; st
   });
 }
 
+/** curl with several URLs of test web apps (`startWebApp`): what each app saw, in order. */
+export async function curlSeen(args: string[]): Promise<SeenRequest[]> {
+  const { code, stdout, stderr } = await curl(['--write-out', '\n', ...args]);
+  if (code !== 0) throw new Error(`curl exited with ${code}: ${stderr}`);
+  return stdout
+    .toString()
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as SeenRequest);
+}
+
 /** A key and certificate for `name`, made by Debian's openssl, as a private host would have. */
 export function makeCertificate(name: string): { cert: string; key: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ntp-vhost-cert-'));

@@ -60,7 +60,7 @@ describe('vhost apps in the admin API', () => {
     assert.match(metrics.body, /^ntp_vhost_routes\{group="alpha",app="web",domain="alpha\.tunnel\.test"\} 1$/m);
     assert.match(metrics.body, /^ntp_vhost_refused_total\{kind="http",code="404"\} [1-9]/m);
     const file = join(config.dir, 'trace.md');
-    const trace = traceServer(started.events, file);
+    const trace = traceServer(started.events, file, started.server.internalErrors.report);
     await trace.close();
     assert.match(readFileSync(file, 'utf8'), /appGroup ->> appServer: route www\.ok\.test, alpha\.tunnel\.test on the vhost port \d+ to alpha\/web/);
   });

@@ -51,6 +51,15 @@ test('a vhost app with a bad field is refused naming the file, line and field', 
       '  - name: web\n    local: 127.0.0.1:443\n    type: https\n    domains: [a.test]\n    bandwidth: { out: 1MB }\n',
       /web\.yaml:8: apps\[0\]\.bandwidth: bandwidth applies to TCP apps, not to type: https/,
     ],
+    // Requests are matched on their path in normal form: a location is written in it, or it could never match as it reads.
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    locations: [/, "/%61dmin/./x//"]\n',
+      /web\.yaml:8: apps\[0\]\.locations\[1\]: expected a path prefix in normal form: write "\/admin\/x\/"/,
+    ],
+    [
+      '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    locations: ["/a%2Fb"]\n',
+      /web\.yaml:8: apps\[0\]\.locations\[0\]: expected a path prefix requests can match, not one with an escaped "\/" \(%2F\)/,
+    ],
     [
       '  - name: web\n    local: 127.0.0.1:80\n    type: http\n    domains: [a.test]\n    basicAuth: { user: "a:b", password: x }\n',
       /web\.yaml:8: apps\[0\]\.basicAuth\.user: expected a user name without ":"/,
@@ -195,4 +204,16 @@ test('a pooled UDP app is refused at its pool field', () => {
   const file = groupFile(groupsDir, 'u', '  - { name: dns, local: 127.0.0.1:53, type: udp, remotePort: 5353, pool: dns }\n');
   const error = configError(() => loadGroupFile(file, {}));
   assert.match(error.message, /u\.yaml:4: apps\[0\]\.pool: pool applies to tcp, http and https apps, not to type: udp/);
+});
+
+test('locations match without regard to case: /Admin and /admin are one claim', () => {
+  const { groupsDir } = makeConfigDir([]);
+  groupFile(
+    groupsDir,
+    'w',
+    '  - { name: site, local: 127.0.0.1:80, type: http, domains: [a.test], locations: [/Admin] }\n  - { name: admin, local: 127.0.0.1:81, type: http, domains: [a.test], locations: [/admin] }\n',
+  );
+  const vhost = loadServerConfig(makeConfigDir([], { extra: { vhost: VHOST } }).serverFile).vhost;
+  const loaded = loadGroupDirectory(groupsDir, {}, new Map(), { vhost });
+  assert.match(loaded.errors[0]?.message ?? 'loaded', /w\.yaml:5: apps\[1\]\.domains\[0\]: a\.test\/admin is already routed to app "site" of this group/);
 });

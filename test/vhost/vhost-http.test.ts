@@ -8,7 +8,7 @@ import { unusedPort } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
 import { connectTo, readAll, readBytes, streamEnding, waitForEvent } from '../helpers/net.js';
-import { curl, pattern, rawGet, readResponse, startWebApp, writeVhostGroup, type SeenRequest } from '../helpers/vhost.js';
+import { curl, curlSeen, pattern, rawGet, readResponse, startWebApp, writeVhostGroup, type SeenRequest } from '../helpers/vhost.js';
 
 type WebApp = Awaited<ReturnType<typeof startWebApp>>;
 
@@ -114,13 +114,7 @@ describe('HTTP virtual hosts', () => {
       `http://x.wild.test:${port}/w`,
       `http://a.test:${port}/apis`,
     ];
-    const { code, stdout, stderr } = await curl([...resolve, '--write-out', '\n', ...urls]);
-    assert.equal(code, 0, stderr);
-    const answers = stdout
-      .toString()
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as SeenRequest);
+    const answers = await curlSeen([...resolve, ...urls]);
     assert.deepEqual(
       answers.map((answer) => [answer.app, answer.url]),
       [

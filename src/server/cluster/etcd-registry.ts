@@ -53,7 +53,7 @@ export class EtcdRegistry implements GroupRegistry {
 
   /** The watch keeps the server in step; a sync re-applies what the mirror holds (SIGHUP). */
   async sync(): Promise<void> {
-    for (const [name, value] of this.mirror.entries) await this.apply({ kind: 'put', name, value, revision: '0' });
+    for (const [name, value] of this.mirror.entries) await this.apply({ kind: 'put', name, value, revision: '0', lease: '0' });
   }
 
   private async apply(change: MirrorChange): Promise<void> {
@@ -119,7 +119,7 @@ export class EtcdRegistry implements GroupRegistry {
       );
       if (committed.succeeded) {
         // Applied here at once, so that the answer shows it; the watch's echo finds nothing to change.
-        await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision });
+        await this.apply({ kind: 'put', name: spec.name, value: stored, revision: committed.header.revision, lease: '0' });
         this.mirror.noteOwnWrite(validatedAt, BigInt(committed.header.revision));
         return this.options.server.readyGroup.get(spec.name) ?? spec;
       }

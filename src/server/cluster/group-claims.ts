@@ -44,6 +44,24 @@ export function takeoverWaitFor(handshakeTimeoutMs: number): number {
  */
 type Attempt = { claim: Claim } | { holder: ActivationRecord | undefined; readAt: bigint; unanswered?: true };
 
+/** A group this node holds: its key, created at `createdAt` and attached to `leaseId`. */
+interface HeldClaim {
+  readonly leaseId: string;
+  readonly createdAt: bigint;
+}
+
+/**
+ * Whether a change of a held group's key ends the claim. The watch may deliver a change older
+ * than the claim after the claim's transaction answered (a failover: the previous holder's key
+ * deleted by its expired lease just before this node created its own; or this node's own
+ * earlier release): such a change is about an earlier key, not ours. From the claim on, a
+ * delete ends it, and so does a put under any other lease (a key of ours is never rewritten).
+ */
+function losesClaim(change: MirrorChange, claim: HeldClaim): boolean {
+  if (BigInt(change.revision) < claim.createdAt) return false;
+  return change.kind === 'delete' || change.lease !== claim.leaseId;
+}
+
 /**
  * inUseGroup in etcd: a node activates a group only after creating `PREFIX/active/NAME` in
  * a transaction that succeeds only if the key does not exist, attached to its lease. The
@@ -59,8 +77,8 @@ export class GroupClaims implements ActivationGate, ClusterView {
   private readonly activeChanges = new Subject<MirrorChange>();
   /** Claims and releases of one group run one after another. */
   private readonly queues = new Map<string, Promise<unknown>>();
-  /** Groups this node holds (with the lease that holds them). */
-  private readonly held = new Map<string, string>();
+  /** Groups this node holds: the lease their key is attached to, and the revision that created it. */
+  private readonly held = new Map<string, HeldClaim>();
   private etcdTraffic = { claims: 0, requests: 0 };
 
   constructor(private readonly options: GroupClaimsOptions) {
@@ -81,15 +99,12 @@ export class GroupClaims implements ActivationGate, ClusterView {
   }
 
   private onActiveChange(change: MirrorChange): void {
-    const leaseId = this.held.get(change.name);
-    if (leaseId === undefined) return;
-    const record = change.kind === 'put' ? parseRecord<ActivationRecord>(change.value) : undefined;
-    // Someone removed our key (an operator, or a lease that expired behind our back): we no longer hold it.
-    if (record === undefined || record.node !== this.node) {
-      debug('claim on %s lost in etcd', change.name);
-      this.held.delete(change.name);
-      this.options.onClaimLost(change.name);
-    }
+    const claim = this.held.get(change.name);
+    if (claim === undefined || !losesClaim(change, claim)) return;
+    // Someone removed our key (an operator, or a lease that expired behind our back), or another lease holds it now.
+    debug('claim on %s lost in etcd (revision %s)', change.name, change.revision);
+    this.held.delete(change.name);
+    this.options.onClaimLost(change.name);
   }
 
   get node(): string {
@@ -166,14 +181,15 @@ export class GroupClaims implements ActivationGate, ClusterView {
       // The lease may have been given up while etcd answered: the key then dies with it.
       if (!this.options.lease.holds(leaseId))
         return { claim: { granted: false, code: 'NODE_UNAVAILABLE', reason: `node ${this.node} lost its etcd lease during the login; try another node` } };
-      this.held.set(group, leaseId);
+      // The transaction's one write is the key's creation: its revision is the transaction's.
+      this.held.set(group, { leaseId, createdAt: BigInt(answer.header.revision) });
       return { claim: { granted: true } };
     }
     const kv = answer.responses[0]?.response_range.kvs[0];
     const holder = parseRecord<ActivationRecord>(kv?.value.toString('utf8'));
     // Our own key (a release that failed to reach etcd): still ours.
-    if (holder?.node === this.node && kv?.lease === leaseId) {
-      this.held.set(group, leaseId);
+    if (kv !== undefined && holder?.node === this.node && kv.lease === leaseId) {
+      this.held.set(group, { leaseId, createdAt: BigInt(kv.create_revision) });
       return { claim: { granted: true } };
     }
     return { holder, readAt: BigInt(answer.header.revision) };
@@ -223,7 +239,7 @@ export class GroupClaims implements ActivationGate, ClusterView {
   }
 
   release(group: string): void {
-    const leaseId = this.held.get(group);
+    const leaseId = this.held.get(group)?.leaseId;
     if (leaseId === undefined) return;
     this.held.delete(group);
     void this.serial(group, async () => {

@@ -1,6 +1,7 @@
 import type { Etcd3 } from 'etcd3';
 import { readFileSync } from 'node:fs';
 import {
+  appPublicRefusal,
   claimClash,
   formatPath,
   loadGroupDirectory,
@@ -9,6 +10,7 @@ import {
   YamlFile,
   type ClusterConfig,
   type PublicClaim,
+  type PublicPolicy,
   type PublicSide,
   type VhostConfig,
 } from '../../config/index.js';
@@ -42,13 +44,23 @@ const ANY_VARIABLE: NodeJS.ProcessEnv = new Proxy({}, { get: (_, name) => (typeo
  * etcd claims. Each put commits only if no group was written in etcd after the read it was
  * checked against (a node's admin API may write meanwhile); if one was, etcd is read again.
  */
-export async function importGroupDirectory(config: ClusterConfig, dir: string, side: PublicSide = {}): Promise<ImportResult> {
+export async function importGroupDirectory(
+  config: ClusterConfig,
+  dir: string,
+  side: PublicSide = {},
+  policy: PublicPolicy = { ownPorts: new Map() },
+): Promise<ImportResult> {
   const { vhost } = side;
   const { groups, errors } = loadGroupDirectory(dir, process.env, new Map(), side);
   const etcd = connectEtcd(config);
   const keys = new ClusterKeys(config.prefix);
   const result: ImportResult = { imported: [], kept: [], refused: errors.map((error) => error.message), unchecked: [] };
-  let pending = [...groups];
+  // What the admin API would refuse is not imported either: the nodes would fail those apps.
+  let pending = groups.filter((spec) => {
+    const refusal = spec.apps.map((app, index) => appPublicRefusal(policy, spec.name, app, index)).find((found) => found !== undefined);
+    if (refusal !== undefined) result.refused.push(`${spec.file}: ${formatPath(refusal.path)}: ${refusal.problem}`);
+    return refusal === undefined;
+  });
   try {
     for (let round = 1; pending.length > 0; round++) {
       if (round > MAX_ROUNDS) throw new Error(`etcd's groups kept changing while importing; not imported: ${pending.map((spec) => spec.name).join(', ')}`);

@@ -4,8 +4,11 @@ import { BehaviorSubject, filter, firstValueFrom, map, race, timer } from 'rxjs'
 
 const debug = createDebug('ntp:server:cluster:mirror');
 
-/** A change of one key; `revision` is etcd's revision of the change (for a re-read, of the key's last write or of the read). */
-export type MirrorChange = { kind: 'put'; name: string; value: string; revision: string } | { kind: 'delete'; name: string; revision: string };
+/**
+ * A change of one key; `revision` is etcd's revision of the change (for a re-read, of the key's
+ * last write or of the read); `lease` the lease a put attached the key to ('0': none).
+ */
+export type MirrorChange = { kind: 'put'; name: string; value: string; revision: string; lease: string } | { kind: 'delete'; name: string; revision: string };
 
 /** Waits between attempts to re-read the prefix while etcd does not answer. */
 const RESYNC_DELAY_MS = { first: 250, max: 5_000 } as const;
@@ -89,8 +92,7 @@ export class PrefixMirror {
     this.watcher = watcher;
     // Events a replaced watch still delivers are dropped: the re-read covers them.
     watcher.on('put', (kv) => {
-      if (this.watcher === watcher)
-        void this.enqueue(() => this.apply({ kind: 'put', name: this.nameOf(kv), value: kv.value.toString('utf8'), revision: kv.mod_revision }));
+      if (this.watcher === watcher) void this.enqueue(() => this.apply(putOf(this.nameOf(kv), kv)));
     });
     watcher.on('delete', (kv) => {
       if (this.watcher === watcher) void this.enqueue(() => this.apply({ kind: 'delete', name: this.nameOf(kv), revision: kv.mod_revision }));
@@ -115,7 +117,7 @@ export class PrefixMirror {
       const name = this.nameOf(kv);
       const value = kv.value.toString('utf8');
       seen.add(name);
-      if (this.entries.get(name) !== value) await this.apply({ kind: 'put', name, value, revision: kv.mod_revision });
+      if (this.entries.get(name) !== value) await this.apply(putOf(name, kv));
     }
     for (const name of [...this.entries.keys()]) if (!seen.has(name)) await this.apply({ kind: 'delete', name, revision: readAt.toString() });
     if (readAt > this.applied.value) this.applied.next(readAt);
@@ -168,4 +170,8 @@ export class PrefixMirror {
     await watcher?.cancel().catch(() => undefined);
     this.applied.complete();
   }
+}
+
+function putOf(name: string, kv: IKeyValue): MirrorChange {
+  return { kind: 'put', name, value: kv.value.toString('utf8'), revision: kv.mod_revision, lease: kv.lease };
 }

@@ -1,6 +1,16 @@
-import { claimClash, formatPath, joinPoolsOf, parseGroupFile, publicClaims, vhostProblem, YamlFile, type GroupSpec } from '../../config/index.js';
+import {
+  appPublicRefusal,
+  claimClash,
+  formatPath,
+  joinPoolsOf,
+  parseGroupFile,
+  publicClaims,
+  vhostProblem,
+  YamlFile,
+  type GroupSpec,
+} from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
-import { portRefusal } from '../policy.js';
+import { groupRefusal } from '../policy.js';
 
 export type RegistryErrorCode =
   | 'GROUP_EXISTS'
@@ -79,12 +89,12 @@ export function validateGroupText(
     throw new RegistryError(joined.problem.code, `${source}: ${field}: ${joined.problem.message}`, field);
   }
   const { spec } = joined;
-  if (policy.maxAppsPerGroup !== undefined && spec.apps.length > policy.maxAppsPerGroup) {
-    throw new RegistryError('POLICY', `apps: ${spec.apps.length} apps; this server allows at most ${policy.maxAppsPerGroup} per group`, 'apps');
-  }
+  // How many groups are active is a matter of logins, not of the registry.
+  const tooMany = groupRefusal({ ...policy, maxGroups: undefined }, spec, 0, false);
+  if (tooMany !== undefined) throw new RegistryError('POLICY', `apps: ${tooMany}`, 'apps');
   spec.apps.forEach((app, index) => {
-    const refusal = portRefusal(policy, spec.name, app);
-    if (refusal !== undefined) throw new RegistryError('POLICY', `apps[${index}].remotePort: ${refusal}`, `apps[${index}].remotePort`);
+    const refusal = appPublicRefusal(server.publicPolicy, spec.name, app, index);
+    if (refusal !== undefined) throw new RegistryError('POLICY', `${formatPath(refusal.path)}: ${refusal.problem}`, formatPath(refusal.path));
   });
   const vhost = server.vhost?.config;
   const problem = vhostProblem(spec, vhost);
