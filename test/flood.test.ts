@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { after, test } from 'node:test';
 import { randomId } from '../src/protocol/index.js';
@@ -8,6 +7,7 @@ import { makeConfigDir, randomSecret, type TestGroup } from './helpers/configs.j
 import { floodPings, startHostileServer, type HostileServer } from './helpers/hostile-server.js';
 import { echoRoundTrip, endedByReset, streamEnding, waitUntil, withDeadline, type StreamEnding } from './helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from './helpers/processes.js';
+import { watchRss } from './helpers/proc-usage.js';
 import { rawLogin } from './helpers/raw-client.js';
 
 const processes = new ProcessSet();
@@ -17,27 +17,6 @@ after(async () => {
   await processes.stopAll();
   await Promise.all([...apps.map((app) => app.close()), ...hostiles.map((server) => server.close())]);
 });
-
-/** The highest resident set size of process `pid` seen while it runs, read from /proc (MB). */
-function watchRss(pid: number): { readonly maxMb: number; stop(): void } {
-  let maxKb = 0;
-  const sample = (): void => {
-    try {
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-      maxKb = Math.max(maxKb, kb);
-    } catch {
-      // The process is gone: its last sample stands.
-    }
-  };
-  sample();
-  const timer = setInterval(sample, 100);
-  return {
-    get maxMb() {
-      return maxKb / 1024;
-    },
-    stop: () => clearInterval(timer),
-  };
-}
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

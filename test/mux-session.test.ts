@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
-import { MUX_STREAM_WINDOW, MuxResetError, MuxSession, type MuxStream } from '../src/net/index.js';
+import { MuxResetError, MuxSession, type MuxStream } from '../src/net/index.js';
 import {
   encodeMuxFrame,
   encodeMuxHeader,
@@ -11,6 +11,8 @@ import {
   encodeMuxWindow,
   MuxDecoder,
   MuxFrameType,
+  MUX_INITIAL_WINDOW,
+  MUX_STREAM_WINDOW,
   type ProtocolError,
   type StartWorkConn,
 } from '../src/protocol/index.js';
@@ -122,10 +124,10 @@ describe('mux conn on real sockets', () => {
     slowEnd.pause();
     const payload = randomBytes(8 * MUX_STREAM_WINDOW);
     slow.end(payload);
-    await until(() => slow.bytesWritten >= MUX_STREAM_WINDOW, 'the window to fill');
+    await until(() => slow.bytesWritten >= MUX_INITIAL_WINDOW, 'the window to fill');
     await turn(100);
-    assert.equal(slow.bytesWritten, MUX_STREAM_WINDOW, 'the sender stops at the window while the reader is paused');
-    assert.ok(slowEnd.readableLength <= MUX_STREAM_WINDOW, `the receiver holds ${slowEnd.readableLength} bytes, more than the window`);
+    assert.equal(slow.bytesWritten, MUX_INITIAL_WINDOW, 'the sender stops at the initial window while the reader never read');
+    assert.ok(slowEnd.readableLength <= MUX_INITIAL_WINDOW, `the receiver holds ${slowEnd.readableLength} bytes, more than the window`);
     // Not held up behind the stalled stream.
     const fastSeen = collect(fastEnd);
     fast.end('not held up');

@@ -34,6 +34,8 @@ test('server security config: defaults are TLS with files beside the config, lim
   assert.ok(!config.tls.plaintext && config.tls.certFile.endsWith(join('tls', 'commonserver.crt')));
   assert.equal(config.loginLimit.blockAfter, 10);
   assert.equal(config.limits.maxPendingUsersPerApp, 128);
+  assert.equal(config.limits.maxMuxStreams, 256);
+  assert.equal(config.limits.muxBudgetBytes, 64 * 1024 * 1024);
   assert.deepEqual(serverConfig('allowPorts: ["6000-6010", 7022]\n')().policy.allowPorts, [
     { from: 6000, to: 6010 },
     { from: 7022, to: 7022 },
@@ -48,6 +50,9 @@ test('server security config: bad values name their field', () => {
   rejects(serverConfig('maxGroups: 0\n'), 'maxGroups', /at least 1/);
   rejects(serverConfig('loginLimit: { slowAfter: 5, blockAfter: 5 }\n'), 'loginLimit.blockAfter', /larger than slowAfter/);
   rejects(serverConfig('limits: { maxPending: 3 }\n'), 'limits.maxPending', /unknown field/);
+  rejects(serverConfig('limits: { maxMuxStreams: 0 }\n'), 'limits.maxMuxStreams', /from 1 to 65536/);
+  // Every stream up to the cap must get its initial window from the budget.
+  rejects(serverConfig('limits: { maxMuxStreams: 1024 }\n'), 'limits.muxBudgetBytes', /at least 134217728 \(maxMuxStreams 1024 times/);
 });
 
 test('group file security fields: allow, maxConnections, serverFingerprint, plaintext', () => {

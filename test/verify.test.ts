@@ -148,6 +148,8 @@ test("groupclient verify: the run command's options checked as given; every prob
     'nowhere',
     '--max-pooled-work-conns',
     '99999',
+    '--max-mux-streams',
+    '0',
     '--server-fingerprint',
     'sha1:00',
   ]);

@@ -57,6 +57,13 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
         event.trimmedInSession === event.asked - event.opened ? 'warn' : 'debug',
         `the server asked for ${event.asked} pooled work conns; opened ${event.opened}, at most ${event.cap} may be opening or idle (--max-pooled-work-conns); further excess asks this session are logged at debug level only`,
       );
+    // One line per mux conn, not per OPEN: a hostile server may send thousands.
+    case 'mux-stream-refused':
+      return eventEntry(
+        event,
+        event.refusedOnConn === 1 ? 'warn' : 'debug',
+        `the server opened a user on the mux conn while ${event.cap} were open (--max-mux-streams): refused; further refusals on this conn are logged at debug level only`,
+      );
     case 'stopped':
       return eventEntry(event, 'info', `groupclient ${group} stopped: ${event.reason}`);
     case 'health-changed':

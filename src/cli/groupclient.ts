@@ -12,7 +12,8 @@ import {
   verifyGroupClient,
 } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
-import { ConfigError, formatHostPort, loadGroupFile, MAX_POOLED_WORK_CONNS_LIMIT, parseCount, permissionWarning } from '../config/index.js';
+import { ConfigError, formatHostPort, loadGroupFile, parseClientCounts, permissionWarning } from '../config/index.js';
+import { MUX_LIMITS_DEFAULTS } from '../net/index.js';
 import { clientEntry } from './client-lines.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
 import { logInternalError } from './internal-error-line.js';
@@ -44,6 +45,8 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
   --max-pooled-work-conns N  pooled work conns the server may make this client hold,
                      being opened or idle (default ${DEFAULT_MAX_POOLED_WORK_CONNS}); more asked for are not opened
+  --max-mux-streams N  users the server may have on this client's mux conn at once, each a
+                     dial of a local app (default ${MUX_LIMITS_DEFAULTS.maxStreams}); more are refused and reported
 ${LOG_USAGE}
   verify             check the group file, its secret, local targets and server settings;
                      connect nowhere
@@ -74,6 +77,7 @@ const RUN_OPTIONS = {
   'no-watch': { type: 'boolean', default: false },
   trace: { type: 'string' },
   'max-pooled-work-conns': { type: 'string' },
+  'max-mux-streams': { type: 'string' },
   ...LOG_OPTIONS,
 } as const;
 
@@ -98,7 +102,7 @@ function verifyCommand(argv: string[]): number {
     ...(values.group !== undefined ? { group: values.group } : {}),
     ...(values.server !== undefined ? { server: values.server } : {}),
     ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
-    ...(values['max-pooled-work-conns'] !== undefined ? { maxPooledWorkConns: values['max-pooled-work-conns'] } : {}),
+    counts: values,
     plaintext: values.plaintext!,
   });
   return reportFindings('groupclient verify', findings);
@@ -139,14 +143,10 @@ async function main(): Promise<number> {
   const servers = endpoints.value;
   const { server, transport } = servers[0]!;
 
-  let maxPooledWorkConns = DEFAULT_MAX_POOLED_WORK_CONNS;
-  if (values['max-pooled-work-conns'] !== undefined) {
-    const parsed = parseCount(values['max-pooled-work-conns'], { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT });
-    if (!parsed.ok) {
-      logger.fatal('usage', `groupclient: --max-pooled-work-conns: ${parsed.problem}`);
-      return 2;
-    }
-    maxPooledWorkConns = parsed.value;
+  const counts = parseClientCounts(values);
+  if (!counts.ok) {
+    logger.fatal('usage', `groupclient: --${counts.option}: ${counts.problem}`);
+    return 2;
   }
 
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
@@ -160,7 +160,8 @@ async function main(): Promise<number> {
     ...(servers.length > 1 ? { servers } : {}),
     clientId: values['client-id'] ?? defaultClientId(spec.name),
     keepRetrying: values['keep-retrying']!,
-    maxPooledWorkConns,
+    maxPooledWorkConns: counts.counts['max-pooled-work-conns'] ?? DEFAULT_MAX_POOLED_WORK_CONNS,
+    maxMuxStreams: counts.counts['max-mux-streams'] ?? MUX_LIMITS_DEFAULTS.maxStreams,
   });
   // Loaded only with --trace, as the admin server only when configured: memory at rest.
   client.internalErrors.logTo(logInternalError(logger));

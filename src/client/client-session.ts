@@ -11,6 +11,7 @@ import {
   resetSocket,
   type ClientTransport,
   type ControlChannel,
+  type MuxLimits,
   type RelayConn,
   type RelayOptions,
 } from '../net/index.js';
@@ -47,6 +48,8 @@ export interface ClientSessionOptions {
   dialTimeoutMs: number;
   /** Pooled work conns (being opened or idle) a server may make us hold; asks beyond are trimmed. */
   maxPooledWorkConns: number;
+  /** Users the server may open on the mux conn at once, and the bytes they may hold unread. */
+  muxLimits: MuxLimits;
   emit: EmitClientEvent;
 }
 
@@ -254,14 +257,20 @@ export class ClientSession {
     if (conn === undefined) return;
     if (this.done) return void conn.destroy();
     this.mux?.destroy('replaced by a new mux conn');
-    const mux = new MuxSession(conn, 'acceptor', {
-      onStream: (stream, start) => void this.serveStart(start, stream, 'mux'),
-      onClosed: (reason, error) => {
-        if (this.mux === mux) this.mux = undefined;
-        debug('mux conn closed: %s', reason);
-        if (error !== undefined && !this.done) this.end({ reason: `protocol error from the server on the mux conn: ${error.message}` });
+    const mux = new MuxSession(
+      conn,
+      'acceptor',
+      {
+        onStream: (stream, start) => void this.serveStart(start, stream, 'mux'),
+        onRefused: (refused, cap) => this.options.emit({ type: 'mux-stream-refused', cap, refusedOnConn: refused }),
+        onClosed: (reason, error) => {
+          if (this.mux === mux) this.mux = undefined;
+          debug('mux conn closed: %s', reason);
+          if (error !== undefined && !this.done) this.end({ reason: `protocol error from the server on the mux conn: ${error.message}` });
+        },
       },
-    });
+      this.options.muxLimits,
+    );
     this.mux = mux;
   }
 

@@ -23,6 +23,8 @@ export type ClientEvent =
    * being opened or idle): the rest were not opened. `trimmedInSession` counts them all.
    */
   | { type: 'pool-trimmed'; asked: number; opened: number; cap: number; trimmedInSession: number }
+  /** The server opened a user on the mux conn while `cap` were open (`--max-mux-streams`): refused with an RST. */
+  | { type: 'mux-stream-refused'; cap: number; refusedOnConn: number }
   | { type: 'work-conn-opened'; app: string; pairingId: string; pooled: boolean; mux?: boolean }
   | { type: 'conn-closed'; app: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
   /** A UDP session got its local socket and its channel (`mux`: a stream of the mux conn). */

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { firstValueFrom, fromEvent, race, Subject, timer, type Observable, type Subscription } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
-import { ControlChannel, InternalErrors, observe, type ClientTransport, type Observed } from '../net/index.js';
+import { ControlChannel, InternalErrors, MUX_LIMITS_DEFAULTS, muxLimitsFor, observe, type ClientTransport, type Observed } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { ClusterRefusedError, LoginRejectedError, ServerTrustError, TakenOverError, type ServerRefusal } from './errors.js';
@@ -57,6 +57,8 @@ export interface GroupClientOptions {
    * ReqPooledWorkConns beyond it is trimmed and reported. Default DEFAULT_MAX_POOLED_WORK_CONNS.
    */
   maxPooledWorkConns?: number;
+  /** Users the server may open on the mux conn at once (each a local dial); more are refused. Default MUX_LIMITS_DEFAULTS.maxStreams. */
+  maxMuxStreams?: number;
 }
 
 /** Four times the server's default pool (16): room for its batches and conns coming back. */
@@ -299,6 +301,7 @@ export class GroupClient implements Observed<ClientEvent> {
         heartbeatTimeoutMs: resp.heartbeatTimeoutMs!,
         dialTimeoutMs: this.dialTimeoutMs,
         maxPooledWorkConns: this.options.maxPooledWorkConns ?? DEFAULT_MAX_POOLED_WORK_CONNS,
+        muxLimits: muxLimitsFor(this.options.maxMuxStreams ?? MUX_LIMITS_DEFAULTS.maxStreams),
         emit: this.emit,
       });
       session.start();

@@ -1,13 +1,5 @@
-import {
-  describeSecretSource,
-  Findings,
-  formatHostPort,
-  loadGroupFile,
-  MAX_POOLED_WORK_CONNS_LIMIT,
-  parseCount,
-  parseHostPort,
-  permissionWarning,
-} from '../config/index.js';
+import { describeSecretSource, Findings, formatHostPort, loadGroupFile, parseClientCounts, parseHostPort, permissionWarning } from '../config/index.js';
+import type { ClientCountOption } from '../config/index.js';
 import { clientEndpoints } from './endpoints.js';
 
 /** What `groupclient verify` is given: the run command's own options, unparsed. */
@@ -19,7 +11,8 @@ export interface ClientVerifyOptions {
   server?: string;
   serverFingerprint?: string;
   plaintext?: boolean;
-  maxPooledWorkConns?: string;
+  /** `--max-pooled-work-conns`, `--max-mux-streams`, unparsed. */
+  counts?: Partial<Record<ClientCountOption, string>>;
 }
 
 /**
@@ -87,9 +80,7 @@ export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.Proc
     }
   }
 
-  if (options.maxPooledWorkConns !== undefined) {
-    const parsed = parseCount(options.maxPooledWorkConns, { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT });
-    if (!parsed.ok) findings.problem('--max-pooled-work-conns', parsed.problem);
-  }
+  const counts = parseClientCounts(options.counts ?? {});
+  if (!counts.ok) findings.problem(`--${counts.option}`, counts.problem);
   return findings;
 }

@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { MUX_INITIAL_WINDOW } from '../protocol/mux-codec.js';
 import { filePath } from './group-security.js';
 import { section } from './sections.js';
-import { duration, problem, wholeNumber } from './values.js';
+import { duration, MAX_MUX_STREAMS_LIMIT, problem, wholeNumber } from './values.js';
 
 /** How the common port is spoken. TLS unless `plaintext: true` is written in the file. */
 export type TransportConfig =
@@ -27,7 +28,10 @@ export const LIMITS_DEFAULTS = Object.freeze({
   maxHandshakes: 1024,
   maxHandshakesPerSource: 64,
   maxControlQueueBytes: 4 * 1024 * 1024,
+  maxMuxStreams: 256,
+  muxBudgetBytes: 64 * 1024 * 1024,
 });
+
 /** A burst of frames in one turn may pass a quarter of a smaller queue, and stop reading a good client. */
 const MIN_CONTROL_QUEUE_BYTES = 256 * 1024;
 const DEFAULT_CERT = './tls/commonserver.crt';
@@ -69,6 +73,14 @@ const limits = section({
     .default(LIMITS_DEFAULTS.maxControlQueueBytes)
     .meta({
       description: 'Bytes that may wait for a peer that does not read its control conn: above a quarter it is not read, at the cap it is cut off (SLOW_PEER)',
+    }),
+  maxMuxStreams: wholeNumber(1, MAX_MUX_STREAMS_LIMIT, `expected a whole number of streams from 1 to ${MAX_MUX_STREAMS_LIMIT}`)
+    .default(LIMITS_DEFAULTS.maxMuxStreams)
+    .meta({ description: "Users on one session's mux conn at once; a user past it is reset" }),
+  muxBudgetBytes: wholeNumber(MUX_INITIAL_WINDOW, Number.MAX_SAFE_INTEGER, `expected a whole number of bytes of at least ${MUX_INITIAL_WINDOW}`)
+    .default(LIMITS_DEFAULTS.muxBudgetBytes)
+    .meta({
+      description: `Bytes the streams of one session's mux conn may hold unread in all: at least maxMuxStreams times ${MUX_INITIAL_WINDOW} (each stream's initial window); windows grow from the rest`,
     }),
 });
 
@@ -114,6 +126,14 @@ export function securityConfig(fields: SecurityFields, baseDir: string, ctx: z.R
         };
   const { window, slowAfter, slowBy, blockAfter, blockFor } = fields.loginLimit;
   if (blockAfter <= slowAfter) ctx.addIssue({ code: 'custom', path: ['loginLimit', 'blockAfter'], message: `must be larger than slowAfter (${slowAfter})` });
+  const { maxMuxStreams, muxBudgetBytes } = fields.limits;
+  if (muxBudgetBytes < maxMuxStreams * MUX_INITIAL_WINDOW) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['limits', 'muxBudgetBytes'],
+      message: `must be at least ${maxMuxStreams * MUX_INITIAL_WINDOW} (maxMuxStreams ${maxMuxStreams} times the ${MUX_INITIAL_WINDOW}-byte initial window)`,
+    });
+  }
   return {
     tls: Object.freeze(tls),
     /** What the registry's groups may ask for; checked at login and activation. */

@@ -58,6 +58,29 @@ export function parseCount(value: unknown, { min, max }: { min: number; max: num
 
 /** The most pooled work conns a groupclient can be told to accept (each is a socket, TLS ~30 KB). */
 export const MAX_POOLED_WORK_CONNS_LIMIT = 4096;
+/** The most users a mux conn can be told to carry at once (on the client, each is a local dial: a file descriptor). */
+export const MAX_MUX_STREAMS_LIMIT = 65_536;
+
+/** The groupclient's count options (`--NAME N`), as its command line and `verify` read them. */
+export const CLIENT_COUNT_OPTIONS = Object.freeze({
+  'max-pooled-work-conns': { min: 0, max: MAX_POOLED_WORK_CONNS_LIMIT },
+  'max-mux-streams': { min: 1, max: MAX_MUX_STREAMS_LIMIT },
+});
+export type ClientCountOption = keyof typeof CLIENT_COUNT_OPTIONS;
+
+/** Each count option given, checked; the first bad one is named. */
+export function parseClientCounts(
+  values: Partial<Record<ClientCountOption, string>>,
+): { ok: true; counts: Partial<Record<ClientCountOption, number>> } | { ok: false; option: ClientCountOption; problem: string } {
+  const counts: Partial<Record<ClientCountOption, number>> = {};
+  for (const option of Object.keys(CLIENT_COUNT_OPTIONS) as ClientCountOption[]) {
+    if (values[option] === undefined) continue;
+    const parsed = parseCount(values[option], CLIENT_COUNT_OPTIONS[option]);
+    if (!parsed.ok) return { ok: false, option, problem: parsed.problem };
+    counts[option] = parsed.value;
+  }
+  return { ok: true, counts };
+}
 
 export interface HostPort {
   host: string;

@@ -1,6 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
+import { MuxInbox } from './mux-inbox.js';
 import {
   encodeMuxFrame,
   encodeMuxHeader,
@@ -9,6 +10,8 @@ import {
   encodeMuxWindow,
   MAX_MUX_DATA_BYTES,
   MAX_MUX_STREAM_ID,
+  MUX_INITIAL_WINDOW,
+  MUX_STREAM_WINDOW,
   MuxDecoder,
   MuxFrameType,
   ProtocolError,
@@ -18,14 +21,35 @@ import {
 
 const debug = createDebug('ntp:net:mux');
 
+/** What one mux conn may cost this process: the receiving side's bounds, chosen by each end for itself. */
+export interface MuxLimits {
+  /** Streams open at once; an OPEN beyond is refused with an RST (acceptor), a user beyond is reset (opener). */
+  readonly maxStreams: number;
+  /**
+   * Bytes all the session's streams may have granted to the far end at once, hence hold unread:
+   * each stream's initial window is set aside for `maxStreams` streams, windows grow from the rest.
+   */
+  readonly budgetBytes: number;
+}
+
+export const MUX_LIMITS_DEFAULTS: MuxLimits = Object.freeze({ maxStreams: 256, budgetBytes: 64 * 1024 * 1024 });
+
+/** The smallest budget that leaves every stream up to `maxStreams` its initial window. */
+export function minMuxBudgetBytes(maxStreams: number): number {
+  return maxStreams * MUX_INITIAL_WINDOW;
+}
+
+/** Limits for `maxStreams`, with the default budget or, for more streams than it fits, the smallest that fits them. */
+export function muxLimitsFor(maxStreams: number): MuxLimits {
+  return Object.freeze({ maxStreams, budgetBytes: Math.max(MUX_LIMITS_DEFAULTS.budgetBytes, minMuxBudgetBytes(maxStreams)) });
+}
+
 /**
- * What each side may send on a stream before the receiver grants more: 1 MiB. It bounds what
- * one stream may hold queued at the receiver (a slow user, a slow app); at loopback round trips
- * it does not limit a single stream's rate (yamux, under frp's tcpMux, starts at 256 KiB).
+ * A sender waits for credit rather than send a piece smaller than this (unless it is all there
+ * is to send): a peer granting one byte at a time would otherwise turn each 13-byte WINDOW frame
+ * into a DATA frame queued on a conn it need not read. A receiver grants at least half a window.
  */
-export const MUX_STREAM_WINDOW = 1024 * 1024;
-/** Credit goes back once this much was taken: one WINDOW frame per 512 KiB relayed. */
-const WINDOW_UPDATE_AT = MUX_STREAM_WINDOW / 2;
+const MIN_DATA_PIECE_BYTES = 4 * 1024;
 /**
  * Bytes the mux conn may hold queued in this process before a stream's write waits for it to
  * drain: enough to keep a fast stream's pipeline full (a write completes at once), small enough
@@ -40,6 +64,8 @@ export interface MuxSessionHandlers {
   onStream?(stream: MuxStream, start: StartWorkConn): void;
   /** The mux conn is gone (every stream was reset with it); once. */
   onClosed(reason: string, error?: ProtocolError): void;
+  /** Acceptor only: an OPEN past `maxStreams` was refused with an RST (`refused` so far on this conn). */
+  onRefused?(refused: number, maxStreams: number): void;
 }
 
 /** A stream ended by its far end's RST, or by the loss of the whole mux conn. */
@@ -76,12 +102,22 @@ export class MuxSession {
   private corked = false;
   /** Streams whose last write waits for the conn to drain. */
   private readonly drainWaiters: Array<() => void> = [];
+  /** Streams that received bytes in the chunk being decoded: handed to their readers once it is through. */
+  private readonly filled = new Set<MuxStream>();
+  /** What the open streams' receive windows add up to (the budget's use). */
+  private windowsBytes = 0;
+  /** OPENs refused at the stream cap, this mux conn. */
+  private refused = 0;
 
   constructor(
     readonly conn: Socket,
     readonly role: 'opener' | 'acceptor',
     private readonly handlers: MuxSessionHandlers,
+    readonly limits: MuxLimits = MUX_LIMITS_DEFAULTS,
   ) {
+    if (limits.budgetBytes < minMuxBudgetBytes(limits.maxStreams)) {
+      throw new RangeError(`a mux budget of ${limits.budgetBytes} bytes cannot give ${limits.maxStreams} streams their initial window`);
+    }
     this.decoder = new MuxDecoder(this.frameHandler);
     conn.setNoDelay(true);
     conn.on('data', this.onConnData);
@@ -103,13 +139,19 @@ export class MuxSession {
   /** Opener only: a stream for a user, announced to the far end with `start`. */
   open(start: StartWorkConn): MuxStream {
     if (this.role !== 'opener') throw new Error('only the opener opens mux streams');
-    const id = this.lastId === MAX_MUX_STREAM_ID ? MAX_MUX_STREAM_ID : ++this.lastId;
+    const full = this.streams.size >= this.limits.maxStreams;
+    const id = this.lastId === MAX_MUX_STREAM_ID || full ? this.lastId : ++this.lastId;
     const stream = new MuxStream(this, id);
-    if (this.closed || id === MAX_MUX_STREAM_ID) {
-      stream.destroy(new MuxResetError(this.closed ? 'the mux conn is closed' : 'the mux conn ran out of stream ids', false));
+    if (this.closed || id === MAX_MUX_STREAM_ID || full) {
+      const why = this.closed
+        ? 'the mux conn is closed'
+        : full
+          ? `the mux conn carries ${this.limits.maxStreams} streams, its cap (limits.maxMuxStreams)`
+          : 'the mux conn ran out of stream ids';
+      stream.abandon(new MuxResetError(why, false));
       return stream;
     }
-    this.streams.set(id, stream);
+    this.admit(stream);
     this.write(encodeMuxOpen(id, start));
     return stream;
   }
@@ -138,9 +180,33 @@ export class MuxSession {
     this.drainWaiters.push(resume);
   }
 
-  /** @internal The stream is through on both sides, or reset: its id is retired. */
+  /** @internal The stream is through on both sides, or reset: its id is retired, its window back in the budget. */
   forget(stream: MuxStream): void {
-    if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    this.windowsBytes -= stream.window;
+  }
+
+  /** @internal The stream received bytes: they reach its reader once the chunk they came in is decoded. */
+  filledBy(stream: MuxStream): void {
+    this.filled.add(stream);
+  }
+
+  /**
+   * @internal The window `window` may grow to (doubled, up to MUX_STREAM_WINDOW), or `window`
+   * itself when the budget has no room once every stream not yet open is left its initial window.
+   */
+  grow(window: number): number {
+    const next = Math.min(MUX_STREAM_WINDOW, window * 2);
+    const setAside = (this.limits.maxStreams - this.streams.size) * MUX_INITIAL_WINDOW;
+    if (next <= window || this.windowsBytes + next - window + setAside > this.limits.budgetBytes) return window;
+    this.windowsBytes += next - window;
+    return next;
+  }
+
+  private admit(stream: MuxStream): void {
+    this.streams.set(stream.id, stream);
+    this.windowsBytes += stream.window;
   }
 
   private readonly uncork = (): void => {
@@ -157,6 +223,9 @@ export class MuxSession {
       this.close(`protocol error on the mux conn: ${protocolError.message}`, protocolError);
       this.conn.destroy();
     }
+    // Once per chunk, not per frame: a chunk of 1-byte frames reaches each reader as one buffer.
+    for (const stream of this.filled) stream.deliver();
+    this.filled.clear();
   };
 
   private readonly onConnDrain = (): void => {
@@ -183,8 +252,10 @@ export class MuxSession {
       if (this.role !== 'acceptor') this.fault(`the client opened mux stream ${id}; only the server opens streams`);
       if (id <= this.lastId) this.fault(`mux stream ${id} opened after stream ${this.lastId}: ids only grow`);
       this.lastId = id;
+      // Refused without a stream: its later frames are late ones for a retired id, and cost nothing.
+      if (this.streams.size >= this.limits.maxStreams) return this.refuse(id);
       const stream = new MuxStream(this, id);
-      this.streams.set(id, stream);
+      this.admit(stream);
       this.handlers.onStream?.(stream, start);
     },
     // A frame for a stream already reset here is late, not wrong: its sender had not yet seen our RST.
@@ -193,6 +264,12 @@ export class MuxSession {
     onReset: (id, reason) => this.known(id)?.receiveReset(reason),
     onWindow: (id, increment) => this.known(id)?.grant(increment),
   };
+
+  private refuse(id: number): void {
+    this.refused++;
+    this.write(encodeMuxReset(id, `refused: ${this.limits.maxStreams} streams are open on this mux conn, the client's cap`));
+    this.handlers.onRefused?.(this.refused, this.limits.maxStreams);
+  }
 
   private known(id: number): MuxStream | undefined {
     if (this.closed) return undefined;
@@ -208,12 +285,18 @@ export class MuxSession {
  */
 export class MuxStream extends Duplex {
   /** Bytes the far end may still receive before it grants more. */
-  private credit = MUX_STREAM_WINDOW;
+  private credit = MUX_INITIAL_WINDOW;
   /** A write waiting for credit. */
   private blocked: { chunk: Buffer; callback: (error?: Error | null) => void } | undefined;
-  /** Bytes received, and how many of them were credited back. */
+  /** What may be outstanding towards this end: received and not yet taken by the reader, or still to come. */
+  window = MUX_INITIAL_WINDOW;
+  /** Bytes received, and the far end's credit so far (the initial window and every WINDOW sent). */
   private received = 0;
-  private credited = 0;
+  private granted = MUX_INITIAL_WINDOW;
+  /** Received bytes not yet pushed to the reader. */
+  private readonly inbox = new MuxInbox();
+  private endPushed = false;
+  private creditQueued = false;
   private finSent = false;
   private finReceived = false;
   /** No frame is to be sent for this stream any more (an RST went or came, or the conn is gone). */
@@ -245,14 +328,33 @@ export class MuxStream extends Duplex {
     return this;
   }
 
+  /** @internal Ends a stream the far end never heard of: no RST goes out for its id. */
+  abandon(error: MuxResetError): void {
+    this.silenced = true;
+    this.destroy(error);
+  }
+
   /** @internal */
   receive(piece: Buffer): void {
     if (this.destroyed) return;
     if (this.finReceived) return this.protocolReset('DATA after FIN');
     this.received += piece.length;
-    if (this.received - this.credited > MUX_STREAM_WINDOW) return this.protocolReset(`more than the ${MUX_STREAM_WINDOW}-byte window was sent`);
+    if (this.received > this.granted) return this.protocolReset(`more than its window was sent (${this.granted} bytes granted so far)`);
     this.bytesRead += piece.length;
-    this.push(piece);
+    this.inbox.append(piece);
+    this.session.filledBy(this);
+  }
+
+  /** @internal Hands the reader what it has room for; the rest waits, coalesced, for `_read`. */
+  deliver(): void {
+    if (this.destroyed) return;
+    for (let next = this.inbox.take(); next !== undefined; next = this.inbox.take()) {
+      if (!this.push(next)) break;
+    }
+    if (this.finReceived && this.inbox.length === 0 && !this.endPushed) {
+      this.endPushed = true;
+      this.push(null);
+    }
     this.creditTaken();
   }
 
@@ -260,7 +362,7 @@ export class MuxStream extends Duplex {
   receiveFin(): void {
     if (this.destroyed || this.finReceived) return;
     this.finReceived = true;
-    this.push(null);
+    this.deliver();
   }
 
   /** @internal */
@@ -273,8 +375,8 @@ export class MuxStream extends Duplex {
   grant(increment: number): void {
     if (this.destroyed) return;
     this.credit += increment;
-    // Credit comes back only for bytes sent: more than the window outstanding is a lie.
-    if (this.credit > MUX_STREAM_WINDOW) return this.protocolReset('the far end granted more than it was sent');
+    // No receiver may let more than the largest window be outstanding: past it, credit is a lie.
+    if (this.credit > MUX_STREAM_WINDOW) return this.protocolReset(`the far end granted more than the ${MUX_STREAM_WINDOW}-byte window`);
     const blocked = this.blocked;
     if (blocked === undefined) return;
     this.blocked = undefined;
@@ -282,8 +384,19 @@ export class MuxStream extends Duplex {
   }
 
   override _read(): void {
-    this.creditTaken();
+    this.deliver();
+    // `read()` asks for more before it takes its chunk out of the buffer: what it took is seen
+    // (and credited) once it returned. Without this, a reader that emptied the stream while no
+    // more bytes came would never be asked for again, nor credit the far end.
+    if (this.creditQueued) return;
+    this.creditQueued = true;
+    process.nextTick(this.creditAfterRead);
   }
+
+  private readonly creditAfterRead = (): void => {
+    this.creditQueued = false;
+    this.creditTaken();
+  };
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.send(chunk, callback);
@@ -303,6 +416,7 @@ export class MuxStream extends Duplex {
       this.session.write(encodeMuxReset(this.id, this.resetReason ?? error?.message ?? 'closed before its streams ended'));
     }
     this.silenced = true;
+    this.inbox.clear();
     const blocked = this.blocked;
     this.blocked = undefined;
     blocked?.callback(error ?? new MuxResetError('the stream was closed', false));
@@ -316,7 +430,7 @@ export class MuxStream extends Duplex {
     let rest = chunk;
     while (rest.length > 0) {
       const size = Math.min(rest.length, this.credit, MAX_MUX_DATA_BYTES);
-      if (size === 0) {
+      if (size < Math.min(rest.length, MIN_DATA_PIECE_BYTES)) {
         this.blocked = { chunk: rest, callback };
         return;
       }
@@ -332,13 +446,20 @@ export class MuxStream extends Duplex {
     this.session.afterDrain(callback);
   }
 
-  /** Credits back what the reader took, in halves of the window. */
+  /**
+   * Credits back what the reader took, in halves of the window, and grows the window while the
+   * session's budget has room: what the far end may have outstanding stays within `window`.
+   */
   private creditTaken(): void {
     if (this.silenced || this.finReceived) return;
-    const taken = this.received - this.readableLength - this.credited;
-    if (taken < WINDOW_UPDATE_AT) return;
-    this.credited += taken;
-    this.session.write(encodeMuxWindow(this.id, taken));
+    const taken = this.received - this.inbox.length - this.readableLength;
+    let increment = taken + this.window - this.granted;
+    if (increment < this.window / 2) return;
+    const grown = this.session.grow(this.window);
+    increment += grown - this.window;
+    this.window = grown;
+    this.granted += increment;
+    this.session.write(encodeMuxWindow(this.id, increment));
   }
 
   /** The far end broke this stream's rules: the stream is reset, the conn carries on. */

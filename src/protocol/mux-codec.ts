@@ -14,7 +14,9 @@ import { validateMessage, type StartWorkConn } from './messages.js';
  * - RST: the stream ended abnormally; the payload says why (UTF-8, at most 1 KiB). The
  *   receiver resets its own end: the program there sees ECONNRESET.
  * - WINDOW: the receiver took `increment` (u32 BE payload) more bytes of the stream: the
- *   sender may send that many more.
+ *   sender may send that many more. Each direction of a stream starts with MUX_INITIAL_WINDOW
+ *   of credit; a receiver may grant more than it was sent (a growing window), never so much
+ *   that more than MUX_STREAM_WINDOW is outstanding.
  */
 export const MUX_HEADER_BYTES = 9;
 export const MuxFrameType = { open: 1, data: 2, fin: 3, reset: 4, window: 5 } as const;
@@ -26,6 +28,19 @@ const MAX_MUX_CONTROL_BYTES = 64 * 1024;
 const MAX_RESET_REASON_BYTES = 1024;
 /** Ids are u32; 0 is never used. */
 export const MAX_MUX_STREAM_ID = 0xffffffff;
+
+/**
+ * What each side may send on a new stream before the receiver grants more: 128 KiB. It is all a
+ * stream whose reader never reads (a slow user, a stalled app) holds at the receiver.
+ */
+export const MUX_INITIAL_WINDOW = 128 * 1024;
+/**
+ * The most a receiver may let a stream have outstanding: 1 MiB. A stream's window doubles from
+ * the initial one each time its reader took half of it, while the session's budget has room, so
+ * that a fast stream is not held to a round trip per 128 KiB (yamux, under frp's tcpMux, grows
+ * from 256 KiB the same way); one whose reader stops keeps what it had grown to.
+ */
+export const MUX_STREAM_WINDOW = 1024 * 1024;
 
 export function encodeMuxHeader(type: MuxFrameTypeCode, streamId: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(MUX_HEADER_BYTES);

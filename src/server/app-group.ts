@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
 import type { GroupSpec, PublicPolicy } from '../config/index.js';
-import { heartbeatWatchdog, type ControlChannel, type MuxStream } from '../net/index.js';
+import { heartbeatWatchdog, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../net/index.js';
 import {
   assertNever,
   joinProof,
@@ -54,6 +54,8 @@ export interface AppGroupOptions {
   workConnPool: number;
   /** Both ends agreed (server config `mux`, the client's Login) to carry users on a mux conn. */
   mux?: boolean;
+  /** What that mux conn may hold (`limits.maxMuxStreams`, `limits.muxBudgetBytes`). */
+  muxLimits?: MuxLimits;
   /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
   bindRetry?: BindRetryPolicy;
   /** The shared HTTP/HTTPS ports, when the server has them: vhost apps are routed there. */
@@ -119,6 +121,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       ? new ServerMuxLink({
           group: this.name,
           pairings: this.pairings,
+          limits: options.muxLimits ?? MUX_LIMITS_DEFAULTS,
           send,
           emit: options.emit,
           onProtocolError: (error) => {

@@ -340,6 +340,7 @@ export class CommonServer implements Observed<ServerEvent> {
     this.inUseGroup.get(hello.group)?.deactivate('TAKEN_OVER', `taken over by a new session of the same client from ${channel.peer}`);
 
     const mux = (this.options.mux ?? SERVER_DEFAULTS.mux) && outcome.login.mux === true;
+    const limits = this.options.limits ?? LIMITS_DEFAULTS;
     const group = new AppGroup({
       spec: outcome.spec,
       channel,
@@ -350,10 +351,11 @@ export class CommonServer implements Observed<ServerEvent> {
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
       publicPolicy: this.publicPolicy,
-      maxPendingUsersPerApp: (this.options.limits ?? LIMITS_DEFAULTS).maxPendingUsersPerApp,
+      maxPendingUsersPerApp: limits.maxPendingUsersPerApp,
       ...(this.options.trafficSampleMs === undefined ? {} : { trafficSampleMs: this.options.trafficSampleMs }),
       workConnPool: this.options.workConnPool ?? SERVER_DEFAULTS.workConnPool,
       mux,
+      muxLimits: { maxStreams: limits.maxMuxStreams, budgetBytes: limits.muxBudgetBytes },
       ...(this.options.bindRetry === undefined ? {} : { bindRetry: this.options.bindRetry }),
       ...(this.vhost === undefined ? {} : { vhost: this.vhost }),
       emit: this.emit,

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
-import { MuxSession, type MuxStream } from '../net/index.js';
+import { MuxSession, type MuxLimits, type MuxStream } from '../net/index.js';
 import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../protocol/index.js';
 import type { EmitServerEvent } from './events.js';
 import type { Pairings } from './pairings.js';
@@ -15,6 +15,8 @@ export interface ServerMuxLinkOptions {
   group: string;
   /** The session's pairing ids: the mux conn's waits there like any work conn's. */
   pairings: Pairings;
+  /** Streams and unread bytes the mux conn may hold (`limits.maxMuxStreams`, `limits.muxBudgetBytes`). */
+  limits: MuxLimits;
   send: (message: Message) => void;
   /** The client broke the mux conn's frame format: the session is over. */
   onProtocolError: (error: ProtocolError) => void;
@@ -57,16 +59,21 @@ export class ServerMuxLink {
   private accept(conn: Socket): void {
     this.requested = undefined;
     if (this.stopped) return void conn.destroy();
-    const session = new MuxSession(conn, 'opener', {
-      onClosed: (reason, error) => {
-        if (this.session === session) this.session = undefined;
-        if (this.stopped) return;
-        if (error !== undefined) return this.options.onProtocolError(error);
-        debug('%s: mux conn lost (%s); asking again', this.options.group, reason);
-        this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'lost', reason });
-        this.scheduleRetry();
+    const session = new MuxSession(
+      conn,
+      'opener',
+      {
+        onClosed: (reason, error) => {
+          if (this.session === session) this.session = undefined;
+          if (this.stopped) return;
+          if (error !== undefined) return this.options.onProtocolError(error);
+          debug('%s: mux conn lost (%s); asking again', this.options.group, reason);
+          this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'lost', reason });
+          this.scheduleRetry();
+        },
       },
-    });
+      this.options.limits,
+    );
     this.session = session;
     this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'up' });
   }

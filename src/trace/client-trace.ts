@@ -66,6 +66,10 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
         return trace.message('Client', 'CommonServer', `NewWorkConn × ${event.count} (pooled: idle until users come)`);
       case 'pool-trimmed':
         return trace.note('Client', `${event.asked - event.opened} pooled work conns not opened: at most ${event.cap} may be opening or idle`);
+      case 'mux-stream-refused':
+        // The first of a flood tells the story; a note per OPEN would drown the diagram.
+        if (event.refusedOnConn > 1) return;
+        return trace.note('Client', `OPEN refused with an RST: ${event.cap} users already on the mux conn (--max-mux-streams)`);
       case 'work-conn-opened':
         trace.message('Client', 'LocalApp', `dial the local app ${event.app}`);
         trace.message('LocalApp', 'Client', 'localConn', { reply: true });

@@ -4,12 +4,21 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ControlChannel } from '../../src/net/index.js';
-import { encodeFrame, randomId } from '../../src/protocol/index.js';
+import { ControlChannel, FrameReader } from '../../src/net/index.js';
+import { encodeFrame, randomId, type Message, type NewWorkConn } from '../../src/protocol/index.js';
 import { createCommonListener, loadServerTransport } from '../../src/server/index.js';
 
 /** What the fake server does with a client once it has accepted its login. */
 export type HostileBehaviour = (channel: ControlChannel) => void;
+
+export interface HostileServerOptions {
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  /** Answers the login with `mux: true` (the client then expects ReqMuxConn). */
+  mux?: boolean;
+  /** Takes a work conn (raw, after its NewWorkConn) instead of holding it unused: a mux conn, say. */
+  onWorkConn?: (socket: Socket, join: NewWorkConn) => void;
+}
 
 export interface HostileServer {
   port: number;
@@ -28,7 +37,10 @@ export interface HostileServer {
  * A commonserver played by the test over TLS: it accepts any Login (it does not check the
  * proof: the client under test is the subject, not the server) and then behaves as told.
  */
-export async function startHostileServer(behaviour: HostileBehaviour, { heartbeatIntervalMs = 500, heartbeatTimeoutMs = 2000 } = {}): Promise<HostileServer> {
+export async function startHostileServer(
+  behaviour: HostileBehaviour,
+  { heartbeatIntervalMs = 500, heartbeatTimeoutMs = 2000, mux = false, onWorkConn }: HostileServerOptions = {},
+): Promise<HostileServer> {
   const dir = mkdtempSync(join(tmpdir(), 'ntp-hostile-'));
   const { transport, fingerprint } = loadServerTransport({ plaintext: false, certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key') });
   const sockets = new Set<Socket>();
@@ -39,19 +51,35 @@ export async function startHostileServer(behaviour: HostileBehaviour, { heartbea
     void serve(socket);
   };
   const serve = async (socket: Socket): Promise<void> => {
-    const channel = new ControlChannel(socket);
+    // As the real server does: the first frame decides, and a work conn is handed on raw.
+    const reader = new FrameReader(socket);
+    const first = await new Promise<Message | undefined>((resolve) => {
+      const subscription = reader.messages$.subscribe({
+        next: (message) => {
+          subscription.unsubscribe();
+          reader.hold();
+          resolve(message);
+        },
+        error: () => resolve(undefined),
+        complete: () => resolve(undefined),
+      });
+    });
+    if (first === undefined) return void socket.destroy();
+    if (first.type === 'NewWorkConn') {
+      server.workConns++;
+      if (onWorkConn === undefined) return;
+      reader.detach();
+      return onWorkConn(socket, first);
+    }
+    const channel = new ControlChannel(socket, reader);
     try {
-      const first = await channel.next('Hello', 'NewWorkConn');
-      if (first.type === 'NewWorkConn') {
-        server.workConns++;
-        channel.hold();
-        return;
-      }
+      if (first.type !== 'Hello') throw new Error(`expected Hello, got ${first.type}`);
       const login = channel.next('Login');
+      channel.release();
       channel.send({ type: 'Challenge', nonce: randomId() });
       await login;
       server.logins++;
-      channel.send({ type: 'LoginResp', sessionId: randomId(), heartbeatIntervalMs, heartbeatTimeoutMs, apps: [] });
+      channel.send({ type: 'LoginResp', sessionId: randomId(), heartbeatIntervalMs, heartbeatTimeoutMs, apps: [], ...(mux ? { mux: true } : {}) });
       behaviour(channel);
     } catch {
       socket.destroy();

@@ -19,7 +19,7 @@ export async function rawHandshake(
   server: ServerLink,
   group: string,
   secret: string,
-  { clientId = 'raw-client', apps = [] as AppDeclaration[] }: { clientId?: string; apps?: AppDeclaration[] } = {},
+  { clientId = 'raw-client', apps = [] as AppDeclaration[], mux = false }: { clientId?: string; apps?: AppDeclaration[]; mux?: boolean } = {},
 ): Promise<{ channel: ControlChannel; resp: LoginResp }> {
   const socket = await dialServer(server);
   socket.on('error', () => {});
@@ -28,7 +28,7 @@ export async function rawHandshake(
   channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group, clientId });
   const { nonce } = await challenge;
   const reply = channel.next('LoginResp');
-  channel.send({ type: 'Login', proof: loginProof(secret, nonce, group, clientId), apps });
+  channel.send({ type: 'Login', proof: loginProof(secret, nonce, group, clientId), apps, ...(mux ? { mux: true } : {}) });
   return { channel, resp: await reply };
 }
 
