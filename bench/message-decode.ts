@@ -1,15 +1,14 @@
 /**
  * Decode + validate cost per control frame, by hand: `node dist/bench/message-decode.js`.
  * Not part of `npm run bench` or the tests: it guards the hot path of every pooled user
- * (StartWorkConn, WorkConnEnd, WorkConnIdle, Ping) when the message schemas change.
+ * (StartWorkConn, WorkConnFailed, Ping) when the message schemas change.
  */
 import { encodeFrame, FrameDecoder, type Message } from '../src/protocol/index.js';
 
 const PAIRING = 'a3f1c2d4e5f60718293a4b5c6d7e8f90a3f1c2d4e5f60718';
 const HOT: Message[] = [
   { type: 'StartWorkConn', app: 'web', pairingId: PAIRING },
-  { type: 'WorkConnEnd', pairingId: PAIRING, bytes: 1_234_567 },
-  { type: 'WorkConnIdle', pairingId: PAIRING },
+  { type: 'WorkConnFailed', pairingId: PAIRING, reason: 'local app unreachable: 127.0.0.1:8080: ECONNREFUSED' },
   { type: 'Ping', seq: 42 },
   {
     type: 'LoginResp',

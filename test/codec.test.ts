@@ -47,8 +47,6 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
     pairingId: 'pool-1',
     user: { remoteAddress: '2001:db8::7', remotePort: 51000, localAddress: '::1', localPort: 6022 },
   },
-  WorkConnEnd: { type: 'WorkConnEnd', pairingId: 'pool-1', bytes: 4_294_967_297 },
-  WorkConnIdle: { type: 'WorkConnIdle', pairingId: 'pool-1' },
   AppsChanged: {
     type: 'AppsChanged',
     opened: [
@@ -212,10 +210,7 @@ describe('FrameDecoder fed raw bytes', () => {
     ['StartWorkConn', (m) => ((m.user as Record<string, unknown>).remoteAddress = 'x'.repeat(65))],
     ['NewWorkConn', (m) => (m.proof = ['ab'])],
     ['WorkConnFailed', (m) => (m.reason = { text: 'x' })],
-    ['WorkConnEnd', (m) => (m.bytes = -1)],
-    ['WorkConnEnd', (m) => (m.bytes = '12')],
-    ['WorkConnEnd', (m) => delete m.bytes],
-    ['WorkConnIdle', (m) => (m.pairingId = 7)],
+    ['WorkConnFailed', (m) => (m.pairingId = 7)],
     ['Goodbye', (m) => (m.code = 'BYE')],
   ];
   test('a missing or mistyped field is BAD_MESSAGE', () => {

@@ -116,7 +116,7 @@ test('the diagram names messages in the direction the protocol sends them', () =
   const { arrows } = checkDiagram(diagram, MESSAGE_TYPES);
   const clientSide = new Set(['Client']);
   const serverSide = new Set(['CommonServer', 'appGroup', 'appServer']);
-  const fromClient = new Set(['Hello', 'Login', 'Ping', 'NewWorkConn', 'WorkConnFailed', 'WorkConnIdle', 'HealthReport']);
+  const fromClient = new Set(['Hello', 'Login', 'Ping', 'NewWorkConn', 'WorkConnFailed', 'HealthReport']);
   const fromServer = new Set(['Challenge', 'LoginResp', 'Pong', 'ReqWorkConn', 'ReqPooledWorkConns', 'StartWorkConn', 'AppsChanged']);
   for (const arrow of arrows) {
     const name = /^[A-Z]\w*/.exec(arrow.label)?.[0];

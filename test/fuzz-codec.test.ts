@@ -61,8 +61,6 @@ const validMessage: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant('NewWorkConn' as const), sessionId: text(32), pairingId: text(32), proof: fc.hexaString({ maxLength: 64 }) }),
   fc.record({ type: fc.constant('WorkConnFailed' as const), pairingId: text(32), reason: text(200) }),
   fc.record({ type: fc.constant('HealthReport' as const), app: text(32), healthy: fc.boolean(), reason: text(200) }),
-  fc.record({ type: fc.constant('WorkConnEnd' as const), pairingId: text(32), bytes: fc.maxSafeNat() }),
-  fc.record({ type: fc.constant('WorkConnIdle' as const), pairingId: text(32) }),
   fc.record({ type: fc.constant('Goodbye' as const), code: fc.constantFrom('TAKEN_OVER' as const, 'SHUTDOWN' as const, 'KICKED' as const), reason: text(200) }),
 );
 

@@ -69,13 +69,13 @@ describe('JSON Schema files', () => {
     const validate = new Ajv2020({ strict: true }).compile(readSchema('messages.schema.json'));
     const samples: Message[] = [
       { type: 'StartWorkConn', app: 'web', pairingId: 'p-1' },
-      { type: 'WorkConnEnd', pairingId: 'p-1', bytes: 12 },
+      { type: 'WorkConnFailed', pairingId: 'p-1', reason: 'local app unreachable' },
       { type: 'LoginResp', error: { code: 'BAD_SECRET', reason: 'wrong secret' } },
       { type: 'Goodbye', code: 'KICKED', reason: 'kicked by the admin' },
     ];
     for (const message of samples) assert.ok(validate(JSON.parse(encodeFrame(message).subarray(4).toString())), JSON.stringify(validate.errors));
     assert.equal(validate({ type: 'Nope' }), false);
-    assert.equal(validate({ type: 'WorkConnEnd', pairingId: 'p-1', bytes: -1 }), false);
+    assert.equal(validate({ type: 'Ping', seq: -1 }), false);
     const listed = (
       (readSchema('messages.schema.json').oneOf ?? readSchema('messages.schema.json').anyOf) as { properties: { type: { const: string } } }[]
     ).map((one) => one.properties.type.const);

@@ -99,7 +99,7 @@ test(
     const frames = client.stderr.filter((line) => line.includes('ntp:net:frames'));
     for (const line of frames) assert.match(line, /ntp:net:frames \S+ (->|<-) [A-Za-z]+ \d+ bytes$/);
     const types = frames.map((line) => /(?:->|<-) ([A-Za-z]+) /.exec(line)![0]);
-    for (const expected of ['-> Hello ', '<- Challenge ', '-> Login ', '<- LoginResp ', '-> NewWorkConn ', '-> WorkConnEnd ']) {
+    for (const expected of ['-> Hello ', '<- Challenge ', '-> Login ', '<- LoginResp ', '-> NewWorkConn ']) {
       assert.ok(types.includes(expected), `a frame line "${expected.trim()}" in:\n${frames.join('\n')}`);
     }
     for (const process of [server, client]) assert.ok(!process.output.includes(secret), 'no line holds the group secret');

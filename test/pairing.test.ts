@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { ReplaySubject } from 'rxjs';
 import type { CommonServer, ServerEvent } from '../src/server/index.js';
+import { resetSocket } from '../src/net/index.js';
 import { unusedPort } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startServer, type StartedServer } from './helpers/in-process.js';
@@ -84,38 +85,35 @@ function pairingOver(link: Link): void {
     assert.deepEqual(await readBytes(u, banner.length), banner);
     assert.equal((await readBytes(w, 'hello from the user'.length)).toString(), 'hello from the user');
 
-    // The user's FIN is not sent on the work conn (it carries the next user): it travels as a count.
+    // A single-use work conn: the user's FIN is a FIN on it, and the other way round.
+    const atWorkConn = streamEnding(w, { keepOpen: true });
     u.end(' and goodbye');
-    assert.equal((await readBytes(w, ' and goodbye'.length)).toString(), ' and goodbye');
-    const userEnd = await session.channel.next('WorkConnEnd');
-    assert.deepEqual(userEnd, { type: 'WorkConnEnd', pairingId, bytes: 'hello from the user and goodbye'.length });
-    assert.equal(w.readableEnded, false, 'no FIN on the work conn');
+    const workConnEnding = await atWorkConn;
+    assert.equal(workConnEnding.ending, 'fin');
+    assert.equal(workConnEnding.data.toString(), ' and goodbye');
 
     const atUser = streamEnding(u);
-    w.write('last words');
-    session.channel.send({ type: 'WorkConnEnd', pairingId, bytes: banner.length + 'last words'.length });
+    w.end('last words');
     const ending = await atUser;
-    assert.equal(ending.ending, 'fin', 'a clean end once every counted byte arrived');
+    assert.equal(ending.ending, 'fin', 'a clean end, after the other direction had ended');
     assert.equal(ending.data.toString(), 'last words');
 
     const closedEvent = await waitForEvent(events, (e) => e.type === 'conn-closed' && e.pairingId === pairingId, 'conn-closed');
     assert.ok(closedEvent.type === 'conn-closed');
     assert.equal(closedEvent.bytesIn, 'hello from the user and goodbye'.length);
     assert.equal(closedEvent.bytesOut, banner.length + 'last words'.length);
-    // Idle on our side too: with the pool off (workConnPool: 0) the server closes it in order.
-    const workConnEnding = streamEnding(w);
-    session.channel.send({ type: 'WorkConnIdle', pairingId });
-    assert.equal((await workConnEnding).ending, 'fin');
+    assert.equal(closedEvent.error, undefined);
   });
 
-  test('a bare FIN on a work conn mid-stream (a crashed client) reaches the user as a reset', { timeout: 10_000 }, async () => {
+  test('a work conn reset mid-stream (a crashed client) reaches the user as a reset, over TLS too', { timeout: 10_000 }, async () => {
     const u = await user();
     u.write('request');
     const { pairingId } = await session.channel.next('ReqWorkConn');
     const atUser = streamEnding(u);
     const w = await workConn(pairingId, Buffer.from('half an answer'));
     assert.equal((await readBytes(w, 'request'.length)).toString(), 'request');
-    w.end();
+    // What the client's relay does when its app conn fails: over TLS, the TCP socket beneath is reset.
+    resetSocket(w);
     const ending = await atUser;
     assert.equal(ending.ending, 'reset', 'never a clean end with the answer cut short');
     assert.equal(ending.data.toString(), 'half an answer');
@@ -204,13 +202,7 @@ function manyUsersOver(link: Link): void {
     // user's deadline would run out behind nineteen TLS handshakes on a loaded machine.
     // Each work conn echoes what its user sends.
     for (const w of await Promise.all([...pairingIds].map((pairingId) => workConn(pairingId)))) w.pipe(w);
-    // Each user's FIN arrives as a count; the echo is as long, so the client's end says the same.
-    const answerEnds = (async () => {
-      for (let i = 0; i < USERS; i++) {
-        const end = await manual.session.channel.next('WorkConnEnd');
-        manual.session.channel.send({ type: 'WorkConnEnd', pairingId: end.pairingId, bytes: end.bytes });
-      }
-    })();
+    // Each user's FIN reaches its work conn, whose echo pipe ends it back.
     await Promise.all(
       users.map(async (u) => {
         const payload = randomBytes(64 * 1024);
@@ -219,7 +211,6 @@ function manyUsersOver(link: Link): void {
         assert.equal(sha256(await back), sha256(payload));
       }),
     );
-    await answerEnds;
   });
 }
 

@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { resetSocket } from '../src/net/index.js';
+import { createSelfSigned } from '../src/server/index.js';
 import { kernelTcpState, socketPair, streamEnding } from './helpers/net.js';
 
 const openDescriptors = (): number => readdirSync('/proc/self/fd').length;
@@ -69,6 +74,52 @@ describe('resetSocket', () => {
     resetSocket(near);
     await closed(near, 'the reset socket');
     assert.equal(await resetReached(far), undefined, 'the far end should have got a reset');
+    far.destroy();
+  });
+});
+
+/** Two ends of a real TLS connection on loopback, each over its own TCP socket (as the common port's are). */
+async function tlsPair(): Promise<[TLSSocket, TLSSocket]> {
+  const dir = mkdtempSync(join(tmpdir(), 'ntp-reset-tls-'));
+  createSelfSigned(join(dir, 'c.crt'), join(dir, 'c.key'));
+  const server = createTlsServer({ cert: readFileSync(join(dir, 'c.crt')), key: readFileSync(join(dir, 'c.key')), allowHalfOpen: true });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const accepted = once(server, 'secureConnection') as Promise<[TLSSocket]>;
+  const raw = connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  const near = tlsConnect({ socket: raw, rejectUnauthorized: false });
+  await once(near, 'secureConnect');
+  const [far] = await accepted;
+  server.close();
+  return [near, far];
+}
+
+describe('resetSocket on a TLS socket', () => {
+  test('the far end gets a reset, not the clean end a destroyed TLS socket would give', { timeout: 10_000 }, async () => {
+    const [near, far] = await tlsPair();
+    far.on('error', () => {});
+    const seen = streamEnding(far as unknown as Socket, { keepOpen: true });
+    // Both ends read everything (TLS 1.3 session tickets too): a socket closed with unread bytes
+    // is reset by the kernel anyway, and one that meets unread bytes reads as an end on Linux.
+    near.resume();
+    near.write('half an answer');
+    await once(far, 'data');
+    near.write('x');
+    await once(far, 'data');
+    resetSocket(near);
+    await closed(near, 'the reset TLS socket');
+    assert.equal((await seen).ending, 'reset');
+  });
+
+  test('a TLS socket reset while its end() is in flight still closes (the TCP socket beneath is left to its shutdown)', { timeout: 10_000 }, async () => {
+    const [near, far] = await tlsPair();
+    far.on('error', () => {});
+    far.resume();
+    const tcp = (near as TLSSocket & { _parent: Socket })._parent;
+    near.end();
+    await new Promise((resolve) => setImmediate(resolve)); // the shutdown under way on the TCP handle
+    resetSocket(near);
+    await closed(near, 'the TLS socket reset during its shutdown');
+    await closed(tcp, 'the TCP socket beneath it');
     far.destroy();
   });
 });

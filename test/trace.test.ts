@@ -109,9 +109,8 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
   // Heartbeats first, as in the reference diagram; then a user.
   await fileContains(serverTrace, /Pong/);
   await fileContains(clientTrace, /Pong/);
-  // The default path: the mux conn is up before the user comes (and, for the UDP app, a pooled work conn).
+  // The default path: the mux conn is up before the users come (TCP and UDP alike travel on it).
   await fileContains(serverTrace, /NewWorkConn \(the mux conn/);
-  await fileContains(serverTrace, /NewWorkConn \(pooled/);
   assert.equal((await echoRoundTrip(publicPort, Buffer.from('hello through the tunnel'))).toString(), 'hello through the tunnel');
   await fileContains(serverTrace, /conn closed/);
   await fileContains(clientTrace, /conn closed/);
@@ -152,17 +151,14 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^appServer -->> User: bytes flow both ways$/,
     /^appServer -->> User: conn closed \(24 B in, 24 B out/,
     /^User ->> appServer: datagram to traced\/dns from 127\.0\.0\.1:\d+: a new UDP session/,
-    /^appGroup ->> Client: StartWorkConn \(dns, pairing \S+, protocol udp\) on a pooled work conn$/,
-    /^appServer -->> User: datagrams both ways, one frame each on the session's work conn$/,
+    /^appGroup ->> Client: OPEN stream \(StartWorkConn dns, pairing \S+, protocol udp\) on the mux conn$/,
+    /^appServer -->> User: datagrams both ways, one frame each on the session's stream or work conn$/,
     /^appServer --x User: UDP session 127\.0\.0\.1:\d+ closed: idle for 300ms \(1 datagrams in, 1 out\)$/,
     /^Client -x CommonServer: CLIENT_LEFT/,
   ]);
 
-  // Filled right after LoginResp, possibly interleaved with the first heartbeats.
-  assert.ok(
-    serverLines.some((line) => /^appGroup ->> Client: ReqPooledWorkConns \(traced\)$/.test(line)),
-    'the pool fill is drawn',
-  );
+  // With the mux conn, no pool is filled: every user (TCP and UDP) is a stream.
+  assert.ok(!serverLines.some((line) => line.includes('ReqPooledWorkConns')), 'no pool with the mux conn');
   assert.ok(
     serverLines.some((line) => /^appGroup ->> Client: ReqMuxConn \(traced\)$/.test(line)),
     'the mux conn is drawn',
@@ -191,9 +187,9 @@ test('--trace records a real session of both CLIs as Mermaid diagrams that follo
     /^LocalApp -->> Client: localConn$/,
     /^Client ->> Client: join localConn and remoteConn$/,
     /^LocalApp -->> Client: conn closed/,
-    /^appGroup ->> Client: StartWorkConn \(dns, pairing \S+\) on a pooled work conn$/,
+    /^appGroup ->> Client: OPEN stream \(StartWorkConn dns, pairing \S+\) on the mux conn$/,
     /^Client ->> LocalApp: open a local UDP socket for dns, connected to its target \(one per session\)$/,
-    /^Client ->> Client: relay datagrams between the local socket and the session's work conn, one frame each$/,
+    /^Client ->> Client: relay datagrams between the local socket and the session's stream or work conn, one frame each$/,
     /^LocalApp -->> Client: UDP session closed: ended by the server \(1 datagrams in, 1 out, 0 dropped\)$/,
   ]);
 
@@ -226,7 +222,7 @@ test(
         return svg;
       }, text);
       for (const actor of ACTORS) assert.ok(rendered.includes(`>${actor}<`), `${name}: actor ${actor} drawn`);
-      assert.ok(rendered.includes('NewWorkConn'), `${name}: wire messages drawn`);
+      assert.ok(rendered.includes('StartWorkConn'), `${name}: wire messages drawn`);
       await page.screenshot({ path: join(ARTIFACTS, `trace-${name}.png`), fullPage: true });
     }
   },

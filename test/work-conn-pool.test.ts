@@ -7,6 +7,7 @@ import { loadGroupFile, loadServerConfig, type ConfigError } from '../src/config
 import { ControlChannel } from '../src/net/index.js';
 import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import type { ServerEvent } from '../src/server/index.js';
+import { Pairings } from '../src/server/pairings.js';
 import { WorkConnPool } from '../src/server/work-conn-pool.js';
 import { startApp, startBannerApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
@@ -65,26 +66,29 @@ for (const link of LINKS)
       for (const app of apps) await app.close();
     });
 
-    test('user after user reuses the pooled work conns: no new dial, no new handshake', { timeout: 15_000 }, async () => {
+    test('user after user: each takes a pooled work conn of its own, and the pool is refilled', { timeout: 15_000 }, async () => {
       const echo = await startEchoApp();
       apps.push(echo);
       const { server, events, clientEvents, port } = await tunnel(link, 'pool-used', echo.port, 4);
       const opened = countPooledConnsAsked(clientEvents);
       await waitForEvent(events, poolFull(4), 'the pool to fill');
+      let pooled = 0;
       for (let i = 0; i < 20; i++) {
         const joined = nextEvent(server, (e) => e.type === 'work-conn-joined', 'a join');
-        const returned = nextEvent(server, poolFull(4), 'the work conn back in the pool');
         const payload = Buffer.from(`user ${i}`);
         assert.deepEqual(await echoRoundTrip(port, payload), payload);
         const event = await joined;
-        assert.ok(event.type === 'work-conn-joined' && event.pooled === true, `user ${i} was not served from the pool`);
-        await returned;
+        assert.ok(event.type === 'work-conn-joined');
+        if (event.pooled === true) pooled++;
       }
-      assert.equal(opened(), 4, 'the four pooled work conns served all twenty users');
+      // Single-use: every pooled user had a conn no other user had (refills come in batches;
+      // a user who finds the pool empty meanwhile asks for one of its own).
+      assert.ok(pooled >= 4, `${pooled} of 20 users served from the pool`);
+      assert.ok(opened() >= pooled, `${opened()} pooled conns opened for ${pooled} pooled users`);
       assert.equal(echo.accepted, 20, 'each user had its own conn to the app');
     });
 
-    test('half-close both ways on a reused work conn, and no byte of one user reaches the next', { timeout: 30_000 }, async () => {
+    test('half-close both ways on pooled work conns, and no byte of one user reaches the next', { timeout: 30_000 }, async () => {
       // Speaks first, reads to the user's FIN, then answers with what it got and ends.
       const served: number[] = [];
       const app = await startApp((socket) => {
@@ -107,67 +111,37 @@ for (const link of LINKS)
         socket.on('end', () => countedAfterFin.push(bytes));
       });
       apps.push(app, quitter);
-      const { server, events, clientEvents, port } = await tunnelOf(link, 'pool-half-close', [app.port, quitter.port], 2);
-      const opened = countPooledConnsAsked(clientEvents);
+      const { events, port } = await tunnelOf(link, 'pool-half-close', [app.port, quitter.port], 2);
       await waitForEvent(events, poolFull(2), 'the pool to fill');
 
       for (let i = 0; i < 6; i++) {
         const payload = randomBytes(100_000 + i * 7919);
-        let back = nextEvent(server, poolFull(2), 'the work conn back in the pool');
         const user = await connectTo(port[0]!);
         const greeting = await readBytes(user, `hello ${i}\n`.length);
         assert.equal(greeting.toString(), `hello ${i}\n`);
         const answer = readAll(user);
         user.end(payload);
         assert.equal((await answer).toString(), `${payload.length} ${sha256(payload)}`, `user ${i}: the app saw exactly this user's bytes`);
-        await back;
 
-        back = nextEvent(server, poolFull(2), 'the work conn back in the pool');
         const second = await connectTo(port[1]!);
         assert.equal((await readAll(second)).toString(), 'bye\n');
         const late = randomBytes(50_000 + i);
         second.end(late);
         await waitUntil(() => countedAfterFin.length === i + 1, 'the quitting app to see the FIN');
         assert.equal(countedAfterFin[i], late.length, `user ${i}: the app that ended first still got every byte`);
-        await back;
       }
-      assert.equal(opened(), 2, 'two pooled work conns carried all twelve users');
     });
 
-    test('a user that ends at once (its end may overtake StartWorkConn) still gets its echo', { timeout: 15_000 }, async () => {
+    test('a user that ends at once (its FIN right behind StartWorkConn) still gets its echo', { timeout: 15_000 }, async () => {
       const echo = await startEchoApp();
       apps.push(echo);
-      const { events, clientEvents, port } = await tunnel(link, 'pool-early-end', echo.port, 4);
-      const opened = countPooledConnsAsked(clientEvents);
+      const { events, port } = await tunnel(link, 'pool-early-end', echo.port, 4);
       await waitForEvent(events, poolFull(4), 'the pool to fill');
       for (let i = 0; i < 30; i++) {
         const user = await connectTo(port);
         user.end(`quick ${i}`);
         assert.equal((await readAll(user)).toString(), `quick ${i}`);
       }
-      assert.ok(opened() < 30, `the work conn was reused (${opened()} pooled conns for 30 users)`);
-    });
-
-    test('a user reset mid-stream costs its work conn: it is closed, never handed back', { timeout: 15_000 }, async () => {
-      const echo = await startEchoApp();
-      apps.push(echo);
-      const { server, events, clientEvents, port } = await tunnel(link, 'pool-reset', echo.port, 4);
-      const opened = countPooledConnsAsked(clientEvents);
-      await waitForEvent(events, poolFull(4), 'the pool to fill');
-      const closedConn = nextEvent(server, (e) => e.type === 'conn-closed', 'the reset user to be closed');
-      const user = await connectTo(port);
-      user.on('error', () => {});
-      user.write('partial');
-      assert.equal((await readBytes(user, 7)).toString(), 'partial');
-      user.resetAndDestroy();
-      await closedConn;
-      // Three idle conns remain. The next user takes one and hands it back: had the reset conn
-      // come back too, the pool would now hold four.
-      const back = nextEvent(server, (e) => e.type === 'work-conn-pooled', "the next user's conn back in the pool");
-      assert.deepEqual(await echoRoundTrip(port, Buffer.from('after')), Buffer.from('after'));
-      const event = await back;
-      assert.ok(event.type === 'work-conn-pooled' && event.idle === 3, JSON.stringify(event));
-      assert.equal(opened(), 4, 'no replacement needed yet: the pool is not below half');
     });
 
     test('a failed local dial on a pooled conn closes the user at once and says why', { timeout: 15_000 }, async () => {
@@ -267,35 +241,35 @@ test('workConnPool must be a whole number in range, named in the error', { timeo
   );
 });
 
-test('the pool never holds more than its size: conns handed back first, replacements arriving after them are closed', { timeout: 15_000 }, async () => {
+test('a pooled conn is asked for under a pairing id of the session, taken once, and replaced in batches below half', { timeout: 15_000 }, async () => {
   const asked: string[][] = [];
+  const pairings = new Pairings(10_000);
   const pool = new WorkConnPool(
     2,
-    10_000,
+    pairings,
     (ids) => asked.push(ids),
     () => {},
   );
-  after(() => pool.destroy());
+  after(() => {
+    pool.destroy();
+    pairings.failAll('test over');
+  });
   pool.topUp();
   const firstIds = asked.shift()!;
   assert.equal(firstIds.length, 2);
-  const pairs = await Promise.all([socketPair(), socketPair(), socketPair(), socketPair()]);
+  assert.ok(firstIds.every((id) => pairings.has(id)));
+  const pairs = await Promise.all([socketPair(), socketPair(), socketPair()]);
   after(() => pairs.flat().forEach((socket) => socket.destroy()));
-  pool.add(firstIds[0]!, pairs[0]![0]);
-  pool.add(firstIds[1]!, pairs[1]![0]);
-  // Two users take both conns: replacements are asked for after this turn.
-  const taken = [pool.take()!, pool.take()!];
+  assert.equal(pairings.deliver(firstIds[0]!, pairs[0]![0]), true);
+  assert.equal(pairings.deliver(firstIds[0]!, pairs[2]![0]), false, 'an id is used once');
+  assert.equal(pool.idleCount, 1);
+  pool.topUp();
+  assert.equal(asked.length, 0, 'one conn idle and one on its way: nothing missing');
+  assert.equal(pairings.deliver(firstIds[1]!, pairs[1]![0]), true);
+  assert.equal(pool.take(), pairs[0]![0], 'the oldest first');
+  assert.equal(pool.idleCount, 1);
+  assert.equal(pool.take(), pairs[1]![0]);
+  // Below half (none idle, none on its way): both are asked for again after this turn, in one batch.
   await waitUntil(() => asked.length === 1, 'the replacements to be asked for');
-  const replacementIds = asked.shift()!;
-  assert.equal(replacementIds.length, 2);
-  // Both users are through before the replacements arrive: the pool is full again...
-  pool.giveBack(taken[0]!, 'user-1');
-  pool.giveBack(taken[1]!, 'user-2');
-  assert.equal(pool.idleCount, 2);
-  // ...so the replacements are surplus: closed, not parked.
-  pool.add(replacementIds[0]!, pairs[2]![0]);
-  pool.add(replacementIds[1]!, pairs[3]![0]);
-  assert.equal(pool.idleCount, 2);
-  await Promise.all([pairs[2]![1], pairs[3]![1]].map((peer) => streamEnding(peer)));
-  assert.equal(pairs[2]![0].destroyed && pairs[3]![0].destroyed, true);
+  assert.equal(asked[0]!.length, 2);
 });

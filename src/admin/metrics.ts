@@ -54,8 +54,8 @@ export class ServerMetrics {
   });
   private readonly pooledWorkConns = new Counter({
     name: 'ntp_work_conns_pooled_total',
-    help: 'Work conns put in a pool: newly opened, or reused (handed back after a user)',
-    labelNames: ['group', 'how'],
+    help: 'Single-use work conns opened ahead of users into a pool',
+    labelNames: ['group'],
     registers: [this.registry],
   });
   private readonly udpSessions = new Gauge({
@@ -361,7 +361,7 @@ export class ServerMetrics {
       case 'heartbeat-timeout':
         return this.series.count(this.heartbeatTimeouts, { group: event.group }).inc();
       case 'work-conn-pooled':
-        return this.series.count(this.pooledWorkConns, { group: event.group, how: event.reused ? 'reused' : 'new' }).inc();
+        return this.series.count(this.pooledWorkConns, { group: event.group }).inc();
       case 'udp-session-opened': {
         const app = { group: event.group, app: event.app };
         this.series.count(this.udpSessions, app).inc();

@@ -128,7 +128,7 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
         ? eventEntry(event, 'debug', `group ${event.group}: mux conn up`)
         : eventEntry(event, 'info', `group ${event.group}: mux conn lost (${event.reason ?? 'closed'}), its users reset; asking for a new one`);
     case 'work-conn-pooled':
-      return eventEntry(event, 'debug', `group ${event.group}: work conn ${event.reused ? 'back' : 'added'} in the pool (${event.idle} idle)`);
+      return eventEntry(event, 'debug', `group ${event.group}: work conn added to the pool (${event.idle} idle)`);
     case 'conn-closed':
       return eventEntry(
         event,

@@ -3,32 +3,34 @@ import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
 import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
 import {
+  dialTcp,
   heartbeatWatchdog,
   joinConns,
-  joinReusable,
   MuxSession,
+  MuxStream,
   resetSocket,
-  WorkConnTracker,
   type ClientTransport,
   type ControlChannel,
   type MuxLimits,
-  type MuxStream,
+  type RelayConn,
   type RelayOptions,
-  type RelayResult,
-  type ReusableRelay,
 } from '../net/index.js';
-import { assertNever, type GoodbyeCode, type Message, type ReqWorkConn, type StartWorkConn, type UserAddress } from '../protocol/index.js';
+import { assertNever, type GoodbyeCode, type Message, type StartWorkConn, type UserAddress } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
 import { healthChanges } from './health-checks.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
 import { ClientUdpSessions } from './udp-sessions.js';
 import { proxyHeader } from './proxy-header.js';
-import { dialLocalAppEagerly, openWorkConn, presentWorkConn } from './work-conn.js';
+import { dialLocalAppEagerly, presentWorkConn } from './work-conn.js';
 
 const debug = createDebug('ntp:client:client-session');
 
-/** WorkConnEnds kept for relays not started yet; far more than users can be in flight. */
-const MAX_EARLY_ENDS = 4096;
+/**
+ * A user's channel to the server: a stream the server opened on the mux conn, a pooled work
+ * conn its StartWorkConn came on, or (`asked`, a ReqWorkConn) a work conn opened once the
+ * local app answered.
+ */
+type UserChannel = { how: 'mux' | 'pooled'; conn: RelayConn } | { how: 'asked'; open: () => Promise<Socket> };
 
 export interface SessionEnd {
   code?: GoodbyeCode;
@@ -52,26 +54,22 @@ export interface ClientSessionOptions {
 }
 
 /**
- * One logged-in common conn: answers ReqWorkConn by relaying to the local target named in
- * this host's own group file, pings the server and watches for its answers.
+ * One logged-in common conn: serves each user the server sends (a mux stream, a pooled work
+ * conn's StartWorkConn, a ReqWorkConn) by relaying it to the local target named in this
+ * host's own group file, pings the server and watches for its answers.
  * `ended` resolves once, with why the session is over.
  */
 export class ClientSession {
   readonly ended: Promise<SessionEnd>;
   private resolveEnded!: (end: SessionEnd) => void;
   private readonly subscriptions: Subscription[] = [];
-  /** Live relays by pairing id: the server's WorkConnEnd names one; the session's end resets them all. */
-  private readonly relays = new Map<string, ReusableRelay>();
+  /** Every user's channel being relayed: the session's end resets them all. */
+  private readonly channels = new Set<RelayConn>();
   /** The session's mux conn, once the server asked for it and it is up. */
   private mux: MuxSession | undefined;
   private muxOpening = false;
   /** Pooled work conns waiting for their StartWorkConn. */
   private readonly idlePooled = new Set<Socket>();
-  /**
-   * WorkConnEnds that overtook their StartWorkConn (they travel on the common conn, the start
-   * on the work conn): kept until the relay exists.
-   */
-  private readonly earlyEnds = new Map<string, number>();
   /** Pooled work conns dialed and not yet idle (or failed). */
   private pooledOpening = 0;
   /** Pooled work conns asked for beyond `maxPooledWorkConns` this session, and not opened. */
@@ -162,16 +160,15 @@ export class ClientSession {
       case 'Pong':
         this.options.emit({ type: 'heartbeat', seq: message.seq });
         return;
-      case 'ReqWorkConn':
-        if (message.protocol === 'udp') void this.udpSessions.serveRequested(this.appNamed(message.app), message.app, message.pairingId);
-        else void this.handleReqWorkConn(message);
-        return;
+      case 'ReqWorkConn': {
+        if (message.protocol === 'udp') return void this.udpSessions.serveRequested(this.appNamed(message.app), message.app, message.pairingId);
+        const { app, pairingId, user } = message;
+        return void this.serveStream({ app, pairingId, user }, { how: 'asked', open: () => this.present(pairingId) });
+      }
       case 'ReqPooledWorkConns':
         return this.handleReqPooledWorkConns(message.pairingIds);
       case 'ReqMuxConn':
         return void this.openMuxConn(message.pairingId);
-      case 'WorkConnEnd':
-        return this.onServerEnd(message.pairingId, message.bytes);
       case 'AppsChanged':
         this.options.emit({
           type: 'apps-changed',
@@ -189,7 +186,6 @@ export class ClientSession {
       case 'NewWorkConn':
       case 'StartWorkConn':
       case 'WorkConnFailed':
-      case 'WorkConnIdle':
       case 'HealthReport':
         return this.end({ reason: `protocol error: the server sent ${message.type} on an active session` });
       default:
@@ -219,35 +215,6 @@ export class ClientSession {
     });
   }
 
-  private async handleReqWorkConn({ app: appName, pairingId, user }: ReqWorkConn): Promise<void> {
-    const { channel, emit } = this.options;
-    const spec = this.spec;
-    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false });
-    // Only targets from our own file: a server cannot steer us anywhere else.
-    const app = spec.apps.find((candidate) => candidate.name === appName);
-    if (app === undefined || app.type === 'udp') {
-      channel.send({ type: 'WorkConnFailed', pairingId, reason: tcpRefusal(appName, app) });
-      return;
-    }
-    const result = await openWorkConn({
-      server: this.options.server,
-      transport: this.options.transport,
-      app,
-      sessionId: this.options.sessionId,
-      pairingId,
-      secret: this.loginSecret,
-      dialTimeoutMs: this.options.dialTimeoutMs,
-    });
-    if (!result.ok) {
-      if (result.stage === 'local') {
-        emit({ type: 'local-dial-failed', app: appName, target: `${app.local.host}:${app.local.port}`, reason: result.reason });
-      }
-      channel.send({ type: 'WorkConnFailed', pairingId, reason: `${result.stage === 'local' ? 'local app' : 'work conn'} unreachable: ${result.reason}` });
-      return;
-    }
-    await this.relay(app, pairingId, result.localConn, result.workConn, false, user);
-  }
-
   /**
    * A pooled work conn: opened now, idle until a user arrives. The local app is dialed only
    * then, so an app that speaks first (or times idle conns out) sees no conn without a user.
@@ -260,40 +227,24 @@ export class ClientSession {
     return this.awaitUser(workConn);
   }
 
-  /** Waits on an idle pooled work conn for its next user, then serves that user. */
+  /** Waits on an idle pooled work conn for its user, then serves that user; the conn closes with it. */
   private async awaitUser(workConn: Socket): Promise<void> {
     this.idlePooled.add(workConn);
     const start = await awaitStartWorkConn(workConn);
     this.idlePooled.delete(workConn);
     if (start === undefined || this.done) return void workConn.destroy();
-    if (start.protocol === 'udp') return this.udpSessions.servePooled(this.appNamed(start.app), start.app, start.pairingId, workConn);
-    // Returned, not awaited: no suspended frame per live relay (it adds up at 10,000 conns).
-    return this.handleStartWorkConn(start, workConn);
+    return this.serveStart(start, workConn, 'pooled');
   }
 
-  private async handleStartWorkConn({ app: appName, pairingId, user }: StartWorkConn, workConn: Socket): Promise<void> {
-    const { channel, emit } = this.options;
-    const spec = this.spec; // the group file as last reloaded, not as it was at login
-    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: true });
-    // A reset, not a FIN: a FIN would reach the user as an orderly half-close, while a reset
-    // makes the server close the user at once. The message only says why.
-    const fail = (reason: string): void => {
-      this.earlyEnds.delete(pairingId);
-      resetSocket(workConn);
-      channel.send({ type: 'WorkConnFailed', pairingId, reason });
-    };
-    const app = spec.apps.find((candidate) => candidate.name === appName);
-    if (app === undefined || app.type === 'udp') return fail(tcpRefusal(appName, app));
-    const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
-      emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
-      fail(`local app unreachable: ${reason}`);
-    });
-    return this.relay(app, pairingId, localConn, workConn, true, user);
+  /** A user or UDP session the server put on a pooled work conn or a mux stream. */
+  private serveStart({ app, pairingId, user, protocol }: StartWorkConn, conn: RelayConn, how: 'mux' | 'pooled'): Promise<void> {
+    if (protocol === 'udp') return this.udpSessions.serveOn(this.appNamed(app), app, pairingId, conn, how);
+    return this.serveStream({ app, pairingId, user }, { how, conn });
   }
 
   /**
    * Opens the session's mux conn, which replaces any earlier one (the server asks again only
-   * when it lost it). Its streams are users: each is served like a pooled work conn's user.
+   * when it lost it). Its streams are users (TCP, or UDP sessions), served like a pooled work conn's.
    * A mux conn that closes only resets its own streams: the server asks for a new one, or ends
    * the session on the control conn.
    */
@@ -310,7 +261,7 @@ export class ClientSession {
       conn,
       'acceptor',
       {
-        onStream: (stream, start) => this.serveMuxStream(stream, start),
+        onStream: (stream, start) => void this.serveStart(start, stream, 'mux'),
         onRefused: (refused, cap) => this.options.emit({ type: 'mux-stream-refused', cap, refusedOnConn: refused }),
         onClosed: (reason, error) => {
           if (this.mux === mux) this.mux = undefined;
@@ -328,92 +279,79 @@ export class ClientSession {
    * server forgets the id after its pairing timeout and asks again when it needs one.
    */
   private async presentOrSkip(pairingId: string, what: string): Promise<Socket | undefined> {
-    const { server, transport, sessionId, dialTimeoutMs } = this.options;
     try {
-      return await presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs });
+      return await this.present(pairingId);
     } catch (error) {
       debug('%s not opened: %s', what, (error as Error).message);
       return undefined;
     }
   }
 
-  /** A user on a stream of the mux conn: the local app is dialed, then the two are relayed. */
-  private serveMuxStream(stream: MuxStream, { app: appName, pairingId, user, protocol }: StartWorkConn): void {
-    const { emit } = this.options;
-    emit({ type: 'work-conn-requested', app: appName, pairingId, pooled: false, mux: true });
-    const app = this.appNamed(appName);
-    if (app === undefined || app.type === 'udp' || protocol === 'udp') return void stream.resetAndDestroy(tcpRefusal(appName, app));
-    const localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
-      emit({ type: 'local-dial-failed', app: appName, target: formatHostPort(app.local), reason });
-      stream.resetAndDestroy(`local app unreachable: ${reason}`);
-    });
-    emit({ type: 'work-conn-opened', app: appName, pairingId, pooled: false, mux: true });
-    const started = Date.now();
-    void joinConns(localConn, stream as unknown as Socket, relayOptionsFor(app, user)).then((outcome) => this.emitClosed(appName, started, outcome));
+  /** A work conn to the server presenting `pairingId` with this session's join proof. */
+  private present(pairingId: string): Promise<Socket> {
+    const { server, transport, sessionId, dialTimeoutMs } = this.options;
+    return presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs });
   }
 
-  private emitClosed(app: string, started: number, outcome: RelayResult): void {
-    this.options.emit({
-      type: 'conn-closed',
-      app,
-      bytesIn: outcome.bytesIn,
-      bytesOut: outcome.bytesOut,
-      durationMs: Date.now() - started,
-      ...(outcome.error ? { error: outcome.error.message } : {}),
-    });
+  /**
+   * Serves one TCP user from the server's word to its record, top to bottom: the local app
+   * dialed (before the work conn is opened for a ReqWorkConn, so a dead app costs nothing on
+   * the server), the relay, then the user's events. An app with `proxyProtocol` gets the
+   * header first, from the user's address the server sent. A user that cannot be served is
+   * reset on its channel: a mux stream's RST says why, a work conn's WorkConnFailed does.
+   */
+  private async serveStream({ app: appName, pairingId, user }: { app: string; pairingId: string; user?: UserAddress }, channel: UserChannel): Promise<void> {
+    const { emit } = this.options;
+    const kind = { pooled: channel.how === 'pooled', ...(channel.how === 'mux' ? { mux: true } : {}) };
+    emit({ type: 'work-conn-requested', app: appName, pairingId, ...kind });
+    const refuse = (reason: string, conn?: RelayConn): void => {
+      if (conn instanceof MuxStream) return void conn.resetAndDestroy(reason);
+      // A reset, not a FIN: a FIN would reach the user as an orderly end of an empty answer.
+      if (conn !== undefined) resetSocket(conn);
+      this.options.channel.send({ type: 'WorkConnFailed', pairingId, reason });
+    };
+    const app = this.appNamed(appName); // only targets from our own file: a server cannot steer us anywhere else
+    if (app === undefined || app.type === 'udp') return refuse(tcpRefusal(appName, app), channel.how === 'asked' ? undefined : channel.conn);
+    const target = formatHostPort(app.local);
+    let localConn: Socket;
+    let conn: RelayConn;
+    if (channel.how === 'asked') {
+      try {
+        localConn = await dialTcp(app.local, this.options.dialTimeoutMs);
+      } catch (error) {
+        emit({ type: 'local-dial-failed', app: appName, target, reason: (error as Error).message });
+        return refuse(`local app unreachable: ${(error as Error).message}`);
+      }
+      try {
+        conn = await channel.open();
+      } catch (error) {
+        // A reset: the app must not take a conn its user never reached for a complete, empty one.
+        resetSocket(localConn);
+        return refuse(`work conn unreachable: ${(error as Error).message}`);
+      }
+    } else {
+      conn = channel.conn;
+      // Dialed and joined at once: the user's bytes wait in the socket until it connects.
+      localConn = dialLocalAppEagerly(app, this.options.dialTimeoutMs, (reason) => {
+        emit({ type: 'local-dial-failed', app: appName, target, reason });
+        refuse(`local app unreachable: ${reason}`, conn);
+      });
+    }
+    if (this.done) {
+      resetSocket(localConn);
+      return void resetSocket(conn);
+    }
+    emit({ type: 'work-conn-opened', app: appName, pairingId, ...kind });
+    const started = Date.now();
+    this.channels.add(conn);
+    const { bytesIn, bytesOut, error } = await joinConns(localConn, conn, relayOptionsFor(app, user));
+    this.channels.delete(conn);
+    emit({ type: 'conn-closed', app: appName, bytesIn, bytesOut, durationMs: Date.now() - started, ...(error ? { error: error.message } : {}) });
   }
 
   /** An app of the group file as last reloaded (only our own targets are ever dialed). */
   private appNamed(name: string): GroupSpec['apps'][number] | undefined {
     return this.spec.apps.find((candidate) => candidate.name === name);
-  }
-
-  private onServerEnd(pairingId: string, bytes: number): void {
-    const relay = this.relays.get(pairingId);
-    if (relay !== undefined) return relay.peerEnded(bytes);
-    // Bounded: a server sending ends for users that never come cannot grow this for ever.
-    if (this.earlyEnds.size >= MAX_EARLY_ENDS) this.earlyEnds.delete(this.earlyEnds.keys().next().value as string);
-    this.earlyEnds.set(pairingId, bytes);
-  }
-
-  /**
-   * Relays one user between its local app conn and its work conn. An app with `proxyProtocol`
-   * gets the header first, from the user's address the server sent: the app reads it before
-   * any byte of the user's, and an app that speaks first has not been read from yet.
-   */
-  private async relay(app: AppSpec, pairingId: string, localConn: Socket, workConn: Socket, pooled: boolean, user: UserAddress | undefined): Promise<void> {
-    const { emit, channel } = this.options;
-    const appName = app.name;
-    emit({ type: 'work-conn-opened', app: appName, pairingId, pooled });
-    const started = Date.now();
-    if (this.done) {
-      resetSocket(localConn);
-      return void resetSocket(workConn);
-    }
-    // Every work conn is kept for the server's next user: ends travel as WorkConnEnd.
-    const tracker = new WorkConnTracker();
-    const relay = joinReusable(localConn, workConn, tracker, (bytes) => channel.send({ type: 'WorkConnEnd', pairingId, bytes }), relayOptionsFor(app, user));
-    this.relays.set(pairingId, relay);
-    const early = this.earlyEnds.get(pairingId);
-    if (early !== undefined) {
-      this.earlyEnds.delete(pairingId);
-      relay.peerEnded(early);
-    }
-    const outcome = await relay.done;
-    this.relays.delete(pairingId);
-    this.emitClosed(appName, started, outcome);
-    if (!outcome.released) {
-      // The work conn's reset tells the server too, unless it came before the server read the
-      // join: then only this says that the user waiting for the conn is to be reset now.
-      if (outcome.error) channel.send({ type: 'WorkConnFailed', pairingId, reason: `the relay failed: ${outcome.error.message}` });
-      return;
-    }
-    // The server puts a user on this conn again only after our WorkConnIdle: idle on both sides.
-    tracker.fire({ type: 'peer-idle' });
-    if (this.done) return void workConn.destroy();
-    // Listening for the next StartWorkConn before the server may send it.
-    void this.awaitUser(workConn);
-    channel.send({ type: 'WorkConnIdle', pairingId });
   }
 
   private end(end: SessionEnd, { destroyChannel = true } = {}): void {
@@ -424,10 +362,9 @@ export class ClientSession {
     for (const workConn of this.idlePooled) workConn.destroy();
     this.mux?.destroy(`the session ended: ${end.reason}`);
     // The work conns belong to the session: its users are cut, and must see it as a reset.
-    for (const relay of this.relays.values()) relay.reset(`the session ended: ${end.reason}`);
-    this.relays.clear();
+    for (const conn of this.channels) resetSocket(conn);
+    this.channels.clear();
     this.udpSessions.closeAll(`the session ended: ${end.reason}`);
-    this.earlyEnds.clear();
     if (destroyChannel) this.options.channel.destroy();
     debug('session ended: %s', end.reason);
     this.resolveEnded(end);

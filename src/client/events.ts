@@ -27,8 +27,8 @@ export type ClientEvent =
   | { type: 'mux-stream-refused'; cap: number; refusedOnConn: number }
   | { type: 'work-conn-opened'; app: string; pairingId: string; pooled: boolean; mux?: boolean }
   | { type: 'conn-closed'; app: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
-  /** A UDP session got its local socket and work conn. */
-  | { type: 'udp-session-opened'; app: string; pairingId: string; pooled: boolean }
+  /** A UDP session got its local socket and its channel (`mux`: a stream of the mux conn). */
+  | { type: 'udp-session-opened'; app: string; pairingId: string; pooled: boolean; mux?: boolean }
   /** `reason` `end`: the server closed it (idle timeout, app removed); `dropped`: datagrams this end could not pass on. */
   | { type: 'udp-session-closed'; app: string; pairingId: string; reason: string; datagramsIn: number; datagramsOut: number; dropped: number }
   /** `changes`: each changed field the client uses, and when it applies. */

@@ -3,8 +3,8 @@ import { FrameReader } from '../net/index.js';
 import type { StartWorkConn } from '../protocol/index.js';
 
 /**
- * Waits on an idle pooled work conn (new, or released by its previous user's relay) for the
- * server's StartWorkConn. Resolves undefined when
+ * Waits on an idle pooled work conn for the server's StartWorkConn (its one user). Resolves
+ * undefined when
  * the conn closes first, or when the server sends anything else (the conn is then destroyed).
  * The user's bytes may follow the frame in the same chunk: they are put back on the socket,
  * which stays paused, so nothing is read past StartWorkConn before the local app is joined.
@@ -12,7 +12,6 @@ import type { StartWorkConn } from '../protocol/index.js';
 export function awaitStartWorkConn(workConn: Socket): Promise<StartWorkConn | undefined> {
   return new Promise((resolve) => {
     const reader = new FrameReader(workConn);
-    // A reused work conn was left paused by its previous relay.
     workConn.resume();
     reader.messages$.subscribe({
       next: (message) => {

@@ -1,8 +1,7 @@
 import createDebug from 'debug';
 import type { Socket as UdpSocket } from 'node:dgram';
-import type { Socket } from 'node:net';
 import { formatHostPort, type AppSpec } from '../config/index.js';
-import { createUdpSocket, DatagramLink, MAX_QUEUED_DATAGRAM_SENDS } from '../net/index.js';
+import { createUdpSocket, DatagramLink, MAX_QUEUED_DATAGRAM_SENDS, type DatagramConn } from '../net/index.js';
 
 const debug = createDebug('ntp:client:udp-local-session');
 
@@ -62,8 +61,8 @@ export class UdpLocalSession {
     });
   }
 
-  /** Relays between the local socket and the session's work conn until either ends. */
-  relay(workConn: Socket): void {
+  /** Relays between the local socket and the session's channel (a mux stream or a work conn) until either ends. */
+  relay(workConn: DatagramConn): void {
     if (this.closed) return void workConn.destroy();
     this.link = new DatagramLink(workConn, {
       onDatagram: this.onRemoteDatagram,

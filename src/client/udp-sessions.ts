@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { resetSocket } from '../net/index.js';
+import { MuxStream, resetSocket, type DatagramConn } from '../net/index.js';
 import type { AppSpec } from '../config/index.js';
 import type { Message } from '../protocol/index.js';
 import type { EmitClientEvent } from './events.js';
@@ -14,9 +14,9 @@ export interface ClientUdpSessionsOptions {
 }
 
 /**
- * The UDP sessions of one client session: each a local socket of its own joined to one work
- * conn. Kept apart from the TCP relays, whose work conns go back to the pool: a UDP session's
- * work conn ends with the session.
+ * The UDP sessions of one client session: each a local socket of its own joined to one
+ * channel to the server (a stream of the mux conn, or a single-use work conn) that ends with
+ * the session.
  */
 export class ClientUdpSessions {
   private readonly live = new Map<string, UdpLocalSession>();
@@ -35,7 +35,7 @@ export class ClientUdpSessions {
   async serveRequested(app: AppSpec | undefined, appName: string, pairingId: string): Promise<void> {
     const refusal = this.refusal(app, appName);
     if (refusal !== undefined) return this.options.send({ type: 'WorkConnFailed', pairingId, reason: refusal });
-    const local = await this.openLocal(app!, pairingId);
+    const local = await this.openLocal(app!, pairingId, 'asked');
     if (local === undefined) return;
     let workConn: Socket;
     try {
@@ -44,20 +44,25 @@ export class ClientUdpSessions {
       local.close('the work conn could not be opened');
       return this.options.send({ type: 'WorkConnFailed', pairingId, reason: `work conn unreachable: ${(error as Error).message}` });
     }
-    this.start(app!, pairingId, local, workConn, false);
+    this.start(app!, pairingId, local, workConn, 'asked');
   }
 
-  /** A session the server put on a pooled work conn (StartWorkConn, protocol udp). */
-  async servePooled(app: AppSpec | undefined, appName: string, pairingId: string, workConn: Socket): Promise<void> {
-    const fail = (reason: string): void => {
-      resetSocket(workConn);
+  /**
+   * A session the server put on a pooled work conn or a mux stream (StartWorkConn, protocol
+   * udp). One that cannot be served is reset: a stream's RST says why, a work conn's
+   * WorkConnFailed does.
+   */
+  async serveOn(app: AppSpec | undefined, appName: string, pairingId: string, conn: DatagramConn, how: 'mux' | 'pooled'): Promise<void> {
+    const refuse = (reason: string): void => {
+      if (conn instanceof MuxStream) return void conn.resetAndDestroy(reason);
+      resetSocket(conn);
       this.options.send({ type: 'WorkConnFailed', pairingId, reason });
     };
     const refusal = this.refusal(app, appName);
-    if (refusal !== undefined) return fail(refusal);
-    // The work conn stays paused meanwhile: datagrams that follow StartWorkConn wait in it.
-    const local = await this.openLocal(app!, pairingId, () => resetSocket(workConn));
-    if (local !== undefined) this.start(app!, pairingId, local, workConn, true);
+    if (refusal !== undefined) return refuse(refusal);
+    // The conn stays paused meanwhile: datagrams that follow StartWorkConn wait in it.
+    const local = await this.openLocal(app!, pairingId, how, refuse);
+    if (local !== undefined) this.start(app!, pairingId, local, conn, how);
   }
 
   /** The client's session ended: every UDP session is torn down, and any still opening. */
@@ -73,9 +78,15 @@ export class ClientUdpSessions {
     return undefined;
   }
 
-  private async openLocal(app: AppSpec, pairingId: string, beforeReport?: () => void): Promise<UdpLocalSession | undefined> {
-    const { emit, send, dialTimeoutMs } = this.options;
-    emit({ type: 'work-conn-requested', app: app.name, pairingId, pooled: beforeReport !== undefined });
+  /** The local socket; when it cannot be opened, `refuse` (or a WorkConnFailed) says why. */
+  private async openLocal(
+    app: AppSpec,
+    pairingId: string,
+    how: 'mux' | 'pooled' | 'asked',
+    refuse = (reason: string): void => this.options.send({ type: 'WorkConnFailed', pairingId, reason }),
+  ): Promise<UdpLocalSession | undefined> {
+    const { emit, dialTimeoutMs } = this.options;
+    emit({ type: 'work-conn-requested', app: app.name, pairingId, ...kindOf(how) });
     try {
       return await UdpLocalSession.open(app, dialTimeoutMs, (reason) =>
         emit({ type: 'local-dial-failed', app: app.name, target: `${app.local.host}:${app.local.port}/udp`, reason }),
@@ -83,23 +94,26 @@ export class ClientUdpSessions {
     } catch (error) {
       const reason = (error as Error).message;
       emit({ type: 'local-dial-failed', app: app.name, target: `${app.local.host}:${app.local.port}/udp`, reason });
-      beforeReport?.();
-      send({ type: 'WorkConnFailed', pairingId, reason: `local app unreachable: ${reason}` });
+      refuse(`local app unreachable: ${reason}`);
       return undefined;
     }
   }
 
-  private start(app: AppSpec, pairingId: string, local: UdpLocalSession, workConn: Socket, pooled: boolean): void {
+  private start(app: AppSpec, pairingId: string, local: UdpLocalSession, workConn: DatagramConn, how: 'mux' | 'pooled' | 'asked'): void {
     if (this.closedWith !== undefined) {
       local.close(this.closedWith);
       return resetSocket(workConn);
     }
     this.live.set(pairingId, local);
     local.relay(workConn);
-    this.options.emit({ type: 'udp-session-opened', app: app.name, pairingId, pooled });
+    this.options.emit({ type: 'udp-session-opened', app: app.name, pairingId, ...kindOf(how) });
     void local.done.then((outcome) => {
       this.live.delete(pairingId);
       this.options.emit({ type: 'udp-session-closed', app: app.name, pairingId, ...outcome });
     });
   }
+}
+
+function kindOf(how: 'mux' | 'pooled' | 'asked'): { pooled: boolean; mux?: boolean } {
+  return { pooled: how === 'pooled', ...(how === 'mux' ? { mux: true } : {}) };
 }

@@ -1,42 +1,16 @@
 import { connect, type Socket } from 'node:net';
 import { formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
-import { dialTcp, resetSocket, writeFrame, type ClientTransport } from '../net/index.js';
+import { writeFrame, type ClientTransport } from '../net/index.js';
 import { dialCommon } from './tls.js';
 import { joinProof, type NewWorkConn } from '../protocol/index.js';
 
 export interface WorkConnRequest {
   server: HostPort;
   transport: ClientTransport;
-  app: AppSpec;
   sessionId: string;
   pairingId: string;
   secret: string;
   dialTimeoutMs: number;
-}
-
-export type WorkConnResult = { ok: true; localConn: Socket; workConn: Socket } | { ok: false; stage: 'local' | 'server'; reason: string };
-
-/**
- * Dials the app's local target first (so a dead app is reported at once, without opening
- * anything on the server), then a work conn to the common port that presents the pairing.
- * Nothing is read from the local app until the caller joins the two: a server-speaks-first
- * banner waits in the kernel meanwhile.
- */
-export async function openWorkConn(request: WorkConnRequest): Promise<WorkConnResult> {
-  let localConn: Socket;
-  try {
-    localConn = await dialTcp(request.app.local, request.dialTimeoutMs);
-    localConn.on('error', ignoreUntilJoined);
-  } catch (error) {
-    return { ok: false, stage: 'local', reason: (error as Error).message };
-  }
-  try {
-    return { ok: true, localConn, workConn: await presentWorkConn(request) };
-  } catch (error) {
-    // A reset: the app must not take a conn its user never reached for a complete, empty one.
-    resetSocket(localConn);
-    return { ok: false, stage: 'server', reason: (error as Error).message };
-  }
 }
 
 /**
@@ -74,7 +48,7 @@ export function dialLocalAppEagerly(app: AppSpec, dialTimeoutMs: number, onFaile
  * presents the pairing (a waiting user's, or a pooled conn's): NewWorkConn with the join
  * proof bound to this session.
  */
-export async function presentWorkConn(request: Omit<WorkConnRequest, 'app'>): Promise<Socket> {
+export async function presentWorkConn(request: WorkConnRequest): Promise<Socket> {
   const workConn = await dialCommon(request.server, request.transport, request.dialTimeoutMs);
   workConn.on('error', ignoreUntilJoined);
   workConn.setNoDelay(true);
@@ -88,5 +62,5 @@ export async function presentWorkConn(request: Omit<WorkConnRequest, 'app'>): Pr
   return workConn;
 }
 
-// joinConns installs the real handlers; until then an error just waits to be seen as a close.
+// joinConns (or a DatagramLink) installs the real handlers; until then an error just waits to be seen as a close.
 function ignoreUntilJoined(): void {}

@@ -1,7 +1,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { isIPv6, type Socket } from 'node:net';
+import { isIPv6, Socket } from 'node:net';
 import { DatagramDecoder, encodeDatagram } from '../protocol/index.js';
-import { resetSocket } from './reset.js';
+import { resetSocket, type ResettableConn } from './reset.js';
 
 /**
  * Bytes a work conn may hold queued in this process (beyond the kernel's own buffers) before
@@ -35,10 +35,13 @@ export interface DatagramLinkHandlers {
   onClosed(how: 'end' | 'error', reason: string): void;
 }
 
+/** What carries one UDP session's datagrams: a stream of the mux conn, or a single-use work conn. */
+export type DatagramConn = ResettableConn & { setNoDelay(noDelay?: boolean): unknown };
+
 /**
- * One UDP session's work conn, as both ends use it: datagrams in and out as frames
- * (`datagram-codec.ts`), a bounded backlog, and one report of its end. The socket keeps its
- * own 'error' listener for its whole life.
+ * One UDP session's channel (a mux stream or a work conn), as both ends use it: datagrams in
+ * and out as frames (`datagram-codec.ts`), a bounded backlog, and one report of its end. The
+ * conn keeps its own 'error' listener for its whole life.
  */
 export class DatagramLink {
   private readonly decoder = new DatagramDecoder();
@@ -46,7 +49,7 @@ export class DatagramLink {
   private corked = false;
 
   constructor(
-    readonly workConn: Socket,
+    readonly workConn: DatagramConn,
     private readonly handlers: DatagramLinkHandlers,
   ) {
     workConn.on('data', this.onData);
@@ -88,7 +91,7 @@ export class DatagramLink {
   close(clean: boolean): void {
     if (this.closed) return;
     this.closed = true;
-    if (clean) this.workConn.destroySoon();
+    if (clean) endSoon(this.workConn);
     else resetSocket(this.workConn);
   }
 
@@ -105,10 +108,20 @@ export class DatagramLink {
   private finish(how: 'end' | 'error', reason: string): void {
     const first = !this.closed;
     this.closed = true;
-    if (how === 'end') this.workConn.destroySoon();
+    if (how === 'end') endSoon(this.workConn);
     else this.workConn.destroy();
     this.workConn.off('data', this.onData);
     // Reported once, and only when the far end (not this side's close) ended it.
     if (first) this.handlers.onClosed(how, reason);
   }
+}
+
+/**
+ * Ends a session's channel once what is queued is out. A socket is closed as soon as its FIN
+ * is out; a mux stream ends (FIN) and retires itself once the far end's FIN came too (a
+ * destroy before that would be an RST, a fault, to the far end).
+ */
+function endSoon(conn: DatagramConn): void {
+  if (conn instanceof Socket) conn.destroySoon();
+  else conn.end();
 }

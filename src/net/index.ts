@@ -7,7 +7,6 @@ export * from './join-conns.js';
 export * from './fingerprint.js';
 export * from './transport.js';
 export * from './reset.js';
-export * from './work-conn-state.js';
 export * from './datagram-link.js';
 export * from './token-bucket.js';
 export * from './mux-session.js';

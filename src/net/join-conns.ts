@@ -1,37 +1,25 @@
-import type { Socket } from 'node:net';
-import { resetSocket } from './reset.js';
+import { resetSocket, type ResettableConn } from './reset.js';
 import { probeForReset, SideThrottle } from './side-throttle.js';
 import type { TokenBucket } from './token-bucket.js';
-import type { WorkConnTracker } from './work-conn-state.js';
+
+/**
+ * What the relay needs of each of its two ends: a TCP or TLS socket, a stream of the mux conn,
+ * or the vhost's VirtualConn (an HTTP user's requests for one app). Byte counts as a socket
+ * keeps them; `resetAndDestroy` ends it as a fault (a TCP reset, a mux RST, a 502).
+ */
+export interface RelayConn extends ResettableConn {
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  setNoDelay(noDelay?: boolean): this;
+}
 
 export interface RelayResult {
-  /** Bytes read from the outer socket (and so sent towards the inner one). */
+  /** Bytes read from the outer conn (and so sent towards the inner one). */
   bytesIn: number;
-  /**
-   * Bytes that left through the outer socket by the time the relay settled (see ByteMeter:
-   * written then discarded is not out). A released relay's last bytes may leave later: its
-   * meter counts them then.
-   */
+  /** Bytes that left through the outer conn by the time the relay settled (see ByteMeter: written then discarded is not out). */
   bytesOut: number;
   /** The first error on either side, if the relay ended in one. */
   error?: Error;
-  /**
-   * Reusable relays only: both streams ended cleanly and the work conn outlived the relay,
-   * paused and free of this relay's listeners, ready for the next user.
-   */
-  released?: boolean;
-}
-
-/** A relay whose work conn is kept: ends are signalled beside it, by byte count. */
-export interface ReusableRelay {
-  readonly done: Promise<RelayResult>;
-  /**
-   * The far end's stream ended after `bytes` bytes on the work conn (its WorkConnEnd): once
-   * that many have reached the outer socket, the outer socket is ended.
-   */
-  peerEnded(bytes: number): void;
-  /** Tears the relay down as a fault: both sockets are reset. Idempotent. */
-  reset(reason: string): void;
 }
 
 /**
@@ -52,10 +40,7 @@ export interface ByteMeter {
 
 /** What a relay does besides moving bytes: a header first, a rate per direction, where to count. */
 export interface RelayOptions {
-  /**
-   * Written to `outer` before any relayed byte (a PROXY protocol header for the local app).
-   * Not counted in `bytesOut`, nor in the byte count the far end's WorkConnEnd is checked against.
-   */
+  /** Written to `outer` before any relayed byte (a PROXY protocol header for the local app); not counted in `bytesOut`. */
   outerPreamble?: Uint8Array;
   /** Shapes what is read from `outer` (shared with other relays of the same app). */
   outerLimit?: TokenBucket;
@@ -66,14 +51,14 @@ export interface RelayOptions {
 }
 
 /**
- * Relays bytes both ways between `outer` (a plain TCP socket: the user conn, or the local
- * app conn) and `inner` (a single-use conn). With `joinReusable`, the only places in the
- * project that splice sockets.
+ * Relays bytes both ways between `outer` (the user conn, or the local app conn) and `inner`
+ * (the user's mux stream, or its single-use work conn). The only place in the project that
+ * splices conns.
  *
  * - Backpressure: a write the destination cannot take at once pauses the source until the
  *   destination drains (what `pipe` does, per chunk nothing more).
  * - Half-close: a FIN on one side becomes `end()` on the other; the reverse direction keeps
- *   flowing. Both sockets must be created with `allowHalfOpen: true`.
+ *   flowing. Sockets must be created with `allowHalfOpen: true`.
  * - An error, or a close that leaves data undeliverable, resets both: the programs at either
  *   end see ECONNRESET, never a clean end of a stream that lost bytes.
  * Bytes are counted where they really moved (see ByteMeter), with one shared callback per
@@ -83,53 +68,17 @@ export interface RelayOptions {
  * state, in each process (10,000 conns: 34 MB). The listeners below are shared by every relay;
  * each socket points at one small record of its relay.
  */
-export function joinConns(outer: Socket, inner: Socket, options: RelayOptions = {}): Promise<RelayResult> {
-  return new Promise((resolve) => start(new RelayState(outer, inner, resolve, undefined, options)));
-}
-
-/**
- * The relay of a work conn (the project's only kind): the work conn survives a clean end, so
- * that it can carry the next user, and a FIN is never sent on it. The outer side's FIN is
- * reported through `onOuterEnd` with the number of bytes it sent (the caller tells the far
- * end, beside the work conn), and the far end's end arrives the same way, through
- * `peerEnded`. Byte counts, not markers in the stream, so the relay still forwards chunks
- * untouched. `tracker` (idle when joined) follows the conn through its states; once both ends
- * are through, the work conn is handed back (`released`). Anything else (an error, a reset, a
- * bare FIN on the work conn, which only a crash or a dropped conn can send) resets both.
- */
-export function joinReusable(
-  outer: Socket,
-  inner: Socket,
-  tracker: WorkConnTracker,
-  onOuterEnd: (bytes: number) => void,
-  options: RelayOptions = {},
-): ReusableRelay {
-  let state!: RelayState;
-  const done = new Promise<RelayResult>((resolve) => {
-    state = new RelayState(outer, inner, resolve, { tracker, onOuterEnd }, options);
-    start(state);
-  });
-  return { done, peerEnded: (bytes) => state.peerEnded(bytes), reset: (reason) => state.fail(new Error(reason)) };
+export function joinConns(outer: RelayConn, inner: RelayConn, options: RelayOptions = {}): Promise<RelayResult> {
+  return new Promise((resolve) => start(new RelayState(outer, inner, resolve, options)));
 }
 
 const RELAY = Symbol('relay');
-interface RelaySocket extends Socket {
-  [RELAY]?: RelayState;
-}
-
-interface Reuse {
-  tracker: WorkConnTracker;
-  onOuterEnd: (bytes: number) => void;
-}
+type RelaySocket = RelayConn & { [RELAY]?: RelayState };
 
 class RelayState {
   private firstError: Error | undefined;
   private open = 2;
   private settled = false;
-  /** Reusable: the far end's byte count, once it said its stream ended. */
-  private expected = -1;
-  /** Bytes written to `outer` that are not relayed bytes (the preamble). */
-  readonly outerExtra: number;
   /** Set only when that side is shaped. */
   readonly outerThrottle: SideThrottle | undefined;
   readonly innerThrottle: SideThrottle | undefined;
@@ -141,15 +90,11 @@ class RelayState {
   private outerWritesHead = 0;
 
   constructor(
-    readonly outer: Socket,
-    readonly inner: Socket,
+    readonly outer: RelayConn,
+    readonly inner: RelayConn,
     private readonly resolve: (result: RelayResult) => void,
-    /** Set for a work conn's relay: its state machine and where its outer end is reported. */
-    readonly reuse: Reuse | undefined,
     readonly options: RelayOptions = {},
   ) {
-    reuse?.tracker.fire({ type: 'start' });
-    this.outerExtra = options.outerPreamble?.length ?? 0;
     this.outerThrottle = options.outerLimit && new SideThrottle(this, outer, options.outerLimit);
     this.innerThrottle = options.innerLimit && new SideThrottle(this, inner, options.innerLimit);
   }
@@ -177,38 +122,27 @@ class RelayState {
     if (this.options.meter !== undefined) this.options.meter.bytesOut += bytes;
   };
 
-  /**
-   * Relayed bytes written to `outer` so far, queued ones included (as Node counts them): what
-   * the far end's WorkConnEnd count is checked against, never a count of traffic.
-   */
-  get outerWritten(): number | undefined {
-    const written = this.outer.bytesWritten;
-    return written === undefined ? undefined : written - this.outerExtra;
+  throttleOf(conn: RelayConn): SideThrottle | undefined {
+    return conn === this.outer ? this.outerThrottle : this.innerThrottle;
   }
 
-  throttleOf(socket: Socket): SideThrottle | undefined {
-    return socket === this.outer ? this.outerThrottle : this.innerThrottle;
+  /** Whether `source` may be read again: not held by its destination or its bucket. */
+  mayRead(source: RelayConn): boolean {
+    return !this.settled && this.throttleOf(source)?.holding !== true && !this.peerOf(source).writableNeedDrain;
   }
 
-  /** Whether `source` may be read again: not held by its destination, its bucket, or its end. */
-  mayRead(source: Socket): boolean {
-    if (this.settled || this.throttleOf(source)?.holding === true || this.peerOf(source).writableNeedDrain) return false;
-    // A work conn whose far end is through stays paused: it has no reader of ours any more.
-    return !(source === this.inner && this.reuse?.tracker.state.received === 'ended');
+  peerOf(conn: RelayConn): RelayConn {
+    return conn === this.outer ? this.inner : this.outer;
   }
 
-  peerOf(socket: Socket): Socket {
-    return socket === this.outer ? this.inner : this.outer;
-  }
-
-  resumePeerOf(socket: Socket): void {
-    const source = this.peerOf(socket);
+  resumePeerOf(conn: RelayConn): void {
+    const source = this.peerOf(conn);
     if (this.mayRead(source)) source.resume();
   }
 
   /** Writes bytes read from `source` (and paid for, if shaped) to its peer; backpressure pauses `source`. */
   /** Forwards a chunk read from `source` (paid for, when that side is shaped), counted where it moves. */
-  pass(source: Socket, chunk: Buffer): void {
+  pass(source: RelayConn, chunk: Buffer): void {
     let accepted: boolean;
     if (source === this.outer) {
       this.countIn(chunk.length);
@@ -217,9 +151,8 @@ class RelayState {
     if (!accepted) source.pause();
   }
 
-  /** Bytes `source`'s bucket held back went on: the far end's stream may be through now, or the source readable again. */
-  passedHeld(source: Socket, throttle: SideThrottle): void {
-    if (source === this.inner && this.expected >= 0 && this.checkDelivered()) return;
+  /** Bytes `source`'s bucket held back went on: its end may be passed on now, or the source read again. */
+  passedHeld(source: RelayConn, throttle: SideThrottle): void {
     if (throttle.holding) return;
     if (throttle.takeHeldEnd()) this.onEnd(source);
     else if (this.mayRead(source)) source.resume();
@@ -231,17 +164,11 @@ class RelayState {
     // Its claims on the buckets go now, not when the sockets have closed.
     this.outerThrottle?.forget();
     this.innerThrottle?.forget();
-    this.reuse?.tracker.fire({ type: 'fault', reason: error.message });
     resetSocket(this.outer);
     resetSocket(this.inner);
   }
 
-  onEnd(socket: Socket): void {
-    if (this.reuse !== undefined && socket === this.inner) {
-      // Ends travel as WorkConnEnd: a FIN on the work conn itself is a crash or a dropped conn.
-      this.fail(new Error('the work conn ended without its WorkConnEnd (the far end crashed or dropped it)'));
-      return;
-    }
+  onEnd(socket: RelayConn): void {
     // A stream emits 'end' once its last byte was read, paused or not: the bytes its bucket
     // still holds back go first (`passedHeld` passes the end on after them).
     if (this.throttleOf(socket)?.holdEnd() === true) return;
@@ -254,71 +181,16 @@ class RelayState {
     if (!probing) this.passOnEnd(socket);
   }
 
-  private passOnEnd(socket: Socket): void {
-    if (this.settled) return;
-    if (this.reuse === undefined) {
-      this.peerOf(socket).end();
-      return;
-    }
-    if (this.reuse.tracker.fire({ type: 'outer-ended' }).phase === 'reset') return this.fail(new Error(this.reuse.tracker.state.reason));
-    this.reuse.onOuterEnd(this.outer.bytesRead);
-    this.releaseIfDone();
+  private passOnEnd(conn: RelayConn): void {
+    if (!this.settled) this.peerOf(conn).end();
   }
 
-  peerEnded(bytes: number): void {
-    if (this.reuse === undefined || this.expected >= 0 || this.settled) return;
-    this.expected = bytes;
-    if (!this.checkDelivered()) this.inner.on('data', watchForPeerEnd);
-  }
-
-  /** Whether the far end's stream is through; ends the outer socket when it is. */
-  checkDelivered(): boolean {
-    const written = this.outerWritten;
-    if (this.reuse === undefined || written === undefined || written < this.expected) return false;
-    this.inner.off('data', watchForPeerEnd);
-    if (written > this.expected) {
-      this.fail(new Error(`the work conn carried ${written - this.expected} bytes past the far end's stream end`));
-      return true;
-    }
-    this.inner.off('data', forward);
-    this.innerThrottle?.forget();
-    this.inner.pause();
-    if (this.reuse.tracker.fire({ type: 'peer-ended' }).phase === 'reset') {
-      this.fail(new Error(this.reuse.tracker.state.reason));
-      return true;
-    }
-    this.outer.end();
-    this.releaseIfDone();
-    return true;
-  }
-
-  private releaseIfDone(): void {
-    const phase = this.reuse?.tracker.state.phase;
-    if ((phase !== 'released' && phase !== 'idle') || this.settled) return;
-    const { outer, inner } = this;
-    for (const socket of [outer, inner]) {
-      socket.off('data', forward);
-      socket.off('drain', resumePeer);
-      socket.off('end', endPeer);
-      socket.off('error', relayError);
-      socket.off('close', relayClosed);
-      delete (socket as RelaySocket)[RELAY];
-    }
-    // The user or app socket still flushes its last bytes and closes by itself; the work
-    // conn waits, paused, for its next owner. Neither may crash the process with a late error.
-    if (outer.listenerCount('error') === 0) outer.on('error', ignore);
-    if (inner.listenerCount('error') === 0) inner.on('error', ignore);
-    inner.pause();
-    this.finish(true);
-  }
-
-  onClose(closed: Socket): void {
+  onClose(closed: RelayConn): void {
     const other = this.peerOf(closed);
     // Once both read sides saw EOF, `other` only has to flush what it already holds;
     // otherwise there is data that can no longer be delivered: a fault.
-    if (!closed.readableEnded || !other.readableEnded || this.reuse !== undefined) {
-      this.firstError ??= new Error(`the ${closed === this.outer ? 'outer' : 'work'} conn closed before its streams ended`);
-      this.reuse?.tracker.fire({ type: 'fault', reason: this.firstError.message });
+    if (!closed.readableEnded || !other.readableEnded) {
+      this.firstError ??= new Error(`the ${closed === this.outer ? 'outer' : 'inner'} conn closed before its streams ended`);
       resetSocket(other);
     }
     if (--this.open === 0) {
@@ -327,11 +199,11 @@ class RelayState {
         // Keep a listener: a late error on a closed socket must not crash the process.
         socket.on('error', ignore);
       }
-      this.finish(false);
+      this.finish();
     }
   }
 
-  private finish(released: boolean): void {
+  private finish(): void {
     if (this.settled) return;
     this.settled = true;
     this.outerThrottle?.forget();
@@ -342,7 +214,6 @@ class RelayState {
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,
         ...(this.firstError ? { error: this.firstError } : {}),
-        ...(released ? { released } : {}),
       }),
     );
   }
@@ -350,14 +221,8 @@ class RelayState {
 
 function start(state: RelayState): void {
   const { outer, inner } = state;
-  const refused =
-    outer.destroyed || inner.destroyed
-      ? 'a side closed before the relay began'
-      : state.reuse?.tracker.state.phase === 'reset'
-        ? state.reuse.tracker.state.reason
-        : undefined;
-  if (refused !== undefined) {
-    state.fail(new Error(refused));
+  if (outer.destroyed || inner.destroyed) {
+    state.fail(new Error('a side closed before the relay began'));
     state.onClose(outer);
     state.onClose(inner);
     return;
@@ -389,7 +254,6 @@ function endIfJoined(socket: RelaySocket): void {
 function ignore(): void {}
 
 // One set of listeners for every relay (`this` is the socket that fired): no closures per conn.
-// A socket's record may be gone (a released work conn): then the event is not the relay's.
 
 function forward(this: RelaySocket, chunk: Buffer): void {
   const state = this[RELAY];
@@ -413,9 +277,4 @@ function relayError(this: RelaySocket, error: Error): void {
 
 function relayClosed(this: RelaySocket): void {
   this[RELAY]?.onClose(this);
-}
-
-/** Installed on a reusable work conn only while its far end's last bytes are on their way. */
-function watchForPeerEnd(this: RelaySocket): void {
-  this[RELAY]?.checkDelivered();
 }

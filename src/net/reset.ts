@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 const awaitingShutdown = new WeakSet<Socket>();
 
@@ -10,15 +11,18 @@ const awaitingShutdown = new WeakSet<Socket>();
  *   ECONNRESET. A socket still connecting is reset as soon as its connect completes (a destroy
  *   now would close a conn the kernel may already have set up, with a FIN).
  *   A socket whose FIN is on its way is reset once the FIN is out (see below).
- * - A TLS socket (a control or work conn, whose peer is our own server or client) is destroyed.
- *   Node cannot reset a TLSSocket (`resetAndDestroy()` throws ERR_INVALID_HANDLE_TYPE), and
- *   resetting the TCP socket beneath it while the TLS layer still writes crashes the process.
- *   None is needed: the far end takes a work conn that ends without its WorkConnEnd for a
- *   crash and resets its own user or app conn.
+ * - A TLS socket (a control or work conn, whose peer is our own server or client): the TCP
+ *   socket beneath it is reset (unless the TLS socket was ended already), then the TLS socket
+ *   destroyed. Node cannot reset a TLSSocket
+ *   (`resetAndDestroy()` throws ERR_INVALID_HANDLE_TYPE), and a destroyed one reaches its peer
+ *   as a clean end of stream (Node reads a TCP FIN without TLS close_notify as one): a
+ *   single-use work conn's far end would pass it on to its user as a FIN.
+ * - A mux stream (an RST frame) or a vhost VirtualConn (a fault its owner answers for) is reset
+ *   by its own `resetAndDestroy`.
  *
  * Idempotent; never throws.
  */
-export function resetSocket(socket: Socket): void {
+export function resetSocket(socket: Socket | ResettableConn): void {
   if (socket.destroyed) return;
   // A socket without an 'error' listener would crash the process on a late error.
   if (socket.listenerCount('error') === 0) socket.on('error', ignore);
@@ -34,7 +38,14 @@ export function resetSocket(socket: Socket): void {
     }
     return;
   }
-  if (plain) {
+  if (!plain) {
+    // `_parent`: the TCP socket a TLSSocket was built on (Node sets it on both sides). Not once
+    // the TLS socket was ended: its shutdown is then in flight on that TCP handle, and a reset
+    // beside it leaves the handle open and libuv's loop spinning. That direction ended whole,
+    // and the far end's next write meets the closed conn.
+    const tcp = (socket as Socket & { _parent?: unknown })._parent;
+    if (tcp instanceof Socket && !tcp.destroyed && !socket.writableEnded) resetTcp(tcp);
+  } else {
     try {
       socket.resetAndDestroy();
       return;
@@ -43,6 +54,19 @@ export function resetSocket(socket: Socket): void {
     }
   }
   socket.destroy();
+}
+
+/** What `resetSocket` takes besides a socket: a conn that resets itself (a mux stream, a VirtualConn). */
+export interface ResettableConn extends Duplex {
+  resetAndDestroy(): this;
+}
+
+function resetTcp(tcp: Socket): void {
+  try {
+    tcp.resetAndDestroy();
+  } catch {
+    tcp.destroy();
+  }
 }
 
 /**

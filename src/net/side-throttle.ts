@@ -1,12 +1,13 @@
 import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ThrottledReader, TokenBucket } from './token-bucket.js';
 
 /** What a shaped side needs of its relay. */
 export interface ShapedRelay {
   /** Writes bytes read from `source`, paid for, to its peer. */
-  pass(source: Socket, chunk: Buffer): void;
+  pass(source: Duplex, chunk: Buffer): void;
   /** Held bytes went on: the relay may pass on an end, or read `source` again. */
-  passedHeld(source: Socket, throttle: SideThrottle): void;
+  passedHeld(source: Duplex, throttle: SideThrottle): void;
 }
 
 /**
@@ -26,7 +27,7 @@ export class SideThrottle implements ThrottledReader {
 
   constructor(
     private readonly state: ShapedRelay,
-    private readonly socket: Socket,
+    private readonly socket: Duplex,
     private readonly bucket: TokenBucket,
   ) {}
 
@@ -103,13 +104,13 @@ const EMPTY = Buffer.alloc(0);
  * after a live peer it succeeds. False when it cannot ask: not a plain TCP socket, already ended,
  * or behind queued bytes (the answer would wait on the peer's reading); `then` is not called.
  */
-export function probeForReset(socket: Socket, then: (reset: boolean) => void): boolean {
+export function probeForReset(socket: Duplex, then: (reset: boolean) => void): boolean {
   if (!isPlainSocket(socket) || socket.writableEnded || socket.writableLength > 0) return false;
   socket.write(EMPTY, (error) => then(error !== null && error !== undefined));
   return true;
 }
 
 /** A TCP socket of its own (not a TLS socket, not a vhost's VirtualConn): one the kernel can reset. */
-function isPlainSocket(socket: Socket): boolean {
+function isPlainSocket(socket: Duplex): socket is Socket {
   return socket instanceof Socket && (socket as Socket & { encrypted?: boolean }).encrypted !== true;
 }

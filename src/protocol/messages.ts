@@ -7,17 +7,17 @@ import { ProtocolError } from './errors.js';
  * the schemas below: there is no second list to keep in step.
  *
  * Control conn (client → server first):  Hello → Challenge → Login → LoginResp,
- * then Ping/Pong both ways, ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
+ * then Ping/Pong both ways, ReqMuxConn → NewWorkConn on the session's mux conn,
+ * ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
  * HealthReport from the client when a pooled app's health changes,
  * and Goodbye from either side before a deliberate close.
- * Work conn: its first frame is NewWorkConn; everything after it is the user's raw bytes, or,
- * for a UDP app (`protocol: 'udp'` in ReqWorkConn / StartWorkConn), one user's datagrams, each
- * in a frame of its own (`datagram-codec.ts`) until the session ends.
- * A pooled work conn: NewWorkConn, then (once a user arrives) StartWorkConn from the server,
- * then the user's raw bytes. It is never half-closed: each side reports its end of the user's
- * stream as WorkConnEnd on the control conn, and once both are through (WorkConnIdle from the
- * client) it waits for the next StartWorkConn.
+ * Mux conn: NewWorkConn, then mux frames (`mux-codec.ts`): each user (a TCP user, or a UDP
+ * session) is a stream the server opens with a StartWorkConn.
+ * Work conn: single-use. Its first frame is NewWorkConn; a pooled one then waits for a
+ * StartWorkConn. Everything after is one user's raw bytes (FIN and reset as on a socket), or,
+ * for a UDP app (`protocol: 'udp'` in ReqWorkConn / StartWorkConn), one session's datagrams,
+ * each in a frame of its own (`datagram-codec.ts`); then the conn is closed.
  *
  * Adding a message: write its schema as `z.object({ type: z.literal('X'), ... })` with bounded
  * strings and lists (a peer controls every field), add it to `MESSAGE_SCHEMAS`, handle it in
@@ -26,7 +26,11 @@ import { ProtocolError } from './errors.js';
  * a peer sends are dropped, so an older peer ignores what a newer one adds.
  */
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * 2: work conns are single-use (WorkConnEnd and WorkConnIdle are gone) and UDP sessions travel
+ * on the mux conn; a peer of version 1 is told to update at its Hello.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Names and ids: group, app, client, session and pairing ids. */
 const id = z.string().max(128);
@@ -86,7 +90,7 @@ const login = z.object({
   proof: token,
   /** What the client's group file says, so the server can report mismatches. */
   apps: list(appDeclaration),
-  /** The client can carry its TCP users as streams of one mux conn (ReqMuxConn); absent: it cannot. */
+  /** The client can carry its users (TCP and UDP) as streams of one mux conn (ReqMuxConn); absent: it cannot. */
   mux: z.boolean().optional(),
 });
 
@@ -117,7 +121,7 @@ const loginResp = z
     apps: list(appBinding).optional(),
     /** Differences between the server's registry and the client's group file, in words. */
     warnings: list(text).optional(),
-    /** Both ends carry TCP users on a mux conn: the server sends ReqMuxConn next. */
+    /** Both ends carry users on a mux conn: the server sends ReqMuxConn next. */
     mux: z.boolean().optional(),
     error: z.object({ code: loginRejectCode, reason: text }).optional(),
   })
@@ -171,16 +175,18 @@ const reqPooledWorkConns = z.object({
 });
 
 /**
- * Server → client on the common conn, once after LoginResp {mux: true}: open the session's mux
- * conn now and present `pairingId` in its NewWorkConn. After that frame the conn carries mux
- * frames (`mux-codec.ts`): each TCP user is a stream opened by the server with a StartWorkConn.
+ * Server → client on the common conn, once after LoginResp {mux: true} (and again after a lost
+ * one): open the session's mux conn now and present `pairingId` in its NewWorkConn. After that
+ * frame the conn carries mux frames (`mux-codec.ts`): each user (TCP, or a UDP session) is a
+ * stream opened by the server with a StartWorkConn.
  */
 const reqMuxConn = z.object({ type: z.literal('ReqMuxConn'), pairingId: id });
 
 /**
- * Server → client on an idle pooled work conn: a user of `app` was joined to this conn. The
- * client dials the local app and relays; if it cannot, it closes this conn (the user is closed
- * at once) and reports WorkConnFailed with `pairingId` on the common conn.
+ * Server → client on an idle pooled work conn, or in a mux stream's OPEN: a user of `app` is on
+ * this conn or stream. The client dials the local app and relays; if it cannot, it resets the
+ * conn (reporting WorkConnFailed with `pairingId` on the common conn) or the stream (its RST
+ * says why), and the user is reset at once.
  */
 const startWorkConn = z.object({
   type: z.literal('StartWorkConn'),
@@ -199,21 +205,6 @@ const startWorkConn = z.object({
  * The client only reports it: its local targets still come from its own group file.
  */
 const appsChanged = z.object({ type: z.literal('AppsChanged'), opened: list(appBinding), closed: list(id) });
-
-/**
- * Either way on the common conn, for a user on a pooled work conn: the stream this side relays
- * into the work conn ended (the user's or the local app's FIN) after `bytes` bytes. Instead of
- * a FIN on the work conn, which would end it for good; the receiver ends its own socket once
- * exactly that many bytes have arrived, so no marker is needed inside the relayed bytes.
- */
-const workConnEnd = z.object({ type: z.literal('WorkConnEnd'), pairingId: id, bytes: count });
-
-/**
- * Client → server on the common conn: both ends of `pairingId`'s stream are through on the
- * client, and its work conn waits for a StartWorkConn again. The server puts it back in the
- * pool once its own side is through too.
- */
-const workConnIdle = z.object({ type: z.literal('WorkConnIdle'), pairingId: id });
 
 const workConnFailed = z.object({ type: z.literal('WorkConnFailed'), pairingId: id, reason: text });
 
@@ -258,8 +249,6 @@ const MESSAGE_SCHEMAS = [
   reqPooledWorkConns,
   reqMuxConn,
   startWorkConn,
-  workConnEnd,
-  workConnIdle,
   appsChanged,
   workConnFailed,
   healthReport,
@@ -274,7 +263,6 @@ type Of<T extends MessageType> = Extract<Message, { type: T }>;
 export type Hello = Of<'Hello'>;
 export type Login = Of<'Login'>;
 export type LoginResp = Of<'LoginResp'>;
-export type ReqWorkConn = Of<'ReqWorkConn'>;
 export type NewWorkConn = Of<'NewWorkConn'>;
 export type StartWorkConn = Of<'StartWorkConn'>;
 export type HealthReport = Of<'HealthReport'>;

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
 import type { GroupSpec, PublicPolicy } from '../config/index.js';
-import { heartbeatWatchdog, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits } from '../net/index.js';
+import { heartbeatWatchdog, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../net/index.js';
 import {
   assertNever,
   joinProof,
@@ -16,7 +16,7 @@ import {
   type StartWorkConn,
 } from '../protocol/index.js';
 import type { AppPools } from './app-pools.js';
-import { AppServer, type UserConnSink } from './app-server.js';
+import { AppServer, type UserConn, type UserConnSink } from './app-server.js';
 import type { BindRetryPolicy } from './bind-retry.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
 import { PublicApps, type PublicApp } from './public-apps.js';
@@ -26,7 +26,8 @@ import type { UdpAppServer, UdpSessionSink } from './udp-app-server.js';
 import { UdpSessions } from './udp-sessions.js';
 import type { UdpUserSession } from './udp-user-session.js';
 import { ServerMuxLink } from './mux-link.js';
-import { UserRelays } from './user-relays.js';
+import { Pairings } from './pairings.js';
+import { serveUser, type UserSessionContext } from './serve-user.js';
 import { WorkConnPool } from './work-conn-pool.js';
 
 export type { PublicApp } from './public-apps.js';
@@ -49,9 +50,9 @@ export interface AppGroupOptions {
   maxPendingUsersPerApp?: number;
   /** How often each app reports its `traffic` (default 1000 ms). */
   trafficSampleMs?: number;
-  /** Work conns kept ready for this session; 0 disables the pool. */
+  /** Single-use work conns kept ready for this session without a mux conn; 0 disables the pool. */
   workConnPool: number;
-  /** Both ends agreed (server config `mux`, the client's Login) to carry TCP users on a mux conn. */
+  /** Both ends agreed (server config `mux`, the client's Login) to carry users on a mux conn. */
   mux?: boolean;
   /** What that mux conn may hold (`limits.maxMuxStreams`, `limits.muxBudgetBytes`). */
   muxLimits?: MuxLimits;
@@ -67,8 +68,9 @@ export interface AppGroupOptions {
 /**
  * An activated group: one client session, its heartbeat watch, and one AppServer per app.
  * Lives from a successful login until `deactivate`; a later login makes a new AppGroup.
- * Its apps' public side is `PublicApps`; its TCP users on work conns are `UserRelays`, its
- * UDP sessions `UdpSessions`, all three sharing the session's `WorkConnPool`.
+ * Its apps' public side is `PublicApps`; each TCP user is served by `serveUser`, each UDP
+ * session by `UdpSessions`, on the mux conn (`ServerMuxLink`) or single-use work conns
+ * (`WorkConnPool`, or asked for); every pairing id the session issued waits in `Pairings`.
  */
 export class AppGroup implements UserConnSink, UdpSessionSink {
   readonly name: string;
@@ -80,9 +82,10 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   readonly clientSource: string | undefined;
   lastHeartbeatAt = Date.now();
   private readonly publicApps: PublicApps;
+  private readonly pairings: Pairings;
   private readonly pool: WorkConnPool;
   private readonly muxLink: ServerMuxLink | undefined;
-  private readonly userRelays: UserRelays;
+  private readonly users: UserSessionContext;
   private readonly udpSessions: UdpSessions;
   private readonly subscriptions: Subscription[] = [];
   private active = true;
@@ -113,10 +116,11 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       isActive,
       currentApps: () => this.currentSpec.apps,
     });
+    this.pairings = new Pairings(options.pairingTimeoutMs);
     this.muxLink = options.mux
       ? new ServerMuxLink({
           group: this.name,
-          pairingTimeoutMs: options.pairingTimeoutMs,
+          pairings: this.pairings,
           limits: options.muxLimits ?? MUX_LIMITS_DEFAULTS,
           send,
           emit: options.emit,
@@ -126,31 +130,32 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
           },
         })
       : undefined;
-    // With a mux conn, TCP users need no pooled work conns: the pool is kept for UDP sessions.
-    const poolSize = options.mux && !options.spec.apps.some((app) => app.type === 'udp') ? 0 : options.workConnPool;
+    // With a mux conn, users (TCP and UDP) need no pool: those who come before it is up take a
+    // work conn asked for, as they would when the pool runs dry.
     this.pool = new WorkConnPool(
-      poolSize,
-      options.pairingTimeoutMs,
+      options.mux ? 0 : options.workConnPool,
+      this.pairings,
       (pairingIds) => options.channel.send({ type: 'ReqPooledWorkConns', pairingIds }),
-      (idle, served) =>
-        options.emit({ type: 'work-conn-pooled', group: this.name, idle, ...(served === undefined ? {} : { reused: true, servedPairingId: served }) }),
+      (idle) => options.emit({ type: 'work-conn-pooled', group: this.name, idle }),
     );
-    this.userRelays = new UserRelays({
+    const openMuxStream = (start: StartWorkConn): MuxStream | undefined => this.muxLink?.open(start);
+    this.users = {
       group: this.name,
-      pairingTimeoutMs: options.pairingTimeoutMs,
+      pairings: this.pairings,
       pool: this.pool,
       send,
       emit: options.emit,
-      isActive,
       isCurrent: (app) => this.publicApps.isCurrent(app),
-      openMuxStream: (start: StartWorkConn) => this.muxLink?.open(start),
-    });
+      openMuxStream,
+    };
     this.udpSessions = new UdpSessions({
       group: this.name,
-      pairingTimeoutMs: options.pairingTimeoutMs,
+      pairings: this.pairings,
+      openMuxStream,
       takePooled: () => this.pool.take(),
       send,
       emit: options.emit,
+      isCurrent: (app) => this.publicApps.isCurrent(app),
     });
   }
 
@@ -175,10 +180,6 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
 
   get apps(): ReadonlyMap<string, PublicApp> {
     return this.publicApps.byName;
-  }
-
-  get pendingUserCount(): number {
-    return this.userRelays.heldCount;
   }
 
   /**
@@ -241,11 +242,9 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         this.lastHeartbeatAt = Date.now();
         return;
       case 'WorkConnFailed':
-        return this.handleWorkConnFailed(message.pairingId, message.reason);
-      case 'WorkConnEnd':
-        return this.userRelays.handleWorkConnEnd(message.pairingId, message.bytes);
-      case 'WorkConnIdle':
-        return this.userRelays.handleWorkConnIdle(message.pairingId);
+        // A pairing id names one waiter; one no longer waiting (its conn came, it expired) is ignored.
+        this.pairings.fail(message.pairingId, message.reason);
+        return;
       case 'HealthReport':
         return this.handleHealthReport(message);
       case 'Goodbye':
@@ -281,12 +280,12 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     this.udpSessions.forget(session.pairingId);
   }
 
-  onUserConn(app: AppServer, userConn: Socket): void {
+  onUserConn(app: AppServer, userConn: UserConn): void {
     if (!this.active) {
       userConn.destroy(); // refused at accept, like a closed port
       return;
     }
-    this.userRelays.start(app, userConn);
+    void serveUser(this.users, app, userConn);
   }
 
   /**
@@ -294,24 +293,11 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
    * was refused (the caller closes the work conn and reports the peer).
    */
   acceptWorkConn(message: NewWorkConn, workConn: Socket): string | null {
-    const forMux = this.muxLink?.isRequested(message.pairingId) === true;
-    const forPool = !forMux && this.pool.isRequested(message.pairingId);
-    const forUdp = !forMux && !forPool && this.udpSessions.isWaiting(message.pairingId);
-    const pending = forMux || forPool || forUdp ? undefined : this.userRelays.heldUser(message.pairingId);
-    if (!forMux && !forPool && !forUdp && pending === undefined) return 'unknown, used or expired pairing id';
+    if (!this.pairings.has(message.pairingId)) return 'unknown, used or expired pairing id';
     const expected = joinProof(this.loginSecret, this.sessionId, message.pairingId);
     // A bad proof does not consume the pairing: the real client may still arrive in time.
     if (!proofsMatch(expected, message.proof)) return 'bad join proof';
-    if (forMux) {
-      this.muxLink?.accept(workConn);
-      return null;
-    }
-    if (forUdp) {
-      this.udpSessions.join(message.pairingId, workConn, (app) => this.publicApps.isCurrent(app));
-      return null;
-    }
-    if (pending === undefined) this.pool.add(message.pairingId, workConn);
-    else this.userRelays.acceptWorkConn(pending, workConn);
+    this.pairings.deliver(message.pairingId, workConn);
     return null;
   }
 
@@ -326,13 +312,11 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     this.active = false;
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     const ended = `group deactivated: ${reason}`;
-    // Relays first: closing the apps would reset their users without saying why.
+    // The mux conn and the waiters first: closing the apps would reset their users without saying why.
     this.muxLink?.stop(ended);
-    this.userRelays.resetJoined(ended);
-    this.udpSessions.closeAll(ended);
+    this.pairings.failAll(ended);
     this.publicApps.closeAll(ended);
     this.pool.destroy();
-    this.userRelays.resetHeld(ended);
     if (code === 'CONNECTION_LOST' || code === 'CLIENT_LEFT') this.options.channel.destroy();
     else this.options.channel.goodbye(code, reason);
     debug('%s deactivated: %s', this.name, reason);
@@ -354,12 +338,5 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       return;
     }
     this.options.pools.setHealth(pool, this.name, healthy, reason);
-  }
-
-  /** A pairing id is one-time and random: it names a UDP session or a TCP user, never both. */
-  private handleWorkConnFailed(pairingId: string, reason: string): void {
-    const udpApp = this.udpSessions.failed(pairingId, reason);
-    if (udpApp !== undefined) return this.options.emit({ type: 'work-conn-failed', group: this.name, app: udpApp, pairingId, reason });
-    this.userRelays.handleWorkConnFailed(pairingId, reason);
   }
 }

@@ -1,18 +1,7 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../config/index.js';
-import {
-  joinConns,
-  joinReusable,
-  peerOf,
-  resetSocket,
-  type ByteMeter,
-  type MuxStream,
-  type RelayOptions,
-  type RelayResult,
-  type ReusableRelay,
-  type WorkConnTracker,
-} from '../net/index.js';
+import { peerOf, resetSocket, type ByteMeter, type RelayOptions } from '../net/index.js';
 import type { VhostTarget, VirtualConn } from '../vhost/index.js';
 import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from './events.js';
@@ -21,17 +10,20 @@ import { TrafficSampler } from './traffic-sampler.js';
 
 const debug = createDebug('ntp:server:app-server');
 
-/** A relay in progress; `peerEnded` passes on the client's WorkConnEnd, `reset` tears it down. */
-export type RelayHandle = ReusableRelay;
+/**
+ * A user of a TCP app: its own socket, or the VirtualConn that carries an HTTP user's requests
+ * for one vhost app. Both offer the relay what it uses (bytes counted, pause/resume, end, reset).
+ */
+export type UserConn = Socket | VirtualConn;
 
-/** What an AppServer needs from its AppGroup: a work conn for each UserConn it holds. */
+/** What an AppServer needs from its AppGroup: each UserConn it admits is served there (`serveUser`). */
 export interface UserConnSink {
-  onUserConn(app: AppServer, userConn: Socket): void;
+  onUserConn(app: AppServer, userConn: UserConn): void;
 }
 
 /**
- * One app's public port. It holds each UserConn (paused, so nothing is read before a work
- * conn exists) and hands it to its AppGroup for pairing; once paired it relays the two.
+ * One app's public port. It admits each UserConn (paused, so nothing is read before it has a
+ * channel to the client) and hands it to its AppGroup, which serves it (`serveUser`).
  * A pooled app does not listen itself: its pool hands it the users routed to it (`connect`),
  * and `close` takes it out of the pool.
  */
@@ -41,10 +33,10 @@ export class AppServer implements VhostTarget {
    * Set while this app is a member of a pool: leaving it is part of closing; `reroute` offers a
    * user this member failed to another member (false if none takes it).
    */
-  poolMembership: { leave(reason: string): void; reroute(userConn: Socket | VirtualConn, reason: string): boolean } | undefined;
-  private readonly liveConns = new Set<Socket>();
+  poolMembership: { leave(reason: string): void; reroute(userConn: UserConn, reason: string): boolean } | undefined;
+  private readonly liveConns = new Set<UserConn>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
-  private readonly userConns = new Set<Socket>();
+  private readonly userConns = new Set<UserConn>();
   private access: AppAccessControl;
   /** Shared by every relay of this app, so that a reload's new rates reach live users too. */
   readonly bandwidth: AppBandwidth;
@@ -164,66 +156,32 @@ export class AppServer implements VhostTarget {
     this.traffic.sample(this.name, this.relayed.bytesIn, this.relayed.bytesOut, this.liveConns.size);
   }
 
-  /** Every relay of this app: shaped by its bandwidth, counted into its totals. */
-  private relayOptions(): RelayOptions {
+  /** Every relay of this app: shaped by its bandwidth, counted into its totals as the bytes move. */
+  relayOptions(): RelayOptions {
     return { ...this.bandwidth.relayOptions(), meter: this.relayed };
   }
 
-  /**
-   * Relays a paired UserConn and work conn until both are done, then reports the bytes. The
-   * work conn is kept for the next user (`joinReusable`): the user's FIN is reported through
-   * `onUserEnd` instead of being sent on it, and `done` says whether it was released.
-   */
-  relay(userConn: Socket, workConn: Socket, pairingId: string, tracker: WorkConnTracker, onUserEnd: (bytes: number) => void): RelayHandle {
-    const started = this.relayStarted(userConn);
-    const handle = joinReusable(userConn, workConn, tracker, onUserEnd, this.relayOptions());
-    return { done: this.relayDone(userConn, pairingId, started, handle.done), peerEnded: handle.peerEnded, reset: handle.reset };
-  }
-
-  /**
-   * Relays a UserConn on its own stream of the session's mux conn: the stream carries the ends
-   * itself (FIN, RST), so nothing is reported beside it. Resolves once both are done.
-   */
-  relayStream(userConn: Socket, stream: MuxStream, pairingId: string): Promise<RelayResult> {
-    const started = this.relayStarted(userConn);
-    return this.relayDone(userConn, pairingId, started, joinConns(userConn, stream as unknown as Socket, this.relayOptions()));
-  }
-
-  private relayStarted(userConn: Socket): number {
+  /** A UserConn's relay began: its bytes count in this app's traffic from now on. */
+  relayStarted(userConn: UserConn): void {
     this.liveConns.add(userConn);
-    return Date.now();
   }
 
-  private relayDone(userConn: Socket, pairingId: string, started: number, relayed: Promise<RelayResult>): Promise<RelayResult> {
-    return relayed.then((result) => {
-      this.liveConns.delete(userConn);
-      // Its streams are through: it no longer counts as open (least_conn compares this), even
-      // if its socket is still flushing its last bytes.
-      this.userConns.delete(userConn);
-      // The last sample before conn-closed makes the traffic totals exact.
-      this.sampleTraffic();
-      this.emit({
-        type: 'conn-closed',
-        group: this.group,
-        app: this.name,
-        pairingId,
-        bytesIn: result.bytesIn,
-        bytesOut: result.bytesOut,
-        durationMs: Date.now() - started,
-        ...(result.error ? { error: result.error.message } : {}),
-      });
-      return result;
-    });
+  /** A UserConn's relay is over (its bytes are in `relayed` already): a last sample makes the totals exact. */
+  relayEnded(userConn: UserConn): void {
+    this.liveConns.delete(userConn);
+    // Its streams are through: it no longer counts as open (least_conn compares this), even
+    // if its socket is still flushing its last bytes.
+    this.userConns.delete(userConn);
+    this.sampleTraffic();
   }
 
   /**
    * Offers a UserConn this app could not serve, and of which nothing was read, to another member
    * of its pool. True when one took it: it is no longer this app's.
    */
-  handOver(userConn: Socket | VirtualConn, reason: string): boolean {
+  handOver(userConn: UserConn, reason: string): boolean {
     if (this.poolMembership?.reroute(userConn, reason) !== true) return false;
-    // Held as a Socket like any user (see `connect`).
-    this.userConns.delete(userConn as Socket);
+    this.userConns.delete(userConn);
     return true;
   }
 
@@ -244,18 +202,13 @@ export class AppServer implements VhostTarget {
     return this.access.refusal(address, 0) === undefined;
   }
 
-  /**
-   * A user routed here by the vhost ports or by this app's pool: a user's own socket, or the
-   * VirtualConn that carries an HTTP user's requests for this app. A VirtualConn offers the relay what it uses
-   * of a Socket (bytes counted, pause/resume, end, reset as a fault), so it is held and
-   * relayed like one.
-   */
-  connect(conn: Socket | VirtualConn): string | undefined {
-    return this.admit(conn as Socket);
+  /** A user routed here by the vhost ports or by this app's pool: served like one of its own port. */
+  connect(conn: UserConn): string | undefined {
+    return this.admit(conn);
   }
 
-  /** Holds a user for its work conn, or closes it with why (the same checks for every kind of app). */
-  private admit(userConn: Socket): string | undefined {
+  /** Hands a user to its AppGroup, or closes it with why (the same checks for every kind of app). */
+  private admit(userConn: UserConn): string | undefined {
     // Refused at accept, before any byte either way: closed, as frp does (nothing was cut short).
     if (this.closed) {
       userConn.destroy();

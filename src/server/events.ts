@@ -32,9 +32,8 @@ export type ServerEvent =
   | { type: 'work-conn-joined'; group: string; app: string; pairingId: string; waitedMs: number; pooled?: boolean; mux?: boolean }
   /** The session's mux conn came up, or was lost (its streams reset; asked for again). */
   | { type: 'mux-conn'; group: string; state: 'up' | 'lost'; reason?: string }
-  /** `reused`: a conn handed back after its user (WorkConnIdle), not a new one. */
-  /** `servedPairingId`: a conn back from a user (reused), the pairing it served last. */
-  | { type: 'work-conn-pooled'; group: string; idle: number; reused?: boolean; servedPairingId?: string }
+  /** A new single-use work conn is idle in the session's pool. */
+  | { type: 'work-conn-pooled'; group: string; idle: number }
   | { type: 'work-conn-failed'; group: string; app: string; pairingId: string; reason: string }
   | {
       type: 'conn-closed';
@@ -48,8 +47,9 @@ export type ServerEvent =
     }
   /** Bytes relayed for one app since its previous sample (live conns included). */
   | { type: 'traffic'; group: string; app: string; bytesIn: number; bytesOut: number; liveConns: number }
-  /** A UDP app saw a new user address: a session, with its own work conn, is opened for it. */
-  | { type: 'udp-session-opened'; group: string; app: string; peer: string; pairingId: string; pooled: boolean }
+  /** A UDP app saw a new user address: a session, with its own mux stream or work conn, is opened for it. */
+  /** `mux`: on a stream of the session's mux conn; `pooled`: on a pooled work conn; neither: on one asked for. */
+  | { type: 'udp-session-opened'; group: string; app: string; peer: string; pairingId: string; pooled: boolean; mux?: boolean }
   | {
       type: 'udp-session-closed';
       group: string;

@@ -4,15 +4,17 @@ import { timer, type Subscription } from 'rxjs';
 import { MuxSession, type MuxLimits, type MuxStream } from '../net/index.js';
 import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../protocol/index.js';
 import type { EmitServerEvent } from './events.js';
+import type { Pairings } from './pairings.js';
 
 const debug = createDebug('ntp:server:mux-link');
 
-/** A lost mux conn is asked for again after this long (users meanwhile get work conns of their own). */
+/** A lost mux conn is asked for again after this long (users meanwhile get single-use work conns). */
 const MUX_RETRY_MS = 1000;
 
 export interface ServerMuxLinkOptions {
   group: string;
-  pairingTimeoutMs: number;
+  /** The session's pairing ids: the mux conn's waits there like any work conn's. */
+  pairings: Pairings;
   /** Streams and unread bytes the mux conn may hold (`limits.maxMuxStreams`, `limits.muxBudgetBytes`). */
   limits: MuxLimits;
   send: (message: Message) => void;
@@ -23,14 +25,15 @@ export interface ServerMuxLinkOptions {
 
 /**
  * The server's end of one session's mux conn: asks the client for it (ReqMuxConn), takes it
- * when it arrives with the pairing id it was given, opens a stream per TCP user on it, and asks
- * again when it is lost. While there is none (just after login, or after a loss), `open`
- * returns undefined and the caller serves the user on a work conn of its own, as without mux.
+ * when it arrives with the pairing id it was given, opens a stream per user (TCP, or a UDP
+ * session) on it, and asks again when it is lost. While there is none (just after login, or
+ * after a loss), `open` returns undefined and the caller takes a single-use work conn, as
+ * without mux.
  */
 export class ServerMuxLink {
   private session: MuxSession | undefined;
   /** The id the next mux conn must present, while it is on its way. */
-  private requested: { pairingId: string; deadline: Subscription } | undefined;
+  private requested: string | undefined;
   private retry: Subscription | undefined;
   private stopped = false;
 
@@ -40,22 +43,20 @@ export class ServerMuxLink {
   request(): void {
     if (this.stopped || this.session !== undefined || this.requested !== undefined) return;
     const pairingId = randomId();
-    const deadline = timer(this.options.pairingTimeoutMs).subscribe(() => {
-      // The client did not come: asked again later, users go on without it meanwhile.
-      this.requested = undefined;
-      this.scheduleRetry();
+    this.requested = pairingId;
+    this.options.pairings.expect(pairingId, {
+      onWorkConn: (conn) => this.accept(conn),
+      onFailed: () => {
+        // The client did not come: asked again later, users go on without it meanwhile.
+        this.requested = undefined;
+        this.scheduleRetry();
+      },
     });
-    this.requested = { pairingId, deadline };
     this.options.send({ type: 'ReqMuxConn', pairingId });
   }
 
-  isRequested(pairingId: string): boolean {
-    return this.requested?.pairingId === pairingId;
-  }
-
   /** The mux conn asked for arrived (its proof already checked). */
-  accept(conn: Socket): void {
-    this.requested?.deadline.unsubscribe();
+  private accept(conn: Socket): void {
     this.requested = undefined;
     if (this.stopped) return void conn.destroy();
     const session = new MuxSession(
@@ -77,7 +78,7 @@ export class ServerMuxLink {
     this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'up' });
   }
 
-  /** A stream for a user, or undefined while there is no mux conn. */
+  /** A stream for a user or a UDP session, or undefined while there is no mux conn. */
   open(start: StartWorkConn): MuxStream | undefined {
     const session = this.session;
     if (session === undefined || session.isClosed) return undefined;
@@ -87,7 +88,7 @@ export class ServerMuxLink {
   /** The session ended: every stream reset, the conn closed, nothing asked for again. */
   stop(reason: string): void {
     this.stopped = true;
-    this.requested?.deadline.unsubscribe();
+    if (this.requested !== undefined) this.options.pairings.cancel(this.requested);
     this.requested = undefined;
     this.retry?.unsubscribe();
     this.session?.destroy(reason);

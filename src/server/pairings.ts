@@ -1,80 +1,103 @@
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
-import { resetSocket } from '../net/index.js';
-import { randomId } from '../protocol/index.js';
-import type { AppServer } from './app-server.js';
 
-export interface PendingUser {
-  readonly pairingId: string;
-  readonly app: AppServer;
-  readonly userConn: Socket;
-  readonly since: number;
-  /**
-   * The client's WorkConnEnd for this user when it overtook the work conn (it travels on the
-   * common conn, the work conn's join on its own connection): applied once joined.
-   */
-  earlyEnd?: number;
+/** What waits for a pairing id: a user, a UDP session, a pooled work conn or the mux conn. */
+export interface Waiter {
+  /** The work conn that presented the id arrived, its join proof checked: it is the waiter's now. */
+  onWorkConn(conn: Socket): void;
+  /** No conn came within the deadline, or the client said it could not serve it (WorkConnFailed). */
+  onFailed(reason: string, byClient: boolean): void;
 }
 
 /**
- * The held UserConns of one session, each under its own one-time pairing id and deadline.
- * A pairing leaves the table exactly once: taken by its work conn, failed, expired, or
- * dropped because the user went away.
+ * One session's pairing ids, each naming the one thing that waits for a work conn presenting
+ * it, under a deadline. An id leaves the table exactly once: its conn arrived, it failed,
+ * it expired, or its waiter gave up (`cancel`). The only lookup a NewWorkConn or a
+ * WorkConnFailed goes through.
  */
 export class Pairings {
-  private readonly pending = new Map<string, { user: PendingUser; deadline: Subscription; onUserClose: () => void }>();
+  private readonly waiting = new Map<string, { waiter: Waiter; deadline: Subscription }>();
 
-  constructor(
-    private readonly timeoutMs: number,
-    private readonly onExpired: (user: PendingUser) => void,
-  ) {}
+  constructor(private readonly timeoutMs: number) {}
 
   get size(): number {
-    return this.pending.size;
+    return this.waiting.size;
   }
 
-  hold(app: AppServer, userConn: Socket): PendingUser {
-    const user: PendingUser = { pairingId: randomId(), app, userConn, since: Date.now() };
+  /** `waiter` waits for the work conn presenting `pairingId`, until the pairing deadline. */
+  expect(pairingId: string, waiter: Waiter): void {
     const deadline = timer(this.timeoutMs).subscribe(() => {
-      if (this.remove(user.pairingId)) this.onExpired(user);
+      if (this.remove(pairingId)) waiter.onFailed(`no work conn within ${this.timeoutMs}ms`, false);
     });
-    // A user who leaves while waiting frees the slot at once.
-    const onUserClose = (): void => {
-      this.remove(user.pairingId);
-    };
-    userConn.once('close', onUserClose);
-    this.pending.set(user.pairingId, { user, deadline, onUserClose });
-    return user;
+    this.waiting.set(pairingId, { waiter, deadline });
   }
 
-  /** Takes the pairing out of the table; undefined if unknown, used, expired or abandoned. */
-  take(pairingId: string): PendingUser | undefined {
-    const entry = this.pending.get(pairingId);
-    if (entry === undefined) return undefined;
+  /**
+   * A work conn for `pairingId`, which the waiter gets for a Promise (a user's, a UDP session's).
+   * Rejects with the reason; `cancel` on the returned handle gives up without a reason reported.
+   */
+  wait(pairingId: string): { conn: Promise<Socket>; cancel: () => void } {
+    let cancel!: () => void;
+    const conn = new Promise<Socket>((resolve, reject) => {
+      this.expect(pairingId, { onWorkConn: resolve, onFailed: (reason, byClient) => reject(new PairingFailed(reason, byClient)) });
+      cancel = () => {
+        if (this.remove(pairingId)) reject(new PairingFailed('the waiter gave up', false, true));
+      };
+    });
+    return { conn, cancel };
+  }
+
+  /** The waiter is gone (a UDP session closed while it waited): the id is retired, nothing reported. */
+  cancel(pairingId: string): void {
     this.remove(pairingId);
-    return entry.user;
   }
 
-  peek(pairingId: string): PendingUser | undefined {
-    return this.pending.get(pairingId)?.user;
+  has(pairingId: string): boolean {
+    return this.waiting.has(pairingId);
   }
 
-  /** Closes every held user (the group went away). */
-  dropAll(): PendingUser[] {
-    const users = [...this.pending.values()].map((entry) => entry.user);
-    for (const user of users) {
-      this.remove(user.pairingId);
-      resetSocket(user.userConn);
+  /** Hands `conn` to the waiter of `pairingId`; false (the conn untouched) when there is none. */
+  deliver(pairingId: string, conn: Socket): boolean {
+    const entry = this.waiting.get(pairingId);
+    if (entry === undefined || !this.remove(pairingId)) return false;
+    entry.waiter.onWorkConn(conn);
+    return true;
+  }
+
+  /** The client could not serve `pairingId`; false when no one waits for it (used, expired, never issued). */
+  fail(pairingId: string, reason: string): boolean {
+    const entry = this.waiting.get(pairingId);
+    if (entry === undefined || !this.remove(pairingId)) return false;
+    entry.waiter.onFailed(reason, true);
+    return true;
+  }
+
+  /** The session ended: every waiter fails with `reason`. */
+  failAll(reason: string): void {
+    for (const [pairingId, { waiter }] of [...this.waiting]) {
+      if (this.remove(pairingId)) waiter.onFailed(reason, false);
     }
-    return users;
   }
 
   private remove(pairingId: string): boolean {
-    const entry = this.pending.get(pairingId);
+    const entry = this.waiting.get(pairingId);
     if (entry === undefined) return false;
-    this.pending.delete(pairingId);
+    this.waiting.delete(pairingId);
     entry.deadline.unsubscribe();
-    entry.user.userConn.off('close', entry.onUserClose);
     return true;
+  }
+}
+
+/**
+ * Why a pairing gave no work conn. `byClient`: the client said so (WorkConnFailed), with its
+ * reason; `cancelled`: the waiter gave up itself.
+ */
+export class PairingFailed extends Error {
+  constructor(
+    message: string,
+    readonly byClient: boolean,
+    readonly cancelled = false,
+  ) {
+    super(message);
   }
 }

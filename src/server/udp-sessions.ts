@@ -1,94 +1,70 @@
 import type { Socket } from 'node:net';
-import { timer, type Subscription } from 'rxjs';
-import { writeFrame } from '../net/index.js';
-import type { Message } from '../protocol/index.js';
+import { MuxResetError, writeFrame, type MuxStream } from '../net/index.js';
+import type { Message, StartWorkConn } from '../protocol/index.js';
+import type { EmitServerEvent } from './events.js';
+import type { Pairings } from './pairings.js';
 import type { UdpAppServer } from './udp-app-server.js';
 import type { UdpUserSession } from './udp-user-session.js';
-import type { EmitServerEvent } from './events.js';
-
-interface Tracked {
-  app: UdpAppServer;
-  session: UdpUserSession;
-  /** Set while the session waits for a work conn asked for with ReqWorkConn. */
-  deadline?: Subscription;
-}
 
 export interface UdpSessionsOptions {
   group: string;
-  pairingTimeoutMs: number;
+  pairings: Pairings;
+  /** A stream of the session's mux conn, or undefined while there is none. */
+  openMuxStream: (start: StartWorkConn) => MuxStream | undefined;
   /** An idle pooled work conn, or undefined when the pool is empty. */
   takePooled: () => Socket | undefined;
   send: (message: Message) => void;
   emit: EmitServerEvent;
+  /** Whether `app` is still open under its name (a reload may have removed it while a session waited). */
+  isCurrent: (app: UdpAppServer) => boolean;
 }
 
 /**
- * The UDP sessions of one group session, by pairing id: each is given a pooled work conn at
- * once (StartWorkConn with `protocol: udp`), or asks the client for one (ReqWorkConn) and
- * waits for it under the pairing deadline. Kept apart from the TCP pairings: a session has no
- * socket of its own to hold, and it is closed, not reset, when nothing comes.
+ * Gives each UDP session of one group session its channel to the client, the way a TCP user
+ * gets one: a stream of the mux conn when it is up, else a pooled single-use work conn
+ * (StartWorkConn with `protocol: udp`), else one asked for (ReqWorkConn) and awaited under the
+ * pairing deadline. Either carries the session's datagrams, each in a frame of its own. A
+ * session has no socket of its own to hold: it is closed, not reset, when nothing comes.
  */
 export class UdpSessions {
-  private readonly tracked = new Map<string, Tracked>();
-
   constructor(private readonly options: UdpSessionsOptions) {}
 
-  /** A new session of `app`: put on a work conn now, or once the client opens one. */
   start(app: UdpAppServer, session: UdpUserSession): void {
-    const { group, emit, send } = this.options;
-    const entry: Tracked = { app, session };
-    this.tracked.set(session.pairingId, entry);
-    const pooled = this.options.takePooled();
-    emit({ type: 'udp-session-opened', group, app: app.name, peer: session.peer, pairingId: session.pairingId, pooled: pooled !== undefined });
+    const { group, emit, send, pairings } = this.options;
+    const { pairingId } = session;
+    const start: StartWorkConn = { type: 'StartWorkConn', app: app.name, pairingId, protocol: 'udp' };
+    const stream = this.options.openMuxStream(start);
+    const pooled = stream === undefined ? this.options.takePooled() : undefined;
+    emit({ type: 'udp-session-opened', group, app: app.name, peer: session.peer, pairingId, pooled: pooled !== undefined, ...(stream ? { mux: true } : {}) });
+    if (stream !== undefined) {
+      // The client's own words when it cannot serve the session (its RST says why), as its WorkConnFailed gives them on a work conn.
+      stream.once('error', (error) => {
+        if (error instanceof MuxResetError && error.byPeer)
+          emit({ type: 'work-conn-failed', group, app: app.name, pairingId, reason: error.peerReason ?? error.message });
+      });
+      return session.attach(stream);
+    }
     if (pooled !== undefined) {
-      writeFrame(pooled, { type: 'StartWorkConn', app: app.name, pairingId: session.pairingId, protocol: 'udp' });
+      writeFrame(pooled, start);
       return session.attach(pooled);
     }
-    entry.deadline = timer(this.options.pairingTimeoutMs).subscribe(() => {
-      this.forget(session.pairingId);
-      session.close(false, `no work conn within ${this.options.pairingTimeoutMs}ms`);
-      emit({ type: 'work-conn-failed', group, app: app.name, pairingId: session.pairingId, reason: `no work conn within ${this.options.pairingTimeoutMs}ms` });
+    pairings.expect(pairingId, {
+      onWorkConn: (workConn) => {
+        if (this.options.isCurrent(app)) return session.attach(workConn);
+        workConn.destroy();
+        session.close(false, 'the app was removed from the registry');
+      },
+      onFailed: (reason, byClient) => {
+        session.close(false, byClient ? `the client could not serve it: ${reason}` : reason);
+        emit({ type: 'work-conn-failed', group, app: app.name, pairingId, reason });
+      },
     });
-    send({ type: 'ReqWorkConn', app: app.name, pairingId: session.pairingId, protocol: 'udp' });
-    emit({ type: 'work-conn-requested', group, app: app.name, pairingId: session.pairingId });
+    send({ type: 'ReqWorkConn', app: app.name, pairingId, protocol: 'udp' });
+    emit({ type: 'work-conn-requested', group, app: app.name, pairingId });
   }
 
-  /** Whether `pairingId` names a session still waiting for its work conn. */
-  isWaiting(pairingId: string): boolean {
-    return this.tracked.get(pairingId)?.deadline !== undefined;
-  }
-
-  /** The work conn asked for arrived (its proof already checked). */
-  join(pairingId: string, workConn: Socket, appStillOpen: (app: UdpAppServer) => boolean): void {
-    const entry = this.tracked.get(pairingId)!;
-    entry.deadline?.unsubscribe();
-    delete entry.deadline;
-    if (!appStillOpen(entry.app)) {
-      this.forget(pairingId);
-      workConn.destroy();
-      return entry.session.close(false, 'the app was removed from the registry');
-    }
-    entry.session.attach(workConn);
-  }
-
-  /** The client could not serve a session: it ends here. The app's name if it was ours. */
-  failed(pairingId: string, reason: string): string | undefined {
-    const entry = this.tracked.get(pairingId);
-    if (entry === undefined) return undefined;
-    this.forget(pairingId);
-    entry.session.close(false, `the client could not serve it: ${reason}`);
-    return entry.app.name;
-  }
-
-  /** A session that ended (idle, its conn gone, its app closed) is no longer tracked. */
+  /** A session that ended (idle, its app closed) no longer waits for a work conn. */
   forget(pairingId: string): void {
-    this.tracked.get(pairingId)?.deadline?.unsubscribe();
-    this.tracked.delete(pairingId);
-  }
-
-  /** The group session ended: every session still waiting is closed (the apps close the others). */
-  closeAll(reason: string): void {
-    for (const { session } of [...this.tracked.values()]) session.close(false, reason);
-    for (const id of [...this.tracked.keys()]) this.forget(id);
+    this.options.pairings.cancel(pairingId);
   }
 }

@@ -1,5 +1,4 @@
-import type { Socket } from 'node:net';
-import { DatagramLink } from '../net/index.js';
+import { DatagramLink, type DatagramConn } from '../net/index.js';
 import { randomId } from '../protocol/index.js';
 
 /** Datagrams (and bytes) a session holds while its work conn is on its way; more are dropped. */
@@ -66,8 +65,8 @@ export class UdpUserSession {
     this.count(payload, 'in');
   }
 
-  /** The session's work conn arrived (pooled, or asked for): what was held goes first. */
-  attach(workConn: Socket): void {
+  /** The session's channel came (a mux stream, a pooled work conn, or one asked for): what was held goes first. */
+  attach(workConn: DatagramConn): void {
     if (this.closed) return void workConn.destroy();
     this.link = new DatagramLink(workConn, {
       onDatagram: (payload) => {

@@ -80,8 +80,8 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
         return trace.message('LocalApp', 'Client', `conn closed (${event.bytesIn} B in, ${event.bytesOut} B out, ${event.durationMs}ms)`, { reply: true });
       case 'udp-session-opened':
         trace.message('Client', 'LocalApp', `open a local UDP socket for ${event.app}, connected to its target (one per session)`);
-        if (!event.pooled) trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
-        return trace.message('Client', 'Client', "relay datagrams between the local socket and the session's work conn, one frame each");
+        if (!event.pooled && event.mux !== true) trace.message('Client', 'appServer', `NewWorkConn (pairing ${event.pairingId}) on the common port`);
+        return trace.message('Client', 'Client', "relay datagrams between the local socket and the session's stream or work conn, one frame each");
       case 'udp-session-closed':
         return trace.message(
           'LocalApp',

@@ -117,7 +117,7 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
     case 'mux-conn':
       if (event.state === 'lost') return trace.message('appGroup', 'appGroup', `mux conn lost: ${event.reason ?? 'closed'}`, { lost: true });
       trace.message('appGroup', 'Client', `ReqMuxConn (${event.group})`);
-      return trace.message('Client', 'CommonServer', 'NewWorkConn (the mux conn: every TCP user a stream of it)');
+      return trace.message('Client', 'CommonServer', 'NewWorkConn (the mux conn: every user a stream of it)');
     case 'work-conn-joined':
       if (event.mux) {
         trace.message('appGroup', 'Client', `OPEN stream (StartWorkConn ${event.app}, pairing ${event.pairingId}) on the mux conn`);
@@ -132,10 +132,6 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       }
       return trace.message('appServer', 'User', 'bytes flow both ways', { reply: true });
     case 'work-conn-pooled':
-      if (event.reused) {
-        trace.message('Client', 'appGroup', 'WorkConnEnd, WorkConnIdle (both ends through)');
-        return trace.message('appGroup', 'appGroup', `the work conn is back in the pool (${event.idle} idle)`);
-      }
       // The pool fills one conn at a time: draw the first, as the reference diagram does.
       if (event.idle !== 1) return;
       trace.message('appGroup', 'Client', `ReqPooledWorkConns (${event.group})`);
@@ -147,9 +143,11 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
     case 'udp-session-opened':
       trace.phase('Proxying');
       trace.message('User', 'appServer', `datagram to ${event.group}/${event.app} from ${event.peer}: a new UDP session (pairing ${event.pairingId})`);
-      if (!event.pooled) return trace.message('appServer', 'appGroup', 'ask for a work conn for the session');
-      trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}, protocol udp) on a pooled work conn`);
-      return trace.message('appServer', 'User', "datagrams both ways, one frame each on the session's work conn", { reply: true });
+      if (event.mux) trace.message('appGroup', 'Client', `OPEN stream (StartWorkConn ${event.app}, pairing ${event.pairingId}, protocol udp) on the mux conn`);
+      else if (event.pooled)
+        trace.message('appGroup', 'Client', `StartWorkConn (${event.app}, pairing ${event.pairingId}, protocol udp) on a pooled work conn`);
+      else return trace.message('appServer', 'appGroup', 'ask for a work conn for the session');
+      return trace.message('appServer', 'User', "datagrams both ways, one frame each on the session's stream or work conn", { reply: true });
     case 'udp-session-closed':
       return trace.message(
         'appServer',

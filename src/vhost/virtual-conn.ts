@@ -4,7 +4,7 @@ import { Duplex } from 'node:stream';
 export interface VirtualConnOwner {
   /** Bytes the app sent; `done` once they are taken (the relay waits for it: backpressure). */
   onAppData(conn: VirtualConn, chunk: Buffer, done: () => void): void;
-  /** The app's stream ended cleanly (its WorkConnEnd arrived and every byte before it). */
+  /** The app's stream ended cleanly (its FIN arrived, after every byte before it). */
   onAppEnd(conn: VirtualConn): void;
   /** The relay was torn down as a fault: the app, its host or the session failed. */
   onFault(conn: VirtualConn, error: Error): void;
@@ -15,12 +15,12 @@ export interface VirtualConnOwner {
 /**
  * The user side of one work conn relay when the user is not a socket of its own: HTTP
  * requests routed by Host share one user socket, and each app they reach gets one of these.
- * It stands where a UserConn socket stands in `joinReusable`, with the same contract: bytes
+ * It stands where a UserConn socket stands in `joinConns`, with the same contract: bytes
  * pushed here go to the app, bytes the app sends are written here, an end is a FIN, and a
  * reset (`resetAndDestroy`) is a fault the owner turns into a 502 or a reset of the user.
  */
 export class VirtualConn extends Duplex {
-  /** Bytes handed to the relay, as `Socket.bytesRead` counts them (the WorkConnEnd count). */
+  /** Bytes handed to the relay, as `Socket.bytesRead` counts them. */
   bytesRead = 0;
   private taken = 0;
   private faulted = false;

@@ -102,8 +102,8 @@ describe('UDP apps over the TLS link', () => {
   test('50 users at once: each its own session and local socket, each gets its own replies', { timeout: 30_000 }, async () => {
     const crowd = await Promise.all(Array.from({ length: 50 }, () => user()));
     const totalBefore = udpApp('echo').counters().sessionsTotal;
-    const opened = started.events.pipe();
-    const sessions: { pooled: boolean }[] = [];
+    const opened = started.server.events$; // live events only: not the sessions of earlier tests
+    const sessions: { pooled: boolean; mux?: boolean }[] = [];
     const watch = opened.subscribe((event) => {
       if (event.type === 'udp-session-opened' && event.app === 'echo') sessions.push(event);
     });
@@ -123,14 +123,11 @@ describe('UDP apps over the TLS link', () => {
     );
     assert.equal(new Set(seen).size, 50, 'the app saw 50 distinct peers');
     watch.unsubscribe();
-    // More users at once than the pool (16) holds: both ways to a work conn were taken.
+    // The mux conn is up: every session is a stream of it, no pool and no work conn asked for.
+    assert.equal(sessions.length, 50);
     assert.ok(
-      sessions.some((session) => session.pooled),
-      'some sessions on pooled work conns',
-    );
-    assert.ok(
-      sessions.some((session) => !session.pooled),
-      'some sessions on work conns asked for (ReqWorkConn)',
+      sessions.every((session) => session.mux === true && !session.pooled),
+      JSON.stringify(sessions.filter((session) => session.mux !== true)),
     );
     assert.equal(udpApp('echo').counters().sessionsTotal - totalBefore, 50, 'one session per user');
   });
@@ -280,6 +277,51 @@ describe('a UDP port already taken on the server', () => {
       await squatter.close();
       await opened;
       assert.match((await u.request(taken, 'at last')).toString(), /\|at last$/);
+    } finally {
+      await mine.client.stop('test over');
+      await mine.done;
+      await server.server.close();
+      await app.close();
+    }
+  });
+});
+
+describe('UDP apps without mux', () => {
+  test('50 users at once: each on a single-use work conn, pooled or asked for, each gets its own replies', { timeout: 30_000 }, async () => {
+    const app = await startUdpEchoApp();
+    const plain = makeConfigDir([{ name: 'nomux', secret: randomSecret(), apps: [{ name: 'echo', localPort: app.port, type: 'udp' }] }], {
+      pairingTimeout: '10s',
+      extra: { mux: false },
+    });
+    const server = await startServer(plain);
+    const mine = startClient(loadGroupFile(plain.groupFile('nomux')), server);
+    try {
+      const activated = await waitForEvent(server.events, (event) => event.type === 'group-activated', 'activation');
+      const port = activated.type === 'group-activated' ? activated.apps[0]!.remotePort : 0;
+      await waitForEvent(server.events, (event) => event.type === 'work-conn-pooled' && event.idle === 16, 'the pool to fill');
+      const sessions: { pooled: boolean; mux?: boolean }[] = [];
+      const watch = server.events.subscribe((event) => {
+        if (event.type === 'udp-session-opened') sessions.push(event);
+      });
+      const crowd = await Promise.all(Array.from({ length: 50 }, () => user()));
+      await Promise.all(
+        crowd.map(async (u, index) => {
+          const payload = Buffer.from(`user ${index} ${randomBytes(8).toString('hex')}`);
+          assert.deepEqual(seenAs(await u.request(port, payload)).payload, payload, `user ${index}: its own reply`);
+        }),
+      );
+      watch.unsubscribe();
+      assert.equal(sessions.length, 50);
+      assert.ok(!sessions.some((session) => session.mux), 'no session on a mux stream');
+      // More users at once than the pool (16) holds: both ways to a work conn were taken.
+      assert.ok(
+        sessions.some((session) => session.pooled),
+        'some sessions on pooled work conns',
+      );
+      assert.ok(
+        sessions.some((session) => !session.pooled),
+        'some sessions on work conns asked for (ReqWorkConn)',
+      );
     } finally {
       await mine.client.stop('test over');
       await mine.done;
