@@ -12,14 +12,26 @@ import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
 import { BASELINE_PATH_NAMES, makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
 import { checkTools, cpuMs, missingTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
-import { connChurn, connSetup, idleConns, restingRss, iperf, redisBench, slowReader, startEchoProcess, startSourceApp, type Pids } from './workloads.js';
+import {
+  connChurn,
+  connSetup,
+  idleConns,
+  restingRss,
+  iperf,
+  redisBench,
+  slowReader,
+  stalledUsers,
+  startEchoProcess,
+  startSourceApp,
+  type Pids,
+} from './workloads.js';
 import { printTable, type Figures } from './table.js';
 import { judgeTargets, printTargets } from './targets.js';
 import { compareWithReference, gaugeFigures, printCheck, readReference, writeReference } from './check.js';
 import { HTTP_PATHS, httpLoad, openHttpPaths, type HttpFigures, type HttpPath } from './http.js';
 import { DEFAULT_UDP_RATES, iperfUdp, openUdpPath, printUdpTable, UDP_PATHS, type UdpSample } from './udp.js';
 
-const FIGURES = ['throughput', 'udp', 'setup', 'churn', 'redis', 'rest', 'idle', 'slow', 'limited', 'login', 'http'] as const;
+const FIGURES = ['throughput', 'udp', 'setup', 'churn', 'redis', 'rest', 'idle', 'slow', 'stalled', 'limited', 'login', 'http'] as const;
 type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -34,6 +46,7 @@ const USAGE = `usage: npm run bench -- [options]
   --seconds N      iperf3 duration per test (default 3)
   --udp-rates LIST offered rates of the udp figure (default ${DEFAULT_UDP_RATES.join(',')}; paths direct, tunnel, tunnel-tls)
   --slow-seconds N slow reader duration (default 20)
+  --stalled-users N stalled figure: users of a flooding app who never read (default 200)
   --baseline DIR   also run the tunnel from another build (DIR holds its dist/ and node_modules/) as
                    tunnel-base and tunnel-tls-base, in the same run: an A/B of a change
   --http-conns N   keep-alive conns of the http figure (autocannon; default 32)
@@ -69,6 +82,7 @@ async function main(): Promise<number> {
       seconds: { type: 'string' },
       'udp-rates': { type: 'string' },
       'slow-seconds': { type: 'string' },
+      'stalled-users': { type: 'string' },
       'http-conns': { type: 'string' },
       'http-seconds': { type: 'string' },
       pool: { type: 'string' },
@@ -117,6 +131,7 @@ async function main(): Promise<number> {
     idleConns: num(values['idle-conns'], 10_000, 1000),
     seconds: num(values.seconds, 3, 1),
     slowSeconds: num(values['slow-seconds'], 20, 5),
+    stalledUsers: num(values['stalled-users'], 200, 50),
     redisRequests: quick ? 20_000 : 100_000,
     slowOfferedBytes: 1024 ** 3,
     slowRate: 4 * 1024 * 1024,
@@ -191,7 +206,7 @@ async function main(): Promise<number> {
       stops.push(echo.stop);
       targets.idle = echo.port;
     }
-    if (has('slow')) {
+    if (has('slow') || has('stalled')) {
       const source = await startSourceApp(settings.slowOfferedBytes);
       apps.push(source);
       targets.source = source.port;
@@ -210,7 +225,7 @@ async function main(): Promise<number> {
         process.stdout.write(`run ${run}/${settings.runs} ${name}:`);
         for (const figure of measured) {
           if (unavailable.has(name)) break;
-          if ((figure === 'idle' || figure === 'rest' || figure === 'slow') && name === 'direct') continue; // no process of ours to weigh
+          if ((figure === 'idle' || figure === 'rest' || figure === 'slow' || figure === 'stalled') && name === 'direct') continue; // no process of ours to weigh
           if (figure === 'http') continue; // its own paths, below
           if (figure === 'login') continue; // its own setups (single, cluster), measured once below
           if (figure === 'udp') {
@@ -364,6 +379,7 @@ interface Settings {
   idleConns: number;
   seconds: number;
   slowSeconds: number;
+  stalledUsers: number;
   redisRequests: number;
   slowOfferedBytes: number;
   slowRate: number;
@@ -452,6 +468,12 @@ async function measure(figure: Figure, path: BenchPath, settings: Settings, add:
       add('idle bytes/conn, client', idle.bytesPerConn.client);
       add('idle RSS, server MB', idle.rssAfter.server / 2 ** 20);
       add('idle RSS, client MB', idle.rssAfter.client / 2 ** 20);
+      return;
+    }
+    case 'stalled': {
+      const stalled = await stalledUsers(path.ports.source!, settings.stalledUsers, path.pids('source')!);
+      add('stalled user KB, server', stalled.bytesPerUser.server / 1024);
+      add('stalled user KB, client', stalled.bytesPerUser.client / 1024);
       return;
     }
     case 'slow': {

@@ -214,6 +214,43 @@ export async function slowReader(port: number, offeredBytes: number, bytesPerSec
   };
 }
 
+/**
+ * `users` users of an app that floods them, none of whom ever reads: what each costs the two
+ * processes once everything that can queue has queued (RSS growth over the users; kernel socket
+ * buffers are not in it). The mux's windows and the session's budget bound it.
+ */
+export async function stalledUsers(port: number, users: number, pids: Pids): Promise<{ bytesPerUser: Pids }> {
+  const settled = async (): Promise<Pids> => {
+    // Two readings 1 s apart that agree within 1 MB: nothing is still filling up.
+    let last = { server: rssBytes(pids.server), client: rssBytes(pids.client) };
+    for (let i = 0; i < 10; i++) {
+      await sleep(1000);
+      const now = { server: rssBytes(pids.server), client: rssBytes(pids.client) };
+      const steady = Math.abs(now.server - last.server) < 2 ** 20 && Math.abs(now.client - last.client) < 2 ** 20;
+      last = now;
+      if (steady) break;
+    }
+    return last;
+  };
+  const before = await settled();
+  const sockets: Socket[] = [];
+  try {
+    for (let i = 0; i < users; i++) {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.on('error', () => {});
+      socket.pause();
+      sockets.push(socket);
+      // A few at a time, so that the server's handshake and pending-user caps are not what is measured.
+      if (i % 20 === 19) await sleep(50);
+    }
+    await sleep(2000);
+    const after = await settled();
+    return { bytesPerUser: { server: (after.server - before.server) / users, client: (after.client - before.client) / users } };
+  } finally {
+    for (const socket of sockets) socket.destroy();
+  }
+}
+
 /** The RSS of both processes `seconds` after the path came up, no user having come yet. */
 export async function restingRss(seconds: number, pids: Pids): Promise<Pids> {
   await sleep(seconds * 1000);
