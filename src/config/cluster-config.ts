@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { GROUP_NAME_RULE, isGroupName } from './group-file.js';
+import { GROUP_NAME_RULE, isGroupName } from './group-name.js';
 import { Secret } from './secret.js';
 import { section } from './sections.js';
 import { duration, problem } from './values.js';

@@ -1,39 +1,24 @@
 import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
 import { appTrafficShape } from './app-traffic.js';
+import { GROUP_NAME_RULE, NAME_PATTERN } from './group-name.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
 import { healthCheckSchema, poolMembership, poolName } from './pool-config.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
-import { appKind, appType } from './app-type.js';
+import { appKind } from './app-kind.js';
+import { appType } from './app-type.js';
 import { portKey, portLabel, udpAppShape } from './udp-app.js';
 import { hostPort, logLevel, port, type HostPort } from './values.js';
 import { vhostAppShape } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
-
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
-/** What a group name may be, in words for error messages. */
-export const GROUP_NAME_RULE = 'letters, digits, "-", "_" or ".", starting with a letter or digit (at most 64)';
-
-/**
- * The one rule for group names, shared by the config loader and the admin API: a name is also
- * a file name (`<groups>/<name>.yaml`), so it can never hold a "/", a NUL or start with ".".
- */
-export function isGroupName(name: string): boolean {
-  return NAME.test(name);
-}
-
-/** Why `name` is refused, quoting at most its start (it may be long or hold control characters). */
-export function groupNameProblem(name: string): string {
-  return `group name ${JSON.stringify(name.slice(0, 80))} is not valid: expected ${GROUP_NAME_RULE}`;
-}
 
 const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or "."';
 
 /** One app of a group file: a TCP or UDP app with its own public port, or a vhost app reached by name. */
 function appSchema(env: NodeJS.ProcessEnv) {
   return section({
-    name: z.string(APP_NAME_EXPECTED).regex(NAME, APP_NAME_EXPECTED),
+    name: z.string(APP_NAME_EXPECTED).regex(NAME_PATTERN, APP_NAME_EXPECTED),
     local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
     type: appType,
     remotePort: port().optional().meta({
@@ -101,7 +86,7 @@ const clusterServer = z.preprocess(
 export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
   const groupName = `expected a group name of ${GROUP_NAME_RULE}`;
   return section({
-    name: z.string(groupName).regex(NAME, groupName),
+    name: z.string(groupName).regex(NAME_PATTERN, groupName),
     secret: secretValue(env).optional(),
     secretFile: secretFilePath.optional(),
     apps: z.array(appSchema(env), 'expected a list of at least one app').min(1, 'expected a list of at least one app'),

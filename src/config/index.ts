@@ -1,6 +1,7 @@
 export * from './errors.js';
 export * from './secret.js';
 export * from './values.js';
+export * from './group-name.js';
 export * from './group-file.js';
 export * from './server-config.js';
 export * from './group-directory.js';
@@ -17,6 +18,7 @@ export * from './pool-membership.js';
 export * from './cluster-config.js';
 export * from './json-schema.js';
 export * from './app-type.js';
+export * from './app-kind.js';
 export * from './udp-app.js';
 export * from './vhost-app.js';
 export * from './vhost-config.js';

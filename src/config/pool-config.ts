@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isGroupName } from './group-file.js';
+import { isGroupName } from './group-name.js';
 import { section } from './sections.js';
 import { duration, port, problem, wholeNumber } from './values.js';
 import { domainName } from './vhost-app.js';
