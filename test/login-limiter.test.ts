@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AppAccessControl } from '../src/server/policy.js';
-import { LoginLimiter } from '../src/server/login-limiter.js';
+import { AppAccessControl } from '../src/server/public/policy.js';
+import { LoginLimiter } from '../src/server/session/login-limiter.js';
 
 const CONFIG = { windowMs: 10_000, slowAfter: 2, slowByMs: 500, blockAfter: 4, blockForMs: 60_000 };
 

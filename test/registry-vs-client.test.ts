@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { declaredApps } from '../src/client/index.js';
 import { loadGroupFile } from '../src/config/index.js';
-import { compareWithClient } from '../src/server/registry-vs-client.js';
+import { compareWithClient } from '../src/server/session/registry-vs-client.js';
 import { makeConfigDir, randomSecret, type TestAppEntry } from './helpers/configs.js';
 
 // Compiled to dist/test/: the fixtures stay in the source tree.

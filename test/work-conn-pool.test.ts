@@ -7,8 +7,8 @@ import { loadGroupFile, loadServerConfig, type ConfigError } from '../src/config
 import { ControlChannel } from '../src/net/index.js';
 import { encodeFrame, joinProof, loginProof, PROTOCOL_VERSION } from '../src/protocol/index.js';
 import type { ServerEvent } from '../src/server/index.js';
-import { Pairings } from '../src/server/pairings.js';
-import { WorkConnPool } from '../src/server/work-conn-pool.js';
+import { Pairings } from '../src/server/users/pairings.js';
+import { WorkConnPool } from '../src/server/users/work-conn-pool.js';
 import { startApp, startBannerApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';

@@ -1,8 +1,10 @@
 import { hostname } from 'node:os';
 import { loadServerConfig, parseHostPort, permissionWarning, publicPolicyOf, type ServerConfig } from '../config/index.js';
-import { initServerDirectory, loadServerTransport, verifyServer } from '../server/index.js';
+import { loadServerTransport } from '../server/index.js';
 import { commandLogger, parseCommand, print, type CommandLogger } from './command-line.js';
 import { LOG_OPTIONS, LOG_USAGE, type Logger } from './logger.js';
+import { initServerDirectory } from './server-init.js';
+import { verifyServer } from './server-verify.js';
 import { reportFindings } from './verify-report.js';
 
 export const DEFAULT_SERVER_CONFIG = 'config/commonserver.yaml';

@@ -19,15 +19,15 @@ import {
 } from '../config/index.js';
 import { ControlChannel, FrameReader, InternalErrors, observe, peerOf, PLAINTEXT, type Observed, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
-import type { ActivationGate } from './activation-gate.js';
-import { AppGroup } from './app-group.js';
-import { AppPools } from './app-pools.js';
-import type { BindRetryPolicy } from './bind-retry.js';
+import type { ActivationGate } from './session/activation-gate.js';
+import { AppGroup } from './session/app-group.js';
+import { SharedPorts } from './shared-ports/shared-ports.js';
+import type { BindRetryPolicy } from './public/bind-retry.js';
 import type { ServerEvent } from './events.js';
-import { HandshakeGate } from './handshake-gate.js';
-import { LoginGuard } from './login-limiter.js';
-import { runLogin } from './login.js';
-import { groupRefusal } from './policy.js';
+import { HandshakeGate } from './session/handshake-gate.js';
+import { LoginGuard } from './session/login-limiter.js';
+import { runLogin } from './session/login.js';
+import { groupRefusal } from './public/policy.js';
 import { VhostServer } from '../vhost/index.js';
 import { createCommonListener } from './tls.js';
 
@@ -75,14 +75,14 @@ export class CommonServer implements Observed<ServerEvent> {
   readonly publicPolicy: PublicPolicy;
 
   /** Shared pools: public ports (or vhost names) served by several groups' apps. */
-  readonly pools: AppPools;
+  readonly pools: SharedPorts;
 
   constructor(private readonly options: CommonServerOptions) {
     this.vhost =
       options.vhost === undefined
         ? undefined
         : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
-    this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
+    this.pools = new SharedPorts(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
     this.publicPolicy = publicPolicyOf(options);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);

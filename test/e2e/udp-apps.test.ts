@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { loadGroupFile } from '../../src/config/index.js';
-import { UdpAppServer } from '../../src/server/udp-app-server.js';
+import { UdpAppServer } from '../../src/server/udp/udp-app-server.js';
 import { makeConfigDir, randomSecret, type TestAppEntry, type TestConfigDir } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
 import { waitForEvent, waitUntil } from '../helpers/net.js';

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Etcd3 } from 'etcd3';
-import type { ActivationGate, Claim } from '../activation-gate.js';
-import type { ClusterActivation, ClusterNodeInfo, ClusterView } from '../cluster-view.js';
+import type { ActivationGate, Claim } from '../session/activation-gate.js';
+import type { ClusterActivation, ClusterNodeInfo, ClusterView } from './cluster-view.js';
 import { filter, firstValueFrom, map, race, Subject, timer } from 'rxjs';
 import type { ClusterKeys, ActivationRecord, NodeRecord, TakeoverRecord } from './keys.js';
 import { parseRecord } from './keys.js';

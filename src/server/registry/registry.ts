@@ -10,7 +10,7 @@ import {
   type GroupSpec,
 } from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
-import { groupRefusal } from '../policy.js';
+import { groupRefusal } from '../public/policy.js';
 
 export type RegistryErrorCode =
   | 'GROUP_EXISTS'

@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
-import { joinConns, MuxResetError, peerOf, resetSocket, writeFrame, type MuxStream, type RelayConn } from '../net/index.js';
-import { randomId, type Message, type StartWorkConn, type UserAddress } from '../protocol/index.js';
-import type { AppServer, UserConn } from './app-server.js';
-import type { EmitServerEvent } from './events.js';
+import { joinConns, MuxResetError, peerOf, resetSocket, writeFrame, type MuxStream, type RelayConn } from '../../net/index.js';
+import { randomId, type Message, type StartWorkConn, type UserAddress } from '../../protocol/index.js';
+import type { AppServer, UserConn } from '../public/app-server.js';
+import type { EmitServerEvent } from '../events.js';
 import { PairingFailed, type Pairings } from './pairings.js';
 import type { WorkConnPool } from './work-conn-pool.js';
 

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
-import type { LimitsConfig } from '../config/index.js';
-import { peerOf } from '../net/index.js';
+import type { LimitsConfig } from '../../config/index.js';
+import { peerOf } from '../../net/index.js';
 
 /**
  * Counts the connections on the common port that have not finished their login or join

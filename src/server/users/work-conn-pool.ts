@@ -1,9 +1,9 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { randomId } from '../protocol/index.js';
+import { randomId } from '../../protocol/index.js';
 import type { Pairings } from './pairings.js';
 
-const debug = createDebug('ntp:server:work-conn-pool');
+const debug = createDebug('ntp:server:users:work-conn-pool');
 
 /**
  * One session's pool of pre-opened single-use work conns (frp's poolCount): the server asks

@@ -1,11 +1,11 @@
-import { appDomains, appPublicRefusal, protocolMark, type AppSpec, type PublicPolicy } from '../config/index.js';
-import type { AppBinding, Message } from '../protocol/index.js';
-import type { VhostServer } from '../vhost/index.js';
-import type { AppPools } from './app-pools.js';
+import { appDomains, appPublicRefusal, protocolMark, type AppSpec, type PublicPolicy } from '../../config/index.js';
+import type { AppBinding, Message } from '../../protocol/index.js';
+import type { VhostServer } from '../../vhost/index.js';
+import type { SharedPorts } from '../shared-ports/shared-ports.js';
 import { AppServer, type UserConnSink } from './app-server.js';
 import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
-import type { EmitServerEvent } from './events.js';
-import { UdpAppServer, type UdpSessionSink } from './udp-app-server.js';
+import type { EmitServerEvent } from '../events.js';
+import { UdpAppServer, type UdpSessionSink } from '../udp/udp-app-server.js';
 
 /** An app's public port: a TCP listener, or a UDP socket with its sessions. */
 export type PublicApp = AppServer | UdpAppServer;
@@ -14,7 +14,7 @@ export interface PublicAppsOptions {
   group: string;
   bindHost: string;
   /** The server's shared pools: pooled apps join one instead of binding a port of their own. */
-  pools: AppPools;
+  pools: SharedPorts;
   /** What the server allows on the public side: every app is judged by it before it opens. */
   publicPolicy: PublicPolicy;
   /** UserConns one app may hold while they wait for work conns. */

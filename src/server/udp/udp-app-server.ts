@@ -1,14 +1,14 @@
 import createDebug from 'debug';
 import type { RemoteInfo, Socket as UdpSocket } from 'node:dgram';
 import { interval, type Subscription } from 'rxjs';
-import { UDP_DEFAULTS, type AppSpec, type UdpSettings } from '../config/index.js';
-import { createUdpSocket, MAX_QUEUED_DATAGRAM_SENDS } from '../net/index.js';
-import type { EmitServerEvent } from './events.js';
-import { AppAccessControl } from './policy.js';
-import { TrafficSampler } from './traffic-sampler.js';
+import { UDP_DEFAULTS, type AppSpec, type UdpSettings } from '../../config/index.js';
+import { createUdpSocket, MAX_QUEUED_DATAGRAM_SENDS } from '../../net/index.js';
+import type { EmitServerEvent } from '../events.js';
+import { AppAccessControl } from '../public/policy.js';
+import { TrafficSampler } from '../public/traffic-sampler.js';
 import { UdpUserSession, type UdpSessionOwner } from './udp-user-session.js';
 
-const debug = createDebug('ntp:server:udp-app-server');
+const debug = createDebug('ntp:server:udp:udp-app-server');
 
 /** Why a datagram was not relayed. */
 export type UdpDropReason = 'oversize' | 'sessionCap' | 'notAllowed' | 'backlog';

@@ -1,5 +1,5 @@
-import { DatagramLink, type DatagramConn } from '../net/index.js';
-import { randomId } from '../protocol/index.js';
+import { DatagramLink, type DatagramConn } from '../../net/index.js';
+import { randomId } from '../../protocol/index.js';
 
 /** Datagrams (and bytes) a session holds while its work conn is on its way; more are dropped. */
 const MAX_PENDING_DATAGRAMS = 64;

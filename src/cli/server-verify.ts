@@ -20,8 +20,7 @@ import {
   type HostPort,
   type ServerConfig,
 } from '../config/index.js';
-import { groupRefusal } from './policy.js';
-import { loadServerTransport } from './tls.js';
+import { groupRefusal, loadServerTransport } from '../server/index.js';
 
 /** A certificate that ends sooner than this is worth a warning: clients pin it. */
 const CERTIFICATE_WARN_DAYS = 30;

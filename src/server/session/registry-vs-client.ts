@@ -1,5 +1,5 @@
-import { appProtocol, type AppSpec } from '../config/index.js';
-import type { AppDeclaration } from '../protocol/index.js';
+import { appProtocol, type AppSpec } from '../../config/index.js';
+import type { AppDeclaration } from '../../protocol/index.js';
 
 /**
  * How the client's own group file differs from the server's registry entry, as warnings for

@@ -1,14 +1,14 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { AppSpec } from '../config/index.js';
-import { peerOf, resetSocket, type ByteMeter, type RelayOptions } from '../net/index.js';
-import type { VhostTarget, VirtualConn } from '../vhost/index.js';
+import type { AppSpec } from '../../config/index.js';
+import { peerOf, resetSocket, type ByteMeter, type RelayOptions } from '../../net/index.js';
+import type { VhostTarget, VirtualConn } from '../../vhost/index.js';
 import { AppBandwidth } from './app-bandwidth.js';
-import type { EmitServerEvent } from './events.js';
+import type { EmitServerEvent } from '../events.js';
 import { AppAccessControl } from './policy.js';
 import { TrafficSampler } from './traffic-sampler.js';
 
-const debug = createDebug('ntp:server:app-server');
+const debug = createDebug('ntp:server:public:app-server');
 
 /**
  * A user of a TCP app: its own socket, or the VirtualConn that carries an HTTP user's requests

@@ -1,8 +1,8 @@
 import { firstValueFrom, timer } from 'rxjs';
-import type { LoginLimitConfig } from '../config/index.js';
-import type { ControlChannel } from '../net/index.js';
-import { randomId, type LoginRejectCode } from '../protocol/index.js';
-import type { EmitServerEvent } from './events.js';
+import type { LoginLimitConfig } from '../../config/index.js';
+import type { ControlChannel } from '../../net/index.js';
+import { randomId, type LoginRejectCode } from '../../protocol/index.js';
+import type { EmitServerEvent } from '../events.js';
 
 export type LoginGate = { verdict: 'ok' } | { verdict: 'slow'; delayMs: number } | { verdict: 'blocked'; retryInMs: number };
 

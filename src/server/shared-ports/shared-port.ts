@@ -1,13 +1,13 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { appDomains, type AppSpec, type Balance } from '../config/index.js';
-import { peerOf, resetSocket } from '../net/index.js';
-import type { VhostTarget, VirtualConn } from '../vhost/index.js';
-import type { AppServer } from './app-server.js';
-import type { EmitServerEvent } from './events.js';
+import { appDomains, type AppSpec, type Balance } from '../../config/index.js';
+import { peerOf, resetSocket } from '../../net/index.js';
+import type { VhostTarget, VirtualConn } from '../../vhost/index.js';
+import type { AppServer } from '../public/app-server.js';
+import type { EmitServerEvent } from '../events.js';
 import { MemberPicker } from './member-picker.js';
 
-const debug = createDebug('ntp:server:app-pool');
+const debug = createDebug('ntp:server:shared-ports:shared-port');
 
 /** One group's app in a pool, from its activation until its session or app ends. */
 export interface PoolMember {
@@ -43,7 +43,7 @@ type PoolUser = Socket | VirtualConn;
  * its metrics. A user no member can take is reset (or answered 503 on the vhost) at once:
  * holding it until the pairing deadline would only make it wait to fail.
  */
-export class AppPool implements VhostTarget {
+export class SharedPort implements VhostTarget {
   private server: Server | undefined;
   private readonly members: PoolMember[] = [];
   private readonly picker: MemberPicker;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError, formatHostPort, GROUP_NAME_RULE, isGroupName, schemaComment, type HostPort } from '../config/index.js';
-import { loadServerTransport } from './tls.js';
+import { loadServerTransport } from '../server/index.js';
 
 export interface InitOptions {
   /** The directory to fill (created when missing). */

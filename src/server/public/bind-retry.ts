@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { defer, retry, switchMap, timer, type Subscription } from 'rxjs';
 
-const debug = createDebug('ntp:server:bind-retry');
+const debug = createDebug('ntp:server:public:bind-retry');
 
 /** How often a busy public port is tried again: `firstMs`, doubling, at most `maxMs` apart. */
 export interface BindRetryPolicy {

@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
-import { MuxResetError, writeFrame, type MuxStream } from '../net/index.js';
-import type { Message, StartWorkConn } from '../protocol/index.js';
-import type { EmitServerEvent } from './events.js';
-import type { Pairings } from './pairings.js';
+import { MuxResetError, writeFrame, type MuxStream } from '../../net/index.js';
+import type { Message, StartWorkConn } from '../../protocol/index.js';
+import type { EmitServerEvent } from '../events.js';
+import type { Pairings } from '../users/pairings.js';
 import type { UdpAppServer } from './udp-app-server.js';
 import type { UdpUserSession } from './udp-user-session.js';
 

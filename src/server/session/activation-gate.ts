@@ -1,4 +1,4 @@
-import type { LoginRejectCode } from '../protocol/index.js';
+import type { LoginRejectCode } from '../../protocol/index.js';
 
 export type Claim = { granted: true } | { granted: false; code: LoginRejectCode; reason: string };
 

@@ -1,5 +1,5 @@
-import type { BandwidthLimit } from '../config/index.js';
-import { TokenBucket, type RelayOptions } from '../net/index.js';
+import type { BandwidthLimit } from '../../config/index.js';
+import { TokenBucket, type RelayOptions } from '../../net/index.js';
 
 /**
  * An app's `bandwidth`, enforced where its users enter: on the server, every user of the app

@@ -1,6 +1,6 @@
-import type { GroupSpec } from '../config/index.js';
-import type { ControlChannel } from '../net/index.js';
-import { loginProof, proofsMatch, PROTOCOL_VERSION, randomId, type Hello, type Login, type LoginRejectCode } from '../protocol/index.js';
+import type { GroupSpec } from '../../config/index.js';
+import type { ControlChannel } from '../../net/index.js';
+import { loginProof, proofsMatch, PROTOCOL_VERSION, randomId, type Hello, type Login, type LoginRejectCode } from '../../protocol/index.js';
 
 export interface LiveGroupInfo {
   clientId: string;

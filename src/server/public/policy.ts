@@ -1,5 +1,5 @@
 import { BlockList, isIPv4 } from 'node:net';
-import { parseCidr, type AppSpec, type GroupSpec, type PolicyConfig } from '../config/index.js';
+import { parseCidr, type AppSpec, type GroupSpec, type PolicyConfig } from '../../config/index.js';
 
 /**
  * Server-side policy from commonserver.yaml and the group files. The registry is the

@@ -1,4 +1,4 @@
-import type { EmitServerEvent } from './events.js';
+import type { EmitServerEvent } from '../events.js';
 
 /**
  * An app's `traffic` samples: the bytes relayed since the previous sample, emitted only when

@@ -1,21 +1,21 @@
 import createDebug from 'debug';
-import type { PoolsConfig } from '../config/index.js';
-import { AppPool, type PoolView } from './app-pool.js';
-import type { AppServer } from './app-server.js';
-import type { EmitServerEvent } from './events.js';
-import type { VhostRouter } from '../vhost/index.js';
+import type { PoolsConfig } from '../../config/index.js';
+import { SharedPort, type PoolView } from './shared-port.js';
+import type { AppServer } from '../public/app-server.js';
+import type { EmitServerEvent } from '../events.js';
+import type { VhostRouter } from '../../vhost/index.js';
 
-const debug = createDebug('ntp:server:app-pools');
+const debug = createDebug('ntp:server:shared-ports:shared-ports');
 
 /**
  * Every open pool of a commonserver, by name. A pool's public port (or, for a vhost pool, its
  * route on the vhost ports) opens when its first member joins and closes when its last one
  * leaves: it stays open while any member is active.
  */
-export class AppPools {
-  private readonly pools = new Map<string, AppPool>();
+export class SharedPorts {
+  private readonly pools = new Map<string, SharedPort>();
   /** Pools whose port is being bound: members joining meanwhile wait for the same bind. */
-  private readonly binding = new Map<string, Promise<AppPool>>();
+  private readonly binding = new Map<string, Promise<SharedPort>>();
 
   constructor(
     private readonly bindHost: string,
@@ -56,7 +56,7 @@ export class AppPools {
     }
     if (pool === undefined) {
       const balance = this.config[name]?.balance ?? 'round_robin';
-      pool = new AppPool(name, balance, this.emit);
+      pool = new SharedPort(name, balance, this.emit);
       this.pools.set(name, pool);
       this.emit({ type: 'pool-opened', pool: name, port: 0, balance });
     }
@@ -64,7 +64,7 @@ export class AppPools {
     this.router?.attach(pool);
   }
 
-  private addMember(pool: AppPool, group: string, app: AppServer): void {
+  private addMember(pool: SharedPort, group: string, app: AppServer): void {
     pool.add(group, app);
     app.poolMembership = { leave: (reason) => this.leave(pool, app, reason), reroute: (userConn, reason) => pool.reroute(userConn, app, reason) };
   }
@@ -78,11 +78,11 @@ export class AppPools {
     return [...this.pools.values()].map((pool) => pool.view(this.router?.config.subdomainHost)).sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  get(name: string): AppPool | undefined {
+  get(name: string): SharedPort | undefined {
     return this.pools.get(name);
   }
 
-  private leave(pool: AppPool, app: AppServer, reason: string): void {
+  private leave(pool: SharedPort, app: AppServer, reason: string): void {
     if (!pool.remove(app, reason) || pool.size > 0 || this.pools.get(pool.name) !== pool) return;
     this.pools.delete(pool.name);
     this.router?.detach(pool);
@@ -91,11 +91,11 @@ export class AppPools {
     this.emit({ type: 'pool-closed', pool: pool.name, reason: `its last member left (${reason})` });
   }
 
-  private open(name: string, port: number): Promise<AppPool> {
+  private open(name: string, port: number): Promise<SharedPort> {
     const pending = this.binding.get(name);
     if (pending !== undefined) return pending;
     const balance = this.config[name]?.balance ?? 'round_robin';
-    const pool = new AppPool(name, balance, this.emit);
+    const pool = new SharedPort(name, balance, this.emit);
     const bound = pool.listen(this.bindHost, port).then(
       () => {
         this.binding.delete(name);
@@ -116,7 +116,7 @@ export class AppPools {
   }
 
   /** A pool whose members all left (or whose joiner gave up) while it was being bound. */
-  private closeIfEmpty(pool: AppPool): void {
+  private closeIfEmpty(pool: SharedPort): void {
     if (pool.size > 0 || this.pools.get(pool.name) !== pool) return;
     this.pools.delete(pool.name);
     pool.close();

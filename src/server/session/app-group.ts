@@ -1,8 +1,8 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import type { GroupSpec, PublicPolicy } from '../config/index.js';
-import { heartbeatWatchdog, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../net/index.js';
+import type { GroupSpec, PublicPolicy } from '../../config/index.js';
+import { heartbeatWatchdog, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../../net/index.js';
 import {
   assertNever,
   joinProof,
@@ -14,25 +14,25 @@ import {
   type Message,
   type NewWorkConn,
   type StartWorkConn,
-} from '../protocol/index.js';
-import type { AppPools } from './app-pools.js';
-import { AppServer, type UserConn, type UserConnSink } from './app-server.js';
-import type { BindRetryPolicy } from './bind-retry.js';
-import type { DeactivationCode, EmitServerEvent, ServerEvent } from './events.js';
-import { PublicApps, type PublicApp } from './public-apps.js';
+} from '../../protocol/index.js';
+import type { SharedPorts } from '../shared-ports/shared-ports.js';
+import { AppServer, type UserConn, type UserConnSink } from '../public/app-server.js';
+import type { BindRetryPolicy } from '../public/bind-retry.js';
+import type { DeactivationCode, EmitServerEvent, ServerEvent } from '../events.js';
+import { PublicApps, type PublicApp } from '../public/public-apps.js';
 import { compareWithClient } from './registry-vs-client.js';
-import type { VhostServer } from '../vhost/index.js';
-import type { UdpAppServer, UdpSessionSink } from './udp-app-server.js';
-import { UdpSessions } from './udp-sessions.js';
-import type { UdpUserSession } from './udp-user-session.js';
-import { ServerMuxLink } from './mux-link.js';
-import { Pairings } from './pairings.js';
-import { serveUser, type UserSessionContext } from './serve-user.js';
-import { WorkConnPool } from './work-conn-pool.js';
+import type { VhostServer } from '../../vhost/index.js';
+import type { UdpAppServer, UdpSessionSink } from '../udp/udp-app-server.js';
+import { UdpSessions } from '../udp/udp-sessions.js';
+import type { UdpUserSession } from '../udp/udp-user-session.js';
+import { ServerMuxLink } from '../users/mux-link.js';
+import { Pairings } from '../users/pairings.js';
+import { serveUser, type UserSessionContext } from '../users/serve-user.js';
+import { WorkConnPool } from '../users/work-conn-pool.js';
 
-export type { PublicApp } from './public-apps.js';
+export type { PublicApp } from '../public/public-apps.js';
 
-const debug = createDebug('ntp:server:app-group');
+const debug = createDebug('ntp:server:session:app-group');
 export interface AppGroupOptions {
   spec: GroupSpec;
   channel: ControlChannel;
@@ -41,7 +41,7 @@ export interface AppGroupOptions {
   declaredApps: readonly AppDeclaration[];
   bindHost: string;
   /** The server's shared pools: pooled apps join one instead of binding a port of their own. */
-  pools: AppPools;
+  pools: SharedPorts;
   heartbeatTimeoutMs: number;
   pairingTimeoutMs: number;
   /** What the server allows on the public side (allowPorts, its own ports, the vhost policy). */

@@ -1,4 +1,4 @@
-import type { Balance } from '../config/index.js';
+import type { Balance } from '../../config/index.js';
 
 /** What selection needs to know of a pool member. */
 export interface PickCandidate {

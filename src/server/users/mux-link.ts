@@ -1,12 +1,12 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
-import { MuxSession, type MuxLimits, type MuxStream } from '../net/index.js';
-import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../protocol/index.js';
-import type { EmitServerEvent } from './events.js';
+import { MuxSession, type MuxLimits, type MuxStream } from '../../net/index.js';
+import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../../protocol/index.js';
+import type { EmitServerEvent } from '../events.js';
 import type { Pairings } from './pairings.js';
 
-const debug = createDebug('ntp:server:mux-link');
+const debug = createDebug('ntp:server:users:mux-link');
 
 /** A lost mux conn is asked for again after this long (users meanwhile get single-use work conns). */
 const MUX_RETRY_MS = 1000;
