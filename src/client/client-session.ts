@@ -1,10 +1,10 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { interval, type Subscription } from 'rxjs';
+import { asyncScheduler, BehaviorSubject, ReplaySubject, switchMap, takeUntil, type SchedulerLike } from 'rxjs';
 import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
 import {
   dialTcp,
-  heartbeatWatchdog,
+  heartbeat,
   joinConns,
   MuxSession,
   MuxStream,
@@ -51,6 +51,8 @@ export interface ClientSessionOptions {
   /** Users the server may open on the mux conn at once, and the bytes they may hold unread. */
   muxLimits: MuxLimits;
   emit: EmitClientEvent;
+  /** The heartbeat's clock: real time by default, virtual in a test. */
+  scheduler?: SchedulerLike;
 }
 
 /**
@@ -62,7 +64,8 @@ export interface ClientSessionOptions {
 export class ClientSession {
   readonly ended: Promise<SessionEnd>;
   private resolveEnded!: (end: SessionEnd) => void;
-  private readonly subscriptions: Subscription[] = [];
+  /** Emits once, when the session ends, and again to any later subscriber: every pipeline of the session stops on it. */
+  private readonly lost$ = new ReplaySubject<SessionEnd>(1);
   /** Every user's channel being relayed: the session's end resets them all. */
   private readonly channels = new Set<RelayConn>();
   /** The session's mux conn, once the server asked for it and it is up. */
@@ -77,9 +80,8 @@ export class ClientSession {
   private readonly udpSessions: ClientUdpSessions;
   private done = false;
   private pingSeq = 0;
-  private spec: GroupSpec;
-  /** Health checks of the pooled apps, restarted when the group file is reloaded. */
-  private healthChecks: Subscription | undefined;
+  /** The group file in force; its pooled apps' health checks restart with each new one. */
+  private readonly spec$: BehaviorSubject<GroupSpec>;
   /** What the server was last told about each pooled app (a session starts healthy on both ends). */
   private readonly reportedHealth = new Map<string, boolean>();
   // Join proofs use the secret this session logged in with; a new secret applies at the next login.
@@ -87,7 +89,7 @@ export class ClientSession {
 
   constructor(private readonly options: ClientSessionOptions) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
-    this.spec = options.spec;
+    this.spec$ = new BehaviorSubject(options.spec);
     this.loginSecret = options.spec.secret.reveal();
     const { server, transport, sessionId, dialTimeoutMs } = options;
     this.udpSessions = new ClientUdpSessions({
@@ -105,45 +107,54 @@ export class ClientSession {
 
   /** New local targets for the next work conns; relays already running are untouched. */
   updateSpec(spec: GroupSpec): void {
-    this.spec = spec;
-    if (!this.done) this.startHealthChecks();
+    this.spec$.next(spec);
+  }
+
+  private get spec(): GroupSpec {
+    return this.spec$.value;
   }
 
   /**
-   * Checks each pooled app of our own file and reports every change to the server. Restarted
-   * from the states last reported, so a reload neither repeats nor loses a verdict.
+   * The session's life once active, until `lost$`: its messages dispatched, a Ping every
+   * heartbeatInterval, the server given up after heartbeatTimeout of silence, and each pooled
+   * app checked and every change reported, checks restarted from the states last reported
+   * when the group file is reloaded (so a reload neither repeats nor loses a verdict).
+   * Subscribes for the messages, then lets the frames held since LoginResp through.
    */
-  private startHealthChecks(): void {
-    this.healthChecks?.unsubscribe();
-    this.healthChecks = healthChanges(this.spec.apps, (app) => this.reportedHealth.get(app) ?? true).subscribe(({ app, healthy, reason }) => {
-      this.reportedHealth.set(app, healthy);
-      this.options.emit({ type: 'health-changed', app, healthy, reason });
-      this.options.channel.send({ type: 'HealthReport', app, healthy, reason });
-    });
-  }
-
-  /** Subscribes for the session's messages, then lets the frames held since LoginResp through. */
   start(): void {
-    const { channel, heartbeatIntervalMs, heartbeatTimeoutMs } = this.options;
-    this.subscriptions.push(
-      channel.messages$.subscribe({
-        next: (message) => this.handleMessage(message),
-        error: (error: Error & { code?: string }) =>
-          this.end(error.code === 'SLOW_PEER' ? { code: 'SLOW_PEER', reason: error.message } : { reason: `protocol error from the server: ${error.message}` }),
-        complete: () => this.end({ reason: 'the connection to the server closed' }),
-      }),
-      interval(heartbeatIntervalMs).subscribe(() => channel.send({ type: 'Ping', seq: ++this.pingSeq })),
-      channel.messages$.pipe(heartbeatWatchdog(heartbeatTimeoutMs)).subscribe((silentMs) => {
-        // Silent because we stopped reading a server that reads nothing of ours.
-        const stalled = channel.stalledBytes;
-        if (stalled !== undefined)
-          return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${silentMs}ms` });
-        this.options.emit({ type: 'heartbeat-timeout', silentMs });
-        this.end({ reason: `no heartbeat from the server for ${silentMs}ms` });
-      }),
-    );
+    const { channel, heartbeatIntervalMs, heartbeatTimeoutMs, scheduler = asyncScheduler } = this.options;
+    channel.messages$.pipe(takeUntil(this.lost$)).subscribe({
+      next: (message) => this.handleMessage(message),
+      error: (error: Error & { code?: string }) =>
+        this.end(error.code === 'SLOW_PEER' ? { code: 'SLOW_PEER', reason: error.message } : { reason: `protocol error from the server: ${error.message}` }),
+      complete: () => this.end({ reason: 'the connection to the server closed' }),
+    });
+    heartbeat(channel.messages$, { intervalMs: heartbeatIntervalMs, timeoutMs: heartbeatTimeoutMs, scheduler })
+      .pipe(takeUntil(this.lost$))
+      .subscribe({
+        next: (tick) => {
+          if (tick.type === 'ping') return channel.send({ type: 'Ping', seq: ++this.pingSeq });
+          // Silent because we stopped reading a server that reads nothing of ours.
+          const stalled = channel.stalledBytes;
+          if (stalled !== undefined)
+            return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${tick.silentMs}ms` });
+          this.options.emit({ type: 'heartbeat-timeout', silentMs: tick.silentMs });
+          this.end({ reason: `no heartbeat from the server for ${tick.silentMs}ms` });
+        },
+        // The messages' own subscriber ends the session with the error.
+        error: () => {},
+      });
+    this.spec$
+      .pipe(
+        switchMap((spec) => healthChanges(spec.apps, (app) => this.reportedHealth.get(app) ?? true)),
+        takeUntil(this.lost$),
+      )
+      .subscribe(({ app, healthy, reason }) => {
+        this.reportedHealth.set(app, healthy);
+        this.options.emit({ type: 'health-changed', app, healthy, reason });
+        this.options.channel.send({ type: 'HealthReport', app, healthy, reason });
+      });
     channel.release();
-    this.startHealthChecks();
   }
 
   /** Leaves: a Goodbye to the server; every live relay is reset (see `end`). */
@@ -357,8 +368,9 @@ export class ClientSession {
   private end(end: SessionEnd, { destroyChannel = true } = {}): void {
     if (this.done) return;
     this.done = true;
-    for (const subscription of this.subscriptions) subscription.unsubscribe();
-    this.healthChecks?.unsubscribe();
+    this.lost$.next(end);
+    this.lost$.complete();
+    this.spec$.complete();
     for (const workConn of this.idlePooled) workConn.destroy();
     this.mux?.destroy(`the session ended: ${end.reason}`);
     // The work conns belong to the session: its users are cut, and must see it as a reset.

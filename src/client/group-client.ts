@@ -1,8 +1,8 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { firstValueFrom, fromEvent, race, Subject, timer, type Observable, type Subscription } from 'rxjs';
+import { firstValueFrom, fromEvent, race, Subject, timer, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
-import { ControlChannel, InternalErrors, MUX_LIMITS_DEFAULTS, muxLimitsFor, observe, type ClientTransport, type Observed } from '../net/index.js';
+import { ControlChannel, deadline, InternalErrors, MUX_LIMITS_DEFAULTS, muxLimitsFor, observe, type ClientTransport, type Observed } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { ClusterRefusedError, LoginRejectedError, ServerTrustError, TakenOverError, type ServerRefusal } from './errors.js';
@@ -59,6 +59,8 @@ export interface GroupClientOptions {
   maxPooledWorkConns?: number;
   /** Users the server may open on the mux conn at once (each a local dial); more are refused. Default MUX_LIMITS_DEFAULTS.maxStreams. */
   maxMuxStreams?: number;
+  /** The clock of the login deadline and of each session's heartbeat: real time by default, virtual in a test. */
+  scheduler?: SchedulerLike;
 }
 
 /** Four times the server's default pool (16): room for its batches and conns coming back. */
@@ -266,7 +268,9 @@ export class GroupClient implements Observed<ClientEvent> {
     socket.setKeepAlive(true, 30_000);
     socket.on('error', (error) => debug('common conn: %s', error.message));
     const channel = new ControlChannel(socket);
-    const giveUp = setTimeout(() => channel.destroy(), this.dialTimeoutMs);
+    // The login deadline: the exchange below fails with the channel destroyed under it.
+    const loggedIn$ = new Subject<void>();
+    deadline(this.dialTimeoutMs, loggedIn$, this.options.scheduler).subscribe(() => channel.destroy());
     const onStop = (): void => channel.destroy();
     this.stopController.signal.addEventListener('abort', onStop, { once: true });
     try {
@@ -303,6 +307,7 @@ export class GroupClient implements Observed<ClientEvent> {
         maxPooledWorkConns: this.options.maxPooledWorkConns ?? DEFAULT_MAX_POOLED_WORK_CONNS,
         muxLimits: muxLimitsFor(this.options.maxMuxStreams ?? MUX_LIMITS_DEFAULTS.maxStreams),
         emit: this.emit,
+        scheduler: this.options.scheduler,
       });
       session.start();
       this.emit({ type: 'login-accepted', server: formatHostPort(server), apps: resp.apps ?? [], warnings: resp.warnings ?? [] });
@@ -311,7 +316,8 @@ export class GroupClient implements Observed<ClientEvent> {
       channel.destroy();
       throw error;
     } finally {
-      clearTimeout(giveUp);
+      loggedIn$.next();
+      loggedIn$.complete();
       this.stopController.signal.removeEventListener('abort', onStop);
     }
   }

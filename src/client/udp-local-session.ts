@@ -51,6 +51,7 @@ export class UdpLocalSession {
         socket.close();
         reject(new Error(`${formatHostPort(app.local)}/udp: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
       };
+      // A plain timer, as in connectWithin: one per UDP session, on the datagrams' path.
       const timer = setTimeout(() => fail(new Error(`no address within ${timeoutMs}ms`)), timeoutMs);
       socket.once('error', fail);
       socket.connect(app.local.port, app.local.host, () => {

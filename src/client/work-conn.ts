@@ -31,6 +31,7 @@ export function dialLocalAppEagerly(app: AppSpec, dialTimeoutMs: number, onFaile
     onFailed(reason);
     localConn.destroy();
   };
+  // A plain timer, as in connectWithin: one local dial per user, on the relay's path.
   const timer = setTimeout(() => fail(`${formatHostPort(app.local)}: no answer within ${dialTimeoutMs}ms`), dialTimeoutMs);
   const onError = (error: NodeJS.ErrnoException): void => fail(`${formatHostPort(app.local)}: ${error.code ?? error.message}`);
   localConn.on('error', onError);

@@ -1,7 +1,8 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { firstValueFrom, tap, type Observable } from 'rxjs';
+import { firstValueFrom, fromEvent, tap, type Observable } from 'rxjs';
 import { ProtocolError, type GoodbyeCode, type Message } from '../protocol/index.js';
+import { deadline } from './deadline.js';
 import { FrameReader } from './frame-reader.js';
 import { writeFrame } from './frame-trace.js';
 import { peerOf } from './peer.js';
@@ -151,7 +152,7 @@ export class ControlChannel {
     }
     this.send({ type: 'Goodbye', code, reason });
     this.socket.end();
-    setTimeout(() => this.socket.destroy(), GOODBYE_GRACE_MS).unref();
+    deadline(GOODBYE_GRACE_MS, fromEvent(this.socket, 'close')).subscribe(() => this.socket.destroy());
   }
 
   destroy(): void {

@@ -2,6 +2,7 @@ export * from './control-channel.js';
 export * from './frame-reader.js';
 export * from './frame-trace.js';
 export * from './peer.js';
+export * from './deadline.js';
 export * from './heartbeat.js';
 export * from './join-conns.js';
 export * from './fingerprint.js';

@@ -44,6 +44,8 @@ export function dialTcp(target: HostPort, timeoutMs: number): Promise<Socket> {
  */
 export function connectWithin(socket: Socket, ready: 'connect' | 'secureConnect', target: HostPort, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    // A plain timer, not an RxJS deadline: this runs for every work conn and every user's
+    // local dial, where a timer is the whole cost of the wait and nothing else observes it.
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`${formatHostPort(target)}: no answer within ${timeoutMs}ms`));

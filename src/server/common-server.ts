@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { Subject, timer, type Observable, type Subscription } from 'rxjs';
+import { Subject, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import {
   describeChanges,
   formatHostPort,
@@ -17,7 +17,7 @@ import {
   type SecurityConfig,
   type ServerConfig,
 } from '../config/index.js';
-import { ControlChannel, FrameReader, InternalErrors, observe, peerOf, PLAINTEXT, type Observed, type ServerTransport } from '../net/index.js';
+import { ControlChannel, deadline, FrameReader, InternalErrors, observe, peerOf, PLAINTEXT, type Observed, type ServerTransport } from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './session/activation-gate.js';
 import { AppGroup } from './session/app-group.js';
@@ -44,6 +44,8 @@ export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatInterval
     bindRetry?: BindRetryPolicy;
     /** A cluster node's claim on each group in etcd; a single server activates on its own. */
     activationGate?: ActivationGate;
+    /** The clock of the login deadline and of each session's heartbeat watchdog and pairing deadlines: real time by default, virtual in a test. */
+    scheduler?: SchedulerLike;
   };
 
 /**
@@ -242,16 +244,18 @@ export class CommonServer implements Observed<ServerEvent> {
       this.badPeer(peer, code, reason);
     };
 
-    // Slowloris guard: a connection must finish its login or join within the deadline.
-    const deadline = timer(this.options.handshakeTimeoutMs).subscribe(() => {
-      reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${this.options.handshakeTimeoutMs}ms`);
+    // Slowloris guard: a connection must finish its login or join within the login deadline.
+    const handshakeOver$ = new Subject<void>();
+    deadline(this.options.handshakeTimeoutMs, handshakeOver$, this.options.scheduler).subscribe((ms) => {
+      reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${ms}ms`);
       socket.destroy();
     });
     // Removed once settled: a listener left on a work conn would keep this handshake's state
     // (reader, subscriptions) alive for the conn's whole life, ~1 KB each at 10,000 conns.
     const settled = (): void => {
       socket.off('close', settled);
-      deadline.unsubscribe();
+      handshakeOver$.next();
+      handshakeOver$.complete();
       this.handshaking.delete(socket);
       this.gate.settle(peer);
     };
@@ -361,6 +365,7 @@ export class CommonServer implements Observed<ServerEvent> {
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,
+      scheduler: this.options.scheduler,
     });
     this.inUseGroup.set(group.name, group);
     this.loginSecrets.set(group, outcome.spec.secret);

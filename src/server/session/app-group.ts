@@ -1,8 +1,8 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { filter, interval, type Observable, type Subscription } from 'rxjs';
+import { asyncScheduler, filter, interval, ReplaySubject, takeUntil, type Observable, type SchedulerLike } from 'rxjs';
 import type { GroupSpec, PublicPolicy } from '../../config/index.js';
-import { heartbeatWatchdog, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../../net/index.js';
+import { heartbeat, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../../net/index.js';
 import {
   assertNever,
   joinProof,
@@ -63,6 +63,8 @@ export interface AppGroupOptions {
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
+  /** The clock of the heartbeat watchdog and the pairing deadlines: real time by default, virtual in a test. */
+  scheduler?: SchedulerLike;
 }
 
 /**
@@ -87,7 +89,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   private readonly muxLink: ServerMuxLink | undefined;
   private readonly users: UserSessionContext;
   private readonly udpSessions: UdpSessions;
-  private readonly subscriptions: Subscription[] = [];
+  /** Emits once, at `deactivate`, and again to any later subscriber: every pipeline of the session stops on it. */
+  private readonly lost$ = new ReplaySubject<DeactivationCode>(1);
   private active = true;
   private currentSpec: GroupSpec;
   // Join proofs use the secret the client logged in with: a changed secret applies at the next login.
@@ -116,7 +119,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       isActive,
       currentApps: () => this.currentSpec.apps,
     });
-    this.pairings = new Pairings(options.pairingTimeoutMs);
+    this.pairings = new Pairings(options.pairingTimeoutMs, options.scheduler);
     this.muxLink = options.mux
       ? new ServerMuxLink({
           group: this.name,
@@ -187,32 +190,40 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
    * cannot be bound fails alone; the others serve. Returns what to tell the client.
    */
   async activate(): Promise<{ apps: AppBinding[]; warnings: string[] }> {
-    const { channel, heartbeatTimeoutMs } = this.options;
-    this.subscriptions.push(
-      channel.messages$.subscribe({
-        next: (message) => this.handleMessage(message),
-        error: (error: Error & { code?: string }) => {
-          this.options.emit({ type: 'bad-peer', remote: channel.peer, code: error.code ?? 'PROTOCOL_ERROR', reason: error.message });
-          if (error.code === 'SLOW_PEER') this.deactivate('SLOW_PEER', error.message);
-          else this.deactivate('PROTOCOL_ERROR', `protocol error: ${error.message}`);
+    const { channel, heartbeatTimeoutMs, scheduler = asyncScheduler } = this.options;
+    channel.messages$.pipe(takeUntil(this.lost$)).subscribe({
+      next: (message) => this.handleMessage(message),
+      error: (error: Error & { code?: string }) => {
+        this.options.emit({ type: 'bad-peer', remote: channel.peer, code: error.code ?? 'PROTOCOL_ERROR', reason: error.message });
+        if (error.code === 'SLOW_PEER') this.deactivate('SLOW_PEER', error.message);
+        else this.deactivate('PROTOCOL_ERROR', `protocol error: ${error.message}`);
+      },
+      complete: () => this.deactivate('CONNECTION_LOST', 'the common conn closed'),
+    });
+    // The client pings; this end only watches for silence.
+    heartbeat(channel.messages$, { timeoutMs: heartbeatTimeoutMs, scheduler })
+      .pipe(takeUntil(this.lost$))
+      .subscribe({
+        next: (tick) => {
+          if (tick.type !== 'silent') return;
+          // Silent because we stopped reading a client that reads nothing of ours: not a lost path.
+          const stalled = channel.stalledBytes;
+          if (stalled !== undefined) {
+            const reason = `the client read none of the ${stalled} bytes queued for it for ${tick.silentMs}ms`;
+            this.options.emit({ type: 'bad-peer', remote: channel.peer, code: 'SLOW_PEER', reason });
+            return this.deactivate('SLOW_PEER', reason);
+          }
+          this.options.emit({ type: 'heartbeat-timeout', group: this.name, silentMs: tick.silentMs });
+          this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${tick.silentMs}ms`);
         },
-        complete: () => this.deactivate('CONNECTION_LOST', 'the common conn closed'),
-      }),
-      channel.messages$.pipe(heartbeatWatchdog(heartbeatTimeoutMs)).subscribe((silentMs) => {
-        // Silent because we stopped reading a client that reads nothing of ours: not a lost path.
-        const stalled = channel.stalledBytes;
-        if (stalled !== undefined) {
-          const reason = `the client read none of the ${stalled} bytes queued for it for ${silentMs}ms`;
-          this.options.emit({ type: 'bad-peer', remote: channel.peer, code: 'SLOW_PEER', reason });
-          return this.deactivate('SLOW_PEER', reason);
-        }
-        this.options.emit({ type: 'heartbeat-timeout', group: this.name, silentMs });
-        this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${silentMs}ms`);
-      }),
-      interval(this.options.trafficSampleMs ?? 1000).subscribe(() => {
+        // The messages' own subscriber deactivates the group with the error.
+        error: () => {},
+      });
+    interval(this.options.trafficSampleMs ?? 1000, scheduler)
+      .pipe(takeUntil(this.lost$))
+      .subscribe(() => {
         for (const app of this.publicApps.byName.values()) app.sampleTraffic();
-      }),
-    );
+      });
 
     channel.release();
     const apps = await this.publicApps.openAll();
@@ -310,7 +321,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   deactivate(code: DeactivationCode, reason: string): void {
     if (!this.active) return;
     this.active = false;
-    for (const subscription of this.subscriptions) subscription.unsubscribe();
+    this.lost$.next(code);
+    this.lost$.complete();
     const ended = `group deactivated: ${reason}`;
     // The mux conn and the waiters first: closing the apps would reset their users without saying why.
     this.muxLink?.stop(ended);

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { timer, type Subscription } from 'rxjs';
+import { asyncScheduler, timer, type SchedulerLike, type Subscription } from 'rxjs';
 
 /** What waits for a pairing id: a user, a UDP session, a pooled work conn or the mux conn. */
 export interface Waiter {
@@ -18,15 +18,22 @@ export interface Waiter {
 export class Pairings {
   private readonly waiting = new Map<string, { waiter: Waiter; deadline: Subscription }>();
 
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly scheduler: SchedulerLike = asyncScheduler,
+  ) {}
 
   get size(): number {
     return this.waiting.size;
   }
 
-  /** `waiter` waits for the work conn presenting `pairingId`, until the pairing deadline. */
+  /**
+   * `waiter` waits for the work conn presenting `pairingId`, until the pairing deadline. The
+   * deadline is a timer kept beside the waiter, not a `race` with its answer: every user
+   * without a mux conn pairs, and an entry that leaves the table by any way ends its timer.
+   */
   expect(pairingId: string, waiter: Waiter): void {
-    const deadline = timer(this.timeoutMs).subscribe(() => {
+    const deadline = timer(this.timeoutMs, this.scheduler).subscribe(() => {
       if (this.remove(pairingId)) waiter.onFailed(`no work conn within ${this.timeoutMs}ms`, false);
     });
     this.waiting.set(pairingId, { waiter, deadline });
