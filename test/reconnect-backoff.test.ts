@@ -121,3 +121,17 @@ test('a server that is down: each connect-failed announces the delay the client 
   }
   assert.match(clientEntry('nowhere', failures[0]!)?.text ?? '', /retrying in \d+ms$/);
 });
+
+test('stop() during a long backoff ends run() at once, not after the delay', { timeout: 20_000 }, async () => {
+  const spec = loadGroupFile(makeConfigDir([{ name: 'patient', secret: randomSecret(), apps: [{ name: 'echo', localPort: 1 }] }]).groupFile('patient'));
+  // An hour between attempts: a run that slept through it would end this test by its timeout.
+  const hour = { minDelayMs: 3_600_000, maxDelayMs: 3_600_000, factor: 2 };
+  const { client, events, done } = startClient(spec, { port: await unusedPort() }, { reconnect: hour });
+  after(() => client.stop());
+  const failed = await waitForEvent(events, (e) => e.type === 'connect-failed', 'the first failed connect', 10_000);
+  assert.ok(failed.type === 'connect-failed' && failed.retryInMs >= 0.8 * hour.minDelayMs, JSON.stringify(failed));
+  client.stop();
+  await done;
+  const stopped = await waitForEvent(events, (e) => e.type === 'stopped', 'stopped');
+  assert.deepEqual(stopped, { type: 'stopped', reason: 'on request' });
+});

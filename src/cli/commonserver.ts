@@ -8,6 +8,7 @@ import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 import { clusterCommand, DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
 import { serverEntry } from './server-lines.js';
+import { seconds } from './output.js';
 import { onStopSignals } from './stop-signals.js';
 
 const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE] [--log-level LEVEL] [--log-format FMT]
@@ -75,7 +76,7 @@ async function main(): Promise<number> {
     clusterLine(
       `cluster: node ${config.cluster!.node} joining etcd ${config.cluster!.etcd.join(',')} (prefix ${config.cluster!.prefix}, lease ${config.cluster!.leaseTtlMs / 1000}s)`,
     );
-    await cluster.join((reason) => logger.warn('cluster', `cluster: no etcd lease yet (${reason}); retrying`));
+    await cluster.join((reason, delayMs) => logger.warn('cluster', `cluster: no etcd lease yet (${reason}); retrying in ${seconds(delayMs)}`));
     clusterLine(
       `cluster: the registry is etcd ${config.cluster!.prefix}/groups/ (the groups directory is not read; store it once with: commonserver cluster import DIR)`,
     );

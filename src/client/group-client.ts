@@ -1,11 +1,25 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { firstValueFrom, fromEvent, race, Subject, timer, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
+import { firstValueFrom, fromEvent, Subject, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
-import { ControlChannel, deadline, InternalErrors, MUX_LIMITS_DEFAULTS, muxLimitsFor, observe, type ClientTransport, type Observed } from '../net/index.js';
+import {
+  BACKOFF,
+  ControlChannel,
+  deadline,
+  giveUp,
+  InternalErrors,
+  MUX_LIMITS_DEFAULTS,
+  muxLimitsFor,
+  observe,
+  retryWithBackoff,
+  type BackoffPolicy,
+  type ClientTransport,
+  type Observed,
+} from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
 import { ClientSession } from './client-session.js';
 import { ClusterRefusedError, LoginRejectedError, ServerTrustError, TakenOverError, type ServerRefusal } from './errors.js';
+import { ConnectFailed, LoginRound, SessionLost } from './login-round.js';
 import type { ClientEvent } from './events.js';
 import { dialCommon } from './tls.js';
 
@@ -74,7 +88,8 @@ export const DEFAULT_MAX_POOLED_WORK_CONNS = 64;
  */
 const NODE_OWN_REFUSALS: ReadonlySet<LoginRejectCode> = new Set(['UNKNOWN_GROUP', 'BAD_SECRET', 'VERSION_MISMATCH', 'POLICY']);
 
-export const RECONNECT_DEFAULTS: ReconnectPolicy = { minDelayMs: 500, maxDelayMs: 20_000, factor: 2 };
+/** The one backoff policy (BACKOFF), in the names of the `reconnect` option. */
+export const RECONNECT_DEFAULTS: ReconnectPolicy = { minDelayMs: BACKOFF.firstMs, maxDelayMs: BACKOFF.maxMs, factor: BACKOFF.factor };
 const STABLE_SESSION_MS = 10_000;
 
 /**
@@ -89,14 +104,15 @@ export class GroupClient implements Observed<ClientEvent> {
   readonly internalErrors = new InternalErrors();
   private readonly stopController = new AbortController();
   private session: ClientSession | undefined;
-  private readonly reconnect: ReconnectPolicy;
+  private readonly reconnect: BackoffPolicy;
   private readonly dialTimeoutMs: number;
   private readonly endpoints: ServerEndpoint[];
   /** The endpoint tried next; it stays the same while sessions on it succeed. */
   private current = 0;
 
   constructor(private options: GroupClientOptions) {
-    this.reconnect = { ...RECONNECT_DEFAULTS, ...options.reconnect };
+    const { minDelayMs, maxDelayMs, factor } = { ...RECONNECT_DEFAULTS, ...options.reconnect };
+    this.reconnect = { firstMs: minDelayMs, maxMs: maxDelayMs, factor };
     this.dialTimeoutMs = options.dialTimeoutMs ?? 10_000;
     this.endpoints = options.servers?.length ? [...options.servers] : [{ server: options.server, transport: options.transport ?? { kind: 'tls' } }];
   }
@@ -127,54 +143,25 @@ export class GroupClient implements Observed<ClientEvent> {
    */
   async run(): Promise<void> {
     const { signal } = this.stopController;
-    // Failed attempts and sessions that died young, in a row: what the next delay grows with.
-    let failures = 0;
-    let attempt = 0;
-    // Servers that failed in a row: a round of them all failing is one failure for the backoff.
-    let failedInRound = 0;
-    // What each server of this round refused for good, when it did.
-    let refusals = new Map<string, ServerRefusal>();
+    const round = new LoginRound(this.endpoints.length);
     try {
+      // A run of the retry loop ends when a session that lived `stableSessionMs` ends: the
+      // next run logs in again at once and its backoff starts afresh.
       while (!signal.aborted) {
-        let session: ClientSession;
-        const server = formatHostPort(this.endpoint.server);
-        try {
-          session = await this.login(++attempt);
-        } catch (error) {
-          if (signal.aborted) break;
-          if (this.isFatal(error)) throw error;
-          const refusal = this.nodeRefusal(server, error);
-          if (refusal !== undefined) refusals.set(server, refusal);
-          // Several servers: the next one at once, and a pause only once each was tried.
-          this.current = (this.current + 1) % this.endpoints.length;
-          failedInRound += 1;
-          const roundDone = failedInRound >= this.endpoints.length;
-          if (roundDone) {
-            failedInRound = 0;
-            const verdict = unanimous(refusals, this.endpoints.length);
-            refusals = new Map();
-            if (verdict !== undefined) throw verdict;
-          }
-          const retryInMs = roundDone ? this.backoffMs(++failures) : 0;
-          const next = roundDone ? undefined : formatHostPort(this.endpoint.server);
-          this.emit({ type: 'connect-failed', server, attempt, reason: (error as Error).message, retryInMs, ...(next !== undefined ? { next } : {}) });
-          await this.pause(retryInMs);
-          continue;
-        }
-        failedInRound = 0;
-        refusals = new Map();
-        attempt = 0;
-        this.session = session;
-        const loggedInAt = Date.now();
-        const end = await session.ended;
-        this.session = undefined;
-        if (signal.aborted) break;
-        // Taken over: this session must not fight back, so it is not "lost; reconnecting".
-        if (end.code === 'TAKEN_OVER') throw new TakenOverError(end.reason);
-        failures = Date.now() - loggedInAt >= (this.options.stableSessionMs ?? STABLE_SESSION_MS) ? 0 : failures + 1;
-        const retryInMs = failures === 0 ? 0 : this.backoffMs(failures);
-        this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason, retryInMs });
-        await this.pause(retryInMs);
+        await retryWithBackoff(() => this.loginAndServe(round), {
+          signal,
+          policy: this.reconnect,
+          // One server of a cluster's round: the next one at once, a pause only once each was tried.
+          counts: (error) => !(error instanceof ConnectFailed) || error.next === undefined,
+          onFailedAttempt: ({ error, delayMs }) => {
+            if (error instanceof ConnectFailed) {
+              const { server, attempt, next } = error;
+              this.emit({ type: 'connect-failed', server, attempt, reason: error.message, retryInMs: delayMs, ...(next !== undefined ? { next } : {}) });
+            } else if (error instanceof SessionLost) {
+              this.emit({ type: 'session-lost', ...(error.code ? { code: error.code } : {}), reason: error.message, retryInMs: delayMs });
+            }
+          },
+        });
       }
       this.emit({ type: 'stopped', reason: 'on request' });
     } catch (error) {
@@ -196,19 +183,36 @@ export class GroupClient implements Observed<ClientEvent> {
     }
   }
 
-  /** The delay before the next attempt after `failures` in a row: capped, doubling, jittered. */
-  private backoffMs(failures: number): number {
-    const { minDelayMs, maxDelayMs, factor } = this.reconnect;
-    const base = Math.min(maxDelayMs, minDelayMs * factor ** (failures - 1));
-    // Jitter below the base, so that clients dropped together (a server restart) spread out
-    // while the delay announced stays within the cap.
-    return Math.round(base * (0.8 + 0.2 * Math.random()));
-  }
-
-  /** Waits `ms`, or less if stopped meanwhile. */
-  private async pause(ms: number): Promise<void> {
-    if (ms <= 0 || this.stopController.signal.aborted) return;
-    await firstValueFrom(race(timer(ms), fromEvent(this.stopController.signal, 'abort')));
+  /**
+   * One attempt of the retry loop: a login, then its session until it ends. Rejects with
+   * ConnectFailed or SessionLost (tried again), or with an error given up on; resolves when
+   * stopped, or when a session that lived long enough ended (the backoff starts afresh).
+   */
+  private async loginAndServe(round: LoginRound): Promise<void> {
+    const { signal } = this.stopController;
+    const server = formatHostPort(this.endpoint.server);
+    let session: ClientSession;
+    try {
+      session = await this.login(round.nextAttempt());
+    } catch (error) {
+      if (signal.aborted) return;
+      if (this.isFatal(error)) throw giveUp(error as Error);
+      this.current = (this.current + 1) % this.endpoints.length;
+      const verdict = round.failed(this.nodeRefusal(server, error));
+      if (verdict !== undefined) throw giveUp(verdict);
+      const next = round.over ? undefined : formatHostPort(this.endpoint.server);
+      throw new ConnectFailed(server, round.attempt, error as Error, next);
+    }
+    round.loggedIn();
+    this.session = session;
+    const loggedInAt = Date.now();
+    const end = await session.ended;
+    this.session = undefined;
+    if (signal.aborted) return;
+    // Taken over: this session must not fight back, so it is not "lost; reconnecting".
+    if (end.code === 'TAKEN_OVER') throw giveUp(new TakenOverError(end.reason));
+    if (Date.now() - loggedInAt < (this.options.stableSessionMs ?? STABLE_SESSION_MS)) throw new SessionLost(end.reason, end.code);
+    this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason, retryInMs: 0 });
   }
 
   /** Errors no retry and no other server can fix: they end `run()` at once. */
@@ -346,14 +350,6 @@ export class GroupClient implements Observed<ClientEvent> {
     this.emit({ type: 'login-rejected', server, code, reason, willRetry: tryingNext || this.retries(code), ...(tryingNext ? { tryingNext } : {}) });
     return new LoginRejectedError(code, reason);
   }
-}
-
-/** Every server of the round refused for good, and all for one reason: the error that ends the run. */
-function unanimous(refusals: Map<string, ServerRefusal>, servers: number): ClusterRefusedError | undefined {
-  const all = [...refusals.values()];
-  const code = all[0]?.code;
-  if (code === undefined || all.length < servers || all.some((refusal) => refusal.code !== code)) return undefined;
-  return new ClusterRefusedError(code, all);
 }
 
 /** The apps of the client's own group file as its Login declares them (local targets stay here). */

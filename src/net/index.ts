@@ -12,3 +12,4 @@ export * from './datagram-link.js';
 export * from './token-bucket.js';
 export * from './mux-session.js';
 export * from './observe.js';
+export * from './backoff.js';

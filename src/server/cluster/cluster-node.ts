@@ -101,9 +101,9 @@ export class ClusterNode {
     return this.registry;
   }
 
-  /** Grants the first lease (retrying while etcd does not answer). */
-  async join(onRetry?: (reason: string) => void): Promise<void> {
-    await this.lease.start(onRetry && ((reason) => onRetry(explainEtcdFailure(reason, this.options.config))));
+  /** Grants the first lease (retrying while etcd does not answer: `onRetry` is told why and how long it waits). */
+  async join(onRetry?: (reason: string, delayMs: number) => void): Promise<void> {
+    await this.lease.start(onRetry && ((reason, delayMs) => onRetry(explainEtcdFailure(reason, this.options.config), delayMs)));
   }
 
   /** Publishes the common port this node listens on (its record in `PREFIX/nodes/`). */

@@ -2,6 +2,7 @@ import createDebug from 'debug';
 import type { Etcd3, Lease } from 'etcd3';
 import { performance } from 'node:perf_hooks';
 import { BehaviorSubject, exhaustMap, Subscription, timer, type Observable } from 'rxjs';
+import { ETCD_BACKOFF, retryWithBackoff, type BackoffPolicy } from '../../net/index.js';
 
 const debug = createDebug('ntp:server:cluster:lease');
 
@@ -12,8 +13,8 @@ export interface NodeLeaseOptions {
   /** Written under the lease at each grant: this node's record. */
   nodeKey: string;
   nodeValue: () => string;
-  /** Wait before asking for a new lease after losing one (default 1 s). */
-  regrantDelayMs?: number;
+  /** Waits between grants while etcd does not answer (default ETCD_BACKOFF). */
+  backoff?: BackoffPolicy;
 }
 
 /**
@@ -34,6 +35,8 @@ export class NodeLease {
   private readonly subscriptions = new Subscription();
   private keeping: Subscription | undefined;
   private closed = false;
+  /** Aborted by close: a grant waiting for etcd stops waiting. */
+  private readonly closing = new AbortController();
   /** The revision at which the current lease's node record was written. */
   private recordRevision = 0n;
   readonly safeMs: number;
@@ -51,18 +54,16 @@ export class NodeLease {
     return this.state.value;
   }
 
-  /** Resolves once a first lease is held (retrying while etcd does not answer). */
-  async start(onRetry?: (reason: string) => void): Promise<void> {
-    for (;;) {
-      if (this.closed) throw new Error('closed');
-      try {
-        await this.grant();
-        return;
-      } catch (error) {
-        onRetry?.((error as Error).message);
-        await new Promise((resolve) => setTimeout(resolve, this.options.regrantDelayMs ?? 1000));
-      }
-    }
+  /**
+   * Resolves once a lease is held, retrying while etcd does not answer (`onRetry` is told why
+   * and how long it waits); rejects once the lease is closed.
+   */
+  async start(onRetry?: (reason: string, delayMs: number) => void): Promise<void> {
+    await retryWithBackoff(() => this.grant(), {
+      signal: this.closing.signal,
+      policy: this.options.backoff ?? ETCD_BACKOFF,
+      onFailedAttempt: ({ error, delayMs }) => onRetry?.(error.message, delayMs),
+    });
   }
 
   private async grant(): Promise<void> {
@@ -143,7 +144,7 @@ export class NodeLease {
       // Best effort: frees our keys at once when etcd is reachable (a revoke, not a wait for expiry).
       void lease.revoke({ deadline: Date.now() + 1000 }).catch(() => undefined);
     }
-    if (!this.closed) void this.start((why) => debug('no new lease yet: %s', why)).catch(() => undefined);
+    if (!this.closed) void this.start((why, delayMs) => debug('no new lease yet: %s; again in %dms', why, delayMs)).catch(() => undefined);
   }
 
   /**
@@ -168,6 +169,7 @@ export class NodeLease {
   /** Revokes the lease (a clean shutdown: this node's groups are free at once). */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort(new Error('the node lease is closed'));
     this.subscriptions.unsubscribe();
     const lease = this.lease;
     this.lease = undefined;

@@ -1,6 +1,7 @@
 import createDebug from 'debug';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { BehaviorSubject, filter, firstValueFrom, map, race, timer } from 'rxjs';
+import { ETCD_BACKOFF, retryWithBackoff } from '../../net/index.js';
 
 const debug = createDebug('ntp:server:cluster:mirror');
 
@@ -9,9 +10,6 @@ const debug = createDebug('ntp:server:cluster:mirror');
  * last write or of the read); `lease` the lease a put attached the key to ('0': none).
  */
 export type MirrorChange = { kind: 'put'; name: string; value: string; revision: string; lease: string } | { kind: 'delete'; name: string; revision: string };
-
-/** Waits between attempts to re-read the prefix while etcd does not answer. */
-const RESYNC_DELAY_MS = { first: 250, max: 5_000 } as const;
 
 /**
  * A local copy of every key under one etcd prefix: read once, then kept in step by a watch
@@ -31,6 +29,8 @@ export class PrefixMirror {
   /** The revision up to which every change of the prefix is applied. */
   private readonly applied = new BehaviorSubject<bigint>(0n);
   private closed = false;
+  /** Aborted by close: a re-read waiting for etcd stops waiting. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly etcd: Etcd3,
@@ -133,15 +133,15 @@ export class PrefixMirror {
 
   /** Re-reads until etcd answers (or the mirror is closed). */
   private async resync(why: string): Promise<void> {
-    for (let delayMs: number = RESYNC_DELAY_MS.first; !this.closed; delayMs = Math.min(delayMs * 2, RESYNC_DELAY_MS.max)) {
-      try {
-        const keys = await this.load();
-        if (!this.closed) this.onResync(why, keys);
-        return;
-      } catch (error) {
-        debug('re-reading %s failed: %s; again in %dms', this.prefix, (error as Error).message, delayMs);
-        await firstValueFrom(timer(delayMs));
-      }
+    try {
+      const keys = await retryWithBackoff(() => this.load(), {
+        signal: this.closing.signal,
+        policy: ETCD_BACKOFF,
+        onFailedAttempt: ({ error, delayMs }) => debug('re-reading %s failed: %s; again in %dms', this.prefix, error.message, delayMs),
+      });
+      if (!this.closed) this.onResync(why, keys);
+    } catch {
+      // Closed while etcd did not answer: nothing more to read.
     }
   }
 
@@ -165,6 +165,7 @@ export class PrefixMirror {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort(new Error(`the mirror of ${this.prefix} is closed`));
     const watcher = this.watcher;
     this.watcher = undefined;
     await watcher?.cancel().catch(() => undefined);

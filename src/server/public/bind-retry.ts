@@ -1,66 +1,56 @@
 import createDebug from 'debug';
-import { defer, retry, switchMap, timer, type Subscription } from 'rxjs';
+import { BACKOFF, retryWithBackoff, type BackoffPolicy } from '../../net/index.js';
 
 const debug = createDebug('ntp:server:public:bind-retry');
 
-/** How often a busy public port is tried again: `firstMs`, doubling, at most `maxMs` apart. */
-export interface BindRetryPolicy {
-  readonly firstMs: number;
-  readonly maxMs: number;
-}
-
-export const BIND_RETRY_DEFAULTS: BindRetryPolicy = { firstMs: 1000, maxMs: 30_000 };
+/** How often a busy public port is tried again: the one backoff policy, its figures overridable (tests). */
+export type BindRetryPolicy = Pick<BackoffPolicy, 'firstMs' | 'maxMs'>;
 
 /**
  * The apps of one AppGroup whose public port was busy (EADDRINUSE) at activation or reload:
  * each is tried again with backoff until it binds, until the attempt says it is no longer
  * wanted (it resolves), or until `cancel` (the app removed, its port changed, the group
- * deactivated). `attempt` rejects while the port is still busy.
+ * deactivated), which ends a wait at once. `attempt` rejects while the port is still busy.
  */
 export class BindRetries {
-  private readonly pending = new Map<string, Subscription>();
+  private readonly pending = new Map<string, AbortController>();
+  private readonly policy: BackoffPolicy;
 
   constructor(
     private readonly group: string,
     private readonly attempt: (app: string) => Promise<void>,
-    private readonly policy: BindRetryPolicy = BIND_RETRY_DEFAULTS,
-  ) {}
+    policy?: BindRetryPolicy,
+  ) {
+    this.policy = { ...BACKOFF, ...policy };
+  }
 
   has(app: string): boolean {
     return this.pending.has(app);
   }
 
-  /** Starts retrying `app` unless it already is. */
-  schedule(app: string): void {
+  /** Starts retrying `app`, whose bind just failed with `busy`, unless it already is. */
+  schedule(app: string, busy: Error): void {
     if (this.pending.has(app)) return;
-    const { firstMs, maxMs } = this.policy;
-    // The first try waits too: the caller has just failed to bind.
-    const subscription = timer(firstMs)
-      .pipe(
-        switchMap(() =>
-          defer(() => this.attempt(app)).pipe(
-            retry({
-              delay: (error: Error, count) => {
-                const waitMs = Math.min(maxMs, firstMs * 2 ** count);
-                debug('%s/%s: %s; next try in %dms', this.group, app, error.message, waitMs);
-                return timer(waitMs);
-              },
-            }),
-          ),
-        ),
-      )
-      .subscribe({ complete: () => this.pending.delete(app) });
-    // A synchronous completion has already run its delete: do not re-add a finished retry.
-    if (!subscription.closed) this.pending.set(app, subscription);
+    const stop = new AbortController();
+    this.pending.set(app, stop);
+    const done = (): void => {
+      if (this.pending.get(app) === stop) this.pending.delete(app);
+    };
+    retryWithBackoff(() => this.attempt(app), {
+      signal: stop.signal,
+      policy: this.policy,
+      // The caller has just failed to bind: the first try waits too.
+      firstFailed: busy,
+      onFailedAttempt: ({ error, delayMs }) => debug('%s/%s: %s; next try in %dms', this.group, app, error.message, delayMs),
+    }).then(done, done);
   }
 
   cancel(app: string): void {
-    this.pending.get(app)?.unsubscribe();
+    this.pending.get(app)?.abort(new Error(`the retry of ${this.group}/${app} was cancelled`));
     this.pending.delete(app);
   }
 
   cancelAll(): void {
-    for (const subscription of this.pending.values()) subscription.unsubscribe();
-    this.pending.clear();
+    for (const app of [...this.pending.keys()]) this.cancel(app);
   }
 }

@@ -1,9 +1,10 @@
 import { appDomains, appPublicRefusal, protocolMark, type AppSpec, type PublicPolicy } from '../../config/index.js';
+import { BACKOFF } from '../../net/index.js';
 import type { AppBinding, Message } from '../../protocol/index.js';
 import type { VhostServer } from '../../vhost/index.js';
 import type { SharedPorts } from '../shared-ports/shared-ports.js';
 import { AppServer, type UserConnSink } from './app-server.js';
-import { BindRetries, BIND_RETRY_DEFAULTS, type BindRetryPolicy } from './bind-retry.js';
+import { BindRetries, type BindRetryPolicy } from './bind-retry.js';
 import type { EmitServerEvent } from '../events.js';
 import { UdpAppServer, type UdpSessionSink } from '../udp/udp-app-server.js';
 
@@ -19,7 +20,7 @@ export interface PublicAppsOptions {
   publicPolicy: PublicPolicy;
   /** UserConns one app may hold while they wait for work conns. */
   maxPendingUsersPerApp?: number;
-  /** How a public port that was busy is tried again (default 1 s doubling to 30 s). */
+  /** How a public port that was busy is tried again (default BACKOFF: 0.5 s doubling to 20 s). */
   bindRetry?: BindRetryPolicy;
   /** The shared HTTP/HTTPS ports, when the server has them: vhost apps are routed there. */
   vhost?: VhostServer;
@@ -140,9 +141,9 @@ export class PublicApps {
     if (typeof bound === 'number') return { name: app.name, remotePort: bound, state: 'listening', ...protocol };
     // A busy port is often freed soon (a process restarting, another group's app closing).
     const retrying = bound.code === 'EADDRINUSE' && this.options.isActive();
-    if (retrying) this.bindRetries.schedule(app.name);
-    const retryMs = this.options.bindRetry ?? BIND_RETRY_DEFAULTS;
-    const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first in ${retryMs.firstMs}ms, then at most every ${retryMs.maxMs}ms)` : ''}`;
+    if (retrying) this.bindRetries.schedule(app.name, bound);
+    const retryMs = this.options.bindRetry ?? BACKOFF;
+    const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first within ${retryMs.firstMs}ms, then at most every ${retryMs.maxMs}ms)` : ''}`;
     emit({ type: 'app-failed', group, app: app.name, port: app.remotePort, reason });
     return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason, ...protocol };
   }

@@ -1,15 +1,11 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { timer, type Subscription } from 'rxjs';
-import { MuxSession, type MuxLimits, type MuxStream } from '../../net/index.js';
+import { MuxSession, retryWithBackoff, type MuxLimits, type MuxStream } from '../../net/index.js';
 import { randomId, type Message, type ProtocolError, type StartWorkConn } from '../../protocol/index.js';
 import type { EmitServerEvent } from '../events.js';
 import type { Pairings } from './pairings.js';
 
 const debug = createDebug('ntp:server:users:mux-link');
-
-/** A lost mux conn is asked for again after this long (users meanwhile get single-use work conns). */
-const MUX_RETRY_MS = 1000;
 
 export interface ServerMuxLinkOptions {
   group: string;
@@ -28,48 +24,71 @@ export interface ServerMuxLinkOptions {
  * when it arrives with the pairing id it was given, opens a stream per user (TCP, or a UDP
  * session) on it, and asks again when it is lost. While there is none (just after login, or
  * after a loss), `open` returns undefined and the caller takes a single-use work conn, as
- * without mux.
+ * without mux. The asking is a retry loop under the one backoff policy: a client that does not
+ * come is asked less and less often, and a lost conn is asked for again after the first delay.
  */
 export class ServerMuxLink {
   private session: MuxSession | undefined;
-  /** The id the next mux conn must present, while it is on its way. */
-  private requested: string | undefined;
-  private retry: Subscription | undefined;
-  private stopped = false;
+  /** A retry loop is asking for the mux conn. */
+  private asking = false;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: ServerMuxLinkOptions) {}
 
   /** Asks the client for the mux conn (once it has its LoginResp). */
   request(): void {
-    if (this.stopped || this.session !== undefined || this.requested !== undefined) return;
-    const pairingId = randomId();
-    this.requested = pairingId;
-    this.options.pairings.expect(pairingId, {
-      onWorkConn: (conn) => this.accept(conn),
-      onFailed: () => {
-        // The client did not come: asked again later, users go on without it meanwhile.
-        this.requested = undefined;
-        this.scheduleRetry();
+    this.keepAsking(undefined);
+  }
+
+  /** Asks until the mux conn is up; `lost`: the one just lost, so the first ask waits. */
+  private keepAsking(lost: Error | undefined): void {
+    if (this.stopping.signal.aborted || this.session !== undefined || this.asking) return;
+    this.asking = true;
+    const { group } = this.options;
+    retryWithBackoff(
+      async () => {
+        const conn = await this.ask();
+        // Before the conn is in place: a loss from here on starts a new loop.
+        this.asking = false;
+        this.accept(conn);
       },
-    });
+      {
+        signal: this.stopping.signal,
+        ...(lost !== undefined ? { firstFailed: lost } : {}),
+        // Users go on over single-use work conns meanwhile.
+        onFailedAttempt: ({ error, delayMs }) => debug('%s: no mux conn (%s); asking again in %dms', group, error.message, delayMs),
+      },
+    ).catch(() => (this.asking = false));
+  }
+
+  /** One ReqMuxConn: resolves with the mux conn, rejects if the client did not come with it (or on stop). */
+  private async ask(): Promise<Socket> {
+    const pairingId = randomId();
+    const { conn, cancel } = this.options.pairings.wait(pairingId);
+    const onStop = (): void => cancel();
+    this.stopping.signal.addEventListener('abort', onStop, { once: true });
     this.options.send({ type: 'ReqMuxConn', pairingId });
+    try {
+      return await conn;
+    } finally {
+      this.stopping.signal.removeEventListener('abort', onStop);
+    }
   }
 
   /** The mux conn asked for arrived (its proof already checked). */
   private accept(conn: Socket): void {
-    this.requested = undefined;
-    if (this.stopped) return void conn.destroy();
+    if (this.stopping.signal.aborted) return void conn.destroy();
     const session = new MuxSession(
       conn,
       'opener',
       {
         onClosed: (reason, error) => {
           if (this.session === session) this.session = undefined;
-          if (this.stopped) return;
+          if (this.stopping.signal.aborted) return;
           if (error !== undefined) return this.options.onProtocolError(error);
           debug('%s: mux conn lost (%s); asking again', this.options.group, reason);
           this.options.emit({ type: 'mux-conn', group: this.options.group, state: 'lost', reason });
-          this.scheduleRetry();
+          this.keepAsking(new Error(`the mux conn was lost (${reason})`));
         },
       },
       this.options.limits,
@@ -87,19 +106,8 @@ export class ServerMuxLink {
 
   /** The session ended: every stream reset, the conn closed, nothing asked for again. */
   stop(reason: string): void {
-    this.stopped = true;
-    if (this.requested !== undefined) this.options.pairings.cancel(this.requested);
-    this.requested = undefined;
-    this.retry?.unsubscribe();
+    this.stopping.abort(new Error(reason));
     this.session?.destroy(reason);
     this.session = undefined;
-  }
-
-  private scheduleRetry(): void {
-    if (this.stopped || this.retry !== undefined) return;
-    this.retry = timer(MUX_RETRY_MS).subscribe(() => {
-      this.retry = undefined;
-      this.request();
-    });
   }
 }
