@@ -8,7 +8,8 @@ import { EVENT_STREAM_MAX_QUEUED_BYTES } from '../src/admin/event-stream.js';
 import { rawHttp, sse, startAdmin, type SseMessage } from './helpers/admin.js';
 import { makeConfigDir } from './helpers/configs.js';
 import { startServer } from './helpers/in-process.js';
-import { waitUntil } from './helpers/net.js';
+import {} from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 /**
  * A connection that has sent `request` and then never reads (no 'data' listener: Node stops
@@ -63,7 +64,7 @@ describe('admin limits', { timeout: 120_000 }, () => {
         timeout(10_000),
       ),
     );
-    await waitUntil(() => api.admin.eventStreams.stats().subscribers === 9, 'nine subscribers', 10_000);
+    await eventually(() => api.admin.eventStreams.stats().subscribers === 9, { message: 'nine subscribers', timeout: 10_000 });
 
     // Large events, a few per turn of the event loop so that the reading subscriber keeps up.
     const reason = 'x'.repeat(16 * 1024);
@@ -124,13 +125,11 @@ describe('admin limits', { timeout: 120_000 }, () => {
 
     held.shift()!.destroy();
     // The server counts the slot free once it has seen the close; until then a try is refused.
-    let answer = await rawHttp(port, { target: '/api/groups' });
-    const deadline = Date.now() + 20_000;
-    while (answer.status !== 200 && Date.now() < deadline) {
-      await pause(50);
-      answer = await rawHttp(port, { target: '/api/groups' });
-    }
-    assert.equal(answer.status, 200);
+    await eventually(async () => (await rawHttp(port, { target: '/api/groups' })).status === 200, {
+      message: 'the freed slot to take a request',
+      timeout: 20_000,
+      interval: 50,
+    });
   });
 
   test('a client that sends its headers byte by byte is cut off at headersTimeout', async () => {

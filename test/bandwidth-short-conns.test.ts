@@ -6,7 +6,8 @@ import type { ServerEvent } from '../src/server/index.js';
 import { startApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, waitForEvent, waitUntil, withDeadline } from './helpers/net.js';
+import { connectTo, waitForEvent, withDeadline } from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 /** `bandwidth: 256KB` (powers of 1024); the bucket's burst is 250 ms of it. */
 const LIMIT = 256 * 1024;
@@ -125,7 +126,7 @@ describe('a bandwidth limit holds across many short conns, and leaves no debt be
 
           // The others stop: whatever they still had to send is dropped with them, and so is its claim on the bucket.
           for (const user of users) if (!user.destroyed) user.resetAndDestroy();
-          await waitUntil(() => closed >= CONNS, `the ${CONNS} conns closed on the server`, 10_000);
+          await eventually(() => closed >= CONNS, { message: `the ${CONNS} conns closed on the server`, timeout: 10_000 });
 
           const before = meter.bytes;
           const fresh = await startUser(port, direction, meter, FRESH);

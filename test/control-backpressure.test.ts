@@ -8,7 +8,8 @@ import { ControlChannel, FRAMES_PER_TURN, FrameReader } from '../src/net/index.j
 import { FrameDecoder, type ProtocolError } from '../src/protocol/index.js';
 import { makeConfigDir } from './helpers/configs.js';
 import { pingBatch } from './helpers/hostile-server.js';
-import { closedWithin, socketPair, waitUntil } from './helpers/net.js';
+import { closedWithin, socketPair } from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 /** Writes `total` Pings in batches, each after the previous one was taken (the writer's own backpressure). */
 async function floodPings(socket: Socket, total: number, batch = 1000): Promise<void> {
@@ -37,7 +38,7 @@ test('a peer that sends Pings and never reads the Pongs stops being read; once i
   // More Pongs than the kernel buffers of both ends hold (about 4 MiB on loopback).
   const total = 300_000;
   const flooding = floodPings(peer, total);
-  await waitUntil(() => channel.stalledBytes !== undefined, 'the channel to stop reading the peer', 30_000);
+  await eventually(() => channel.stalledBytes !== undefined, { message: 'the channel to stop reading the peer', timeout: 30_000 });
   const answeredWhenStalled = answered;
   assert.ok(answeredWhenStalled < total, 'stopped reading before the peer was done');
   assert.ok(maxQueued <= maxQueueBytes, `queued at most the cap (${maxQueued} bytes)`);
@@ -55,7 +56,7 @@ test('a peer that sends Pings and never reads the Pongs stops being read; once i
   });
   peer.resume();
   await flooding;
-  await waitUntil(() => nextSeq === total, `all ${total} Pongs (got ${nextSeq})`, 30_000);
+  await eventually(() => nextSeq === total, { message: `all ${total} Pongs (got ${nextSeq})`, timeout: 30_000 });
   assert.equal(outOfOrder, 0);
   assert.equal(answered, total);
   assert.ok(maxQueued <= maxQueueBytes, `queued at most the cap (${maxQueued} bytes)`);

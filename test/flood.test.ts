@@ -5,10 +5,11 @@ import { randomId } from '../src/protocol/index.js';
 import { startApp, startEchoApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestGroup } from './helpers/configs.js';
 import { floodPings, startHostileServer, type HostileServer } from './helpers/hostile-server.js';
-import { echoRoundTrip, endedByReset, streamEnding, waitUntil, withDeadline, type StreamEnding } from './helpers/net.js';
+import { echoRoundTrip, endedByReset, streamEnding, withDeadline, type StreamEnding } from './helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from './helpers/processes.js';
 import { watchRss } from './helpers/proc-usage.js';
 import { rawLogin } from './helpers/raw-client.js';
+import { eventually } from './helpers/eventually.js';
 
 const processes = new ProcessSet();
 const apps: TestApp[] = [];
@@ -100,8 +101,8 @@ test('a server that floods Pings and never reads: the groupclient stays small, c
   const client = await hostileClient(hostile);
   const rss = watchRss(client.pid);
   await client.waitForLine(/group victim lost: SLOW_PEER: the server read none of the \d+ bytes queued for it/, { timeoutMs: 20_000 });
-  await waitUntil(() => hostile.logins >= 2, 'the client to log in again', 20_000);
-  await waitUntil(() => (client.output.match(/group victim lost: SLOW_PEER/g) ?? []).length >= 2, 'a second cut-off', 20_000);
+  await eventually(() => hostile.logins >= 2, { message: 'the client to log in again', timeout: 20_000 });
+  await eventually(() => (client.output.match(/group victim lost: SLOW_PEER/g) ?? []).length >= 2, { message: 'a second cut-off', timeout: 20_000 });
   rss.stop();
   t.diagnostic(`client RSS max ${rss.maxMb.toFixed(0)} MB over ${hostile.logins} flooded sessions`);
   assert.ok(rss.maxMb < 200, `client RSS stayed under 200 MB (max ${rss.maxMb.toFixed(0)} MB)`);
@@ -121,10 +122,10 @@ test('a server asking for 20,000 pooled work conns gets at most the cap (64 by d
   hostiles.push(hostile);
   const client = await hostileClient(hostile);
   await client.waitForLine(/the server asked for 1000 pooled work conns; opened 64, at most 64 may be opening or idle/, { timeoutMs: 20_000 });
-  await waitUntil(() => hostile.workConns >= 64, `64 pooled work conns (got ${hostile.workConns})`, 20_000);
+  await eventually(() => hostile.workConns >= 64, { message: `64 pooled work conns (got ${hostile.workConns})`, timeout: 20_000 });
   // Two more heartbeats from the client: time for any dial beyond the cap to show up.
   const pingsThen = pingsSeen;
-  await waitUntil(() => pingsSeen >= pingsThen + 2, 'two more Pings', 10_000);
+  await eventually(() => pingsSeen >= pingsThen + 2, { message: 'two more Pings', timeout: 10_000 });
   assert.equal(hostile.workConns, 64);
   assert.equal((client.output.match(/pooled work conns/g) ?? []).length, 1, 'one line for the session, not one per ask');
 });
@@ -140,10 +141,10 @@ test('a server repeating ReqMuxConn 5,000 times makes the client open one mux co
   });
   hostiles.push(hostile);
   await hostileClient(hostile);
-  await waitUntil(() => hostile.workConns >= 1, 'the first mux conn', 20_000);
+  await eventually(() => hostile.workConns >= 1, { message: 'the first mux conn', timeout: 20_000 });
   // Two more heartbeats: the client is alive, and time for any further dial to show up.
   const pingsThen = pingsSeen;
-  await waitUntil(() => pingsSeen >= pingsThen + 2, 'two more Pings', 10_000);
+  await eventually(() => pingsSeen >= pingsThen + 2, { message: 'two more Pings', timeout: 10_000 });
   // The 5,000 asks arrive within a few turns of the loop: only those that find no dial under
   // way are followed (without the guard, every one of them is dialed at once).
   assert.ok(hostile.workConns < 50, `${hostile.workConns} mux conns were dialed`);
@@ -167,7 +168,7 @@ test(
     processes.add(
       startGroupClientProcess({ groupsDir: config.groupsDir, group: 'victim', serverPort: hostile.port, link: { fingerprint: hostile.fingerprint } }),
     );
-    await waitUntil(() => endings.length >= 1, 'the client dialing the app', 20_000);
+    await eventually(() => endings.length >= 1, { message: 'the client dialing the app', timeout: 20_000 });
     const ending = await withDeadline(endings[0]!, 10_000, 'the app conn ending');
     assert.ok(endedByReset(ending), `the app saw ${ending.ending} (kernel state ${ending.kernelState ?? 'gone'}) instead of a reset`);
   },

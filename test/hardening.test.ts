@@ -9,8 +9,9 @@ import type { ServerEvent } from '../src/server/index.js';
 import { startEchoApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, echoRoundTrip, sha256, waitForEvent, waitUntil } from './helpers/net.js';
+import { connectTo, echoRoundTrip, sha256, waitForEvent } from './helpers/net.js';
 import { connectFrom, endedByServer, rawLogin } from './helpers/raw-peer.js';
+import { eventually } from './helpers/eventually.js';
 
 const LIMITS = { maxPendingUsersPerApp: 2, maxHandshakes: 1024, maxHandshakesPerSource: 50 };
 
@@ -182,7 +183,7 @@ async function liveFuzz({ tls, total: TOTAL, flood: FLOOD }: { tls: boolean; tot
   assert.equal(unnamed.length, 0, `${unnamed.length} bad peers closed without a log line: ${[...new Set(unnamed.map(({ kind }) => kind))].join(', ')}`);
   for (const { socket } of closed) socket.destroy();
   // Nothing is left half-registered.
-  await waitUntil(() => server.pendingHandshakes === 0, 'every handshake slot to be freed');
+  await eventually(() => server.pendingHandshakes === 0, { message: 'every handshake slot to be freed' });
   assert.ok(roundTrips > 0, 'the steady group had no traffic during the fuzz');
   // And the steady group still works afterwards.
   assert.equal((await echoRoundTrip(echoPort, Buffer.from('still here'))).toString(), 'still here');
@@ -231,7 +232,7 @@ test('the per-source handshake cap spares the address of a logged-in client (its
     JSON.stringify(capped),
   );
   // All ten from the client's address are in (and nobody else was refused).
-  await waitUntil(() => server.pendingHandshakes === 15, 'ten client-address conns and five stranger conns pending');
+  await eventually(() => server.pendingHandshakes === 15, { message: 'ten client-address conns and five stranger conns pending' });
   let refusedTotal = 0;
   events
     .subscribe((e) => {

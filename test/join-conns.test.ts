@@ -4,7 +4,8 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { joinConns, type RelayResult } from '../src/net/index.js';
-import { kernelTcpState, readAll, readBytes, socketPair, streamEnding, waitUntil } from './helpers/net.js';
+import { kernelTcpState, readAll, readBytes, socketPair, streamEnding } from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 /**
  * A ⇄ outer ══joinConns══ inner ⇄ B, all real loopback sockets. A and B are the two far
@@ -208,7 +209,7 @@ describe('joinConns and the kernel', () => {
     a.on('error', () => {});
     a.write('x');
     a.resetAndDestroy();
-    await waitUntil(() => outerState() === undefined, 'the reset to reach the kernel');
+    await eventually(() => outerState() === undefined, { message: 'the reset to reach the kernel' });
     const atB = streamEnding(b);
     const result = await joinConns(outer, inner);
     assert.match(result.error?.message ?? '', /ECONNRESET/);

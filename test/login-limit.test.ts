@@ -6,6 +6,7 @@ import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startServer } from './helpers/in-process.js';
 import { waitForEvent } from './helpers/net.js';
 import { rawHello, rawLogin } from './helpers/raw-peer.js';
+import { eventually } from './helpers/eventually.js';
 
 // Windows shrunk so the test is fast: slowed after 2 failures, refused after 4, for 1.5s.
 const LIMIT = { window: '30s', slowAfter: 2, slowBy: '300ms', blockAfter: 4, blockFor: '1500ms' };
@@ -61,17 +62,17 @@ test('failed logins from one address are slowed, then refused for a while, then 
   bystander.channel.destroy();
 
   // Released once blockFor has passed: poll (bounded) until the right secret gets in again.
-  let accepted;
-  for (let tries = 0; tries < 40 && accepted === undefined; tries++) {
-    const attempt = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
-    if (attempt.resp.sessionId) accepted = attempt;
-    else {
+  const accepted = await eventually(
+    async () => {
+      const attempt = await rawLogin(started, { group: 'target', clientId: 'owner', secret, localAddress: attacker });
+      if (attempt.resp.sessionId) return attempt;
       attempt.channel.destroy();
-      assert.equal(attempt.resp.error?.code, 'RATE_LIMITED');
-      await new Promise((resolve) => setTimeout(resolve, 200)); // pacing a bounded poll, not synchronisation
-    }
-  }
-  assert.ok(accepted, 'the block was never released');
+      // Any refusal but RATE_LIMITED ends the polling, for the assert below to name it.
+      return attempt.resp.error?.code === 'RATE_LIMITED' ? false : attempt;
+    },
+    { message: 'the block to be released', timeout: 15_000, interval: 200 },
+  );
+  assert.ok(accepted.resp.sessionId, `refused with ${accepted.resp.error?.code} (RATE_LIMITED expected) while the block was held`);
   assert.ok(Date.now() - blockedAt >= 1000, 'released too early');
   accepted.channel.destroy();
 });

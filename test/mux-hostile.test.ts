@@ -5,10 +5,11 @@ import { encodeMuxFrame, encodeMuxOpen, MUX_STREAM_WINDOW, MuxDecoder, MuxFrameT
 import { startApp, unusedPort, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestGroup } from './helpers/configs.js';
 import { startHostileServer, type HostileServer } from './helpers/hostile-server.js';
-import { connectTo, waitUntil } from './helpers/net.js';
+import { connectTo } from './helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess } from './helpers/processes.js';
 import { cpuSeconds, rssMb, watchRss } from './helpers/proc-usage.js';
 import { rawLogin, rawWorkConn } from './helpers/raw-client.js';
+import { eventually } from './helpers/eventually.js';
 
 /**
  * The mux conn against a peer that logs in properly and then misbehaves, in both directions: a
@@ -117,10 +118,10 @@ describe('a hostile server on the mux conn, against a real groupclient', () => {
     const cpuBefore = cpuSeconds(client.pid);
     const opens = Array.from({ length: 20_000 }, (_, i) => encodeMuxOpen(i + 1, start(i)));
     for (let i = 0; i < opens.length; i += 1000) conn.write(Buffer.concat(opens.slice(i, i + 1000)));
-    await waitUntil(() => seen.resets.size >= 20_000 - 64, 'an RST for every OPEN past the cap', 40_000).catch((error: Error) => {
+    await eventually(() => seen.resets.size >= 20_000 - 64, { message: 'an RST for every OPEN past the cap', timeout: 40_000 }).catch((error: Error) => {
       throw new Error(`${error.message}: ${seen.resets.size} RSTs, ${app.accepted} dials; client said:\n${client.output}`);
     });
-    await waitUntil(() => app.accepted >= 64, 'the 64 local dials', 10_000);
+    await eventually(() => app.accepted >= 64, { message: 'the 64 local dials', timeout: 10_000 });
     const cpu = cpuSeconds(client.pid) - cpuBefore;
     rss.stop();
     t.diagnostic(`client: ${app.accepted} local dials, ${seen.resets.size} RSTs, RSS max ${rss.maxMb.toFixed(0)} MB, CPU ${cpu.toFixed(2)} s`);
@@ -139,7 +140,7 @@ describe('a hostile server on the mux conn, against a real groupclient', () => {
     const conn = await muxConn;
     const ids = [1, 2, 3, 4];
     conn.write(Buffer.concat(ids.map((id) => encodeMuxOpen(id, start(id)))));
-    await waitUntil(() => app.accepted === ids.length, 'the local dials');
+    await eventually(() => app.accepted === ids.length, { message: 'the local dials' });
     // A whole 1 MiB window (the largest any receiver grants) per stream, one byte a frame.
     const { grownMb, cpu, line } = await usageWhile(client.pid, () => tinyFrames(conn, ids, MUX_STREAM_WINDOW));
     t.diagnostic(`client ${line} for ${ids.length} streams`);
@@ -168,14 +169,14 @@ describe('a hostile client on the mux conn, against a real commonserver', () => 
     const seen = muxFrames(conn);
     const users = await Promise.all(Array.from({ length: 4 }, () => connectTo(appPort)));
     for (const user of users) sockets.push(user.on('error', () => {}).pause());
-    await waitUntil(() => seen.opened.length === users.length, 'an OPEN per user');
+    await eventually(() => seen.opened.length === users.length, { message: 'an OPEN per user' });
     const { grownMb, cpu, line } = await usageWhile(server.pid, () => tinyFrames(conn, seen.opened, MUX_STREAM_WINDOW));
     t.diagnostic(`server ${line} for ${users.length} users`);
     assert.ok(grownMb < 48, `server RSS grew ${grownMb.toFixed(0)} MB for ${users.length} users of 1-byte frames`);
     assert.ok(cpu < 30, `server CPU ${cpu.toFixed(2)} s`);
     // The session carries on: a new user still gets its stream.
     sockets.push((await connectTo(appPort)).on('error', () => {}));
-    await waitUntil(() => seen.opened.length === users.length + 1, 'an OPEN for the next user');
+    await eventually(() => seen.opened.length === users.length + 1, { message: 'an OPEN for the next user' });
     assert.ok(server.running);
     session.channel.destroy();
   });

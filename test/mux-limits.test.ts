@@ -16,7 +16,8 @@ import {
   MuxFrameType,
   type StartWorkConn,
 } from '../src/protocol/index.js';
-import { socketPair, waitUntil } from './helpers/net.js';
+import { socketPair } from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -79,12 +80,12 @@ describe('mux memory in real bytes', { timeout: 60_000 }, () => {
   test('1-byte DATA frames to a stream that never reads cost the receiver about its window, not ~100 bytes per byte', async () => {
     const { raw, session, streams } = await acceptorUnderTest();
     raw.write(encodeMuxOpen(1, start('tiny')));
-    await waitUntil(() => streams.length === 1, 'the stream');
+    await eventually(() => streams.length === 1, { message: 'the stream' });
     const stream = streams[0]!.pause();
     const frames = Array.from({ length: MUX_INITIAL_WINDOW }, () => encodeMuxFrame(MuxFrameType.data, 1, Buffer.of(7)));
     const before = await heldBytes();
     await writeAll(raw, frames);
-    await waitUntil(() => stream.bytesRead === MUX_INITIAL_WINDOW, 'the whole window received', 30_000);
+    await eventually(() => stream.bytesRead === MUX_INITIAL_WINDOW, { message: 'the whole window received', timeout: 30_000 });
     const grown = (await heldBytes()) - before;
     assert.ok(grown < 2 * MiB, `the receiver holds ${(grown / MiB).toFixed(1)} MiB for ${MUX_INITIAL_WINDOW} bytes in 1-byte frames`);
     assert.equal(session.isClosed, false);
@@ -94,17 +95,17 @@ describe('mux memory in real bytes', { timeout: 60_000 }, () => {
   test("a 1-byte frame in each chunk never keeps the chunk alive (the rest of it was another stream's)", async () => {
     const { raw, streams } = await acceptorUnderTest();
     raw.write(Buffer.concat([encodeMuxOpen(1, start('holder')), encodeMuxOpen(2, start('gone'))]));
-    await waitUntil(() => streams.length === 2, 'both streams');
+    await eventually(() => streams.length === 2, { message: 'both streams' });
     const holder = streams[0]!.pause();
     // Stream 2 is reset: its DATA frames are late ones, dropped, but they travel in the same chunks.
     raw.write(encodeMuxReset(2, 'gone'));
-    await waitUntil(() => streams[1]!.destroyed, 'stream 2 reset');
+    await eventually(() => streams[1]!.destroyed, { message: 'stream 2 reset' });
     const filler = encodeMuxFrame(MuxFrameType.data, 2, Buffer.alloc(16 * 1024, 1));
     const rounds = 2000;
     const frames = Array.from({ length: rounds }, () => Buffer.concat([encodeMuxFrame(MuxFrameType.data, 1, Buffer.of(7)), filler]));
     const before = await heldBytes();
     await writeAll(raw, frames, 64);
-    await waitUntil(() => holder.bytesRead === rounds, 'every 1-byte frame', 30_000);
+    await eventually(() => holder.bytesRead === rounds, { message: 'every 1-byte frame', timeout: 30_000 });
     const grown = (await heldBytes()) - before;
     assert.ok(grown < 2 * MiB, `the receiver holds ${(grown / MiB).toFixed(1)} MiB for ${rounds} bytes sent among ${rounds * 16} KiB of others`);
     raw.destroy();
@@ -113,7 +114,7 @@ describe('mux memory in real bytes', { timeout: 60_000 }, () => {
   test('coalesced bytes reach the reader whole and in order, small and large pieces mixed', async () => {
     const { raw, streams } = await acceptorUnderTest();
     raw.write(encodeMuxOpen(1, start('mixed')));
-    await waitUntil(() => streams.length === 1, 'the stream');
+    await eventually(() => streams.length === 1, { message: 'the stream' });
     const stream = streams[0]!.pause();
     const sizes = [1, 3, 5000, 1, 20_000, 2, 2, 70_000, 1, 9000, 1];
     const pieces = sizes.map((size) => randomBytes(size));
@@ -134,18 +135,18 @@ describe('mux stream cap', { timeout: 60_000 }, () => {
       raw,
       Array.from({ length: 20_000 }, (_, i) => encodeMuxOpen(i + 1, start(`flood-${i}`))),
     );
-    await waitUntil(() => refusals.length === 20_000 - 8, 'every refusal', 30_000);
+    await eventually(() => refusals.length === 20_000 - 8, { message: 'every refusal', timeout: 30_000 });
     assert.equal(streams.length, 8, 'streams made past the cap');
     assert.equal(session.streamCount, 8);
-    await waitUntil(() => frames.filter((frame) => frame.type === 'reset').length === 20_000 - 8, 'an RST per refused OPEN', 30_000);
+    await eventually(() => frames.filter((frame) => frame.type === 'reset').length === 20_000 - 8, { message: 'an RST per refused OPEN', timeout: 30_000 });
     const first = frames.find((frame) => frame.type === 'reset')!;
     assert.equal(first.id, 9);
     assert.match(first.text ?? '', /8 streams/);
     // A stream that ends makes room for the next OPEN.
     streams[0]!.destroy();
-    await waitUntil(() => session.streamCount === 7, 'the first stream retired');
+    await eventually(() => session.streamCount === 7, { message: 'the first stream retired' });
     raw.write(encodeMuxOpen(20_001, start('after')));
-    await waitUntil(() => streams.length === 9, 'the stream opened once there was room');
+    await eventually(() => streams.length === 9, { message: 'the stream opened once there was room' });
     raw.destroy();
   });
 
@@ -156,11 +157,11 @@ describe('mux stream cap', { timeout: 60_000 }, () => {
     const opener = new MuxSession(near, 'opener', { onClosed: () => {} }, { maxStreams: 2, budgetBytes: minMuxBudgetBytes(2) });
     const opened = [opener.open(start('a')), opener.open(start('b')), opener.open(start('c'))];
     for (const stream of opened) stream.on('error', () => {});
-    await waitUntil(() => opened[2]!.destroyed, 'the third stream refused');
+    await eventually(() => opened[2]!.destroyed, { message: 'the third stream refused' });
     assert.match(String(opened[2]!.errored?.message), /2 streams, its cap/);
-    await waitUntil(() => frames.length >= 2, 'the two OPENs');
+    await eventually(() => frames.length >= 2, { message: 'the two OPENs' });
     raw.write(encodeMuxFrame(MuxFrameType.fin, 1));
-    await waitUntil(() => opener.streamCount === 2, 'two streams open');
+    await eventually(() => opener.streamCount === 2, { message: 'two streams open' });
     assert.deepEqual(
       frames.map((frame) => `${frame.type}:${frame.id}`),
       ['open:1', 'open:2'],
@@ -178,7 +179,7 @@ describe('mux session budget and credit', { timeout: 60_000 }, () => {
     const acceptor = new MuxSession(far, 'acceptor', { onStream: (stream) => accepted.push(stream.on('error', () => {})), onClosed: () => {} }, limits);
     const opener = new MuxSession(near, 'opener', { onClosed: () => {} }, limits);
     const senders = [0, 1, 2].map((i) => opener.open(start(`s${i}`)).on('error', () => {}));
-    await waitUntil(() => accepted.length === 3, 'three streams');
+    await eventually(() => accepted.length === 3, { message: 'three streams' });
     const [fast, ...stalled] = accepted as [MuxStream, MuxStream, MuxStream];
     for (const stream of stalled) stream.pause();
     let fastBytes = 0;
@@ -206,13 +207,13 @@ describe('mux session budget and credit', { timeout: 60_000 }, () => {
     const opener = new MuxSession(near, 'opener', { onClosed: () => {} });
     const stream = opener.open(start('stingy')).on('error', () => {});
     stream.write(Buffer.alloc(MUX_INITIAL_WINDOW + 64 * 1024, 1));
-    await waitUntil(() => stream.bytesWritten === MUX_INITIAL_WINDOW, 'the initial window sent');
+    await eventually(() => stream.bytesWritten === MUX_INITIAL_WINDOW, { message: 'the initial window sent' });
     const dataFrames = (): number => frames.filter((frame) => frame.type === 'data').length;
     const sentBefore = dataFrames();
     raw.write(Buffer.concat(Array.from({ length: 4095 }, () => encodeMuxWindow(1, 1))));
     raw.write(encodeMuxWindow(1, 1));
-    await waitUntil(() => stream.bytesWritten === MUX_INITIAL_WINDOW + 4096, 'the 4 KiB granted byte by byte sent');
-    await waitUntil(() => dataFrames() > sentBefore, 'its DATA');
+    await eventually(() => stream.bytesWritten === MUX_INITIAL_WINDOW + 4096, { message: 'the 4 KiB granted byte by byte sent' });
+    await eventually(() => dataFrames() > sentBefore, { message: 'its DATA' });
     // Counted as the decoder hands pieces on (a frame may come in a few); a byte per frame would be 4096.
     assert.ok(dataFrames() - sentBefore <= 8, `credit granted byte by byte was spent in ${dataFrames() - sentBefore} DATA pieces`);
     const reset = new Promise<Error | undefined>((resolve) => stream.once('close', () => resolve(stream.errored ?? undefined)));

@@ -17,6 +17,7 @@ import {
   type StartWorkConn,
 } from '../src/protocol/index.js';
 import { socketPair } from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 /** A mux conn on a real loopback TCP pair: the server's end opens, the client's accepts. */
 interface MuxPair {
@@ -82,14 +83,6 @@ function closed(stream: MuxStream): Promise<void> {
 const digest = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 const turn = (ms = 20): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await turn(5);
-  }
-}
-
 describe('mux conn on real sockets', () => {
   test('a stream carries bytes both ways, each direction half-closed on its own, and ends without a reset', async () => {
     const { opener, acceptor, nextAccepted } = await muxPair();
@@ -124,7 +117,7 @@ describe('mux conn on real sockets', () => {
     slowEnd.pause();
     const payload = randomBytes(8 * MUX_STREAM_WINDOW);
     slow.end(payload);
-    await until(() => slow.bytesWritten >= MUX_INITIAL_WINDOW, 'the window to fill');
+    await eventually(() => slow.bytesWritten >= MUX_INITIAL_WINDOW, { message: 'the window to fill' });
     await turn(100);
     assert.equal(slow.bytesWritten, MUX_INITIAL_WINDOW, 'the sender stops at the initial window while the reader never read');
     assert.ok(slowEnd.readableLength <= MUX_INITIAL_WINDOW, `the receiver holds ${slowEnd.readableLength} bytes, more than the window`);
@@ -149,7 +142,7 @@ describe('mux conn on real sockets', () => {
     const { stream: otherEnd } = await nextAccepted();
     const doomedSeen = collect(doomedEnd);
     doomed.write('partial');
-    await until(() => doomedEnd.bytesRead === 7, 'the partial bytes');
+    await eventually(() => doomedEnd.bytesRead === 7, { message: 'the partial bytes' });
     doomed.resetAndDestroy('the user reset');
     const { error } = await doomedSeen;
     assert.ok(error instanceof MuxResetError, `expected a reset, got ${String(error)}`);
@@ -168,7 +161,7 @@ describe('mux conn on real sockets', () => {
     const { stream: client } = await nextAccepted();
     const clientSeen = collect(client);
     server.end('all of it');
-    await until(() => client.readableEnded || client.bytesRead === 9, 'the bytes');
+    await eventually(() => client.readableEnded || client.bytesRead === 9, { message: 'the bytes' });
     // The far end's direction is still open: ending now loses whatever it had left to send.
     server.destroy();
     await clientSeen;
@@ -244,7 +237,7 @@ describe('mux conn against a hostile peer', () => {
   test('DATA past the window resets that stream alone; the conn and the other streams carry on', async () => {
     const { raw, session, streams } = await acceptorWithRawServer();
     raw.write(Buffer.concat([encodeMuxOpen(1, start('greedy')), encodeMuxOpen(2, start('fair'))]));
-    await until(() => streams.length === 2, 'both streams');
+    await eventually(() => streams.length === 2, { message: 'both streams' });
     const greedy = streams[0]!;
     greedy.pause();
     const greedySeen = new Promise<Error | undefined>((resolve) => greedy.once('error', resolve));
@@ -266,7 +259,7 @@ describe('mux conn against a hostile peer', () => {
     const fairSeen = collect(fair);
     raw.write(Buffer.concat([encodeMuxFrame(MuxFrameType.data, 2, Buffer.from('fine')), encodeMuxFrame(MuxFrameType.fin, 2)]));
     assert.equal((await fairSeen).data.toString(), 'fine');
-    await until(() => frames.some((frame) => frame.type === 'reset' && frame.id === 1), 'the RST of stream 1');
+    await eventually(() => frames.some((frame) => frame.type === 'reset' && frame.id === 1), { message: 'the RST of stream 1' });
     assert.equal(session.isClosed, false);
     raw.destroy();
   });
@@ -274,7 +267,7 @@ describe('mux conn against a hostile peer', () => {
   test("an RST from the server resets the client's stream with its reason", async () => {
     const { raw, streams } = await acceptorWithRawServer();
     raw.write(encodeMuxOpen(1, start('p')));
-    await until(() => streams.length === 1, 'the stream');
+    await eventually(() => streams.length === 1, { message: 'the stream' });
     const seen = collect(streams[0]!);
     raw.write(encodeMuxReset(1, 'user went away'));
     const { error } = await seen;

@@ -9,6 +9,7 @@ import type { CommonServer, ServerEvent } from '../src/server/index.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
 import { connectTo, kernelTcpState, streamEnding, withDeadline, type StreamEnding } from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 /**
  * A user's mux stream driven over real sockets: a user and a local app on the two ends of a
@@ -195,16 +196,16 @@ describe('mux streams over real sockets, driven by generated commands', () => {
     await new Promise((resolve) => appServer?.close(resolve));
   });
 
-  async function waitUntilActive(): Promise<number> {
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
-      const group = server.inUseGroup.get(GROUP);
-      const port = group?.apps.get('app')?.port;
-      // Each run is a user on a stream: the mux conn must be up (again, after a lost one).
-      if (group?.isActive && port && muxConnOf(server) !== undefined) return port;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error('the group did not come back');
+  function waitUntilActive(): Promise<number> {
+    return eventually(
+      () => {
+        const group = server.inUseGroup.get(GROUP);
+        const port = group?.apps.get('app')?.port;
+        // Each run is a user on a stream: the mux conn must be up (again, after a lost one).
+        return group?.isActive && port && muxConnOf(server) !== undefined ? port : false;
+      },
+      { message: 'the group to come back', timeout: 15_000 },
+    );
   }
 
   function nextAppConn(): Promise<Socket> {
@@ -233,7 +234,9 @@ describe('mux streams over real sockets, driven by generated commands', () => {
           fc.asyncProperty(fc.commands(COMMANDS, { maxCommands: 10 }), async (commands) => {
             runs++;
             const port = await waitUntilActive();
-            await waitFor(() => (server.inUseGroup.get(GROUP)?.apps.get('app')?.liveConnCount ?? 0) === 0, "the previous run's relay to be gone");
+            await eventually(() => (server.inUseGroup.get(GROUP)?.apps.get('app')?.liveConnCount ?? 0) === 0, {
+              message: "the previous run's relay to be gone",
+            });
             // A conn the client dialed for a user of a session that was lost meanwhile (its
             // StartWorkConn was in flight) belongs to no run: it must not stand in for this one's.
             await new Promise((resolve) => setTimeout(resolve, 10));
@@ -304,7 +307,7 @@ describe('mux streams over real sockets, driven by generated commands', () => {
               assert.ok(accepted?.type === 'user-conn-accepted', `the server never accepted ${remote}`);
               const mine = (): ServerEvent | undefined =>
                 seen.slice(from).find((e) => (e.type === 'conn-closed' || e.type === 'work-conn-failed') && e.pairingId === accepted.pairingId);
-              await waitFor(() => mine() !== undefined, `the end of ${accepted.pairingId} (${script})`);
+              await eventually(() => mine() !== undefined, { message: `the end of ${accepted.pairingId} (${script})` });
               const closed = mine()!;
               if (live(model)) assert.equal(closed.type, 'conn-closed', script);
               if (live(model) || kernelHidReset)
@@ -313,7 +316,7 @@ describe('mux streams over real sockets, driven by generated commands', () => {
               const joined = since(from, 'work-conn-joined').find((e) => e.type === 'work-conn-joined' && e.pairingId === accepted.pairingId);
               if (joined?.type === 'work-conn-joined' && joined.mux === true) onStreams++;
               // Nothing leaks: the server holds no user of this run.
-              await waitFor(() => (server.inUseGroup.get(GROUP)?.apps.get('app')?.liveConnCount ?? 0) === 0, 'the relay to be gone');
+              await eventually(() => (server.inUseGroup.get(GROUP)?.apps.get('app')?.liveConnCount ?? 0) === 0, { message: 'the relay to be gone' });
             } finally {
               // A failed run leaves nothing open behind it: the next run (a shrink) starts clean.
               resetSocket(user);
@@ -350,12 +353,4 @@ function asTheKernelSawIt(saw: StreamEnding, finReceivedBeforeOwn: boolean): Str
   if (saw.ending !== 'fin' || saw.kernelState !== undefined || finReceivedBeforeOwn) return saw;
   resetsReadAsEof++;
   return { ...saw, ending: 'reset', code: 'RESET_READ_AS_EOF' };
-}
-
-async function waitFor(predicate: () => boolean | number, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }

@@ -10,9 +10,10 @@ import { createSelfSigned } from '../src/server/index.js';
 import { startApp, startBannerApp, startEchoApp, type TestApp } from './helpers/apps.js';
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
-import { connectTo, echoRoundTrip, readAll, readBytes, sha256, waitForEvent, waitUntil } from './helpers/net.js';
+import { connectTo, echoRoundTrip, readAll, readBytes, sha256, waitForEvent } from './helpers/net.js';
 import { startCommonServerProcess, startGroupClientProcess } from './helpers/processes.js';
 import { connectFrom, endedByServer } from './helpers/raw-peer.js';
+import { eventually } from './helpers/eventually.js';
 
 const OTHER_FINGERPRINT = `sha256:${'ab'.repeat(32)}`;
 
@@ -257,6 +258,6 @@ test('TLS: a connection that never completes its TLS handshake is closed at the 
   await endedByServer(silent);
   const line = await waitForEvent(events, (e) => e.type === 'bad-peer' && e.remote === remote, 'the handshake timeout line');
   assert.equal(line.type === 'bad-peer' ? line.code : '', 'TLS_HANDSHAKE');
-  await waitUntil(() => server.pendingHandshakes === 0, 'its handshake slot to be freed');
+  await eventually(() => server.pendingHandshakes === 0, { message: 'its handshake slot to be freed' });
   silent.destroy();
 });

@@ -13,7 +13,8 @@ import { startApp, startBannerApp, startEchoApp, unusedPort, type TestApp } from
 import { makeConfigDir, randomSecret } from './helpers/configs.js';
 import { startClient, startServer } from './helpers/in-process.js';
 import { dialServer, LINKS, type Link } from './helpers/link.js';
-import { connectTo, echoRoundTrip, readAll, readBytes, sha256, socketPair, streamEnding, waitForEvent, waitUntil } from './helpers/net.js';
+import { connectTo, echoRoundTrip, readAll, readBytes, sha256, socketPair, streamEnding, waitForEvent } from './helpers/net.js';
+import { eventually } from './helpers/eventually.js';
 
 /** A server with `workConnPool: pool` and a client for one app per local port, both in process, over `link`. */
 async function tunnelOf(link: Link, name: string, localPorts: number[], pool: number) {
@@ -127,7 +128,7 @@ for (const link of LINKS)
         assert.equal((await readAll(second)).toString(), 'bye\n');
         const late = randomBytes(50_000 + i);
         second.end(late);
-        await waitUntil(() => countedAfterFin.length === i + 1, 'the quitting app to see the FIN');
+        await eventually(() => countedAfterFin.length === i + 1, { message: 'the quitting app to see the FIN' });
         assert.equal(countedAfterFin[i], late.length, `user ${i}: the app that ended first still got every byte`);
       }
     });
@@ -270,6 +271,6 @@ test('a pooled conn is asked for under a pairing id of the session, taken once, 
   assert.equal(pool.idleCount, 1);
   assert.equal(pool.take(), pairs[1]![0]);
   // Below half (none idle, none on its way): both are asked for again after this turn, in one batch.
-  await waitUntil(() => asked.length === 1, 'the replacements to be asked for');
+  await eventually(() => asked.length === 1, { message: 'the replacements to be asked for' });
   assert.equal(asked[0]!.length, 2);
 });

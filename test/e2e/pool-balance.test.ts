@@ -6,7 +6,8 @@ import { loadGroupFile } from '../../src/config/index.js';
 import { startBannerApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
-import { connectTo, readBytes, streamEnding, waitForEvent, waitUntil } from '../helpers/net.js';
+import { connectTo, readBytes, streamEnding, waitForEvent } from '../helpers/net.js';
+import { eventually } from '../helpers/eventually.js';
 
 /**
  * Three groups serve two pools over the default link (TLS, pinned): `web` spreads users round
@@ -107,7 +108,7 @@ describe('pools: users spread over three groups', () => {
     for (const user of closed) user.socket.end();
     await Promise.all(ends);
     const dbPool = (): { group: string; openConns: number }[] => started.server.pools.views().find((pool) => pool.name === 'db')!.members;
-    await waitUntil(() => dbPool().find((m) => m.group === 'b')!.openConns === 0, "b's users gone on the server");
+    await eventually(() => dbPool().find((m) => m.group === 'b')!.openConns === 0, { message: "b's users gone on the server" });
     const next = await visit(dbPort);
     const after = await visit(dbPort);
     assert.deepEqual([next.member, after.member], ['b', 'b'], `open conns were ${JSON.stringify(dbPool())}`);

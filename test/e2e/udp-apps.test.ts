@@ -5,8 +5,9 @@ import { loadGroupFile } from '../../src/config/index.js';
 import { UdpAppServer } from '../../src/server/udp-app-server.js';
 import { makeConfigDir, randomSecret, type TestAppEntry, type TestConfigDir } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
-import { waitForEvent, waitUntil } from '../helpers/net.js';
+import { waitForEvent } from '../helpers/net.js';
 import { startUdpEchoApp, unusedUdpPort, UdpUser, type UdpTestApp } from '../helpers/udp.js';
+import { eventually } from '../helpers/eventually.js';
 
 /**
  * UDP apps end to end, in process, over the default link (TLS, pinned fingerprint): real UDP
@@ -161,11 +162,11 @@ describe('UDP apps over the TLS link', () => {
     const before = udpApp('echo').counters().dropped.oversize;
     // Towards the app: too large at the public port.
     await u.send(port, randomBytes(MAX_DATAGRAM + 1));
-    await waitUntil(() => udpApp('echo').counters().dropped.oversize === before + 1, 'the oversize datagram counted');
+    await eventually(() => udpApp('echo').counters().dropped.oversize === before + 1, { message: 'the oversize datagram counted' });
     // Back from the app: the echo adds its "ADDRESS:PORT|" prefix, so a payload just under the
     // limit comes back over it.
     await u.send(port, randomBytes(MAX_DATAGRAM - 5));
-    await waitUntil(() => udpApp('echo').counters().dropped.oversize === before + 2, 'the oversize reply counted');
+    await eventually(() => udpApp('echo').counters().dropped.oversize === before + 2, { message: 'the oversize reply counted' });
     // Neither reached the user; a datagram that fits still does, whole.
     const fits = randomBytes(MAX_DATAGRAM - 40);
     assert.deepEqual(seenAs(await u.request(port, fits)).payload, fits);
@@ -181,7 +182,7 @@ describe('UDP apps over the TLS link', () => {
     const outsiders = await Promise.all(Array.from({ length: 2 }, () => user()));
     for (const [index, u] of outsiders.entries()) {
       await u.send(port, 'let me in');
-      await waitUntil(() => app.counters().dropped.sessionCap === index + 1, `outsider ${index} counted as over the cap`);
+      await eventually(() => app.counters().dropped.sessionCap === index + 1, { message: `outsider ${index} counted as over the cap` });
     }
     assert.equal(app.counters().sessions, CAPPED_SESSIONS, 'no session opened over the cap');
     // The insiders are still served while the table is full; the outsiders got nothing.

@@ -9,6 +9,7 @@ import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/conf
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
 import { connectTo, readAll, readBytes, streamEnding, waitForEvent } from '../helpers/net.js';
 import { curl, curlSeen, pattern, rawGet, readResponse, startWebApp, writeVhostGroup, type SeenRequest } from '../helpers/vhost.js';
+import { eventually } from '../helpers/eventually.js';
 
 type WebApp = Awaited<ReturnType<typeof startWebApp>>;
 
@@ -319,17 +320,16 @@ describe('HTTP virtual hosts', () => {
 
 /** The value of `count()` once it has stopped growing for 500 ms (a stalled stream). */
 function quiescent(count: () => number): Promise<number> {
-  return new Promise((resolve) => {
-    let last = -1;
-    const check = setInterval(() => {
+  let last = -1;
+  return eventually(
+    () => {
       const now = count();
-      if (now === last && now > 0) {
-        clearInterval(check);
-        resolve(now);
-      }
+      const stalled = now === last && now > 0;
       last = now;
-    }, 500);
-  });
+      return stalled && now;
+    },
+    { message: () => `the stream to stall (at ${last} bytes)`, timeout: 45_000, interval: 500 },
+  );
 }
 
 /** The data of a chunked body (sizes, extensions and trailers dropped). */
