@@ -4,7 +4,17 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { loadGroupFile } from '../../src/config/index.js';
-import { resetSocket } from '../../src/net/index.js';
+import { resetSocket, type MuxSession } from '../../src/net/index.js';
+import {
+  MAX_MUX_DATA_BYTES,
+  MAX_MUX_STREAM_ID,
+  MUX_STREAM_WINDOW,
+  MuxFrameType,
+  encodeMuxFrame,
+  encodeMuxHeader,
+  encodeMuxReset,
+  type MuxFrameTypeCode,
+} from '../../src/protocol/index.js';
 import type { CommonServer, ServerEvent } from '../../src/server/index.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { startClient, startServer } from '../helpers/in-process.js';
@@ -14,8 +24,8 @@ import { eventually } from '../helpers/eventually.js';
 /**
  * A user's mux stream driven over real sockets: a user and a local app on the two ends of a
  * real tunnel in the default mode (TLS, pinned, users as streams of the mux conn), with random
- * orders of writes both ways, half-closes each way, resets from either end, a lost mux conn and
- * a lost session. Part of `npm test` (40 generated runs); `npm run test:model` runs it alone
+ * orders of writes both ways, half-closes each way, resets from either end, a lost mux conn, a
+ * lost session and hostile frames on the mux conn. Part of `npm test` (40 generated runs); `npm run test:model` runs it alone
  * with more (MODEL_RUNS, default 200 there).
  */
 
@@ -130,11 +140,54 @@ class MuxConnLost implements Command {
   toString = (): string => 'MuxConnLost';
 }
 
+/**
+ * The server sends the client a frame no honest peer sends: `late`, an RST for a stream retired
+ * before this one (a frame its sender had not seen retired: ignored, this flow goes on);
+ * `never-opened`, DATA for a stream id never opened, and `malformed`, a frame of an unknown
+ * type (either loses the whole mux conn); `overflow`, more DATA on this user's stream than any
+ * window allows (that stream alone is reset). Written on the server's end of the mux conn in one
+ * write, so between two whole frames of the server's own.
+ */
+class HostileFrame implements Command {
+  constructor(readonly kind: 'late' | 'never-opened' | 'malformed' | 'overflow') {}
+  // After both FINs the stream may already be retired at the client, and an overflow ignored.
+  check = (m: Readonly<Model>): boolean => live(m) && (this.kind !== 'overflow' || !(m.userFin && m.appFin));
+  async run(m: Model, r: Real): Promise<void> {
+    const session = muxSessionOf(r.server);
+    if (session === undefined) throw new Error(`no mux conn for ${this.toString()} while the flow is live`);
+    // This user's stream, the only one: 0 once both FINs retired it.
+    const ours = Math.max(0, ...session['streams'].keys());
+    if (this.kind === 'late') {
+      if (ours > 1) session.conn.write(encodeMuxReset(ours - 1, 'a late RST from the model test'));
+    } else if (this.kind === 'never-opened') {
+      m.cut = 'mux conn lost (DATA for a stream never opened)';
+      session.conn.write(encodeMuxFrame(MuxFrameType.data, MAX_MUX_STREAM_ID, Buffer.from('hostile')));
+      await eventually(() => session.isClosed, { message: `the client to drop the mux conn after ${this.toString()}` });
+    } else if (this.kind === 'malformed') {
+      m.cut = 'mux conn lost (a frame of an unknown type)';
+      session.conn.write(encodeMuxHeader(9 as MuxFrameTypeCode, Math.max(ours, 1), 0));
+      await eventually(() => session.isClosed, { message: `the client to drop the mux conn after ${this.toString()}` });
+    } else {
+      m.cut = 'stream reset (DATA past its window)';
+      // Whatever was granted, no more than MUX_STREAM_WINDOW is outstanding: one byte more overflows.
+      const frames: Buffer[] = [];
+      for (let left = MUX_STREAM_WINDOW + 1; left > 0; left -= MAX_MUX_DATA_BYTES)
+        frames.push(encodeMuxFrame(MuxFrameType.data, ours, randomBytes(Math.min(left, MAX_MUX_DATA_BYTES))));
+      session.conn.write(Buffer.concat(frames));
+      await eventually(() => !session['streams'].has(ours), { message: `the client to reset stream ${ours} after ${this.toString()}` });
+    }
+  }
+  toString = (): string => `HostileFrame(${this.kind})`;
+}
+
 /** The server's end of the session's mux conn, while it is up. */
+function muxSessionOf(server: CommonServer): MuxSession | undefined {
+  const session = server.inUseGroup.get(GROUP)?.['muxLink']?.['session'];
+  return session?.isClosed === false ? session : undefined;
+}
+
 function muxConnOf(server: CommonServer): Socket | undefined {
-  const link = server.inUseGroup.get(GROUP)?.['muxLink'];
-  const session = link?.['session'];
-  return session?.isClosed === false ? session.conn : undefined;
+  return muxSessionOf(server)?.conn;
 }
 
 /** A pause that lets frames of the streams and the control conn overtake each other or not. */
@@ -154,6 +207,9 @@ const COMMANDS = [
   fc.constantFrom('user' as const, 'app' as const).map((side) => new Reset(side)),
   fc.constantFrom('HEARTBEAT_TIMEOUT' as const, 'KICKED' as const).map((code) => new SessionLost(code)),
   fc.constant(new MuxConnLost()),
+  // The overflow on its own: it is the one a flow that carries on would hide.
+  fc.constant(new HostileFrame('overflow')),
+  fc.constantFrom('late' as const, 'never-opened' as const, 'malformed' as const).map((kind) => new HostileFrame(kind)),
   fc.constant(new Settle()),
 ];
 
