@@ -1,5 +1,6 @@
 /**
- * `npm test`: runs every test file with node's runner, then scans the logs the suite left in
+ * `npm test`: runs every test file with node's runner (`npm run test:unit`, `test:integration`,
+ * `test:e2e`: one tier; or the files named on the command line), then scans the logs the suite left in
  * test-artifacts/ (CLI output, in-process server and client events) for every secret the
  * helpers generated. The closing line counts node's tests plus the scan as one more test.
  */
@@ -7,9 +8,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ARTIFACTS_DIR, LOGS_DIR, SECRETS_FILE } from './helpers/artifacts.js';
+import { DIST_ROOT } from './helpers/paths.js';
 import { scanForSecrets } from './helpers/secret-scan.js';
 
-const testRoot = join(ARTIFACTS_DIR, '..', 'dist', 'test');
+const testRoot = join(DIST_ROOT, 'test');
+/**
+ * The tiers, each a folder of test/: unit (no process, no listening socket but in-process pairs;
+ * the whole tier well under a minute), integration (an in-process server and client over real
+ * loopback sockets), e2e (the CLIs as child processes, real programs such as etcd, nginx,
+ * iperf3, chromium).
+ */
+const TIERS = ['unit', 'integration', 'e2e'] as const;
 
 function testFiles(dir: string): string[] {
   return readdirSync(dir)
@@ -28,7 +37,14 @@ mkdirSync(ARTIFACTS_DIR, { recursive: true });
  * the others, one at a time, so that another file's load does not starve the measured processes.
  */
 const RUN_ALONE = new Set(['bandwidth.test.js', 'bandwidth-reload.test.js', 'bandwidth-short-conns.test.js']);
-const files = process.argv.length > 2 ? process.argv.slice(2) : testFiles(testRoot);
+const chosen = process.argv.slice(2);
+const tiers = chosen.filter((arg) => (TIERS as readonly string[]).includes(arg));
+const files =
+  chosen.length === 0 ? testFiles(testRoot) : [...tiers.flatMap((tier) => testFiles(join(testRoot, tier))), ...chosen.filter((arg) => !tiers.includes(arg))];
+if (files.length === 0) {
+  console.log(`no test file in ${chosen.join(' ')} (a tier is one of ${TIERS.join(', ')}; a file is dist/test/TIER/NAME.test.js)`);
+  process.exit(1);
+}
 const alone = files.filter((file) => RUN_ALONE.has(basename(file)));
 const phases = [
   { name: 'results', files: files.filter((file) => !RUN_ALONE.has(basename(file))), concurrency: 2 },
@@ -72,9 +88,8 @@ for (const phase of phases) {
 const scan = scanForSecrets(SECRETS_FILE, LOGS_DIR, resultFiles);
 const scanOk = scan.leaks.length === 0 && scan.secrets > 0 && scan.files > 0;
 for (const leak of scan.leaks) console.log(`secret scan: secret #${leak.secret} found in ${leak.file}:${leak.line} (under ${ARTIFACTS_DIR})`);
-// A run of chosen files may generate no secret at all; the whole suite always does.
-const chosenFiles = process.argv.length > 2;
-if (chosenFiles && scan.secrets === 0 && scan.leaks.length === 0) {
+// A run of chosen files or of one tier may generate no secret at all; the whole suite always does.
+if (chosen.length > 0 && scan.secrets === 0 && scan.leaks.length === 0) {
   console.log('secret scan: skipped (these files generated no secret)');
 } else {
   console.log(

@@ -5,7 +5,8 @@ import { GroupClaims } from '../../src/server/cluster/group-claims.js';
 import { ClusterKeys, type ActivationRecord, type NodeRecord } from '../../src/server/cluster/keys.js';
 import { NodeLease } from '../../src/server/cluster/node-lease.js';
 import { etcdAvailable, EtcdCluster } from '../helpers/etcd-cluster.js';
-import { waitUntil } from '../helpers/net.js';
+import {} from '../helpers/net.js';
+import { eventually } from '../helpers/eventually.js';
 
 /**
  * Watch events held back until the test lets them go, in etcd's order: a watch that lags
@@ -113,11 +114,10 @@ describe(
 
     /** Resolves once node b's copy of the active keys shows its claim of `group` for `clientId` (so every earlier change is applied too). */
     const seen = (group: string, clientId: string) =>
-      waitUntil(
-        () => claims.activation(group)?.node === 'b' && claims.activation(group)?.clientId === clientId,
-        `node b to see its claim of ${group} for ${clientId}`,
-        10_000,
-      );
+      eventually(() => claims.activation(group)?.node === 'b' && claims.activation(group)?.clientId === clientId, {
+        message: `node b to see its claim of ${group} for ${clientId}`,
+        timeout: 10_000,
+      });
 
     test("the old holder's key, put then deleted by its lease, reaches node b after b claimed: no LEASE_LOST", async () => {
       lost.length = 0;
@@ -156,7 +156,7 @@ describe(
       const otherId = await other.grant();
       const record: ActivationRecord = { node: 'c', advertise: '127.0.0.1', commonPort: 7002, clientId: 'agent', since: new Date().toISOString() };
       await direct.put(keys.activation('kc')).value(JSON.stringify(record)).lease(otherId);
-      await waitUntil(() => lost.length > 0, 'the loss to be reported', 10_000);
+      await eventually(() => lost.length > 0, { message: 'the loss to be reported', timeout: 10_000 });
       assert.deepEqual(lost, ['kc']);
       await other.revoke();
     });

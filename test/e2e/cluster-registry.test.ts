@@ -5,6 +5,7 @@ import { unusedPort } from '../helpers/apps.js';
 import { startClusterNodes, type ClusterNodeProcess } from '../helpers/cluster-nodes.js';
 import { groupYaml, randomSecret, type TestGroup } from '../helpers/configs.js';
 import { etcdAvailable, EtcdCluster } from '../helpers/etcd-cluster.js';
+import { eventually } from '../helpers/eventually.js';
 import { ProcessSet } from '../helpers/processes.js';
 
 /**
@@ -43,16 +44,14 @@ async function registeredGroups(node: ClusterNodeProcess): Promise<GroupView[]> 
 
 /** Polls `node`'s admin API until `check` holds of its groups; fails with the last view after `timeoutMs`. */
 async function waitForGroups(node: ClusterNodeProcess, check: (groups: Map<string, GroupView>) => boolean, timeoutMs = CONVERGE_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let last: GroupView[] = [];
-  for (;;) {
-    last = await registeredGroups(node).catch(() => last);
-    if (check(new Map(last.map((group) => [group.name, group])))) return;
-    if (Date.now() > deadline) {
-      throw new Error(`node ${node.name} did not converge within ${timeoutMs}ms; it has ${JSON.stringify(last.map((g) => [g.name, g.apps]))}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await eventually(
+    async () => {
+      last = await registeredGroups(node).catch(() => last);
+      return check(new Map(last.map((group) => [group.name, group])));
+    },
+    { message: () => `node ${node.name} to converge; it has ${JSON.stringify(last.map((g) => [g.name, g.apps]))}`, timeout: timeoutMs, interval: 100 },
+  );
 }
 
 /** The public ports two groups of `groups` share, if any ("port: g1, g2"). */
@@ -172,12 +171,14 @@ describe(
         // The etcd client stops calling a member for 5 s after it failed; when that leaves no
         // member for a moment, the write is refused with 503 and nothing changed: retried, as
         // the API asks of its callers.
-        let created = await a!.api('/api/groups', { method: 'POST', body: groupYaml(group) });
-        for (const deadline = Date.now() + 15_000; created.status === 503 && Date.now() < deadline;) {
-          assert.equal(created.body?.error?.code, 'REGISTRY_UNAVAILABLE', JSON.stringify(created.body));
-          await new Promise((resolve) => setTimeout(resolve, 500));
-          created = await a!.api('/api/groups', { method: 'POST', body: groupYaml(group) });
-        }
+        // Any answer but that 503 ends the polling, for the assert below to judge.
+        const created = await eventually(
+          async () => {
+            const answer = await a!.api('/api/groups', { method: 'POST', body: groupYaml(group) });
+            return answer.status === 503 && answer.body?.error?.code === 'REGISTRY_UNAVAILABLE' ? false : answer;
+          },
+          { message: `the registry to take group ${group.name}`, timeout: 15_000, interval: 500 },
+        );
         assert.equal(created.status, 201, JSON.stringify(created.body));
         await waitForGroups(b!, (groups) => groups.has(group.name), 15_000);
         etcd.restart(member);

@@ -8,6 +8,7 @@ import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { accepts, echoThrough, startClusterNodes, type ClusterNodeProcess } from '../helpers/cluster-nodes.js';
 import { groupYaml, makeConfigDir, randomSecret, type TestConfigDir, type TestGroup } from '../helpers/configs.js';
 import { etcdAvailable, EtcdCluster } from '../helpers/etcd-cluster.js';
+import { eventually } from '../helpers/eventually.js';
 import { CliProcess, COMMONSERVER_BIN, ProcessSet, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 
 /** Short, so that a failover fits the suite's budget; the safe bound is two thirds of it. */
@@ -51,17 +52,18 @@ function probeNodes(nodes: ClusterNodeProcess[], port: number): { stop(): Promis
 
 /** The node whose public port answers an echo (the one serving the group), within `timeoutMs`. */
 async function servingNode(nodes: ClusterNodeProcess[], port: number, timeoutMs: number): Promise<ClusterNodeProcess> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    for (const node of nodes) {
-      if (!node.process.running) continue;
-      const payload = `hello via ${node.name} ${Date.now()}`;
-      const answer = await echoThrough(node.host, port, payload).catch(() => '');
-      if (answer === payload) return node;
-    }
-    if (Date.now() > deadline) throw new Error(`no node served port ${port} within ${timeoutMs}ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  return eventually(
+    async () => {
+      for (const node of nodes) {
+        if (!node.process.running) continue;
+        const payload = `hello via ${node.name} ${Date.now()}`;
+        const answer = await echoThrough(node.host, port, payload).catch(() => '');
+        if (answer === payload) return node;
+      }
+      return false;
+    },
+    { message: `a node to serve port ${port}`, timeout: timeoutMs, interval: 25 },
+  );
 }
 
 describe(

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { CliProcess } from '../helpers/processes.js';
+import { DIST_ROOT } from '../helpers/paths.js';
 
-const DEMO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'demo', 'demo.js');
+const DEMO = join(DIST_ROOT, 'src', 'demo', 'demo.js');
 
 test('npm run demo: TLS by default, a round trip through all six apps, clean exit on Ctrl-C', { timeout: 30_000 }, async () => {
   const demo = new CliProcess(DEMO, []);

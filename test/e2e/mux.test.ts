@@ -6,8 +6,9 @@ import { after, before, describe, test } from 'node:test';
 import { startApp, startBannerApp, startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { LINKS, type Link, type ServerLink } from '../helpers/link.js';
-import { connectTo, echoRoundTrip, endedByReset, readBytes, sha256, streamEnding, waitUntil, withDeadline } from '../helpers/net.js';
+import { connectTo, echoRoundTrip, endedByReset, readBytes, sha256, streamEnding, withDeadline } from '../helpers/net.js';
 import { CliProcess, ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** Established TCP conns from this machine to the common port: the client's control conn and work conns. */
 function connsToCommonPort(port: number): number {
@@ -91,7 +92,7 @@ function muxSuite(link: Link): void {
     test('60 users at once each get exactly their own bytes back, over two conns to the common port in all', { timeout: 60_000 }, async () => {
       const port = tunnel.ports.get('echo')!;
       // The mux conn arrives just after the login: wait for it before counting.
-      await waitUntil(() => connsToCommonPort(tunnel.link.port) === 2, 'the control conn and the mux conn', 10_000);
+      await eventually(() => connsToCommonPort(tunnel.link.port) === 2, { message: 'the control conn and the mux conn', timeout: 10_000 });
       const users = Array.from({ length: 60 }, (_, index) => randomBytes(16 * 1024 + index * 4096));
       let most = 0;
       const watch = setInterval(() => (most = Math.max(most, connsToCommonPort(tunnel.link.port))), 20);
@@ -135,22 +136,22 @@ function muxSuite(link: Link): void {
       const app = await startApp((socket) => appConns.push(socket));
       const resetTunnel = await startTunnel(link, [{ name: 'app', localPort: app.port }]);
       try {
-        await waitUntil(() => connsToCommonPort(resetTunnel.link.port) === 2, 'the mux conn', 10_000);
+        await eventually(() => connsToCommonPort(resetTunnel.link.port) === 2, { message: 'the mux conn', timeout: 10_000 });
         const user = await connectTo(resetTunnel.ports.get('app')!);
         user.on('error', () => {});
         user.write('hello');
-        await waitUntil(() => appConns.length === 1, 'the first user reaching the app');
+        await eventually(() => appConns.length === 1, { message: 'the first user reaching the app' });
         const appSaw = streamEnding(appConns[0]!);
-        await waitUntil(() => appConns[0]!.bytesRead === 5, 'the first bytes');
+        await eventually(() => appConns[0]!.bytesRead === 5, { message: 'the first bytes' });
         user.resetAndDestroy();
         const appEnding = await withDeadline(appSaw, 5000, 'the app seeing the end');
         assert.ok(endedByReset(appEnding), `the app saw ${appEnding.ending} where the user reset`);
 
         const second = await connectTo(resetTunnel.ports.get('app')!);
-        await waitUntil(() => appConns.length === 2, 'the second user reaching the app');
+        await eventually(() => appConns.length === 2, { message: 'the second user reaching the app' });
         const userSaw = streamEnding(second);
         appConns[1]!.write('partial answer');
-        await waitUntil(() => second.bytesRead === 14, 'the partial answer');
+        await eventually(() => second.bytesRead === 14, { message: 'the partial answer' });
         appConns[1]!.resetAndDestroy();
         const userEnding = await withDeadline(userSaw, 5000, 'the user seeing the end');
         assert.ok(endedByReset(userEnding), `the user saw ${userEnding.ending} where the app reset`);
@@ -163,10 +164,10 @@ function muxSuite(link: Link): void {
     test('kill -9 of the client resets every user mid-answer; none sees a clean end', { timeout: 30_000 }, async () => {
       const killed = await startTunnel(link, [{ name: 'flood', localPort: flood.port }]);
       try {
-        await waitUntil(() => connsToCommonPort(killed.link.port) === 2, 'the mux conn', 10_000);
+        await eventually(() => connsToCommonPort(killed.link.port) === 2, { message: 'the mux conn', timeout: 10_000 });
         const users = await Promise.all(Array.from({ length: 5 }, () => connectTo(killed.ports.get('flood')!)));
         const endings = users.map((user) => streamEnding(user));
-        await Promise.all(users.map((user) => waitUntil(() => user.bytesRead > 0, 'the first bytes')));
+        await Promise.all(users.map((user) => eventually(() => user.bytesRead > 0, { message: 'the first bytes' })));
         await killed.client.killHard();
         for (const ending of await withDeadline(Promise.all(endings), 10_000, 'the users seeing the end')) {
           assert.ok(endedByReset(ending), `a user saw ${ending.ending} (${ending.code ?? ''}) after ${ending.bytes} bytes instead of a reset`);
@@ -184,10 +185,10 @@ function muxSuite(link: Link): void {
       });
       const killed = await startTunnel(link, [{ name: 'sink', localPort: sink.port }]);
       try {
-        await waitUntil(() => connsToCommonPort(killed.link.port) === 2, 'the mux conn', 10_000);
+        await eventually(() => connsToCommonPort(killed.link.port) === 2, { message: 'the mux conn', timeout: 10_000 });
         const users = await Promise.all(Array.from({ length: 5 }, () => connectTo(killed.ports.get('sink')!)));
         for (const user of users) user.on('error', () => {});
-        await waitUntil(() => appConns.length === 5, 'the app conns');
+        await eventually(() => appConns.length === 5, { message: 'the app conns' });
         const endings = appConns.map((socket) => streamEnding(socket));
         for (const user of users) user.write('some bytes the app reads');
         await killed.server.killHard();
@@ -212,10 +213,10 @@ function muxSuite(link: Link): void {
           { name: 'echo', localPort: echo.port },
         ]);
         try {
-          await waitUntil(() => connsToCommonPort(lost.link.port) === 2, 'the control conn and the mux conn', 10_000);
+          await eventually(() => connsToCommonPort(lost.link.port) === 2, { message: 'the control conn and the mux conn', timeout: 10_000 });
           const users = await Promise.all(Array.from({ length: 3 }, () => connectTo(lost.ports.get('flood')!)));
           const endings = users.map((user) => streamEnding(user));
-          await Promise.all(users.map((user) => waitUntil(() => user.bytesRead > 0, 'the first bytes')));
+          await Promise.all(users.map((user) => eventually(() => user.bytesRead > 0, { message: 'the first bytes' })));
           const fromLine = lost.server.lines.length;
           const controlPort = Number(/group muxed activated from 127\.0\.0\.1:(\d+)/.exec(lost.server.lines.join('\n'))?.[1]);
           assert.ok(controlPort > 0, 'the server named the control conn');
@@ -224,7 +225,7 @@ function muxSuite(link: Link): void {
             assert.ok(endedByReset(ending), `a user saw ${ending.ending} after ${ending.bytes} bytes instead of a reset`);
           }
           await lost.server.waitForLine(/group muxed: mux conn lost/, { fromLine, timeoutMs: 5000 });
-          await waitUntil(() => connsToCommonPort(lost.link.port) === 2, 'a new mux conn beside the control conn', 10_000);
+          await eventually(() => connsToCommonPort(lost.link.port) === 2, { message: 'a new mux conn beside the control conn', timeout: 10_000 });
           const payload = randomBytes(64 * 1024);
           assert.equal(sha256(await echoRoundTrip(lost.ports.get('echo')!, payload)), sha256(payload));
           assert.ok(!lost.server.lines.slice(fromLine).some((line) => /deactivated/.test(line)), 'the group was deactivated');
@@ -238,7 +239,7 @@ function muxSuite(link: Link): void {
       const deadPort = await unusedPort();
       const down = await startTunnel(link, [{ name: 'down', localPort: deadPort }]);
       try {
-        await waitUntil(() => connsToCommonPort(down.link.port) === 2, 'the mux conn', 10_000);
+        await eventually(() => connsToCommonPort(down.link.port) === 2, { message: 'the mux conn', timeout: 10_000 });
         const user = await connectTo(down.ports.get('down')!);
         const ending = await withDeadline(streamEnding(user), 5000, 'the user seeing the end');
         assert.equal(ending.ending, 'reset');
@@ -253,7 +254,7 @@ function muxSuite(link: Link): void {
     test("with mux: false in the server's config, users are served on pooled work conns as before", { timeout: 30_000 }, async () => {
       const pooled = await startTunnel(link, [{ name: 'echo', localPort: echo.port }], { mux: false, workConnPool: 4 });
       try {
-        await waitUntil(() => connsToCommonPort(pooled.link.port) === 5, 'the control conn and 4 pooled work conns', 10_000);
+        await eventually(() => connsToCommonPort(pooled.link.port) === 5, { message: 'the control conn and 4 pooled work conns', timeout: 10_000 });
         const payload = randomBytes(64 * 1024);
         assert.equal(sha256(await echoRoundTrip(pooled.ports.get('echo')!, payload)), sha256(payload));
       } finally {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { startBannerApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
+import { eventually } from '../helpers/eventually.js';
 import { connectTo, readBytes, streamEnding } from '../helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive, type CliProcess } from '../helpers/processes.js';
 import type { ServerLink } from '../helpers/link.js';
@@ -76,13 +77,10 @@ class LoadClient {
   /** Resolves once `count` more users than now succeeded, or with `member` if given. */
   async successes(count: number, member?: string): Promise<void> {
     const from = this.records.length;
-    const deadline = Date.now() + GUARD_MS;
-    for (;;) {
-      const ok = this.records.slice(from).filter((r) => r.error === undefined && (member === undefined || r.member === member)).length;
-      if (ok >= count) return;
-      if (Date.now() > deadline) throw new Error(`fewer than ${count} users ${member ? `reached ${member}` : 'succeeded'} within ${GUARD_MS}ms`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await eventually(() => this.records.slice(from).filter((r) => r.error === undefined && (member === undefined || r.member === member)).length >= count, {
+      message: `${count} more users to ${member ? `reach ${member}` : 'succeed'}`,
+      timeout: GUARD_MS,
+    });
   }
 
   async stop(): Promise<void> {

@@ -8,6 +8,7 @@ import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/conf
 import { connectTo, echoRoundTrip, endedByReset, sha256, streamEnding, withDeadline } from '../helpers/net.js';
 import { CliProcess, COMMONSERVER_BIN, ProcessSet, serverLinkOf, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 import type { ServerLink } from '../helpers/link.js';
+import { eventually } from '../helpers/eventually.js';
 
 const TOKEN = 'accounting-admin-token-0123456789abcdef';
 /** What the flood app writes per turn: enough to fill every buffer between it and a user that reads nothing. */
@@ -99,15 +100,17 @@ function accountingSuite(mux: boolean): void {
       }
       // Sampled once a second: two equal non-zero reads a sample apart say every buffer on the
       // path is full and the server's count includes what waits in the users' sockets.
-      const deadline = Date.now() + 15_000;
       let last = -1;
-      for (;;) {
-        const now = await bytesOut();
-        if (now > 0 && now === last) return users;
-        assert.ok(Date.now() < deadline, `the flood never stalled (bytes out ${now})`);
-        last = now;
-        await new Promise((resolve) => setTimeout(resolve, 1100));
-      }
+      await eventually(
+        async () => {
+          const now = await bytesOut();
+          const stalled = now > 0 && now === last;
+          last = now;
+          return stalled;
+        },
+        { message: () => `the flood to stall (bytes out ${last})`, timeout: 15_000, interval: 1100 },
+      );
+      return users;
     }
 
     async function assertServesNewUser(): Promise<void> {

@@ -1,14 +1,13 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { REPO_ROOT } from './paths.js';
 
 /**
  * What the suite leaves for the secret scan (`test/run-suite.ts`): every secret the helpers
  * generated, and every log line the suite produced (CLI child output, in-process server and
  * client events). The directory is git-ignored; the runner empties it before each run.
  */
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const ARTIFACTS_DIR = process.env.NTP_TEST_ARTIFACTS ?? join(repoRoot, 'test-artifacts');
+export const ARTIFACTS_DIR = process.env.NTP_TEST_ARTIFACTS ?? join(REPO_ROOT, 'test-artifacts');
 export const SECRETS_FILE = join(ARTIFACTS_DIR, 'secrets.txt');
 export const LOGS_DIR = join(ARTIFACTS_DIR, 'logs');
 

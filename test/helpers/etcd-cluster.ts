@@ -7,6 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logSink } from './artifacts.js';
+import { eventually } from './eventually.js';
 
 /** One etcd member: a real `etcd` process on loopback ports with its own throwaway data dir. */
 export interface EtcdMember {
@@ -145,14 +146,21 @@ export class EtcdCluster {
    * it is in the quorum); fails after `timeoutMs`.
    */
   async waitHealthy(timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const running = this.members.filter((member) => member.running);
-      const answers = await Promise.all(running.map((member) => health(member.endpoint, this.tls)));
-      if (running.length > 0 && answers.every((ok) => ok)) return;
-      if (Date.now() > deadline) throw new Error(`etcd cluster not healthy within ${timeoutMs}ms (members up: ${running.map((m) => m.name).join(', ')})`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const running = (): EtcdMember[] => this.members.filter((member) => member.running);
+    await eventually(
+      async () => {
+        const answers = await Promise.all(running().map((member) => health(member.endpoint, this.tls)));
+        return answers.length > 0 && answers.every((ok) => ok);
+      },
+      {
+        message: () =>
+          `a healthy etcd cluster (members up: ${running()
+            .map((m) => m.name)
+            .join(', ')})`,
+        timeout: timeoutMs,
+        interval: 100,
+      },
+    );
   }
 
   async stop(): Promise<void> {

@@ -209,18 +209,6 @@ export function hashUntilEnd(socket: Socket): Promise<{ bytes: number; sha256: s
   });
 }
 
-/**
- * Polls `predicate` (every 20ms, bounded by `timeoutMs`) for state that no event announces,
- * such as a server-side counter settling after sockets close.
- */
-export async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** How a socket's incoming stream ended, and what it carried: a clean FIN or a reset. */
 export interface StreamEnding {
   ending: 'fin' | 'reset' | 'error';

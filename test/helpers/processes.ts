@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { logSink } from './artifacts.js';
 import { linkArgs, type ServerLink } from './link.js';
+import { DIST_ROOT } from './paths.js';
 
-const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const COMMONSERVER_BIN = join(distRoot, 'src', 'cli', 'commonserver.js');
-export const GROUPCLIENT_BIN = join(distRoot, 'src', 'cli', 'groupclient.js');
+export const COMMONSERVER_BIN = join(DIST_ROOT, 'src', 'cli', 'commonserver.js');
+export const GROUPCLIENT_BIN = join(DIST_ROOT, 'src', 'cli', 'groupclient.js');
 
 /** A CLI started as a real child process, its output collected line by line. */
 export class CliProcess {

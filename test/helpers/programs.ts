@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { logSink } from './artifacts.js';
+import { eventually } from './eventually.js';
 import { canListenOn } from './net.js';
 import { CliProcess } from './processes.js';
 import { unusedUdpPort } from './udp.js';
@@ -41,23 +42,25 @@ function startChild(bin: string, args: string[], name: string): ChildProgram {
   };
 }
 
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 /** Resolves once `port` on `host` accepts a connection; rejects after `timeoutMs` or if `child` exits. */
 async function acceptsConnections(host: string, port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the program exited (${child.exitCode}) before listening on ${host}:${port}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host, port });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs}ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  const state = await eventually(async () => (child.exitCode !== null ? 'exited' : (await accepts(host, port)) && 'listening'), {
+    message: `something to listen on ${host}:${port}`,
+    timeout: timeoutMs,
+    interval: 25,
+  });
+  if (state === 'exited') throw new Error(`the program exited (${child.exitCode}) before listening on ${host}:${port}`);
 }
 
 export interface Nginx extends ChildProgram {

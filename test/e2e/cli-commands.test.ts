@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN } from '../helpers/processes.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+
+const { version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+/** The lifecycle lines' prefix: a command's own output must not carry it. */
+const TIMESTAMP = /^\d\d:\d\d:\d\d /;
+
+async function run(bin: string, args: string[]): Promise<{ code: number | null; stdout: string[]; stderr: string[] }> {
+  const cli = new CliProcess(bin, args);
+  const { code } = await cli.exited;
+  return { code, stdout: cli.lines, stderr: cli.stderr };
+}
+
+test('--version: both binaries print their name and the package version, exit 0', { timeout: 20_000 }, async () => {
+  for (const [bin, name] of [
+    [COMMONSERVER_BIN, 'commonserver'],
+    [GROUPCLIENT_BIN, 'groupclient'],
+  ] as const) {
+    const result = await run(bin, ['--version']);
+    assert.equal(result.code, 0);
+    assert.deepEqual(result.stdout, [`${name} ${version}`]);
+  }
+});
+
+test('--help per command: its own usage on stdout, no timestamp, exit 0', { timeout: 30_000 }, async () => {
+  const cases: [string, string[], RegExp][] = [
+    [COMMONSERVER_BIN, ['--help'], /--no-watch[\s\S]*--log-level LEVEL[\s\S]*--log-format FMT[\s\S]*init[\s\S]*verify/],
+    [COMMONSERVER_BIN, ['init', '--help'], /--public-host HOST[\s\S]*Refuses to overwrite/],
+    [COMMONSERVER_BIN, ['verify', '--help'], /exit 0: all good; 1: warnings only.*2: the configuration is invalid/],
+    [GROUPCLIENT_BIN, ['-h'], /--server-fingerprint[\s\S]*--no-watch[\s\S]*--log-level LEVEL[\s\S]*--log-format FMT[\s\S]*verify/],
+    [GROUPCLIENT_BIN, ['verify', '--help'], /connecting anywhere[\s\S]*exit 0: all good/],
+  ];
+  for (const [bin, args, own] of cases) {
+    const result = await run(bin, args);
+    const text = result.stdout.join('\n');
+    assert.equal(result.code, 0, `${args.join(' ')}: ${text}`);
+    assert.match(result.stdout[0] ?? '', /^usage: (commonserver|groupclient)/, args.join(' '));
+    assert.match(text, own, args.join(' '));
+    assert.equal(result.stdout.filter((line) => TIMESTAMP.test(line)).length, 0, `${args.join(' ')} printed a timestamp`);
+  }
+});
+
+test("a bad argument is refused with exit 2 and the command's usage on stderr", { timeout: 20_000 }, async () => {
+  const unknownOption = await run(COMMONSERVER_BIN, ['verify', '--no-such-option']);
+  assert.equal(unknownOption.code, 2);
+  assert.match(unknownOption.stderr.join('\n'), /commonserver verify: Unknown option '--no-such-option'[\s\S]*usage: commonserver verify/);
+  const unknownCommand = await run(COMMONSERVER_BIN, ['serve']);
+  assert.equal(unknownCommand.code, 2);
+  assert.match(unknownCommand.stderr.join('\n'), /unknown command "serve"/);
+  const both = await run(COMMONSERVER_BIN, ['init', 'somewhere', '--config', 'commonserver.yaml']);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr.join('\n'), /init DIR.*or an existing config.*not both/);
+  // verify takes the log options of the command line it checks, and refuses bad ones as the run would.
+  const badFormat = await run(GROUPCLIENT_BIN, ['verify', '--config', 'any.yaml', '--log-format', 'xml']);
+  assert.equal(badFormat.code, 2);
+  assert.match(badFormat.stderr.join('\n'), /groupclient verify: --log-format: expected one of text, json, got "xml"/);
+  const badLevel = await run(COMMONSERVER_BIN, ['init', '--log-level', 'loud']);
+  assert.equal(badLevel.code, 2);
+  assert.match(badLevel.stderr.join('\n'), /commonserver init: --log-level: [\s\S]*usage: commonserver init/);
+  const noGroup = await run(GROUPCLIENT_BIN, ['verify']);
+  assert.equal(noGroup.code, 2);
+  assert.match(noGroup.stderr.join('\n'), /name a group with --group NAME/);
+});
