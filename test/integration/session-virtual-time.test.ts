@@ -9,7 +9,8 @@ import { makeConfigDir, randomSecret, type TestServerSettings } from '../helpers
 import { startFaultRelay } from '../helpers/fault-relay.js';
 import { startClient, startServer } from '../helpers/in-process.js';
 import { dialServer } from '../helpers/link.js';
-import { closedWithin, connectTo, waitForEvent, waitUntil } from '../helpers/net.js';
+import { eventually } from '../helpers/eventually.js';
+import { closedWithin, connectTo, waitForEvent } from '../helpers/net.js';
 import { rawLogin } from '../helpers/raw-client.js';
 
 /**
@@ -58,7 +59,7 @@ test('login deadline: a connection that neither logs in nor joins is cut at hand
   const idle = keep(await dialServer(started));
   const remote = `127.0.0.1:${idle.localPort}`;
   // Its deadline is set once the server has its first bytes' reader up: one timer, due at 10 s.
-  await waitUntil(() => clock.actions.some((action) => action.delay === 10_000), 'the login deadline set');
+  await eventually(() => clock.actions.some((action) => action.delay === 10_000), { message: 'the login deadline set' });
   const cut = () => seen.filter((e) => e.type === 'bad-peer' && e.code === 'HANDSHAKE_TIMEOUT');
 
   advance(clock, 9_999);

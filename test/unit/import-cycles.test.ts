@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-// Compiled to dist/test/: the repository root is two levels up. The sources are read, not
-// dist/, because tsc erases `import type` lines and a cycle of types is a cycle of design too.
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const srcRoot = join(repoRoot, 'src');
+import { REPO_ROOT } from '../helpers/paths.js';
+
+// The sources are read, not dist/, because tsc erases `import type` lines and a cycle of types
+// is a cycle of design too.
+const srcRoot = join(REPO_ROOT, 'src');
 
 /** A static import or re-export of a relative module, over several lines if need be. */
 const RELATIVE_IMPORT = /^\s*(?:import|export)\b[^;]*?\bfrom\s+['"](\.{1,2}\/[^'"]+)['"]|^\s*import\s+['"](\.{1,2}\/[^'"]+)['"]/gm;

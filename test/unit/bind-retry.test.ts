@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, mock, test } from 'node:test';
-import { BindRetries } from '../src/server/public/bind-retry.js';
+import { BindRetries } from '../../src/server/public/bind-retry.js';
 
 // The retries wait on the global setTimeout: the mock clock moves only when told.
 beforeEach(() => mock.timers.enable({ apis: ['setTimeout'] }));

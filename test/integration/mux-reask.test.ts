@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { after, test } from 'node:test';
-import { makeConfigDir, randomSecret } from './helpers/configs.js';
-import { startServer } from './helpers/in-process.js';
-import { rawLogin } from './helpers/raw-client.js';
+import { makeConfigDir, randomSecret } from '../helpers/configs.js';
+import { startServer } from '../helpers/in-process.js';
+import { rawLogin } from '../helpers/raw-client.js';
 
 test('a client that never brings the mux conn is asked again less and less often (the one backoff policy)', { timeout: 30_000 }, async () => {
   const secret = randomSecret();

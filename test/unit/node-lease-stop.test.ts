@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { after, test } from 'node:test';
-import { NodeLease } from '../src/server/cluster/node-lease.js';
-import { unusedPort } from './helpers/apps.js';
+import { NodeLease } from '../../src/server/cluster/node-lease.js';
+import { unusedPort } from '../helpers/apps.js';
 
 test('close() while the lease waits to be granted again ends start() at once, not after the delay', { timeout: 30_000 }, async () => {
   // Nothing listens there: every grant fails, and the lease waits before the next one.

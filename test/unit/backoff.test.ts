@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, mock, test } from 'node:test';
-import { backoffDelayMs, giveUp, retryWithBackoff, type BackoffPolicy, type FailedAttempt } from '../src/net/backoff.js';
+import { backoffDelayMs, giveUp, retryWithBackoff, type BackoffPolicy, type FailedAttempt } from '../../src/net/backoff.js';
 
 const POLICY: BackoffPolicy = { firstMs: 100, maxMs: 800, factor: 2 };
 /** A long wait: a run that sleeps through it would need the clock to move, and it does not. */
