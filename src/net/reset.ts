@@ -39,12 +39,20 @@ export function resetSocket(socket: Socket | ResettableConn): void {
     return;
   }
   if (!plain) {
-    // `_parent`: the TCP socket a TLSSocket was built on (Node sets it on both sides). Not once
-    // the TLS socket was ended: its shutdown is then in flight on that TCP handle, and a reset
-    // beside it leaves the handle open and libuv's loop spinning. That direction ended whole,
-    // and the far end's next write meets the closed conn.
+    // `_parent`: the TCP socket a TLSSocket was built on (an accepted one; a dialed TLSSocket
+    // has none and ends with a destroy). Not once the TLS socket was ended: its shutdown is then
+    // in flight on that TCP handle, and a reset beside it leaves the handle open and libuv's
+    // loop spinning. That direction ended whole, and the far end's next write meets the closed conn.
     const tcp = (socket as Socket & { _parent?: unknown })._parent;
-    if (tcp instanceof Socket && !tcp.destroyed && !socket.writableEnded) resetTcp(tcp);
+    if (tcp instanceof Socket && !tcp.destroyed && !socket.writableEnded) {
+      // The flag Node's own resetAndDestroy sets: destroying the TLS socket destroys the TCP one
+      // beneath it, which then closes with a reset, and Node frees the TLS state only once that
+      // TCP socket has closed. Resetting the TCP socket first made the TLS socket's destroy free
+      // its TLS state at once, and this code can run inside OpenSSL's SSL_read (a handshake or
+      // session-attack callback calls into JavaScript there): the state was freed under it, a
+      // use-after-free that crashed the process (test/unit/reset-socket.test.ts, "resetSocket inside OpenSSL").
+      (tcp as Socket & { resetAndClosing?: boolean }).resetAndClosing = true;
+    }
   } else {
     try {
       socket.resetAndDestroy();
@@ -59,14 +67,6 @@ export function resetSocket(socket: Socket | ResettableConn): void {
 /** What `resetSocket` takes besides a socket: a conn that resets itself (a mux stream, a VirtualConn). */
 export interface ResettableConn extends Duplex {
   resetAndDestroy(): this;
-}
-
-function resetTcp(tcp: Socket): void {
-  try {
-    tcp.resetAndDestroy();
-  } catch {
-    tcp.destroy();
-  }
 }
 
 /**

@@ -124,3 +124,45 @@ describe('resetSocket on a TLS socket', () => {
     far.destroy();
   });
 });
+
+describe('resetSocket inside OpenSSL', () => {
+  test(
+    "a TLS socket reset from its own error, raised inside SSL_read (a renegotiation flood), frees nothing under OpenSSL's feet and its peer gets the reset",
+    { timeout: 20_000 },
+    async () => {
+      // Node raises ERR_TLS_SESSION_ATTACK from a callback OpenSSL makes while it reads the
+      // flooding ClientHello: a reset there used to free the TLS state under SSL_read, which then
+      // read freed memory (valgrind: invalid reads in ssl3_read_bytes; at random, a SIGSEGV). What
+      // shows here without valgrind: OpenSSL goes on with freed state and reports an internal error.
+      const dir = mkdtempSync(join(tmpdir(), 'ntp-reset-tls-'));
+      createSelfSigned(join(dir, 'c.crt'), join(dir, 'c.key'));
+      const errors: string[] = [];
+      const server = createTlsServer({ cert: readFileSync(join(dir, 'c.crt')), key: readFileSync(join(dir, 'c.key')), minVersion: 'TLSv1.2' }, (socket) => {
+        socket.on('error', (error: NodeJS.ErrnoException) => {
+          errors.push(error.code ?? error.message);
+          resetSocket(socket);
+        });
+        socket.resume();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const client = tlsConnect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
+        client.on('error', () => {});
+        await once(client, 'secureConnect');
+        const seen = streamEnding(client as unknown as Socket);
+        const renegotiate = (): void => {
+          client.renegotiate({ rejectUnauthorized: false }, (error) => {
+            if (!error) renegotiate();
+          });
+        };
+        renegotiate();
+        assert.equal((await seen).ending, 'reset');
+        await eventually(() => errors.length > 0, { message: 'the server to refuse the renegotiations' });
+        await new Promise((resolve) => setTimeout(resolve, 100)); // room for a second error, had OpenSSL gone on
+        assert.deepEqual(errors, ['ERR_TLS_SESSION_ATTACK']);
+      } finally {
+        server.close();
+      }
+    },
+  );
+});
