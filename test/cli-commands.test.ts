@@ -82,7 +82,7 @@ test(
     // `#!/usr/bin/env -S node …` finds node on the PATH: this one.
     const env = { DEBUG: 'ntp:cli', PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
     for (const bin of [COMMONSERVER_BIN, GROUPCLIENT_BIN]) {
-      assert.deepEqual(nodeFlagsOf(bin), ['--initial-old-space-size=64'], `${bin}'s #! line`);
+      assert.deepEqual(nodeFlagsOf(bin), ['--initial-old-space-size=64', '--max-semi-space-size=2'], `${bin}'s #! line`);
       const shebang = throughShebang(bin);
       for (const cli of [
         new CliProcess(shebang.program, [...shebang.args, '--version'], env, [], { program: true }),
@@ -90,7 +90,7 @@ test(
       ]) {
         assert.equal((await cli.exited).code, 0, cli.output);
         const said = cli.stderr.find((line) => line.includes('ntp:cli'));
-        assert.match(said ?? '', /with flags \[--initial-old-space-size=64\]/, cli.output);
+        assert.match(said ?? '', /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\]/, cli.output);
       }
     }
   },

@@ -90,7 +90,7 @@ test(
     // Installed and started through their #! line, they run with its V8 flag (DEBUG=ntp:cli says so on stderr).
     for (const installed of [installedCommonserver, installedGroupclient]) {
       const said = spawnSync(installed, ['--version'], { cwd: work, env: { ...process.env, ...env, DEBUG: 'ntp:cli' }, encoding: 'utf8' });
-      assert.match(said.stderr, /with flags \[--initial-old-space-size=64\]/, `${installed} runs without its #! line's flag`);
+      assert.match(said.stderr, /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\]/, `${installed} runs without its #! line's flag`);
     }
     assert.ok(readFileSync(join(prefix, 'lib', 'node_modules', name, 'LICENSE'), 'utf8').startsWith('MIT License'));
 
