@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
 import { dirname } from 'node:path';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer, DirectoryRegistry, GroupsHotReload } from '../server/index.js';
@@ -6,6 +6,7 @@ import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './c
 import { logInternalError } from './internal-error-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
+import { debugNodeFlags } from './node-flags.js';
 import { clusterCommand, DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
 import { serverEntry } from './server-lines.js';
 import { seconds } from './output.js';
@@ -31,6 +32,7 @@ ${LOG_USAGE}
   commonserver COMMAND --help   a command's own options`;
 
 async function main(): Promise<number> {
+  debugNodeFlags('commonserver');
   const hangups$ = catchHangups();
   const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify', 'cluster']);
   if (command === 'init') return initCommand(args);

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
 import { join } from 'node:path';
 import {
   clientEndpoints,
@@ -19,6 +19,7 @@ import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './c
 import { logInternalError } from './internal-error-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
+import { debugNodeFlags } from './node-flags.js';
 import { onStopSignals } from './stop-signals.js';
 import { reportFindings } from './verify-report.js';
 
@@ -113,6 +114,7 @@ function verifyCommand(argv: string[]): number {
  * over, or the server could not be verified (wrong fingerprint, untrusted certificate).
  */
 async function main(): Promise<number> {
+  debugNodeFlags('groupclient');
   const hangups$ = catchHangups();
   const { command, args } = splitSubcommand(process.argv.slice(2), ['verify']);
   if (command === 'verify') return verifyCommand(args);

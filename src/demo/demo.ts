@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeFlagsOf } from '../cli/node-flags.js';
 import { bannerApp, echoApp, httpApp, type SampleApp } from './sample-apps.js';
 
 /**
@@ -21,7 +22,9 @@ function start(
   args: string[],
   env: NodeJS.ProcessEnv,
 ): { child: ChildProcess; line(pattern: RegExp): Promise<RegExpMatchArray> } {
-  const child = spawn(process.execPath, [join(cli, script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const bin = join(cli, script);
+  // With the flags of the binary's `#!` line: the demo runs the binaries as users do.
+  const child = spawn(process.execPath, [...nodeFlagsOf(bin), bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   const seen: string[] = [];
   const waiting = new Set<() => void>();

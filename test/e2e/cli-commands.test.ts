@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { nodeFlagsOf } from '../../src/cli/node-flags.js';
 import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN } from '../helpers/processes.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -65,3 +66,31 @@ test("a bad argument is refused with exit 2 and the command's usage on stderr", 
   assert.equal(noGroup.code, 2);
   assert.match(noGroup.stderr.join('\n'), /name a group with --group NAME/);
 });
+
+/** How the kernel runs `bin` through its `#!` line: the interpreter, the rest of the line as one argument, then the script. */
+function throughShebang(bin: string): { program: string; args: string[] } {
+  const line = readFileSync(bin, 'utf8').split('\n', 1)[0]!.slice('#!'.length);
+  const space = line.indexOf(' ');
+  return space === -1 ? { program: line, args: [bin] } : { program: line.slice(0, space), args: [line.slice(space + 1), bin] };
+}
+
+test(
+  'both binaries run with the V8 flags of their #! line, started through it (as installed, as systemd starts them) or by node',
+  { timeout: 20_000 },
+  async () => {
+    // `#!/usr/bin/env -S node …` finds node on the PATH: this one.
+    const env = { DEBUG: 'ntp:cli', PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
+    for (const bin of [COMMONSERVER_BIN, GROUPCLIENT_BIN]) {
+      assert.deepEqual(nodeFlagsOf(bin), ['--initial-old-space-size=64', '--max-semi-space-size=2'], `${bin}'s #! line`);
+      const shebang = throughShebang(bin);
+      for (const cli of [
+        new CliProcess(shebang.program, [...shebang.args, '--version'], env, [], { program: true }),
+        new CliProcess(bin, ['--version'], env),
+      ]) {
+        assert.equal((await cli.exited).code, 0, cli.output);
+        const said = cli.stderr.find((line) => line.includes('ntp:cli'));
+        assert.match(said ?? '', /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\]/, cli.output);
+      }
+    }
+  },
+);

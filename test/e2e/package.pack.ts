@@ -5,7 +5,7 @@
  * real TLS tunnel to a real app. Slow (an npm ci and a build), hence not part of npm test.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -17,7 +17,7 @@ import { CliProcess, ProcessSet, serverLinkOf, waitForGroupActive } from '../hel
 import { REPO_ROOT } from '../helpers/paths.js';
 
 const { name, version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
-// The installed binaries start with `#!/usr/bin/env node`: this node, first on the PATH.
+// The installed binaries start with `#!/usr/bin/env -S node …`: this node, first on the PATH.
 const env = { PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
 
 function run(command: string, args: string[], cwd: string): string {
@@ -86,6 +86,11 @@ test(
     const installedGroupclient = join(prefix, 'bin', 'groupclient');
     assert.equal(run(installedCommonserver, ['--version'], work).trim(), `commonserver ${version}`);
     assert.equal(run(installedGroupclient, ['--version'], work).trim(), `groupclient ${version}`);
+    // Installed and started through their #! line, they run with its V8 flag (DEBUG=ntp:cli says so on stderr).
+    for (const installed of [installedCommonserver, installedGroupclient]) {
+      const said = spawnSync(installed, ['--version'], { cwd: work, env: { ...process.env, ...env, DEBUG: 'ntp:cli' }, encoding: 'utf8' });
+      assert.match(said.stderr, /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\]/, `${installed} runs without its #! line's flag`);
+    }
     assert.ok(readFileSync(join(prefix, 'lib', 'node_modules', name, 'LICENSE'), 'utf8').startsWith('MIT License'));
 
     const echo = await startEchoApp();

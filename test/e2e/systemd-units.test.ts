@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { catchHangups } from '../../src/cli/hangups.js';
+import { nodeFlagsOf } from '../../src/cli/node-flags.js';
 import { startEchoApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { echoRoundTrip } from '../helpers/net.js';
@@ -39,11 +40,13 @@ test(
   { timeout: 30_000, skip: hasSystemdAnalyze ? false : 'systemd-analyze is not installed (Debian package systemd)' },
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'ntp-units-'));
-    // systemd-analyze refuses an ExecStart whose program is missing: run the build with this node.
+    // systemd-analyze refuses an ExecStart whose program is missing: run the build with this node
+    // (and the flags the binaries' `#!` line gives it).
+    const withNode = (bin: string): string => [process.execPath, ...nodeFlagsOf(bin), bin].join(' ');
     const real = (text: string): string =>
       text
-        .replace('ExecStart=/usr/local/bin/commonserver', `ExecStart=${process.execPath} ${COMMONSERVER_BIN}`)
-        .replace('ExecStart=/usr/local/bin/groupclient', `ExecStart=${process.execPath} ${GROUPCLIENT_BIN}`);
+        .replace('ExecStart=/usr/local/bin/commonserver', `ExecStart=${withNode(COMMONSERVER_BIN)}`)
+        .replace('ExecStart=/usr/local/bin/groupclient', `ExecStart=${withNode(GROUPCLIENT_BIN)}`);
     const serverCopy = join(dir, SERVER_UNIT);
     // A template is verified as one of its instances.
     const clientCopy = join(dir, 'groupclient@office-a.service');

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { nodeFlagsOf } from '../../src/cli/node-flags.js';
 import { logSink } from './artifacts.js';
 import { linkArgs, type ServerLink } from './link.js';
 import { DIST_ROOT } from './paths.js';
@@ -17,7 +18,8 @@ export class CliProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   /**
-   * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). With
+   * `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses), after the
+   * flags of `bin`'s own `#!` line, so that it runs as an installed binary does. With
    * `program`, `bin` is that executable itself (a real program behind the tunnel: dnsmasq; an
    * installed binary, found through its own `#!/usr/bin/env node` line). `cwd`: where it runs.
    */
@@ -28,7 +30,7 @@ export class CliProcess {
     nodeArgs: string[] = [],
     { program = false, cwd }: { program?: boolean; cwd?: string } = {},
   ) {
-    this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeArgs, bin, ...args], {
+    this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeFlagsOf(bin), ...nodeArgs, bin, ...args], {
       env: { ...process.env, ...env },
       ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
