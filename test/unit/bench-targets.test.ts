@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { PathName } from '../bench/paths.js';
-import type { Figures } from '../bench/table.js';
-import { judgeTargets } from '../bench/targets.js';
+import type { PathName } from '../../bench/paths.js';
+import type { Figures } from '../../bench/table.js';
+import { judgeTargets } from '../../bench/targets.js';
 
 function verdicts(figures: Partial<Record<PathName, Record<string, number>>>): Map<string, boolean> {
   const byPath = new Map<PathName, Figures>(
