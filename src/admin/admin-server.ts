@@ -34,6 +34,8 @@ export interface AdminServerOptions {
   registry: GroupRegistry;
   /** A cluster node: the API and dashboard show every node and where each group is active. */
   cluster?: ClusterView;
+  /** `sha256:…` of the common port's certificate (undefined: plaintext): host files pin it. */
+  fingerprint?: string;
   /** Bytes an event stream subscriber may have queued before it is dropped (default 1 MiB). */
   maxEventQueueBytes?: number;
 }
@@ -120,7 +122,14 @@ export class AdminServer {
         if (path === EVENTS_PATH) return this.serveEvents(req, res);
         if (
           await handleApi(
-            { server: this.options.server, registry: this.registry, state: this.state, ...(this.options.cluster ? { cluster: this.options.cluster } : {}) },
+            {
+              server: this.options.server,
+              registry: this.registry,
+              state: this.state,
+              tokenRequired: this.options.config.token !== undefined,
+              ...(this.options.cluster ? { cluster: this.options.cluster } : {}),
+              ...(this.options.fingerprint === undefined ? {} : { fingerprint: this.options.fingerprint }),
+            },
             req,
             res,
             target,

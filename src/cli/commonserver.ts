@@ -6,7 +6,7 @@ import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './c
 import { logInternalError } from './internal-error-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
-import { clusterCommand, DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
+import { clusterCommand, DEFAULT_SERVER_CONFIG, hostfileCommand, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
 import { serverEntry } from './server-lines.js';
 import { onStopSignals } from './stop-signals.js';
 
@@ -14,6 +14,7 @@ const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE] [
        commonserver init DIR | init [--config FILE]
        commonserver verify [--config FILE]
        commonserver cluster import DIR [--config FILE]
+       commonserver hostfile GROUP [--config FILE] [--public-host HOST] [--out FILE]
        commonserver --version
 
   --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
@@ -25,16 +26,18 @@ ${LOG_USAGE}
   verify          check the config, TLS material, group files and ports; start nothing
   cluster import DIR  store every group file of DIR in the cluster's etcd (groups already
                   there are kept); the config's cluster: section says where etcd is
+  hostfile GROUP  print the group's file as its host needs it (server:, fingerprint, secret)
   DEBUG=ntp:*     traces every event (ntp:net:frames: each frame's type and size)
 
   commonserver COMMAND --help   a command's own options`;
 
 async function main(): Promise<number> {
   const hangups$ = catchHangups();
-  const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify', 'cluster']);
+  const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify', 'cluster', 'hostfile']);
   if (command === 'init') return initCommand(args);
   if (command === 'verify') return verifyCommand(args);
   if (command === 'cluster') return clusterCommand(args);
+  if (command === 'hostfile') return hostfileCommand(args);
   const parsed = parseCommand(
     'commonserver',
     args,
@@ -58,7 +61,7 @@ async function main(): Promise<number> {
   }
   const config = loadServerConfig(values.config!);
   log.follow(config.logLevel);
-  const { transport } = prepareTransport(config, logger);
+  const { transport, fingerprint } = prepareTransport(config, logger);
   /** The cluster node's own lifecycle lines (lease, etcd, registry). */
   const clusterLine = (text: string): void => logger.info('cluster', text);
   // Loaded only for a cluster: a single server never loads etcd's client.
@@ -91,7 +94,13 @@ async function main(): Promise<number> {
   const admin =
     config.admin === undefined
       ? undefined
-      : new (await import('../admin/admin-server.js')).AdminServer({ server, config: config.admin, registry, ...(cluster ? { cluster: cluster.claims } : {}) });
+      : new (await import('../admin/admin-server.js')).AdminServer({
+          server,
+          config: config.admin,
+          registry,
+          ...(cluster ? { cluster: cluster.claims } : {}),
+          ...(fingerprint === undefined ? {} : { fingerprint }),
+        });
   // Ready for SIGHUP before anything is announced: its default action would end the process.
   // A cluster's registry follows etcd's watch instead of a directory.
   const reload =

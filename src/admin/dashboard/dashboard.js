@@ -1,6 +1,6 @@
 // The commonserver dashboard: state from /api/groups, live updates from /api/events (SSE).
 // No build step and nothing from another host: plain modules, the charts drawn in SVG.
-import { adoptTokenFromFragment, api, ApiError, eventStreamUrl, setToken, token } from './api.js';
+import { adoptTokenFromFragment, api, ApiError, apiText, eventStreamUrl, setToken, token } from './api.js';
 import { CHART_SECONDS, createChart, drawChart } from './chart.js';
 import { EventLog, USER_CONNECTIONS } from './events.js';
 import { openTokenPrompt, setUpGroupForm, setUpTokenPrompt } from './forms.js';
@@ -130,9 +130,16 @@ function groupCard(group) {
     text: 'kick',
   });
   const remove = el('button', { type: 'button', class: 'remove danger', 'data-action': 'remove', title: 'remove the group from the registry', text: 'remove' });
+  const hostFile = el('button', {
+    type: 'button',
+    'data-action': 'hostfile',
+    title: 'download the file its host runs with (server, fingerprint and, behind the admin token, the secret)',
+    text: 'host file',
+  });
+  hostFile.addEventListener('click', () => void downloadHostFile(group.name));
   kick.addEventListener('click', () => void kickGroup(group.name));
   remove.addEventListener('click', () => void removeGroup(group.name));
-  card.append(el('header', {}, el('h3', { text: group.name }), stateBadge(group.state), el('span', { class: 'spacer' }), kick, remove));
+  card.append(el('header', {}, el('h3', { text: group.name }), stateBadge(group.state), el('span', { class: 'spacer' }), hostFile, kick, remove));
   card.append(el('p', { class: 'client' }));
   // A cluster node: which node serves the group, this one or another (whose events do not reach this page).
   if (group.node)
@@ -340,6 +347,18 @@ async function act(name, verb, done, request) {
   }
   renderGroups();
   scheduleRefresh();
+}
+
+/** The group's host file, saved as NAME.yaml by the browser. */
+function downloadHostFile(name) {
+  return act(name, 'host file', `host file ${name}.yaml downloaded`, async () => {
+    const text = await apiText(`/api/groups/${encodeURIComponent(name)}/hostfile`);
+    const link = el('a', { href: URL.createObjectURL(new Blob([text], { type: 'application/yaml' })), download: `${name}.yaml` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    URL.revokeObjectURL(link.href);
+  });
 }
 
 function kickGroup(name) {
