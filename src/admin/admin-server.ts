@@ -22,10 +22,11 @@ const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
 };
 const REFUSALS: ReadonlySet<string> = new Set(['HOST_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_URL']);
 /** Dashboard files: a flat list, so no name can reach a directory or a dot file. */
-const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css)$/;
+const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css|svg)$/;
 
 export interface AdminServerOptions {
   server: CommonServer;
@@ -152,7 +153,13 @@ export class AdminServer {
   }
 
   private async serveMetrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'GET') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on /metrics`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on /metrics`);
+    // HEAD (a probe: is it up, is my token right) costs no collection.
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { 'content-type': this.metrics.contentType, 'cache-control': 'no-store' });
+      res.end();
+      return;
+    }
     const text = await this.metrics.text();
     res.writeHead(200, { 'content-type': this.metrics.contentType, 'cache-control': 'no-store' });
     res.end(text);
@@ -165,7 +172,8 @@ export class AdminServer {
 
   private async serveDashboard(req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on ${path}`);
-    const name = path === '/' ? 'index.html' : segments.length === 2 ? segments[1]! : '';
+    // Browsers ask for /favicon.ico whatever the page links: the same icon answers.
+    const name = path === '/' ? 'index.html' : path === '/favicon.ico' ? 'favicon.svg' : segments.length === 2 ? segments[1]! : '';
     const type = CONTENT_TYPES[name.slice(name.lastIndexOf('.'))];
     if (type === undefined || !DASHBOARD_FILE.test(name)) throw new HttpError(404, 'NOT_FOUND', `no page ${path}`);
     let body: Buffer;
