@@ -5,11 +5,13 @@ import { RegistryError, type ClusterView, type CommonServer, type GroupRegistry 
 import { HostFileError, hostFileText } from './host-file.js';
 import { HttpError, readBody, sendJson, type RequestTarget } from './http-util.js';
 import type { AdminState } from './state.js';
+import type { TrafficHistory } from './traffic-history.js';
 
 export interface ApiContext {
   server: CommonServer;
   registry: GroupRegistry;
   state: AdminState;
+  history: TrafficHistory;
   cluster?: ClusterView;
   /** `sha256:…` of the common port's certificate (undefined: plaintext), for host files. */
   fingerprint?: string;
@@ -30,7 +32,8 @@ export interface ApiContext {
  *   DELETE /api/groups/:name         remove a group (its client is disconnected)
  *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
  *   GET    /api/groups/:name/hostfile  the group's file as the host needs it (?server=HOST:PORT; the secret only behind a token)
- *   GET    /api/events/recent        the last events, oldest first
+ *   GET    /api/events/recent        the last events, oldest first (lifecycle events and user churn kept apart)
+ *   GET    /api/history/:group/:app  the app's traffic: one-minute points for 24 h, daily totals for 30 days
  *   GET    /api/pools                every open pool: port (or a vhost pool's domains), balance, members with health and conns
  *   GET    /api/cluster              a cluster node: every node, and which node serves each group
  */
@@ -66,6 +69,14 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
   if (inGroups && segments.length === 5 && segments[4] === 'hostfile') {
     if (method !== 'GET') throw methodNotAllowed(method, path);
     return serveHostFile(ctx, res, groupName(segments[3]!), query.get('server'));
+  }
+  if (segments.length === 5 && segments[1] === 'api' && segments[2] === 'history') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    const group = groupName(segments[3]!);
+    const app = segments[4]!;
+    if (ctx.server.readyGroup.get(group)?.apps.some((entry) => entry.name === app) !== true)
+      throw new HttpError(404, 'APP_NOT_FOUND', `group "${group}" has no app "${app.slice(0, 64)}"`);
+    return ok(res, 200, { group, app, ...ctx.history.of(group, app) });
   }
   if (path === '/api/events/recent') {
     if (method !== 'GET') throw methodNotAllowed(method, path);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer, DirectoryRegistry, GroupsHotReload } from '../server/index.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
@@ -100,6 +100,8 @@ async function main(): Promise<number> {
           registry,
           ...(cluster ? { cluster: cluster.claims } : {}),
           ...(fingerprint === undefined ? {} : { fingerprint }),
+          // Beside the groups directory, not in it: the registry reads every file there.
+          historyFile: join(dirname(config.groupsDir), 'traffic-history.json'),
         });
   // Ready for SIGHUP before anything is announced: its default action would end the process.
   // A cluster's registry follows etcd's watch instead of a directory.
