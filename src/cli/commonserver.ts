@@ -151,7 +151,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) currentLogger().fatal('config-error', `commonserver: config error: ${error.message}`);
+    if (error instanceof ConfigError) currentLogger().fatal('config-error', `commonserver: config error: ${error.message}`, error.where());
     else currentLogger().fatal('failed', `commonserver: ${(error as Error).message}`);
     process.exit(2);
   },

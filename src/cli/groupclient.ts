@@ -214,7 +214,7 @@ async function serve(client: GroupClient): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) currentLogger().fatal('config-error', `groupclient: config error: ${error.message}`);
+    if (error instanceof ConfigError) currentLogger().fatal('config-error', `groupclient: config error: ${error.message}`, error.where());
     else currentLogger().fatal('failed', `groupclient: ${(error as Error).message}`);
     process.exit(2);
   },

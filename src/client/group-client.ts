@@ -174,10 +174,10 @@ export class GroupClient implements Observed<ClientEvent> {
         this.emit({ type: 'session-lost', ...(end.code ? { code: end.code } : {}), reason: end.reason, retryInMs });
         await this.pause(retryInMs);
       }
-      this.emit({ type: 'stopped', reason: 'on request' });
+      this.emit({ type: 'stopped', reason: 'on request', fatal: false });
     } catch (error) {
       if (signal.aborted && !(error instanceof LoginRejectedError)) {
-        this.emit({ type: 'stopped', reason: 'on request' });
+        this.emit({ type: 'stopped', reason: 'on request', fatal: false });
         return;
       }
       // A rejection's reason was just printed with its login-rejected event: name only the code.
@@ -187,7 +187,7 @@ export class GroupClient implements Observed<ClientEvent> {
           : error instanceof ClusterRefusedError
             ? `every server refused (${error.code})`
             : (error as Error).message;
-      this.emit({ type: 'stopped', reason });
+      this.emit({ type: 'stopped', reason, fatal: true });
       throw error;
     } finally {
       this.events.complete();
