@@ -16,7 +16,7 @@ const processes = new ProcessSet();
 after(() => processes.stopAll());
 
 test(
-  'commonserver hostfile GROUP --out FILE: mode 600, server:, the fingerprint and the secret (given as ${VAR} on the server); the host runs it as it is',
+  'commonserver hostfile GROUP --out FILE: mode 600, server:, the fingerprint and the secret (given as ${VAR} on the server); the host runs it as it is, under any file name',
   { timeout: 30_000 },
   async () => {
     const echo = await startEchoApp();
@@ -28,7 +28,8 @@ test(
     const env = { OFFICE_SECRET: secret };
     const server = processes.add(await startCommonServerProcess(config.serverFile, env).then(({ process }) => process));
     const hostDir = mkdtempSync(join(tmpdir(), 'ntp-host-'));
-    const out = join(hostDir, 'office.yaml');
+    // Saved under another name than the group's: accepted on the host, with a warning.
+    const out = join(hostDir, 'office-host.yaml');
     const cli = new CliProcess(COMMONSERVER_BIN, ['hostfile', 'office', '--config', config.serverFile, '--public-host', '127.0.0.1', '--out', out], env);
     const { code } = await cli.exited;
     assert.equal(code, 0, cli.output);
@@ -42,6 +43,10 @@ test(
     // The host needs nothing else: no --server, no fingerprint, no environment.
     const client = processes.add(new CliProcess(GROUPCLIENT_BIN, ['--config', out]));
     const ports = await waitForGroupActive(client, 'office');
+    assert.ok(
+      client.lines.some((line) => line.includes('office-host.yaml is not named after its group: it defines group office')),
+      client.output,
+    );
     assert.equal((await echoRoundTrip(ports.get('echo')!, Buffer.from('through the host file'))).toString(), 'through the host file');
   },
 );
