@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { interval, type Subscription } from 'rxjs';
-import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
+import { formatDuration, formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
 import {
   dialTcp,
   heartbeatWatchdog,
@@ -137,9 +137,9 @@ export class ClientSession {
         // Silent because we stopped reading a server that reads nothing of ours.
         const stalled = channel.stalledBytes;
         if (stalled !== undefined)
-          return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${silentMs}ms` });
+          return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${formatDuration(silentMs)}` });
         this.options.emit({ type: 'heartbeat-timeout', silentMs });
-        this.end({ reason: `no heartbeat from the server for ${silentMs}ms` });
+        this.end({ reason: `no heartbeat from the server for ${formatDuration(silentMs)}` });
       }),
     );
     channel.release();

@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import type { Socket as UdpSocket } from 'node:dgram';
-import { formatHostPort, type AppSpec } from '../config/index.js';
+import { formatDuration, formatHostPort, type AppSpec } from '../config/index.js';
 import { createUdpSocket, DatagramLink, MAX_QUEUED_DATAGRAM_SENDS, type DatagramConn } from '../net/index.js';
 
 const debug = createDebug('ntp:client:udp-local-session');
@@ -51,7 +51,7 @@ export class UdpLocalSession {
         socket.close();
         reject(new Error(`${formatHostPort(app.local)}/udp: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
       };
-      const timer = setTimeout(() => fail(new Error(`no address within ${timeoutMs}ms`)), timeoutMs);
+      const timer = setTimeout(() => fail(new Error(`no address within ${formatDuration(timeoutMs)}`)), timeoutMs);
       socket.once('error', fail);
       socket.connect(app.local.port, app.local.host, () => {
         clearTimeout(timer);

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { filter, interval, type Observable, type Subscription } from 'rxjs';
-import type { GroupSpec, PublicPolicy } from '../config/index.js';
+import { formatDuration, type GroupSpec, type PublicPolicy } from '../config/index.js';
 import { heartbeatWatchdog, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../net/index.js';
 import {
   assertNever,
@@ -202,12 +202,12 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         // Silent because we stopped reading a client that reads nothing of ours: not a lost path.
         const stalled = channel.stalledBytes;
         if (stalled !== undefined) {
-          const reason = `the client read none of the ${stalled} bytes queued for it for ${silentMs}ms`;
+          const reason = `the client read none of the ${stalled} bytes queued for it for ${formatDuration(silentMs)}`;
           this.options.emit({ type: 'bad-peer', remote: channel.peer, code: 'SLOW_PEER', reason });
           return this.deactivate('SLOW_PEER', reason);
         }
         this.options.emit({ type: 'heartbeat-timeout', group: this.name, silentMs });
-        this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${silentMs}ms`);
+        this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${formatDuration(silentMs)}`);
       }),
       interval(this.options.trafficSampleMs ?? 1000).subscribe(() => {
         for (const app of this.publicApps.byName.values()) app.sampleTraffic();

@@ -5,6 +5,7 @@ import {
   describeChanges,
   formatHostPort,
   LIMITS_DEFAULTS,
+  formatDuration,
   LOGIN_LIMIT_DEFAULTS,
   SERVER_DEFAULTS,
   specChanges,
@@ -244,7 +245,7 @@ export class CommonServer implements Observed<ServerEvent> {
 
     // Slowloris guard: a connection must finish its login or join within the deadline.
     const deadline = timer(this.options.handshakeTimeoutMs).subscribe(() => {
-      reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${this.options.handshakeTimeoutMs}ms`);
+      reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${formatDuration(this.options.handshakeTimeoutMs)}`);
       socket.destroy();
     });
     // Removed once settled: a listener left on a work conn would keep this handshake's state

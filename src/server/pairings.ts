@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
+import { formatDuration } from '../config/index.js';
 
 /** What waits for a pairing id: a user, a UDP session, a pooled work conn or the mux conn. */
 export interface Waiter {
@@ -27,7 +28,7 @@ export class Pairings {
   /** `waiter` waits for the work conn presenting `pairingId`, until the pairing deadline. */
   expect(pairingId: string, waiter: Waiter): void {
     const deadline = timer(this.timeoutMs).subscribe(() => {
-      if (this.remove(pairingId)) waiter.onFailed(`no work conn within ${this.timeoutMs}ms`, false);
+      if (this.remove(pairingId)) waiter.onFailed(`no work conn within ${formatDuration(this.timeoutMs)}`, false);
     });
     this.waiting.set(pairingId, { waiter, deadline });
   }
