@@ -35,7 +35,7 @@ import { createCommonListener } from './tls.js';
 const debug = createDebug('ntp:server:common-server');
 
 export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
-  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost' | 'admin'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost' | 'admin' | 'publicBind'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -83,7 +83,8 @@ export class CommonServer implements Observed<ServerEvent> {
       options.vhost === undefined
         ? undefined
         : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
-    this.pools = new AppPools(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
+    // Public ports follow the common port's address unless publicBind names their own.
+    this.pools = new AppPools(options.publicBind ?? options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
     this.publicPolicy = publicPolicyOf(options);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
@@ -347,7 +348,7 @@ export class CommonServer implements Observed<ServerEvent> {
       channel,
       clientId: hello.clientId,
       declaredApps: outcome.login.apps,
-      bindHost: this.options.bind.host,
+      bindHost: this.options.publicBind ?? this.options.bind.host,
       pools: this.pools,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,
