@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer, DirectoryRegistry, GroupsHotReload } from '../server/index.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
+import { installUnitsCommand } from './install-units.js';
 import { logInternalError } from './internal-error-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
@@ -15,6 +16,7 @@ const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE] [
        commonserver verify [--config FILE]
        commonserver cluster import DIR [--config FILE]
        commonserver hostfile GROUP [--config FILE] [--public-host HOST] [--out FILE]
+       commonserver install-units [--prefix DIR] [--out DIR]
        commonserver --version
 
   --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
@@ -27,17 +29,19 @@ ${LOG_USAGE}
   cluster import DIR  store every group file of DIR in the cluster's etcd (groups already
                   there are kept); the config's cluster: section says where etcd is
   hostfile GROUP  print the group's file as its host needs it (server:, fingerprint, secret)
+  install-units   write the systemd units with ExecStart where npm install -g put the binaries
   DEBUG=ntp:*     traces every event (ntp:net:frames: each frame's type and size)
 
   commonserver COMMAND --help   a command's own options`;
 
 async function main(): Promise<number> {
   const hangups$ = catchHangups();
-  const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify', 'cluster', 'hostfile']);
+  const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify', 'cluster', 'hostfile', 'install-units']);
   if (command === 'init') return initCommand(args);
   if (command === 'verify') return verifyCommand(args);
   if (command === 'cluster') return clusterCommand(args);
   if (command === 'hostfile') return hostfileCommand(args);
+  if (command === 'install-units') return installUnitsCommand(args);
   const parsed = parseCommand(
     'commonserver',
     args,
