@@ -3,7 +3,7 @@ import { parseDocument } from 'yaml';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
 
 /** What a host file says instead of the secret when it is printed without it. */
-export const SECRET_PLACEHOLDER = '${NTP_GROUP_SECRET}';
+const SECRET_PLACEHOLDER = '${NTP_GROUP_SECRET}';
 
 export interface HostFileOptions {
   /** The `server:` line when the group's file names none: where hosts reach the common port. */

@@ -16,8 +16,6 @@ export const MAX_HISTORY_APPS = 256;
  * compactly, stay under it).
  */
 export const MAX_HISTORY_FILE_BYTES = 16 * 1024 * 1024;
-/** The file beside the registry (the groups directory's parent, or a cluster node's config directory). */
-export const HISTORY_FILE_NAME = 'traffic-history.json';
 
 /** `[start ms, bytes in, bytes out]`: a minute, or a local day from midnight. */
 export type HistoryPoint = [number, number, number];

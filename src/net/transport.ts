@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { formatHostPort, type HostPort } from '../config/index.js';
+import { formatDuration, formatHostPort, type HostPort } from '../config/index.js';
 
 /**
  * How the common port is spoken: plain TCP only when asked for explicitly, else TLS. The
@@ -46,7 +46,7 @@ export function connectWithin(socket: Socket, ready: 'connect' | 'secureConnect'
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`${formatHostPort(target)}: no answer within ${timeoutMs}ms`));
+      reject(new Error(`${formatHostPort(target)}: no answer within ${formatDuration(timeoutMs)}`));
     }, timeoutMs);
     const onError = (error: NodeJS.ErrnoException): void => {
       clearTimeout(timer);

@@ -7,6 +7,7 @@ import type { ClusterKeys, ActivationRecord, NodeRecord, TakeoverRecord } from '
 import { parseRecord } from './keys.js';
 import type { NodeLease } from './node-lease.js';
 import { PrefixMirror, type MirrorChange } from './prefix-mirror.js';
+import { formatDuration } from '../../config/index.js';
 
 const debug = createDebug('ntp:server:cluster:claims');
 
@@ -142,7 +143,7 @@ export class GroupClaims implements ActivationGate, ClusterView {
       if ('claim' in attempt) return attempt.claim;
       const { holder, unanswered } = attempt;
       const where = holder === undefined ? 'another node' : `node ${holder.node} (${holder.advertise}:${holder.commonPort}) since ${holder.since}`;
-      const notLetGo = unanswered ? `; that node did not let its session of this client go within ${this.options.takeoverWaitMs}ms` : '';
+      const notLetGo = unanswered ? `; that node did not let its session of this client go within ${formatDuration(this.options.takeoverWaitMs)}` : '';
       return {
         granted: false,
         code: 'GROUP_ACTIVE_ELSEWHERE',
