@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { interval, type Subscription } from 'rxjs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminSettings, type AdminLimits } from '../config/index.js';
@@ -13,6 +14,7 @@ import { HttpError, parseRequestTarget, sendError, type RequestTarget } from './
 import { ServerMetrics } from './metrics.js';
 import { EVENTS_PATH, RequestGuard } from './request-guard.js';
 import { AdminState } from './state.js';
+import { TrafficHistory } from './traffic-history.js';
 
 const debug = createDebug('ntp:admin:admin-server');
 
@@ -22,10 +24,13 @@ const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
 };
+/** How often the traffic history is written (and at close): a crash loses at most this much. */
+const HISTORY_SAVE_EVERY_MS = 60_000;
 const REFUSALS: ReadonlySet<string> = new Set(['HOST_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_URL']);
 /** Dashboard files: a flat list, so no name can reach a directory or a dot file. */
-const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css)$/;
+const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css|svg)$/;
 
 export interface AdminServerOptions {
   server: CommonServer;
@@ -34,6 +39,10 @@ export interface AdminServerOptions {
   registry: GroupRegistry;
   /** A cluster node: the API and dashboard show every node and where each group is active. */
   cluster?: ClusterView;
+  /** `sha256:…` of the common port's certificate (undefined: plaintext): host files pin it. */
+  fingerprint?: string;
+  /** Where the traffic history survives restarts (see TrafficHistory); none: in memory only. */
+  historyFile?: string;
   /** Bytes an event stream subscriber may have queued before it is dropped (default 1 MiB). */
   maxEventQueueBytes?: number;
 }
@@ -47,13 +56,17 @@ export class AdminServer {
   readonly state: AdminState;
   readonly metrics: ServerMetrics;
   readonly eventStreams: EventStreams;
+  readonly history: TrafficHistory;
   private readonly http: Server;
+  private readonly historyFeed: Subscription;
   private readonly guard: RequestGuard;
   private refusedConnections = 0;
 
   constructor(private readonly options: AdminServerOptions) {
     this.registry = options.registry;
-    this.state = new AdminState(options.server, options.cluster);
+    this.history = new TrafficHistory(options.historyFile === undefined ? {} : { file: options.historyFile });
+    this.historyFeed = this.feedHistory();
+    this.state = new AdminState(options.server, options.cluster, this.history);
     this.metrics = new ServerMetrics(options.server, options.cluster);
     this.eventStreams = new EventStreams(options.server, options.maxEventQueueBytes);
     this.guard = new RequestGuard(options.config, () => (this.http.address() as AddressInfo).port);
@@ -82,6 +95,7 @@ export class AdminServer {
 
   async listen(): Promise<AddressInfo> {
     const { bind } = this.options.config;
+    await this.history.load();
     await new Promise<void>((resolve, reject) => {
       this.http.once('error', reject);
       this.http.listen({ host: bind.host, port: bind.port }, () => {
@@ -99,6 +113,8 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
+    this.historyFeed.unsubscribe();
+    await this.history.save();
     this.eventStreams.close();
     this.state.close();
     this.metrics.close();
@@ -106,6 +122,23 @@ export class AdminServer {
       this.http.close(() => resolve());
       this.http.closeAllConnections();
     });
+  }
+
+  /** Traffic of registered apps into the history, saved once a minute; removed groups and apps forgotten. */
+  private feedHistory(): Subscription {
+    const { server } = this.options;
+    const feed = server.observe('traffic-history', (event) => {
+      if (event.type === 'traffic') {
+        if (server.readyGroup.get(event.group)?.apps.some((app) => app.name === event.app))
+          this.history.add(event.group, event.app, event.bytesIn, event.bytesOut);
+      } else if (event.type === 'group-deregistered') this.history.forget(event.group);
+      else if (event.type === 'group-updated') {
+        const spec = server.readyGroup.get(event.group);
+        if (spec !== undefined) this.history.forget(event.group, new Set(spec.apps.map((app) => app.name)));
+      }
+    });
+    feed.add(interval(HISTORY_SAVE_EVERY_MS).subscribe(() => void this.history.save()));
+    return feed;
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -120,7 +153,15 @@ export class AdminServer {
         if (path === EVENTS_PATH) return this.serveEvents(req, res);
         if (
           await handleApi(
-            { server: this.options.server, registry: this.registry, state: this.state, ...(this.options.cluster ? { cluster: this.options.cluster } : {}) },
+            {
+              server: this.options.server,
+              registry: this.registry,
+              state: this.state,
+              history: this.history,
+              tokenRequired: this.options.config.token !== undefined,
+              ...(this.options.cluster ? { cluster: this.options.cluster } : {}),
+              ...(this.options.fingerprint === undefined ? {} : { fingerprint: this.options.fingerprint }),
+            },
             req,
             res,
             target,
@@ -143,7 +184,13 @@ export class AdminServer {
   }
 
   private async serveMetrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'GET') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on /metrics`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on /metrics`);
+    // HEAD (a probe: is it up, is my token right) costs no collection.
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { 'content-type': this.metrics.contentType, 'cache-control': 'no-store' });
+      res.end();
+      return;
+    }
     const text = await this.metrics.text();
     res.writeHead(200, { 'content-type': this.metrics.contentType, 'cache-control': 'no-store' });
     res.end(text);
@@ -156,7 +203,8 @@ export class AdminServer {
 
   private async serveDashboard(req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on ${path}`);
-    const name = path === '/' ? 'index.html' : segments.length === 2 ? segments[1]! : '';
+    // Browsers ask for /favicon.ico whatever the page links: the same icon answers.
+    const name = path === '/' ? 'index.html' : path === '/favicon.ico' ? 'favicon.svg' : segments.length === 2 ? segments[1]! : '';
     const type = CONTENT_TYPES[name.slice(name.lastIndexOf('.'))];
     if (type === undefined || !DASHBOARD_FILE.test(name)) throw new HttpError(404, 'NOT_FOUND', `no page ${path}`);
     let body: Buffer;

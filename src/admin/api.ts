@@ -1,14 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ConfigError, groupNameProblem, isGroupName } from '../config/index.js';
+import { hostname } from 'node:os';
+import { ConfigError, groupNameProblem, isGroupName, parseHostPort } from '../config/index.js';
 import { RegistryError, type ClusterView, type CommonServer, type GroupRegistry } from '../server/index.js';
+import { HostFileError, hostFileText } from './host-file.js';
 import { HttpError, readBody, sendJson, type RequestTarget } from './http-util.js';
 import type { AdminState } from './state.js';
+import type { TrafficHistory } from './traffic-history.js';
 
 export interface ApiContext {
   server: CommonServer;
   registry: GroupRegistry;
   state: AdminState;
+  history: TrafficHistory;
   cluster?: ClusterView;
+  /** `sha256:…` of the common port's certificate (undefined: plaintext), for host files. */
+  fingerprint?: string;
+  /** True when the admin has a token (so this request showed it): only then does a host file carry the secret. */
+  tokenRequired: boolean;
 }
 
 /**
@@ -23,11 +31,13 @@ export interface ApiContext {
  *   PUT    /api/groups/:name         replace a group's file
  *   DELETE /api/groups/:name         remove a group (its client is disconnected)
  *   POST   /api/groups/:name/kick    disconnect the group's client (it may log in again)
- *   GET    /api/events/recent        the last events, oldest first
+ *   GET    /api/groups/:name/hostfile  the group's file as the host needs it (?server=HOST:PORT; the secret only behind a token)
+ *   GET    /api/events/recent        the last events, oldest first (lifecycle events and user churn kept apart)
+ *   GET    /api/history/:group/:app  the app's traffic: one-minute points for 24 h, daily totals for 30 days
  *   GET    /api/pools                every open pool: port (or a vhost pool's domains), balance, members with health and conns
  *   GET    /api/cluster              a cluster node: every node, and which node serves each group
  */
-export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<boolean> {
+export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { path, segments, query }: RequestTarget): Promise<boolean> {
   const method = req.method ?? 'GET';
   // ['', 'api', 'groups', name] or ['', 'api', 'groups', name, 'kick'], the name decoded.
   const inGroups = segments.length >= 4 && segments[1] === 'api' && segments[2] === 'groups';
@@ -55,6 +65,18 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     if (ctx.cluster === undefined) throw new HttpError(404, 'NOT_A_CLUSTER', 'this commonserver is not a cluster node (no cluster: section)');
     const activations = [...ctx.cluster.activations()].sort(([a], [b]) => a.localeCompare(b)).map(([group, where]) => ({ group, ...where }));
     return ok(res, 200, { node: ctx.cluster.node, prefix: ctx.cluster.prefix, leaseHeld: ctx.cluster.leaseHeld(), nodes: ctx.cluster.nodes(), activations });
+  }
+  if (inGroups && segments.length === 5 && segments[4] === 'hostfile') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    return serveHostFile(ctx, res, groupName(segments[3]!), query.get('server'));
+  }
+  if (segments.length === 5 && segments[1] === 'api' && segments[2] === 'history') {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    const group = groupName(segments[3]!);
+    const app = segments[4]!;
+    if (ctx.server.readyGroup.get(group)?.apps.some((entry) => entry.name === app) !== true)
+      throw new HttpError(404, 'APP_NOT_FOUND', `group "${group}" has no app "${app.slice(0, 64)}"`);
+    return ok(res, 200, { group, app, ...ctx.history.of(group, app) });
   }
   if (path === '/api/events/recent') {
     if (method !== 'GET') throw methodNotAllowed(method, path);
@@ -95,6 +117,28 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
     }
   }
   return false;
+}
+
+/** The group's host file as YAML text: `server:` from `?server=`, else this host's name and the common port. */
+async function serveHostFile(ctx: ApiContext, res: ServerResponse, name: string, given: string | null): Promise<true> {
+  const spec = ctx.server.readyGroup.get(name);
+  if (spec === undefined) throw new HttpError(404, 'GROUP_NOT_FOUND', `group "${name}" is not registered`);
+  const server = parseHostPort(given ?? `${hostname()}:${ctx.server.address().port}`);
+  if (!server.ok) throw new HttpError(400, 'INVALID_SERVER', `?server=: ${server.problem}`, 'server');
+  let text: string;
+  try {
+    text = await hostFileText(spec, { server: server.value, fingerprint: ctx.fingerprint, withSecret: ctx.tokenRequired });
+  } catch (error) {
+    if (error instanceof HostFileError) throw new HttpError(409, error.code, error.message);
+    throw error;
+  }
+  res.writeHead(200, {
+    'content-type': 'application/yaml; charset=utf-8',
+    'content-disposition': `attachment; filename="${name}.yaml"`,
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+  return true;
 }
 
 /** The group named in a URL, held to the config loader's rule: it becomes a file name. */

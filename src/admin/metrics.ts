@@ -121,7 +121,7 @@ export class ServerMetrics {
     cluster?: ClusterView,
   ) {
     if (cluster !== undefined) this.addClusterMetrics(cluster);
-    this.registerGauges();
+    this.registerGauges(cluster);
     // Process metrics (CPU, resident memory, open fds, heap, event loop lag, GC) with the
     // names every Node.js dashboard already knows.
     collectDefaultMetrics({ register: this.registry });
@@ -173,7 +173,7 @@ export class ServerMetrics {
     return this.registry.contentType;
   }
 
-  private registerGauges(): void {
+  private registerGauges(cluster: ClusterView | undefined): void {
     const server = this.server;
     const registers = [this.registry];
     // Read from the server at each scrape, not from events$: it counts this class's own failures too.
@@ -203,6 +203,30 @@ export class ServerMetrics {
       collect() {
         this.set({ state: 'registered' }, server.readyGroup.size);
         this.set({ state: 'active' }, server.inUseGroup.size);
+      },
+    });
+    // For alerts: one series per registered group and app, 0 as soon as it is down (a missing series alerts nobody).
+    new Gauge({
+      name: 'ntp_group_up',
+      help: "1 while the group's client is logged in (in a cluster: on any node), 0 while it is away; one series per registered group",
+      labelNames: ['group'],
+      registers,
+      collect() {
+        this.reset();
+        for (const name of server.readyGroup.keys()) this.set({ group: name }, server.inUseGroup.has(name) || cluster?.activation(name) !== undefined ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'ntp_app_up',
+      help: "1 while the app's public port (or its vhost names) serve users on this server, 0 otherwise; one series per registered app",
+      labelNames: ['group', 'app'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [name, spec] of server.readyGroup) {
+          const live = server.inUseGroup.get(name);
+          for (const app of spec.apps) this.set({ group: name, app: app.name }, live?.apps.has(app.name) === true ? 1 : 0);
+        }
       },
     });
     new Gauge({

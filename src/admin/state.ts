@@ -1,5 +1,6 @@
 import type { Subscription } from 'rxjs';
 import { appDomains, type AppType } from '../config/index.js';
+import type { TrafficHistory } from './traffic-history.js';
 import { UdpAppServer, type ClusterView, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
@@ -20,6 +21,8 @@ export interface AppView {
   liveConns: number;
   bytesIn: number;
   bytesOut: number;
+  /** Bytes since local midnight, from the traffic history (it survives restarts, unlike bytesIn/bytesOut). */
+  today: { bytesIn: number; bytesOut: number };
   /** A UDP app's sessions, datagrams and drops by reason while it listens, else null. */
   udp: UdpCounters | null;
   /** The header the groupclient writes to the local app, as the registry says (the client's file decides). */
@@ -47,7 +50,31 @@ export interface GroupView {
 
 /** Departures that mean the client vanished rather than left on purpose. */
 const LOST: ReadonlySet<DeactivationCode> = new Set(['CONNECTION_LOST', 'HEARTBEAT_TIMEOUT', 'PROTOCOL_ERROR']);
+/** Kept per kind: lifecycle events, and as many of the ones users and traffic cause. */
 const RECENT_EVENTS = 200;
+/**
+ * What users, traffic and the heartbeat cause, many per second on a busy server: kept apart
+ * from the lifecycle events (a group activated, an app failed) so that churn cannot push those out.
+ */
+const CHURN: ReadonlySet<ServerEvent['type']> = new Set<ServerEvent['type']>([
+  'heartbeat',
+  'user-conn-accepted',
+  'user-conn-refused',
+  'work-conn-requested',
+  'work-conn-joined',
+  'work-conn-pooled',
+  'work-conn-failed',
+  'conn-closed',
+  'traffic',
+  'udp-session-opened',
+  'udp-session-closed',
+  'udp-dropped',
+  'pool-user-routed',
+  'pool-user-refused',
+  'vhost-refused',
+  'bad-peer',
+  'login-throttled',
+]);
 
 export type TimedEvent = ServerEvent & { at: string };
 
@@ -58,12 +85,16 @@ export type TimedEvent = ServerEvent & { at: string };
 export class AdminState {
   private readonly traffic = new Map<string, { bytesIn: number; bytesOut: number }>();
   private readonly departures = new Map<string, GroupView['lastDeactivation']>();
-  private readonly recent: TimedEvent[] = [];
+  /** Lifecycle events and churn, each bounded to RECENT_EVENTS, in arrival order (`seq`). */
+  private readonly lifecycle: (TimedEvent & { seq: number })[] = [];
+  private readonly churn: (TimedEvent & { seq: number })[] = [];
+  private seq = 0;
   private readonly subscription: Subscription;
 
   constructor(
     private readonly server: CommonServer,
     private readonly cluster?: ClusterView,
+    private readonly history?: TrafficHistory,
   ) {
     this.subscription = server.observe('admin-state', (event) => this.onEvent(event));
   }
@@ -72,13 +103,15 @@ export class AdminState {
     this.subscription.unsubscribe();
   }
 
+  /** The last lifecycle events and the last churn events, merged oldest first. */
   recentEvents(): TimedEvent[] {
-    return [...this.recent];
+    return [...this.lifecycle, ...this.churn].sort((a, b) => a.seq - b.seq).map(({ seq: _seq, ...event }) => event as TimedEvent);
   }
 
   private onEvent(event: ServerEvent): void {
-    this.recent.push({ ...event, at: new Date().toISOString() });
-    if (this.recent.length > RECENT_EVENTS) this.recent.shift();
+    const kept = CHURN.has(event.type) ? this.churn : this.lifecycle;
+    kept.push({ ...event, at: new Date().toISOString(), seq: this.seq++ });
+    if (kept.length > RECENT_EVENTS) kept.shift();
     switch (event.type) {
       case 'traffic': {
         const key = `${event.group}/${event.app}`;
@@ -131,6 +164,7 @@ export class AdminState {
         state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
+        today: this.history?.today(name, app.name) ?? { bytesIn: 0, bytesOut: 0 },
         udp: appServer instanceof UdpAppServer ? appServer.counters() : null,
         proxyProtocol: app.proxyProtocol ?? null,
         bandwidth: {

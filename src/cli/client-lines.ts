@@ -65,7 +65,7 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
         `the server opened a user on the mux conn while ${event.cap} were open (--max-mux-streams): refused; further refusals on this conn are logged at debug level only`,
       );
     case 'stopped':
-      return eventEntry(event, 'info', `groupclient ${group} stopped: ${event.reason}`);
+      return eventEntry(event, event.fatal ? 'error' : 'info', `groupclient ${group} stopped: ${event.reason}`);
     case 'health-changed':
       return eventEntry(
         event,

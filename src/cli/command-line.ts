@@ -89,7 +89,7 @@ export function parseCommand<O extends Options>(name: string, argv: string[], op
   try {
     parsed = parseArgs({ args: argv, options: { ...options, ...STANDARD_OPTIONS }, allowPositionals: true, strict: true });
   } catch (error) {
-    current.fatal('usage', `${name}: ${(error as Error).message}\n\n${usage}`);
+    current.fatal('usage', `${name}: ${argumentProblem(error as Error & { code?: string })}\n\n${usage}`);
     return { exit: 2 };
   }
   const standard = parsed.values as { help?: boolean; version?: boolean };
@@ -106,4 +106,20 @@ export function parseCommand<O extends Options>(name: string, argv: string[], op
     return { exit: 2 };
   }
   return { values: parsed.values as never, positionals: parsed.positionals };
+}
+
+/** parseArgs' refusal in our words: which option, and what is wrong with it (its usage follows). */
+function argumentProblem(error: Error & { code?: string }): string {
+  // parseArgs names the option in quotes, "'--config <value>'" or "'-h, --help'": its last name.
+  const option =
+    /'([^']*)'/
+      .exec(error.message)?.[1]
+      ?.split(/[ ,]+/)
+      .find((word) => word.startsWith('--')) ?? /'(-[^']*)'/.exec(error.message)?.[1];
+  if (option === undefined) return error.message;
+  if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${option} (the options are below)`;
+  if (error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    return /argument missing/.test(error.message) ? `${option} needs a value` : `${option} takes no value (it is a switch)`;
+  }
+  return error.message;
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer, DirectoryRegistry, GroupsHotReload } from '../server/index.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
+import { installUnitsCommand } from './install-units.js';
 import { logInternalError } from './internal-error-line.js';
 import { catchHangups } from './hangups.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 import { debugNodeFlags } from './node-flags.js';
-import { clusterCommand, DEFAULT_SERVER_CONFIG, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
+import { clusterCommand, DEFAULT_SERVER_CONFIG, hostfileCommand, initCommand, prepareTransport, verifyCommand } from './server-commands.js';
 import { serverEntry } from './server-lines.js';
 import { seconds } from './output.js';
 import { onStopSignals } from './stop-signals.js';
@@ -16,6 +17,8 @@ const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE] [
        commonserver init DIR | init [--config FILE]
        commonserver verify [--config FILE]
        commonserver cluster import DIR [--config FILE]
+       commonserver hostfile GROUP [--config FILE] [--public-host HOST] [--out FILE]
+       commonserver install-units [--prefix DIR] [--out DIR]
        commonserver --version
 
   --config FILE   server config (default: ${DEFAULT_SERVER_CONFIG})
@@ -27,6 +30,8 @@ ${LOG_USAGE}
   verify          check the config, TLS material, group files and ports; start nothing
   cluster import DIR  store every group file of DIR in the cluster's etcd (groups already
                   there are kept); the config's cluster: section says where etcd is
+  hostfile GROUP  print the group's file as its host needs it (server:, fingerprint, secret)
+  install-units   write the systemd units with ExecStart where npm install -g put the binaries
   DEBUG=ntp:*     traces every event (ntp:net:frames: each frame's type and size)
 
   commonserver COMMAND --help   a command's own options`;
@@ -34,10 +39,12 @@ ${LOG_USAGE}
 async function main(): Promise<number> {
   debugNodeFlags('commonserver');
   const hangups$ = catchHangups();
-  const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify', 'cluster']);
+  const { command, args } = splitSubcommand(process.argv.slice(2), ['init', 'verify', 'cluster', 'hostfile', 'install-units']);
   if (command === 'init') return initCommand(args);
   if (command === 'verify') return verifyCommand(args);
   if (command === 'cluster') return clusterCommand(args);
+  if (command === 'hostfile') return hostfileCommand(args);
+  if (command === 'install-units') return installUnitsCommand(args);
   const parsed = parseCommand(
     'commonserver',
     args,
@@ -61,7 +68,7 @@ async function main(): Promise<number> {
   }
   const config = loadServerConfig(values.config!);
   log.follow(config.logLevel);
-  const { transport } = prepareTransport(config, logger);
+  const { transport, fingerprint } = prepareTransport(config, logger);
   /** The cluster node's own lifecycle lines (lease, etcd, registry). */
   const clusterLine = (text: string): void => logger.info('cluster', text);
   // Loaded only for a cluster: a single server never loads etcd's client.
@@ -94,7 +101,15 @@ async function main(): Promise<number> {
   const admin =
     config.admin === undefined
       ? undefined
-      : new (await import('../admin/admin-server.js')).AdminServer({ server, config: config.admin, registry, ...(cluster ? { cluster: cluster.claims } : {}) });
+      : new (await import('../admin/admin-server.js')).AdminServer({
+          server,
+          config: config.admin,
+          registry,
+          ...(cluster ? { cluster: cluster.claims } : {}),
+          ...(fingerprint === undefined ? {} : { fingerprint }),
+          // Beside the groups directory, not in it: the registry reads every file there.
+          historyFile: join(dirname(config.groupsDir), 'traffic-history.json'),
+        });
   // Ready for SIGHUP before anything is announced: its default action would end the process.
   // A cluster's registry follows etcd's watch instead of a directory.
   const reload =
@@ -143,7 +158,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) currentLogger().fatal('config-error', `commonserver: config error: ${error.message}`);
+    if (error instanceof ConfigError) currentLogger().fatal('config-error', `commonserver: config error: ${error.message}`, error.where());
     else currentLogger().fatal('failed', `commonserver: ${(error as Error).message}`);
     process.exit(2);
   },

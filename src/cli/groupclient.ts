@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
-import { join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import {
   clientEndpoints,
   ClusterRefusedError,
@@ -126,13 +126,18 @@ async function main(): Promise<number> {
   const { logger } = log;
   const file = groupFileOf(values, USAGE, 'groupclient');
   if (file === undefined) return 2;
-  const spec = loadGroupFile(file);
+  const spec = loadGroupFile(file, process.env, { anyFileName: true });
   // --log-level wins over the group file's logLevel:, now and at every reload.
   log.follow(spec.logLevel);
   if (values.group !== undefined && spec.name !== values.group) {
     logger.fatal('usage', `groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
     return 2;
   }
+  if (basename(file, extname(file)) !== spec.name)
+    logger.warn('file-name', `warning: ${file} is not named after its group: it defines group ${spec.name} (the name inside is used)`, {
+      file,
+      group: spec.name,
+    });
   const endpoints = clientEndpoints(spec, {
     ...(values.server !== undefined ? { server: values.server } : {}),
     ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
@@ -216,7 +221,7 @@ async function serve(client: GroupClient): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) currentLogger().fatal('config-error', `groupclient: config error: ${error.message}`);
+    if (error instanceof ConfigError) currentLogger().fatal('config-error', `groupclient: config error: ${error.message}`, error.where());
     else currentLogger().fatal('failed', `groupclient: ${(error as Error).message}`);
     process.exit(2);
   },

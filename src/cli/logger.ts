@@ -69,8 +69,8 @@ export class Logger {
    * A failure that ends the process (bad usage, bad config, an unverifiable server): on
    * stderr whatever the level, so that a service manager's journal always shows why.
    */
-  fatal(event: string, text: string): void {
-    this.err(this.format === 'json' ? jsonLine(new Date(), { level: 'error', event, text }) : `${text}\n`);
+  fatal(event: string, text: string, fields?: Record<string, unknown>): void {
+    this.err(this.format === 'json' ? jsonLine(new Date(), { level: 'error', event, text, ...(fields ? { fields } : {}) }) : `${text}\n`);
   }
 }
 

@@ -1,9 +1,8 @@
+import { formatDuration } from '../config/index.js';
 import type { AppBinding } from '../protocol/index.js';
 
-/** How the CLIs' lines write durations and sizes. */
-export function seconds(ms: number): string {
-  return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
-}
+/** How the CLIs' lines write durations (as the config files do: 30s, not 30000ms) and sizes. */
+export const seconds = formatDuration;
 
 export function bytes(count: number): string {
   if (count < 1024) return `${count} B`;

@@ -1,5 +1,16 @@
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { loadServerConfig, parseHostPort, permissionWarning, publicPolicyOf, type ServerConfig } from '../config/index.js';
+import { join } from 'node:path';
+import {
+  isGroupName,
+  GROUP_NAME_RULE,
+  loadGroupFile,
+  loadServerConfig,
+  parseHostPort,
+  permissionWarning,
+  publicPolicyOf,
+  type ServerConfig,
+} from '../config/index.js';
 import { loadServerTransport } from '../server/index.js';
 import { commandLogger, parseCommand, print, type CommandLogger } from './command-line.js';
 import { LOG_OPTIONS, LOG_USAGE, type Logger } from './logger.js';
@@ -166,4 +177,65 @@ export async function clusterCommand(argv: string[]): Promise<number> {
     `imported ${result.imported.length} group(s) into etcd ${config.cluster.prefix}/groups/${result.kept.length ? `; ${result.kept.length} already there, kept: ${result.kept.join(', ')}` : ''}`,
   );
   return result.refused.length > 0 ? 2 : 0;
+}
+
+const HOSTFILE_USAGE = `usage: commonserver hostfile GROUP [--config FILE] [--public-host HOST] [--out FILE]
+
+  Prints group GROUP's file as its host needs it: the registry's copy with server:, the
+  fingerprint of the server's certificate and the group's secret written in. Copy it to the
+  host and run there: groupclient --config GROUP.yaml
+  --config FILE       server config (default: ${DEFAULT_SERVER_CONFIG})
+  --public-host HOST  the name or address hosts reach this server by, when the group's file
+                      has no server: line (default: this host's name; the port is bind's)
+  --out FILE          write the file (mode 600: it holds the secret) instead of printing it
+${LOG_USAGE}`;
+
+/** `commonserver hostfile GROUP`: the registry's group file, ready to copy to its host. */
+export async function hostfileCommand(argv: string[]): Promise<number> {
+  const parsed = parseCommand(
+    'commonserver hostfile',
+    argv,
+    { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, 'public-host': { type: 'string' }, out: { type: 'string' }, ...LOG_OPTIONS },
+    HOSTFILE_USAGE,
+    { maxPositionals: 1 },
+  );
+  if (parsed.exit !== undefined) return parsed.exit;
+  const { values, positionals } = parsed;
+  const log = commandLogger('commonserver hostfile', values, HOSTFILE_USAGE);
+  if (log === undefined) return 2;
+  const { logger } = log;
+  const name = positionals[0];
+  if (name === undefined || !isGroupName(name)) {
+    logger.fatal(
+      'usage',
+      `commonserver hostfile: ${name === undefined ? 'name the group' : `expected a group name of ${GROUP_NAME_RULE}`}\n\n${HOSTFILE_USAGE}`,
+    );
+    return 2;
+  }
+  const config = loadServerConfig(values.config!);
+  log.follow(config.logLevel);
+  if (config.cluster !== undefined) {
+    logger.fatal(
+      'usage',
+      `commonserver hostfile: ${values.config} is a cluster node whose registry is in etcd: ask a node's admin API (GET /api/groups/${name}/hostfile)`,
+    );
+    return 2;
+  }
+  const spec = loadGroupFile(join(config.groupsDir, `${name}.yaml`));
+  const { fingerprint } = loadServerTransport(config.tls, { create: false });
+  // Loaded only here: the admin module is not part of the server's start.
+  const { hostFileText } = await import('../admin/host-file.js');
+  const text = await hostFileText(spec, { server: { host: values['public-host'] ?? hostname(), port: config.bind.port }, fingerprint, withSecret: true });
+  if (values.out === undefined) {
+    process.stdout.write(text);
+    return 0;
+  }
+  // Private before the secret is in it, whether the file is new or replaced.
+  if (existsSync(values.out)) chmodSync(values.out, 0o600);
+  writeFileSync(values.out, text, { mode: 0o600 });
+  chmodSync(values.out, 0o600);
+  logger.info('hostfile-written', `wrote ${values.out} (group ${name}, mode 600: it holds the secret); on the host: groupclient --config ${values.out}`, {
+    file: values.out,
+  });
+  return 0;
 }

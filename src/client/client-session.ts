@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { asyncScheduler, BehaviorSubject, ReplaySubject, switchMap, takeUntil, type SchedulerLike } from 'rxjs';
-import { formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
+import { formatDuration, formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
 import {
   dialTcp,
   heartbeat,
@@ -137,9 +137,9 @@ export class ClientSession {
           // Silent because we stopped reading a server that reads nothing of ours.
           const stalled = channel.stalledBytes;
           if (stalled !== undefined)
-            return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${tick.silentMs}ms` });
+            return this.end({ code: 'SLOW_PEER', reason: `the server read none of the ${stalled} bytes queued for it for ${formatDuration(tick.silentMs)}` });
           this.options.emit({ type: 'heartbeat-timeout', silentMs: tick.silentMs });
-          this.end({ reason: `no heartbeat from the server for ${tick.silentMs}ms` });
+          this.end({ reason: `no heartbeat from the server for ${formatDuration(tick.silentMs)}` });
         },
         // The messages' own subscriber ends the session with the error.
         error: () => {},

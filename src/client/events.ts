@@ -33,7 +33,8 @@ export type ClientEvent =
   | { type: 'udp-session-closed'; app: string; pairingId: string; reason: string; datagramsIn: number; datagramsOut: number; dropped: number }
   /** `changes`: each changed field the client uses, and when it applies. */
   | { type: 'spec-reloaded'; apps: string[]; changes?: string[] }
-  | { type: 'stopped'; reason: string }
+  /** `fatal`: stopped by a failure (a refused login, no server that will have it), not on request. */
+  | { type: 'stopped'; reason: string; fatal: boolean }
   /** A pooled app's health checks crossed a threshold: reported to the server (HealthReport). */
   | { type: 'health-changed'; app: string; healthy: boolean; reason: string }
   /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */

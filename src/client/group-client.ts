@@ -163,10 +163,10 @@ export class GroupClient implements Observed<ClientEvent> {
           },
         });
       }
-      this.emit({ type: 'stopped', reason: 'on request' });
+      this.emit({ type: 'stopped', reason: 'on request', fatal: false });
     } catch (error) {
       if (signal.aborted && !(error instanceof LoginRejectedError)) {
-        this.emit({ type: 'stopped', reason: 'on request' });
+        this.emit({ type: 'stopped', reason: 'on request', fatal: false });
         return;
       }
       // A rejection's reason was just printed with its login-rejected event: name only the code.
@@ -176,7 +176,7 @@ export class GroupClient implements Observed<ClientEvent> {
           : error instanceof ClusterRefusedError
             ? `every server refused (${error.code})`
             : (error as Error).message;
-      this.emit({ type: 'stopped', reason });
+      this.emit({ type: 'stopped', reason, fatal: true });
       throw error;
     } finally {
       this.events.complete();

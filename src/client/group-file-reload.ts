@@ -35,7 +35,8 @@ export class GroupFileReload {
     this.subscription = merge(edits$, this.requests).subscribe((why) => {
       debug('re-reading %s (%s)', file, why);
       try {
-        const spec = loadGroupFile(file);
+        // A host's file may have any name: the name inside is the group's.
+        const spec = loadGroupFile(file, process.env, { anyFileName: true });
         onLoaded?.(spec);
         client.updateSpec(spec);
       } catch (error) {

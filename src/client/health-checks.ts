@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { distinctUntilChanged, exhaustMap, map, merge, scan, skip, startWith, timer, type Observable } from 'rxjs';
-import { formatHostPort, type AppSpec, type HealthCheckSpec, type HostPort, type ProxyProtocolVersion } from '../config/index.js';
+import { formatDuration, formatHostPort, type AppSpec, type HealthCheckSpec, type HostPort, type ProxyProtocolVersion } from '../config/index.js';
 import { proxyHeader } from './proxy-header.js';
 
 const debug = createDebug('ntp:client:health-checks');
@@ -80,7 +80,7 @@ export function checkOnce(target: HostPort, check: HealthCheckSpec, proxyProtoco
       resolve(result);
     };
     const deadline = setTimeout(() => {
-      done({ ok: false, reason: `${where}: no answer within ${check.timeoutMs}ms` });
+      done({ ok: false, reason: `${where}: no answer within ${formatDuration(check.timeoutMs)}` });
       cancel();
     }, check.timeoutMs);
     if (check.type === 'tcp') {

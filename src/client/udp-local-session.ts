@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import type { Socket as UdpSocket } from 'node:dgram';
-import { formatHostPort, type AppSpec } from '../config/index.js';
+import { formatDuration, formatHostPort, type AppSpec } from '../config/index.js';
 import { createUdpSocket, DatagramLink, MAX_QUEUED_DATAGRAM_SENDS, type DatagramConn } from '../net/index.js';
 
 const debug = createDebug('ntp:client:udp-local-session');
@@ -52,7 +52,7 @@ export class UdpLocalSession {
         reject(new Error(`${formatHostPort(app.local)}/udp: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
       };
       // A plain timer, as in connectWithin: one per UDP session, on the datagrams' path.
-      const timer = setTimeout(() => fail(new Error(`no address within ${timeoutMs}ms`)), timeoutMs);
+      const timer = setTimeout(() => fail(new Error(`no address within ${formatDuration(timeoutMs)}`)), timeoutMs);
       socket.once('error', fail);
       socket.connect(app.local.port, app.local.host, () => {
         clearTimeout(timer);

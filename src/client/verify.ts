@@ -22,7 +22,7 @@ export interface ClientVerifyOptions {
  */
 export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.ProcessEnv = process.env): Findings {
   const findings = new Findings();
-  const spec = findings.attempt('group file', () => loadGroupFile(options.file, env));
+  const spec = findings.attempt('group file', () => loadGroupFile(options.file, env, { anyFileName: true }));
   if (spec !== undefined) {
     if (options.group !== undefined && spec.name !== options.group) {
       findings.problem('group file', `${options.file} defines group "${spec.name}", not "${options.group}"`);

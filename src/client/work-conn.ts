@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
+import { formatDuration, formatHostPort, type AppSpec, type HostPort } from '../config/index.js';
 import { writeFrame, type ClientTransport } from '../net/index.js';
 import { dialCommon } from './tls.js';
 import { joinProof, type NewWorkConn } from '../protocol/index.js';
@@ -32,7 +32,7 @@ export function dialLocalAppEagerly(app: AppSpec, dialTimeoutMs: number, onFaile
     localConn.destroy();
   };
   // A plain timer, as in connectWithin: one local dial per user, on the relay's path.
-  const timer = setTimeout(() => fail(`${formatHostPort(app.local)}: no answer within ${dialTimeoutMs}ms`), dialTimeoutMs);
+  const timer = setTimeout(() => fail(`${formatHostPort(app.local)}: no answer within ${formatDuration(dialTimeoutMs)}`), dialTimeoutMs);
   const onError = (error: NodeJS.ErrnoException): void => fail(`${formatHostPort(app.local)}: ${error.code ?? error.message}`);
   localConn.on('error', onError);
   localConn.once('connect', () => {

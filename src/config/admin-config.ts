@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { secretValue } from './secret-source.js';
 import { section } from './sections.js';
-import { duration, hostPort, problem, wholeNumber } from './values.js';
+import { duration, formatDuration, hostPort, problem, wholeNumber } from './values.js';
 
 /** How much of the admin port one process hands out: connections and the time a request may take. */
 export interface AdminLimits {
@@ -60,7 +60,9 @@ export function adminSectionSchema(env: NodeJS.ProcessEnv) {
       ADMIN_DEFAULT_LIMITS.maxConnections,
     ),
     headersTimeout: timeout.default(ADMIN_DEFAULT_LIMITS.headersTimeoutMs),
-    requestTimeout: timeout.optional().meta({ description: `Default ${ADMIN_DEFAULT_LIMITS.requestTimeoutMs}ms, and never shorter than headersTimeout` }),
+    requestTimeout: timeout
+      .optional()
+      .meta({ description: `Default ${formatDuration(ADMIN_DEFAULT_LIMITS.requestTimeoutMs)}, and never shorter than headersTimeout` }),
     keepAliveTimeout: timeout.default(ADMIN_DEFAULT_LIMITS.keepAliveTimeoutMs),
   })
     .meta({ description: 'The admin API, dashboard and Prometheus metrics; off unless this section exists' })
@@ -77,7 +79,7 @@ export function adminSectionSchema(env: NodeJS.ProcessEnv) {
         ctx.addIssue({
           code: 'custom',
           path: ['headersTimeout'],
-          message: `must not be longer than admin.requestTimeout (${requestTimeoutMs}ms): the headers are part of the request`,
+          message: `must not be longer than admin.requestTimeout (${formatDuration(requestTimeoutMs)}): the headers are part of the request`,
         });
       }
       return Object.freeze({

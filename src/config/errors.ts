@@ -12,4 +12,9 @@ export class ConfigError extends Error {
   ) {
     super(message);
   }
+
+  /** Where the problem is, for a JSON log line: `file`, and `line` and `field` when known. */
+  where(): { file: string; line?: number; field?: string } {
+    return { file: this.file, ...(this.line === undefined ? {} : { line: this.line }), ...(this.field === undefined ? {} : { field: this.field }) };
+  }
 }

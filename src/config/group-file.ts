@@ -60,6 +60,8 @@ export interface GroupFileContext {
   env: NodeJS.ProcessEnv;
   /** Where a relative `secretFile:` is found (default: the group file's directory). */
   baseDir: string;
+  /** Any file name will do (a host's file): the name inside is the group's. Else `<name>.yaml`, the registry's rule. */
+  anyFileName?: boolean;
 }
 
 /** A cluster node in a group file's `servers:` list. */
@@ -83,7 +85,7 @@ const clusterServer = z.preprocess(
  * One group file (`<groups>/<name>.yaml`). The same file serves both ends: the server takes the
  * name, secret and public ports; the client takes the secret and local targets.
  */
-export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
+export function groupFileSchema({ file, env, baseDir, anyFileName = false }: GroupFileContext) {
   const groupName = `expected a group name of ${GROUP_NAME_RULE}`;
   return section({
     name: z.string(groupName).regex(NAME_PATTERN, groupName),
@@ -104,7 +106,7 @@ export function groupFileSchema({ file, env, baseDir }: GroupFileContext) {
       if (server !== undefined && servers !== undefined)
         ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
       const stem = basename(file, extname(file));
-      if (stem !== name && /\.ya?ml$/.test(file)) {
+      if (!anyFileName && stem !== name && /\.ya?ml$/.test(file)) {
         ctx.addIssue({ code: 'custom', path: ['name'], message: `group "${name}" must live in a file named ${name}.yaml (found ${basename(file)})` });
       }
       if (secret !== undefined && secretFile !== undefined)
@@ -169,14 +171,20 @@ function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
 export interface GroupFileOptions {
   /** Where a relative `secretFile:` is found (default: the group file's directory). */
   baseDir?: string;
+  /** A host's file: any name will do (see GroupFileContext). */
+  anyFileName?: boolean;
 }
 
-export function loadGroupFile(file: string, env: NodeJS.ProcessEnv = process.env): GroupSpec {
-  return parseGroupFile(YamlFile.read(file), env);
+export function loadGroupFile(file: string, env: NodeJS.ProcessEnv = process.env, options: GroupFileOptions = {}): GroupSpec {
+  return parseGroupFile(YamlFile.read(file), env, options);
 }
 
-export function parseGroupFile(yaml: YamlFile, env: NodeJS.ProcessEnv = process.env, { baseDir = dirname(yaml.file) }: GroupFileOptions = {}): GroupSpec {
-  return yaml.parse(groupFileSchema({ file: yaml.file, env, baseDir }));
+export function parseGroupFile(
+  yaml: YamlFile,
+  env: NodeJS.ProcessEnv = process.env,
+  { baseDir = dirname(yaml.file), anyFileName = false }: GroupFileOptions = {},
+): GroupSpec {
+  return yaml.parse(groupFileSchema({ file: yaml.file, env, baseDir, anyFileName }));
 }
 
 /** Where a group's secret is read from, in words (never the secret itself). */

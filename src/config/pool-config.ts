@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { isGroupName } from './group-name.js';
 import { section } from './sections.js';
-import { duration, port, problem, wholeNumber } from './values.js';
+import { duration, formatDuration, port, problem, wholeNumber } from './values.js';
 import { domainName } from './vhost-app.js';
 
 /** How a pool spreads its users over its live, healthy members. */
@@ -56,10 +56,10 @@ export const healthCheckSchema = section({
   .meta({ description: 'How the groupclient checks a pooled app: an unhealthy member gets no new users' })
   .transform(({ type, path, interval, timeout, failures, successes }, ctx): HealthCheckSpec => {
     if (path !== undefined && type !== 'http') ctx.addIssue({ code: 'custom', path: ['path'], message: 'a path needs type: http' });
-    if (interval < MIN_INTERVAL_MS) ctx.addIssue({ code: 'custom', path: ['interval'], message: `must be at least ${MIN_INTERVAL_MS}ms` });
+    if (interval < MIN_INTERVAL_MS) ctx.addIssue({ code: 'custom', path: ['interval'], message: `must be at least ${formatDuration(MIN_INTERVAL_MS)}` });
     const timeoutMs = timeout ?? Math.min(HEALTH_CHECK_DEFAULTS.timeoutMs, interval);
     if (timeoutMs < 1 || timeoutMs > interval)
-      ctx.addIssue({ code: 'custom', path: ['timeout'], message: `must be from 1ms to the interval (${interval}ms): checks never overlap` });
+      ctx.addIssue({ code: 'custom', path: ['timeout'], message: `must be from 1ms to the interval (${formatDuration(interval)}): checks never overlap` });
     return Object.freeze({ type, ...(type === 'http' ? { path: path ?? '/' } : {}), intervalMs: interval, timeoutMs, failures, successes });
   });
 

@@ -5,7 +5,8 @@ import { poolsSchema } from './pool-config.js';
 import { clusterSectionSchema } from './cluster-config.js';
 import { securityConfig, securityShape } from './security-config.js';
 import { section } from './sections.js';
-import { duration, hostPort, logLevel, problem, wholeNumber } from './values.js';
+import { isIP } from 'node:net';
+import { duration, formatDuration, hostPort, logLevel, problem, wholeNumber } from './values.js';
 import { vhostSectionSchema } from './vhost-config.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -35,6 +36,11 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
   const base = dirname(file);
   return section({
     bind: hostPort({ allowPortZero: true }).prefault('0.0.0.0:7000').meta({ description: 'The common port: control and work connections' }),
+    publicBind: z
+      .string(problem('expected an IP address such as 0.0.0.0, 203.0.113.7 or ::'))
+      .refine((host) => isIP(host) !== 0, problem('expected an IP address such as 0.0.0.0, 203.0.113.7 or ::'))
+      .optional()
+      .meta({ description: "The address every app's public port (and pool port) binds to (frp's proxyBindAddr); default: bind's address" }),
     groups: z
       .string(problem('expected a directory path'))
       .prefault('./groups')
@@ -67,14 +73,34 @@ export function serverConfigSchema({ file, env }: ServerConfigContext) {
   })
     .meta({ title: 'commonserver config', description: 'The commonserver: one public common port for every group' })
     .transform(
-      ({ bind, groups, heartbeat, pairingTimeout, handshakeTimeout, workConnPool, mux, pools, admin, vhost, logLevel: level, cluster, ...security }, ctx) => {
+      (
+        {
+          bind,
+          publicBind,
+          groups,
+          heartbeat,
+          pairingTimeout,
+          handshakeTimeout,
+          workConnPool,
+          mux,
+          pools,
+          admin,
+          vhost,
+          logLevel: level,
+          cluster,
+          ...security
+        },
+        ctx,
+      ) => {
         if (heartbeat.interval < 50) ctx.addIssue({ code: 'custom', path: ['heartbeat', 'interval'], message: 'must be at least 50ms' });
         if (heartbeat.timeout <= heartbeat.interval) {
-          ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${heartbeat.interval}ms)` });
+          ctx.addIssue({ code: 'custom', path: ['heartbeat', 'timeout'], message: `must be longer than the interval (${formatDuration(heartbeat.interval)})` });
         }
         return Object.freeze({
           /** The common port: control and work connections. */
           bind,
+          /** The address public app and pool ports bind to; bind's address when unset. */
+          ...(publicBind === undefined ? {} : { publicBind }),
           /** Absolute path of the groups directory (the readyGroup registry). */
           groupsDir: groups,
           heartbeatIntervalMs: heartbeat.interval,

@@ -39,6 +39,18 @@ export const duration = z
   })
   .meta({ description: 'A duration: 10s, 500ms, 1.5m, 2h, or a number of milliseconds' });
 
+/**
+ * Milliseconds written as people write durations, in the config's own syntax: 250ms, 1.5s,
+ * 30s, 2m, 1h (never 30000ms). Whole minutes and hours in their unit, else seconds to a tenth.
+ */
+export function formatDuration(ms: number): string {
+  const whole = Math.round(ms);
+  if (whole < 1000) return `${whole}ms`;
+  if (whole % 3_600_000 === 0) return `${whole / 3_600_000}h`;
+  if (whole % 60_000 === 0) return `${whole / 60_000}m`;
+  return `${Number((whole / 1000).toFixed(whole < 10_000 ? 1 : 0))}s`;
+}
+
 /** A whole number from `min` to `max`. */
 export function wholeNumber(
   min: number,

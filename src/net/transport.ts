@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { formatHostPort, type HostPort } from '../config/index.js';
+import { formatDuration, formatHostPort, type HostPort } from '../config/index.js';
 
 /**
  * How the common port is spoken: plain TCP only when asked for explicitly, else TLS. The
@@ -48,7 +48,7 @@ export function connectWithin(socket: Socket, ready: 'connect' | 'secureConnect'
     // local dial, where a timer is the whole cost of the wait and nothing else observes it.
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`${formatHostPort(target)}: no answer within ${timeoutMs}ms`));
+      reject(new Error(`${formatHostPort(target)}: no answer within ${formatDuration(timeoutMs)}`));
     }, timeoutMs);
     const onError = (error: NodeJS.ErrnoException): void => {
       clearTimeout(timer);

@@ -5,6 +5,7 @@ import {
   describeChanges,
   formatHostPort,
   LIMITS_DEFAULTS,
+  formatDuration,
   LOGIN_LIMIT_DEFAULTS,
   SERVER_DEFAULTS,
   specChanges,
@@ -34,7 +35,7 @@ import { createCommonListener } from './tls.js';
 const debug = createDebug('ntp:server:common-server');
 
 export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
-  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost' | 'admin'>> &
+  Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost' | 'admin' | 'publicBind'>> &
   Partial<Pick<SecurityConfig, 'policy' | 'loginLimit' | 'limits'>> & {
     /** Plain TCP unless TLS material is given (the CLI always decides explicitly). */
     transport?: ServerTransport;
@@ -84,7 +85,8 @@ export class CommonServer implements Observed<ServerEvent> {
       options.vhost === undefined
         ? undefined
         : new VhostServer(options.vhost, { onRefused: (kind, remote, code, reason) => this.emit({ type: 'vhost-refused', kind, remote, code, reason }) });
-    this.pools = new SharedPorts(options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
+    // Public ports follow the common port's address unless publicBind names their own.
+    this.pools = new SharedPorts(options.publicBind ?? options.bind.host, options.pools ?? {}, this.emit, this.vhost?.router);
     this.publicPolicy = publicPolicyOf(options);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
@@ -247,7 +249,7 @@ export class CommonServer implements Observed<ServerEvent> {
     // Slowloris guard: a connection must finish its login or join within the login deadline.
     const handshakeOver$ = new Subject<void>();
     deadline(this.options.handshakeTimeoutMs, handshakeOver$, this.options.scheduler).subscribe((ms) => {
-      reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${ms}ms`);
+      reportBadPeer('HANDSHAKE_TIMEOUT', `no login or join within ${formatDuration(ms)}`);
       socket.destroy();
     });
     // Removed once settled: a listener left on a work conn would keep this handshake's state
@@ -350,7 +352,7 @@ export class CommonServer implements Observed<ServerEvent> {
       channel,
       clientId: hello.clientId,
       declaredApps: outcome.login.apps,
-      bindHost: this.options.bind.host,
+      bindHost: this.options.publicBind ?? this.options.bind.host,
       pools: this.pools,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       pairingTimeoutMs: this.options.pairingTimeoutMs,

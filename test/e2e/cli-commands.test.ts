@@ -48,7 +48,18 @@ test('--help per command: its own usage on stdout, no timestamp, exit 0', { time
 test("a bad argument is refused with exit 2 and the command's usage on stderr", { timeout: 20_000 }, async () => {
   const unknownOption = await run(COMMONSERVER_BIN, ['verify', '--no-such-option']);
   assert.equal(unknownOption.code, 2);
-  assert.match(unknownOption.stderr.join('\n'), /commonserver verify: Unknown option '--no-such-option'[\s\S]*usage: commonserver verify/);
+  // In our words, not parseArgs' (which suggests "-- \"--no-such-option\"", a positional no command takes).
+  assert.match(
+    unknownOption.stderr.join('\n'),
+    /^commonserver verify: unknown option --no-such-option \(the options are below\)\n\nusage: commonserver verify/,
+  );
+  assert.doesNotMatch(unknownOption.stderr.join('\n'), /positional argument/);
+  const missing = await run(GROUPCLIENT_BIN, ['--config']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr.join('\n'), /^groupclient: --config needs a value\n\nusage: groupclient/);
+  const switchValue = await run(COMMONSERVER_BIN, ['--no-watch=yes']);
+  assert.equal(switchValue.code, 2);
+  assert.match(switchValue.stderr.join('\n'), /^commonserver: --no-watch takes no value \(it is a switch\)\n\nusage: commonserver/);
   const unknownCommand = await run(COMMONSERVER_BIN, ['serve']);
   assert.equal(unknownCommand.code, 2);
   assert.match(unknownCommand.stderr.join('\n'), /unknown command "serve"/);

@@ -86,7 +86,7 @@ function clientKilled(link: Link): void {
     const fromLine = server.lines.length;
     relay.blackhole();
     await client.killHard();
-    await server.waitForLine(/group phoenix deactivated \(HEARTBEAT_TIMEOUT\): no heartbeat for \d+ms/, {
+    await server.waitForLine(/group phoenix deactivated \(HEARTBEAT_TIMEOUT\): no heartbeat for \d+(\.\d)?(ms|s)/, {
       fromLine,
       timeoutMs: HEARTBEAT_TIMEOUT_MS + MARGIN_MS,
     });

@@ -192,7 +192,7 @@ describe(
       // Until the dead node's lease expired, the others said where the group was held.
       await client.waitForLine(/GROUP_ACTIVE_ELSEWHERE: group "roaming" is active on node a/, { fromLine, timeoutMs: 1000 });
       // The same client asked the dead node to let go; nobody answered, and no request is left behind.
-      assert.match(client.output, /that node did not let its session of this client go within \d+ms/);
+      assert.match(client.output, /that node did not let its session of this client go within \d+(\.\d)?(ms|s|m)/);
       const admin = new Etcd3({ hosts: etcd.endpoints });
       try {
         const prefix = (await next.api('/api/cluster')).body.prefix as string;

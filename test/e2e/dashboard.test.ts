@@ -101,6 +101,9 @@ test(
     }
     joins.unsubscribe();
     await page.waitForSelector('.app[data-app="office/echo"][data-live-conns="1"]', WAIT);
+    // Charts on demand: a row's click opens them.
+    await page.click('.app[data-app="office/echo"]');
+    await page.click('.app[data-app="branch/upload"]');
     const chart = 'svg[data-chart="office/echo"]';
     await page.waitForFunction(
       `Number(document.querySelector('${chart}')?.dataset.peakIn) > 0 && Number(document.querySelector('${chart}')?.dataset.peakOut) > 0`,

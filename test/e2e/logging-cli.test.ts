@@ -107,7 +107,7 @@ test(
 );
 
 test(
-  'levels filter: logLevel: warn in the server config hides info lines; --log-level error on the client leaves only its rejection',
+  'levels filter: logLevel: warn in the server config hides info lines; --log-level error on the client leaves only its rejection and its fatal stop',
   { timeout: 30_000 },
   async () => {
     // The server's level hides the line that would name its port: it gets one chosen here.
@@ -131,7 +131,8 @@ test(
     assert.equal((await intruder.exited).code, 3);
     assert.deepEqual(
       intruder.lines.map((line) => line.replace(/^\d\d:\d\d:\d\d /, '')),
-      ['login rejected: BAD_SECRET: wrong secret for group "quiet"'],
+      // The stop that follows is fatal: an error line too.
+      ['login rejected: BAD_SECRET: wrong secret for group "quiet"', 'groupclient quiet stopped: login rejected (BAD_SECRET)'],
       intruder.output,
     );
     // Text lines as ever, but no info line: no "listening", no "registered", no fingerprint.
@@ -159,6 +160,9 @@ test(
     assert.equal(server.stderr.length, 1, server.output);
     const error = JSON.parse(server.stderr[0]!) as JsonLine;
     assert.deepEqual([error.level, error.event], ['error', 'config-error']);
+    // Where, as keys a log pipeline can index: the file, its line and the field.
+    assert.deepEqual([error.file, error.field, typeof error.line], [config.serverFile, 'logLevel', 'number']);
+    assert.ok((error.line as number) > 0);
     assert.match(
       error.msg,
       new RegExp(`${config.serverFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+: logLevel: expected one of error, warn, info, debug, got "loud"`),
@@ -203,3 +207,16 @@ test('a groupclient applies an edited logLevel: at once: per-user lines appear a
 test('a groupclient with --no-watch applies an edited logLevel: on SIGHUP (what systemctl reload sends)', { timeout: 30_000 }, () =>
   debugAfterReload('hup-level', ['--no-watch'], (client) => client.kill('SIGHUP')),
 );
+
+test('--log-format json: a client stopped by a refused login says so at level error (a stop on request stays info)', { timeout: 20_000 }, async () => {
+  const config = makeConfigDir([{ name: 'refused', secret: randomSecret(), apps: [{ name: 'a', localPort: 1 }] }]);
+  const hostDir = makeConfigDir([{ name: 'refused', secret: randomSecret(), apps: [{ name: 'a', localPort: 1 }] }]);
+  const server = processes.add(await startCommonServerProcess(config.serverFile).then(({ process }) => process));
+  const link = await serverLinkOf(server);
+  const client = processes.add(startGroupClientProcess({ server: link, groupsDir: hostDir.groupsDir, group: 'refused', extraArgs: ['--log-format', 'json'] }));
+  assert.equal((await client.exited).code, 3, client.output);
+  const stopped = jsonLines(client).find((line) => line.event === 'stopped');
+  assert.ok(stopped !== undefined, client.output);
+  assert.equal(stopped.level, 'error');
+  assert.match(stopped.msg, /login rejected/);
+});

@@ -37,7 +37,7 @@ test(
       assert.equal(code, 3, guesser.output);
       assert.match(guesser.output, /login rejected: BAD_SECRET: /);
     }
-    await server.waitForLine(/login refused from 127\.0\.0\.1 for 3\.0s: 3 failed logins/);
+    await server.waitForLine(/login refused from 127\.0\.0\.1 for 3s: 3 failed logins/);
 
     // The real host, same address, right secret: refused for now, and it keeps trying.
     const owner = processes.add(startGroupClientProcess({ group: 'office', groupsDir: config.groupsDir, serverPort: started.port, clientId: 'owner', link }));

@@ -74,7 +74,7 @@ function serverRestart(link: Link): void {
     const fromLine = viaRelay.lines.length;
     relay.blackhole();
     // No FIN and no error: only the client's own heartbeat watchdog can tell.
-    await viaRelay.waitForLine(/group quiet lost: no heartbeat from the server for \d+ms; reconnecting/, { fromLine });
+    await viaRelay.waitForLine(/group quiet lost: no heartbeat from the server for \d+(\.\d)?(ms|s); reconnecting/, { fromLine });
     relay.heal();
     const ports = await waitForGroupActive(viaRelay, 'quiet', { fromLine, timeoutMs: 20_000 });
     await assertServes(ports);

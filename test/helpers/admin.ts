@@ -18,13 +18,22 @@ export interface TestAdmin {
 export async function startAdmin(
   server: CommonServer,
   config: TestConfigDir,
-  options: { token?: string; writeHooks?: AtomicWriteHooks; admin?: Partial<AdminSettings>; maxEventQueueBytes?: number } = {},
+  options: {
+    token?: string;
+    writeHooks?: AtomicWriteHooks;
+    admin?: Partial<AdminSettings>;
+    maxEventQueueBytes?: number;
+    fingerprint?: string;
+    historyFile?: string;
+  } = {},
 ): Promise<TestAdmin> {
   const admin = new AdminServer({
     server,
     registry: new DirectoryRegistry({ server, groupsDir: config.groupsDir, ...(options.writeHooks ? { hooks: options.writeHooks } : {}) }),
     config: { bind: { host: '127.0.0.1', port: 0 }, ...(options.token ? { token: new Secret(options.token) } : {}), ...options.admin },
     ...(options.maxEventQueueBytes === undefined ? {} : { maxEventQueueBytes: options.maxEventQueueBytes }),
+    ...(options.fingerprint === undefined ? {} : { fingerprint: options.fingerprint }),
+    ...(options.historyFile === undefined ? {} : { historyFile: options.historyFile }),
   });
   await admin.listen();
   const url = admin.url();

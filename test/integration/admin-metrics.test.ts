@@ -171,3 +171,49 @@ test(
     assert.ok(sampleValue(gone, 'process_resident_memory_bytes')! > 1024 * 1024, 'the resident memory is real');
   },
 );
+
+test(
+  'ntp_group_up and ntp_app_up: a series per registered group and app, 1 while up and 0 while away; HEAD /metrics; the favicon',
+  { timeout: 30_000 },
+  async () => {
+    const echo = await startEchoApp();
+    const config = makeConfigDir([
+      { name: 'online', secret: randomSecret(), apps: [{ name: 'echo', localPort: echo.port }] },
+      { name: 'offline', secret: randomSecret(), apps: [{ name: 'ssh', localPort: echo.port }] },
+    ]);
+    const started = await startServer(config);
+    const api = await startAdmin(started.server, config, { token: 'metrics-up-token-0123456789' });
+    const { client } = startClient(loadGroupFile(config.groupFile('online')), started);
+    after(async () => {
+      client.stop();
+      await api.admin.close();
+      await started.server.close();
+      await echo.close();
+    });
+    await waitForEvent(started.events, (e) => e.type === 'group-activated' && e.group === 'online', 'online active');
+    const scrape = async (): Promise<PromSample[]> => parsePrometheus((await api.request('GET', '/metrics')).body as string).samples;
+    let samples = await scrape();
+    assert.equal(sampleValue(samples, 'ntp_group_up', { group: 'online' }), 1);
+    assert.equal(sampleValue(samples, 'ntp_group_up', { group: 'offline' }), 0);
+    assert.equal(sampleValue(samples, 'ntp_app_up', { group: 'online', app: 'echo' }), 1);
+    assert.equal(sampleValue(samples, 'ntp_app_up', { group: 'offline', app: 'ssh' }), 0);
+    client.stop();
+    await waitForEvent(started.events, (e) => e.type === 'group-deactivated' && e.group === 'online', 'online away');
+    samples = await scrape();
+    assert.equal(sampleValue(samples, 'ntp_group_up', { group: 'online' }), 0);
+    assert.equal(sampleValue(samples, 'ntp_app_up', { group: 'online', app: 'echo' }), 0);
+
+    // HEAD: the headers a probe needs, no body; the token is still required.
+    const head = await fetch(`${api.url}/metrics`, { method: 'HEAD', headers: { authorization: `Bearer ${api.token}` } });
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    assert.equal(await head.text(), '');
+    assert.equal((await fetch(`${api.url}/metrics`, { method: 'HEAD' })).status, 401);
+    for (const path of ['/favicon.svg', '/favicon.ico']) {
+      const icon = await fetch(`${api.url}${path}`);
+      assert.equal(icon.status, 200, path);
+      assert.equal(icon.headers.get('content-type'), 'image/svg+xml');
+      assert.match(await icon.text(), /^<svg /);
+    }
+  },
+);

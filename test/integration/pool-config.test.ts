@@ -121,7 +121,7 @@ describe('pool and healthCheck fields in a group file', () => {
     [
       'a timeout longer than the interval',
       web(6080, { healthCheck: { interval: '1s', timeout: '2s' } }),
-      /healthCheck\.timeout: must be from 1ms to the interval \(1000ms\)/,
+      /healthCheck\.timeout: must be from 1ms to the interval \(1s\)/,
     ],
     ['an interval too short', web(6080, { healthCheck: { interval: '10ms', timeout: '5ms' } }), /healthCheck\.interval: must be at least 100ms/],
     ['zero failures', web(6080, { healthCheck: { failures: 0 } }), /healthCheck\.failures: expected a whole number from 1 to 100, got 0/],

@@ -5,6 +5,8 @@ import { describe, test } from 'node:test';
 import { format, inspect } from 'node:util';
 import {
   ConfigError,
+  duration,
+  formatDuration,
   loadGroupDirectory,
   loadGroupFile,
   loadServerConfig,
@@ -294,4 +296,22 @@ test('a secret never shows when a GroupSpec is printed, serialised or inspected'
   for (const text of renderings) assert.ok(!text.includes(OFFICE_A_SECRET), `secret leaked in: ${text}`);
   assert.ok(JSON.stringify(spec).includes('"secret":"[secret]"'), 'the field is there, masked');
   assert.ok(inspect(spec).includes('[secret]'));
+});
+
+test('durations in lines are written as people write them in the config (30s, not 30000ms)', () => {
+  const cases: [number, string][] = [
+    [0, '0ms'],
+    [250, '250ms'],
+    [1000, '1s'],
+    [1500, '1.5s'],
+    [3000, '3s'],
+    [12_345, '12s'],
+    [30_000, '30s'],
+    [90_000, '90s'],
+    [120_000, '2m'],
+    [3_600_000, '1h'],
+  ];
+  for (const [ms, text] of cases) assert.equal(formatDuration(ms), text, `${ms}`);
+  // What the text says is what the config parser reads back.
+  for (const [ms, text] of cases.filter(([ms]) => ms < 10_000 || ms % 1000 === 0)) assert.equal(duration.parse(text), ms, text);
 });

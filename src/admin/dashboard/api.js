@@ -55,6 +55,20 @@ export async function api(method, path, body) {
   return parsed;
 }
 
+/** A text answer (a host file): resolves with the text, or throws an ApiError. */
+export async function apiText(path) {
+  const given = token();
+  const res = await fetch(path, { headers: given ? { authorization: `Bearer ${given}` } : {}, cache: 'no-store' });
+  if (res.ok) return res.text();
+  let error = {};
+  try {
+    error = (await res.json()).error ?? {};
+  } catch {
+    // an answer without a JSON body
+  }
+  throw new ApiError(res.status, error.code ?? `HTTP_${res.status}`, error.message ?? `GET ${path}: HTTP ${res.status}`, error.field);
+}
+
 export function eventStreamUrl() {
   const given = token();
   return `/api/events${given ? `?token=${encodeURIComponent(given)}` : ''}`;

@@ -24,23 +24,29 @@ function niceCeil(value) {
   return 10 * power;
 }
 
-/** A new, empty chart element for one app. */
-export function createChart(key) {
-  return node('svg', { class: 'chart', viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img', 'data-chart': key, 'aria-label': `traffic of ${key}` });
+/** A new, empty chart element for one app: `data-chart` (the live one) or `data-history` (24 h, from the server). */
+export function createChart(key, kind = 'chart') {
+  return node('svg', { class: 'chart', viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img', [`data-${kind}`]: key, 'aria-label': `traffic of ${key}` });
 }
 
+/** The live chart: a point a second over CHART_SECONDS, ticks every half-minute. */
+const LIVE = { points: CHART_SECONDS, stepS: 1, tickEveryS: TICK_EVERY_S };
+/** The history chart: a point a minute over 24 h, ticks every 3 hours. */
+export const HISTORY = { points: 24 * 60, stepS: 60, tickEveryS: 3 * 3600 };
+
 /**
- * Draws `series` (second → { in, out } bytes) into `svg` for the CHART_SECONDS ending at
- * `nowS` (epoch seconds).
+ * Draws `series` (step index, epoch seconds / stepS → { in, out } bytes) into `svg` for the
+ * `points` steps ending at `nowS` (epoch seconds), as rates (bytes per second).
  */
-export function drawChart(svg, series, nowS) {
-  const first = nowS - CHART_SECONDS + 1;
+export function drawChart(svg, series, nowS, { points: count, stepS, tickEveryS } = LIVE) {
+  const last = Math.floor(nowS / stepS);
+  const first = last - count + 1;
   const ins = [];
   const outs = [];
-  for (let s = first; s <= nowS; s++) {
+  for (let s = first; s <= last; s++) {
     const bytes = series?.get(s);
-    ins.push(bytes?.in ?? 0);
-    outs.push(bytes?.out ?? 0);
+    ins.push((bytes?.in ?? 0) / stepS);
+    outs.push((bytes?.out ?? 0) / stepS);
   }
   const peakIn = Math.max(0, ...ins);
   const peakOut = Math.max(0, ...outs);
@@ -51,7 +57,7 @@ export function drawChart(svg, series, nowS) {
   const top = niceCeil(peak / unit.divisor);
   const plotW = WIDTH - PLOT.left - PLOT.right;
   const plotH = HEIGHT - PLOT.top - PLOT.bottom;
-  const x = (i) => PLOT.left + (i / (CHART_SECONDS - 1)) * plotW;
+  const x = (i) => PLOT.left + (i / (count - 1)) * plotW;
   const y = (bytes) => PLOT.top + plotH - (bytes / unit.divisor / top) * plotH;
 
   svg.replaceChildren();
@@ -66,19 +72,20 @@ export function drawChart(svg, series, nowS) {
     svg.append(node('text', { class: 'tick tick-y', x: PLOT.left - 6, y: py + 4, 'text-anchor': 'end' }, `${Number(value.toFixed(2))} ${unit.name}`));
   }
   // Time axis: clock times on whole half-minutes.
-  for (let s = first; s <= nowS; s++) {
+  for (let s = first; s <= last; s++) {
     const px = x(s - first);
     // A label this close to an edge would be cut off.
-    if (s % TICK_EVERY_S !== 0 || px < PLOT.left + 30 || px > WIDTH - PLOT.right - 30) continue;
+    if ((s * stepS) % tickEveryS !== 0 || px < PLOT.left + 30 || px > WIDTH - PLOT.right - 30) continue;
     svg.append(node('line', { class: 'grid', x1: px, x2: px, y1: PLOT.top, y2: PLOT.top + plotH }));
-    svg.append(node('text', { class: 'tick tick-x', x: px, y: HEIGHT - 6, 'text-anchor': 'middle' }, clock(s * 1000)));
+    const time = clock(s * stepS * 1000);
+    svg.append(node('text', { class: 'tick tick-x', x: px, y: HEIGHT - 6, 'text-anchor': 'middle' }, stepS >= 60 ? time.slice(0, 5) : time));
   }
   svg.append(node('line', { class: 'axis', x1: PLOT.left, x2: WIDTH - PLOT.right, y1: PLOT.top + plotH, y2: PLOT.top + plotH }));
   // In as a shaded area under its line, out as a line on top: both stay visible when they
   // are equal (an echo, a proxy that answers in kind).
   const baseline = (PLOT.top + plotH).toFixed(1);
   const inPoints = ins.map((bytes, i) => `${x(i).toFixed(1)},${y(bytes).toFixed(1)}`).join(' ');
-  svg.append(node('polygon', { class: 'area in', points: `${x(0).toFixed(1)},${baseline} ${inPoints} ${x(CHART_SECONDS - 1).toFixed(1)},${baseline}` }));
+  svg.append(node('polygon', { class: 'area in', points: `${x(0).toFixed(1)},${baseline} ${inPoints} ${x(count - 1).toFixed(1)},${baseline}` }));
   svg.append(node('polyline', { class: 'series in', points: inPoints }));
   svg.append(node('polyline', { class: 'series out', points: outs.map((bytes, i) => `${x(i).toFixed(1)},${y(bytes).toFixed(1)}`).join(' ') }));
   // Legend, inside the plot's top left corner.

@@ -1,7 +1,8 @@
 // The commonserver dashboard: state from /api/groups, live updates from /api/events (SSE).
 // No build step and nothing from another host: plain modules, the charts drawn in SVG.
-import { adoptTokenFromFragment, api, ApiError, eventStreamUrl, setToken, token } from './api.js';
-import { CHART_SECONDS, createChart, drawChart } from './chart.js';
+import { adoptTokenFromFragment, api, ApiError, apiText, eventStreamUrl, setToken, token } from './api.js';
+import { AppsTable } from './apps-table.js';
+import { CHART_SECONDS } from './chart.js';
 import { EventLog, USER_CONNECTIONS } from './events.js';
 import { openTokenPrompt, setUpGroupForm, setUpTokenPrompt } from './forms.js';
 import { clock, el, formatBytes } from './format.js';
@@ -79,8 +80,9 @@ let groups = [];
 let pools = [];
 /** group → its card and the state it shows: a card is rebuilt only when its group changed. */
 const cards = new Map();
-/** group/app → its chart: kept across rebuilds, so a chart is never replaced while drawn or looked at. */
-const charts = new Map();
+/** Seconds of live traffic a rate (the table's in/s and out/s, the header's "now") is averaged over. */
+const RATE_SECONDS = 5;
+const appsTable = new AppsTable(document.getElementById('apps'), { rateOf, liveSeries: (key) => traffic.get(key) });
 let source = null;
 let refreshTimer = null;
 let renderTimer = null;
@@ -130,9 +132,16 @@ function groupCard(group) {
     text: 'kick',
   });
   const remove = el('button', { type: 'button', class: 'remove danger', 'data-action': 'remove', title: 'remove the group from the registry', text: 'remove' });
+  const hostFile = el('button', {
+    type: 'button',
+    'data-action': 'hostfile',
+    title: 'download the file its host runs with (server, fingerprint and, behind the admin token, the secret)',
+    text: 'host file',
+  });
+  hostFile.addEventListener('click', () => void downloadHostFile(group.name));
   kick.addEventListener('click', () => void kickGroup(group.name));
   remove.addEventListener('click', () => void removeGroup(group.name));
-  card.append(el('header', {}, el('h3', { text: group.name }), stateBadge(group.state), el('span', { class: 'spacer' }), kick, remove));
+  card.append(el('header', {}, el('h3', { text: group.name }), stateBadge(group.state), el('span', { class: 'spacer' }), hostFile, kick, remove));
   card.append(el('p', { class: 'client' }));
   // A cluster node: which node serves the group, this one or another (whose events do not reach this page).
   if (group.node)
@@ -145,98 +154,19 @@ function groupCard(group) {
     );
   const status = actionStatus.get(group.name);
   if (status) card.append(el('p', { class: `action-status ${status.ok ? 'ok' : 'bad'}`, role: 'status', text: status.text }));
-  for (const app of group.apps) {
-    const key = `${group.name}/${app.name}`;
-    card.append(
-      el(
-        'section',
-        { class: 'app', 'data-app': key, 'data-state': app.state },
-        el(
-          'div',
-          { class: 'app-head' },
-          el('strong', { text: app.name }),
-          el('span', { class: 'port', text: portText(app) }),
-          el('span', { class: 'badge type', text: app.type }),
-          stateBadge(app.state),
-          el('span', { class: 'live-conns' }),
-          app.type === 'udp' ? el('span', { class: 'dropped' }) : null,
-          describeLimits(app) === '–' ? null : el('span', { class: 'limits', text: describeLimits(app) }),
-          el('span', { class: 'totals' }),
-        ),
-        chartFor(key),
-      ),
-    );
-  }
+  card.append(el('p', { class: 'apps-line', text: `${group.apps.length} app${group.apps.length === 1 ? '' : 's'} (in the apps table)` }));
   updateCard(card, group);
   return card;
 }
 
-/** What changes every second (heartbeats, traffic): written in place, so buttons stay put under the pointer. */
+/** What changes every second (heartbeats): written in place, so buttons stay put under the pointer. */
 function updateCard(card, group) {
   card.querySelector('.client').textContent = clientText(group);
-  for (const app of group.apps) {
-    const section = card.querySelector(`.app[data-app="${CSS.escape(`${group.name}/${app.name}`)}"]`);
-    section.dataset.liveConns = String(app.liveConns);
-    section.dataset.type = app.type;
-    section.dataset.dropped = String(droppedTotal(app));
-    section.dataset.bytesIn = String(app.bytesIn);
-    section.dataset.bytesOut = String(app.bytesOut);
-    // A UDP app's live conns are its open sessions (one per user address).
-    const unit = app.type === 'udp' ? 'session' : 'live conn';
-    section.querySelector('.live-conns').textContent = `${app.liveConns} ${unit}${app.liveConns === 1 ? '' : 's'}`;
-    const dropped = section.querySelector('.dropped');
-    if (dropped) {
-      dropped.textContent = `${droppedTotal(app)} dropped`;
-      dropped.title = droppedDetail(app);
-    }
-    section.querySelector('.totals').textContent = `in ${formatBytes(app.bytesIn)} · out ${formatBytes(app.bytesOut)}`;
-  }
-}
-
-/** A UDP app's dropped datagrams, all reasons together (TCP apps drop nothing: 0). */
-function droppedTotal(app) {
-  return app.udp ? Object.values(app.udp.dropped).reduce((sum, count) => sum + count, 0) : 0;
-}
-
-/** The reasons, for the count's tooltip: "oversize 2, sessionCap 0, ...". */
-function droppedDetail(app) {
-  return app.udp
-    ? Object.entries(app.udp.dropped)
-        .map(([reason, count]) => `${reason} ${count}`)
-        .join(', ')
-    : '';
-}
-
-/** "in 4 MB/s · out 10 MB/s · PROXY v2", or "–" for an app with neither. */
-/** A vhost app is reached by its names on the server's vhost port; the others on a port of their own. */
-function portText(app) {
-  if (app.domains) return `${app.domains.join(', ')} on :${app.publicPort ?? '-'}`;
-  return app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'port chosen at activation';
-}
-
-function describeLimits(app) {
-  const parts = [];
-  if (app.bandwidth.in !== null) parts.push(`in ${formatBytes(app.bandwidth.in)}/s`);
-  if (app.bandwidth.out !== null) parts.push(`out ${formatBytes(app.bandwidth.out)}/s`);
-  if (app.proxyProtocol !== null) parts.push(`PROXY ${app.proxyProtocol}`);
-  return parts.length === 0 ? '–' : parts.join(' · ');
-}
-
-function chartFor(key) {
-  let chart = charts.get(key);
-  if (chart === undefined) charts.set(key, (chart = createChart(key)));
-  return chart;
 }
 
 /** The card of `group`: rebuilt when its shape changed (state, apps, ports, an action's outcome), else updated. */
 function cardFor(group) {
-  const shape = JSON.stringify([
-    group.state,
-    group.client?.id,
-    group.node?.name,
-    group.apps.map((app) => [app.name, app.type, app.state, app.publicPort, app.remotePort, describeLimits(app)]),
-    actionStatus.get(group.name),
-  ]);
+  const shape = JSON.stringify([group.state, group.client?.id, group.node?.name, group.apps.length, actionStatus.get(group.name)]);
   const cached = cards.get(group.name);
   if (cached?.shape === shape) {
     updateCard(cached.card, group);
@@ -251,21 +181,61 @@ function renderGroups() {
   const root = document.getElementById('groups');
   const names = new Set(groups.map((group) => group.name));
   for (const name of cards.keys()) if (!names.has(name)) cards.delete(name);
-  for (const key of charts.keys()) if (!names.has(key.slice(0, key.indexOf('/')))) charts.delete(key);
   const shown = groups.map(cardFor);
   // Moving a node, even to where it was, drops its focus: the list changes only when it must.
   if (shown.length !== root.children.length || shown.some((card, i) => root.children[i] !== card)) root.replaceChildren(...shown);
   if (groups.length === 0) root.append(el('p', { class: 'muted', text: 'no group registered' }));
   const inUse = groups.filter((g) => g.state === 'in-use').length;
   document.getElementById('summary').textContent = `${groups.length} group${groups.length === 1 ? '' : 's'}, ${inUse} in use`;
-  drawCharts();
+  appsTable.render(groups);
+  renderOverview();
   // Another node's activations send no event here: a cluster's page also looks again every few seconds.
   if (groups.some((group) => group.node) && clusterPoll === null) clusterPoll = setInterval(scheduleRefresh, CLUSTER_POLL_MS);
 }
 
-function drawCharts() {
+/** Bytes per second of group/app over the last RATE_SECONDS full seconds of live traffic. */
+function rateOf(key) {
+  const series = traffic.get(key);
   const now = Math.floor(Date.now() / 1000);
-  for (const svg of document.querySelectorAll('svg[data-chart]')) drawChart(svg, traffic.get(svg.dataset.chart), now);
+  const rate = { in: 0, out: 0 };
+  for (let s = now - RATE_SECONDS; s < now; s++) {
+    const bytes = series?.get(s);
+    rate.in += (bytes?.in ?? 0) / RATE_SECONDS;
+    rate.out += (bytes?.out ?? 0) / RATE_SECONDS;
+  }
+  return rate;
+}
+
+/** The header an operator reads first: who is online, how many users, how much traffic now and today. */
+function renderOverview() {
+  const count = (state) => groups.filter((group) => group.state === state).length;
+  const apps = groups.flatMap((group) => group.apps.map((app) => ({ key: `${group.name}/${app.name}`, app })));
+  const now = apps.reduce(
+    (sum, { key }) => {
+      const rate = rateOf(key);
+      return { in: sum.in + rate.in, out: sum.out + rate.out };
+    },
+    { in: 0, out: 0 },
+  );
+  const stats = {
+    online: count('in-use'),
+    offline: count('ready'),
+    lost: count('lost'),
+    users: apps.reduce((sum, { app }) => sum + app.liveConns, 0),
+    'now-in': `${formatBytes(Math.round(now.in))}/s`,
+    'now-out': `${formatBytes(Math.round(now.out))}/s`,
+    'today-in': formatBytes(apps.reduce((sum, { app }) => sum + app.today.bytesIn, 0)),
+    'today-out': formatBytes(apps.reduce((sum, { app }) => sum + app.today.bytesOut, 0)),
+  };
+  for (const [stat, value] of Object.entries(stats)) {
+    const field = document.querySelector(`#overview [data-stat="${stat}"]`);
+    if (field.textContent !== String(value)) field.textContent = String(value);
+  }
+}
+
+function drawCharts() {
+  appsTable.draw();
+  renderOverview();
 }
 
 function fillSelect(select, values, label, current) {
@@ -340,6 +310,18 @@ async function act(name, verb, done, request) {
   }
   renderGroups();
   scheduleRefresh();
+}
+
+/** The group's host file, saved as NAME.yaml by the browser. */
+function downloadHostFile(name) {
+  return act(name, 'host file', `host file ${name}.yaml downloaded`, async () => {
+    const text = await apiText(`/api/groups/${encodeURIComponent(name)}/hostfile`);
+    const link = el('a', { href: URL.createObjectURL(new Blob([text], { type: 'application/yaml' })), download: `${name}.yaml` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    URL.revokeObjectURL(link.href);
+  });
 }
 
 function kickGroup(name) {

@@ -7,6 +7,7 @@ import type { ClusterKeys, ActivationRecord, NodeRecord, TakeoverRecord } from '
 import { parseRecord } from './keys.js';
 import type { NodeLease } from './node-lease.js';
 import { PrefixMirror, type MirrorChange } from './prefix-mirror.js';
+import { formatDuration } from '../../config/index.js';
 
 const debug = createDebug('ntp:server:cluster:claims');
 
@@ -142,11 +143,11 @@ export class GroupClaims implements ActivationGate, ClusterView {
       if ('claim' in attempt) return attempt.claim;
       const { holder, unanswered } = attempt;
       const where = holder === undefined ? 'another node' : `node ${holder.node} (${holder.advertise}:${holder.commonPort}) since ${holder.since}`;
-      const notLetGo = unanswered ? `; that node did not let its session of this client go within ${this.options.takeoverWaitMs}ms` : '';
+      const notLetGo = unanswered ? `; that node did not let its session of this client go within ${formatDuration(this.options.takeoverWaitMs)}` : '';
       return {
         granted: false,
         code: 'GROUP_ACTIVE_ELSEWHERE',
-        reason: `group "${group}" is active on ${where}${notLetGo}; it becomes free when its client leaves or that node's etcd lease ends (within ${this.options.lease.safeMs * 1.5}ms of losing etcd)`,
+        reason: `group "${group}" is active on ${where}${notLetGo}; it becomes free when its client leaves or that node's etcd lease ends (within ${formatDuration(this.options.lease.safeMs * 1.5)} of losing etcd)`,
       };
     });
   }

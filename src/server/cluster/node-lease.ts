@@ -3,6 +3,7 @@ import type { Etcd3, Lease } from 'etcd3';
 import { performance } from 'node:perf_hooks';
 import { BehaviorSubject, exhaustMap, Subscription, timer, type Observable } from 'rxjs';
 import { ETCD_BACKOFF, retryWithBackoff, type BackoffPolicy } from '../../net/index.js';
+import { formatDuration } from '../../config/index.js';
 
 const debug = createDebug('ntp:server:cluster:lease');
 
@@ -95,7 +96,7 @@ export class NodeLease {
   /** Keepalives every TTL/6, one at a time; the watchdog fires when none was answered for `safeMs`. */
   private keepAlive(lease: Lease): void {
     const keeping = new Subscription();
-    let watchdog = timer(this.safeMs).subscribe(() => this.lose(`no keepalive answered by etcd for ${this.safeMs}ms`));
+    let watchdog = timer(this.safeMs).subscribe(() => this.lose(`no keepalive answered by etcd for ${formatDuration(this.safeMs)}`));
     keeping.add(() => watchdog.unsubscribe());
     keeping.add(
       timer(this.keepaliveEveryMs, this.keepaliveEveryMs)
@@ -124,7 +125,7 @@ export class NodeLease {
           this.confirmedAt = Math.max(this.confirmedAt, result.sentAt);
           watchdog.unsubscribe();
           const left = this.confirmedAt + this.safeMs - performance.now();
-          watchdog = timer(Math.max(0, left)).subscribe(() => this.lose(`no keepalive answered by etcd for ${this.safeMs}ms`));
+          watchdog = timer(Math.max(0, left)).subscribe(() => this.lose(`no keepalive answered by etcd for ${formatDuration(this.safeMs)}`));
         }),
     );
     this.keeping = keeping;

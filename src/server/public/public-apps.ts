@@ -1,4 +1,4 @@
-import { appDomains, appPublicRefusal, protocolMark, type AppSpec, type PublicPolicy } from '../../config/index.js';
+import { appDomains, appPublicRefusal, formatDuration, protocolMark, type AppSpec, type PublicPolicy } from '../../config/index.js';
 import { BACKOFF } from '../../net/index.js';
 import type { AppBinding, Message } from '../../protocol/index.js';
 import type { VhostServer } from '../../vhost/index.js';
@@ -143,7 +143,7 @@ export class PublicApps {
     const retrying = bound.code === 'EADDRINUSE' && this.options.isActive();
     if (retrying) this.bindRetries.schedule(app.name, bound);
     const retryMs = this.options.bindRetry ?? BACKOFF;
-    const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first within ${retryMs.firstMs}ms, then at most every ${retryMs.maxMs}ms)` : ''}`;
+    const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first within ${formatDuration(retryMs.firstMs)}, then at most every ${formatDuration(retryMs.maxMs)})` : ''}`;
     emit({ type: 'app-failed', group, app: app.name, port: app.remotePort, reason });
     return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason, ...protocol };
   }

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { asyncScheduler, filter, interval, ReplaySubject, takeUntil, type Observable, type SchedulerLike } from 'rxjs';
-import type { GroupSpec, PublicPolicy } from '../../config/index.js';
+import { formatDuration, type GroupSpec, type PublicPolicy } from '../../config/index.js';
 import { heartbeat, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../../net/index.js';
 import {
   assertNever,
@@ -209,12 +209,12 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
           // Silent because we stopped reading a client that reads nothing of ours: not a lost path.
           const stalled = channel.stalledBytes;
           if (stalled !== undefined) {
-            const reason = `the client read none of the ${stalled} bytes queued for it for ${tick.silentMs}ms`;
+            const reason = `the client read none of the ${stalled} bytes queued for it for ${formatDuration(tick.silentMs)}`;
             this.options.emit({ type: 'bad-peer', remote: channel.peer, code: 'SLOW_PEER', reason });
             return this.deactivate('SLOW_PEER', reason);
           }
           this.options.emit({ type: 'heartbeat-timeout', group: this.name, silentMs: tick.silentMs });
-          this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${tick.silentMs}ms`);
+          this.deactivate('HEARTBEAT_TIMEOUT', `no heartbeat for ${formatDuration(tick.silentMs)}`);
         },
         // The messages' own subscriber deactivates the group with the error.
         error: () => {},

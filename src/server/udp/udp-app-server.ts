@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { RemoteInfo, Socket as UdpSocket } from 'node:dgram';
 import { interval, type Subscription } from 'rxjs';
-import { UDP_DEFAULTS, type AppSpec, type UdpSettings } from '../../config/index.js';
+import { formatDuration, UDP_DEFAULTS, type AppSpec, type UdpSettings } from '../../config/index.js';
 import { createUdpSocket, MAX_QUEUED_DATAGRAM_SENDS } from '../../net/index.js';
 import type { EmitServerEvent } from '../events.js';
 import { AppAccessControl } from '../public/policy.js';
@@ -227,7 +227,8 @@ export class UdpAppServer implements UdpSessionOwner {
     this.sweep = interval(Math.max(25, Math.min(1000, Math.floor(idleMs / 4)))).subscribe(() => {
       const now = Date.now();
       for (const session of [...this.sessions.values()]) {
-        if (session.isAttached && now - session.lastActivityAt >= this.settings.idleTimeoutMs) session.close(true, `idle for ${this.settings.idleTimeoutMs}ms`);
+        if (session.isAttached && now - session.lastActivityAt >= this.settings.idleTimeoutMs)
+          session.close(true, `idle for ${formatDuration(this.settings.idleTimeoutMs)}`);
       }
     });
   }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { asyncScheduler, timer, type SchedulerLike, type Subscription } from 'rxjs';
+import { formatDuration } from '../../config/index.js';
 
 /** What waits for a pairing id: a user, a UDP session, a pooled work conn or the mux conn. */
 export interface Waiter {
@@ -34,7 +35,7 @@ export class Pairings {
    */
   expect(pairingId: string, waiter: Waiter): void {
     const deadline = timer(this.timeoutMs, this.scheduler).subscribe(() => {
-      if (this.remove(pairingId)) waiter.onFailed(`no work conn within ${this.timeoutMs}ms`, false);
+      if (this.remove(pairingId)) waiter.onFailed(`no work conn within ${formatDuration(this.timeoutMs)}`, false);
     });
     this.waiting.set(pairingId, { waiter, deadline });
   }
