@@ -5,16 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { loadGroupFile } from '../../src/config/index.js';
 import { resetSocket, type MuxSession } from '../../src/net/index.js';
-import {
-  MAX_MUX_DATA_BYTES,
-  MAX_MUX_STREAM_ID,
-  MUX_STREAM_WINDOW,
-  MuxFrameType,
-  encodeMuxFrame,
-  encodeMuxHeader,
-  encodeMuxReset,
-  type MuxFrameTypeCode,
-} from '../../src/protocol/index.js';
+import { MAX_MUX_STREAM_ID, MuxFrameType, encodeMuxFrame, encodeMuxHeader, encodeMuxReset, type MuxFrameTypeCode } from '../../src/protocol/index.js';
 import type { CommonServer, ServerEvent } from '../../src/server/index.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { startClient, startServer } from '../helpers/in-process.js';
@@ -149,9 +140,8 @@ class MuxConnLost implements Command {
  * write, so between two whole frames of the server's own.
  */
 class HostileFrame implements Command {
-  constructor(readonly kind: 'late' | 'never-opened' | 'malformed' | 'overflow') {}
-  // After both FINs the stream may already be retired at the client, and an overflow ignored.
-  check = (m: Readonly<Model>): boolean => live(m) && (this.kind !== 'overflow' || !(m.userFin && m.appFin));
+  constructor(readonly kind: 'late' | 'never-opened' | 'malformed') {}
+  check = live;
   async run(m: Model, r: Real): Promise<void> {
     const session = muxSessionOf(r.server);
     if (session === undefined) throw new Error(`no mux conn for ${this.toString()} while the flow is live`);
@@ -163,18 +153,10 @@ class HostileFrame implements Command {
       m.cut = 'mux conn lost (DATA for a stream never opened)';
       session.conn.write(encodeMuxFrame(MuxFrameType.data, MAX_MUX_STREAM_ID, Buffer.from('hostile')));
       await eventually(() => session.isClosed, { message: `the client to drop the mux conn after ${this.toString()}` });
-    } else if (this.kind === 'malformed') {
+    } else {
       m.cut = 'mux conn lost (a frame of an unknown type)';
       session.conn.write(encodeMuxHeader(9 as MuxFrameTypeCode, Math.max(ours, 1), 0));
       await eventually(() => session.isClosed, { message: `the client to drop the mux conn after ${this.toString()}` });
-    } else {
-      m.cut = 'stream reset (DATA past its window)';
-      // Whatever was granted, no more than MUX_STREAM_WINDOW is outstanding: one byte more overflows.
-      const frames: Buffer[] = [];
-      for (let left = MUX_STREAM_WINDOW + 1; left > 0; left -= MAX_MUX_DATA_BYTES)
-        frames.push(encodeMuxFrame(MuxFrameType.data, ours, randomBytes(Math.min(left, MAX_MUX_DATA_BYTES))));
-      session.conn.write(Buffer.concat(frames));
-      await eventually(() => !session['streams'].has(ours), { message: `the client to reset stream ${ours} after ${this.toString()}` });
     }
   }
   toString = (): string => `HostileFrame(${this.kind})`;
@@ -207,8 +189,10 @@ const COMMANDS = [
   fc.constantFrom('user' as const, 'app' as const).map((side) => new Reset(side)),
   fc.constantFrom('HEARTBEAT_TIMEOUT' as const, 'KICKED' as const).map((code) => new SessionLost(code)),
   fc.constant(new MuxConnLost()),
-  // The overflow on its own: it is the one a flow that carries on would hide.
-  fc.constant(new HostileFrame('overflow')),
+  // No overflow here: a receiver judges DATA against the credit it has sent, which grows while
+  // its reader takes bytes, and this model's app reads all along, so no amount is sure to
+  // overflow (a hostile 1 MiB + 1 arrived whole, within credit, one run in ten). The unit test
+  // "DATA past the window resets that stream alone" covers it with a reader that takes nothing.
   fc.constantFrom('late' as const, 'never-opened' as const, 'malformed' as const).map((kind) => new HostileFrame(kind)),
   fc.constant(new Settle()),
 ];
