@@ -148,6 +148,10 @@ export class MuxSession {
         : full
           ? `the mux conn carries ${this.limits.maxStreams} streams, its cap (limits.maxMuxStreams)`
           : 'the mux conn ran out of stream ids';
+      // Handed back destroyed, its error due on the next tick: a caller that awaits anything
+      // before it listens must not have the process end on an unheard 'error' (one user past
+      // the cap did that to the server). The caller reads why from `errored`.
+      stream.on('error', ignoreError);
       stream.abandon(new MuxResetError(why, false));
       return stream;
     }
@@ -481,3 +485,5 @@ export class MuxStream extends Duplex {
     this.destroy(new MuxResetError(`protocol error on mux stream ${this.id}: ${why}`, false));
   }
 }
+
+function ignoreError(): void {}

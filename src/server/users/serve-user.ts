@@ -76,7 +76,9 @@ export async function serveUser(context: UserSessionContext, app: AppServer, use
 
 async function openChannel(context: UserSessionContext, app: AppServer, userConn: UserConn, start: StartWorkConn): Promise<Channel> {
   const stream = context.openMuxStream(start);
-  if (stream !== undefined) return { conn: stream, how: 'mux' };
+  // Refused at once (the cap of streams, no ids left): the user takes a single-use work conn, as
+  // one who comes before the mux conn is up does.
+  if (stream !== undefined && !stream.destroyed) return { conn: stream, how: 'mux' };
   const { group, emit, send, pairings } = context;
   const { pairingId } = start;
   const pooled = context.pool.take();
