@@ -59,7 +59,7 @@ export class RelayedPair {
     const fromLine = this.server.lines.length;
     this.relay.blackhole();
     await this.client.killHard();
-    await this.server.waitForLine(new RegExp(`group ${this.group} deactivated \\(HEARTBEAT_TIMEOUT\\): no heartbeat for \\d+ms`), {
+    await this.server.waitForLine(new RegExp(`group ${this.group} deactivated \\(HEARTBEAT_TIMEOUT\\): no heartbeat for [\\d.]+m?s`), {
       fromLine,
       timeoutMs: withinMs,
     });
@@ -75,7 +75,7 @@ export class RelayedPair {
     const fromLine = this.client.lines.length;
     this.relay.blackhole();
     await this.server.killHard();
-    await this.client.waitForLine(new RegExp(`group ${this.group} lost: no heartbeat from the server for \\d+ms; reconnecting`), {
+    await this.client.waitForLine(new RegExp(`group ${this.group} lost: no heartbeat from the server for [\\d.]+m?s; reconnecting`), {
       fromLine,
       timeoutMs: withinMs,
     });

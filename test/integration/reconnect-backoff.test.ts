@@ -133,5 +133,5 @@ test('stop() during a long backoff ends run() at once, not after the delay', { t
   client.stop();
   await done;
   const stopped = await waitForEvent(events, (e) => e.type === 'stopped', 'stopped');
-  assert.deepEqual(stopped, { type: 'stopped', reason: 'on request' });
+  assert.deepEqual(stopped, { type: 'stopped', reason: 'on request', fatal: false });
 });
