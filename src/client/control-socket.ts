@@ -1,5 +1,5 @@
 import createDebug from 'debug';
-import { chmodSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,19 +70,20 @@ export class ControlSocket {
    * `tookOver` says so.
    */
   static async open(path: string, handlers: ControlHandlers, onError: (error: Error) => void): Promise<{ socket: ControlSocket; tookOver: boolean }> {
-    let tookOver = false;
-    if (statSync(path, { throwIfNoEntry: false }) !== undefined) {
-      tookOver = await answers(path);
-      unlinkSync(path);
-    }
+    const tookOver = statSync(path, { throwIfNoEntry: false }) !== undefined && (await answers(path));
     const control = new ControlSocket(path, handlers, onError);
+    // Bound under a name of its own, then renamed over `path` (atomically replacing a stale or
+    // live one): libuv unlinks the name it bound when the server closes, and that must never
+    // be `path`, which a client that took over later may own by then.
+    const bound = `${path}.${process.pid}`;
+    rmSync(bound, { force: true });
     await new Promise<void>((resolve, reject) => {
       control.server.once('error', reject);
       // The umask makes the socket 600 from its creation (the bind is synchronous, so the
       // process-wide umask is back before anything else runs): no moment another user may connect.
       const umask = process.umask(0o177);
       try {
-        control.server.listen(path, () => {
+        control.server.listen(bound, () => {
           control.server.off('error', reject);
           resolve();
         });
@@ -91,8 +92,14 @@ export class ControlSocket {
       }
     });
     control.server.on('error', (error) => control.onError(error));
-    chmodSync(path, 0o600);
-    control.inode = statSync(path).ino;
+    chmodSync(bound, 0o600);
+    control.inode = statSync(bound).ino;
+    try {
+      renameSync(bound, path);
+    } catch (error) {
+      control.server.close();
+      throw error;
+    }
     return { socket: control, tookOver };
   }
 

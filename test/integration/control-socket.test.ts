@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,3 +73,18 @@ test(
     assert.deepEqual(JSON.parse(await unknownAnswer), { ok: false, error: 'unknown command "shutdown": expected one of status, reload' });
   },
 );
+
+test('a second client on the same path takes the live socket over; the first, closing later, leaves the new file alone', { timeout: 10_000 }, async () => {
+  const path = join(mkdtempSync(join(tmpdir(), 'ntp-control-')), 'c.sock');
+  const handlers = (who: string) => ({ status: () => ({ ok: true as const, result: who }), reload: () => ({ ok: true as const, result: who }) });
+  const first = await ControlSocket.open(path, handlers('first'), () => {});
+  assert.equal(first.tookOver, false);
+  const second = await ControlSocket.open(path, handlers('second'), () => {});
+  after(() => second.socket.close());
+  assert.equal(second.tookOver, true, 'a live client answered there');
+  first.socket.close();
+  assert.ok(statSync(path).isSocket(), "the first client's close did not remove the second's socket");
+  assert.deepEqual(await askControlSocket(path, 'status'), { ok: true, result: 'second' });
+  second.socket.close();
+  assert.equal(statSync(path, { throwIfNoEntry: false }), undefined, 'removed by its owner');
+});
