@@ -2,7 +2,10 @@
 import { basename, extname, join } from 'node:path';
 import {
   clientEndpoints,
+  ClientStatus,
   ClusterRefusedError,
+  ControlSocket,
+  defaultControlSocketPath,
   DEFAULT_MAX_POOLED_WORK_CONNS,
   GroupClient,
   GroupFileReload,
@@ -14,6 +17,7 @@ import {
 import { defaultClientId } from '../client/client-id.js';
 import { ConfigError, formatHostPort, loadGroupFile, parseClientCounts, permissionWarning } from '../config/index.js';
 import { MUX_LIMITS_DEFAULTS } from '../net/index.js';
+import { CONTROL_SOCKET_USAGE, controlCommand } from './client-control.js';
 import { clientEntry } from './client-lines.js';
 import { commandLogger, currentLogger, parseCommand, splitSubcommand } from './command-line.js';
 import { logInternalError } from './internal-error-line.js';
@@ -28,6 +32,7 @@ const DEFAULT_GROUPS_DIR = 'config/groups';
 const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DIR] [--log-level LEVEL] [--log-format FMT]
        groupclient --config FILE [--server HOST:PORT] [--log-level LEVEL] [--log-format FMT]
        groupclient verify (the same options)
+       groupclient status|reload --group NAME   ask the running groupclient (see --help of each)
        groupclient --version
 
   --group NAME       the group to serve; reads <groups>/<NAME>.yaml
@@ -42,15 +47,18 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it);
                      with several servers, one for all or one per server, comma-separated
   --plaintext        no TLS (only if the server says plaintext: true)
-  --no-watch         do not watch the group file (SIGHUP still reloads it)
+  --no-watch         do not watch the group file (SIGHUP and groupclient reload still reload it)
+${CONTROL_SOCKET_USAGE}
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
   --max-pooled-work-conns N  pooled work conns the server may make this client hold,
                      being opened or idle (default ${DEFAULT_MAX_POOLED_WORK_CONNS}); more asked for are not opened
   --max-mux-streams N  users the server may have on this client's mux conn at once, each a
                      dial of a local app (default ${MUX_LIMITS_DEFAULTS.maxStreams}); more are refused and reported
 ${LOG_USAGE}
-  verify             check the group file, its secret, local targets and server settings;
-                     connect nowhere
+  verify             check the group file, its secret, local targets (each dialed) and
+                     server settings; connect to no server
+  status             the running client's state, server, session age, apps and live conns
+  reload             make the running client reload its group file; print what changed
   DEBUG=ntp:*        traces every event (ntp:net:frames: each frame's type and size)
 
   groupclient verify --help   its own options and exit codes`;
@@ -58,8 +66,9 @@ ${LOG_USAGE}
 const VERIFY_USAGE = `usage: groupclient verify --group NAME [--groups DIR] [--server HOST:PORT] ...
        groupclient verify --config FILE ...
 
-  Checks without connecting anywhere: the group file (its secret present and long enough, a
-  secretFile private to its owner), its local targets, the server address, and how the
+  Checks without connecting to the server: the group file (its secret present and long enough,
+  a secretFile private to its owner), its local targets (each TCP one dialed: "nothing listens
+  on HOST:PORT" is a warning that leaves the exit code alone), the server address, and how the
   server's certificate will be verified. Takes the same options as running the client
   (--log-level and --log-format included), so that a command line can be checked as it is.
   Prints every check and every problem found.
@@ -76,6 +85,7 @@ const RUN_OPTIONS = {
   'server-fingerprint': { type: 'string' },
   plaintext: { type: 'boolean', default: false },
   'no-watch': { type: 'boolean', default: false },
+  'control-socket': { type: 'string' },
   trace: { type: 'string' },
   'max-pooled-work-conns': { type: 'string' },
   'max-mux-streams': { type: 'string' },
@@ -91,14 +101,14 @@ function groupFileOf(values: { group?: string; groups?: string; config?: string 
   return values.config ?? join(values.groups!, `${values.group}.yaml`);
 }
 
-function verifyCommand(argv: string[]): number {
+async function verifyCommand(argv: string[]): Promise<number> {
   const parsed = parseCommand('groupclient verify', argv, RUN_OPTIONS, VERIFY_USAGE);
   if (parsed.exit !== undefined) return parsed.exit;
   const { values } = parsed;
   if (commandLogger('groupclient verify', values, VERIFY_USAGE) === undefined) return 2;
   const file = groupFileOf(values, VERIFY_USAGE, 'groupclient verify');
   if (file === undefined) return 2;
-  const findings = verifyGroupClient({
+  const findings = await verifyGroupClient({
     file,
     ...(values.group !== undefined ? { group: values.group } : {}),
     ...(values.server !== undefined ? { server: values.server } : {}),
@@ -116,8 +126,9 @@ function verifyCommand(argv: string[]): number {
 async function main(): Promise<number> {
   debugNodeFlags('groupclient');
   const hangups$ = catchHangups();
-  const { command, args } = splitSubcommand(process.argv.slice(2), ['verify']);
+  const { command, args } = splitSubcommand(process.argv.slice(2), ['verify', 'status', 'reload']);
   if (command === 'verify') return verifyCommand(args);
+  if (command === 'status' || command === 'reload') return controlCommand(command, args);
   const parsed = parseCommand('groupclient', args, RUN_OPTIONS, USAGE);
   if (parsed.exit !== undefined) return parsed.exit;
   const { values } = parsed;
@@ -191,9 +202,35 @@ async function main(): Promise<number> {
     logger.info('reload', 'SIGHUP: reloading the group file', { signal: 'SIGHUP' });
     reload.reload('SIGHUP');
   });
+  const status = new ClientStatus(() => client.spec);
+  client.observe('status', status.take);
+  const controlPath = values['control-socket'] ?? defaultControlSocketPath(spec.name);
+  const control = await ControlSocket.open(
+    controlPath,
+    {
+      status: () => ({ ok: true, result: status.report() }),
+      reload: () => {
+        logger.info('reload', 'groupclient reload: reloading the group file');
+        const outcome = reload.reloadNow('groupclient reload');
+        return outcome.ok ? { ok: true, result: outcome } : { ok: false, error: `group file not reloaded, the previous version stays: ${outcome.error}` };
+      },
+    },
+    (error) => logger.warn('control-socket', `control socket ${controlPath}: ${error.message}`, { path: controlPath }),
+  ).catch((error: Error) => {
+    // Status and reload are a convenience: the tunnel runs without them.
+    logger.warn('control-socket', `warning: no control socket at ${controlPath} (${error.message}): groupclient status and reload will not reach this client`, {
+      path: controlPath,
+    });
+    return undefined;
+  });
+  if (control?.tookOver)
+    logger.warn('control-socket', `warning: another running groupclient answered on ${controlPath}: taken over, status and reload reach this one now`, {
+      path: controlPath,
+    });
   try {
     return await serve(client);
   } finally {
+    control?.socket.close();
     reload.close();
     await trace?.close();
   }

@@ -12,7 +12,9 @@ export function reportFindings(name: string, findings: Findings): number {
   const problems = findings.count('problem');
   const warnings = findings.count('warning');
   const plural = (count: number, word: string): string => `${count} ${word}${count === 1 ? '' : 's'}`;
-  const tally = `${plural(findings.all.length, 'check')}, ${plural(problems, 'problem')}, ${plural(warnings, 'warning')}`;
+  // Warnings about the host now (a local app not listening) are said, but the exit code speaks of the configuration.
+  const now = findings.all.filter((finding) => finding.now !== undefined).length;
+  const tally = `${plural(findings.all.length, 'check')}, ${plural(problems, 'problem')}, ${plural(warnings, 'warning')}${now > 0 ? ` (and ${now} about the host now)` : ''}`;
   if (problems > 0) {
     print(`${name}: ${tally}: the configuration is invalid (exit ${VERIFY_EXIT.invalid})`);
     return VERIFY_EXIT.invalid;

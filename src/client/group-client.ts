@@ -246,7 +246,7 @@ export class GroupClient implements Observed<ClientEvent> {
    * relays keep flowing, and the secret and app list are sent at the next login. The server
    * address and TLS settings were fixed when this client was built: the event says so.
    */
-  updateSpec(spec: GroupSpec): void {
+  updateSpec(spec: GroupSpec): string[] {
     if (spec.name !== this.options.spec.name) {
       throw new Error(`the group file now names group "${spec.name}", not "${this.options.spec.name}": restart the groupclient to change group`);
     }
@@ -254,6 +254,12 @@ export class GroupClient implements Observed<ClientEvent> {
     this.options = { ...this.options, spec };
     this.session?.updateSpec(spec);
     this.emit({ type: 'spec-reloaded', apps: spec.apps.map((app) => app.name), changes });
+    return changes;
+  }
+
+  /** The group file as last loaded. */
+  get spec(): GroupSpec {
+    return this.options.spec;
   }
 
   /** Says goodbye to the server and tears down every relay. */

@@ -16,6 +16,9 @@ export interface GroupFileReloadOptions {
   onLoaded?: (spec: GroupSpec) => void;
 }
 
+/** A reload's outcome: the apps now served and each change, or why the previous version stays. */
+export type ReloadOutcome = { ok: true; apps: string[]; changes: string[] } | { ok: false; error: string };
+
 /**
  * Keeps a running client in step with its own group file: every burst of edits (debounced)
  * and every `reload()` re-reads it and hands it to `client.updateSpec`, which applies new
@@ -32,22 +35,31 @@ export class GroupFileReload {
       filter((names) => names.has(basename(file)) || names.has('')),
       map(() => 'file changed'),
     );
-    this.subscription = merge(edits$, this.requests).subscribe((why) => {
+    this.apply = (why) => {
       debug('re-reading %s (%s)', file, why);
       try {
         // A host's file may have any name: the name inside is the group's.
         const spec = loadGroupFile(file, process.env, { anyFileName: true });
         onLoaded?.(spec);
-        client.updateSpec(spec);
+        return { ok: true, apps: spec.apps.map((app) => app.name), changes: client.updateSpec(spec) };
       } catch (error) {
         onError?.(error as Error);
+        return { ok: false, error: (error as Error).message };
       }
-    });
+    };
+    this.subscription = merge(edits$, this.requests).subscribe((why) => void this.apply(why));
   }
+
+  private readonly apply: (why: string) => ReloadOutcome;
 
   /** Re-reads the file now (SIGHUP). */
   reload(why = 'reload requested'): void {
     this.requests.next(why);
+  }
+
+  /** Re-reads the file now and says what changed or why the file was not taken (`groupclient reload`). */
+  reloadNow(why: string): ReloadOutcome {
+    return this.apply(why);
   }
 
   close(): void {

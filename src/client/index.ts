@@ -6,3 +6,5 @@ export * from './tls.js';
 export * from './verify.js';
 export * from './group-file-reload.js';
 export * from './endpoints.js';
+export * from './client-status.js';
+export * from './control-socket.js';

@@ -1,5 +1,7 @@
 import { describeSecretSource, Findings, formatHostPort, loadGroupFile, parseClientCounts, parseHostPort, permissionWarning } from '../config/index.js';
-import type { ClientCountOption } from '../config/index.js';
+import type { ClientCountOption, GroupSpec } from '../config/index.js';
+import { dialTcp } from '../net/index.js';
+import { routedByName } from './client-status.js';
 import { clientEndpoints } from './endpoints.js';
 
 /** What `groupclient verify` is given: the run command's own options, unparsed. */
@@ -15,12 +17,16 @@ export interface ClientVerifyOptions {
   counts?: Partial<Record<ClientCountOption, string>>;
 }
 
+/** How long `verify` waits for a local target to accept. */
+export const VERIFY_DIAL_TIMEOUT_MS = 2_000;
+
 /**
  * `groupclient verify`: checks the group file (secret present, long enough, a secretFile
- * private to its owner), its local targets, the server address and how the server will be
- * verified, without connecting anywhere. Every finding is collected.
+ * private to its owner), its local targets (each TCP one dialed: "ok" only when something
+ * accepted), the server address and how the server will be verified, without connecting to
+ * the server. Every finding is collected.
  */
-export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.ProcessEnv = process.env): Findings {
+export async function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.ProcessEnv = process.env): Promise<Findings> {
   const findings = new Findings();
   const spec = findings.attempt('group file', () => loadGroupFile(options.file, env, { anyFileName: true }));
   if (spec !== undefined) {
@@ -31,9 +37,7 @@ export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.Proc
     }
     const secretWarning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
     if (secretWarning) findings.warning('group file', secretWarning);
-    for (const app of spec.apps) {
-      findings.ok(`app ${app.name}`, `dials ${formatHostPort(app.local)}; public port ${app.remotePort === 0 ? 'chosen by the server' : app.remotePort}`);
-    }
+    await checkLocalTargets(spec, findings);
   }
 
   if (spec !== undefined) {
@@ -83,4 +87,27 @@ export function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.Proc
   const counts = parseClientCounts(options.counts ?? {});
   if (!counts.ok) findings.problem(`--${counts.option}`, counts.problem);
   return findings;
+}
+
+/**
+ * Dials every TCP app's local target at once: one that accepts is "ok", one that does not is a
+ * warning about the host now (the app may be started later), which leaves the exit code alone.
+ * A UDP target has no handshake to try.
+ */
+async function checkLocalTargets(spec: GroupSpec, findings: Findings): Promise<void> {
+  const dials = spec.apps.map(async (app) => {
+    const target = formatHostPort(app.local);
+    const reached = app.vhost !== undefined ? routedByName(app.vhost) : `public port ${app.remotePort === 0 ? 'chosen by the server' : app.remotePort}`;
+    if (app.type === 'udp') return () => findings.ok(`app ${app.name}`, `sends to ${target}/udp (UDP: not dialed); ${reached}/udp`);
+    try {
+      (await dialTcp(app.local, VERIFY_DIAL_TIMEOUT_MS)).destroy();
+      return () => findings.ok(`app ${app.name}`, `dials ${target}: something listens; ${reached}`);
+    } catch (error) {
+      // The dial's message starts with the target, said already.
+      const why = (error as Error).message.replace(`${target}: `, '');
+      return () => findings.warning(`app ${app.name}`, `nothing listens on ${target} (${why}); ${reached}`, { now: true });
+    }
+  });
+  // Reported in the file's order, whichever dial answered first.
+  for (const report of await Promise.all(dials)) report();
 }

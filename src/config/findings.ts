@@ -9,6 +9,11 @@ export interface Finding {
   /** What was checked: a file, a group, a port. */
   readonly subject: string;
   readonly detail: string;
+  /**
+   * Speaks of the host as it is now (a local app not listening), not of the configuration:
+   * printed, but left out of the counts that decide the exit code.
+   */
+  readonly now?: true;
 }
 
 /** Collects every finding of one `verify` run, so that one problem never hides the next. */
@@ -19,8 +24,8 @@ export class Findings {
     this.all.push({ level: 'ok', subject, detail });
   }
 
-  warning(subject: string, detail: string): void {
-    this.all.push({ level: 'warning', subject, detail });
+  warning(subject: string, detail: string, { now = false } = {}): void {
+    this.all.push({ level: 'warning', subject, detail, ...(now ? { now } : {}) });
   }
 
   problem(subject: string, detail: string): void {
@@ -41,7 +46,8 @@ export class Findings {
     }
   }
 
+  /** Findings of `level` about the configuration (those about the host now are left out). */
   count(level: Finding['level']): number {
-    return this.all.filter((finding) => finding.level === level).length;
+    return this.all.filter((finding) => finding.level === level && finding.now === undefined).length;
   }
 }

@@ -32,8 +32,14 @@ test('--help per command: its own usage on stdout, no timestamp, exit 0', { time
     [COMMONSERVER_BIN, ['--help'], /--no-watch[\s\S]*--log-level LEVEL[\s\S]*--log-format FMT[\s\S]*init[\s\S]*verify/],
     [COMMONSERVER_BIN, ['init', '--help'], /--public-host HOST[\s\S]*Refuses to overwrite/],
     [COMMONSERVER_BIN, ['verify', '--help'], /exit 0: all good; 1: warnings only.*2: the configuration is invalid/],
-    [GROUPCLIENT_BIN, ['-h'], /--server-fingerprint[\s\S]*--no-watch[\s\S]*--log-level LEVEL[\s\S]*--log-format FMT[\s\S]*verify/],
-    [GROUPCLIENT_BIN, ['verify', '--help'], /connecting anywhere[\s\S]*exit 0: all good/],
+    [
+      GROUPCLIENT_BIN,
+      ['-h'],
+      /--server-fingerprint[\s\S]*--no-watch[\s\S]*--control-socket PATH[\s\S]*--log-level LEVEL[\s\S]*--log-format FMT[\s\S]*verify[\s\S]*status[\s\S]*reload/,
+    ],
+    [GROUPCLIENT_BIN, ['status', '--help'], /--json[\s\S]*exit 0: answered; 2: bad usage; 3: no groupclient of that group runs here/],
+    [GROUPCLIENT_BIN, ['reload', '--help'], /as SIGHUP does[\s\S]*exit 0: reloaded; 1: the file was not taken/],
+    [GROUPCLIENT_BIN, ['verify', '--help'], /without connecting to the server[\s\S]*exit 0: all good/],
   ];
   for (const [bin, args, own] of cases) {
     const result = await run(bin, args);

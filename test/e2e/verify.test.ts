@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { startEchoApp, unusedPort } from '../helpers/apps.js';
 import { groupYaml, makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN } from '../helpers/processes.js';
 
@@ -104,13 +105,15 @@ test('commonserver verify of an invalid server config says why, and still checks
 
 test("groupclient verify: the run command's options checked as given; every problem listed; warnings exit 1", { timeout: 20_000 }, async () => {
   const secret = randomSecret();
-  const config = makeConfigDir([{ name: 'host', secret, apps: [{ name: 'ssh', localPort: 22, remotePort: 6022 }] }]);
+  const listening = await startEchoApp();
+  after(() => listening.close());
+  const config = makeConfigDir([{ name: 'host', secret, apps: [{ name: 'ssh', localPort: listening.port, remotePort: 6022 }] }]);
   chmodSync(config.groupFile('host'), 0o600);
   const pinned = ['--group', 'host', '--groups', config.groupsDir, '--server', '127.0.0.1:7000', '--server-fingerprint', `sha256:${'ab'.repeat(32)}`];
 
   const good = await verify(GROUPCLIENT_BIN, pinned);
   assert.equal(good.code, 0, JSON.stringify(good, null, 1));
-  assert.ok(good.oks.some((line) => line === 'app ssh: dials 127.0.0.1:22; public port 6022'));
+  assert.ok(good.oks.some((line) => line === `app ssh: dials 127.0.0.1:${listening.port}: something listens; public port 6022`));
   assert.ok(good.oks.some((line) => line === 'server: 127.0.0.1:7000 (--server)'));
   assert.ok(good.oks.some((line) => line === `TLS: pins the server's certificate sha256:${'ab'.repeat(32)}`));
 
@@ -168,3 +171,40 @@ test("groupclient verify: the run command's options checked as given; every prob
   assert.equal(broken.code, 2);
   assert.match(broken.problems[0] ?? '', /host\.yaml:2: secret: too short/);
 });
+
+test(
+  'groupclient verify dials every local target: "nothing listens" is a warning that keeps the exit code, "ok" only when something accepted',
+  { timeout: 20_000 },
+  async () => {
+    const listening = await startEchoApp();
+    after(() => listening.close());
+    const closed = await unusedPort();
+    const config = makeConfigDir([]);
+    const apps = [
+      `{ name: up, local: "127.0.0.1:${listening.port}", remotePort: 6101 }`,
+      `{ name: down, local: "127.0.0.1:${closed}", remotePort: 0 }`,
+      `{ name: site, type: http, local: "127.0.0.1:${listening.port}", domains: [site.example.com, www.example.com] }`,
+    ];
+    writeFileSync(config.groupFile('dialed'), `name: dialed\nsecret: ${randomSecret()}\napps:\n${apps.map((app) => `  - ${app}\n`).join('')}`);
+    chmodSync(config.groupFile('dialed'), 0o600);
+    const report = await verify(GROUPCLIENT_BIN, [
+      '--group',
+      'dialed',
+      '--groups',
+      config.groupsDir,
+      '--server',
+      '127.0.0.1:7000',
+      '--server-fingerprint',
+      `sha256:${'ab'.repeat(32)}`,
+    ]);
+    assert.equal(report.code, 0, JSON.stringify(report, null, 1));
+    assert.ok(report.oks.includes(`app up: dials 127.0.0.1:${listening.port}: something listens; public port 6101`), report.oks.join('\n'));
+    assert.deepEqual(report.warnings, [`app down: nothing listens on 127.0.0.1:${closed} (ECONNREFUSED); public port chosen by the server`]);
+    // A vhost app has no public port of its own: the server routes its users by name.
+    assert.ok(
+      report.oks.includes(`app site: dials 127.0.0.1:${listening.port}: something listens; routed by name (site.example.com, www.example.com)`),
+      report.oks.join('\n'),
+    );
+    assert.match(report.verdict, /0 problems, 0 warnings \(and 1 about the host now\): ok$/);
+  },
+);

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeFlagsOf } from '../../src/cli/node-flags.js';
 import { logSink } from './artifacts.js';
@@ -201,7 +203,10 @@ export function startGroupClientProcess(options: GroupClientProcessOptions): Cli
   else if (options.link === 'plaintext') args.push('--plaintext');
   else if (options.link !== 'file') args.push('--server-fingerprint', options.link.fingerprint);
   args.push(...(options.extraArgs ?? []));
-  return new CliProcess(options.bin ?? GROUPCLIENT_BIN, args, options.env, options.nodeArgs);
+  // A control socket of its own: clients of one group name in tests running side by side
+  // would otherwise take the same default path over from each other.
+  const env = { XDG_RUNTIME_DIR: mkdtempSync(join(tmpdir(), 'ntp-run-')), ...options.env };
+  return new CliProcess(options.bin ?? GROUPCLIENT_BIN, args, env, options.nodeArgs);
 }
 
 /**
