@@ -206,9 +206,12 @@ describe('mux streams over real sockets, driven by generated commands', () => {
   let stopClient: () => void;
   const appConns: Socket[] = [];
   const waiting: ((socket: Socket) => void)[] = [];
+  /** Every socket a run made, at either end: torn down at the end whatever state a run left it in. */
+  const everySocket = new Set<Socket>();
 
   before(async () => {
     appServer = createServer({ allowHalfOpen: true }, (socket) => {
+      everySocket.add(socket);
       const waiter = waiting.shift();
       if (waiter) waiter(socket);
       else appConns.push(socket);
@@ -231,6 +234,9 @@ describe('mux streams over real sockets, driven by generated commands', () => {
   });
 
   after(async () => {
+    // A socket a run left open (a reset still waiting for its FIN to leave) would keep the
+    // app server's close, and this process, waiting forever.
+    for (const socket of everySocket) socket.destroy();
     stopClient?.();
     await server?.close();
     await new Promise((resolve) => appServer?.close(resolve));
@@ -283,6 +289,7 @@ describe('mux streams over real sockets, driven by generated commands', () => {
             for (const stale of appConns.splice(0)) stale.destroy();
             const from = seen.length;
             const user = await connectTo(port);
+            everySocket.add(user);
             const remote = `127.0.0.1:${user.localPort}`;
             const atUser = streamEnding(user, { keepOpen: true });
             const app = await nextAppConn();
