@@ -216,6 +216,14 @@ export class ServerMetrics {
         for (const name of server.readyGroup.keys()) this.set({ group: name }, server.inUseGroup.has(name) || cluster?.activation(name) !== undefined ? 1 : 0);
       },
     });
+    // One series per registered app, each with the app this server serves now (if any): rebuilt
+    // at each scrape from the registry, so a removed app's series goes with it.
+    const registeredApps = function* () {
+      for (const [group, spec] of server.readyGroup) {
+        const served = server.inUseGroup.get(group)?.apps;
+        for (const app of spec.apps) yield { group, app: app.name, live: served?.get(app.name) };
+      }
+    };
     new Gauge({
       name: 'ntp_app_up',
       help: "1 while the app's public port (or its vhost names) serve users on this server, 0 otherwise; one series per registered app",
@@ -223,10 +231,7 @@ export class ServerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const [name, spec] of server.readyGroup) {
-          const live = server.inUseGroup.get(name);
-          for (const app of spec.apps) this.set({ group: name, app: app.name }, live?.apps.has(app.name) === true ? 1 : 0);
-        }
+        for (const { group, app, live } of registeredApps()) this.set({ group, app }, live !== undefined ? 1 : 0);
       },
     });
     new Gauge({
@@ -245,12 +250,8 @@ export class ServerMetrics {
       labelNames: ['group', 'app'],
       registers,
       collect() {
-        // Rebuilt at each scrape from the registry: a removed app's series is gone with it.
         this.reset();
-        for (const [name, spec] of server.readyGroup) {
-          const live = server.inUseGroup.get(name);
-          for (const app of spec.apps) this.set({ group: name, app: app.name }, live?.apps.get(app.name)?.liveConnCount ?? 0);
-        }
+        for (const { group, app, live } of registeredApps()) this.set({ group, app }, live?.liveConnCount ?? 0);
       },
     });
     // Pools, like the series above: one per registered pooled app (and per pool its apps name),
