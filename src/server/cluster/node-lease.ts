@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Etcd3, Lease } from 'etcd3';
 import { performance } from 'node:perf_hooks';
-import { BehaviorSubject, exhaustMap, Subscription, timer, type Observable } from 'rxjs';
+import { BehaviorSubject, filter, mergeMap, Subscription, timer, type Observable } from 'rxjs';
 import { ETCD_BACKOFF, retryWithBackoff, type BackoffPolicy } from '../../net/index.js';
 import { formatDuration } from '../../config/index.js';
 
@@ -93,23 +93,35 @@ export class NodeLease {
     this.keepAlive(lease);
   }
 
-  /** Keepalives every TTL/6, one at a time; the watchdog fires when none was answered for `safeMs`. */
+  /**
+   * A keepalive every TTL/6, each one sent whether or not the earlier ones were answered; the
+   * watchdog fires when none was answered for `safeMs`. A keepalive may hang for its whole
+   * deadline (on a member that is electing a new leader, or one that just died and was picked at
+   * random by the client): waiting for it before sending the next (as one-at-a-time did) left as
+   * little as one more try in the safe window, so one etcd member killed could lose the lease.
+   * At most `safeMs / keepaliveEveryMs` (4) calls are ever in flight.
+   */
   private keepAlive(lease: Lease): void {
     const keeping = new Subscription();
     let watchdog = timer(this.safeMs).subscribe(() => this.lose(`no keepalive answered by etcd for ${formatDuration(this.safeMs)}`));
     keeping.add(() => watchdog.unsubscribe());
+    const maxInFlight = Math.max(1, Math.ceil(this.safeMs / this.keepaliveEveryMs));
+    let inFlight = 0;
     keeping.add(
       timer(this.keepaliveEveryMs, this.keepaliveEveryMs)
         .pipe(
-          exhaustMap(async () => {
+          filter(() => inFlight < maxInFlight),
+          mergeMap(async () => {
             const sentAt = performance.now();
+            inFlight += 1;
             try {
-              // A call stuck on a member that just died must not use up the whole safe window:
-              // it gives way to the next one, which the client sends to another member.
-              const answer = await lease.keepaliveOnce({ deadline: Date.now() + Math.min(this.safeMs, 2 * this.keepaliveEveryMs) });
+              // An answer later than the safe window confirms nothing the watchdog still counts.
+              const answer = await lease.keepaliveOnce({ deadline: Date.now() + this.safeMs });
               return { sentAt, ttl: Number(answer.TTL), error: undefined };
             } catch (error) {
               return { sentAt, ttl: undefined, error: error as Error };
+            } finally {
+              inFlight -= 1;
             }
           }),
         )
