@@ -5,7 +5,8 @@
  * helpers generated. The closing line counts node's tests plus the scan as one more test.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { ARTIFACTS_DIR, LOGS_DIR, SECRETS_FILE } from './helpers/artifacts.js';
 import { DIST_ROOT } from './helpers/paths.js';
@@ -32,6 +33,12 @@ function testFiles(dir: string): string[] {
 
 rmSync(ARTIFACTS_DIR, { recursive: true, force: true });
 mkdirSync(ARTIFACTS_DIR, { recursive: true });
+/**
+ * Every temporary directory the tests make (config dirs holding group secrets, certificates,
+ * control sockets) goes under one directory of this run, removed at the end when the run
+ * passed: a run left thousands of them behind before. A failed run keeps them to look at.
+ */
+const runTmp = mkdtempSync(join(tmpdir(), 'ntp-suite-'));
 /**
  * Files that measure a rate against a bound (iperf3 through a bandwidth limit, ±10 %): run after
  * the others, one at a time, so that another file's load does not starve the measured processes.
@@ -69,7 +76,7 @@ for (const phase of phases) {
       `--test-reporter-destination=${results}`,
       ...phase.files,
     ],
-    { stdio: 'inherit', env: { ...process.env, NTP_TEST_ARTIFACTS: ARTIFACTS_DIR } },
+    { stdio: 'inherit', env: { ...process.env, NTP_TEST_ARTIFACTS: ARTIFACTS_DIR, TMPDIR: runTmp } },
   );
   const tap = readFileSync(results, 'utf8');
   const count = (what: string): number => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(tap)?.[1] ?? NaN);
@@ -101,4 +108,6 @@ if (chosen.length > 0 && scan.secrets === 0 && scan.leaks.length === 0) {
   else failed++;
 }
 console.log(`${passed} passed, ${failed} failed`);
+if (failed === 0 && !runFailed) rmSync(runTmp, { recursive: true, force: true });
+else console.log(`the tests' temporary files are kept in ${runTmp}`);
 process.exit(failed === 0 && !runFailed ? 0 : 1);
