@@ -24,4 +24,5 @@ export * from './vhost-app.js';
 export * from './vhost-config.js';
 export * from './domain-claims.js';
 export * from './public-policy.js';
+export * from './port-range.js';
 export * from './findings.js';

@@ -1,5 +1,6 @@
 import {
   appPublicRefusal,
+  fileFieldPath,
   claimClash,
   formatPath,
   joinPoolsOf,
@@ -85,7 +86,7 @@ export function validateGroupText(
   const { policy, poolsConfig, readyGroup } = server;
   const joined = joinPoolsOf(parsed, poolsConfig, readyGroup.values());
   if (joined.problem !== undefined) {
-    const field = formatPath(joined.problem.path);
+    const field = formatPath(fileFieldPath(parsed, joined.problem.path));
     throw new RegistryError(joined.problem.code, `${source}: ${field}: ${joined.problem.message}`, field);
   }
   const { spec } = joined;
@@ -94,11 +95,16 @@ export function validateGroupText(
   if (tooMany !== undefined) throw new RegistryError('POLICY', `apps: ${tooMany}`, 'apps');
   spec.apps.forEach((app, index) => {
     const refusal = appPublicRefusal(server.publicPolicy, spec.name, app, index);
-    if (refusal !== undefined) throw new RegistryError('POLICY', `${formatPath(refusal.path)}: ${refusal.problem}`, formatPath(refusal.path));
+    if (refusal === undefined) return;
+    const field = formatPath(fileFieldPath(spec, refusal.path));
+    throw new RegistryError('POLICY', `${field}: ${refusal.problem}`, field);
   });
   const vhost = server.vhost?.config;
   const problem = vhostProblem(spec, vhost);
-  if (problem !== undefined) throw new RegistryError('POLICY', `${formatPath(problem.path)}: ${problem.problem}`, formatPath(problem.path));
+  if (problem !== undefined) {
+    const field = formatPath(fileFieldPath(spec, problem.path));
+    throw new RegistryError('POLICY', `${field}: ${problem.problem}`, field);
+  }
   // A port (per protocol) or host name another group holds (several groups on one name come with pools).
   const mine = publicClaims(spec, vhost);
   for (const [other, otherSpec] of server.readyGroup) {
@@ -107,7 +113,7 @@ export function validateGroupText(
     const clash = claimClash(mine, publicClaims(otherSpec, vhost));
     if (clash !== undefined) {
       const { claim } = clash;
-      const field = claim.key.startsWith('port') ? `apps.${claim.app}.remotePort` : formatPath(claim.path);
+      const field = claim.key.startsWith('port') ? `apps.${claim.app}.remotePort` : formatPath(fileFieldPath(spec, claim.path));
       throw new RegistryError(
         claim.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED',
         `${field}: ${claim.key} is already claimed by ${clash.owner}`,
