@@ -21,6 +21,7 @@ export * from './app-type.js';
 export * from './app-kind.js';
 export * from './udp-app.js';
 export * from './vhost-app.js';
+export * from './header-rules.js';
 export * from './vhost-config.js';
 export * from './domain-claims.js';
 export * from './public-policy.js';
