@@ -1,10 +1,12 @@
 import {
   appPublicRefusal,
+  DEFAULT_MAX_PORT_RANGE,
   fileFieldPath,
   claimClash,
   formatPath,
   joinPoolsOf,
   parseGroupFile,
+  portRangeRefusal,
   publicClaims,
   vhostProblem,
   YamlFile,
@@ -90,6 +92,9 @@ export function validateGroupText(
     throw new RegistryError(joined.problem.code, `${source}: ${field}: ${joined.problem.message}`, field);
   }
   const { spec } = joined;
+  // A range past limits.maxPortRange is named by its field (groupRefusal, at login, says it in words).
+  const range = portRangeRefusal(spec, policy.maxPortRange ?? DEFAULT_MAX_PORT_RANGE);
+  if (range !== undefined) throw new RegistryError('POLICY', `${formatPath(range.path)}: ${range.problem}`, formatPath(range.path));
   // How many groups are active is a matter of logins, not of the registry.
   const tooMany = groupRefusal({ ...policy, maxGroups: undefined }, spec, 0, false);
   if (tooMany !== undefined) throw new RegistryError('POLICY', `apps: ${tooMany}`, 'apps');
