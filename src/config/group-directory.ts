@@ -4,6 +4,7 @@ import { ConfigError } from './errors.js';
 import { parseGroupFile, type GroupSpec } from './group-file.js';
 import type { PoolsConfig } from './pool-config.js';
 import { joinPoolsOf } from './pool-membership.js';
+import { fileFieldPath } from './port-range.js';
 import { publicClaims, vhostProblem, type PublicClaim } from './domain-claims.js';
 import type { VhostConfig } from './vhost-config.js';
 import { YamlFile } from './yaml-file.js';
@@ -90,7 +91,7 @@ function joinPools(
   const errors: ConfigError[] = [];
   for (const entry of loaded) {
     const joined = joinPoolsOf(entry.spec, pools, [...holders, ...accepted.map((other) => other.spec)]);
-    if (joined.problem !== undefined) errors.push(entry.yaml.error(joined.problem.path, joined.problem.message));
+    if (joined.problem !== undefined) errors.push(entry.yaml.error(fileFieldPath(entry.spec, joined.problem.path), joined.problem.message));
     else accepted.push({ spec: joined.spec, yaml: entry.yaml });
   }
   return { loaded: accepted, errors };
@@ -115,7 +116,7 @@ function refuseClaims(
     const problem = vhostProblem(spec, vhost);
     if (problem === undefined) continue;
     names.add(spec.name);
-    errors.push(yaml.error(problem.path, problem.problem));
+    errors.push(yaml.error(fileFieldPath(spec, problem.path), problem.problem));
   }
   const stems = new Set(entries.map((entry) => entry.replace(/\.ya?ml$/, '')));
   for (;;) {
@@ -153,6 +154,8 @@ function refuseClaims(
     }
     if (lost === undefined) return { names, errors };
     names.add(lost.entry.spec.name);
-    errors.push(lost.entry.yaml.error(lost.claim.path, `${lost.claim.key} is already claimed by ${owners.get(lost.claim.key)}`));
+    errors.push(
+      lost.entry.yaml.error(fileFieldPath(lost.entry.spec, lost.claim.path), `${lost.claim.key} is already claimed by ${owners.get(lost.claim.key)}`),
+    );
   }
 }

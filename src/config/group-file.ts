@@ -9,7 +9,8 @@ import { section } from './sections.js';
 import { appKind } from './app-kind.js';
 import { appType } from './app-type.js';
 import { portKey, portLabel, udpAppShape } from './udp-app.js';
-import { hostPort, logLevel, port, type HostPort } from './values.js';
+import { fileAppIndex, localField, rangePorts, remotePortField, type AppRange } from './port-range.js';
+import { hostPort, logLevel, type HostPort } from './values.js';
 import { vhostAppShape } from './vhost-app.js';
 import { YamlFile } from './yaml-file.js';
 
@@ -19,11 +20,11 @@ const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or 
 function appSchema(env: NodeJS.ProcessEnv) {
   return section({
     name: z.string(APP_NAME_EXPECTED).regex(NAME_PATTERN, APP_NAME_EXPECTED),
-    local: hostPort().meta({ description: 'Where the groupclient dials on its own host; the server never sends it' }),
+    local: localField,
     type: appType,
-    remotePort: port().optional().meta({
+    remotePort: remotePortField.optional().meta({
       description:
-        "tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it. A pooled app may leave it out: the pool's port",
+        "tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it. A pooled app may leave it out: the pool's port. A range such as 6000-6010 (with a local range of the same length) is one app per port, named NAME-6000 ...",
     }),
     pool: poolName.optional(),
     healthCheck: healthCheckSchema.optional(),
@@ -31,27 +32,36 @@ function appSchema(env: NodeJS.ProcessEnv) {
     ...udpAppShape,
     ...vhostAppShape(env),
     ...appTrafficShape,
-  }).transform(({ name, local, allow, proxyProtocol, bandwidth, pool, healthCheck, ...kind }, ctx) => ({
-    name,
-    local,
-    ...(allow === undefined ? {} : { allow }),
-    ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
-    ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
-    ...(bandwidth === undefined ? {} : { bandwidth }),
-    // A pooled tcp app may leave its port to the pool (0 here: filled in when the server registers it).
-    ...appKind(
-      { ...kind, remotePort: kind.remotePort ?? (pool === undefined || kind.type !== 'tcp' ? undefined : 0), traffic: { proxyProtocol, bandwidth } },
-      ctx,
-    ),
-    ...poolMembership({ type: kind.type, pool, healthCheck }, ctx),
-  }));
+  }).transform(({ name, local, remotePort, allow, proxyProtocol, bandwidth, pool, healthCheck, ...kind }, ctx) => {
+    const ports = rangePorts({ remotePort, local, type: kind.type, pool }, ctx);
+    const one = (appName: string, at: { remotePort: number | undefined; local: HostPort }) => ({
+      name: appName,
+      local: at.local,
+      ...(allow === undefined ? {} : { allow }),
+      ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
+      ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
+      ...(bandwidth === undefined ? {} : { bandwidth }),
+      // A pooled tcp app may leave its port to the pool (0 here: filled in when the server registers it).
+      ...appKind(
+        { ...kind, remotePort: at.remotePort ?? (pool === undefined || kind.type !== 'tcp' ? undefined : 0), traffic: { proxyProtocol, bandwidth } },
+        ctx,
+      ),
+      ...poolMembership({ type: kind.type, pool, healthCheck }, ctx),
+    });
+    if ('single' in ports) return { apps: [one(name, ports.single)] };
+    const expanded = ports.ports.map((at) => one(`${name}-${at.remotePort}`, at));
+    const tooLong = expanded.find((app) => !NAME_PATTERN.test(app.name));
+    if (tooLong !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['name'], message: `the range's app names (such as "${tooLong.name}") must be at most 64 characters` });
+    return { apps: expanded, range: { name, from: ports.ports[0]?.remotePort ?? 0, to: ports.ports.at(-1)?.remotePort ?? 0 } };
+  });
 }
 
 /**
  * One app. For a pooled tcp app, `remotePort` is the pool's port once the server's registry
  * loaded it (0 until then), and `healthCheck` is always set on a pooled app (a TCP check by default).
  */
-export type AppSpec = z.output<ReturnType<typeof appSchema>>;
+export type AppSpec = z.output<ReturnType<typeof appSchema>>['apps'][number];
 
 /** Where the file is and what it may refer to: the environment and relative paths. */
 export interface GroupFileContext {
@@ -120,12 +130,16 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
           message: 'expected secret: (a literal, or ${VAR} to read it from the environment) or secretFile: PATH',
         });
       }
-      checkAppsDiffer(apps, ctx);
+      const ranges = apps.flatMap((entry, index): AppRange[] => (entry.range === undefined ? [] : [Object.freeze({ index, ...entry.range })]));
+      const expanded = apps.flatMap((entry) => entry.apps);
+      checkAppsDiffer(expanded, ranges, ctx);
       return Object.freeze({
         name,
         // No source means an issue was added above: zod discards this result.
         secret: source?.secret ?? z.NEVER,
-        apps: Object.freeze(apps.map((one) => Object.freeze({ ...one, local: Object.freeze(one.local) }))),
+        apps: Object.freeze(expanded.map((one) => Object.freeze({ ...one, local: Object.freeze(one.local) }))),
+        /** The file's port ranges, each expanded in `apps` to one app per port; absent when the file has none. */
+        ...(ranges.length === 0 ? {} : { ranges: Object.freeze(ranges) as readonly AppRange[] }),
         file,
         /** The secret is written in the file itself (not `${VAR}`): the file must stay private. */
         secretInFile: source?.literal ?? false,
@@ -144,12 +158,14 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
 
 export type GroupSpec = z.output<ReturnType<typeof groupFileSchema>>;
 
-function checkAppsDiffer(apps: readonly AppSpec[], ctx: z.RefinementCtx): void {
+/** Names and ports unique within the group, ranges expanded (each issue at the file's entry). */
+function checkAppsDiffer(apps: readonly AppSpec[], ranges: readonly AppRange[], ctx: z.RefinementCtx): void {
   const names = new Set<string>();
   // Keyed by port and protocol: a TCP app and a UDP app may share a port number.
   const ports = new Map<string, string>();
   const pools = new Map<string, string>();
-  apps.forEach((one, i) => {
+  apps.forEach((one, index) => {
+    const i = fileAppIndex(ranges, index);
     const sharing = one.pool === undefined ? undefined : pools.get(one.pool);
     if (sharing !== undefined)
       ctx.addIssue({

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MUX_INITIAL_WINDOW } from '../protocol/mux-codec.js';
 import { filePath } from './group-security.js';
+import { DEFAULT_MAX_PORT_RANGE, PORT_RANGE_LIMIT } from './port-range.js';
 import { section } from './sections.js';
 import { duration, MAX_MUX_STREAMS_LIMIT, problem, wholeNumber } from './values.js';
 
@@ -30,6 +31,7 @@ export const LIMITS_DEFAULTS = Object.freeze({
   maxControlQueueBytes: 4 * 1024 * 1024,
   maxMuxStreams: 256,
   muxBudgetBytes: 64 * 1024 * 1024,
+  maxPortRange: DEFAULT_MAX_PORT_RANGE,
 });
 
 /** A burst of frames in one turn may pass a quarter of a smaller queue, and stop reading a good client. */
@@ -82,6 +84,9 @@ const limits = section({
     .meta({
       description: `Bytes the streams of one session's mux conn may hold unread in all: at least maxMuxStreams times ${MUX_INITIAL_WINDOW} (each stream's initial window); windows grow from the rest`,
     }),
+  maxPortRange: wholeNumber(1, PORT_RANGE_LIMIT, `expected a whole number of ports from 1 to ${PORT_RANGE_LIMIT}`)
+    .default(LIMITS_DEFAULTS.maxPortRange)
+    .meta({ description: 'Ports one remotePort range of a group file may span (each is an app with its own public port); a larger range refuses the group' }),
 });
 
 /** The security fields of commonserver.yaml (paths relative to the file). */
@@ -141,6 +146,8 @@ export function securityConfig(fields: SecurityFields, baseDir: string, ctx: z.R
       ...(fields.allowPorts ? { allowPorts: Object.freeze(fields.allowPorts) as readonly PortRange[] } : {}),
       ...(fields.maxGroups ? { maxGroups: fields.maxGroups } : {}),
       ...(fields.maxAppsPerGroup ? { maxAppsPerGroup: fields.maxAppsPerGroup } : {}),
+      // Always set from the file (it has a default); optional for a server built in code.
+      ...(fields.limits.maxPortRange ? { maxPortRange: fields.limits.maxPortRange } : {}),
     }),
     /** Failed logins per source address: slowed after `slowAfter`, refused after `blockAfter`. */
     loginLimit: Object.freeze({ windowMs: window, slowAfter, slowByMs: slowBy, blockAfter, blockForMs: blockFor }),

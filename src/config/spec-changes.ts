@@ -14,7 +14,7 @@ const AT_CLIENT_RESTART: FieldEffect = { client: 'applies when the groupclient r
  * Every field of a group file other than its name and apps. The `Record` over the spec's keys
  * makes a new field fail to compile until someone says how a reload applies it.
  */
-const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'file' | 'secretInFile'>, FieldEffect> = {
+const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'ranges' | 'file' | 'secretInFile'>, FieldEffect> = {
   // The session that logged in with the old secret ends at once (it may be an intruder's).
   secret: { server: 'changed: the session that logged in with the old one ends now', client: 'applies at the next login' },
   secretFile: { server: 'is read from the new path (a changed secret ends the session)', client: 'applies at the next login' },

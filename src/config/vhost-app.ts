@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { normalisePath, PathError } from '../vhost/request-path.js';
 import type { AppType } from './app-type.js';
+import { headerRulesSchema, type HeaderRules } from './header-rules.js';
 import type { Secret } from './secret.js';
 import { secretValue } from './secret-source.js';
 import { section } from './sections.js';
@@ -24,6 +25,10 @@ export interface VhostAppSpec {
   /** http only: the Host header the app sees instead of the user's. */
   readonly hostHeaderRewrite?: string;
   readonly basicAuth?: BasicAuth;
+  /** http only: lines set and removed on each request, after the forwarding headers. */
+  readonly requestHeaders?: HeaderRules;
+  /** http only: lines set and removed on each final response (not on 1xx, nor on a 101 upgrade). */
+  readonly responseHeaders?: HeaderRules;
 }
 
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
@@ -95,6 +100,8 @@ export function vhostAppShape(env: NodeJS.ProcessEnv) {
     })
       .optional()
       .meta({ description: 'http: the server asks every request for this user and password (${VAR} allowed)' }),
+    requestHeaders: headerRulesSchema('request').optional(),
+    responseHeaders: headerRulesSchema('response').optional(),
   };
 }
 
@@ -114,8 +121,8 @@ function inNormalForm(location: string, ctx: z.RefinementCtx): void {
 
 type VhostFields = z.output<z.ZodObject<ReturnType<typeof vhostAppShape>>> & { type: AppType };
 
-const VHOST_ONLY = ['domains', 'subdomain', 'locations', 'hostHeaderRewrite', 'basicAuth'] as const;
-const HTTP_ONLY = ['locations', 'hostHeaderRewrite', 'basicAuth'] as const;
+const VHOST_ONLY = ['domains', 'subdomain', 'locations', 'hostHeaderRewrite', 'basicAuth', 'requestHeaders', 'responseHeaders'] as const;
+const HTTP_ONLY = ['locations', 'hostHeaderRewrite', 'basicAuth', 'requestHeaders', 'responseHeaders'] as const;
 
 /**
  * An app's public side from its fields: `remotePort` for a TCP or UDP app, the vhost fields for
@@ -160,6 +167,8 @@ export function appPublicSide(app: VhostFields & { remotePort?: number | undefin
     locations: Object.freeze(locations),
     ...(app.hostHeaderRewrite === undefined ? {} : { hostHeaderRewrite: app.hostHeaderRewrite }),
     ...(app.basicAuth === undefined ? {} : { basicAuth: Object.freeze({ user: app.basicAuth.user, password: app.basicAuth.password.secret }) }),
+    ...(app.requestHeaders === undefined ? {} : { requestHeaders: app.requestHeaders }),
+    ...(app.responseHeaders === undefined ? {} : { responseHeaders: app.responseHeaders }),
   });
   return { remotePort: 0, vhost };
 }

@@ -4,6 +4,7 @@ import { timer, type Subscription } from 'rxjs';
 import { resetSocket } from '../net/index.js';
 import { BodyFramer } from './body-framer.js';
 import { bodyLength, hasToken, headEnd, HeadError, headerValues, parseRequestHead, parseResponseHead, type RequestHead } from './http-head.js';
+import { rewriteResponseHead } from './header-rewrite.js';
 import { errorPage } from './pages.js';
 import { authorized, clientIp, rewriteHead } from './request-rewrite.js';
 import { requestTarget } from './request-target.js';
@@ -194,7 +195,8 @@ export class HttpUserConn implements VirtualConnOwner {
       rest = exchange.responseHead.subarray(end);
       exchange.responseHead = EMPTY;
       const head = parseResponseHead(headBytes);
-      out.push(headBytes);
+      // Interim answers (100 Continue) and a 101 pass as they came: the rules are for the response itself.
+      out.push(head.status < 200 ? headBytes : rewriteResponseHead(headBytes, head, exchange.backend.target.spec.vhost?.responseHeaders));
       if (head.status === 101) {
         if (!exchange.upgrade) throw new HeadError(502, '101 without an Upgrade request');
         this.upgrade(exchange);

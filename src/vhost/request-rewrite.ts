@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
-import { Secret, type VhostAppSpec } from '../config/index.js';
-import { headerValues, type RequestHead } from './http-head.js';
+import { headerKey, Secret, type VhostAppSpec } from '../config/index.js';
+import { headerLines, withHeaderRules } from './header-rewrite.js';
+import { headerValues, type Header, type RequestHead } from './http-head.js';
 import type { RequestTarget } from './request-target.js';
 
 /** What the HTTP vhost checks of a request, and the head it sends the app instead. */
@@ -40,24 +41,26 @@ function isProxyHeader(key: string): boolean {
  * the Host of that target (or the app's rewrite), the user's other lines in order and as
  * written without the proxy's credentials, and the forwarding headers set by us.
  * X-Forwarded-For keeps what came before, with the user's address appended; every other
- * forwarding header a user wrote is dropped.
+ * forwarding header a user wrote is dropped. The app's `requestHeaders` then apply.
  */
 export function rewriteHead(head: RequestHead, target: RequestTarget, vhost: VhostAppSpec, user: UserAddress): Buffer {
-  const lines = [`${head.method} ${target.forward} HTTP/1.${head.minor}`, `Host: ${vhost.hostHeaderRewrite ?? target.authority}`];
+  const lines: Header[] = [['Host', vhost.hostHeaderRewrite ?? target.authority]];
   const forwardedFor: string[] = [];
   for (const [name, value] of head.headers) {
-    const key = name.toLowerCase().replaceAll('_', '-');
+    const key = headerKey(name);
     if (key === 'x-forwarded-for') forwardedFor.push(value);
     else if (key === 'authorization' && vhost.basicAuth !== undefined) continue;
-    else if (!isProxyHeader(key)) lines.push(`${name}: ${value}`);
+    else if (!isProxyHeader(key)) lines.push([name, value]);
   }
   forwardedFor.push(user.ip);
   lines.push(
-    `X-Forwarded-For: ${forwardedFor.join(', ')}`,
-    `X-Forwarded-Host: ${target.authority}`,
-    ...(user.vhostPort === undefined ? [] : [`X-Forwarded-Port: ${user.vhostPort}`]),
-    'X-Forwarded-Proto: http',
-    `X-Real-IP: ${user.ip}`,
+    ['X-Forwarded-For', forwardedFor.join(', ')],
+    ['X-Forwarded-Host', target.authority],
+    ...(user.vhostPort === undefined ? [] : [['X-Forwarded-Port', String(user.vhostPort)] as const]),
+    ['X-Forwarded-Proto', 'http'],
+    ['X-Real-IP', user.ip],
   );
-  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+  // The app's own rules come last: they may replace or drop our forwarding headers too.
+  const requestLine = `${head.method} ${target.forward} HTTP/1.${head.minor}\r\n`;
+  return Buffer.from(requestLine + headerLines(withHeaderRules(lines, vhost.requestHeaders)), 'latin1');
 }

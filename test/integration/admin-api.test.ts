@@ -277,8 +277,8 @@ describe('admin config', () => {
 });
 
 describe('admin API under a server policy', { timeout: 20_000 }, () => {
-  test('a group asking for a port outside allowPorts, or too many apps, is refused with the reason and nothing is written', async () => {
-    const config = makeConfigDir([], { extra: { allowPorts: ['20000-20099'], maxAppsPerGroup: 2 } });
+  test('a group asking for a port outside allowPorts, too many apps or too long a port range, is refused with the reason and nothing is written', async () => {
+    const config = makeConfigDir([], { extra: { allowPorts: ['20000-20099'], maxAppsPerGroup: 2, limits: { maxPortRange: 2 } } });
     const { server } = await startServer(config);
     const api = await startAdmin(server, config, { token: TOKEN });
     after(async () => {
@@ -304,6 +304,17 @@ describe('admin API under a server policy', { timeout: 20_000 }, () => {
     const refusedMany = await api.request('POST', '/api/groups', undefined, { raw: tooMany });
     assert.equal(refusedMany.status, 400);
     assert.equal(refusedMany.body.error.field, 'apps');
+
+    const range = groupYaml({
+      name: 'ranged',
+      secret: randomSecret(),
+      apps: [{ name: 'game', localPort: 0, extra: { local: '127.0.0.1:7000-7002', remotePort: '20001-20003' } }],
+    });
+    const refusedRange = await api.request('POST', '/api/groups', undefined, { raw: range });
+    assert.equal(refusedRange.status, 400);
+    assert.equal(refusedRange.body.error.code, 'POLICY');
+    assert.equal(refusedRange.body.error.field, 'apps[0].remotePort');
+    assert.match(refusedRange.body.error.message, /a range of 3 ports \(20001-20003\); this server allows at most 2 \(limits\.maxPortRange\)/);
 
     assert.deepEqual(readdirSync(config.groupsDir), [], 'nothing written for refused groups');
     assert.equal(server.readyGroup.size, 0);

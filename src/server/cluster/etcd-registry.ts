@@ -1,7 +1,17 @@
 import createDebug from 'debug';
 import type { Etcd3 } from 'etcd3';
 import { stringify } from 'yaml';
-import { ConfigError, groupNameProblem, isGroupName, joinPoolsOf, parseGroupFile, sameGroupSpec, YamlFile, type GroupSpec } from '../../config/index.js';
+import {
+  ConfigError,
+  fileFieldPath,
+  groupNameProblem,
+  isGroupName,
+  joinPoolsOf,
+  parseGroupFile,
+  sameGroupSpec,
+  YamlFile,
+  type GroupSpec,
+} from '../../config/index.js';
 import type { CommonServer } from '../common-server.js';
 import { RegistryError, validateGroupText, type GroupRegistry } from '../registry/index.js';
 import { ETCD_CALL_DEADLINE_MS } from './etcd-client.js';
@@ -83,7 +93,7 @@ export class EtcdRegistry implements GroupRegistry {
     if (spec.name !== name) throw yaml.error(['name'], `group "${spec.name}" is stored under the key of "${name}"`);
     // Its pools, as the directory loader checks them: this node's pools config, the ports members fixed.
     const joined = joinPoolsOf(spec, this.options.server.poolsConfig, this.options.server.readyGroup.values());
-    if (joined.problem !== undefined) throw yaml.error(joined.problem.path, joined.problem.message);
+    if (joined.problem !== undefined) throw yaml.error(fileFieldPath(spec, joined.problem.path), joined.problem.message);
     return joined.spec;
   }
 

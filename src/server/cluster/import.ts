@@ -2,6 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import { readFileSync } from 'node:fs';
 import {
   appPublicRefusal,
+  fileFieldPath,
   claimClash,
   formatPath,
   loadGroupDirectory,
@@ -58,7 +59,7 @@ export async function importGroupDirectory(
   // What the admin API would refuse is not imported either: the nodes would fail those apps.
   let pending = groups.filter((spec) => {
     const refusal = spec.apps.map((app, index) => appPublicRefusal(policy, spec.name, app, index)).find((found) => found !== undefined);
-    if (refusal !== undefined) result.refused.push(`${spec.file}: ${formatPath(refusal.path)}: ${refusal.problem}`);
+    if (refusal !== undefined) result.refused.push(`${spec.file}: ${formatPath(fileFieldPath(spec, refusal.path))}: ${refusal.problem}`);
     return refusal === undefined;
   });
   try {
@@ -77,7 +78,9 @@ export async function importGroupDirectory(
         // Members of one pool share its port or names: claimClash lets them.
         const clash = stored.claims.map((theirs) => claimClash(mine, theirs)).find((found) => found !== undefined);
         if (clash !== undefined) {
-          result.refused.push(`${spec.file}: ${formatPath(clash.claim.path)}: ${clash.claim.key} is already claimed by ${clash.owner} (in etcd)`);
+          result.refused.push(
+            `${spec.file}: ${formatPath(fileFieldPath(spec, clash.claim.path))}: ${clash.claim.key} is already claimed by ${clash.owner} (in etcd)`,
+          );
           continue;
         }
         // The file as written, read where the loader read it.

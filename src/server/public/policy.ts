@@ -1,5 +1,5 @@
 import { BlockList, isIPv4 } from 'node:net';
-import { parseCidr, type AppSpec, type GroupSpec, type PolicyConfig } from '../../config/index.js';
+import { DEFAULT_MAX_PORT_RANGE, formatPath, parseCidr, portRangeRefusal, type AppSpec, type GroupSpec, type PolicyConfig } from '../../config/index.js';
 
 /**
  * Server-side policy from commonserver.yaml and the group files. The registry is the
@@ -11,6 +11,8 @@ export function groupRefusal(policy: PolicyConfig, spec: GroupSpec, activeGroups
   if (policy.maxAppsPerGroup !== undefined && spec.apps.length > policy.maxAppsPerGroup) {
     return `group "${spec.name}" has ${spec.apps.length} apps; this server allows at most ${policy.maxAppsPerGroup} per group`;
   }
+  const range = portRangeRefusal(spec, policy.maxPortRange ?? DEFAULT_MAX_PORT_RANGE);
+  if (range !== undefined) return `${spec.file}: ${formatPath(range.path)}: ${range.problem}`;
   // A takeover replaces a live session of the same group: it does not add one.
   if (policy.maxGroups !== undefined && !replacesLive && activeGroups >= policy.maxGroups) {
     return `this server allows at most ${policy.maxGroups} active group${policy.maxGroups === 1 ? '' : 's'}, and that many are active`;

@@ -1,9 +1,12 @@
 import {
   appPublicRefusal,
+  DEFAULT_MAX_PORT_RANGE,
+  fileFieldPath,
   claimClash,
   formatPath,
   joinPoolsOf,
   parseGroupFile,
+  portRangeRefusal,
   publicClaims,
   vhostProblem,
   YamlFile,
@@ -85,20 +88,28 @@ export function validateGroupText(
   const { policy, poolsConfig, readyGroup } = server;
   const joined = joinPoolsOf(parsed, poolsConfig, readyGroup.values());
   if (joined.problem !== undefined) {
-    const field = formatPath(joined.problem.path);
+    const field = formatPath(fileFieldPath(parsed, joined.problem.path));
     throw new RegistryError(joined.problem.code, `${source}: ${field}: ${joined.problem.message}`, field);
   }
   const { spec } = joined;
+  // A range past limits.maxPortRange is named by its field (groupRefusal, at login, says it in words).
+  const range = portRangeRefusal(spec, policy.maxPortRange ?? DEFAULT_MAX_PORT_RANGE);
+  if (range !== undefined) throw new RegistryError('POLICY', `${formatPath(range.path)}: ${range.problem}`, formatPath(range.path));
   // How many groups are active is a matter of logins, not of the registry.
   const tooMany = groupRefusal({ ...policy, maxGroups: undefined }, spec, 0, false);
   if (tooMany !== undefined) throw new RegistryError('POLICY', `apps: ${tooMany}`, 'apps');
   spec.apps.forEach((app, index) => {
     const refusal = appPublicRefusal(server.publicPolicy, spec.name, app, index);
-    if (refusal !== undefined) throw new RegistryError('POLICY', `${formatPath(refusal.path)}: ${refusal.problem}`, formatPath(refusal.path));
+    if (refusal === undefined) return;
+    const field = formatPath(fileFieldPath(spec, refusal.path));
+    throw new RegistryError('POLICY', `${field}: ${refusal.problem}`, field);
   });
   const vhost = server.vhost?.config;
   const problem = vhostProblem(spec, vhost);
-  if (problem !== undefined) throw new RegistryError('POLICY', `${formatPath(problem.path)}: ${problem.problem}`, formatPath(problem.path));
+  if (problem !== undefined) {
+    const field = formatPath(fileFieldPath(spec, problem.path));
+    throw new RegistryError('POLICY', `${field}: ${problem.problem}`, field);
+  }
   // A port (per protocol) or host name another group holds (several groups on one name come with pools).
   const mine = publicClaims(spec, vhost);
   for (const [other, otherSpec] of server.readyGroup) {
@@ -107,7 +118,7 @@ export function validateGroupText(
     const clash = claimClash(mine, publicClaims(otherSpec, vhost));
     if (clash !== undefined) {
       const { claim } = clash;
-      const field = claim.key.startsWith('port') ? `apps.${claim.app}.remotePort` : formatPath(claim.path);
+      const field = claim.key.startsWith('port') ? `apps.${claim.app}.remotePort` : formatPath(fileFieldPath(spec, claim.path));
       throw new RegistryError(
         claim.key.startsWith('port') ? 'PORT_CLAIMED' : 'DOMAIN_CLAIMED',
         `${field}: ${claim.key} is already claimed by ${clash.owner}`,
