@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { nodeFlagsOf } from '../src/cli/node-flags.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -59,8 +60,9 @@ const etcdProtoInline: Plugin = {
 
 async function buildExecutable(binary: 'commonserver' | 'groupclient', out: string, work: string): Promise<void> {
   const bundle = join(work, `${binary}.cjs`);
+  const entry = join(ROOT, `dist/src/cli/${binary}.js`);
   const result = await build({
-    entryPoints: [join(ROOT, `dist/src/cli/${binary}.js`)],
+    entryPoints: [entry],
     // Evaluated before the CLI: package files are read from the executable's assets.
     inject: [join(ROOT, 'dist/src/sea/embedded-files.js')],
     bundle: true,
@@ -84,6 +86,10 @@ async function buildExecutable(binary: 'commonserver' | 'groupclient', out: stri
       disableExperimentalSEAWarning: true,
       // V8's compiled code in the blob: a start about a quarter faster on a loaded machine.
       useCodeCache: true,
+      // The #! line's V8 flags (src/cli/node-flags.ts). Node 20 ignores the field and runs the
+      // executable without them (they cannot be set once the heap exists, and NODE_OPTIONS
+      // refuses --initial-old-space-size); a node with SEA execArgv applies them.
+      execArgv: nodeFlagsOf(entry),
       assets: Object.fromEntries(assetsOf(binary).map((path) => [path, join(ROOT, path)])),
     }),
   );
