@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'test-artifacts/', 'chaos/results/', 'src/admin/dashboard/'] },
+  { ignores: ['dist/', 'dist-sea/', 'node_modules/', 'test-artifacts/', 'chaos/results/', 'src/admin/dashboard/'] },
   {
     files: ['**/*.ts'],
     extends: [tseslint.configs.base],

@@ -1,11 +1,9 @@
 import createDebug from 'debug';
-import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { interval, type Subscription } from 'rxjs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageFiles } from '../package-files.js';
 import { ADMIN_DEFAULT_LIMITS, formatHostPort, type AdminSettings, type AdminLimits } from '../config/index.js';
 import type { ClusterView, CommonServer, GroupRegistry } from '../server/index.js';
 import { handleApi } from './api.js';
@@ -18,8 +16,8 @@ import { TrafficHistory } from './traffic-history.js';
 
 const debug = createDebug('ntp:admin:admin-server');
 
-/** The dashboard's files ship as they are (no build step); from dist/src/admin they are in the source tree. */
-const DASHBOARD_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'admin', 'dashboard');
+/** The dashboard's files ship as they are (no build step), in the source tree beside dist/. */
+const DASHBOARD_DIR = 'src/admin/dashboard';
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -170,7 +168,7 @@ export class AdminServer {
           return;
         throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
       }
-      await this.serveDashboard(req, res, target);
+      this.serveDashboard(req, res, target);
     } catch (error) {
       const failure = error instanceof HttpError ? error : new HttpError(500, 'INTERNAL', (error as Error).message);
       // Never the query: it may hold the token.
@@ -201,7 +199,7 @@ export class AdminServer {
     this.eventStreams.serve(res);
   }
 
-  private async serveDashboard(req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): Promise<void> {
+  private serveDashboard(req: IncomingMessage, res: ServerResponse, { path, segments }: RequestTarget): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not supported on ${path}`);
     // Browsers ask for /favicon.ico whatever the page links: the same icon answers.
     const name = path === '/' ? 'index.html' : path === '/favicon.ico' ? 'favicon.svg' : segments.length === 2 ? segments[1]! : '';
@@ -209,7 +207,7 @@ export class AdminServer {
     if (type === undefined || !DASHBOARD_FILE.test(name)) throw new HttpError(404, 'NOT_FOUND', `no page ${path}`);
     let body: Buffer;
     try {
-      body = await readFile(join(DASHBOARD_DIR, name));
+      body = packageFiles().read(`${DASHBOARD_DIR}/${name}`);
     } catch {
       throw new HttpError(404, 'NOT_FOUND', `no page ${path}`);
     }

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { LogLevel } from '../config/index.js';
+import { packageFiles } from '../package-files.js';
 import { Logger, parseLogOptions } from './logger.js';
 
 /**
@@ -51,10 +51,9 @@ export function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-/** The package's version, read from the package.json that ships beside dist/. */
+/** The package's version, read from the package.json that ships beside dist/ (or in the executable). */
 export function packageVersion(): string {
-  // dist/src/cli/ → the package root, in a clone and in an installed package alike.
-  const manifest = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  const manifest = JSON.parse(packageFiles().read('package.json').toString('utf8')) as { version?: unknown };
   return typeof manifest.version === 'string' ? manifest.version : 'unknown';
 }
 

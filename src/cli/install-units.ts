@@ -1,12 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageFiles } from '../package-files.js';
 import { commandLogger, parseCommand } from './command-line.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 
 const UNITS = ['commonserver.service', 'groupclient@.service'] as const;
-/** dist/src/cli/ → the package root, in a clone and in an installed package alike. */
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 const USAGE = `usage: commonserver install-units [--prefix DIR] [--out DIR]
 
@@ -19,10 +17,13 @@ ${LOG_USAGE}`;
 
 /**
  * The prefix `npm install -g` used for this package: it lives in PREFIX/lib/node_modules/NAME
- * and its binaries in PREFIX/bin (Linux and macOS layouts); undefined when run from a clone.
+ * and its binaries in PREFIX/bin (Linux and macOS layouts); for a single executable, the
+ * folder above the bin/ it sits in. Undefined when run from a clone or from elsewhere.
  */
 function installedPrefix(): string | undefined {
-  const modules = dirname(PACKAGE_ROOT);
+  const root = packageFiles().root;
+  if (root === undefined) return basename(dirname(process.execPath)) === 'bin' ? dirname(dirname(process.execPath)) : undefined;
+  const modules = dirname(root);
   return basename(modules) === 'node_modules' && basename(dirname(modules)) === 'lib' ? dirname(dirname(modules)) : undefined;
 }
 
@@ -56,10 +57,10 @@ export function installUnitsCommand(argv: string[]): number {
   const out = values.out!;
   mkdirSync(out, { recursive: true });
   for (const unit of UNITS) {
-    const text = readFileSync(join(PACKAGE_ROOT, 'contrib', 'systemd', unit), 'utf8').replace(
-      /^ExecStart=\S*\/(commonserver|groupclient)\b/m,
-      (_, bin: string) => `ExecStart=${join(prefix, 'bin', bin)}`,
-    );
+    const text = packageFiles()
+      .read(`contrib/systemd/${unit}`)
+      .toString('utf8')
+      .replace(/^ExecStart=\S*\/(commonserver|groupclient)\b/m, (_, bin: string) => `ExecStart=${join(prefix, 'bin', bin)}`);
     writeFileSync(join(out, unit), text, { mode: 0o644 });
     logger.info(
       'unit-written',

@@ -1,6 +1,6 @@
 import { dirname, join, relative, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { packageFiles } from '../package-files.js';
 import { groupFileSchema } from './group-file.js';
 import { serverConfigSchema } from './server-config.js';
 
@@ -18,8 +18,8 @@ export const SCHEMA_FILES: Readonly<Record<ConfigKind, string>> = Object.freeze(
   group: 'group.schema.json',
 });
 
-/** `schema/` at the package's top level (this module runs from dist/src/config/). */
-export const SCHEMA_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'schema');
+/** `schema/` at the package's top level; a single executable has none (see schemaComment). */
+export const SCHEMA_DIR = join(packageFiles().root ?? '', 'schema');
 
 export function configJsonSchema(kind: ConfigKind): Record<string, unknown> {
   // The context only feeds transforms, which the input-side JSON Schema does not run.
@@ -37,6 +37,8 @@ export function toJsonSchema(schema: z.ZodType): Record<string, unknown> {
  * relative to the file so that it holds wherever the package is installed.
  */
 export function schemaComment(kind: ConfigKind, file: string): string {
+  // A single executable has no schema/ on disk to point at: the line says where to get one.
+  if (packageFiles().root === undefined) return `# JSON Schema for editors: schema/${SCHEMA_FILES[kind]} in the npm package`;
   const path = relative(dirname(file), join(SCHEMA_DIR, SCHEMA_FILES[kind])).split(sep).join('/');
   return `# yaml-language-server: $schema=${path}`;
 }
