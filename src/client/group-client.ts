@@ -302,6 +302,8 @@ export class GroupClient implements Observed<ClientEvent> {
         apps: declaredApps(spec),
         // Always offered: the server's config decides (LoginResp.mux, then ReqMuxConn).
         mux: true,
+        // This client serves the server's apps (GroupApps) inside its allowLocal.
+        takesApps: true,
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);
