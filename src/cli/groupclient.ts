@@ -220,7 +220,7 @@ async function main(): Promise<number> {
     logger.info('reload', 'SIGHUP: reloading the group file', { signal: 'SIGHUP' });
     reload.reload('SIGHUP');
   });
-  const status = new ClientStatus(() => client.spec);
+  const status = new ClientStatus(() => client.servedSpec);
   client.observe('status', status.take);
   const controlPath = values['control-socket'] ?? defaultControlSocketPath(spec.name);
   const control = await ControlSocket.open(

@@ -135,6 +135,11 @@ export class ClientSession {
     return this.spec$.value;
   }
 
+  /** The apps this session serves: the server's (inside allowLocal) once its GroupApps came, else the host file's. */
+  get servedSpec(): GroupSpec {
+    return this.spec$.value;
+  }
+
   /**
    * The session's life once active, until `lost$`: its messages dispatched, a Ping every
    * heartbeatInterval, the server given up after heartbeatTimeout of silence, and each pooled

@@ -4,13 +4,14 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import type { ClientStatusReport } from '../../src/client/index.js';
 import type { Message } from '../../src/protocol/index.js';
 import { startEchoApp, unusedPort } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { eventually } from '../helpers/eventually.js';
 import { startHostileServer } from '../helpers/hostile-server.js';
 import { echoRoundTrip, expectRefused } from '../helpers/net.js';
-import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
+import { CliProcess, GROUPCLIENT_BIN, ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 
 const TOKEN = 'registry-apps-test-token-0123456789';
 const processes = new ProcessSet();
@@ -54,7 +55,8 @@ test(
 
     // No apps: in the host's file, and the host's own file allows only 127.0.0.1.
     const host = hostDir(secret, `name: office\nsecretFile: office.secret\nallowLocal: ["127.0.0.1"]\n`);
-    const client = processes.add(startGroupClientProcess({ server: started, configFile: host.file }));
+    const runDir = mkdtempSync(join(tmpdir(), 'ntp-run-'));
+    const client = processes.add(startGroupClientProcess({ server: started, configFile: host.file, env: { XDG_RUNTIME_DIR: runDir } }));
     const ports = await waitForGroupActive(client, 'office');
     await client.waitForLine(new RegExp(`apps of group office from the server: echo → 127\\.0\\.0\\.1:${echo.port}`));
     assert.equal((await echoRoundTrip(ports.get('echo')!, Buffer.from('from the registry'))).toString(), 'from the registry');
@@ -99,6 +101,15 @@ test(
     assert.equal(apps.find((app) => app.name === 'clash')!.state, `refused by server: ${serverSaysToo}`);
     assert.ok(opened[1]!.includes(`clash ✗ (refused by server: ${serverSaysToo})`), opened[1]);
     assert.equal(apps.find((app) => app.name === 'echo2')!.state, 'listening');
+
+    // The host's operator sees what it serves: the server's apps, not its own file's (none).
+    const status = new CliProcess(GROUPCLIENT_BIN, ['status', '--group', 'office', '--json'], { XDG_RUNTIME_DIR: runDir });
+    assert.equal((await status.exited).code, 0, status.stderr.join('\n'));
+    const report = JSON.parse(status.lines.join('\n')) as ClientStatusReport;
+    const served = new Map(report.apps.map((app) => [app.name, app.target]));
+    assert.equal(served.get('echo'), `127.0.0.1:${echo.port}`);
+    assert.equal(served.get('echo2'), `127.0.0.1:${echo.port}`);
+    assert.equal(served.has('intranet'), false, 'an app refused by the host is not listed as served');
   },
 );
 
