@@ -7,7 +7,7 @@ import { parse } from 'yaml';
 import { loadGroupFile } from '../../src/config/index.js';
 import { startAdmin, type TestAdmin } from '../helpers/admin.js';
 import { startEchoApp } from '../helpers/apps.js';
-import { artifactsFor, imageStats, launchChromium, skipWithoutChromium } from '../helpers/browser.js';
+import { artifactsFor, imageStats, launchChromium, skipWithoutChromium, waitInPage } from '../helpers/browser.js';
 import { makeConfigDir, randomSecret, type TestGroup } from '../helpers/configs.js';
 import { startClient, startServer, type StartedServer } from '../helpers/in-process.js';
 import { echoRoundTrip, waitForEvent } from '../helpers/net.js';
@@ -78,8 +78,8 @@ test(
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.goto(`${first.api.url}/#token=${TOKEN}`);
     await page.waitForSelector('#stream-status[data-state="live"]', WAIT);
-    await page.waitForFunction('document.querySelectorAll("#apps tr.app").length === 12', undefined, WAIT);
-    await page.waitForFunction('document.querySelector(\'#overview [data-stat="online"]\').textContent === "2"', undefined, WAIT);
+    await waitInPage(page, 'document.querySelectorAll("#apps tr.app").length === 12', WAIT);
+    await waitInPage(page, 'document.querySelector(\'#overview [data-stat="online"]\').textContent === "2"', WAIT);
     assert.equal(await page.textContent('#overview [data-stat="lost"]'), '0');
     assert.match((await page.textContent('#overview [data-stat="today-in"]')) ?? '', /^30\d\.\d KiB$/);
     // No chart until asked for.
@@ -87,10 +87,10 @@ test(
 
     // Sorted by total, largest first: the app that carried the most leads.
     await page.click('#apps th[data-sort="totals"]');
-    await page.waitForFunction('document.querySelector("#apps tbody tr.app").dataset.app === "beta/app3"', undefined, WAIT);
+    await waitInPage(page, 'document.querySelector("#apps tbody tr.app").dataset.app === "beta/app3"', WAIT);
     assert.equal(await page.getAttribute('#apps th[data-sort="totals"]', 'data-order'), 'desc');
     await page.click('#apps th[data-sort="group"]');
-    await page.waitForFunction('document.querySelector("#apps tbody tr.app").dataset.app === "alpha/app0"', undefined, WAIT);
+    await waitInPage(page, 'document.querySelector("#apps tbody tr.app").dataset.app === "alpha/app0"', WAIT);
 
     const wide = await pageSize(page);
     assert.equal(wide.width, 1280, 'no horizontal overflow at 1280 px');
@@ -105,7 +105,7 @@ test(
     await page.screenshot({ path: join(out, 'overview-1280-charts.png'), fullPage: true });
 
     await page.setViewportSize({ width: 800, height: 900 });
-    await page.waitForFunction('document.documentElement.scrollWidth <= 800', undefined, WAIT);
+    await waitInPage(page, 'document.documentElement.scrollWidth <= 800', WAIT);
     const narrow = await pageSize(page);
     assert.equal(narrow.width, 800, 'no horizontal overflow at 800 px');
     assert.ok(narrow.height <= MAX_PAGE_HEIGHT + 1200, `page height at 800 px: ${narrow.height}`);
@@ -129,7 +129,7 @@ test(
     const fresh = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     fresh.on('pageerror', (error) => pageErrors.push(error.message));
     await fresh.goto(`${second.api.url}/#token=${TOKEN}`);
-    await fresh.waitForFunction('document.querySelectorAll("#apps tr.app").length === 12', undefined, WAIT);
+    await waitInPage(fresh, 'document.querySelectorAll("#apps tr.app").length === 12', WAIT);
     assert.match((await fresh.textContent('#overview [data-stat="today-in"]')) ?? '', /^30\d\.\d KiB$/);
     await fresh.click('#apps tr.app[data-app="beta/app3"]');
     await fresh.waitForSelector(`svg[data-history="beta/app3"][data-total-in="${sent}"]`, WAIT);

@@ -8,7 +8,7 @@ import type { ServerEvent, ServerEventType } from '../../src/server/index.js';
 import { startAdmin } from '../helpers/admin.js';
 import { startApp, startEchoApp, unusedPort } from '../helpers/apps.js';
 import { startUdpEchoApp, UdpUser } from '../helpers/udp.js';
-import { artifactsFor, imageStats, launchChromium, skipWithoutChromium } from '../helpers/browser.js';
+import { artifactsFor, imageStats, launchChromium, skipWithoutChromium, waitInPage } from '../helpers/browser.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { startClient, startServer } from '../helpers/in-process.js';
 import { closedWithin, connectTo, echoRoundTrip, readBytes, waitForEvent } from '../helpers/net.js';
@@ -105,9 +105,9 @@ test(
     await page.click('.app[data-app="office/echo"]');
     await page.click('.app[data-app="branch/upload"]');
     const chart = 'svg[data-chart="office/echo"]';
-    await page.waitForFunction(
+    await waitInPage(
+      page,
       `Number(document.querySelector('${chart}')?.dataset.peakIn) > 0 && Number(document.querySelector('${chart}')?.dataset.peakOut) > 0`,
-      undefined,
       WAIT,
     );
     // Two lines, one per direction, that leave the baseline; a clock time axis; a rate unit.
@@ -117,7 +117,7 @@ test(
     }
     // Separate series: the upload-only app has traffic in and none out.
     const upload = 'svg[data-chart="branch/upload"]';
-    await page.waitForFunction(`Number(document.querySelector('${upload}')?.dataset.peakIn) > 0`, undefined, WAIT);
+    await waitInPage(page, `Number(document.querySelector('${upload}')?.dataset.peakIn) > 0`, WAIT);
     assert.equal(await page.locator(upload).getAttribute('data-peak-out'), '0');
     const outYs = ((await page.locator(`${upload} polyline.out`).getAttribute('points')) ?? '').split(' ').map((point) => point.split(',')[1]);
     assert.equal(new Set(outYs).size, 1, 'nothing out: a flat line');
@@ -129,9 +129,9 @@ test(
     assert.match((await page.locator('.app[data-app="office/echo"] .totals').textContent()) ?? '', /in \d+(\.\d+)? (KiB|MiB) · out \d+(\.\d+)? (KiB|MiB)/);
 
     const fold = page.locator('#events li[data-kind="fold"][data-group="office"][data-app="echo"]').first();
-    await page.waitForFunction(
+    await waitInPage(
+      page,
       `[...document.querySelectorAll('#events li[data-kind="fold"][data-app="echo"]')].reduce((n, li) => n + Number(li.dataset.users), 0) >= 6`,
-      undefined,
       WAIT,
     );
     assert.match((await fold.textContent()) ?? '', /\d+ user connections/);
@@ -140,7 +140,7 @@ test(
     const eventsText = async () => (await page.locator('#events').textContent()) ?? '';
     for (const id of joined) assert.ok(!(await eventsText()).includes(id), 'pairing ids hidden');
     await page.check('#show-pairing-ids');
-    await page.waitForFunction(`document.querySelector('#events').textContent.includes('${joined[0]}')`, undefined, WAIT);
+    await waitInPage(page, `document.querySelector('#events').textContent.includes('${joined[0]}')`, WAIT);
     await page.uncheck('#show-pairing-ids');
 
     // A UDP app shows its type, its sessions and its dropped datagrams.
@@ -177,7 +177,7 @@ test(
 
     // 800 px: one column, nothing wider than the window.
     await page.setViewportSize({ width: 800, height: 900 });
-    await page.waitForFunction('document.documentElement.scrollWidth <= 800', undefined, WAIT);
+    await waitInPage(page, 'document.documentElement.scrollWidth <= 800', WAIT);
     assert.equal(await page.evaluate('document.documentElement.scrollWidth'), 800);
     const narrow = await imageStats(browser, await page.screenshot({ path: join(out, 'dashboard-800.png'), fullPage: true }));
     assert.ok(narrow.width === 800 && narrow.colours > 20, `screenshot ${JSON.stringify(narrow)}`);

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { ARTIFACTS_DIR } from './artifacts.js';
+import { eventually } from './eventually.js';
 
 /** Debian's chromium package, never a downloaded browser. */
 export const CHROMIUM = '/usr/bin/chromium';
@@ -71,4 +72,13 @@ export async function imageStats(browser: Browser, png: Buffer): Promise<ImageSt
   } finally {
     await page.close();
   }
+}
+
+/**
+ * Waits until `expression` is true in the page. Polled from here with `page.evaluate`, not with
+ * `waitForFunction`: that one re-runs a string predicate with the page's own eval, which the
+ * dashboard's Content-Security-Policy (no 'unsafe-eval') refuses whenever the first try is false.
+ */
+export async function waitInPage(page: Page, expression: string, { timeout = 10_000 } = {}): Promise<void> {
+  await eventually(async () => (await page.evaluate(expression)) === true, { timeout, interval: 50, message: `the page to show ${expression}` });
 }
