@@ -37,6 +37,10 @@ export type ClientEvent =
   | { type: 'stopped'; reason: string; fatal: boolean }
   /** A pooled app's health checks crossed a threshold: reported to the server (HealthReport). */
   | { type: 'health-changed'; app: string; healthy: boolean; reason: string }
+  /** The server sent the group's apps (GroupApps): those served now with their local targets; `warnings`: the host file's entries it overrides. */
+  | { type: 'apps-received'; apps: { name: string; target: string }[]; warnings: string[] }
+  /** An app from the server whose local target this host does not allow: never dialed, reported to the server. */
+  | { type: 'app-refused'; app: string; target: string; reason: string }
   /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */
   | { type: 'apps-changed'; opened: AppBinding[]; closed: string[]; unknown: string[] };
 

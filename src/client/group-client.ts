@@ -262,6 +262,11 @@ export class GroupClient implements Observed<ClientEvent> {
     return this.options.spec;
   }
 
+  /** What the client serves now: the current session's apps (the server's, when it sends them), else the group file's. */
+  get servedSpec(): GroupSpec {
+    return this.session?.servedSpec ?? this.options.spec;
+  }
+
   /** Says goodbye to the server and tears down every relay. */
   stop(reason = 'the groupclient is stopping'): void {
     this.stopController.abort();
@@ -302,6 +307,8 @@ export class GroupClient implements Observed<ClientEvent> {
         apps: declaredApps(spec),
         // Always offered: the server's config decides (LoginResp.mux, then ReqMuxConn).
         mux: true,
+        // This client serves the server's apps (GroupApps) inside its allowLocal.
+        takesApps: true,
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);
