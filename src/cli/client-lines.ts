@@ -55,8 +55,14 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
     }
     case 'app-refused':
       return eventEntry(event, 'warn', `app ${event.app} refused by host: ${event.reason} (never dialed; the server is told)`);
-    case 'spec-reloaded':
-      return eventEntry(event, 'info', `group file reloaded: ${event.apps.join(', ')}${event.changes?.length ? `\n    ${event.changes.join('\n    ')}` : ''}`);
+    case 'spec-reloaded': {
+      const lines = [...(event.changes ?? []), ...(event.warnings ?? []).map((warning) => `warning: ${warning}`)];
+      return eventEntry(
+        event,
+        event.warnings?.length ? 'warn' : 'info',
+        `group file reloaded: ${event.apps.join(', ')}${lines.map((line) => `\n    ${line}`).join('')}`,
+      );
+    }
     case 'pool-trimmed':
       // One line per session: a server repeating the ask must not flood the log with it.
       return eventEntry(

@@ -111,24 +111,33 @@ export class ClientSession {
     return this.udpSessions.size;
   }
 
-  /** A reloaded host file: new local targets (and allowLocal) for the next work conns; relays already running are untouched. */
-  updateSpec(spec: GroupSpec): void {
+  /**
+   * A reloaded host file, for the next work conns (relays already running are untouched): its
+   * allowLocal, and its apps until the server has sent its own. After GroupApps the server's
+   * list stays in force, judged against the new allowLocal; the warnings returned name each app
+   * of the file that differs from it (undefined before GroupApps).
+   */
+  updateSpec(spec: GroupSpec): string[] | undefined {
     this.hostSpec = spec;
-    if (this.serverApps === undefined) return this.spec$.next(spec);
-    this.serve(this.serverApps, false);
+    if (this.serverApps === undefined) {
+      this.spec$.next(spec);
+      return undefined;
+    }
+    return this.serve(this.serverApps, false);
   }
 
   /**
    * Serves the server's apps like a hot reload (live relays untouched), those outside
    * allowLocal refused: never dialed, and reported to the server with the reason.
    */
-  private serve(apps: readonly AppTarget[], received: boolean): void {
+  private serve(apps: readonly AppTarget[], received: boolean): string[] {
     this.serverApps = apps;
     const { spec, refused, warnings } = servedApps(this.hostSpec, apps);
     this.spec$.next(spec);
     if (received) this.options.emit({ type: 'apps-received', apps: spec.apps.map((app) => ({ name: app.name, target: formatHostPort(app.local) })), warnings });
     for (const refusal of refused) this.options.emit({ type: 'app-refused', ...refusal });
     this.options.channel.send({ type: 'AppsRefused', apps: refused.map(({ app, reason }) => ({ name: app, reason })) });
+    return warnings;
   }
 
   private get spec(): GroupSpec {
@@ -217,7 +226,8 @@ export class ClientSession {
         });
         return;
       case 'GroupApps':
-        return this.serve(message.apps, true);
+        this.serve(message.apps, true);
+        return;
       case 'Goodbye':
         return this.end({ code: message.code, reason: message.reason });
       case 'AppsRefused':

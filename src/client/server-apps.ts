@@ -1,4 +1,4 @@
-import { formatHostPort, type AppSpec, type GroupSpec } from '../config/index.js';
+import { formatDuration, formatHostPort, type AppSpec, type GroupSpec } from '../config/index.js';
 import type { AppTarget } from '../protocol/index.js';
 
 export interface AppRefusal {
@@ -13,7 +13,7 @@ export interface ServedApps {
   spec: GroupSpec;
   /** The server's apps outside `allowLocal:`: never dialed, reported to the server (AppsRefused). */
   refused: AppRefusal[];
-  /** Apps of the host's file the server's list overrides with a different entry, in words naming the app. */
+  /** Apps of the host's file the server's list overrides (a different entry, or none), in words naming the app. */
   warnings: string[];
 }
 
@@ -40,6 +40,9 @@ export function servedApps(host: GroupSpec, server: readonly AppTarget[] | undef
     if (reason === undefined) apps.push(app);
     else refused.push({ app: app.name, target: where, reason });
   }
+  for (const name of own.keys()) {
+    if (!server.some((target) => target.name === name)) warnings.push(`app "${name}" is in this host's file but not in the server's registry: not served`);
+  }
   return { spec: Object.freeze({ ...host, apps: Object.freeze(apps) }), refused, warnings };
 }
 
@@ -61,7 +64,16 @@ function differenceOf(mine: AppSpec, theirs: AppSpec): string | undefined {
     ['local', formatHostPort(mine.local), formatHostPort(theirs.local)],
     ['type', mine.type ?? 'tcp', theirs.type ?? 'tcp'],
     ['proxyProtocol', mine.proxyProtocol ?? 'none', theirs.proxyProtocol ?? 'none'],
+    ['pool', mine.pool ?? 'none', theirs.pool ?? 'none'],
+    ['healthCheck', healthCheckText(mine), healthCheckText(theirs)],
   ];
   const differing = facts.filter(([, a, b]) => a !== b).map(([field, a, b]) => `${field} ${a} where the server says ${b}`);
   return differing.length === 0 ? undefined : differing.join(', ');
+}
+
+/** A pooled app's check in words, to compare the host's with the server's (the client runs the server's). */
+function healthCheckText({ healthCheck: check }: AppSpec): string {
+  if (check === undefined) return 'none';
+  const { type, path, intervalMs, timeoutMs, failures, successes } = check;
+  return `${type}${path === undefined ? '' : ` ${path}`} every ${formatDuration(intervalMs)} (timeout ${formatDuration(timeoutMs)}, ${failures} failures, ${successes} successes)`;
 }

@@ -96,4 +96,20 @@ describe('servedApps: the server’s apps against the host’s file', () => {
     assert.equal(refused[0]?.app, 'db');
     assert.deepEqual(warnings, ['app "db": this host\'s file says local 10.0.0.5:5432 where the server says 10.0.0.6:5432; the server\'s applies']);
   });
+
+  test('an app only in the host’s file, or whose pooled health check differs, is a warning naming it; the server’s check is the one run', () => {
+    const pooledFile = join(makeConfigDir([], { tls: false }).groupsDir, 'pooled.yaml');
+    writeFileSync(
+      pooledFile,
+      `name: pooled\nsecret: ${randomSecret()}\napps:\n  - { name: web, local: "127.0.0.1:8080", pool: web, healthCheck: { type: http, path: /health, interval: 1s } }\n  - { name: mine, local: "127.0.0.1:9000", remotePort: 0 }\n`,
+    );
+    const pooled = loadGroupFile(pooledFile);
+    const check = { type: 'tcp' as const, intervalMs: 2000, timeoutMs: 1000, failures: 3, successes: 2 };
+    const { spec, warnings } = servedApps(pooled, [{ ...app('web', '127.0.0.1', 8080), pool: 'web', healthCheck: check }]);
+    assert.deepEqual(spec.apps[0]?.healthCheck, check);
+    assert.deepEqual(warnings, [
+      'app "web": this host\'s file says healthCheck http /health every 1s (timeout 1s, 3 failures, 2 successes) where the server says tcp every 2s (timeout 1s, 3 failures, 2 successes); the server\'s applies',
+      'app "mine" is in this host\'s file but not in the server\'s registry: not served',
+    ]);
+  });
 });

@@ -21,7 +21,7 @@ export function compareWithClient(registered: readonly AppSpec[], declaredApps: 
       );
     } else if ((mine.protocol ?? 'tcp') !== appProtocol(app)) {
       warnings.push(
-        `app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}: its users will be refused until both agree`,
+        `app "${app.name}": the server's registry says type ${app.type ?? 'tcp'}, the client's file says ${mine.protocol ?? 'tcp'}${takesApps ? "; the server's applies (the client takes its apps from the server)" : ': its users will be refused until both agree'}`,
       );
     }
     if (mine !== undefined && mine.proxyProtocol !== app.proxyProtocol) {
