@@ -59,7 +59,7 @@ ${CONTROL_SOCKET_USAGE}
                      dial of a local app (default ${MUX_LIMITS_DEFAULTS.maxStreams}); more are refused and reported
 ${LOG_USAGE}
   verify             check the group file, its secret, local targets (each dialed) and
-                     server settings; connect to no server
+                     server settings; dial the server (no login)
   status             the running client's state, server, session age, apps and live conns
   reload             make the running client reload its group file; print what changed
   DEBUG=ntp:*        traces every event (ntp:net:frames: each frame's type and size)
@@ -69,11 +69,14 @@ ${LOG_USAGE}
 const VERIFY_USAGE = `usage: groupclient verify --group NAME [--groups DIR] [--server HOST:PORT] ...
        groupclient verify --config FILE ...
 
-  Checks without connecting to the server: the group file (its secret present and long enough,
-  a secretFile private to its owner), its local targets (each TCP one dialed: "nothing listens
-  on HOST:PORT" is a warning that leaves the exit code alone), the server address, and how the
-  server's certificate will be verified. Takes the same options as running the client
-  (--log-level and --log-format included), so that a command line can be checked as it is.
+  Checks without logging in: the group file (its secret present and long enough, a secretFile
+  private to its owner), where its apps come from (the server) and the allowLocal that bounds
+  them, its own local targets (each TCP one dialed: "nothing listens on HOST:PORT" is a warning
+  that leaves the exit code alone), the server address, how the server's certificate will be
+  verified, and that each server answers and proves itself (a certificate other than the one
+  trusted is a problem; no answer, a warning that leaves the exit code alone). Takes the same
+  options as running the client (--log-level and --log-format included), so that a command
+  line can be checked as it is.
   Prints every check and every problem found.
 
   exit 0: all good; 1: warnings only (it would run); 2: the configuration is invalid`;
