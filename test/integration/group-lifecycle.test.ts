@@ -100,7 +100,10 @@ test('registry and host file disagree: the server’s apps win, and each differe
     received.apps.map((app) => app.name),
     ['shared', 'server-only'],
   );
-  assert.deepEqual(received.warnings, ['app "shared": this host\'s file says proxyProtocol none where the server says v1; the server\'s applies']);
+  assert.deepEqual(received.warnings, [
+    'app "shared": this host\'s file says proxyProtocol none where the server says v1; the server\'s applies',
+    'app "client-only" is in this host\'s file but not in the server\'s registry: not served',
+  ]);
 
   const serverOnly = activated.apps.find((app) => app.name === 'server-only')!;
   assert.equal((await echoRoundTrip(serverOnly.remotePort, Buffer.from('from the registry'))).toString(), 'from the registry');
