@@ -63,13 +63,32 @@ export async function hostFileText(spec: GroupSpec, options: HostFileOptions): P
 
 /**
  * The `allowLocal:` a host needs for `apps`: undefined while every target is loopback (the
- * default allows them), else the default's loopback ranges and each other target exactly, so
- * apps added later on loopback still need no edit on the host. A target named by host name
- * cannot be allowed (allowLocal matches addresses only): it is returned apart.
+ * default allows them), else the default's loopback ranges and each other target exactly
+ * (consecutive ports of one address as one range, as a port range's apps are), so apps added
+ * later on loopback still need no edit on the host. A target named by host name cannot be
+ * allowed (allowLocal matches addresses only): it is returned apart.
  */
 function allowLocalFor(apps: readonly AppSpec[]): { allowLocal: string[] | undefined; hostNames: AppSpec[] } {
   const loopback = AllowLocal.of(DEFAULT_ALLOW_LOCAL);
   const hostNames = apps.filter((app) => app.local.host !== 'localhost' && isIP(app.local.host) === 0);
-  const targets = apps.filter((app) => !hostNames.includes(app) && loopback.refusal(app.local) !== undefined).map((app) => formatHostPort(app.local));
-  return { allowLocal: targets.length === 0 ? undefined : [...DEFAULT_ALLOW_LOCAL, ...new Set(targets)], hostNames };
+  const ports = new Map<string, Set<number>>();
+  for (const { local } of apps) {
+    if (isIP(local.host) === 0 || loopback.refusal(local) === undefined) continue;
+    ports.set(local.host, (ports.get(local.host) ?? new Set()).add(local.port));
+  }
+  const targets = [...ports].flatMap(([host, set]) =>
+    portRuns([...set]).map(([from, to]) => formatHostPort({ host, port: from }) + (to === from ? '' : `-${to}`)),
+  );
+  return { allowLocal: targets.length === 0 ? undefined : [...DEFAULT_ALLOW_LOCAL, ...targets], hostNames };
+}
+
+/** Ports as runs of consecutive ones: [80, 81, 82, 90] is [[80, 82], [90, 90]]. */
+function portRuns(ports: number[]): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const port of ports.sort((a, b) => a - b)) {
+    const last = runs.at(-1);
+    if (last !== undefined && port === last[1] + 1) last[1] = port;
+    else runs.push([port, port]);
+  }
+  return runs;
 }

@@ -87,7 +87,7 @@ test(
 );
 
 test(
-  'a host file’s allowLocal: loopback and each target of the group elsewhere, so the host may dial every app the registry has; a target named by host name is a comment, not an entry',
+  'a host file’s allowLocal: loopback and each target of the group elsewhere (consecutive ports as a range), so the host may dial every app the registry has; a target named by host name is a comment, not an entry',
   { timeout: 20_000 },
   async () => {
     const secret = randomSecret();
@@ -99,6 +99,8 @@ test(
           { name: 'web', localPort: 8080 },
           { name: 'db', localPort: 5432, extra: { local: '10.1.2.3:5432' } },
           { name: 'db2', localPort: 5432, extra: { local: '10.1.2.3:5432' } },
+          { name: 'db3', localPort: 5433, extra: { local: '10.1.2.3:5433' } },
+          { name: 'db4', localPort: 5435, extra: { local: '10.1.2.3:5435' } },
           { name: 'ssh', localPort: 22, extra: { local: '[fd00::5]:22' } },
           { name: 'named', localPort: 80, extra: { local: 'intranet.example:80' } },
         ],
@@ -114,7 +116,8 @@ test(
     assert.equal(answer.status, 200);
     const text = answer.body as string;
     const file = parse(text) as Record<string, unknown>;
-    assert.deepEqual(file.allowLocal, ['127.0.0.0/8', '::1', '10.1.2.3:5432', '[fd00::5]:22']);
+    // Consecutive ports of one address as one range (as a port range's apps are).
+    assert.deepEqual(file.allowLocal, ['127.0.0.0/8', '::1', '10.1.2.3:5432-5433', '10.1.2.3:5435', '[fd00::5]:22']);
     assert.match(text, /# app named: its local target intranet\.example:80 is a host name, which allowLocal cannot allow/);
     // The host loads it as it is, and its allowLocal lets every app with an address through.
     const out = join(mkdtempSync(join(tmpdir(), 'ntp-host-')), 'lab.yaml');
