@@ -244,8 +244,9 @@ export class GroupClient implements Observed<ClientEvent> {
   /**
    * Applies an edited group file: the next work conns dial the new local targets (the server's
    * apps, once it sent them, stay in force: the returned warnings name each app the file says
-   * otherwise), running relays keep flowing, and the secret and app list are sent at the next login. The server
-   * address and TLS settings were fixed when this client was built: the event says so.
+   * otherwise), running relays keep flowing, and the secret and app list are sent at the next
+   * login. The server address and TLS settings were fixed when this client was built: the
+   * event says so.
    */
   updateSpec(spec: GroupSpec): string[] {
     if (spec.name !== this.options.spec.name) {
