@@ -1,7 +1,15 @@
 import type { Subscription } from 'rxjs';
 import { appDomains, type AppType } from '../config/index.js';
 import type { TrafficHistory } from './traffic-history.js';
-import { UdpAppServer, type ClusterView, type CommonServer, type DeactivationCode, type ServerEvent, type UdpCounters } from '../server/index.js';
+import {
+  UdpAppServer,
+  type ClusterView,
+  type CommonServer,
+  type DeactivationCode,
+  type RefusedState,
+  type ServerEvent,
+  type UdpCounters,
+} from '../server/index.js';
 
 export type GroupState = 'ready' | 'in-use' | 'lost';
 
@@ -16,7 +24,8 @@ export interface AppView {
   remotePort: number;
   /** The port actually bound while the group is in use, else null. */
   publicPort: number | null;
-  state: 'listening' | 'failed' | 'idle';
+  /** `refused by host: WHY` (outside the host's allowLocal) or `refused by server: WHY` (its policy): no public port. */
+  state: 'listening' | 'failed' | 'idle' | RefusedState;
   /** Live relayed conns; for a UDP app, its open sessions. */
   liveConns: number;
   bytesIn: number;
@@ -161,7 +170,7 @@ export class AdminState {
         ...(app.pool === undefined ? {} : { pool: app.pool }),
         remotePort: app.remotePort,
         publicPort: appServer === undefined ? null : vhostType === undefined ? appServer.port : (vhost?.port(vhostType) ?? null),
-        state: live === undefined ? 'idle' : appServer === undefined ? 'failed' : 'listening',
+        state: live === undefined ? 'idle' : appServer !== undefined ? 'listening' : (live.refusal(app.name) ?? 'failed'),
         liveConns: appServer?.liveConnCount ?? 0,
         ...totals,
         today: this.history?.today(name, app.name) ?? { bytesIn: 0, bytesOut: 0 },

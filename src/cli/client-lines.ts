@@ -48,8 +48,21 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
       const unknown = event.unknown.length ? `\n    warning: not in this host's group file, users will be refused: ${event.unknown.join(', ')}` : '';
       return eventEntry(event, 'info', `group ${group} changed on the server: ${parts.join('; ')}${unknown}`);
     }
-    case 'spec-reloaded':
-      return eventEntry(event, 'info', `group file reloaded: ${event.apps.join(', ')}${event.changes?.length ? `\n    ${event.changes.join('\n    ')}` : ''}`);
+    case 'apps-received': {
+      const served = event.apps.map((app) => `${app.name} → ${app.target}`).join(', ') || 'none';
+      const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
+      return eventEntry(event, event.warnings.length ? 'warn' : 'info', `apps of group ${group} from the server: ${served}${warnings}`);
+    }
+    case 'app-refused':
+      return eventEntry(event, 'warn', `app ${event.app} refused by host: ${event.reason} (never dialed; the server is told)`);
+    case 'spec-reloaded': {
+      const lines = [...(event.changes ?? []), ...(event.warnings ?? []).map((warning) => `warning: ${warning}`)];
+      return eventEntry(
+        event,
+        event.warnings?.length ? 'warn' : 'info',
+        `group file reloaded: ${event.apps.join(', ')}${lines.map((line) => `\n    ${line}`).join('')}`,
+      );
+    }
     case 'pool-trimmed':
       // One line per session: a server repeating the ask must not flood the log with it.
       return eventEntry(

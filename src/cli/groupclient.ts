@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
+import { existsSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import {
   clientEndpoints,
@@ -15,7 +16,7 @@ import {
   verifyGroupClient,
 } from '../client/index.js';
 import { defaultClientId } from '../client/client-id.js';
-import { ConfigError, formatHostPort, loadGroupFile, parseClientCounts, permissionWarning } from '../config/index.js';
+import { ConfigError, formatHostPort, loadGroupFile, parseClientCounts, parseGroupFile, permissionWarning, YamlFile, type GroupSpec } from '../config/index.js';
 import { MUX_LIMITS_DEFAULTS } from '../net/index.js';
 import { CONTROL_SOCKET_USAGE, controlCommand } from './client-control.js';
 import { clientEntry } from './client-lines.js';
@@ -38,6 +39,8 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --group NAME       the group to serve; reads <groups>/<NAME>.yaml
   --groups DIR       directory of group files (default: ${DEFAULT_GROUPS_DIR})
   --config FILE      a group file, named directly
+  --secret-file F    with --group and no group file: the group's secret (mode 600); the
+                     apps come from the server, local targets bounded by loopback
   --server HOST:PORT the commonserver (default: the file's "server"/"servers", else 127.0.0.1:7000);
                      a cluster's nodes as a comma-separated list, tried in turn (a node
                      that refuses for itself or fails verification is skipped; the client
@@ -56,7 +59,7 @@ ${CONTROL_SOCKET_USAGE}
                      dial of a local app (default ${MUX_LIMITS_DEFAULTS.maxStreams}); more are refused and reported
 ${LOG_USAGE}
   verify             check the group file, its secret, local targets (each dialed) and
-                     server settings; connect to no server
+                     server settings; dial the server (no login)
   status             the running client's state, server, session age, apps and live conns
   reload             make the running client reload its group file; print what changed
   DEBUG=ntp:*        traces every event (ntp:net:frames: each frame's type and size)
@@ -66,11 +69,14 @@ ${LOG_USAGE}
 const VERIFY_USAGE = `usage: groupclient verify --group NAME [--groups DIR] [--server HOST:PORT] ...
        groupclient verify --config FILE ...
 
-  Checks without connecting to the server: the group file (its secret present and long enough,
-  a secretFile private to its owner), its local targets (each TCP one dialed: "nothing listens
-  on HOST:PORT" is a warning that leaves the exit code alone), the server address, and how the
-  server's certificate will be verified. Takes the same options as running the client
-  (--log-level and --log-format included), so that a command line can be checked as it is.
+  Checks without logging in: the group file (its secret present and long enough, a secretFile
+  private to its owner), where its apps come from (the server) and the allowLocal that bounds
+  them, its own local targets (each TCP one dialed: "nothing listens on HOST:PORT" is a warning
+  that leaves the exit code alone), the server address, how the server's certificate will be
+  verified, and that each server answers and proves itself (a certificate other than the one
+  trusted is a problem; no answer, a warning that leaves the exit code alone). Takes the same
+  options as running the client (--log-level and --log-format included), so that a command
+  line can be checked as it is.
   Prints every check and every problem found.
 
   exit 0: all good; 1: warnings only (it would run); 2: the configuration is invalid`;
@@ -79,6 +85,7 @@ const RUN_OPTIONS = {
   group: { type: 'string' },
   groups: { type: 'string', default: DEFAULT_GROUPS_DIR },
   config: { type: 'string' },
+  'secret-file': { type: 'string' },
   server: { type: 'string' },
   'client-id': { type: 'string' },
   'keep-retrying': { type: 'boolean', default: false },
@@ -137,7 +144,20 @@ async function main(): Promise<number> {
   const { logger } = log;
   const file = groupFileOf(values, USAGE, 'groupclient');
   if (file === undefined) return 2;
-  const spec = loadGroupFile(file, process.env, { anyFileName: true });
+  const identityOnly = values['secret-file'];
+  if (identityOnly !== undefined && (values.config !== undefined || existsSync(file))) {
+    logger.fatal('usage', `groupclient: --secret-file is for a host with no group file (${file} exists): write the secret there instead`);
+    return 2;
+  }
+  // No file: the command line is the whole identity, and the server sends the apps.
+  const load = (): GroupSpec =>
+    identityOnly === undefined
+      ? loadGroupFile(file, process.env, { anyFileName: true })
+      : parseGroupFile(YamlFile.parse(file, JSON.stringify({ name: values.group, secretFile: identityOnly })), process.env, {
+          anyFileName: true,
+          baseDir: process.cwd(),
+        });
+  const spec = load();
   // --log-level wins over the group file's logLevel:, now and at every reload.
   log.follow(spec.logLevel);
   if (values.group !== undefined && spec.name !== values.group) {
@@ -194,7 +214,8 @@ async function main(): Promise<number> {
 
   // Hot reload: an edited group file (or SIGHUP) changes local targets without dropping other apps.
   const reload = new GroupFileReload(client, file, {
-    watch: !values['no-watch'],
+    watch: !values['no-watch'] && identityOnly === undefined,
+    load,
     onError: (error) => logger.error('reload-failed', `group file not reloaded, the previous version stays: ${error.message}`),
     onLoaded: (reloaded) => log.follow(reloaded.logLevel),
   });
@@ -202,7 +223,7 @@ async function main(): Promise<number> {
     logger.info('reload', 'SIGHUP: reloading the group file', { signal: 'SIGHUP' });
     reload.reload('SIGHUP');
   });
-  const status = new ClientStatus(() => client.spec);
+  const status = new ClientStatus(() => client.servedSpec);
   client.observe('status', status.take);
   const controlPath = values['control-socket'] ?? defaultControlSocketPath(spec.name);
   const control = await ControlSocket.open(

@@ -36,6 +36,8 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
       const warnings = event.warnings.map((warning) => `\n    warning: ${warning}`).join('');
       return eventEntry(event, 'info', `group ${event.group} activated from ${event.remote} (client ${event.clientId}): ${table}${warnings}`);
     }
+    case 'app-refused':
+      return eventEntry(event, 'warn', `app ${event.group}/${event.app} refused by ${event.by}: ${event.reason}`);
     case 'app-failed':
       return eventEntry(event, 'warn', `app ${event.group}/${event.app} failed: ${event.reason}`);
     case 'vhost-listening':

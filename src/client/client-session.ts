@@ -15,7 +15,8 @@ import {
   type RelayConn,
   type RelayOptions,
 } from '../net/index.js';
-import { assertNever, type GoodbyeCode, type Message, type StartWorkConn, type UserAddress } from '../protocol/index.js';
+import { assertNever, type AppTarget, type GoodbyeCode, type Message, type StartWorkConn, type UserAddress } from '../protocol/index.js';
+import { servedApps } from './server-apps.js';
 import type { EmitClientEvent } from './events.js';
 import { healthChanges } from './health-checks.js';
 import { awaitStartWorkConn } from './pooled-work-conn.js';
@@ -80,8 +81,12 @@ export class ClientSession {
   private readonly udpSessions: ClientUdpSessions;
   private done = false;
   private pingSeq = 0;
-  /** The group file in force; its pooled apps' health checks restart with each new one. */
+  /** The apps served now (the server's within allowLocal, else the host file's); pooled apps' health checks restart with each new set. */
   private readonly spec$: BehaviorSubject<GroupSpec>;
+  /** The host's own group file, as last reloaded. */
+  private hostSpec: GroupSpec;
+  /** The apps of the server's last GroupApps; undefined until one came (an older server sends none). */
+  private serverApps: readonly AppTarget[] | undefined;
   /** What the server was last told about each pooled app (a session starts healthy on both ends). */
   private readonly reportedHealth = new Map<string, boolean>();
   // Join proofs use the secret this session logged in with; a new secret applies at the next login.
@@ -90,6 +95,7 @@ export class ClientSession {
   constructor(private readonly options: ClientSessionOptions) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     this.spec$ = new BehaviorSubject(options.spec);
+    this.hostSpec = options.spec;
     this.loginSecret = options.spec.secret.reveal();
     const { server, transport, sessionId, dialTimeoutMs } = options;
     this.udpSessions = new ClientUdpSessions({
@@ -105,12 +111,41 @@ export class ClientSession {
     return this.udpSessions.size;
   }
 
-  /** New local targets for the next work conns; relays already running are untouched. */
-  updateSpec(spec: GroupSpec): void {
+  /**
+   * A reloaded host file, for the next work conns (relays already running are untouched): its
+   * allowLocal, and its apps until the server has sent its own. After GroupApps the server's
+   * list stays in force, judged against the new allowLocal; the warnings returned name each app
+   * of the file that differs from it (undefined before GroupApps).
+   */
+  updateSpec(spec: GroupSpec): string[] | undefined {
+    this.hostSpec = spec;
+    if (this.serverApps === undefined) {
+      this.spec$.next(spec);
+      return undefined;
+    }
+    return this.serve(this.serverApps, false);
+  }
+
+  /**
+   * Serves the server's apps like a hot reload (live relays untouched), those outside
+   * allowLocal refused: never dialed, and reported to the server with the reason.
+   */
+  private serve(apps: readonly AppTarget[], received: boolean): string[] {
+    this.serverApps = apps;
+    const { spec, refused, warnings } = servedApps(this.hostSpec, apps);
     this.spec$.next(spec);
+    if (received) this.options.emit({ type: 'apps-received', apps: spec.apps.map((app) => ({ name: app.name, target: formatHostPort(app.local) })), warnings });
+    for (const refusal of refused) this.options.emit({ type: 'app-refused', ...refusal });
+    this.options.channel.send({ type: 'AppsRefused', apps: refused.map(({ app, reason }) => ({ name: app, reason })) });
+    return warnings;
   }
 
   private get spec(): GroupSpec {
+    return this.spec$.value;
+  }
+
+  /** The apps this session serves: the server's (inside allowLocal) once its GroupApps came, else the host file's. */
+  get servedSpec(): GroupSpec {
     return this.spec$.value;
   }
 
@@ -185,11 +220,17 @@ export class ClientSession {
           type: 'apps-changed',
           opened: message.opened,
           closed: message.closed,
-          unknown: message.opened.filter((app) => !this.spec.apps.some((mine) => mine.name === app.name)).map((app) => app.name),
+          // Served from the server's GroupApps (next), or refused with a line of their own.
+          unknown:
+            this.serverApps !== undefined ? [] : message.opened.filter((app) => !this.spec.apps.some((mine) => mine.name === app.name)).map((app) => app.name),
         });
+        return;
+      case 'GroupApps':
+        this.serve(message.apps, true);
         return;
       case 'Goodbye':
         return this.end({ code: message.code, reason: message.reason });
+      case 'AppsRefused':
       case 'Hello':
       case 'Challenge':
       case 'Login':
@@ -321,7 +362,7 @@ export class ClientSession {
       if (conn !== undefined) resetSocket(conn);
       this.options.channel.send({ type: 'WorkConnFailed', pairingId, reason });
     };
-    const app = this.appNamed(appName); // only targets from our own file: a server cannot steer us anywhere else
+    const app = this.appNamed(appName); // only targets allowLocal (or our own file) allows: a server cannot steer us anywhere else
     if (app === undefined || app.type === 'udp') return refuse(tcpRefusal(appName, app), channel.how === 'asked' ? undefined : channel.conn);
     const target = formatHostPort(app.local);
     let localConn: Socket;
@@ -360,7 +401,7 @@ export class ClientSession {
     emit({ type: 'conn-closed', app: appName, bytesIn, bytesOut, durationMs: Date.now() - started, ...(error ? { error: error.message } : {}) });
   }
 
-  /** An app of the group file as last reloaded (only our own targets are ever dialed). */
+  /** An app served now (a target the host allowed: its file's, or the server's inside allowLocal). */
   private appNamed(name: string): GroupSpec['apps'][number] | undefined {
     return this.spec.apps.find((candidate) => candidate.name === name);
   }

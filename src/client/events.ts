@@ -31,12 +31,16 @@ export type ClientEvent =
   | { type: 'udp-session-opened'; app: string; pairingId: string; pooled: boolean; mux?: boolean }
   /** `reason` `end`: the server closed it (idle timeout, app removed); `dropped`: datagrams this end could not pass on. */
   | { type: 'udp-session-closed'; app: string; pairingId: string; reason: string; datagramsIn: number; datagramsOut: number; dropped: number }
-  /** `changes`: each changed field the client uses, and when it applies. */
-  | { type: 'spec-reloaded'; apps: string[]; changes?: string[] }
+  /** `changes`: each changed field the client uses, and when it applies; `warnings`: apps of the file that differ from the server's list, which stays in force. */
+  | { type: 'spec-reloaded'; apps: string[]; changes?: string[]; warnings?: string[] }
   /** `fatal`: stopped by a failure (a refused login, no server that will have it), not on request. */
   | { type: 'stopped'; reason: string; fatal: boolean }
   /** A pooled app's health checks crossed a threshold: reported to the server (HealthReport). */
   | { type: 'health-changed'; app: string; healthy: boolean; reason: string }
+  /** The server sent the group's apps (GroupApps): those served now with their local targets; `warnings`: the host file's entries it overrides. */
+  | { type: 'apps-received'; apps: { name: string; target: string }[]; warnings: string[] }
+  /** An app from the server whose local target this host does not allow: never dialed, reported to the server. */
+  | { type: 'app-refused'; app: string; target: string; reason: string }
   /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */
   | { type: 'apps-changed'; opened: AppBinding[]; closed: string[]; unknown: string[] };
 

@@ -242,24 +242,35 @@ export class GroupClient implements Observed<ClientEvent> {
   }
 
   /**
-   * Applies an edited group file: the next work conns dial the new local targets, running
-   * relays keep flowing, and the secret and app list are sent at the next login. The server
-   * address and TLS settings were fixed when this client was built: the event says so.
+   * Applies an edited group file: the next work conns dial the new local targets (the server's
+   * apps, once it sent them, stay in force: the returned warnings name each app the file says
+   * otherwise), running relays keep flowing, and the secret and app list are sent at the next
+   * login. The server address and TLS settings were fixed when this client was built: the
+   * event says so.
    */
   updateSpec(spec: GroupSpec): string[] {
     if (spec.name !== this.options.spec.name) {
       throw new Error(`the group file now names group "${spec.name}", not "${this.options.spec.name}": restart the groupclient to change group`);
     }
-    const changes = describeChanges(specChanges(this.options.spec, spec), 'client');
+    const edits = specChanges(this.options.spec, spec);
     this.options = { ...this.options, spec };
-    this.session?.updateSpec(spec);
-    this.emit({ type: 'spec-reloaded', apps: spec.apps.map((app) => app.name), changes });
-    return changes;
+    const overridden = this.session?.updateSpec(spec);
+    // Once the server has sent its apps, an edit of the file's apps changes nothing served: say
+    // so, naming each app the file says otherwise, instead of "served from now on".
+    const changes = describeChanges(overridden === undefined ? edits : edits.filter(({ field }) => !field.startsWith('apps.')), 'client');
+    const warnings = overridden ?? [];
+    this.emit({ type: 'spec-reloaded', apps: spec.apps.map((app) => app.name), changes, ...(warnings.length ? { warnings } : {}) });
+    return [...changes, ...warnings.map((warning) => `warning: ${warning}`)];
   }
 
   /** The group file as last loaded. */
   get spec(): GroupSpec {
     return this.options.spec;
+  }
+
+  /** What the client serves now: the current session's apps (the server's, when it sends them), else the group file's. */
+  get servedSpec(): GroupSpec {
+    return this.session?.servedSpec ?? this.options.spec;
   }
 
   /** Says goodbye to the server and tears down every relay. */
@@ -302,6 +313,8 @@ export class GroupClient implements Observed<ClientEvent> {
         apps: declaredApps(spec),
         // Always offered: the server's config decides (LoginResp.mux, then ReqMuxConn).
         mux: true,
+        // This client serves the server's apps (GroupApps) inside its allowLocal.
+        takesApps: true,
       });
       const resp = await reply;
       if (resp.error !== undefined) throw this.rejection(resp.error);

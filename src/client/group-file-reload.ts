@@ -14,6 +14,8 @@ export interface GroupFileReloadOptions {
   onError?: (error: Error) => void;
   /** Each version that loads, just before the client takes it (for what the caller applies itself, such as `logLevel:`). */
   onLoaded?: (spec: GroupSpec) => void;
+  /** How the file is read (default: as a host's group file); a host with no file re-reads its command line. */
+  load?: () => GroupSpec;
 }
 
 /** A reload's outcome: the apps now served and each change, or why the previous version stays. */
@@ -28,7 +30,12 @@ export class GroupFileReload {
   private readonly requests = new Subject<string>();
   private readonly subscription: Subscription;
 
-  constructor(client: GroupClient, file: string, { watch = true, debounceMs, onError, onLoaded }: GroupFileReloadOptions = {}) {
+  constructor(
+    client: GroupClient,
+    file: string,
+    // A host's file may have any name: the name inside is the group's.
+    { watch = true, debounceMs, onError, onLoaded, load = () => loadGroupFile(file, process.env, { anyFileName: true }) }: GroupFileReloadOptions = {},
+  ) {
     // The directory, not the file: editors that write a new file and rename it over the old
     // one would otherwise leave a watch on a file that no longer exists.
     const edits$ = (watch ? watchDirectory(dirname(file), debounceMs) : EMPTY).pipe(
@@ -38,8 +45,7 @@ export class GroupFileReload {
     this.apply = (why) => {
       debug('re-reading %s (%s)', file, why);
       try {
-        // A host's file may have any name: the name inside is the group's.
-        const spec = loadGroupFile(file, process.env, { anyFileName: true });
+        const spec = load();
         onLoaded?.(spec);
         return { ok: true, apps: spec.apps.map((app) => app.name), changes: client.updateSpec(spec) };
       } catch (error) {

@@ -3,6 +3,9 @@ import type { ClientCountOption, GroupSpec } from '../config/index.js';
 import { dialTcp } from '../net/index.js';
 import { routedByName } from './client-status.js';
 import { clientEndpoints } from './endpoints.js';
+import { ServerTrustError } from './errors.js';
+import type { ServerEndpoint } from './group-client.js';
+import { dialCommon } from './tls.js';
 
 /** What `groupclient verify` is given: the run command's own options, unparsed. */
 export interface ClientVerifyOptions {
@@ -22,9 +25,11 @@ export const VERIFY_DIAL_TIMEOUT_MS = 2_000;
 
 /**
  * `groupclient verify`: checks the group file (secret present, long enough, a secretFile
- * private to its owner), its local targets (each TCP one dialed: "ok" only when something
- * accepted), the server address and how the server will be verified, without connecting to
- * the server. Every finding is collected.
+ * private to its owner), where its apps come from (the server's registry) and what
+ * allowLocal lets the host dial, its own local targets (each TCP one dialed: "ok" only when
+ * something accepted), the server address, how the server will be verified, and that the
+ * server answers and proves itself (it does not log in: a login would take the group over).
+ * Every finding is collected.
  */
 export async function verifyGroupClient(options: ClientVerifyOptions, env: NodeJS.ProcessEnv = process.env): Promise<Findings> {
   const findings = new Findings();
@@ -37,6 +42,7 @@ export async function verifyGroupClient(options: ClientVerifyOptions, env: NodeJ
     }
     const secretWarning = spec.secretInFile ? permissionWarning(spec.file, `the secret of group ${spec.name}`) : undefined;
     if (secretWarning) findings.warning('group file', secretWarning);
+    findings.ok('apps', appsSource(spec));
     await checkLocalTargets(spec, findings);
   }
 
@@ -76,6 +82,7 @@ export async function verifyGroupClient(options: ClientVerifyOptions, env: NodeJ
           );
         }
       }
+      if (!badServer) await checkServers(endpoints.value, findings);
     }
   } else if (options.server !== undefined) {
     for (const item of options.server.split(',')) {
@@ -109,5 +116,36 @@ async function checkLocalTargets(spec: GroupSpec, findings: Findings): Promise<v
     }
   });
   // Reported in the file's order, whichever dial answered first.
+  for (const report of await Promise.all(dials)) report();
+}
+
+/** Where the apps come from: the server, at login and on every change, inside allowLocal. */
+function appsSource(spec: GroupSpec): string {
+  const bound = `allowLocal (${spec.allowLocal.texts.join(', ') || 'nothing'}) bounds what this host dials for them`;
+  return spec.apps.length === 0
+    ? `none in this file: the server sends them at login and on every change; ${bound}`
+    : `the server's list applies at login and on every change (an app this file says otherwise is a warning naming it); ${bound} beyond this file's own targets`;
+}
+
+/**
+ * Dials each server and, over TLS, checks its certificate as a login would: a server that
+ * proves to be another (a pin that differs, a CA that does not vouch) is a problem; one that
+ * does not answer is a warning about now (the groupclient keeps retrying), which leaves the
+ * exit code alone.
+ */
+async function checkServers(endpoints: readonly ServerEndpoint[], findings: Findings): Promise<void> {
+  const dials = endpoints.map(async ({ server, transport }) => {
+    const where = formatHostPort(server);
+    const subject = endpoints.length > 1 ? `server ${where}` : 'server link';
+    try {
+      (await dialCommon(server, transport, VERIFY_DIAL_TIMEOUT_MS)).destroy();
+      const proof = transport.kind === 'plain' ? 'answers (plaintext)' : 'answers over TLS and its certificate is the one trusted';
+      return () => findings.ok(subject, `${where} ${proof}`);
+    } catch (error) {
+      if (error instanceof ServerTrustError) return () => findings.problem(subject, error.message);
+      const why = (error as Error).message.replace(`${where}: `, '');
+      return () => findings.warning(subject, `nothing answers on ${where} (${why}): the groupclient keeps trying`, { now: true });
+    }
+  });
   for (const report of await Promise.all(dials)) report();
 }

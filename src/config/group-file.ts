@@ -1,5 +1,6 @@
 import { basename, dirname, extname } from 'node:path';
 import { z } from 'zod';
+import { allowLocalSchema, DEFAULT_ALLOW_LOCAL, AllowLocal } from './allow-local.js';
 import { appTrafficShape } from './app-traffic.js';
 import { GROUP_NAME_RULE, NAME_PATTERN } from './group-name.js';
 import { appAccessShape, serverTrust, serverTrustShape } from './group-security.js';
@@ -70,7 +71,10 @@ export interface GroupFileContext {
   env: NodeJS.ProcessEnv;
   /** Where a relative `secretFile:` is found (default: the group file's directory). */
   baseDir: string;
-  /** Any file name will do (a host's file): the name inside is the group's. Else `<name>.yaml`, the registry's rule. */
+  /**
+   * A host's file: any name will do (the name inside is the group's) and `apps:` may be left
+   * to the server. Else `<name>.yaml` with at least one app, the registry's rule.
+   */
   anyFileName?: boolean;
 }
 
@@ -101,7 +105,12 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
     name: z.string(groupName).regex(NAME_PATTERN, groupName),
     secret: secretValue(env).optional(),
     secretFile: secretFilePath.optional(),
-    apps: z.array(appSchema(env), 'expected a list of at least one app').min(1, 'expected a list of at least one app'),
+    apps: z
+      .array(appSchema(env), 'expected a list of at least one app')
+      .min(1, 'expected a list of at least one app')
+      .optional()
+      .meta({ description: "The group's apps. Required in the server's registry; a host's file may leave them to the server, which sends them at login" }),
+    allowLocal: allowLocalSchema.optional(),
     server: hostPort().optional().meta({ description: 'Client side: the commonserver, when not given on the command line' }),
     logLevel: logLevel.optional(),
     servers: z
@@ -112,7 +121,9 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
     ...serverTrustShape(dirname(file)),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps = [], allowLocal, server, servers, logLevel: level, ...trust }, ctx) => {
+      // The registry's entry is where a group's apps come from; a host's file only names itself.
+      if (!anyFileName && apps.length === 0) ctx.addIssue({ code: 'custom', path: ['apps'], message: 'expected a list of at least one app' });
       if (server !== undefined && servers !== undefined)
         ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
       const stem = basename(file, extname(file));
@@ -141,6 +152,8 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
         /** The file's port ranges, each expanded in `apps` to one app per port; absent when the file has none. */
         ...(ranges.length === 0 ? {} : { ranges: Object.freeze(ranges) as readonly AppRange[] }),
         file,
+        /** Client side: the local targets apps from the server may name (loopback only by default). */
+        allowLocal: allowLocal ?? AllowLocal.of(DEFAULT_ALLOW_LOCAL),
         /** The secret is written in the file itself (not `${VAR}`): the file must stay private. */
         secretInFile: source?.literal ?? false,
         /** Where the secret was read from (`secretFile:`, absolute), re-read at every reload. */

@@ -2,6 +2,7 @@ export * from './errors.js';
 export * from './secret.js';
 export * from './values.js';
 export * from './group-name.js';
+export * from './allow-local.js';
 export * from './group-file.js';
 export * from './server-config.js';
 export * from './group-directory.js';

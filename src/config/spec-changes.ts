@@ -18,6 +18,8 @@ const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'ranges' |
   // The session that logged in with the old secret ends at once (it may be an intruder's).
   secret: { server: 'changed: the session that logged in with the old one ends now', client: 'applies at the next login' },
   secretFile: { server: 'is read from the new path (a changed secret ends the session)', client: 'applies at the next login' },
+  // The server's apps are judged again at once: an app now outside is refused, one now inside served.
+  allowLocal: { client: 'applies now, to the apps the server sent' },
   server: AT_CLIENT_RESTART,
   logLevel: { client: 'applies now (unless --log-level is given)' },
   servers: AT_CLIENT_RESTART,

@@ -11,6 +11,7 @@ import { ProtocolError } from './errors.js';
  * ReqWorkConn → (NewWorkConn on a fresh connection | WorkConnFailed),
  * ReqPooledWorkConns → NewWorkConn on fresh connections that wait idle in the server's pool,
  * HealthReport from the client when a pooled app's health changes,
+ * GroupApps from the server after LoginResp and each registry change, answered by AppsRefused,
  * and Goodbye from either side before a deliberate close.
  * Mux conn: NewWorkConn, then mux frames (`mux-codec.ts`): each user (a TCP user, or a UDP
  * session) is a stream the server opens with a StartWorkConn.
@@ -73,6 +74,39 @@ const appDeclaration = z.object({
 });
 export type AppDeclaration = z.infer<typeof appDeclaration>;
 
+/**
+ * A pooled app's health check as the server's registry says it: the client runs it against the
+ * local target. Bounded like the group file's, so a server cannot make the host probe in a loop.
+ */
+const healthCheckTarget = z.object({
+  type: z.enum(['tcp', 'http']),
+  path: z
+    .string()
+    .max(1024)
+    .regex(/^\/[\x21-\x7e]*$/)
+    .optional(),
+  intervalMs: z.int().min(100).max(86_400_000),
+  timeoutMs: z.int().min(1).max(86_400_000),
+  failures: z.int().min(1).max(100),
+  successes: z.int().min(1).max(100),
+});
+
+/**
+ * An app as the server's registry says it, with what the client needs to serve it: its local
+ * target, which the client dials only if the host's `allowLocal:` allows it.
+ */
+const appTarget = z.object({
+  name: id,
+  local: z.object({ host: z.string().min(1).max(253), port: z.int().min(1).max(65535) }),
+  /** Absent: tcp. */
+  type: z.enum(['udp', 'http', 'https']).optional(),
+  remotePort: port,
+  proxyProtocol: z.enum(['v1', 'v2']).optional(),
+  pool: id.optional(),
+  healthCheck: healthCheckTarget.optional(),
+});
+export type AppTarget = z.infer<typeof appTarget>;
+
 const hello = z.object({
   type: z.literal('Hello'),
   version: count,
@@ -92,6 +126,8 @@ const login = z.object({
   apps: list(appDeclaration),
   /** The client can carry its users (TCP and UDP) as streams of one mux conn (ReqMuxConn); absent: it cannot. */
   mux: z.boolean().optional(),
+  /** The client takes its apps from the server (GroupApps) and answers AppsRefused; absent: an older client. */
+  takesApps: z.boolean().optional(),
 });
 
 /**
@@ -206,6 +242,21 @@ const startWorkConn = z.object({
  */
 const appsChanged = z.object({ type: z.literal('AppsChanged'), opened: list(appBinding), closed: list(id) });
 
+/**
+ * Server → client on the common conn, right after LoginResp and again after each change of the
+ * group's registry entry while it is live (to a client whose Login said `takesApps`): every app
+ * of the group with its local target. The client serves these instead of its own file's, each
+ * only if its host's `allowLocal:` allows the target, and answers AppsRefused for the others.
+ */
+const groupApps = z.object({ type: z.literal('GroupApps'), apps: list(appTarget) });
+
+/**
+ * Client → server on the common conn, after each GroupApps: the apps the host will not serve and
+ * why (outside its `allowLocal:`). The server closes their public ports and shows them as
+ * "refused by host: REASON"; an empty list clears the earlier refusals.
+ */
+const appsRefused = z.object({ type: z.literal('AppsRefused'), apps: list(z.object({ name: id, reason: text })) });
+
 const workConnFailed = z.object({ type: z.literal('WorkConnFailed'), pairingId: id, reason: text });
 
 /**
@@ -250,6 +301,8 @@ const MESSAGE_SCHEMAS = [
   reqMuxConn,
   startWorkConn,
   appsChanged,
+  groupApps,
+  appsRefused,
   workConnFailed,
   healthReport,
   goodbye,
@@ -266,6 +319,8 @@ export type LoginResp = Of<'LoginResp'>;
 export type NewWorkConn = Of<'NewWorkConn'>;
 export type StartWorkConn = Of<'StartWorkConn'>;
 export type HealthReport = Of<'HealthReport'>;
+export type GroupApps = Of<'GroupApps'>;
+export type AppsRefused = Of<'AppsRefused'>;
 
 /** Every message type, in the order of MESSAGE_SCHEMAS (tests and the diagram check enumerate it). */
 export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze(MESSAGE_SCHEMAS.map((schema) => schema.shape.type.value));

@@ -352,6 +352,7 @@ export class CommonServer implements Observed<ServerEvent> {
       channel,
       clientId: hello.clientId,
       declaredApps: outcome.login.apps,
+      takesApps: outcome.login.takesApps === true,
       bindHost: this.options.publicBind ?? this.options.bind.host,
       pools: this.pools,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
@@ -383,6 +384,7 @@ export class CommonServer implements Observed<ServerEvent> {
       warnings,
       ...(mux ? { mux } : {}),
     });
+    group.sendApps();
     group.fillPool();
     this.emit({ type: 'group-activated', group: group.name, clientId: group.clientId, remote: channel.peer, apps, warnings });
   }

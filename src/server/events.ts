@@ -13,6 +13,8 @@ export type ServerEvent =
   | { type: 'login-rejected'; group?: string; remote: string; code: LoginRejectCode; reason: string }
   | { type: 'group-activated'; group: string; clientId: string; remote: string; apps: AppBinding[]; warnings: string[] }
   | { type: 'app-failed'; group: string; app: string; port: number; reason: string }
+  /** An app one end will not serve: the server (its policy) or the host (outside its allowLocal:, in its AppsRefused). No public port. */
+  | { type: 'app-refused'; group: string; app: string; port: number; by: 'server' | 'host'; reason: string }
   /** `domains` for a vhost app: the names it answers to on the shared vhost `port`. */
   | { type: 'app-opened'; group: string; app: string; port: number; domains?: string[] }
   | { type: 'vhost-listening'; kind: 'http' | 'https'; address: string }

@@ -11,3 +11,4 @@ export * from './session/activation-gate.js';
 export * from './cluster/cluster-view.js';
 export { UdpAppServer, type UdpCounters } from './udp/udp-app-server.js';
 export { groupRefusal } from './public/policy.js';
+export type { RefusedState } from './public/public-apps.js';

@@ -101,6 +101,10 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
           'Client',
           `AppsChanged (opened ${event.opened.map((app) => app.name).join(', ') || 'none'}, closed ${event.closed.join(', ') || 'none'})`,
         );
+      case 'apps-received':
+        return trace.message('CommonServer', 'Client', `GroupApps (${event.apps.map((app) => app.name).join(', ') || 'none'} served)`);
+      case 'app-refused':
+        return trace.message('Client', 'CommonServer', `AppsRefused (${event.app}: ${event.reason})`);
       default:
         return assertNever(event, 'client event');
     }

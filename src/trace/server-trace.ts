@@ -84,6 +84,9 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
     case 'app-failed':
       drawLogin(trace, event.group, loggingIn);
       return trace.message('appGroup', 'appServer', `${event.group}/${event.app} cannot listen on ${event.port}: ${event.reason}`, { lost: true });
+    case 'app-refused':
+      drawLogin(trace, event.group, loggingIn);
+      return trace.note('appGroup', `${event.group}/${event.app} refused by ${event.by}: ${event.reason}`);
     case 'app-closed':
       return trace.message('appGroup', 'appServer', `close ${event.group}/${event.app}: ${event.reason}`, { lost: true });
     case 'group-activated': {

@@ -308,6 +308,7 @@ const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   'login-rejected': true,
   'group-activated': true,
   'app-failed': true,
+  'app-refused': true,
   'app-opened': true,
   'app-closed': true,
   heartbeat: true,

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { parse } from 'yaml';
+import { loadGroupFile } from '../../src/config/index.js';
 import { startAdmin } from '../helpers/admin.js';
 import { startEchoApp, unusedPort } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
@@ -16,7 +17,7 @@ const processes = new ProcessSet();
 after(() => processes.stopAll());
 
 test(
-  'commonserver hostfile GROUP --out FILE: mode 600, server:, the fingerprint and the secret (given as ${VAR} on the server); the host runs it as it is, under any file name',
+  'commonserver hostfile GROUP --out FILE: identity only (no apps:), mode 600, server:, the fingerprint and the secret (given as ${VAR} on the server); the host runs it as it is, under any file name, and serves the registry’s apps',
   { timeout: 30_000 },
   async () => {
     const echo = await startEchoApp();
@@ -39,6 +40,8 @@ test(
     assert.equal(file.server, `127.0.0.1:${/:(\d+)$/.exec(readFileSync(config.serverFile, 'utf8').match(/bind: (\S+)/)![1]!)![1]}`);
     assert.equal(file.serverFingerprint, fingerprint);
     assert.equal(file.secret, secret);
+    assert.equal(file.apps, undefined, 'the apps come from the server');
+    assert.equal(file.allowLocal, undefined, 'every target is loopback: the default allows it');
     assert.ok(!cli.output.includes(secret), 'the secret is written to the file, never printed');
     // The host needs nothing else: no --server, no fingerprint, no environment.
     const client = processes.add(new CliProcess(GROUPCLIENT_BIN, ['--config', out]));
@@ -72,7 +75,7 @@ test(
     assert.equal(file.server, 'tunnel.example.com:7000');
     assert.equal(file.serverFingerprint, started.fingerprint);
     assert.equal(file.secret, secret);
-    assert.deepEqual(file.apps, [{ name: 'ssh', local: '127.0.0.1:22', remotePort: 0 }]);
+    assert.equal(file.apps, undefined, 'the apps come from the server');
     assert.equal((await withToken.request('GET', '/api/groups/office/hostfile', undefined, { token: null })).status, 401);
     assert.equal((await withToken.request('GET', '/api/groups/nobody/hostfile')).body.error.code, 'GROUP_NOT_FOUND');
     assert.equal((await withToken.request('GET', '/api/groups/office/hostfile?server=nope')).body.error.code, 'INVALID_SERVER');
@@ -80,5 +83,51 @@ test(
     assert.equal(bare.status, 200);
     assert.ok(!(bare.body as string).includes(secret), 'no token, no secret');
     assert.equal((parse(bare.body as string) as Record<string, unknown>).secret, '${NTP_GROUP_SECRET}');
+  },
+);
+
+test(
+  'a host file’s allowLocal: loopback and each target of the group elsewhere (consecutive ports as a range), so the host may dial every app the registry has; a target named by host name is a comment, not an entry',
+  { timeout: 20_000 },
+  async () => {
+    const secret = randomSecret();
+    const config = makeConfigDir([
+      {
+        name: 'lab',
+        secret,
+        apps: [
+          { name: 'web', localPort: 8080 },
+          { name: 'db', localPort: 5432, extra: { local: '10.1.2.3:5432' } },
+          { name: 'db2', localPort: 5432, extra: { local: '10.1.2.3:5432' } },
+          { name: 'db3', localPort: 5433, extra: { local: '10.1.2.3:5433' } },
+          { name: 'db4', localPort: 5435, extra: { local: '10.1.2.3:5435' } },
+          { name: 'ssh', localPort: 22, extra: { local: '[fd00::5]:22' } },
+          { name: 'named', localPort: 80, extra: { local: 'intranet.example:80' } },
+        ],
+      },
+    ]);
+    const started = await startServer(config);
+    const withToken = await startAdmin(started.server, config, { token: TOKEN, ...(started.fingerprint ? { fingerprint: started.fingerprint } : {}) });
+    after(async () => {
+      await withToken.admin.close();
+      await started.server.close();
+    });
+    const answer = await withToken.request('GET', '/api/groups/lab/hostfile?server=tunnel.example.com:7000');
+    assert.equal(answer.status, 200);
+    const text = answer.body as string;
+    const file = parse(text) as Record<string, unknown>;
+    // Consecutive ports of one address as one range (as a port range's apps are).
+    assert.deepEqual(file.allowLocal, ['127.0.0.0/8', '::1', '10.1.2.3:5432-5433', '10.1.2.3:5435', '[fd00::5]:22']);
+    assert.match(text, /# app named: its local target intranet\.example:80 is a host name, which allowLocal cannot allow/);
+    // The host loads it as it is, and its allowLocal lets every app with an address through.
+    const out = join(mkdtempSync(join(tmpdir(), 'ntp-host-')), 'lab.yaml');
+    writeFileSync(out, text, { mode: 0o600 });
+    const host = loadGroupFile(out, {}, { anyFileName: true });
+    assert.deepEqual(host.apps, []);
+    for (const app of started.server.readyGroup.get('lab')!.apps) {
+      const refusal = host.allowLocal.refusal(app.local);
+      if (app.name === 'named') assert.match(refusal ?? '', /is a host name/);
+      else assert.equal(refusal, undefined, app.name);
+    }
   },
 );

@@ -143,7 +143,7 @@ test(
     await execReload(server.pid);
     await server.waitForLine(/group reload updated \(2 apps\)/, { fromLine: serverFrom });
     const opened = await client.waitForLine(/group reload changed on the server: opened b → server port (\d+)/, { fromLine: clientFrom });
-    // The new app answers through the new local target, which the client learnt from its file.
+    // The new app answers through its local target, which the client learnt from the server (GroupApps).
     assert.equal((await echoRoundTrip(Number(opened[1]), Buffer.from('to b'))).toString(), 'to b');
 
     // A broken file on reload: reported, the running version stays, traffic still flows.

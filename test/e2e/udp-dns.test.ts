@@ -105,7 +105,7 @@ describe('DNS through a UDP app (dnsmasq and dig)', { skip: skipWithoutDns }, ()
     config.writeGroup({ name: GROUP, secret, apps: apps([{ name: 'echo', localPort: echo.port, type: 'udp' }]) });
     const changed = await client.waitForLine(/changed on the server: opened echo → server port \d+\/udp/, { fromLine: clientFrom });
     const echoPort = parsePortTable(changed[0]).get('echo')!;
-    // The client serves it once it has reloaded its own copy of the file (the same file here).
+    // The server sent the app with its target (GroupApps) before AppsChanged; the host's copy (the same file here) reloads too.
     await client.waitForLine(/group file reloaded: .*echo/, { fromLine: clientFrom });
     const user = await UdpUser.open();
     users.push(user);

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { startEchoApp, unusedPort } from '../helpers/apps.js';
 import { groupYaml, makeConfigDir, randomSecret } from '../helpers/configs.js';
-import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN } from '../helpers/processes.js';
+import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN, startCommonServerProcess } from '../helpers/processes.js';
 
 interface Report {
   code: number | null;
@@ -103,7 +104,7 @@ test('commonserver verify of an invalid server config says why, and still checks
   );
 });
 
-test("groupclient verify: the run command's options checked as given; every problem listed; warnings exit 1", { timeout: 20_000 }, async () => {
+test("groupclient verify: the run command's options checked as given; every problem listed; warnings exit 1", { timeout: 40_000 }, async () => {
   const secret = randomSecret();
   const listening = await startEchoApp();
   after(() => listening.close());
@@ -179,6 +180,7 @@ test(
     const listening = await startEchoApp();
     after(() => listening.close());
     const closed = await unusedPort();
+    const noServer = await unusedPort();
     const config = makeConfigDir([]);
     const apps = [
       `{ name: up, local: "127.0.0.1:${listening.port}", remotePort: 6101 }`,
@@ -193,18 +195,63 @@ test(
       '--groups',
       config.groupsDir,
       '--server',
-      '127.0.0.1:7000',
+      `127.0.0.1:${noServer}`,
       '--server-fingerprint',
       `sha256:${'ab'.repeat(32)}`,
     ]);
     assert.equal(report.code, 0, JSON.stringify(report, null, 1));
     assert.ok(report.oks.includes(`app up: dials 127.0.0.1:${listening.port}: something listens; public port 6101`), report.oks.join('\n'));
-    assert.deepEqual(report.warnings, [`app down: nothing listens on 127.0.0.1:${closed} (ECONNREFUSED); public port chosen by the server`]);
+    assert.deepEqual(report.warnings, [
+      `app down: nothing listens on 127.0.0.1:${closed} (ECONNREFUSED); public port chosen by the server`,
+      `server link: nothing answers on 127.0.0.1:${noServer} (ECONNREFUSED): the groupclient keeps trying`,
+    ]);
     // A vhost app has no public port of its own: the server routes its users by name.
     assert.ok(
       report.oks.includes(`app site: dials 127.0.0.1:${listening.port}: something listens; routed by name (site.example.com, www.example.com)`),
       report.oks.join('\n'),
     );
-    assert.match(report.verdict, /0 problems, 0 warnings \(and 1 about the host now\): ok$/);
+    assert.match(report.verdict, /0 problems, 0 warnings \(and 2 about the host now\): ok$/);
+  },
+);
+
+test(
+  'groupclient verify of an identity-only host file: the apps come from the server inside allowLocal, the server answers and proves itself; a server that proves to be another is a problem',
+  { timeout: 30_000 },
+  async () => {
+    const echo = await startEchoApp();
+    after(() => echo.close());
+    const secret = randomSecret();
+    const config = makeConfigDir([{ name: 'office', secret, apps: [{ name: 'echo', localPort: echo.port }] }]);
+    const started = await startCommonServerProcess(config.serverFile);
+    after(() => started.process.stop());
+    const hostDir = mkdtempSync(join(tmpdir(), 'ntp-host-'));
+    writeFileSync(join(hostDir, 'office.secret'), `${secret}\n`, { mode: 0o600 });
+    const hostFile = join(hostDir, 'office.yaml');
+    writeFileSync(hostFile, `name: office\nsecretFile: office.secret\nserver: 127.0.0.1:${started.port}\nserverFingerprint: ${started.fingerprint}\n`);
+
+    const report = await verify(GROUPCLIENT_BIN, ['--config', hostFile]);
+    assert.equal(report.code, 0, JSON.stringify(report, null, 1));
+    assert.deepEqual(report.problems, []);
+    assert.deepEqual(report.warnings, []);
+    assert.ok(
+      report.oks.some((line) => /^group file: .*office\.yaml: group office, /.test(line)),
+      report.oks.join('\n'),
+    );
+    assert.ok(
+      report.oks.includes(
+        'apps: none in this file: the server sends them at login and on every change; allowLocal (127.0.0.0/8, ::1) bounds what this host dials for them',
+      ),
+      report.oks.join('\n'),
+    );
+    assert.ok(report.oks.includes(`server link: 127.0.0.1:${started.port} answers over TLS and its certificate is the one trusted`), report.oks.join('\n'));
+    assert.match(report.verdict, /0 problems, 0 warnings: ok$/);
+
+    // Another server's certificate: refused as a login would refuse it.
+    const other = await verify(GROUPCLIENT_BIN, ['--config', hostFile, '--server-fingerprint', `sha256:${'ab'.repeat(32)}`]);
+    assert.equal(other.code, 2, JSON.stringify(other, null, 1));
+    assert.ok(
+      other.problems.some((line) => line.startsWith(`server link: 127.0.0.1:${started.port}: the server's certificate fingerprint is ${started.fingerprint}`)),
+      other.problems.join('\n'),
+    );
   },
 );

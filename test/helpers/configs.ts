@@ -2,6 +2,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { loadGroupFile, type GroupSpec } from '../../src/config/index.js';
 import { createSelfSigned } from '../../src/server/index.js';
 import { recordSecret } from './artifacts.js';
 
@@ -140,4 +141,14 @@ function copySharedCertificate(tlsDir: string): void {
   copyFileSync(sharedCertificate.cert, join(tlsDir, 'commonserver.crt'));
   copyFileSync(sharedCertificate.key, join(tlsDir, 'commonserver.key'));
   chmodSync(join(tlsDir, 'commonserver.key'), 0o600);
+}
+
+/**
+ * A host's group file of identity only (name and secret; `more` adds lines such as allowLocal),
+ * in a directory of its own, loaded as a groupclient loads it: its apps come from the server.
+ */
+export function hostIdentity(name: string, secret: string, more = ''): GroupSpec {
+  const file = join(mkdtempSync(join(tmpdir(), 'ntp-host-')), `${name}.yaml`);
+  writeFileSync(file, `name: ${name}\nsecret: ${secret}\n${more}`, { mode: 0o600 });
+  return loadGroupFile(file, process.env, { anyFileName: true });
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, isIPv6, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { firstValueFrom, filter, timeout, type Observable } from 'rxjs';
+import { firstValueFrom, filter, skip, timeout, type Observable, type ReplaySubject } from 'rxjs';
 import { FrameDecoder, type Message } from '../../src/protocol/index.js';
 
 /** Connects to 127.0.0.1:port, allowing half-close. */
@@ -77,6 +77,13 @@ export async function echoRoundTrip(port: number, payload: Buffer): Promise<Buff
   const data = await received;
   socket.destroy();
   return data;
+}
+
+/** What `events` (a replaying subject) emits from now on, without what it replays. */
+export function fromNow<E>(events: ReplaySubject<E>): Observable<E> {
+  let seen = 0;
+  events.subscribe(() => seen++).unsubscribe();
+  return events.pipe(skip(seen));
 }
 
 /** The first event matching `predicate`, or a timeout error naming `what`. */

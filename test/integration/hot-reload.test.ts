@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { skip } from 'rxjs';
 import { DirectoryRegistry, GroupsHotReload } from '../../src/server/index.js';
-import { loadGroupFile } from '../../src/config/index.js';
 import type { ServerEvent } from '../../src/server/index.js';
 import { startEchoApp } from '../helpers/apps.js';
-import { groupYaml, makeConfigDir, randomSecret, type TestGroup } from '../helpers/configs.js';
+import { groupYaml, hostIdentity, makeConfigDir, randomSecret, type TestGroup } from '../helpers/configs.js';
 import { startClient, startServer } from '../helpers/in-process.js';
 import { connectTo, echoRoundTrip, waitForEvent } from '../helpers/net.js';
 
@@ -73,7 +74,7 @@ function keepFlowing(socket: Socket) {
 }
 
 test(
-  'hot reload: apps added, changed and removed, other groups added and removed, while traffic on another app of the group flows',
+  "hot reload: apps added, changed and removed in the server's registry and followed by a host of identity only, other groups added and removed, while traffic on another app of the group flows",
   { timeout: 60_000 },
   async () => {
     const streamApp = await startEchoApp();
@@ -87,7 +88,8 @@ test(
     const registry = new DirectoryRegistry({ server, groupsDir: config.groupsDir });
     const reload = new GroupsHotReload(registry, config.groupsDir, { debounceMs: 50 });
     const file = config.groupFile('hot');
-    const { client, events: clientEvents } = startClient(loadGroupFile(file), started);
+    // The host's file names the group only: its apps are the registry's, followed live.
+    const { client, events: clientEvents } = startClient(hostIdentity('hot', secret), started);
     after(async () => {
       reload.close();
       client.stop();
@@ -105,7 +107,7 @@ test(
     events.subscribe((e: ServerEvent) => {
       if (e.type === 'conn-closed' && e.app === 'stream') streamClosed = true;
     });
-    // Edits as an editor makes them (plain writes), then the client reloads its own copy.
+    // Edits of the server's copy as an editor makes them (plain writes); the host's file is not touched.
     // `events` replays from the start: each step only looks at what happened after it began.
     const log: ServerEvent[] = [];
     events.subscribe((e) => log.push(e));
@@ -116,10 +118,7 @@ test(
       return <T extends ServerEvent['type']>(type: T, match: (e: Of<T>) => boolean = () => true): Promise<Of<T>> =>
         waitForEvent<ServerEvent>(events.pipe(skip(from)), (e) => e.type === type && match(e as Of<T>), type) as Promise<Of<T>>;
     };
-    const edit = (group: TestGroup): void => {
-      writeFileSync(file, groupYaml(group));
-      client.updateSpec(loadGroupFile(file));
-    };
+    const edit = (group: TestGroup): void => writeFileSync(file, groupYaml(group));
 
     // 1. Add an app.
     let wait = step();
@@ -157,6 +156,12 @@ test(
       ),
     );
     await wait('group-updated', (e) => e.group === 'hot');
+    const target = `127.0.0.1:${secondTarget.port}`;
+    await waitForEvent(
+      clientEvents,
+      (e) => e.type === 'apps-received' && e.apps.some((app) => app.name === 'extra' && app.target === target),
+      'the new target on the host',
+    );
     assert.equal((await echoRoundTrip(extraPort, Buffer.from('two'))).toString(), 'two');
     assert.equal(secondTarget.accepted, 1, 'the new local target is dialed');
     await flow.progress(10_000);
@@ -196,9 +201,10 @@ test(
     assert.ok(result.intact, 'every byte came back in order');
     assert.equal(server.inUseGroup.get('hot')?.sessionId, sessionId, 'the same session throughout');
 
-    // 6. A new secret ends the session at once; the client, with its file reloaded, logs in with it.
+    // 6. A new secret ends the session at once; the client, with its file reloaded (the secret is the host's identity), logs in with it.
     wait = step();
     edit(group([{ name: 'stream', localPort: streamApp.port }], newSecret));
+    client.updateSpec(hostIdentity('hot', newSecret));
     const revoked = await wait('group-deactivated', (e) => e.group === 'hot');
     assert.equal(revoked.type === 'group-deactivated' && revoked.code, 'SECRET_CHANGED');
     assert.equal(server.readyGroup.get('hot')!.secret.reveal(), newSecret);
@@ -247,38 +253,62 @@ test('SIGHUP reloads the groups directory of a commonserver started with --no-wa
   await serverProcess.waitForLine(/group file skipped: .*third\.yaml:\d+: secret: too short/, { fromLine: from });
 });
 
-test('a groupclient reloads its group file: a new version is applied, an invalid one is reported and ignored', { timeout: 30_000 }, async () => {
-  const { startCommonServerProcess, startGroupClientProcess } = await import('../helpers/processes.js');
-  const echo = await startEchoApp();
-  const secret = randomSecret();
-  const config = makeConfigDir([{ name: 'agent', secret, apps: [{ name: 'a', localPort: echo.port }] }]);
-  const started = await startCommonServerProcess(config.serverFile);
-  const serverProcess = started.process;
-  const clientProcess = startGroupClientProcess({ groupsDir: config.groupsDir, group: 'agent', server: started });
-  after(async () => {
-    await clientProcess.stop();
-    await serverProcess.stop();
-    await echo.close();
-  });
-  await clientProcess.waitForLine(/group agent active/);
-  const from = clientProcess.lines.length;
-  config.writeGroup({
-    name: 'agent',
-    secret,
-    apps: [
-      { name: 'a', localPort: echo.port },
-      { name: 'b', localPort: echo.port },
-    ],
-  });
-  await clientProcess.waitForLine(/group file reloaded: a, b/, { fromLine: from });
-  // The server watches the same directory: both ends apply the new version.
-  await serverProcess.waitForLine(/group agent updated \(2 apps\)/);
-  writeFileSync(config.groupFile('agent'), 'name: agent\nsecret: short\n');
-  await clientProcess.waitForLine(/group file not reloaded, the previous version stays: .*agent\.yaml:\d+: secret: too short/, { fromLine: from });
-  await serverProcess.waitForLine(/group file skipped: .*agent\.yaml:\d+: secret: too short/);
-  assert.equal(
-    clientProcess.lines.some((line) => /group agent lost/.test(line)),
-    false,
-    'the session went on',
-  );
-});
+test(
+  "a groupclient reloads its own group file: apps that differ from the server's are warnings naming them, the server's list stays served; an invalid version is reported and ignored",
+  { timeout: 30_000 },
+  async () => {
+    const { startCommonServerProcess, startGroupClientProcess, waitForGroupActive } = await import('../helpers/processes.js');
+    const echo = await startEchoApp();
+    const elsewhere = await startEchoApp();
+    const secret = randomSecret();
+    const config = makeConfigDir([{ name: 'agent', secret, apps: [{ name: 'a', localPort: echo.port }] }]);
+    const started = await startCommonServerProcess(config.serverFile);
+    const serverProcess = started.process;
+    // The host's own copy, a full group file as before the registry sent apps: still valid.
+    const hostDir = mkdtempSync(join(tmpdir(), 'ntp-host-'));
+    const hostFile = join(hostDir, 'agent.yaml');
+    const writeHost = (text: string): void => writeFileSync(hostFile, text, { mode: 0o600 });
+    writeHost(groupYaml({ name: 'agent', secret, apps: [{ name: 'a', localPort: echo.port }] }));
+    const clientProcess = startGroupClientProcess({ groupsDir: hostDir, group: 'agent', server: started });
+    after(async () => {
+      await clientProcess.stop();
+      await serverProcess.stop();
+      await echo.close();
+      await elsewhere.close();
+    });
+    const ports = await waitForGroupActive(clientProcess, 'agent');
+    const from = clientProcess.lines.length;
+    writeHost(
+      groupYaml({
+        name: 'agent',
+        secret,
+        apps: [
+          { name: 'a', localPort: elsewhere.port },
+          { name: 'b', localPort: echo.port },
+        ],
+      }),
+    );
+    await clientProcess.waitForLine(/group file reloaded: a, b/, { fromLine: from });
+    await clientProcess.waitForLine(
+      new RegExp(
+        `warning: app "a": this host's file says local 127\\.0\\.0\\.1:${elsewhere.port} where the server says 127\\.0\\.0\\.1:${echo.port}; the server's applies`,
+      ),
+      { fromLine: from },
+    );
+    await clientProcess.waitForLine(/warning: app "b" is in this host's file but not in the server's registry: not served/, { fromLine: from });
+    assert.equal(
+      clientProcess.lines.slice(from).some((line) => /served from now on/.test(line)),
+      false,
+      'no app is said to be served that the server does not have',
+    );
+    assert.equal((await echoRoundTrip(ports.get('a')!, Buffer.from('still the server target'))).toString(), 'still the server target');
+    assert.equal(elsewhere.accepted, 0, "the host file's target is not dialed");
+    writeHost('name: agent\nsecret: short\n');
+    await clientProcess.waitForLine(/group file not reloaded, the previous version stays: .*agent\.yaml:\d+: secret: too short/, { fromLine: from });
+    assert.equal(
+      clientProcess.lines.some((line) => /group agent lost/.test(line)),
+      false,
+      'the session went on',
+    );
+  },
+);

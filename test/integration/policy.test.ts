@@ -45,8 +45,8 @@ test('allowPorts: an app outside the ranges fails with a reason naming group, ap
   const apps = new Map(accepted.apps.map((app) => [app.name, app]));
   assert.equal(apps.get('ok')!.state, 'listening');
   assert.equal(apps.get('nope')!.state, 'failed');
-  assert.equal(apps.get('nope')!.error, `ports/nope: port ${outside} is outside allowPorts (${inside})`);
-  assert.match(apps.get('any')!.error!, /ports\/any: remotePort 0 \(any port\) is outside allowPorts/);
+  assert.equal(apps.get('nope')!.error, `refused by server: ports/nope: port ${outside} is outside allowPorts (${inside})`);
+  assert.match(apps.get('any')!.error!, /^refused by server: ports\/any: remotePort 0 \(any port\) is outside allowPorts/);
   assert.equal((await echoRoundTrip(inside, Buffer.from('allowed'))).toString(), 'allowed');
 });
 

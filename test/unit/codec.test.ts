@@ -36,6 +36,14 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
     ],
     warnings: ['app "db" is in the client\'s group file but not in the server\'s registry: it is not exposed'],
   },
+  GroupApps: {
+    type: 'GroupApps',
+    apps: [
+      { name: 'ssh', local: { host: '127.0.0.1', port: 22 }, remotePort: 6022 },
+      { name: 'dns', local: { host: '::1', port: 53 }, type: 'udp', remotePort: 6053 },
+    ],
+  },
+  AppsRefused: { type: 'AppsRefused', apps: [{ name: 'db', reason: 'local target 10.0.0.5:5432 is outside allowLocal (127.0.0.0/8, ::1)' }] },
   Ping: { type: 'Ping', seq: 7 },
   Pong: { type: 'Pong', seq: 7 },
   ReqWorkConn: { type: 'ReqWorkConn', app: 'ssh', pairingId: 'pairing-1' },

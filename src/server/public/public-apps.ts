@@ -8,6 +8,9 @@ import { BindRetries, type BindRetryPolicy } from './bind-retry.js';
 import type { EmitServerEvent } from '../events.js';
 import { UdpAppServer, type UdpSessionSink } from '../udp/udp-app-server.js';
 
+/** Why an app opens no port, as both ends and the admin API say it. */
+export type RefusedState = `refused by ${'host' | 'server'}: ${string}`;
+
 /** An app's public port: a TCP listener, or a UDP socket with its sessions. */
 export type PublicApp = AppServer | UdpAppServer;
 
@@ -41,6 +44,8 @@ export interface PublicAppsOptions {
  */
 export class PublicApps {
   private readonly servers = new Map<string, PublicApp>();
+  /** Apps this server will not open (its policy, no vhost ports), with "refused by server: why". */
+  private readonly refusals = new Map<string, RefusedState>();
   private readonly bindRetries: BindRetries;
 
   constructor(private readonly options: PublicAppsOptions) {
@@ -50,6 +55,11 @@ export class PublicApps {
   /** The apps open now (or binding), by name. */
   get byName(): ReadonlyMap<string, PublicApp> {
     return this.servers;
+  }
+
+  /** Why the server refused to open `name` ("refused by server: ..."), if it did. */
+  refusal(name: string): RefusedState | undefined {
+    return this.refusals.get(name);
   }
 
   /** Whether `app` is still open under its name (not removed or reopened by a reload). */
@@ -67,7 +77,7 @@ export class PublicApps {
    * public port changed) close with their conns, new ones open; the other apps take their new
    * `allow` and `maxConnections` for the next user, their conns untouched.
    */
-  async update(before: readonly AppSpec[], after: readonly AppSpec[]): Promise<AppBinding[]> {
+  async update(before: readonly AppSpec[], after: readonly AppSpec[], removedWhy = 'removed from the registry'): Promise<AppBinding[]> {
     const previous = new Map(before.map((app) => [app.name, app]));
     const opening: AppSpec[] = [];
     const closed: string[] = [];
@@ -82,6 +92,8 @@ export class PublicApps {
         }
         // Still waiting for its busy port: the retry binds the spec current by then.
         if (this.bindRetries.has(app.name)) continue;
+        // The server's policy is fixed while it runs: refused once, refused again (and said once).
+        if (this.refusals.has(app.name)) continue;
       }
       const why =
         old?.pool !== app.pool
@@ -94,7 +106,10 @@ export class PublicApps {
       if (old !== undefined && this.close(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
-    for (const name of previous.keys()) if (this.close(name, 'removed from the registry')) closed.push(name);
+    for (const name of previous.keys()) {
+      this.refusals.delete(name);
+      if (this.close(name, removedWhy)) closed.push(name);
+    }
     if (!this.options.isActive()) return [];
     const opened = await Promise.all(opening.map((app) => this.open(app)));
     // The client's port table would be stale until its next login otherwise.
@@ -129,14 +144,14 @@ export class PublicApps {
   }
 
   private async open(app: AppSpec): Promise<AppBinding> {
-    const { group, emit } = this.options;
-    const refusal = appPublicRefusal(this.options.publicPolicy, group, app, this.options.currentApps().indexOf(app))?.problem;
-    if (app.vhost !== undefined) return this.openVhostApp(app, refusal);
+    const { group } = this.options;
+    this.refusals.delete(app.name);
+    const problem = appPublicRefusal(this.options.publicPolicy, group, app, this.options.currentApps().indexOf(app))?.problem;
+    const refusal = problem ?? (app.vhost !== undefined && this.options.vhost === undefined ? 'this server has no vhost ports' : undefined);
+    // Both ends show the same words: the client logs the error of its LoginResp or AppsChanged.
+    if (refusal !== undefined) return this.refuse(app, refusal);
+    if (app.vhost !== undefined) return this.openVhostApp(app);
     const protocol = protocolMark(app);
-    if (refusal !== undefined) {
-      emit({ type: 'app-failed', group, app: app.name, port: app.remotePort, reason: refusal });
-      return { name: app.name, remotePort: app.remotePort, state: 'failed', error: refusal, ...protocol };
-    }
     const bound = await this.bind(app);
     if (typeof bound === 'number') return { name: app.name, remotePort: bound, state: 'listening', ...protocol };
     // A busy port is often freed soon (a process restarting, another group's app closing).
@@ -144,7 +159,7 @@ export class PublicApps {
     if (retrying) this.bindRetries.schedule(app.name, bound);
     const retryMs = this.options.bindRetry ?? BACKOFF;
     const reason = `${describeBindError(bound, app.remotePort)}${retrying ? `; retrying (first within ${formatDuration(retryMs.firstMs)}, then at most every ${formatDuration(retryMs.maxMs)})` : ''}`;
-    emit({ type: 'app-failed', group, app: app.name, port: app.remotePort, reason });
+    this.options.emit({ type: 'app-failed', group, app: app.name, port: app.remotePort, reason });
     return { name: app.name, remotePort: app.remotePort, state: 'failed', error: reason, ...protocol };
   }
 
@@ -152,13 +167,9 @@ export class PublicApps {
    * A vhost app opens no port: its AppServer is attached to the vhost router under the app's
    * names, and holds the users routed to it like a port-based app holds its own.
    */
-  private openVhostApp(app: AppSpec, refusal: string | undefined): AppBinding {
-    const { group, emit, vhost } = this.options;
-    if (vhost === undefined || refusal !== undefined) {
-      const reason = refusal ?? 'this server has no vhost ports';
-      emit({ type: 'app-failed', group, app: app.name, port: 0, reason });
-      return { name: app.name, remotePort: 0, state: 'failed', error: reason };
-    }
+  private openVhostApp(app: AppSpec): AppBinding {
+    const { group, emit } = this.options;
+    const vhost = this.options.vhost!;
     const server = new AppServer(group, app, this.options.bindHost, this.options.sink, emit, this.options.maxPendingUsersPerApp);
     if (app.pool === undefined) vhost.router.attach(server);
     else {
@@ -176,6 +187,15 @@ export class PublicApps {
     const domains = appDomains(app, 0, vhost.config.subdomainHost).map(({ domain }) => domain);
     emit({ type: 'app-opened', group, app: app.name, port, domains });
     return { name: app.name, remotePort: port, state: 'listening', domains };
+  }
+
+  /** An app the server will not open: no port, "refused by server: why" on both ends and in the API. */
+  private refuse(app: AppSpec, problem: string): AppBinding {
+    const error: RefusedState = `refused by server: ${problem}`;
+    this.refusals.set(app.name, error);
+    const port = app.vhost === undefined ? app.remotePort : 0;
+    this.options.emit({ type: 'app-refused', group: this.options.group, app: app.name, port, by: 'server', reason: problem });
+    return { name: app.name, remotePort: port, state: 'failed', error, ...protocolMark(app) };
   }
 
   /** Binds an app's public port: the port bound, or the bind error. */

@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { asyncScheduler, filter, interval, ReplaySubject, takeUntil, type Observable, type SchedulerLike } from 'rxjs';
-import { formatDuration, type GroupSpec, type PublicPolicy } from '../../config/index.js';
+import { asyncScheduler, filter, firstValueFrom, interval, ReplaySubject, Subject, takeUntil, timeout, type Observable, type SchedulerLike } from 'rxjs';
+import { formatDuration, type AppSpec, type GroupSpec, type PublicPolicy } from '../../config/index.js';
 import { heartbeat, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, type MuxStream } from '../../net/index.js';
 import {
   assertNever,
@@ -10,6 +10,7 @@ import {
   randomId,
   type AppBinding,
   type AppDeclaration,
+  type AppsRefused,
   type HealthReport,
   type Message,
   type NewWorkConn,
@@ -19,8 +20,9 @@ import type { SharedPorts } from '../shared-ports/shared-ports.js';
 import { AppServer, type UserConn, type UserConnSink } from '../public/app-server.js';
 import type { BindRetryPolicy } from '../public/bind-retry.js';
 import type { DeactivationCode, EmitServerEvent, ServerEvent } from '../events.js';
-import { PublicApps, type PublicApp } from '../public/public-apps.js';
+import { PublicApps, type PublicApp, type RefusedState } from '../public/public-apps.js';
 import { compareWithClient } from './registry-vs-client.js';
+import { appTarget, HostRefusals } from './group-apps.js';
 import type { VhostServer } from '../../vhost/index.js';
 import type { UdpAppServer, UdpSessionSink } from '../udp/udp-app-server.js';
 import { UdpSessions } from '../udp/udp-sessions.js';
@@ -39,6 +41,8 @@ export interface AppGroupOptions {
   clientId: string;
   /** The apps the client's own group file declares (for mismatch warnings only). */
   declaredApps: readonly AppDeclaration[];
+  /** The client's Login said `takesApps`: it is sent GroupApps and answers AppsRefused. */
+  takesApps?: boolean;
   bindHost: string;
   /** The server's shared pools: pooled apps join one instead of binding a port of their own. */
   pools: SharedPorts;
@@ -93,6 +97,13 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   private readonly lost$ = new ReplaySubject<DeactivationCode>(1);
   private active = true;
   private currentSpec: GroupSpec;
+  private readonly hostRefusals = new HostRefusals();
+  /** Registry edits and host refusals change the public ports one at a time, in the order they came. */
+  private portChanges: Promise<unknown> = Promise.resolve();
+  /** The apps whose public side the last port change opened (or left open). */
+  private opened: readonly AppSpec[] = [];
+  /** Each AppsRefused: the host has judged the apps sent last. */
+  private readonly hostAnswers$ = new Subject<void>();
   // Join proofs use the secret the client logged in with: a changed secret applies at the next login.
   private readonly loginSecret: string;
 
@@ -168,6 +179,20 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
     this.pool.topUp();
   }
 
+  /**
+   * Tells a client that takes its apps from the server what they are now (after LoginResp, and
+   * after each registry change); it answers AppsRefused.
+   */
+  sendApps(): void {
+    if (this.options.takesApps !== true || !this.active) return;
+    this.options.channel.send({ type: 'GroupApps', apps: this.currentSpec.apps.map(appTarget) });
+  }
+
+  /** Why an app of this group opens no port: "refused by host: ..." or "refused by server: ...". */
+  refusal(app: string): RefusedState | undefined {
+    return this.hostRefusals.reasonFor(app) ?? this.publicApps.refusal(app);
+  }
+
   /** This group's slice of the server's event stream. */
   get events$(): Observable<ServerEvent> {
     return this.options.events$.pipe(filter((event) => 'group' in event && event.group === this.name));
@@ -226,8 +251,9 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       });
 
     channel.release();
+    this.opened = this.currentSpec.apps;
     const apps = await this.publicApps.openAll();
-    return { apps, warnings: compareWithClient(this.currentSpec.apps, this.options.declaredApps) };
+    return { apps, warnings: compareWithClient(this.currentSpec.apps, this.options.declaredApps, this.options.takesApps === true) };
   }
 
   /**
@@ -235,10 +261,49 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
    * port changed) close with their conns, new ones open; the other apps take their new
    * `allow` and `maxConnections` for the next user, their conns untouched.
    */
-  updateSpec(spec: GroupSpec): Promise<AppBinding[]> {
-    const before = this.currentSpec.apps;
+  async updateSpec(spec: GroupSpec): Promise<AppBinding[]> {
+    const known = new Set(this.currentSpec.apps.map((app) => app.name));
     this.currentSpec = spec;
-    return this.publicApps.update(before, spec.apps);
+    this.hostRefusals.prune(spec.apps);
+    if (this.options.takesApps !== true || !this.active) return this.changePorts('removed from the registry');
+    const answered = firstValueFrom(this.hostAnswers$.pipe(timeout({ first: this.options.pairingTimeoutMs }), takeUntil(this.lost$))).catch(() => {});
+    this.sendApps();
+    // Edits of the apps already there apply now (a narrower allow must not wait for the host);
+    // added apps open once the host has judged them: no user comes before the host knows the
+    // app, and an app the host refuses never opens.
+    const now = this.changePorts('removed from the registry', (app) => known.has(app.name));
+    await answered;
+    const later = await this.changePorts('removed from the registry');
+    return [...(await now), ...later];
+  }
+
+  /**
+   * Brings the public ports in line with the registry less the host's refusals (and less the
+   * apps `include` leaves out), one change at a time: `opened` is what the last one left open.
+   */
+  private changePorts(removedWhy: string, include: (app: AppSpec) => boolean = () => true): Promise<AppBinding[]> {
+    const done = this.portChanges.then(() => {
+      const after = this.hostRefusals.served(this.currentSpec.apps).filter(include);
+      const before = this.opened;
+      this.opened = after;
+      return this.publicApps.update(before, after, removedWhy);
+    });
+    this.portChanges = done.catch(() => {});
+    return done;
+  }
+
+  /**
+   * The host's answer to GroupApps: the apps it will not serve close their public ports (a user
+   * there could only be refused), and apps it now serves again open.
+   */
+  private handleAppsRefused({ apps }: AppsRefused): void {
+    if (this.options.takesApps !== true) return;
+    for (const { name, reason } of this.hostRefusals.replace(this.currentSpec.apps, apps)) {
+      const app = this.currentSpec.apps.find((candidate) => candidate.name === name)!;
+      this.options.emit({ type: 'app-refused', group: this.name, app: name, port: app.vhost === undefined ? app.remotePort : 0, by: 'host', reason });
+    }
+    this.hostAnswers$.next();
+    void this.changePorts('refused by host');
   }
 
   /** The one place control messages from the client are dispatched. */
@@ -258,6 +323,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         return;
       case 'HealthReport':
         return this.handleHealthReport(message);
+      case 'AppsRefused':
+        return this.handleAppsRefused(message);
       case 'Goodbye':
         return this.deactivate('CLIENT_LEFT', `client said goodbye: ${message.reason}`);
       case 'Hello':
@@ -270,6 +337,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       case 'ReqMuxConn':
       case 'StartWorkConn':
       case 'AppsChanged':
+      case 'GroupApps':
         this.options.emit({
           type: 'bad-peer',
           remote: this.clientAddress,
