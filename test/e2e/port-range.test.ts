@@ -126,7 +126,7 @@ describe('a port range through nc', { skip: skipWithout(NC, 'netcat-openbsd') },
       const added = `game-${publicBase + SIZE}`;
       const updated = await server.waitForLine(/group ranged updated \(\d+ apps\).*/, { fromLine: serverFrom });
       assert.equal(updated[0], `group ranged updated (${SIZE + 1} apps): apps.${added} opens now`);
-      await client.waitForLine(new RegExp(`apps\\.${added} served from now on`), { fromLine: clientFrom });
+      await client.waitForLine(new RegExp(`apps of group ranged from the server: .*${added} → `), { fromLine: clientFrom });
       const answer = await eventually(() => nc(publicBase + SIZE, 'grown\n').catch(() => false as const), {
         message: `an answer on the new port ${publicBase + SIZE}`,
         timeout: 15_000,
