@@ -11,6 +11,7 @@ import { appType } from './app-type.js';
 import { portKey, portLabel, udpAppShape } from './udp-app.js';
 import { hostPort, logLevel, port, type HostPort } from './values.js';
 import { vhostAppShape } from './vhost-app.js';
+import { appVisibility, appVisibilityShape, visitorsSchema, type VisitorSpec } from './visitors.js';
 import { YamlFile } from './yaml-file.js';
 
 const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or "."';
@@ -31,7 +32,8 @@ function appSchema(env: NodeJS.ProcessEnv) {
     ...udpAppShape,
     ...vhostAppShape(env),
     ...appTrafficShape,
-  }).transform(({ name, local, allow, proxyProtocol, bandwidth, pool, healthCheck, ...kind }, ctx) => ({
+    ...appVisibilityShape(env),
+  }).transform(({ name, local, allow, proxyProtocol, bandwidth, pool, healthCheck, visibility, allowVisitors, visitorSecret, ...kind }, ctx) => ({
     name,
     local,
     ...(allow === undefined ? {} : { allow }),
@@ -40,10 +42,18 @@ function appSchema(env: NodeJS.ProcessEnv) {
     ...(bandwidth === undefined ? {} : { bandwidth }),
     // A pooled tcp app may leave its port to the pool (0 here: filled in when the server registers it).
     ...appKind(
-      { ...kind, remotePort: kind.remotePort ?? (pool === undefined || kind.type !== 'tcp' ? undefined : 0), traffic: { proxyProtocol, bandwidth } },
+      {
+        ...kind,
+        // A private app opens no port: 0, as for a vhost app.
+        remotePort:
+          kind.remotePort ??
+          ((visibility === 'private' && kind.type !== 'http' && kind.type !== 'https') || (pool !== undefined && kind.type === 'tcp') ? 0 : undefined),
+        traffic: { proxyProtocol, bandwidth },
+      },
       ctx,
     ),
     ...poolMembership({ type: kind.type, pool, healthCheck }, ctx),
+    ...appVisibility({ visibility, allowVisitors, visitorSecret, type: kind.type, remotePort: kind.remotePort, pool }, ctx),
   }));
 }
 
@@ -100,9 +110,10 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
       .optional()
       .meta({ description: "Client side: a cluster's nodes, tried in turn, each with its own pinned certificate if given" }),
     ...serverTrustShape(dirname(file)),
+    visitors: visitorsSchema(env).optional(),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, visitors, ...trust }, ctx) => {
       if (server !== undefined && servers !== undefined)
         ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
       const stem = basename(file, extname(file));
@@ -138,6 +149,8 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
         ...(level === undefined ? {} : { logLevel: level }),
         /** Client-side only: the nodes of a cluster, tried in turn. */
         ...(servers === undefined ? {} : { servers: Object.freeze(servers) as readonly ClusterServer[] }),
+        /** Client-side only: local ports whose users visit other groups' private apps. */
+        ...(visitors === undefined || visitors.length === 0 ? {} : { visitors: Object.freeze(visitors) as readonly VisitorSpec[] }),
       });
     });
 }
