@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { eventually } from '../helpers/eventually.js';
 import type { ServerLink } from '../helpers/link.js';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { freePortIn, streamEnding, type StreamEnding } from '../helpers/net.js';
 import { CliProcess, COMMONSERVER_BIN, ProcessSet, serverLinkOf, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
 import { dig, redisBenchmark, skipWithoutDns, skipWithoutRedis, startDnsmasq, startRedis, type ChildProgram } from '../helpers/programs.js';
@@ -31,7 +31,10 @@ let owner: CliProcess;
 let visitor: CliProcess;
 let outsider: CliProcess;
 let redis: ChildProgram & { port: number };
-const ports = { redis: 0, dns: 0, badSecret: 0, outsider: 0 };
+const ports = { redis: 0, dns: 0, badSecret: 0, outsider: 0, proxied: 0 };
+/** A private app that asks for a PROXY v1 header: the first line each of its conns brought. */
+let proxiedApp: Server;
+const headers: string[] = [];
 
 function writeGroup(name: string, body: Record<string, unknown>): void {
   writeFileSync(config.groupFile(name), stringify({ name, secret: randomSecret(), ...body }));
@@ -68,10 +71,26 @@ describe('private apps and visitors (TLS, pinned, mux)', { skip: skipWithoutRedi
     ports.badSecret = await freePortIn(40_001, 50_000);
     ports.outsider = await freePortIn(40_001, 50_000);
     ports.dns = await unusedUdpPort();
+    ports.proxied = await freePortIn(40_001, 50_000);
+    proxiedApp = createServer((conn) => {
+      conn.once('data', (chunk) => {
+        headers.push(chunk.toString('latin1').split('\r\n')[0]!);
+        conn.end();
+      });
+      conn.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => proxiedApp.listen(0, '127.0.0.1', resolve));
     writeGroup('office-a', {
       apps: [
         { name: 'redis', local: `127.0.0.1:${redis.port}`, visibility: 'private', allowVisitors: ['office-b'], visitorSecret: VISITOR_SECRET },
         { name: 'dns', local: `127.0.0.1:${dns.port}`, type: 'udp', visibility: 'private', allowVisitors: ['office-b'] },
+        {
+          name: 'proxied',
+          local: `127.0.0.1:${(proxiedApp.address() as AddressInfo).port}`,
+          visibility: 'private',
+          allowVisitors: ['office-b'],
+          proxyProtocol: 'v1',
+        },
       ],
     });
     writeGroup('office-b', {
@@ -80,6 +99,7 @@ describe('private apps and visitors (TLS, pinned, mux)', { skip: skipWithoutRedi
         { name: 'redis', group: 'office-a', app: 'redis', bind: `127.0.0.1:${ports.redis}`, secret: VISITOR_SECRET },
         { name: 'redis-bad-secret', group: 'office-a', app: 'redis', bind: `127.0.0.1:${ports.badSecret}`, secret: 'not-the-visitor-secret-at-all' },
         { name: 'dns', group: 'office-a', app: 'dns', bind: `127.0.0.1:${ports.dns}`, type: 'udp' },
+        { name: 'proxied', group: 'office-a', app: 'proxied', bind: `127.0.0.1:${ports.proxied}` },
       ],
     });
     writeGroup('office-c', {
@@ -102,6 +122,7 @@ describe('private apps and visitors (TLS, pinned, mux)', { skip: skipWithoutRedi
   after(async () => {
     await processes.stopAll();
     await redis?.stop();
+    proxiedApp?.close();
   });
 
   test('a private app opens no public port: the server listens only on its common and admin ports', { timeout: 20_000 }, async () => {
@@ -134,6 +155,13 @@ describe('private apps and visitors (TLS, pinned, mux)', { skip: skipWithoutRedi
     // Several resolvers at once, each from its own source port: each its own stream.
     const answers = await Promise.all(Array.from({ length: 5 }, () => dig(ports.dns, 'test.example')));
     for (const answer of answers) assert.deepEqual(answer, { ok: true, answer: '10.1.2.3' });
+  });
+
+  test("PROXY protocol for a visitor: the source is the visiting host's address, as the server sees its control conn", { timeout: 20_000 }, async () => {
+    const ending = await visitorUserEnding(ports.proxied);
+    assert.equal(ending.ending, 'fin', JSON.stringify(ending));
+    // Its control conn to the common port: the visiting client's address and port, the server's common port.
+    assert.match(headers[0] ?? '', new RegExp(`^PROXY TCP4 127\\.0\\.0\\.1 127\\.0\\.0\\.1 \\d+ ${link.port}$`));
   });
 
   test('a visitor whose group is not in allowVisitors is reset; both clients and the server say why, the metric counts', { timeout: 30_000 }, async () => {

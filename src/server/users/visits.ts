@@ -42,7 +42,7 @@ export function serveVisit(visit: Visit, visitor: VisitingGroup, owner: OwningGr
     if (app !== undefined) owner?.noticeVisitRefused(refused);
     emit({ type: 'visitor-refused', visitorGroup: visitor.name, visitor: visit.visitor, target: `${visit.group}/${visit.app}`, reason });
   };
-  if (owner === undefined) return refuse(`group ${visit.group} is not online`);
+  if (owner === undefined) return refuse(`group ${visit.group} is not online on this server`);
   if (app === undefined) return refuse(`group ${visit.group} has no private app ${visit.app}`);
   const rules = app.spec;
   if (!(rules.allowVisitors ?? []).includes(visitor.name)) return refuse('not in allowVisitors');
