@@ -6,9 +6,18 @@ import { stringify } from 'yaml';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { eventually } from '../helpers/eventually.js';
 import type { ServerLink } from '../helpers/link.js';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
-import { freePortIn, streamEnding, type StreamEnding } from '../helpers/net.js';
-import { CliProcess, COMMONSERVER_BIN, ProcessSet, serverLinkOf, startGroupClientProcess, waitForGroupActive } from '../helpers/processes.js';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connectTo, freePortIn, readBytes, streamEnding, type StreamEnding } from '../helpers/net.js';
+import { startEchoApp, type TestApp } from '../helpers/apps.js';
+import {
+  CliProcess,
+  COMMONSERVER_BIN,
+  ProcessSet,
+  serverLinkOf,
+  startCommonServerProcess,
+  startGroupClientProcess,
+  waitForGroupActive,
+} from '../helpers/processes.js';
 import { dig, redisBenchmark, skipWithoutDns, skipWithoutRedis, startDnsmasq, startRedis, type ChildProgram } from '../helpers/programs.js';
 import { unusedUdpPort } from '../helpers/udp.js';
 
@@ -185,5 +194,51 @@ describe('private apps and visitors (TLS, pinned, mux)', { skip: skipWithoutRedi
     assert.equal(ending.ending, 'reset');
     await visitor.waitForLine(/visitor office-b\/redis-bad-secret refused by group office-a app redis: the visitor secret does not match/);
     for (const process of [server, owner, visitor, outsider]) assert.doesNotMatch(process.output, new RegExp(VISITOR_SECRET));
+  });
+});
+
+describe("visitors at the visiting session's stream cap (limits.maxMuxStreams: 2)", () => {
+  const capped = new ProcessSet();
+  let echo: TestApp;
+  let bind = 0;
+  let visiting: CliProcess;
+  const users: Socket[] = [];
+
+  before(async () => {
+    echo = await startEchoApp();
+    const dir = makeConfigDir([], { extra: { limits: { maxMuxStreams: 2 } } });
+    bind = await freePortIn(40_001, 50_000);
+    const write = (name: string, body: Record<string, unknown>): void =>
+      writeFileSync(dir.groupFile(name), stringify({ name, secret: randomSecret(), ...body }));
+    write('office-a', { apps: [{ name: 'echo', local: `127.0.0.1:${echo.port}`, visibility: 'private', allowVisitors: ['office-b'] }] });
+    write('office-b', { apps: unused, visitors: [{ name: 'echo', group: 'office-a', app: 'echo', bind: `127.0.0.1:${bind}` }] });
+    const started = await startCommonServerProcess(dir.serverFile);
+    capped.add(started.process);
+    const start = (group: string): CliProcess => capped.add(startGroupClientProcess({ groupsDir: dir.groupsDir, group, server: started }));
+    const owning = start('office-a');
+    visiting = start('office-b');
+    await Promise.all([waitForGroupActive(owning, 'office-a'), waitForGroupActive(visiting, 'office-b')]);
+  });
+
+  after(async () => {
+    for (const user of users) user.destroy();
+    await capped.stopAll();
+    await echo.close();
+  });
+
+  test('a visit past the cap is refused at once (never queued), the users within it keep being served', { timeout: 20_000 }, async () => {
+    for (let i = 0; i < 2; i++) {
+      const user = await connectTo(bind);
+      users.push(user);
+      const answer = readBytes(user, 5);
+      user.write(`held${i}`);
+      assert.equal((await answer).toString(), `held${i}`);
+    }
+    const ending = await visitorUserEnding(bind);
+    assert.equal(ending.ending, 'reset', JSON.stringify(ending));
+    await visiting.waitForLine(/visitor office-b\/echo refused by group office-a app echo: the visitor's mux conn refused a stream: .*2 streams, its cap/);
+    const answer = readBytes(users[0]!, 4);
+    users[0]!.write('more');
+    assert.equal((await answer).toString(), 'more');
   });
 });
