@@ -1,17 +1,26 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeConfigDir, randomSecret, type TestAppEntry } from '../test/helpers/configs.js';
+import { stringify } from 'yaml';
+import { freePortIn } from '../test/helpers/net.js';
 import { CliProcess, parsePortTable, startCommonServerProcess, startGroupClientProcess } from '../test/helpers/processes.js';
 import { createSelfSigned } from '../src/server/index.js';
 import { track } from './proc.js';
 
-export type PathName = 'direct' | 'relay' | 'relay-tls' | 'tunnel' | 'tunnel-tls' | 'tunnel-base' | 'tunnel-tls-base';
+export type PathName = 'direct' | 'relay' | 'relay-tls' | 'tunnel' | 'tunnel-tls' | 'tunnel-base' | 'tunnel-tls-base' | 'visitor-tls';
 export const PATH_NAMES: readonly PathName[] = ['direct', 'relay', 'relay-tls', 'tunnel', 'tunnel-tls'];
 /** The tunnel paths run from another build (`--baseline DIR`): an A/B within one run. */
 export const BASELINE_PATH_NAMES: readonly PathName[] = ['tunnel-base', 'tunnel-tls-base'];
+/**
+ * Run only when named (`--paths tunnel-tls,visitor-tls`): each target a private app reached
+ * through a visitor of a second group's client (three processes). Not in the default list: its
+ * users are streams on two sessions' mux conns, refused past their cap (256), so the idle figure
+ * (thousands of users at once) does not apply to it.
+ */
+export const OPT_IN_PATH_NAMES: readonly PathName[] = ['visitor-tls'];
 
 /** How a user reaches the apps: a public port per target, and the two processes in between. */
 export interface BenchPath {
@@ -67,6 +76,8 @@ export async function openPath(name: PathName, targets: Record<string, number>, 
       return openTunnel(name, targets, options, false);
     case 'tunnel-tls':
       return openTunnel(name, targets, options, true);
+    case 'visitor-tls':
+      return openVisitorTunnel(name, targets, options);
     case 'tunnel-base':
     case 'tunnel-tls-base': {
       if (options.baselineRoot === undefined) throw new Error(`${name} needs --baseline`);
@@ -118,15 +129,9 @@ export async function openTunnelWith(
     extra: { limits: { maxPendingUsersPerApp: 1000, maxHandshakes: 4096, maxHandshakesPerSource: 1000 } },
   });
   const processes: CliProcess[] = [];
-  const close = async (): Promise<void> => {
-    await Promise.all(processes.map((p) => p.stop()));
-    rmSync(config.dir, { recursive: true, force: true });
-  };
+  const close = closer(processes, config.dir);
   try {
-    const nodeArgs = [
-      ...(options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`]),
-      ...(options.traceGc ? ['--trace-gc'] : []),
-    ];
+    const nodeArgs = tunnelNodeArgs(options);
     const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs, bins?.server);
     processes.push(server.process);
     if (tls && server.fingerprint === undefined) throw new Error('commonserver printed no certificate fingerprint with TLS on');
@@ -141,13 +146,75 @@ export async function openTunnelWith(
     processes.push(client);
     const ports = parsePortTable((await client.waitForLine(/group bench active/)).input!);
     const pids = { server: server.process.pid, client: client.pid };
-    const fullGcsOf = (process: CliProcess): number => process.lines.filter((line) => FULL_GC_LINE.test(line)).length;
     const fullGcs = options.traceGc ? () => ({ server: fullGcsOf(server.process), client: fullGcsOf(client) }) : () => undefined;
     return { name, ports: Object.fromEntries(ports), pids: () => pids, fullGcs, close };
   } catch (error) {
     await close();
     throw error;
   }
+}
+
+/**
+ * The TLS tunnel with every target private: group `bench` owns them (`visibility: private`,
+ * `allowVisitors: [bench-visitor]`), group `bench-visitor`'s client listens for each on a local
+ * port (`visitors:`). A user goes visitor client → server → owner's client → target. `pids`
+ * names the server and the owner's client (the visitor's client is a third process, not weighed).
+ */
+async function openVisitorTunnel(name: PathName, targets: Record<string, number>, options: PathOptions): Promise<BenchPath> {
+  const config = makeConfigDir([], {
+    heartbeatInterval: '5s',
+    heartbeatTimeout: '20s',
+    pairingTimeout: '10s',
+    handshakeTimeout: '5s',
+    certificate: 'on-start',
+  });
+  const binds = Object.fromEntries(await Promise.all(Object.keys(targets).map(async (target) => [target, await freePortIn(40_001, 60_000)] as const)));
+  const write = (group: string, body: Record<string, unknown>): void =>
+    writeFileSync(config.groupFile(group), stringify({ name: group, secret: randomSecret(), ...body }));
+  write('bench', {
+    apps: Object.entries(targets).map(([app, port]) => ({ name: app, local: `127.0.0.1:${port}`, visibility: 'private', allowVisitors: ['bench-visitor'] })),
+  });
+  write('bench-visitor', {
+    apps: [{ name: 'unused', local: '127.0.0.1:9', remotePort: 0 }],
+    visitors: Object.keys(targets).map((app) => ({ name: app, group: 'bench', app, bind: `127.0.0.1:${binds[app]}` })),
+  });
+  const processes: CliProcess[] = [];
+  const close = closer(processes, config.dir);
+  try {
+    const nodeArgs = tunnelNodeArgs(options);
+    const server = await startCommonServerProcess(config.serverFile, {}, nodeArgs);
+    processes.push(server.process);
+    const start = (group: string): CliProcess =>
+      startGroupClientProcess({ configFile: config.groupFile(group), serverPort: server.port, link: { fingerprint: server.fingerprint! }, nodeArgs });
+    const owner = start('bench');
+    const visitor = start('bench-visitor');
+    processes.push(owner, visitor);
+    await owner.waitForLine(/group bench active/);
+    await visitor.waitForLine(/group bench-visitor active/);
+    const pids = { server: server.process.pid, client: owner.pid };
+    const fullGcs = options.traceGc ? () => ({ server: fullGcsOf(server.process), client: fullGcsOf(owner) }) : () => undefined;
+    return { name, ports: binds, pids: () => pids, fullGcs, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** Stops the tunnel's processes and removes its config directory. */
+function closer(processes: CliProcess[], dir: string): () => Promise<void> {
+  return async () => {
+    await Promise.all(processes.map((p) => p.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
+
+/** node's own flags for the tunnel's processes: CPU profiles and GC tracing when asked for. */
+function tunnelNodeArgs(options: PathOptions): string[] {
+  return [...(options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`]), ...(options.traceGc ? ['--trace-gc'] : [])];
+}
+
+function fullGcsOf(process: CliProcess): number {
+  return process.lines.filter((line) => FULL_GC_LINE.test(line)).length;
 }
 
 interface Relay {

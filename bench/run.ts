@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
-import { BASELINE_PATH_NAMES, makeCert, openPath, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
+import { BASELINE_PATH_NAMES, makeCert, openPath, OPT_IN_PATH_NAMES, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
 import { checkTools, cpuMs, missingTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import {
   connChurn,
@@ -36,7 +36,8 @@ type Figure = (typeof FIGURES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST      figures: ${FIGURES.join(',')} (default: all)
-  --paths LIST     paths: ${PATH_NAMES.join(',')} (default: all)
+  --paths LIST     paths: ${PATH_NAMES.join(',')} (default: all), and ${OPT_IN_PATH_NAMES.join(',')} (each target a private
+                   app reached through a visitor: compare with tunnel-tls, e.g. --only setup,throughput)
   --runs N         runs per figure; medians are reported (default 3)
   --quick          one short run of everything (runs 1, fewer conns, shorter tests)
   --conns N        sequential conns for the setup figure (default 2000)
@@ -114,7 +115,7 @@ async function main(): Promise<number> {
   const reference = values.check ? readReference(referenceFile) : undefined;
   const figures = pickList(values.only, FIGURES, 'figure');
   // The baseline's paths come with --baseline (below): by default only this build's run.
-  const paths = pickList(values.paths, [...PATH_NAMES, ...BASELINE_PATH_NAMES], 'path', PATH_NAMES);
+  const paths = pickList(values.paths, [...PATH_NAMES, ...BASELINE_PATH_NAMES, ...OPT_IN_PATH_NAMES], 'path', PATH_NAMES);
   const orphan = paths.find((path) => BASELINE_PATH_NAMES.includes(path));
   if (orphan !== undefined && values.baseline === undefined) throw new Error(`path ${orphan} needs --baseline DIR (another build to compare with)`);
   if (values.baseline !== undefined) {

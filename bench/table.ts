@@ -16,6 +16,7 @@ const RATIOS: Array<[PathName, PathName]> = [
   ['tunnel-tls', 'tunnel'],
   ['tunnel-base', 'tunnel'],
   ['tunnel-tls-base', 'tunnel-tls'],
+  ['visitor-tls', 'tunnel-tls'],
 ];
 
 /** Prints medians per path, and each tunnel's ratio against its bare relay of the same run. */

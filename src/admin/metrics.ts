@@ -109,6 +109,13 @@ export class ServerMetrics {
     labelNames: ['pool', 'group'],
     registers: [this.registry],
   });
+  /** Labelled by the visiting group only: it logged in, so its name is one of the registry's (the target is the peer's words). */
+  private readonly visitorsRefused = new Counter({
+    name: 'ntp_visitors_refused_total',
+    help: 'Visits refused (not allowed, bad secret, no such private app, owner offline...), by the visiting group',
+    labelNames: ['visitor_group'],
+    registers: [this.registry],
+  });
   private readonly poolRefused = new Counter({
     name: 'ntp_pool_users_refused_total',
     help: 'Users of a pool reset at once: no live, healthy member',
@@ -348,6 +355,8 @@ export class ServerMetrics {
         return this.poolRefused.inc({ pool: event.pool });
       case 'login-rejected':
         return this.authFailures.inc({ code: event.code });
+      case 'visitor-refused':
+        return this.visitorsRefused.inc({ visitor_group: event.visitorGroup });
       case 'bad-peer':
         return this.badPeers.inc({ code: event.code });
       case 'vhost-refused':

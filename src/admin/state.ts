@@ -20,6 +20,9 @@ export interface AppView {
   domains?: string[];
   /** The shared pool this app is a member of (see GET /api/pools). */
   pool?: string;
+  /** A private app: no public port (`publicPort` 0), reached only by visitors of `allowVisitors`. */
+  visibility?: 'private';
+  allowVisitors?: readonly string[];
   /** The port in the registry (0: chosen by the server; 0 for a vhost app). */
   remotePort: number;
   /** The port actually bound while the group is in use, else null. */
@@ -69,6 +72,7 @@ const CHURN: ReadonlySet<ServerEvent['type']> = new Set<ServerEvent['type']>([
   'heartbeat',
   'user-conn-accepted',
   'user-conn-refused',
+  'visitor-refused',
   'work-conn-requested',
   'work-conn-joined',
   'work-conn-pooled',
@@ -168,6 +172,7 @@ export class AdminState {
         type,
         ...(vhostType === undefined ? {} : { domains }),
         ...(app.pool === undefined ? {} : { pool: app.pool }),
+        ...(app.visibility === undefined ? {} : { visibility: app.visibility, allowVisitors: app.allowVisitors ?? [] }),
         remotePort: app.remotePort,
         publicPort: appServer === undefined ? null : vhostType === undefined ? appServer.port : (vhost?.port(vhostType) ?? null),
         state: live === undefined ? 'idle' : appServer !== undefined ? 'listening' : (live.refusal(app.name) ?? 'failed'),

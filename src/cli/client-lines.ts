@@ -39,6 +39,28 @@ export function clientEntry(group: string, event: ClientEvent): LogEntry | undef
         'warn',
         `group ${group} lost: ${event.code ? `${event.code}: ` : ''}${event.reason}; reconnecting${event.retryInMs > 0 ? ` in ${seconds(event.retryInMs)}` : ''}`,
       );
+    case 'visitor-listening':
+      return eventEntry(event, 'info', `visitor ${event.visitor} listening on ${event.protocol} ${event.bind} for ${event.target}`);
+    case 'visitor-failed':
+      return eventEntry(event, 'error', `visitor ${event.visitor} cannot listen on ${event.bind}: ${event.reason}`);
+    case 'visitor-refused':
+      return eventEntry(
+        event,
+        'warn',
+        event.byServer
+          ? `visitor ${group}/${event.visitor} refused by group ${event.group} app ${event.app}: ${event.reason}`
+          : `visitor ${event.visitor} (group ${event.group} app ${event.app}): user reset: ${event.reason}`,
+      );
+    case 'visit-refused':
+      return eventEntry(event, 'warn', `visitor ${event.visitorGroup}/${event.visitor} refused by group ${group} app ${event.app}: ${event.reason}`);
+    case 'visitor-arrived':
+      return eventEntry(event, 'debug', `visitor of group ${event.visitorGroup} for app ${event.app}`);
+    case 'visitor-conn-closed':
+      return eventEntry(
+        event,
+        'debug',
+        `visitor ${event.visitor}: user closed after ${seconds(event.durationMs)}: ${bytes(event.bytesIn)} in, ${bytes(event.bytesOut)} out${event.error ? ` (${event.error})` : ''}`,
+      );
     case 'local-dial-failed':
       // The reason starts with the target's address.
       return eventEntry(event, 'warn', `app ${event.app}: local app unreachable: ${event.reason}`);

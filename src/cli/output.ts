@@ -14,6 +14,7 @@ export function bytes(count: number): string {
 /** An app of a LoginResp or AppsChanged in a lifecycle line: its port (`/udp` for a UDP app), and its names for a vhost app. */
 export function bindingText(app: AppBinding, port: (remotePort: number) => string): string {
   if (app.state !== 'listening') return `${app.name} ✗ (${app.error})`;
+  if (app.visibility === 'private') return `${app.name} private${app.protocol === 'udp' ? '/udp' : ''} (visitors only, no public port)`;
   const where = `${port(app.remotePort)}${app.protocol === 'udp' ? '/udp' : ''}`;
   return app.domains === undefined ? `${app.name} → ${where}` : `${app.name} → ${app.domains.join(', ')} on ${where}`;
 }

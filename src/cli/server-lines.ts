@@ -56,6 +56,8 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
       );
     case 'user-conn-refused':
       return eventEntry(event, 'info', `user ${event.remote} of ${event.group}/${event.app} refused: ${event.reason}`);
+    case 'visitor-refused':
+      return eventEntry(event, 'warn', `visitor ${event.visitorGroup}/${event.visitor} refused by ${event.target}: ${event.reason}`);
     case 'work-conn-failed':
       return eventEntry(event, 'warn', `user of ${event.group}/${event.app} closed: ${event.reason}`);
     // At most one line per app per traffic sample (1 s): a flood of datagrams is one line, not a flood.
@@ -114,7 +116,11 @@ export function serverEntry(event: ServerEvent): LogEntry | undefined {
     case 'heartbeat-timeout':
       return eventEntry(event, 'debug', `group ${event.group}: no heartbeat for ${seconds(event.silentMs)}`);
     case 'user-conn-accepted':
-      return eventEntry(event, 'debug', `user ${event.remote} of ${event.group}/${event.app} accepted`);
+      return eventEntry(
+        event,
+        'debug',
+        `${event.visitor === undefined ? 'user' : `visitor of ${event.visitor} at`} ${event.remote} of ${event.group}/${event.app} accepted`,
+      );
     case 'work-conn-requested':
       return eventEntry(event, 'debug', `work conn asked for a user of ${event.group}/${event.app}`);
     case 'work-conn-joined':

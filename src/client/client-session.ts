@@ -15,7 +15,7 @@ import {
   type RelayConn,
   type RelayOptions,
 } from '../net/index.js';
-import { assertNever, type AppTarget, type GoodbyeCode, type Message, type StartWorkConn, type UserAddress } from '../protocol/index.js';
+import { assertNever, type AppTarget, type GoodbyeCode, type Message, type StartWorkConn, type UserAddress, type VisitRefused } from '../protocol/index.js';
 import { servedApps } from './server-apps.js';
 import type { EmitClientEvent } from './events.js';
 import { healthChanges } from './health-checks.js';
@@ -23,6 +23,8 @@ import { awaitStartWorkConn } from './pooled-work-conn.js';
 import { ClientUdpSessions } from './udp-sessions.js';
 import { proxyHeader } from './proxy-header.js';
 import { dialLocalAppEagerly, presentWorkConn } from './work-conn.js';
+import { SessionVisits, VisitFailed } from './visits.js';
+import type { VisitorSpec } from '../config/index.js';
 
 const debug = createDebug('ntp:client:client-session');
 
@@ -79,6 +81,7 @@ export class ClientSession {
   /** Pooled work conns asked for beyond `maxPooledWorkConns` this session, and not opened. */
   private pooledTrimmed = 0;
   private readonly udpSessions: ClientUdpSessions;
+  private readonly visits: SessionVisits;
   private done = false;
   private pingSeq = 0;
   /** The apps served now (the server's within allowLocal, else the host file's); pooled apps' health checks restart with each new set. */
@@ -104,6 +107,21 @@ export class ClientSession {
       dialTimeoutMs,
       presentWorkConn: (pairingId) => presentWorkConn({ server, transport, sessionId, pairingId, secret: this.loginSecret, dialTimeoutMs }),
     });
+    this.visits = new SessionVisits({
+      group: options.spec.name,
+      send: (message) => options.channel.send(message),
+      timeoutMs: dialTimeoutMs,
+      maxPending: options.muxLimits.maxStreams,
+    });
+  }
+
+  /**
+   * A stream to `visitor`'s private app, which the server opens on the mux conn once the app's
+   * owner allows this group; rejects with VisitFailed (the server's refusal, or why not asked).
+   */
+  visit(visitor: VisitorSpec): Promise<MuxStream> {
+    if (this.mux === undefined || this.mux.isClosed) return Promise.reject(new VisitFailed('the mux conn to the server is not up (visitors need mux)', false));
+    return this.visits.ask(visitor);
   }
 
   /** UDP sessions open now (each a local socket and a work conn). */
@@ -228,9 +246,12 @@ export class ClientSession {
       case 'GroupApps':
         this.serve(message.apps, true);
         return;
+      case 'VisitRefused':
+        return this.handleVisitRefused(message);
       case 'Goodbye':
         return this.end({ code: message.code, reason: message.reason });
       case 'AppsRefused':
+      case 'Visit':
       case 'Hello':
       case 'Challenge':
       case 'Login':
@@ -243,6 +264,14 @@ export class ClientSession {
       default:
         return assertNever(message, 'message');
     }
+  }
+
+  /** Ours (with its id): that visit fails, and its visitor says why. Without one: a notice that a visitor of ours was refused. */
+  private handleVisitRefused(message: VisitRefused): void {
+    const { visitId } = message;
+    if (visitId !== undefined) return this.visits.onRefused({ ...message, visitId });
+    const { visitorGroup, visitor, app, reason } = message;
+    this.options.emit({ type: 'visit-refused', visitorGroup, visitor, app, reason });
   }
 
   /**
@@ -289,7 +318,8 @@ export class ClientSession {
   }
 
   /** A user or UDP session the server put on a pooled work conn or a mux stream. */
-  private serveStart({ app, pairingId, user, protocol }: StartWorkConn, conn: RelayConn, how: 'mux' | 'pooled'): Promise<void> {
+  private serveStart({ app, pairingId, user, protocol, visitor }: StartWorkConn, conn: RelayConn, how: 'mux' | 'pooled'): Promise<void> {
+    if (visitor !== undefined) this.options.emit({ type: 'visitor-arrived', app, visitorGroup: visitor, pairingId });
     if (protocol === 'udp') return this.udpSessions.serveOn(this.appNamed(app), app, pairingId, conn, how);
     return this.serveStream({ app, pairingId, user }, { how, conn });
   }
@@ -313,7 +343,7 @@ export class ClientSession {
       conn,
       'acceptor',
       {
-        onStream: (stream, start) => void this.serveStart(start, stream, 'mux'),
+        onStream: (stream, start) => (start.visit === true ? this.visits.onStream(stream, start) : void this.serveStart(start, stream, 'mux')),
         onRefused: (refused, cap) => this.options.emit({ type: 'mux-stream-refused', cap, refusedOnConn: refused }),
         onClosed: (reason, error) => {
           if (this.mux === mux) this.mux = undefined;
@@ -418,6 +448,7 @@ export class ClientSession {
     for (const conn of this.channels) resetSocket(conn);
     this.channels.clear();
     this.udpSessions.closeAll(`the session ended: ${end.reason}`);
+    this.visits.closeAll(`the session ended: ${end.reason}`);
     if (destroyChannel) this.options.channel.destroy();
     debug('session ended: %s', end.reason);
     this.resolveEnded(end);

@@ -41,6 +41,18 @@ export type ClientEvent =
   | { type: 'apps-received'; apps: { name: string; target: string }[]; warnings: string[] }
   /** An app from the server whose local target this host does not allow: never dialed, reported to the server. */
   | { type: 'app-refused'; app: string; target: string; reason: string }
+  /** A visitor listens on `bind` (its users reach `target`, group/app, through the server). */
+  | { type: 'visitor-listening'; visitor: string; target: string; bind: string; protocol: 'tcp' | 'udp' }
+  /** A visitor could not listen: its users cannot come (the other visitors and apps go on). */
+  | { type: 'visitor-failed'; visitor: string; bind: string; reason: string }
+  /** A user of one of our visitors was reset: `byServer`, the server refused the visit (its words); else this end could not ask. */
+  | { type: 'visitor-refused'; visitor: string; group: string; app: string; reason: string; byServer: boolean }
+  /** A user of one of our visitors ended (its bytes to and from the app). */
+  | { type: 'visitor-conn-closed'; visitor: string; bytesIn: number; bytesOut: number; durationMs: number; error?: string }
+  /** Owner side: the server refused `visitorGroup`'s visitor of our private `app`, and why. */
+  | { type: 'visit-refused'; visitorGroup: string; visitor: string; app: string; reason: string }
+  /** Owner side: a visitor of `visitorGroup` is a user of our private `app` (a stream, served like any user). */
+  | { type: 'visitor-arrived'; app: string; visitorGroup: string; pairingId: string }
   /** The server's registry changed this group while live; `unknown`: opened apps missing from our file. */
   | { type: 'apps-changed'; opened: AppBinding[]; closed: string[]; unknown: string[] };
 

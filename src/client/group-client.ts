@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
 import { firstValueFrom, fromEvent, Subject, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
-import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort } from '../config/index.js';
+import { describeChanges, formatHostPort, protocolMark, specChanges, type GroupSpec, type HostPort, type VisitorSpec } from '../config/index.js';
 import {
   BACKOFF,
   ControlChannel,
@@ -14,6 +14,7 @@ import {
   retryWithBackoff,
   type BackoffPolicy,
   type ClientTransport,
+  type MuxStream,
   type Observed,
 } from '../net/index.js';
 import { loginProof, PROTOCOL_VERSION, ProtocolError, type AppDeclaration, type LoginRejectCode } from '../protocol/index.js';
@@ -22,6 +23,8 @@ import { ClusterRefusedError, LoginRejectedError, ServerTrustError, TakenOverErr
 import { ConnectFailed, LoginRound, SessionLost } from './login-round.js';
 import type { ClientEvent } from './events.js';
 import { dialCommon } from './tls.js';
+import { ClientVisitors } from './visitors.js';
+import { VisitFailed } from './visits.js';
 
 const debug = createDebug('ntp:client:group-client');
 
@@ -144,6 +147,9 @@ export class GroupClient implements Observed<ClientEvent> {
   async run(): Promise<void> {
     const { signal } = this.stopController;
     const round = new LoginRound(this.endpoints.length);
+    // For the client's whole life, across reconnects: a user who comes between sessions is reset.
+    const visitors = new ClientVisitors(this.options.spec.visitors ?? [], this.openVisit, this.emit);
+    await visitors.listen();
     try {
       // A run of the retry loop ends when a session that lived `stableSessionMs` ends: the
       // next run logs in again at once and its backoff starts afresh.
@@ -179,9 +185,13 @@ export class GroupClient implements Observed<ClientEvent> {
       this.emit({ type: 'stopped', reason, fatal: true });
       throw error;
     } finally {
+      visitors.close();
       this.events.complete();
     }
   }
+
+  private readonly openVisit = (visitor: VisitorSpec): Promise<MuxStream> =>
+    this.session?.visit(visitor) ?? Promise.reject(new VisitFailed('not logged in to the server now', false));
 
   /**
    * One attempt of the retry loop: a login, then its session until it ends. Rejects with

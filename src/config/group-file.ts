@@ -13,6 +13,7 @@ import { portKey, portLabel, udpAppShape } from './udp-app.js';
 import { fileAppIndex, localField, rangePorts, remotePortField, type AppRange } from './port-range.js';
 import { hostPort, logLevel, type HostPort } from './values.js';
 import { vhostAppShape } from './vhost-app.js';
+import { appVisibility, appVisibilityShape, visitorsSchema, type VisitorSpec } from './visitors.js';
 import { YamlFile } from './yaml-file.js';
 
 const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or "."';
@@ -33,8 +34,16 @@ function appSchema(env: NodeJS.ProcessEnv) {
     ...udpAppShape,
     ...vhostAppShape(env),
     ...appTrafficShape,
-  }).transform(({ name, local, remotePort, allow, proxyProtocol, bandwidth, pool, healthCheck, ...kind }, ctx) => {
+    ...appVisibilityShape(env),
+  }).transform(({ name, local, remotePort, allow, proxyProtocol, bandwidth, pool, healthCheck, visibility, allowVisitors, visitorSecret, ...kind }, ctx) => {
     const ports = rangePorts({ remotePort, local, type: kind.type, pool }, ctx);
+    const visibilityRules = appVisibility(
+      { visibility, allowVisitors, visitorSecret, type: kind.type, remotePort: remotePort === undefined ? undefined : 0, pool },
+      ctx,
+    );
+    // A private app opens no port (0, as for a vhost app); a pooled tcp app may leave its port to
+    // the pool (0 here: filled in when the server registers it).
+    const noPort = (visibility === 'private' && kind.type !== 'http' && kind.type !== 'https') || (pool !== undefined && kind.type === 'tcp');
     const one = (appName: string, at: { remotePort: number | undefined; local: HostPort }) => ({
       name: appName,
       local: at.local,
@@ -42,12 +51,9 @@ function appSchema(env: NodeJS.ProcessEnv) {
       ...(kind.maxConnections === undefined ? {} : { maxConnections: kind.maxConnections }),
       ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
       ...(bandwidth === undefined ? {} : { bandwidth }),
-      // A pooled tcp app may leave its port to the pool (0 here: filled in when the server registers it).
-      ...appKind(
-        { ...kind, remotePort: at.remotePort ?? (pool === undefined || kind.type !== 'tcp' ? undefined : 0), traffic: { proxyProtocol, bandwidth } },
-        ctx,
-      ),
+      ...appKind({ ...kind, remotePort: at.remotePort ?? (noPort ? 0 : undefined), traffic: { proxyProtocol, bandwidth } }, ctx),
       ...poolMembership({ type: kind.type, pool, healthCheck }, ctx),
+      ...visibilityRules,
     });
     if ('single' in ports) return { apps: [one(name, ports.single)] };
     const expanded = ports.ports.map((at) => one(`${name}-${at.remotePort}`, at));
@@ -119,9 +125,10 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
       .optional()
       .meta({ description: "Client side: a cluster's nodes, tried in turn, each with its own pinned certificate if given" }),
     ...serverTrustShape(dirname(file)),
+    visitors: visitorsSchema(env).optional(),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps = [], allowLocal, server, servers, logLevel: level, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps = [], allowLocal, server, servers, logLevel: level, visitors, ...trust }, ctx) => {
       // The registry's entry is where a group's apps come from; a host's file only names itself.
       if (!anyFileName && apps.length === 0) ctx.addIssue({ code: 'custom', path: ['apps'], message: 'expected a list of at least one app' });
       if (server !== undefined && servers !== undefined)
@@ -165,6 +172,8 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
         ...(level === undefined ? {} : { logLevel: level }),
         /** Client-side only: the nodes of a cluster, tried in turn. */
         ...(servers === undefined ? {} : { servers: Object.freeze(servers) as readonly ClusterServer[] }),
+        /** Client-side only: local ports whose users visit other groups' private apps. */
+        ...(visitors === undefined || visitors.length === 0 ? {} : { visitors: Object.freeze(visitors) as readonly VisitorSpec[] }),
       });
     });
 }

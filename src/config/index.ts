@@ -28,3 +28,4 @@ export * from './domain-claims.js';
 export * from './public-policy.js';
 export * from './port-range.js';
 export * from './findings.js';
+export * from './visitors.js';

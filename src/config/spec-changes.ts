@@ -1,4 +1,5 @@
 import type { AppSpec, GroupSpec } from './group-file.js';
+import type { Secret } from './secret.js';
 
 /** Which end reads a reloaded field, and when the new value takes effect there. */
 export interface FieldEffect {
@@ -23,6 +24,7 @@ const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'ranges' |
   server: AT_CLIENT_RESTART,
   logLevel: { client: 'applies now (unless --log-level is given)' },
   servers: AT_CLIENT_RESTART,
+  visitors: AT_CLIENT_RESTART,
   serverFingerprint: AT_CLIENT_RESTART,
   serverCaFile: AT_CLIENT_RESTART,
   plaintext: AT_CLIENT_RESTART,
@@ -46,6 +48,9 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
   proxyProtocol: { client: 'applies to the next user' },
   // One bucket per app shapes every user at once, so a new rate cannot wait for new users.
   bandwidth: { server: 'applies now, to live and new users' },
+  visibility: { server: 'the app reopens, with or without its public port (its connections close)' },
+  allowVisitors: { server: 'applies to the next visitor' },
+  visitorSecret: { server: 'applies to the next visitor' },
 };
 const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
 const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };
@@ -72,7 +77,12 @@ export function specChanges(before: GroupSpec, after: GroupSpec): SpecChange[] {
       continue;
     }
     for (const [field, effect] of Object.entries(APP_FIELDS) as [keyof typeof APP_FIELDS, FieldEffect][]) {
-      const same = field === 'vhost' ? sameVhost(previous.vhost, app.vhost) : sameValue(previous[field], app[field]);
+      const same =
+        field === 'vhost'
+          ? sameVhost(previous.vhost, app.vhost)
+          : field === 'visitorSecret'
+            ? sameSecret(previous.visitorSecret, app.visitorSecret)
+            : sameValue(previous[field], app[field]);
       if (!same) changes.push({ field: `apps.${app.name}.${field}`, effect });
     }
   }
@@ -96,6 +106,11 @@ function sameVhost(a: AppSpec['vhost'], b: AppSpec['vhost']): boolean {
   const before = a?.basicAuth?.password;
   const after = b?.basicAuth?.password;
   return before === undefined || after === undefined || before.equals(after);
+}
+
+/** A Secret serialises as a mask: compared in private, not by its JSON. */
+function sameSecret(a: Secret | undefined, b: Secret | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.equals(b);
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

@@ -30,6 +30,11 @@ export function joinProof(secret: string, sessionId: string, pairingId: string):
   return hmac(secret, ['join', sessionId, pairingId]);
 }
 
+/** Proves a visitor knows a private app's visitorSecret without sending it; bound to one visit. */
+export function visitProof(secret: string, visitorGroup: string, group: string, app: string, visitId: string): string {
+  return hmac(secret, ['visit', visitorGroup, group, app, visitId]);
+}
+
 /** Constant-time comparison of two hex proofs. */
 export function proofsMatch(expected: string, received: string): boolean {
   const a = Buffer.from(expected, 'hex');

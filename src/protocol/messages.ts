@@ -61,6 +61,8 @@ const appBinding = z.object({
   protocol: protocolMark,
   /** A vhost app: the host names it answers to on `remotePort` (the server's vhost port). */
   domains: list(z.string().max(253)).optional(),
+  /** A private app: no public port (`remotePort` 0); only visitors of the groups it allows reach it. */
+  visibility: z.literal('private').optional(),
 });
 export type AppBinding = z.infer<typeof appBinding>;
 
@@ -233,6 +235,49 @@ const startWorkConn = z.object({
   protocol: protocolMark,
   /** As in ReqWorkConn. */
   user: userAddress.optional(),
+  /** The user is a visitor of this group (named): the client's events and logs say so. */
+  visitor: id.optional(),
+  /**
+   * To a visiting client only: the stream carries the private app its Visit of id `pairingId`
+   * asked for, and `app` is that visitor's name. Its local user is relayed on it.
+   */
+  visit: z.literal(true).optional(),
+});
+
+/**
+ * Client → server on the common conn: a user (TCP) or a new source address (UDP) came to one
+ * of this host's visitors; it asks for `group`'s private `app`. The server checks the owner's
+ * registry (the app is private, this group is in its allowVisitors, the proof if it has a
+ * visitorSecret), then opens a mux stream to this client (StartWorkConn `visit`, `pairingId` =
+ * `visitId`) joined to a stream to the owner's client, as for a public user; or it answers
+ * VisitRefused. Only the server ever opens streams: a direct path could later be offered here.
+ */
+const visit = z.object({
+  type: z.literal('Visit'),
+  /** Chosen by the visiting client; names this visit in its stream's OPEN or its VisitRefused. */
+  visitId: id,
+  /** The visitor's name in this host's file (for the logs of both hosts). */
+  visitor: id,
+  group: id,
+  app: id,
+  protocol: protocolMark,
+  /** With a visitorSecret: HMAC-SHA256(secret, "visit" | visitor's group | group | app | visitId), hex. */
+  proof: token.optional(),
+});
+
+/**
+ * Server → client on the common conn: a Visit was refused, with why. To the visitor's client
+ * with its `visitId` (its local user is reset); to the owner's client without one, as a notice
+ * (sent at a bounded rate). `visitorGroup` and `visitor` name who tried.
+ */
+const visitRefused = z.object({
+  type: z.literal('VisitRefused'),
+  visitId: id.optional(),
+  visitorGroup: id,
+  visitor: id,
+  group: id,
+  app: id,
+  reason: text,
 });
 
 /**
@@ -306,6 +351,8 @@ const MESSAGE_SCHEMAS = [
   workConnFailed,
   healthReport,
   goodbye,
+  visit,
+  visitRefused,
 ] as const;
 
 export const messageSchema = z.discriminatedUnion('type', MESSAGE_SCHEMAS);
@@ -321,6 +368,8 @@ export type StartWorkConn = Of<'StartWorkConn'>;
 export type HealthReport = Of<'HealthReport'>;
 export type GroupApps = Of<'GroupApps'>;
 export type AppsRefused = Of<'AppsRefused'>;
+export type Visit = Of<'Visit'>;
+export type VisitRefused = Of<'VisitRefused'>;
 
 /** Every message type, in the order of MESSAGE_SCHEMAS (tests and the diagram check enumerate it). */
 export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze(MESSAGE_SCHEMAS.map((schema) => schema.shape.type.value));

@@ -31,6 +31,7 @@ import { runLogin } from './session/login.js';
 import { groupRefusal } from './public/policy.js';
 import { VhostServer } from '../vhost/index.js';
 import { createCommonListener } from './tls.js';
+import { serveVisit } from './users/visits.js';
 
 const debug = createDebug('ntp:server:common-server');
 
@@ -368,6 +369,7 @@ export class CommonServer implements Observed<ServerEvent> {
       emit: this.emit,
       events$: this.events$,
       onDeactivated: this.onGroupDeactivated,
+      onVisit: (visitor, visit) => serveVisit(visit, visitor, this.inUseGroup.get(visit.group), this.emit),
       scheduler: this.options.scheduler,
     });
     this.inUseGroup.set(group.name, group);

@@ -27,7 +27,10 @@ export type ServerEvent =
   | { type: 'app-closed'; group: string; app: string; reason: string }
   | { type: 'heartbeat'; group: string; seq: number }
   | { type: 'heartbeat-timeout'; group: string; silentMs: number }
-  | { type: 'user-conn-accepted'; group: string; app: string; remote: string; pairingId: string }
+  /** `visitor`: the user is a visitor of that group (a private app's user, through the visiting group's client). */
+  | { type: 'user-conn-accepted'; group: string; app: string; remote: string; pairingId: string; visitor?: string }
+  /** A Visit refused: `visitorGroup` (logged in) asked for `target` (group/app, as it named them). */
+  | { type: 'visitor-refused'; visitorGroup: string; visitor: string; target: string; reason: string }
   | { type: 'user-conn-refused'; group: string; app: string; remote: string; reason: string }
   | { type: 'work-conn-requested'; group: string; app: string; pairingId: string }
   /** `mux`: on a new stream of the session's mux conn; `pooled`: on an idle pooled work conn. */

@@ -89,6 +89,19 @@ export function traceClient(events$: Observable<ClientEvent>, spec: GroupSpec, f
           `UDP session closed: ${event.reason === 'end' ? 'ended by the server' : event.reason} (${event.datagramsIn} datagrams in, ${event.datagramsOut} out, ${event.dropped} dropped)`,
           { reply: true },
         );
+      case 'visitor-listening':
+        return trace.note('Client', `visitor ${event.visitor} listens on ${event.protocol} ${event.bind} for ${event.target}`);
+      case 'visitor-failed':
+        return trace.note('Client', `visitor ${event.visitor} cannot listen on ${event.bind}: ${event.reason}`);
+      case 'visitor-refused':
+        if (event.byServer) trace.message('CommonServer', 'Client', `VisitRefused (${event.group}/${event.app}: ${event.reason})`, { lost: true });
+        return trace.message('Client', 'User', `reset the visitor's user: ${event.reason}`, { lost: true });
+      case 'visit-refused':
+        return trace.message('CommonServer', 'Client', `VisitRefused notice (${event.visitorGroup}/${event.visitor} for ${event.app}: ${event.reason})`);
+      case 'visitor-arrived':
+        return trace.message('CommonServer', 'Client', `OPEN stream (StartWorkConn ${event.app}, visitor of ${event.visitorGroup})`);
+      case 'visitor-conn-closed':
+        return trace.message('User', 'Client', `visitor ${event.visitor}: conn closed (${event.bytesIn} B in, ${event.bytesOut} B out)`, { reply: true });
       case 'spec-reloaded':
         return trace.message('Client', 'Client', `reload the group file (${event.apps.join(', ')})`);
       case 'session-lost':

@@ -110,11 +110,17 @@ function drawServerEvent(trace: MermaidTrace, event: ServerEvent, heartbeats: Ma
       return trace.message('appGroup', 'appGroup', `no heartbeat for ${event.silentMs}ms`, { lost: true });
     case 'user-conn-accepted':
       trace.phase('Proxying');
-      trace.message('User', 'appServer', `connect to ${event.group}/${event.app} from ${event.remote}`);
+      if (event.visitor !== undefined)
+        trace.message('Client', 'CommonServer', `Visit ${event.group}/${event.app} (visitor ${event.visitor} from ${event.remote}): a stream to each client`);
+      else trace.message('User', 'appServer', `connect to ${event.group}/${event.app} from ${event.remote}`);
       trace.message('appServer', 'appServer', `hold the UserConn (pairing ${event.pairingId})`);
       return trace.message('appServer', 'appGroup', 'ask for a work conn');
     case 'user-conn-refused':
       return trace.message('appServer', 'User', `refused: ${event.reason}`, { lost: true });
+    case 'visitor-refused':
+      return trace.message('CommonServer', 'Client', `VisitRefused (visitor ${event.visitorGroup}/${event.visitor} of ${event.target}: ${event.reason})`, {
+        lost: true,
+      });
     case 'work-conn-requested':
       return trace.message('appGroup', 'Client', `ReqWorkConn (${event.app}, pairing ${event.pairingId})`);
     case 'mux-conn':

@@ -315,6 +315,7 @@ const SERVER_EVENT_TYPES: Record<ServerEventType, true> = {
   'heartbeat-timeout': true,
   'user-conn-accepted': true,
   'user-conn-refused': true,
+  'visitor-refused': true,
   'work-conn-requested': true,
   'work-conn-joined': true,
   'work-conn-pooled': true,

@@ -6,7 +6,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { logSink } from './artifacts.js';
 import { eventually } from './eventually.js';
-import { canListenOn } from './net.js';
+import { canListenOn, freePortIn } from './net.js';
 import { CliProcess } from './processes.js';
 import { unusedUdpPort } from './udp.js';
 
@@ -221,6 +221,28 @@ export function dig(
     execFile(DIG!, args, { timeout: (timeoutS + 5) * 1000 }, (error, stdout, stderr) => {
       if (error) resolve({ ok: false, code: (error as NodeJS.ErrnoException).code ?? 'unknown', output: `${stdout}${stderr}` });
       else resolve({ ok: true, answer: stdout.trim() });
+    });
+  });
+}
+
+/** Debian's redis-server and its benchmark, for the visitor tests (`.ci/run` installs redis-server and redis-tools). */
+export const REDIS_SERVER = '/usr/bin/redis-server';
+export const REDIS_BENCHMARK = '/usr/bin/redis-benchmark';
+export const skipWithoutRedis: false | string = skipWithout(REDIS_SERVER, 'redis-server') || skipWithout(REDIS_BENCHMARK, 'redis-tools');
+
+/** A redis-server of the test's own on a free loopback port: no persistence, no config file. Resolves once it accepts. */
+export async function startRedis(): Promise<ChildProgram & { port: number }> {
+  const port = await freePortIn(20_000, 40_000);
+  const redis = startChild(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], 'redis-server');
+  await acceptsConnections('127.0.0.1', port, redis.child);
+  return { ...redis, port };
+}
+
+/** `redis-benchmark -q` against `port`: its exit code and its lines ("SET: 51234.56 requests per second, p50=0.3 msec"). */
+export function redisBenchmark(port: number, args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    execFile(REDIS_BENCHMARK, ['-h', '127.0.0.1', '-p', String(port), '-q', ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, output: `${stdout}${stderr}` });
     });
   });
 }

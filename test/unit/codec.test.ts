@@ -68,6 +68,16 @@ const SAMPLES: { [T in MessageType]: Extract<Message, { type: T }> } = {
   WorkConnFailed: { type: 'WorkConnFailed', pairingId: 'pairing-1', reason: 'local app unreachable: café ☕ ECONNREFUSED' },
   HealthReport: { type: 'HealthReport', app: 'web', healthy: false, reason: '127.0.0.1:8080: ECONNREFUSED' },
   Goodbye: { type: 'Goodbye', code: 'SHUTDOWN', reason: 'the groupclient is stopping' },
+  Visit: { type: 'Visit', visitId: 'visit-1', visitor: 'redis', group: 'office-a', app: 'redis', protocol: 'udp', proof: 'cd'.repeat(32) },
+  VisitRefused: {
+    type: 'VisitRefused',
+    visitId: 'visit-1',
+    visitorGroup: 'office-b',
+    visitor: 'redis',
+    group: 'office-a',
+    app: 'redis',
+    reason: 'not in allowVisitors',
+  },
 };
 
 const samples = MESSAGE_TYPES.map((type) => SAMPLES[type]);

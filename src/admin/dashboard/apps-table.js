@@ -8,6 +8,7 @@ import { el, formatBytes } from './format.js';
 /** A vhost app is reached by its names on the server's vhost port; the others on a port of their own. */
 export function portText(app) {
   if (app.domains) return `${app.domains.join(', ')} on :${app.publicPort ?? '-'}`;
+  if (app.visibility === 'private') return `private: visitors of ${app.allowVisitors.join(', ') || 'no group'}`;
   return app.publicPort ? `:${app.publicPort}` : app.remotePort ? `:${app.remotePort} (closed)` : 'chosen at activation';
 }
 

@@ -36,6 +36,7 @@ const EVENT_TYPES = [
   'heartbeat-timeout',
   'user-conn-accepted',
   'user-conn-refused',
+  'visitor-refused',
   'work-conn-requested',
   'work-conn-joined',
   'work-conn-pooled',

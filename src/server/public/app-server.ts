@@ -1,8 +1,9 @@
 import createDebug from 'debug';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppSpec } from '../../config/index.js';
-import { peerOf, resetSocket, type ByteMeter, type RelayOptions } from '../../net/index.js';
+import { MuxStream, peerOf, resetSocket, type ByteMeter, type RelayOptions } from '../../net/index.js';
 import type { VhostTarget, VirtualConn } from '../../vhost/index.js';
+import type { VisitorConn } from '../users/visitor-conn.js';
 import { AppBandwidth } from './app-bandwidth.js';
 import type { EmitServerEvent } from '../events.js';
 import { AppAccessControl } from './policy.js';
@@ -11,10 +12,11 @@ import { TrafficSampler } from './traffic-sampler.js';
 const debug = createDebug('ntp:server:public:app-server');
 
 /**
- * A user of a TCP app: its own socket, or the VirtualConn that carries an HTTP user's requests
- * for one vhost app. Both offer the relay what it uses (bytes counted, pause/resume, end, reset).
+ * A user of a TCP app: its own socket, the VirtualConn that carries an HTTP user's requests
+ * for one vhost app, or a visitor's stream (a private app's user). Each offers the relay what
+ * it uses (bytes counted, pause/resume, end, reset).
  */
-export type UserConn = Socket | VirtualConn;
+export type UserConn = Socket | VirtualConn | VisitorConn;
 
 /** What an AppServer needs from its AppGroup: each UserConn it admits is served there (`serveUser`). */
 export interface UserConnSink {
@@ -33,7 +35,7 @@ export class AppServer implements VhostTarget {
    * Set while this app is a member of a pool: leaving it is part of closing; `reroute` offers a
    * user this member failed to another member (false if none takes it).
    */
-  poolMembership: { leave(reason: string): void; reroute(userConn: UserConn, reason: string): boolean } | undefined;
+  poolMembership: { leave(reason: string): void; reroute(userConn: Socket | VirtualConn, reason: string): boolean } | undefined;
   private readonly liveConns = new Set<UserConn>();
   /** Every UserConn from accept to close: held (waiting for a work conn) or relayed. */
   private readonly userConns = new Set<UserConn>();
@@ -78,6 +80,11 @@ export class AppServer implements VhostTarget {
 
   get label(): string {
     return `${this.group}/${this.name}`;
+  }
+
+  /** Private apps have no port at all: their users are visitors (`connect`). */
+  get isPrivate(): boolean {
+    return this.currentSpec.visibility === 'private';
   }
 
   /** Vhost apps have no port of their own: their users come from the shared vhost ports. */
@@ -180,7 +187,8 @@ export class AppServer implements VhostTarget {
    * of its pool. True when one took it: it is no longer this app's.
    */
   handOver(userConn: UserConn, reason: string): boolean {
-    if (this.poolMembership?.reroute(userConn, reason) !== true) return false;
+    // A visitor's user is never pooled: a private app is in no pool.
+    if (userConn instanceof MuxStream || this.poolMembership?.reroute(userConn, reason) !== true) return false;
     this.userConns.delete(userConn);
     return true;
   }
@@ -202,7 +210,7 @@ export class AppServer implements VhostTarget {
     return this.access.refusal(address, 0) === undefined;
   }
 
-  /** A user routed here by the vhost ports or by this app's pool: served like one of its own port. */
+  /** A user routed here by the vhost ports, by this app's pool, or a visitor: served like one of its own port. */
   connect(conn: UserConn): string | undefined {
     return this.admit(conn);
   }

@@ -84,7 +84,8 @@ export class PublicApps {
     for (const app of after) {
       const old = previous.get(app.name);
       previous.delete(app.name);
-      if (old !== undefined && old.remotePort === app.remotePort && old.pool === app.pool && old.type === app.type && sameRouting(old, app)) {
+      const sameSide = old?.remotePort === app.remotePort && old.pool === app.pool && old.type === app.type && old.visibility === app.visibility;
+      if (old !== undefined && sameSide && sameRouting(old, app)) {
         const server = this.servers.get(app.name);
         if (server !== undefined) {
           server.applySpec(app);
@@ -96,13 +97,15 @@ export class PublicApps {
         if (this.refusals.has(app.name)) continue;
       }
       const why =
-        old?.pool !== app.pool
-          ? `its pool changed to ${app.pool ?? 'none'}`
-          : old?.type !== app.type
-            ? `its type changed to ${app.type ?? 'tcp'}`
-            : old?.remotePort === app.remotePort
-              ? 'its names changed'
-              : `its remotePort changed to ${app.remotePort}`;
+        old !== undefined && old.visibility !== app.visibility
+          ? `it became ${app.visibility ?? 'public'}`
+          : old?.pool !== app.pool
+            ? `its pool changed to ${app.pool ?? 'none'}`
+            : old?.type !== app.type
+              ? `its type changed to ${app.type ?? 'tcp'}`
+              : old?.remotePort === app.remotePort
+                ? 'its names changed'
+                : `its remotePort changed to ${app.remotePort}`;
       if (old !== undefined && this.close(app.name, why)) closed.push(app.name);
       opening.push(app);
     }
@@ -146,6 +149,7 @@ export class PublicApps {
   private async open(app: AppSpec): Promise<AppBinding> {
     const { group } = this.options;
     this.refusals.delete(app.name);
+    if (app.visibility === 'private') return this.openPrivateApp(app);
     const problem = appPublicRefusal(this.options.publicPolicy, group, app, this.options.currentApps().indexOf(app))?.problem;
     const refusal = problem ?? (app.vhost !== undefined && this.options.vhost === undefined ? 'this server has no vhost ports' : undefined);
     // Both ends show the same words: the client logs the error of its LoginResp or AppsChanged.
@@ -196,6 +200,17 @@ export class PublicApps {
     const port = app.vhost === undefined ? app.remotePort : 0;
     this.options.emit({ type: 'app-refused', group: this.options.group, app: app.name, port, by: 'server', reason: problem });
     return { name: app.name, remotePort: port, state: 'failed', error, ...protocolMark(app) };
+  }
+
+  /**
+   * A private app opens nothing: its AppServer only admits the visitors the server let through
+   * (`connect`), with the same caps, bandwidth, counters and events as a public app's users.
+   */
+  private openPrivateApp(app: AppSpec): AppBinding {
+    const { group, emit, bindHost, sink } = this.options;
+    this.servers.set(app.name, new AppServer(group, app, bindHost, sink, emit, this.options.maxPendingUsersPerApp));
+    emit({ type: 'app-opened', group, app: app.name, port: 0 });
+    return { name: app.name, remotePort: 0, state: 'listening', visibility: 'private', ...protocolMark(app) };
   }
 
   /** Binds an app's public port: the port bound, or the bind error. */

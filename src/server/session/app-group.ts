@@ -15,6 +15,9 @@ import {
   type Message,
   type NewWorkConn,
   type StartWorkConn,
+  type UserAddress,
+  type Visit,
+  type VisitRefused,
 } from '../../protocol/index.js';
 import type { SharedPorts } from '../shared-ports/shared-ports.js';
 import { AppServer, type UserConn, type UserConnSink } from '../public/app-server.js';
@@ -31,10 +34,13 @@ import { ServerMuxLink } from '../users/mux-link.js';
 import { Pairings } from '../users/pairings.js';
 import { serveUser, type UserSessionContext } from '../users/serve-user.js';
 import { WorkConnPool } from '../users/work-conn-pool.js';
+import type { OwningGroup, VisitingGroup } from '../users/visits.js';
+import type { VisitorConn } from '../users/visitor-conn.js';
 
 export type { PublicApp } from '../public/public-apps.js';
 
 const debug = createDebug('ntp:server:session:app-group');
+const MAX_VISIT_NOTICES_PER_SECOND = 10;
 export interface AppGroupOptions {
   spec: GroupSpec;
   channel: ControlChannel;
@@ -67,6 +73,8 @@ export interface AppGroupOptions {
   emit: EmitServerEvent;
   events$: Observable<ServerEvent>;
   onDeactivated: (group: AppGroup) => void;
+  /** This group's client asked to visit another group's private app (`serveVisit`); absent: visits are refused. */
+  onVisit?: (group: AppGroup, visit: Visit) => void;
   /** The clock of the heartbeat watchdog and the pairing deadlines: real time by default, virtual in a test. */
   scheduler?: SchedulerLike;
 }
@@ -78,7 +86,7 @@ export interface AppGroupOptions {
  * session by `UdpSessions`, on the mux conn (`ServerMuxLink`) or single-use work conns
  * (`WorkConnPool`, or asked for); every pairing id the session issued waits in `Pairings`.
  */
-export class AppGroup implements UserConnSink, UdpSessionSink {
+export class AppGroup implements UserConnSink, UdpSessionSink, VisitingGroup, OwningGroup {
   readonly name: string;
   readonly sessionId = randomId();
   readonly since = Date.now();
@@ -104,6 +112,8 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
   private opened: readonly AppSpec[] = [];
   /** Each AppsRefused: the host has judged the apps sent last. */
   private readonly hostAnswers$ = new Subject<void>();
+  /** VisitRefused notices sent to this client in the current second (a visitor cannot flood it). */
+  private visitNotices = { second: 0, sent: 0 };
   // Join proofs use the secret the client logged in with: a changed secret applies at the next login.
   private readonly loginSecret: string;
 
@@ -325,6 +335,17 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
         return this.handleHealthReport(message);
       case 'AppsRefused':
         return this.handleAppsRefused(message);
+      case 'Visit':
+        if (this.options.onVisit !== undefined) return this.options.onVisit(this, message);
+        return this.send({
+          type: 'VisitRefused',
+          visitId: message.visitId,
+          visitorGroup: this.name,
+          visitor: message.visitor,
+          group: message.group,
+          app: message.app,
+          reason: 'this server takes no visitors',
+        });
       case 'Goodbye':
         return this.deactivate('CLIENT_LEFT', `client said goodbye: ${message.reason}`);
       case 'Hello':
@@ -338,6 +359,7 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       case 'StartWorkConn':
       case 'AppsChanged':
       case 'GroupApps':
+      case 'VisitRefused':
         this.options.emit({
           type: 'bad-peer',
           remote: this.clientAddress,
@@ -348,6 +370,37 @@ export class AppGroup implements UserConnSink, UdpSessionSink {
       default:
         return assertNever(message, 'message');
     }
+  }
+
+  /** The client's address as the server's end of its control conn sees it: a visitor's user's address. */
+  get visitorAddress(): UserAddress | undefined {
+    const { remoteAddress, remotePort, localAddress, localPort } = this.options.channel.socket;
+    if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
+    return { remoteAddress, remotePort, localAddress, localPort };
+  }
+
+  openVisitorStream(start: StartWorkConn): MuxStream | undefined {
+    return this.active ? this.muxLink?.open(start) : undefined;
+  }
+
+  send(message: VisitRefused): void {
+    if (this.active) this.options.channel.send(message);
+  }
+
+  privateApp(name: string): AppServer | undefined {
+    const app = this.active ? this.publicApps.byName.get(name) : undefined;
+    return app instanceof AppServer && app.isPrivate ? app : undefined;
+  }
+
+  admitVisitor(app: AppServer, conn: VisitorConn): string | undefined {
+    return app.connect(conn);
+  }
+
+  /** At most 10 a second: a visitor refused in a loop costs the owner's client a few lines, not its control conn. */
+  noticeVisitRefused(message: VisitRefused): void {
+    const second = Math.floor(Date.now() / 1000);
+    if (this.visitNotices.second !== second) this.visitNotices = { second, sent: 0 };
+    if (++this.visitNotices.sent <= MAX_VISIT_NOTICES_PER_SECOND) this.send(message);
   }
 
   onUdpSession(app: UdpAppServer, session: UdpUserSession): void {

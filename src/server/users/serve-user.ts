@@ -1,10 +1,12 @@
 import type { Socket } from 'node:net';
 import { joinConns, MuxResetError, peerOf, resetSocket, writeFrame, type MuxStream, type RelayConn } from '../../net/index.js';
+import { protocolMark } from '../../config/index.js';
 import { randomId, type Message, type StartWorkConn, type UserAddress } from '../../protocol/index.js';
 import type { AppServer, UserConn } from '../public/app-server.js';
 import type { EmitServerEvent } from '../events.js';
 import { PairingFailed, type Pairings } from './pairings.js';
 import type { WorkConnPool } from './work-conn-pool.js';
+import { visitorOf } from './visitor-conn.js';
 
 /** What serving a user needs from its session. */
 export interface UserSessionContext {
@@ -36,9 +38,12 @@ interface Channel {
 export async function serveUser(context: UserSessionContext, app: AppServer, userConn: UserConn): Promise<void> {
   const { group, emit } = context;
   const pairingId = randomId();
-  emit({ type: 'user-conn-accepted', group, app: app.name, remote: peerOf(userConn), pairingId });
+  const visitor = visitorOf(userConn);
+  const label = visitor === undefined ? {} : { visitor };
+  emit({ type: 'user-conn-accepted', group, app: app.name, remote: peerOf(userConn), pairingId, ...label });
   const since = Date.now();
-  const start: StartWorkConn = { type: 'StartWorkConn', app: app.name, pairingId, ...userAddressOf(userConn) };
+  // A private udp app's users are visitors whose streams carry datagram frames: the client serves them as UDP sessions.
+  const start: StartWorkConn = { type: 'StartWorkConn', app: app.name, pairingId, ...protocolMark(app.spec), ...userAddressOf(userConn), ...label };
   let channel: Channel;
   try {
     channel = await openChannel(context, app, userConn, start);
@@ -99,7 +104,7 @@ async function openChannel(context: UserSessionContext, app: AppServer, userConn
   const pairing = pairings.wait(pairingId);
   // A user who leaves while waiting frees its pairing at once.
   userConn.once('close', pairing.cancel);
-  send({ type: 'ReqWorkConn', app: app.name, pairingId, ...(start.user ? { user: start.user } : {}) });
+  send({ type: 'ReqWorkConn', app: app.name, pairingId, ...(start.protocol ? { protocol: start.protocol } : {}), ...(start.user ? { user: start.user } : {}) });
   emit({ type: 'work-conn-requested', group, app: app.name, pairingId });
   let workConn: Socket;
   try {
