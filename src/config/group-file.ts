@@ -6,6 +6,7 @@ import { appAccessShape, serverTrust, serverTrustShape } from './group-security.
 import { healthCheckSchema, poolMembership, poolName } from './pool-config.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
+import { serverRoute, serverRouteShape } from './server-route.js';
 import { appKind } from './app-kind.js';
 import { appType } from './app-type.js';
 import { portKey, portLabel, udpAppShape } from './udp-app.js';
@@ -100,9 +101,10 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
       .optional()
       .meta({ description: "Client side: a cluster's nodes, tried in turn, each with its own pinned certificate if given" }),
     ...serverTrustShape(dirname(file)),
+    ...serverRouteShape(env),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps, server, servers, logLevel: level, proxy, transport, path, ...trust }, ctx) => {
       if (server !== undefined && servers !== undefined)
         ctx.addIssue({ code: 'custom', path: ['servers'], message: 'server and servers are alternatives: keep one' });
       const stem = basename(file, extname(file));
@@ -132,6 +134,8 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
         /** Where the secret was read from (`secretFile:`, absolute), re-read at every reload. */
         ...(fromFile ? { secretFile: fromFile.file } : {}),
         ...serverTrust(trust, ctx),
+        /** Client-side only: how its conns reach the server (a proxy, a WebSocket carrier). */
+        ...serverRoute({ proxy, transport, path }, ctx),
         /** Client-side only: the commonserver to connect to, when not given on the command line. */
         ...(server === undefined ? {} : { server }),
         /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */

@@ -25,3 +25,4 @@ export * from './vhost-config.js';
 export * from './domain-claims.js';
 export * from './public-policy.js';
 export * from './findings.js';
+export * from './server-route.js';
