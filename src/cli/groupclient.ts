@@ -8,6 +8,7 @@ import {
   ControlSocket,
   defaultControlSocketPath,
   DEFAULT_MAX_POOLED_WORK_CONNS,
+  describeRoute,
   GroupClient,
   GroupFileReload,
   LoginRejectedError,
@@ -50,6 +51,8 @@ const USAGE = `usage: groupclient --group NAME [--server HOST:PORT] [--groups DI
   --server-fingerprint sha256:...  pin the server's certificate (as commonserver prints it);
                      with several servers, one for all or one per server, comma-separated
   --plaintext        no TLS (only if the server says plaintext: true)
+  --proxy URL        reach the server through http://[user:pass@]HOST:PORT (CONNECT) or
+                     socks5://[user:pass@]HOST:PORT; replaces the file's proxy:
   --no-watch         do not watch the group file (SIGHUP and groupclient reload still reload it)
 ${CONTROL_SOCKET_USAGE}
   --trace FILE       record the session as a Mermaid sequence diagram in FILE
@@ -91,6 +94,7 @@ const RUN_OPTIONS = {
   'keep-retrying': { type: 'boolean', default: false },
   'server-fingerprint': { type: 'string' },
   plaintext: { type: 'boolean', default: false },
+  proxy: { type: 'string' },
   'no-watch': { type: 'boolean', default: false },
   'control-socket': { type: 'string' },
   trace: { type: 'string' },
@@ -120,6 +124,7 @@ async function verifyCommand(argv: string[]): Promise<number> {
     ...(values.group !== undefined ? { group: values.group } : {}),
     ...(values.server !== undefined ? { server: values.server } : {}),
     ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
+    ...(values.proxy !== undefined ? { proxy: values.proxy } : {}),
     counts: values,
     plaintext: values.plaintext!,
   });
@@ -172,6 +177,7 @@ async function main(): Promise<number> {
   const endpoints = clientEndpoints(spec, {
     ...(values.server !== undefined ? { server: values.server } : {}),
     ...(values['server-fingerprint'] !== undefined ? { serverFingerprint: values['server-fingerprint'] } : {}),
+    ...(values.proxy !== undefined ? { proxy: values.proxy } : {}),
     plaintext: values.plaintext!,
   });
   if (!endpoints.ok) {
@@ -190,6 +196,8 @@ async function main(): Promise<number> {
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
   if (warning) logger.warn('file-permissions', `warning: ${warning}`, { file });
   if (transport.kind === 'plain') logger.warn('plaintext', 'warning: plaintext: the connection to the commonserver is NOT encrypted');
+  if (transport.route !== undefined)
+    logger.info('route', `reaching the server over ${describeRoute(transport.route)}`, { route: describeRoute(transport.route) });
 
   const client = new GroupClient({
     spec,

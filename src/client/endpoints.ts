@@ -1,4 +1,4 @@
-import { parseHostPort, type GroupSpec, type HostPort, type Parsed } from '../config/index.js';
+import { parseHostPort, parseProxyUrl, type GroupSpec, type HostPort, type Parsed } from '../config/index.js';
 import type { ServerEndpoint } from './group-client.js';
 import { clientTransport } from './tls.js';
 
@@ -10,6 +10,8 @@ export interface EndpointOptions {
   /** `--server-fingerprint`: one for every server, or one per server, comma-separated. */
   serverFingerprint?: string;
   plaintext?: boolean;
+  /** `--proxy URL`: replaces the file's `proxy:`. */
+  proxy?: string;
 }
 
 /**
@@ -29,6 +31,8 @@ export function clientEndpoints(spec: GroupSpec, options: EndpointOptions): Pars
       servers.push({ address: parsed.value });
     }
   }
+  const proxy = options.proxy === undefined ? undefined : parseProxyUrl(options.proxy);
+  if (proxy !== undefined && !proxy.ok) return { ok: false, problem: `--proxy: ${proxy.problem}` };
   const fingerprints = options.serverFingerprint?.split(',');
   if (fingerprints !== undefined && fingerprints.length !== 1 && fingerprints.length !== servers.length) {
     return { ok: false, problem: `--server-fingerprint: give one fingerprint for all servers, or one per server (${servers.length})` };
@@ -39,7 +43,11 @@ export function clientEndpoints(spec: GroupSpec, options: EndpointOptions): Pars
       const pinned = fingerprints?.[fingerprints.length === 1 ? 0 : i] ?? fingerprint;
       return {
         server: address,
-        transport: clientTransport(spec, { ...(pinned !== undefined ? { fingerprint: pinned } : {}), plaintext: options.plaintext === true }),
+        transport: clientTransport(spec, {
+          ...(pinned !== undefined ? { fingerprint: pinned } : {}),
+          ...(proxy?.ok ? { proxy: proxy.value } : {}),
+          plaintext: options.plaintext === true,
+        }),
       };
     }),
   };

@@ -8,3 +8,5 @@ export * from './group-file-reload.js';
 export * from './endpoints.js';
 export * from './client-status.js';
 export * from './control-socket.js';
+export { describeRoute } from './route-dial.js';
+export { ProxyError } from './proxy-handshake.js';

@@ -1,9 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
-import { canonicalFingerprint, ConfigError, formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
+import {
+  canonicalFingerprint,
+  ConfigError,
+  formatHostPort,
+  type GroupSpec,
+  type HostPort,
+  type ProxyUrl,
+  type ServerRoute,
+  DIRECT_ROUTE,
+} from '../config/index.js';
 import { connectWithin, dialTcp, formatFingerprint, type ClientTransport } from '../net/index.js';
 import { ServerTrustError } from './errors.js';
+import { dialRoute } from './route-dial.js';
 
 /*
  * The client's side of TLS, in one place: what it trusts (from its group file and command
@@ -15,6 +25,8 @@ export interface TrustOverrides {
   fingerprint?: string;
   /** `--plaintext`: no TLS; only ever by explicit request. */
   plaintext?: boolean;
+  /** `--proxy`: replaces the file's `proxy:` (its `transport:` stays). */
+  proxy?: ProxyUrl;
 }
 
 /**
@@ -29,20 +41,30 @@ export function clientTransport(spec: GroupSpec, overrides: TrustOverrides = {})
       throw new ConfigError('CONFIG_INVALID', '--server-fingerprint: expected sha256: followed by 64 hex digits', spec.file, 'serverFingerprint');
     }
   }
+  const route = routeOf(spec.route, overrides.proxy);
   if (overrides.plaintext === true || spec.plaintext === true) {
     if (fingerprint !== undefined || spec.serverCaFile !== undefined) {
       throw new ConfigError('CONFIG_INVALID', 'plaintext contradicts a pinned fingerprint or serverCa; keep one', spec.file, 'plaintext');
     }
-    return { kind: 'plain' };
+    if (route.route !== undefined && route.route.transport !== 'tcp') {
+      throw new ConfigError('CONFIG_INVALID', `transport: ${route.route.transport} carries our TLS; it cannot be plaintext`, spec.file, 'transport');
+    }
+    return { kind: 'plain', ...route };
   }
   return {
     kind: 'tls',
+    ...route,
     ...(fingerprint ? { fingerprint } : {}),
     ...(spec.serverCaFile ? { ca: read(spec, spec.serverCaFile, 'serverCa') } : {}),
     ...(spec.clientCertFile && spec.clientKeyFile
       ? { cert: read(spec, spec.clientCertFile, 'clientCert'), key: read(spec, spec.clientKeyFile, 'clientKey') }
       : {}),
   };
+}
+
+function routeOf(file: ServerRoute | undefined, proxy: ProxyUrl | undefined): { route?: ServerRoute } {
+  if (proxy === undefined) return file === undefined ? {} : { route: file };
+  return { route: Object.freeze({ ...(file ?? DIRECT_ROUTE), proxy }) };
 }
 
 function read(spec: GroupSpec, file: string, field: string): Buffer {
@@ -64,11 +86,14 @@ function read(spec: GroupSpec, file: string, field: string): Buffer {
  * vouch for, rejects with ServerTrustError — never a fallback to plaintext.
  */
 export async function dialCommon(target: HostPort, transport: ClientTransport, timeoutMs: number): Promise<Socket> {
-  if (transport.kind === 'plain') return dialTcp(target, timeoutMs);
+  const { route } = transport;
+  // Through a proxy or a WebSocket, the carrier is set up first; our TLS (and its pin) runs inside it.
+  const carrier = route === undefined ? undefined : await dialRoute(target, route, timeoutMs);
+  if (transport.kind === 'plain') return carrier === undefined ? dialTcp(target, timeoutMs) : (carrier as Socket);
   const pinned = transport.fingerprint;
   const socket = tlsConnect({
     // TLS over our own TCP socket: it carries allowHalfOpen, which the TLS socket inherits.
-    socket: connect({ host: target.host, port: target.port, allowHalfOpen: true }),
+    socket: carrier ?? connect({ host: target.host, port: target.port, allowHalfOpen: true }),
     host: target.host, // the name the certificate must carry (CA mode)
     secureContext: clientContext(transport),
     // Pinning replaces CA checks (a self-signed server certificate is the usual case);

@@ -6,6 +6,7 @@ import { clientEndpoints } from './endpoints.js';
 import { ServerTrustError } from './errors.js';
 import type { ServerEndpoint } from './group-client.js';
 import { dialCommon } from './tls.js';
+import { describeRoute } from './route-dial.js';
 
 /** What `groupclient verify` is given: the run command's own options, unparsed. */
 export interface ClientVerifyOptions {
@@ -16,6 +17,8 @@ export interface ClientVerifyOptions {
   server?: string;
   serverFingerprint?: string;
   plaintext?: boolean;
+  /** `--proxy URL`, unparsed. */
+  proxy?: string;
   /** `--max-pooled-work-conns`, `--max-mux-streams`, unparsed. */
   counts?: Partial<Record<ClientCountOption, string>>;
 }
@@ -49,6 +52,7 @@ export async function verifyGroupClient(options: ClientVerifyOptions, env: NodeJ
   if (spec !== undefined) {
     const trust = {
       ...(options.serverFingerprint !== undefined ? { serverFingerprint: options.serverFingerprint } : {}),
+      ...(options.proxy !== undefined ? { proxy: options.proxy } : {}),
       plaintext: options.plaintext === true,
     };
     let endpoints = findings.attempt('TLS', () => clientEndpoints(spec, { ...(options.server !== undefined ? { server: options.server } : {}), ...trust }));
@@ -70,6 +74,8 @@ export async function verifyGroupClient(options: ClientVerifyOptions, env: NodeJ
               ? "the file's server:"
               : 'the default: give --server or server: in the file';
       if (!badServer) findings.ok('server', `${endpoints.value.map(({ server }) => formatHostPort(server)).join(', ')} (${from})`);
+      const route = endpoints.value[0]?.transport.route;
+      if (route !== undefined) findings.ok('route', `over ${describeRoute(route)}`);
       for (const { server, transport } of endpoints.value) {
         const which = endpoints.value.length > 1 ? `TLS to ${formatHostPort(server)}` : 'TLS';
         if (transport.kind === 'plain') findings.warning(which, 'plaintext: the link to the commonserver is not encrypted');

@@ -7,6 +7,7 @@ import { appAccessShape, serverTrust, serverTrustShape } from './group-security.
 import { healthCheckSchema, poolMembership, poolName } from './pool-config.js';
 import { secretFilePath, secretFromFile, secretValue } from './secret-source.js';
 import { section } from './sections.js';
+import { serverRoute, serverRouteShape } from './server-route.js';
 import { appKind } from './app-kind.js';
 import { appType } from './app-type.js';
 import { portKey, portLabel, udpAppShape } from './udp-app.js';
@@ -126,9 +127,10 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
       .meta({ description: "Client side: a cluster's nodes, tried in turn, each with its own pinned certificate if given" }),
     ...serverTrustShape(dirname(file)),
     visitors: visitorsSchema(env).optional(),
+    ...serverRouteShape(env),
   })
     .meta({ title: 'Group file', description: 'One appGroup: its name, secret and apps (local host:port to public port)' })
-    .transform(({ name, secret, secretFile, apps = [], allowLocal, server, servers, logLevel: level, visitors, ...trust }, ctx) => {
+    .transform(({ name, secret, secretFile, apps = [], allowLocal, server, servers, logLevel: level, visitors, proxy, transport, path, ...trust }, ctx) => {
       // The registry's entry is where a group's apps come from; a host's file only names itself.
       if (!anyFileName && apps.length === 0) ctx.addIssue({ code: 'custom', path: ['apps'], message: 'expected a list of at least one app' });
       if (server !== undefined && servers !== undefined)
@@ -166,6 +168,8 @@ export function groupFileSchema({ file, env, baseDir, anyFileName = false }: Gro
         /** Where the secret was read from (`secretFile:`, absolute), re-read at every reload. */
         ...(fromFile ? { secretFile: fromFile.file } : {}),
         ...serverTrust(trust, ctx),
+        /** Client-side only: how its conns reach the server (a proxy, a WebSocket carrier). */
+        ...serverRoute({ proxy, transport, path }, ctx),
         /** Client-side only: the commonserver to connect to, when not given on the command line. */
         ...(server === undefined ? {} : { server }),
         /** Client-side only: what the groupclient prints (`--log-level` overrides it); info when unset. */

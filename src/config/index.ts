@@ -29,3 +29,4 @@ export * from './public-policy.js';
 export * from './port-range.js';
 export * from './findings.js';
 export * from './visitors.js';
+export * from './server-route.js';

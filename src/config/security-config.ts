@@ -4,6 +4,7 @@ import { MUX_INITIAL_WINDOW } from '../protocol/mux-codec.js';
 import { filePath } from './group-security.js';
 import { DEFAULT_MAX_PORT_RANGE, PORT_RANGE_LIMIT } from './port-range.js';
 import { section } from './sections.js';
+import { DEFAULT_WEBSOCKET_PATH, websocketPath } from './server-route.js';
 import { duration, MAX_MUX_STREAMS_LIMIT, problem, wholeNumber } from './values.js';
 
 /** How the common port is spoken. TLS unless `plaintext: true` is written in the file. */
@@ -16,6 +17,8 @@ export type TransportConfig =
       readonly keyFile: string;
       /** Mutual TLS: clients must present a certificate signed by this CA. */
       readonly clientCaFile?: string;
+      /** Where clients with `transport: ws|wss` upgrade on the common port (default DEFAULT_WEBSOCKET_PATH). */
+      readonly websocketPath?: string;
     };
 
 export interface PortRange {
@@ -100,6 +103,9 @@ export function securityShape(baseDir: string) {
         .optional()
         .meta({ description: `Key file (default ${DEFAULT_KEY})` }),
       clientCa: filePath(baseDir).optional().meta({ description: 'Mutual TLS: clients must present a certificate signed by this CA' }),
+      websocketPath: websocketPath.optional().meta({
+        description: `The path on the common port where clients with transport: ws / wss upgrade (default ${DEFAULT_WEBSOCKET_PATH}); our TLS runs inside the WebSocket`,
+      }),
     }).optional(),
     plaintext: z.boolean(problem('expected true or false')).optional().meta({ description: 'No TLS on the common port (clients then need --plaintext)' }),
     allowPorts: z
@@ -128,6 +134,7 @@ export function securityConfig(fields: SecurityFields, baseDir: string, ctx: z.R
           certFile: fields.tls?.cert ?? resolve(baseDir, DEFAULT_CERT),
           keyFile: fields.tls?.key ?? resolve(baseDir, DEFAULT_KEY),
           ...(fields.tls?.clientCa ? { clientCaFile: fields.tls.clientCa } : {}),
+          ...(fields.tls?.websocketPath ? { websocketPath: fields.tls.websocketPath } : {}),
         };
   const { window, slowAfter, slowBy, blockAfter, blockFor } = fields.loginLimit;
   if (blockAfter <= slowAfter) ctx.addIssue({ code: 'custom', path: ['loginLimit', 'blockAfter'], message: `must be larger than slowAfter (${slowAfter})` });

@@ -30,6 +30,7 @@ const GROUP_FIELDS: Record<Exclude<keyof GroupSpec, 'name' | 'apps' | 'ranges' |
   plaintext: AT_CLIENT_RESTART,
   clientCertFile: AT_CLIENT_RESTART,
   clientKeyFile: AT_CLIENT_RESTART,
+  route: AT_CLIENT_RESTART,
 };
 
 /** Every field of an app; `name` identifies the app across versions. */
@@ -65,7 +66,12 @@ export interface SpecChange {
 export function specChanges(before: GroupSpec, after: GroupSpec): SpecChange[] {
   const changes: SpecChange[] = [];
   for (const [field, effect] of Object.entries(GROUP_FIELDS) as [keyof typeof GROUP_FIELDS, FieldEffect][]) {
-    const same = field === 'secret' ? before.secret.equals(after.secret) : sameValue(before[field], after[field]);
+    const same =
+      field === 'secret'
+        ? before.secret.equals(after.secret)
+        : field === 'route'
+          ? sameRoute(before.route, after.route)
+          : sameValue(before[field], after[field]);
     if (!same) changes.push({ field, effect });
   }
   const old = new Map(before.apps.map((app) => [app.name, app]));
@@ -111,6 +117,14 @@ function sameVhost(a: AppSpec['vhost'], b: AppSpec['vhost']): boolean {
 /** A Secret serialises as a mask: compared in private, not by its JSON. */
 function sameSecret(a: Secret | undefined, b: Secret | undefined): boolean {
   return a === undefined || b === undefined ? a === b : a.equals(b);
+}
+
+/** The proxy's password is a Secret (serialised as a mask): compared in private. */
+function sameRoute(a: GroupSpec['route'], b: GroupSpec['route']): boolean {
+  if (!sameValue(a, b)) return false;
+  const before = a?.proxy?.password;
+  const after = b?.proxy?.password;
+  return before === undefined || after === undefined || before.equals(after);
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { formatDuration, formatHostPort, type HostPort } from '../config/index.js';
+import { formatDuration, formatHostPort, type HostPort, type ServerRoute } from '../config/index.js';
 
 /**
  * How the common port is spoken: plain TCP only when asked for explicitly, else TLS. The
@@ -15,9 +15,11 @@ export type ServerTransport =
       key: Buffer;
       /** Mutual TLS: only clients with a certificate from this CA may connect. */
       clientCa?: Buffer;
+      /** Where WebSocket upgrades are taken on the common port (default DEFAULT_WEBSOCKET_PATH). */
+      websocketPath?: string;
     };
 
-export type ClientTransport =
+export type ClientTransport = (
   | { kind: 'plain' }
   | {
       kind: 'tls';
@@ -28,7 +30,11 @@ export type ClientTransport =
       /** For mutual TLS. */
       cert?: Buffer;
       key?: Buffer;
-    };
+    }
+) & {
+  /** A proxy and/or a WebSocket carrier between the client and the common port; none: a direct dial. */
+  route?: ServerRoute;
+};
 
 export const PLAINTEXT: ClientTransport & ServerTransport = Object.freeze({ kind: 'plain' });
 

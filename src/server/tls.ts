@@ -3,9 +3,10 @@ import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { createServer as createTlsServer } from 'node:tls';
-import { ConfigError, type TransportConfig } from '../config/index.js';
+import { createSecureContext, createServer as createTlsServer, TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
+import { ConfigError, DEFAULT_WEBSOCKET_PATH, formatDuration, type TransportConfig } from '../config/index.js';
 import { certificateFingerprint, peerOf, type ServerTransport } from '../net/index.js';
+import { acceptWebSocket } from '../net/websocket-upgrade.js';
 
 /*
  * The server's side of TLS, in one place: the key and certificate (read, or created on first
@@ -51,7 +52,11 @@ export function loadServerTransport(config: TransportConfig, { create = true } =
   } catch (error) {
     throw new ConfigError('CONFIG_INVALID', `${certFile}: not a PEM certificate: ${(error as Error).message}`, certFile, 'tls.cert');
   }
-  return { transport: { kind: 'tls', cert, key, ...(clientCa ? { clientCa } : {}) }, fingerprint, created };
+  return {
+    transport: { kind: 'tls', cert, key, ...(clientCa ? { clientCa } : {}), ...(config.websocketPath ? { websocketPath: config.websocketPath } : {}) },
+    fingerprint,
+    created,
+  };
 }
 
 /**
@@ -108,6 +113,9 @@ function readOrThrow(file: string, field: string): Buffer {
  * The common port's listener. `onConn` gets each connection once it is usable: at accept for
  * plain TCP, after the handshake for TLS (a handshake that fails or stalls past
  * `handshakeTimeoutMs` is reported through `onHandshakeError` and never reaches `onConn`).
+ * With TLS, a conn whose first byte is a `G` is a WebSocket upgrade (`transport: ws|wss`
+ * clients, or a reverse proxy passing theirs on): our TLS then runs inside the WebSocket, and
+ * `onConn` gets that TLS socket, with the same peer as the raw conn it came on.
  */
 export function createCommonListener(
   transport: ServerTransport,
@@ -116,22 +124,125 @@ export function createCommonListener(
   onHandshakeError: (remote: string, error: Error) => void,
 ): Server {
   if (transport.kind === 'plain') return createServer({ allowHalfOpen: true }, onConn);
-  const server = createTlsServer(
-    {
-      cert: transport.cert,
-      key: transport.key,
-      allowHalfOpen: true,
-      handshakeTimeout: handshakeTimeoutMs,
-      minVersion: 'TLSv1.2',
-      ...(transport.clientCa ? { ca: transport.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
-    },
-    onConn,
-  );
-  server.on('tlsClientError', (error, socket) => {
+  const options = {
+    cert: transport.cert,
+    key: transport.key,
+    allowHalfOpen: true,
+    handshakeTimeout: handshakeTimeoutMs,
+    minVersion: 'TLSv1.2',
+    ...(transport.clientCa ? { ca: transport.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+  } as const;
+  const tlsServer = createTlsServer(options, onConn);
+  tlsServer.on('tlsClientError', (error, socket) => {
     onHandshakeError(peerOf(socket), error);
     // Node reports a handshake timeout but leaves a half-open socket (allowHalfOpen) standing:
     // without this, a silent peer would hold its slot forever.
     socket.destroy();
   });
-  return server;
+  const upgrades: WebSocketUpgrades = {
+    path: transport.websocketPath ?? DEFAULT_WEBSOCKET_PATH,
+    secureContext: createSecureContext(options),
+    tlsOptions: options,
+    handshakeTimeoutMs,
+    onConn,
+    onHandshakeError,
+  };
+  // The listening server is a plain one: it reads the first byte, then hands the conn to the
+  // TLS server (which never listens itself) or to the WebSocket upgrade.
+  return createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    if (socket.destroyed) return; // refused at accept (the handshake gate)
+    sniffFirstByte(socket, tlsServer, upgrades);
+  });
+}
+
+interface WebSocketUpgrades {
+  path: string;
+  secureContext: SecureContext;
+  tlsOptions: { requestCert?: boolean; rejectUnauthorized?: boolean };
+  handshakeTimeoutMs: number;
+  onConn: (socket: Socket) => void;
+  onHandshakeError: (remote: string, error: Error) => void;
+}
+
+/** `G` of `GET`: a TLS conn starts with 0x16 (a handshake record). */
+const HTTP_GET_FIRST_BYTE = 0x47;
+
+/** Reads the conn's first bytes (under the handshake deadline) and puts them back for whichever layer reads them. */
+function sniffFirstByte(socket: Socket, tlsServer: TlsServer, upgrades: WebSocketUpgrades): void {
+  const peer = peerOf(socket);
+  const timer = setTimeout(() => {
+    upgrades.onHandshakeError(peer, new Error(`no TLS or WebSocket handshake within ${formatDuration(upgrades.handshakeTimeoutMs)}`));
+    socket.destroy();
+  }, upgrades.handshakeTimeoutMs);
+  socket.once('close', () => clearTimeout(timer));
+  // 'readable' and read(), not 'data': once the listener is gone the socket is in its initial
+  // mode again, as the TLS server or the upgrade expects it.
+  const onReadable = (): void => {
+    const chunk = socket.read() as Buffer | null;
+    if (chunk === null) return;
+    socket.off('readable', onReadable);
+    socket.unshift(chunk);
+    if (chunk[0] !== HTTP_GET_FIRST_BYTE) {
+      // TLS (or garbage, which the TLS server reports as a failed handshake): its own deadline applies.
+      clearTimeout(timer);
+      tlsServer.emit('connection', socket);
+      return;
+    }
+    void upgradeToTls(socket, peer, upgrades).then(
+      (tls) => {
+        clearTimeout(timer);
+        if (tls !== undefined) upgrades.onConn(tls);
+      },
+      (error: Error) => {
+        clearTimeout(timer);
+        upgrades.onHandshakeError(peer, error);
+        socket.destroy();
+      },
+    );
+  };
+  socket.on('readable', onReadable);
+}
+
+/**
+ * The WebSocket upgrade, then the TLS handshake inside it; undefined when the upgrade was
+ * refused (an HTTP error was sent). Only a conn that finished both reaches the session code.
+ */
+async function upgradeToTls(socket: Socket, peer: string, upgrades: WebSocketUpgrades): Promise<TLSSocket | undefined> {
+  const accepted = await acceptWebSocket(socket, upgrades.path, peer);
+  if ('refused' in accepted) {
+    upgrades.onHandshakeError(peer, new Error(`WebSocket upgrade refused: ${accepted.refused}`));
+    return undefined;
+  }
+  socket.setNoDelay(true);
+  socket.setKeepAlive(true, 30_000);
+  const tls = new TLSSocket(accepted, { isServer: true, secureContext: upgrades.secureContext, ...upgrades.tlsOptions });
+  await new Promise<void>((resolve, reject) => {
+    const settle = (error?: Error): void => {
+      tls.off('secure', onSecure);
+      tls.off('error', settle);
+      socket.off('close', onClose);
+      if (error === undefined) return resolve();
+      // A failed handshake may still report errors while it is torn down.
+      tls.on('error', () => {});
+      tls.destroy();
+      reject(error);
+    };
+    const onSecure = (): void => settle();
+    const onClose = (): void => settle(new Error('closed during the TLS handshake inside the WebSocket'));
+    tls.once('secure', onSecure);
+    tls.once('error', settle);
+    socket.once('close', onClose);
+  });
+  // A TLSSocket built on a stream checks no client certificate by itself: mutual TLS is enforced here.
+  if (upgrades.tlsOptions.rejectUnauthorized === true && !tls.authorized) {
+    tls.destroy();
+    throw new Error(`TLS handshake failed: ${String(tls.authorizationError)}`);
+  }
+  // The session code names, counts and limits conns by their peer: the raw conn's, not the stream's (none).
+  Object.defineProperties(tls, {
+    remoteAddress: { value: socket.remoteAddress },
+    remotePort: { value: socket.remotePort },
+    remoteFamily: { value: socket.remoteFamily },
+  });
+  return tls;
 }

@@ -26,7 +26,7 @@ export interface ChildProgram {
   stop(): Promise<void>;
 }
 
-function startChild(bin: string, args: string[], name: string): ChildProgram {
+export function startChild(bin: string, args: string[], name: string): ChildProgram {
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = logSink(name);
   log(`$ ${bin} ${args.join(' ')}`);
@@ -54,7 +54,7 @@ function accepts(host: string, port: number): Promise<boolean> {
 }
 
 /** Resolves once `port` on `host` accepts a connection; rejects after `timeoutMs` or if `child` exits. */
-async function acceptsConnections(host: string, port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+export async function acceptsConnections(host: string, port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
   const state = await eventually(async () => (child.exitCode !== null ? 'exited' : (await accepts(host, port)) && 'listening'), {
     message: `something to listen on ${host}:${port}`,
     timeout: timeoutMs,
@@ -69,19 +69,11 @@ export interface Nginx extends ChildProgram {
 }
 
 /**
- * Debian's nginx as this test's own child (no daemon, no master), everything in a temp dir:
- * one `listen 127.0.0.1:PORT proxy_protocol` server per port, each answering any request with
- * the address and port the PROXY protocol header named, and logging them.
+ * nginx with `http` (the inside of its http block) as its config in `dir`, everything it
+ * writes kept there: no daemon, no master, logs and temp files in `dir`.
  */
-export async function startNginx(ports: readonly number[]): Promise<Nginx> {
-  const dir = mkdtempSync(join(tmpdir(), 'ntp-nginx-'));
-  mkdirSync(join(dir, 'temp'));
-  const servers = ports.map(
-    (port) => `  server {
-    listen 127.0.0.1:${port} proxy_protocol;
-    location / { return 200 "$proxy_protocol_addr $proxy_protocol_port\\n"; }
-  }`,
-  );
+export function runNginx(dir: string, http: string, name: string): ChildProgram {
+  mkdirSync(join(dir, 'temp'), { recursive: true });
   const config = join(dir, 'nginx.conf');
   writeFileSync(
     config,
@@ -89,14 +81,34 @@ export async function startNginx(ports: readonly number[]): Promise<Nginx> {
 pid ${dir}/nginx.pid;
 events { worker_connections 64; }
 http {
-  log_format proxied '$proxy_protocol_addr $proxy_protocol_port $server_port';
-  access_log ${dir}/access.log proxied;
 ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${dir}/temp/${kind};`).join('\n')}
-${servers.join('\n')}
+${http}
 }
 `,
   );
-  const program = startChild(NGINX, ['-p', dir, '-e', `${dir}/error.log`, '-c', config, '-g', 'daemon off; master_process off;'], 'nginx');
+  return startChild(NGINX, ['-p', dir, '-e', `${dir}/error.log`, '-c', config, '-g', 'daemon off; master_process off;'], name);
+}
+
+/**
+ * Debian's nginx as this test's own child (no daemon, no master), everything in a temp dir:
+ * one `listen 127.0.0.1:PORT proxy_protocol` server per port, each answering any request with
+ * the address and port the PROXY protocol header named, and logging them.
+ */
+export async function startNginx(ports: readonly number[]): Promise<Nginx> {
+  const dir = mkdtempSync(join(tmpdir(), 'ntp-nginx-'));
+  const servers = ports.map(
+    (port) => `  server {
+    listen 127.0.0.1:${port} proxy_protocol;
+    location / { return 200 "$proxy_protocol_addr $proxy_protocol_port\\n"; }
+  }`,
+  );
+  const program = runNginx(
+    dir,
+    `  log_format proxied '$proxy_protocol_addr $proxy_protocol_port $server_port';
+  access_log ${dir}/access.log proxied;
+${servers.join('\n')}`,
+    'nginx',
+  );
   for (const port of ports) await acceptsConnections('127.0.0.1', port, program.child);
   const logFile = join(dir, 'access.log');
   return {
