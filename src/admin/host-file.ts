@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { formatHostPort, type GroupSpec, type HostPort } from '../config/index.js';
+import type { AdminErrorCode } from './http-util.js';
 
 /** What a host file says instead of the secret when it is printed without it. */
 const SECRET_PLACEHOLDER = '${NTP_GROUP_SECRET}';
@@ -16,7 +17,7 @@ export interface HostFileOptions {
 
 /** The registry cannot give the group's file (a cluster's registry lives in etcd). */
 export class HostFileError extends Error {
-  readonly code = 'HOSTFILE_UNAVAILABLE';
+  readonly code = 'HOSTFILE_UNAVAILABLE' satisfies AdminErrorCode;
 }
 
 /**
