@@ -100,6 +100,11 @@ describe('the Reload column is what a reload does', () => {
     [['apps', 'udp', 'maxSessions'], withApp(1, { udp: { maxSessions: 8 } })],
     [['apps', 'allow'], withApp(1, { allow: '10.0.0.0/8' })],
   ];
+  test('a field no table describes has no effect, which the page refuses to guess', TIMEOUT, () => {
+    assert.equal(reloadEffect(['noSuchField']), undefined);
+    assert.equal(reloadEffect(['apps', 'noSuchField']), undefined);
+  });
+
   for (const [path, after] of cases) {
     test(`${path.join('.')}: the page says what specChanges reports`, TIMEOUT, () => {
       const changes = specChanges(spec(base), spec(after));
