@@ -26,7 +26,7 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 /** How often the traffic history is written (and at close): a crash loses at most this much. */
 const HISTORY_SAVE_EVERY_MS = 60_000;
-const REFUSALS: ReadonlySet<string> = new Set(['HOST_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_URL']);
+const REFUSALS: ReadonlySet<HttpError['code']> = new Set(['HOST_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_URL']);
 /** Dashboard files: a flat list, so no name can reach a directory or a dot file. */
 const DASHBOARD_FILE = /^[a-z0-9][a-z0-9-]*\.(?:html|js|css|svg)$/;
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { AllowLocal, DEFAULT_ALLOW_LOCAL, formatHostPort, type AppSpec, type GroupSpec, type HostPort } from '../config/index.js';
+import type { AdminErrorCode } from './http-util.js';
 
 /** What a host file says instead of the secret when it is printed without it. */
 const SECRET_PLACEHOLDER = '${NTP_GROUP_SECRET}';
@@ -17,7 +18,7 @@ export interface HostFileOptions {
 
 /** The registry cannot give the group's file (a cluster's registry lives in etcd). */
 export class HostFileError extends Error {
-  readonly code = 'HOSTFILE_UNAVAILABLE';
+  readonly code = 'HOSTFILE_UNAVAILABLE' satisfies AdminErrorCode;
 }
 
 /**

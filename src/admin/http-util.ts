@@ -1,10 +1,36 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConfigErrorCode } from '../config/index.js';
+import type { RegistryErrorCode } from '../server/index.js';
+
+/** The admin API's own codes; a refused registry change answers with its config or registry code. */
+export const ADMIN_ERROR_CODES = [
+  'UNAUTHORIZED',
+  'HOST_NOT_ALLOWED',
+  'ORIGIN_NOT_ALLOWED',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'BAD_URL',
+  'NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
+  'BODY_MISSING',
+  'BODY_TOO_LARGE',
+  'INVALID_GROUP_NAME',
+  'INVALID_SERVER',
+  'GROUP_NOT_FOUND',
+  'GROUP_NOT_IN_USE',
+  'GROUP_ACTIVE_ELSEWHERE',
+  'APP_NOT_FOUND',
+  'NOT_A_CLUSTER',
+  'HOSTFILE_UNAVAILABLE',
+  'REGISTRY_WRITE_FAILED',
+  'INTERNAL',
+] as const;
+export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
 
 /** An API failure with the HTTP status, a stable code and, where known, the field at fault. */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: AdminErrorCode | ConfigErrorCode | RegistryErrorCode,
     message: string,
     readonly field?: string,
   ) {

@@ -1,9 +1,9 @@
 import { askControlSocket, defaultControlSocketPath, NoControlSocketError, type ClientStatusReport, type ControlCommand } from '../client/index.js';
 import { loadGroupFile } from '../config/index.js';
 import { currentLogger, parseCommand, print } from './command-line.js';
+import { CONTROL_EXIT } from './exit-codes.js';
 
 /** `status` and `reload`'s exit codes. */
-export const CONTROL_EXIT = { ok: 0, reloadFailed: 1, usage: 2, notRunning: 3 } as const;
 
 export const CONTROL_SOCKET_USAGE = `  --control-socket PATH  the unix socket (mode 600) that groupclient status and reload
                      talk to (default: $XDG_RUNTIME_DIR/groupclient-NAME.sock, else

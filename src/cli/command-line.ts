@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { LogLevel } from '../config/index.js';
 import { packageFiles } from '../package-files.js';
 import { Logger, parseLogOptions } from './logger.js';
+import { EXIT } from './exit-codes.js';
 
 /**
  * The logger of the command being run: plain text until the command line is read, then the
@@ -89,20 +90,20 @@ export function parseCommand<O extends Options>(name: string, argv: string[], op
     parsed = parseArgs({ args: argv, options: { ...options, ...STANDARD_OPTIONS }, allowPositionals: true, strict: true });
   } catch (error) {
     current.fatal('usage', `${name}: ${argumentProblem(error as Error & { code?: string })}\n\n${usage}`);
-    return { exit: 2 };
+    return { exit: EXIT.failed };
   }
   const standard = parsed.values as { help?: boolean; version?: boolean };
   if (standard.help) {
     print(usage);
-    return { exit: 0 };
+    return { exit: EXIT.ok };
   }
   if (standard.version) {
     print(`${name.split(' ')[0]} ${packageVersion()}`);
-    return { exit: 0 };
+    return { exit: EXIT.ok };
   }
   if (parsed.positionals.length > maxPositionals) {
     current.fatal('usage', `${name}: unexpected argument ${JSON.stringify(parsed.positionals[maxPositionals])}\n\n${usage}`);
-    return { exit: 2 };
+    return { exit: EXIT.failed };
   }
   return { values: parsed.values as never, positionals: parsed.positionals };
 }

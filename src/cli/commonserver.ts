@@ -12,6 +12,7 @@ import { clusterCommand, DEFAULT_SERVER_CONFIG, hostfileCommand, initCommand, pr
 import { serverEntry } from './server-lines.js';
 import { seconds } from './output.js';
 import { onStopSignals } from './stop-signals.js';
+import { EXIT } from './exit-codes.js';
 
 const USAGE = `usage: commonserver [--config FILE] [--no-watch] [--trace FILE] [--log-level LEVEL] [--log-format FMT]
        commonserver init DIR | init [--config FILE]
@@ -60,11 +61,11 @@ async function main(): Promise<number> {
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
   const log = commandLogger('commonserver', values, USAGE);
-  if (log === undefined) return 2;
+  if (log === undefined) return EXIT.failed;
   const { logger } = log;
   if (positionals.length > 0) {
     logger.fatal('usage', `commonserver: unknown command ${JSON.stringify(positionals[0])}\n\n${USAGE}`);
-    return 2;
+    return EXIT.failed;
   }
   const config = loadServerConfig(values.config!);
   log.follow(config.logLevel);
@@ -152,7 +153,7 @@ async function main(): Promise<number> {
         .then(() => resolve());
     });
   });
-  return 0;
+  return EXIT.ok;
 }
 
 main().then(
@@ -160,6 +161,6 @@ main().then(
   (error: unknown) => {
     if (error instanceof ConfigError) currentLogger().fatal('config-error', `commonserver: config error: ${error.message}`, error.where());
     else currentLogger().fatal('failed', `commonserver: ${(error as Error).message}`);
-    process.exit(2);
+    process.exit(EXIT.failed);
   },
 );

@@ -28,6 +28,7 @@ import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
 import { debugNodeFlags } from './node-flags.js';
 import { onStopSignals } from './stop-signals.js';
 import { reportFindings } from './verify-report.js';
+import { EXIT } from './exit-codes.js';
 
 const DEFAULT_GROUPS_DIR = 'config/groups';
 
@@ -116,9 +117,9 @@ async function verifyCommand(argv: string[]): Promise<number> {
   const parsed = parseCommand('groupclient verify', argv, RUN_OPTIONS, VERIFY_USAGE);
   if (parsed.exit !== undefined) return parsed.exit;
   const { values } = parsed;
-  if (commandLogger('groupclient verify', values, VERIFY_USAGE) === undefined) return 2;
+  if (commandLogger('groupclient verify', values, VERIFY_USAGE) === undefined) return EXIT.failed;
   const file = groupFileOf(values, VERIFY_USAGE, 'groupclient verify');
-  if (file === undefined) return 2;
+  if (file === undefined) return EXIT.failed;
   const findings = await verifyGroupClient({
     file,
     ...(values.group !== undefined ? { group: values.group } : {}),
@@ -145,14 +146,14 @@ async function main(): Promise<number> {
   if (parsed.exit !== undefined) return parsed.exit;
   const { values } = parsed;
   const log = commandLogger('groupclient', values, USAGE);
-  if (log === undefined) return 2;
+  if (log === undefined) return EXIT.failed;
   const { logger } = log;
   const file = groupFileOf(values, USAGE, 'groupclient');
-  if (file === undefined) return 2;
+  if (file === undefined) return EXIT.failed;
   const identityOnly = values['secret-file'];
   if (identityOnly !== undefined && (values.config !== undefined || existsSync(file))) {
     logger.fatal('usage', `groupclient: --secret-file is for a host with no group file (${file} exists): write the secret there instead`);
-    return 2;
+    return EXIT.failed;
   }
   // No file: the command line is the whole identity, and the server sends the apps.
   const load = (): GroupSpec =>
@@ -167,7 +168,7 @@ async function main(): Promise<number> {
   log.follow(spec.logLevel);
   if (values.group !== undefined && spec.name !== values.group) {
     logger.fatal('usage', `groupclient: ${file} defines group "${spec.name}", not "${values.group}"`);
-    return 2;
+    return EXIT.failed;
   }
   if (basename(file, extname(file)) !== spec.name)
     logger.warn('file-name', `warning: ${file} is not named after its group: it defines group ${spec.name} (the name inside is used)`, {
@@ -182,7 +183,7 @@ async function main(): Promise<number> {
   });
   if (!endpoints.ok) {
     logger.fatal('usage', `groupclient: ${endpoints.problem}`);
-    return 2;
+    return EXIT.failed;
   }
   const servers = endpoints.value;
   const { server, transport } = servers[0]!;
@@ -190,7 +191,7 @@ async function main(): Promise<number> {
   const counts = parseClientCounts(values);
   if (!counts.ok) {
     logger.fatal('usage', `groupclient: --${counts.option}: ${counts.problem}`);
-    return 2;
+    return EXIT.failed;
   }
 
   const warning = spec.secretInFile ? permissionWarning(file, `the secret of group ${spec.name}`) : undefined;
@@ -268,18 +269,18 @@ async function main(): Promise<number> {
 async function serve(client: GroupClient): Promise<number> {
   try {
     await client.run();
-    return 0;
+    return EXIT.ok;
   } catch (error) {
     if (error instanceof ServerTrustError) {
       currentLogger().fatal('server-not-verified', `groupclient: cannot verify the commonserver: ${error.message}`);
-      return 3;
+      return EXIT.refused;
     }
     if (error instanceof ClusterRefusedError) {
       currentLogger().fatal('cluster-refused', `groupclient: ${error.message}`);
-      return 3;
+      return EXIT.refused;
     }
     // The reason is already on stdout (login-rejected and stopped lines): exit 3 says the rest.
-    if (error instanceof LoginRejectedError || error instanceof TakenOverError) return 3;
+    if (error instanceof LoginRejectedError || error instanceof TakenOverError) return EXIT.refused;
     throw error;
   }
 }
@@ -289,6 +290,6 @@ main().then(
   (error: unknown) => {
     if (error instanceof ConfigError) currentLogger().fatal('config-error', `groupclient: config error: ${error.message}`, error.where());
     else currentLogger().fatal('failed', `groupclient: ${(error as Error).message}`);
-    process.exit(2);
+    process.exit(EXIT.failed);
   },
 );

@@ -3,6 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { packageFiles } from '../package-files.js';
 import { commandLogger, parseCommand } from './command-line.js';
 import { LOG_OPTIONS, LOG_USAGE } from './logger.js';
+import { EXIT } from './exit-codes.js';
 
 const UNITS = ['commonserver.service', 'groupclient@.service'] as const;
 
@@ -38,7 +39,7 @@ export function installUnitsCommand(argv: string[]): number {
   if (parsed.exit !== undefined) return parsed.exit;
   const { values } = parsed;
   const log = commandLogger('commonserver install-units', values, USAGE);
-  if (log === undefined) return 2;
+  if (log === undefined) return EXIT.failed;
   const { logger } = log;
   const prefix = values.prefix === undefined ? installedPrefix() : resolve(values.prefix);
   if (prefix === undefined) {
@@ -46,7 +47,7 @@ export function installUnitsCommand(argv: string[]): number {
       'usage',
       `commonserver install-units: this copy was not installed with npm install -g: name where the binaries are with --prefix DIR (DIR/bin/commonserver)\n\n${USAGE}`,
     );
-    return 2;
+    return EXIT.failed;
   }
   for (const bin of ['commonserver', 'groupclient']) {
     if (!existsSync(join(prefix, 'bin', bin)))
@@ -69,5 +70,5 @@ export function installUnitsCommand(argv: string[]): number {
     );
   }
   logger.info('units-next', 'then: systemctl daemon-reload; systemctl enable --now commonserver (or groupclient@GROUP on a host)');
-  return 0;
+  return EXIT.ok;
 }

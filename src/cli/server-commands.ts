@@ -17,6 +17,7 @@ import { LOG_OPTIONS, LOG_USAGE, type Logger } from './logger.js';
 import { initServerDirectory } from './server-init.js';
 import { verifyServer } from './server-verify.js';
 import { reportFindings } from './verify-report.js';
+import { EXIT } from './exit-codes.js';
 
 export const DEFAULT_SERVER_CONFIG = 'config/commonserver.yaml';
 
@@ -88,18 +89,18 @@ export function initCommand(argv: string[]): number {
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
   const log = commandLogger('commonserver init', values, INIT_USAGE);
-  if (log === undefined) return 2;
+  if (log === undefined) return EXIT.failed;
   const { logger } = log;
   const dir = positionals[0];
   if (dir !== undefined && values.config !== undefined) {
     logger.fatal('usage', `commonserver init: name a new directory (init DIR) or an existing config (init --config FILE), not both\n\n${INIT_USAGE}`);
-    return 2;
+    return EXIT.failed;
   }
   if (dir === undefined) return initTls(values.config ?? DEFAULT_SERVER_CONFIG, log);
   const bind = parseHostPort(values.bind, { allowPortZero: true });
   if (!bind.ok) {
     logger.fatal('usage', `commonserver init: --bind: ${bind.problem}`);
-    return 2;
+    return EXIT.failed;
   }
   const publicHost = values['public-host'] ?? hostname();
   const created = initServerDirectory({ dir, group: values.group!, bind: bind.value, publicHost });
@@ -115,7 +116,7 @@ Next:
   3. copy ${created.groupFile} to the host (mode 600: it holds the secret) and run there:
        groupclient --config ${groupFileName}
      (it connects to ${publicHost}:${bind.value.port}, the file's server: line; hosts must be able to reach it)`);
-  return 0;
+  return EXIT.ok;
 }
 
 function initTls(configFile: string, { logger, follow }: CommandLogger): number {
@@ -123,17 +124,17 @@ function initTls(configFile: string, { logger, follow }: CommandLogger): number 
   follow(config.logLevel);
   if (config.tls.plaintext) {
     logger.fatal('usage', `commonserver: ${configFile} says plaintext: true; remove it to use TLS`);
-    return 2;
+    return EXIT.failed;
   }
   prepareTransport(config, logger);
-  return 0;
+  return EXIT.ok;
 }
 
 /** `commonserver verify`: every check, every problem, nothing started. */
 export async function verifyCommand(argv: string[]): Promise<number> {
   const parsed = parseCommand('commonserver verify', argv, { config: { type: 'string', default: DEFAULT_SERVER_CONFIG }, ...LOG_OPTIONS }, VERIFY_USAGE);
   if (parsed.exit !== undefined) return parsed.exit;
-  if (commandLogger('commonserver verify', parsed.values, VERIFY_USAGE) === undefined) return 2;
+  if (commandLogger('commonserver verify', parsed.values, VERIFY_USAGE) === undefined) return EXIT.failed;
   return reportFindings('commonserver verify', await verifyServer(parsed.values.config!));
 }
 
@@ -154,18 +155,18 @@ export async function clusterCommand(argv: string[]): Promise<number> {
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
   const log = commandLogger('commonserver cluster', values, CLUSTER_USAGE);
-  if (log === undefined) return 2;
+  if (log === undefined) return EXIT.failed;
   const { logger } = log;
   const [action, dir] = positionals;
   if (action !== 'import' || dir === undefined) {
     logger.fatal('usage', `commonserver: unknown command ${JSON.stringify(['cluster', ...positionals].join(' '))}\n\n${CLUSTER_USAGE}`);
-    return 2;
+    return EXIT.failed;
   }
   const config = loadServerConfig(values.config!);
   log.follow(config.logLevel);
   if (config.cluster === undefined) {
     logger.fatal('usage', `commonserver: ${values.config} has no cluster: section; cluster import needs to know where etcd is`);
-    return 2;
+    return EXIT.failed;
   }
   // Loaded only here: a single server never loads etcd's client.
   const { importGroupDirectory } = await import('../server/cluster/index.js');
@@ -176,7 +177,7 @@ export async function clusterCommand(argv: string[]): Promise<number> {
     'imported',
     `imported ${result.imported.length} group(s) into etcd ${config.cluster.prefix}/groups/${result.kept.length ? `; ${result.kept.length} already there, kept: ${result.kept.join(', ')}` : ''}`,
   );
-  return result.refused.length > 0 ? 2 : 0;
+  return result.refused.length > 0 ? EXIT.failed : EXIT.ok;
 }
 
 const HOSTFILE_USAGE = `usage: commonserver hostfile GROUP [--config FILE] [--public-host HOST] [--out FILE]
@@ -202,7 +203,7 @@ export async function hostfileCommand(argv: string[]): Promise<number> {
   if (parsed.exit !== undefined) return parsed.exit;
   const { values, positionals } = parsed;
   const log = commandLogger('commonserver hostfile', values, HOSTFILE_USAGE);
-  if (log === undefined) return 2;
+  if (log === undefined) return EXIT.failed;
   const { logger } = log;
   const name = positionals[0];
   if (name === undefined || !isGroupName(name)) {
@@ -210,7 +211,7 @@ export async function hostfileCommand(argv: string[]): Promise<number> {
       'usage',
       `commonserver hostfile: ${name === undefined ? 'name the group' : `expected a group name of ${GROUP_NAME_RULE}`}\n\n${HOSTFILE_USAGE}`,
     );
-    return 2;
+    return EXIT.failed;
   }
   const config = loadServerConfig(values.config!);
   log.follow(config.logLevel);
@@ -219,7 +220,7 @@ export async function hostfileCommand(argv: string[]): Promise<number> {
       'usage',
       `commonserver hostfile: ${values.config} is a cluster node whose registry is in etcd: ask a node's admin API (GET /api/groups/${name}/hostfile)`,
     );
-    return 2;
+    return EXIT.failed;
   }
   const spec = loadGroupFile(join(config.groupsDir, `${name}.yaml`));
   const { fingerprint } = loadServerTransport(config.tls, { create: false });
@@ -228,7 +229,7 @@ export async function hostfileCommand(argv: string[]): Promise<number> {
   const text = await hostFileText(spec, { server: { host: values['public-host'] ?? hostname(), port: config.bind.port }, fingerprint, withSecret: true });
   if (values.out === undefined) {
     process.stdout.write(text);
-    return 0;
+    return EXIT.ok;
   }
   // Private before the secret is in it, whether the file is new or replaced.
   if (existsSync(values.out)) chmodSync(values.out, 0o600);
@@ -237,5 +238,5 @@ export async function hostfileCommand(argv: string[]): Promise<number> {
   logger.info('hostfile-written', `wrote ${values.out} (group ${name}, mode 600: it holds the secret); on the host: groupclient --config ${values.out}`, {
     file: values.out,
   });
-  return 0;
+  return EXIT.ok;
 }

@@ -1,9 +1,7 @@
-import { constants } from 'node:os';
 import { fromEvent, map, merge, timer } from 'rxjs';
 import type { Logger } from './logger.js';
 import { seconds } from './output.js';
-
-export type StopSignal = 'SIGINT' | 'SIGTERM';
+import { EXIT, STOP_SIGNALS, stoppedAgainExit, type StopSignal } from './exit-codes.js';
 
 /**
  * How long a stop may take before the process exits anyway. Under the 5 s a service manager
@@ -18,16 +16,15 @@ export const STOP_BOUND_MS = 4000;
  */
 export function onStopSignals(logger: Logger, stop: (signal: StopSignal) => void, boundMs = STOP_BOUND_MS): void {
   let first: StopSignal | undefined;
-  const signals: StopSignal[] = ['SIGINT', 'SIGTERM'];
-  merge(...signals.map((name) => fromEvent(process, name).pipe(map(() => name)))).subscribe((signal) => {
+  merge(...STOP_SIGNALS.map((name) => fromEvent(process, name).pipe(map(() => name)))).subscribe((signal) => {
     if (first !== undefined) {
       logger.warn('stop-forced', `${signal} again: exiting at once`, { signal });
-      process.exit(128 + constants.signals[signal]);
+      process.exit(stoppedAgainExit(signal));
     }
     first = signal;
     timer(boundMs).subscribe(() => {
       logger.warn('stop-overdue', `${signal}: not stopped within ${seconds(boundMs)}; exiting anyway`, { signal, boundMs });
-      process.exit(0);
+      process.exit(EXIT.ok);
     });
     stop(signal);
   });

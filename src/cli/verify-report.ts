@@ -1,8 +1,6 @@
 import type { Findings } from '../config/index.js';
 import { print } from './command-line.js';
-
-/** `verify`'s exit codes: nothing to say, warnings only, or at least one problem. */
-export const VERIFY_EXIT = { ok: 0, warnings: 1, invalid: 2 } as const;
+import { VERIFY_EXIT } from './exit-codes.js';
 
 const LABEL = { ok: 'ok     ', warning: 'warning', problem: 'problem' } as const;
 

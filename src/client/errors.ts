@@ -17,7 +17,8 @@ export class TakenOverError extends Error {
   readonly code = 'TAKEN_OVER';
 }
 
-export type TrustErrorCode = 'TLS_FINGERPRINT_MISMATCH' | 'TLS_UNTRUSTED';
+export const TRUST_ERROR_CODES = ['TLS_FINGERPRINT_MISMATCH', 'TLS_UNTRUSTED'] as const;
+export type TrustErrorCode = (typeof TRUST_ERROR_CODES)[number];
 
 /**
  * The server could not be verified. Never retried and never downgraded to plaintext: either

@@ -60,15 +60,18 @@ function etcdPassword(env: NodeJS.ProcessEnv) {
  */
 export function clusterSectionSchema(base: string, env: NodeJS.ProcessEnv) {
   return section({
-    etcd: z.array(endpoint, problem(ENDPOINT_EXPECTED)).min(1, ENDPOINT_EXPECTED).meta({ description: 'etcd client URLs (http:// or https://)' }),
+    etcd: z
+      .array(endpoint, problem(ENDPOINT_EXPECTED))
+      .min(1, ENDPOINT_EXPECTED)
+      .meta({ description: 'etcd client URLs (http:// or https://)', examples: [['http://10.0.0.5:2379']] }),
     node: z
       .string(problem(`expected this node's name: ${GROUP_NAME_RULE}`))
       .refine(isGroupName, problem(`expected this node's name: ${GROUP_NAME_RULE}`))
-      .meta({ description: "This node's name, unique in the cluster" }),
+      .meta({ description: "This node's name, unique in the cluster", examples: ['node-a'] }),
     advertise: z
       .string(problem('expected the host name or address clients and users reach this node at'))
       .regex(/^[A-Za-z0-9.:\-[\]]+$/, problem('expected the host name or address clients and users reach this node at'))
-      .meta({ description: 'The host clients and users reach this node at (every node shows it)' }),
+      .meta({ description: 'The host clients and users reach this node at (every node shows it)', examples: ['203.0.113.7'] }),
     prefix: z
       .string(problem('expected a key prefix such as /ntp (starts with "/", no trailing "/")'))
       .regex(/^\/[A-Za-z0-9_.\-/]*[^/]$/, problem('expected a key prefix such as /ntp (starts with "/", no trailing "/")'))

@@ -1,4 +1,5 @@
-export type ConfigErrorCode = 'CONFIG_READ' | 'CONFIG_PARSE' | 'CONFIG_INVALID';
+export const CONFIG_ERROR_CODES = ['CONFIG_READ', 'CONFIG_PARSE', 'CONFIG_INVALID'] as const;
+export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];
 
 /** A config problem, always naming the file, and the field (with its line) where known. */
 export class ConfigError extends Error {

@@ -22,12 +22,16 @@ const APP_NAME_EXPECTED = 'expected an app name of letters, digits, "-", "_" or 
 /** One app of a group file: a TCP or UDP app with its own public port, or a vhost app reached by name. */
 function appSchema(env: NodeJS.ProcessEnv) {
   return section({
-    name: z.string(APP_NAME_EXPECTED).regex(NAME_PATTERN, APP_NAME_EXPECTED),
+    name: z
+      .string(APP_NAME_EXPECTED)
+      .regex(NAME_PATTERN, APP_NAME_EXPECTED)
+      .meta({ examples: ['ssh'] }),
     local: localField,
     type: appType,
     remotePort: remotePortField.optional().meta({
       description:
         "tcp and udp apps: the public port on the commonserver; 0 lets the server choose and report it. A pooled app may leave it out: the pool's port. A range such as 6000-6010 (with a local range of the same length) is one app per port, named NAME-6000 ...",
+      examples: [6022],
     }),
     pool: poolName.optional(),
     healthCheck: healthCheckSchema.optional(),
@@ -109,8 +113,13 @@ const clusterServer = z.preprocess(
 export function groupFileSchema({ file, env, baseDir, anyFileName = false }: GroupFileContext) {
   const groupName = `expected a group name of ${GROUP_NAME_RULE}`;
   return section({
-    name: z.string(groupName).regex(NAME_PATTERN, groupName),
-    secret: secretValue(env).optional(),
+    name: z
+      .string(groupName)
+      .regex(NAME_PATTERN, groupName)
+      .meta({ examples: ['office-a'] }),
+    secret: secretValue(env)
+      .optional()
+      .meta({ examples: ['${OFFICE_A_SECRET}'] }),
     secretFile: secretFilePath.optional(),
     apps: z
       .array(appSchema(env), 'expected a list of at least one app')

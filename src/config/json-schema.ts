@@ -21,15 +21,18 @@ export const SCHEMA_FILES: Readonly<Record<ConfigKind, string>> = Object.freeze(
 /** `schema/` at the package's top level; a single executable has none (see schemaComment). */
 export const SCHEMA_DIR = join(packageFiles().root ?? '', 'schema');
 
-export function configJsonSchema(kind: ConfigKind): Record<string, unknown> {
+/** Adds to each node what the published schema leaves out (the configuration reference's defaults in their output form). */
+export type JsonSchemaAnnotator = NonNullable<Parameters<typeof z.toJSONSchema>[1]>['override'];
+
+export function configJsonSchema(kind: ConfigKind, annotate?: JsonSchemaAnnotator): Record<string, unknown> {
   // The context only feeds transforms, which the input-side JSON Schema does not run.
   const schema =
     kind === 'commonserver' ? serverConfigSchema({ file: 'commonserver.yaml', env: {} }) : groupFileSchema({ file: 'group.yaml', env: {}, baseDir: '.' });
-  return toJsonSchema(schema);
+  return toJsonSchema(schema, annotate);
 }
 
-export function toJsonSchema(schema: z.ZodType): Record<string, unknown> {
-  return z.toJSONSchema(schema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>;
+export function toJsonSchema(schema: z.ZodType, annotate?: JsonSchemaAnnotator): Record<string, unknown> {
+  return z.toJSONSchema(schema, { io: 'input', target: 'draft-2020-12', ...(annotate ? { override: annotate } : {}) }) as Record<string, unknown>;
 }
 
 /**

@@ -60,7 +60,10 @@ export const localField = z
     ctx.issues.push({ code: 'custom', input: text, message: single.error.issues[0]!.message });
     return z.NEVER;
   })
-  .meta({ description: 'Where the groupclient dials on its own host (host:port, or host:7000-7010 beside a remotePort range); the server never sends it' });
+  .meta({
+    description: 'Where the groupclient dials on its own host (host:port, or host:7000-7010 beside a remotePort range); the server never sends it',
+    examples: ['127.0.0.1:22'],
+  });
 
 type LocalField = z.output<typeof localField>;
 

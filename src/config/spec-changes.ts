@@ -1,5 +1,6 @@
 import type { AppSpec, GroupSpec } from './group-file.js';
 import type { Secret } from './secret.js';
+import { vhostAppShape } from './vhost-app.js';
 
 /** Which end reads a reloaded field, and when the new value takes effect there. */
 export interface FieldEffect {
@@ -55,6 +56,22 @@ const APP_FIELDS: Record<Exclude<keyof AppSpec, 'name'>, FieldEffect> = {
 };
 const APP_ADDED: FieldEffect = { server: 'opens now', client: 'served from now on' };
 const APP_REMOVED: FieldEffect = { server: 'closes now (its connections close)', client: 'no longer served' };
+
+/**
+ * commonserver.yaml is read once, at start (the CLI loads it before anything else and never
+ * again); only the groups directory, or a cluster's etcd prefix, is reloaded.
+ */
+export const SERVER_CONFIG_EFFECT: FieldEffect = { server: 'applies when the commonserver restarts' };
+
+/** Group fields the spec keeps under another name, so a reload compares them there. */
+const GROUP_SPEC_NAMES: Readonly<Record<string, keyof typeof GROUP_FIELDS>> = {
+  serverCa: 'serverCaFile',
+  clientCert: 'clientCertFile',
+  clientKey: 'clientKeyFile',
+};
+
+/** The registry files a group as `<name>.yaml`: another name is another group. */
+const GROUP_RENAMED: FieldEffect = { server: 'another name is another group (the old one is removed, its client disconnected)' };
 
 export interface SpecChange {
   /** `secret`, `apps.web.allow`, `apps.web` (added or removed)... */
@@ -129,4 +146,21 @@ function sameRoute(a: GroupSpec['route'], b: GroupSpec['route']): boolean {
 
 function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * How a reload applies the field of a group file at `path`, as written in the file
+ * (`['apps', 'udp', 'maxSessions']`: a nested field takes its top field's effect); undefined
+ * when no table here says, which the configuration reference refuses to guess.
+ */
+export function reloadEffect(path: readonly string[]): FieldEffect | undefined {
+  const [field, appField] = path;
+  if (field === 'name') return GROUP_RENAMED;
+  if (field !== 'apps') return GROUP_FIELDS[GROUP_SPEC_NAMES[field!] ?? (field as keyof typeof GROUP_FIELDS)];
+  if (appField === undefined) return { server: `an app added ${APP_ADDED.server}, one removed ${APP_REMOVED.server}`, client: 'serves the new list' };
+  // specChanges() matches apps by name: a renamed app is one removed and one added.
+  if (appField === 'name') return { server: `renamed: the old app ${APP_REMOVED.server} and the new one ${APP_ADDED.server}`, client: 'serves the new name' };
+  // Every name-based routing field of an app lands in its spec's `vhost`.
+  const specName = appField! in vhostAppShape({}) ? 'vhost' : (appField as keyof typeof APP_FIELDS);
+  return APP_FIELDS[specName];
 }

@@ -26,10 +26,12 @@ export const VHOST_DEFAULTS = { headersTimeoutMs: 10_000 } as const;
 export function vhostSectionSchema() {
   const patterns = z.array(domainName, problem('expected a list of host names or *.patterns'));
   return section({
-    http: hostPort({ allowPortZero: true }).optional().meta({ description: 'The HTTP vhost port: apps of type http, routed by Host' }),
+    http: hostPort({ allowPortZero: true })
+      .optional()
+      .meta({ description: 'The HTTP vhost port: apps of type http, routed by Host', examples: ['0.0.0.0:80'] }),
     https: hostPort({ allowPortZero: true })
       .optional()
-      .meta({ description: 'The HTTPS vhost port: apps of type https, routed by TLS server name (not decrypted)' }),
+      .meta({ description: 'The HTTPS vhost port: apps of type https, routed by TLS server name (not decrypted)', examples: ['0.0.0.0:443'] }),
     subdomainHost: domainName.optional().meta({ description: 'subdomain: x in a group file claims x.<subdomainHost>' }),
     allowDomains: z
       .record(z.string(), patterns, problem('expected a mapping of group name (or "*") to host names'))

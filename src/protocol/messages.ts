@@ -148,6 +148,7 @@ const loginRejectCode = z.enum([
   'NODE_UNAVAILABLE',
 ]);
 export type LoginRejectCode = z.infer<typeof loginRejectCode>;
+export const LOGIN_REJECT_CODES: readonly LoginRejectCode[] = loginRejectCode.options;
 
 /** Accepted: session, heartbeat and apps; rejected: only `error`. */
 const loginResp = z
@@ -329,6 +330,7 @@ const goodbyeCode = z.enum([
   'LEASE_LOST',
 ]);
 export type GoodbyeCode = z.infer<typeof goodbyeCode>;
+export const GOODBYE_CODES: readonly GoodbyeCode[] = goodbyeCode.options;
 
 const goodbye = z.object({ type: z.literal('Goodbye'), code: goodbyeCode, reason: text });
 

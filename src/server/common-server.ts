@@ -24,7 +24,7 @@ import type { ActivationGate } from './session/activation-gate.js';
 import { AppGroup } from './session/app-group.js';
 import { SharedPorts } from './shared-ports/shared-ports.js';
 import type { BindRetryPolicy } from './public/bind-retry.js';
-import type { ServerEvent } from './events.js';
+import type { BadPeerCode, ServerEvent } from './events.js';
 import { HandshakeGate } from './session/handshake-gate.js';
 import { LoginGuard } from './session/login-limiter.js';
 import { runLogin } from './session/login.js';
@@ -241,7 +241,7 @@ export class CommonServer implements Observed<ServerEvent> {
     // One verdict per connection: the deadline's destroy also fails a login in progress,
     // which must not be reported a second time.
     let reported = false;
-    const reportBadPeer = (code: string, reason: string): void => {
+    const reportBadPeer = (code: BadPeerCode, reason: string): void => {
       if (reported) return;
       reported = true;
       this.badPeer(peer, code, reason);
@@ -297,7 +297,7 @@ export class CommonServer implements Observed<ServerEvent> {
     });
   };
 
-  private async onControlConn(channel: ControlChannel, hello: Hello, reportBadPeer: (code: string, reason: string) => void): Promise<void> {
+  private async onControlConn(channel: ControlChannel, hello: Hello, reportBadPeer: (code: BadPeerCode, reason: string) => void): Promise<void> {
     this.emit({ type: 'client-connected', group: hello.group, clientId: hello.clientId, remote: channel.peer });
     const admitted = await this.loginGuard.admit(channel);
     if (admitted === 'closed') return channel.destroy();
@@ -423,7 +423,7 @@ export class CommonServer implements Observed<ServerEvent> {
     }
   }
 
-  private badPeer(remote: string, code: string, reason: string): void {
+  private badPeer(remote: string, code: BadPeerCode, reason: string): void {
     this.emit({ type: 'bad-peer', remote, code, reason });
   }
 }

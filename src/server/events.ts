@@ -1,5 +1,6 @@
 import type { Balance } from '../config/index.js';
-import type { AppBinding, GoodbyeCode, LoginRejectCode } from '../protocol/index.js';
+import type { AppBinding, GoodbyeCode, LoginRejectCode, ProtocolErrorCode } from '../protocol/index.js';
+import type { VhostRefusalCode } from '../vhost/index.js';
 
 /** What happens on a commonserver, in the vocabulary of the sequence diagram. */
 export type ServerEvent =
@@ -23,7 +24,7 @@ export type ServerEvent =
    * 404 unknown name, 503 offline, 401, 408, 431...), HTTPS closed before routing (`code`
    * UNKNOWN_NAME, OFFLINE, NO_SNI, NOT_TLS, TIMEOUT...).
    */
-  | { type: 'vhost-refused'; kind: 'http' | 'https'; remote: string; code: string; reason: string }
+  | { type: 'vhost-refused'; kind: 'http' | 'https'; remote: string; code: VhostRefusalCode; reason: string }
   | { type: 'app-closed'; group: string; app: string; reason: string }
   | { type: 'heartbeat'; group: string; seq: number }
   | { type: 'heartbeat-timeout'; group: string; silentMs: number }
@@ -82,12 +83,18 @@ export type ServerEvent =
   | { type: 'pool-user-routed'; pool: string; group: string; app: string; remote: string; retriedFrom?: string; reason?: string }
   /** A user of the pool's port reset at once: no live, healthy member could take it. */
   | { type: 'pool-user-refused'; pool: string; remote: string; reason: string }
-  | { type: 'bad-peer'; remote: string; code: string; reason: string }
+  | { type: 'bad-peer'; remote: string; code: BadPeerCode; reason: string }
   /** A source address crossed a failed-login threshold (`forMs`: how long it is refused). */
   | { type: 'login-throttled'; remote: string; state: 'slowed' | 'blocked'; failures: number; forMs?: number };
 
+/** A group leaving inUseGroup by the client's own doing, not by a Goodbye we sent. */
+export const DEPARTURE_CODES = ['CLIENT_LEFT', 'CONNECTION_LOST'] as const;
 /** Why a group left inUseGroup: a Goodbye we sent, or the client's own departure. */
-export type DeactivationCode = GoodbyeCode | 'CLIENT_LEFT' | 'CONNECTION_LOST';
+export type DeactivationCode = GoodbyeCode | (typeof DEPARTURE_CODES)[number];
+
+/** A conn on the common port cut off for what it sent or failed to (PROTOCOL_ERROR: a control conn's reader failed otherwise). */
+export const BAD_PEER_CODES = ['TLS_HANDSHAKE', 'TOO_MANY_HANDSHAKES', 'BAD_WORK_CONN', 'LOGIN_FAILED', 'PROTOCOL_ERROR'] as const;
+export type BadPeerCode = ProtocolErrorCode | (typeof BAD_PEER_CODES)[number];
 
 export type ServerEventType = ServerEvent['type'];
 export type EmitServerEvent = (event: ServerEvent) => void;

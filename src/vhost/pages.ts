@@ -12,6 +12,9 @@ const REASONS: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** Every status the vhost answers with itself (an app's own answers pass through untouched). */
+export const VHOST_STATUSES: readonly number[] = Object.keys(REASONS).map(Number);
+
 const TEXT: Record<number, string> = {
   404: 'Nothing is served under this name here.',
   502: 'There was no valid answer to this request.',

@@ -9,13 +9,19 @@ import { VhostRouter, type VhostKind } from './router.js';
 
 const debug = createDebug('ntp:server:vhost');
 
+/** Why an HTTPS user was closed before it reached an app (REFUSED: the app's relay would not take it). */
+export const HTTPS_REFUSAL_CODES = ['TIMEOUT', 'CLOSED', 'NOT_TLS', 'NO_SNI', 'UNKNOWN_NAME', 'OFFLINE', 'FORBIDDEN', 'REFUSED'] as const;
+export type HttpsRefusalCode = (typeof HTTPS_REFUSAL_CODES)[number];
+/** An HTTPS refusal, or the status of an HTTP answer the vhost gave itself (`404`). */
+export type VhostRefusalCode = HttpsRefusalCode | `${number}`;
+
 /** What the vhost ports report; the CommonServer turns these into its events. */
 export interface VhostObserver {
   /**
    * A user the vhost answered itself (HTTP: `code` is the status, 404, 503...) or closed
    * before routing (HTTPS: unknown name, no SNI, not TLS, too slow; `code` says which).
    */
-  onRefused(kind: VhostKind, remote: string, code: string, reason: string): void;
+  onRefused(kind: VhostKind, remote: string, code: VhostRefusalCode, reason: string): void;
 }
 
 /**
@@ -37,7 +43,7 @@ export class VhostServer {
     this.httpOptions = {
       router: this.router,
       headersTimeoutMs: config.headersTimeoutMs,
-      onRefused: (remote: string, status: number, reason: string) => observer.onRefused('http', remote, String(status), reason),
+      onRefused: (remote: string, status: number, reason: string) => observer.onRefused('http', remote, `${status}`, reason),
     };
     if (config.http) this.listeners.set('http', this.createListener('http'));
     if (config.https) this.listeners.set('https', this.createListener('https'));
@@ -66,7 +72,7 @@ export class VhostServer {
   private routeTls(socket: Socket): void {
     let seen = Buffer.alloc(0);
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    const refuse = (code: string, reason: string): void => {
+    const refuse = (code: HttpsRefusalCode, reason: string): void => {
       cleanup();
       this.observer.onRefused('https', remote, code, reason);
       resetSocket(socket);

@@ -15,17 +15,19 @@ import {
 import type { CommonServer } from '../common-server.js';
 import { groupRefusal } from '../public/policy.js';
 
-export type RegistryErrorCode =
-  | 'GROUP_EXISTS'
-  | 'GROUP_NOT_FOUND'
-  | 'PORT_CLAIMED'
-  | 'DOMAIN_CLAIMED'
-  | 'POOL_CONFLICT'
-  | 'NAME_MISMATCH'
-  | 'POLICY'
-  | 'INVALID_GROUP_NAME'
-  | 'REGISTRY_UNAVAILABLE'
-  | 'REGISTRY_BUSY';
+export const REGISTRY_ERROR_CODES = [
+  'GROUP_EXISTS',
+  'GROUP_NOT_FOUND',
+  'PORT_CLAIMED',
+  'DOMAIN_CLAIMED',
+  'POOL_CONFLICT',
+  'NAME_MISMATCH',
+  'POLICY',
+  'INVALID_GROUP_NAME',
+  'REGISTRY_UNAVAILABLE',
+  'REGISTRY_BUSY',
+] as const;
+export type RegistryErrorCode = (typeof REGISTRY_ERROR_CODES)[number];
 
 /** A registry change refused for a reason other than the group's own validity. */
 export class RegistryError extends Error {

@@ -6,6 +6,7 @@ import { heartbeat, MUX_LIMITS_DEFAULTS, type ControlChannel, type MuxLimits, ty
 import {
   assertNever,
   joinProof,
+  ProtocolError,
   proofsMatch,
   randomId,
   type AppBinding,
@@ -228,9 +229,10 @@ export class AppGroup implements UserConnSink, UdpSessionSink, VisitingGroup, Ow
     const { channel, heartbeatTimeoutMs, scheduler = asyncScheduler } = this.options;
     channel.messages$.pipe(takeUntil(this.lost$)).subscribe({
       next: (message) => this.handleMessage(message),
-      error: (error: Error & { code?: string }) => {
-        this.options.emit({ type: 'bad-peer', remote: channel.peer, code: error.code ?? 'PROTOCOL_ERROR', reason: error.message });
-        if (error.code === 'SLOW_PEER') this.deactivate('SLOW_PEER', error.message);
+      error: (error: Error) => {
+        const code = error instanceof ProtocolError ? error.code : 'PROTOCOL_ERROR';
+        this.options.emit({ type: 'bad-peer', remote: channel.peer, code, reason: error.message });
+        if (code === 'SLOW_PEER') this.deactivate('SLOW_PEER', error.message);
         else this.deactivate('PROTOCOL_ERROR', `protocol error: ${error.message}`);
       },
       complete: () => this.deactivate('CONNECTION_LOST', 'the common conn closed'),
