@@ -12,10 +12,12 @@ import { statusOf } from '../net/websocket-upgrade.js';
  * for TLS) is exactly what the small libraries leave out or make hard to see.
  */
 
+export const PROXY_ERROR_CODES = ['PROXY_REFUSED'] as const;
+
 /** The proxy refused, or did not speak its protocol; retried with the usual backoff. */
 export class ProxyError extends Error {
   override readonly name = 'ProxyError';
-  readonly code = 'PROXY_REFUSED';
+  readonly code: (typeof PROXY_ERROR_CODES)[number] = 'PROXY_REFUSED';
 }
 
 /** Opens the tunnel to `target`; resolves when the proxy said yes. The caller bounds the wait. */

@@ -68,6 +68,10 @@ const GROUP_SPEC_NAMES: Readonly<Record<string, keyof typeof GROUP_FIELDS>> = {
   serverCa: 'serverCaFile',
   clientCert: 'clientCertFile',
   clientKey: 'clientKeyFile',
+  // The host's way to the server: one route in the spec.
+  proxy: 'route',
+  transport: 'route',
+  path: 'route',
 };
 
 /** The registry files a group as `<name>.yaml`: another name is another group. */

@@ -114,5 +114,8 @@ export function visitorsSchema(env: NodeJS.ProcessEnv) {
         binds.add(bind);
       });
     })
-    .meta({ description: "Client side: local ports whose users reach other groups' private apps through the server" });
+    .meta({
+      description: "Client side: local ports whose users reach other groups' private apps through the server",
+      examples: [[{ name: 'redis', group: 'office-b', app: 'redis', bind: '127.0.0.1:6379' }]],
+    });
 }

@@ -28,9 +28,11 @@ const OP_PONG = 0xa;
 /** client: masks what it sends and wants unmasked frames; server: the reverse (RFC 6455 5.1). */
 export type WebSocketRole = 'client' | 'server';
 
+export const WEBSOCKET_ERROR_CODES = ['WEBSOCKET_PROTOCOL'] as const;
+
 export class WebSocketError extends Error {
   override readonly name = 'WebSocketError';
-  readonly code = 'WEBSOCKET_PROTOCOL';
+  readonly code: (typeof WEBSOCKET_ERROR_CODES)[number] = 'WEBSOCKET_PROTOCOL';
 }
 
 /** One frame's bytes: header, then the payload (masked when `mask`). */

@@ -5,7 +5,9 @@ import { describe, test } from 'node:test';
 import { ADMIN_ERROR_CODES } from '../../src/admin/http-util.js';
 import { CONTROL_EXIT, EXIT, STOP_SIGNALS, stoppedAgainExit, VERIFY_EXIT } from '../../src/cli/exit-codes.js';
 import { TRUST_ERROR_CODES } from '../../src/client/index.js';
+import { PROXY_ERROR_CODES } from '../../src/client/proxy-handshake.js';
 import { CONFIG_ERROR_CODES } from '../../src/config/index.js';
+import { WEBSOCKET_ERROR_CODES } from '../../src/net/websocket-stream.js';
 import { GOODBYE_CODES, LOGIN_REJECT_CODES, PROTOCOL_ERROR_CODES } from '../../src/protocol/index.js';
 import { BAD_PEER_CODES, DEPARTURE_CODES, REGISTRY_ERROR_CODES } from '../../src/server/index.js';
 import { VHOST_STATUSES } from '../../src/vhost/pages.js';
@@ -18,6 +20,7 @@ const PAGE = join(REPO_ROOT, 'docs', 'troubleshooting.md');
 /** Each heading of the page with a table, and the codes the sources define for it. */
 const SECTIONS: Readonly<Record<string, readonly (string | number)[]>> = {
   'Login refused': [...LOGIN_REJECT_CODES, ...TRUST_ERROR_CODES],
+  'Cannot reach the server through a proxy or WebSocket': [...PROXY_ERROR_CODES, ...WEBSOCKET_ERROR_CODES],
   Disconnected: [...GOODBYE_CODES, ...DEPARTURE_CODES],
   'Connections cut off on the common port': [...BAD_PEER_CODES, ...PROTOCOL_ERROR_CODES],
   'Vhost refusals': [...HTTPS_REFUSAL_CODES, ...VHOST_STATUSES],
