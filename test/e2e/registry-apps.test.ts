@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import type { ClientStatusReport } from '../../src/client/index.js';
 import type { Message } from '../../src/protocol/index.js';
 import { startEchoApp, unusedPort } from '../helpers/apps.js';
-import { makeConfigDir, randomSecret } from '../helpers/configs.js';
+import { groupYaml, makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { eventually } from '../helpers/eventually.js';
 import { startHostileServer } from '../helpers/hostile-server.js';
 import { echoRoundTrip, expectRefused } from '../helpers/net.js';
@@ -110,6 +110,28 @@ test(
     assert.equal(served.get('echo'), `127.0.0.1:${echo.port}`);
     assert.equal(served.get('echo2'), `127.0.0.1:${echo.port}`);
     assert.equal(served.has('intranet'), false, 'an app refused by the host is not listed as served');
+
+    // An operator adds an app through the admin API: the host follows within 2 s, no change on it.
+    const apiFrom = client.lines.length;
+    const putAt = Date.now();
+    const put = await fetch(`${adminUrl}/api/groups/office`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/yaml' },
+      body: groupYaml({
+        name: 'office',
+        secret,
+        apps: [
+          { name: 'echo', localPort: echo.port },
+          { name: 'echo2', localPort: echo.port },
+          { name: 'echo3', localPort: echo.port },
+        ],
+      }),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const openedByApi = await client.waitForLine(/group office changed on the server: opened (.*)/, { fromLine: apiFrom, timeoutMs: 2000 });
+    const echo3Port = Number(/echo3 → server port (\d+)/.exec(openedByApi[1]!)?.[1]);
+    assert.equal((await echoRoundTrip(echo3Port, Buffer.from('added through the API'))).toString(), 'added through the API');
+    assert.ok(Date.now() - putAt < 2000, `served ${Date.now() - putAt} ms after the API changed the group`);
   },
 );
 
