@@ -33,7 +33,7 @@ function run(command: string, args: string[], cwd: string): string {
 }
 
 test(
-  'npm pack from a clean clone holds what runs and nothing else; the installed commonserver and groupclient carry a real TLS tunnel',
+  'npm pack from a clean clone holds what runs and nothing else; the installed commonserver and groupclient carry a real TLS tunnel and run the README quick start as written',
   { timeout: 600_000 },
   async () => {
     const work = mkdtempSync(join(tmpdir(), 'ntp-pack-'));
