@@ -2,7 +2,8 @@
  * `npm run test:pack` (and .ci/run): the package as a user gets it. A clean clone of this
  * repository's committed HEAD, `npm ci`, `npm pack` (its prepack builds dist/), the tarball
  * installed into a throwaway prefix, and both installed binaries run from there through a
- * real TLS tunnel to a real app. Slow (an npm ci and a build), hence not part of npm test.
+ * real TLS tunnel to a real app, and the README's quick start run as written with them. Slow (an
+ * npm ci and a build), hence not part of npm test.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import { after, test } from 'node:test';
 import { startEchoApp, unusedPort } from '../helpers/apps.js';
 import { recordSecret } from '../helpers/artifacts.js';
 import { echoRoundTrip, freePortIn } from '../helpers/net.js';
+import { fencedBlockUnder } from '../helpers/markdown.js';
 import { CliProcess, ProcessSet, serverLinkOf, waitForGroupActive } from '../helpers/processes.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -31,7 +33,7 @@ function run(command: string, args: string[], cwd: string): string {
 }
 
 test(
-  'npm pack from a clean clone holds what runs and nothing else; the installed commonserver and groupclient carry a real TLS tunnel',
+  'npm pack from a clean clone holds what runs and nothing else; the installed commonserver and groupclient carry a real TLS tunnel and run the README quick start as written',
   { timeout: 600_000 },
   async () => {
     const work = mkdtempSync(join(tmpdir(), 'ntp-pack-'));
@@ -54,6 +56,10 @@ test(
       'README.md',
       'LICENSE',
       'SECURITY.md',
+      'docs/README.md',
+      'docs/getting-started.md',
+      'docs/configuration.md',
+      'docs/troubleshooting.md',
       'dist/src/cli/commonserver.js',
       'dist/src/cli/groupclient.js',
       'dist/src/server/common-server.js',
@@ -135,5 +141,50 @@ test(
     );
     assert.equal((await wrongPin.exited).code, 3);
     assert.match(wrongPin.output, /fingerprint .* is pinned; refusing to talk/);
+
+    await runQuickStart({ commonserver: installedCommonserver, groupclient: installedGroupclient }, mkdtempSync(join(work, 'quick-start-')), processes);
   },
 );
+
+/**
+ * The fenced block under the README's "Quick start" heading, each line run as written in a fresh
+ * directory with the installed binaries: a subcommand (`init`) to its end, the server and the
+ * client (a line whose first argument is an option) as long-running processes, each awaited
+ * until it says it serves. One addition: `init` gets a free common port, since another program
+ * of a shared machine may hold its default 7000.
+ */
+async function runQuickStart(installed: Record<string, string>, dir: string, processes: ProcessSet): Promise<void> {
+  const block = fencedBlockUnder(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8'), 'Quick start');
+  assert.ok(block !== undefined, 'README.md has a fenced block under "## Quick start"');
+  const commands = block
+    .split('\n')
+    .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
+    .filter((line) => line !== '');
+  assert.deepEqual(
+    commands.map((command) => command.split(/\s+/)[0]),
+    ['commonserver', 'commonserver', 'groupclient'],
+    'the quick start: init, the server, the client',
+  );
+  const commonPort = await unusedPort();
+  for (const command of commands) {
+    const [program = '', ...args] = command.split(/\s+/);
+    const binary = installed[program];
+    assert.ok(binary !== undefined, `the quick start runs only the installed binaries: ${command}`);
+    if (args[0] === 'init') {
+      run(binary, [...args, '--bind', `127.0.0.1:${commonPort}`], dir);
+      continue;
+    }
+    if (args[0]?.startsWith('-') !== true) {
+      run(binary, args, dir);
+      continue;
+    }
+    const started = processes.add(new CliProcess(binary, args, env, [], { program: true, cwd: dir }));
+    if (program === 'commonserver') {
+      assert.equal((await serverLinkOf(started)).port, commonPort);
+      continue;
+    }
+    const group = args[args.indexOf('--group') + 1];
+    assert.ok(args.includes('--group') && group !== undefined, `the quick start's client names its group: ${command}`);
+    await waitForGroupActive(started, group, { timeoutMs: 20_000 });
+  }
+}

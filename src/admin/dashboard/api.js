@@ -15,7 +15,7 @@ export class ApiError extends Error {
 }
 
 /**
- * A `#token=` in the address (the README's way to open the dashboard) moves to
+ * A `#token=` in the address (docs/operating.md's way to open the dashboard) moves to
  * sessionStorage and leaves the address bar, so it is not bookmarked or shared with the page.
  */
 export function adoptTokenFromFragment() {
