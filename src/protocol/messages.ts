@@ -368,7 +368,6 @@ export type LoginResp = Of<'LoginResp'>;
 export type NewWorkConn = Of<'NewWorkConn'>;
 export type StartWorkConn = Of<'StartWorkConn'>;
 export type HealthReport = Of<'HealthReport'>;
-export type GroupApps = Of<'GroupApps'>;
 export type AppsRefused = Of<'AppsRefused'>;
 export type Visit = Of<'Visit'>;
 export type VisitRefused = Of<'VisitRefused'>;
