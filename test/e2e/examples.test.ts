@@ -110,8 +110,10 @@ test('examples/ssh-home-box carries a real tunnel once its README steps fill in 
   const publicPort = await freePortIn(6000, 6999);
   const edit = (file: string, replace: (text: string) => string): void => writeFileSync(file, replace(readFileSync(file, 'utf8')));
   edit(serverConfig, (text) => text.replace('allowPorts: ["6022"]', `allowPorts: ["${publicPort}"]`));
-  for (const file of [join(dir, 'server', 'groups', 'home.yaml'), join(dir, 'host', 'home.yaml')])
-    edit(file, (text) => text.replace('local: 127.0.0.1:22', `local: 127.0.0.1:${echo.port}`).replace('remotePort: 6022', `remotePort: ${publicPort}`));
+  // The apps live in the registry only: the host's file is its identity.
+  edit(join(dir, 'server', 'groups', 'home.yaml'), (text) =>
+    text.replace('local: 127.0.0.1:22', `local: 127.0.0.1:${echo.port}`).replace('remotePort: 6022', `remotePort: ${publicPort}`),
+  );
   edit(join(dir, 'host', 'home.yaml'), (text) =>
     text.replace('server: tunnel.example.com:7000', `server: 127.0.0.1:${commonPort}`).replace(/sha256:0{64}/, fingerprint),
   );
