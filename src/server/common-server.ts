@@ -34,6 +34,8 @@ import { createCommonListener } from './tls.js';
 import { serveVisit } from './users/visits.js';
 
 const debug = createDebug('ntp:server:common-server');
+/** How long a shutdown waits for its Goodbyes to leave before it ends the conns still open. */
+const CLOSE_GRACE_MS = 2000;
 
 export type CommonServerOptions = Pick<ServerConfig, 'bind' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'pairingTimeoutMs' | 'handshakeTimeoutMs'> &
   Partial<Pick<ServerConfig, 'workConnPool' | 'mux' | 'pools' | 'vhost' | 'admin' | 'publicBind'>> &
@@ -67,6 +69,8 @@ export class CommonServer implements Observed<ServerEvent> {
   /** Failures of the observers of `events$` (metrics, admin state, lines, traces), counted by observer. */
   readonly internalErrors = new InternalErrors();
   private readonly commonPort: Server;
+  /** Every conn the common port accepted, until it closes (whoever holds it now). */
+  private readonly accepted = new Set<Socket>();
   private readonly handshaking = new Set<Socket>();
   private readonly gate: HandshakeGate;
   private readonly loginGuard: LoginGuard;
@@ -208,12 +212,30 @@ export class CommonServer implements Observed<ServerEvent> {
     }
     for (const socket of this.handshaking) socket.destroy();
     this.gate.destroyAll();
-    await Promise.all([new Promise<void>((resolve) => this.commonPort.close(() => resolve())), this.vhost?.close()]);
+    const portClosed$ = new Subject<void>();
+    const portClosed = new Promise<void>((resolve) =>
+      this.commonPort.close(() => {
+        portClosed$.next();
+        resolve();
+      }),
+    );
+    // The port closes once every conn it accepted has. A conn that no session holds any more
+    // would keep it waiting forever (seen once in the mux model test: a joined conn's TCP socket
+    // left open under its TLS layer, its peer long gone): after a grace for the Goodbyes in
+    // flight, every accepted conn still open is ended.
+    const sweep = deadline(CLOSE_GRACE_MS, portClosed$, this.options.scheduler).subscribe(() => {
+      debug('%d conns still open %s after the shutdown began: ended', this.accepted.size, formatDuration(CLOSE_GRACE_MS));
+      for (const socket of this.accepted) socket.destroy();
+    });
+    await Promise.all([portClosed, this.vhost?.close()]);
+    sweep.unsubscribe();
     this.events.complete();
   }
 
   private readonly onRawConn = (socket: Socket): void => {
     socket.on('error', (error) => debug('raw conn: %s', error.message));
+    this.accepted.add(socket);
+    socket.once('close', () => this.accepted.delete(socket));
     const refusal = this.closing ? undefined : this.gate.admit(socket, this.hasSessionFrom(socket.remoteAddress));
     if (refusal !== undefined) {
       this.badPeer(peerOf(socket), 'TOO_MANY_HANDSHAKES', refusal);
