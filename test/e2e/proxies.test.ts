@@ -9,6 +9,7 @@ import { startEchoApp, type TestApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { connectTo, echoRoundTrip, readBytes, sha256 } from '../helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive, type CliProcess } from '../helpers/processes.js';
+import { NamespacedClients, netnsUnavailable } from '../helpers/netns.js';
 import { NGINX, skipWithout } from '../helpers/programs.js';
 import {
   dialsDirectly,
@@ -25,20 +26,21 @@ import {
 /*
  * A groupclient that reaches the commonserver only through a real proxy: tinyproxy (HTTP
  * CONNECT with Basic credentials), microsocks (SOCKS5, user/password) and nginx terminating
- * TLS and passing the WebSocket upgrade on (transport: wss). The direct route is shown unused
- * rather than blocked (a namespace or a firewall rule needs privileges the tests do not assume):
- * each proxy's conns to the server leave from PROXY_SIDE (127.0.0.2), an address the client
- * never uses, and every conn the common port holds comes from there, while the groupclient
- * process holds none to the common port. The server's certificate stays pinned throughout:
- * the TLS that checks it runs inside the proxy's tunnel.
+ * TLS and passing the WebSocket upgrade on (transport: wss). The client runs in a network
+ * namespace of its own (`unshare -n`) where loopback holds only a bridge to its proxy and one
+ * to its local app: the common port is not there at all (a client without the proxy is shown
+ * refused), so every byte crosses the proxy. Each proxy's conns to the server leave from
+ * PROXY_SIDE (127.0.0.2), and every conn the common port holds comes from there. The server's
+ * certificate stays pinned throughout: the TLS that checks it runs inside the proxy's tunnel.
  */
 
-const skip = skipWithout(TINYPROXY, 'tinyproxy') || skipWithout(MICROSOCKS, 'microsocks') || skipWithout(NGINX, 'nginx');
-const GROUPS = ['via-http', 'via-socks', 'via-wss', 'refused'] as const;
+const skip = skipWithout(TINYPROXY, 'tinyproxy') || skipWithout(MICROSOCKS, 'microsocks') || skipWithout(NGINX, 'nginx') || netnsUnavailable();
+const GROUPS = ['via-http', 'via-socks', 'via-wss', 'refused', 'no-route'] as const;
 
 describe('clients behind proxies', { skip }, () => {
   const processes = new ProcessSet();
   const proxies: RunningProxy[] = [];
+  const namespaced = new NamespacedClients();
   let echo: TestApp;
   let config: TestConfigDir;
   let server: { port: number; fingerprint?: string };
@@ -53,6 +55,7 @@ describe('clients behind proxies', { skip }, () => {
 
   after(async () => {
     await processes.stopAll();
+    namespaced.stop();
     await Promise.all(proxies.map((proxy) => proxy.stop()));
     await echo.close();
   });
@@ -63,6 +66,17 @@ describe('clients behind proxies', { skip }, () => {
     copyFileSync(config.groupFile(group), file);
     appendFileSync(file, `${lines.join('\n')}\n`);
     return file;
+  }
+
+  /**
+   * A groupclient of `group` in a namespace of its own, whose loopback holds only its proxy's
+   * port (`routePort`) and its local app's: `args` add to its file, server and pin.
+   */
+  function isolatedClient(file: string, serverPort: number, routePort: number, args: string[] = [], env: NodeJS.ProcessEnv = {}): CliProcess {
+    const bridges = [...(routePort === 0 ? [] : [{ port: routePort, to: routePort }]), { port: echo.port, to: echo.port }];
+    return processes.add(
+      namespaced.start(['--config', file, '--server', `127.0.0.1:${serverPort}`, '--server-fingerprint', server.fingerprint!, ...args], bridges, env),
+    );
   }
 
   /** A groupclient of `group` (the registry's file as it is), given the proxy with --proxy. */
@@ -101,7 +115,10 @@ describe('clients behind proxies', { skip }, () => {
     const password = `tp-${randomBytes(6).toString('hex')}`;
     const tinyproxy = await startTinyproxy(server.port, 'tpuser', password);
     proxies.push(tinyproxy);
-    const client = clientWithProxyFlag('via-http', `http://tpuser:${password}@127.0.0.1:${tinyproxy.port}`);
+    const client = isolatedClient(config.groupFile('via-http'), server.port, tinyproxy.port, [
+      '--proxy',
+      `http://tpuser:${password}@127.0.0.1:${tinyproxy.port}`,
+    ]);
     await provesTheRoute(client, 'via-http');
     assert.match(tinyproxy.log(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${server.port} HTTP/1\\.1`));
     await client.waitForLine(new RegExp(`reaching the server over tcp through http://tpuser@127\\.0\\.0\\.1:${tinyproxy.port}`));
@@ -114,14 +131,7 @@ describe('clients behind proxies', { skip }, () => {
     const socks = await startMicrosocks('skuser', password);
     proxies.push(socks);
     const file = hostFile('via-socks', [`proxy: socks5://skuser:\${NTP_TEST_PROXY_PASSWORD}@127.0.0.1:${socks.port}`]);
-    const client = processes.add(
-      startGroupClientProcess({
-        configFile: file,
-        serverPort: server.port,
-        link: { fingerprint: server.fingerprint! },
-        env: { NTP_TEST_PROXY_PASSWORD: password },
-      }),
-    );
+    const client = isolatedClient(file, server.port, socks.port, [], { NTP_TEST_PROXY_PASSWORD: password });
     await provesTheRoute(client, 'via-socks');
     await client.waitForLine(new RegExp(`reaching the server over tcp through socks5://skuser@127\\.0\\.0\\.1:${socks.port}`));
     assert.ok(![...client.lines, ...client.stderr].some((line) => line.includes(password)));
@@ -135,15 +145,8 @@ describe('clients behind proxies', { skip }, () => {
       const nginx = await startNginxWebSocketProxy(server.port, DEFAULT_WEBSOCKET_PATH);
       proxies.push(nginx);
       const file = hostFile('via-wss', ['transport: wss']);
-      const client = processes.add(
-        startGroupClientProcess({
-          configFile: file,
-          serverPort: nginx.port,
-          link: { fingerprint: server.fingerprint! },
-          // nginx's own certificate, trusted as a reverse proxy's would be through the system's CAs.
-          env: { NODE_EXTRA_CA_CERTS: nginx.certFile },
-        }),
-      );
+      // nginx's own certificate, trusted as a reverse proxy's would be through the system's CAs.
+      const client = isolatedClient(file, nginx.port, nginx.port, [], { NODE_EXTRA_CA_CERTS: nginx.certFile });
       const echoPort = await provesTheRoute(client, 'via-wss');
       // A Close frame ends one direction only (the TCP FIN waits for the other's), so a user's
       // half-close crosses nginx whether it rides the mux or a single-use work conn.
@@ -181,6 +184,12 @@ describe('clients behind proxies', { skip }, () => {
     await client.waitForLine(refusal);
     await client.waitForLine(new RegExp(refusal.source.replace('(\\d+)', '2')));
     assert.ok(![...client.lines, ...client.stderr].some((line) => line.includes(password)));
+    await client.stop();
+  });
+
+  test('in the same kind of namespace without a proxy, the client cannot reach the common port at all', { timeout: 30_000 }, async () => {
+    const client = isolatedClient(config.groupFile('no-route'), server.port, 0);
+    await client.waitForLine(new RegExp(`connection to the server failed \\(attempt 1\\): 127\\.0\\.0\\.1:${server.port}: ECONNREFUSED`));
     await client.stop();
   });
 });
