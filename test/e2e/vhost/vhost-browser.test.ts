@@ -17,6 +17,8 @@ const PIXEL = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQ
 /** Answers a WebSocket handshake by hand and echoes each text frame back upper-cased. */
 function acceptWebSocket(socket: Socket, key: string): void {
   const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+  // The http server no longer hears an upgraded socket's errors: a reset at the end is ours to take.
+  socket.on('error', () => socket.destroy());
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
   let buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
