@@ -202,6 +202,7 @@ describe("visitors at the visiting session's stream cap (limits.maxMuxStreams: 2
   let echo: TestApp;
   let bind = 0;
   let visiting: CliProcess;
+  let owning: CliProcess;
   const users: Socket[] = [];
 
   before(async () => {
@@ -215,7 +216,7 @@ describe("visitors at the visiting session's stream cap (limits.maxMuxStreams: 2
     const started = await startCommonServerProcess(dir.serverFile);
     capped.add(started.process);
     const start = (group: string): CliProcess => capped.add(startGroupClientProcess({ groupsDir: dir.groupsDir, group, server: started }));
-    const owning = start('office-a');
+    owning = start('office-a');
     visiting = start('office-b');
     await Promise.all([waitForGroupActive(owning, 'office-a'), waitForGroupActive(visiting, 'office-b')]);
   });
@@ -240,5 +241,15 @@ describe("visitors at the visiting session's stream cap (limits.maxMuxStreams: 2
     const answer = readBytes(users[0]!, 4);
     users[0]!.write('more');
     assert.equal((await answer).toString(), 'more');
+  });
+
+  test("the owner's client killed with -9 while a visitor's user is live: that user is reset, never ended cleanly", { timeout: 30_000 }, async () => {
+    // A user the previous test left live, served through the visitor's stream.
+    const live = users[0]!;
+    const ending = streamEnding(live);
+    live.write('just before the crash');
+    owning.kill('SIGKILL');
+    const seen = await ending;
+    assert.equal(seen.ending, 'reset', `the visitor's user saw ${JSON.stringify({ ending: seen.ending, bytes: seen.bytes, code: seen.code })}`);
   });
 });
