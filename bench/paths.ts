@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { makeConfigDir, randomSecret, type TestAppEntry } from '../test/helpers/configs.js';
 import { stringify } from 'yaml';
 import { freePortIn } from '../test/helpers/net.js';
-import { CliProcess, parsePortTable, startCommonServerProcess, startGroupClientProcess } from '../test/helpers/processes.js';
+import { CliProcess, COMMONSERVER_BIN, parsePortTable, startCommonServerProcess, startGroupClientProcess } from '../test/helpers/processes.js';
+import { nodeLaunchOf } from '../src/cli/node-flags.js';
 import { createSelfSigned } from '../src/server/index.js';
 import { track } from './proc.js';
 
@@ -226,7 +227,10 @@ interface Relay {
 
 async function startRelay(mode: string, target: number, options: PathOptions): Promise<Relay> {
   const args = [...(options.traceGc ? ['--trace-gc'] : []), relayBin, mode, String(target), options.certDir ?? ''];
-  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  // The binaries' allocator setting (their #! line's environment) for the yardstick too: the
+  // ratio then weighs our code against a plain relay, not glibc's heap trimming against none.
+  const env = { ...process.env, ...nodeLaunchOf(COMMONSERVER_BIN).env };
+  const child = track(spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] }));
   let out = '';
   let fullGcs = 0;
   const port = await new Promise<number>((resolve, reject) => {

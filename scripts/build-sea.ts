@@ -88,7 +88,9 @@ async function buildExecutable(binary: 'commonserver' | 'groupclient', out: stri
       useCodeCache: true,
       // The #! line's V8 flags (src/cli/node-flags.ts). Node 20 ignores the field and runs the
       // executable without them (they cannot be set once the heap exists, and NODE_OPTIONS
-      // refuses --initial-old-space-size); a node with SEA execArgv applies them.
+      // refuses --initial-old-space-size); a node with SEA execArgv applies them. The #! line's
+      // allocator setting (MALLOC_TRIM_THRESHOLD_) is the environment's: set it where the
+      // executable is started (docs/operating.md).
       execArgv: nodeFlagsOf(entry),
       assets: Object.fromEntries(assetsOf(binary).map((path) => [path, join(ROOT, path)])),
     }),

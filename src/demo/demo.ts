@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nodeFlagsOf } from '../cli/node-flags.js';
+import { nodeLaunchOf } from '../cli/node-flags.js';
 import { bannerApp, echoApp, httpApp, type SampleApp } from './sample-apps.js';
 
 /**
@@ -23,8 +23,9 @@ function start(
   env: NodeJS.ProcessEnv,
 ): { child: ChildProcess; line(pattern: RegExp): Promise<RegExpMatchArray> } {
   const bin = join(cli, script);
-  // With the flags of the binary's `#!` line: the demo runs the binaries as users do.
-  const child = spawn(process.execPath, [...nodeFlagsOf(bin), bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // With the flags and environment of the binary's `#!` line: the demo runs the binaries as users do.
+  const launch = nodeLaunchOf(bin);
+  const child = spawn(process.execPath, [...launch.flags, bin, ...args], { env: { ...process.env, ...launch.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   const seen: string[] = [];
   const waiting = new Set<() => void>();

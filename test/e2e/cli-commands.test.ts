@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { nodeFlagsOf } from '../../src/cli/node-flags.js';
+import { nodeLaunchOf } from '../../src/cli/node-flags.js';
 import { CliProcess, COMMONSERVER_BIN, GROUPCLIENT_BIN } from '../helpers/processes.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -92,13 +92,17 @@ function throughShebang(bin: string): { program: string; args: string[] } {
 }
 
 test(
-  'both binaries run with the V8 flags of their #! line, started through it (as installed, as systemd starts them) or by node',
+  'both binaries run with the V8 flags and allocator setting of their #! line, started through it (as installed, as systemd starts them) or by node',
   { timeout: 20_000 },
   async () => {
     // `#!/usr/bin/env -S node …` finds node on the PATH: this one.
     const env = { DEBUG: 'ntp:cli', PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
     for (const bin of [COMMONSERVER_BIN, GROUPCLIENT_BIN]) {
-      assert.deepEqual(nodeFlagsOf(bin), ['--initial-old-space-size=64', '--max-semi-space-size=2'], `${bin}'s #! line`);
+      assert.deepEqual(
+        nodeLaunchOf(bin),
+        { env: { MALLOC_TRIM_THRESHOLD_: '33554432' }, flags: ['--initial-old-space-size=64', '--max-semi-space-size=2'] },
+        `${bin}'s #! line`,
+      );
       const shebang = throughShebang(bin);
       for (const cli of [
         new CliProcess(shebang.program, [...shebang.args, '--version'], env, [], { program: true }),
@@ -106,7 +110,7 @@ test(
       ]) {
         assert.equal((await cli.exited).code, 0, cli.output);
         const said = cli.stderr.find((line) => line.includes('ntp:cli'));
-        assert.match(said ?? '', /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\]/, cli.output);
+        assert.match(said ?? '', /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\], MALLOC_TRIM_THRESHOLD_=33554432/, cli.output);
       }
     }
   },

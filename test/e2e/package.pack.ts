@@ -92,10 +92,14 @@ test(
     const installedGroupclient = join(prefix, 'bin', 'groupclient');
     assert.equal(run(installedCommonserver, ['--version'], work).trim(), `commonserver ${version}`);
     assert.equal(run(installedGroupclient, ['--version'], work).trim(), `groupclient ${version}`);
-    // Installed and started through their #! line, they run with its V8 flag (DEBUG=ntp:cli says so on stderr).
+    // Installed and started through their #! line, they run with its V8 flags and allocator setting (DEBUG=ntp:cli says so on stderr).
     for (const installed of [installedCommonserver, installedGroupclient]) {
       const said = spawnSync(installed, ['--version'], { cwd: work, env: { ...process.env, ...env, DEBUG: 'ntp:cli' }, encoding: 'utf8' });
-      assert.match(said.stderr, /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\]/, `${installed} runs without its #! line's flag`);
+      assert.match(
+        said.stderr,
+        /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\], MALLOC_TRIM_THRESHOLD_=33554432/,
+        `${installed} runs without its #! line's flags and environment`,
+      );
     }
     assert.ok(readFileSync(join(prefix, 'lib', 'node_modules', name, 'LICENSE'), 'utf8').startsWith('MIT License'));
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { catchHangups } from '../../src/cli/hangups.js';
-import { nodeFlagsOf } from '../../src/cli/node-flags.js';
+import { nodeLaunchOf } from '../../src/cli/node-flags.js';
 import { startEchoApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { echoRoundTrip } from '../helpers/net.js';
@@ -41,8 +41,11 @@ test(
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'ntp-units-'));
     // systemd-analyze refuses an ExecStart whose program is missing: run the build with this node
-    // (and the flags the binaries' `#!` line gives it).
-    const withNode = (bin: string): string => [process.execPath, ...nodeFlagsOf(bin), bin].join(' ');
+    // (and the flags and environment the binaries' `#!` line gives it).
+    const withNode = (bin: string): string => {
+      const launch = nodeLaunchOf(bin);
+      return ['/usr/bin/env', ...Object.entries(launch.env).map(([name, value]) => `${name}=${value}`), process.execPath, ...launch.flags, bin].join(' ');
+    };
     const real = (text: string): string =>
       text
         .replace('ExecStart=/usr/local/bin/commonserver', `ExecStart=${withNode(COMMONSERVER_BIN)}`)

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeFlagsOf } from '../../src/cli/node-flags.js';
+import { nodeLaunchOf } from '../../src/cli/node-flags.js';
 import { CliProcess, GROUPCLIENT_BIN } from './processes.js';
 
 /**
@@ -39,7 +39,9 @@ export class NamespacedClients {
       execFileSync('sh', ['-c', `socat UNIX-LISTEN:${socket(bridge)},fork TCP:127.0.0.1:${bridge.to} >/dev/null 2>&1 &`]);
     }
     const inside = bridges.map((bridge) => `socat TCP-LISTEN:${bridge.port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:${socket(bridge)} &`);
-    const node = [process.execPath, ...nodeFlagsOf(GROUPCLIENT_BIN), GROUPCLIENT_BIN, ...args].map(quote).join(' ');
+    const launch = nodeLaunchOf(GROUPCLIENT_BIN);
+    const assignments = Object.entries(launch.env).map(([name, value]) => `${name}=${quote(value)}`);
+    const node = ['env', ...assignments, ...[process.execPath, ...launch.flags, GROUPCLIENT_BIN, ...args].map(quote)].join(' ');
     // The bridges listen before the client starts; exec keeps the client's pid the process's.
     const script = ['ip link set lo up', ...inside, ...bridges.map((bridge) => waitListening(bridge.port)), `exec ${node}`].join('\n');
     return new CliProcess('unshare', ['-n', 'sh', '-c', script], { XDG_RUNTIME_DIR: mkdtempSync(join(tmpdir(), 'ntp-run-')), ...env }, [], { program: true });

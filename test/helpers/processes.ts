@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeFlagsOf } from '../../src/cli/node-flags.js';
+import { nodeLaunchOf } from '../../src/cli/node-flags.js';
 import { logSink } from './artifacts.js';
 import { linkArgs, type ServerLink } from './link.js';
 import { DIST_ROOT } from './paths.js';
@@ -32,8 +32,10 @@ export class CliProcess {
     nodeArgs: string[] = [],
     { program = false, cwd }: { program?: boolean; cwd?: string } = {},
   ) {
-    this.child = spawn(program ? bin : process.execPath, program ? args : [...nodeFlagsOf(bin), ...nodeArgs, bin, ...args], {
-      env: { ...process.env, ...env },
+    // Started by node itself, a binary gets what its #! line gives it: flags and environment.
+    const launch = program ? { env: {}, flags: [] } : nodeLaunchOf(bin);
+    this.child = spawn(program ? bin : process.execPath, program ? args : [...launch.flags, ...nodeArgs, bin, ...args], {
+      env: { ...process.env, ...launch.env, ...env },
       ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
