@@ -263,7 +263,7 @@ export class MuxSession {
       this.handlers.onStream?.(stream, start);
     },
     // A frame for a stream already reset here is late, not wrong: its sender had not yet seen our RST.
-    onData: (id, piece) => this.known(id)?.receive(piece),
+    onData: (id, piece, last) => this.known(id)?.receive(piece, last),
     onFin: (id) => this.known(id)?.receiveFin(),
     onReset: (id, reason) => this.known(id)?.receiveReset(reason),
     onWindow: (id, increment) => this.known(id)?.grant(increment),
@@ -300,6 +300,8 @@ export class MuxStream extends Duplex {
   /** Received bytes not yet pushed to the reader. */
   private readonly inbox = new MuxInbox();
   private endPushed = false;
+  /** The inbox ends with part of a DATA frame: nothing is handed on until the frame is whole (see `receive`). */
+  private midFrame = false;
   private creditQueued = false;
   private finSent = false;
   private finReceived = false;
@@ -338,20 +340,26 @@ export class MuxStream extends Duplex {
     this.destroy(error);
   }
 
-  /** @internal */
-  receive(piece: Buffer): void {
+  /**
+   * @internal A piece of a DATA frame. The reader gets a frame's bytes once the frame is whole:
+   * its sender wrote the frame at once, so the rest is already on its way (never a wait on the
+   * sender), and a frame split across the conn's reads (a TLS record holds 16 KiB, a 64 KiB
+   * frame takes five) reaches the reader in one burst, which the relay writes out in one go.
+   */
+  receive(piece: Buffer, last: boolean): void {
     if (this.destroyed) return;
     if (this.finReceived) return this.protocolReset('DATA after FIN');
     this.received += piece.length;
     if (this.received > this.granted) return this.protocolReset(`more than its window was sent (${this.granted} bytes granted so far)`);
     this.bytesRead += piece.length;
     this.inbox.append(piece);
-    this.session.filledBy(this);
+    this.midFrame = !last;
+    if (last) this.session.filledBy(this);
   }
 
   /** @internal Hands the reader what it has room for; the rest waits, coalesced, for `_read`. */
   deliver(): void {
-    if (this.destroyed) return;
+    if (this.destroyed || this.midFrame) return;
     for (let next = this.inbox.take(); next !== undefined; next = this.inbox.take()) {
       if (!this.push(next)) break;
     }

@@ -80,7 +80,8 @@ export function encodeMuxWindow(streamId: number, increment: number): Buffer {
 /** What a decoded frame means; DATA may arrive in several pieces (each a view, no copy). */
 export interface MuxFrameHandler {
   onOpen(streamId: number, start: StartWorkConn): void;
-  onData(streamId: number, piece: Buffer): void;
+  /** `last`: the piece ends its frame (the frame's other pieces came before it). */
+  onData(streamId: number, piece: Buffer, last: boolean): void;
   onFin(streamId: number): void;
   onReset(streamId: number, reason: string): void;
   onWindow(streamId: number, increment: number): void;
@@ -125,7 +126,7 @@ export class MuxDecoder {
         this.remaining -= take;
         const piece = chunk.subarray(offset, offset + take);
         offset += take;
-        this.handler.onData(this.streamId, piece);
+        this.handler.onData(this.streamId, piece, this.remaining === 0);
         continue;
       }
       chunk.copy(this.control!, this.controlFilled, offset, offset + take);

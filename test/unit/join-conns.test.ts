@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { joinConns, type RelayResult } from '../../src/net/index.js';
 import { kernelTcpState, readAll, readBytes, socketPair, streamEnding } from '../helpers/net.js';
@@ -217,5 +218,45 @@ describe('joinConns and the kernel', () => {
     // table tells them apart, it keeps a conn that got a real FIN.
     const atBEnd = await atB;
     assert.ok(atBEnd.ending === 'reset' || atBEnd.kernelState === undefined, `passed on as a clean end: ${JSON.stringify(atBEnd)}`);
+  });
+});
+
+/** An inner conn the test pushes chunks into, several in one turn (as a mux stream hands on a frame that came in several reads). */
+class BurstConn extends Duplex {
+  bytesRead = 0;
+  bytesWritten = 0;
+  setNoDelay(): this {
+    return this;
+  }
+  resetAndDestroy(): this {
+    return this.destroy();
+  }
+  override _read(): void {}
+  override _write(_chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    callback();
+  }
+}
+
+describe('joinConns writing out', () => {
+  test('chunks passed in one turn reach the outer socket as one write', { timeout: 10_000 }, async () => {
+    const [a, outer] = await socketPair();
+    opened.push(a, outer);
+    a.on('error', () => {});
+    const inner = new BurstConn();
+    const writes: number[] = [];
+    const write = outer._write.bind(outer);
+    const writev = outer._writev!.bind(outer);
+    outer._write = (chunk: Buffer, encoding, callback) => (writes.push(1), write(chunk, encoding, callback));
+    outer._writev = (chunks, callback) => (writes.push(chunks.length), writev(chunks, callback));
+    const result = joinConns(outer, inner);
+    after(() => inner.destroy());
+    const pieces = [randomBytes(16_000), randomBytes(16_000), randomBytes(9)];
+    const atA = readBytes(a, 32_009);
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const piece of pieces) inner.push(piece);
+    assert.deepEqual(await atA, Buffer.concat(pieces));
+    assert.deepEqual(writes, [3], 'one writev of the three chunks');
+    inner.destroy();
+    await result;
   });
 });

@@ -264,6 +264,36 @@ describe('mux conn against a hostile peer', () => {
     raw.destroy();
   });
 
+  test('a DATA frame that arrives in several reads reaches the reader once whole, in one burst', { timeout: 10_000 }, async () => {
+    const { raw, session, streams } = await acceptorWithRawServer();
+    // A failed assertion must not leave the conn holding the test process open.
+    try {
+      await splitFrameArrivesWhole(raw, session, streams);
+    } finally {
+      raw.destroy();
+      session.destroy('test over');
+    }
+  });
+
+  async function splitFrameArrivesWhole(raw: Socket, session: MuxSession, streams: MuxStream[]): Promise<void> {
+    const open = encodeMuxOpen(1, start('split'));
+    raw.write(open);
+    await eventually(() => streams.length === 1, { message: 'the stream' });
+    // Which read of the mux conn each piece the reader got came in (this listener runs after the session's).
+    let reads = 0;
+    session.conn.on('data', () => reads++);
+    const seen: Array<{ bytes: number; read: number }> = [];
+    streams[0]!.on('data', (chunk: Buffer) => seen.push({ bytes: chunk.length, read: reads }));
+    const payload = randomBytes(40_000);
+    raw.write(Buffer.concat([encodeMuxHeader(MuxFrameType.data, 1, payload.length), payload.subarray(0, 10_000)]));
+    await eventually(() => session.conn.bytesRead >= open.length + 9 + 10_000, { message: 'the first part read' });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(seen.length, 0, 'part of a frame was handed on before the frame was whole');
+    raw.write(payload.subarray(10_000));
+    await eventually(() => seen.reduce((sum, piece) => sum + piece.bytes, 0) === payload.length, { message: 'the whole frame' });
+    assert.equal(new Set(seen.map((piece) => piece.read)).size, 1, `the frame's pieces came out of several reads: ${JSON.stringify(seen)}`);
+  }
+
   test("an RST from the server resets the client's stream with its reason", async () => {
     const { raw, streams } = await acceptorWithRawServer();
     raw.write(encodeMuxOpen(1, start('p')));
