@@ -73,6 +73,18 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/**
+ * Minor page faults `pid` has taken so far (a page the kernel maps on first touch): memory
+ * given back to the kernel and touched again shows here. NaN once the process is gone.
+ */
+export function minorFaults(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Samples the RSS of `pids` every `everyMs` until stopped; `stop()` returns each one's peak. */
 export function sampleRss(pids: number[], everyMs = 100): { stop(): number[] } {
   const peaks = pids.map((pid) => rssBytes(pid));

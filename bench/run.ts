@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEchoApp, type TestApp } from '../test/helpers/apps.js';
 import { BASELINE_PATH_NAMES, makeCert, openPath, OPT_IN_PATH_NAMES, PATH_NAMES, type BenchPath, type PathName } from './paths.js';
-import { checkTools, cpuMs, missingTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
+import { checkTools, cpuMs, minorFaults, missingTools, killAll, median, startDaemon, stopDaemon } from './proc.js';
 import {
   connChurn,
   connSetup,
@@ -390,17 +390,21 @@ interface Settings {
 async function measure(figure: Figure, path: BenchPath, settings: Settings, add: (metric: string, value: number | undefined) => void): Promise<void> {
   switch (figure) {
     case 'throughput': {
-      // Beside Gbit/s, what carrying the bytes cost: CPU-seconds per GB (both processes) and the
-      // full GCs each ran. On two shared cores both are far steadier than throughput.
+      // Beside Gbit/s, what carrying the bytes cost: CPU-seconds per GB (both processes), the
+      // full GCs each ran and the page faults they took (thousands per GB: freed memory the
+      // kernel had to map again). On two shared cores these are far steadier than throughput.
       const costOf = async (streams: number, pids: Pids | undefined): Promise<Awaited<ReturnType<typeof iperf>>> => {
         const carriers = path.pids('iperf');
         const cpuBefore = carriers && cpuMs(carriers.server) + cpuMs(carriers.client);
+        const faultsBefore = carriers && minorFaults(carriers.server) + minorFaults(carriers.client);
         const gcsBefore = path.fullGcs('iperf');
         const run = await iperf(path.ports.iperf!, streams, settings.seconds, pids);
         const label = streams === 1 ? '1 stream' : `${streams} streams`;
         if (carriers && cpuBefore !== undefined) {
           const cpuSeconds = (cpuMs(carriers.server) + cpuMs(carriers.client) - cpuBefore) / 1000;
           add(`iperf ${label} CPU s/GB`, cpuSeconds / (run.bytes / 1e9));
+          const faults = minorFaults(carriers.server) + minorFaults(carriers.client) - faultsBefore!;
+          add(`iperf ${label} page faults k/GB`, faults / 1000 / (run.bytes / 1e9));
         }
         const gcsAfter = path.fullGcs('iperf');
         if (gcsBefore && gcsAfter) add(`iperf ${label} full GCs/process`, Math.max(gcsAfter.server - gcsBefore.server, gcsAfter.client - gcsBefore.client));
