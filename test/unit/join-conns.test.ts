@@ -259,4 +259,26 @@ describe('joinConns writing out', () => {
     inner.destroy();
     await result;
   });
+
+  test('toward a socket that does not read, at most 64 KiB plus one chunk is queued before the source pauses', { timeout: 20_000 }, async () => {
+    const [stalled, outer] = await socketPair();
+    opened.push(stalled, outer);
+    stalled.on('error', () => {});
+    stalled.pause();
+    // A source that always has more: one 64 KiB chunk each time it is read, several per turn.
+    const chunk = randomBytes(64 * 1024);
+    class Flood extends BurstConn {
+      override _read(): void {
+        for (let i = 0; i < 3; i++) this.push(chunk);
+      }
+    }
+    const inner = new Flood();
+    const result = joinConns(outer, inner);
+    after(() => inner.destroy());
+    // Once the kernel's buffers are full the relay pauses the source for good.
+    await eventually(() => inner.isPaused() && outer.writableLength > 0, { message: 'the flood to pause behind the stalled socket', timeout: 15_000 });
+    assert.ok(outer.writableLength <= 64 * 1024 + chunk.length, `${outer.writableLength} bytes queued toward the stalled socket`);
+    inner.destroy();
+    await result;
+  });
 });
