@@ -1,7 +1,8 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Socket } from 'node:net';
 import { formatHostPort, formatProxy, type HostPort, type ProxyUrl } from '../config/index.js';
-import { parseHttpHead, readExactly, readHttpHead } from '../net/head-reader.js';
+import { readExactly, readResponseHead } from '../net/head-reader.js';
+import { HeadError, type ResponseHead } from '../net/http-head.js';
 import { statusOf } from '../net/websocket-upgrade.js';
 
 /*
@@ -32,8 +33,15 @@ async function httpConnect(socket: Socket, proxy: ProxyUrl, target: HostPort): P
       ? ''
       : `Proxy-Authorization: Basic ${Buffer.from(`${proxy.username}:${proxy.password?.reveal() ?? ''}`).toString('base64')}\r\n`;
   socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${credentials}\r\n`);
-  const { firstLine } = parseHttpHead(await readHttpHead(socket, `proxy ${formatProxy(proxy)}`));
-  if (!/^HTTP\/1\.[01] 2\d\d\b/.test(firstLine)) throw new ProxyError(`proxy ${formatProxy(proxy)} refused CONNECT to ${authority}: ${statusOf(firstLine)}`);
+  let answer: ResponseHead;
+  try {
+    answer = await readResponseHead(socket, `proxy ${formatProxy(proxy)}`);
+  } catch (error) {
+    // A proxy that does not speak HTTP is refused like one that says no: named, then retried.
+    if (error instanceof HeadError) throw new ProxyError(`${error.message} (its answer to CONNECT ${authority})`, { cause: error });
+    throw error;
+  }
+  if (answer.status < 200 || answer.status > 299) throw new ProxyError(`proxy ${formatProxy(proxy)} refused CONNECT to ${authority}: ${statusOf(answer)}`);
 }
 
 const SOCKS_VERSION = 0x05;

@@ -1,8 +1,9 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
+import { Subject } from 'rxjs';
 import { formatDuration, formatHostPort, formatProxy, type HostPort, type ServerRoute } from '../config/index.js';
-import { connectWithin, dialTcp } from '../net/index.js';
+import { connectWithin, deadline, dialTcp } from '../net/index.js';
 import { requestWebSocket } from '../net/websocket-upgrade.js';
 import { proxyHandshake } from './proxy-handshake.js';
 
@@ -22,11 +23,12 @@ export async function dialRoute(target: HostPort, route: ServerRoute, timeoutMs:
   let socket = tcp;
   // One deadline over the steps: each read below fails when the socket is destroyed under it.
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const settled$ = new Subject<void>();
+  deadline(left(), settled$).subscribe(() => {
     timedOut = true;
     socket.destroy();
     tcp.destroy();
-  }, left());
+  });
   try {
     if (route.proxy !== undefined) await proxyHandshake(socket, route.proxy, target);
     if (route.transport === 'tcp') return socket;
@@ -47,7 +49,8 @@ export async function dialRoute(target: HostPort, route: ServerRoute, timeoutMs:
     if (timedOut) throw new Error(`${formatHostPort(target)}: no answer within ${formatDuration(timeoutMs)} (${describeRoute(route)})`);
     throw error;
   } finally {
-    clearTimeout(timer);
+    settled$.next();
+    settled$.complete();
   }
 }
 

@@ -1,28 +1,42 @@
 import type { Duplex } from 'node:stream';
+import { headEnd, HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http-head.js';
 
 /*
  * Reading a handshake's bytes off a socket before another layer (TLS, WebSocket framing) takes
- * it over: an HTTP head up to its blank line, or a fixed count (SOCKS5). Whatever arrived past
- * the handshake is unshifted, so the next layer reads it first: a proxy or a server may send
- * its first bytes in the same segment as its answer.
+ * it over: an HTTP head up to its blank line (parsed by http-head, the vhost's own strict
+ * reader), or a fixed count (SOCKS5). Whatever arrived past the handshake is unshifted, so the
+ * next layer reads it first: a proxy or a server may send its first bytes in the same segment
+ * as its answer.
  */
-
-/** The longest HTTP head (status or request line and headers) read from a peer. */
-export const MAX_HEAD_BYTES = 8 * 1024;
-
-const BLANK_LINE = Buffer.from('\r\n\r\n');
 
 /**
- * Resolves with the head up to (not including) its blank line, as latin1 text; rejects when
- * the head passes `maxBytes`, the socket ends, or errors. `what` names the peer in errors.
+ * The longest handshake head (a proxy's answer, a WebSocket upgrade) read from a peer: far
+ * below the vhost's 64 KiB, since these heads are a few short lines.
  */
-export function readHttpHead(socket: Duplex, what: string, maxBytes = MAX_HEAD_BYTES): Promise<string> {
-  return readUntil(socket, what, (buffered) => {
-    const end = buffered.indexOf(BLANK_LINE);
-    if (end >= 0) return end + BLANK_LINE.length;
-    if (buffered.length > maxBytes) throw new Error(`${what}: an HTTP head longer than ${maxBytes} bytes`);
-    return undefined;
-  }).then((head) => head.subarray(0, head.length - BLANK_LINE.length).toString('latin1'));
+export const MAX_HANDSHAKE_HEAD_BYTES = 8 * 1024;
+
+/** A WebSocket upgrade request; rejects with a HeadError naming `what` (400 or 431) when the head is malformed or too long. */
+export function readRequestHead(socket: Duplex, what: string, maxBytes = MAX_HANDSHAKE_HEAD_BYTES): Promise<RequestHead> {
+  return readHead(socket, what, 400, parseRequestHead, maxBytes);
+}
+
+/** A proxy's or a WebSocket server's answer; rejects with a HeadError naming `what` when it is malformed or too long. */
+export function readResponseHead(socket: Duplex, what: string, maxBytes = MAX_HANDSHAKE_HEAD_BYTES): Promise<ResponseHead> {
+  return readHead(socket, what, 502, parseResponseHead, maxBytes);
+}
+
+/**
+ * A head ends at its blank line or fails at the first bare LF or CR, as soon as it is seen
+ * (headEnd): a peer writing bare LFs is refused at once, not at the deadline. Rejects too when
+ * the socket ends or errors first.
+ */
+async function readHead<T>(socket: Duplex, what: string, bad: 400 | 502, parse: (head: Buffer) => T, maxBytes: number): Promise<T> {
+  try {
+    return parse(await readUntil(socket, what, (buffered) => headEnd(buffered, bad, maxBytes)));
+  } catch (error) {
+    if (error instanceof HeadError) throw new HeadError(error.status, `${what}: ${error.message}`);
+    throw error;
+  }
 }
 
 /** Resolves with exactly `count` bytes. */
@@ -68,15 +82,4 @@ function readUntil(socket: Duplex, what: string, complete: (buffered: Buffer) =>
     socket.once('close', onEnd);
     socket.once('error', onError);
   });
-}
-
-/** An HTTP head split into its first line and its headers (names lower-cased; the last of a repeated one wins). */
-export function parseHttpHead(head: string): { firstLine: string; headers: Map<string, string> } {
-  const [firstLine = '', ...lines] = head.split('\r\n');
-  const headers = new Map<string, string>();
-  for (const line of lines) {
-    const colon = line.indexOf(':');
-    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-  }
-  return { firstLine, headers };
 }

@@ -95,8 +95,12 @@ export class CommonServer implements Observed<ServerEvent> {
     this.publicPolicy = publicPolicyOf(options);
     this.gate = new HandshakeGate(options.limits ?? LIMITS_DEFAULTS);
     this.loginGuard = new LoginGuard(options.loginLimit ?? LOGIN_LIMIT_DEFAULTS, this.emit);
-    this.commonPort = createCommonListener(options.transport ?? PLAINTEXT, options.handshakeTimeoutMs, this.onCommonConn, (remote, error) =>
-      this.badPeer(remote, 'TLS_HANDSHAKE', `TLS handshake failed: ${(error as NodeJS.ErrnoException).code ?? error.message}`),
+    this.commonPort = createCommonListener(
+      options.transport ?? PLAINTEXT,
+      options.handshakeTimeoutMs,
+      this.onCommonConn,
+      (remote, error) => this.badPeer(remote, 'TLS_HANDSHAKE', `TLS handshake failed: ${(error as NodeJS.ErrnoException).code ?? error.message}`),
+      options.scheduler,
     );
     // Runs before the TLS layer sees the raw socket: a flood is refused before any handshake work.
     this.commonPort.prependListener('connection', this.onRawConn);

@@ -4,8 +4,9 @@ import { hostname } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { createSecureContext, createServer as createTlsServer, TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
+import { fromEvent, merge, Subject, type SchedulerLike } from 'rxjs';
 import { ConfigError, DEFAULT_WEBSOCKET_PATH, formatDuration, type TransportConfig } from '../config/index.js';
-import { certificateFingerprint, peerOf, type ServerTransport } from '../net/index.js';
+import { certificateFingerprint, deadline, peerOf, type ServerTransport } from '../net/index.js';
 import { acceptWebSocket } from '../net/websocket-upgrade.js';
 
 /*
@@ -115,13 +116,16 @@ function readOrThrow(file: string, field: string): Buffer {
  * `handshakeTimeoutMs` is reported through `onHandshakeError` and never reaches `onConn`).
  * With TLS, a conn whose first byte is a `G` is a WebSocket upgrade (`transport: ws|wss`
  * clients, or a reverse proxy passing theirs on): our TLS then runs inside the WebSocket, and
- * `onConn` gets that TLS socket, with the same peer as the raw conn it came on.
+ * `onConn` gets that TLS socket, with the same peer as the raw conn it came on. `scheduler`
+ * is the clock of the first bytes' deadline (virtual in a test); the TLS server's own
+ * `handshakeTimeout` runs on Node's.
  */
 export function createCommonListener(
   transport: ServerTransport,
   handshakeTimeoutMs: number,
   onConn: (socket: Socket) => void,
   onHandshakeError: (remote: string, error: Error) => void,
+  scheduler?: SchedulerLike,
 ): Server {
   if (transport.kind === 'plain') return createServer({ allowHalfOpen: true }, onConn);
   const options = {
@@ -144,6 +148,7 @@ export function createCommonListener(
     secureContext: createSecureContext(options),
     tlsOptions: options,
     handshakeTimeoutMs,
+    ...(scheduler === undefined ? {} : { scheduler }),
     onConn,
     onHandshakeError,
   };
@@ -160,6 +165,7 @@ interface WebSocketUpgrades {
   secureContext: SecureContext;
   tlsOptions: { requestCert?: boolean; rejectUnauthorized?: boolean };
   handshakeTimeoutMs: number;
+  scheduler?: SchedulerLike;
   onConn: (socket: Socket) => void;
   onHandshakeError: (remote: string, error: Error) => void;
 }
@@ -167,14 +173,29 @@ interface WebSocketUpgrades {
 /** `G` of `GET`: a TLS conn starts with 0x16 (a handshake record). */
 const HTTP_GET_FIRST_BYTE = 0x47;
 
-/** Reads the conn's first bytes (under the handshake deadline) and puts them back for whichever layer reads them. */
+/**
+ * Reads the conn's first bytes and puts them back for whichever layer reads them. One
+ * deadline covers the wait for them and, for an upgrade, the upgrade and the TLS handshake
+ * inside it; a TLS conn's handshake is then the TLS server's to time. One verdict per conn:
+ * once the deadline has cut it, the upgrade failing on the cut is not reported again.
+ */
 function sniffFirstByte(socket: Socket, tlsServer: TlsServer, upgrades: WebSocketUpgrades): void {
   const peer = peerOf(socket);
-  const timer = setTimeout(() => {
-    upgrades.onHandshakeError(peer, new Error(`no TLS or WebSocket handshake within ${formatDuration(upgrades.handshakeTimeoutMs)}`));
+  const settled$ = new Subject<void>();
+  let settled = false;
+  const settle = (): boolean => {
+    if (settled) return false;
+    settled = true;
+    settled$.next();
+    settled$.complete();
+    return true;
+  };
+  deadline(upgrades.handshakeTimeoutMs, merge(settled$, fromEvent(socket, 'close')), upgrades.scheduler).subscribe((ms) => {
+    settle();
+    // Destroyed already (the server's shutdown sweep): not this peer's fault.
+    if (!socket.destroyed) upgrades.onHandshakeError(peer, new Error(`no TLS or WebSocket handshake within ${formatDuration(ms)}`));
     socket.destroy();
-  }, upgrades.handshakeTimeoutMs);
-  socket.once('close', () => clearTimeout(timer));
+  });
   // 'readable' and read(), not 'data': once the listener is gone the socket is in its initial
   // mode again, as the TLS server or the upgrade expects it.
   const onReadable = (): void => {
@@ -184,18 +205,18 @@ function sniffFirstByte(socket: Socket, tlsServer: TlsServer, upgrades: WebSocke
     socket.unshift(chunk);
     if (chunk[0] !== HTTP_GET_FIRST_BYTE) {
       // TLS (or garbage, which the TLS server reports as a failed handshake): its own deadline applies.
-      clearTimeout(timer);
+      settle();
       tlsServer.emit('connection', socket);
       return;
     }
     void upgradeToTls(socket, peer, upgrades).then(
-      (tls) => {
-        clearTimeout(timer);
-        if (tls !== undefined) upgrades.onConn(tls);
+      (upgraded) => {
+        if (!settle()) return void socket.destroy();
+        if ('refused' in upgraded) upgrades.onHandshakeError(peer, new Error(`WebSocket upgrade refused: ${upgraded.refused}`));
+        else upgrades.onConn(upgraded);
       },
       (error: Error) => {
-        clearTimeout(timer);
-        upgrades.onHandshakeError(peer, error);
+        if (settle()) upgrades.onHandshakeError(peer, error);
         socket.destroy();
       },
     );
@@ -204,15 +225,12 @@ function sniffFirstByte(socket: Socket, tlsServer: TlsServer, upgrades: WebSocke
 }
 
 /**
- * The WebSocket upgrade, then the TLS handshake inside it; undefined when the upgrade was
+ * The WebSocket upgrade, then the TLS handshake inside it; the reason when the upgrade was
  * refused (an HTTP error was sent). Only a conn that finished both reaches the session code.
  */
-async function upgradeToTls(socket: Socket, peer: string, upgrades: WebSocketUpgrades): Promise<TLSSocket | undefined> {
+async function upgradeToTls(socket: Socket, peer: string, upgrades: WebSocketUpgrades): Promise<TLSSocket | { refused: string }> {
   const accepted = await acceptWebSocket(socket, upgrades.path, peer);
-  if ('refused' in accepted) {
-    upgrades.onHandshakeError(peer, new Error(`WebSocket upgrade refused: ${accepted.refused}`));
-    return undefined;
-  }
+  if ('refused' in accepted) return accepted;
   socket.setNoDelay(true);
   socket.setKeepAlive(true, 30_000);
   const tls = new TLSSocket(accepted, { isServer: true, secureContext: upgrades.secureContext, ...upgrades.tlsOptions });

@@ -1,4 +1,4 @@
-import { HeadError, type BodyLength } from './http-head.js';
+import { HeadError, type BodyLength } from '../net/http-head.js';
 
 /** Longest chunk-size line or trailer line accepted (extensions included). */
 const MAX_LINE = 4096;

@@ -1,5 +1,5 @@
 import { headerKey, type HeaderRules } from '../config/index.js';
-import type { Header, ResponseHead } from './http-head.js';
+import type { Header, ResponseHead } from '../net/http-head.js';
 
 /**
  * An app's `requestHeaders` / `responseHeaders` applied to a head's lines: the lines named in

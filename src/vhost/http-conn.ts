@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { timer, type Subscription } from 'rxjs';
 import { resetSocket } from '../net/index.js';
 import { BodyFramer } from './body-framer.js';
-import { bodyLength, hasToken, headEnd, HeadError, headerValues, parseRequestHead, parseResponseHead, type RequestHead } from './http-head.js';
+import { bodyLength, hasToken, headEnd, HeadError, headerValues, parseRequestHead, parseResponseHead, type RequestHead } from '../net/http-head.js';
 import { rewriteResponseHead } from './header-rewrite.js';
 import { errorPage } from './pages.js';
 import { authorized, clientIp, rewriteHead } from './request-rewrite.js';

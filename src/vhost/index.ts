@@ -2,6 +2,5 @@ export * from './router.js';
 export * from './virtual-conn.js';
 export * from './vhost-server.js';
 export * from './client-hello.js';
-export * from './http-head.js';
 export * from './body-framer.js';
 export * from './request-path.js';

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { headerKey, Secret, type VhostAppSpec } from '../config/index.js';
 import { headerLines, withHeaderRules } from './header-rewrite.js';
-import { headerValues, type Header, type RequestHead } from './http-head.js';
+import { headerValues, type Header, type RequestHead } from '../net/http-head.js';
 import type { RequestTarget } from './request-target.js';
 
 /** What the HTTP vhost checks of a request, and the head it sends the app instead. */

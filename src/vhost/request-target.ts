@@ -1,4 +1,4 @@
-import { HeadError, headerValues, type RequestHead } from './http-head.js';
+import { HeadError, headerValues, type RequestHead } from '../net/http-head.js';
 import { normalisePath, PathError } from './request-path.js';
 
 /**

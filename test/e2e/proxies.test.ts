@@ -7,7 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import { DEFAULT_WEBSOCKET_PATH } from '../../src/config/index.js';
 import { startEchoApp, type TestApp } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
-import { connectTo, echoRoundTrip, readBytes, sha256 } from '../helpers/net.js';
+import type { Socket } from 'node:net';
+import { eventually } from '../helpers/eventually.js';
+import { connectTo, echoRoundTrip, endedByReset, readBytes, sha256, streamEnding } from '../helpers/net.js';
 import { ProcessSet, startCommonServerProcess, startGroupClientProcess, waitForGroupActive, type CliProcess } from '../helpers/processes.js';
 import { NamespacedClients, netnsUnavailable } from '../helpers/netns.js';
 import { NGINX, skipWithout } from '../helpers/programs.js';
@@ -32,10 +34,11 @@ import {
  * refused), so every byte crosses the proxy. Each proxy's conns to the server leave from
  * PROXY_SIDE (127.0.0.2), and every conn the common port holds comes from there. The server's
  * certificate stays pinned throughout: the TLS that checks it runs inside the proxy's tunnel.
+ * Each proxy is also killed with -9 under a live user, then restarted on its port.
  */
 
 const skip = skipWithout(TINYPROXY, 'tinyproxy') || skipWithout(MICROSOCKS, 'microsocks') || skipWithout(NGINX, 'nginx') || netnsUnavailable();
-const GROUPS = ['via-http', 'via-socks', 'via-wss', 'refused', 'no-route'] as const;
+const GROUPS = ['via-http', 'via-socks', 'via-wss', 'refused', 'no-route', 'killed-http', 'killed-socks', 'killed-wss'] as const;
 
 describe('clients behind proxies', { skip }, () => {
   const processes = new ProcessSet();
@@ -108,6 +111,52 @@ describe('clients behind proxies', { skip }, () => {
     assert.deepEqual([...new Set(peers)], [PROXY_SIDE], `every conn on the common port comes from the proxy's side: ${peers.join(', ')}`);
     assert.equal(dialsDirectly(client.pid, server.port), false, 'the groupclient holds no conn to the common port itself');
     return ports.get('echo')!;
+  }
+
+  /** An echo of `bytes` through the public port on a user that stays open. */
+  async function liveUser(port: number, bytes: number): Promise<Socket> {
+    const user = await connectTo(port);
+    user.on('error', () => {});
+    const payload = randomBytes(bytes);
+    user.write(payload);
+    assert.equal(sha256(await readBytes(user, payload.length)), sha256(payload));
+    return user;
+  }
+
+  /**
+   * The proxy killed with -9 while a user is live on the mux conn it carries: the user is reset
+   * (its stream went with the proxy: never a clean end, as if the app had finished); the client,
+   * refused while the proxy is down, comes back through it once it is restarted on its port and
+   * serves a new user, every conn on the common port again from the proxy's side.
+   */
+  async function killAndRestart(client: CliProcess, group: string, proxy: RunningProxy): Promise<void> {
+    const port = (await waitForGroupActive(client, group)).get('echo')!;
+    // "Active" comes before the mux conn is up, and a user before it rides a single-use work
+    // conn: the live user is one the client saw arrive on the mux (the default path).
+    const user = await eventually(
+      async () => {
+        const fromLine = client.lines.length;
+        const candidate = await liveUser(port, 64 * 1024);
+        const how = await client.waitForLine(/a user of echo (arrived on a stream of the mux conn|asked for a work conn|arrived on a pooled work conn)/, {
+          fromLine,
+        });
+        if (how[1] === 'arrived on a stream of the mux conn') return candidate;
+        candidate.destroy();
+        return false;
+      },
+      { message: 'a user on the mux conn', timeout: 10_000, interval: 100 },
+    );
+    const ending = streamEnding(user);
+    const fromLine = client.lines.length;
+    proxy.child.kill('SIGKILL');
+    const seen = await ending;
+    assert.ok(endedByReset(seen), `the live user is reset when the proxy dies, never ended cleanly: ${JSON.stringify({ ...seen, data: undefined })}`);
+    await client.waitForLine(/connection to the server failed \(attempt \d+\): .*; retrying in/, { fromLine, timeoutMs: 20_000 });
+
+    proxies.push(await proxy.again());
+    const ports = await waitForGroupActive(client, group, { fromLine, timeoutMs: 30_000 });
+    (await liveUser(ports.get('echo')!, 256 * 1024)).destroy();
+    assert.deepEqual([...new Set(peersOf(server.port))], [PROXY_SIDE], 'every conn on the common port comes from the restarted proxy');
   }
 
   test('through tinyproxy (CONNECT, Basic credentials from --proxy): echo crosses, the password is never printed', { timeout: 30_000 }, async () => {
@@ -192,4 +241,40 @@ describe('clients behind proxies', { skip }, () => {
     await client.waitForLine(new RegExp(`connection to the server failed \\(attempt 1\\): 127\\.0\\.0\\.1:${server.port}: ECONNREFUSED`));
     await client.stop();
   });
+
+  // Its debug lines say which path each user took.
+  const DEBUG = ['--log-level', 'debug'];
+
+  test('tinyproxy killed with -9 under a live user: the user is reset, the client comes back through it on restart', { timeout: 90_000 }, async () => {
+    const password = `tp-${randomBytes(6).toString('hex')}`;
+    const tinyproxy = await startTinyproxy(server.port, 'tpuser', password);
+    proxies.push(tinyproxy);
+    const file = hostFile('killed-http', [`proxy: http://tpuser:\${NTP_TEST_PROXY_PASSWORD}@127.0.0.1:${tinyproxy.port}`]);
+    const client = isolatedClient(file, server.port, tinyproxy.port, DEBUG, { NTP_TEST_PROXY_PASSWORD: password });
+    await killAndRestart(client, 'killed-http', tinyproxy);
+    await client.stop();
+  });
+
+  test('microsocks killed with -9 under a live user: the user is reset, the client comes back through it on restart', { timeout: 90_000 }, async () => {
+    const password = `sk-${randomBytes(6).toString('hex')}`;
+    const socks = await startMicrosocks('skuser', password);
+    proxies.push(socks);
+    const file = hostFile('killed-socks', [`proxy: socks5://skuser:\${NTP_TEST_PROXY_PASSWORD}@127.0.0.1:${socks.port}`]);
+    const client = isolatedClient(file, server.port, socks.port, DEBUG, { NTP_TEST_PROXY_PASSWORD: password });
+    await killAndRestart(client, 'killed-socks', socks);
+    await client.stop();
+  });
+
+  test(
+    'nginx carrying the WebSocket (wss) killed with -9 under a live user: the user is reset, the client comes back on restart',
+    { timeout: 90_000 },
+    async () => {
+      const nginx = await startNginxWebSocketProxy(server.port, DEFAULT_WEBSOCKET_PATH);
+      proxies.push(nginx);
+      // The WebSocket conn ends with nginx's FIN and no Close frame: a failure, never a clean end.
+      const client = isolatedClient(hostFile('killed-wss', ['transport: wss']), nginx.port, nginx.port, DEBUG, { NODE_EXTRA_CA_CERTS: nginx.certFile });
+      await killAndRestart(client, 'killed-wss', nginx);
+      await client.stop();
+    },
+  );
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
@@ -7,8 +8,8 @@ import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/conf
 import { eventually } from '../helpers/eventually.js';
 import type { ServerLink } from '../helpers/link.js';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { connectTo, freePortIn, readBytes, streamEnding, type StreamEnding } from '../helpers/net.js';
-import { startEchoApp, type TestApp } from '../helpers/apps.js';
+import { connectTo, echoRoundTrip, freePortIn, readBytes, sha256, streamEnding, withDeadline, type StreamEnding } from '../helpers/net.js';
+import { startEchoApp, unusedPort, type TestApp } from '../helpers/apps.js';
 import {
   CliProcess,
   COMMONSERVER_BIN,
@@ -260,4 +261,109 @@ describe("visitors at the visiting session's stream cap (limits.maxMuxStreams: 2
     const seen = await ending;
     assert.equal(seen.ending, 'reset', `the visitor's user saw ${JSON.stringify({ ending: seen.ending, bytes: seen.bytes, code: seen.code })}`);
   });
+});
+
+describe("a visitor route when the owner's side fails (TLS, pinned, mux)", () => {
+  const failing = new ProcessSet();
+  let echo: TestApp;
+  let server: CliProcess;
+  let owning: CliProcess;
+  let visiting: CliProcess;
+  const binds = { echo: 0, down: 0 };
+  let publicEcho = 0;
+  const users: Socket[] = [];
+
+  before(async () => {
+    echo = await startEchoApp();
+    // The default heartbeat of the tests (500 ms, lost after 5 s): a stopped owner is declared lost after 5 s.
+    const dir = makeConfigDir([]);
+    binds.echo = await freePortIn(40_001, 50_000);
+    binds.down = await freePortIn(40_001, 50_000);
+    const write = (name: string, body: Record<string, unknown>): void =>
+      writeFileSync(dir.groupFile(name), stringify({ name, secret: randomSecret(), ...body }));
+    write('office-a', {
+      apps: [
+        { name: 'echo', local: `127.0.0.1:${echo.port}`, visibility: 'private', allowVisitors: ['office-b'] },
+        // Nothing listens there: the owner's client is refused when it dials.
+        { name: 'down', local: `127.0.0.1:${await unusedPort()}`, visibility: 'private', allowVisitors: ['office-b'] },
+        { name: 'public-echo', local: `127.0.0.1:${echo.port}`, remotePort: 0 },
+      ],
+    });
+    write('office-b', {
+      apps: unused,
+      visitors: [
+        { name: 'echo', group: 'office-a', app: 'echo', bind: `127.0.0.1:${binds.echo}` },
+        { name: 'down', group: 'office-a', app: 'down', bind: `127.0.0.1:${binds.down}` },
+      ],
+    });
+    const started = await startCommonServerProcess(dir.serverFile);
+    server = failing.add(started.process);
+    const start = (group: string): CliProcess => failing.add(startGroupClientProcess({ groupsDir: dir.groupsDir, group, server: started }));
+    owning = start('office-a');
+    visiting = start('office-b');
+    publicEcho = (await waitForGroupActive(owning, 'office-a')).get('public-echo')!;
+    await waitForGroupActive(visiting, 'office-b');
+    await visiting.waitForLine(/visitor down listening on tcp/);
+  });
+
+  after(async () => {
+    for (const user of users) user.destroy();
+    owning?.kill('SIGCONT');
+    await failing.stopAll();
+    await echo.close();
+  });
+
+  /** A visitor user of office-a's echo that echoed once and stays open; tried until served (see the cap test). */
+  function servedVisitor(): Promise<Socket> {
+    return eventually(
+      async () => {
+        const user = await connectTo(binds.echo);
+        user.on('error', () => user.destroy());
+        const answer = readBytes(user, 5);
+        user.write('hello');
+        const ok = await answer.then((bytes) => bytes.toString() === 'hello').catch(() => false);
+        if (!ok) user.destroy();
+        else users.push(user);
+        return ok ? user : false;
+      },
+      { message: 'a visitor user served', timeout: 20_000, interval: 100 },
+    );
+  }
+
+  test(
+    "the owner's private app is down: the visitor's user is reset at once; the owner's group and other users keep working",
+    { timeout: 30_000 },
+    async () => {
+      const live = await servedVisitor();
+      const ending = await withDeadline(visitorUserEnding(binds.down), 5000, "the visitor's user of the down app ended (not left hanging)");
+      assert.equal(ending.ending, 'reset', `the visitor's user is reset, not ended: ${JSON.stringify({ ...ending, data: undefined })}`);
+      const answer = readBytes(live, 4);
+      live.write('more');
+      assert.equal((await answer).toString(), 'more', 'the live visitor user is still served');
+      const payload = randomBytes(64 * 1024);
+      assert.equal(sha256(await echoRoundTrip(publicEcho, payload)), sha256(payload), "the owner's public app still serves");
+      assert.ok(!server.lines.some((line) => /group office-a deactivated/.test(line)), "the owner's group stayed active");
+    },
+  );
+
+  test(
+    "the owner's client stopped (SIGSTOP): the visitor's user is reset once the server declares the owner lost; after SIGCONT it is served again",
+    { timeout: 60_000 },
+    async () => {
+      const live = await servedVisitor();
+      const ending = streamEnding(live);
+      const serverFrom = server.lines.length;
+      const ownerFrom = owning.lines.length;
+      owning.kill('SIGSTOP');
+      try {
+        const seen = await ending;
+        assert.equal(seen.ending, 'reset', `the visitor's user is reset, not ended: ${JSON.stringify({ ...seen, data: undefined })}`);
+        await server.waitForLine(/group office-a deactivated \(HEARTBEAT_TIMEOUT\)/, { fromLine: serverFrom });
+      } finally {
+        owning.kill('SIGCONT');
+      }
+      await waitForGroupActive(owning, 'office-a', { fromLine: ownerFrom, timeoutMs: 30_000 });
+      await servedVisitor();
+    },
+  );
 });

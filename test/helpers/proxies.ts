@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSelfSigned } from '../../src/server/index.js';
@@ -22,6 +22,15 @@ export interface RunningProxy extends ChildProgram {
   port: number;
   /** The program's log so far. */
   log(): string;
+  /** The same program with the same config on the same port, once this one is gone (killed): a supervisor's restart. */
+  again(): Promise<RunningProxy>;
+}
+
+/** Starts `launch()` and waits until `port` accepts; `again()` does the same once more. */
+async function listening(port: number, launch: () => ChildProgram, log: () => string): Promise<RunningProxy> {
+  const program = launch();
+  await acceptsConnections('127.0.0.1', port, program.child);
+  return { ...program, port, log, again: () => listening(port, launch, log) };
 }
 
 function logOf(file: string): () => string {
@@ -50,17 +59,25 @@ export async function startTinyproxy(connectPort: number, user: string, password
       '',
     ].join('\n'),
   );
-  const program = startChild(TINYPROXY, ['-d', '-c', config], 'tinyproxy');
-  await acceptsConnections('127.0.0.1', port, program.child);
-  return { ...program, port, log: logOf(join(dir, 'tinyproxy.log')) };
+  return listening(
+    port,
+    () => {
+      // A killed tinyproxy leaves its pid file, which the next one would refuse to overwrite.
+      rmSync(join(dir, 'tinyproxy.pid'), { force: true });
+      return startChild(TINYPROXY, ['-d', '-c', config], 'tinyproxy');
+    },
+    logOf(join(dir, 'tinyproxy.log')),
+  );
 }
 
 /** microsocks (SOCKS5) requiring `user` / `password`. */
 export async function startMicrosocks(user: string, password: string): Promise<RunningProxy> {
   const port = await unusedPort();
-  const program = startChild(MICROSOCKS, ['-i', '127.0.0.1', '-p', String(port), '-u', user, '-P', password, '-b', PROXY_SIDE], 'microsocks');
-  await acceptsConnections('127.0.0.1', port, program.child);
-  return { ...program, port, log: () => '' };
+  return listening(
+    port,
+    () => startChild(MICROSOCKS, ['-i', '127.0.0.1', '-p', String(port), '-u', user, '-P', password, '-b', PROXY_SIDE], 'microsocks'),
+    () => '',
+  );
 }
 
 /**
@@ -74,9 +91,7 @@ export async function startNginxWebSocketProxy(serverPort: number, path: string)
   const keyFile = join(dir, 'nginx-key.pem');
   createSelfSigned(certFile, keyFile);
   const port = await unusedPort();
-  const program = runNginx(
-    dir,
-    `  access_log ${dir}/access.log;
+  const http = `  access_log ${dir}/access.log;
   server {
     listen 127.0.0.1:${port} ssl;
     ssl_certificate ${certFile};
@@ -91,11 +106,9 @@ export async function startNginxWebSocketProxy(serverPort: number, path: string)
       proxy_send_timeout 1h;
     }
     location / { return 404; }
-  }`,
-    'nginx-wss',
-  );
-  await acceptsConnections('127.0.0.1', port, program.child);
-  return { ...program, port, certFile, log: logOf(join(dir, 'access.log')) };
+  }`;
+  // Restarted with the same certificate: the one the client was told to trust.
+  return { ...(await listening(port, () => runNginx(dir, http, 'nginx-wss'), logOf(join(dir, 'access.log')))), certFile };
 }
 
 /** Established TCP conns to or from `port` on this machine: each line's local and peer address (from ss). */

@@ -61,10 +61,11 @@ after(async () => {
 
 /**
  * A raw connection to the common port, as a hostile peer would open it: past the TLS layer
- * (anyone can complete a handshake), so that its bytes reach the frame decoder.
+ * (anyone can complete a handshake), so that its bytes reach the frame decoder; or, `raw`,
+ * before it, where the first byte decides between TLS and a WebSocket upgrade.
  */
-async function peer(): Promise<{ socket: Socket; remote: string }> {
-  const socket = await dialServer(started);
+async function peer(raw = false): Promise<{ socket: Socket; remote: string }> {
+  const socket = raw ? await connectTo(started.port) : await dialServer(started);
   sockets.push(socket);
   socket.on('error', () => {}); // the server may reset us; that is the point
   return { socket, remote: `127.0.0.1:${socket.localPort}` };
@@ -144,6 +145,8 @@ function helloFor(group: string, clientId = 'intruder'): Message {
 interface Case {
   name: string;
   expect: Verdict;
+  /** On a plain TCP conn, before any TLS handshake. */
+  raw?: boolean;
   /** Sends the bad input on a fresh connection; may read what the server answers. */
   act(socket: Socket): Promise<void> | void;
 }
@@ -263,6 +266,20 @@ const CASES: Case[] = [
     expect: { type: 'bad-peer', code: 'HANDSHAKE_TIMEOUT' },
     act: (socket) => void socket.write(encodeFrame(helloFor('target'))),
   },
+  {
+    name: 'a conn that sends nothing, not even a TLS hello',
+    expect: { type: 'bad-peer', code: 'TLS_HANDSHAKE' },
+    raw: true,
+    act: () => {},
+  },
+  {
+    // Cut by the first bytes' deadline while the upgrade still waits for its head: the wait
+    // failing on the cut is the same fault, not a second line.
+    name: 'a WebSocket upgrade whose head stops halfway',
+    expect: { type: 'bad-peer', code: 'TLS_HANDSHAKE' },
+    raw: true,
+    act: (socket) => void socket.write('GET /_ntp/ws HTTP/1.1\r\nHost: commonserver\r\nUpgrade: websocket\r\n'),
+  },
 ];
 
 describe('bad peers on the common port', () => {
@@ -277,7 +294,7 @@ describe('bad peers on the common port', () => {
 
   for (const badCase of CASES) {
     test(`${badCase.name} → ${badCase.expect.type} ${badCase.expect.code}`, { timeout: 10_000 }, async () => {
-      const { socket, remote } = await peer();
+      const { socket, remote } = await peer(badCase.raw);
       await badCase.act(socket);
       assert.deepEqual(await verdictOn(remote), badCase.expect);
       await closedWithin(socket); // the server closed (or ended) this connection

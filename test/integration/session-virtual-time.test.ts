@@ -73,6 +73,36 @@ test('login deadline: a connection that neither logs in nor joins is cut at hand
   assert.equal(started.server.inUseGroup.has('solo'), true, 'the logged-in session is untouched');
 });
 
+test(
+  'first bytes: a raw conn silent before TLS, or stalled in a WebSocket upgrade head, is cut at handshakeTimeout with one line each, not a ms before',
+  { timeout: 10_000 },
+  async (t) => {
+    const { started, clock, seen, login, keep } = await virtualServer(t, { handshakeTimeout: '10s', heartbeatTimeout: '60s' });
+    await login();
+    // Past the logged-in conn's own deadlines: the only ones due at 11 s are the two conns' below.
+    advance(clock, 1_000);
+    const silent = keep(await connectTo(started.port));
+    const stalled = keep(await connectTo(started.port));
+    stalled.write('GET /_ntp/ws HTTP/1.1\r\nHost: commonserver\r\n');
+    const remotes = [silent, stalled].map((socket) => `127.0.0.1:${socket.localPort}`);
+    await eventually(() => clock.actions.filter((action) => action.delay === 11_000).length === 2, { message: 'both first-byte deadlines set' });
+    const verdicts = () => seen.filter((e) => e.type === 'bad-peer' && remotes.includes(e.remote));
+
+    advance(clock, 9_999);
+    assert.deepEqual(verdicts(), []);
+    assert.equal(silent.destroyed || stalled.destroyed, false);
+    advance(clock, 1);
+    await Promise.all([closedWithin(silent), closedWithin(stalled)]);
+    // A round trip through the server after both closes: a second line, if any, is out by then.
+    await dialServer(started).then((socket) => keep(socket).destroy());
+    assert.deepEqual(
+      verdicts().map((e) => e.type === 'bad-peer' && [e.remote, e.code, e.reason]),
+      remotes.map((remote) => [remote, 'TLS_HANDSHAKE', 'TLS handshake failed: no TLS or WebSocket handshake within 10s']),
+    );
+    assert.equal(started.server.inUseGroup.has('solo'), true, 'the logged-in session is untouched');
+  },
+);
+
 test('heartbeat: a silent client is given up at heartbeatTimeout after its last frame, and leaves no timer', { timeout: 10_000 }, async (t) => {
   const { started, clock, seen, login } = await virtualServer(t, { heartbeatInterval: '10s', heartbeatTimeout: '30s' });
   const session = await login();

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { parseGroupFile, YamlFile, type GroupSpec } from '../../../src/config/index.js';
 import { rewriteResponseHead, withHeaderRules } from '../../../src/vhost/header-rewrite.js';
-import { parseResponseHead } from '../../../src/vhost/http-head.js';
+import { parseResponseHead } from '../../../src/net/http-head.js';
 import { configError } from '../../helpers/config-errors.js';
 
 const SECRET = 's'.repeat(24);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { headEnd, HeadError } from '../../../src/vhost/index.js';
+import { headEnd, HeadError } from '../../../src/net/http-head.js';
 
 const line = fc.stringMatching(/^[A-Za-z0-9-]{1,12}: [ -~]{0,20}$/);
 const head = fc.array(line, { maxLength: 6 }).map((lines) => Buffer.from(`GET / HTTP/1.1\r\n${lines.map((text) => `${text}\r\n`).join('')}\r\n`, 'latin1'));

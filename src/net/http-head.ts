@@ -1,14 +1,17 @@
 /**
- * A strict, bounded reader of HTTP/1.x message heads. Only what routing and framing need is
- * interpreted; the bytes themselves are relayed as they came (requests get headers added).
- * Anything ambiguous (a bare LF, a folded line, two Content-Lengths that differ, a
- * Transfer-Encoding beside a Content-Length) is refused: ambiguity between us and the app is
- * how requests are smuggled past a proxy.
+ * The one strict, bounded reader of HTTP/1.x message heads: the vhost router's requests and
+ * its apps' responses, and the handshakes read off a socket before another layer takes it
+ * over (a proxy's answer to CONNECT, a WebSocket upgrade: head-reader.ts). Only what routing,
+ * framing and those handshakes need is interpreted; the vhost relays the bytes as they came
+ * (requests get headers added). Anything ambiguous (a bare LF, a folded line, two
+ * Content-Lengths that differ, a Transfer-Encoding beside a Content-Length) is refused:
+ * ambiguity between us and the app is how requests are smuggled past a proxy.
  */
 
-/** Heads past this get 431 (requests) or fail the conn (responses). */
+/** A vhost's heads past this get 431 (requests) or fail the conn (responses). */
 export const MAX_HEAD_BYTES = 64 * 1024;
-const MAX_HEADERS = 256;
+/** Header lines in one head, past which it is refused (431), whatever its size. */
+export const MAX_HEADERS = 256;
 
 export type Header = readonly [name: string, value: string];
 
@@ -22,6 +25,8 @@ export interface RequestHead {
 
 export interface ResponseHead {
   readonly status: number;
+  /** The reason phrase as sent (possibly empty): a refusal's line names it ("403 Access violation"). */
+  readonly reason: string;
   readonly minor: 0 | 1;
   readonly headers: readonly Header[];
 }
@@ -55,7 +60,7 @@ export function headEnd(buffer: Buffer, bad: 400 | 502, max = MAX_HEAD_BYTES): n
   const end = at < 0 ? undefined : at + 4;
   checkLineEnds(buffer.subarray(0, Math.min(end ?? buffer.length, max)), bad);
   if (end !== undefined && end <= max) return end;
-  if (end !== undefined || buffer.length > max) throw new HeadError(431, `head longer than ${max} bytes`);
+  if (end !== undefined || buffer.length > max) throw new HeadError(431, `an HTTP head longer than ${max} bytes`);
   return undefined;
 }
 
@@ -78,9 +83,9 @@ export function parseRequestHead(head: Buffer): RequestHead {
 
 export function parseResponseHead(head: Buffer): ResponseHead {
   const [line, headers] = splitHead(head, 502);
-  const match = /^HTTP\/1\.([01]) (\d{3})(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(line);
-  if (!match) throw new HeadError(502, 'malformed status line from the app');
-  return { status: Number(match[2]), minor: match[1] === '1' ? 1 : 0, headers };
+  const match = /^HTTP\/1\.([01]) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?$/.exec(line);
+  if (!match) throw new HeadError(502, 'malformed status line');
+  return { status: Number(match[2]), reason: match[3] ?? '', minor: match[1] === '1' ? 1 : 0, headers };
 }
 
 function splitHead(head: Buffer, status: 400 | 502): [string, Header[]] {
@@ -107,6 +112,12 @@ function splitHead(head: Buffer, status: 400 | 502): [string, Header[]] {
 export function headerValues(headers: readonly Header[], name: string): string[] {
   const lower = name.toLowerCase();
   return headers.filter(([key]) => key.toLowerCase() === lower).map(([, value]) => value);
+}
+
+/** The value of header `name` when the head has exactly one, else undefined (absent, or repeated: which one counts would be ambiguous). */
+export function singleHeader(headers: readonly Header[], name: string): string | undefined {
+  const values = headerValues(headers, name);
+  return values.length === 1 ? values[0] : undefined;
 }
 
 /** Whether a comma-separated header (Connection, Upgrade...) lists `token`. */
