@@ -118,6 +118,11 @@ export class CommonServer implements Observed<ServerEvent> {
     return observe(this.events$, where, handler, this.internalErrors.report, onComplete);
   }
 
+  /** Conns the common port holds open now, whoever owns them: control conns, work conns, mux conns and handshakes. */
+  get openConns(): number {
+    return this.accepted.size;
+  }
+
   /** Login proofs checked against a secret since start (bounded per source by `loginLimit`). */
   get loginProofsChecked(): number {
     return this.loginGuard.proofsChecked;
@@ -220,9 +225,9 @@ export class CommonServer implements Observed<ServerEvent> {
       }),
     );
     // The port closes once every conn it accepted has. A conn that no session holds any more
-    // would keep it waiting forever (seen once in the mux model test: a joined conn's TCP socket
-    // left open under its TLS layer, its peer long gone): after a grace for the Goodbyes in
-    // flight, every accepted conn still open is ended.
+    // would keep it waiting forever (a mux conn whose client's FIN was read before its session
+    // ended did, until MuxSession closed its end on a FIN): after a grace for the Goodbyes in
+    // flight, every accepted conn still open is ended, whatever path left it.
     const sweep = deadline(CLOSE_GRACE_MS, portClosed$, this.options.scheduler).subscribe(() => {
       debug('%d conns still open %s after the shutdown began: ended', this.accepted.size, formatDuration(CLOSE_GRACE_MS));
       for (const socket of this.accepted) socket.destroy();
