@@ -420,8 +420,7 @@ export class CommonServer implements Observed<ServerEvent> {
 
   private refuseLogin(channel: ControlChannel, hello: Hello, code: LoginRejectCode, reason: string): void {
     this.emit({ type: 'login-rejected', group: hello.group, remote: channel.peer, code, reason });
-    channel.send({ type: 'LoginResp', error: { code, reason } });
-    channel.socket.end();
+    channel.sendLast({ type: 'LoginResp', error: { code, reason } });
   }
 
   private readonly onGroupDeactivated = (group: AppGroup): void => {

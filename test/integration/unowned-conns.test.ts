@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { ControlChannel } from '../../src/net/index.js';
+import { loginProof, PROTOCOL_VERSION, type LoginRejectCode } from '../../src/protocol/index.js';
 import { describe, test } from 'node:test';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { eventually } from '../helpers/eventually.js';
 import { startServer } from '../helpers/in-process.js';
-import { LINKS, type Link } from '../helpers/link.js';
+import { dialServer, LINKS, type Link } from '../helpers/link.js';
 import { fromNow, waitForEvent, withDeadline } from '../helpers/net.js';
 import { rawLogin, rawWorkConn } from '../helpers/raw-client.js';
 import { endedByServer } from '../helpers/raw-peer.js';
@@ -17,6 +19,8 @@ import { endedByServer } from '../helpers/raw-peer.js';
  * - A mux conn its client ends (dropped, or its process gone and its kernel sent the FIN) while
  *   the session lives on, or just before the session ends: the server used to keep its end open,
  *   half-closed, unread and owned by no one.
+ * - A login refused: the server used to end its side and wait for the peer's FIN without reading
+ *   the conn any more; a peer that sent one more frame was never seen to end.
  */
 const GROUP = 'ender';
 
@@ -76,6 +80,39 @@ for (const link of LINKS) {
         assert.equal(server.inUseGroup.has(GROUP), false);
       } finally {
         await close();
+      }
+    });
+  });
+
+  describe(`a login refused over the ${link} link`, () => {
+    test('the refusal reaches the peer, and a peer that sends one more frame before it leaves leaves no conn open', { timeout: 20_000 }, async () => {
+      const secret = randomSecret();
+      const started = await startServer(makeConfigDir([{ name: GROUP, secret, apps: [{ name: 'app', localPort: 1 }] }], { tls: link === 'tls' }));
+      const { server } = started;
+      try {
+        const refusals: Array<[group: string, secret: string, code: LoginRejectCode]> = [
+          [GROUP, 'not-the-secret', 'BAD_SECRET'],
+          ['nobody', secret, 'UNKNOWN_GROUP'],
+        ];
+        for (const [group, proofSecret, code] of refusals) {
+          const channel = new ControlChannel(await dialServer(started));
+          channel.socket.on('error', () => {});
+          const first = channel.next('Challenge', 'LoginResp');
+          channel.send({ type: 'Hello', version: PROTOCOL_VERSION, group, clientId: 'refused' });
+          let answer = await first;
+          if (answer.type === 'Challenge') {
+            const reply = channel.next('LoginResp');
+            channel.send({ type: 'Login', proof: loginProof(proofSecret, answer.nonce, group, 'refused'), apps: [] });
+            answer = await reply;
+          }
+          assert.equal(answer.type === 'LoginResp' ? answer.error?.code : undefined, code);
+          // Read by no one: the server is done with this conn. Then the peer's FIN.
+          channel.send({ type: 'Ping', seq: 1 });
+          channel.socket.end();
+        }
+        await eventually(() => server.openConns === 0, { message: () => `every refused conn closed (${server.openConns} conns open)` });
+      } finally {
+        await server.close();
       }
     });
   });
