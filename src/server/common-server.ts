@@ -18,7 +18,18 @@ import {
   type SecurityConfig,
   type ServerConfig,
 } from '../config/index.js';
-import { ControlChannel, deadline, FrameReader, InternalErrors, observe, peerOf, PLAINTEXT, type Observed, type ServerTransport } from '../net/index.js';
+import {
+  ControlChannel,
+  deadline,
+  FrameReader,
+  InternalErrors,
+  observe,
+  peerOf,
+  PLAINTEXT,
+  resetSocket,
+  type Observed,
+  type ServerTransport,
+} from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './session/activation-gate.js';
 import { AppGroup } from './session/app-group.js';
@@ -445,7 +456,10 @@ export class CommonServer implements Observed<ServerEvent> {
     const refusal = group === undefined ? 'unknown or ended session' : group.acceptWorkConn(message, workConn);
     if (refusal !== null) {
       this.badPeer(peer, 'BAD_WORK_CONN', `work conn refused: ${refusal}`);
-      workConn.destroy();
+      // A reset, not a FIN: a client joins a work conn to its local app before the server takes
+      // it, and a FIN would reach that app as the clean end of an empty answer, its conn held
+      // half-open (CLOSE-WAIT at the client) for as long as the app keeps its own side open.
+      resetSocket(workConn);
     }
   }
 
