@@ -10,7 +10,7 @@ import { resetSocket } from './reset.js';
 
 const debug = createDebug('ntp:net:control-channel');
 
-/** How long a Goodbye gets to reach the peer before the socket is destroyed anyway. */
+/** How long a conn's last message (a Goodbye) gets to reach the peer before the socket is destroyed anyway. */
 const GOODBYE_GRACE_MS = 1000;
 
 /**
@@ -137,11 +137,20 @@ export class ControlChannel {
     this.reader.release();
   }
 
-  /**
-   * Says why, then closes; idempotent. A peer that reads nothing would get the Goodbye only
-   * after everything queued before it, if ever: it is reset instead.
-   */
+  /** Says why, then closes (see `sendLast`); idempotent. */
   goodbye(code: GoodbyeCode, reason: string): void {
+    this.sendLast({ type: 'Goodbye', code, reason });
+  }
+
+  /**
+   * Sends the conn's last message (a Goodbye, a refused LoginResp), then closes: our FIN once it
+   * is out, and the socket destroyed GOODBYE_GRACE_MS later at most, not left to wait for the
+   * peer's FIN. Nothing reads the conn any more, so a peer that sent anything after its last
+   * frame read would never be seen to end: its conn would stay open, owned by no one. A peer that
+   * reads nothing would get the message only after everything queued before it, if ever: it is
+   * reset instead. Idempotent.
+   */
+  sendLast(last: Message): void {
     if (!this.open) {
       this.socket.destroy();
       return;
@@ -150,7 +159,7 @@ export class ControlChannel {
       resetSocket(this.socket);
       return;
     }
-    this.send({ type: 'Goodbye', code, reason });
+    this.send(last);
     this.socket.end();
     deadline(GOODBYE_GRACE_MS, fromEvent(this.socket, 'close')).subscribe(() => this.socket.destroy());
   }

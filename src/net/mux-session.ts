@@ -163,7 +163,6 @@ export class MuxSession {
   /** Resets every stream and closes the conn (a TLS conn is destroyed: see `resetSocket`). Idempotent. */
   destroy(reason: string): void {
     this.close(reason);
-    this.conn.destroy();
   }
 
   /** @internal A frame for the conn, batched with the others written in this turn. */
@@ -225,7 +224,6 @@ export class MuxSession {
     } catch (error) {
       const protocolError = error instanceof ProtocolError ? error : new ProtocolError('BAD_MESSAGE', (error as Error).message);
       this.close(`protocol error on the mux conn: ${protocolError.message}`, protocolError);
-      this.conn.destroy();
     }
     // Once per chunk, not per frame: a chunk of 1-byte frames reaches each reader as one buffer.
     for (const stream of this.filled) stream.deliver();
@@ -237,12 +235,18 @@ export class MuxSession {
     for (const resume of waiters) resume();
   };
 
+  /**
+   * Our end is closed whichever way the conn ended (our destroy, a broken frame, an error, or
+   * the far end's FIN alone): the conn allows half-open, so after a FIN ours would stay open,
+   * unread and owned by no one, a descriptor in CLOSE-WAIT per lost mux conn.
+   */
   private close(reason: string, error?: ProtocolError): void {
     if (this.closed) return;
     this.closed = true;
     debug('%s mux conn closed (%d streams): %s', this.role, this.streams.size, reason);
     for (const stream of [...this.streams.values()]) stream.destroy(new MuxResetError(reason, false));
     this.streams.clear();
+    this.conn.destroy();
     this.onConnDrain();
     this.handlers.onClosed(reason, error);
   }

@@ -18,7 +18,18 @@ import {
   type SecurityConfig,
   type ServerConfig,
 } from '../config/index.js';
-import { ControlChannel, deadline, FrameReader, InternalErrors, observe, peerOf, PLAINTEXT, type Observed, type ServerTransport } from '../net/index.js';
+import {
+  ControlChannel,
+  deadline,
+  FrameReader,
+  InternalErrors,
+  observe,
+  peerOf,
+  PLAINTEXT,
+  resetSocket,
+  type Observed,
+  type ServerTransport,
+} from '../net/index.js';
 import { ProtocolError, type GoodbyeCode, type Hello, type LoginRejectCode, type Message, type NewWorkConn } from '../protocol/index.js';
 import type { ActivationGate } from './session/activation-gate.js';
 import { AppGroup } from './session/app-group.js';
@@ -120,6 +131,11 @@ export class CommonServer implements Observed<ServerEvent> {
   /** Subscribes an observer of `events$` that can fail without ending the process (see `observe`). */
   observe(where: string, handler: (event: ServerEvent) => void, onComplete?: () => void): Subscription {
     return observe(this.events$, where, handler, this.internalErrors.report, onComplete);
+  }
+
+  /** Conns the common port holds open now, whoever owns them: control conns, work conns, mux conns and handshakes. */
+  get openConns(): number {
+    return this.accepted.size;
   }
 
   /** Login proofs checked against a secret since start (bounded per source by `loginLimit`). */
@@ -224,9 +240,9 @@ export class CommonServer implements Observed<ServerEvent> {
       }),
     );
     // The port closes once every conn it accepted has. A conn that no session holds any more
-    // would keep it waiting forever (seen once in the mux model test: a joined conn's TCP socket
-    // left open under its TLS layer, its peer long gone): after a grace for the Goodbyes in
-    // flight, every accepted conn still open is ended.
+    // would keep it waiting forever (a mux conn whose client's FIN was read before its session
+    // ended did, until MuxSession closed its end on a FIN): after a grace for the Goodbyes in
+    // flight, every accepted conn still open is ended, whatever path left it.
     const sweep = deadline(CLOSE_GRACE_MS, portClosed$, this.options.scheduler).subscribe(() => {
       debug('%d conns still open %s after the shutdown began: ended', this.accepted.size, formatDuration(CLOSE_GRACE_MS));
       for (const socket of this.accepted) socket.destroy();
@@ -419,8 +435,7 @@ export class CommonServer implements Observed<ServerEvent> {
 
   private refuseLogin(channel: ControlChannel, hello: Hello, code: LoginRejectCode, reason: string): void {
     this.emit({ type: 'login-rejected', group: hello.group, remote: channel.peer, code, reason });
-    channel.send({ type: 'LoginResp', error: { code, reason } });
-    channel.socket.end();
+    channel.sendLast({ type: 'LoginResp', error: { code, reason } });
   }
 
   private readonly onGroupDeactivated = (group: AppGroup): void => {
@@ -445,7 +460,10 @@ export class CommonServer implements Observed<ServerEvent> {
     const refusal = group === undefined ? 'unknown or ended session' : group.acceptWorkConn(message, workConn);
     if (refusal !== null) {
       this.badPeer(peer, 'BAD_WORK_CONN', `work conn refused: ${refusal}`);
-      workConn.destroy();
+      // A reset, not a FIN: a client joins a work conn to its local app before the server takes
+      // it, and a FIN would reach that app as the clean end of an empty answer, its conn held
+      // half-open (CLOSE-WAIT at the client) for as long as the app keeps its own side open.
+      resetSocket(workConn);
     }
   }
 

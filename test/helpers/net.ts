@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, isIPv6, type AddressInfo, type Socket } from 'node:net';
@@ -305,6 +306,15 @@ export function kernelTcpState(socket: Socket): () => string | undefined {
     }
     return undefined;
   };
+}
+
+/**
+ * The TCP sockets of process `pid` to `port` in CLOSE-WAIT, one `ss` line each: the far end's
+ * FIN came in, and the process never closed its end (a socket it no longer reads, owned by no one).
+ */
+export function closeWaitOf(pid: number, port: number): string[] {
+  const out = execFileSync('ss', ['-tanpH', 'state', 'close-wait', `( dport = :${port} )`], { encoding: 'utf8' });
+  return out.split('\n').filter((line) => line.includes(`pid=${pid},`));
 }
 
 /** `127.0.0.1`, 8080 → `0100007F:1F90`: the address as /proc/net/tcp prints it (host byte order). */

@@ -9,7 +9,7 @@ import { MAX_MUX_STREAM_ID, MuxFrameType, encodeMuxFrame, encodeMuxHeader, encod
 import type { CommonServer, ServerEvent } from '../../src/server/index.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { startClient, startServer } from '../helpers/in-process.js';
-import { connectTo, kernelTcpState, streamEnding, withDeadline, type StreamEnding } from '../helpers/net.js';
+import { closeWaitOf, connectTo, kernelTcpState, streamEnding, withDeadline, type StreamEnding } from '../helpers/net.js';
 import { eventually } from '../helpers/eventually.js';
 
 /**
@@ -204,6 +204,7 @@ describe('mux streams over real sockets, driven by generated commands', () => {
   let events: import('rxjs').ReplaySubject<ServerEvent>;
   let appServer: Server;
   let stopClient: () => void;
+  let commonPort: number;
   const appConns: Socket[] = [];
   const waiting: ((socket: Socket) => void)[] = [];
   /** Every socket a run made, at either end: torn down at the end whatever state a run left it in. */
@@ -225,7 +226,7 @@ describe('mux streams over real sockets, driven by generated commands', () => {
       heartbeatTimeout: '20s',
     });
     const started = await startServer(config);
-    ({ server, events } = started);
+    ({ server, events, port: commonPort } = started);
     const client = startClient(loadGroupFile(config.groupFile(GROUP)), started.port, {
       transport: { kind: 'tls', fingerprint: started.fingerprint! },
     });
@@ -376,6 +377,14 @@ describe('mux streams over real sockets, driven by generated commands', () => {
         subscription.unsubscribe();
       }
       assert.ok(runs >= 10, `only ${runs} runs in the time limit`);
+      // No conn leaks either, of all the runs made (mux conns lost, sessions lost and logged in
+      // again): the server holds only the session's control conn and its mux conn, and the
+      // client (this process) none in CLOSE-WAIT.
+      await waitUntilActive();
+      await eventually(() => server.openConns === 2, { message: () => `only the control conn and the mux conn open (${server.openConns} open)` });
+      await eventually(() => closeWaitOf(process.pid, commonPort).length === 0, {
+        message: () => `no conn of the client in CLOSE-WAIT:\n${closeWaitOf(process.pid, commonPort).join('\n')}`,
+      });
       console.log(
         `# ${runs} runs; ${resetsReadAsEof} resets that Linux read as an end of stream (told apart by the kernel's TCP table); ${resetsHiddenByTheKernel} resets after the tunnel's FIN that the kernel showed the tunnel as an end`,
       );

@@ -9,7 +9,7 @@ import { unusedPort } from '../helpers/apps.js';
 import { makeConfigDir, randomSecret } from '../helpers/configs.js';
 import { startServer, type StartedServer } from '../helpers/in-process.js';
 import { LINKS, type Link } from '../helpers/link.js';
-import { connectTo, closedWithin, readAll, readBytes, sha256, streamEnding, waitForEvent } from '../helpers/net.js';
+import { connectTo, closedWithin, endedByReset, readAll, readBytes, sha256, streamEnding, waitForEvent } from '../helpers/net.js';
 import { rawLogin, rawWorkConn, type RawSession } from '../helpers/raw-client.js';
 
 /**
@@ -161,7 +161,11 @@ function pairingOver(link: Link): void {
     await waitForEvent(events, (e) => e.type === 'work-conn-failed' && e.pairingId === pairingId, 'work-conn-failed');
     await gone;
     const late = await workConn(pairingId);
+    const ending = streamEnding(late);
     assert.equal((await badPeerOn(late)).type, 'bad-peer');
+    // Refused with a reset: a client has joined it to its local app, which must not take a clean end of an empty answer.
+    const saw = await ending;
+    assert.ok(endedByReset(saw), `the late work conn ended with ${saw.ending} (${saw.code ?? saw.kernelState ?? ''})`);
   });
 }
 

@@ -16,7 +16,7 @@ import {
   type ProtocolError,
   type StartWorkConn,
 } from '../../src/protocol/index.js';
-import { socketPair } from '../helpers/net.js';
+import { kernelTcpState, socketPair, withDeadline } from '../helpers/net.js';
 import { eventually } from '../helpers/eventually.js';
 
 /** A mux conn on a real loopback TCP pair: the server's end opens, the client's accepts. */
@@ -172,6 +172,30 @@ describe('mux conn on real sockets', () => {
     assert.ok(writeError instanceof MuxResetError || client.errored instanceof MuxResetError, 'the far end saw no reset');
     opener.destroy('test over');
   });
+
+  for (const role of ['opener', 'acceptor'] as const) {
+    test(`the far end's FIN alone closes the ${role}'s end of the mux conn too: nothing left in CLOSE-WAIT`, async () => {
+      const pair = await muxPair();
+      const stream = pair.opener.open(start('a'));
+      const [ours, theirs] = role === 'opener' ? [pair.opener, pair.acceptor] : [pair.acceptor, pair.opener];
+      const conn = ours.conn as Socket;
+      const kernelState = kernelTcpState(conn);
+      const seen = collect(role === 'opener' ? stream : (await pair.nextAccepted()).stream);
+      try {
+        (theirs.conn as Socket).end();
+        await withDeadline(
+          new Promise((resolve) => (conn.closed ? resolve(undefined) : conn.once('close', resolve))),
+          5000,
+          "our end of the mux conn to close after the far end's FIN",
+        );
+        assert.match((await (role === 'opener' ? pair.openerClosed : pair.acceptorClosed)).reason, /ended/);
+        assert.ok((await seen).error instanceof MuxResetError, 'a stream of the ended mux conn was not reset');
+        await eventually(() => kernelState() !== 'CLOSE_WAIT', { message: 'the kernel to let the conn go' });
+      } finally {
+        conn.destroy();
+      }
+    });
+  }
 
   test('a lost mux conn resets every stream on both ends, never a clean end', async () => {
     const { opener, nextAccepted, acceptorClosed, openerClosed } = await muxPair();
