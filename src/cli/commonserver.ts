@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=33554432 node --initial-old-space-size=64 --max-semi-space-size=2
+#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=134217728 node --initial-old-space-size=64 --max-semi-space-size=2
 import { dirname, join } from 'node:path';
 import { ConfigError, loadServerConfig, permissionWarning } from '../config/index.js';
 import { CommonServer, DirectoryRegistry, GroupsHotReload } from '../server/index.js';

@@ -22,12 +22,14 @@ export interface NodeLaunch {
  * - `--max-semi-space-size=2`: loading and validating the config grew the young generation to
  *   its 16 MB default cap, which it then kept at rest (about 6 MB of RSS per process); the relay
  *   keeps few objects alive across a scavenge, so a small one costs it nothing measurable.
- * - `MALLOC_TRIM_THRESHOLD_=33554432` (glibc; other C libraries ignore it): those dead read
- *   buffers are freed together, tens of MB at a time, when a scavenge finds them. With glibc's
- *   default (128 KiB, moved by its own heuristics) the top of the heap was given back to the
- *   kernel after many of those scavenges and the next reads faulted it in again, page by page:
- *   in about half the runs the server took 20,000 to 70,000 page faults per GB relayed and 1.5
- *   to 2 times the CPU (docs/performance.md). Up to 32 MB of free heap is kept for the next reads.
+ * - `MALLOC_TRIM_THRESHOLD_=134217728` (glibc; other C libraries ignore it): those dead read
+ *   buffers are freed together, up to about 64 MB at a time (V8 lets that much external memory
+ *   pile up before a scavenge), when a scavenge finds them. With glibc's default (128 KiB,
+ *   moved by its own heuristics) the top of the heap was given back to the kernel after many of
+ *   those scavenges and the next reads faulted it in again, page by page: in about half the
+ *   runs the server took 20,000 to 70,000 page faults per GB relayed and 1.5 to 2 times the CPU
+ *   (docs/performance.md); with 32 MB, some runs still did. Free heap up to 128 MB is kept for
+ *   the next reads (RSS after a burst stayed at its peak with glibc's default too).
  */
 export function nodeLaunchOf(script: string): NodeLaunch {
   const first = readFileSync(script, 'utf8').split('\n', 1)[0] ?? '';

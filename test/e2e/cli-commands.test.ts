@@ -100,7 +100,7 @@ test(
     for (const bin of [COMMONSERVER_BIN, GROUPCLIENT_BIN]) {
       assert.deepEqual(
         nodeLaunchOf(bin),
-        { env: { MALLOC_TRIM_THRESHOLD_: '33554432' }, flags: ['--initial-old-space-size=64', '--max-semi-space-size=2'] },
+        { env: { MALLOC_TRIM_THRESHOLD_: '134217728' }, flags: ['--initial-old-space-size=64', '--max-semi-space-size=2'] },
         `${bin}'s #! line`,
       );
       const shebang = throughShebang(bin);
@@ -110,7 +110,7 @@ test(
       ]) {
         assert.equal((await cli.exited).code, 0, cli.output);
         const said = cli.stderr.find((line) => line.includes('ntp:cli'));
-        assert.match(said ?? '', /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\], MALLOC_TRIM_THRESHOLD_=33554432/, cli.output);
+        assert.match(said ?? '', /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\], MALLOC_TRIM_THRESHOLD_=134217728/, cli.output);
       }
     }
   },

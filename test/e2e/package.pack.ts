@@ -97,7 +97,7 @@ test(
       const said = spawnSync(installed, ['--version'], { cwd: work, env: { ...process.env, ...env, DEBUG: 'ntp:cli' }, encoding: 'utf8' });
       assert.match(
         said.stderr,
-        /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\], MALLOC_TRIM_THRESHOLD_=33554432/,
+        /with flags \[--initial-old-space-size=64 --max-semi-space-size=2\], MALLOC_TRIM_THRESHOLD_=134217728/,
         `${installed} runs without its #! line's flags and environment`,
       );
     }
