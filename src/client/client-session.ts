@@ -54,7 +54,7 @@ export interface ClientSessionOptions {
   /** Users the server may open on the mux conn at once, and the bytes they may hold unread. */
   muxLimits: MuxLimits;
   emit: EmitClientEvent;
-  /** The heartbeat's clock: real time by default, virtual in a test. */
+  /** The session's clock (heartbeat, health checks, visits' deadlines): real time by default, virtual in a test. */
   scheduler?: SchedulerLike;
 }
 
@@ -112,6 +112,7 @@ export class ClientSession {
       send: (message) => options.channel.send(message),
       timeoutMs: dialTimeoutMs,
       maxPending: options.muxLimits.maxStreams,
+      ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
     });
   }
 
@@ -199,7 +200,7 @@ export class ClientSession {
       });
     this.spec$
       .pipe(
-        switchMap((spec) => healthChanges(spec.apps, (app) => this.reportedHealth.get(app) ?? true)),
+        switchMap((spec) => healthChanges(spec.apps, (app) => this.reportedHealth.get(app) ?? true, scheduler)),
         takeUntil(this.lost$),
       )
       .subscribe(({ app, healthy, reason }) => {

@@ -76,7 +76,10 @@ export interface GroupClientOptions {
   maxPooledWorkConns?: number;
   /** Users the server may open on the mux conn at once (each a local dial); more are refused. Default MUX_LIMITS_DEFAULTS.maxStreams. */
   maxMuxStreams?: number;
-  /** The clock of the login deadline and of each session's heartbeat: real time by default, virtual in a test. */
+  /**
+   * The clock of the login deadline, each session's heartbeat, health checks and visits, and
+   * the visitors' UDP idle timeout: real time by default, virtual in a test.
+   */
   scheduler?: SchedulerLike;
 }
 
@@ -148,7 +151,7 @@ export class GroupClient implements Observed<ClientEvent> {
     const { signal } = this.stopController;
     const round = new LoginRound(this.endpoints.length);
     // For the client's whole life, across reconnects: a user who comes between sessions is reset.
-    const visitors = new ClientVisitors(this.options.spec.visitors ?? [], this.openVisit, this.emit);
+    const visitors = new ClientVisitors(this.options.spec.visitors ?? [], this.openVisit, this.emit, this.options.scheduler);
     await visitors.listen();
     try {
       // A run of the retry loop ends when a session that lived `stableSessionMs` ends: the

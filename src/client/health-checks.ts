@@ -1,7 +1,8 @@
 import createDebug from 'debug';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { distinctUntilChanged, exhaustMap, map, merge, scan, skip, startWith, timer, type Observable } from 'rxjs';
+import { asyncScheduler, distinctUntilChanged, exhaustMap, map, merge, scan, skip, startWith, Subject, timer, type Observable, type SchedulerLike } from 'rxjs';
+import { deadline } from '../net/index.js';
 import { formatDuration, formatHostPort, type AppSpec, type HealthCheckSpec, type HostPort, type ProxyProtocolVersion } from '../config/index.js';
 import { proxyHeader } from './proxy-header.js';
 
@@ -31,16 +32,22 @@ interface Verdict {
  * `successes` in a row passed (unhealthy → healthy). `healthyAtStart` is the state the server
  * already has for an app (a new session starts healthy; a reloaded check keeps what was last
  * reported). A check never overlaps the previous one (`exhaustMap`, timeout ≤ interval).
+ * `scheduler` times the checks and their deadlines (a virtual one in tests).
  */
-export function healthChanges(apps: readonly AppSpec[], healthyAtStart: (app: string) => boolean, probe = checkOnce): Observable<HealthChange> {
+export function healthChanges(
+  apps: readonly AppSpec[],
+  healthyAtStart: (app: string) => boolean,
+  scheduler: SchedulerLike = asyncScheduler,
+  probe = checkOnce,
+): Observable<HealthChange> {
   return merge(
     ...apps.flatMap((app) => {
       const check = app.healthCheck;
       if (app.pool === undefined || check === undefined) return [];
       const start: Verdict = { healthy: healthyAtStart(app.name), streak: 0, reason: 'not checked yet' };
       return [
-        timer(0, check.intervalMs).pipe(
-          exhaustMap(() => probe(app.local, check, app.proxyProtocol)),
+        timer(0, check.intervalMs, scheduler).pipe(
+          exhaustMap(() => probe(app.local, check, app.proxyProtocol, scheduler)),
           scan((verdict, result) => nextVerdict(verdict, result, check), start),
           // Compared with the state the server already has (the first check may flip it): only changes are news.
           startWith(start),
@@ -67,22 +74,28 @@ export function nextVerdict(verdict: Verdict, result: CheckResult, check: Health
  * check of a `proxyProtocol` app starts with a header naming no user (v1 UNKNOWN, v2 LOCAL),
  * as a load balancer's checks do: such an app refuses a request without one.
  */
-export function checkOnce(target: HostPort, check: HealthCheckSpec, proxyProtocol?: ProxyProtocolVersion): Promise<CheckResult> {
+export function checkOnce(
+  target: HostPort,
+  check: HealthCheckSpec,
+  proxyProtocol?: ProxyProtocolVersion,
+  scheduler: SchedulerLike = asyncScheduler,
+): Promise<CheckResult> {
   const where = formatHostPort(target);
   return new Promise((resolve) => {
+    const settled$ = new Subject<void>();
     let settled = false;
     let cancel = (): void => {};
     const done = (result: CheckResult): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(deadline);
+      settled$.next();
       if (!result.ok) debug('%s: check failed: %s', where, result.reason);
       resolve(result);
     };
-    const deadline = setTimeout(() => {
+    deadline(check.timeoutMs, settled$, scheduler).subscribe(() => {
       done({ ok: false, reason: `${where}: no answer within ${formatDuration(check.timeoutMs)}` });
       cancel();
-    }, check.timeoutMs);
+    });
     if (check.type === 'tcp') {
       const socket = connect({ host: target.host, port: target.port });
       cancel = () => socket.destroy();

@@ -1,7 +1,8 @@
 import createDebug from 'debug';
 import type { Socket as UdpSocket } from 'node:dgram';
+import { fromEvent, merge } from 'rxjs';
 import { formatDuration, formatHostPort, type AppSpec } from '../config/index.js';
-import { createUdpSocket, DatagramLink, MAX_QUEUED_DATAGRAM_SENDS, type DatagramConn } from '../net/index.js';
+import { createUdpSocket, DatagramLink, deadline, MAX_QUEUED_DATAGRAM_SENDS, type DatagramConn } from '../net/index.js';
 
 const debug = createDebug('ntp:client:udp-local-session');
 
@@ -47,15 +48,15 @@ export class UdpLocalSession {
     const socket = createUdpSocket(app.local.host);
     return new Promise((resolve, reject) => {
       const fail = (error: Error): void => {
-        clearTimeout(timer);
         socket.close();
         reject(new Error(`${formatHostPort(app.local)}/udp: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
       };
-      // A plain timer, as in connectWithin: one per UDP session, on the datagrams' path.
-      const timer = setTimeout(() => fail(new Error(`no address within ${formatDuration(timeoutMs)}`)), timeoutMs);
+      // Once per UDP session, not per datagram: the project's deadline, settled by the connect or the close a failure makes.
+      deadline(timeoutMs, merge(fromEvent(socket, 'connect'), fromEvent(socket, 'close'))).subscribe(() =>
+        fail(new Error(`no address within ${formatDuration(timeoutMs)}`)),
+      );
       socket.once('error', fail);
       socket.connect(app.local.port, app.local.host, () => {
-        clearTimeout(timer);
         socket.off('error', fail);
         resolve(new UdpLocalSession(socket, app, onUnreachable));
       });

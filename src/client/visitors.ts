@@ -1,15 +1,16 @@
 import createDebug from 'debug';
 import type { Socket as UdpSocket, RemoteInfo } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
+import { asyncScheduler, Subject, type SchedulerLike, type Subscription } from 'rxjs';
 import { formatHostPort, type VisitorSpec } from '../config/index.js';
-import { createUdpSocket, DatagramLink, joinConns, MAX_QUEUED_DATAGRAM_SENDS, peerOf, resetSocket, type MuxStream } from '../net/index.js';
+import { createUdpSocket, DatagramLink, heartbeatWatchdog, joinConns, MAX_QUEUED_DATAGRAM_SENDS, peerOf, resetSocket, type MuxStream } from '../net/index.js';
 import type { EmitClientEvent } from './events.js';
 import { VisitFailed } from './visits.js';
 
 const debug = createDebug('ntp:client:visitors');
 
 /** A local UDP user with no datagram either way for this long is let go (its stream ended). */
-const VISITOR_UDP_IDLE_MS = 60_000;
+export const VISITOR_UDP_IDLE_MS = 60_000;
 /** Datagrams (and bytes) a new UDP user may send before its stream is there; more are dropped. */
 const MAX_HELD_DATAGRAMS = 64;
 const MAX_HELD_BYTES = 256 * 1024;
@@ -33,6 +34,8 @@ export class ClientVisitors {
     private readonly visitors: readonly VisitorSpec[],
     private readonly open: VisitOpener,
     private readonly emit: EmitClientEvent,
+    /** The UDP users' idle clock: real time by default, virtual in a test. */
+    private readonly scheduler: SchedulerLike = asyncScheduler,
   ) {}
 
   /** Binds every visitor's port; one that cannot bind fails alone (an error line), the others serve. */
@@ -120,7 +123,7 @@ export class ClientVisitors {
       const key = `${from.address}:${from.port}`;
       let user = users.get(key);
       if (user === undefined) {
-        user = new UdpVisitorUser(socket, from, () => {
+        user = new UdpVisitorUser(socket, from, this.scheduler, () => {
           users.delete(key);
           this.udpUsers.delete(user!);
         });
@@ -153,19 +156,23 @@ class UdpVisitorUser {
   private held: Buffer[] = [];
   private heldBytes = 0;
   private closed = false;
-  private idle: NodeJS.Timeout;
+  /** A datagram either way: each one restarts the idle clock. */
+  private readonly active$ = new Subject<void>();
+  private readonly idle: Subscription;
 
   constructor(
     private readonly socket: UdpSocket,
     private readonly from: RemoteInfo,
+    scheduler: SchedulerLike,
     private readonly onClosed: () => void,
   ) {
-    this.idle = setTimeout(() => this.close(true), VISITOR_UDP_IDLE_MS);
+    // The watchdog notes a datagram's time and keeps one timer per idle period, not one per datagram.
+    this.idle = this.active$.pipe(heartbeatWatchdog(VISITOR_UDP_IDLE_MS, scheduler)).subscribe(() => this.close(true));
   }
 
   fromLocal(payload: Buffer): void {
     if (this.closed) return;
-    this.idle.refresh();
+    this.active$.next();
     if (this.link !== undefined) return void this.link.send(payload);
     if (this.held.length >= MAX_HELD_DATAGRAMS || this.heldBytes + payload.length > MAX_HELD_BYTES) return;
     this.held.push(payload);
@@ -176,7 +183,7 @@ class UdpVisitorUser {
     if (this.closed) return void stream.resetAndDestroy('the visitor was let go before its stream came');
     this.link = new DatagramLink(stream, {
       onDatagram: (payload) => {
-        this.idle.refresh();
+        this.active$.next();
         // A datagram is dropped, not queued without bound, when the kernel's buffer is full.
         if (this.socket.getSendQueueCount() >= MAX_QUEUED_DATAGRAM_SENDS) return;
         this.socket.send(Buffer.from(payload), this.from.port, this.from.address);
@@ -192,7 +199,7 @@ class UdpVisitorUser {
   close(clean: boolean): void {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.idle);
+    this.idle.unsubscribe();
     this.held = [];
     this.link?.close(clean);
     this.onClosed();

@@ -1,5 +1,6 @@
+import { asyncScheduler, Subject, type SchedulerLike } from 'rxjs';
 import { formatDuration, type VisitorSpec } from '../config/index.js';
-import type { MuxStream } from '../net/index.js';
+import { deadline, type MuxStream } from '../net/index.js';
 import { randomId, visitProof, type Message, type StartWorkConn, type VisitRefused } from '../protocol/index.js';
 
 /** A visit the server refused (its words), or one that could not be asked or answered here. */
@@ -21,12 +22,15 @@ export interface SessionVisitsOptions {
   timeoutMs: number;
   /** Visits that may wait at once: one more is refused here, not sent (the mux conn's stream cap). */
   maxPending: number;
+  /** The deadlines' clock: real time by default, virtual in a test. */
+  scheduler?: SchedulerLike;
 }
 
 interface Pending {
   resolve(stream: MuxStream): void;
   reject(error: VisitFailed): void;
-  timer: NodeJS.Timeout;
+  /** Ends the visit's deadline: it was answered or given up. */
+  settled$: Subject<void>;
 }
 
 /**
@@ -44,13 +48,14 @@ export class SessionVisits {
   ask(visitor: VisitorSpec): Promise<MuxStream> {
     if (this.closedWith !== undefined) return Promise.reject(new VisitFailed(this.closedWith, false));
     if (this.pending.size >= this.options.maxPending) return Promise.reject(new VisitFailed(`${this.pending.size} visits already wait for the server`, false));
-    const { group, send, timeoutMs } = this.options;
+    const { group, send, timeoutMs, scheduler = asyncScheduler } = this.options;
     const visitId = randomId();
     return new Promise<MuxStream>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const settled$ = new Subject<void>();
+      this.pending.set(visitId, { resolve, reject, settled$ });
+      deadline(timeoutMs, settled$, scheduler).subscribe(() => {
         if (this.pending.delete(visitId)) reject(new VisitFailed(`no answer from the server within ${formatDuration(timeoutMs)}`, false));
-      }, timeoutMs);
-      this.pending.set(visitId, { resolve, reject, timer });
+      });
       send({
         type: 'Visit',
         visitId,
@@ -85,7 +90,7 @@ export class SessionVisits {
     const waiting = this.pending.get(visitId);
     if (waiting === undefined) return undefined;
     this.pending.delete(visitId);
-    clearTimeout(waiting.timer);
+    waiting.settled$.next();
     return waiting;
   }
 }

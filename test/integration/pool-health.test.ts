@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { createServer, get, type Server } from 'node:http';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { VirtualTimeScheduler } from 'rxjs';
 import { checkOnce, nextVerdict } from '../../src/client/health-checks.js';
 import { traceServer } from '../../src/trace/index.js';
 import { loadGroupFile, type HealthCheckSpec } from '../../src/config/index.js';
@@ -12,7 +13,9 @@ import { startApp, startBannerApp, unusedPort, type TestApp } from '../helpers/a
 import { makeConfigDir, randomSecret, type TestConfigDir } from '../helpers/configs.js';
 import { startClient, startServer, type StartedClient, type StartedServer } from '../helpers/in-process.js';
 import { rawLogin } from '../helpers/raw-client.js';
-import { connectTo, fromNow, readBytes, streamEnding, waitForEvent } from '../helpers/net.js';
+import { closedWithin, connectTo, fromNow, readBytes, streamEnding, waitForEvent } from '../helpers/net.js';
+import { eventually } from '../helpers/eventually.js';
+import { advance, settle } from '../helpers/virtual-clock.js';
 
 const HTTP_CHECK: HealthCheckSpec = { type: 'http', path: '/health', intervalMs: 100, timeoutMs: 100, failures: 2, successes: 2 };
 
@@ -62,6 +65,29 @@ describe('health checks against real local targets', () => {
     const quiet = await checkOnce({ host: '127.0.0.1', port: silent.port }, HTTP_CHECK);
     assert.deepEqual(quiet, { ok: false, reason: `127.0.0.1:${silent.port}: no answer within 100ms` });
     assert.ok(Date.now() - started < 2000);
+  });
+
+  test("the check's deadline, on its clock: no answer fails it at timeout, not a ms before, and its conn is closed", { timeout: 10_000 }, async (t) => {
+    const requests: Socket[] = [];
+    // Takes the request and never answers.
+    const mute = await startApp((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', () => requests.push(socket));
+    });
+    t.after(() => mute.close());
+    const clock = new VirtualTimeScheduler();
+    let result: unknown;
+    void checkOnce({ host: '127.0.0.1', port: mute.port }, { ...HTTP_CHECK, timeoutMs: 10_000 }, undefined, clock).then((r) => (result = r));
+    await eventually(() => requests.length === 1, { message: "the check's request arrived" });
+    advance(clock, 9_999);
+    await settle();
+    assert.equal(result, undefined, 'still waiting a ms before its timeout');
+    assert.equal(requests[0]!.destroyed, false);
+    advance(clock, 1);
+    await eventually(() => result !== undefined, { message: 'the check settled' });
+    assert.deepEqual(result, { ok: false, reason: `127.0.0.1:${mute.port}: no answer within 10s` });
+    await closedWithin(requests[0]!);
+    assert.equal(clock.actions.length, 0, 'no timer of the check is left');
   });
 
   test('http on a proxyProtocol app: the request follows a header naming no user (v1 UNKNOWN, v2 LOCAL)', async () => {

@@ -11,6 +11,7 @@ import { startClient, startServer } from '../helpers/in-process.js';
 import { dialServer } from '../helpers/link.js';
 import { eventually } from '../helpers/eventually.js';
 import { closedWithin, connectTo, waitForEvent } from '../helpers/net.js';
+import { advance } from '../helpers/virtual-clock.js';
 import { rawLogin } from '../helpers/raw-client.js';
 
 /**
@@ -18,14 +19,6 @@ import { rawLogin } from '../helpers/raw-client.js';
  * clock virtual: time moves only when the test says, so each deadline is checked a ms before
  * and at its due time, with the default-sized timeouts and no wall-clock wait.
  */
-
-/** Runs every timer due within `ms` from now, then stands at now + `ms`. */
-function advance(clock: VirtualTimeScheduler, ms: number): void {
-  const to = clock.frame + ms;
-  clock.maxFrames = to;
-  clock.flush();
-  clock.frame = to;
-}
 
 async function virtualServer(t: TestContext, settings: TestServerSettings) {
   const secret = randomSecret();
