@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import type { Socket } from 'node:net';
-import { timer, type Subscription } from 'rxjs';
-import { resetSocket } from '../net/index.js';
+import { fromEvent, timer, type Subscription } from 'rxjs';
+import { deadline, resetSocket } from '../net/index.js';
 import { BodyFramer } from './body-framer.js';
 import { bodyLength, hasToken, headEnd, HeadError, headerValues, parseRequestHead, parseResponseHead, type RequestHead } from '../net/http-head.js';
 import { rewriteResponseHead } from './header-rewrite.js';
@@ -338,11 +338,7 @@ export class HttpUserConn implements VirtualConnOwner {
   private lingerAfterEnd(): void {
     const socket = this.socket;
     const { headersTimeoutMs } = this.options;
-    socket.once('finish', () => {
-      const linger = setTimeout(() => socket.destroy(), headersTimeoutMs);
-      linger.unref();
-      socket.once('close', () => clearTimeout(linger));
-    });
+    socket.once('finish', () => deadline(headersTimeoutMs, fromEvent(socket, 'close')).subscribe(() => socket.destroy()));
   }
 
   private finishIdle(): void {

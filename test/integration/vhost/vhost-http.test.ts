@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadGroupFile } from '../../../src/config/index.js';
@@ -277,6 +279,22 @@ describe('HTTP virtual hosts', () => {
     const waited = Date.now() - startedAt;
     assert.ok(waited >= 500 && waited < 3000, `408 after ${waited}ms (headersTimeout 600ms)`);
     slow.destroy();
+  });
+
+  test('a user that keeps its side open after our last answer is closed headersTimeout after it', { timeout: 10_000 }, async () => {
+    const user = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const failed: { error?: Error } = {};
+    user.on('error', (error) => (failed.error = error));
+    await once(user, 'connect');
+    user.write('GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+    const ended = once(user, 'end');
+    user.resume();
+    await ended;
+    // Half-open on our side only: the user never ends its own. Its bytes are read and dropped
+    // until the linger closes the conn; from then on one more byte meets a reset.
+    await eventually(() => (user.write('.'), failed.error !== undefined), { message: 'the half-open conn closed by the server' });
+    assert.match((failed.error as NodeJS.ErrnoException).code ?? '', /^(ECONNRESET|EPIPE)$/);
+    user.destroy();
   });
 
   test('smuggling shapes are refused with 400: Content-Length beside chunked, a folded header', { timeout: 10_000 }, async () => {
