@@ -88,8 +88,22 @@ export function readReference(file: string): Reference {
   return parsed as Reference;
 }
 
+/** Options whose value is a path on the machine that ran the bench: the reference is committed, so it names none. */
+const PATH_OPTIONS: Record<string, string> = { '--baseline': 'DIR', '--out': 'FILE', '--reference': 'FILE', '--cpu-prof': 'DIR' };
+
+/** `args` as a committed file may show them: each path given to an option becomes a placeholder. */
+export function portableArgs(args: string[]): string[] {
+  return args.map((arg, index) => {
+    const [option, inline] = arg.split('=', 2) as [string, string | undefined];
+    const placeholder = PATH_OPTIONS[option];
+    if (placeholder !== undefined && inline !== undefined) return `${option}=${placeholder}`;
+    const previous = index > 0 ? PATH_OPTIONS[args[index - 1]!] : undefined;
+    return previous !== undefined && !args[index - 1]!.includes('=') ? previous : arg;
+  });
+}
+
 export function writeReference(file: string, figures: Record<string, number>, args: string[]): void {
-  const reference: Reference = { date: new Date().toISOString(), node: process.version, args, figures };
+  const reference: Reference = { date: new Date().toISOString(), node: process.version, args: portableArgs(args), figures };
   writeFileSync(file, JSON.stringify(reference, null, 2) + '\n');
 }
 

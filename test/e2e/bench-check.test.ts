@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { compareWithReference, gaugeFigures, type Reference } from '../../bench/check.js';
+import { compareWithReference, gaugeFigures, portableArgs, type Reference } from '../../bench/check.js';
 import type { PathName } from '../../bench/paths.js';
 import type { Figures } from '../../bench/table.js';
-import { DIST_ROOT } from '../helpers/paths.js';
+import { DIST_ROOT, REPO_ROOT } from '../helpers/paths.js';
 
 const benchBin = join(DIST_ROOT, 'bench', 'run.js');
 
@@ -47,6 +47,15 @@ test('the gate fails a gauge more than the tolerance worse, in the direction tha
   assert.deepEqual(verdicts({ 'full GCs/process 8 streams: tunnel': 40 }), { 'full GCs/process 8 streams: tunnel': false });
   // A gauge this run did not measure is not judged.
   assert.deepEqual(verdicts({}), {});
+});
+
+test('a saved reference names no path of the machine that ran the bench', () => {
+  assert.deepEqual(
+    portableArgs(['--only', 'throughput', '--baseline', '/srv/build-a', '--out=/tmp/x.json', '--runs', '3', '--cpu-prof', 'profiles', '--save-reference']),
+    ['--only', 'throughput', '--baseline', 'DIR', '--out=FILE', '--runs', '3', '--cpu-prof', 'DIR', '--save-reference'],
+  );
+  const committed = JSON.parse(readFileSync(join(REPO_ROOT, 'bench', 'reference.json'), 'utf8')) as Reference;
+  assert.deepEqual(committed.args, portableArgs(committed.args), 'bench/reference.json holds a machine path');
 });
 
 test('bench --check without a readable reference stops before measuring anything, naming the file', { timeout: 30_000 }, () => {
