@@ -61,16 +61,24 @@ export function rssBytes(pid: number): number {
 
 let clockTicksPerSecond: number | undefined;
 
+/**
+ * The fields of `/proc/PID/stat` after the command name (which may hold spaces: they are
+ * counted after its closing parenthesis, so field N of proc(5) is at index N - 3), or
+ * undefined once the process is gone.
+ */
+function statFields(pid: number): string[] | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU time (user + system) a process has used so far, in ms, or NaN once it is gone. */
 export function cpuMs(pid: number): number {
   clockTicksPerSecond ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-  try {
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
-  } catch {
-    return Number.NaN;
-  }
+  const fields = statFields(pid);
+  return fields === undefined ? Number.NaN : ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
 }
 
 /**
@@ -78,11 +86,8 @@ export function cpuMs(pid: number): number {
  * given back to the kernel and touched again shows here. NaN once the process is gone.
  */
 export function minorFaults(pid: number): number {
-  try {
-    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
-  } catch {
-    return Number.NaN;
-  }
+  const fields = statFields(pid);
+  return fields === undefined ? Number.NaN : Number(fields[7]);
 }
 
 /** Samples the RSS of `pids` every `everyMs` until stopped; `stop()` returns each one's peak. */

@@ -51,6 +51,13 @@ export interface RelayOptions {
 }
 
 /**
+ * What `outer` may hold queued, within a turn, before its source pauses: a 64 KiB frame that
+ * came in 16 KiB reads goes out whole (a socket's own high-water mark, 16 KiB, would cut it in
+ * two). At most this plus one chunk (64 KiB) is queued per relay.
+ */
+const OUTER_BURST_BYTES = 64 * 1024;
+
+/**
  * Relays bytes both ways between `outer` (the user conn, or the local app conn) and `inner`
  * (the user's mux stream, or its single-use work conn). The only place in the project that
  * splices conns.
@@ -68,13 +75,6 @@ export interface RelayOptions {
  * state, in each process (10,000 conns: 34 MB). The listeners below are shared by every relay;
  * each socket points at one small record of its relay.
  */
-/**
- * What `outer` may hold queued, within a turn, before its source pauses: a 64 KiB frame that
- * came in 16 KiB reads goes out whole (a socket's own high-water mark, 16 KiB, would cut it in
- * two). At most this plus one chunk (64 KiB) is queued per relay.
- */
-const OUTER_BURST_BYTES = 64 * 1024;
-
 export function joinConns(outer: RelayConn, inner: RelayConn, options: RelayOptions = {}): Promise<RelayResult> {
   return new Promise((resolve) => start(new RelayState(outer, inner, resolve, options)));
 }

@@ -245,25 +245,26 @@ describe('clients behind proxies', { skip }, () => {
   // Its debug lines say which path each user took.
   const DEBUG = ['--log-level', 'debug'];
 
-  test('tinyproxy killed with -9 under a live user: the user is reset, the client comes back through it on restart', { timeout: 90_000 }, async () => {
-    const password = `tp-${randomBytes(6).toString('hex')}`;
-    const tinyproxy = await startTinyproxy(server.port, 'tpuser', password);
-    proxies.push(tinyproxy);
-    const file = hostFile('killed-http', [`proxy: http://tpuser:\${NTP_TEST_PROXY_PASSWORD}@127.0.0.1:${tinyproxy.port}`]);
-    const client = isolatedClient(file, server.port, tinyproxy.port, DEBUG, { NTP_TEST_PROXY_PASSWORD: password });
-    await killAndRestart(client, 'killed-http', tinyproxy);
-    await client.stop();
-  });
-
-  test('microsocks killed with -9 under a live user: the user is reset, the client comes back through it on restart', { timeout: 90_000 }, async () => {
-    const password = `sk-${randomBytes(6).toString('hex')}`;
-    const socks = await startMicrosocks('skuser', password);
-    proxies.push(socks);
-    const file = hostFile('killed-socks', [`proxy: socks5://skuser:\${NTP_TEST_PROXY_PASSWORD}@127.0.0.1:${socks.port}`]);
-    const client = isolatedClient(file, server.port, socks.port, DEBUG, { NTP_TEST_PROXY_PASSWORD: password });
-    await killAndRestart(client, 'killed-socks', socks);
-    await client.stop();
-  });
+  for (const { program, group, scheme, user, start } of [
+    {
+      program: 'tinyproxy',
+      group: 'killed-http',
+      scheme: 'http',
+      user: 'tpuser',
+      start: (password: string) => startTinyproxy(server.port, 'tpuser', password),
+    },
+    { program: 'microsocks', group: 'killed-socks', scheme: 'socks5', user: 'skuser', start: (password: string) => startMicrosocks('skuser', password) },
+  ]) {
+    test(`${program} killed with -9 under a live user: the user is reset, the client comes back through it on restart`, { timeout: 90_000 }, async () => {
+      const password = `${user.slice(0, 2)}-${randomBytes(6).toString('hex')}`;
+      const proxy = await start(password);
+      proxies.push(proxy);
+      const file = hostFile(group, [`proxy: ${scheme}://${user}:\${NTP_TEST_PROXY_PASSWORD}@127.0.0.1:${proxy.port}`]);
+      const client = isolatedClient(file, server.port, proxy.port, DEBUG, { NTP_TEST_PROXY_PASSWORD: password });
+      await killAndRestart(client, group, proxy);
+      await client.stop();
+    });
+  }
 
   test(
     'nginx carrying the WebSocket (wss) killed with -9 under a live user: the user is reset, the client comes back on restart',
